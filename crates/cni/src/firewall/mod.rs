@@ -1,0 +1,1 @@
+//! nftables rules owned by weft-cni (being written).
