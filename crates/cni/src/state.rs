@@ -72,10 +72,7 @@ pub fn read(path: &Path) -> Result<Option<Vec<u8>>> {
 /// Temporary names carry the pid, so concurrent writers never share one; leftovers of a killed process
 /// start with '.' and are skipped by every directory walk.
 fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 

@@ -35,9 +35,7 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::NotFound(_) => true,
-            Error::Netlink { source, .. }
-            | Error::Netns { source, .. }
-            | Error::Sysctl { source, .. } => matches!(
+            Error::Netlink { source, .. } | Error::Netns { source, .. } | Error::Sysctl { source, .. } => matches!(
                 source.raw_os_error(),
                 Some(libc::ENOENT | libc::ENODEV | libc::ESRCH | libc::EADDRNOTAVAIL)
             ),

@@ -21,11 +21,7 @@ pub fn run(args: &[&str], stdin: &str) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            failed(format!(
-                "cannot run nft (is the nftables package installed?): {e}"
-            ))
-        })?;
+        .map_err(|e| failed(format!("cannot run nft (is the nftables package installed?): {e}")))?;
     if let Some(mut input) = child.stdin.take() {
         input
             .write_all(stdin.as_bytes())
@@ -37,8 +33,6 @@ pub fn run(args: &[&str], stdin: &str) -> Result<String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(failed(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
+        Err(failed(String::from_utf8_lossy(&out.stderr).trim().to_string()))
     }
 }

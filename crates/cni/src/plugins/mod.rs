@@ -17,3 +17,22 @@ pub trait Plugin {
         Ok(())
     }
 }
+
+pub mod bandwidth;
+pub mod bridge;
+pub mod loopback;
+pub mod portmap;
+
+/// Every type this binary serves; install one symlink per name in /opt/cni/bin.
+pub const NAMES: &[&str] = &["bridge", "host-local", "loopback", "portmap", "bandwidth", "weft"];
+
+pub fn by_name(name: &str) -> Option<Box<dyn Plugin>> {
+    Some(match name {
+        "bridge" => Box::new(bridge::Bridge),
+        "host-local" => Box::new(crate::ipam::HostLocal),
+        "loopback" => Box::new(loopback::Loopback),
+        "portmap" => Box::new(portmap::Portmap),
+        "bandwidth" => Box::new(bandwidth::BandwidthPlugin),
+        _ => return None,
+    })
+}

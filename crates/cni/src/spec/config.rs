@@ -41,11 +41,7 @@ impl NetConf {
     /// Parses stdin. Decoding failures are code 6, a bad or missing version code 1, bad shapes code 7.
     pub fn parse(input: &[u8]) -> Result<NetConf> {
         let value: Value = serde_json::from_slice(input).map_err(|e| {
-            CniError::new(
-                Code::Decode,
-                "network configuration on stdin is not valid JSON",
-            )
-            .with_details(e)
+            CniError::new(Code::Decode, "network configuration on stdin is not valid JSON").with_details(e)
         })?;
         let Value::Object(raw) = value else {
             return Err(CniError::new(
@@ -57,12 +53,8 @@ impl NetConf {
             match raw.get(key) {
                 Some(Value::String(s)) => Ok(s.clone()),
                 None if !required => Ok(String::new()),
-                None => Err(CniError::config(format!(
-                    "network configuration has no {key:?}"
-                ))),
-                Some(other) => Err(CniError::config(format!(
-                    "{key:?} must be a string, not {other}"
-                ))),
+                None => Err(CniError::config(format!("network configuration has no {key:?}"))),
+                Some(other) => Err(CniError::config(format!("{key:?} must be a string, not {other}"))),
             }
         };
         let cni_version = match text("cniVersion", false)? {
@@ -86,24 +78,14 @@ impl NetConf {
     pub fn plugin<T: DeserializeOwned>(&self, plugin: &str) -> Result<T> {
         let mut own = self.raw.clone();
         own.retain(|k, _| !COMMON_KEYS.contains(&k.as_str()));
-        T::deserialize(Value::Object(own)).map_err(|e| {
-            let msg = e.to_string();
-            let code = if msg.starts_with("unknown field") {
-                Code::UnsupportedField
-            } else {
-                Code::InvalidConfig
-            };
-            CniError::new(code, format!("{plugin} config: {msg}"))
-        })
+        typed(Value::Object(own), &format!("{plugin} config"))
     }
 
     /// A shared key (ipam, dns, ...), typed.
     pub fn common<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.raw.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => T::deserialize(v)
-                .map(Some)
-                .map_err(|e| CniError::config(format!("{key:?}: {e}"))),
+            Some(v) => typed(v.clone(), key).map(Some),
         }
     }
 
@@ -154,6 +136,25 @@ impl NetConf {
     pub fn supported_versions_json() -> Value {
         serde_json::json!({ "cniVersion": version::LATEST, "supportedVersions": version::SUPPORTED })
     }
+}
+
+/// Deserializes `value`, naming the offending key: an unknown key is code 2, a bad value code 7.
+pub fn typed<T: DeserializeOwned>(value: Value, context: &str) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let code = if inner.starts_with("unknown field") {
+            Code::UnsupportedField
+        } else {
+            Code::InvalidConfig
+        };
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at {path}")
+        };
+        CniError::new(code, format!("{context}{at}: {inner}"))
+    })
 }
 
 fn strip_prefix(ip: String) -> Result<IpAddr> {
@@ -232,9 +233,7 @@ mod tests {
         assert_eq!(NetConf::parse(b"{").unwrap_err().code, Code::Decode);
         assert_eq!(NetConf::parse(b"[]").unwrap_err().code, Code::Decode);
         assert_eq!(
-            NetConf::parse(br#"{"cniVersion":"9.9.9"}"#)
-                .unwrap_err()
-                .code,
+            NetConf::parse(br#"{"cniVersion":"9.9.9"}"#).unwrap_err().code,
             Code::IncompatibleVersion
         );
         assert_eq!(
@@ -245,23 +244,15 @@ mod tests {
 
     #[test]
     fn unknown_plugin_key_is_code_2_and_wrong_type_is_code_7() {
-        let c = NetConf::parse(
-            br#"{"cniVersion":"1.0.0","name":"n","type":"bridge","hairpinMod":true}"#,
-        )
-        .unwrap();
+        let c = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"bridge","hairpinMod":true}"#).unwrap();
         let err = c.plugin::<Own>("bridge").unwrap_err();
         assert_eq!(err.code, Code::UnsupportedField);
         assert!(err.msg.contains("hairpinMod"), "{err}");
-        let c = NetConf::parse(
-            br#"{"cniVersion":"1.0.0","name":"n","type":"bridge","hairpinMode":"yes"}"#,
-        )
-        .unwrap();
+        let c = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"bridge","hairpinMode":"yes"}"#).unwrap();
         let err = c.plugin::<Own>("bridge").unwrap_err();
         assert_eq!(err.code, Code::InvalidConfig);
-        let c = NetConf::parse(
-            br#"{"cniVersion":"1.0.0","name":"n","type":"bridge","bridge":"cni0","ipam":{}}"#,
-        )
-        .unwrap();
+        let c =
+            NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"bridge","bridge":"cni0","ipam":{}}"#).unwrap();
         assert_eq!(c.plugin::<Own>("bridge").unwrap().bridge, "cni0");
     }
 
@@ -273,19 +264,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.requested_ips().unwrap(),
-            vec![
-                "10.0.0.9".parse::<IpAddr>().unwrap(),
-                "10.0.0.10".parse().unwrap()
-            ]
+            vec!["10.0.0.9".parse::<IpAddr>().unwrap(), "10.0.0.10".parse().unwrap()]
         );
     }
 
     #[test]
     fn gc_reads_either_attachment_key() {
         for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] {
-            let text = format!(
-                r#"{{"cniVersion":"1.1.0","{key}":[{{"containerID":"c1","ifname":"eth0"}}]}}"#
-            );
+            let text = format!(r#"{{"cniVersion":"1.1.0","{key}":[{{"containerID":"c1","ifname":"eth0"}}]}}"#);
             let c = NetConf::parse(text.as_bytes()).unwrap();
             assert_eq!(c.valid_attachments().unwrap()[0].container_id, "c1");
         }

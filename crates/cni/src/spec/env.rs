@@ -52,9 +52,7 @@ impl Invocation {
         let required = |key: &str| -> Result<String> {
             match get(key) {
                 Some(v) if !v.is_empty() => Ok(v),
-                _ if needs_container => {
-                    Err(CniError::env(format!("{key} must be set for this command")))
-                }
+                _ if needs_container => Err(CniError::env(format!("{key} must be set for this command"))),
                 _ => Ok(String::new()),
             }
         };
@@ -89,9 +87,7 @@ impl Invocation {
 /// The spec: non-empty, alphanumerics plus `_ . -`, starting with an alphanumeric.
 fn validate_container_id(id: &str) -> Result<()> {
     let ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if ok {
         Ok(())
     } else {
@@ -107,9 +103,7 @@ pub fn validate_ifname(name: &str) -> Result<()> {
         && name.len() < 16
         && name != "."
         && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
     if ok {
         Ok(())
     } else {
@@ -144,21 +138,17 @@ impl CniArgs {
                 .split_once('=')
                 .ok_or_else(|| CniError::env(format!("CNI_ARGS item {item:?} is not KEY=VALUE")))?;
             if k.is_empty() {
-                return Err(CniError::env(format!(
-                    "CNI_ARGS item {item:?} has an empty key"
-                )));
+                return Err(CniError::env(format!("CNI_ARGS item {item:?} has an empty key")));
             }
             pairs.insert(k.to_string(), v.to_string());
         }
         let ignore_unknown = pairs
             .get("IgnoreUnknown")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
-        if !ignore_unknown {
-            if let Some(k) = pairs.keys().find(|k| !KNOWN_ARGS.contains(&k.as_str())) {
-                return Err(CniError::env(format!(
-                    "CNI_ARGS key {k:?} is unknown (set IgnoreUnknown=1 to allow it)"
-                )));
-            }
+        if !ignore_unknown && let Some(k) = pairs.keys().find(|k| !KNOWN_ARGS.contains(&k.as_str())) {
+            return Err(CniError::env(format!(
+                "CNI_ARGS key {k:?} is unknown (set IgnoreUnknown=1 to allow it)"
+            )));
         }
         Ok(CniArgs { pairs })
     }
@@ -174,21 +164,13 @@ mod tests {
     use crate::spec::error::Code;
 
     fn env(vars: &[(&str, &str)]) -> Result<Invocation> {
-        let map: BTreeMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Invocation::from_env(|k| map.get(k).cloned())
     }
 
     #[test]
     fn add_needs_container_netns_and_ifname() {
-        let err = env(&[
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_NETNS", "/x"),
-        ])
-        .unwrap_err();
+        let err = env(&[("CNI_COMMAND", "ADD"), ("CNI_IFNAME", "eth0"), ("CNI_NETNS", "/x")]).unwrap_err();
         assert_eq!(err.code, Code::InvalidEnvironment);
         assert!(err.msg.contains("CNI_CONTAINERID"), "{err}");
         let err = env(&[
@@ -214,26 +196,17 @@ mod tests {
 
     #[test]
     fn version_needs_nothing_else() {
-        assert_eq!(
-            env(&[("CNI_COMMAND", "VERSION")]).unwrap().command,
-            Command::Version
-        );
+        assert_eq!(env(&[("CNI_COMMAND", "VERSION")]).unwrap().command, Command::Version);
     }
 
     #[test]
     fn bad_command_container_id_and_ifname_are_named() {
-        assert!(
-            env(&[("CNI_COMMAND", "ATTACH")])
-                .unwrap_err()
-                .msg
-                .contains("ATTACH")
-        );
+        assert!(env(&[("CNI_COMMAND", "ATTACH")]).unwrap_err().msg.contains("ATTACH"));
         let base = [("CNI_COMMAND", "DEL"), ("CNI_IFNAME", "eth0")];
         let err = env(&[base[0], base[1], ("CNI_CONTAINERID", "-bad")]).unwrap_err();
         assert!(err.msg.contains("CNI_CONTAINERID"), "{err}");
         for ifname in ["", "a/b", "veryveryverylong0", "..", "a b"] {
-            let err =
-                env(&[base[0], ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", ifname)]).unwrap_err();
+            let err = env(&[base[0], ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", ifname)]).unwrap_err();
             assert_eq!(err.code, Code::InvalidEnvironment, "{ifname:?}");
         }
     }
@@ -243,14 +216,9 @@ mod tests {
         let a = CniArgs::parse("K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0").unwrap();
         assert_eq!(a.get("K8S_POD_NAME"), Some("web-0"));
         assert!(CniArgs::parse("FOO=1").unwrap_err().msg.contains("FOO"));
+        assert_eq!(CniArgs::parse("IgnoreUnknown=1;FOO=1").unwrap().get("FOO"), Some("1"));
         assert_eq!(
-            CniArgs::parse("IgnoreUnknown=1;FOO=1").unwrap().get("FOO"),
-            Some("1")
-        );
-        assert_eq!(
-            CniArgs::parse("IgnoreUnknown=true;FOO=1")
-                .unwrap()
-                .get("FOO"),
+            CniArgs::parse("IgnoreUnknown=true;FOO=1").unwrap().get("FOO"),
             Some("1")
         );
         assert!(CniArgs::parse("novalue").is_err());

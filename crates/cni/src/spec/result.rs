@@ -124,11 +124,7 @@ impl CniResult {
                 .map(|ip| {
                     let mut obj = Map::new();
                     if shape < Version::V100 {
-                        let family = if ip.address.addr().is_ipv4() {
-                            "4"
-                        } else {
-                            "6"
-                        };
+                        let family = if ip.address.addr().is_ipv4() { "4" } else { "6" };
                         obj.insert("version".into(), json!(family));
                     }
                     obj.insert("address".into(), json!(ip.address.to_string()));
@@ -257,10 +253,7 @@ mod tests {
             ],
             routes: vec![Route {
                 mtu: Some(1400),
-                ..Route::new(
-                    "0.0.0.0/0".parse().unwrap(),
-                    Some("10.244.0.1".parse().unwrap()),
-                )
+                ..Route::new("0.0.0.0/0".parse().unwrap(), Some("10.244.0.1".parse().unwrap()))
             }],
             dns: Dns {
                 nameservers: vec!["10.96.0.10".into()],
@@ -313,10 +306,7 @@ mod tests {
             let addrs: Vec<_> = back.ips.iter().map(|ip| ip.address).collect();
             assert_eq!(
                 addrs,
-                vec![
-                    "10.244.0.5/24".parse::<IpNet>().unwrap(),
-                    "fd00::5/64".parse().unwrap()
-                ]
+                vec!["10.244.0.5/24".parse::<IpNet>().unwrap(), "fd00::5/64".parse().unwrap()]
             );
         }
     }

@@ -3,9 +3,7 @@
 use super::error::{CniError, Code, Result};
 
 /// Every version weft accepts, oldest first; VERSION reports this list.
-pub const SUPPORTED: &[&str] = &[
-    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
-];
+pub const SUPPORTED: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The newest version; used for errors raised before a config was read.
 pub const LATEST: &str = "1.1.0";
@@ -64,10 +62,7 @@ mod tests {
             assert!(Version::parse(v).is_ok(), "{v}");
         }
         for bad in ["", "1.2.0", "0.3", "v1.0.0", "1.0.0 "] {
-            assert_eq!(
-                Version::parse(bad).unwrap_err().code,
-                Code::IncompatibleVersion
-            );
+            assert_eq!(Version::parse(bad).unwrap_err().code, Code::IncompatibleVersion);
         }
     }
 

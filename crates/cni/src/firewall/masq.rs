@@ -1,0 +1,95 @@
+//! Masquerade of pod traffic that leaves the pod network: a verdict map from pod address to the network's
+//! chain, which returns for destinations inside the network (and multicast) and masquerades the rest.
+
+use super::{Change, Journal, undo};
+use crate::spec::Result;
+use crate::spec::config::Attachment;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::Path;
+
+const KIND: &str = "masq";
+
+/// nft object names allow [a-zA-Z0-9_-]; anything else in a network name becomes '_'.
+fn chain_name(network: &str) -> String {
+    let clean: String = network
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    format!("masq-{clean}")
+}
+
+impl Change {
+    /// Masquerade traffic from `pod` unless it goes to `exclude` (the pod subnet, or the cluster CIDR).
+    pub fn masquerade(&mut self, network: &str, pod: IpAddr, exclude: IpNet) {
+        let chain = chain_name(network);
+        let flush = format!("flush chain inet weft-cni {chain}");
+        if !self.setup.contains(&flush) {
+            // The network's chain, rebuilt whole in this transaction; its exclusion sets only ever grow.
+            self.setup.extend([
+                format!("add set inet weft-cni excl4-{chain} {{ type ipv4_addr; flags interval; auto-merge; }}"),
+                format!("add set inet weft-cni excl6-{chain} {{ type ipv6_addr; flags interval; auto-merge; }}"),
+                format!("add chain inet weft-cni {chain}"),
+                flush,
+                format!("add rule inet weft-cni {chain} ip daddr @excl4-{chain} return"),
+                format!("add rule inet weft-cni {chain} ip6 daddr @excl6-{chain} return"),
+                format!("add rule inet weft-cni {chain} ip daddr 224.0.0.0/4 return"),
+                format!("add rule inet weft-cni {chain} ip6 daddr ff00::/8 return"),
+                format!("add rule inet weft-cni {chain} masquerade"),
+            ]);
+        }
+        let v = if pod.is_ipv4() { "4" } else { "6" };
+        let excl = format!("add element inet weft-cni excl{v}-{chain} {{ {} }}", exclude.trunc());
+        if !self.setup.contains(&excl) {
+            self.setup.push(excl);
+        }
+        self.element(&format!("masq{v}"), format!("{pod} : jump {chain}"));
+    }
+}
+
+/// Adds masquerade for each (pod address, excluded destination) of the attachment.
+pub fn add(state_dir: &Path, network: &str, container_id: &str, ifname: &str, pods: &[(IpAddr, IpNet)]) -> Result<()> {
+    let mut change = Change::default();
+    for (ip, exclude) in pods {
+        change.masquerade(network, *ip, *exclude);
+    }
+    change.commit(&Journal::new(state_dir, network, KIND, container_id, ifname)?)
+}
+
+pub fn del(state_dir: &Path, network: &str, container_id: &str, ifname: &str) -> Result<()> {
+    undo(&Journal::new(state_dir, network, KIND, container_id, ifname)?).map(drop)
+}
+
+pub fn gc(state_dir: &Path, network: &str, valid: &[Attachment]) -> Result<()> {
+    for journal in Journal::stale(state_dir, network, KIND, valid)? {
+        undo(&journal)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masquerade_is_one_map_element_per_pod_address() {
+        let mut c = Change::default();
+        c.masquerade("cbr0", "10.244.0.5".parse().unwrap(), "10.244.0.0/24".parse().unwrap());
+        c.masquerade("cbr0", "fd00::5".parse().unwrap(), "fd00::/64".parse().unwrap());
+        let script = c.preview();
+        assert!(
+            script.contains("add element inet weft-cni excl4-masq-cbr0 { 10.244.0.0/24 }"),
+            "{script}"
+        );
+        assert!(
+            script.contains("add element inet weft-cni masq4 { 10.244.0.5 : jump masq-cbr0 }"),
+            "{script}"
+        );
+        assert!(
+            script.contains("add element inet weft-cni masq6 { fd00::5 : jump masq-cbr0 }"),
+            "{script}"
+        );
+        assert_eq!(script.matches("add rule inet weft-cni masq-cbr0 masquerade").count(), 1);
+        assert_eq!(chain_name("my net/1"), "masq-my_net_1");
+    }
+}

@@ -1,0 +1,26 @@
+//! Benchmarks: commands that print figures (no pass/fail thresholds; those live in docs/benchmarks.md).
+
+mod cni;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum What {
+    /// Sequential ADD/DEL of N pods through a CNI plugin binary, with and without port mappings.
+    Cni(cni::Args),
+}
+
+pub fn run(what: What) -> anyhow::Result<()> {
+    match what {
+        What::Cni(args) => cni::run(args),
+    }
+}
+
+/// The value at quantile `q` (0..=1) of sorted `xs`.
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((xs.len() - 1) as f64 * q).round() as usize;
+    xs[idx.min(xs.len() - 1)]
+}
