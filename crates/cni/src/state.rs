@@ -1,5 +1,7 @@
 //! Crash-safe files on the node: atomic replace, exclusive create and an advisory lock. Everything weft-cni
-//! remembers between invocations (IP reservations, port mappings, shaping) is built on these.
+//! remembers between invocations (IP reservations, journals) is built on these. A file appears whole or not
+//! at all when a process dies at any point. There is no fsync, as in the reference plugins: after a power
+//! loss every pod is gone anyway and the runtime's GC reconciles what the disk kept.
 
 use crate::spec::{CniError, Result};
 use std::fs::{self, File, OpenOptions};
@@ -24,7 +26,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
         fs::rename(&tmp, path)
     };
     write().map_err(|e| {
@@ -40,7 +41,6 @@ pub fn create_exclusive(path: &Path, data: &[u8]) -> Result<bool> {
     let attempt = || -> std::io::Result<bool> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
         match fs::hard_link(&tmp, path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),

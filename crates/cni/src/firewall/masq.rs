@@ -2,6 +2,7 @@
 //! chain, which returns for destinations inside the network (and multicast) and masquerades the rest.
 
 use super::{Change, Journal, undo};
+use crate::attach::fnv1a;
 use crate::spec::Result;
 use crate::spec::config::Attachment;
 use ipnet::IpNet;
@@ -10,39 +11,39 @@ use std::path::Path;
 
 const KIND: &str = "masq";
 
-/// nft object names allow [a-zA-Z0-9_-]; anything else in a network name becomes '_'.
-fn chain_name(network: &str) -> String {
+/// The chain for a network and the destinations it leaves alone. Its rules follow from its name, so a
+/// transaction that only adds elements never has to touch it: a missing chain makes the fast transaction
+/// fail and the full one create it.
+fn chain_name(network: &str, exclude: IpNet) -> String {
     let clean: String = network
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
         .collect();
-    format!("masq-{clean}")
+    format!("masq-{clean}-{:08x}", fnv1a(&[exclude.to_string().as_bytes()]) as u32)
 }
 
 impl Change {
-    /// Masquerade traffic from `pod` unless it goes to `exclude` (the pod subnet, or the cluster CIDR).
+    /// Masquerade traffic from `pod` unless it goes to `exclude` (the pod subnet, or the cluster CIDR) or
+    /// to a multicast group.
     pub fn masquerade(&mut self, network: &str, pod: IpAddr, exclude: IpNet) {
-        let chain = chain_name(network);
+        let exclude = exclude.trunc();
+        let chain = chain_name(network, exclude);
+        let (fam, multicast) = if pod.is_ipv4() {
+            ("ip", "224.0.0.0/4")
+        } else {
+            ("ip6", "ff00::/8")
+        };
         let flush = format!("flush chain inet weft-cni {chain}");
         if !self.setup.contains(&flush) {
-            // The network's chain, rebuilt whole in this transaction; its exclusion sets only ever grow.
             self.setup.extend([
-                format!("add set inet weft-cni excl4-{chain} {{ type ipv4_addr; flags interval; auto-merge; }}"),
-                format!("add set inet weft-cni excl6-{chain} {{ type ipv6_addr; flags interval; auto-merge; }}"),
-                format!("add chain inet weft-cni {chain}"),
+                format!("add chain inet weft-cni {chain} {{ comment \"{network}: masquerade unless to {exclude}\"; }}"),
                 flush,
-                format!("add rule inet weft-cni {chain} ip daddr @excl4-{chain} return"),
-                format!("add rule inet weft-cni {chain} ip6 daddr @excl6-{chain} return"),
-                format!("add rule inet weft-cni {chain} ip daddr 224.0.0.0/4 return"),
-                format!("add rule inet weft-cni {chain} ip6 daddr ff00::/8 return"),
+                format!("add rule inet weft-cni {chain} {fam} daddr {exclude} return"),
+                format!("add rule inet weft-cni {chain} {fam} daddr {multicast} return"),
                 format!("add rule inet weft-cni {chain} masquerade"),
             ]);
         }
         let v = if pod.is_ipv4() { "4" } else { "6" };
-        let excl = format!("add element inet weft-cni excl{v}-{chain} {{ {} }}", exclude.trunc());
-        if !self.setup.contains(&excl) {
-            self.setup.push(excl);
-        }
         self.element(&format!("masq{v}"), format!("{pod} : jump {chain}"));
     }
 }
