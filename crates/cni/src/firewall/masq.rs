@@ -73,24 +73,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masquerade_is_one_map_element_per_pod_address() {
+    fn masquerade_is_one_map_element_per_pod_address_and_one_chain_per_exclusion() {
         let mut c = Change::default();
         c.masquerade("cbr0", "10.244.0.5".parse().unwrap(), "10.244.0.0/24".parse().unwrap());
+        c.masquerade("cbr0", "10.244.0.6".parse().unwrap(), "10.244.0.0/24".parse().unwrap());
         c.masquerade("cbr0", "fd00::5".parse().unwrap(), "fd00::/64".parse().unwrap());
+        let v4 = chain_name("cbr0", "10.244.0.0/24".parse().unwrap());
         let script = c.preview();
         assert!(
-            script.contains("add element inet weft-cni excl4-masq-cbr0 { 10.244.0.0/24 }"),
+            script.contains(&format!("add element inet weft-cni masq4 {{ 10.244.0.5 : jump {v4} }}")),
             "{script}"
         );
         assert!(
-            script.contains("add element inet weft-cni masq4 { 10.244.0.5 : jump masq-cbr0 }"),
+            script.contains(&format!("add element inet weft-cni masq4 {{ 10.244.0.6 : jump {v4} }}")),
             "{script}"
         );
         assert!(
-            script.contains("add element inet weft-cni masq6 { fd00::5 : jump masq-cbr0 }"),
+            script.contains(&format!("add rule inet weft-cni {v4} ip daddr 10.244.0.0/24 return")),
             "{script}"
         );
-        assert_eq!(script.matches("add rule inet weft-cni masq-cbr0 masquerade").count(), 1);
-        assert_eq!(chain_name("my net/1"), "masq-my_net_1");
+        assert!(
+            script.contains("add element inet weft-cni masq6 { fd00::5 : jump masq-cbr0-"),
+            "{script}"
+        );
+        assert_eq!(
+            script
+                .matches(&format!("add rule inet weft-cni {v4} masquerade"))
+                .count(),
+            1
+        );
+        assert_eq!(c.elements.len(), 3);
+        assert!(chain_name("my net/1", "10.0.0.0/8".parse().unwrap()).starts_with("masq-my_net_1-"));
     }
 }
