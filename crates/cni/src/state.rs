@@ -76,6 +76,19 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// Whether the process that wrote temporary file `name` (see `tmp_path`) still runs.
+pub fn writer_alive(name: &str) -> bool {
+    let pid = name
+        .strip_suffix(".tmp")
+        .and_then(|n| n.rsplit('.').next())
+        .and_then(|p| p.parse::<i32>().ok());
+    match pid {
+        // SAFETY: signal 0 only checks that the process exists.
+        Some(pid) if pid > 0 => unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM },
+        _ => false,
+    }
+}
+
 /// An exclusive flock(2) held until dropped; the kernel releases it if the process dies.
 pub struct Lock {
     _file: File,
@@ -120,6 +133,9 @@ mod tests {
         remove(&p).unwrap();
         assert_eq!(read(&p).unwrap(), None);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        assert!(writer_alive(&format!(".x.{}.tmp", std::process::id())));
+        assert!(!writer_alive(".x.999999999.tmp"));
+        assert!(!writer_alive(".x.tmp"));
         fs::remove_dir(&dir).unwrap();
     }
 }

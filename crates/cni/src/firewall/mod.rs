@@ -21,7 +21,7 @@ pub const TABLE: &str = "inet weft-cni";
 /// The static ruleset, declared by every transaction.
 const BASE: &str = "\
 add table inet weft-cni
-add set inet weft-cni schema-1 { type inet_service; }
+add set inet weft-cni schema-2 { type inet_service; }
 add map inet weft-cni masq4 { type ipv4_addr : verdict; }
 add map inet weft-cni masq6 { type ipv6_addr : verdict; }
 add map inet weft-cni hostports4 { type inet_proto . inet_service : ipv4_addr . inet_service; }
@@ -34,8 +34,8 @@ add chain inet weft-cni hostports
 flush chain inet weft-cni hostports
 add rule inet weft-cni hostports dnat ip to ip daddr . meta l4proto . th dport map @hostip-ports4
 add rule inet weft-cni hostports dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostip-ports6
-add rule inet weft-cni hostports fib daddr type local dnat ip to meta l4proto . th dport map @hostports4
-add rule inet weft-cni hostports fib daddr type local dnat ip6 to meta l4proto . th dport map @hostports6
+add rule inet weft-cni hostports meta nfproto ipv4 fib daddr type local dnat ip to meta l4proto . th dport map @hostports4
+add rule inet weft-cni hostports meta nfproto ipv6 fib daddr type local dnat ip6 to meta l4proto . th dport map @hostports6
 add chain inet weft-cni prerouting { type nat hook prerouting priority -100; }
 flush chain inet weft-cni prerouting
 add rule inet weft-cni prerouting jump hostports
@@ -53,7 +53,7 @@ add rule inet weft-cni postrouting ip6 saddr vmap @masq6
 
 /// Fails unless the table has this schema version: adding to a missing set fails the transaction. (Not a
 /// delete: a transaction that deletes anything costs an RCU grace period, ~12 ms, when nft's socket closes.)
-const SCHEMA_CHECK: &str = "add element inet weft-cni schema-1 { 1 }\n";
+const SCHEMA_CHECK: &str = "add element inet weft-cni schema-2 { 1 }\n";
 
 /// One element of a map or set in the table, as nft writes it (`tcp . 8080 : 10.244.0.5 . 80`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -124,14 +124,23 @@ impl Change {
         s
     }
 
-    /// Journals the elements, then applies them in one transaction; on failure the journal is removed.
+    /// Journals the elements, then applies them in one transaction. What an earlier ADD of the same
+    /// attachment journaled (a retry without DEL) stays in the journal, so DEL still finds it; on failure the
+    /// journal goes back to what it was.
     pub fn commit(self, journal: &Journal) -> Result<()> {
         if self.elements.is_empty() {
             return Ok(());
         }
-        journal.write(&self.elements.iter().map(Element::line).collect::<Vec<_>>())?;
+        let before = journal.read()?;
+        let mut lines = before.clone();
+        lines.extend(self.elements.iter().map(Element::line).filter(|l| !before.contains(l)));
+        journal.write(&lines)?;
         self.apply(&self.elements, &[]).inspect_err(|_| {
-            let _ = journal.remove();
+            let _ = if before.is_empty() {
+                journal.remove()
+            } else {
+                journal.write(&before)
+            };
         })
     }
 
@@ -150,19 +159,42 @@ impl Change {
     }
 }
 
-/// Removes what the journal says the attachment added, in one transaction, then the journal.
+/// Removes what the journal says the attachment added, in one transaction, then the journal. When that
+/// transaction fails (a key now holds another pod's value: its mapping was freed and taken since), each
+/// element is removed on its own and the ones that are no longer ours are left alone.
 pub fn undo(journal: &Journal) -> Result<Vec<Element>> {
     let elements: Vec<Element> = journal.read()?.iter().filter_map(|l| Element::from_line(l)).collect();
-    if !elements.is_empty() {
-        Change::default().apply(&[], &elements)?;
+    if !elements.is_empty() && Change::default().apply(&[], &elements).is_err() {
+        for e in &elements {
+            let _ = Change::default().apply(&[], std::slice::from_ref(e));
+        }
     }
     journal.remove()?;
     Ok(elements)
 }
 
+/// Whether nft's listing of the table holds `element` as a whole element, not as part of a longer one
+/// (`. 80` must not match `. 8080`).
+pub fn listed(table: &str, element: &str) -> bool {
+    table.match_indices(element).any(|(at, _)| {
+        let before = table[..at].chars().next_back();
+        let after = table[at + element.len()..].chars().next();
+        matches!(before, Some(' ' | '\t' | '{' | '\n')) && matches!(after, None | Some(',' | ' ' | '}' | '\n'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_matches_whole_elements_only() {
+        let table = "elements = { tcp . 8080 : 10.0.0.5 . 8080,\n\t\t\t     udp . 53 : 10.0.0.6 . 53 }";
+        assert!(listed(table, "tcp . 8080 : 10.0.0.5 . 8080"));
+        assert!(listed(table, "udp . 53 : 10.0.0.6 . 53"));
+        assert!(!listed(table, "tcp . 8080 : 10.0.0.5 . 80"));
+        assert!(!listed(table, "cp . 8080 : 10.0.0.5 . 8080"));
+    }
 
     #[test]
     fn static_part_has_no_per_pod_rules_and_elements_are_deduplicated() {

@@ -146,7 +146,7 @@ impl Plugin for BandwidthPlugin {
             host.set_up(link.index)?;
             script.push_str(&format!("qdisc add dev {} handle ffff: ingress\n", veth.name));
             script.push_str(&format!(
-                "filter add dev {} parent ffff: matchall action mirred egress redirect dev {ifb}\n",
+                "filter add dev {} parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev {ifb}\n",
                 veth.name
             ));
             script.push_str(&tbf(&ifb, limits.egress_rate, limits.egress_burst));

@@ -117,7 +117,7 @@ impl Plugin for Portmap {
         let table = weft_netlink::nft::run(&["list", "table", crate::firewall::TABLE], "")?;
         for line in want {
             let element = line.split_once('\t').map_or(line.as_str(), |(_, text)| text);
-            if !table.contains(element) {
+            if !crate::firewall::listed(&table, element) {
                 return Err(CniError::new(
                     Code::Internal,
                     format!("port mapping {element} is missing"),
