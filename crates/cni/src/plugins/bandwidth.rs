@@ -41,22 +41,7 @@ impl BandwidthConf {
             egress_rate: c.egress_rate,
             egress_burst: c.egress_burst,
         });
-        for (dir, rate, burst) in [
-            ("ingress", limits.ingress_rate, limits.ingress_burst),
-            ("egress", limits.egress_rate, limits.egress_burst),
-        ] {
-            if rate > 0 && burst == 0 {
-                return Err(CniError::config(format!("bandwidth: {dir}Rate needs {dir}Burst")));
-            }
-            if burst > 0 && rate == 0 {
-                return Err(CniError::config(format!("bandwidth: {dir}Burst needs {dir}Rate")));
-            }
-            if burst / 8 >= u64::from(u32::MAX) {
-                return Err(CniError::config(format!(
-                    "bandwidth: {dir}Burst {burst} is too large (at most 4 GiB in bits)"
-                )));
-            }
-        }
+        validate(&limits)?;
         Ok((c, limits))
     }
 
@@ -109,6 +94,63 @@ fn tc_batch(script: &str) -> Result<()> {
     Ok(())
 }
 
+/// Shapes the pod behind host veth `veth`: ingress on its egress, egress through IFB `ifb` (journaled first
+/// in `journal`). One `tc -batch` exec; on failure the IFB is removed again.
+pub fn shape(
+    host: &mut Handle,
+    veth: &weft_netlink::Link,
+    limits: &Bandwidth,
+    journal: &Journal,
+    ifb: &str,
+) -> Result<()> {
+    let mut script = String::new();
+    if limits.ingress_rate > 0 {
+        script.push_str(&tbf(&veth.name, limits.ingress_rate, limits.ingress_burst));
+    }
+    if limits.egress_rate > 0 {
+        journal.write(&[ifb.to_string()])?;
+        host.delete_link_named(ifb)?;
+        host.add_ifb(ifb, veth.mtu)?;
+        let link = host
+            .link_by_name(ifb)?
+            .ok_or_else(|| CniError::new(Code::Io, format!("{ifb} vanished")))?;
+        host.set_up(link.index)?;
+        script.push_str(&format!("qdisc add dev {} handle ffff: ingress\n", veth.name));
+        script.push_str(&format!(
+            "filter add dev {} parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev {ifb}\n",
+            veth.name
+        ));
+        script.push_str(&tbf(ifb, limits.egress_rate, limits.egress_burst));
+    }
+    if script.is_empty() {
+        return Ok(());
+    }
+    tc_batch(&script).inspect_err(|_| {
+        let _ = remove_links(journal);
+    })
+}
+
+/// Checks a bandwidth config the way the reference plugin does; shared with the weft type.
+pub fn validate(limits: &Bandwidth) -> Result<()> {
+    for (dir, rate, burst) in [
+        ("ingress", limits.ingress_rate, limits.ingress_burst),
+        ("egress", limits.egress_rate, limits.egress_burst),
+    ] {
+        if rate > 0 && burst == 0 {
+            return Err(CniError::config(format!("bandwidth: {dir}Rate needs {dir}Burst")));
+        }
+        if burst > 0 && rate == 0 {
+            return Err(CniError::config(format!("bandwidth: {dir}Burst needs {dir}Rate")));
+        }
+        if burst / 8 >= u64::from(u32::MAX) {
+            return Err(CniError::config(format!(
+                "bandwidth: {dir}Burst {burst} is too large (at most 4 GiB in bits)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub struct BandwidthPlugin;
 
 impl Plugin for BandwidthPlugin {
@@ -130,33 +172,13 @@ impl Plugin for BandwidthPlugin {
             }
         }
         let veth = veth.ok_or_else(|| CniError::config("bandwidth: prevResult names no host-side veth"))?;
-        let mut script = String::new();
-        if limits.ingress_rate > 0 {
-            script.push_str(&tbf(&veth.name, limits.ingress_rate, limits.ingress_burst));
-        }
-        if limits.egress_rate > 0 {
-            let ifb = ifb_name(&inv.container_id, &inv.ifname);
-            c.journal(&conf.name, &inv.container_id, &inv.ifname)?
-                .write(std::slice::from_ref(&ifb))?;
-            host.delete_link_named(&ifb)?;
-            host.add_ifb(&ifb, veth.mtu)?;
-            let link = host
-                .link_by_name(&ifb)?
-                .ok_or_else(|| CniError::new(Code::Io, format!("{ifb} vanished")))?;
-            host.set_up(link.index)?;
-            script.push_str(&format!("qdisc add dev {} handle ffff: ingress\n", veth.name));
-            script.push_str(&format!(
-                "filter add dev {} parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev {ifb}\n",
-                veth.name
-            ));
-            script.push_str(&tbf(&ifb, limits.egress_rate, limits.egress_burst));
-        }
-        if let Err(e) = tc_batch(&script) {
-            let _ = c
-                .journal(&conf.name, &inv.container_id, &inv.ifname)
-                .and_then(|j| remove_links(&j));
-            return Err(e);
-        }
+        shape(
+            &mut host,
+            &veth,
+            &limits,
+            &c.journal(&conf.name, &inv.container_id, &inv.ifname)?,
+            &ifb_name(&inv.container_id, &inv.ifname),
+        )?;
         Ok(prev)
     }
 

@@ -138,7 +138,33 @@ impl Plugin for Bridge {
             return Err(CniError::new(Code::Internal, "IPAM returned no address"));
         }
         let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
-        let result = attach_pod(inv, conf, &c, &pod_ns, &host_name, &mut ips, &mut routes);
+        let settings = Settings {
+            bridge: &c.bridge,
+            mtu: c.mtu.unwrap_or(1500),
+            hairpin: c.hairpin_mode,
+            promisc: c.promisc_mode,
+            gateway: c.is_gateway,
+            default_gateway: c.is_default_gateway,
+            force_address: c.force_address,
+        };
+        let veth_journal = c.veth_journal(conf, inv)?;
+        let result = attach_pod(
+            inv,
+            conf,
+            &settings,
+            &veth_journal,
+            &pod_ns,
+            &host_name,
+            &mut ips,
+            &mut routes,
+        )
+        .and_then(|attached| {
+            if conf.common::<bool>("ipMasq")?.unwrap_or(false) {
+                let pods: Vec<(IpAddr, IpNet)> = ips.iter().map(|ip| (ip.address.addr(), ip.address.trunc())).collect();
+                masq::add(&c.state_dir(), &conf.name, &inv.container_id, &inv.ifname, &pods)?;
+            }
+            Ok(attached)
+        });
         let (interfaces, ips) = match result {
             Ok(done) => done,
             Err(err) => {
@@ -189,39 +215,7 @@ impl Plugin for Bridge {
         let prev = conf
             .prev_result()?
             .ok_or_else(|| CniError::config("CHECK needs prevResult"))?;
-        let mut host = weft_netlink::Handle::new()?;
-        let bridge = host
-            .link_by_name(&c.bridge)?
-            .ok_or_else(|| CniError::new(Code::Internal, format!("bridge {} is missing", c.bridge)))?;
-        let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
-        let veth = host
-            .link_by_name(&host_name)?
-            .ok_or_else(|| CniError::new(Code::Internal, format!("host veth {host_name} is missing")))?;
-        if veth.master != Some(bridge.index) {
-            return Err(CniError::new(
-                Code::Internal,
-                format!("host veth {host_name} is not attached to {}", c.bridge),
-            ));
-        }
-        let mut pod = Netns::open(&inv.netns)?.handle()?;
-        let link = pod.link_by_name(&inv.ifname)?.ok_or_else(|| {
-            CniError::new(
-                Code::Internal,
-                format!("interface {} is missing in {}", inv.ifname, inv.netns),
-            )
-        })?;
-        let have: Vec<IpNet> = pod.addresses(link.index)?.into_iter().map(|(_, a)| a).collect();
-        for ip in prev.ips.iter().filter(|ip| {
-            ip.interface
-                .is_none_or(|i| prev.interfaces.get(i).is_some_and(|x| x.name == inv.ifname))
-        }) {
-            if !have.contains(&ip.address) {
-                return Err(CniError::new(
-                    Code::Internal,
-                    format!("{} does not have address {}", inv.ifname, ip.address),
-                ));
-            }
-        }
+        check_pod(inv, &c.bridge, &prev)?;
         if let Ipam::HostLocal(ipam_conf) = Ipam::from(conf)? {
             ipam::check(&conf.name, &ipam_conf, &inv.container_id, &inv.ifname)?;
         }
@@ -256,6 +250,44 @@ impl Plugin for Bridge {
     }
 }
 
+/// Verifies what ADD set up: the bridge, the host veth on it, the pod's interface with its addresses.
+pub fn check_pod(inv: &Invocation, bridge_name: &str, prev: &CniResult) -> Result<()> {
+    let mut host = weft_netlink::Handle::new()?;
+    let bridge = host
+        .link_by_name(bridge_name)?
+        .ok_or_else(|| CniError::new(Code::Internal, format!("bridge {} is missing", bridge_name)))?;
+    let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
+    let veth = host
+        .link_by_name(&host_name)?
+        .ok_or_else(|| CniError::new(Code::Internal, format!("host veth {host_name} is missing")))?;
+    if veth.master != Some(bridge.index) {
+        return Err(CniError::new(
+            Code::Internal,
+            format!("host veth {host_name} is not attached to {}", bridge_name),
+        ));
+    }
+    let mut pod = Netns::open(&inv.netns)?.handle()?;
+    let link = pod.link_by_name(&inv.ifname)?.ok_or_else(|| {
+        CniError::new(
+            Code::Internal,
+            format!("interface {} is missing in {}", inv.ifname, inv.netns),
+        )
+    })?;
+    let have: Vec<IpNet> = pod.addresses(link.index)?.into_iter().map(|(_, a)| a).collect();
+    for ip in prev.ips.iter().filter(|ip| {
+        ip.interface
+            .is_none_or(|i| prev.interfaces.get(i).is_some_and(|x| x.name == inv.ifname))
+    }) {
+        if !have.contains(&ip.address) {
+            return Err(CniError::new(
+                Code::Internal,
+                format!("{} does not have address {}", inv.ifname, ip.address),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reports the first error, with the others in its details (best-effort teardown keeps going).
 pub fn first_of(mut errors: Vec<CniError>) -> Result<()> {
     if errors.is_empty() {
@@ -276,10 +308,25 @@ pub fn first_of(mut errors: Vec<CniError>) -> Result<()> {
 
 type Attached = (Vec<crate::spec::result::Interface>, Vec<IpConfig>);
 
-fn attach_pod(
+/// How a pod is attached to the node's bridge; the bridge type reads it from its config, the weft type
+/// from the node's.
+pub struct Settings<'a> {
+    pub bridge: &'a str,
+    pub mtu: u32,
+    pub hairpin: bool,
+    pub promisc: bool,
+    pub gateway: bool,
+    pub default_gateway: bool,
+    pub force_address: bool,
+}
+
+/// Creates the veth pair (journaled first in `veth_journal`), puts it on the bridge, the gateway on the
+/// bridge, and the addresses and routes in the pod. Returns the result's interfaces and IPs.
+pub fn attach_pod(
     inv: &Invocation,
     conf: &NetConf,
-    c: &BridgeConf,
+    c: &Settings,
+    veth_journal: &Journal,
     pod_ns: &Netns,
     host_name: &str,
     ips: &mut [IpConfig],
@@ -287,13 +334,13 @@ fn attach_pod(
 ) -> Result<Attached> {
     let mut host = weft_netlink::Handle::new()?;
     let mut pod = pod_ns.handle()?;
-    let mtu = c.mtu.unwrap_or(1500);
+    let mtu = c.mtu;
     let gw4 = ips
         .iter()
         .find(|ip| ip.address.addr().is_ipv4())
         .and_then(|ip| ip.gateway);
-    let bridge = attach::ensure_bridge(&mut host, &c.bridge, attach::mac_for(gw4, &c.bridge), mtu)?;
-    if c.promisc_mode && !bridge.promisc {
+    let bridge = attach::ensure_bridge(&mut host, c.bridge, attach::mac_for(gw4, c.bridge), mtu)?;
+    if c.promisc && !bridge.promisc {
         host.set_promisc(bridge.index, true)?;
     }
     let v4 = ips
@@ -309,15 +356,15 @@ fn attach_pod(
             .ok_or_else(|| CniError::config(format!("MAC {text:?} is not a MAC address")))?,
         None => attach::mac_for(v4, &inv.container_id),
     };
-    c.veth_journal(conf, inv)?.write(&[host_name.to_string()])?;
+    veth_journal.write(&[host_name.to_string()])?;
     let pair = attach::create_veth(&mut host, &mut pod, pod_ns, host_name, &inv.ifname, mtu, mac)?;
     host.set_master(pair.host.index, bridge.index)?;
-    if c.hairpin_mode {
+    if c.hairpin {
         host.set_hairpin(pair.host.index, true)?;
     }
     host.set_up(pair.host.index)?;
 
-    if c.is_gateway {
+    if c.gateway {
         for ip in ips.iter_mut() {
             let gw = ip
                 .gateway
@@ -333,7 +380,7 @@ fn attach_pod(
             sysctl::set("net/ipv6/conf/all/forwarding", "1")?;
         }
     }
-    if c.is_default_gateway {
+    if c.default_gateway {
         for ip in ips.iter() {
             let default: IpNet = if ip.address.addr().is_ipv4() {
                 "0.0.0.0/0".parse()
@@ -347,10 +394,6 @@ fn attach_pod(
         }
     }
     attach::configure_pod(&mut pod, pair.pod.index, ips, routes)?;
-    if conf.common::<bool>("ipMasq")?.unwrap_or(false) {
-        let pods: Vec<(IpAddr, IpNet)> = ips.iter().map(|ip| (ip.address.addr(), ip.address.trunc())).collect();
-        masq::add(&c.state_dir(), &conf.name, &inv.container_id, &inv.ifname, &pods)?;
-    }
     for ip in ips.iter_mut() {
         ip.interface = Some(2);
     }

@@ -22,6 +22,7 @@ pub mod bandwidth;
 pub mod bridge;
 pub mod loopback;
 pub mod portmap;
+pub mod weft;
 
 /// Every type this binary serves; install one symlink per name in /opt/cni/bin.
 pub const NAMES: &[&str] = &["bridge", "host-local", "loopback", "portmap", "bandwidth", "weft"];
@@ -33,6 +34,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Plugin>> {
         "loopback" => Box::new(loopback::Loopback),
         "portmap" => Box::new(portmap::Portmap),
         "bandwidth" => Box::new(bandwidth::BandwidthPlugin),
+        "weft" => Box::new(weft::Weft),
         _ => return None,
     })
 }

@@ -165,6 +165,15 @@ impl Node {
         }
     }
 
+    /// An "external host": the other end of the node's eth0 moved into its own namespace as 192.168.77.3.
+    pub fn external(&self) -> Ns {
+        let ext = Ns::new("ext");
+        self.ns.ok(&["ip", "link", "set", "uplink", "netns", &ext.name]);
+        ext.ok(&["ip", "addr", "add", "192.168.77.3/24", "dev", "uplink"]);
+        ext.ok(&["ip", "link", "set", "uplink", "up"]);
+        ext
+    }
+
     pub fn data_dir(&self) -> String {
         self.dir.path().join("ipam").display().to_string()
     }

@@ -1,0 +1,116 @@
+//! The `weft` type: one exec per pod, settings from the node config the agent writes.
+
+mod common;
+
+use common::{Node, Ns, Reply, eventually, root};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn setup(node: &Node) -> Value {
+    let node_config = node.dir.path().join("node.json");
+    std::fs::write(
+        &node_config,
+        json!({"podCIDR": "10.244.1.0/24", "clusterCIDR": "10.244.0.0/16", "mtu": 1450, "stateDir": node.state_dir()})
+            .to_string(),
+    )
+    .unwrap();
+    json!({"cniVersion": "1.1.0", "name": "weft", "type": "weft", "nodeConfig": node_config})
+}
+
+fn with_capabilities(conf: &Value, caps: Value) -> Value {
+    let mut c = conf.clone();
+    c["runtimeConfig"] = caps;
+    c
+}
+
+fn tcp(from: &Ns, addr: &str, port: u16) -> Option<String> {
+    let out = from.run(&["socat", "-T2", "-", &format!("TCP4:{addr}:{port},connect-timeout=2")]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn one_exec_attaches_masquerades_maps_ports_and_shapes() {
+    if !root() {
+        return;
+    }
+    let node = Node::new();
+    let ext = node.external();
+    let conf = setup(&node);
+    let (web, client) = (Ns::new("web"), Ns::new("client"));
+    let caps = json!({
+        "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+        "bandwidth": {"ingressRate": 100_000_000, "ingressBurst": 1_000_000, "egressRate": 100_000_000, "egressBurst": 1_000_000}
+    });
+    let web_result = node
+        .cni("ADD", "web", &web.path(), &with_capabilities(&conf, caps.clone()))
+        .ok();
+    let client_result = node.cni("ADD", "client", &client.path(), &conf).ok();
+    let (web_ip, client_ip) = (Reply::ip(&web_result), Reply::ip(&client_result));
+    assert!(web_ip.starts_with("10.244.1."), "{web_ip}");
+    assert_eq!(web_result["interfaces"][2]["mtu"], Value::Null);
+    assert!(web.ok(&["ip", "-o", "link", "show", "eth0"]).contains("mtu 1450"));
+
+    // Pod to pod: no NAT, the server sees the client's own address.
+    let _web = web.spawn(&["socat", "TCP4-LISTEN:80,fork,reuseaddr", "SYSTEM:echo $SOCAT_PEERADDR"]);
+    assert!(eventually(Duration::from_secs(5), || tcp(&client, &web_ip, 80).is_some()));
+    assert_eq!(tcp(&client, &web_ip, 80).as_deref(), Some(client_ip.as_str()));
+    // hostPort from outside the node, and from the pod itself (hairpin).
+    assert!(tcp(&ext, node.addr, 8080).is_some(), "external -> node:8080 failed");
+    assert!(tcp(&web, node.addr, 8080).is_some(), "hairpin to own hostPort failed");
+    // Leaving the cluster CIDR: masqueraded to the node's address.
+    let _ext = ext.spawn(&[
+        "socat",
+        "TCP4-LISTEN:9000,fork,reuseaddr",
+        "SYSTEM:echo $SOCAT_PEERADDR",
+    ]);
+    assert!(eventually(Duration::from_secs(5), || tcp(
+        &client,
+        "192.168.77.3",
+        9000
+    )
+    .is_some()));
+    assert_eq!(tcp(&client, "192.168.77.3", 9000).as_deref(), Some(node.addr));
+    // Shaping is in place.
+    assert!(node.ns.ok(&["tc", "qdisc", "show"]).contains("rate 100Mbit"));
+
+    let mut check = with_capabilities(&conf, caps.clone());
+    check["prevResult"] = web_result;
+    node.cni("CHECK", "web", &web.path(), &check).ok();
+
+    node.cni("DEL", "web", &web.path(), &with_capabilities(&conf, caps))
+        .ok();
+    node.cni("DEL", "web", &web.path(), &conf).ok();
+    let rules = node.ruleset();
+    assert!(!rules.contains(&web_ip) && !rules.contains("8080"), "{rules}");
+    assert!(!node.ns.ok(&["ip", "-o", "link"]).contains("weftb"), "IFB left");
+    assert_eq!(node.veths().len(), 1);
+}
+
+#[test]
+fn status_is_unavailable_without_node_config_and_gc_collects() {
+    if !root() {
+        return;
+    }
+    let node = Node::new();
+    let conf = setup(&node);
+    let mut missing = conf.clone();
+    missing["nodeConfig"] = json!("/nonexistent/weft/node.json");
+    assert_eq!(node.cni("STATUS", "", "", &missing).json["code"], 50);
+    node.cni("STATUS", "", "", &conf).ok();
+    let (keep, lose) = (Ns::new("keep"), Ns::new("lose"));
+    let caps = json!({"portMappings": [{"hostPort": 7070, "containerPort": 80}]});
+    node.cni("ADD", "keep", &keep.path(), &conf).ok();
+    let lost_ip = Reply::ip(
+        &node
+            .cni("ADD", "lose", &lose.path(), &with_capabilities(&conf, caps))
+            .ok(),
+    );
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    node.cni("GC", "", "", &gc).ok();
+    let rules = node.ruleset();
+    assert!(!rules.contains(&lost_ip) && !rules.contains("7070"), "{rules}");
+    assert_eq!(node.veths().len(), 1);
+}
