@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{BIN, Node, Ns, Reply, TempDir, eventually, root};
+use common::{BIN, Node, Ns, Reply, TempDir, eventually, root, tcp};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -67,14 +67,6 @@ impl Chain {
             node.cni_as(&self.path(&t), command, id, &pod.path(), &conf, &[]).ok();
         }
     }
-}
-
-/// One TCP connection with socat; returns what the server said.
-fn tcp(from: &Ns, addr: &str, port: u16) -> Option<String> {
-    let out = from.run(&["socat", "-T2", "-", &format!("TCP4:{addr}:{port},connect-timeout=2")]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Node, Ns, Reply, eventually, root};
+use common::{Node, Ns, Reply, eventually, root, tcp};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -21,13 +21,6 @@ fn with_capabilities(conf: &Value, caps: Value) -> Value {
     let mut c = conf.clone();
     c["runtimeConfig"] = caps;
     c
-}
-
-fn tcp(from: &Ns, addr: &str, port: u16) -> Option<String> {
-    let out = from.run(&["socat", "-T2", "-", &format!("TCP4:{addr}:{port},connect-timeout=2")]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[test]

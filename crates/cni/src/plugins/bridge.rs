@@ -138,8 +138,10 @@ impl Plugin for Bridge {
             return Err(CniError::new(Code::Internal, "IPAM returned no address"));
         }
         let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
+        let veth_journal = c.veth_journal(conf, inv)?;
         let settings = Settings {
             bridge: &c.bridge,
+            veth_journal: &veth_journal,
             mtu: c.mtu.unwrap_or(1500),
             hairpin: c.hairpin_mode,
             promisc: c.promisc_mode,
@@ -147,24 +149,15 @@ impl Plugin for Bridge {
             default_gateway: c.is_default_gateway,
             force_address: c.force_address,
         };
-        let veth_journal = c.veth_journal(conf, inv)?;
-        let result = attach_pod(
-            inv,
-            conf,
-            &settings,
-            &veth_journal,
-            &pod_ns,
-            &host_name,
-            &mut ips,
-            &mut routes,
-        )
-        .and_then(|attached| {
-            if conf.common::<bool>("ipMasq")?.unwrap_or(false) {
-                let pods: Vec<(IpAddr, IpNet)> = ips.iter().map(|ip| (ip.address.addr(), ip.address.trunc())).collect();
-                masq::add(&c.state_dir(), &conf.name, &inv.container_id, &inv.ifname, &pods)?;
-            }
-            Ok(attached)
-        });
+        let result =
+            attach_pod(inv, conf, &settings, &pod_ns, &host_name, &mut ips, &mut routes).and_then(|attached| {
+                if conf.common::<bool>("ipMasq")?.unwrap_or(false) {
+                    let pods: Vec<(IpAddr, IpNet)> =
+                        ips.iter().map(|ip| (ip.address.addr(), ip.address.trunc())).collect();
+                    masq::add(&c.state_dir(), &conf.name, &inv.container_id, &inv.ifname, &pods)?;
+                }
+                Ok(attached)
+            });
         let (interfaces, ips) = match result {
             Ok(done) => done,
             Err(err) => {
@@ -199,14 +192,7 @@ impl Plugin for Bridge {
         if let Err(e) = masq::del(&c.state_dir(), &conf.name, &inv.container_id, &inv.ifname) {
             errors.push(e);
         }
-        let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
-        let removed = weft_netlink::Handle::new()
-            .map_err(CniError::from)
-            .and_then(|mut h| attach::remove(&mut h, &inv.netns, &inv.ifname, &host_name))
-            .and_then(|()| c.veth_journal(conf, inv)?.remove());
-        if let Err(e) = removed {
-            errors.push(e);
-        }
+        errors.extend(c.veth_journal(conf, inv).and_then(|j| remove_pod_link(inv, &j)).err());
         first_of(errors)
     }
 
@@ -248,6 +234,15 @@ impl Plugin for Bridge {
             Ipam::External(_) => Ok(()),
         }
     }
+}
+
+/// Deletes the pod's link (in its namespace if that still exists, and the host end by name), then the
+/// journal that recorded it.
+pub fn remove_pod_link(inv: &Invocation, veth_journal: &Journal) -> Result<()> {
+    let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
+    let mut host = weft_netlink::Handle::new()?;
+    attach::remove(&mut host, &inv.netns, &inv.ifname, &host_name)?;
+    veth_journal.remove()
 }
 
 /// Verifies what ADD set up: the bridge, the host veth on it, the pod's interface with its addresses.
@@ -312,6 +307,8 @@ type Attached = (Vec<crate::spec::result::Interface>, Vec<IpConfig>);
 /// from the node's.
 pub struct Settings<'a> {
     pub bridge: &'a str,
+    /// Where the host veth's name is recorded before the veth exists.
+    pub veth_journal: &'a Journal,
     pub mtu: u32,
     pub hairpin: bool,
     pub promisc: bool,
@@ -320,13 +317,12 @@ pub struct Settings<'a> {
     pub force_address: bool,
 }
 
-/// Creates the veth pair (journaled first in `veth_journal`), puts it on the bridge, the gateway on the
+/// Creates the veth pair (journaled first in `c.veth_journal`), puts it on the bridge, the gateway on the
 /// bridge, and the addresses and routes in the pod. Returns the result's interfaces and IPs.
 pub fn attach_pod(
     inv: &Invocation,
     conf: &NetConf,
     c: &Settings,
-    veth_journal: &Journal,
     pod_ns: &Netns,
     host_name: &str,
     ips: &mut [IpConfig],
@@ -356,7 +352,7 @@ pub fn attach_pod(
             .ok_or_else(|| CniError::config(format!("MAC {text:?} is not a MAC address")))?,
         None => attach::mac_for(v4, &inv.container_id),
     };
-    veth_journal.write(&[host_name.to_string()])?;
+    c.veth_journal.write(&[host_name.to_string()])?;
     let pair = attach::create_veth(&mut host, &mut pod, pod_ns, host_name, &inv.ifname, mtu, mac)?;
     host.set_master(pair.host.index, bridge.index)?;
     if c.hairpin {

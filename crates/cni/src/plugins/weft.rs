@@ -5,7 +5,7 @@
 
 use super::Plugin;
 use super::bandwidth::{ifb_name, shape, validate};
-use super::bridge::{Settings, attach_pod, check_pod, first_of};
+use super::bridge::{Settings, attach_pod, check_pod, first_of, remove_pod_link};
 use crate::attach;
 use crate::firewall::portmap::{Mapping, flush_udp_conntrack};
 use crate::firewall::{Change, undo};
@@ -136,8 +136,10 @@ impl Plugin for Weft {
         let (mut ips, mut routes) = (alloc.ips, alloc.routes);
         let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
         let done = (|| {
+            let veth_journal = node.journal(VETH, conf, inv)?;
             let settings = Settings {
                 bridge: &node.bridge,
+                veth_journal: &veth_journal,
                 mtu: node.mtu,
                 hairpin: true,
                 promisc: false,
@@ -145,17 +147,7 @@ impl Plugin for Weft {
                 default_gateway: true,
                 force_address: true,
             };
-            let veth_journal = node.journal(VETH, conf, inv)?;
-            let (interfaces, ips) = attach_pod(
-                inv,
-                conf,
-                &settings,
-                &veth_journal,
-                &pod_ns,
-                &host_name,
-                &mut ips,
-                &mut routes,
-            )?;
+            let (interfaces, ips) = attach_pod(inv, conf, &settings, &pod_ns, &host_name, &mut ips, &mut routes)?;
             let pod_ips: Vec<_> = ips.iter().map(|ip| ip.address.addr()).collect();
             let mut change = Change::default();
             for ip in &pod_ips {
@@ -254,12 +246,9 @@ fn teardown(node: &NodeConfig, inv: &Invocation, conf: &NetConf) -> Result<()> {
             .err(),
     );
     errors.extend(node.journal(IFB, conf, inv).and_then(|j| remove_links(&j)).err());
-    let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
     errors.extend(
-        Handle::new()
-            .map_err(CniError::from)
-            .and_then(|mut h| attach::remove(&mut h, &inv.netns, &inv.ifname, &host_name))
-            .and_then(|()| node.journal(VETH, conf, inv)?.remove())
+        node.journal(VETH, conf, inv)
+            .and_then(|j| remove_pod_link(inv, &j))
             .err(),
     );
     first_of(errors)

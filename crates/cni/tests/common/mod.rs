@@ -97,6 +97,14 @@ impl Drop for Child {
     }
 }
 
+/// One TCP connection with socat; what the server said, or None when it failed.
+pub fn tcp(from: &Ns, addr: &str, port: u16) -> Option<String> {
+    let out = from.run(&["socat", "-T2", "-", &format!("TCP4:{addr}:{port},connect-timeout=2")]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 pub fn sh(cmd: &[&str]) -> String {
     let out = Command::new(cmd[0]).args(&cmd[1..]).output().expect("run");
     assert!(
