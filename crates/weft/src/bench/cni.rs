@@ -142,7 +142,7 @@ fn scenario(
 ) -> Result<Timing> {
     let bridge = json!({
         "cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cni0",
-        "isDefaultGateway": true, "ipMasq": true, "hairpinMode": true,
+        "isDefaultGateway": true, "ipMasq": true, "hairpinMode": true, "stateDir": state.join("weft"),
         "ipam": { "type": "host-local", "subnet": "10.253.0.0/16", "dataDir": state.join("ipam") }
     });
     let mut t = Timing {
@@ -159,7 +159,7 @@ fn scenario(
         t.peak_rss_kb = t.peak_rss_kb.max(rss);
         let mut prev = result.clone();
         if portmap {
-            let pm = portmap_conf(&prev, i);
+            let pm = portmap_conf(state, &prev, i);
             let (r, rss) = exec(bin, "portmap", "ADD", &id, &netns, node_ns, &pm)?;
             t.peak_rss_kb = t.peak_rss_kb.max(rss);
             prev = r;
@@ -173,7 +173,7 @@ fn scenario(
         let start = Instant::now();
         // DEL runs the chain in reverse, each plugin with the cached result.
         if portmap {
-            let pm = portmap_conf(&results[i], i);
+            let pm = portmap_conf(state, &results[i], i);
             t.peak_rss_kb = t
                 .peak_rss_kb
                 .max(exec(bin, "portmap", "DEL", &id, &netns, node_ns, &pm)?.1);
@@ -188,9 +188,9 @@ fn scenario(
     Ok(t)
 }
 
-fn portmap_conf(prev: &Value, i: usize) -> Value {
+fn portmap_conf(state: &std::path::Path, prev: &Value, i: usize) -> Value {
     json!({
-        "cniVersion": "1.0.0", "name": "bench", "type": "portmap", "snat": true,
+        "cniVersion": "1.0.0", "name": "bench", "type": "portmap", "snat": true, "stateDir": state.join("weft"),
         "runtimeConfig": { "portMappings": [{ "hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp" }] },
         "prevResult": prev
     })
