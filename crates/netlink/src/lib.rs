@@ -6,6 +6,7 @@ pub mod error;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod nftables;
 pub mod route;
 pub mod socket;
 pub mod sysctl;

@@ -15,6 +15,10 @@ pub mod portmap;
 
 pub use crate::journal::Journal;
 use crate::spec::Result;
+use std::net::IpAddr;
+use weft_netlink::nftables;
+
+const NFPROTO_INET: u8 = 1;
 
 pub const TABLE: &str = "inet weft-cni";
 
@@ -54,6 +58,7 @@ add rule inet weft-cni postrouting ip6 saddr vmap @masq6
 /// Fails unless the table has this schema version: adding to a missing set fails the transaction. (Not a
 /// delete: a transaction that deletes anything costs an RCU grace period, ~12 ms, when nft's socket closes.)
 const SCHEMA_CHECK: &str = "add element inet weft-cni schema-2 { 1 }\n";
+const SCHEMA_SET: &str = "schema-2";
 
 /// One element of a map or set in the table, as nft writes it (`tcp . 8080 : 10.244.0.5 . 80`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,6 +73,68 @@ pub struct Element {
 pub struct Change {
     setup: Vec<String>,
     pub elements: Vec<Element>,
+}
+
+/// One field of an element as the kernel stores it: addresses as octets, protocols as their number, ports
+/// big-endian.
+fn field(token: &str) -> Option<Vec<u8>> {
+    if let Ok(ip) = token.parse::<IpAddr>() {
+        return Some(match ip {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        });
+    }
+    match token {
+        "tcp" => Some(vec![6]),
+        "udp" => Some(vec![17]),
+        "sctp" => Some(vec![132]),
+        port => port.parse::<u16>().ok().map(|p| p.to_be_bytes().to_vec()),
+    }
+}
+
+/// A key or value; in a concatenation every field takes a whole number of 32-bit registers.
+fn fields(side: &str) -> Option<Vec<u8>> {
+    let parts: Vec<&str> = side.split(" . ").collect();
+    if let [single] = parts.as_slice() {
+        return field(single);
+    }
+    let mut out = Vec::new();
+    for part in parts {
+        let mut f = field(part)?;
+        f.resize(f.len().next_multiple_of(4), 0);
+        out.extend(f);
+    }
+    Some(out)
+}
+
+/// Groups elements by set in their wire form; None if any is not in a form weft writes.
+fn wire(elements: &[Element]) -> Option<Vec<nftables::Elements>> {
+    let mut sets = vec![nftables::Elements {
+        set: SCHEMA_SET.into(),
+        elements: vec![(1u16.to_be_bytes().to_vec(), None)],
+    }];
+    for e in elements {
+        let (key, data) = match e.text.split_once(" : ") {
+            Some((k, d)) => (k, Some(d)),
+            None => (e.text.as_str(), None),
+        };
+        let data = match data {
+            None => None,
+            Some(d) => Some(match d.strip_prefix("jump ") {
+                Some(chain) => nftables::Data::Jump(chain.to_string()),
+                None => nftables::Data::Value(fields(d)?),
+            }),
+        };
+        let entry = (fields(key)?, data);
+        match sets.iter_mut().find(|s| s.set == e.set) {
+            Some(set) => set.elements.push(entry),
+            None => sets.push(nftables::Elements {
+                set: e.set.clone(),
+                elements: vec![entry],
+            }),
+        }
+    }
+    Some(sets)
 }
 
 impl Element {
@@ -145,9 +212,14 @@ impl Change {
     }
 
     /// Tries the fast transaction; if it fails (missing or outdated table, or a real conflict), the full
-    /// one, whose error is the one reported.
+    /// one, whose error is the one reported. Pure additions go straight over nfnetlink (no `nft` process).
     fn apply(&self, add: &[Element], delete: &[Element]) -> Result<()> {
-        if weft_netlink::nft::apply(&self.script(false, add, delete)).is_ok() {
+        let fast = if delete.is_empty() {
+            wire(add).is_some_and(|sets| nftables::add_elements("weft-cni", NFPROTO_INET, &sets).is_ok())
+        } else {
+            weft_netlink::nft::apply(&self.script(false, add, delete)).is_ok()
+        };
+        if fast {
             return Ok(());
         }
         Ok(weft_netlink::nft::apply(&self.script(true, add, delete))?)
@@ -186,6 +258,34 @@ pub fn listed(table: &str, element: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elements_take_the_kernels_layout() {
+        let e = |set: &str, text: &str| Element {
+            set: set.into(),
+            text: text.into(),
+        };
+        let sets = wire(&[
+            e("masq4", "10.244.0.5 : jump masq-cbr0-1"),
+            e("hostports4", "tcp . 8080 : 10.244.0.5 . 80"),
+            e("hairpin4", "10.244.0.5 . 10.244.0.5"),
+        ])
+        .unwrap();
+        assert_eq!(sets[0].elements[0].0, vec![0, 1], "schema check");
+        assert_eq!(
+            sets[1].elements[0],
+            (vec![10, 244, 0, 5], Some(nftables::Data::Jump("masq-cbr0-1".into())))
+        );
+        assert_eq!(
+            sets[2].elements[0],
+            (
+                vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0],
+                Some(nftables::Data::Value(vec![10, 244, 0, 5, 0, 80, 0, 0]))
+            )
+        );
+        assert_eq!(sets[3].elements[0].0.len(), 8);
+        assert!(wire(&[e("x", "bogus . 1")]).is_none());
+    }
 
     #[test]
     fn listed_matches_whole_elements_only() {
