@@ -6,14 +6,13 @@ use common::{Node, Ns, Reply, eventually, root, tcp};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn setup(node: &Node) -> Value {
+fn setup(node: &Node, attachment: &str) -> Value {
     let node_config = node.dir.path().join("node.json");
-    std::fs::write(
-        &node_config,
-        json!({"podCIDR": "10.244.1.0/24", "clusterCIDR": "10.244.0.0/16", "mtu": 1450, "stateDir": node.state_dir()})
-            .to_string(),
-    )
-    .unwrap();
+    let settings = json!({
+        "podCIDR": "10.244.1.0/24", "clusterCIDR": "10.244.0.0/16", "mtu": 1450,
+        "stateDir": node.state_dir(), "attachment": attachment
+    });
+    std::fs::write(&node_config, settings.to_string()).unwrap();
     json!({"cniVersion": "1.1.0", "name": "weft", "type": "weft", "nodeConfig": node_config})
 }
 
@@ -24,13 +23,23 @@ fn with_capabilities(conf: &Value, caps: Value) -> Value {
 }
 
 #[test]
-fn one_exec_attaches_masquerades_maps_ports_and_shapes() {
-    if !root() {
-        return;
+fn bridged_pods_one_exec_attaches_masquerades_maps_ports_and_shapes() {
+    if root() {
+        one_exec_attaches_masquerades_maps_ports_and_shapes("bridge");
     }
+}
+
+#[test]
+fn routed_pods_one_exec_attaches_masquerades_maps_ports_and_shapes() {
+    if root() {
+        one_exec_attaches_masquerades_maps_ports_and_shapes("routed");
+    }
+}
+
+fn one_exec_attaches_masquerades_maps_ports_and_shapes(attachment: &str) {
     let node = Node::new();
     let ext = node.external();
-    let conf = setup(&node);
+    let conf = setup(&node, attachment);
     let (web, client) = (Ns::new("web"), Ns::new("client"));
     let caps = json!({
         "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
@@ -42,7 +51,18 @@ fn one_exec_attaches_masquerades_maps_ports_and_shapes() {
     let client_result = node.cni("ADD", "client", &client.path(), &conf).ok();
     let (web_ip, client_ip) = (Reply::ip(&web_result), Reply::ip(&client_result));
     assert!(web_ip.starts_with("10.244.1."), "{web_ip}");
-    assert_eq!(web_result["interfaces"][2]["mtu"], Value::Null);
+    // Bridged: bridge, host veth, pod interface. Routed: no bridge, and the pod holds a /32.
+    let expected = if attachment == "bridge" { 3 } else { 2 };
+    assert_eq!(
+        web_result["interfaces"].as_array().unwrap().len(),
+        expected,
+        "{web_result}"
+    );
+    let prefix = if attachment == "bridge" { "/24" } else { "/32" };
+    assert!(
+        web_result["ips"][0]["address"].as_str().unwrap().ends_with(prefix),
+        "{web_result}"
+    );
     assert!(web.ok(&["ip", "-o", "link", "show", "eth0"]).contains("mtu 1450"));
 
     // Pod to pod: no NAT, the server sees the client's own address.
@@ -52,6 +72,10 @@ fn one_exec_attaches_masquerades_maps_ports_and_shapes() {
     // hostPort from outside the node, and from the pod itself (hairpin).
     assert!(tcp(&ext, node.addr, 8080).is_some(), "external -> node:8080 failed");
     assert!(tcp(&web, node.addr, 8080).is_some(), "hairpin to own hostPort failed");
+    assert!(
+        tcp(&node.ns, "127.0.0.1", 8080).is_some(),
+        "node -> 127.0.0.1:hostPort failed"
+    );
     // Leaving the cluster CIDR: masqueraded to the node's address.
     let _ext = ext.spawn(&[
         "socat",
@@ -87,7 +111,7 @@ fn status_is_unavailable_without_node_config_and_gc_collects() {
         return;
     }
     let node = Node::new();
-    let conf = setup(&node);
+    let conf = setup(&node, "bridge");
     let mut missing = conf.clone();
     missing["nodeConfig"] = json!("/nonexistent/weft/node.json");
     assert_eq!(node.cni("STATUS", "", "", &missing).json["code"], 50);

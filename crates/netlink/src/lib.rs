@@ -4,6 +4,7 @@
 pub mod addr;
 pub mod error;
 pub mod link;
+pub mod neigh;
 pub mod netns;
 pub mod nft;
 pub mod nftables;

@@ -201,7 +201,7 @@ impl Plugin for Bridge {
         let prev = conf
             .prev_result()?
             .ok_or_else(|| CniError::config("CHECK needs prevResult"))?;
-        check_pod(inv, &c.bridge, &prev)?;
+        check_pod(inv, Some(&c.bridge), &prev)?;
         if let Ipam::HostLocal(ipam_conf) = Ipam::from(conf)? {
             ipam::check(&conf.name, &ipam_conf, &inv.container_id, &inv.ifname)?;
         }
@@ -246,20 +246,22 @@ pub fn remove_pod_link(inv: &Invocation, veth_journal: &Journal) -> Result<()> {
 }
 
 /// Verifies what ADD set up: the bridge, the host veth on it, the pod's interface with its addresses.
-pub fn check_pod(inv: &Invocation, bridge_name: &str, prev: &CniResult) -> Result<()> {
+pub fn check_pod(inv: &Invocation, bridge_name: Option<&str>, prev: &CniResult) -> Result<()> {
     let mut host = weft_netlink::Handle::new()?;
-    let bridge = host
-        .link_by_name(bridge_name)?
-        .ok_or_else(|| CniError::new(Code::Internal, format!("bridge {} is missing", bridge_name)))?;
     let host_name = attach::host_veth_name(&inv.container_id, &inv.ifname);
     let veth = host
         .link_by_name(&host_name)?
         .ok_or_else(|| CniError::new(Code::Internal, format!("host veth {host_name} is missing")))?;
-    if veth.master != Some(bridge.index) {
-        return Err(CniError::new(
-            Code::Internal,
-            format!("host veth {host_name} is not attached to {}", bridge_name),
-        ));
+    if let Some(bridge_name) = bridge_name {
+        let bridge = host
+            .link_by_name(bridge_name)?
+            .ok_or_else(|| CniError::new(Code::Internal, format!("bridge {bridge_name} is missing")))?;
+        if veth.master != Some(bridge.index) {
+            return Err(CniError::new(
+                Code::Internal,
+                format!("host veth {host_name} is not attached to {bridge_name}"),
+            ));
+        }
     }
     let mut pod = Netns::open(&inv.netns)?.handle()?;
     let link = pod.link_by_name(&inv.ifname)?.ok_or_else(|| {

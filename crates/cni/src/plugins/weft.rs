@@ -11,10 +11,11 @@ use crate::firewall::portmap::{Mapping, flush_udp_conntrack};
 use crate::firewall::{Change, undo};
 use crate::ipam::{self, config::IpamConf};
 use crate::journal::{Journal, remove_links};
-use crate::spec::result::Dns;
+use crate::spec::result::{Dns, Interface, IpConfig, Route};
 use crate::spec::{CniError, CniResult, Code, Invocation, NetConf, Result};
 use ipnet::IpNet;
 use serde::Deserialize;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use weft_netlink::{Handle, Netns};
 
@@ -51,7 +52,24 @@ pub struct NodeConfig {
     /// DNS for the result (kubelet writes the pod's resolv.conf itself; runtimes without kubelet use this).
     #[serde(default)]
     pub dns: Dns,
+    #[serde(default)]
+    pub attachment: Mode,
 }
+
+/// How pods hang off the node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A veth on the node's bridge; the bridge holds the gateway address (flannel's layout).
+    #[default]
+    Bridge,
+    /// A veth with a /32 route on the node and no bridge; the pod's gateway is the link-local 169.254.1.1
+    /// (Calico's layout). All pod traffic, same-node too, is routed by the node.
+    Routed,
+}
+
+/// The routed mode's gateway, resolved by a permanent neighbour entry to the node's end of the veth.
+const ROUTED_GATEWAY: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 1);
 
 fn default_bridge() -> String {
     "weft0".into()
@@ -85,6 +103,11 @@ impl NodeConfig {
                 "node config: podCIDR {} is not inside clusterCIDR {}",
                 node.pod_cidr, node.cluster_cidr
             )));
+        }
+        if node.attachment == Mode::Routed && !node.pod_cidr.addr().is_ipv4() {
+            return Err(CniError::config(
+                "node config: the routed attachment is IPv4-only; use bridge for IPv6",
+            ));
         }
         crate::spec::env::validate_ifname(&node.bridge).map_err(|_| {
             CniError::config(format!(
@@ -147,14 +170,23 @@ impl Plugin for Weft {
                 default_gateway: true,
                 force_address: true,
             };
-            let (interfaces, ips) = attach_pod(inv, conf, &settings, &pod_ns, &host_name, &mut ips, &mut routes)?;
+            let (interfaces, ips) = match node.attachment {
+                Mode::Bridge => attach_pod(inv, conf, &settings, &pod_ns, &host_name, &mut ips, &mut routes)?,
+                Mode::Routed => attach_routed(inv, &node, &veth_journal, &pod_ns, &host_name, &mut ips, &mut routes)?,
+            };
             let pod_ips: Vec<_> = ips.iter().map(|ip| ip.address.addr()).collect();
             let mut change = Change::default();
             for ip in &pod_ips {
                 change.masquerade(&conf.name, *ip, node.cluster_cidr);
             }
             if !mappings.is_empty() {
-                crate::plugins::portmap::allow_localhost(&node.bridge)?;
+                // 127.0.0.1 traffic may leave through the interface that leads to the pod.
+                let towards_pod = if node.attachment == Mode::Bridge {
+                    node.bridge.as_str()
+                } else {
+                    host_name.as_str()
+                };
+                crate::plugins::portmap::allow_localhost(towards_pod)?;
                 change.port_mappings(&mappings, &pod_ips, true);
             }
             let elements = change.elements.clone();
@@ -198,7 +230,11 @@ impl Plugin for Weft {
         let prev = conf
             .prev_result()?
             .ok_or_else(|| CniError::config("CHECK needs prevResult"))?;
-        check_pod(inv, &node.bridge, &prev)?;
+        check_pod(
+            inv,
+            (node.attachment == Mode::Bridge).then_some(node.bridge.as_str()),
+            &prev,
+        )?;
         ipam::check(&conf.name, &node.ipam()?, &inv.container_id, &inv.ifname).map(drop)
     }
 
@@ -229,6 +265,59 @@ impl Plugin for Weft {
         let node = node(conf)?;
         ipam::status(&conf.name, &node.ipam()?)
     }
+}
+
+/// The routed attachment: the pod has its address as a /32 and a default route via 169.254.1.1, which a
+/// permanent neighbour entry resolves to the node's end of the veth; the node routes the /32 to the veth.
+fn attach_routed(
+    inv: &Invocation,
+    node: &NodeConfig,
+    veth_journal: &Journal,
+    pod_ns: &Netns,
+    host_name: &str,
+    ips: &mut [IpConfig],
+    routes: &mut Vec<Route>,
+) -> Result<(Vec<Interface>, Vec<IpConfig>)> {
+    let mut host = Handle::new()?;
+    let mut pod = pod_ns.handle()?;
+    let v4 = ips
+        .iter()
+        .find(|ip| ip.address.addr().is_ipv4())
+        .map(|ip| ip.address.addr());
+    veth_journal.write(&[host_name.to_string()])?;
+    let mac = attach::mac_for(v4, &inv.container_id);
+    let pair = attach::create_veth(&mut host, &mut pod, pod_ns, host_name, &inv.ifname, node.mtu, mac)?;
+    weft_netlink::sysctl::set("net/ipv4/ip_forward", "1")?;
+    host.set_up(pair.host.index)?;
+    let gateway = IpAddr::V4(ROUTED_GATEWAY);
+    let host_mac: [u8; 6] = pair
+        .host
+        .mac
+        .as_slice()
+        .try_into()
+        .map_err(|_| CniError::internal("host veth MAC", "not 6 bytes"))?;
+    for ip in ips.iter_mut() {
+        ip.address = IpNet::new(ip.address.addr(), 32).map_err(|e| CniError::internal("pod address", e))?;
+        ip.gateway = Some(gateway);
+        ip.interface = Some(1);
+        host.replace_route(&weft_netlink::Route::on_link(ip.address, pair.host.index))?;
+        pod.add_address(pair.pod.index, ip.address)?;
+    }
+    pod.set_up(pair.pod.index)?;
+    pod.set_neighbour(pair.pod.index, gateway, host_mac)?;
+    let on_link = IpNet::new(gateway, 32).map_err(|e| CniError::internal("gateway", e))?;
+    pod.add_route(&weft_netlink::Route::on_link(on_link, pair.pod.index))?;
+    let default =
+        IpNet::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0).map_err(|e| CniError::internal("default", e))?;
+    let mut via = weft_netlink::Route::via(default, gateway);
+    via.oif = Some(pair.pod.index);
+    pod.add_route(&via)?;
+    routes.push(Route::new(default, Some(gateway)));
+    let interfaces = vec![
+        attach::interface(&pair.host, ""),
+        attach::interface(&pair.pod, &inv.netns),
+    ];
+    Ok((interfaces, ips.to_vec()))
 }
 
 /// Removes everything the attachment has on the node, collecting errors and carrying on.
