@@ -161,16 +161,7 @@ fn sigkill_in_the_middle_of_add_leaves_nothing_gc_does_not_remove() {
     let mut pods = Vec::new();
     for i in 0..30u64 {
         let pod = Ns::new("k");
-        let mut child = node
-            .cni_command(BIN, "ADD", &format!("kill{i}"), &pod.path(), &[])
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
+        let mut child = node.start(BIN, "ADD", &format!("kill{i}"), &pod.path(), &conf, &[]);
         std::thread::sleep(Duration::from_micros(200 * i)); // spread the kill points over the ADD
         let _ = child.kill();
         let _ = child.wait();

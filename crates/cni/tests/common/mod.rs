@@ -219,16 +219,32 @@ impl Node {
         conf: &Value,
         extra_env: &[(&str, &str)],
     ) -> Reply {
-        let mut cmd = self.cni_command(bin, command, container, netns, extra_env);
-        let mut child = cmd.spawn().expect("spawn weft-cni");
+        let child = self.start(bin, command, container, netns, conf, extra_env);
+        let out = child.wait_with_output().unwrap();
+        Reply::from(out)
+    }
+
+    /// Starts the plugin with `conf` written to its stdin; the caller waits for it (or kills it).
+    pub fn start(
+        &self,
+        bin: &str,
+        command: &str,
+        container: &str,
+        netns: &str,
+        conf: &Value,
+        extra_env: &[(&str, &str)],
+    ) -> std::process::Child {
+        let mut child = self
+            .cni_command(bin, command, container, netns, extra_env)
+            .spawn()
+            .expect("spawn weft-cni");
         child
             .stdin
             .take()
             .unwrap()
             .write_all(conf.to_string().as_bytes())
             .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Reply::from(out)
+        child
     }
 
     pub fn cni_command(
