@@ -1,0 +1,243 @@
+//! What a lab is made of: its name, nodes, overlay and address plan. Written to the state dir at `lab up` so
+//! every later command (and a cleanup after a crash) knows the lab's shape.
+
+use crate::error::{Error, Result, io};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+pub const DEFAULT_LAB: &str = "weft";
+/// The lab's wire: nodes at .11, .12, ..., the external host at .100.
+const WIRE: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 0);
+const EXTERNAL_HOST: u8 = 100;
+pub const MAX_NODES: u8 = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlay {
+    /// One route per remote node's pod CIDR via that node's address (all nodes on one L2 wire).
+    HostGw,
+    /// Flannel-style VXLAN (VNI 1) between the nodes.
+    Vxlan,
+}
+
+impl std::str::FromStr for Overlay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Overlay, String> {
+        match s {
+            "host-gw" => Ok(Overlay::HostGw),
+            "vxlan" => Ok(Overlay::Vxlan),
+            other => Err(format!("unknown overlay {other:?}: expected host-gw or vxlan")),
+        }
+    }
+}
+
+impl std::fmt::Display for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Overlay::HostGw => "host-gw",
+            Overlay::Vxlan => "vxlan",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabSpec {
+    pub name: String,
+    pub nodes: u8,
+    pub overlay: Overlay,
+    pub cluster_cidr: Ipv4Net,
+    /// Where weft-cni (and links named after each plugin type) are found.
+    pub cni_bin: PathBuf,
+    /// The `weft` binary that runs agents and `weft serve`.
+    pub weft_bin: PathBuf,
+}
+
+/// One node as the lab lays it out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodePlan {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub pod_cidr: Ipv4Net,
+}
+
+impl LabSpec {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Invalid(msg));
+        if self.name.is_empty()
+            || self.name.len() > 20
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return bad(format!(
+                "lab name {:?}: must be 1 to 20 lower case letters, digits or '-'",
+                self.name
+            ));
+        }
+        if !(1..=MAX_NODES).contains(&self.nodes) {
+            return bad(format!("--nodes {}: must be between 1 and {MAX_NODES}", self.nodes));
+        }
+        if self.cluster_cidr.prefix_len() > 24 - 5 {
+            return bad(format!(
+                "--cluster-cidr {}: too small for {MAX_NODES} nodes with a /24 each (use /19 or larger)",
+                self.cluster_cidr
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn node_plans(&self) -> Vec<NodePlan> {
+        let mut cidrs = self.cluster_cidr.subnets(24).into_iter().flatten();
+        // node-N gets the Nth /24 (10.244.1.0/24 for node-1), so addresses say where a pod runs.
+        let _zeroth = cidrs.next();
+        (1..=self.nodes)
+            .zip(cidrs)
+            .map(|(i, pod_cidr)| NodePlan {
+                name: format!("node-{i}"),
+                ip: wire_host(10 + i),
+                pod_cidr,
+            })
+            .collect()
+    }
+
+    pub fn external_ip(&self) -> Ipv4Addr {
+        wire_host(EXTERNAL_HOST)
+    }
+
+    pub fn wire_prefix(&self) -> u8 {
+        24
+    }
+}
+
+fn wire_host(n: u8) -> Ipv4Addr {
+    let [a, b, c, _] = WIRE.octets();
+    Ipv4Addr::new(a, b, c, n)
+}
+
+/// Where a lab's files and namespaces are, by name.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub lab: String,
+}
+
+impl Paths {
+    pub fn new(lab: &str) -> Paths {
+        Paths { lab: lab.to_string() }
+    }
+
+    pub fn root() -> PathBuf {
+        PathBuf::from("/run/weft/labs")
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        Self::root().join(&self.lab)
+    }
+
+    pub fn spec_file(&self) -> PathBuf {
+        self.dir().join("lab.json")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir().join("api.sock")
+    }
+
+    pub fn store_file(&self) -> PathBuf {
+        self.dir().join("objects.json")
+    }
+
+    pub fn supervisor_pid(&self) -> PathBuf {
+        self.dir().join("supervisor.pid")
+    }
+
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.dir().join("supervisor.log")
+    }
+
+    pub fn cni_bin_dir(&self) -> PathBuf {
+        self.dir().join("cni-bin")
+    }
+
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.dir().join("nodes").join(node)
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.dir().join("pods").join(uid)
+    }
+
+    /// Every namespace of this lab starts with this prefix, so cleanup finds them without any state file.
+    pub fn netns_prefix(&self) -> String {
+        format!("weft-{}-", self.lab)
+    }
+
+    pub fn wire_netns(&self) -> String {
+        format!("{}wire", self.netns_prefix())
+    }
+
+    pub fn external_netns(&self) -> String {
+        format!("{}external", self.netns_prefix())
+    }
+
+    pub fn node_netns(&self, node: &str) -> String {
+        format!("{}{node}", self.netns_prefix())
+    }
+
+    pub fn pod_netns(&self, uid: &str) -> String {
+        format!("{}pod-{}", self.netns_prefix(), &uid[..uid.len().min(12)])
+    }
+
+    pub fn read_spec(&self) -> Result<LabSpec> {
+        let file = self.spec_file();
+        let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Lab {
+                lab: self.lab.clone(),
+                msg: "no such lab (start one with `weft lab up`)".into(),
+            },
+            _ => io(format!("reading {}", file.display()))(e),
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(nodes: u8) -> LabSpec {
+        LabSpec {
+            name: "t".into(),
+            nodes,
+            overlay: Overlay::HostGw,
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            cni_bin: "/x".into(),
+            weft_bin: "/y".into(),
+        }
+    }
+
+    #[test]
+    fn nodes_get_their_own_cidr_and_address() {
+        let plans = spec(3).node_plans();
+        assert_eq!(plans.len(), 3);
+        assert_eq!(plans[0].name, "node-1");
+        assert_eq!(plans[0].pod_cidr.to_string(), "10.244.1.0/24");
+        assert_eq!(plans[2].ip.to_string(), "172.18.0.13");
+        assert_eq!(spec(16).node_plans().len(), 16);
+    }
+
+    #[test]
+    fn validation_names_the_bad_value() {
+        assert!(spec(0).validate().unwrap_err().to_string().contains("--nodes 0"));
+        assert!(spec(17).validate().unwrap_err().to_string().contains("--nodes 17"));
+        let mut s = spec(2);
+        s.cluster_cidr = "10.0.0.0/24".parse().unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("--cluster-cidr"));
+        s = spec(2);
+        s.name = "Bad Name".into();
+        assert!(s.validate().unwrap_err().to_string().contains("lab name"));
+        assert!("geneve".parse::<Overlay>().is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! The lab's object store: what the API server and etcd are in a cluster. One writer (the supervisor), a
+//! revision that grows with every change, written to disk after each change so a restarted supervisor (or a
+//! cleanup) sees the same objects.
+
+use crate::error::{Error, Result, io};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use weft_model::k8s_openapi;
+use weft_model::snapshot::Stored;
+use weft_model::{Key, Object, Snapshot};
+
+pub struct Store {
+    snap: Snapshot,
+    file: PathBuf,
+    /// Shared with readers until the next change.
+    published: Option<Arc<Snapshot>>,
+}
+
+/// What `apply` did, in kubectl's words.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl Store {
+    /// Opens the store at `file`, empty when the file does not exist.
+    pub fn open(file: PathBuf) -> Result<Store> {
+        let snap = match std::fs::read(&file) {
+            Ok(bytes) => {
+                let stored: Stored =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+                Snapshot::from_stored(stored).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Snapshot::default(),
+            Err(e) => return Err(io(format!("reading {}", file.display()))(e)),
+        };
+        Ok(Store {
+            snap,
+            file,
+            published: None,
+        })
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.snap.revision
+    }
+
+    /// The current state, shared.
+    pub fn snapshot(&mut self) -> Arc<Snapshot> {
+        self.published
+            .get_or_insert_with(|| Arc::new(self.snap.clone()))
+            .clone()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Object> {
+        self.snap.get(key)
+    }
+
+    pub fn view(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// Fails as `apply` would, without changing anything.
+    pub fn check_apply(&self, object: &Object) -> Result<()> {
+        match self.snap.get(&object.key()) {
+            Some(old) if old.meta().deletion_timestamp.is_some() => Err(Error::Invalid(format!(
+                "{} is being deleted; apply it again once it is gone",
+                object.key()
+            ))),
+            Some(old) => merge(old, object.clone()).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates the object or updates what the user owns (metadata labels/annotations, spec), keeping what the
+    /// system owns (uid, creation time, owner references, status).
+    pub fn apply(&mut self, mut object: Object) -> Result<Applied> {
+        admit(&mut object);
+        let key = object.key();
+        let Some(old) = self.snap.get(&key) else {
+            self.stamp(&mut object);
+            self.commit(object);
+            return Ok(Applied::Created);
+        };
+        if old.meta().deletion_timestamp.is_some() {
+            return Err(Error::Invalid(format!(
+                "{key} is being deleted; apply it again once it is gone"
+            )));
+        }
+        let merged = merge(old, object)?;
+        if &merged == old {
+            return Ok(Applied::Unchanged);
+        }
+        self.commit(merged);
+        Ok(Applied::Configured)
+    }
+
+    /// Creates an object made by a controller (fails if the name is taken).
+    pub fn create(&mut self, mut object: Object) -> Result<()> {
+        admit(&mut object);
+        if self.snap.get(&object.key()).is_some() {
+            return Err(Error::Invalid(format!("{} already exists", object.key())));
+        }
+        self.stamp(&mut object);
+        self.commit(object);
+        Ok(())
+    }
+
+    /// Changes a stored object in place (status updates, deletion marks); no change, no new revision.
+    pub fn update(&mut self, key: &Key, change: impl FnOnce(&mut Object)) -> bool {
+        let Some(old) = self.snap.get(key) else { return false };
+        let mut new = old.clone();
+        change(&mut new);
+        if &new == old {
+            return false;
+        }
+        self.commit(new);
+        true
+    }
+
+    pub fn remove(&mut self, key: &Key) -> Option<Object> {
+        let gone = self.snap.remove(key)?;
+        self.bump();
+        Some(gone)
+    }
+
+    fn stamp(&mut self, object: &mut Object) {
+        let meta = object.meta_mut();
+        meta.uid = Some(new_uid());
+        meta.creation_timestamp = Some(now());
+        meta.generation = Some(1);
+    }
+
+    fn commit(&mut self, mut object: Object) {
+        object.meta_mut().resource_version = Some((self.snap.revision + 1).to_string());
+        self.snap.insert(object);
+        self.bump();
+    }
+
+    fn bump(&mut self) {
+        self.snap.revision += 1;
+        self.published = None;
+    }
+
+    /// Writes the store to disk (atomically: a reader never sees half a file).
+    pub fn save(&self) -> Result<()> {
+        let bytes = serde_json::to_vec(&self.snap.to_stored()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let tmp = self.file.with_extension("tmp");
+        std::fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, &self.file).map_err(io(format!("writing {}", self.file.display())))
+    }
+}
+
+/// What the API server adds on the way in: a namespace is labelled with its own name.
+fn admit(object: &mut Object) {
+    if let Object::Namespace(ns) = object {
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        ns.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("kubernetes.io/metadata.name".into(), name);
+    }
+}
+
+/// The stored object with the user's new intent applied.
+fn merge(old: &Object, new: Object) -> Result<Object> {
+    let mut merged = new;
+    let spec_changed = !same_spec(old, &merged);
+    let (o, m) = (old.meta(), merged.meta_mut());
+    m.uid = o.uid.clone();
+    m.creation_timestamp = o.creation_timestamp.clone();
+    m.resource_version = o.resource_version.clone();
+    if m.owner_references.is_none() {
+        m.owner_references = o.owner_references.clone();
+    }
+    m.generation = o.generation.map(|g| if spec_changed { g + 1 } else { g });
+    match (old, &mut merged) {
+        (Object::Pod(old), Object::Pod(new)) => {
+            if spec_changed {
+                return Err(Error::Invalid(format!(
+                    "Pod {}: spec is immutable once created (delete the pod and apply it again)",
+                    new.metadata.name.as_deref().unwrap_or_default()
+                )));
+            }
+            new.status = old.status.clone();
+        }
+        (Object::Deployment(old), Object::Deployment(new)) => new.status = old.status.clone(),
+        (Object::Node(old), Object::Node(new)) => new.status = old.status.clone(),
+        (Object::Namespace(old), Object::Namespace(new)) => new.status = old.status.clone(),
+        _ => {}
+    }
+    Ok(merged)
+}
+
+fn same_spec(a: &Object, b: &Object) -> bool {
+    let spec = |o: &Object| o.to_value().get("spec").cloned();
+    spec(a) == spec(b)
+}
+
+pub fn now() -> Time {
+    // jiff is built without its clock here: take the time from std.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// A random RFC 4122 version 4 UUID, as the API server gives every object.
+pub fn new_uid() -> String {
+    let mut b = [0u8; 16];
+    fill_random(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+pub fn fill_random(buf: &mut [u8]) {
+    // getrandom(2) only fails for bad arguments; fall back to the clock and pid rather than panic.
+    if nix_getrandom(buf).is_err() {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+            ^ u128::from(std::process::id());
+        for (i, x) in buf.iter_mut().enumerate() {
+            *x = (seed >> ((i % 16) * 8)) as u8;
+        }
+    }
+}
+
+fn nix_getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    // SAFETY: the pointer and length describe `buf`, which outlives the call.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == buf.len() as isize {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A metadata block with a name, namespace and labels (for objects controllers make).
+pub fn meta(name: &str, namespace: Option<&str>, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: (!labels.is_empty()).then_some(labels),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(text: &str) -> Object {
+        weft_model::parse(text, "t").unwrap().remove(0)
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, labels: {a: b}}\nspec: {containers: [{name: c}]}\n";
+
+    #[test]
+    fn apply_creates_then_configures_then_is_unchanged() {
+        let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::open(dir.join("o.json")).unwrap();
+        assert_eq!(store.apply(object(POD)).unwrap(), Applied::Created);
+        let uid = store.view().pods().next().unwrap().metadata.uid.clone();
+        assert!(uid.is_some());
+        assert_eq!(store.apply(object(POD)).unwrap(), Applied::Unchanged);
+        let relabelled = POD.replace("{a: b}", "{a: c}");
+        assert_eq!(store.apply(object(&relabelled)).unwrap(), Applied::Configured);
+        assert_eq!(store.view().pods().next().unwrap().metadata.uid, uid);
+        let respecced = POD.replace("name: c}", "name: d}");
+        assert!(
+            store
+                .apply(object(&respecced))
+                .unwrap_err()
+                .to_string()
+                .contains("immutable")
+        );
+        store.save().unwrap();
+        let again = Store::open(dir.join("o.json")).unwrap();
+        assert_eq!(again.revision(), store.revision());
+        assert_eq!(again.view().pods().next().unwrap().metadata.uid, uid);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn uids_are_v4_and_distinct() {
+        let (a, b) = (new_uid(), new_uid());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+}

@@ -1,0 +1,141 @@
+//! One Kubernetes object, typed where weft acts on its kind, kept verbatim otherwise.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Namespace(Box<Namespace>),
+    Node(Box<Node>),
+    Pod(Box<Pod>),
+    Deployment(Box<Deployment>),
+    /// A kind nothing in weft acts on: stored and listed as written.
+    Other(Box<Other>),
+}
+
+/// An object of a kind weft does not know, kept field for field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Other {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where an object lives: kind, namespace (none for cluster-scoped kinds) and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(kind: &str, namespace: Option<&str>, name: &str) -> Key {
+        Key {
+            kind: kind.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{}/{}", self.kind, ns, self.name),
+            None => write!(f, "{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+impl Object {
+    pub fn kind(&self) -> &str {
+        match self {
+            Object::Namespace(_) => "Namespace",
+            Object::Node(_) => "Node",
+            Object::Pod(_) => "Pod",
+            Object::Deployment(_) => "Deployment",
+            Object::Other(o) => &o.kind,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Namespace(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
+            Object::Pod(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::Other(o) => &o.metadata,
+        }
+    }
+
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Namespace(o) => &mut o.metadata,
+            Object::Node(o) => &mut o.metadata,
+            Object::Pod(o) => &mut o.metadata,
+            Object::Deployment(o) => &mut o.metadata,
+            Object::Other(o) => &mut o.metadata,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.meta().namespace.as_deref()
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        labels(self.meta())
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn namespaced(&self) -> bool {
+        crate::kind::namespaced(self.kind())
+    }
+
+    pub fn key(&self) -> Key {
+        Key::new(self.kind(), self.namespace(), self.name())
+    }
+
+    /// Puts a namespaced object without a namespace into `ns`, and takes the namespace off cluster-scoped ones.
+    pub fn default_namespace(&mut self, ns: &str) {
+        let namespaced = self.namespaced();
+        let meta = self.meta_mut();
+        if !namespaced {
+            meta.namespace = None;
+        } else if meta.namespace.as_deref().unwrap_or_default().is_empty() {
+            meta.namespace = Some(ns.to_string());
+        }
+    }
+
+    /// The object as the Kubernetes API writes it (apiVersion and kind included).
+    pub fn to_value(&self) -> serde_json::Value {
+        let value = match self {
+            Object::Namespace(o) => serde_json::to_value(o),
+            Object::Node(o) => serde_json::to_value(o),
+            Object::Pod(o) => serde_json::to_value(o),
+            Object::Deployment(o) => serde_json::to_value(o),
+            Object::Other(o) => serde_json::to_value(o),
+        };
+        // Serialising these types cannot fail: every map key is a string.
+        value.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// An object's labels (an empty map when it has none).
+pub fn labels(meta: &ObjectMeta) -> &BTreeMap<String, String> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    meta.labels.as_ref().unwrap_or(&EMPTY)
+}
