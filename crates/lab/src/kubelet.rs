@@ -1,1 +1,655 @@
-//! placeholder
+//! The pod runtime of one node (the kubelet's role): for every pod bound to the node it makes a network
+//! namespace, attaches it through the node's CNI conflist, writes the pod's resolv.conf/hosts/hostname, runs the
+//! containers' processes inside it, restarts them per `restartPolicy`, reports status, and on deletion stops
+//! the processes (SIGTERM, then SIGKILL after the grace period), calls CNI DEL and removes the namespace.
+
+use crate::cni::{self, Attachment};
+use crate::error::{Error, Result, io};
+use crate::sandbox::{self, Sandbox};
+use crate::spec::NodePlan;
+use crate::store::now;
+use crate::supervisor::Shared;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    Pod, PodCondition, PodIP, PodStatus,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use weft_model::k8s_openapi;
+use weft_model::{Key, Object};
+use weft_netlink::Netns;
+
+/// Cluster DNS as kubelet's `--cluster-dns` / `--cluster-domain` (served from the DNS issue on).
+pub const CLUSTER_DNS: &str = "10.96.0.10";
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// Pods started at once per node; more would only queue on the CNI plugin's locks.
+const PARALLEL_STARTS: usize = 4;
+
+pub struct Kubelet {
+    shared: Arc<Shared>,
+    node: NodePlan,
+    node_netns: PathBuf,
+    node_config: PathBuf,
+    runtime: cni::Runtime,
+    pods: Mutex<HashMap<String, Arc<PodRun>>>,
+    starts: Semaphore,
+}
+
+/// One pod's processes and what the runtime knows about them.
+struct PodRun {
+    key: Key,
+    uid: String,
+    stop: AtomicBool,
+    wake: Condvar,
+    state: Mutex<RunState>,
+}
+
+#[derive(Default)]
+struct RunState {
+    ip: Option<String>,
+    started: bool,
+    containers: Vec<ContainerRun>,
+    failed: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct ContainerRun {
+    name: String,
+    pid: Option<u32>,
+    restarts: i32,
+    /// Exit code of the last run, when it ended.
+    last_exit: Option<i32>,
+    /// No more restarts (restartPolicy says so).
+    done: bool,
+    backoff: bool,
+}
+
+impl Kubelet {
+    pub fn new(shared: Arc<Shared>, node: NodePlan, runtime: cni::Runtime) -> Kubelet {
+        let paths = shared.paths.clone();
+        Kubelet {
+            node_netns: PathBuf::from("/run/netns").join(paths.node_netns(&node.name)),
+            node_config: paths.node_dir(&node.name).join("node.json"),
+            shared,
+            node,
+            runtime,
+            pods: Mutex::new(HashMap::new()),
+            starts: Semaphore::new(PARALLEL_STARTS),
+        }
+    }
+
+    /// Reconciles the node's pods with the store until the supervisor stops.
+    pub fn run(self: Arc<Self>) {
+        let mut seen = 0;
+        while !self.shared.stopping() {
+            let snap = self.shared.wait_newer(seen, Duration::from_secs(1));
+            seen = snap.revision;
+            // The network is not ready until the agent has written the node's CNI settings.
+            if !self.node_config.exists() {
+                seen = 0;
+                continue;
+            }
+            let mine: Vec<&Pod> = snap
+                .pods()
+                .filter(|p| crate::controller::node_of(p) == Some(self.node.name.as_str()))
+                .collect();
+            let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+            for pod in &mine {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let deleting = pod.metadata.deletion_timestamp.is_some();
+                match pods.get(&uid) {
+                    None if !deleting => {
+                        let run = Arc::new(PodRun::new(crate::controller::pod_key(pod), uid.clone()));
+                        pods.insert(uid, run.clone());
+                        let (me, pod) = (self.clone(), (*pod).clone());
+                        std::thread::spawn(move || me.start(run, pod));
+                    }
+                    None => {
+                        // Deleted before it ever started here: nothing runs, so it can go.
+                        let key = crate::controller::pod_key(pod);
+                        self.shared.write(|s| s.remove(&key));
+                    }
+                    Some(run) if deleting && !run.stop.swap(true, Ordering::AcqRel) => {
+                        let (me, run, pod) = (self.clone(), run.clone(), (*pod).clone());
+                        std::thread::spawn(move || me.stop(run, &pod));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    fn start(self: Arc<Self>, run: Arc<PodRun>, pod: Pod) {
+        let _slot = self.starts.acquire();
+        if run.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let outcome = self.setup(&run, &pod);
+        if let Err(e) = outcome {
+            run.lock().failed = Some(e.to_string());
+            self.report(&run, &pod);
+            return;
+        }
+        let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+        run.lock().containers = containers
+            .iter()
+            .map(|c| ContainerRun {
+                name: c.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        for (i, container) in containers.into_iter().enumerate() {
+            let (me, run, pod) = (self.clone(), run.clone(), pod.clone());
+            std::thread::spawn(move || me.supervise(&run, &pod, i, &container));
+        }
+    }
+
+    /// Namespace, CNI ADD and the pod's files.
+    fn setup(&self, run: &PodRun, pod: &Pod) -> Result<()> {
+        let paths = &self.shared.paths;
+        let dir = paths.pod_dir(&run.uid);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let host_network = spec.host_network == Some(true);
+        let ip = if host_network {
+            self.node.ip.to_string()
+        } else {
+            let netns_name = paths.pod_netns(&run.uid);
+            Netns::create(&netns_name).map_err(crate::error::kernel(format!("creating the netns of {name}")))?;
+            let netns = PathBuf::from("/run/netns").join(&netns_name);
+            let result = self.runtime.add(&attachment(run, pod, &netns))?;
+            let cached = serde_json::to_vec(&result).map_err(|e| Error::Invalid(e.to_string()))?;
+            std::fs::write(dir.join("cni-result.json"), cached).map_err(io("caching the CNI result"))?;
+            cni::result_ip(&result).ok_or_else(|| Error::Invalid(format!("CNI gave {name} no IPv4 address")))?
+        };
+        let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+        let fqdn = spec
+            .subdomain
+            .as_ref()
+            .map(|sub| format!("{hostname}.{sub}.{ns}.svc.{CLUSTER_DOMAIN}"));
+        let resolv = if host_network {
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+        } else {
+            sandbox::resolv_conf(CLUSTER_DNS, &ns, CLUSTER_DOMAIN)
+        };
+        let files = [
+            ("resolv.conf", resolv),
+            ("hosts", sandbox::hosts_file(Some(&ip), &hostname, fqdn.as_deref())),
+            ("hostname", format!("{hostname}\n")),
+        ];
+        for (file, text) in files {
+            std::fs::write(dir.join(file), text).map_err(io(format!("writing the pod's {file}")))?;
+        }
+        let mut state = run.lock();
+        state.ip = Some(ip);
+        state.started = true;
+        Ok(())
+    }
+
+    fn sandbox(&self, run: &PodRun, pod: &Pod) -> Sandbox {
+        let spec = pod.spec.as_ref();
+        let host_network = spec.and_then(|s| s.host_network) == Some(true);
+        let paths = &self.shared.paths;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        Sandbox {
+            netns: if host_network {
+                self.node_netns.clone()
+            } else {
+                PathBuf::from("/run/netns").join(paths.pod_netns(&run.uid))
+            },
+            files: (!host_network).then(|| paths.pod_dir(&run.uid)),
+            hostname: (!host_network).then(|| spec.and_then(|s| s.hostname.clone()).unwrap_or(name)),
+        }
+    }
+
+    /// Runs one container until the pod stops, restarting it as `restartPolicy` says.
+    fn supervise(&self, run: &PodRun, pod: &Pod, index: usize, container: &Container) {
+        let policy = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into());
+        let mut backoff = Duration::from_millis(500);
+        while !run.stop.load(Ordering::Acquire) {
+            let began = Instant::now();
+            let code = match self.spawn(run, pod, container) {
+                Ok(mut child) => {
+                    run.with_container(index, |c| {
+                        c.pid = Some(child.id());
+                        c.backoff = false;
+                    });
+                    self.report(run, pod);
+                    let status = child.wait();
+                    status
+                        .ok()
+                        .and_then(|s| s.code().or(s.signal().map(|n| 128 + n)))
+                        .unwrap_or(128)
+                }
+                Err(e) => {
+                    let log = self
+                        .shared
+                        .paths
+                        .pod_dir(&run.uid)
+                        .join(format!("{}.log", container.name));
+                    let _ = std::fs::write(log, format!("weft: cannot start container: {e}\n"));
+                    128
+                }
+            };
+            let restart = match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => code != 0,
+                _ => true,
+            };
+            let stopping = run.stop.load(Ordering::Acquire);
+            run.with_container(index, |c| {
+                c.pid = None;
+                c.last_exit = Some(code);
+                c.done = !restart || stopping;
+                c.backoff = restart && !stopping;
+            });
+            if !restart || stopping {
+                self.report(run, pod);
+                return;
+            }
+            // A container that ran a while starts over with a short backoff; a crash loop backs off to 10 s.
+            if began.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(500);
+            }
+            run.with_container(index, |c| c.restarts += 1);
+            self.report(run, pod);
+            run.sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    fn spawn(&self, run: &PodRun, pod: &Pod, container: &Container) -> Result<std::process::Child> {
+        let argv = argv(container, &self.shared.spec.weft_bin);
+        let mut command = self.sandbox(run, pod).command(&argv)?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ip = run.lock().ip.clone().unwrap_or_default();
+        let env = env(pod, container, &self.node, &ip);
+        let log_path = self
+            .shared
+            .paths
+            .pod_dir(&run.uid)
+            .join(format!("{}.log", container.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(format!("opening {}", log_path.display())))?;
+        let log2 = log.try_clone().map_err(io("duplicating the log file"))?;
+        command
+            .env_clear()
+            .envs(env)
+            .current_dir(container.working_dir.as_deref().unwrap_or("/"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        command.spawn().map_err(io(format!(
+            "starting container {} of {name} ({})",
+            container.name,
+            argv.join(" ")
+        )))
+    }
+
+    /// Writes the pod's status from what the runtime knows.
+    fn report(&self, run: &PodRun, pod: &Pod) {
+        let status = run.status(pod, &self.node);
+        self.shared.write(|s| {
+            s.update(&run.key, |o| {
+                if let Object::Pod(p) = o
+                    && p.metadata.uid.as_deref() == Some(run.uid.as_str())
+                {
+                    p.status = Some(status);
+                }
+            })
+        });
+    }
+
+    /// Stops the pod's processes, detaches it and removes it from the store.
+    fn stop(&self, run: Arc<PodRun>, pod: &Pod) {
+        run.wake.notify_all();
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .clamp(0, 30) as u64;
+        let pids = |run: &PodRun| -> Vec<u32> { run.lock().containers.iter().filter_map(|c| c.pid).collect() };
+        signal(&pids(&run), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(grace);
+        while !pids(&run).is_empty() && Instant::now() < deadline {
+            let state = run.lock();
+            drop(run.wake.wait_timeout(state, Duration::from_millis(20)));
+        }
+        signal(&pids(&run), libc::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !pids(&run).is_empty() && Instant::now() < deadline {
+            let state = run.lock();
+            drop(run.wake.wait_timeout(state, Duration::from_millis(20)));
+        }
+        let paths = &self.shared.paths;
+        let dir = paths.pod_dir(&run.uid);
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        if !host_network {
+            let netns = PathBuf::from("/run/netns").join(paths.pod_netns(&run.uid));
+            let cached: Option<Value> = std::fs::read(dir.join("cni-result.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Err(e) = self.runtime.del(&attachment(&run, pod, &netns), cached.as_ref()) {
+                eprintln!("weft lab: {e}");
+            }
+            let _ = Netns::remove(&paths.pod_netns(&run.uid));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.uid);
+        self.shared.write(|s| {
+            if matches!(s.get(&run.key), Some(o) if o.meta().uid.as_deref() == Some(run.uid.as_str())) {
+                s.remove(&run.key);
+            }
+        });
+    }
+}
+
+impl PodRun {
+    fn new(key: Key, uid: String) -> PodRun {
+        PodRun {
+            key,
+            uid,
+            stop: AtomicBool::new(false),
+            wake: Condvar::new(),
+            state: Mutex::new(RunState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_container(&self, index: usize, f: impl FnOnce(&mut ContainerRun)) {
+        if let Some(c) = self.lock().containers.get_mut(index) {
+            f(c);
+        }
+        self.wake.notify_all();
+    }
+
+    /// Sleeps for `d` unless the pod is being stopped.
+    fn sleep(&self, d: Duration) {
+        let deadline = Instant::now() + d;
+        let mut state = self.lock();
+        while !self.stop.load(Ordering::Acquire) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = self.wake.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    fn status(&self, pod: &Pod, node: &NodePlan) -> PodStatus {
+        let state = self.lock();
+        let statuses: Vec<ContainerStatus> = state.containers.iter().map(container_status).collect();
+        let all_running = !statuses.is_empty() && state.containers.iter().all(|c| c.pid.is_some());
+        let all_done = !state.containers.is_empty() && state.containers.iter().all(|c| c.done);
+        let phase = if state.failed.is_some() {
+            "Pending"
+        } else if all_done {
+            if state.containers.iter().all(|c| c.last_exit == Some(0)) {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        } else if state.containers.iter().any(|c| c.pid.is_some() || c.restarts > 0) {
+            "Running"
+        } else {
+            "Pending"
+        };
+        let condition = |type_: &str, ok: bool| PodCondition {
+            type_: type_.into(),
+            status: if ok { "True" } else { "False" }.into(),
+            last_transition_time: Some(now()),
+            ..Default::default()
+        };
+        let old = pod.status.clone().unwrap_or_default();
+        PodStatus {
+            phase: Some(phase.into()),
+            pod_ip: state.ip.clone(),
+            pod_ips: state.ip.clone().map(|ip| vec![PodIP { ip }]),
+            host_ip: Some(node.ip.to_string()),
+            start_time: old.start_time.or_else(|| Some(now())),
+            conditions: Some(vec![condition("PodScheduled", true), condition("Ready", all_running)]),
+            container_statuses: Some(statuses),
+            message: state.failed.clone(),
+            reason: state.failed.as_ref().map(|_| "NetworkNotReady".into()),
+            ..Default::default()
+        }
+    }
+}
+
+fn container_status(c: &ContainerRun) -> ContainerStatus {
+    let state = if c.pid.is_some() {
+        ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(now()),
+            }),
+            ..Default::default()
+        }
+    } else if c.backoff {
+        ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("CrashLoopBackOff".into()),
+                message: None,
+            }),
+            ..Default::default()
+        }
+    } else if let Some(code) = c.last_exit {
+        ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    } else {
+        ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
+            ..Default::default()
+        }
+    };
+    ContainerStatus {
+        name: c.name.clone(),
+        ready: c.pid.is_some(),
+        restart_count: c.restarts,
+        started: Some(c.pid.is_some()),
+        state: Some(state),
+        image: String::new(),
+        image_id: String::new(),
+        ..Default::default()
+    }
+}
+
+fn attachment<'a>(run: &'a PodRun, pod: &'a Pod, netns: &'a std::path::Path) -> Attachment<'a> {
+    Attachment {
+        container_id: &run.uid,
+        netns,
+        ifname: "eth0",
+        pod_namespace: pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod_name: pod.metadata.name.as_deref().unwrap_or_default(),
+        pod_uid: &run.uid,
+        runtime_config: json!({ "portMappings": port_mappings(pod) }),
+    }
+}
+
+/// `hostPort`s as the runtime passes them to the `portMappings` capability.
+fn port_mappings(pod: &Pod) -> Vec<Value> {
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = p.host_port?;
+            let mut m = json!({
+                "hostPort": host_port,
+                "containerPort": p.container_port,
+                "protocol": p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+            });
+            if let Some(ip) = &p.host_ip {
+                m["hostIP"] = json!(ip);
+            }
+            Some(m)
+        })
+        .collect()
+}
+
+/// The command line: `command` + `args` as given, `args` alone as the command, or `weft serve` on the
+/// container's ports when the image's own entrypoint would have run (we have no images).
+pub fn argv(c: &Container, weft_bin: &std::path::Path) -> Vec<String> {
+    let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
+    argv.extend(c.args.clone().unwrap_or_default());
+    if !argv.is_empty() {
+        return argv;
+    }
+    let mut argv = vec![weft_bin.display().to_string(), "serve".into()];
+    for p in c.ports.iter().flatten() {
+        let flag = match p.protocol.as_deref() {
+            Some("UDP") => "--udp",
+            Some("SCTP") => continue,
+            _ => "--http",
+        };
+        argv.extend([flag.to_string(), p.container_port.to_string()]);
+    }
+    argv
+}
+
+/// The container's environment: its `env` (values and the downward API's common fields), plus the variables
+/// `weft serve` reports and a usual PATH.
+fn env(pod: &Pod, c: &Container, node: &NodePlan, ip: &str) -> Vec<(String, String)> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let field = |path: &str| -> Option<String> {
+        Some(match path {
+            "metadata.name" => name.clone(),
+            "metadata.namespace" => ns.clone(),
+            "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
+            "spec.nodeName" => node.name.clone(),
+            "status.podIP" => ip.to_string(),
+            "status.hostIP" => node.ip.to_string(),
+            _ => return None,
+        })
+    };
+    let mut out = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        ("HOME".into(), "/root".into()),
+        ("HOSTNAME".into(), name.clone()),
+        ("WEFT_POD_NAME".into(), name.clone()),
+        ("WEFT_POD_NAMESPACE".into(), ns.clone()),
+        ("WEFT_NODE_NAME".into(), node.name.clone()),
+        ("WEFT_POD_IP".into(), ip.to_string()),
+    ];
+    for var in c.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(from)) => from.field_ref.as_ref().and_then(|f| field(&f.field_path)),
+            (None, None) => Some(String::new()),
+        };
+        if let Some(v) = value {
+            out.push((var.name.clone(), v));
+        }
+    }
+    out
+}
+
+fn signal(pids: &[u32], sig: libc::c_int) {
+    for &pid in pids {
+        // SAFETY: kill(2) on a pid this runtime started and has not yet reaped.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
+}
+
+/// A counting semaphore for bounding parallel pod starts.
+struct Semaphore {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+struct Permit<'a>(&'a Semaphore);
+
+impl Semaphore {
+    fn new(n: usize) -> Semaphore {
+        Semaphore {
+            free: Mutex::new(n),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(yaml: &str) -> Container {
+        serde_saphyr_free(yaml)
+    }
+
+    fn serde_saphyr_free(json: &str) -> Container {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn argv_follows_command_args_or_serves_the_ports() {
+        let bin = std::path::Path::new("/w");
+        let c = container(r#"{"name":"c","command":["sh","-c"],"args":["echo hi"]}"#);
+        assert_eq!(argv(&c, bin), ["sh", "-c", "echo hi"]);
+        let c = container(r#"{"name":"c","args":["sleep","5"]}"#);
+        assert_eq!(argv(&c, bin), ["sleep", "5"]);
+        let c = container(
+            r#"{"name":"c","ports":[{"containerPort":80},{"containerPort":53,"protocol":"UDP"},{"containerPort":9,"protocol":"SCTP"}]}"#,
+        );
+        assert_eq!(argv(&c, bin), ["/w", "serve", "--http", "80", "--udp", "53"]);
+    }
+
+    #[test]
+    fn host_ports_become_port_mappings() {
+        let pod: Pod = serde_json::from_str(
+            r#"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","ports":[{"containerPort":80,"hostPort":8080},{"containerPort":81}]}]}}"#,
+        )
+        .unwrap();
+        let m = port_mappings(&pod);
+        assert_eq!(
+            m,
+            vec![json!({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"})]
+        );
+    }
+}

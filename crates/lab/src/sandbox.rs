@@ -1,1 +1,124 @@
-//! placeholder
+//! Entering a pod: its network namespace, a private mount namespace in which the pod's own /etc/resolv.conf,
+//! /etc/hosts and /etc/hostname cover the host's (what `ip netns exec` does with /etc/netns/NAME), and its own
+//! UTS namespace with the pod's hostname. Pod processes and `weft exec` enter the same way.
+
+use crate::error::{Result, io};
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, setns, unshare};
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Files a pod sees instead of the host's.
+pub const POD_FILES: &[&str] = &["resolv.conf", "hosts", "hostname"];
+
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    /// The namespace to join (/run/netns/NAME).
+    pub netns: PathBuf,
+    /// A directory holding the files of `POD_FILES`; none for host-network pods, which see the node's.
+    pub files: Option<PathBuf>,
+    /// The UTS hostname; none keeps the host's.
+    pub hostname: Option<String>,
+}
+
+impl Sandbox {
+    /// A command that runs `argv` inside the sandbox.
+    pub fn command(&self, argv: &[String]) -> Result<Command> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err(crate::Error::Invalid("no command given".into()));
+        };
+        let netns = File::open(&self.netns).map_err(io(format!("opening {}", self.netns.display())))?;
+        // Everything the child needs is prepared here: between fork and exec only system calls run.
+        let binds: Vec<(CString, CString)> = match &self.files {
+            Some(dir) => POD_FILES
+                .iter()
+                .map(|f| Ok((cstring(&dir.join(f))?, cstring(&Path::new("/etc").join(f))?)))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let hostname = self.hostname.clone();
+        let mut command = Command::new(program);
+        command.args(args);
+        // SAFETY: the closure only makes system calls (setns, unshare, mount, sethostname) on data prepared
+        // before the fork; it allocates nothing and takes no locks.
+        unsafe {
+            command.pre_exec(move || {
+                setns(netns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+                let mut flags = CloneFlags::empty();
+                if !binds.is_empty() {
+                    flags |= CloneFlags::CLONE_NEWNS;
+                }
+                if hostname.is_some() {
+                    flags |= CloneFlags::CLONE_NEWUTS;
+                }
+                if !flags.is_empty() {
+                    unshare(flags)?;
+                }
+                if !binds.is_empty() {
+                    // Slave, not private: namespaces unmounted on the host later also vanish here.
+                    let slave = MsFlags::MS_REC | MsFlags::MS_SLAVE;
+                    mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)?;
+                    for (from, to) in &binds {
+                        mount(
+                            Some(from.as_c_str()),
+                            to.as_c_str(),
+                            None::<&str>,
+                            MsFlags::MS_BIND,
+                            None::<&str>,
+                        )?;
+                    }
+                }
+                if let Some(name) = &hostname {
+                    nix::unistd::sethostname(name)?;
+                }
+                Ok(())
+            });
+        }
+        Ok(command)
+    }
+}
+
+fn cstring(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| crate::Error::Invalid(format!("path {} holds a NUL byte", path.display())))
+}
+
+/// The pod's /etc/hosts, as kubelet writes it.
+pub fn hosts_file(ip: Option<&str>, hostname: &str, fqdn: Option<&str>) -> String {
+    let mut text = String::from(
+        "# Kubernetes-managed hosts file (weft lab).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    );
+    if let Some(ip) = ip {
+        match fqdn {
+            Some(fqdn) => text.push_str(&format!("{ip}\t{fqdn}\t{hostname}\n")),
+            None => text.push_str(&format!("{ip}\t{hostname}\n")),
+        }
+    }
+    text
+}
+
+/// The pod's /etc/resolv.conf for `dnsPolicy: ClusterFirst`, as kubelet writes it.
+pub fn resolv_conf(nameserver: &str, namespace: &str, domain: &str) -> String {
+    format!("nameserver {nameserver}\nsearch {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_read_as_kubelet_writes_them() {
+        let r = resolv_conf("10.96.0.10", "web", "cluster.local");
+        assert_eq!(
+            r,
+            "nameserver 10.96.0.10\nsearch web.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+        );
+        let h = hosts_file(Some("10.244.1.5"), "web-0", Some("web-0.web.default.svc.cluster.local"));
+        assert!(h.ends_with("10.244.1.5\tweb-0.web.default.svc.cluster.local\tweb-0\n"));
+        assert!(!hosts_file(None, "x", None).contains("\tx\n"));
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod addr;
 pub mod error;
+pub mod fdb;
 pub mod link;
 pub mod neigh;
 pub mod netns;
@@ -11,9 +12,12 @@ pub mod nftables;
 pub mod route;
 pub mod socket;
 pub mod sysctl;
+pub mod vxlan;
 
 pub use error::{Error, Result};
+pub use fdb::{FdbEntry, Neighbour};
 pub use link::Link;
 pub use netns::Netns;
 pub use route::Route;
 pub use socket::Handle;
+pub use vxlan::{Vxlan, VxlanConfig};

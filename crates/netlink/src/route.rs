@@ -24,7 +24,13 @@ pub struct Route {
     pub onlink: bool,
     pub mtu: Option<u32>,
     pub metric: Option<u32>,
+    /// Who installed the route (RTPROT_*). A component marks its routes with its own number so it can tell them
+    /// from everyone else's after a restart; deletion matches it too.
+    pub protocol: u8,
 }
+
+/// RTPROT_BOOT, what `ip route add` uses when no protocol is given.
+pub const PROTOCOL_BOOT: u8 = 3;
 
 impl Route {
     pub fn via(dst: IpNet, gateway: IpAddr) -> Route {
@@ -36,6 +42,7 @@ impl Route {
             onlink: false,
             mtu: None,
             metric: None,
+            protocol: PROTOCOL_BOOT,
         }
     }
 
@@ -48,6 +55,7 @@ impl Route {
             onlink: false,
             mtu: None,
             metric: None,
+            protocol: PROTOCOL_BOOT,
         }
     }
 }
@@ -76,7 +84,7 @@ fn message(route: &Route) -> RouteMessage {
     };
     msg.header.destination_prefix_length = route.dst.prefix_len();
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
-    msg.header.protocol = RouteProtocol::Boot;
+    msg.header.protocol = RouteProtocol::from(route.protocol);
     msg.header.scope = if route.link_scope {
         RouteScope::Link
     } else {
@@ -153,6 +161,7 @@ impl Handle {
                     onlink: m.header.flags.contains(netlink_packet_route::route::RouteFlags::Onlink),
                     mtu: None,
                     metric: None,
+                    protocol: m.header.protocol.into(),
                 };
                 for attr in &m.attributes {
                     match attr {

@@ -1,0 +1,7 @@
+//! weft's node agent. Each part is a pure planner (objects in, desired dataplane out, unit-tested without
+//! root) and a thin applier that diffs the desired state against what weft owns in the kernel.
+
+pub mod error;
+pub mod overlay;
+
+pub use error::{Error, Result};
