@@ -6,7 +6,7 @@ use crate::error::{Error, Result, io};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// One pod attachment, as the runtime describes it.
 pub struct Attachment<'a> {
@@ -21,6 +21,8 @@ pub struct Attachment<'a> {
 }
 
 pub struct Runtime {
+    /// The node's network namespace: plugins run inside it, as they run on a node's host network.
+    pub node_netns: PathBuf,
     pub bin_dir: PathBuf,
     /// The network list (a parsed .conflist).
     pub conflist: Value,
@@ -90,7 +92,13 @@ impl Runtime {
             "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
             a.pod_namespace, a.pod_name, a.container_id, a.pod_uid
         );
-        let mut child = Command::new(&program)
+        let node = crate::sandbox::Sandbox {
+            netns: self.node_netns.clone(),
+            files: None,
+            hostname: None,
+        };
+        let mut child = node
+            .command(&[program.display().to_string()])?
             .env_clear()
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", a.container_id)

@@ -275,7 +275,7 @@ impl Kubelet {
         let mut command = self.sandbox(run, pod).command(&argv)?;
         let name = pod.metadata.name.clone().unwrap_or_default();
         let ip = run.lock().ip.clone().unwrap_or_default();
-        let env = env(pod, container, &self.node, &ip);
+        let env = env(pod, container, &self.node, &ip, &self.shared.spec.weft_bin);
         let log_path = self
             .shared
             .paths
@@ -536,7 +536,7 @@ pub fn argv(c: &Container, weft_bin: &std::path::Path) -> Vec<String> {
 
 /// The container's environment: its `env` (values and the downward API's common fields), plus the variables
 /// `weft serve` reports and a usual PATH.
-fn env(pod: &Pod, c: &Container, node: &NodePlan, ip: &str) -> Vec<(String, String)> {
+fn env(pod: &Pod, c: &Container, node: &NodePlan, ip: &str, weft_bin: &std::path::Path) -> Vec<(String, String)> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let field = |path: &str| -> Option<String> {
@@ -551,10 +551,7 @@ fn env(pod: &Pod, c: &Container, node: &NodePlan, ip: &str) -> Vec<(String, Stri
         })
     };
     let mut out = vec![
-        (
-            "PATH".to_string(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        ),
+        ("PATH".to_string(), crate::sandbox::pod_path(weft_bin)),
         ("HOME".into(), "/root".into()),
         ("HOSTNAME".into(), name.clone()),
         ("WEFT_POD_NAME".into(), name.clone()),

@@ -87,6 +87,15 @@ fn cstring(path: &Path) -> Result<CString> {
         .map_err(|_| crate::Error::Invalid(format!("path {} holds a NUL byte", path.display())))
 }
 
+/// PATH inside pods: the usual directories, after the one holding `weft` so `weft probe` works in every pod.
+pub fn pod_path(weft_bin: &Path) -> String {
+    let usual = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    match weft_bin.parent() {
+        Some(dir) => format!("{}:{usual}", dir.display()),
+        None => usual.to_string(),
+    }
+}
+
 /// The pod's /etc/hosts, as kubelet writes it.
 pub fn hosts_file(ip: Option<&str>, hostname: &str, fqdn: Option<&str>) -> String {
     let mut text = String::from(

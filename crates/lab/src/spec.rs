@@ -13,34 +13,7 @@ const WIRE: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 0);
 const EXTERNAL_HOST: u8 = 100;
 pub const MAX_NODES: u8 = 16;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Overlay {
-    /// One route per remote node's pod CIDR via that node's address (all nodes on one L2 wire).
-    HostGw,
-    /// Flannel-style VXLAN (VNI 1) between the nodes.
-    Vxlan,
-}
-
-impl std::str::FromStr for Overlay {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Overlay, String> {
-        match s {
-            "host-gw" => Ok(Overlay::HostGw),
-            "vxlan" => Ok(Overlay::Vxlan),
-            other => Err(format!("unknown overlay {other:?}: expected host-gw or vxlan")),
-        }
-    }
-}
-
-impl std::fmt::Display for Overlay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Overlay::HostGw => "host-gw",
-            Overlay::Vxlan => "vxlan",
-        })
-    }
-}
+pub use weft_agent::overlay::Mode as Overlay;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

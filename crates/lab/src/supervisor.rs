@@ -268,3 +268,208 @@ pub fn listen(paths: &Paths) -> Result<UnixListener> {
         .map_err(io(format!("protecting {}", socket.display())))?;
     Ok(listener)
 }
+
+/// Namespaces every cluster starts with.
+const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+/// Plugin types the lab's CNI bin dir offers, each a link to weft-cni.
+const CNI_TYPES: &[&str] = &["weft", "loopback", "bridge", "host-local", "portmap", "bandwidth"];
+
+/// The supervisor's main: runs until SIGTERM/SIGINT.
+pub fn run(paths: &Paths) -> Result<()> {
+    let spec = paths.read_spec()?;
+    let store = Store::open(paths.store_file())?;
+    let shared = Arc::new(Shared::new(spec.clone(), store));
+    std::fs::write(paths.supervisor_pid(), std::process::id().to_string()).map_err(io("writing the pid file"))?;
+    install_cni(paths, &spec)?;
+    bootstrap(&shared)?;
+    let listener = listen(paths)?;
+    let stop = install_signal_handlers();
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || serve_api(shared, listener));
+    }
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || controllers(&shared));
+    }
+    for node in spec.node_plans() {
+        let runtime = crate::cni::Runtime {
+            node_netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&node.name)),
+            bin_dir: paths.cni_bin_dir(),
+            conflist: conflist(paths, &node.name),
+        };
+        let kubelet = Arc::new(crate::kubelet::Kubelet::new(shared.clone(), node, runtime));
+        std::thread::spawn(move || kubelet.run());
+    }
+    let mut agents: Vec<Agent> = spec.node_plans().into_iter().map(|n| Agent::new(n.name)).collect();
+    while !stop.load(Ordering::Acquire) {
+        for agent in &mut agents {
+            if let Err(e) = agent.keep_running(&shared) {
+                eprintln!("weft lab: agent on {}: {e}", agent.node);
+            }
+        }
+        if let Err(e) = shared.save_if_dirty() {
+            eprintln!("weft lab: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    shared.stop();
+    shared.save_if_dirty()
+}
+
+/// The controllers' loop: reconcile after every change.
+fn controllers(shared: &Shared) {
+    let mut seen = 0;
+    while !shared.stopping() {
+        let snap = shared.wait_newer(seen, Duration::from_secs(1));
+        seen = snap.revision;
+        let changes = crate::controller::reconcile(&snap);
+        if !changes.is_empty() {
+            shared.write(|store| crate::controller::apply(store, changes));
+        }
+    }
+}
+
+/// Namespaces and one Node per lab node, with its pod CIDR and address, as node registration would make them.
+fn bootstrap(shared: &Shared) -> Result<()> {
+    let mut objects = Vec::new();
+    for ns in BUILTIN_NAMESPACES {
+        objects.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    for node in shared.spec.node_plans() {
+        objects.push(json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": node.name, "labels": {
+                "kubernetes.io/hostname": node.name,
+                "kubernetes.io/os": "linux",
+            }},
+            "spec": {"podCIDR": node.pod_cidr.to_string(), "podCIDRs": [node.pod_cidr.to_string()]},
+            "status": {
+                "addresses": [
+                    {"type": "InternalIP", "address": node.ip.to_string()},
+                    {"type": "Hostname", "address": node.name},
+                ],
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+            },
+        }));
+    }
+    shared.write(|store| {
+        for value in objects {
+            let object = weft_model::manifest::from_value(value).map_err(Error::Invalid)?;
+            if store.get(&object.key()).is_none() {
+                store.create(object)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The CNI bin dir: one link per plugin type to weft-cni, as a node would install it in /opt/cni/bin.
+fn install_cni(paths: &Paths, spec: &LabSpec) -> Result<()> {
+    let dir = paths.cni_bin_dir();
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    for kind in CNI_TYPES {
+        let link = dir.join(kind);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&spec.cni_bin, &link).map_err(io(format!("linking {}", link.display())))?;
+    }
+    for node in spec.node_plans() {
+        let node_dir = paths.node_dir(&node.name);
+        let net_d = node_dir.join("net.d");
+        std::fs::create_dir_all(&net_d).map_err(io(format!("creating {}", net_d.display())))?;
+        let text = serde_json::to_string_pretty(&conflist(paths, &node.name)).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(net_d.join("10-weft.conflist"), text).map_err(io("writing the conflist"))?;
+    }
+    Ok(())
+}
+
+/// The node's network list: the `weft` type with the capabilities kubelet fills in.
+fn conflist(paths: &Paths, node: &str) -> Value {
+    json!({
+        "cniVersion": "1.1.0",
+        "name": "weft",
+        "plugins": [{
+            "type": "weft",
+            "nodeConfig": paths.node_dir(node).join("node.json"),
+            "capabilities": {"portMappings": true, "bandwidth": true},
+        }],
+    })
+}
+
+/// A node's `weft agent` process, restarted whenever it exits.
+struct Agent {
+    node: String,
+    child: Option<std::process::Child>,
+}
+
+impl Agent {
+    fn new(node: String) -> Agent {
+        Agent { node, child: None }
+    }
+
+    fn keep_running(&mut self, shared: &Shared) -> Result<()> {
+        if let Some(child) = &mut self.child {
+            match child.try_wait() {
+                Ok(None) => return Ok(()),
+                Ok(Some(status)) => eprintln!("weft lab: agent on {} exited ({status}); restarting", self.node),
+                Err(e) => eprintln!("weft lab: agent on {}: {e}", self.node),
+            }
+        }
+        let paths = &shared.paths;
+        let spec = &shared.spec;
+        let node_dir = paths.node_dir(&self.node);
+        let sandbox = crate::sandbox::Sandbox {
+            netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&self.node)),
+            files: None,
+            hostname: None,
+        };
+        let argv: Vec<String> = vec![
+            spec.weft_bin.display().to_string(),
+            "agent".into(),
+            "--lab".into(),
+            spec.name.clone(),
+            "--node".into(),
+            self.node.clone(),
+            "--overlay".into(),
+            spec.overlay.to_string(),
+            "--cluster-cidr".into(),
+            spec.cluster_cidr.to_string(),
+            "--node-config".into(),
+            node_dir.join("node.json").display().to_string(),
+            "--cni-state-dir".into(),
+            node_dir.join("cni").display().to_string(),
+        ];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node_dir.join("agent.log"))
+            .map_err(io("opening the agent log"))?;
+        let log2 = log.try_clone().map_err(io("opening the agent log"))?;
+        let child = sandbox
+            .command(&argv)?
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(io(format!("starting the agent of {}", self.node)))?;
+        self.child = Some(child);
+        Ok(())
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Release);
+}
+
+/// SIGTERM and SIGINT set a flag the main loop polls.
+fn install_signal_handlers() -> &'static AtomicBool {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    &STOP
+}

@@ -1,8 +1,13 @@
 //! The `weft` command line.
 
+mod agent;
 mod bench;
+mod lab;
+mod objects;
+mod pods;
 mod probe;
 mod serve;
+mod table;
 
 use clap::{Parser, Subcommand};
 
@@ -13,12 +18,32 @@ use clap::{Parser, Subcommand};
     about = "Kubernetes pod networking: CNI plugin, node agent, lab"
 )]
 struct Cli {
+    /// Which lab to talk to.
+    #[arg(long, global = true, env = "WEFT_LAB", default_value = weft_lab::spec::DEFAULT_LAB)]
+    lab: String,
     #[command(subcommand)]
     command: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Build, inspect and remove a lab: a whole cluster network on this host.
+    Lab {
+        #[command(subcommand)]
+        what: lab::LabCmd,
+    },
+    /// Create or update objects from manifests.
+    Apply(objects::ApplyArgs),
+    /// List objects, as a table or as Kubernetes JSON/YAML.
+    Get(objects::GetArgs),
+    /// Delete objects by KIND NAME or from manifests.
+    Delete(objects::DeleteArgs),
+    /// Run a command inside a pod (its network, hostname, resolv.conf and hosts).
+    Exec(pods::ExecArgs),
+    /// Print a container's output.
+    Logs(pods::LogsArgs),
+    /// The node agent: overlay routes and the node's CNI settings.
+    Agent(agent::Args),
     /// Measure weft's components and print the figures.
     Bench {
         #[command(subcommand)]
@@ -30,10 +55,26 @@ enum Cmd {
     Probe(probe::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Cmd::Bench { what } => bench::run(what),
-        Cmd::Serve(args) => serve::run(args),
-        Cmd::Probe(args) => probe::run(args),
+fn main() {
+    let cli = Cli::parse();
+    let paths = weft_lab::spec::Paths::new(&cli.lab);
+    let outcome = match cli.command {
+        Cmd::Lab { what } => lab::run(&cli.lab, what),
+        Cmd::Apply(args) => objects::apply(&paths, args).map(|()| 0),
+        Cmd::Get(args) => objects::get(&paths, args).map(|()| 0),
+        Cmd::Delete(args) => objects::delete(&paths, args).map(|()| 0),
+        Cmd::Exec(args) => pods::exec(&paths, args),
+        Cmd::Logs(args) => pods::logs(&paths, args).map(|()| 0),
+        Cmd::Agent(args) => agent::run(&cli.lab, args).map(|()| 0),
+        Cmd::Bench { what } => bench::run(what).map(|()| 0),
+        Cmd::Serve(args) => serve::run(args).map(|()| 0),
+        Cmd::Probe(args) => probe::run(args).map(|()| 0),
+    };
+    match outcome {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }

@@ -28,7 +28,8 @@ pub struct NodeNet {
     pub pod_cidr: Ipv4Net,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Route each peer's pod CIDR via the peer's address; needs every node on one L2 segment.
     HostGw,

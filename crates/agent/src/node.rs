@@ -1,0 +1,122 @@
+//! The agent's main loop on one node: every snapshot from the `Source` is turned into the node's overlay
+//! (routes or VXLAN to every other node) and the CNI settings file weft-cni reads for this node's pods.
+//! Syncs are idempotent, so a restarted agent adopts what its predecessor made without breaking flows.
+
+use crate::overlay::{self, Mode, NodeNet};
+use ipnet::{IpNet, Ipv4Net};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+use weft_model::k8s_openapi::api::core::v1::Node;
+use weft_model::{Snapshot, Source};
+use weft_netlink::Handle;
+
+pub struct Config {
+    /// This node's name (its Node object).
+    pub node: String,
+    pub overlay: Mode,
+    pub cluster_cidr: Ipv4Net,
+    /// The link that carries node-to-node traffic.
+    pub uplink: String,
+    /// Where weft-cni reads this node's settings.
+    pub node_config: PathBuf,
+    /// weft-cni's state (IPAM, journals) on this node.
+    pub cni_state_dir: PathBuf,
+}
+
+/// Runs until the source fails for good; transient source errors are retried.
+pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
+    weft_netlink::sysctl::set("net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
+    let mut handle = Handle::new().map_err(|e| e.to_string())?;
+    let mut after = 0;
+    let mut retry = Duration::from_millis(100);
+    loop {
+        let snap = match source.next(after) {
+            Ok(snap) => snap,
+            Err(e) => {
+                eprintln!("weft agent: {e}; retrying in {retry:?}");
+                std::thread::sleep(retry);
+                retry = (retry * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        retry = Duration::from_millis(100);
+        after = snap.revision;
+        if let Err(e) = sync(&mut handle, &snap, config) {
+            eprintln!("weft agent: revision {after}: {e}");
+        }
+    }
+}
+
+/// One pass: overlay, then the CNI settings.
+pub fn sync(handle: &mut Handle, snap: &Snapshot, config: &Config) -> Result<(), String> {
+    let nodes: Vec<NodeNet> = snap.nodes().filter_map(node_net).collect();
+    let Some(me) = nodes.iter().find(|n| n.name == config.node) else {
+        return Err(format!("node {} has no Node object with an InternalIP and a podCIDR yet", config.node));
+    };
+    let uplink = handle
+        .link_by_name(&config.uplink)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("uplink {} not found", config.uplink))?;
+    let desired = overlay::plan(me, &nodes, config.overlay, uplink.mtu).map_err(|e| e.to_string())?;
+    let report = overlay::sync(handle, &config.uplink, &desired).map_err(|e| e.to_string())?;
+    if report.changes() > 0 {
+        eprintln!("weft agent: revision {}: {report}", snap.revision);
+    }
+    let settings = json!({
+        "podCIDR": IpNet::V4(me.pod_cidr).to_string(),
+        "clusterCIDR": IpNet::V4(config.cluster_cidr).to_string(),
+        "mtu": desired.pod_mtu,
+        "stateDir": config.cni_state_dir,
+        "attachment": "routed",
+    });
+    write_if_changed(&config.node_config, &settings.to_string())
+}
+
+/// A Node's name, InternalIP and IPv4 pod CIDR, when it has all three.
+pub fn node_net(node: &Node) -> Option<NodeNet> {
+    let name = node.metadata.name.clone()?;
+    let ip = node
+        .status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")?
+        .address
+        .parse()
+        .ok()?;
+    let pod_cidr = node.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()?;
+    Some(NodeNet { name, ip, pod_cidr })
+}
+
+/// Writes `text` atomically unless the file already holds it (weft-cni may read it at any moment).
+fn write_if_changed(path: &std::path::Path, text: &str) -> Result<(), String> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_needs_an_internal_ip_and_a_pod_cidr() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "node-1"},
+            "spec": {"podCIDR": "10.244.1.0/24"},
+            "status": {"addresses": [{"type": "Hostname", "address": "node-1"}, {"type": "InternalIP", "address": "172.18.0.11"}]}
+        }))
+        .unwrap();
+        let net = node_net(&node).unwrap();
+        assert_eq!(net.ip.to_string(), "172.18.0.11");
+        assert_eq!(net.pod_cidr.to_string(), "10.244.1.0/24");
+        let bare: Node = serde_json::from_value(json!({"metadata": {"name": "n"}})).unwrap();
+        assert!(node_net(&bare).is_none());
+    }
+}

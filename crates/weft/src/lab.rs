@@ -1,0 +1,253 @@
+//! `weft lab up|down|status|exec|supervise`: building, inspecting and removing a lab.
+
+use crate::objects::{self, read_manifests};
+use anyhow::{Context, Result, bail};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use weft_lab::api::Client;
+use weft_lab::spec::{LabSpec, Overlay, Paths};
+use weft_lab::{teardown, topology};
+
+#[derive(clap::Subcommand)]
+pub enum LabCmd {
+    /// Build the lab (nodes, wire, external host, control plane, agents) and apply manifests.
+    Up(UpArgs),
+    /// Remove everything the lab made: processes, namespaces, state. Safe to repeat.
+    Down,
+    /// What the lab is made of and whether it runs.
+    Status,
+    /// Run a command on a node (in its network namespace) or on the external host.
+    Exec {
+        /// `node-N` or `external`.
+        target: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// The control plane process (started by `lab up`).
+    #[command(hide = true)]
+    Supervise,
+}
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Number of nodes (1-16).
+    #[arg(long, default_value_t = 3)]
+    nodes: u8,
+    /// How nodes reach each other's pods: host-gw or vxlan.
+    #[arg(long, default_value = "host-gw")]
+    overlay: Overlay,
+    /// Pod addresses of the whole cluster; each node gets a /24 of it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// Manifests to apply once the lab is up (file, directory or -; may repeat).
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<String>,
+    /// The weft-cni binary (default: next to this one).
+    #[arg(long)]
+    cni_bin: Option<PathBuf>,
+    /// How long to wait for nodes and pods to be ready.
+    #[arg(long, default_value = "120s", value_parser = crate::probe::parse_duration)]
+    timeout: Duration,
+}
+
+pub fn run(lab: &str, cmd: LabCmd) -> Result<i32> {
+    let paths = Paths::new(lab);
+    match cmd {
+        LabCmd::Up(args) => up(&paths, args).map(|()| 0),
+        LabCmd::Down => down(&paths),
+        LabCmd::Status => status(&paths).map(|()| 0),
+        LabCmd::Exec { target, command } => exec(&paths, &target, &command),
+        LabCmd::Supervise => weft_lab::supervisor::run(&paths).map(|()| 0).map_err(Into::into),
+    }
+}
+
+fn up(paths: &Paths, args: UpArgs) -> Result<()> {
+    let me = std::env::current_exe().context("finding the weft binary")?;
+    let cni_bin = args.cni_bin.unwrap_or_else(|| me.with_file_name("weft-cni"));
+    if !cni_bin.is_file() {
+        bail!("weft-cni not found at {} (build it, or pass --cni-bin)", cni_bin.display());
+    }
+    let spec = LabSpec {
+        name: paths.lab.clone(),
+        nodes: args.nodes,
+        overlay: args.overlay,
+        cluster_cidr: args.cluster_cidr,
+        cni_bin,
+        weft_bin: me.clone(),
+    };
+    spec.validate()?;
+    // Bad manifests stop us before anything is built.
+    let manifests = read_manifests(&args.files)?;
+    if paths.dir().exists() {
+        if teardown::supervisor_pid(paths).is_some() {
+            bail!("lab {} is already up (`weft lab down` first, or pick another name with --lab)", paths.lab);
+        }
+        eprintln!("lab {}: cleaning up what a previous run left", paths.lab);
+        report_down(paths, teardown::down(paths))?;
+    }
+    let started = Instant::now();
+    std::fs::create_dir_all(paths.dir()).with_context(|| format!("creating {}", paths.dir().display()))?;
+    std::fs::write(paths.spec_file(), serde_json::to_vec_pretty(&spec)?).context("writing the lab spec")?;
+    eprintln!(
+        "lab {}: {} nodes, {} overlay, pods in {}",
+        spec.name, spec.nodes, spec.overlay, spec.cluster_cidr
+    );
+    if let Err(e) = topology::build(&spec).map_err(anyhow::Error::from).and_then(|()| start_supervisor(paths, &me)) {
+        let _ = teardown::down(paths);
+        return Err(e.context(format!("building lab {}", spec.name)));
+    }
+    let deadline = Instant::now() + args.timeout;
+    wait_for(deadline, "the nodes' agents", || {
+        let ready = spec
+            .node_plans()
+            .iter()
+            .filter(|n| paths.node_dir(&n.name).join("node.json").exists())
+            .count();
+        Ok((ready == spec.node_plans().len()).then_some(()))
+    })?;
+    eprintln!("lab {}: {} nodes ready in {:.1?}", spec.name, spec.nodes, started.elapsed());
+    if !manifests.is_empty() {
+        objects::apply_values(paths, manifests, "default")?;
+        wait_pods_ready(paths, deadline)?;
+    }
+    eprintln!("lab {}: up in {:.1?}", spec.name, started.elapsed());
+    let lab_flag = if spec.name == weft_lab::spec::DEFAULT_LAB {
+        String::new()
+    } else {
+        format!(" --lab {}", spec.name)
+    };
+    println!(
+        "\nTry:\n  weft{lab_flag} get pods -o wide\n  weft{lab_flag} get nodes -o wide\n  weft{lab_flag} exec POD -- weft probe http://OTHER-POD-IP\n  weft{lab_flag} lab exec node-1 -- ip route\n  weft{lab_flag} lab exec external -- ping -c1 {}\n  weft{lab_flag} lab down",
+        spec.node_plans()[0].ip
+    );
+    Ok(())
+}
+
+fn start_supervisor(paths: &Paths, me: &std::path::Path) -> Result<()> {
+    let log = std::fs::File::create(paths.supervisor_log()).context("creating the supervisor log")?;
+    let mut command = Command::new(me);
+    command
+        .args(["lab", "supervise", "--lab", &paths.lab])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid(2) only; the supervisor outlives this command in its own session.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+    command.spawn().context("starting the lab supervisor")?;
+    wait_for(Instant::now() + Duration::from_secs(10), "the lab supervisor", || {
+        Ok(Client::connect(paths).is_ok().then_some(()))
+    })
+}
+
+/// Polls `check` until it yields a value or the deadline passes.
+pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    loop {
+        if let Some(v) = check()? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until every pod is Running and Ready, showing progress.
+fn wait_pods_ready(paths: &Paths, deadline: Instant) -> Result<()> {
+    let mut last = String::new();
+    wait_for(deadline, "pods to be ready", || {
+        let pods = objects::list(paths, "Pod", None)?;
+        let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
+        let line = format!("pods ready: {ready}/{}", pods.len());
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        Ok((ready == pods.len()).then_some(()))
+    })
+}
+
+fn down(paths: &Paths) -> Result<i32> {
+    let started = Instant::now();
+    let report = teardown::down(paths);
+    let (ns, procs) = (report.namespaces, report.processes);
+    report_down(paths, report)?;
+    eprintln!(
+        "lab {}: down in {:.1?} ({ns} namespaces, {procs} processes removed)",
+        paths.lab,
+        started.elapsed()
+    );
+    Ok(0)
+}
+
+fn report_down(paths: &Paths, report: teardown::Report) -> Result<()> {
+    if report.errors.is_empty() {
+        return Ok(());
+    }
+    bail!("lab {}: cleanup incomplete:\n  {}", paths.lab, report.errors.join("\n  "))
+}
+
+fn status(paths: &Paths) -> Result<()> {
+    let spec = paths.read_spec()?;
+    let running = teardown::supervisor_pid(paths);
+    println!("lab:        {}", spec.name);
+    println!(
+        "supervisor: {}",
+        running.map_or("not running".to_string(), |p| format!("running (pid {p})"))
+    );
+    println!("overlay:    {}", spec.overlay);
+    println!("pods in:    {}", spec.cluster_cidr);
+    println!("external:   {} (netns {})", spec.external_ip(), paths.external_netns());
+    for node in spec.node_plans() {
+        println!(
+            "{:<11} {} pods {} (netns {})",
+            format!("{}:", node.name),
+            node.ip,
+            node.pod_cidr,
+            paths.node_netns(&node.name)
+        );
+    }
+    if running.is_some() {
+        let pods = objects::list(paths, "Pod", None)?;
+        let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
+        println!("pods:       {} ({ready} ready)", pods.len());
+    }
+    Ok(())
+}
+
+fn exec(paths: &Paths, target: &str, command: &[String]) -> Result<i32> {
+    let spec = paths.read_spec()?;
+    let netns = if target == "external" {
+        paths.external_netns()
+    } else if spec.node_plans().iter().any(|n| n.name == target) {
+        paths.node_netns(target)
+    } else {
+        bail!("no node {target:?} in lab {} (nodes are node-1..node-{}, or external)", spec.name, spec.nodes);
+    };
+    let sandbox = weft_lab::sandbox::Sandbox {
+        netns: PathBuf::from("/run/netns").join(netns),
+        files: None,
+        hostname: None,
+    };
+    run_inherit(sandbox.command(command)?, command)
+}
+
+/// Runs a command with our stdio and returns its exit code (128+signal when killed).
+pub fn run_inherit(mut command: Command, argv: &[String]) -> Result<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    // `weft` itself is found inside pods and nodes even when it is not on the caller's PATH.
+    if let Ok(me) = std::env::current_exe() {
+        command.env("PATH", weft_lab::sandbox::pod_path(&me));
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("running {}", argv.first().map(String::as_str).unwrap_or("")))?;
+    Ok(status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1))
+}
