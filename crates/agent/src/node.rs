@@ -52,7 +52,10 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
 pub fn sync(handle: &mut Handle, snap: &Snapshot, config: &Config) -> Result<(), String> {
     let nodes: Vec<NodeNet> = snap.nodes().filter_map(node_net).collect();
     let Some(me) = nodes.iter().find(|n| n.name == config.node) else {
-        return Err(format!("node {} has no Node object with an InternalIP and a podCIDR yet", config.node));
+        return Err(format!(
+            "node {} has no Node object with an InternalIP and a podCIDR yet",
+            config.node
+        ));
     };
     let uplink = handle
         .link_by_name(&config.uplink)

@@ -30,7 +30,9 @@ impl Source for LabSource {
         loop {
             if self.watch.is_none() {
                 let mut client = Client::connect(&self.paths).map_err(|e| self.fail(e.to_string()))?;
-                client.send(&Request::Watch { after }).map_err(|e| self.fail(e.to_string()))?;
+                client
+                    .send(&Request::Watch { after })
+                    .map_err(|e| self.fail(e.to_string()))?;
                 self.watch = Some(client);
             }
             let Some(client) = self.watch.as_mut() else { continue };

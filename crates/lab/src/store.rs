@@ -169,6 +169,13 @@ fn admit(object: &mut Object) {
 /// The stored object with the user's new intent applied.
 fn merge(old: &Object, new: Object) -> Result<Object> {
     let mut merged = new;
+    // The scheduler's binding is part of the stored spec but not of what users write.
+    if let (Object::Pod(old), Object::Pod(new)) = (old, &mut merged)
+        && let (Some(old_spec), Some(new_spec)) = (&old.spec, &mut new.spec)
+        && new_spec.node_name.is_none()
+    {
+        new_spec.node_name = old_spec.node_name.clone();
+    }
     let spec_changed = !same_spec(old, &merged);
     let (o, m) = (old.meta(), merged.meta_mut());
     m.uid = o.uid.clone();

@@ -378,7 +378,8 @@ fn install_cni(paths: &Paths, spec: &LabSpec) -> Result<()> {
         let node_dir = paths.node_dir(&node.name);
         let net_d = node_dir.join("net.d");
         std::fs::create_dir_all(&net_d).map_err(io(format!("creating {}", net_d.display())))?;
-        let text = serde_json::to_string_pretty(&conflist(paths, &node.name)).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&conflist(paths, &node.name)).map_err(|e| Error::Invalid(e.to_string()))?;
         std::fs::write(net_d.join("10-weft.conflist"), text).map_err(io("writing the conflist"))?;
     }
     Ok(())

@@ -54,7 +54,11 @@ pub fn down(paths: &Paths) -> Report {
 
 /// The supervisor's pid, if its pid file names a live weft process.
 pub fn supervisor_pid(paths: &Paths) -> Option<libc::pid_t> {
-    let pid: libc::pid_t = std::fs::read_to_string(paths.supervisor_pid()).ok()?.trim().parse().ok()?;
+    let pid: libc::pid_t = std::fs::read_to_string(paths.supervisor_pid())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let is_ours = cmdline.split(|b| *b == 0).any(|arg| arg == b"supervise");
     is_ours.then_some(pid)

@@ -67,7 +67,10 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
     let me = std::env::current_exe().context("finding the weft binary")?;
     let cni_bin = args.cni_bin.unwrap_or_else(|| me.with_file_name("weft-cni"));
     if !cni_bin.is_file() {
-        bail!("weft-cni not found at {} (build it, or pass --cni-bin)", cni_bin.display());
+        bail!(
+            "weft-cni not found at {} (build it, or pass --cni-bin)",
+            cni_bin.display()
+        );
     }
     let spec = LabSpec {
         name: paths.lab.clone(),
@@ -82,7 +85,10 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
     let manifests = read_manifests(&args.files)?;
     if paths.dir().exists() {
         if teardown::supervisor_pid(paths).is_some() {
-            bail!("lab {} is already up (`weft lab down` first, or pick another name with --lab)", paths.lab);
+            bail!(
+                "lab {} is already up (`weft lab down` first, or pick another name with --lab)",
+                paths.lab
+            );
         }
         eprintln!("lab {}: cleaning up what a previous run left", paths.lab);
         report_down(paths, teardown::down(paths))?;
@@ -94,7 +100,10 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         "lab {}: {} nodes, {} overlay, pods in {}",
         spec.name, spec.nodes, spec.overlay, spec.cluster_cidr
     );
-    if let Err(e) = topology::build(&spec).map_err(anyhow::Error::from).and_then(|()| start_supervisor(paths, &me)) {
+    if let Err(e) = topology::build(&spec)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| start_supervisor(paths, &me))
+    {
         let _ = teardown::down(paths);
         return Err(e.context(format!("building lab {}", spec.name)));
     }
@@ -107,7 +116,12 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
             .count();
         Ok((ready == spec.node_plans().len()).then_some(()))
     })?;
-    eprintln!("lab {}: {} nodes ready in {:.1?}", spec.name, spec.nodes, started.elapsed());
+    eprintln!(
+        "lab {}: {} nodes ready in {:.1?}",
+        spec.name,
+        spec.nodes,
+        started.elapsed()
+    );
     if !manifests.is_empty() {
         objects::apply_values(paths, manifests, "default")?;
         wait_pods_ready(paths, deadline)?;
@@ -191,7 +205,11 @@ fn report_down(paths: &Paths, report: teardown::Report) -> Result<()> {
     if report.errors.is_empty() {
         return Ok(());
     }
-    bail!("lab {}: cleanup incomplete:\n  {}", paths.lab, report.errors.join("\n  "))
+    bail!(
+        "lab {}: cleanup incomplete:\n  {}",
+        paths.lab,
+        report.errors.join("\n  ")
+    )
 }
 
 fn status(paths: &Paths) -> Result<()> {
@@ -229,7 +247,11 @@ fn exec(paths: &Paths, target: &str, command: &[String]) -> Result<i32> {
     } else if spec.node_plans().iter().any(|n| n.name == target) {
         paths.node_netns(target)
     } else {
-        bail!("no node {target:?} in lab {} (nodes are node-1..node-{}, or external)", spec.name, spec.nodes);
+        bail!(
+            "no node {target:?} in lab {} (nodes are node-1..node-{}, or external)",
+            spec.name,
+            spec.nodes
+        );
     };
     let sandbox = weft_lab::sandbox::Sandbox {
         netns: PathBuf::from("/run/netns").join(netns),

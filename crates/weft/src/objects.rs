@@ -170,7 +170,9 @@ pub fn get(paths: &Paths, args: GetArgs) -> Result<()> {
         Some("wide") | None => {
             if items.is_empty() {
                 match namespace {
-                    Some(ns) if weft_model::kind::namespaced(&kind) => eprintln!("No resources found in {ns} namespace."),
+                    Some(ns) if weft_model::kind::namespaced(&kind) => {
+                        eprintln!("No resources found in {ns} namespace.")
+                    }
                     _ => eprintln!("No resources found"),
                 }
                 return Ok(());

@@ -32,7 +32,11 @@ pub struct LogsArgs {
 /// The pod's uid once the runtime has set it up, or why not.
 fn running_pod(paths: &Paths, namespace: &str, name: &str) -> Result<(Value, String)> {
     let pod = get_one(paths, "Pod", namespace, name)?;
-    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+    let uid = pod
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if pod.pointer("/status/podIP").is_none() {
         bail!("pod {name} is not running yet (see `weft get pod {name}`)");
     }
@@ -42,7 +46,11 @@ fn running_pod(paths: &Paths, namespace: &str, name: &str) -> Result<(Value, Str
 fn containers(pod: &Value) -> Vec<String> {
     pod.pointer("/spec/containers")
         .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -50,7 +58,10 @@ fn check_container(pod: &Value, name: &str, container: Option<&str>) -> Result<S
     let all = containers(pod);
     match container {
         Some(c) if all.iter().any(|x| x == c) => Ok(c.to_string()),
-        Some(c) => bail!("container {c} is not valid for pod {name} (its containers: {})", all.join(", ")),
+        Some(c) => bail!(
+            "container {c} is not valid for pod {name} (its containers: {})",
+            all.join(", ")
+        ),
         None => all.into_iter().next().context("the pod has no containers"),
     }
 }
@@ -60,7 +71,10 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<i32> {
     check_container(&pod, &args.pod, args.container.as_deref())?;
     let host_network = pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true));
     let sandbox = if host_network {
-        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         Sandbox {
             netns: PathBuf::from("/run/netns").join(paths.node_netns(node)),
             files: None,

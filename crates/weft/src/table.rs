@@ -2,9 +2,12 @@
 
 use serde_json::Value;
 
+/// Cells of one row: the object and whether -o wide was asked for.
+type Row = fn(&Value, bool) -> Vec<String>;
+
 /// The table for `items` of `kind`; `wide` adds kubectl's -o wide columns, `all` a NAMESPACE column.
 pub fn render(kind: &str, items: &[Value], wide: bool, all: bool) -> String {
-    let (mut header, row): (Vec<&str>, fn(&Value, bool) -> Vec<String>) = match kind {
+    let (mut header, row): (Vec<&str>, Row) = match kind {
         "Pod" if wide => (vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"], pod),
         "Pod" => (vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"], pod),
         "Deployment" => (vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], deployment),
@@ -56,8 +59,15 @@ fn name(v: &Value) -> String {
 }
 
 fn pod(v: &Value, wide: bool) -> Vec<String> {
-    let statuses = v.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
-    let total = v.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+    let statuses = v
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let total = v
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let ready = statuses.iter().filter(|s| s["ready"] == true).count();
     let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
     let mut cells = vec![
@@ -114,7 +124,12 @@ fn node(v: &Value, wide: bool) -> Vec<String> {
         .pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-    let mut cells = vec![name(v), if ready { "Ready" } else { "NotReady" }.into(), "<none>".into(), age(v)];
+    let mut cells = vec![
+        name(v),
+        if ready { "Ready" } else { "NotReady" }.into(),
+        "<none>".into(),
+        age(v),
+    ];
     if wide {
         let ip = v
             .pointer("/status/addresses")
@@ -174,7 +189,19 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("NAMESPACE   NAME"));
         let cells: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(cells, ["default", "web-1", "1/1", "Running", "2", "<unknown>", "10.244.2.5", "node-2"]);
+        assert_eq!(
+            cells,
+            [
+                "default",
+                "web-1",
+                "1/1",
+                "Running",
+                "2",
+                "<unknown>",
+                "10.244.2.5",
+                "node-2"
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,209 @@
+//! A lab per test: a unique name, `weft lab up` with the given manifests, `weft lab down` on drop (also when
+//! the test fails), and helpers that drive the real CLI as a user would.
+
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped: lab tests need root (network namespaces)");
+    }
+    root
+}
+
+pub struct Lab {
+    pub name: String,
+}
+
+impl Lab {
+    /// Brings up a lab of `nodes` nodes over `overlay` with manifests (YAML text) applied.
+    pub fn up(nodes: u8, overlay: &str, manifests: &str) -> Lab {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "t{}-{}",
+            std::process::id() % 100_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab { name };
+        let file = std::env::temp_dir().join(format!("weft-{}.yaml", lab.name));
+        std::fs::write(&file, manifests).unwrap();
+        let out = lab.weft(&[
+            "lab",
+            "up",
+            "--nodes",
+            &nodes.to_string(),
+            "--overlay",
+            overlay,
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        let _ = std::fs::remove_file(&file);
+        assert!(out.status.success(), "lab up failed: {}", text(&out.stderr));
+        lab
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(WEFT);
+        c.arg("--lab").arg(&self.name).args(args).stdin(Stdio::null());
+        c
+    }
+
+    pub fn weft(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.weft(args);
+        assert!(
+            out.status.success(),
+            "weft {args:?} failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    pub fn apply(&self, manifests: &str) -> Output {
+        let mut child = self
+            .cmd(&["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(manifests.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// All pods as Kubernetes JSON.
+    pub fn pods(&self) -> Vec<Value> {
+        let list: Value = serde_json::from_str(&self.ok(&["get", "pods", "-A", "-o", "json"])).unwrap();
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn pod(&self, name: &str) -> Value {
+        serde_json::from_str(&self.ok(&["get", "pod", name, "-o", "json"])).unwrap()
+    }
+
+    /// Polls `check` until it returns Some, failing the test after `secs`.
+    pub fn wait<T>(&self, secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every pod is Ready and returns them.
+    pub fn ready_pods(&self) -> Vec<Value> {
+        self.wait(60, "all pods ready", || {
+            let pods = self.pods();
+            pods.iter().all(ready).then_some(pods)
+        })
+    }
+
+    pub fn exec(&self, pod: &str, command: &[&str]) -> Output {
+        let mut args = vec!["exec", pod, "--"];
+        args.extend_from_slice(command);
+        self.weft(&args)
+    }
+
+    pub fn node_exec(&self, node: &str, command: &[&str]) -> Output {
+        let mut args = vec!["lab", "exec", node, "--"];
+        args.extend_from_slice(command);
+        self.weft(&args)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.weft(&["lab", "down"]);
+        if !out.status.success() {
+            eprintln!("lab down failed: {}", text(&out.stderr));
+        }
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+pub fn name(pod: &Value) -> String {
+    pod["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+pub fn ip(pod: &Value) -> String {
+    pod["status"]["podIP"].as_str().unwrap_or_default().to_string()
+}
+
+pub fn node(pod: &Value) -> String {
+    pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string()
+}
+
+/// The value of `key: value` in `weft serve`'s answer.
+pub fn field(answer: &str, key: &str) -> Option<String> {
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")).map(str::to_string))
+}
+
+/// The lab's namespaces, processes and files, by name (what `lab down` must remove).
+pub fn leftovers(lab: &str) -> Vec<String> {
+    let prefix = format!("weft-{lab}-");
+    let mut left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    let dir = format!("/run/weft/labs/{lab}");
+    if std::path::Path::new(&dir).exists() {
+        left.push(dir);
+    }
+    left
+}
+
+pub const WEB: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+        ports: [{containerPort: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {role: client}}
+spec:
+  containers:
+  - {name: c, image: busybox, command: [sleep, infinity]}
+";

@@ -1,0 +1,179 @@
+//! The lab as kubectl users see it: apply/get/delete/exec/logs, Deployments that heal, restarts, invalid
+//! input refused whole, agents and supervisors that die, and `lab down` leaving nothing behind.
+
+mod lab;
+
+use lab::*;
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn objects_pods_and_processes() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up(2, "host-gw", WEB);
+    let pods = lab.ready_pods();
+    let web_before: Vec<String> = pods.iter().map(name).filter(|n| n.starts_with("web-")).collect();
+    assert_eq!(web_before.len(), 3);
+
+    // Invalid input: refused whole, the field named, nothing applied.
+    let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: fine}\nspec: {containers: [{name: c, command: [sleep, '9']}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: broken}\nspec: {containers: [{name: c, ports: [{containerPort: 99999}]}]}\n";
+    let out = lab.apply(bad);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("spec.containers[0].ports[0].containerPort"), "{err}");
+    assert!(
+        lab.weft(&["get", "pod", "fine"]).status.code() != Some(0),
+        "nothing from a refused file is applied"
+    );
+
+    // Unknown kinds are stored and listed, with a warning.
+    let out = lab.apply("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 2}\n");
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("nothing in the lab acts on kind Widget"));
+    assert!(lab.ok(&["get", "widgets"]).contains("w1"));
+
+    // Pods: hostname, resolv.conf and hosts as kubelet writes them; exit codes pass through.
+    let out = lab.exec("client", &["hostname"]);
+    assert_eq!(text(&out.stdout).trim(), "client");
+    let resolv = text(&lab.exec("client", &["cat", "/etc/resolv.conf"]).stdout);
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    let hosts = text(&lab.exec("client", &["cat", "/etc/hosts"]).stdout);
+    let client_ip = ip(&lab.pod("client"));
+    assert!(hosts.contains(&format!("{client_ip}\tclient")), "{hosts}");
+    assert_eq!(lab.exec("client", &["sh", "-c", "exit 3"]).status.code(), Some(3));
+
+    // A Deployment's deleted pod comes back under a new name.
+    lab.ok(&["delete", "pod", &web_before[0]]);
+    let web_after = lab.wait(30, "a replacement pod", || {
+        let pods = lab.pods();
+        let web: Vec<String> = pods
+            .iter()
+            .filter(|p| ready(p))
+            .map(name)
+            .filter(|n| n.starts_with("web-"))
+            .collect();
+        (web.len() == 3 && !web.contains(&web_before[0])).then_some(web)
+    });
+    assert!(web_after.iter().any(|n| !web_before.contains(n)));
+
+    // Scaling the Deployment (apply with new replicas) adds and removes pods.
+    let scaled = WEB.replace("replicas: 3", "replicas: 1");
+    assert!(lab.apply(&scaled).status.success());
+    lab.wait(30, "scale down to 1", || {
+        let n = lab.pods().iter().filter(|p| name(p).starts_with("web-")).count();
+        (n == 1).then_some(())
+    });
+    let deploy: Value = serde_json::from_str(&lab.ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 1);
+
+    // A process that exits is restarted, and logs keep its output.
+    let crasher = "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec: {containers: [{name: c, image: busybox, command: [sh, -c, 'echo started; exit 1']}]}\n";
+    assert!(lab.apply(crasher).status.success());
+    lab.wait(30, "restarts", || {
+        let pod = lab.pod("crasher");
+        let restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0);
+        (restarts >= 2).then_some(())
+    });
+    let logs = lab.ok(&["logs", "crasher"]);
+    assert!(logs.matches("started").count() >= 2, "{logs}");
+
+    // Tables and object output as kubectl prints them.
+    let wide = lab.ok(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.starts_with("NAME") && wide.contains(" IP ") && wide.contains("NODE"),
+        "{wide}"
+    );
+    let nodes = lab.ok(&["get", "nodes", "-o", "wide"]);
+    assert!(
+        nodes.contains("172.18.0.11") && nodes.contains("10.244.2.0/24"),
+        "{nodes}"
+    );
+    let yaml = lab.ok(&["get", "pods", "-o", "yaml"]);
+    assert!(yaml.contains("kind: List"), "{yaml}");
+    let ns: Value = serde_json::from_str(&lab.ok(&["get", "namespace", "default", "-o", "json"])).unwrap();
+    assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "default");
+
+    // Deleting by manifest removes what it names.
+    lab.ok(&["delete", "pod", "crasher"]);
+    assert!(lab.weft(&["get", "pod", "crasher"]).status.code() != Some(0));
+}
+
+#[test]
+fn agents_restart_without_breaking_flows_and_down_cleans_a_crashed_lab() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up(2, "vxlan", WEB);
+    let pods = lab.ready_pods();
+    let remote = pods
+        .iter()
+        .find(|p| node(p) == "node-2" && name(p).starts_with("web-"))
+        .unwrap();
+    let routes_before = text(&lab.node_exec("node-1", &["ip", "route"]).stdout);
+    // An established connection across nodes, kept open while the agent dies and comes back.
+    let mut conn = lab
+        .cmd(&["exec", "client", "--", "socat", "-", &format!("TCP:{}:80", ip(remote))])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    lab.wait(10, "the connection to be established", || {
+        let ss = text(&lab.exec("client", &["ss", "-Htn", "state", "established"]).stdout);
+        ss.contains(&format!("{}:80", ip(remote))).then_some(())
+    });
+    let agent = agent_pid(&lab.name, "node-1");
+    // SAFETY: kill(2) on the agent process found by its command line.
+    unsafe { libc::kill(agent, libc::SIGKILL) };
+    lab.wait(10, "a new agent", || {
+        agent_pid_opt(&lab.name, "node-1").filter(|p| *p != agent)
+    });
+    let routes_after = text(&lab.node_exec("node-1", &["ip", "route"]).stdout);
+    assert_eq!(routes_before, routes_after, "a restarted agent adopts its routes");
+    use std::io::{Read, Write};
+    let mut stdin = conn.stdin.take().unwrap();
+    stdin.write_all(b"GET /hostname HTTP/1.0\r\n\r\n").unwrap();
+    drop(stdin);
+    let mut answer = String::new();
+    conn.stdout.take().unwrap().read_to_string(&mut answer).unwrap();
+    assert!(conn.wait().unwrap().success());
+    assert!(
+        answer.ends_with(&name(remote)),
+        "the established flow survived: {answer}"
+    );
+
+    // A supervisor killed with SIGKILL: `lab down` still removes everything, and the lab can be rebuilt.
+    let pid: i32 = std::fs::read_to_string(format!("/run/weft/labs/{}/supervisor.pid", lab.name))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the lab's own supervisor.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    lab.ok(&["lab", "down"]);
+    assert_eq!(leftovers(&lab.name), Vec::<String>::new());
+    assert!(agent_pid_opt(&lab.name, "node-1").is_none(), "agents are gone");
+    lab.ok(&["lab", "up", "--nodes", "1"]);
+    assert!(lab.ok(&["get", "nodes"]).contains("node-1"));
+    lab.ok(&["lab", "down"]);
+    lab.ok(&["lab", "down"]); // idempotent
+    assert_eq!(leftovers(&lab.name), Vec::<String>::new());
+}
+
+fn agent_pid_opt(lab: &str, node: &str) -> Option<i32> {
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("agent --lab {lab} --node {node} ")])
+        .output()
+        .ok()?;
+    text(&out.stdout).lines().next()?.trim().parse().ok()
+}
+
+fn agent_pid(lab: &str, node: &str) -> i32 {
+    agent_pid_opt(lab, node).expect("agent running")
+}
