@@ -11,6 +11,9 @@ use weft_model::k8s_openapi::api::core::v1::Node;
 use weft_model::{Snapshot, Source};
 use weft_netlink::Handle;
 
+/// The kinds the agent plans from.
+pub const KINDS: &[&str] = &["Node"];
+
 pub struct Config {
     /// This node's name (its Node object).
     pub node: String,

@@ -25,8 +25,9 @@ pub enum Request {
     },
     /// The kinds present in the store.
     Kinds,
-    /// Snapshots, each sent as soon as the store's revision exceeds the last one sent (starting at `after`).
-    Watch { after: u64 },
+    /// Snapshots, each sent as soon as the store's revision exceeds the last one sent (starting at `after`) and
+    /// the objects of `kinds` (all kinds when absent) changed.
+    Watch { after: u64, kinds: Option<Vec<String>> },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

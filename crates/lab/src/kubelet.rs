@@ -108,7 +108,7 @@ impl Kubelet {
                         let run = Arc::new(PodRun::new(crate::controller::pod_key(pod), uid.clone()));
                         pods.insert(uid, run.clone());
                         let (me, pod) = (self.clone(), (*pod).clone());
-                        std::thread::spawn(move || me.start(run, pod));
+                        spawn_small(move || me.start(run, pod));
                     }
                     None => {
                         // Deleted before it ever started here: nothing runs, so it can go.
@@ -117,7 +117,7 @@ impl Kubelet {
                     }
                     Some(run) if deleting && !run.stop.swap(true, Ordering::AcqRel) => {
                         let (me, run, pod) = (self.clone(), run.clone(), (*pod).clone());
-                        std::thread::spawn(move || me.stop(run, &pod));
+                        spawn_small(move || me.stop(run, &pod));
                     }
                     Some(_) => {}
                 }
@@ -146,7 +146,7 @@ impl Kubelet {
             .collect();
         for (i, container) in containers.into_iter().enumerate() {
             let (me, run, pod) = (self.clone(), run.clone(), pod.clone());
-            std::thread::spawn(move || me.supervise(&run, &pod, i, &container));
+            spawn_small(move || me.supervise(&run, &pod, i, &container));
         }
     }
 
@@ -570,6 +570,14 @@ fn env(pod: &Pod, c: &Container, node: &NodePlan, ip: &str, weft_bin: &std::path
         }
     }
     out
+}
+
+/// A thread per pod and per container: small stacks, since a node may run hundreds of them.
+fn spawn_small(f: impl FnOnce() + Send + 'static) {
+    let spawned = std::thread::Builder::new().stack_size(256 * 1024).spawn(f);
+    if let Err(e) = spawned {
+        eprintln!("weft lab: cannot start a thread: {e}");
+    }
 }
 
 fn signal(pids: &[u32], sig: libc::c_int) {

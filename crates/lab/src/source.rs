@@ -8,12 +8,18 @@ use weft_model::{Snapshot, Source, SourceError};
 
 pub struct LabSource {
     paths: Paths,
+    /// The kinds the consumer plans from (all when none).
+    kinds: Option<Vec<String>>,
     watch: Option<Client>,
 }
 
 impl LabSource {
-    pub fn new(paths: Paths) -> LabSource {
-        LabSource { paths, watch: None }
+    pub fn new(paths: Paths, kinds: Option<Vec<String>>) -> LabSource {
+        LabSource {
+            paths,
+            kinds,
+            watch: None,
+        }
     }
 
     fn fail(&mut self, msg: String) -> SourceError {
@@ -31,7 +37,10 @@ impl Source for LabSource {
             if self.watch.is_none() {
                 let mut client = Client::connect(&self.paths).map_err(|e| self.fail(e.to_string()))?;
                 client
-                    .send(&Request::Watch { after })
+                    .send(&Request::Watch {
+                        after,
+                        kinds: self.kinds.clone(),
+                    })
                     .map_err(|e| self.fail(e.to_string()))?;
                 self.watch = Some(client);
             }

@@ -148,7 +148,7 @@ impl Store {
 
     /// Writes the store to disk (atomically: a reader never sees half a file).
     pub fn save(&self) -> Result<()> {
-        let bytes = serde_json::to_vec(&self.snap.to_stored()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let bytes = self.snap.to_json(|_| true).map_err(|e| Error::Invalid(e.to_string()))?;
         let tmp = self.file.with_extension("tmp");
         std::fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
         std::fs::rename(&tmp, &self.file).map_err(io(format!("writing {}", self.file.display())))

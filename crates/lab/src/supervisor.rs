@@ -121,8 +121,19 @@ fn handle_connection(shared: &Shared, stream: UnixStream) -> std::io::Result<()>
                 continue;
             }
         };
-        if let Request::Watch { after } = request {
-            return watch(shared, &mut writer, after);
+        match request {
+            Request::Watch { after, kinds } => return watch(shared, &mut writer, after, kinds.as_deref()),
+            Request::Get { kind, namespace, name } => {
+                get(
+                    shared,
+                    &mut writer,
+                    kind.as_deref(),
+                    namespace.as_deref(),
+                    name.as_deref(),
+                )?;
+                continue;
+            }
+            _ => {}
         }
         let response = match answer(shared, request) {
             Ok(value) => Response::Ok(value),
@@ -139,18 +150,57 @@ fn send(writer: &mut UnixStream, response: &Response) -> std::io::Result<()> {
     writer.write_all(&line)
 }
 
-/// Streams snapshots until the client goes away or the supervisor stops.
-fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64) -> std::io::Result<()> {
+/// Writes `{"ok": JSON}` from already serialised JSON.
+fn send_ok_raw(writer: &mut UnixStream, json: &[u8]) -> std::io::Result<()> {
+    let mut line = Vec::with_capacity(json.len() + 8);
+    line.extend_from_slice(b"{\"ok\":");
+    line.extend_from_slice(json);
+    line.extend_from_slice(b"}\n");
+    writer.write_all(&line)
+}
+
+/// Streams snapshots (only `kinds`, when given) until the client goes away or the supervisor stops. A
+/// snapshot is sent only when the objects of those kinds changed.
+fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option<&[String]>) -> std::io::Result<()> {
+    let keep = |o: &Object| kinds.is_none_or(|k| k.iter().any(|k| k == o.kind()));
+    let mut last: Option<Vec<u8>> = None;
     while !shared.stopping() {
         let snap = shared.wait_newer(after, Duration::from_secs(30));
         if snap.revision <= after {
             continue;
         }
         after = snap.revision;
-        let value = serde_json::to_value(snap.to_stored()).map_err(std::io::Error::other)?;
-        send(writer, &Response::Ok(value))?;
+        let objects: Vec<&Object> = snap.objects().filter(|o| keep(o)).collect();
+        let body = serde_json::to_vec(&objects).map_err(std::io::Error::other)?;
+        if last.as_ref() == Some(&body) {
+            continue;
+        }
+        send_ok_raw(writer, &snap.to_json(keep).map_err(std::io::Error::other)?)?;
+        last = Some(body);
     }
     Ok(())
+}
+
+/// Lists objects of `kind` (all when none) in `namespace` (all when none), or the one named; cluster-scoped
+/// objects match any namespace.
+fn get(
+    shared: &Shared,
+    writer: &mut UnixStream,
+    kind: Option<&str>,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> std::io::Result<()> {
+    let snap = shared.snapshot();
+    let items: Vec<&Object> = snap
+        .objects()
+        .filter(|o| kind.is_none_or(|k| o.kind() == k))
+        .filter(|o| namespace.is_none() || o.namespace().is_none() || o.namespace() == namespace)
+        .filter(|o| name.is_none_or(|n| o.name() == n))
+        .collect();
+    if let (Some(kind), Some(name), true) = (kind, name, items.is_empty()) {
+        return send(writer, &Response::Error(format!("{kind} {name:?} not found")));
+    }
+    send_ok_raw(writer, &serde_json::to_vec(&items).map_err(std::io::Error::other)?)
 }
 
 fn answer(shared: &Shared, request: Request) -> Result<Value> {
@@ -163,27 +213,13 @@ fn answer(shared: &Shared, request: Request) -> Result<Value> {
             let outcomes = shared.write(|store| delete(store, &keys))?;
             serde_json::to_value(outcomes).map_err(|e| Error::Invalid(e.to_string()))
         }
-        Request::Get { kind, namespace, name } => {
-            let snap = shared.snapshot();
-            let items: Vec<Value> = snap
-                .objects()
-                .filter(|o| kind.as_deref().is_none_or(|k| o.kind() == k))
-                .filter(|o| namespace.is_none() || o.namespace().is_none() || o.namespace() == namespace.as_deref())
-                .filter(|o| name.as_deref().is_none_or(|n| o.name() == n))
-                .map(Object::to_value)
-                .collect();
-            if let (Some(kind), Some(name), true) = (&kind, &name, items.is_empty()) {
-                return Err(Error::Invalid(format!("{kind} {name:?} not found")));
-            }
-            Ok(Value::Array(items))
-        }
         Request::Kinds => {
             let snap = shared.snapshot();
             let mut kinds: Vec<&str> = snap.objects().map(Object::kind).collect();
             kinds.dedup();
             Ok(json!(kinds))
         }
-        Request::Watch { .. } => Err(Error::Invalid("watch is answered by a stream".into())),
+        Request::Watch { .. } | Request::Get { .. } => Err(Error::Invalid("answered by handle_connection".into())),
     }
 }
 
@@ -276,6 +312,9 @@ const CNI_TYPES: &[&str] = &["weft", "loopback", "bridge", "host-local", "portma
 
 /// The supervisor's main: runs until SIGTERM/SIGINT.
 pub fn run(paths: &Paths) -> Result<()> {
+    // Hundreds of short-lived threads would otherwise each get a malloc arena that never shrinks.
+    // SAFETY: mallopt(3) before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let spec = paths.read_spec()?;
     let store = Store::open(paths.store_file())?;
     let shared = Arc::new(Shared::new(spec.clone(), store));

@@ -122,15 +122,21 @@ impl Object {
 
     /// The object as the Kubernetes API writes it (apiVersion and kind included).
     pub fn to_value(&self) -> serde_json::Value {
-        let value = match self {
-            Object::Namespace(o) => serde_json::to_value(o),
-            Object::Node(o) => serde_json::to_value(o),
-            Object::Pod(o) => serde_json::to_value(o),
-            Object::Deployment(o) => serde_json::to_value(o),
-            Object::Other(o) => serde_json::to_value(o),
-        };
         // Serialising these types cannot fail: every map key is a string.
-        value.unwrap_or(serde_json::Value::Null)
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Serialises as the Kubernetes API writes the object, straight from the typed value.
+impl Serialize for Object {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Object::Namespace(o) => o.serialize(s),
+            Object::Node(o) => o.serialize(s),
+            Object::Pod(o) => o.serialize(s),
+            Object::Deployment(o) => o.serialize(s),
+            Object::Other(o) => o.serialize(s),
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 pub struct Snapshot {
     /// Grows with every change; equal revisions mean equal contents.
     pub revision: u64,
-    objects: BTreeMap<Key, Object>,
+    /// Shared between snapshots: a copy of the store costs a pointer per object, not a deep clone.
+    objects: BTreeMap<Key, Arc<Object>>,
 }
 
 /// The wire and disk form of a snapshot: the revision and the objects as the Kubernetes API writes them.
@@ -23,29 +24,31 @@ pub struct Stored {
 
 impl Snapshot {
     pub fn new(revision: u64, objects: impl IntoIterator<Item = Object>) -> Snapshot {
-        let objects = objects.into_iter().map(|o| (o.key(), o)).collect();
+        let objects = objects.into_iter().map(|o| (o.key(), Arc::new(o))).collect();
         Snapshot { revision, objects }
     }
 
     pub fn get(&self, key: &Key) -> Option<&Object> {
-        self.objects.get(key)
+        self.objects.get(key).map(|o| &**o)
     }
 
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut Object> {
-        self.objects.get_mut(key)
+        self.objects.get_mut(key).map(Arc::make_mut)
     }
 
     /// Adds or replaces the object under its key.
     pub fn insert(&mut self, object: Object) -> Option<Object> {
-        self.objects.insert(object.key(), object)
+        self.objects
+            .insert(object.key(), Arc::new(object))
+            .map(Arc::unwrap_or_clone)
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<Object> {
-        self.objects.remove(key)
+        self.objects.remove(key).map(Arc::unwrap_or_clone)
     }
 
     pub fn objects(&self) -> impl Iterator<Item = &Object> {
-        self.objects.values()
+        self.objects.values().map(|o| &**o)
     }
 
     pub fn len(&self) -> usize {
@@ -61,7 +64,7 @@ impl Snapshot {
         let start = Key::new(kind, None, "");
         self.objects
             .range(start..)
-            .map(|(_, o)| o)
+            .map(|(_, o)| &**o)
             .take_while(move |o| o.kind() == kind)
     }
 
@@ -86,11 +89,18 @@ impl Snapshot {
         })
     }
 
-    pub fn to_stored(&self) -> Stored {
-        Stored {
-            revision: self.revision,
-            objects: self.objects.values().map(Object::to_value).collect(),
+    /// The stored form as JSON, of the objects `keep` selects, written straight from the typed objects (no
+    /// intermediate JSON tree: that would cost several times the objects' size for large stores).
+    pub fn to_json(&self, keep: impl Fn(&Object) -> bool) -> serde_json::Result<Vec<u8>> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            revision: u64,
+            objects: Vec<&'a Object>,
         }
+        serde_json::to_vec(&View {
+            revision: self.revision,
+            objects: self.objects().filter(|o| keep(o)).collect(),
+        })
     }
 
     /// Rebuilds a snapshot; objects that no longer decode are reported, not dropped silently.
@@ -129,7 +139,10 @@ mod tests {
         assert_eq!(snap.nodes().count(), 1);
         assert_eq!(snap.namespaces().count(), 1);
         assert_eq!(snap.of_kind("Service").count(), 0);
-        let back = Snapshot::from_stored(snap.to_stored()).unwrap();
+        let stored: Stored = serde_json::from_slice(&snap.to_json(|_| true).unwrap()).unwrap();
+        let back = Snapshot::from_stored(stored).unwrap();
+        let nodes_only: Stored = serde_json::from_slice(&snap.to_json(|o| o.kind() == "Node").unwrap()).unwrap();
+        assert_eq!(nodes_only.objects.len(), 1);
         assert_eq!(back.revision, 7);
         assert_eq!(back.len(), 3);
         assert_eq!(back.get(&Key::new("Pod", Some("x"), "a")).unwrap().name(), "a");

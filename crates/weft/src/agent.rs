@@ -36,6 +36,9 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         node_config: args.node_config,
         cni_state_dir: args.cni_state_dir,
     };
-    let mut source = LabSource::new(Paths::new(lab));
+    let mut source = LabSource::new(
+        Paths::new(lab),
+        Some(weft_agent::node::KINDS.iter().map(|k| k.to_string()).collect()),
+    );
     run_node(&mut source, &config).map_err(|e| anyhow!("weft agent on {}: {e}", config.node))
 }

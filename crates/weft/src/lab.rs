@@ -160,8 +160,10 @@ fn start_supervisor(paths: &Paths, me: &std::path::Path) -> Result<()> {
     })
 }
 
-/// Polls `check` until it yields a value or the deadline passes.
+/// Polls `check` until it yields a value or the deadline passes; the interval grows from 10 to 200 ms so a
+/// long wait does not load the supervisor.
 pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let mut interval = Duration::from_millis(10);
     loop {
         if let Some(v) = check()? {
             return Ok(v);
@@ -169,14 +171,16 @@ pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Res
         if Instant::now() > deadline {
             bail!("timed out waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(interval);
+        interval = (interval * 3 / 2).min(Duration::from_millis(200));
     }
 }
 
-/// Waits until every pod is Running and Ready, showing progress.
-fn wait_pods_ready(paths: &Paths, deadline: Instant) -> Result<()> {
+/// Waits until every Deployment has all its replicas and every pod is Running and Ready, showing progress.
+pub fn wait_pods_ready(paths: &Paths, deadline: Instant) -> Result<()> {
     let mut last = String::new();
     wait_for(deadline, "pods to be ready", || {
+        let deployments = objects::list(paths, "Deployment", None)?;
         let pods = objects::list(paths, "Pod", None)?;
         let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
         let line = format!("pods ready: {ready}/{}", pods.len());
@@ -184,7 +188,7 @@ fn wait_pods_ready(paths: &Paths, deadline: Instant) -> Result<()> {
             eprintln!("{line}");
             last = line;
         }
-        Ok((ready == pods.len()).then_some(()))
+        Ok((ready == pods.len() && deployments.iter().all(objects::deployment_complete)).then_some(()))
     })
 }
 

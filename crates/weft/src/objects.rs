@@ -235,3 +235,12 @@ pub fn pod_ready(pod: &Value) -> bool {
         .and_then(Value::as_array)
         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
+
+/// Whether a Deployment (as JSON) has seen its latest spec and has every replica ready.
+pub fn deployment_complete(d: &Value) -> bool {
+    let want = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let ready = d.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0);
+    let active = d.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0);
+    let seen = d.pointer("/status/observedGeneration") == d.pointer("/metadata/generation");
+    seen && ready == want && active == want
+}

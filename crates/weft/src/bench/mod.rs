@@ -1,6 +1,7 @@
 //! Benchmarks: commands that print figures (no pass/fail thresholds; those live in docs/benchmarks.md).
 
 mod cni;
+mod lab;
 
 use clap::Subcommand;
 
@@ -8,11 +9,14 @@ use clap::Subcommand;
 pub enum What {
     /// Sequential ADD/DEL of N pods through a CNI plugin binary, with and without port mappings.
     Cni(cni::Args),
+    /// `lab up` until every pod is Running and reachable, `lab down`, and the control plane's memory.
+    Lab(lab::Args),
 }
 
 pub fn run(what: What) -> anyhow::Result<()> {
     match what {
         What::Cni(args) => cni::run(args),
+        What::Lab(args) => lab::run(args),
     }
 }
 
