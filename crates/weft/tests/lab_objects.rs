@@ -100,9 +100,28 @@ fn objects_pods_and_processes() {
     let ns: Value = serde_json::from_str(&lab.ok(&["get", "namespace", "default", "-o", "json"])).unwrap();
     assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "default");
 
-    // Deleting by manifest removes what it names.
     lab.ok(&["delete", "pod", "crasher"]);
     assert!(lab.weft(&["get", "pod", "crasher"]).status.code() != Some(0));
+
+    // hostNetwork pods run in the node's namespace and report the node's address.
+    let host = "apiVersion: v1\nkind: Pod\nmetadata: {name: hostnet}\nspec:\n  hostNetwork: true\n  containers: [{name: c, image: busybox, command: [sleep, infinity]}]\n";
+    assert!(lab.apply(host).status.success());
+    let pod = lab.wait(30, "the hostNetwork pod", || Some(lab.pod("hostnet")).filter(ready));
+    assert_eq!(ip(&pod), pod["status"]["hostIP"].as_str().unwrap());
+    let addrs = text(&lab.exec("hostnet", &["ip", "-br", "addr", "show", "eth0"]).stdout);
+    assert!(addrs.contains(&format!("{}/24", ip(&pod))), "{addrs}");
+
+    // Deleting by manifest removes what it names; `lab status` tells the lab's shape.
+    let manifest = std::env::temp_dir().join(format!("weft-{}-host.yaml", lab.name));
+    std::fs::write(&manifest, host).unwrap();
+    lab.ok(&["delete", "-f", manifest.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&manifest);
+    assert!(lab.weft(&["get", "pod", "hostnet"]).status.code() != Some(0));
+    let status = lab.ok(&["lab", "status"]);
+    assert!(
+        status.contains("supervisor: running") && status.contains("node-2:") && status.contains("172.18.0.100"),
+        "{status}"
+    );
 }
 
 #[test]

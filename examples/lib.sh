@@ -1,0 +1,19 @@
+# Shared by the example scripts: a lab of their own (or $WEFT_LAB), the weft binary, and cleanup on exit.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WEFT="${WEFT:-$root/target/release/weft}"
+[ -x "$WEFT" ] || { echo "build first: cargo build --release (or set WEFT)" >&2; exit 1; }
+export WEFT_LAB="${WEFT_LAB:-example$$}"
+export PATH="$(dirname "$WEFT"):$PATH"
+cleanups=()
+on_exit() {
+  local i
+  for ((i = ${#cleanups[@]} - 1; i >= 0; i--)); do eval "${cleanups[$i]}" >/dev/null 2>&1 || true; done
+}
+trap on_exit EXIT
+# Runs a shell command line on a lab node: weft lab exec NODE -- sh -c "..."
+on() { local node="$1"; shift; weft lab exec "$node" -- sh -c "$*"; }
+step() { printf '\n== %s\n' "$*"; }
+# Polls a command until it succeeds (10 s).
+until_ok() { local i; for i in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; "$@"; }
+lab_up() { weft lab up "$@" >/dev/null; cleanups+=("weft lab down"); }
