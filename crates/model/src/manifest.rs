@@ -2,7 +2,7 @@
 //! its `kind` to the typed Kubernetes struct (which also checks `apiVersion`), then validated. Any error names the
 //! document and the field, and the whole input is refused: callers apply all of it or nothing.
 
-use crate::object::{Object, Other};
+use crate::object::Object;
 use crate::validate;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -92,25 +92,16 @@ pub fn decode(value: Value) -> Result<Object, (Option<String>, String)> {
 
 /// The typed object for a document, without validation (used for objects already stored).
 pub fn from_value(value: Value) -> Result<Object, String> {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
-    Ok(match kind {
-        "Namespace" => Object::Namespace(Box::new(typed(value)?)),
-        "Node" => Object::Node(Box::new(typed(value)?)),
-        "Pod" => Object::Pod(Box::new(typed(value)?)),
-        "Deployment" => Object::Deployment(Box::new(typed(value)?)),
-        _ => Object::Other(Box::new(typed::<Other>(value)?)),
-    })
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    Object::decode_typed(&kind, value)
 }
 
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+/// Deserialises `value`, naming the field path in the error.
+pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        if path == "." {
-            inner
-        } else {
-            format!("field {path}: {inner}")
-        }
+        if path == "." { inner } else { format!("field {path}: {inner}") }
     })
 }
 

@@ -1,20 +1,76 @@
 //! One Kubernetes object, typed where weft acts on its kind, kept verbatim otherwise.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum Object {
-    Namespace(Box<Namespace>),
-    Node(Box<Node>),
-    Pod(Box<Pod>),
-    Deployment(Box<Deployment>),
-    /// A kind nothing in weft acts on: stored and listed as written.
-    Other(Box<Other>),
+/// Declares the typed kinds once: the enum variants and the per-kind dispatch (kind name, metadata,
+/// serialisation, decoding) all come from this list.
+macro_rules! typed_kinds {
+    ($($kind:ident => $ty:path),* $(,)?) => {
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Object {
+            $($kind(Box<$ty>),)*
+            /// A kind nothing in weft acts on: stored and listed as written.
+            Other(Box<Other>),
+        }
+
+        /// The kinds weft has typed structs for.
+        pub const TYPED_KINDS: &[&str] = &[$(stringify!($kind)),*];
+
+        impl Object {
+            pub fn kind(&self) -> &str {
+                match self {
+                    $(Object::$kind(_) => stringify!($kind),)*
+                    Object::Other(o) => &o.kind,
+                }
+            }
+
+            pub fn meta(&self) -> &ObjectMeta {
+                match self {
+                    $(Object::$kind(o) => &o.metadata,)*
+                    Object::Other(o) => &o.metadata,
+                }
+            }
+
+            pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+                match self {
+                    $(Object::$kind(o) => &mut o.metadata,)*
+                    Object::Other(o) => &mut o.metadata,
+                }
+            }
+
+            /// Decodes a document of a known `kind` into its typed struct (which checks apiVersion and kind).
+            pub(crate) fn decode_typed(kind: &str, value: serde_json::Value) -> Result<Object, String> {
+                Ok(match kind {
+                    $(stringify!($kind) => Object::$kind(Box::new(crate::manifest::typed(value)?)),)*
+                    _ => Object::Other(Box::new(crate::manifest::typed::<Other>(value)?)),
+                })
+            }
+        }
+
+        /// Serialises as the Kubernetes API writes the object, straight from the typed value.
+        impl Serialize for Object {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(Object::$kind(o) => o.serialize(s),)*
+                    Object::Other(o) => o.serialize(s),
+                }
+            }
+        }
+    };
+}
+
+typed_kinds! {
+    Namespace => k8s_openapi::api::core::v1::Namespace,
+    Node => k8s_openapi::api::core::v1::Node,
+    Pod => k8s_openapi::api::core::v1::Pod,
+    Deployment => k8s_openapi::api::apps::v1::Deployment,
+    Service => k8s_openapi::api::core::v1::Service,
+    Endpoints => k8s_openapi::api::core::v1::Endpoints,
+    EndpointSlice => k8s_openapi::api::discovery::v1::EndpointSlice,
+    NetworkPolicy => k8s_openapi::api::networking::v1::NetworkPolicy,
 }
 
 /// An object of a kind weft does not know, kept field for field.
@@ -58,36 +114,6 @@ impl fmt::Display for Key {
 }
 
 impl Object {
-    pub fn kind(&self) -> &str {
-        match self {
-            Object::Namespace(_) => "Namespace",
-            Object::Node(_) => "Node",
-            Object::Pod(_) => "Pod",
-            Object::Deployment(_) => "Deployment",
-            Object::Other(o) => &o.kind,
-        }
-    }
-
-    pub fn meta(&self) -> &ObjectMeta {
-        match self {
-            Object::Namespace(o) => &o.metadata,
-            Object::Node(o) => &o.metadata,
-            Object::Pod(o) => &o.metadata,
-            Object::Deployment(o) => &o.metadata,
-            Object::Other(o) => &o.metadata,
-        }
-    }
-
-    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            Object::Namespace(o) => &mut o.metadata,
-            Object::Node(o) => &mut o.metadata,
-            Object::Pod(o) => &mut o.metadata,
-            Object::Deployment(o) => &mut o.metadata,
-            Object::Other(o) => &mut o.metadata,
-        }
-    }
-
     pub fn name(&self) -> &str {
         self.meta().name.as_deref().unwrap_or_default()
     }
@@ -124,19 +150,6 @@ impl Object {
     pub fn to_value(&self) -> serde_json::Value {
         // Serialising these types cannot fail: every map key is a string.
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-/// Serialises as the Kubernetes API writes the object, straight from the typed value.
-impl Serialize for Object {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Object::Namespace(o) => o.serialize(s),
-            Object::Node(o) => o.serialize(s),
-            Object::Pod(o) => o.serialize(s),
-            Object::Deployment(o) => o.serialize(s),
-            Object::Other(o) => o.serialize(s),
-        }
     }
 }
 

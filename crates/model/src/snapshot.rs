@@ -2,7 +2,8 @@
 //! component. The lab's control plane is one source; a Kubernetes API server (kube-rs reflectors) is another.
 
 use crate::object::{Key, Object};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,6 +79,20 @@ impl Snapshot {
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
         self.of_kind("Node").filter_map(|o| match o {
             Object::Node(n) => Some(&**n),
+            _ => None,
+        })
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.of_kind("Service").filter_map(|o| match o {
+            Object::Service(s) => Some(&**s),
+            _ => None,
+        })
+    }
+
+    pub fn endpoint_slices(&self) -> impl Iterator<Item = &EndpointSlice> {
+        self.of_kind("EndpointSlice").filter_map(|o| match o {
+            Object::EndpointSlice(s) => Some(&**s),
             _ => None,
         })
     }

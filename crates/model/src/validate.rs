@@ -3,7 +3,9 @@
 use crate::object::Object;
 use crate::selector;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::{BTreeMap, HashSet};
 
@@ -22,6 +24,8 @@ pub fn object(object: &Object) -> Checked {
             None => Err(field("spec", "required")),
         },
         Object::Deployment(d) => deployment(d),
+        Object::Service(svc) => service(svc),
+        Object::EndpointSlice(slice) => endpoint_slice(slice),
         _ => Ok(()),
     }
 }
@@ -135,6 +139,128 @@ fn container(c: &Container, at: &str) -> Checked {
     Ok(())
 }
 
+fn one_of(path: &str, value: Option<&str>, allowed: &[&str]) -> Checked {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(field(path, format!("{v:?} is not one of {}", allowed.join(", ")))),
+        _ => Ok(()),
+    }
+}
+
+fn service(svc: &Service) -> Checked {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
+    one_of("spec.type", Some(kind), &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"])?;
+    if kind == "ExternalName" {
+        let name = spec.external_name.as_deref().unwrap_or_default();
+        if name.is_empty() {
+            return Err(field("spec.externalName", "required for type ExternalName"));
+        }
+        return dns_subdomain(name.trim_end_matches('.')).map_err(|m| field("spec.externalName", m));
+    }
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None")
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(field("spec.clusterIP", format!("{ip:?} is not an IP address, \"None\" or empty")));
+    }
+    if headless && kind != "ClusterIP" {
+        return Err(field("spec.clusterIP", format!("may not be \"None\" for type {kind}")));
+    }
+    let ports = spec.ports.clone().unwrap_or_default();
+    if ports.is_empty() && !headless {
+        return Err(field("spec.ports", "required"));
+    }
+    let mut names = HashSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let at = format!("spec.ports[{i}]");
+        if !(1..=65535).contains(&p.port) {
+            return Err(field(&format!("{at}.port"), "must be between 1 and 65535"));
+        }
+        one_of(&format!("{at}.protocol"), p.protocol.as_deref(), &["TCP", "UDP", "SCTP"])?;
+        match p.name.as_deref() {
+            None | Some("") if ports.len() > 1 => {
+                return Err(field(&format!("{at}.name"), "required when the Service has more than one port"));
+            }
+            Some(name) if !name.is_empty() => {
+                dns_label(name).map_err(|m| field(&format!("{at}.name"), format!("{name:?} {m}")))?;
+                if !names.insert(name) {
+                    return Err(field(&format!("{at}.name"), format!("duplicate port name {name:?}")));
+                }
+            }
+            _ => {}
+        }
+        match &p.target_port {
+            Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => {
+                return Err(field(&format!("{at}.targetPort"), "must be between 1 and 65535"));
+            }
+            Some(IntOrString::String(name)) => {
+                port_name(name).map_err(|m| field(&format!("{at}.targetPort"), format!("{name:?} {m}")))?
+            }
+            _ => {}
+        }
+        if let Some(np) = p.node_port {
+            if kind == "ClusterIP" {
+                return Err(field(&format!("{at}.nodePort"), "may not be set for type ClusterIP"));
+            }
+            if !(30000..=32767).contains(&np) {
+                return Err(field(&format!("{at}.nodePort"), "must be in the range 30000-32767"));
+            }
+        }
+    }
+    one_of("spec.sessionAffinity", spec.session_affinity.as_deref(), &["None", "ClientIP"])?;
+    let timeout = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds);
+    if timeout.is_some_and(|t| !(1..=86400).contains(&t)) {
+        return Err(field("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "must be between 1 and 86400"));
+    }
+    one_of("spec.externalTrafficPolicy", spec.external_traffic_policy.as_deref(), &["Cluster", "Local"])?;
+    if spec.external_traffic_policy.is_some() && kind == "ClusterIP" {
+        return Err(field("spec.externalTrafficPolicy", "may only be set for NodePort and LoadBalancer Services"));
+    }
+    one_of("spec.internalTrafficPolicy", spec.internal_traffic_policy.as_deref(), &["Cluster", "Local"])?;
+    for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(field(&format!("spec.externalIPs[{i}]"), format!("{ip:?} is not an IP address")));
+        }
+    }
+    for (i, range) in spec.load_balancer_source_ranges.iter().flatten().enumerate() {
+        if range.parse::<ipnet::IpNet>().is_err() {
+            return Err(field(&format!("spec.loadBalancerSourceRanges[{i}]"), format!("{range:?} is not a CIDR")));
+        }
+    }
+    labels(spec.selector.as_ref(), "spec.selector")
+}
+
+fn endpoint_slice(slice: &EndpointSlice) -> Checked {
+    one_of("addressType", Some(slice.address_type.as_str()), &["IPv4", "IPv6", "FQDN"])?;
+    for (i, ep) in slice.endpoints.iter().enumerate() {
+        if ep.addresses.is_empty() {
+            return Err(field(&format!("endpoints[{i}].addresses"), "must have at least one address"));
+        }
+        for (j, a) in ep.addresses.iter().enumerate() {
+            let ok = match slice.address_type.as_str() {
+                "IPv4" => a.parse::<std::net::Ipv4Addr>().is_ok(),
+                "IPv6" => a.parse::<std::net::Ipv6Addr>().is_ok(),
+                _ => dns_subdomain(a).is_ok(),
+            };
+            if !ok {
+                let msg = format!("{a:?} is not a valid {} address", slice.address_type);
+                return Err(field(&format!("endpoints[{i}].addresses[{j}]"), msg));
+            }
+        }
+    }
+    for (i, p) in slice.ports.iter().flatten().enumerate() {
+        if p.port.is_some_and(|n| !(1..=65535).contains(&n)) {
+            return Err(field(&format!("ports[{i}].port"), "must be between 1 and 65535"));
+        }
+        one_of(&format!("ports[{i}].protocol"), p.protocol.as_deref(), &["TCP", "UDP", "SCTP"])?;
+    }
+    Ok(())
+}
+
 /// RFC 1123 label: what names of namespaces, containers and hostnames must be.
 pub fn dns_label(s: &str) -> Checked {
     if s.is_empty() || s.len() > 63 {
@@ -204,6 +330,35 @@ mod tests {
         assert!(bad_proto.contains("ports[0].protocol"), "{bad_proto}");
         let restart = pod("  restartPolicy: Sometimes\n  containers: [{name: c}]\n");
         assert!(restart.contains("spec.restartPolicy"), "{restart}");
+    }
+
+    fn svc(spec: &str) -> String {
+        let text = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec:\n{spec}");
+        match parse(&text, "t") {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn service_checks_name_the_field() {
+        assert_eq!(svc("  ports: [{port: 80, targetPort: http}]\n"), "ok");
+        assert_eq!(svc("  clusterIP: None\n"), "ok");
+        assert!(svc("  type: Magic\n  ports: [{port: 80}]\n").contains("spec.type"));
+        assert!(svc("  ports: [{port: 80}, {port: 81}]\n").contains("spec.ports[0].name"));
+        assert!(svc("  ports: [{port: 0}]\n").contains("spec.ports[0].port"));
+        assert!(svc("  type: NodePort\n  ports: [{port: 80, nodePort: 80}]\n").contains("nodePort"));
+        assert!(svc("  ports: [{port: 80, nodePort: 30080}]\n").contains("type ClusterIP"));
+        assert!(svc("  clusterIP: 10.96.0.300\n  ports: [{port: 80}]\n").contains("spec.clusterIP"));
+        assert!(svc("  type: ExternalName\n").contains("spec.externalName"));
+        assert!(svc("  externalTrafficPolicy: Local\n  ports: [{port: 80}]\n").contains("externalTrafficPolicy"));
+        let bad_range = svc("  type: LoadBalancer\n  loadBalancerSourceRanges: [10.0.0.0/33]\n  ports: [{port: 80}]\n");
+        assert!(bad_range.contains("loadBalancerSourceRanges[0]"), "{bad_range}");
+        let slice = parse(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.300]}]\n",
+            "t",
+        );
+        assert!(slice.unwrap_err().to_string().contains("endpoints[0].addresses[0]"));
     }
 
     #[test]
