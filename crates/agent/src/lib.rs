@@ -2,6 +2,7 @@
 //! root) and a thin applier that diffs the desired state against what weft owns in the kernel.
 
 pub mod error;
+pub mod health;
 pub mod node;
 pub mod overlay;
 

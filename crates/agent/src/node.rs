@@ -1,7 +1,9 @@
 //! The agent's main loop on one node: every snapshot from the `Source` is turned into the node's overlay
-//! (routes or VXLAN to every other node) and the CNI settings file weft-cni reads for this node's pods.
+//! (routes or VXLAN to every other node), the CNI settings file weft-cni reads for this node's pods, and the
+//! service proxy's nftables table.
 //! Syncs are idempotent, so a restarted agent adopts what its predecessor made without breaking flows.
 
+use crate::health::Health;
 use crate::overlay::{self, Mode, NodeNet};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
@@ -10,9 +12,10 @@ use std::time::Duration;
 use weft_model::k8s_openapi::api::core::v1::Node;
 use weft_model::{Snapshot, Source};
 use weft_netlink::Handle;
+use weft_proxy::Proxier;
 
 /// The kinds the agent plans from.
-pub const KINDS: &[&str] = &["Node"];
+pub const KINDS: &[&str] = &["Node", "Service", "EndpointSlice"];
 
 pub struct Config {
     /// This node's name (its Node object).
@@ -30,7 +33,11 @@ pub struct Config {
 /// Runs until the source fails for good; transient source errors are retried.
 pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
     weft_netlink::sysctl::set("net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
-    let mut handle = Handle::new().map_err(|e| e.to_string())?;
+    let mut agent = Agent {
+        handle: Handle::new().map_err(|e| e.to_string())?,
+        proxier: Proxier::new(),
+        health: Health::default(),
+    };
     let mut after = 0;
     let mut retry = Duration::from_millis(100);
     loop {
@@ -45,38 +52,82 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
         };
         retry = Duration::from_millis(100);
         after = snap.revision;
-        if let Err(e) = sync(&mut handle, &snap, config) {
-            eprintln!("weft agent: revision {after}: {e}");
+        // The parts are independent: a failing overlay must not hold back Services, nor the reverse.
+        if let Err(e) = agent.sync_overlay(&snap, config) {
+            eprintln!("weft agent: revision {after}: overlay: {e}");
+        }
+        if let Err(e) = agent.sync_services(&snap, config) {
+            eprintln!("weft agent: revision {after}: services: {e}");
         }
     }
 }
 
-/// One pass: overlay, then the CNI settings.
-pub fn sync(handle: &mut Handle, snap: &Snapshot, config: &Config) -> Result<(), String> {
-    let nodes: Vec<NodeNet> = snap.nodes().filter_map(node_net).collect();
-    let Some(me) = nodes.iter().find(|n| n.name == config.node) else {
-        return Err(format!(
-            "node {} has no Node object with an InternalIP and a podCIDR yet",
-            config.node
-        ));
-    };
-    let uplink = handle
-        .link_by_name(&config.uplink)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("uplink {} not found", config.uplink))?;
-    let desired = overlay::plan(me, &nodes, config.overlay, uplink.mtu).map_err(|e| e.to_string())?;
-    let report = overlay::sync(handle, &config.uplink, &desired).map_err(|e| e.to_string())?;
-    if report.changes() > 0 {
-        eprintln!("weft agent: revision {}: {report}", snap.revision);
+/// The agent's kernel-facing state between syncs.
+pub struct Agent {
+    handle: Handle,
+    proxier: Proxier,
+    health: Health,
+}
+
+impl Agent {
+    /// Node-to-node routes or VXLAN, then the CNI settings file.
+    pub fn sync_overlay(&mut self, snap: &Snapshot, config: &Config) -> Result<(), String> {
+        let handle = &mut self.handle;
+        let nodes: Vec<NodeNet> = snap.nodes().filter_map(node_net).collect();
+        let Some(me) = nodes.iter().find(|n| n.name == config.node) else {
+            return Err(format!(
+                "node {} has no Node object with an InternalIP and a podCIDR yet",
+                config.node
+            ));
+        };
+        let uplink = handle
+            .link_by_name(&config.uplink)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("uplink {} not found", config.uplink))?;
+        let desired = overlay::plan(me, &nodes, config.overlay, uplink.mtu).map_err(|e| e.to_string())?;
+        let report = overlay::sync(handle, &config.uplink, &desired).map_err(|e| e.to_string())?;
+        if report.changes() > 0 {
+            eprintln!("weft agent: revision {}: {report}", snap.revision);
+        }
+        let settings = json!({
+            "podCIDR": IpNet::V4(me.pod_cidr).to_string(),
+            "clusterCIDR": IpNet::V4(config.cluster_cidr).to_string(),
+            "mtu": desired.pod_mtu,
+            "stateDir": config.cni_state_dir,
+            "attachment": "routed",
+        });
+        write_if_changed(&config.node_config, &settings.to_string())
     }
-    let settings = json!({
-        "podCIDR": IpNet::V4(me.pod_cidr).to_string(),
-        "clusterCIDR": IpNet::V4(config.cluster_cidr).to_string(),
-        "mtu": desired.pod_mtu,
-        "stateDir": config.cni_state_dir,
-        "attachment": "routed",
-    });
-    write_if_changed(&config.node_config, &settings.to_string())
+
+    /// The service proxy's table, and the health-check ports of `externalTrafficPolicy: Local` Services.
+    pub fn sync_services(&mut self, snap: &Snapshot, config: &Config) -> Result<(), String> {
+        let ctx = weft_proxy::Context {
+            node: config.node.clone(),
+            cluster_cidr: config.cluster_cidr,
+        };
+        let desired = weft_proxy::plan(snap, &ctx);
+        let counts = desired.counts();
+        let report = self.proxier.sync(desired).map_err(|e| e.to_string())?;
+        if report.script > 0 {
+            eprintln!(
+                "weft agent: revision {}: services: {} chains, {} rules, {} map elements; {} sync of {} bytes in {:.1?}{}",
+                snap.revision,
+                counts.0,
+                counts.1,
+                counts.2,
+                if report.full { "full" } else { "incremental" },
+                report.script,
+                report.elapsed,
+                if report.conntrack_cleared > 0 {
+                    format!(", conntrack cleared for {} UDP endpoints", report.conntrack_cleared)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        self.health.sync(crate::health::desired(snap, &config.node));
+        Ok(())
+    }
 }
 
 /// A Node's name, InternalIP and IPv4 pod CIDR, when it has all three.

@@ -1,10 +1,11 @@
 //! The lab's controllers, as one pure reconcile step (snapshot in, changes out) plus the few deletions the API
 //! itself performs: namespace lifecycle, Deployment → Pods (no ReplicaSet in between), garbage collection of
-//! orphaned pods, and scheduling pods to nodes.
+//! orphaned pods, scheduling pods to nodes, and Services → EndpointSlices (`endpoints`).
 
 use crate::store::{Store, now};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use weft_model::k8s_openapi;
@@ -15,7 +16,10 @@ pub const TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// Kinds something in the lab acts on (others are stored with a warning).
 pub fn acts_on(kind: &str) -> bool {
-    matches!(kind, "Namespace" | "Node" | "Pod" | "Deployment")
+    matches!(
+        kind,
+        "Namespace" | "Node" | "Pod" | "Deployment" | "Service" | "Endpoints" | "EndpointSlice"
+    )
 }
 
 #[derive(Debug, PartialEq)]
@@ -27,6 +31,8 @@ pub enum Change {
     Remove(Key),
     DeploymentStatus(Key, DeploymentStatus),
     Bind(Key, String),
+    /// Create or replace an EndpointSlice (the controller's own fields; the stored identity is kept).
+    PutSlice(Box<EndpointSlice>),
 }
 
 /// Deletion as the API performs it: pods and namespaces are marked and finished asynchronously, a Deployment
@@ -99,6 +105,7 @@ pub fn reconcile(snap: &Snapshot) -> Vec<Change> {
         }
     }
     schedule(snap, &mut changes);
+    crate::endpoints::reconcile(snap, &mut changes);
     changes
 }
 
@@ -259,6 +266,7 @@ pub fn apply(store: &mut Store, changes: Vec<Change>) {
                     }
                 });
             }
+            Change::PutSlice(slice) => put_slice(store, *slice),
             Change::Bind(key, node) => {
                 store.update(&key, |o| {
                     if let Object::Pod(p) = o {
@@ -268,6 +276,26 @@ pub fn apply(store: &mut Store, changes: Vec<Change>) {
             }
         }
     }
+}
+
+fn put_slice(store: &mut Store, slice: EndpointSlice) {
+    let object = Object::EndpointSlice(Box::new(slice));
+    let key = object.key();
+    if store.get(&key).is_none() {
+        if let Err(e) = store.create(object) {
+            eprintln!("weft lab: creating {key}: {e}");
+        }
+        return;
+    }
+    store.update(&key, |stored| {
+        let old = stored.meta().clone();
+        *stored = object;
+        let meta = stored.meta_mut();
+        meta.uid = old.uid;
+        meta.creation_timestamp = old.creation_timestamp;
+        meta.resource_version = old.resource_version;
+        meta.generation = old.generation.map(|g| g + 1);
+    });
 }
 
 fn create_pod(store: &mut Store, mut pod: Pod) {
@@ -426,6 +454,85 @@ spec:
         delete(&mut store, &d);
         settle(&mut store);
         assert_eq!(pods_by_node(&mut store).values().sum::<usize>(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    const WEB_SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}\n";
+
+    fn slices(store: &mut Store) -> Vec<EndpointSlice> {
+        store.snapshot().endpoint_slices().cloned().collect()
+    }
+
+    #[test]
+    fn services_get_slices_that_follow_their_pods() {
+        let (mut store, dir) = store_with(&format!("{LAB}---\n{WEB_SVC}"));
+        settle(&mut store);
+        // Pods without addresses yet: the placeholder slice.
+        let placeholder = slices(&mut store);
+        assert_eq!(placeholder.len(), 1);
+        assert!(placeholder[0].endpoints.is_empty());
+        // The kubelets report addresses and readiness.
+        let pods: Vec<Key> = store.snapshot().pods().map(pod_key).collect();
+        for (i, key) in pods.iter().enumerate() {
+            store.update(key, |o| {
+                if let Object::Pod(p) = o {
+                    p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+                        pod_ip: Some(format!("10.244.{}.2", i + 1)),
+                        conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                            type_: "Ready".into(),
+                            status: "True".into(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    });
+                }
+            });
+        }
+        settle(&mut store);
+        let got = slices(&mut store);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].endpoints.len(), 3);
+        assert_eq!(got[0].ports.as_ref().unwrap()[0].port, Some(8080));
+        let uid = got[0].metadata.uid.clone();
+        // Re-applying the Service changes nothing; deleting a pod makes its endpoint terminating.
+        for o in parse(WEB_SVC, "t").unwrap() {
+            assert_eq!(store.apply(o).unwrap(), crate::store::Applied::Unchanged);
+        }
+        delete(&mut store, &pods[0]);
+        settle(&mut store);
+        let got = slices(&mut store);
+        assert_eq!(got[0].metadata.uid, uid, "the slice is updated in place");
+        let terminating: Vec<bool> = got[0]
+            .endpoints
+            .iter()
+            .map(|e| e.conditions.as_ref().unwrap().terminating.unwrap())
+            .collect();
+        assert_eq!(terminating, [true, false, false]);
+        assert_eq!(got[0].endpoints[0].conditions.as_ref().unwrap().ready, Some(false));
+        // The Service gone: its slices go.
+        delete(&mut store, &Key::new("Service", Some("default"), "web"));
+        settle(&mut store);
+        assert!(slices(&mut store).is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_service_undoes_the_whole_batch() {
+        let (mut store, dir) = store_with(WEB_SVC);
+        let before = store.revision();
+        let batch = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: default}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: default}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n";
+        let err = store
+            .transaction(|store| {
+                for o in parse(batch, "t").unwrap() {
+                    store.apply(o)?;
+                }
+                Ok(())
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Service/default/b: field spec.clusterIP"), "{err}");
+        assert_eq!(store.revision(), before);
+        assert!(store.get(&Key::new("Service", Some("default"), "a")).is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -25,8 +25,8 @@ use weft_model::k8s_openapi;
 use weft_model::{Key, Object};
 use weft_netlink::Netns;
 
-/// Cluster DNS as kubelet's `--cluster-dns` / `--cluster-domain` (served from the DNS issue on).
-pub const CLUSTER_DNS: &str = "10.96.0.10";
+/// Cluster DNS as kubelet's `--cluster-domain` (served from the DNS issue on); `--cluster-dns` is the 10th
+/// address of the service CIDR (`LabSpec::cluster_dns`, 10.96.0.10 by default), as kubeadm sets it.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// Pods started at once per node; more would only queue on the CNI plugin's locks.
 const PARALLEL_STARTS: usize = 4;
@@ -178,7 +178,7 @@ impl Kubelet {
         let resolv = if host_network {
             std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
         } else {
-            sandbox::resolv_conf(CLUSTER_DNS, &ns, CLUSTER_DOMAIN)
+            sandbox::resolv_conf(&self.shared.spec.cluster_dns().to_string(), &ns, CLUSTER_DOMAIN)
         };
         let files = [
             ("resolv.conf", resolv),

@@ -6,9 +6,11 @@
 pub mod api;
 pub mod cni;
 pub mod controller;
+pub mod endpoints;
 pub mod error;
 pub mod kubelet;
 pub mod sandbox;
+pub mod services;
 pub mod source;
 pub mod spec;
 pub mod store;

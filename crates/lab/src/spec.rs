@@ -12,6 +12,11 @@ pub const DEFAULT_LAB: &str = "weft";
 const WIRE: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 0);
 const EXTERNAL_HOST: u8 = 100;
 pub const MAX_NODES: u8 = 16;
+/// Kubernetes' default service CIDR (kubeadm's `--service-cidr`).
+pub const DEFAULT_SERVICE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 96, 0, 0), 12);
+/// Where LoadBalancer Services get their addresses: next to the wire, reached from the external host by a
+/// route per address (the lab's "cloud").
+pub const DEFAULT_LB_POOL: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(172, 18, 1, 0), 24);
 
 pub use weft_agent::overlay::Mode as Overlay;
 
@@ -22,10 +27,24 @@ pub struct LabSpec {
     pub nodes: u8,
     pub overlay: Overlay,
     pub cluster_cidr: Ipv4Net,
+    /// ClusterIPs of Services (absent in labs made before Services: the default).
+    #[serde(default = "default_service_cidr")]
+    pub service_cidr: Ipv4Net,
+    /// LoadBalancer addresses.
+    #[serde(default = "default_lb_pool")]
+    pub lb_pool: Ipv4Net,
     /// Where weft-cni (and links named after each plugin type) are found.
     pub cni_bin: PathBuf,
     /// The `weft` binary that runs agents and `weft serve`.
     pub weft_bin: PathBuf,
+}
+
+fn default_service_cidr() -> Ipv4Net {
+    DEFAULT_SERVICE_CIDR
+}
+
+fn default_lb_pool() -> Ipv4Net {
+    DEFAULT_LB_POOL
 }
 
 /// One node as the lab lays it out.
@@ -60,6 +79,22 @@ impl LabSpec {
                 self.cluster_cidr
             ));
         }
+        if self.service_cidr.prefix_len() > 28 {
+            return bad(format!(
+                "--service-cidr {}: too small (use /28 or larger)",
+                self.service_cidr
+            ));
+        }
+        let wire = Ipv4Net::new_assert(WIRE, 24);
+        for (what, net) in [
+            ("the cluster CIDR", self.cluster_cidr),
+            ("the lab's wire", wire),
+            ("the load balancer pool", self.lb_pool),
+        ] {
+            if net.contains(&self.service_cidr.network()) || self.service_cidr.contains(&net.network()) {
+                return bad(format!("--service-cidr {}: overlaps {what} ({net})", self.service_cidr));
+            }
+        }
         Ok(())
     }
 
@@ -79,6 +114,11 @@ impl LabSpec {
 
     pub fn external_ip(&self) -> Ipv4Addr {
         wire_host(EXTERNAL_HOST)
+    }
+
+    /// Where pods are told cluster DNS is: the 10th address of the service CIDR (10.96.0.10), as kubeadm does.
+    pub fn cluster_dns(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.service_cidr.network()) + 10)
     }
 
     pub fn wire_prefix(&self) -> u8 {
@@ -186,6 +226,8 @@ mod tests {
             nodes,
             overlay: Overlay::HostGw,
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            service_cidr: DEFAULT_SERVICE_CIDR,
+            lb_pool: DEFAULT_LB_POOL,
             cni_bin: "/x".into(),
             weft_bin: "/y".into(),
         }
@@ -199,6 +241,7 @@ mod tests {
         assert_eq!(plans[0].pod_cidr.to_string(), "10.244.1.0/24");
         assert_eq!(plans[2].ip.to_string(), "172.18.0.13");
         assert_eq!(spec(16).node_plans().len(), 16);
+        assert_eq!(spec(1).cluster_dns().to_string(), "10.96.0.10");
     }
 
     #[test]
@@ -212,5 +255,24 @@ mod tests {
         s.name = "Bad Name".into();
         assert!(s.validate().unwrap_err().to_string().contains("lab name"));
         assert!("geneve".parse::<Overlay>().is_err());
+        s = spec(2);
+        s.service_cidr = "10.244.128.0/20".parse().unwrap();
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("overlaps the cluster CIDR")
+        );
+        s.service_cidr = "10.96.0.0/29".parse().unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("too small"));
+    }
+
+    #[test]
+    fn older_specs_get_the_default_service_networks() {
+        let old =
+            r#"{"name":"t","nodes":2,"overlay":"host-gw","clusterCidr":"10.244.0.0/16","cniBin":"/x","weftBin":"/y"}"#;
+        let spec: LabSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(spec.service_cidr.to_string(), "10.96.0.0/12");
+        assert_eq!(spec.lb_pool.to_string(), "172.18.1.0/24");
     }
 }

@@ -3,6 +3,7 @@
 //! cleanup) sees the same objects.
 
 use crate::error::{Error, Result, io};
+use crate::services::ServiceNetwork;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ pub struct Store {
     file: PathBuf,
     /// Shared with readers until the next change.
     published: Option<Arc<Snapshot>>,
+    /// Where Services get their addresses (admission).
+    services: ServiceNetwork,
 }
 
 /// What `apply` did, in kubectl's words.
@@ -42,7 +45,13 @@ impl Store {
             snap,
             file,
             published: None,
+            services: ServiceNetwork::default(),
         })
+    }
+
+    /// Sets the ranges Services are given addresses from (the lab's spec; defaults otherwise).
+    pub fn set_service_network(&mut self, services: ServiceNetwork) {
+        self.services = services;
     }
 
     pub fn revision(&self) -> u64 {
@@ -71,17 +80,17 @@ impl Store {
                 "{} is being deleted; apply it again once it is gone",
                 object.key()
             ))),
-            Some(old) => merge(old, object.clone()).map(drop),
-            None => Ok(()),
+            Some(old) => self.updated(old, object.clone()).map(drop),
+            None => admit(&self.snap, &self.services, None, &mut object.clone()),
         }
     }
 
     /// Creates the object or updates what the user owns (metadata labels/annotations, spec), keeping what the
-    /// system owns (uid, creation time, owner references, status).
+    /// system owns (uid, creation time, owner references, status, allocated addresses and ports).
     pub fn apply(&mut self, mut object: Object) -> Result<Applied> {
-        admit(&mut object);
         let key = object.key();
         let Some(old) = self.snap.get(&key) else {
+            admit(&self.snap, &self.services, None, &mut object)?;
             self.stamp(&mut object);
             self.commit(object);
             return Ok(Applied::Created);
@@ -91,17 +100,43 @@ impl Store {
                 "{key} is being deleted; apply it again once it is gone"
             )));
         }
-        let merged = merge(old, object)?;
-        if &merged == old {
+        let merged = self.updated(old, object)?;
+        if Some(&merged) == self.snap.get(&key) {
             return Ok(Applied::Unchanged);
         }
         self.commit(merged);
         Ok(Applied::Configured)
     }
 
+    /// Runs `f`; if it fails, the store is as it was before (a refused object in a batch applies none).
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        let saved = self.snap.clone();
+        let out = f(self);
+        if out.is_err() && self.snap.revision != saved.revision {
+            self.snap = saved;
+            self.published = None;
+        }
+        out
+    }
+
+    /// `new` as it would be stored over `old`: merged, admitted, its generation counted.
+    fn updated(&self, old: &Object, new: Object) -> Result<Object> {
+        let mut merged = merge(old, new);
+        admit(&self.snap, &self.services, Some(old), &mut merged)?;
+        let spec_changed = !same_spec(old, &merged);
+        if spec_changed && let Object::Pod(pod) = &merged {
+            return Err(Error::Invalid(format!(
+                "Pod {}: spec is immutable once created (delete the pod and apply it again)",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            )));
+        }
+        merged.meta_mut().generation = old.meta().generation.map(|g| if spec_changed { g + 1 } else { g });
+        Ok(merged)
+    }
+
     /// Creates an object made by a controller (fails if the name is taken).
     pub fn create(&mut self, mut object: Object) -> Result<()> {
-        admit(&mut object);
+        admit(&self.snap, &self.services, None, &mut object)?;
         if self.snap.get(&object.key()).is_some() {
             return Err(Error::Invalid(format!("{} already exists", object.key())));
         }
@@ -155,19 +190,28 @@ impl Store {
     }
 }
 
-/// What the API server adds on the way in: a namespace is labelled with its own name.
-fn admit(object: &mut Object) {
-    if let Object::Namespace(ns) = object {
-        let name = ns.metadata.name.clone().unwrap_or_default();
-        ns.metadata
-            .labels
-            .get_or_insert_default()
-            .insert("kubernetes.io/metadata.name".into(), name);
+/// What the API server adds on the way in: a namespace is labelled with its own name; a Service gets its
+/// defaults and allocations (`services`), or is refused.
+fn admit(snap: &Snapshot, services: &ServiceNetwork, old: Option<&Object>, object: &mut Object) -> Result<()> {
+    match object {
+        Object::Namespace(ns) => {
+            let name = ns.metadata.name.clone().unwrap_or_default();
+            ns.metadata
+                .labels
+                .get_or_insert_default()
+                .insert("kubernetes.io/metadata.name".into(), name);
+        }
+        Object::Service(svc) => {
+            let old = old.and_then(crate::services::as_service);
+            crate::services::admit(snap, services, old, svc)?;
+        }
+        _ => {}
     }
+    Ok(())
 }
 
 /// The stored object with the user's new intent applied.
-fn merge(old: &Object, new: Object) -> Result<Object> {
+fn merge(old: &Object, new: Object) -> Object {
     let mut merged = new;
     // The scheduler's binding is part of the stored spec but not of what users write.
     if let (Object::Pod(old), Object::Pod(new)) = (old, &mut merged)
@@ -176,7 +220,6 @@ fn merge(old: &Object, new: Object) -> Result<Object> {
     {
         new_spec.node_name = old_spec.node_name.clone();
     }
-    let spec_changed = !same_spec(old, &merged);
     let (o, m) = (old.meta(), merged.meta_mut());
     m.uid = o.uid.clone();
     m.creation_timestamp = o.creation_timestamp.clone();
@@ -184,23 +227,15 @@ fn merge(old: &Object, new: Object) -> Result<Object> {
     if m.owner_references.is_none() {
         m.owner_references = o.owner_references.clone();
     }
-    m.generation = o.generation.map(|g| if spec_changed { g + 1 } else { g });
     match (old, &mut merged) {
-        (Object::Pod(old), Object::Pod(new)) => {
-            if spec_changed {
-                return Err(Error::Invalid(format!(
-                    "Pod {}: spec is immutable once created (delete the pod and apply it again)",
-                    new.metadata.name.as_deref().unwrap_or_default()
-                )));
-            }
-            new.status = old.status.clone();
-        }
+        (Object::Pod(old), Object::Pod(new)) => new.status = old.status.clone(),
         (Object::Deployment(old), Object::Deployment(new)) => new.status = old.status.clone(),
         (Object::Node(old), Object::Node(new)) => new.status = old.status.clone(),
         (Object::Namespace(old), Object::Namespace(new)) => new.status = old.status.clone(),
+        // A Service's status is rebuilt by admission.
         _ => {}
     }
-    Ok(merged)
+    merged
 }
 
 fn same_spec(a: &Object, b: &Object) -> bool {

@@ -255,25 +255,29 @@ fn apply(shared: &Shared, values: Vec<Value>, namespace: &str) -> Result<ApplyRe
             }
             store.check_apply(object)?;
         }
-        for object in objects {
-            let key = object.key();
-            if !crate::controller::acts_on(&key.kind) {
-                reply.warnings.push(format!(
-                    "{key}: stored, but nothing in the lab acts on kind {}",
-                    key.kind
-                ));
+        // Each object is checked against the store as the ones before it left it (two Services asking for one
+        // address), and a refusal undoes the whole batch.
+        store.transaction(|store| {
+            for object in objects {
+                let key = object.key();
+                if !crate::controller::acts_on(&key.kind) {
+                    reply.warnings.push(format!(
+                        "{key}: stored, but nothing in the lab acts on kind {}",
+                        key.kind
+                    ));
+                }
+                let action = match store.apply(object)? {
+                    Applied::Created => "created",
+                    Applied::Configured => "configured",
+                    Applied::Unchanged => "unchanged",
+                };
+                reply.outcomes.push(Outcome {
+                    key,
+                    action: action.into(),
+                });
             }
-            let action = match store.apply(object)? {
-                Applied::Created => "created",
-                Applied::Configured => "configured",
-                Applied::Unchanged => "unchanged",
-            };
-            reply.outcomes.push(Outcome {
-                key,
-                action: action.into(),
-            });
-        }
-        Ok(reply)
+            Ok(reply)
+        })
     })
 }
 
@@ -316,7 +320,11 @@ pub fn run(paths: &Paths) -> Result<()> {
     // SAFETY: mallopt(3) before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let spec = paths.read_spec()?;
-    let store = Store::open(paths.store_file())?;
+    let mut store = Store::open(paths.store_file())?;
+    store.set_service_network(crate::services::ServiceNetwork {
+        cidr: spec.service_cidr,
+        lb_pool: spec.lb_pool,
+    });
     let shared = Arc::new(Shared::new(spec.clone(), store));
     std::fs::write(paths.supervisor_pid(), std::process::id().to_string()).map_err(io("writing the pid file"))?;
     install_cni(paths, &spec)?;
@@ -330,6 +338,10 @@ pub fn run(paths: &Paths) -> Result<()> {
     {
         let shared = shared.clone();
         std::thread::spawn(move || controllers(&shared));
+    }
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || cloud(&shared));
     }
     for node in spec.node_plans() {
         let runtime = crate::cni::Runtime {
@@ -367,6 +379,89 @@ fn controllers(shared: &Shared) {
             shared.write(|store| crate::controller::apply(store, changes));
         }
     }
+}
+
+/// Marks the routes the lab's cloud puts on the external host (the agents' overlay routes use 247).
+pub const CLOUD_ROUTE_PROTOCOL: u8 = 0xF8;
+
+/// The lab's cloud provider: keeps a route on the external host to every LoadBalancer address, via the node
+/// `services::lb_routes` picks. Resyncs on every change of the Services or their slices, and every 30 s.
+fn cloud(shared: &Shared) {
+    let nodes: Vec<(String, std::net::Ipv4Addr)> =
+        shared.spec.node_plans().into_iter().map(|n| (n.name, n.ip)).collect();
+    let netns = std::path::PathBuf::from("/run/netns").join(shared.paths.external_netns());
+    let mut handle: Option<weft_netlink::Handle> = None;
+    let mut synced: Option<std::collections::BTreeMap<std::net::Ipv4Addr, std::net::Ipv4Addr>> = None;
+    let mut last_sync = Instant::now();
+    let mut seen = 0;
+    while !shared.stopping() {
+        let snap = shared.wait_newer(seen, Duration::from_secs(1));
+        seen = snap.revision;
+        let want = crate::services::lb_routes(&snap, &nodes);
+        if synced.as_ref() == Some(&want) && last_sync.elapsed() < Duration::from_secs(30) {
+            continue;
+        }
+        let result = match handle.as_mut() {
+            Some(h) => sync_cloud_routes(h, &want),
+            None => weft_netlink::Netns::open(&netns.display().to_string())
+                .and_then(|ns| ns.handle())
+                .map_err(crate::error::kernel("netlink in the external host"))
+                .and_then(|mut h| {
+                    let out = sync_cloud_routes(&mut h, &want);
+                    handle = Some(h);
+                    out
+                }),
+        };
+        last_sync = Instant::now();
+        match result {
+            Ok(()) => synced = Some(want),
+            Err(e) => {
+                eprintln!("weft lab: load balancer routes: {e}");
+                handle = None;
+                synced = None;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Makes the external host's cloud routes exactly `want` (address → node), touching no other route.
+pub fn sync_cloud_routes(
+    h: &mut weft_netlink::Handle,
+    want: &std::collections::BTreeMap<std::net::Ipv4Addr, std::net::Ipv4Addr>,
+) -> Result<()> {
+    use crate::error::kernel;
+    use ipnet::{IpNet, Ipv4Net};
+    use weft_netlink::Route;
+    let have: Vec<Route> = h
+        .routes()
+        .map_err(kernel("listing the external host's routes"))?
+        .into_iter()
+        .filter(|r| r.protocol == CLOUD_ROUTE_PROTOCOL)
+        .collect();
+    for route in &have {
+        let keep = match (route.dst, route.gateway) {
+            (IpNet::V4(dst), Some(std::net::IpAddr::V4(gw))) => {
+                dst.prefix_len() == 32 && want.get(&dst.addr()) == Some(&gw)
+            }
+            _ => false,
+        };
+        if !keep {
+            h.delete_route(route)
+                .map_err(kernel(format!("removing the route to {}", route.dst)))?;
+        }
+    }
+    for (ip, node) in want {
+        let dst = IpNet::V4(Ipv4Net::new_assert(*ip, 32));
+        if have.iter().any(|r| r.dst == dst && r.gateway == Some((*node).into())) {
+            continue;
+        }
+        let mut route = Route::via(dst, (*node).into());
+        route.protocol = CLOUD_ROUTE_PROTOCOL;
+        h.replace_route(&route)
+            .map_err(kernel(format!("routing {ip} via {node}")))?;
+    }
+    Ok(())
 }
 
 /// Namespaces and one Node per lab node, with its pod CIDR and address, as node registration would make them.

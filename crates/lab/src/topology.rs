@@ -25,6 +25,7 @@ pub fn build(spec: &LabSpec) -> Result<()> {
     w.set_up(switch).map_err(kernel("bringing the switch up"))?;
     for node in spec.node_plans() {
         plug(&mut w, switch, &paths.node_netns(&node.name), &node.name, node.ip)?;
+        gateway(&paths.node_netns(&node.name), spec.external_ip())?;
     }
     plug(&mut w, switch, &paths.external_netns(), "external", spec.external_ip())?;
     Ok(())
@@ -46,6 +47,17 @@ fn plug(w: &mut Handle, switch: u32, netns: &str, port: &str, ip: Ipv4Addr) -> R
     h.add_address(eth0, IpNet::V4(addr))
         .map_err(kernel(format!("addressing eth0 of {port}")))?;
     h.set_up(eth0).map_err(kernel(format!("bringing eth0 of {port} up")))
+}
+
+/// The node's default route, via the external host as its network's router: a node sends what it has no
+/// better route for there, as a real node sends it to its gateway (traffic to a ClusterIP needs a route
+/// before the service proxy rewrites its destination).
+fn gateway(netns: &str, router: Ipv4Addr) -> Result<()> {
+    let ns = Netns::open(&format!("/run/netns/{netns}")).map_err(kernel(format!("opening {netns}")))?;
+    let mut h = ns.handle().map_err(kernel(format!("netlink in {netns}")))?;
+    let default = IpNet::V4(Ipv4Net::default());
+    h.add_route(&weft_netlink::Route::via(default, router.into()))
+        .map_err(kernel(format!("default route of {netns}")))
 }
 
 pub fn loopback_up(h: &mut Handle) -> Result<()> {

@@ -58,6 +58,9 @@ mod tests {
         assert_eq!(resolve("Deployments", &[]).as_deref(), Some("Deployment"));
         assert_eq!(resolve("widgets", &["Widget".into()]).as_deref(), Some("Widget"));
         assert_eq!(resolve("widgets", &[]), None);
+        assert_eq!(resolve("svc", &[]).as_deref(), Some("Service"));
+        assert_eq!(resolve("ep", &[]).as_deref(), Some("Endpoints"));
+        assert_eq!(resolve("endpointslices", &[]).as_deref(), Some("EndpointSlice"));
         assert!(!namespaced("Node"));
         assert!(namespaced("Widget"));
     }

@@ -92,7 +92,11 @@ pub fn decode(value: Value) -> Result<Object, (Option<String>, String)> {
 
 /// The typed object for a document, without validation (used for objects already stored).
 pub fn from_value(value: Value) -> Result<Object, String> {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     Object::decode_typed(&kind, value)
 }
 
@@ -101,7 +105,11 @@ pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        if path == "." { inner } else { format!("field {path}: {inner}") }
+        if path == "." {
+            inner
+        } else {
+            format!("field {path}: {inner}")
+        }
     })
 }
 

@@ -5,8 +5,8 @@ use crate::selector;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashSet};
 
 type Checked = Result<(), String>;
@@ -149,7 +149,11 @@ fn one_of(path: &str, value: Option<&str>, allowed: &[&str]) -> Checked {
 fn service(svc: &Service) -> Checked {
     let spec = svc.spec.clone().unwrap_or_default();
     let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
-    one_of("spec.type", Some(kind), &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"])?;
+    one_of(
+        "spec.type",
+        Some(kind),
+        &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"],
+    )?;
     if kind == "ExternalName" {
         let name = spec.external_name.as_deref().unwrap_or_default();
         if name.is_empty() {
@@ -161,7 +165,10 @@ fn service(svc: &Service) -> Checked {
     if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None")
         && ip.parse::<std::net::IpAddr>().is_err()
     {
-        return Err(field("spec.clusterIP", format!("{ip:?} is not an IP address, \"None\" or empty")));
+        return Err(field(
+            "spec.clusterIP",
+            format!("{ip:?} is not an IP address, \"None\" or empty"),
+        ));
     }
     if headless && kind != "ClusterIP" {
         return Err(field("spec.clusterIP", format!("may not be \"None\" for type {kind}")));
@@ -176,10 +183,17 @@ fn service(svc: &Service) -> Checked {
         if !(1..=65535).contains(&p.port) {
             return Err(field(&format!("{at}.port"), "must be between 1 and 65535"));
         }
-        one_of(&format!("{at}.protocol"), p.protocol.as_deref(), &["TCP", "UDP", "SCTP"])?;
+        one_of(
+            &format!("{at}.protocol"),
+            p.protocol.as_deref(),
+            &["TCP", "UDP", "SCTP"],
+        )?;
         match p.name.as_deref() {
             None | Some("") if ports.len() > 1 => {
-                return Err(field(&format!("{at}.name"), "required when the Service has more than one port"));
+                return Err(field(
+                    &format!("{at}.name"),
+                    "required when the Service has more than one port",
+                ));
             }
             Some(name) if !name.is_empty() => {
                 dns_label(name).map_err(|m| field(&format!("{at}.name"), format!("{name:?} {m}")))?;
@@ -207,38 +221,69 @@ fn service(svc: &Service) -> Checked {
             }
         }
     }
-    one_of("spec.sessionAffinity", spec.session_affinity.as_deref(), &["None", "ClientIP"])?;
+    one_of(
+        "spec.sessionAffinity",
+        spec.session_affinity.as_deref(),
+        &["None", "ClientIP"],
+    )?;
     let timeout = spec
         .session_affinity_config
         .as_ref()
         .and_then(|c| c.client_ip.as_ref())
         .and_then(|c| c.timeout_seconds);
     if timeout.is_some_and(|t| !(1..=86400).contains(&t)) {
-        return Err(field("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "must be between 1 and 86400"));
+        return Err(field(
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+            "must be between 1 and 86400",
+        ));
     }
-    one_of("spec.externalTrafficPolicy", spec.external_traffic_policy.as_deref(), &["Cluster", "Local"])?;
+    one_of(
+        "spec.externalTrafficPolicy",
+        spec.external_traffic_policy.as_deref(),
+        &["Cluster", "Local"],
+    )?;
     if spec.external_traffic_policy.is_some() && kind == "ClusterIP" {
-        return Err(field("spec.externalTrafficPolicy", "may only be set for NodePort and LoadBalancer Services"));
+        return Err(field(
+            "spec.externalTrafficPolicy",
+            "may only be set for NodePort and LoadBalancer Services",
+        ));
     }
-    one_of("spec.internalTrafficPolicy", spec.internal_traffic_policy.as_deref(), &["Cluster", "Local"])?;
+    one_of(
+        "spec.internalTrafficPolicy",
+        spec.internal_traffic_policy.as_deref(),
+        &["Cluster", "Local"],
+    )?;
     for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
         if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(field(&format!("spec.externalIPs[{i}]"), format!("{ip:?} is not an IP address")));
+            return Err(field(
+                &format!("spec.externalIPs[{i}]"),
+                format!("{ip:?} is not an IP address"),
+            ));
         }
     }
     for (i, range) in spec.load_balancer_source_ranges.iter().flatten().enumerate() {
         if range.parse::<ipnet::IpNet>().is_err() {
-            return Err(field(&format!("spec.loadBalancerSourceRanges[{i}]"), format!("{range:?} is not a CIDR")));
+            return Err(field(
+                &format!("spec.loadBalancerSourceRanges[{i}]"),
+                format!("{range:?} is not a CIDR"),
+            ));
         }
     }
     labels(spec.selector.as_ref(), "spec.selector")
 }
 
 fn endpoint_slice(slice: &EndpointSlice) -> Checked {
-    one_of("addressType", Some(slice.address_type.as_str()), &["IPv4", "IPv6", "FQDN"])?;
+    one_of(
+        "addressType",
+        Some(slice.address_type.as_str()),
+        &["IPv4", "IPv6", "FQDN"],
+    )?;
     for (i, ep) in slice.endpoints.iter().enumerate() {
         if ep.addresses.is_empty() {
-            return Err(field(&format!("endpoints[{i}].addresses"), "must have at least one address"));
+            return Err(field(
+                &format!("endpoints[{i}].addresses"),
+                "must have at least one address",
+            ));
         }
         for (j, a) in ep.addresses.iter().enumerate() {
             let ok = match slice.address_type.as_str() {
@@ -256,7 +301,11 @@ fn endpoint_slice(slice: &EndpointSlice) -> Checked {
         if p.port.is_some_and(|n| !(1..=65535).contains(&n)) {
             return Err(field(&format!("ports[{i}].port"), "must be between 1 and 65535"));
         }
-        one_of(&format!("ports[{i}].protocol"), p.protocol.as_deref(), &["TCP", "UDP", "SCTP"])?;
+        one_of(
+            &format!("ports[{i}].protocol"),
+            p.protocol.as_deref(),
+            &["TCP", "UDP", "SCTP"],
+        )?;
     }
     Ok(())
 }

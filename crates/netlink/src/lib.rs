@@ -2,6 +2,7 @@
 //! addresses, routes, sysctls and nftables.
 
 pub mod addr;
+pub mod conntrack;
 pub mod error;
 pub mod fdb;
 pub mod link;

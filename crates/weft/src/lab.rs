@@ -41,6 +41,9 @@ pub struct UpArgs {
     /// Pod addresses of the whole cluster; each node gets a /24 of it.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: ipnet::Ipv4Net,
+    /// ClusterIPs of Services.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: ipnet::Ipv4Net,
     /// Manifests to apply once the lab is up (file, directory or -; may repeat).
     #[arg(short = 'f', long = "filename")]
     files: Vec<String>,
@@ -77,6 +80,8 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         nodes: args.nodes,
         overlay: args.overlay,
         cluster_cidr: args.cluster_cidr,
+        service_cidr: args.service_cidr,
+        lb_pool: weft_lab::spec::DEFAULT_LB_POOL,
         cni_bin,
         weft_bin: me.clone(),
     };
@@ -97,8 +102,8 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
     std::fs::create_dir_all(paths.dir()).with_context(|| format!("creating {}", paths.dir().display()))?;
     std::fs::write(paths.spec_file(), serde_json::to_vec_pretty(&spec)?).context("writing the lab spec")?;
     eprintln!(
-        "lab {}: {} nodes, {} overlay, pods in {}",
-        spec.name, spec.nodes, spec.overlay, spec.cluster_cidr
+        "lab {}: {} nodes, {} overlay, pods in {}, services in {}",
+        spec.name, spec.nodes, spec.overlay, spec.cluster_cidr, spec.service_cidr
     );
     if let Err(e) = topology::build(&spec)
         .map_err(anyhow::Error::from)
@@ -226,6 +231,12 @@ fn status(paths: &Paths) -> Result<()> {
     );
     println!("overlay:    {}", spec.overlay);
     println!("pods in:    {}", spec.cluster_cidr);
+    println!(
+        "services:   {} (ClusterIPs; cluster DNS {}), node ports 30000-32767",
+        spec.service_cidr,
+        spec.cluster_dns()
+    );
+    println!("lb pool:    {} (routed from the external host)", spec.lb_pool);
     println!("external:   {} (netns {})", spec.external_ip(), paths.external_netns());
     for node in spec.node_plans() {
         println!(

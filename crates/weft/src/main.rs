@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod expose;
 mod lab;
 mod objects;
 mod pods;
@@ -38,6 +39,8 @@ enum Cmd {
     Get(objects::GetArgs),
     /// Delete objects by KIND NAME or from manifests.
     Delete(objects::DeleteArgs),
+    /// Make a Service for a Deployment, Pod or Service (selector and ports taken from it).
+    Expose(expose::Args),
     /// Run a command inside a pod (its network, hostname, resolv.conf and hosts).
     Exec(pods::ExecArgs),
     /// Print a container's output.
@@ -63,6 +66,7 @@ fn main() {
         Cmd::Apply(args) => objects::apply(&paths, args).map(|()| 0),
         Cmd::Get(args) => objects::get(&paths, args).map(|()| 0),
         Cmd::Delete(args) => objects::delete(&paths, args).map(|()| 0),
+        Cmd::Expose(args) => expose::run(&paths, args).map(|()| 0),
         Cmd::Exec(args) => pods::exec(&paths, args),
         Cmd::Logs(args) => pods::logs(&paths, args).map(|()| 0),
         Cmd::Agent(args) => agent::run(&cli.lab, args).map(|()| 0),

@@ -14,6 +14,24 @@ pub fn render(kind: &str, items: &[Value], wide: bool, all: bool) -> String {
         "Node" if wide => (vec!["NAME", "STATUS", "ROLES", "AGE", "INTERNAL-IP", "POD-CIDR"], node),
         "Node" => (vec!["NAME", "STATUS", "ROLES", "AGE"], node),
         "Namespace" => (vec!["NAME", "STATUS", "AGE"], namespace),
+        "Service" if wide => (
+            vec![
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+                "SELECTOR",
+            ],
+            service,
+        ),
+        "Service" => (
+            vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+            service,
+        ),
+        "EndpointSlice" => (vec!["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], endpoint_slice),
+        "Endpoints" => (vec!["NAME", "ENDPOINTS", "AGE"], endpoints),
         _ => (vec!["NAME", "AGE"], plain),
     };
     let mut rows: Vec<Vec<String>> = items
@@ -148,6 +166,153 @@ fn namespace(v: &Value, _wide: bool) -> Vec<String> {
     vec![name(v), if phase.is_empty() { "Active".into() } else { phase }, age(v)]
 }
 
+fn strings(v: &Value, pointer: &str) -> Vec<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// kubectl's Service row: CLUSTER-IP is the first of clusterIPs ("None" when headless), EXTERNAL-IP the
+/// load balancer's addresses (`<pending>` until it has one) and externalIPs, PORT(S) `port[:nodePort]/proto`.
+fn service(v: &Value, wide: bool) -> Vec<String> {
+    let kind = text(v, "/spec/type");
+    let cluster_ip = strings(v, "/spec/clusterIPs")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "<none>".into());
+    let external_ips = strings(v, "/spec/externalIPs");
+    let lb: Vec<String> = v
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let external = match kind.as_str() {
+        "ExternalName" => text(v, "/spec/externalName"),
+        "LoadBalancer" => {
+            let mut lb = lb.join(",");
+            if !wide && lb.len() > 16 {
+                lb = format!("{}...", &lb[..13]);
+            }
+            let all: Vec<String> = (!lb.is_empty()).then_some(lb).into_iter().chain(external_ips).collect();
+            if all.is_empty() {
+                "<pending>".into()
+            } else {
+                all.join(",")
+            }
+        }
+        _ if !external_ips.is_empty() => external_ips.join(","),
+        _ => "<none>".into(),
+    };
+    let ports: Vec<String> = v
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64().filter(|n| *n > 0) {
+                Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                None => format!("{}/{proto}", p["port"]),
+            }
+        })
+        .collect();
+    let mut cells = vec![
+        name(v),
+        if kind.is_empty() { "ClusterIP".into() } else { kind },
+        cluster_ip,
+        external,
+        if ports.is_empty() {
+            "<none>".into()
+        } else {
+            ports.join(",")
+        },
+        age(v),
+    ];
+    if wide {
+        let selector: Vec<String> = v
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or_default()))
+            .collect();
+        cells.push(if selector.is_empty() {
+            "<none>".into()
+        } else {
+            selector.join(",")
+        });
+    }
+    cells
+}
+
+/// At most three items, then " + N more...", or `<unset>` when there are none (kubectl's listWithMoreString).
+fn first_three(items: Vec<String>, empty: &str) -> String {
+    if items.is_empty() {
+        return empty.into();
+    }
+    let shown = items[..items.len().min(3)].join(",");
+    if items.len() > 3 {
+        format!("{shown} + {} more...", items.len() - 3)
+    } else {
+        shown
+    }
+}
+
+fn endpoint_slice(v: &Value, _wide: bool) -> Vec<String> {
+    let ports: Vec<String> = v
+        .pointer("/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| match (p["port"].as_i64(), p["name"].as_str()) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(name)) => name.to_string(),
+            _ => "*".into(),
+        })
+        .collect();
+    let addresses: Vec<String> = v
+        .pointer("/endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|e| strings(e, "/addresses"))
+        .collect();
+    vec![
+        name(v),
+        text(v, "/addressType"),
+        first_three(ports, "<unset>"),
+        first_three(addresses, "<unset>"),
+        age(v),
+    ]
+}
+
+/// kubectl's ENDPOINTS column: `ip:port` per ready address and port (the address alone without ports).
+fn endpoints(v: &Value, _wide: bool) -> Vec<String> {
+    let mut items = Vec::new();
+    for subset in v.pointer("/subsets").and_then(Value::as_array).into_iter().flatten() {
+        let addresses: Vec<String> = subset["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["ip"].as_str().map(str::to_string))
+            .collect();
+        match subset["ports"].as_array().filter(|p| !p.is_empty()) {
+            None => items.extend(addresses),
+            Some(ports) => {
+                for port in ports {
+                    items.extend(addresses.iter().map(|a| format!("{a}:{}", port["port"])));
+                }
+            }
+        }
+    }
+    vec![name(v), first_three(items, "<none>"), age(v)]
+}
+
 fn plain(v: &Value, _wide: bool) -> Vec<String> {
     vec![name(v), age(v)]
 }
@@ -202,6 +367,106 @@ mod tests {
                 "node-2"
             ]
         );
+    }
+
+    fn cells(out: &str) -> Vec<Vec<String>> {
+        out.lines()
+            .map(|l| {
+                l.split("   ")
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn services_show_type_addresses_ports_and_selector() {
+        let svcs = [
+            json!({"metadata": {"name": "web"}, "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.17",
+                "clusterIPs": ["10.96.0.17"], "selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]}}),
+            json!({"metadata": {"name": "np"}, "spec": {"type": "NodePort", "clusterIPs": ["10.96.0.18"],
+                "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}, {"port": 53, "protocol": "UDP", "nodePort": 30053}]}}),
+            json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "clusterIPs": ["10.96.0.19"],
+                "ports": [{"port": 443, "protocol": "TCP", "nodePort": 30443}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": "172.18.1.1"}]}}}),
+            json!({"metadata": {"name": "pending"}, "spec": {"type": "LoadBalancer", "clusterIPs": ["10.96.0.20"],
+                "ports": [{"port": 1, "protocol": "TCP"}]}, "status": {"loadBalancer": {}}}),
+            json!({"metadata": {"name": "db"}, "spec": {"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}}),
+            json!({"metadata": {"name": "ext"}, "spec": {"type": "ExternalName", "externalName": "example.com"}}),
+        ];
+        let rows = cells(&render("Service", &svcs, true, false));
+        assert_eq!(
+            rows[0],
+            [
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+                "SELECTOR"
+            ]
+        );
+        assert_eq!(
+            rows[1],
+            [
+                "web",
+                "ClusterIP",
+                "10.96.0.17",
+                "<none>",
+                "80/TCP",
+                "<unknown>",
+                "app=web"
+            ]
+        );
+        assert_eq!(
+            rows[2],
+            [
+                "np",
+                "NodePort",
+                "10.96.0.18",
+                "<none>",
+                "80:30080/TCP,53:30053/UDP",
+                "<unknown>",
+                "<none>"
+            ]
+        );
+        assert_eq!(rows[3][3], "172.18.1.1");
+        assert_eq!(rows[3][4], "443:30443/TCP");
+        assert_eq!(rows[4][3], "<pending>");
+        assert_eq!(rows[5][..5], ["db", "ClusterIP", "None", "<none>", "<none>"]);
+        assert_eq!(rows[6][..5], ["ext", "ExternalName", "<none>", "example.com", "<none>"]);
+        assert_eq!(cells(&render("Service", &svcs, false, false))[0].len(), 6);
+    }
+
+    #[test]
+    fn endpoint_slices_and_endpoints_list_three_then_count_the_rest() {
+        let ep = |ip: &str| json!({"addresses": [ip], "conditions": {"ready": true}});
+        let slices = [
+            json!({"metadata": {"name": "web-abc"}, "addressType": "IPv4", "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+                "endpoints": [ep("10.244.1.2"), ep("10.244.2.2"), ep("10.244.3.2"), ep("10.244.1.3"), ep("10.244.2.3")]}),
+            json!({"metadata": {"name": "web-empty"}, "addressType": "IPv4", "endpoints": []}),
+        ];
+        let rows = cells(&render("EndpointSlice", &slices, false, false));
+        assert_eq!(rows[0], ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]);
+        assert_eq!(
+            rows[1],
+            [
+                "web-abc",
+                "IPv4",
+                "8080",
+                "10.244.1.2,10.244.2.2,10.244.3.2 + 2 more...",
+                "<unknown>"
+            ]
+        );
+        assert_eq!(rows[2], ["web-empty", "IPv4", "<unset>", "<unset>", "<unknown>"]);
+        let eps = [
+            json!({"metadata": {"name": "ext"}, "subsets": [{"addresses": [{"ip": "192.0.2.1"}, {"ip": "192.0.2.2"}],
+            "ports": [{"port": 5432}]}]}),
+        ];
+        let rows = cells(&render("Endpoints", &eps, false, false));
+        assert_eq!(rows[1], ["ext", "192.0.2.1:5432,192.0.2.2:5432", "<unknown>"]);
     }
 
     #[test]

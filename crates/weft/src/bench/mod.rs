@@ -2,6 +2,7 @@
 
 mod cni;
 mod lab;
+mod proxy;
 
 use clap::Subcommand;
 
@@ -11,12 +12,15 @@ pub enum What {
     Cni(cni::Args),
     /// `lab up` until every pod is Running and reachable, `lab down`, and the control plane's memory.
     Lab(lab::Args),
+    /// The service proxy at 10,000 Services: plan and apply times, rule counts, connect latency, memory.
+    Proxy(proxy::Args),
 }
 
 pub fn run(what: What) -> anyhow::Result<()> {
     match what {
         What::Cni(args) => cni::run(args),
         What::Lab(args) => lab::run(args),
+        What::Proxy(args) => proxy::run(args),
     }
 }
 

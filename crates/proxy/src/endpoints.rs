@@ -1,0 +1,73 @@
+//! The endpoints of one Service port, gathered from the Service's EndpointSlices, and the subset the proxy may
+//! use: ready ones, or (only when none is ready) serving-and-terminating ones, as kube-proxy does.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use weft_model::Snapshot;
+use weft_model::k8s_openapi::api::core::v1::ServicePort;
+
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// On the node the plan is for.
+    pub local: bool,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+/// Every IPv4 endpoint of `namespace/service` for the Service port `port` (matched by name and protocol).
+pub fn for_port(snap: &Snapshot, namespace: &str, service: &str, port: &ServicePort, node: &str) -> Vec<Endpoint> {
+    let protocol = port.protocol.as_deref().unwrap_or("TCP");
+    let name = port.name.as_deref().unwrap_or_default();
+    let mut out = BTreeSet::new();
+    for slice in snap.endpoint_slices() {
+        let owned = slice.metadata.namespace.as_deref() == Some(namespace)
+            && weft_model::object::labels(&slice.metadata)
+                .get(SERVICE_NAME_LABEL)
+                .map(String::as_str)
+                == Some(service);
+        if !owned || slice.address_type != "IPv4" {
+            continue;
+        }
+        let Some(number) = slice.ports.iter().flatten().find_map(|p| {
+            let same =
+                p.name.as_deref().unwrap_or_default() == name && p.protocol.as_deref().unwrap_or("TCP") == protocol;
+            same.then_some(p.port).flatten()
+        }) else {
+            continue;
+        };
+        let Ok(number) = u16::try_from(number) else { continue };
+        for ep in &slice.endpoints {
+            let conditions = ep.conditions.clone().unwrap_or_default();
+            // Missing conditions mean "ready" (the API's documented default), serving follows ready.
+            let ready = conditions.ready.unwrap_or(true);
+            let serving = conditions.serving.unwrap_or(ready);
+            let terminating = conditions.terminating.unwrap_or(false);
+            for address in &ep.addresses {
+                let Ok(ip) = address.parse() else { continue };
+                out.insert(Endpoint {
+                    ip,
+                    port: number,
+                    local: ep.node_name.as_deref() == Some(node),
+                    ready,
+                    serving,
+                    terminating,
+                });
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The endpoints traffic may go to: the ready ones, else the serving terminating ones.
+pub fn usable(all: &[Endpoint]) -> Vec<Endpoint> {
+    let ready: Vec<Endpoint> = all.iter().filter(|e| e.ready).cloned().collect();
+    if !ready.is_empty() {
+        return ready;
+    }
+    all.iter().filter(|e| e.serving && e.terminating).cloned().collect()
+}

@@ -1,0 +1,73 @@
+//! The applier against the kernel, in a namespace of its own: the whole table first, then only differences,
+//! and a full resync when someone else changed the table under us.
+
+use std::process::Command;
+use weft_netlink::Netns;
+use weft_proxy::{Context, Proxier, plan};
+
+fn snapshot(endpoint: &str) -> weft_model::Snapshot {
+    let text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec: {{clusterIP: 10.96.0.20, ports: [{{port: 80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{port: 8080, protocol: TCP}}]\nendpoints: [{{addresses: [{endpoint}]}}]\n"
+    );
+    weft_model::Snapshot::new(1, weft_model::parse(&text, "t").unwrap())
+}
+
+struct Scratch(String);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Netns::remove(&self.0);
+    }
+}
+
+fn listing() -> String {
+    String::from_utf8_lossy(
+        &Command::new("nft")
+            .args(["list", "table", "inet", "weft"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned()
+}
+
+#[test]
+fn full_then_incremental_then_recovery() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: this test needs root");
+        return;
+    }
+    let name = format!("weft-proxy-test-{}", std::process::id());
+    let _scratch = Scratch(name.clone());
+    let ns = Netns::create(&name).unwrap();
+    let ctx = Context {
+        node: "n".into(),
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+    };
+    ns.run(|| {
+        let mut proxier = Proxier::new();
+        let first = proxier.sync(plan(&snapshot("10.244.1.5"), &ctx)).unwrap();
+        assert!(first.full);
+        assert!(listing().contains("dnat ip to 10.244.1.5:8080"));
+        let same = proxier.sync(plan(&snapshot("10.244.1.5"), &ctx)).unwrap();
+        assert_eq!(same.script, 0, "nothing changed, nothing sent");
+        let moved = proxier.sync(plan(&snapshot("10.244.1.6"), &ctx)).unwrap();
+        assert!(!moved.full);
+        let table = listing();
+        assert!(
+            table.contains("dnat ip to 10.244.1.6:8080") && !table.contains("10.244.1.5"),
+            "{table}"
+        );
+        // Someone removes our table: the next incremental sync fails and a full one follows.
+        Command::new("nft")
+            .args(["delete", "table", "inet", "weft"])
+            .status()
+            .unwrap();
+        let healed = proxier.sync(plan(&snapshot("10.244.1.7"), &ctx)).unwrap();
+        assert!(healed.full);
+        assert!(listing().contains("dnat ip to 10.244.1.7:8080"));
+        Ok(())
+    })
+    .unwrap();
+}

@@ -1,0 +1,219 @@
+//! `weft bench proxy`: the service proxy at scale, in namespaces of its own. It plans and applies N Services of
+//! E endpoints from empty, then one added Service and one changed endpoint, prints rule counts, time and memory,
+//! and measures TCP connect latency through a ClusterIP with few and with N Services in the same run.
+
+use super::quantile;
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+use weft_model::{Object, Snapshot};
+use weft_netlink::Netns;
+use weft_proxy::{Proxier, plan};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
+    #[arg(long, default_value_t = 5)]
+    endpoints: usize,
+    /// Connects per latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    connects: usize,
+}
+
+/// Removes the benchmark's namespaces whatever happens.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Netns::remove(n);
+        }
+    }
+}
+
+const SERVER: &str = "10.77.0.2";
+const TARGET_IP: &str = "10.96.0.2";
+
+pub fn run(args: Args) -> Result<()> {
+    let tag = format!("weftbench{}", std::process::id());
+    let (client_name, server_name) = (format!("{tag}-c"), format!("{tag}-s"));
+    let _cleanup = Namespaces(vec![client_name.clone(), server_name.clone()]);
+    let client = Netns::create(&client_name)?;
+    let server = Netns::create(&server_name)?;
+    wire(&client, &server)?;
+    // Five listeners: the target Service's endpoints.
+    let listeners: Vec<TcpListener> = server.run(|| {
+        (0..5)
+            .map(|i| TcpListener::bind((SERVER, 8080 + i)).map_err(|e| weft_netlink::Error::NotFound(e.to_string())))
+            .collect()
+    })?;
+    for l in listeners {
+        std::thread::spawn(move || for _ in l.incoming() {});
+    }
+    let ctx = weft_proxy::Context {
+        node: "node-1".into(),
+        cluster_cidr: "10.244.0.0/16".parse()?,
+    };
+    let few = snapshot(10, args.endpoints, None);
+    let many = snapshot(args.services, args.endpoints, None);
+    let mut proxier = Proxier::new();
+
+    println!("services {} x {} endpoints", args.services, args.endpoints);
+    let (latency_few, latency_many, figures) = client.run(|| -> weft_netlink::Result<_> {
+        proxier.sync(plan(&few, &ctx))?;
+        let latency_few = connect_latency(args.connects);
+        let started = Instant::now();
+        let ruleset = plan(&many, &ctx);
+        let planned = started.elapsed();
+        let counts = ruleset.counts();
+        proxier = Proxier::new();
+        let full = proxier.sync(ruleset)?;
+        let from_empty = started.elapsed();
+        let latency_many = connect_latency(args.connects);
+        // One more Service on top.
+        let started = Instant::now();
+        let plus_one = snapshot(args.services + 1, args.endpoints, None);
+        let add = proxier.sync(plan(&plus_one, &ctx))?;
+        let add_one = started.elapsed();
+        // One endpoint of one Service changes.
+        let started = Instant::now();
+        let changed = snapshot(args.services + 1, args.endpoints, Some(7));
+        let change = proxier.sync(plan(&changed, &ctx))?;
+        let change_one = started.elapsed();
+        Ok((
+            latency_few,
+            latency_many,
+            (planned, from_empty, full, add_one, add, change_one, change, counts),
+        ))
+    })?;
+    let (planned, from_empty, full, add_one, add, change_one, change, counts) = figures;
+    println!(
+        "ruleset: {} chains, {} rules, {} map elements",
+        counts.0, counts.1, counts.2
+    );
+    println!(
+        "from empty: {:.0} ms (plan {:.0} ms, nft {:.0} ms, {:.1} MB script)",
+        ms(from_empty),
+        ms(planned),
+        ms(full.elapsed),
+        full.script as f64 / 1e6
+    );
+    println!("add one Service: {:.1} ms ({} bytes of nft)", ms(add_one), add.script);
+    println!(
+        "change one endpoint: {:.1} ms ({} bytes of nft)",
+        ms(change_one),
+        change.script
+    );
+    for (label, xs) in [
+        ("10 Services", latency_few),
+        (&*format!("{} Services", args.services), latency_many),
+    ] {
+        println!(
+            "connect via ClusterIP, {label}: p50 {:.1} µs, p99 {:.1} µs",
+            quantile(&xs, 0.5),
+            quantile(&xs, 0.99)
+        );
+    }
+    println!("peak RSS of this process (planner + applier): {:.1} MB", peak_rss_mb());
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A veth between the two namespaces: client 10.77.0.1, server 10.77.0.2.
+fn wire(client: &Netns, server: &Netns) -> Result<()> {
+    let mut c = client.handle()?;
+    let mut s = server.handle()?;
+    c.add_veth("eth0", 1500, "eth0", server.fd(), None)?;
+    for (h, addr) in [(&mut c, "10.77.0.1/24"), (&mut s, "10.77.0.2/24")] {
+        let lo = h.link_by_name("lo")?.context("lo")?.index;
+        h.set_up(lo)?;
+        let eth0 = h.link_by_name("eth0")?.context("eth0")?.index;
+        h.add_address(eth0, addr.parse()?)?;
+        h.set_up(eth0)?;
+    }
+    Ok(())
+}
+
+/// `services` Services of `endpoints` endpoints each; Service 0 is the measured one (its endpoints are the
+/// server's listeners), the others point at addresses that never answer. `bump` changes one endpoint of that
+/// Service index.
+fn snapshot(services: usize, endpoints: usize, bump: Option<usize>) -> Snapshot {
+    let mut objects = Vec::with_capacity(services * 2);
+    for i in 0..services {
+        let name = format!("s{i}");
+        let ip = if i == 0 {
+            TARGET_IP.to_string()
+        } else {
+            format!("10.{}.{}.{}", 96 + (i >> 16), (i >> 8) & 255, i & 255)
+        };
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "bench"},
+            "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        let eps: Vec<_> = (0..endpoints)
+            .map(|e| {
+                let addr = if i == 0 {
+                    SERVER.to_string()
+                } else {
+                    let n = i * endpoints + e + usize::from(bump == Some(i));
+                    format!("10.{}.{}.{}", 128 + (n >> 16), (n >> 8) & 255, n & 255)
+                };
+                json!({"addresses": [addr], "nodeName": "node-2", "conditions": {"ready": true}})
+            })
+            .collect();
+        // Service 0's endpoints differ by port: one listener each.
+        let slices: Vec<_> = if i == 0 {
+            (0..endpoints.min(5))
+                .map(|e| json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": format!("{name}-{e}"), "namespace": "bench", "labels": {"kubernetes.io/service-name": name}},
+                    "addressType": "IPv4", "ports": [{"port": 8080 + e, "protocol": "TCP"}], "endpoints": [eps[e].clone()]}))
+                .collect()
+        } else {
+            vec![json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": format!("{name}-x"), "namespace": "bench", "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP"}], "endpoints": eps})]
+        };
+        for v in std::iter::once(svc).chain(slices) {
+            if let Ok(o) = weft_model::manifest::from_value(v) {
+                objects.push(o);
+            }
+        }
+    }
+    Snapshot::new(1, objects.into_iter().collect::<Vec<Object>>())
+}
+
+/// Microseconds per TCP connect to the target ClusterIP, sorted.
+fn connect_latency(n: usize) -> Vec<f64> {
+    let target: SocketAddr = format!("{TARGET_IP}:80")
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut xs: Vec<f64> = (0..n)
+        .filter_map(|_| {
+            let started = Instant::now();
+            let stream = TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
+            let took = started.elapsed().as_secs_f64() * 1e6;
+            drop(stream);
+            Some(took)
+        })
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
