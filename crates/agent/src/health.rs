@@ -20,6 +20,7 @@ pub struct Check {
 /// Health-check port → what it reports, for this node.
 pub fn desired(snap: &Snapshot, node: &str) -> BTreeMap<u16, Check> {
     let mut out = BTreeMap::new();
+    let slices = weft_proxy::endpoints::Slices::index(snap);
     for svc in snap.services() {
         let Some(spec) = &svc.spec else { continue };
         let Some(port) = spec.health_check_node_port.and_then(|p| u16::try_from(p).ok()) else {
@@ -32,7 +33,7 @@ pub fn desired(snap: &Snapshot, node: &str) -> BTreeMap<u16, Check> {
         let name = svc.metadata.name.clone().unwrap_or_default();
         let mut local = std::collections::BTreeSet::new();
         for p in spec.ports.iter().flatten() {
-            for ep in weft_proxy::endpoints::for_port(snap, &ns, &name, p, node) {
+            for ep in slices.for_port(&ns, &name, p, node) {
                 if ep.local && ep.ready {
                     local.insert(ep.ip);
                 }

@@ -145,26 +145,28 @@ pub fn configure_pod(pod: &mut Handle, index: u32, ips: &[IpConfig], routes: &[R
     Ok(())
 }
 
-/// Removes the pod's link: inside its namespace when that still exists, and the host end by its derived
-/// name in any case (deleting one end of a veth removes both). Missing pieces are not errors.
+/// Removes the pod's link. The host end is found by its derived name and deleted, which removes both ends;
+/// the call returns once the kernel has unlisted the pair (see [`crate::detach`]). Only when there is no
+/// host end is the pod's `ifname` deleted inside its namespace, if that still exists. Missing pieces are not
+/// errors.
 pub fn remove(host: &mut Handle, netns: &str, ifname: &str, host_name: &str) -> Result<()> {
-    if !netns.is_empty() {
-        match Netns::open(netns) {
-            Ok(ns) => {
-                let mut pod = ns.handle()?;
-                if let Some(link) = pod.link_by_name(ifname)? {
-                    match pod.delete_link(link.index) {
-                        Err(e) if !e.is_not_found() => return Err(e.into()),
-                        _ => {}
-                    }
+    if crate::detach::delete_links_named(host, &[host_name])? > 0 || netns.is_empty() {
+        return Ok(());
+    }
+    match Netns::open(netns) {
+        Ok(ns) => {
+            let mut pod = ns.handle()?;
+            if let Some(link) = pod.link_by_name(ifname)? {
+                match pod.delete_link(link.index) {
+                    Err(e) if !e.is_not_found() => return Err(e.into()),
+                    _ => {}
                 }
             }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
+            Ok(())
         }
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    host.delete_link_named(host_name)?;
-    Ok(())
 }
 
 pub fn interface(link: &Link, sandbox: &str) -> Interface {

@@ -72,14 +72,14 @@ impl Journal {
     }
 }
 
-/// Deletes the links a journal names (in the calling thread's namespace), then the journal.
+/// Deletes the links a journal names (in the calling thread's namespace), then the journal: once the kernel
+/// has unlisted them (see [`crate::detach`]), so a crash before that leaves the journal for GC.
 pub fn remove_links(journal: &Journal) -> Result<()> {
     let names = journal.read()?;
     if !names.is_empty() {
         let mut host = weft_netlink::Handle::new()?;
-        for name in names {
-            host.delete_link_named(&name)?;
-        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        crate::detach::delete_links_named(&mut host, &names)?;
     }
     journal.remove()
 }

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod delegate;
+pub mod detach;
 pub mod firewall;
 pub mod ipam;
 pub mod journal;

@@ -106,8 +106,10 @@ fn plugin_kind<'a>(argv0: &'a str, config_type: &'a str) -> Result<&'a str> {
     Ok(config_type)
 }
 
-/// The binary's main: real environment, real stdin, result on stdout.
+/// The binary's main: real environment, real stdin, result on stdout. The kernel's release-time waits are
+/// left to a detached helper (see [`crate::detach`]).
 pub fn main() -> i32 {
+    crate::detach::enable();
     let argv0 = std::env::args().next().unwrap_or_default();
     let outcome = run(&argv0, |k| std::env::var(k).ok(), &mut std::io::stdin().lock());
     let mut out = std::io::stdout().lock();

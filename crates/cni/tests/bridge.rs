@@ -200,3 +200,125 @@ fn exhausted_range_gives_a_clear_error_and_status_50() {
     node.cni("DEL", "a", &a.path(), &conf).ok();
     node.cni("STATUS", "", "", &conf).ok();
 }
+
+/// The pid of this node's nfnetlink releaser (see `detach.rs`), if one runs.
+fn releaser(node: &Node) -> Option<u32> {
+    let out = node.ns.ok(&["ss", "-xlpn"]);
+    let line = out.lines().find(|l| l.contains("@weft-cni/nfnetlink-release"))?;
+    let pid = line.split("pid=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?;
+    pid.parse().ok()
+}
+
+#[test]
+fn del_then_an_immediate_add_of_the_same_attachment_works_and_the_pod_pings() {
+    if !root() {
+        return;
+    }
+    let node = Node::new();
+    let conf = node.bridge_conf("1.0.0", "10.250.7.0/24");
+    let (pod, other) = (Ns::new("pod"), Ns::new("other"));
+    let ip_other = Reply::ip(&node.cni("ADD", "other", &other.path(), &conf).ok());
+    for round in 0..3 {
+        let ip = Reply::ip(&node.cni("ADD", "ctr", &pod.path(), &conf).ok());
+        assert!(ping(&pod, &ip_other), "round {round}: the pod cannot reach {ip_other}");
+        assert!(ping(&other, &ip), "round {round}: {ip} is not reachable");
+        // Looked up from this process right as DEL returns (an `ip` exec would be too slow to notice):
+        // the host veth's name and the pod's eth0 must be free then, though the kernel may still be freeing
+        // the old pair, so the same container ID and ifname can be added again at once.
+        let mut host = weft_netlink::Netns::open(&node.ns.path()).unwrap().handle().unwrap();
+        let mut in_pod = weft_netlink::Netns::open(&pod.path()).unwrap().handle().unwrap();
+        // The helper that deletes the link is held back, so a DEL that did not wait for the kernel's
+        // announcement would return with the link still there.
+        let delay = [(weft_cni::detach::TEST_DELAY_ENV, "200")];
+        node.cni_as(common::BIN, "DEL", "ctr", &pod.path(), &conf, &delay).ok();
+        let veth = weft_cni::attach::host_veth_name("ctr", "eth0");
+        assert_eq!(
+            host.link_by_name(&veth).unwrap(),
+            None,
+            "round {round}: {veth} outlived DEL"
+        );
+        assert_eq!(
+            in_pod.link_by_name("eth0").unwrap(),
+            None,
+            "round {round}: eth0 outlived DEL"
+        );
+        assert_eq!(node.veths().len(), 1, "round {round}: {:?}", node.veths());
+        assert!(
+            pod.ok(&["ip", "-o", "link"]).lines().all(|l| !l.contains("eth0")),
+            "round {round}: eth0 is still in the pod after DEL"
+        );
+        assert!(
+            !node.ruleset().contains(&format!("{ip} :")),
+            "round {round}: {ip} still masqueraded"
+        );
+    }
+    let ip = Reply::ip(&node.cni("ADD", "ctr", &pod.path(), &conf).ok());
+    assert!(ping(&other, &ip), "after the last re-ADD {ip} is not reachable");
+    assert!(
+        ping(&pod, &ip_other),
+        "after the last re-ADD the pod cannot reach {ip_other}"
+    );
+    assert!(
+        ping(&pod, "10.250.7.1"),
+        "after the last re-ADD the pod cannot reach the gateway"
+    );
+}
+
+#[test]
+fn concurrent_dels_leave_nothing_behind_at_return_and_the_releaser_holds_no_pipes_and_exits() {
+    if !root() {
+        return;
+    }
+    let node = Node::new();
+    let conf = node.bridge_conf("1.0.0", "10.251.0.0/16");
+    let pods: Vec<Ns> = (0..40).map(|i| Ns::new(&format!("d{i}"))).collect();
+    for (i, pod) in pods.iter().enumerate() {
+        node.cni("ADD", &format!("ctr{i}"), &pod.path(), &conf).ok();
+    }
+    assert_eq!(node.veths().len(), 40);
+    std::thread::scope(|s| {
+        for (i, pod) in pods.iter().enumerate() {
+            let (node, conf) = (&node, &conf);
+            s.spawn(move || node.cni("DEL", &format!("ctr{i}"), &pod.path(), conf).ok());
+        }
+    });
+    // Every DEL has returned (and its stdout reached EOF): everything is gone already.
+    assert!(node.veths().is_empty(), "veths left: {:?}", node.veths());
+    assert!(node.reservations("cbr0").is_empty());
+    assert!(
+        !node.ruleset().contains(" : jump masq-"),
+        "elements left:\n{}",
+        node.ruleset()
+    );
+    for pod in &pods {
+        assert!(pod.ok(&["ip", "-o", "link"]).lines().all(|l| !l.contains("eth0")));
+    }
+    // The releaser keeps the nfnetlink sockets, nothing of the runtime's: no pipe, no terminal.
+    let mut seen = false;
+    for attempt in 0..5 {
+        if attempt > 0 {
+            let pod = Ns::new("r");
+            node.cni("ADD", "r", &pod.path(), &conf).ok();
+            node.cni("DEL", "r", &pod.path(), &conf).ok();
+        }
+        let Some(pid) = releaser(&node) else { continue };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let targets: Vec<String> = fds
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|t| t.display().to_string())
+            .collect();
+        assert!(
+            targets.iter().all(|t| t.starts_with("socket:")),
+            "the releaser holds more than sockets: {targets:?}"
+        );
+        seen = true;
+        break;
+    }
+    assert!(seen, "no releaser was seen after DEL");
+    assert!(
+        common::eventually(std::time::Duration::from_secs(10), || releaser(&node).is_none()),
+        "the releaser did not exit once idle"
+    );
+}

@@ -1,10 +1,11 @@
 //! The endpoints of one Service port, gathered from the Service's EndpointSlices, and the subset the proxy may
 //! use: ready ones, or (only when none is ready) serving-and-terminating ones, as kube-proxy does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use weft_model::Snapshot;
 use weft_model::k8s_openapi::api::core::v1::ServicePort;
+use weft_model::k8s_openapi::api::discovery::v1::EndpointSlice;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -19,20 +20,34 @@ pub struct Endpoint {
     pub terminating: bool,
 }
 
-/// Every IPv4 endpoint of `namespace/service` for the Service port `port` (matched by name and protocol).
-pub fn for_port(snap: &Snapshot, namespace: &str, service: &str, port: &ServicePort, node: &str) -> Vec<Endpoint> {
+/// The IPv4 EndpointSlices of a snapshot by (namespace, Service name): one pass, so planning stays linear in
+/// the number of Services.
+pub struct Slices<'a>(HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>);
+
+impl<'a> Slices<'a> {
+    pub fn index(snap: &'a Snapshot) -> Slices<'a> {
+        let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for slice in snap.endpoint_slices().filter(|s| s.address_type == "IPv4") {
+            let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
+            if let Some(svc) = weft_model::object::labels(&slice.metadata).get(SERVICE_NAME_LABEL) {
+                by_service.entry((ns, svc.as_str())).or_default().push(slice);
+            }
+        }
+        Slices(by_service)
+    }
+
+    /// Every endpoint of `namespace/service` for the Service port `port` (matched by name and protocol).
+    pub fn for_port(&self, namespace: &str, service: &str, port: &ServicePort, node: &str) -> Vec<Endpoint> {
+        let slices = self.0.get(&(namespace, service)).map(Vec::as_slice).unwrap_or_default();
+        endpoints_of(slices, port, node)
+    }
+}
+
+fn endpoints_of(slices: &[&EndpointSlice], port: &ServicePort, node: &str) -> Vec<Endpoint> {
     let protocol = port.protocol.as_deref().unwrap_or("TCP");
     let name = port.name.as_deref().unwrap_or_default();
     let mut out = BTreeSet::new();
-    for slice in snap.endpoint_slices() {
-        let owned = slice.metadata.namespace.as_deref() == Some(namespace)
-            && weft_model::object::labels(&slice.metadata)
-                .get(SERVICE_NAME_LABEL)
-                .map(String::as_str)
-                == Some(service);
-        if !owned || slice.address_type != "IPv4" {
-            continue;
-        }
+    for slice in slices {
         let Some(number) = slice.ports.iter().flatten().find_map(|p| {
             let same =
                 p.name.as_deref().unwrap_or_default() == name && p.protocol.as_deref().unwrap_or("TCP") == protocol;

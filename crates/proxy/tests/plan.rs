@@ -107,10 +107,8 @@ fn lookups_and_choices() {
     // ClusterIP ports go to their service chains; ready endpoints only, named targetPort resolved.
     let web = verdict(&r, SERVICE_IPS, "10.96.0.20 . tcp . 80").unwrap();
     let chain = &r.chains[web.trim_start_matches("goto ")];
-    assert!(
-        chain.last().unwrap().starts_with("numgen random mod 2 vmap"),
-        "{chain:?}"
-    );
+    assert!(chain[1].starts_with("numgen random mod 2 0 goto ep-"), "{chain:?}");
+    assert!(chain[2].starts_with("goto ep-"), "{chain:?}");
     assert!(r.chains.keys().any(|c| c.ends_with("__10.244.1.5/8080")));
     assert!(
         !r.chains.keys().any(|c| c.contains("10.244.2.9")),

@@ -16,11 +16,12 @@ pub mod portmap;
 pub use crate::journal::Journal;
 use crate::spec::Result;
 use std::net::IpAddr;
-use weft_netlink::nftables;
+use weft_netlink::nftables::{self, Data, Elements};
 
 const NFPROTO_INET: u8 = 1;
 
 pub const TABLE: &str = "inet weft-cni";
+const TABLE_NAME: &str = "weft-cni";
 
 /// The static ruleset, declared by every transaction.
 const BASE: &str = "\
@@ -108,8 +109,8 @@ fn fields(side: &str) -> Option<Vec<u8>> {
 }
 
 /// Groups elements by set in their wire form; None if any is not in a form weft writes.
-fn wire(elements: &[Element]) -> Option<Vec<nftables::Elements>> {
-    let mut sets = vec![nftables::Elements {
+fn wire(elements: &[Element]) -> Option<Vec<Elements>> {
+    let mut sets = vec![Elements {
         set: SCHEMA_SET.into(),
         elements: vec![(1u16.to_be_bytes().to_vec(), None)],
     }];
@@ -121,14 +122,14 @@ fn wire(elements: &[Element]) -> Option<Vec<nftables::Elements>> {
         let data = match data {
             None => None,
             Some(d) => Some(match d.strip_prefix("jump ") {
-                Some(chain) => nftables::Data::Jump(chain.to_string()),
-                None => nftables::Data::Value(fields(d)?),
+                Some(chain) => Data::Jump(chain.to_string()),
+                None => Data::Value(fields(d)?),
             }),
         };
         let entry = (fields(key)?, data);
         match sets.iter_mut().find(|s| s.set == e.set) {
             Some(set) => set.elements.push(entry),
-            None => sets.push(nftables::Elements {
+            None => sets.push(Elements {
                 set: e.set.clone(),
                 elements: vec![entry],
             }),
@@ -211,15 +212,24 @@ impl Change {
         })
     }
 
-    /// Tries the fast transaction; if it fails (missing or outdated table, or a real conflict), the full
-    /// one, whose error is the one reported. Pure additions go straight over nfnetlink (no `nft` process).
+    /// Tries the fast transaction, sent over nfnetlink by the plugin itself (no `nft` process): the schema
+    /// check, every element added (a no-op when present with the same value), then the deletions. If it fails
+    /// (missing or outdated table, a key now holding another value, or a real conflict), the full one through
+    /// `nft`, whose error is the one reported. The socket is not closed here: after a deletion its release
+    /// waits for an RCU grace period holding the nftables commit mutex, which [`crate::detach::linger`]
+    /// leaves to this node's releaser (see [`crate::detach`]).
     fn apply(&self, add: &[Element], delete: &[Element]) -> Result<()> {
-        let fast = if delete.is_empty() {
-            wire(add).is_some_and(|sets| nftables::add_elements("weft-cni", NFPROTO_INET, &sets).is_ok())
-        } else {
-            weft_netlink::nft::apply(&self.script(false, add, delete)).is_ok()
-        };
-        if fast {
+        let all: Vec<Element> = add.iter().chain(delete).cloned().collect();
+        let sent = wire(&all).zip(wire(delete)).map(|(adds, mut dels)| {
+            dels.remove(0); // the schema check is in the additions
+            nftables::transact(TABLE_NAME, NFPROTO_INET, &adds, &dels)
+        });
+        if let Some(Ok(socket)) = sent {
+            if delete.is_empty() {
+                crate::detach::offer(socket);
+            } else {
+                crate::detach::linger(socket);
+            }
             return Ok(());
         }
         Ok(weft_netlink::nft::apply(&self.script(true, add, delete))?)
@@ -274,13 +284,13 @@ mod tests {
         assert_eq!(sets[0].elements[0].0, vec![0, 1], "schema check");
         assert_eq!(
             sets[1].elements[0],
-            (vec![10, 244, 0, 5], Some(nftables::Data::Jump("masq-cbr0-1".into())))
+            (vec![10, 244, 0, 5], Some(Data::Jump("masq-cbr0-1".into())))
         );
         assert_eq!(
             sets[2].elements[0],
             (
                 vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0],
-                Some(nftables::Data::Value(vec![10, 244, 0, 5, 0, 80, 0, 0]))
+                Some(Data::Value(vec![10, 244, 0, 5, 0, 80, 0, 0]))
             )
         );
         assert_eq!(sets[3].elements[0].0.len(), 8);

@@ -5,7 +5,7 @@ use super::{Change, Element};
 use crate::spec::config::PortMapping;
 use crate::spec::{CniError, Result};
 use std::net::IpAddr;
-use std::process::Command;
+use weft_netlink::conntrack;
 
 /// A mapping, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,10 +91,8 @@ pub fn flush_udp_conntrack(elements: &[Element]) -> Result<()> {
         if proto != "udp" || !e.set.contains("ports") {
             continue;
         }
-        // conntrack exits 1 when nothing matched; only failing to run it at all is an error.
-        Command::new("conntrack")
-            .args(["-D", "-p", "udp", "--orig-port-dst", port])
-            .output()
+        // Nothing matched is not an error; only failing to run conntrack at all is.
+        conntrack::delete(&["-p", "udp", "--orig-port-dst", port])
             .map_err(|err| CniError::io("cannot run conntrack (is the conntrack package installed?)", err))?;
     }
     Ok(())

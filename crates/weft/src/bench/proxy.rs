@@ -56,18 +56,22 @@ pub fn run(args: Args) -> Result<()> {
         node: "node-1".into(),
         cluster_cidr: "10.244.0.0/16".parse()?,
     };
-    let few = snapshot(10, args.endpoints, None);
-    let many = snapshot(args.services, args.endpoints, None);
     let mut proxier = Proxier::new();
 
     println!("services {} x {} endpoints", args.services, args.endpoints);
     let (latency_few, latency_many, figures) = client.run(|| -> weft_netlink::Result<_> {
-        proxier.sync(plan(&few, &ctx))?;
+        proxier.sync(plan(&snapshot(10, args.endpoints, None), &ctx))?;
         let latency_few = connect_latency(args.connects);
+        // Only one snapshot lives at a time, as in the agent.
+        let many = snapshot(args.services, args.endpoints, None);
         let started = Instant::now();
         let ruleset = plan(&many, &ctx);
+        drop(many);
         let planned = started.elapsed();
         let counts = ruleset.counts();
+        if let Ok(path) = std::env::var("WEFT_BENCH_DUMP") {
+            let _ = std::fs::write(path, ruleset.full());
+        }
         proxier = Proxier::new();
         let full = proxier.sync(ruleset)?;
         let from_empty = started.elapsed();
@@ -76,6 +80,7 @@ pub fn run(args: Args) -> Result<()> {
         let started = Instant::now();
         let plus_one = snapshot(args.services + 1, args.endpoints, None);
         let add = proxier.sync(plan(&plus_one, &ctx))?;
+        drop(plus_one);
         let add_one = started.elapsed();
         // One endpoint of one Service changes.
         let started = Instant::now();
@@ -136,6 +141,8 @@ fn wire(client: &Netns, server: &Netns) -> Result<()> {
         h.add_address(eth0, addr.parse()?)?;
         h.set_up(eth0)?;
     }
+    // ClusterIPs need a route before the proxy rewrites them, as on a real node (its default route).
+    c.add_route(&weft_netlink::Route::via("0.0.0.0/0".parse()?, SERVER.parse()?))?;
     Ok(())
 }
 
@@ -149,7 +156,7 @@ fn snapshot(services: usize, endpoints: usize, bump: Option<usize>) -> Snapshot 
         let ip = if i == 0 {
             TARGET_IP.to_string()
         } else {
-            format!("10.{}.{}.{}", 96 + (i >> 16), (i >> 8) & 255, i & 255)
+            format!("10.{}.{}.{}", 100 + (i >> 16), (i >> 8) & 255, i & 255)
         };
         let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "bench"},
             "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP"}]}});
@@ -190,15 +197,21 @@ fn connect_latency(n: usize) -> Vec<f64> {
     let target: SocketAddr = format!("{TARGET_IP}:80")
         .parse()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut failed = None;
     let mut xs: Vec<f64> = (0..n)
         .filter_map(|_| {
             let started = Instant::now();
-            let stream = TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
+            let stream = TcpStream::connect_timeout(&target, Duration::from_secs(1))
+                .map_err(|e| failed = Some(e))
+                .ok()?;
             let took = started.elapsed().as_secs_f64() * 1e6;
             drop(stream);
             Some(took)
         })
         .collect();
+    if let Some(e) = failed {
+        eprintln!("{} of {n} connects to {target} failed, e.g.: {e}", n - xs.len());
+    }
     xs.sort_by(f64::total_cmp);
     xs
 }
