@@ -17,3 +17,5 @@ step() { printf '\n== %s\n' "$*"; }
 # Polls a command until it succeeds (10 s).
 until_ok() { local i; for i in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; "$@"; }
 lab_up() { weft lab up "$@" >/dev/null; cleanups+=("weft lab down"); }
+# Polls a shell condition (evaluated afresh each time) until it holds (10 s).
+until_true() { local i; for i in $(seq 100); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; eval "$1"; }

@@ -33,6 +33,9 @@ pub struct Config {
 /// Runs until the source fails for good; transient source errors are retried.
 pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
     weft_netlink::sysctl::set("net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
+    // NodePorts on 127.0.0.1 (as `curl localhost:NODEPORT` on a node expects): loopback-sourced packets may then
+    // be routed out once DNATed; the proxy's table drops anything else aimed at 127.0.0.0/8 from outside.
+    weft_netlink::sysctl::set("net/ipv4/conf/all/route_localnet", "1").map_err(|e| e.to_string())?;
     let mut agent = Agent {
         handle: Handle::new().map_err(|e| e.to_string())?,
         proxier: Proxier::new(),

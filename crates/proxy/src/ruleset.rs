@@ -14,7 +14,9 @@ pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 
 /// The fixed part: hooks, the lookup maps and the helper chains. Every packet costs the same few rules and one
-/// or two map lookups, however many Services exist.
+/// or two map lookups, however many Services exist. NodePorts answer on every local address, 127.0.0.1 too (the
+/// agent sets `route_localnet` for that); packets from elsewhere to 127.0.0.0/8 that were not DNATed are
+/// dropped, so that setting opens nothing else (kube-proxy's guard for CVE-2020-8558).
 pub const SKELETON: &str = "\
 table inet weft {
 \tmap service-ips { type ipv4_addr . inet_proto . inet_service : verdict; }
@@ -24,12 +26,12 @@ table inet weft {
 \tchain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; jump services; }
 \tchain nat-output { type nat hook output priority -100; policy accept; jump services; }
 \tchain nat-postrouting { type nat hook postrouting priority srcnat; policy accept; jump masquerading; }
-\tchain filter-input { type filter hook input priority -110; policy accept; ct state new jump endpoints-check; ct state new jump nodeport-endpoints-check; }
+\tchain filter-input { type filter hook input priority -110; policy accept; ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status & dnat == 0 drop; ct state new jump endpoints-check; ct state new jump nodeport-endpoints-check; }
 \tchain filter-forward { type filter hook forward priority -110; policy accept; ct state new jump endpoints-check; }
 \tchain filter-output { type filter hook output priority -110; policy accept; ct state new jump endpoints-check; ct state new jump nodeport-endpoints-check; }
-\tchain services { ip daddr . meta l4proto . th dport vmap @service-ips; ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @service-nodeports; }
+\tchain services { ip daddr . meta l4proto . th dport vmap @service-ips; fib daddr type local meta l4proto . th dport vmap @service-nodeports; }
 \tchain endpoints-check { ip daddr . meta l4proto . th dport vmap @no-endpoint-services; }
-\tchain nodeport-endpoints-check { ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports; }
+\tchain nodeport-endpoints-check { fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports; }
 \tchain mark-for-masquerade { meta mark set meta mark | 0x4000; }
 \tchain masquerading { meta mark & 0x4000 == 0 return; meta mark set meta mark ^ 0x4000; masquerade fully-random; }
 \tchain reject-chain { reject; }

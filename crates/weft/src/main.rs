@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod expose;
+mod jsonpath;
 mod lab;
 mod objects;
 mod pods;

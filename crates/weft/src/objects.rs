@@ -29,7 +29,7 @@ pub struct GetArgs {
     /// Every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
-    /// wide, json or yaml.
+    /// wide, json, yaml, name or jsonpath=TEMPLATE (kubectl's subset: `{.a.b[0].c}`, `[*]`).
     #[arg(short, long)]
     output: Option<String>,
 }
@@ -154,18 +154,31 @@ pub fn get(paths: &Paths, args: GetArgs) -> Result<()> {
         Some(name) => vec![get_one(paths, &kind, namespace.unwrap_or("default"), name)?],
         None => list(paths, &kind, namespace)?,
     };
+    let doc = |items: Vec<Value>| {
+        if args.name.is_some() {
+            items.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
+        }
+    };
     match args.output.as_deref() {
-        Some("json") | Some("yaml") => {
-            let doc = if args.name.is_some() {
-                items.into_iter().next().unwrap_or(Value::Null)
-            } else {
-                json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
-            };
-            if args.output.as_deref() == Some("json") {
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                print!("{}", serde_saphyr::to_string(&doc).context("writing YAML")?);
+        Some("json") => println!("{}", serde_json::to_string_pretty(&doc(items))?),
+        Some("yaml") => print!("{}", serde_saphyr::to_string(&doc(items)).context("writing YAML")?),
+        Some("name") => {
+            for item in &items {
+                let name = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                println!("{}/{name}", kind.to_ascii_lowercase());
             }
+        }
+        Some(o) if o.starts_with("jsonpath=") => {
+            let template = &o["jsonpath=".len()..];
+            print!(
+                "{}",
+                crate::jsonpath::render(template, &doc(items)).map_err(anyhow::Error::msg)?
+            );
         }
         Some("wide") | None => {
             if items.is_empty() {
@@ -180,7 +193,7 @@ pub fn get(paths: &Paths, args: GetArgs) -> Result<()> {
             let wide = args.output.is_some();
             print!("{}", table::render(&kind, &items, wide, args.all_namespaces));
         }
-        Some(other) => bail!("unknown output format {other:?} (expected wide, json or yaml)"),
+        Some(other) => bail!("unknown output format {other:?} (expected wide, json, yaml, name or jsonpath=...)"),
     }
     Ok(())
 }
