@@ -26,6 +26,7 @@ pub fn object(object: &Object) -> Checked {
         Object::Deployment(d) => deployment(d),
         Object::Service(svc) => service(svc),
         Object::EndpointSlice(slice) => endpoint_slice(slice),
+        Object::NetworkPolicy(policy) => network_policy(policy),
         _ => Ok(()),
     }
 }
@@ -310,6 +311,107 @@ fn endpoint_slice(slice: &EndpointSlice) -> Checked {
     Ok(())
 }
 
+fn network_policy(policy: &k8s_openapi::api::networking::v1::NetworkPolicy) -> Checked {
+    use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
+    let spec = policy.spec.clone().unwrap_or_default();
+    if let Some(sel) = &spec.pod_selector {
+        selector::validate(sel).map_err(|m| field("spec.podSelector", m))?;
+    }
+    for (i, t) in spec.policy_types.iter().flatten().enumerate() {
+        one_of(&format!("spec.policyTypes[{i}]"), Some(t), &["Ingress", "Egress"])?;
+    }
+    let peers_ok = |peers: &[NetworkPolicyPeer], at: &str| -> Checked {
+        for (j, p) in peers.iter().enumerate() {
+            let at = format!("{at}[{j}]");
+            let selectors = p.pod_selector.is_some() || p.namespace_selector.is_some();
+            match &p.ip_block {
+                Some(_) if selectors => {
+                    return Err(field(
+                        &at,
+                        "ipBlock may not be combined with podSelector or namespaceSelector",
+                    ));
+                }
+                Some(block) => {
+                    let cidr: ipnet::IpNet = block
+                        .cidr
+                        .parse()
+                        .map_err(|_| field(&format!("{at}.ipBlock.cidr"), format!("{:?} is not a CIDR", block.cidr)))?;
+                    for (k, e) in block.except.iter().flatten().enumerate() {
+                        let inside = e.parse::<ipnet::IpNet>().is_ok_and(|e| cidr.contains(&e));
+                        if !inside {
+                            return Err(field(
+                                &format!("{at}.ipBlock.except[{k}]"),
+                                format!("{e:?} is not a CIDR inside {cidr}"),
+                            ));
+                        }
+                    }
+                }
+                None if !selectors => return Err(field(&at, "must set podSelector, namespaceSelector or ipBlock")),
+                None => {}
+            }
+            for (name, sel) in [
+                ("podSelector", &p.pod_selector),
+                ("namespaceSelector", &p.namespace_selector),
+            ] {
+                if let Some(sel) = sel {
+                    selector::validate(sel).map_err(|m| field(&format!("{at}.{name}"), m))?;
+                }
+            }
+        }
+        Ok(())
+    };
+    let ports_ok = |ports: &[NetworkPolicyPort], at: &str| -> Checked {
+        for (j, p) in ports.iter().enumerate() {
+            let at = format!("{at}[{j}]");
+            one_of(
+                &format!("{at}.protocol"),
+                p.protocol.as_deref(),
+                &["TCP", "UDP", "SCTP"],
+            )?;
+            match (&p.port, p.end_port) {
+                (Some(IntOrString::Int(n)), end) => {
+                    if !(1..=65535).contains(n) {
+                        return Err(field(&format!("{at}.port"), "must be between 1 and 65535"));
+                    }
+                    if end.is_some_and(|e| e < *n || e > 65535) {
+                        return Err(field(
+                            &format!("{at}.endPort"),
+                            format!("must be between port ({n}) and 65535"),
+                        ));
+                    }
+                }
+                (Some(IntOrString::String(name)), end) => {
+                    port_name(name).map_err(|m| field(&format!("{at}.port"), format!("{name:?} {m}")))?;
+                    if end.is_some() {
+                        return Err(field(&format!("{at}.endPort"), "may only be set with a numeric port"));
+                    }
+                }
+                (None, Some(_)) => return Err(field(&format!("{at}.endPort"), "may only be set with a numeric port")),
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    };
+    for (i, rule) in spec.ingress.iter().flatten().enumerate() {
+        peers_ok(
+            rule.from.as_deref().unwrap_or_default(),
+            &format!("spec.ingress[{i}].from"),
+        )?;
+        ports_ok(
+            rule.ports.as_deref().unwrap_or_default(),
+            &format!("spec.ingress[{i}].ports"),
+        )?;
+    }
+    for (i, rule) in spec.egress.iter().flatten().enumerate() {
+        peers_ok(rule.to.as_deref().unwrap_or_default(), &format!("spec.egress[{i}].to"))?;
+        ports_ok(
+            rule.ports.as_deref().unwrap_or_default(),
+            &format!("spec.egress[{i}].ports"),
+        )?;
+    }
+    Ok(())
+}
+
 /// RFC 1123 label: what names of namespaces, containers and hostnames must be.
 pub fn dns_label(s: &str) -> Checked {
     if s.is_empty() || s.len() > 63 {
@@ -408,6 +510,36 @@ mod tests {
             "t",
         );
         assert!(slice.unwrap_err().to_string().contains("endpoints[0].addresses[0]"));
+    }
+
+    fn policy(spec: &str) -> String {
+        let text =
+            format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p}}\nspec:\n{spec}");
+        match parse(&text, "t") {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn network_policy_checks_name_the_field() {
+        assert_eq!(
+            policy("  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}]}]\n"),
+            "ok"
+        );
+        assert!(policy("  policyTypes: [Inbound]\n").contains("spec.policyTypes[0]"));
+        assert!(policy("  ingress: [{from: [{}]}]\n").contains("spec.ingress[0].from[0]"));
+        assert!(
+            policy("  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}}]}]\n")
+                .contains("except[0]")
+        );
+        assert!(
+            policy("  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}]}]\n")
+                .contains("may not be combined")
+        );
+        assert!(policy("  egress: [{ports: [{port: 90, endPort: 80}]}]\n").contains("spec.egress[0].ports[0].endPort"));
+        assert!(policy("  egress: [{ports: [{port: http, endPort: 80}]}]\n").contains("numeric port"));
+        assert!(policy("  egress: [{ports: [{port: 80, protocol: ICMP}]}]\n").contains("protocol"));
     }
 
     #[test]
