@@ -15,7 +15,7 @@ use weft_netlink::Handle;
 use weft_proxy::Proxier;
 
 /// The kinds the agent plans from.
-pub const KINDS: &[&str] = &["Node", "Service", "EndpointSlice"];
+pub const KINDS: &[&str] = &["Node", "Service", "EndpointSlice", "Pod", "Namespace", "NetworkPolicy"];
 
 pub struct Config {
     /// This node's name (its Node object).
@@ -40,6 +40,7 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
         handle: Handle::new().map_err(|e| e.to_string())?,
         proxier: Proxier::new(),
         health: Health::default(),
+        policy: None,
     };
     let mut after = 0;
     let mut retry = Duration::from_millis(100);
@@ -62,6 +63,9 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
         if let Err(e) = agent.sync_services(&snap, config) {
             eprintln!("weft agent: revision {after}: services: {e}");
         }
+        if let Err(e) = agent.sync_policy(&snap, config) {
+            eprintln!("weft agent: revision {after}: network policy: {e}");
+        }
     }
 }
 
@@ -70,6 +74,8 @@ pub struct Agent {
     handle: Handle,
     proxier: Proxier,
     health: Health,
+    /// The policy table last applied (none before the first sync: it is then written whole).
+    policy: Option<weft_policy::plan::PolicyRules>,
 }
 
 impl Agent {
@@ -100,6 +106,24 @@ impl Agent {
             "attachment": "routed",
         });
         write_if_changed(&config.node_config, &settings.to_string())
+    }
+
+    /// The NetworkPolicy table of this node's pods, replaced in one transaction when it changes.
+    pub fn sync_policy(&mut self, snap: &Snapshot, config: &Config) -> Result<(), String> {
+        let cluster = weft_policy::Cluster::index(snap);
+        let desired = weft_policy::plan::plan(&cluster, &config.node);
+        if self.policy.as_ref() == Some(&desired) {
+            return Ok(());
+        }
+        self.policy = None;
+        weft_netlink::nft::apply(&desired.full()).map_err(|e| e.to_string())?;
+        eprintln!(
+            "weft agent: revision {}: network policy: {} isolated pod chains",
+            snap.revision,
+            desired.chains.len()
+        );
+        self.policy = Some(desired);
+        Ok(())
     }
 
     /// The service proxy's table, and the health-check ports of `externalTrafficPolicy: Local` Services.

@@ -18,7 +18,7 @@ pub const TEMPLATE_HASH: &str = "pod-template-hash";
 pub fn acts_on(kind: &str) -> bool {
     matches!(
         kind,
-        "Namespace" | "Node" | "Pod" | "Deployment" | "Service" | "Endpoints" | "EndpointSlice"
+        "Namespace" | "Node" | "Pod" | "Deployment" | "Service" | "Endpoints" | "EndpointSlice" | "NetworkPolicy"
     )
 }
 

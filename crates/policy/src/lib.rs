@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod decide;
+pub mod plan;
 
 pub use cluster::{Cluster, PodInfo};
 pub use decide::{Decision, Direction, Endpoint, Protocol, RuleRef, Side, decide};

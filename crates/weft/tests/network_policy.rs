@@ -1,0 +1,123 @@
+//! NetworkPolicy enforced by the agents, through real pods: the Kubernetes docs' walk-through (an nginx
+//! Service, a default deny, access only for pods labelled `access: "true"`), same node and across nodes, direct
+//! and through the ClusterIP, plus egress isolation.
+
+mod lab;
+
+use lab::*;
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: nginx, labels: {app: nginx}}
+spec:
+  nodeName: node-1
+  containers: [{name: nginx, image: nginx, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nginx}
+spec:
+  selector: {app: nginx}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: allowed, labels: {access: "true"}}
+spec:
+  nodeName: node-2
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other}
+spec:
+  nodeName: node-2
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: neighbour}
+spec:
+  nodeName: node-1
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+"#;
+
+const ACCESS_NGINX: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: access-nginx}
+spec:
+  podSelector: {matchLabels: {app: nginx}}
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {access: "true"}}
+"#;
+
+fn reaches(lab: &Lab, from: &str, url: &str) -> bool {
+    lab.exec(from, &["weft", "probe", "--timeout", "1s", url])
+        .status
+        .success()
+}
+
+#[test]
+fn policies_allow_labelled_clients_only() {
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up(2, "vxlan", APP);
+    lab.ready_pods();
+    let nginx_ip = ip(&lab.pod("nginx"));
+    let svc: serde_json::Value = serde_json::from_str(&lab.ok(&["get", "svc", "nginx", "-o", "json"])).unwrap();
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let direct = format!("http://{nginx_ip}/");
+    let via_service = format!("http://{cluster_ip}/");
+    lab.wait(30, "the Service", || reaches(&lab, "other", &via_service).then_some(()));
+    for from in ["allowed", "other", "neighbour"] {
+        assert!(reaches(&lab, from, &direct), "{from} before any policy");
+    }
+
+    assert!(lab.apply(ACCESS_NGINX).status.success());
+    lab.wait(10, "the policy to be enforced", || {
+        (!reaches(&lab, "other", &direct)).then_some(())
+    });
+    assert!(reaches(&lab, "allowed", &direct), "labelled client, another node");
+    assert!(
+        reaches(&lab, "allowed", &via_service),
+        "through the ClusterIP, judged on the endpoint"
+    );
+    assert!(!reaches(&lab, "other", &via_service));
+    assert!(
+        !reaches(&lab, "neighbour", &direct),
+        "same node, unlabelled: as strict as across nodes"
+    );
+    // The node reaches its own pods (probes).
+    assert!(
+        lab.node_exec("node-1", &["weft", "probe", "--timeout", "1s", &direct])
+            .status
+            .success()
+    );
+
+    // Labels change: the neighbour gets access within a second or so.
+    let labelled = APP.replace(
+        "metadata: {name: neighbour}",
+        "metadata: {name: neighbour, labels: {access: \"true\"}}",
+    );
+    assert!(lab.apply(&labelled).status.success());
+    lab.wait(10, "the relabelled pod to be let in", || {
+        reaches(&lab, "neighbour", &direct).then_some(())
+    });
+
+    // Egress isolation: `other` may talk to nothing but DNS.
+    let deny_egress = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: other-egress}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{ports: [{port: 53, protocol: UDP}]}]\n";
+    assert!(lab.apply(deny_egress).status.success());
+    lab.wait(10, "egress to be isolated", || {
+        (!reaches(&lab, "allowed", &direct)).then_some(())
+    });
+
+    // Deleting the policies opens everything again.
+    lab.ok(&["delete", "networkpolicy", "access-nginx", "other-egress"]);
+    lab.wait(10, "the policies to be gone", || {
+        reaches(&lab, "other", &direct).then_some(())
+    });
+}
