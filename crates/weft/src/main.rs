@@ -10,6 +10,7 @@ mod pods;
 mod probe;
 mod serve;
 mod table;
+mod trace;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,8 @@ enum Cmd {
     Exec(pods::ExecArgs),
     /// Print a container's output.
     Logs(pods::LogsArgs),
+    /// Would SRC reach DST:PORT[/PROTO], and which Service and NetworkPolicy rules decide it.
+    Trace(trace::Args),
     /// The node agent: overlay routes and the node's CNI settings.
     Agent(agent::Args),
     /// Measure weft's components and print the figures.
@@ -70,6 +73,7 @@ fn main() {
         Cmd::Expose(args) => expose::run(&paths, args).map(|()| 0),
         Cmd::Exec(args) => pods::exec(&paths, args),
         Cmd::Logs(args) => pods::logs(&paths, args).map(|()| 0),
+        Cmd::Trace(args) => trace::run(&paths, args),
         Cmd::Agent(args) => agent::run(&cli.lab, args).map(|()| 0),
         Cmd::Bench { what } => bench::run(what).map(|()| 0),
         Cmd::Serve(args) => serve::run(args).map(|()| 0),

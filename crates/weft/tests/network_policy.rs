@@ -91,6 +91,22 @@ fn policies_allow_labelled_clients_only() {
         !reaches(&lab, "neighbour", &direct),
         "same node, unlabelled: as strict as across nodes"
     );
+    // `weft trace` says the same, and names the rule or the isolation.
+    let trace = |from: &str, to: &str| {
+        let out = lab.weft(&["trace", from, to]);
+        (out.status.success(), text(&out.stdout))
+    };
+    let (ok, why) = trace("allowed", &format!("{cluster_ip}:80"));
+    assert!(
+        ok && why.contains("Service default/nginx")
+            && why.contains("allowed by default/access-nginx ingress[0] from[0]"),
+        "{why}"
+    );
+    let (ok, why) = trace("neighbour", "nginx:80");
+    assert!(
+        !ok && why.contains("isolated by default/access-nginx; no rule allows it"),
+        "{why}"
+    );
     // The node reaches its own pods (probes).
     assert!(
         lab.node_exec("node-1", &["weft", "probe", "--timeout", "1s", &direct])

@@ -287,9 +287,14 @@ spec:
     });
     assert!(probe(&lab, "external", &format!("http://{guarded}/")).is_none());
     // ... and ranges that include it let it in.
-    let opened = app.replace("loadBalancerSourceRanges: [10.0.0.0/8]", "loadBalancerSourceRanges: [172.18.0.0/24]");
+    let opened = app.replace(
+        "loadBalancerSourceRanges: [10.0.0.0/8]",
+        "loadBalancerSourceRanges: [172.18.0.0/24]",
+    );
     assert!(lab.apply(&opened).status.success());
-    lab.wait(10, "the widened source range", || probe(&lab, "external", &format!("http://{guarded}/")));
+    lab.wait(10, "the widened source range", || {
+        probe(&lab, "external", &format!("http://{guarded}/"))
+    });
 }
 
 #[test]

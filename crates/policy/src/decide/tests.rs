@@ -52,6 +52,7 @@ fn default_deny_ingress_isolates_only_selected_pods_for_ingress() {
     );
     assert!(!tcp(&s, "y/a", "x/a", 80));
     assert!(!tcp(&s, "x/b", "x/a", 80), "same namespace too");
+    assert!(tcp(&s, "x/a", "x/a", 80), "a pod reaches itself");
     assert!(
         tcp(&s, "x/a", "y/a", 80),
         "egress is not isolated by an Ingress-only policy"

@@ -1,0 +1,170 @@
+//! `weft trace SRC DST:PORT[/PROTO]`: would SRC reach DST, and why. The destination is rewritten as the service
+//! proxy would (a ClusterIP becomes each usable endpoint), then judged by the same NetworkPolicy model that
+//! generates the rules.
+
+use anyhow::{Context, Result, bail};
+use std::net::Ipv4Addr;
+use weft_lab::spec::Paths;
+use weft_model::Snapshot;
+use weft_policy::{Cluster, Decision, Endpoint, Protocol, Side, decide};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A pod (NAME or NAMESPACE/NAME), a node (node-N) or an IP address.
+    source: String,
+    /// POD:PORT, SERVICE-IP:PORT or IP:PORT, optionally /TCP, /UDP or /SCTP.
+    destination: String,
+    /// Namespace of pods given by bare name.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+}
+
+pub fn run(paths: &Paths, args: Args) -> Result<i32> {
+    let snap = snapshot(paths)?;
+    let cluster = Cluster::index(&snap);
+    let (dest, proto) = match args.destination.rsplit_once('/') {
+        Some((d, p)) if p.parse::<Protocol>().is_ok() => (d, p.parse().map_err(anyhow::Error::msg)?),
+        _ => (args.destination.as_str(), Protocol::Tcp),
+    };
+    let (target, port) = dest.rsplit_once(':').context("destination must be TARGET:PORT")?;
+    let port: u16 = port.parse().with_context(|| format!("bad port {port:?}"))?;
+    let src = endpoint(&cluster, &snap, &args.source, &args.namespace)?;
+    println!("from {}", describe(&src));
+    // A Service address: judge each endpoint the proxy may choose.
+    let targets = match target
+        .parse::<Ipv4Addr>()
+        .ok()
+        .and_then(|ip| service_endpoints(&snap, ip, port, proto))
+    {
+        Some((service, eps)) => {
+            println!(
+                "to {target}:{port}/{}: Service {service}, {} usable endpoints",
+                proto.as_str(),
+                eps.len()
+            );
+            if eps.is_empty() {
+                println!("  REFUSED: the Service has no usable endpoints");
+                return Ok(1);
+            }
+            eps
+        }
+        None => vec![(target.to_string(), port)],
+    };
+    let mut any = false;
+    for (addr, port) in targets {
+        let dst = endpoint(&cluster, &snap, &addr, &args.namespace)?;
+        let d = decide(&cluster, &src, &dst, port, proto);
+        any |= d.allowed();
+        print_decision(&describe(&dst), port, proto, &d);
+    }
+    Ok(if any { 0 } else { 1 })
+}
+
+fn print_decision(dst: &str, port: u16, proto: Protocol, d: &Decision) {
+    let verdict = if d.allowed() { "ALLOWED" } else { "DENIED" };
+    println!("  {verdict}: to {dst} port {port}/{}", proto.as_str());
+    for (name, side) in [("egress", &d.egress), ("ingress", &d.ingress)] {
+        let line = match side {
+            Side::NotIsolated => "not isolated".to_string(),
+            Side::Exempt(why) => format!("allowed: {why}"),
+            Side::Isolated {
+                policies,
+                allowed_by: Some(rule),
+            } => {
+                format!("isolated by {}; allowed by {rule}", policies.join(", "))
+            }
+            Side::Isolated {
+                policies,
+                allowed_by: None,
+            } => {
+                format!("isolated by {}; no rule allows it", policies.join(", "))
+            }
+        };
+        println!("    {name}: {line}");
+    }
+}
+
+fn describe(e: &Endpoint) -> String {
+    match e {
+        Endpoint::Pod(p) => format!(
+            "pod {}/{} ({}, {})",
+            p.namespace,
+            p.name,
+            p.ip.map_or("no IP".into(), |ip| ip.to_string()),
+            p.node.as_deref().unwrap_or("unscheduled")
+        ),
+        Endpoint::Node { name, ip } => format!("node {name} ({ip})"),
+        Endpoint::Address(ip) => format!("{ip} (outside the pod network)"),
+    }
+}
+
+/// A pod by name, a node by name, or an address (a pod's, a node's, or any other).
+fn endpoint<'a>(c: &'a Cluster, snap: &Snapshot, word: &str, namespace: &str) -> Result<Endpoint<'a>> {
+    let nodes: Vec<(String, Ipv4Addr)> = snap
+        .nodes()
+        .filter_map(|n| weft_agent::node::node_net(n).map(|n| (n.name, n.ip)))
+        .collect();
+    if let Ok(ip) = word.parse::<Ipv4Addr>() {
+        if let Some(pod) = c.pod_by_ip(ip) {
+            return Ok(Endpoint::Pod(pod));
+        }
+        if let Some((name, ip)) = nodes.iter().find(|(_, nip)| *nip == ip) {
+            return Ok(Endpoint::Node {
+                name: name.clone(),
+                ip: *ip,
+            });
+        }
+        return Ok(Endpoint::Address(ip));
+    }
+    if let Some((name, ip)) = nodes.iter().find(|(n, _)| n == word) {
+        return Ok(Endpoint::Node {
+            name: name.clone(),
+            ip: *ip,
+        });
+    }
+    let (ns, name) = word.split_once('/').unwrap_or((namespace, word));
+    match c.pod(ns, name) {
+        Some(pod) => Ok(Endpoint::Pod(pod)),
+        None => bail!("no pod {ns}/{name}, node or address {word:?}"),
+    }
+}
+
+/// The Service owning `ip:port/proto` and the endpoints the proxy would use, when `ip` is a ClusterIP.
+fn service_endpoints(
+    snap: &Snapshot,
+    ip: Ipv4Addr,
+    port: u16,
+    proto: Protocol,
+) -> Option<(String, Vec<(String, u16)>)> {
+    let slices = weft_proxy::endpoints::Slices::index(snap);
+    for svc in snap.services() {
+        let spec = svc.spec.as_ref()?;
+        if spec.cluster_ip.as_deref() != Some(ip.to_string().as_str()) {
+            continue;
+        }
+        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        let name = svc.metadata.name.as_deref().unwrap_or_default();
+        let sp = spec
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.port == i32::from(port) && p.protocol.as_deref().unwrap_or("TCP") == proto.as_str())?;
+        let usable = weft_proxy::endpoints::usable(&slices.for_port(ns, name, sp, ""));
+        return Some((
+            format!("{ns}/{name}"),
+            usable.iter().map(|e| (e.ip.to_string(), e.port)).collect(),
+        ));
+    }
+    None
+}
+
+/// The lab's objects as one snapshot.
+fn snapshot(paths: &Paths) -> Result<Snapshot> {
+    let mut objects = Vec::new();
+    for kind in ["Pod", "Namespace", "Node", "Service", "EndpointSlice", "NetworkPolicy"] {
+        for value in crate::objects::list(paths, kind, None)? {
+            objects.push(weft_model::manifest::from_value(value).map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(Snapshot::new(0, objects))
+}
