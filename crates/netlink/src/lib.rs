@@ -9,6 +9,7 @@ pub mod link;
 pub mod neigh;
 pub mod netns;
 pub mod nft;
+pub mod nft_rules;
 pub mod nftables;
 pub mod route;
 pub mod socket;

@@ -3,6 +3,7 @@
 //! for each direction. The nftables rules and `weft trace` are both derived from this one model, so what the
 //! explanation says is what the dataplane does.
 
+pub mod check;
 pub mod cluster;
 pub mod decide;
 pub mod plan;

@@ -76,51 +76,75 @@ impl Ruleset {
     /// One transaction from `self` (what the kernel has) to `new`; `None` when nothing changed. New chains are
     /// declared before anything refers to them, and old ones are deleted only after nothing does.
     pub fn diff(&self, new: &Ruleset) -> Option<String> {
-        let mut out = String::new();
+        let changes = self.changes(new);
+        (!changes.is_empty()).then(|| script(&changes))
+    }
+
+    /// The steps of [`Ruleset::diff`] as data, in order (the applier sends them over netlink when it can).
+    pub fn changes<'a>(&'a self, new: &'a Ruleset) -> Vec<Change<'a>> {
+        // Every comparison walks two sorted maps side by side: at 10,000 Services a lookup per name costs more
+        // than the rest of the transaction.
+        let mut out = Vec::new();
+        let mut dropped_sets = Vec::new();
         // A set's name carries its declaration (the affinity timeout), so a set is only ever added or deleted.
-        for (name, decl) in new.sets.iter().filter(|(n, _)| !self.sets.contains_key(*n)) {
-            let _ = writeln!(out, "add set {TABLE} {name} {{ {decl} }}");
-        }
-        for name in new.chains.keys().filter(|n| !self.chains.contains_key(*n)) {
-            let _ = writeln!(out, "add chain {TABLE} {name}");
-        }
-        for (name, rules) in &new.chains {
-            match self.chains.get(name) {
-                Some(old) if old == rules => {}
-                Some(_) => {
-                    let _ = writeln!(out, "flush chain {TABLE} {name}");
-                    add_rules(&mut out, name, rules);
-                }
-                None => add_rules(&mut out, name, rules),
+        for (name, old, now) in merge(&self.sets, &new.sets) {
+            match (old, now) {
+                (None, Some(decl)) => out.push(Change::AddSet { name, decl }),
+                (Some(_), None) => dropped_sets.push(Change::DeleteSet(name)),
+                _ => {}
             }
         }
-        let empty = BTreeMap::new();
+        let mut rules = Vec::new();
+        let mut dropped = Vec::new();
+        for (name, old, now) in merge(&self.chains, &new.chains) {
+            match (old, now) {
+                (Some(old), Some(now)) if old == now => continue,
+                (Some(_), Some(_)) => rules.push(Change::FlushChain(name)),
+                (None, Some(_)) => out.push(Change::AddChain(name)),
+                (Some(_), None) => dropped.push(name),
+                (None, None) => {}
+            }
+            rules.extend(
+                now.iter()
+                    .flat_map(|r| r.iter())
+                    .map(|rule| Change::AddRule { chain: name, rule }),
+            );
+        }
+        out.append(&mut rules);
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
         let maps: BTreeSet<&&str> = self.elements.keys().chain(new.elements.keys()).collect();
         for map in maps {
-            let old = self.elements.get(*map).unwrap_or(&empty);
-            let now = new.elements.get(*map).unwrap_or(&empty);
-            let gone = old
-                .iter()
-                .filter(|(k, v)| now.get(*k) != Some(*v))
-                .map(|(k, _)| k.clone());
-            delete_elements(&mut out, map, gone);
-            let added = now
-                .iter()
-                .filter(|(k, v)| old.get(*k) != Some(*v))
-                .map(|(k, v)| format!("{k} : {v}"));
-            add_elements(&mut out, map, added);
+            let old = self.elements.get(*map).unwrap_or(&EMPTY);
+            let now = new.elements.get(*map).unwrap_or(&EMPTY);
+            let (mut gone, mut added) = (Vec::new(), Vec::new());
+            for (key, old, now) in merge(old, now) {
+                if old == now {
+                    continue;
+                }
+                if old.is_some() {
+                    gone.push(key);
+                }
+                if let Some(verdict) = now {
+                    added.push((key, verdict.as_str()));
+                }
+            }
+            for keys in gone.chunks(ELEMENTS_PER_STATEMENT) {
+                out.push(Change::DeleteElements {
+                    map,
+                    keys: keys.to_vec(),
+                });
+            }
+            for elements in added.chunks(ELEMENTS_PER_STATEMENT) {
+                out.push(Change::AddElements {
+                    map,
+                    elements: elements.to_vec(),
+                });
+            }
         }
-        let dropped: Vec<&String> = self.chains.keys().filter(|n| !new.chains.contains_key(*n)).collect();
-        for name in &dropped {
-            let _ = writeln!(out, "flush chain {TABLE} {name}");
-        }
-        for name in &dropped {
-            let _ = writeln!(out, "delete chain {TABLE} {name}");
-        }
-        for name in self.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
-            let _ = writeln!(out, "delete set {TABLE} {name}");
-        }
-        (!out.is_empty()).then_some(out)
+        out.extend(dropped.iter().map(|name| Change::FlushChain(name)));
+        out.extend(dropped.iter().map(|name| Change::DeleteChain(name)));
+        out.append(&mut dropped_sets);
+        out
     }
 
     /// Chains, rules and map elements (for logs and benchmarks).
@@ -131,25 +155,103 @@ impl Ruleset {
     }
 }
 
+/// The keys of two sorted maps in order, each with its value on either side.
+fn merge<'a, V>(
+    old: &'a BTreeMap<String, V>,
+    new: &'a BTreeMap<String, V>,
+) -> impl Iterator<Item = (&'a str, Option<&'a V>, Option<&'a V>)> {
+    let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+    std::iter::from_fn(move || {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        Some(match order {
+            std::cmp::Ordering::Less => old.next().map(|(k, v)| (k.as_str(), Some(v), None))?,
+            std::cmp::Ordering::Greater => new.next().map(|(k, v)| (k.as_str(), None, Some(v)))?,
+            std::cmp::Ordering::Equal => {
+                let (k, a) = old.next()?;
+                let (_, b) = new.next()?;
+                (k.as_str(), Some(a), Some(b))
+            }
+        })
+    })
+}
+
+/// One step of a transaction on [`TABLE`]: an nft statement, as data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change<'a> {
+    /// A set and its declaration (`type ipv4_addr; ...`).
+    AddSet {
+        name: &'a str,
+        decl: &'a str,
+    },
+    AddChain(&'a str),
+    /// Removes every rule of the chain.
+    FlushChain(&'a str),
+    /// Appends one rule (nft text) to a chain.
+    AddRule {
+        chain: &'a str,
+        rule: &'a str,
+    },
+    /// Map elements by key.
+    DeleteElements {
+        map: &'a str,
+        keys: Vec<&'a str>,
+    },
+    /// Map elements: key and verdict.
+    AddElements {
+        map: &'a str,
+        elements: Vec<(&'a str, &'a str)>,
+    },
+    DeleteChain(&'a str),
+    DeleteSet(&'a str),
+}
+
+impl std::fmt::Display for Change<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Change::AddSet { name, decl } => write!(f, "add set {TABLE} {name} {{ {decl} }}"),
+            Change::AddChain(name) => write!(f, "add chain {TABLE} {name}"),
+            Change::FlushChain(name) => write!(f, "flush chain {TABLE} {name}"),
+            Change::AddRule { chain, rule } => write!(f, "add rule {TABLE} {chain} {rule}"),
+            Change::DeleteElements { map, keys } => {
+                write!(f, "delete element {TABLE} {map} {{ {} }}", keys.join(", "))
+            }
+            Change::AddElements { map, elements } => {
+                let elements: Vec<String> = elements.iter().map(|(k, v)| format!("{k} : {v}")).collect();
+                write!(f, "add element {TABLE} {map} {{ {} }}", elements.join(", "))
+            }
+            Change::DeleteChain(name) => write!(f, "delete chain {TABLE} {name}"),
+            Change::DeleteSet(name) => write!(f, "delete set {TABLE} {name}"),
+        }
+    }
+}
+
+/// The nft script of `changes`, one statement a line.
+pub fn script(changes: &[Change]) -> String {
+    let mut out = String::new();
+    for change in changes {
+        let _ = writeln!(out, "{change}");
+    }
+    out
+}
+
+/// Elements go in batches: one statement per element would make large syncs parse slowly.
+const ELEMENTS_PER_STATEMENT: usize = 500;
+
 fn add_rules(out: &mut String, chain: &str, rules: &[String]) {
     for rule in rules {
         let _ = writeln!(out, "add rule {TABLE} {chain} {rule}");
     }
 }
 
-/// Elements go in batches: one statement per element would make large syncs parse slowly.
 fn add_elements(out: &mut String, map: &str, elements: impl Iterator<Item = String>) {
-    batched(out, "add", map, elements);
-}
-
-fn delete_elements(out: &mut String, map: &str, keys: impl Iterator<Item = String>) {
-    batched(out, "delete", map, keys);
-}
-
-fn batched(out: &mut String, verb: &str, map: &str, items: impl Iterator<Item = String>) {
-    let items: Vec<String> = items.collect();
-    for chunk in items.chunks(500) {
-        let _ = writeln!(out, "{verb} element {TABLE} {map} {{ {} }}", chunk.join(", "));
+    let items: Vec<String> = elements.collect();
+    for chunk in items.chunks(ELEMENTS_PER_STATEMENT) {
+        let _ = writeln!(out, "add element {TABLE} {map} {{ {} }}", chunk.join(", "));
     }
 }
 

@@ -1,95 +1,13 @@
 //! The planner on a snapshot holding every kind of Service: the generated ruleset is reviewed as text
 //! (insta snapshots), and behaviour that matters is also asserted directly.
 
+use weft_proxy::Ruleset;
 use weft_proxy::ruleset::{NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS};
-use weft_proxy::{Context, Ruleset, plan};
 
-const OBJECTS: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: 10.96.0.20
-  selector: {app: web}
-  ports:
-  - {name: http, port: 80, targetPort: http}
-  - {name: dns, port: 53, protocol: UDP}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-abc, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}, {name: dns, port: 53, protocol: UDP}]
-endpoints:
-- {addresses: [10.244.1.5], nodeName: node-1, conditions: {ready: true, serving: true, terminating: false}}
-- {addresses: [10.244.2.5], nodeName: node-2, conditions: {ready: true, serving: true, terminating: false}}
-- {addresses: [10.244.2.9], nodeName: node-2, conditions: {ready: false, serving: true, terminating: true}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: edge, namespace: prod}
-spec:
-  type: LoadBalancer
-  clusterIP: 10.96.0.21
-  externalTrafficPolicy: Local
-  loadBalancerSourceRanges: [172.18.0.0/24]
-  sessionAffinity: ClientIP
-  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
-  externalIPs: [172.18.0.12]
-  ports: [{port: 443, targetPort: 8443, nodePort: 30443}]
-status:
-  loadBalancer: {ingress: [{ip: 172.18.1.1}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: edge-x, namespace: prod, labels: {kubernetes.io/service-name: edge}}
-addressType: IPv4
-ports: [{port: 8443, protocol: TCP}]
-endpoints:
-- {addresses: [10.244.2.7], nodeName: node-2}
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty, namespace: default}
-spec:
-  type: NodePort
-  clusterIP: 10.96.0.22
-  ports: [{port: 80, nodePort: 30080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: draining, namespace: default}
-spec:
-  clusterIP: 10.96.0.23
-  internalTrafficPolicy: Local
-  ports: [{port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: draining-1, namespace: default, labels: {kubernetes.io/service-name: draining}}
-addressType: IPv4
-ports: [{port: 80, protocol: TCP}]
-endpoints:
-- {addresses: [10.244.1.8], nodeName: node-1, conditions: {ready: false, serving: true, terminating: true}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: headless, namespace: default}
-spec: {clusterIP: None, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: elsewhere, namespace: default}
-spec: {type: ExternalName, externalName: example.com}
-"#;
+mod fixture;
 
 fn planned(node: &str) -> Ruleset {
-    let snap = weft_model::Snapshot::new(1, weft_model::parse(OBJECTS, "fixture").unwrap());
-    let ctx = Context {
-        node: node.into(),
-        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
-    };
-    plan(&snap, &ctx)
+    fixture::State::initial().plan(node, "10.244.0.0/16")
 }
 
 #[test]

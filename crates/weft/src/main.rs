@@ -7,6 +7,7 @@ mod jsonpath;
 mod lab;
 mod objects;
 mod pods;
+mod policy;
 mod probe;
 mod serve;
 mod table;
@@ -49,6 +50,11 @@ enum Cmd {
     Logs(pods::LogsArgs),
     /// Would SRC reach DST:PORT[/PROTO], and which Service and NetworkPolicy rules decide it.
     Trace(trace::Args),
+    /// NetworkPolicy tools.
+    Policy {
+        #[command(subcommand)]
+        what: policy::PolicyCmd,
+    },
     /// The node agent: overlay routes and the node's CNI settings.
     Agent(agent::Args),
     /// Measure weft's components and print the figures.
@@ -74,6 +80,7 @@ fn main() {
         Cmd::Exec(args) => pods::exec(&paths, args),
         Cmd::Logs(args) => pods::logs(&paths, args).map(|()| 0),
         Cmd::Trace(args) => trace::run(&paths, args),
+        Cmd::Policy { what } => policy::run(&paths, what),
         Cmd::Agent(args) => agent::run(&cli.lab, args).map(|()| 0),
         Cmd::Bench { what } => bench::run(what).map(|()| 0),
         Cmd::Serve(args) => serve::run(args).map(|()| 0),

@@ -257,3 +257,14 @@ pub fn deployment_complete(d: &Value) -> bool {
     let seen = d.pointer("/status/observedGeneration") == d.pointer("/metadata/generation");
     seen && ready == want && active == want
 }
+
+/// The lab's objects as one snapshot.
+pub fn snapshot(paths: &Paths) -> Result<weft_model::Snapshot> {
+    let mut objects = Vec::new();
+    for kind in ["Pod", "Namespace", "Node", "Service", "EndpointSlice", "NetworkPolicy"] {
+        for value in list(paths, kind, None)? {
+            objects.push(weft_model::manifest::from_value(value).map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(weft_model::Snapshot::new(0, objects))
+}

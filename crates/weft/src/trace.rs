@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32> {
-    let snap = snapshot(paths)?;
+    let snap = crate::objects::snapshot(paths)?;
     let cluster = Cluster::index(&snap);
     let (dest, proto) = match args.destination.rsplit_once('/') {
         Some((d, p)) if p.parse::<Protocol>().is_ok() => (d, p.parse().map_err(anyhow::Error::msg)?),
@@ -156,15 +156,4 @@ fn service_endpoints(
         ));
     }
     None
-}
-
-/// The lab's objects as one snapshot.
-fn snapshot(paths: &Paths) -> Result<Snapshot> {
-    let mut objects = Vec::new();
-    for kind in ["Pod", "Namespace", "Node", "Service", "EndpointSlice", "NetworkPolicy"] {
-        for value in crate::objects::list(paths, kind, None)? {
-            objects.push(weft_model::manifest::from_value(value).map_err(anyhow::Error::msg)?);
-        }
-    }
-    Ok(Snapshot::new(0, objects))
 }

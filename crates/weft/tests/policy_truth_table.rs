@@ -136,7 +136,7 @@ fn render(m: &Matrix, other: &Matrix) -> String {
 /// connect), and returns the matrix.
 fn check(lab: &Lab, case: &str, port: u16, ips: &BTreeMap<String, String>) -> Matrix {
     let want = expected(lab, port);
-    let got = lab.wait(15, &format!("{case}: probes to agree with the model"), || {
+    lab.wait(15, &format!("{case}: probes to agree with the model"), || {
         let got = probed(lab, port, ips);
         if got == want {
             return Some(got);
@@ -147,8 +147,7 @@ fn check(lab: &Lab, case: &str, port: u16, ips: &BTreeMap<String, String>) -> Ma
             render(&got, &want)
         );
         None
-    });
-    got
+    })
 }
 
 fn allowed(m: &Matrix, from: &str, to: &str) -> bool {
