@@ -162,8 +162,10 @@ fn send_ok_raw(writer: &mut UnixStream, json: &[u8]) -> std::io::Result<()> {
 /// Streams snapshots (only `kinds`, when given) until the client goes away or the supervisor stops. A
 /// snapshot is sent only when the objects of those kinds changed.
 fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option<&[String]>) -> std::io::Result<()> {
+    use std::hash::{Hash, Hasher};
     let keep = |o: &Object| kinds.is_none_or(|k| k.iter().any(|k| k == o.kind()));
-    let mut last: Option<Vec<u8>> = None;
+    // A hash of what was last sent, not a copy: each watcher would otherwise hold the whole store's JSON.
+    let mut last: Option<u64> = None;
     while !shared.stopping() {
         let snap = shared.wait_newer(after, Duration::from_secs(30));
         if snap.revision <= after {
@@ -172,11 +174,19 @@ fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option
         after = snap.revision;
         let objects: Vec<&Object> = snap.objects().filter(|o| keep(o)).collect();
         let body = serde_json::to_vec(&objects).map_err(std::io::Error::other)?;
-        if last.as_ref() == Some(&body) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut hasher);
+        let digest = hasher.finish();
+        if last == Some(digest) {
             continue;
         }
-        send_ok_raw(writer, &snap.to_json(keep).map_err(std::io::Error::other)?)?;
-        last = Some(body);
+        // The stored form, `{"revision":N,"objects":[...]}`, around the body already serialised.
+        let mut stored = format!("{{\"revision\":{},\"objects\":", snap.revision).into_bytes();
+        stored.extend_from_slice(&body);
+        stored.push(b'}');
+        drop(body);
+        send_ok_raw(writer, &stored)?;
+        last = Some(digest);
     }
     Ok(())
 }
