@@ -63,8 +63,14 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
         if let Err(e) = agent.sync_services(&snap, config) {
             eprintln!("weft agent: revision {after}: services: {e}");
         }
-        if let Err(e) = agent.sync_policy(&snap, config) {
-            eprintln!("weft agent: revision {after}: network policy: {e}");
+        match agent.sync_policy(&snap, config) {
+            // Tells the node's pod runtime that pods known at this revision are under their policies now.
+            Ok(()) => {
+                if let Err(e) = write_if_changed(&synced_file(config), &after.to_string()) {
+                    eprintln!("weft agent: {e}");
+                }
+            }
+            Err(e) => eprintln!("weft agent: revision {after}: network policy: {e}"),
         }
     }
 }
@@ -155,6 +161,12 @@ impl Agent {
         self.health.sync(crate::health::desired(snap, &config.node));
         Ok(())
     }
+}
+
+/// Where the agent records the last revision whose NetworkPolicy rules are in place (beside the CNI settings):
+/// the node's pod runtime waits for it before starting a new pod's processes.
+pub fn synced_file(config: &Config) -> PathBuf {
+    config.node_config.with_file_name("agent-revision")
 }
 
 /// A Node's name, InternalIP and IPv4 pod CIDR, when it has all three.

@@ -136,6 +136,10 @@ impl Kubelet {
             self.report(&run, &pod);
             return;
         }
+        // The pod's address is now in the store; its processes start once the agent has put the pod under its
+        // NetworkPolicy rules, so a new pod is never reachable (or reaching out) unpoliced.
+        let revision = self.report(&run, &pod);
+        self.wait_for_agent(revision);
         let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
         run.lock().containers = containers
             .iter()
@@ -301,8 +305,8 @@ impl Kubelet {
         )))
     }
 
-    /// Writes the pod's status from what the runtime knows.
-    fn report(&self, run: &PodRun, pod: &Pod) {
+    /// Writes the pod's status from what the runtime knows; returns the store's revision after it.
+    fn report(&self, run: &PodRun, pod: &Pod) -> u64 {
         let status = run.status(pod, &self.node);
         self.shared.write(|s| {
             s.update(&run.key, |o| {
@@ -311,8 +315,31 @@ impl Kubelet {
                 {
                     p.status = Some(status);
                 }
-            })
-        });
+            });
+            s.revision()
+        })
+    }
+
+    /// Waits (up to 10 s, then goes on with a warning) until the node's agent has synced `revision`.
+    fn wait_for_agent(&self, revision: u64) {
+        let file = self.node_config.with_file_name("agent-revision");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let synced = || {
+            std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .is_some_and(|r| r >= revision)
+        };
+        while !synced() {
+            if Instant::now() > deadline {
+                eprintln!(
+                    "weft lab: {}: the agent has not synced revision {revision}; starting anyway",
+                    self.node.name
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Stops the pod's processes, detaches it and removes it from the store.

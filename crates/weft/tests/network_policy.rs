@@ -131,6 +131,35 @@ fn policies_allow_labelled_clients_only() {
         (!reaches(&lab, "allowed", &direct)).then_some(())
     });
 
+    // A new pod is under the policies before its process starts: its very first connection is refused.
+    let eager = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: eager}}\nspec:\n  restartPolicy: Never\n  containers: [{{name: c, image: busybox, command: [sh, -c, 'if weft probe --timeout 1s {direct}; then echo LEAKED; else echo BLOCKED; fi']}}]\n"
+    );
+    // With node-2's agent stopped, the pod gets its address but its process does not start.
+    let agent = lab.agent_pid("node-2");
+    // SAFETY: kill(2) on the lab's own agent process.
+    unsafe { libc::kill(agent, libc::SIGSTOP) };
+    let eager = eager.replace("spec:\n", "spec:\n  nodeName: node-2\n");
+    assert!(lab.apply(&eager).status.success());
+    lab.wait(10, "the eager pod's address", || {
+        (!ip(&lab.pod("eager")).is_empty()).then_some(())
+    });
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < std::time::Duration::from_millis(1500) {
+        assert_eq!(
+            lab.ok(&["logs", "eager"]),
+            "",
+            "the process ran before the agent put the pod under its policies"
+        );
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(agent, libc::SIGCONT) };
+    let logs = lab.wait(20, "the eager pod's first probe", || {
+        let logs = lab.ok(&["logs", "eager"]);
+        (logs.contains("LEAKED") || logs.contains("BLOCKED")).then_some(logs)
+    });
+    assert!(logs.contains("BLOCKED"), "{logs}");
+
     // Deleting the policies opens everything again.
     lab.ok(&["delete", "networkpolicy", "access-nginx", "other-egress"]);
     lab.wait(10, "the policies to be gone", || {

@@ -122,6 +122,19 @@ impl Lab {
         self.weft(&args)
     }
 
+    /// The pid of the `weft agent` of `node`.
+    pub fn agent_pid(&self, node: &str) -> i32 {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("agent --lab {} --node {node} ", self.name)])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("agent running")
+    }
+
     pub fn node_exec(&self, node: &str, command: &[&str]) -> Output {
         let mut args = vec!["lab", "exec", node, "--"];
         args.extend_from_slice(command);
