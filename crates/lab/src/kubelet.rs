@@ -179,7 +179,11 @@ impl Kubelet {
             .subdomain
             .as_ref()
             .map(|sub| format!("{hostname}.{sub}.{ns}.svc.{CLUSTER_DOMAIN}"));
-        let resolv = if host_network {
+        // kubelet's dnsPolicy: ClusterFirst (the default) uses cluster DNS, except for host-network pods unless
+        // they ask for ClusterFirstWithHostNet; Default uses the node's resolvers (cluster DNS itself needs that).
+        let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+        let node_resolvers = policy == "Default" || (host_network && policy != "ClusterFirstWithHostNet");
+        let resolv = if node_resolvers {
             std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
         } else {
             sandbox::resolv_conf(&self.shared.spec.cluster_dns().to_string(), &ns, CLUSTER_DOMAIN)
