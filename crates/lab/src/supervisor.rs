@@ -498,6 +498,7 @@ fn bootstrap(shared: &Shared) -> Result<()> {
             },
         }));
     }
+    objects.extend(cluster_dns(&shared.spec));
     shared.write(|store| {
         for value in objects {
             let object = weft_model::manifest::from_value(value).map_err(Error::Invalid)?;
@@ -507,6 +508,51 @@ fn bootstrap(shared: &Shared) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Cluster DNS as a cluster runs it: the `kube-system/kube-dns` Service at the service CIDR's 10th address and
+/// two `weft dns` pods behind it, which use the node's resolvers for names outside the cluster.
+fn cluster_dns(spec: &LabSpec) -> Vec<Value> {
+    let labels = json!({"k8s-app": "kube-dns"});
+    vec![
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+            "spec": {
+                "clusterIP": spec.cluster_dns().to_string(),
+                "selector": labels,
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                    {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 8080},
+                ],
+            },
+        }),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "weft-dns", "namespace": "kube-system", "labels": labels},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "dnsPolicy": "Default",
+                        "containers": [{
+                            "name": "dns",
+                            "image": "weft",
+                            "command": ["weft", "dns", "--lab", spec.name, "--listen", "0.0.0.0:53", "--http", "0.0.0.0:8080"],
+                            "ports": [
+                                {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+                                {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+                            ],
+                        }],
+                    },
+                },
+            },
+        }),
+    ]
 }
 
 /// The CNI bin dir: one link per plugin type to weft-cni, as a node would install it in /opt/cni/bin.

@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod dns;
 mod expose;
 mod jsonpath;
 mod lab;
@@ -57,6 +58,8 @@ enum Cmd {
     },
     /// The node agent: overlay routes and the node's CNI settings.
     Agent(agent::Args),
+    /// The cluster DNS server (the role of CoreDNS): Services, endpoints and pods as DNS records.
+    Dns(dns::Args),
     /// Measure weft's components and print the figures.
     Bench {
         #[command(subcommand)]
@@ -82,6 +85,7 @@ fn main() {
         Cmd::Trace(args) => trace::run(&paths, args),
         Cmd::Policy { what } => policy::run(&paths, what),
         Cmd::Agent(args) => agent::run(&cli.lab, args).map(|()| 0),
+        Cmd::Dns(args) => dns::run(&cli.lab, args).map(|()| 0),
         Cmd::Bench { what } => bench::run(what).map(|()| 0),
         Cmd::Serve(args) => serve::run(args).map(|()| 0),
         Cmd::Probe(args) => probe::run(args).map(|()| 0),

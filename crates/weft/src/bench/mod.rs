@@ -1,6 +1,7 @@
 //! Benchmarks: commands that print figures (no pass/fail thresholds; those live in docs/benchmarks.md).
 
 mod cni;
+mod dns;
 mod lab;
 mod proxy;
 
@@ -14,6 +15,8 @@ pub enum What {
     Lab(lab::Args),
     /// The service proxy at 10,000 Services: plan and apply times, rule counts, connect latency, memory.
     Proxy(proxy::Args),
+    /// weft dns at 10,000 Services on loopback: queries/s, p50/p99 latency, RSS (dnsperf when installed).
+    Dns(dns::Args),
 }
 
 pub fn run(what: What) -> anyhow::Result<()> {
@@ -21,6 +24,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
         What::Cni(args) => cni::run(args),
         What::Lab(args) => lab::run(args),
         What::Proxy(args) => proxy::run(args),
+        What::Dns(args) => dns::run(args),
     }
 }
 

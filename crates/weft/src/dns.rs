@@ -1,0 +1,89 @@
+//! `weft dns`: the cluster DNS server (the role CoreDNS plays), fed by the lab's API or, for tests and the
+//! benchmark, by a fixed manifest file.
+
+use anyhow::{Context, Result, bail};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+use weft_dns::{Config, StaticSource};
+use weft_lab::source::LabSource;
+use weft_lab::spec::Paths;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// UDP and TCP address to answer on.
+    #[arg(long, default_value = "0.0.0.0:53")]
+    listen: SocketAddr,
+    /// Address of /health, /ready and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http: SocketAddr,
+    /// Upstream resolver for names outside the cluster domain (repeatable; IP or IP:PORT). Default: the
+    /// nameservers of --resolv-conf.
+    #[arg(long)]
+    upstream: Vec<String>,
+    /// Where to read upstream resolvers when no --upstream is given.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+    /// Serve the objects of this manifest file instead of following the lab.
+    #[arg(long)]
+    objects: Option<PathBuf>,
+    /// The cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    domain: String,
+    /// TTL of cluster records, in seconds.
+    #[arg(long, default_value_t = 5)]
+    ttl: u32,
+    /// UDP worker threads (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Seconds before an idle TCP connection is closed.
+    #[arg(long, default_value_t = 10)]
+    tcp_idle: u64,
+}
+
+/// The kinds the records are made of.
+pub const KINDS: [&str; 4] = ["Service", "EndpointSlice", "Pod", "Namespace"];
+
+fn upstream(text: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    match text.parse::<IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, 53)),
+        Err(_) => bail!("--upstream {text}: not an IP address or IP:PORT"),
+    }
+}
+
+pub fn run(lab: &str, args: Args) -> Result<()> {
+    let upstreams = if args.upstream.is_empty() {
+        match weft_dns::forward::from_resolv_conf(&args.resolv_conf) {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("weft dns: {}: {e}; no upstream resolvers", args.resolv_conf.display());
+                Vec::new()
+            }
+        }
+    } else {
+        args.upstream.iter().map(|u| upstream(u)).collect::<Result<_>>()?
+    };
+    let config = Config {
+        listen: args.listen,
+        http: Some(args.http),
+        upstreams,
+        ttl: args.ttl,
+        domain: args.domain,
+        workers: args.workers,
+        tcp_idle: Duration::from_secs(args.tcp_idle),
+    };
+    match args.objects {
+        Some(path) => {
+            let mut source = StaticSource::from_file(&path).context("weft dns --objects")?;
+            weft_dns::run(config, &mut source)?;
+        }
+        None => {
+            let mut source = LabSource::new(Paths::new(lab), Some(KINDS.iter().map(|k| k.to_string()).collect()));
+            weft_dns::run(config, &mut source)?;
+        }
+    }
+    Ok(())
+}
