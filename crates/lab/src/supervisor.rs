@@ -13,6 +13,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use weft_model::{Key, Object, Snapshot};
 
+/// Watch bodies by kind filter (none: every kind): the revision they were made at, and the JSON.
+type WatchBodies = std::collections::HashMap<Option<Vec<String>>, (u64, Arc<Vec<u8>>)>;
+
 /// State shared by the API, the controllers and the pod runtimes.
 pub struct Shared {
     pub spec: LabSpec,
@@ -21,6 +24,7 @@ pub struct Shared {
     changed: Condvar,
     dirty: AtomicBool,
     stopping: AtomicBool,
+    serialized: Mutex<WatchBodies>,
 }
 
 impl Shared {
@@ -32,6 +36,7 @@ impl Shared {
             changed: Condvar::new(),
             dirty: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            serialized: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -72,6 +77,27 @@ impl Shared {
                 .0;
         }
         store.snapshot()
+    }
+
+    /// The JSON list of the snapshot's objects of `kinds`, serialised once per revision and shared by every
+    /// watcher asking for the same kinds (the agents of all nodes, the DNS pods).
+    fn serialized(
+        &self,
+        snap: &Snapshot,
+        kinds: Option<&[String]>,
+        keep: impl Fn(&Object) -> bool,
+    ) -> std::io::Result<Arc<Vec<u8>>> {
+        let key = kinds.map(<[String]>::to_vec);
+        let mut cache = self.serialized.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((revision, body)) = cache.get(&key)
+            && *revision == snap.revision
+        {
+            return Ok(body.clone());
+        }
+        let objects: Vec<&Object> = snap.objects().filter(|o| keep(o)).collect();
+        let body = Arc::new(serde_json::to_vec(&objects).map_err(std::io::Error::other)?);
+        cache.insert(key, (snap.revision, body.clone()));
+        Ok(body)
     }
 
     pub fn stopping(&self) -> bool {
@@ -172,8 +198,7 @@ fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option
             continue;
         }
         after = snap.revision;
-        let objects: Vec<&Object> = snap.objects().filter(|o| keep(o)).collect();
-        let body = serde_json::to_vec(&objects).map_err(std::io::Error::other)?;
+        let body = shared.serialized(&snap, kinds, keep)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         body.hash(&mut hasher);
         let digest = hasher.finish();
@@ -184,7 +209,6 @@ fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option
         let mut stored = format!("{{\"revision\":{},\"objects\":", snap.revision).into_bytes();
         stored.extend_from_slice(&body);
         stored.push(b'}');
-        drop(body);
         send_ok_raw(writer, &stored)?;
         last = Some(digest);
     }
