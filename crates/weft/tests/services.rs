@@ -245,7 +245,9 @@ spec:
     lab.ready_pods();
     let svc = service(&lab, "local-lb");
     // The node with the endpoint answers and the server sees the external client's own address.
-    let answer = probe(&lab, "external", "http://172.18.0.12:30090/").expect("NodePort on the endpoint's node");
+    let answer = lab.wait(10, "the NodePort on the endpoint's node", || {
+        probe(&lab, "external", "http://172.18.0.12:30090/")
+    });
     assert_eq!(
         field(&answer, "client").unwrap().split(':').next(),
         Some("172.18.0.100")
