@@ -159,10 +159,10 @@ fn services_end_to_end() {
             .as_str()
             .map(str::to_string)
     });
-    assert!(
-        probe(&lab, "external", &format!("http://{lb}/")).is_some(),
-        "LoadBalancer {lb}"
-    );
+    // The lab's cloud routes it to a node asynchronously: poll.
+    lab.wait(10, "the load-balancer IP to answer", || {
+        probe(&lab, "external", &format!("http://{lb}/"))
+    });
 
     // Session affinity: one client, one endpoint.
     let sticky = cluster_ip(&lab, "web-sticky");
