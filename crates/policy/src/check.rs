@@ -1,10 +1,9 @@
 //! `weft policy check`: the usual NetworkPolicy traps, found before applying.
 
 use crate::cluster::Cluster;
-use crate::decide::{Direction, has_type, key};
+use crate::decide::{Direction, Endpoint, has_type, key, peer_matches, selects};
 use weft_model::k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use weft_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use weft_model::selector::matches;
 
 /// Warnings about `policy`; `cluster` (when a lab is running) lets selectors be checked against real pods.
 pub fn check(policy: &NetworkPolicy, cluster: Option<&Cluster>) -> Vec<String> {
@@ -63,25 +62,14 @@ pub fn check(policy: &NetworkPolicy, cluster: Option<&Cluster>) -> Vec<String> {
         }
     }
     if let Some(c) = cluster {
-        let selector = spec.pod_selector.clone().unwrap_or_default();
-        if !c
-            .pods
-            .iter()
-            .any(|p| p.namespace == ns && !p.host_network && matches(&selector, &p.labels))
-        {
+        if !c.pods.iter().any(|p| selects(policy, p)) {
             out.push(format!("{name}: spec.podSelector selects no pod in namespace {ns}"));
         }
         for (at, peer) in &all {
             if peer.ip_block.is_some() {
                 continue;
             }
-            let hits = c.pods.iter().any(|p| {
-                let ns_ok = match &peer.namespace_selector {
-                    Some(sel) => matches(sel, &c.namespace_labels(&p.namespace).cloned().unwrap_or_default()),
-                    None => p.namespace == ns,
-                };
-                ns_ok && peer.pod_selector.as_ref().is_none_or(|sel| matches(sel, &p.labels))
-            });
+            let hits = c.pods.iter().any(|p| peer_matches(c, ns, peer, &Endpoint::Pod(p)));
             if !hits {
                 out.push(format!("{name}: {at} matches no pod right now"));
             }

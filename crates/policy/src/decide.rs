@@ -286,7 +286,8 @@ pub fn has_type(policy: &NetworkPolicy, direction: Direction) -> bool {
     }
 }
 
-fn peer_matches(c: &Cluster, policy_ns: &str, peer: &NetworkPolicyPeer, who: &Endpoint) -> bool {
+/// Whether `peer` of a policy in `policy_ns` covers `who`; the one place peers are matched (rules, trace, checks).
+pub fn peer_matches(c: &Cluster, policy_ns: &str, peer: &NetworkPolicyPeer, who: &Endpoint) -> bool {
     if let Some(block) = &peer.ip_block {
         let Some(ip) = who.ip() else { return false };
         let inside = |cidr: &str| cidr.parse::<Ipv4Net>().is_ok_and(|n| n.contains(&ip));

@@ -10,12 +10,11 @@
 //! Traffic from the node to its own pods uses the output hook and is never checked here (probes work).
 
 use crate::cluster::{Cluster, PodInfo};
-use crate::decide::{Direction, has_type, selects};
+use crate::decide::{Direction, Endpoint, has_type, peer_matches, selects};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use weft_model::k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
 use weft_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use weft_model::selector::matches;
 
 pub const TABLE: &str = "inet weft-policy";
 
@@ -199,40 +198,20 @@ fn peer_match<'a>(
     peer: &NetworkPolicyPeer,
     addr: &str,
 ) -> Option<(String, Vec<&'a PodInfo>)> {
+    // The pods are those the decision model matches, so rules and `weft trace` cannot disagree.
+    let pods: Vec<&PodInfo> = c
+        .pods
+        .iter()
+        .filter(|p| !p.host_network && p.ip.is_some() && peer_matches(c, ns, peer, &Endpoint::Pod(p)))
+        .collect();
     if let Some(block) = &peer.ip_block {
         let mut m = format!("{addr} {}", block.cidr);
         let except: Vec<&str> = block.except.iter().flatten().map(String::as_str).collect();
         if !except.is_empty() {
             let _ = write!(m, " {addr} != {{ {} }}", except.join(", "));
         }
-        let inside: Vec<&PodInfo> = c
-            .pods
-            .iter()
-            .filter(|p| !p.host_network)
-            .filter(|p| {
-                let ip = p.ip;
-                let within = |cidr: &str| {
-                    cidr.parse::<ipnet::Ipv4Net>()
-                        .is_ok_and(|n| ip.is_some_and(|ip| n.contains(&ip)))
-                };
-                within(&block.cidr) && !except.iter().any(|e| within(e))
-            })
-            .collect();
-        return Some((m, inside));
+        return Some((m, pods));
     }
-    let pods: Vec<&PodInfo> = c
-        .pods
-        .iter()
-        .filter(|p| !p.host_network && p.ip.is_some())
-        .filter(|p| match (&peer.namespace_selector, &peer.pod_selector) {
-            (None, None) => false,
-            (None, Some(sel)) => p.namespace == ns && matches(sel, &p.labels),
-            (Some(ns_sel), pod_sel) => {
-                let labels = c.namespace_labels(&p.namespace).cloned().unwrap_or_default();
-                matches(ns_sel, &labels) && pod_sel.as_ref().is_none_or(|s| matches(s, &p.labels))
-            }
-        })
-        .collect();
     if pods.is_empty() {
         return None;
     }
