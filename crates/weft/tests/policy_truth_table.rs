@@ -1,32 +1,43 @@
-//! The upstream network-policy end-to-end model: namespaces x, y, z with pods a, b, c serving TCP 80 and 81,
-//! every pod probing every pod, the expected matrix computed by weft's policy model (the same one `weft trace`
-//! uses) and checked against real probes, with a readable diff when they disagree. A few cells are also
-//! asserted by hand so the model is not only checked against itself.
+//! The upstream network-policy end-to-end model: namespaces x, y, z with pods a, b, c serving ports 80 and 81
+//! over TCP and UDP, every pod probing every pod, and the expected matrix given by `weft trace` (the CLI, so the
+//! explanation users read is what is checked against real probes over the whole table), with a readable diff
+//! when they disagree. A few cells of each case are also asserted by hand so the model is not only checked
+//! against itself.
 
 mod lab;
 
 use lab::*;
 use std::collections::BTreeMap;
-use weft_model::{Snapshot, manifest::from_value};
-use weft_policy::{Cluster, Endpoint, Protocol, decide};
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
 
+/// The namespaces (labelled `ns: NAME`) and pods (labelled `pod: NAME`, a on node-1, b on node-2, c on node-3),
+/// with the upstream port names serve-80-tcp, serve-81-udp and so on.
 fn cluster() -> String {
     let mut text = String::new();
     for ns in NAMESPACES {
-        text.push_str(&format!(
-            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: \"{ns}\", labels: {{ns: \"{ns}\"}}}}\n"
-        ));
+        text.push_str(&namespace(ns, ns));
         for (i, pod) in PODS.iter().enumerate() {
             text.push_str(&format!(
-                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: \"{ns}\", labels: {{pod: {pod}}}}}\nspec:\n  nodeName: node-{}\n  containers: [{{name: s, image: agnhost, ports: [{{name: serve-80, containerPort: 80}}, {{name: serve-81, containerPort: 81}}]}}]\n",
-                i + 1
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: \"{ns}\", labels: {{pod: {pod}}}}}\nspec:\n  nodeName: node-{}\n  containers: [{{name: s, image: agnhost, ports: [{}]}}]\n",
+                i + 1,
+                ["TCP", "UDP"]
+                    .iter()
+                    .flat_map(|proto| [80, 81].map(|port| format!(
+                        "{{name: serve-{port}-{}, containerPort: {port}, protocol: {proto}}}",
+                        proto.to_lowercase()
+                    )))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
     text
+}
+
+fn namespace(name: &str, label: &str) -> String {
+    format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: \"{name}\", labels: {{ns: \"{label}\"}}}}\n")
 }
 
 type Matrix = BTreeMap<(String, String), bool>;
@@ -38,77 +49,127 @@ fn names() -> Vec<String> {
         .collect()
 }
 
-/// What the model says for every pair on `port`.
-fn expected(lab: &Lab, port: u16) -> Matrix {
-    let mut objects = Vec::new();
-    for kind in ["pods", "namespaces", "networkpolicies"] {
-        let list: serde_json::Value = serde_json::from_str(&lab.ok(&["get", kind, "-A", "-o", "json"])).unwrap();
-        objects.extend(
-            list["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| from_value(v.clone()).unwrap()),
-        );
-    }
-    let snap = Snapshot::new(0, objects);
-    let c = Cluster::index(&snap);
-    let mut m = Matrix::new();
-    for from in names() {
-        for to in names() {
-            let pod = |q: &str| {
-                let (ns, name) = q.split_once('/').unwrap();
-                c.pod(ns, name).unwrap()
-            };
-            let d = decide(
-                &c,
-                &Endpoint::Pod(pod(&from)),
-                &Endpoint::Pod(pod(&to)),
-                port,
-                Protocol::Tcp,
-            );
-            m.insert((from.clone(), to.clone()), d.allowed());
-        }
-    }
-    m
-}
-
-/// What real connections do, 27 probes at a time.
-fn probed(lab: &Lab, port: u16, ips: &BTreeMap<String, String>) -> Matrix {
-    let pairs: Vec<(String, String)> = names()
+fn pairs() -> Vec<(String, String)> {
+    names()
         .iter()
         .flat_map(|f| names().into_iter().map(move |t| (f.clone(), t)))
-        .collect();
-    let mut m = Matrix::new();
-    for chunk in pairs.chunks(27) {
-        let results: Vec<((String, String), bool)> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|(from, to)| {
-                    s.spawn(move || {
-                        let (ns, pod) = from.split_once('/').unwrap();
-                        let target = format!("tcp://{}:{port}", ips[to]);
-                        let out = lab.weft(&[
-                            "exec",
-                            "-n",
-                            ns,
-                            pod,
-                            "--",
-                            "weft",
-                            "probe",
-                            "--timeout",
-                            "500ms",
-                            &target,
-                        ]);
-                        ((from.clone(), to.clone()), out.status.success())
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        m.extend(results);
+        .collect()
+}
+
+/// A lab holding the upstream cluster, and the pods' addresses.
+struct Table {
+    lab: Lab,
+    ips: BTreeMap<String, String>,
+}
+
+impl Table {
+    fn up() -> Table {
+        let lab = Lab::up(3, "host-gw", &cluster());
+        let ips = lab
+            .ready_pods()
+            .iter()
+            .map(|p| {
+                (
+                    format!("{}/{}", p["metadata"]["namespace"].as_str().unwrap(), name(p)),
+                    ip(p),
+                )
+            })
+            .collect();
+        Table { lab, ips }
     }
-    m
+
+    fn apply(&self, yaml: &str) {
+        let out = self.lab.apply(yaml);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
+    /// Applies a NetworkPolicy `name` in `ns` with the given spec (YAML, indented two spaces).
+    fn policy(&self, ns: &str, name: &str, spec: &str) {
+        self.apply(&format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: \"{ns}\"}}\nspec:\n{spec}"
+        ));
+    }
+
+    fn delete_policy(&self, ns: &str, name: &str) {
+        self.lab.ok(&["delete", "networkpolicy", "-n", ns, name]);
+    }
+
+    /// Runs `run(from, to)` for every pair, 27 at a time.
+    fn each_pair(&self, run: impl Fn(&str, &str) -> bool + Sync) -> Matrix {
+        let run = &run;
+        let mut m = Matrix::new();
+        for chunk in pairs().chunks(27) {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|(from, to)| s.spawn(move || ((from.clone(), to.clone()), run(from, to))))
+                    .collect();
+                m.extend(handles.into_iter().map(|h| h.join().unwrap()));
+            });
+        }
+        m
+    }
+
+    /// What `weft trace` says for every pair.
+    fn traced(&self, port: u16, proto: &str) -> Matrix {
+        self.each_pair(|from, to| {
+            let dest = format!("{}:{port}/{proto}", self.ips[to]);
+            let out = self.lab.weft(&["trace", from, &dest]);
+            let said = text(&out.stdout);
+            let verdict = said.lines().find_map(|l| match l.trim_start().split(':').next() {
+                Some("ALLOWED") => Some(true),
+                Some("DENIED") => Some(false),
+                _ => None,
+            });
+            let allowed = verdict.unwrap_or_else(|| panic!("weft trace {from} {dest}: {said}{}", text(&out.stderr)));
+            assert_eq!(
+                out.status.success(),
+                allowed,
+                "weft trace's exit code must match its verdict: {said}"
+            );
+            allowed
+        })
+    }
+
+    /// What real connections (TCP) or datagrams (UDP, answered by an echo) do.
+    fn probed(&self, port: u16, proto: &str) -> Matrix {
+        self.each_pair(|from, to| {
+            let (ns, pod) = from.split_once('/').unwrap();
+            let target = format!("{}://{}:{port}", proto.to_lowercase(), self.ips[to]);
+            let args = [
+                "exec",
+                "-n",
+                ns,
+                pod,
+                "--",
+                "weft",
+                "probe",
+                "--timeout",
+                "500ms",
+                target.as_str(),
+            ];
+            self.lab.weft(&args).status.success()
+        })
+    }
+
+    /// Checks probes against `weft trace` on `port`/`proto`, re-probing until they agree (a new policy takes a
+    /// moment to reach every node, and a loaded machine may lose a connect), and returns the matrix.
+    fn check(&self, case: &str, port: u16, proto: &str) -> Matrix {
+        let want = self.traced(port, proto);
+        self.lab
+            .wait(15, &format!("{case}: probes to agree with weft trace"), || {
+                let got = self.probed(port, proto);
+                if got == want {
+                    return Some(got);
+                }
+                eprintln!(
+                    "{case}, port {port}/{proto} (. allowed, X denied, ! disagrees):\nweft trace\n{}\nprobed\n{}",
+                    render(&want, &got),
+                    render(&got, &want)
+                );
+                None
+            })
+    }
 }
 
 fn render(m: &Matrix, other: &Matrix) -> String {
@@ -132,101 +193,201 @@ fn render(m: &Matrix, other: &Matrix) -> String {
     out
 }
 
-/// Checks probes against the model on `port`, re-probing disagreeing cells once (a loaded machine may lose a
-/// connect), and returns the matrix.
-fn check(lab: &Lab, case: &str, port: u16, ips: &BTreeMap<String, String>) -> Matrix {
-    let want = expected(lab, port);
-    lab.wait(15, &format!("{case}: probes to agree with the model"), || {
-        let got = probed(lab, port, ips);
-        if got == want {
-            return Some(got);
-        }
-        eprintln!(
-            "{case} port {port} (. allowed, X denied, ! disagrees):\nexpected\n{}\nprobed\n{}",
-            render(&want, &got),
-            render(&got, &want)
-        );
-        None
-    })
-}
-
 fn allowed(m: &Matrix, from: &str, to: &str) -> bool {
     m[&(from.to_string(), to.to_string())]
 }
 
-fn policy(lab: &Lab, yaml: &str) {
-    let out = lab.apply(yaml);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+/// Every pair allowed except those into `ns` (or out of it, for `out`); a pod always reaches itself (over its
+/// own loopback, as upstream's model allows).
+fn all_but(m: &Matrix, ns: &str, out: bool) -> bool {
+    m.iter().all(|((from, to), ok)| {
+        let side = if out { from } else { to };
+        *ok == (from == to || !side.starts_with(&format!("{ns}/")))
+    })
 }
 
 #[test]
-fn truth_table() {
+fn ingress() {
     if !is_root() {
         return;
     }
-    let lab = Lab::up(3, "host-gw", &cluster());
-    let pods = lab.ready_pods();
-    let ips: BTreeMap<String, String> = pods
-        .iter()
-        .map(|p| {
-            (
-                format!("{}/{}", p["metadata"]["namespace"].as_str().unwrap(), name(p)),
-                ip(p),
-            )
-        })
-        .collect();
+    let t = Table::up();
+    for proto in ["TCP", "UDP"] {
+        let m = t.check("no policy", 80, proto);
+        assert!(m.values().all(|v| *v));
+    }
 
-    let m = check(&lab, "no policy", 80, &ips);
+    t.policy("x", "deny-all", "  podSelector: {}\n");
+    for proto in ["TCP", "UDP"] {
+        let m = t.check("default deny ingress in x", 81, proto);
+        assert!(all_but(&m, "x", false), "x/a -> x/b is denied too");
+    }
+
+    // Multiple policies are a union: an allow-all next to the deny-all opens x again.
+    t.policy("x", "allow-all", "  podSelector: {}\n  ingress: [{}]\n");
+    let m = t.check("allow all ingress in x beside deny all", 80, "TCP");
     assert!(m.values().all(|v| *v));
+    t.delete_policy("x", "allow-all");
 
-    policy(
-        &lab,
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: \"x\"}\nspec: {podSelector: {}}\n",
+    t.policy(
+        "x",
+        "a-from-b",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]\n",
     );
-    let m = check(&lab, "default deny ingress in x", 80, &ips);
-    assert!(!allowed(&m, "y/a", "x/a") && !allowed(&m, "x/b", "x/a") && allowed(&m, "x/a", "y/b"));
+    let m = t.check("x/a from pods b of its own namespace", 80, "TCP");
+    assert!(allowed(&m, "x/b", "x/a") && !allowed(&m, "y/b", "x/a") && !allowed(&m, "x/c", "x/a"));
 
-    policy(
-        &lab,
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: from-y, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]}]\n",
+    t.policy(
+        "x",
+        "a-from-y",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]}]\n",
     );
-    let m = check(&lab, "allow x/a from namespace y", 80, &ips);
-    assert!(allowed(&m, "y/c", "x/a") && !allowed(&m, "z/c", "x/a") && !allowed(&m, "y/c", "x/b"));
+    let m = t.check("x/a from namespace y, and from x/b", 80, "TCP");
+    assert!(allowed(&m, "y/c", "x/a") && allowed(&m, "x/b", "x/a") && !allowed(&m, "z/c", "x/a"));
+    assert!(!allowed(&m, "y/c", "x/b"));
 
-    policy(
-        &lab,
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-anywhere, namespace: \"x\"}\nspec:\n  podSelector: {matchLabels: {pod: b}}\n  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}], ports: [{port: serve-81}]}]\n",
+    // Both selectors in one peer: pods b of any namespace, only on the named port serve-81-tcp.
+    t.policy(
+        "x",
+        "b-from-b-anywhere",
+        "  podSelector: {matchLabels: {pod: b}}\n  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}], ports: [{port: serve-81-tcp}]}]\n",
     );
     for port in [80, 81] {
-        let m = check(&lab, "x/b from pods b anywhere, named port serve-81", port, &ips);
+        let m = t.check("x/b from pods b anywhere, named port serve-81-tcp", port, "TCP");
         assert_eq!(allowed(&m, "z/b", "x/b"), port == 81);
         assert!(!allowed(&m, "z/a", "x/b"));
     }
+    let m = t.check("the named TCP port opens no UDP", 81, "UDP");
+    assert!(!allowed(&m, "z/b", "x/b"));
 
-    policy(
-        &lab,
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: z-egress, namespace: \"z\"}\nspec:\n  podSelector: {}\n  egress: [{to: [{ipBlock: {cidr: 10.244.0.0/16, except: [10.244.2.0/24]}}], ports: [{port: 80}]}]\n",
+    // A named UDP port and an endPort range on x/c.
+    t.policy(
+        "x",
+        "c-ports",
+        "  podSelector: {matchLabels: {pod: c}}\n  ingress: [{ports: [{port: serve-81-udp, protocol: UDP}, {port: 79, endPort: 80, protocol: TCP}]}]\n",
     );
-    let m = check(
-        &lab,
-        "z egress only to 10.244/16 minus node-2's pods, port 80",
-        80,
-        &ips,
+    let m = t.check("x/c on UDP serve-81-udp", 81, "UDP");
+    assert!(allowed(&m, "y/a", "x/c") && !allowed(&m, "y/a", "x/b"));
+    let m = t.check("x/c on UDP 80, not listed", 80, "UDP");
+    assert!(!allowed(&m, "y/a", "x/c"));
+    for port in [80, 81] {
+        let m = t.check("x/c on TCP 79-80 (endPort)", port, "TCP");
+        assert_eq!(allowed(&m, "y/a", "x/c"), port == 80);
+    }
+
+    // A policy that allows only SCTP isolates the pod for TCP and opens nothing there.
+    t.policy(
+        "y",
+        "a-sctp-only",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress: [{ports: [{port: 80, protocol: SCTP}]}]\n",
     );
-    assert!(
-        allowed(&m, "z/a", "y/a") && !allowed(&m, "z/a", "y/b"),
-        "y/b runs on node-2 (10.244.2.x)"
+    let m = t.check("y/a allows SCTP 80 only", 80, "TCP");
+    assert!(!allowed(&m, "y/b", "y/a") && !allowed(&m, "z/a", "y/a") && allowed(&m, "z/a", "y/b"));
+}
+
+#[test]
+fn egress() {
+    if !is_root() {
+        return;
+    }
+    let t = Table::up();
+
+    t.policy("y", "deny-egress", "  podSelector: {}\n  policyTypes: [Egress]\n");
+    let m = t.check("default deny egress in y", 80, "TCP");
+    assert!(all_but(&m, "y", true), "others still reach y: replies are allowed");
+    let m = t.check("default deny egress in y", 81, "UDP");
+    assert!(all_but(&m, "y", true));
+
+    // Egress to DNS: resolution through the kube-dns ClusterIP works, everything else stays denied.
+    let lookup = || {
+        let dig = [
+            "dig",
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "kube-dns.kube-system.svc.cluster.local",
+        ];
+        t.lab.weft(&[&["exec", "-n", "y", "a", "--"][..], &dig].concat())
+    };
+    assert!(!lookup().status.success(), "DNS is denied before the DNS policy");
+    t.policy(
+        "y",
+        "allow-dns",
+        "  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}], ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]}]\n",
     );
-    let m = check(&lab, "the same on port 81", 81, &ips);
+    let answer = t.lab.wait(15, "y/a to resolve kube-dns through an egress policy", || {
+        let out = lookup();
+        out.status.success().then(|| text(&out.stdout).trim().to_string())
+    });
+    assert_eq!(answer, "10.96.0.10");
+    let m = t.check("y egress to DNS only", 80, "TCP");
+    assert!(all_but(&m, "y", true));
+    t.delete_policy("y", "deny-egress");
+    t.delete_policy("y", "allow-dns");
+
+    // ipBlock with except, applied to pod addresses: node-2's pods (the b's) are cut out.
+    t.policy(
+        "z",
+        "z-egress",
+        "  podSelector: {}\n  egress: [{to: [{ipBlock: {cidr: 10.244.0.0/16, except: [10.244.2.0/24]}}], ports: [{port: 80}]}]\n",
+    );
+    let m = t.check("z egress to 10.244/16 except node-2's pods, port 80", 80, "TCP");
+    assert!(allowed(&m, "z/a", "y/a") && !allowed(&m, "z/a", "y/b"));
+    let m = t.check("the same on port 81", 81, "TCP");
     assert!(!allowed(&m, "z/a", "y/a"));
+    t.delete_policy("z", "z-egress");
 
-    // Label change: x/c gets the pod label b and with it the b-anywhere policy's ingress rules.
-    lab.ok(&["delete", "networkpolicy", "-n", "z", "z-egress"]);
-    let relabelled = cluster().replace(
-        "metadata: {name: c, namespace: \"x\", labels: {pod: c}}",
-        "metadata: {name: c, namespace: \"x\", labels: {pod: b}}",
+    // A named port with an empty `to` resolves on each destination pod.
+    t.policy(
+        "z",
+        "z-named",
+        "  podSelector: {matchLabels: {pod: a}}\n  egress: [{ports: [{port: serve-81-tcp}]}]\n",
     );
-    policy(&lab, &relabelled);
-    let m = check(&lab, "x/c relabelled pod=b", 81, &ips);
-    assert!(allowed(&m, "y/b", "x/c"));
+    for port in [80, 81] {
+        let m = t.check("z/a egress to serve-81-tcp anywhere", port, "TCP");
+        assert_eq!(allowed(&m, "z/a", "x/b"), port == 81);
+        assert!(allowed(&m, "z/b", "x/b"));
+    }
+}
+
+#[test]
+fn updates_and_labels() {
+    if !is_root() {
+        return;
+    }
+    let t = Table::up();
+
+    let from_ns = |ns: &str| {
+        format!(
+            "  podSelector: {{matchLabels: {{pod: a}}}}\n  ingress: [{{from: [{{namespaceSelector: {{matchLabels: {{ns: \"{ns}\"}}}}}}]}}]\n"
+        )
+    };
+    t.policy("x", "a-from", &from_ns("y"));
+    let m = t.check("x/a from namespace y", 80, "TCP");
+    assert!(allowed(&m, "y/b", "x/a") && !allowed(&m, "z/b", "x/a"));
+
+    // The same policy updated in place.
+    t.policy("x", "a-from", &from_ns("z"));
+    let m = t.check("x/a updated to from namespace z", 80, "TCP");
+    assert!(!allowed(&m, "y/b", "x/a") && allowed(&m, "z/b", "x/a"));
+
+    // Namespace label change: y takes the label ns=z and with it the policy's ingress.
+    t.apply(&namespace("y", "z"));
+    let m = t.check("namespace y relabelled ns=z", 80, "TCP");
+    assert!(allowed(&m, "y/b", "x/a"));
+    t.apply(&namespace("y", "y"));
+    let m = t.check("namespace y labelled back", 80, "TCP");
+    assert!(!allowed(&m, "y/b", "x/a"));
+
+    // Pod label change: x/c gets the label pod=a and with it the policy's isolation.
+    t.apply(&cluster().replace(
+        "metadata: {name: c, namespace: \"x\", labels: {pod: c}}",
+        "metadata: {name: c, namespace: \"x\", labels: {pod: a}}",
+    ));
+    let m = t.check("x/c relabelled pod=a", 80, "TCP");
+    assert!(!allowed(&m, "y/b", "x/c") && allowed(&m, "z/b", "x/c"));
+
+    t.delete_policy("x", "a-from");
+    let m = t.check("policy deleted", 80, "TCP");
+    assert!(m.values().all(|v| *v));
 }
