@@ -8,29 +8,8 @@ use weft_dns::answer::{Outcome, handle};
 use weft_dns::{StaticSource, Table};
 use weft_model::Source;
 
-const OBJECTS: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {clusterIP: 10.96.0.20, ports: [{name: http, port: 80}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: default}
-spec: {clusterIP: None, ports: [{name: pg, port: 5432}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-1, namespace: default, labels: {kubernetes.io/service-name: db}}
-addressType: IPv4
-ports: [{name: pg, port: 5432}]
-endpoints: [{addresses: [10.244.1.5], hostname: db-0}, {addresses: [10.244.2.6]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: ext, namespace: default}
-spec: {type: ExternalName, externalName: example.org}
-"#;
+/// The cluster the DNS crate's tests answer from.
+const OBJECTS: &str = include_str!("../../crates/dns/tests/fixtures/cluster.yaml");
 
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();

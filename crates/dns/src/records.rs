@@ -530,62 +530,7 @@ fn service(b: &mut Builder, svc: &Service, owner: &str, slices: &[&EndpointSlice
 mod tests {
     use super::*;
 
-    const OBJECTS: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: default}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: empty}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: 10.96.0.20
-  ports: [{name: http, port: 80, protocol: TCP}, {name: metrics, port: 81, protocol: UDP}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: default}
-spec:
-  clusterIP: None
-  ports: [{name: pg, port: 5432}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-abc, namespace: default, labels: {kubernetes.io/service-name: db}}
-addressType: IPv4
-ports: [{name: pg, port: 5432, protocol: TCP}]
-endpoints:
-- addresses: [10.244.1.5]
-  hostname: db-0
-- addresses: [10.244.2.6]
-  conditions: {ready: true}
-- addresses: [10.244.2.7]
-  conditions: {ready: false}
----
-apiVersion: v1
-kind: Service
-metadata: {name: gone, namespace: default}
-spec:
-  clusterIP: None
----
-apiVersion: v1
-kind: Service
-metadata: {name: ext, namespace: default}
-spec:
-  type: ExternalName
-  externalName: example.org
----
-apiVersion: v1
-kind: Service
-metadata: {name: alias, namespace: default}
-spec:
-  type: ExternalName
-  externalName: web.default.svc.cluster.local
-"#;
+    const OBJECTS: &str = include_str!("../tests/fixtures/cluster.yaml");
 
     fn table() -> Table {
         let snap = Snapshot::new(3, weft_model::parse(OBJECTS, "test").unwrap());

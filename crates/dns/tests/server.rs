@@ -11,51 +11,7 @@ use std::time::Duration;
 use weft_dns::{Config, Server, StaticSource};
 use weft_model::{Snapshot, Source, SourceError};
 
-const OBJECTS: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: default}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: 10.96.0.20
-  ports: [{name: http, port: 80, protocol: TCP}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: default}
-spec:
-  clusterIP: None
-  ports: [{name: pg, port: 5432}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-1, namespace: default, labels: {kubernetes.io/service-name: db}}
-addressType: IPv4
-ports: [{name: pg, port: 5432, protocol: TCP}]
-endpoints:
-- addresses: [10.244.1.5]
-  hostname: db-0
-- addresses: [10.244.2.6]
-  conditions: {ready: true}
-- addresses: [10.244.2.7]
-  conditions: {ready: false}
----
-apiVersion: v1
-kind: Service
-metadata: {name: idle, namespace: default}
-spec:
-  clusterIP: None
----
-apiVersion: v1
-kind: Service
-metadata: {name: ext, namespace: default}
-spec:
-  type: ExternalName
-  externalName: example.org
-"#;
+const OBJECTS: &str = include_str!("fixtures/cluster.yaml");
 
 fn config() -> Config {
     Config {
@@ -176,7 +132,7 @@ fn the_specification_records() {
     );
     let m = udp(a, "5.1.244.10.in-addr.arpa.", RecordType::PTR, None);
     assert_eq!(datas(&m), vec!["db-0.db.default.svc.cluster.local."]);
-    let m = udp(a, "idle.default.svc.cluster.local.", RecordType::A, None);
+    let m = udp(a, "gone.default.svc.cluster.local.", RecordType::A, None);
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 
     // No upstream: the CNAME alone.
