@@ -21,7 +21,7 @@ use server::Shared;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use weft_model::Source;
 
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +148,8 @@ impl Server {
         })
     }
 
-    /// Builds and serves the table of `snapshot`; returns how long that took.
+    /// Builds and serves the table of `snapshot`; returns how long that took. Each of the snapshot's changes is
+    /// timed from when the API accepted it to now, when the answers include it.
     pub fn install(&self, snapshot: &weft_model::Snapshot) -> Duration {
         let started = Instant::now();
         // Built on a thread of its own: glibc gives it another malloc arena, so the table does not interleave with
@@ -160,6 +161,12 @@ impl Server {
         let took = started.elapsed();
         let m = &self.shared.metrics;
         m.sync.observe(took);
+        let served = SystemTime::now();
+        for changed in &snapshot.changes {
+            // A change stamped after now (clocks of other hosts) counts as immediate.
+            m.change_to_answer
+                .observe(served.duration_since(*changed).unwrap_or_default());
+        }
         m.revision.store(snapshot.revision, Ordering::Relaxed);
         m.names.store(names as u64, Ordering::Relaxed);
         took

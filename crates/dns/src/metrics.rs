@@ -82,6 +82,8 @@ pub struct Metrics {
     workers: Mutex<Vec<Arc<Worker>>>,
     /// From a snapshot's arrival to its table being served.
     pub sync: Histogram,
+    /// From an object change (when the API accepted it) to the table with it being served.
+    pub change_to_answer: Histogram,
     pub revision: AtomicU64,
     pub names: AtomicU64,
     pub forwarded: AtomicU64,
@@ -129,6 +131,12 @@ impl Metrics {
             "weft_dns_sync_duration_seconds",
             "Time from a cluster snapshot's arrival to its records being served.",
             &[&self.sync],
+        );
+        histogram(
+            &mut out,
+            "weft_dns_change_to_answer_seconds",
+            "Time from an object change, when the API accepted it, to the answers including it (one per change).",
+            &[&self.change_to_answer],
         );
         for (name, help, kind, v) in [
             (

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use weft_dns::{Config, Server, StaticSource};
 use weft_model::{Snapshot, Source, SourceError};
 
@@ -194,6 +194,20 @@ fn nxdomain_nodata_and_soa() {
         assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
         assert_eq!(m.authorities[0].name.to_ascii(), "cluster.local.");
     }
+}
+
+#[test]
+fn the_ttl_is_configurable() {
+    let mut c = config();
+    c.ttl = 30;
+    let s = started(c, "");
+    let m = udp(s.addr, "web.default.svc.cluster.local.", RecordType::A, None);
+    assert_eq!(m.answers[0].ttl, 30);
+    let m = udp(s.addr, "nope.default.svc.cluster.local.", RecordType::A, None);
+    let RData::SOA(soa) = &m.authorities[0].data else {
+        panic!("{m:?}")
+    };
+    assert_eq!((m.authorities[0].ttl, soa.minimum), (30, 30));
 }
 
 #[test]
@@ -459,6 +473,39 @@ fn metrics_and_health() {
     assert!(metrics.contains("weft_dns_snapshot_revision 1"));
     assert!(http_get(http, "/ready").starts_with("HTTP/1.1 200"));
     assert!(http_get(http, "/nothing").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn change_to_answer_is_timed_from_the_change() {
+    let s = serve();
+    let metric = "weft_dns_change_to_answer_seconds";
+    // The first snapshot (from a StaticSource) carries no change times: it changed nothing for the server.
+    assert!(s.metrics().contains(&format!("{metric}_count 0")));
+    let mut snap = snapshot("");
+    snap.revision = 2;
+    let now = SystemTime::now();
+    snap.changes = vec![now - Duration::from_secs(1), now - Duration::from_millis(10)];
+    s.install(&snap);
+    let text = s.metrics();
+    let value = |line: &str| -> f64 {
+        let found = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("{line}: {text}"));
+        found.trim().parse().unwrap()
+    };
+    assert_eq!(value(&format!("{metric}_count ")), 2.0);
+    assert_eq!(
+        value(&format!("{metric}_bucket{{le=\"0.5\"}} ")),
+        1.0,
+        "the change 10 ms ago"
+    );
+    assert_eq!(
+        value(&format!("{metric}_bucket{{le=\"2\"}} ")),
+        2.0,
+        "and the one a second ago"
+    );
+    assert!(value(&format!("{metric}_sum ")) >= 1.01);
 }
 
 #[test]

@@ -5,9 +5,10 @@
 use crate::error::{Error, Result, io};
 use crate::services::ServiceNetwork;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 use weft_model::k8s_openapi;
 use weft_model::snapshot::Stored;
 use weft_model::{Key, Object, Snapshot};
@@ -19,7 +20,12 @@ pub struct Store {
     published: Option<Arc<Snapshot>>,
     /// Where Services get their addresses (admission).
     services: ServiceNetwork,
+    /// The latest revisions: the kind each changed and when, so a watch can say how old the changes it sends are.
+    changes: VecDeque<(u64, String, SystemTime)>,
 }
+
+/// How many revisions `Store::changes` remembers (a watcher further behind gets no change times).
+const CHANGES_KEPT: usize = 4096;
 
 /// What `apply` did, in kubectl's words.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,6 +52,7 @@ impl Store {
             file,
             published: None,
             services: ServiceNetwork::default(),
+            changes: VecDeque::new(),
         })
     }
 
@@ -113,6 +120,7 @@ impl Store {
         let saved = self.snap.clone();
         let out = f(self);
         if out.is_err() && self.snap.revision != saved.revision {
+            self.changes.retain(|(revision, ..)| *revision <= saved.revision);
             self.snap = saved;
             self.published = None;
         }
@@ -159,8 +167,20 @@ impl Store {
 
     pub fn remove(&mut self, key: &Key) -> Option<Object> {
         let gone = self.snap.remove(key)?;
-        self.bump();
+        self.bump(&key.kind);
         Some(gone)
+    }
+
+    /// When the revisions after `after` up to `upto` that changed one of `kinds` (any kind when none) were made,
+    /// as far as remembered.
+    pub fn changes(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Vec<SystemTime> {
+        self.changes
+            .iter()
+            .filter(|(revision, kind, _)| {
+                (after + 1..=upto).contains(revision) && kinds.is_none_or(|k| k.contains(kind))
+            })
+            .map(|(.., at)| *at)
+            .collect()
     }
 
     fn stamp(&mut self, object: &mut Object) {
@@ -172,13 +192,19 @@ impl Store {
 
     fn commit(&mut self, mut object: Object) {
         object.meta_mut().resource_version = Some((self.snap.revision + 1).to_string());
+        let kind = object.kind().to_string();
         self.snap.insert(object);
-        self.bump();
+        self.bump(&kind);
     }
 
-    fn bump(&mut self) {
+    fn bump(&mut self, kind: &str) {
         self.snap.revision += 1;
         self.published = None;
+        if self.changes.len() == CHANGES_KEPT {
+            self.changes.pop_front();
+        }
+        self.changes
+            .push_back((self.snap.revision, kind.to_string(), SystemTime::now()));
     }
 
     /// Writes the store to disk (atomically: a reader never sees half a file).
@@ -331,6 +357,31 @@ mod tests {
         assert_eq!(again.revision(), store.revision());
         assert_eq!(again.view().pods().next().unwrap().metadata.uid, uid);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn changes_are_timed_by_revision_and_kind() {
+        let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
+        let mut store = Store::open(dir.join("o.json")).unwrap();
+        let before = SystemTime::now();
+        store.apply(object(POD)).unwrap();
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
+        store.apply(object(ns)).unwrap();
+        let pods = Some(&["Pod".to_string()][..]);
+        let all = store.changes(0, store.revision(), None);
+        assert_eq!(all.len(), 2);
+        assert!(all[0] >= before && all[1] >= all[0]);
+        assert_eq!(store.changes(0, store.revision(), pods), all[..1]);
+        assert!(store.changes(1, store.revision(), pods).is_empty());
+        // A refused batch takes its change times back with it.
+        let refused = store.transaction(|s| {
+            s.remove(&Key::new("Pod", Some("default"), "p"));
+            Err::<(), _>(Error::Invalid("refused".into()))
+        });
+        assert!(refused.is_err());
+        assert!(store.changes(2, u64::MAX, None).is_empty());
+        store.remove(&Key::new("Pod", Some("default"), "p"));
+        assert_eq!(store.changes(2, store.revision(), pods).len(), 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use weft_model::snapshot::unix_nanos;
 use weft_model::{Key, Object, Snapshot};
 
 /// Watch bodies by kind filter (none: every kind): the revision they were made at, and the JSON.
@@ -59,6 +60,11 @@ impl Shared {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.lock().snapshot()
+    }
+
+    /// When the changes to `kinds` after revision `after` up to `upto` were made (see `Store::changes`).
+    fn changes(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Vec<std::time::SystemTime> {
+        self.lock().changes(after, upto, kinds)
     }
 
     /// The first snapshot newer than `after`, or the current one when `timeout` passes first.
@@ -186,7 +192,8 @@ fn send_ok_raw(writer: &mut UnixStream, json: &[u8]) -> std::io::Result<()> {
 }
 
 /// Streams snapshots (only `kinds`, when given) until the client goes away or the supervisor stops. A
-/// snapshot is sent only when the objects of those kinds changed.
+/// snapshot is sent only when the objects of those kinds changed, with the times of those changes (none for a
+/// watch from revision 0: everything is new to it, nothing changed for it).
 fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option<&[String]>) -> std::io::Result<()> {
     use std::hash::{Hash, Hasher};
     let keep = |o: &Object| kinds.is_none_or(|k| k.iter().any(|k| k == o.kind()));
@@ -197,6 +204,10 @@ fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option
         if snap.revision <= after {
             continue;
         }
+        let changes = match after {
+            0 => Vec::new(),
+            _ => shared.changes(after, snap.revision, kinds),
+        };
         after = snap.revision;
         let body = shared.serialized(&snap, kinds, keep)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -205,8 +216,14 @@ fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option
         if last == Some(digest) {
             continue;
         }
-        // The stored form, `{"revision":N,"objects":[...]}`, around the body already serialised.
-        let mut stored = format!("{{\"revision\":{},\"objects\":", snap.revision).into_bytes();
+        // The stored form, `{"revision":N,"changes":[...],"objects":[...]}`, around the body already serialised.
+        let changes: Vec<String> = changes.into_iter().map(|t| unix_nanos(t).to_string()).collect();
+        let mut stored = format!(
+            "{{\"revision\":{},\"changes\":[{}],\"objects\":",
+            snap.revision,
+            changes.join(",")
+        )
+        .into_bytes();
         stored.extend_from_slice(&body);
         stored.push(b'}');
         send_ok_raw(writer, &stored)?;

@@ -7,11 +7,15 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Grows with every change; equal revisions mean equal contents.
     pub revision: u64,
+    /// When the API accepted each change this snapshot carries over the one its watcher delivered before
+    /// (empty when not known, e.g. a watch's first snapshot): how long a change took to reach the dataplane.
+    pub changes: Vec<SystemTime>,
     /// Shared between snapshots: a copy of the store costs a pointer per object, not a deep clone.
     objects: BTreeMap<Key, Arc<Object>>,
 }
@@ -20,13 +24,20 @@ pub struct Snapshot {
 #[derive(Serialize, Deserialize)]
 pub struct Stored {
     pub revision: u64,
+    /// `Snapshot::changes`, in nanoseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<u64>,
     pub objects: Vec<serde_json::Value>,
 }
 
 impl Snapshot {
     pub fn new(revision: u64, objects: impl IntoIterator<Item = Object>) -> Snapshot {
         let objects = objects.into_iter().map(|o| (o.key(), Arc::new(o))).collect();
-        Snapshot { revision, objects }
+        Snapshot {
+            revision,
+            changes: Vec::new(),
+            objects,
+        }
     }
 
     pub fn get(&self, key: &Key) -> Option<&Object> {
@@ -125,8 +136,20 @@ impl Snapshot {
             .into_iter()
             .map(crate::manifest::from_value)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Snapshot::new(stored.revision, objects))
+        let mut snapshot = Snapshot::new(stored.revision, objects);
+        snapshot.changes = stored.changes.into_iter().map(from_unix_nanos).collect();
+        Ok(snapshot)
     }
+}
+
+/// A time as `Stored::changes` writes it.
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn from_unix_nanos(nanos: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,8 +177,12 @@ mod tests {
         assert_eq!(snap.nodes().count(), 1);
         assert_eq!(snap.namespaces().count(), 1);
         assert_eq!(snap.of_kind("Service").count(), 0);
-        let stored: Stored = serde_json::from_slice(&snap.to_json(|_| true).unwrap()).unwrap();
+        let mut stored: Stored = serde_json::from_slice(&snap.to_json(|_| true).unwrap()).unwrap();
+        assert!(stored.changes.is_empty());
+        let changed = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_790_000_000_123_456_789);
+        stored.changes = vec![unix_nanos(changed)];
         let back = Snapshot::from_stored(stored).unwrap();
+        assert_eq!(back.changes, vec![changed]);
         let nodes_only: Stored = serde_json::from_slice(&snap.to_json(|o| o.kind() == "Node").unwrap()).unwrap();
         assert_eq!(nodes_only.objects.len(), 1);
         assert_eq!(back.revision, 7);
