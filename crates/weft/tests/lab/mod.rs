@@ -1,11 +1,12 @@
 //! A lab per test: a unique name, `weft lab up` with the given manifests, `weft lab down` on drop (also when
-//! the test fails), and helpers that drive the real CLI as a user would.
+//! the test fails), or one lab shared by a test binary's tests (`shared`); and helpers that drive the real CLI as a user would.
 
 // Each test binary uses a part of these helpers.
 #![allow(dead_code)]
 
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,15 @@ impl Lab {
             .expect("agent running")
     }
 
+    /// `weft lab down`; failures are reported, never a panic (it also runs at exit).
+    pub fn down(&self) {
+        match self.cmd(&["lab", "down"]).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("lab down {} failed: {}", self.name, text(&out.stderr)),
+            Err(e) => eprintln!("lab down {}: {e}", self.name),
+        }
+    }
+
     pub fn node_exec(&self, node: &str, command: &[&str]) -> Output {
         let mut args = vec!["lab", "exec", node, "--"];
         args.extend_from_slice(command);
@@ -142,12 +152,47 @@ impl Lab {
     }
 }
 
+/// The lab of `shared`, or why it could not be brought up.
+static SHARED: OnceLock<Result<Lab, String>> = OnceLock::new();
+
+/// One lab for every test of a test binary: brought up by the first test that asks (all pods Ready), taken
+/// down when the binary exits, whether the tests passed or not (libtest ends the process with `exit`, which
+/// runs `atexit` handlers; a static is never dropped). None when not root.
+pub fn shared(nodes: u8, overlay: &str, manifests: &str) -> Option<&'static Lab> {
+    if !is_root() {
+        return None;
+    }
+    let lab = SHARED.get_or_init(|| {
+        // A lab that fails to come up is taken down by `Lab`'s drop as the panic unwinds.
+        let up = std::panic::catch_unwind(|| {
+            let lab = Lab::up(nodes, overlay, manifests);
+            lab.ready_pods();
+            lab
+        });
+        let lab = up.map_err(|e| {
+            let msg = e.downcast_ref::<String>().map(String::as_str);
+            msg.or(e.downcast_ref::<&str>().copied())
+                .unwrap_or("panicked")
+                .to_string()
+        })?;
+        extern "C" fn down() {
+            if let Some(Ok(lab)) = SHARED.get() {
+                lab.down();
+            }
+        }
+        // SAFETY: `down` is a plain function that does not unwind.
+        unsafe { libc::atexit(down) };
+        Ok(lab)
+    });
+    match lab {
+        Ok(lab) => Some(lab),
+        Err(e) => panic!("the shared lab did not come up: {e}"),
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
-        let out = self.weft(&["lab", "down"]);
-        if !out.status.success() {
-            eprintln!("lab down failed: {}", text(&out.stderr));
-        }
+        self.down();
     }
 }
 
