@@ -21,6 +21,9 @@ seen=$(for i in $(seq 30); do weft exec client -- weft probe "http://$ip/hostnam
 [ "$seen" = 3 ]
 weft get endpointslices
 
+step "what kube-proxy's iptables-save showed, here: the node's nftables rules for the Service"
+weft lab exec node-1 -- nft list table inet weft | grep -F "$ip"
+
 step "NodePort: every node answers on port 30080, localhost too"
 weft get nodes -o wide
 weft lab exec node-1 -- weft probe http://localhost:30080/hostname
@@ -32,7 +35,7 @@ lb=$(weft get service loadbalancer-service -o jsonpath='{.status.loadBalancer.in
 weft get service loadbalancer-service
 weft lab exec external -- weft probe "http://$lb/hostname"
 
-step "headless: no ClusterIP, the endpoints are the pods (DNS names for them arrive with cluster DNS)"
+step "headless: no ClusterIP, the endpoints are the pods (their DNS answers: examples/07-dns)"
 weft get service headless-service
 [ "$(weft get service headless-service -o jsonpath='{.spec.clusterIP}')" = None ]
 
