@@ -35,6 +35,20 @@ fn neighbour_address(ip: IpAddr) -> NeighbourAddress {
     }
 }
 
+/// A neighbour (ARP/NDP) message naming `ip` on link `index`, to which setting adds state and address.
+pub(crate) fn ip_neighbour(index: u32, ip: IpAddr) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    msg.header.ifindex = index;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(neighbour_address(ip)));
+    msg
+}
+
 /// The crate decodes NDA_DST by the message family, so AF_BRIDGE destinations arrive as raw bytes.
 fn ip_of(addr: &NeighbourAddress) -> Option<IpAddr> {
     match addr {
@@ -145,17 +159,8 @@ impl Handle {
     }
 
     pub fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> Result<()> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = if ip.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
-        };
-        msg.header.ifindex = index;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(neighbour_address(ip)));
         self.change(
-            RouteNetlinkMessage::DelNeighbour(msg),
+            RouteNetlinkMessage::DelNeighbour(ip_neighbour(index, ip)),
             0,
             &format!("deleting neighbour {ip} on link #{index}"),
         )
