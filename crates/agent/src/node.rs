@@ -40,7 +40,7 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
         handle: Handle::new().map_err(|e| e.to_string())?,
         proxier: Proxier::new(),
         health: Health::default(),
-        policy: None,
+        policy: weft_policy::Enforcer::new(),
     };
     let mut after = 0;
     let mut retry = Duration::from_millis(100);
@@ -80,8 +80,7 @@ pub struct Agent {
     handle: Handle,
     proxier: Proxier,
     health: Health,
-    /// The policy table last applied (none before the first sync: it is then written whole).
-    policy: Option<weft_policy::plan::PolicyRules>,
+    policy: weft_policy::Enforcer,
 }
 
 impl Agent {
@@ -114,21 +113,21 @@ impl Agent {
         write_if_changed(&config.node_config, &settings.to_string())
     }
 
-    /// The NetworkPolicy table of this node's pods, replaced in one transaction when it changes.
+    /// The NetworkPolicy table of this node's pods: whole at start, then only what each change touches.
     pub fn sync_policy(&mut self, snap: &Snapshot, config: &Config) -> Result<(), String> {
         let cluster = weft_policy::Cluster::index(snap);
         let desired = weft_policy::plan::plan(&cluster, &config.node);
-        if self.policy.as_ref() == Some(&desired) {
-            return Ok(());
+        let chains = desired.chains.len();
+        let report = self.policy.sync(desired).map_err(|e| e.to_string())?;
+        if report.script > 0 {
+            eprintln!(
+                "weft agent: revision {}: network policy: {chains} isolated pod chains; {} sync of {} bytes in {:.1?}",
+                snap.revision,
+                if report.full { "full" } else { "incremental" },
+                report.script,
+                report.elapsed
+            );
         }
-        self.policy = None;
-        weft_netlink::nft::apply(&desired.full()).map_err(|e| e.to_string())?;
-        eprintln!(
-            "weft agent: revision {}: network policy: {} isolated pod chains",
-            snap.revision,
-            desired.chains.len()
-        );
-        self.policy = Some(desired);
         Ok(())
     }
 

@@ -3,10 +3,12 @@
 //! for each direction. The nftables rules and `weft trace` are both derived from this one model, so what the
 //! explanation says is what the dataplane does.
 
+pub mod apply;
 pub mod check;
 pub mod cluster;
 pub mod decide;
 pub mod plan;
 
+pub use apply::{Enforcer, Report};
 pub use cluster::{Cluster, PodInfo};
 pub use decide::{Decision, Direction, Endpoint, Protocol, RuleRef, Side, decide};

@@ -132,15 +132,6 @@ fn agent_pids(lab: &str) -> Vec<i32> {
 /// The largest VmHWM among `pids`, in MB.
 fn peak_rss_mb(pids: &[i32]) -> f64 {
     pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
+        .filter_map(|pid| super::peak_rss_of(&pid.to_string()))
         .fold(0.0, f64::max)
-        / 1024.0
 }

@@ -2,11 +2,11 @@
 //! E endpoints from empty, then one added Service and one changed endpoint, prints rule counts, time and memory,
 //! and measures TCP connect latency through a ClusterIP with few and with N Services in the same run.
 
-use super::quantile;
+use super::{connect_latency, ms, peak_rss_mb, print_latency};
 use anyhow::{Context, Result};
 use serde_json::json;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Instant;
 use weft_model::{Object, Snapshot};
 use weft_netlink::Netns;
 use weft_proxy::{Proxier, plan};
@@ -58,10 +58,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut proxier = Proxier::new();
 
+    let target = SocketAddr::new(TARGET_IP.parse()?, 80);
     println!("services {} x {} endpoints", args.services, args.endpoints);
     let (latency_few, latency_many, figures) = client.run(|| -> weft_netlink::Result<_> {
         proxier.sync(plan(&snapshot(10, args.endpoints, None), &ctx))?;
-        let latency_few = connect_latency(args.connects);
+        let latency_few = connect_latency(target, args.connects);
         // Only one snapshot lives at a time, as in the agent.
         let many = snapshot(args.services, args.endpoints, None);
         let started = Instant::now();
@@ -75,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
         proxier = Proxier::new();
         let full = proxier.sync(ruleset)?;
         let from_empty = started.elapsed();
-        let latency_many = connect_latency(args.connects);
+        let latency_many = connect_latency(target, args.connects);
         // One more Service on top.
         let started = Instant::now();
         let plus_one = snapshot(args.services + 1, args.endpoints, None);
@@ -117,22 +118,10 @@ pub fn run(args: Args) -> Result<()> {
         ms(change.elapsed),
         change.script
     );
-    for (label, xs) in [
-        ("10 Services", latency_few),
-        (&*format!("{} Services", args.services), latency_many),
-    ] {
-        println!(
-            "connect via ClusterIP, {label}: p50 {:.1} µs, p99 {:.1} µs",
-            quantile(&xs, 0.5),
-            quantile(&xs, 0.99)
-        );
-    }
+    print_latency("via ClusterIP, 10 Services", &latency_few);
+    print_latency(&format!("via ClusterIP, {} Services", args.services), &latency_many);
     println!("peak RSS of this process (planner + applier): {:.1} MB", peak_rss_mb());
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// A veth between the two namespaces: client 10.77.0.1, server 10.77.0.2.
@@ -196,43 +185,4 @@ fn snapshot(services: usize, endpoints: usize, bump: Option<usize>) -> Snapshot 
         }
     }
     Snapshot::new(1, objects.into_iter().collect::<Vec<Object>>())
-}
-
-/// Microseconds per TCP connect to the target ClusterIP, sorted.
-fn connect_latency(n: usize) -> Vec<f64> {
-    let target: SocketAddr = format!("{TARGET_IP}:80")
-        .parse()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let mut failed = None;
-    let mut xs: Vec<f64> = (0..n)
-        .filter_map(|_| {
-            let started = Instant::now();
-            let stream = TcpStream::connect_timeout(&target, Duration::from_secs(1))
-                .map_err(|e| failed = Some(e))
-                .ok()?;
-            let took = started.elapsed().as_secs_f64() * 1e6;
-            drop(stream);
-            Some(took)
-        })
-        .collect();
-    if let Some(e) = failed {
-        eprintln!("{} of {n} connects to {target} failed, e.g.: {e}", n - xs.len());
-    }
-    xs.sort_by(f64::total_cmp);
-    xs
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(0.0)
-        / 1024.0
 }

@@ -1,0 +1,43 @@
+//! Applying a node's policy table: the whole table through `nft` once (at start, or after a failure), then
+//! one transaction per change holding only the chains and map elements that differ.
+
+use crate::plan::PolicyRules;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub struct Enforcer {
+    /// What the kernel holds, as far as we know; none until the first full sync succeeds.
+    applied: Option<PolicyRules>,
+}
+
+/// What one sync did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub full: bool,
+    /// Size of the transaction as nft script (0: nothing changed).
+    pub script: usize,
+    pub elapsed: Duration,
+}
+
+impl Enforcer {
+    pub fn new() -> Enforcer {
+        Enforcer::default()
+    }
+
+    /// Makes the calling thread's network namespace hold `desired`.
+    pub fn sync(&mut self, desired: PolicyRules) -> weft_netlink::Result<Report> {
+        let started = Instant::now();
+        let mut report = Report::default();
+        if self.applied.as_ref() == Some(&desired) {
+            return Ok(report);
+        }
+        self.applied = None;
+        let full = desired.full();
+        report.full = true;
+        report.script = full.len();
+        weft_netlink::nft::apply(&full)?;
+        self.applied = Some(desired);
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+}
