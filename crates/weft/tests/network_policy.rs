@@ -55,9 +55,7 @@ spec:
 "#;
 
 fn reaches(lab: &Lab, from: &str, url: &str) -> bool {
-    lab.exec(from, &["weft", "probe", "--timeout", "1s", url])
-        .status
-        .success()
+    lab.reaches(from, url, "1s")
 }
 
 #[test]

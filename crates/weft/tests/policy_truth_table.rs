@@ -134,21 +134,8 @@ impl Table {
     /// What real connections (TCP) or datagrams (UDP, answered by an echo) do.
     fn probed(&self, port: u16, proto: &str) -> Matrix {
         self.each_pair(|from, to| {
-            let (ns, pod) = from.split_once('/').unwrap();
             let target = format!("{}://{}:{port}", proto.to_lowercase(), self.ips[to]);
-            let args = [
-                "exec",
-                "-n",
-                ns,
-                pod,
-                "--",
-                "weft",
-                "probe",
-                "--timeout",
-                "500ms",
-                target.as_str(),
-            ];
-            self.lab.weft(&args).status.success()
+            self.lab.reaches(from, &target, "500ms")
         })
     }
 

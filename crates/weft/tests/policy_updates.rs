@@ -91,10 +91,7 @@ impl Drop for Connection {
 }
 
 fn connects(lab: &Lab, pod: &str, target: &str) -> bool {
-    let target = format!("tcp://{target}");
-    lab.weft(&["exec", pod, "--", "weft", "probe", "--timeout", "300ms", &target])
-        .status
-        .success()
+    lab.reaches(pod, &format!("tcp://{target}"), "300ms")
 }
 
 #[test]

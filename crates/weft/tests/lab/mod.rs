@@ -117,6 +117,15 @@ impl Lab {
         })
     }
 
+    /// One `weft probe` from `pod` (NAME or NAMESPACE/NAME) to `target` (a probe URL); true when it answered.
+    pub fn reaches(&self, pod: &str, target: &str, timeout: &str) -> bool {
+        let (ns, name) = pod.split_once('/').unwrap_or(("default", pod));
+        let probe = ["weft", "probe", "--timeout", timeout, target];
+        self.weft(&[&["exec", "-n", ns, name, "--"][..], &probe].concat())
+            .status
+            .success()
+    }
+
     pub fn exec(&self, pod: &str, command: &[&str]) -> Output {
         let mut args = vec!["exec", pod, "--"];
         args.extend_from_slice(command);
