@@ -5,6 +5,7 @@
 
 use crate::cni::{self, Attachment};
 use crate::error::{Error, Result, io};
+use crate::reaper::Reaper;
 use crate::sandbox::{self, Sandbox};
 use crate::spec::NodePlan;
 use crate::store::now;
@@ -14,8 +15,7 @@ use k8s_openapi::api::core::v1::{
     Pod, PodCondition, PodIP, PodStatus,
 };
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +30,8 @@ use weft_netlink::Netns;
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// Pods started at once per node; more would only queue on the CNI plugin's locks.
 const PARALLEL_STARTS: usize = 4;
+/// The wait before a container's first restart; it doubles on each quick exit.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 pub struct Kubelet {
     shared: Arc<Shared>,
@@ -38,7 +40,10 @@ pub struct Kubelet {
     node_config: PathBuf,
     runtime: cni::Runtime,
     pods: Mutex<HashMap<String, Arc<PodRun>>>,
-    starts: Semaphore,
+    /// Pods waiting for one of the node's `PARALLEL_STARTS` start threads.
+    starts: Mutex<VecDeque<(Arc<PodRun>, Pod)>>,
+    queued: Condvar,
+    reaper: Arc<Reaper>,
 }
 
 /// One pod's processes and what the runtime knows about them.
@@ -71,7 +76,7 @@ struct ContainerRun {
 }
 
 impl Kubelet {
-    pub fn new(shared: Arc<Shared>, node: NodePlan, runtime: cni::Runtime) -> Kubelet {
+    pub fn new(shared: Arc<Shared>, node: NodePlan, runtime: cni::Runtime, reaper: Arc<Reaper>) -> Kubelet {
         let paths = shared.paths.clone();
         Kubelet {
             node_netns: PathBuf::from("/run/netns").join(paths.node_netns(&node.name)),
@@ -80,12 +85,18 @@ impl Kubelet {
             node,
             runtime,
             pods: Mutex::new(HashMap::new()),
-            starts: Semaphore::new(PARALLEL_STARTS),
+            starts: Mutex::new(VecDeque::new()),
+            queued: Condvar::new(),
+            reaper,
         }
     }
 
     /// Reconciles the node's pods with the store until the supervisor stops.
     pub fn run(self: Arc<Self>) {
+        for _ in 0..PARALLEL_STARTS {
+            let me = self.clone();
+            spawn_small(move || me.starter());
+        }
         let mut seen = 0;
         while !self.shared.stopping() {
             let snap = self.shared.wait_newer(seen, Duration::from_secs(1));
@@ -107,8 +118,11 @@ impl Kubelet {
                     None if !deleting => {
                         let run = Arc::new(PodRun::new(crate::controller::pod_key(pod), uid.clone()));
                         pods.insert(uid, run.clone());
-                        let (me, pod) = (self.clone(), (*pod).clone());
-                        spawn_small(move || me.start(run, pod));
+                        self.starts
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push_back((run, (*pod).clone()));
+                        self.queued.notify_one();
                     }
                     None => {
                         // Deleted before it ever started here: nothing runs, so it can go.
@@ -125,8 +139,20 @@ impl Kubelet {
         }
     }
 
+    /// Starts queued pods until the supervisor stops.
+    fn starter(self: Arc<Self>) {
+        while !self.shared.stopping() {
+            let mut queue = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+            let Some((run, pod)) = queue.pop_front() else {
+                drop(self.queued.wait_timeout(queue, Duration::from_secs(1)));
+                continue;
+            };
+            drop(queue);
+            self.clone().start(run, pod);
+        }
+    }
+
     fn start(self: Arc<Self>, run: Arc<PodRun>, pod: Pod) {
-        let _slot = self.starts.acquire();
         if run.stop.load(Ordering::Acquire) {
             return;
         }
@@ -140,17 +166,17 @@ impl Kubelet {
         // NetworkPolicy rules, so a new pod is never reachable (or reaching out) unpoliced.
         let revision = self.report(&run, &pod);
         self.wait_for_agent(revision);
-        let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
-        run.lock().containers = containers
-            .iter()
+        let containers: Vec<ContainerRun> = (pod.spec.iter().flat_map(|s| &s.containers))
             .map(|c| ContainerRun {
                 name: c.name.clone(),
                 ..Default::default()
             })
             .collect();
-        for (i, container) in containers.into_iter().enumerate() {
-            let (me, run, pod) = (self.clone(), run.clone(), pod.clone());
-            spawn_small(move || me.supervise(&run, &pod, i, &container));
+        let count = containers.len();
+        run.lock().containers = containers;
+        let pod = Arc::new(pod);
+        for index in 0..count {
+            self.clone().launch(run.clone(), pod.clone(), index, FIRST_BACKOFF);
         }
     }
 
@@ -218,72 +244,94 @@ impl Kubelet {
         }
     }
 
-    /// Runs one container until the pod stops, restarting it as `restartPolicy` says.
-    fn supervise(&self, run: &PodRun, pod: &Pod, index: usize, container: &Container) {
-        let policy = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.restart_policy.clone())
-            .unwrap_or_else(|| "Always".into());
-        let mut backoff = Duration::from_millis(500);
-        while !run.stop.load(Ordering::Acquire) {
-            let began = Instant::now();
-            let code = match self.spawn(run, pod, container) {
-                Ok(mut child) => {
-                    run.with_container(index, |c| {
-                        c.pid = Some(child.id());
-                        c.backoff = false;
-                    });
-                    self.report(run, pod);
-                    let status = child.wait();
-                    status
-                        .ok()
-                        .and_then(|s| s.code().or(s.signal().map(|n| 128 + n)))
-                        .unwrap_or(128)
-                }
-                Err(e) => {
-                    let log = self
-                        .shared
-                        .paths
-                        .pod_dir(&run.uid)
-                        .join(format!("{}.log", container.name));
-                    let _ = std::fs::write(log, format!("weft: cannot start container: {e}\n"));
-                    128
-                }
-            };
-            let restart = match policy.as_str() {
-                "Never" => false,
-                "OnFailure" => code != 0,
-                _ => true,
-            };
-            let stopping = run.stop.load(Ordering::Acquire);
-            run.with_container(index, |c| {
-                c.pid = None;
-                c.last_exit = Some(code);
-                c.done = !restart || stopping;
-                c.backoff = restart && !stopping;
-            });
-            if !restart || stopping {
-                self.report(run, pod);
+    /// Starts container `index` of the pod; the reaper restarts it as `restartPolicy` says when it exits,
+    /// after `backoff`.
+    fn launch(self: Arc<Self>, run: Arc<PodRun>, pod: Arc<Pod>, index: usize, backoff: Duration) {
+        let Some(container) = pod.spec.as_ref().and_then(|s| s.containers.get(index)) else {
+            return;
+        };
+        let began = Instant::now();
+        // Under the pod's lock: `stop` then either sees the new process or it is not started.
+        let spawned = {
+            let mut state = run.lock();
+            if run.stop.load(Ordering::Acquire) {
                 return;
             }
-            // A container that ran a while starts over with a short backoff; a crash loop backs off to 10 s.
-            if began.elapsed() > Duration::from_secs(10) {
-                backoff = Duration::from_millis(500);
+            let spawned = self.spawn(&run, &pod, container, state.ip.as_deref().unwrap_or_default());
+            if let (Ok(child), Some(c)) = (&spawned, state.containers.get_mut(index)) {
+                c.pid = Some(child.id());
+                c.backoff = false;
             }
-            run.with_container(index, |c| c.restarts += 1);
-            self.report(run, pod);
-            run.sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            spawned
+        };
+        run.wake.notify_all();
+        match spawned {
+            Ok(child) => {
+                self.report(&run, &pod);
+                let reaper = self.reaper.clone();
+                reaper.watch(child, move |code| self.exited(run, pod, index, code, began, backoff));
+            }
+            Err(e) => {
+                let log = self
+                    .shared
+                    .paths
+                    .pod_dir(&run.uid)
+                    .join(format!("{}.log", container.name));
+                let _ = std::fs::write(log, format!("weft: cannot start container: {e}\n"));
+                self.exited(run, pod, index, 128, began, backoff);
+            }
         }
     }
 
-    fn spawn(&self, run: &PodRun, pod: &Pod, container: &Container) -> Result<std::process::Child> {
+    /// Records how container `index` ended and schedules its restart, if any.
+    fn exited(
+        self: Arc<Self>,
+        run: Arc<PodRun>,
+        pod: Arc<Pod>,
+        index: usize,
+        code: i32,
+        began: Instant,
+        backoff: Duration,
+    ) {
+        let policy = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .unwrap_or("Always");
+        let restart = match policy {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => true,
+        } && !run.stop.load(Ordering::Acquire);
+        run.with_container(index, |c| {
+            c.pid = None;
+            c.last_exit = Some(code);
+            c.done = !restart;
+            c.backoff = restart;
+            if restart {
+                c.restarts += 1;
+            }
+        });
+        self.report(&run, &pod);
+        if !restart {
+            return;
+        }
+        // A container that ran a while starts over with a short backoff; a crash loop backs off to 10 s.
+        let backoff = if began.elapsed() > Duration::from_secs(10) {
+            FIRST_BACKOFF
+        } else {
+            backoff
+        };
+        let next = (backoff * 2).min(Duration::from_secs(10));
+        let reaper = self.reaper.clone();
+        reaper.after(backoff, move || self.launch(run, pod, index, next));
+    }
+
+    fn spawn(&self, run: &PodRun, pod: &Pod, container: &Container, ip: &str) -> Result<std::process::Child> {
         let argv = argv(container, &self.shared.spec.weft_bin);
         let mut command = self.sandbox(run, pod).command(&argv)?;
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let ip = run.lock().ip.clone().unwrap_or_default();
-        let env = env(pod, container, &self.node, &ip, &self.shared.spec.weft_bin);
+        let env = env(pod, container, &self.node, ip, &self.shared.spec.weft_bin);
         let log_path = self
             .shared
             .paths
@@ -348,7 +396,6 @@ impl Kubelet {
 
     /// Stops the pod's processes, detaches it and removes it from the store.
     fn stop(&self, run: Arc<PodRun>, pod: &Pod) {
-        run.wake.notify_all();
         let grace = pod
             .spec
             .as_ref()
@@ -411,19 +458,6 @@ impl PodRun {
             f(c);
         }
         self.wake.notify_all();
-    }
-
-    /// Sleeps for `d` unless the pod is being stopped.
-    fn sleep(&self, d: Duration) {
-        let deadline = Instant::now() + d;
-        let mut state = self.lock();
-        while !self.stop.load(Ordering::Acquire) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            state = self.wake.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
-        }
     }
 
     fn status(&self, pod: &Pod, node: &NodePlan) -> PodStatus {
@@ -603,7 +637,7 @@ fn env(pod: &Pod, c: &Container, node: &NodePlan, ip: &str, weft_bin: &std::path
     out
 }
 
-/// A thread per pod and per container: small stacks, since a node may run hundreds of them.
+/// Start and stop threads: small stacks, since a node may stop hundreds of pods at once.
 fn spawn_small(f: impl FnOnce() + Send + 'static) {
     let spawned = std::thread::Builder::new().stack_size(256 * 1024).spawn(f);
     if let Err(e) = spawned {
@@ -615,39 +649,6 @@ fn signal(pids: &[u32], sig: libc::c_int) {
     for &pid in pids {
         // SAFETY: kill(2) on a pid this runtime started and has not yet reaped.
         unsafe { libc::kill(pid as libc::pid_t, sig) };
-    }
-}
-
-/// A counting semaphore for bounding parallel pod starts.
-struct Semaphore {
-    free: Mutex<usize>,
-    cv: Condvar,
-}
-
-struct Permit<'a>(&'a Semaphore);
-
-impl Semaphore {
-    fn new(n: usize) -> Semaphore {
-        Semaphore {
-            free: Mutex::new(n),
-            cv: Condvar::new(),
-        }
-    }
-
-    fn acquire(&self) -> Permit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.cv.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        Permit(self)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.0.cv.notify_one();
     }
 }
 

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod endpoints;
 pub mod error;
 pub mod kubelet;
+pub mod reaper;
 pub mod sandbox;
 pub mod services;
 pub mod source;

@@ -380,6 +380,8 @@ pub fn run(paths: &Paths) -> Result<()> {
     std::fs::write(paths.supervisor_pid(), std::process::id().to_string()).map_err(io("writing the pid file"))?;
     install_cni(paths, &spec)?;
     bootstrap(&shared)?;
+    raise_fd_limit();
+    let reaper = crate::reaper::Reaper::start().map_err(io("starting the reaper"))?;
     let listener = listen(paths)?;
     let stop = install_signal_handlers();
     {
@@ -400,7 +402,12 @@ pub fn run(paths: &Paths) -> Result<()> {
             bin_dir: paths.cni_bin_dir(),
             conflist: conflist(paths, &node.name),
         };
-        let kubelet = Arc::new(crate::kubelet::Kubelet::new(shared.clone(), node, runtime));
+        let kubelet = Arc::new(crate::kubelet::Kubelet::new(
+            shared.clone(),
+            node,
+            runtime,
+            reaper.clone(),
+        ));
         std::thread::spawn(move || kubelet.run());
     }
     let mut agents: Vec<Agent> = spec.node_plans().into_iter().map(|n| Agent::new(n.name)).collect();
@@ -417,6 +424,21 @@ pub fn run(paths: &Paths) -> Result<()> {
     }
     shared.stop();
     shared.save_if_dirty()
+}
+
+/// The reaper holds a pidfd per container (and a timerfd per pending restart): allow as many fds as root may.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit(2) on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// The controllers' loop: reconcile after every change.

@@ -125,6 +125,118 @@ fn objects_pods_and_processes() {
 }
 
 #[test]
+fn containers_exiting_at_once_are_each_restarted_or_recorded() {
+    if !is_root() {
+        return;
+    }
+    // Every container holds this FIFO open for reading and exits when its one writer, the test, closes it: all
+    // at the same moment. A restarted container then waits in open(2), running, for a writer that never comes.
+    let mut fifo = Fifo::new();
+    let wait_then = |code: i32| format!("exec 3<{}; read line <&3; exit {code}", fifo.path.display());
+    let mut manifests = String::new();
+    let pods = [
+        ("always", "Always", 3, 8),
+        ("never", "Never", 3, 6),
+        ("onfailure", "OnFailure", 0, 6),
+    ];
+    for (prefix, policy, code, count) in pods {
+        for i in 0..count {
+            let command = format!("[sh, -c, '{}']", wait_then(code));
+            let containers = if prefix == "always" {
+                format!("[{{name: a, command: {command}}}, {{name: b, command: {command}}}]")
+            } else {
+                format!("[{{name: a, command: {command}}}]")
+            };
+            manifests += &format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {prefix}-{i}}}\nspec: {{restartPolicy: {policy}, containers: {containers}}}\n"
+            );
+        }
+    }
+    let lab = Lab::up(2, "host-gw", &manifests);
+    lab.wait(60, "every container to open the FIFO", || {
+        (fifo.readers() == 8 * 2 + 6 + 6).then_some(())
+    });
+    fifo.close();
+
+    let statuses = |pod: &Value| -> Vec<Value> {
+        pod["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    lab.wait(60, "every exit restarted or recorded", || {
+        let pods = lab.pods();
+        let settled = pods.iter().all(|p| {
+            let n = name(p);
+            let phase = p["status"]["phase"].as_str().unwrap_or_default();
+            let exit = |c: &Value| c["state"]["terminated"]["exitCode"].as_i64();
+            if n.starts_with("always-") {
+                ready(p) && statuses(p).iter().all(|c| c["restartCount"] == 1)
+            } else if n.starts_with("never-") {
+                phase == "Failed" && statuses(p).iter().all(|c| exit(c) == Some(3) && c["restartCount"] == 0)
+            } else if n.starts_with("onfailure-") {
+                phase == "Succeeded" && statuses(p).iter().all(|c| exit(c) == Some(0) && c["restartCount"] == 0)
+            } else {
+                true
+            }
+        });
+        settled.then_some(())
+    });
+}
+
+/// A FIFO in the temp dir, held open for writing (and reading, so that opening it does not block) by the test.
+struct Fifo {
+    path: std::path::PathBuf,
+    writer: Option<std::fs::File>,
+}
+
+impl Fifo {
+    fn new() -> Fifo {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("weft-exits-{}-{n}.fifo", std::process::id()));
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
+        let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        Fifo {
+            path,
+            writer: Some(writer),
+        }
+    }
+
+    /// Closes the test's end: every reader sees end of file.
+    fn close(&mut self) {
+        self.writer = None;
+    }
+
+    /// How many other processes have the FIFO open.
+    fn readers(&self) -> usize {
+        let me = std::process::id().to_string();
+        let procs = std::fs::read_dir("/proc").unwrap().flatten();
+        procs
+            .filter(|p| {
+                p.file_name()
+                    .to_str()
+                    .is_some_and(|n| n != me && n.parse::<u32>().is_ok())
+            })
+            .filter(|p| {
+                std::fs::read_dir(p.path().join("fd"))
+                    .map(|fds| {
+                        fds.flatten()
+                            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == self.path))
+                    })
+                    .unwrap_or(false)
+            })
+            .count()
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[test]
 fn agents_restart_without_breaking_flows_and_down_cleans_a_crashed_lab() {
     if !is_root() {
         return;
