@@ -12,7 +12,7 @@ use std::time::Duration;
 use weft_model::k8s_openapi::api::core::v1::Node;
 use weft_model::{Snapshot, Source};
 use weft_netlink::Handle;
-use weft_proxy::Proxier;
+use weft_proxy::{Planner, Proxier};
 
 /// The kinds the agent plans from.
 pub const KINDS: &[&str] = &["Node", "Service", "EndpointSlice", "Pod", "Namespace", "NetworkPolicy"];
@@ -38,6 +38,7 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
     weft_netlink::sysctl::set("net/ipv4/conf/all/route_localnet", "1").map_err(|e| e.to_string())?;
     let mut agent = Agent {
         handle: Handle::new().map_err(|e| e.to_string())?,
+        planner: Planner::default(),
         proxier: Proxier::new(),
         health: Health::default(),
         policy: weft_policy::Enforcer::new(),
@@ -78,6 +79,8 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
 /// The agent's kernel-facing state between syncs.
 pub struct Agent {
     handle: Handle,
+    /// Re-plans only the Services whose objects changed.
+    planner: Planner,
     proxier: Proxier,
     health: Health,
     policy: weft_policy::Enforcer,
@@ -137,7 +140,7 @@ impl Agent {
             node: config.node.clone(),
             cluster_cidr: config.cluster_cidr,
         };
-        let desired = weft_proxy::plan(snap, &ctx);
+        let desired = self.planner.plan(snap, &ctx);
         let counts = desired.counts();
         let report = self.proxier.sync(desired).map_err(|e| e.to_string())?;
         if report.script > 0 {

@@ -31,7 +31,7 @@ pub enum Source {
 }
 
 /// A transport protocol by its nft name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum L4 {
     Tcp,
     Udp,
@@ -55,6 +55,14 @@ pub enum Rule {
     FibSaddrLocal(Verdict),
     /// `meta l4proto PROTO dnat ip to ADDR:PORT`
     Dnat { proto: L4, addr: Ipv4Addr, port: u16 },
+    /// `numgen random mod MODULUS VALUE meta l4proto PROTO dnat ip to ADDR:PORT`
+    NumgenDnat {
+        modulus: u32,
+        value: u32,
+        proto: L4,
+        addr: Ipv4Addr,
+        port: u16,
+    },
     /// `update @SET { ip saddr }`
     UpdateSaddr { set: String },
     /// `VERDICT`
@@ -79,7 +87,7 @@ impl L4 {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             L4::Tcp => "tcp",
             L4::Udp => "udp",
@@ -159,6 +167,29 @@ impl Rule {
                     _ => return None,
                 }
             }
+            [
+                "numgen",
+                "random",
+                "mod",
+                modulus,
+                value,
+                "meta",
+                "l4proto",
+                proto,
+                "dnat",
+                "ip",
+                "to",
+                target,
+            ] => {
+                let (addr, port) = target.split_once(':')?;
+                Rule::NumgenDnat {
+                    modulus: modulus.parse().ok()?,
+                    value: value.parse().ok()?,
+                    proto: L4::parse(proto)?,
+                    addr: addr.parse().ok()?,
+                    port: port.parse().ok()?,
+                }
+            }
             ["numgen", "random", "mod", modulus, value, verdict @ ..] => Rule::Numgen {
                 modulus: modulus.parse().ok()?,
                 value: value.parse().ok()?,
@@ -185,7 +216,7 @@ impl Rule {
             return None;
         }
         // A numgen value at or above the modulus never matches (nft refuses it).
-        if let Rule::Numgen { modulus, value, .. } = &rule
+        if let Rule::Numgen { modulus, value, .. } | Rule::NumgenDnat { modulus, value, .. } = &rule
             && (*modulus == 0 || value >= modulus)
         {
             return None;
@@ -239,14 +270,18 @@ impl Rule {
                 value,
                 verdict,
             } => {
-                expr(&mut out, "numgen", |d| {
-                    attr(d, 1, &REG_1.to_be_bytes()); // NFTA_NG_DREG
-                    attr(d, 2, &modulus.to_be_bytes()); // NFTA_NG_MODULUS
-                    attr(d, 3, &1u32.to_be_bytes()); // NFTA_NG_TYPE: NFT_NG_RANDOM
-                    attr(d, 4, &0u32.to_be_bytes()); // NFTA_NG_OFFSET
-                });
-                cmp(&mut out, CMP_EQ, &value.to_ne_bytes());
+                numgen_is(&mut out, *modulus, *value);
                 immediate_verdict(&mut out, verdict);
+            }
+            Rule::NumgenDnat {
+                modulus,
+                value,
+                proto,
+                addr,
+                port,
+            } => {
+                numgen_is(&mut out, *modulus, *value);
+                dnat(&mut out, *proto, *addr, *port);
             }
             Rule::FibSaddrLocal(verdict) => {
                 expr(&mut out, "fib", |d| {
@@ -257,19 +292,7 @@ impl Rule {
                 cmp(&mut out, CMP_EQ, &2u32.to_ne_bytes()); // RTN_LOCAL
                 immediate_verdict(&mut out, verdict);
             }
-            Rule::Dnat { proto, addr, port } => {
-                meta_load(&mut out, META_L4PROTO);
-                cmp(&mut out, CMP_EQ, &[proto.number()]);
-                immediate_value(&mut out, REG_1, &addr.octets());
-                immediate_value(&mut out, REG_2, &port.to_be_bytes());
-                expr(&mut out, "nat", |d| {
-                    attr(d, 1, &1u32.to_be_bytes()); // NFTA_NAT_TYPE: NFT_NAT_DNAT
-                    attr(d, 2, &2u32.to_be_bytes()); // NFTA_NAT_FAMILY: NFPROTO_IPV4
-                    attr(d, 3, &REG_1.to_be_bytes()); // NFTA_NAT_REG_ADDR_MIN
-                    attr(d, 5, &REG_2.to_be_bytes()); // NFTA_NAT_REG_PROTO_MIN
-                    attr(d, 7, &2u32.to_be_bytes()); // NFTA_NAT_FLAGS: NF_NAT_RANGE_PROTO_SPECIFIED
-                });
-            }
+            Rule::Dnat { proto, addr, port } => dnat(&mut out, *proto, *addr, *port),
             Rule::UpdateSaddr { set } => {
                 ipv4_only(&mut out);
                 payload(&mut out, SADDR_OFFSET, 4);
@@ -324,6 +347,17 @@ impl fmt::Display for Rule {
             } => write!(f, "numgen random mod {modulus} {value} {verdict}"),
             Rule::FibSaddrLocal(verdict) => write!(f, "fib saddr type local {verdict}"),
             Rule::Dnat { proto, addr, port } => write!(f, "meta l4proto {} dnat ip to {addr}:{port}", proto.name()),
+            Rule::NumgenDnat {
+                modulus,
+                value,
+                proto,
+                addr,
+                port,
+            } => write!(
+                f,
+                "numgen random mod {modulus} {value} meta l4proto {} dnat ip to {addr}:{port}",
+                proto.name()
+            ),
             Rule::UpdateSaddr { set } => write!(f, "update @{set} {{ ip saddr }}"),
             Rule::Verdict(verdict) => write!(f, "{verdict}"),
         }
@@ -359,22 +393,47 @@ pub fn parse_set(name: &str, decl: &str) -> Option<SetSpec> {
     (spec.key_type != 0).then_some(spec)
 }
 
-/// A concatenated map key (`10.96.0.20 . tcp . 80`, `tcp . 30080`) as the kernel stores it: every field in
-/// its own 32-bit register (an address, a protocol number, a port in network order), zero-padded.
-pub fn concat_key(text: &str) -> Option<Vec<u8>> {
-    let mut key = Vec::new();
-    for field in text.split(" . ").map(str::trim) {
-        if let Ok(addr) = field.parse::<Ipv4Addr>() {
-            key.extend_from_slice(&addr.octets());
-        } else if let Some(proto) = L4::parse(field) {
-            key.extend_from_slice(&[proto.number(), 0, 0, 0]);
-        } else {
-            let port: u16 = field.parse().ok()?;
-            key.extend_from_slice(&port.to_be_bytes());
-            key.extend_from_slice(&[0, 0]);
+/// One field of a concatenated key or datum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Addr(Ipv4Addr),
+    Proto(L4),
+    Port(u16),
+}
+
+/// A concatenation (`10.96.0.20 . tcp . 80`) as the kernel stores it: every field in its own 32-bit register
+/// (an address, a protocol number, a port in network order), zero-padded.
+pub fn concat(fields: &[Field]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 * fields.len());
+    for field in fields {
+        match field {
+            Field::Addr(addr) => out.extend_from_slice(&addr.octets()),
+            Field::Proto(proto) => out.extend_from_slice(&[proto.number(), 0, 0, 0]),
+            Field::Port(port) => {
+                out.extend_from_slice(&port.to_be_bytes());
+                out.extend_from_slice(&[0, 0]);
+            }
         }
     }
-    Some(key)
+    out
+}
+
+/// A concatenated map key written as nft text (`10.96.0.20 . tcp . 80`, `tcp . 30080`), as [`concat`] stores it.
+pub fn concat_key(text: &str) -> Option<Vec<u8>> {
+    let fields = text
+        .split(" . ")
+        .map(str::trim)
+        .map(|field| {
+            if let Ok(addr) = field.parse() {
+                Some(Field::Addr(addr))
+            } else if let Some(proto) = L4::parse(field) {
+                Some(Field::Proto(proto))
+            } else {
+                field.parse().ok().map(Field::Port)
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(concat(&fields))
 }
 
 const REG_VERDICT: u32 = 0;
@@ -425,6 +484,32 @@ fn payload(out: &mut Vec<u8>, offset: u32, len: u32) {
     });
 }
 
+/// `numgen random mod MODULUS VALUE`
+fn numgen_is(out: &mut Vec<u8>, modulus: u32, value: u32) {
+    expr(out, "numgen", |d| {
+        attr(d, 1, &REG_1.to_be_bytes()); // NFTA_NG_DREG
+        attr(d, 2, &modulus.to_be_bytes()); // NFTA_NG_MODULUS
+        attr(d, 3, &1u32.to_be_bytes()); // NFTA_NG_TYPE: NFT_NG_RANDOM
+        attr(d, 4, &0u32.to_be_bytes()); // NFTA_NG_OFFSET
+    });
+    cmp(out, CMP_EQ, &value.to_ne_bytes());
+}
+
+/// `meta l4proto PROTO dnat ip to ADDR:PORT`
+fn dnat(out: &mut Vec<u8>, proto: L4, addr: Ipv4Addr, port: u16) {
+    meta_load(out, META_L4PROTO);
+    cmp(out, CMP_EQ, &[proto.number()]);
+    immediate_value(out, REG_1, &addr.octets());
+    immediate_value(out, REG_2, &port.to_be_bytes());
+    expr(out, "nat", |d| {
+        attr(d, 1, &1u32.to_be_bytes()); // NFTA_NAT_TYPE: NFT_NAT_DNAT
+        attr(d, 2, &2u32.to_be_bytes()); // NFTA_NAT_FAMILY: NFPROTO_IPV4
+        attr(d, 3, &REG_1.to_be_bytes()); // NFTA_NAT_REG_ADDR_MIN
+        attr(d, 5, &REG_2.to_be_bytes()); // NFTA_NAT_REG_PROTO_MIN
+        attr(d, 7, &2u32.to_be_bytes()); // NFTA_NAT_FLAGS: NF_NAT_RANGE_PROTO_SPECIFIED
+    });
+}
+
 fn immediate_value(out: &mut Vec<u8>, reg: u32, value: &[u8]) {
     expr(out, "immediate", |d| {
         attr(d, 1, &reg.to_be_bytes()); // NFTA_IMMEDIATE_DREG
@@ -459,6 +544,7 @@ mod tests {
         "fib saddr type local jump mark-for-masquerade",
         "fib saddr type local goto svc-X",
         "ip saddr != { 172.18.0.0/24 } drop",
+        "numgen random mod 3 1 meta l4proto udp dnat ip to 10.244.1.5:53",
     ];
 
     #[test]
@@ -480,6 +566,7 @@ mod tests {
             "counter",
             "goto",
             "meta l4proto icmp dnat ip to 1.2.3.4:5",
+            "numgen random mod 2 2 meta l4proto tcp dnat ip to 10.0.0.1:80",
         ] {
             assert_eq!(Rule::parse(text), None, "{text}");
         }

@@ -160,16 +160,17 @@ impl<'a> Batch<'a> {
                     elements: elements
                         .iter()
                         .map(|(key, verdict)| {
-                            Some((nft_rules::concat_key(key)?, Some(Verdict::parse(verdict)?.data())))
+                            let data = match verdict {
+                                Some(v) => Some(Verdict::parse(v)?.data()),
+                                None => None,
+                            };
+                            Some((key.bytes(), data))
                         })
                         .collect::<Option<_>>()?,
                 }),
                 Change::DeleteElements { map, keys } => Step::DeleteElements(Elements {
                     set: map.to_string(),
-                    elements: keys
-                        .iter()
-                        .map(|key| Some((nft_rules::concat_key(key)?, None)))
-                        .collect::<Option<_>>()?,
+                    elements: keys.iter().map(|key| (key.bytes(), None)).collect(),
                 }),
             });
         }

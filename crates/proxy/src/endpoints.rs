@@ -36,10 +36,14 @@ impl<'a> Slices<'a> {
         Slices(by_service)
     }
 
+    /// The slices of `namespace/service`, in the snapshot's (name) order.
+    pub fn of<'s>(&'s self, namespace: &'s str, service: &'s str) -> &'s [&'s EndpointSlice] {
+        self.0.get(&(namespace, service)).map(Vec::as_slice).unwrap_or_default()
+    }
+
     /// Every endpoint of `namespace/service` for the Service port `port` (matched by name and protocol).
     pub fn for_port(&self, namespace: &str, service: &str, port: &ServicePort, node: &str) -> Vec<Endpoint> {
-        let slices = self.0.get(&(namespace, service)).map(Vec::as_slice).unwrap_or_default();
-        endpoints_of(slices, port, node)
+        endpoints_of(self.of(namespace, service), port, node)
     }
 }
 

@@ -1,25 +1,36 @@
 //! Snapshot → Ruleset: kube-proxy's nftables layout. For each Service port:
 //!
-//! - `svc-…`: cluster-wide endpoint choice (affinity sets first, then `numgen random`), masquerading traffic
-//!   that does not come from the pod network;
+//! - `svc-…`: cluster-wide endpoint choice, masquerading traffic that does not come from the pod network. The
+//!   choice is a `numgen random` DNAT rule per endpoint; with session affinity it is the affinity sets first,
+//!   then `numgen random` over one chain per endpoint (`ep-…`: affinity bookkeeping, DNAT);
 //! - `local-…`: the same over this node's endpoints only (`internalTrafficPolicy`/`externalTrafficPolicy:
 //!   Local`), `drop` when there are none;
 //! - `ext-…`: entry for NodePorts, externalIPs and load-balancer IPs: masquerade and go cluster-wide, or for
 //!   `externalTrafficPolicy: Local` keep the client address and go to local endpoints only;
-//! - `fw-…`: `loadBalancerSourceRanges` in front of `ext-…`;
-//! - `ep-…`: one per endpoint: hairpin masquerade, affinity bookkeeping, DNAT.
+//! - `fw-…`: `loadBalancerSourceRanges` in front of `ext-…`.
 //!
 //! The skeleton's maps send `address . protocol . port` (and `protocol . port` on node addresses) to these
-//! chains; a Service port without usable endpoints is put in the no-endpoint maps instead, which reject.
+//! chains; a Service port without usable endpoints is put in the no-endpoint maps instead, which reject. Every
+//! endpoint's `address . address` goes into the hairpin set.
+//!
+//! [`Planner`] remembers each Service's part by the resourceVersions of the Service and its EndpointSlices, so
+//! a change re-plans only the Services it touches; [`plan`] is the same without memory.
 
 use crate::endpoints::{self, Endpoint};
-use crate::ruleset::{NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, Ruleset, SERVICE_IPS, SERVICE_NODEPORTS};
+use crate::ruleset::{
+    HAIRPIN, Key, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, Ruleset, SERVICE_IPS, SERVICE_NODEPORTS, ServiceRules,
+};
 use ipnet::Ipv4Net;
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 use weft_model::Snapshot;
 use weft_model::k8s_openapi::api::core::v1::{Service, ServicePort};
+use weft_model::k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_netlink::nft_rules::{L4, Rule};
 
 /// What the plan needs to know about the node it is for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Context {
     pub node: String,
     /// Traffic from outside it is masqueraded on its way to a Service (so replies come back through this node).
@@ -29,40 +40,108 @@ pub struct Context {
 /// Kubernetes' default ClientIP affinity timeout (3 hours).
 const DEFAULT_AFFINITY_SECONDS: i32 = 10800;
 
+/// The whole ruleset of `snap`, planned from nothing.
 pub fn plan(snap: &Snapshot, ctx: &Context) -> Ruleset {
-    let mut ruleset = Ruleset::default();
-    let slices = endpoints::Slices::index(snap);
-    for svc in snap.services() {
-        for port in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
-            service_port(&mut ruleset, &slices, ctx, svc, port);
+    Planner::default().plan(snap, ctx)
+}
+
+/// A planner that re-plans only the Services whose objects changed since its last plan.
+#[derive(Default)]
+pub struct Planner {
+    /// The context the remembered parts were planned for.
+    ctx: Option<Context>,
+    /// `namespace/name` → the resourceVersions of the Service and its slices (by slice name), and its part.
+    memo: HashMap<String, (Vec<String>, Arc<ServiceRules>)>,
+}
+
+impl Planner {
+    /// The same ruleset as [`plan`]. Objects without a resourceVersion are always re-planned.
+    pub fn plan(&mut self, snap: &Snapshot, ctx: &Context) -> Ruleset {
+        if self.ctx.as_ref() != Some(ctx) {
+            self.memo.clear();
+            self.ctx = Some(ctx.clone());
         }
+        let slices = endpoints::Slices::index(snap);
+        let mut services = BTreeMap::new();
+        let mut memo = HashMap::with_capacity(self.memo.len());
+        for svc in snap.services() {
+            let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+            let name = svc.metadata.name.as_deref().unwrap_or_default();
+            let own = slices.of(ns, name);
+            let id = format!("{ns}/{name}");
+            let rules = match self.memo.remove(&id) {
+                Some((versions, rules)) if same_versions(&versions, svc, own) => {
+                    memo.insert(id.clone(), (versions, Arc::clone(&rules)));
+                    rules
+                }
+                _ => {
+                    let rules = Arc::new(service(&slices, ctx, svc));
+                    if let Some(versions) = versions(svc, own) {
+                        memo.insert(id.clone(), (versions, Arc::clone(&rules)));
+                    }
+                    rules
+                }
+            };
+            services.insert(id, rules);
+        }
+        // Services that are gone are forgotten.
+        self.memo = memo;
+        Ruleset::new(services)
     }
-    ruleset
+}
+
+/// The resourceVersions a Service's part depends on: its own, then each slice's name and version.
+fn versions(svc: &Service, slices: &[&EndpointSlice]) -> Option<Vec<String>> {
+    let mut out = vec![svc.metadata.resource_version.clone()?];
+    for slice in slices {
+        out.push(slice.metadata.name.clone()?);
+        out.push(slice.metadata.resource_version.clone()?);
+    }
+    Some(out)
+}
+
+/// Whether [`versions`] would return `stored` (without building it).
+fn same_versions(stored: &[String], svc: &Service, slices: &[&EndpointSlice]) -> bool {
+    let current = std::iter::once(svc.metadata.resource_version.as_deref()).chain(
+        slices
+            .iter()
+            .flat_map(|s| [s.metadata.name.as_deref(), s.metadata.resource_version.as_deref()]),
+    );
+    stored.len() == 1 + 2 * slices.len() && current.zip(stored).all(|(now, was)| now == Some(was.as_str()))
 }
 
 /// The Service's proxied addresses: its ClusterIP, or none for headless and ExternalName Services.
-fn cluster_ip(svc: &Service) -> Option<&str> {
+fn cluster_ip(svc: &Service) -> Option<Ipv4Addr> {
     let spec = svc.spec.as_ref()?;
     if spec.type_.as_deref() == Some("ExternalName") {
         return None;
     }
-    spec.cluster_ip
-        .as_deref()
-        .filter(|ip| !ip.is_empty() && *ip != "None" && !ip.contains(':'))
+    spec.cluster_ip.as_deref()?.parse().ok()
 }
 
-fn service_port(ruleset: &mut Ruleset, slices: &endpoints::Slices, ctx: &Context, svc: &Service, port: &ServicePort) {
+fn service(slices: &endpoints::Slices, ctx: &Context, svc: &Service) -> ServiceRules {
+    let mut out = ServiceRules::default();
+    for port in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
+        service_port(&mut out, slices, ctx, svc, port);
+    }
+    out
+}
+
+fn service_port(out: &mut ServiceRules, slices: &endpoints::Slices, ctx: &Context, svc: &Service, port: &ServicePort) {
     let Some(cluster_ip) = cluster_ip(svc) else { return };
     let Some(spec) = svc.spec.as_ref() else { return };
     let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
     let name = svc.metadata.name.as_deref().unwrap_or_default();
-    let proto = port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+    let Some(proto) = L4::parse(&port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase()) else {
+        return;
+    };
+    let Ok(number) = u16::try_from(port.port) else { return };
     let port_id = port
         .name
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| port.port.to_string());
-    let base = format!("{ns}/{name}/{proto}/{port_id}");
+    let base = format!("{ns}/{name}/{}/{port_id}", proto.name());
     let id = format!("{}-{base}", short_hash(&base));
     let all = slices.for_port(ns, name, port, &ctx.node);
     let usable = endpoints::usable(&all);
@@ -76,51 +155,58 @@ fn service_port(ruleset: &mut Ruleset, slices: &endpoints::Slices, ctx: &Context
     });
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
-    let node_ports: Vec<i32> = port.node_port.into_iter().collect();
-    let mut externals: Vec<&str> = spec.external_ips.iter().flatten().map(String::as_str).collect();
-    let lb_ips: Vec<&str> = svc
+    let node_ports: Vec<u16> = port.node_port.and_then(|p| u16::try_from(p).ok()).into_iter().collect();
+    let externals: Vec<Ipv4Addr> = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    let lb_ips: Vec<Ipv4Addr> = svc
         .status
         .iter()
         .flat_map(|s| s.load_balancer.iter().flat_map(|lb| lb.ingress.iter().flatten()))
-        .filter_map(|i| i.ip.as_deref())
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
         .collect();
-    externals.retain(|ip| !ip.contains(':'));
-    let key = |ip: &str| format!("{ip} . {proto} . {}", port.port);
+    let key = |ip: Ipv4Addr| Key::Address(ip, proto, number);
+    let goto = |chain: &str| Some(Arc::<str>::from(format!("goto {chain}")));
 
     if usable.is_empty() {
         // Nothing to send it to: connections are refused at once instead of timing out.
-        let reject = "goto reject-chain".to_string();
-        for ip in std::iter::once(cluster_ip)
-            .chain(externals.iter().copied())
-            .chain(lb_ips.iter().copied())
-        {
-            ruleset.element(NO_ENDPOINT_SERVICES, key(ip), reject.clone());
+        let reject = goto("reject-chain");
+        for ip in std::iter::once(cluster_ip).chain(externals).chain(lb_ips) {
+            out.element(NO_ENDPOINT_SERVICES, key(ip), reject.clone());
         }
-        for np in &node_ports {
-            ruleset.element(NO_ENDPOINT_NODEPORTS, format!("{proto} . {np}"), reject.clone());
+        for np in node_ports {
+            out.element(NO_ENDPOINT_NODEPORTS, Key::NodePort(proto, np), reject.clone());
         }
         return;
+    }
+    for ep in &usable {
+        out.element(HAIRPIN, Key::Hairpin(ep.ip), None);
+        if proto == L4::Udp {
+            out.udp_endpoints.push((ep.ip, ep.port));
+        }
     }
 
     let svc_chain = format!("svc-{id}");
     let local_chain = format!("local-{id}");
     let mut svc_rules = vec![format!("ip saddr != {} jump mark-for-masquerade", ctx.cluster_cidr)];
-    svc_rules.extend(choose(ruleset, &id, &proto, &usable, affinity));
-    ruleset.chains.insert(svc_chain.clone(), svc_rules);
-    let needs_local =
-        internal_local || (external_local && !(node_ports.is_empty() && externals.is_empty() && lb_ips.is_empty()));
-    if needs_local {
+    svc_rules.extend(choose(out, &id, proto, &usable, affinity));
+    out.chains.insert(svc_chain.clone(), svc_rules);
+    let has_external = !(node_ports.is_empty() && externals.is_empty() && lb_ips.is_empty());
+    if internal_local || (external_local && has_external) {
         let rules = if local.is_empty() {
             vec!["drop".to_string()]
         } else {
-            choose(ruleset, &id, &proto, &local, affinity)
+            choose(out, &id, proto, &local, affinity)
         };
-        ruleset.chains.insert(local_chain.clone(), rules);
+        out.chains.insert(local_chain.clone(), rules);
     }
     let internal_target = if internal_local { &local_chain } else { &svc_chain };
-    ruleset.element(SERVICE_IPS, key(cluster_ip), format!("goto {internal_target}"));
+    out.element(SERVICE_IPS, key(cluster_ip), goto(internal_target));
 
-    if node_ports.is_empty() && externals.is_empty() && lb_ips.is_empty() {
+    if !has_external {
         return;
     }
     let ext_chain = format!("ext-{id}");
@@ -135,9 +221,10 @@ fn service_port(ruleset: &mut Ruleset, slices: &endpoints::Slices, ctx: &Context
     } else {
         vec!["jump mark-for-masquerade".to_string(), format!("goto {svc_chain}")]
     };
-    ruleset.chains.insert(ext_chain.clone(), ext_rules);
-    for ip in &externals {
-        ruleset.element(SERVICE_IPS, key(ip), format!("goto {ext_chain}"));
+    out.chains.insert(ext_chain.clone(), ext_rules);
+    let to_ext = goto(&ext_chain);
+    for ip in externals {
+        out.element(SERVICE_IPS, key(ip), to_ext.clone());
     }
     let ranges: Vec<&str> = spec
         .load_balancer_source_ranges
@@ -147,60 +234,79 @@ fn service_port(ruleset: &mut Ruleset, slices: &endpoints::Slices, ctx: &Context
         .filter(|r| !r.contains(':'))
         .collect();
     let lb_target = if ranges.is_empty() {
-        ext_chain.clone()
+        to_ext.clone()
     } else {
         let fw_chain = format!("fw-{id}");
         let rules = vec![
             format!("ip saddr != {{ {} }} drop", ranges.join(", ")),
             format!("goto {ext_chain}"),
         ];
-        ruleset.chains.insert(fw_chain.clone(), rules);
-        fw_chain
+        out.chains.insert(fw_chain.clone(), rules);
+        goto(&fw_chain)
     };
-    for ip in &lb_ips {
-        ruleset.element(SERVICE_IPS, key(ip), format!("goto {lb_target}"));
+    for ip in lb_ips {
+        out.element(SERVICE_IPS, key(ip), lb_target.clone());
     }
-    for np in &node_ports {
-        ruleset.element(
-            SERVICE_NODEPORTS,
-            format!("{proto} . {np}"),
-            format!("goto {ext_chain}"),
-        );
+    for np in node_ports {
+        out.element(SERVICE_NODEPORTS, Key::NodePort(proto, np), to_ext.clone());
     }
 }
 
-/// Rules that pick one of `eps` (creating their endpoint chains): a client with affinity goes back to its
-/// endpoint, anyone else to a random one.
-fn choose(ruleset: &mut Ruleset, id: &str, proto: &str, eps: &[Endpoint], affinity: Option<i32>) -> Vec<String> {
+/// Rules that send the packet to one of `eps`. Without affinity, one DNAT through a random choice of their
+/// addresses. With affinity, a client with a recent connection goes back to its endpoint, anyone else to a
+/// random one; each endpoint then has a chain of its own (created here) that records the client.
+fn choose(out: &mut ServiceRules, id: &str, proto: L4, eps: &[Endpoint], affinity: Option<i32>) -> Vec<String> {
+    let n = eps.len() as u32;
+    let Some(timeout) = affinity else {
+        // Uniform choice without a chain per endpoint nor a map (the kernel names every anonymous map by a
+        // scan of the table's sets: quadratic from empty): endpoint i of n is taken with probability 1/(n-i)
+        // among those left, which is 1/n overall; `dnat` ends the chain.
+        return eps
+            .iter()
+            .zip(0..)
+            .map(|(ep, i)| {
+                let (addr, port) = (ep.ip, ep.port);
+                let rule = if i + 1 == n {
+                    Rule::Dnat { proto, addr, port }
+                } else {
+                    Rule::NumgenDnat {
+                        modulus: n - i,
+                        value: 0,
+                        proto,
+                        addr,
+                        port,
+                    }
+                };
+                rule.to_string()
+            })
+            .collect();
+    };
     let mut rules = Vec::new();
     let mut chains = Vec::new();
     for ep in eps {
         let target = format!("{}:{}", ep.ip, ep.port);
         let ep_id = format!("{}-{id}__{}/{}", short_hash(&format!("{id}{target}")), ep.ip, ep.port);
         let chain = format!("ep-{ep_id}");
-        let mut ep_rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip)];
-        if let Some(timeout) = affinity {
-            // The timeout is in the set's name, so a changed timeout is a new set, never a changed one.
-            let set = format!("aff-{timeout}-{ep_id}");
-            ruleset.sets.insert(
-                set.clone(),
-                format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
-            );
-            ep_rules.push(format!("update @{set} {{ ip saddr }}"));
-            rules.push(format!("ip saddr @{set} goto {chain}"));
-        }
-        ep_rules.push(format!("meta l4proto {proto} dnat ip to {target}"));
-        ruleset.chains.insert(chain.clone(), ep_rules);
-        if proto == "udp" {
-            ruleset.udp_endpoints.insert((ep.ip, ep.port));
-        }
+        // The timeout is in the set's name, so a changed timeout is a new set, never a changed one.
+        let set = format!("aff-{timeout}-{ep_id}");
+        out.sets.insert(
+            set.clone(),
+            format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
+        );
+        rules.push(format!("ip saddr @{set} goto {chain}"));
+        let dnat = Rule::Dnat {
+            proto,
+            addr: ep.ip,
+            port: ep.port,
+        };
+        out.chains.insert(
+            chain.clone(),
+            vec![format!("update @{set} {{ ip saddr }}"), dnat.to_string()],
+        );
         chains.push(chain);
     }
-    // Uniform choice without an anonymous verdict map (the kernel validates each of those against the whole
-    // table, which made a 10,000-Service sync quadratic): endpoint i of n is taken with probability 1/(n-i)
-    // among those left, which is 1/n overall.
-    let n = chains.len();
-    for (i, chain) in chains.iter().enumerate() {
+    // The same choice (an anonymous verdict map would be validated against the whole table, per map).
+    for (chain, i) in chains.iter().zip(0..) {
         if i + 1 == n {
             rules.push(format!("goto {chain}"));
         } else {

@@ -1,9 +1,13 @@
 //! The proxy's desired nftables state as data, and the text that gets the kernel there: a whole table at start,
-//! afterwards one transaction holding only what changed.
+//! afterwards one transaction holding only what changed. The state is kept per Service, so a Service the
+//! planner did not re-plan is shared with the previous state and skipped by the diff at the cost of a pointer
+//! comparison.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+use weft_netlink::nft_rules::{Field, L4, concat};
 
 pub const TABLE: &str = "inet weft";
 
@@ -12,17 +16,22 @@ pub const SERVICE_IPS: &str = "service-ips";
 pub const SERVICE_NODEPORTS: &str = "service-nodeports";
 pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+/// The set of `endpoint . endpoint` pairs: a connection DNATed back to its own source is masqueraded.
+pub const HAIRPIN: &str = "hairpin";
 
 /// The fixed part: hooks, the lookup maps and the helper chains. Every packet costs the same few rules and one
 /// or two map lookups, however many Services exist. NodePorts answer on every local address, 127.0.0.1 too (the
 /// agent sets `route_localnet` for that); packets from elsewhere to 127.0.0.0/8 that were not DNATed are
-/// dropped, so that setting opens nothing else (kube-proxy's guard for CVE-2020-8558).
+/// dropped, so that setting opens nothing else (kube-proxy's guard for CVE-2020-8558). A pod that reaches
+/// itself through a Service is masqueraded after the DNAT (`@hairpin`), or its reply would not come back
+/// through the node.
 pub const SKELETON: &str = "\
 table inet weft {
 \tmap service-ips { type ipv4_addr . inet_proto . inet_service : verdict; }
 \tmap service-nodeports { type inet_proto . inet_service : verdict; }
 \tmap no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; }
 \tmap no-endpoint-nodeports { type inet_proto . inet_service : verdict; }
+\tset hairpin { type ipv4_addr . ipv4_addr; }
 \tchain nat-prerouting { type nat hook prerouting priority dstnat; policy accept; jump services; }
 \tchain nat-output { type nat hook output priority -100; policy accept; jump services; }
 \tchain nat-postrouting { type nat hook postrouting priority srcnat; policy accept; jump masquerading; }
@@ -33,42 +42,150 @@ table inet weft {
 \tchain endpoints-check { ip daddr . meta l4proto . th dport vmap @no-endpoint-services; }
 \tchain nodeport-endpoints-check { fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports; }
 \tchain mark-for-masquerade { meta mark set meta mark | 0x4000; }
-\tchain masquerading { meta mark & 0x4000 == 0 return; meta mark set meta mark ^ 0x4000; masquerade fully-random; }
+\tchain masquerading { ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade; meta mark & 0x4000 == 0 return; meta mark set meta mark ^ 0x4000; masquerade fully-random; }
 \tchain reject-chain { reject; }
 }
 ";
 
+/// A map element's verdict (`goto svc-…`), none for a set's element.
+pub type Verdict = Option<Arc<str>>;
+
+/// The key of an element of one of the skeleton's maps or sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// `address . protocol . port`: a ClusterIP, external IP or load-balancer IP and a Service port.
+    Address(Ipv4Addr, L4, u16),
+    /// `protocol . port`: a NodePort, on every local address.
+    NodePort(L4, u16),
+    /// `endpoint . endpoint`: a connection DNATed back to where it comes from.
+    Hairpin(Ipv4Addr),
+}
+
+impl Key {
+    /// The key as the kernel stores it.
+    pub fn bytes(&self) -> Vec<u8> {
+        match *self {
+            Key::Address(addr, proto, port) => concat(&[Field::Addr(addr), Field::Proto(proto), Field::Port(port)]),
+            Key::NodePort(proto, port) => concat(&[Field::Proto(proto), Field::Port(port)]),
+            Key::Hairpin(addr) => concat(&[Field::Addr(addr), Field::Addr(addr)]),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Key::Address(addr, proto, port) => write!(f, "{addr} . {} . {port}", proto.name()),
+            Key::NodePort(proto, port) => write!(f, "{} . {port}", proto.name()),
+            Key::Hairpin(addr) => write!(f, "{addr} . {addr}"),
+        }
+    }
+}
+
+/// What one Service contributes to the table.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Ruleset {
-    /// Chains generated per Service port and per endpoint: name → rules.
+pub struct ServiceRules {
+    /// Chains of its ports (and of its endpoints, with session affinity): name → rules.
     pub chains: BTreeMap<String, Vec<String>>,
     /// Session-affinity sets: name → declaration.
     pub sets: BTreeMap<String, String>,
-    /// Elements of the skeleton's maps: map → key → verdict.
-    pub elements: BTreeMap<&'static str, BTreeMap<String, String>>,
+    /// Elements of the skeleton's maps and sets: map, key, and for maps the verdict.
+    pub elements: Vec<(&'static str, Key, Verdict)>,
+    /// UDP endpoints in use (address, port).
+    pub udp_endpoints: Vec<(Ipv4Addr, u16)>,
+}
+
+impl ServiceRules {
+    pub fn element(&mut self, map: &'static str, key: Key, verdict: Verdict) {
+        self.elements.push((map, key, verdict));
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ruleset {
+    /// Per Service (`namespace/name`), shared with the planner's memory of the Services that did not change.
+    pub services: BTreeMap<String, Arc<ServiceRules>>,
+    /// Every element of the skeleton's maps and sets: map → key → verdict. Should two Services claim one key
+    /// (the same external IP and port), the last by name has it.
+    pub elements: BTreeMap<&'static str, BTreeMap<Key, Verdict>>,
     /// UDP endpoints in use (address, port): when one goes, its conntrack entries go too.
     pub udp_endpoints: BTreeSet<(Ipv4Addr, u16)>,
 }
 
 impl Ruleset {
-    pub fn element(&mut self, map: &'static str, key: String, verdict: String) {
-        self.elements.entry(map).or_default().insert(key, verdict);
+    pub fn new(services: BTreeMap<String, Arc<ServiceRules>>) -> Ruleset {
+        // Sorted once and built in bulk: cheaper than an insert per element into a growing map.
+        let mut all: Vec<(&'static str, Key, Verdict)> =
+            services.values().flat_map(|s| s.elements.iter().cloned()).collect();
+        all.sort_by_key(|(map, key, _)| (*map, *key));
+        let mut elements: BTreeMap<&'static str, Vec<(Key, Verdict)>> = BTreeMap::new();
+        for (map, key, verdict) in all {
+            let list = elements.entry(map).or_default();
+            match list.last_mut() {
+                Some(last) if last.0 == key => last.1 = verdict,
+                _ => list.push((key, verdict)),
+            }
+        }
+        let udp_endpoints = services
+            .values()
+            .flat_map(|s| s.udp_endpoints.iter().copied())
+            .collect();
+        Ruleset {
+            services,
+            elements: elements
+                .into_iter()
+                .map(|(m, list)| (m, list.into_iter().collect()))
+                .collect(),
+            udp_endpoints,
+        }
+    }
+
+    /// Every generated chain: name and rules.
+    pub fn chains(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+        self.services.values().flat_map(|s| s.chains.iter())
+    }
+
+    pub fn chain(&self, name: &str) -> Option<&Vec<String>> {
+        self.services.values().find_map(|s| s.chains.get(name))
+    }
+
+    /// Every session-affinity set: name and declaration.
+    pub fn sets(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.services.values().flat_map(|s| s.sets.iter())
+    }
+
+    /// The verdict of a map element written as nft text (`10.96.0.20 . tcp . 80`).
+    pub fn verdict(&self, map: &str, key: &str) -> Option<&str> {
+        let (_, verdict) = self.elements.get(map)?.iter().find(|(k, _)| k.to_string() == key)?;
+        verdict.as_deref()
     }
 
     /// The whole table, replacing whatever is there in the same transaction (no moment without rules).
     pub fn full(&self) -> String {
         let mut out = format!("add table {TABLE}\ndelete table {TABLE}\n{SKELETON}");
-        for (name, decl) in &self.sets {
+        for (name, decl) in self.sets() {
             let _ = writeln!(out, "add set {TABLE} {name} {{ {decl} }}");
         }
-        for name in self.chains.keys() {
+        for (name, _) in self.chains() {
             let _ = writeln!(out, "add chain {TABLE} {name}");
         }
-        for (name, rules) in &self.chains {
-            add_rules(&mut out, name, rules);
+        for (name, rules) in self.chains() {
+            for rule in rules {
+                let _ = writeln!(out, "add rule {TABLE} {name} {rule}");
+            }
         }
         for (map, elements) in &self.elements {
-            add_elements(&mut out, map, elements.iter().map(|(k, v)| format!("{k} : {v}")));
+            let elements: Vec<(Key, Option<&str>)> = elements.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+            for chunk in elements.chunks(ELEMENTS_PER_STATEMENT) {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    Change::AddElements {
+                        map,
+                        elements: chunk.to_vec()
+                    }
+                );
+            }
         }
         out
     }
@@ -85,33 +202,46 @@ impl Ruleset {
         // Every comparison walks two sorted maps side by side: at 10,000 Services a lookup per name costs more
         // than the rest of the transaction.
         let mut out = Vec::new();
-        let mut dropped_sets = Vec::new();
-        // A set's name carries its declaration (the affinity timeout), so a set is only ever added or deleted.
-        for (name, old, now) in merge(&self.sets, &new.sets) {
-            match (old, now) {
-                (None, Some(decl)) => out.push(Change::AddSet { name, decl }),
-                (Some(_), None) => dropped_sets.push(Change::DeleteSet(name)),
-                _ => {}
+        let (mut chains, mut rules, mut dropped, mut dropped_sets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        static NONE: ServiceRules = ServiceRules {
+            chains: BTreeMap::new(),
+            sets: BTreeMap::new(),
+            elements: Vec::new(),
+            udp_endpoints: Vec::new(),
+        };
+        for (_, old, now) in merge(&self.services, &new.services) {
+            if let (Some(old), Some(now)) = (old, now)
+                && (Arc::ptr_eq(old, now) || old == now)
+            {
+                continue;
+            }
+            let (old, now) = (old.map_or(&NONE, |s| &**s), now.map_or(&NONE, |s| &**s));
+            // A set's name carries its declaration (the affinity timeout), so a set is only ever added or deleted.
+            for (name, old, now) in merge(&old.sets, &now.sets) {
+                match (old, now) {
+                    (None, Some(decl)) => out.push(Change::AddSet { name, decl }),
+                    (Some(_), None) => dropped_sets.push(Change::DeleteSet(name)),
+                    _ => {}
+                }
+            }
+            for (name, old, now) in merge(&old.chains, &now.chains) {
+                match (old, now) {
+                    (Some(old), Some(now)) if old == now => continue,
+                    (Some(_), Some(_)) => rules.push(Change::FlushChain(name)),
+                    (None, Some(_)) => chains.push(Change::AddChain(name)),
+                    (Some(_), None) => dropped.push(name.as_str()),
+                    (None, None) => {}
+                }
+                rules.extend(
+                    now.iter()
+                        .flat_map(|r| r.iter())
+                        .map(|rule| Change::AddRule { chain: name, rule }),
+                );
             }
         }
-        let mut rules = Vec::new();
-        let mut dropped = Vec::new();
-        for (name, old, now) in merge(&self.chains, &new.chains) {
-            match (old, now) {
-                (Some(old), Some(now)) if old == now => continue,
-                (Some(_), Some(_)) => rules.push(Change::FlushChain(name)),
-                (None, Some(_)) => out.push(Change::AddChain(name)),
-                (Some(_), None) => dropped.push(name),
-                (None, None) => {}
-            }
-            rules.extend(
-                now.iter()
-                    .flat_map(|r| r.iter())
-                    .map(|rule| Change::AddRule { chain: name, rule }),
-            );
-        }
+        out.append(&mut chains);
         out.append(&mut rules);
-        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        static EMPTY: BTreeMap<Key, Verdict> = BTreeMap::new();
         let maps: BTreeSet<&&str> = self.elements.keys().chain(new.elements.keys()).collect();
         for map in maps {
             let old = self.elements.get(*map).unwrap_or(&EMPTY);
@@ -122,10 +252,10 @@ impl Ruleset {
                     continue;
                 }
                 if old.is_some() {
-                    gone.push(key);
+                    gone.push(*key);
                 }
                 if let Some(verdict) = now {
-                    added.push((key, verdict.as_str()));
+                    added.push((*key, verdict.as_deref()));
                 }
             }
             for keys in gone.chunks(ELEMENTS_PER_STATEMENT) {
@@ -147,19 +277,23 @@ impl Ruleset {
         out
     }
 
-    /// Chains, rules and map elements (for logs and benchmarks).
+    /// Chains, rules and set or map elements (for logs and benchmarks).
     pub fn counts(&self) -> (usize, usize, usize) {
-        let rules = self.chains.values().map(Vec::len).sum();
+        let (mut chains, mut rules) = (0, 0);
+        for (_, r) in self.chains() {
+            chains += 1;
+            rules += r.len();
+        }
         let elements = self.elements.values().map(BTreeMap::len).sum();
-        (self.chains.len(), rules, elements)
+        (chains, rules, elements)
     }
 }
 
 /// The keys of two sorted maps in order, each with its value on either side.
-fn merge<'a, V>(
-    old: &'a BTreeMap<String, V>,
-    new: &'a BTreeMap<String, V>,
-) -> impl Iterator<Item = (&'a str, Option<&'a V>, Option<&'a V>)> {
+fn merge<'a, K: Ord, V>(
+    old: &'a BTreeMap<K, V>,
+    new: &'a BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a V>)> {
     let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
     std::iter::from_fn(move || {
         let order = match (old.peek(), new.peek()) {
@@ -169,12 +303,12 @@ fn merge<'a, V>(
             (Some((a, _)), Some((b, _))) => a.cmp(b),
         };
         Some(match order {
-            std::cmp::Ordering::Less => old.next().map(|(k, v)| (k.as_str(), Some(v), None))?,
-            std::cmp::Ordering::Greater => new.next().map(|(k, v)| (k.as_str(), None, Some(v)))?,
+            std::cmp::Ordering::Less => old.next().map(|(k, v)| (k, Some(v), None))?,
+            std::cmp::Ordering::Greater => new.next().map(|(k, v)| (k, None, Some(v)))?,
             std::cmp::Ordering::Equal => {
                 let (k, a) = old.next()?;
                 let (_, b) = new.next()?;
-                (k.as_str(), Some(a), Some(b))
+                (k, Some(a), Some(b))
             }
         })
     })
@@ -196,32 +330,39 @@ pub enum Change<'a> {
         chain: &'a str,
         rule: &'a str,
     },
-    /// Map elements by key.
+    /// Set or map elements by key.
     DeleteElements {
         map: &'a str,
-        keys: Vec<&'a str>,
+        keys: Vec<Key>,
     },
-    /// Map elements: key and verdict.
+    /// Set elements, or map elements with their verdicts.
     AddElements {
         map: &'a str,
-        elements: Vec<(&'a str, &'a str)>,
+        elements: Vec<(Key, Option<&'a str>)>,
     },
     DeleteChain(&'a str),
     DeleteSet(&'a str),
 }
 
-impl std::fmt::Display for Change<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+impl fmt::Display for Change<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Change::AddSet { name, decl } => write!(f, "add set {TABLE} {name} {{ {decl} }}"),
             Change::AddChain(name) => write!(f, "add chain {TABLE} {name}"),
             Change::FlushChain(name) => write!(f, "flush chain {TABLE} {name}"),
             Change::AddRule { chain, rule } => write!(f, "add rule {TABLE} {chain} {rule}"),
             Change::DeleteElements { map, keys } => {
+                let keys: Vec<String> = keys.iter().map(Key::to_string).collect();
                 write!(f, "delete element {TABLE} {map} {{ {} }}", keys.join(", "))
             }
             Change::AddElements { map, elements } => {
-                let elements: Vec<String> = elements.iter().map(|(k, v)| format!("{k} : {v}")).collect();
+                let elements: Vec<String> = elements
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Some(v) => format!("{k} : {v}"),
+                        None => k.to_string(),
+                    })
+                    .collect();
                 write!(f, "add element {TABLE} {map} {{ {} }}", elements.join(", "))
             }
             Change::DeleteChain(name) => write!(f, "delete chain {TABLE} {name}"),
@@ -242,60 +383,44 @@ pub fn script(changes: &[Change]) -> String {
 /// Elements go in batches: one statement per element would make large syncs parse slowly.
 const ELEMENTS_PER_STATEMENT: usize = 500;
 
-fn add_rules(out: &mut String, chain: &str, rules: &[String]) {
-    for rule in rules {
-        let _ = writeln!(out, "add rule {TABLE} {chain} {rule}");
-    }
-}
-
-fn add_elements(out: &mut String, map: &str, elements: impl Iterator<Item = String>) {
-    let items: Vec<String> = elements.collect();
-    for chunk in items.chunks(ELEMENTS_PER_STATEMENT) {
-        let _ = writeln!(out, "add element {TABLE} {map} {{ {} }}", chunk.join(", "));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ruleset(chains: &[(&str, &[&str])], elements: &[(&str, &str)]) -> Ruleset {
-        let mut r = Ruleset::default();
+    const WEB: Key = Key::Address(Ipv4Addr::new(10, 96, 0, 1), L4::Tcp, 80);
+    const DB: Key = Key::Address(Ipv4Addr::new(10, 96, 0, 2), L4::Tcp, 80);
+    const DNS: Key = Key::Address(Ipv4Addr::new(10, 96, 0, 3), L4::Udp, 53);
+
+    fn service(chains: &[(&str, &[&str])], elements: &[(Key, &str)]) -> Arc<ServiceRules> {
+        let mut s = ServiceRules::default();
         for (name, rules) in chains {
-            r.chains
-                .insert(name.to_string(), rules.iter().map(|s| s.to_string()).collect());
+            s.chains
+                .insert(name.to_string(), rules.iter().map(|r| r.to_string()).collect());
         }
         for (k, v) in elements {
-            r.element(SERVICE_IPS, k.to_string(), v.to_string());
+            s.element(SERVICE_IPS, *k, Some(Arc::from(*v)));
         }
-        r
+        Arc::new(s)
+    }
+
+    fn ruleset(services: &[(&str, &Arc<ServiceRules>)]) -> Ruleset {
+        Ruleset::new(services.iter().map(|(n, s)| (n.to_string(), Arc::clone(s))).collect())
     }
 
     #[test]
     fn diff_touches_only_what_changed() {
-        let old = ruleset(
-            &[
-                ("svc-a", &["goto ep-a1"]),
-                ("ep-a1", &["dnat ip to 10.0.0.1:80"]),
-                ("svc-b", &["goto ep-b1"]),
-            ],
-            &[
-                ("10.96.0.1 . tcp . 80", "goto svc-a"),
-                ("10.96.0.2 . tcp . 80", "goto svc-b"),
-            ],
+        let b = service(&[("svc-b", &["goto ep-b1"])], &[(DB, "goto svc-b")]);
+        let a = service(
+            &[("svc-a", &["goto ep-a1"]), ("ep-a1", &["dnat ip to 10.0.0.1:80"])],
+            &[(WEB, "goto svc-a")],
         );
+        let old = ruleset(&[("a", &a), ("b", &b)]);
         assert_eq!(old.diff(&old), None);
-        let new = ruleset(
-            &[
-                ("svc-a", &["goto ep-a2"]),
-                ("ep-a2", &["dnat ip to 10.0.0.2:80"]),
-                ("svc-b", &["goto ep-b1"]),
-            ],
-            &[
-                ("10.96.0.1 . tcp . 80", "goto svc-a"),
-                ("10.96.0.2 . tcp . 80", "goto svc-b"),
-            ],
+        let a2 = service(
+            &[("svc-a", &["goto ep-a2"]), ("ep-a2", &["dnat ip to 10.0.0.2:80"])],
+            &[(WEB, "goto svc-a")],
         );
+        let new = ruleset(&[("a", &a2), ("b", &b)]);
         let script = old.diff(&new).unwrap();
         let lines: Vec<&str> = script.lines().collect();
         assert_eq!(
@@ -314,19 +439,28 @@ mod tests {
 
     #[test]
     fn elements_are_replaced_when_their_verdict_changes() {
-        let old = ruleset(&[], &[("10.96.0.1 . tcp . 80", "goto svc-a")]);
-        let new = ruleset(
-            &[],
-            &[
-                ("10.96.0.1 . tcp . 80", "goto svc-c"),
-                ("10.96.0.3 . udp . 53", "goto svc-d"),
-            ],
-        );
+        let old = ruleset(&[("a", &service(&[], &[(WEB, "goto svc-a")]))]);
+        let new = ruleset(&[("a", &service(&[], &[(WEB, "goto svc-c"), (DNS, "goto svc-d")]))]);
         let script = old.diff(&new).unwrap();
         assert_eq!(
             script,
             "delete element inet weft service-ips { 10.96.0.1 . tcp . 80 }\n\
              add element inet weft service-ips { 10.96.0.1 . tcp . 80 : goto svc-c, 10.96.0.3 . udp . 53 : goto svc-d }\n"
+        );
+    }
+
+    #[test]
+    fn a_key_two_services_claim_stays_while_one_of_them_does() {
+        let mut a = ServiceRules::default();
+        a.element(HAIRPIN, Key::Hairpin(Ipv4Addr::new(10, 244, 1, 5)), None);
+        let a = Arc::new(a);
+        let both = ruleset(&[("a", &a), ("b", &a)]);
+        assert_eq!(both.elements[HAIRPIN].len(), 1);
+        let one = ruleset(&[("a", &a)]);
+        assert_eq!(both.diff(&one), None);
+        assert_eq!(
+            one.diff(&Ruleset::default()).unwrap(),
+            "delete element inet weft hairpin { 10.244.1.5 . 10.244.1.5 }\n"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! (insta snapshots), and behaviour that matters is also asserted directly.
 
 use weft_proxy::Ruleset;
-use weft_proxy::ruleset::{NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS};
+use weft_proxy::ruleset::{HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS};
 
 mod fixture;
 
@@ -16,22 +16,35 @@ fn every_kind_of_service_as_nft() {
 }
 
 fn verdict<'a>(r: &'a Ruleset, map: &str, key: &str) -> Option<&'a str> {
-    r.elements.get(map)?.get(key).map(String::as_str)
+    r.verdict(map, key)
+}
+
+fn chain<'a>(r: &'a Ruleset, verdict: &str) -> &'a [String] {
+    r.chain(verdict.trim_start_matches("goto ")).unwrap()
 }
 
 #[test]
 fn lookups_and_choices() {
     let r = planned("node-1");
-    // ClusterIP ports go to their service chains; ready endpoints only, named targetPort resolved.
-    let web = verdict(&r, SERVICE_IPS, "10.96.0.20 . tcp . 80").unwrap();
-    let chain = &r.chains[web.trim_start_matches("goto ")];
-    assert!(chain[1].starts_with("numgen random mod 2 0 goto ep-"), "{chain:?}");
-    assert!(chain[2].starts_with("goto ep-"), "{chain:?}");
-    assert!(r.chains.keys().any(|c| c.ends_with("__10.244.1.5/8080")));
+    // ClusterIP ports go to their service chains; ready endpoints only, named targetPort resolved, one of
+    // them at random.
+    let web = chain(&r, verdict(&r, SERVICE_IPS, "10.96.0.20 . tcp . 80").unwrap());
+    assert_eq!(
+        web[1..],
+        [
+            "numgen random mod 2 0 meta l4proto tcp dnat ip to 10.244.1.5:8080",
+            "meta l4proto tcp dnat ip to 10.244.2.5:8080"
+        ]
+    );
     assert!(
-        !r.chains.keys().any(|c| c.contains("10.244.2.9")),
+        !r.chains()
+            .any(|(_, rules)| rules.iter().any(|r| r.contains("10.244.2.9"))),
         "terminating endpoints wait while others are ready"
     );
+    // Without affinity there are no endpoint chains; every endpoint can reach itself (hairpin).
+    assert!(!r.chains().any(|(c, _)| c.starts_with("ep-") && c.contains("/web/")));
+    let hairpin: Vec<String> = r.elements[HAIRPIN].keys().map(|k| k.to_string()).collect();
+    assert!(hairpin.contains(&"10.244.1.5 . 10.244.1.5".to_string()), "{hairpin:?}");
     // No endpoints: refused, on the ClusterIP and the NodePort.
     assert_eq!(
         verdict(&r, NO_ENDPOINT_SERVICES, "10.96.0.22 . tcp . 80"),
@@ -42,36 +55,80 @@ fn lookups_and_choices() {
         Some("goto reject-chain")
     );
     // Only serving-terminating endpoints left: they are used.
-    assert!(r.chains.keys().any(|c| c.contains("10.244.1.8/80")));
+    let draining = chain(&r, verdict(&r, SERVICE_IPS, "10.96.0.23 . tcp . 80").unwrap());
+    assert_eq!(draining, ["meta l4proto tcp dnat ip to 10.244.1.8:80"]);
     // externalTrafficPolicy: Local on a node without local endpoints: external clients are dropped here,
     // pods still reach the service cluster-wide.
-    let ext = verdict(&r, SERVICE_NODEPORTS, "tcp . 30443")
-        .unwrap()
-        .trim_start_matches("goto ");
-    let local = r.chains[ext].last().unwrap().trim_start_matches("goto ");
-    assert_eq!(r.chains[local], ["drop"]);
+    let ext = verdict(&r, SERVICE_NODEPORTS, "tcp . 30443").unwrap();
+    let local = chain(&r, ext).last().unwrap();
+    assert_eq!(chain(&r, local), ["drop"]);
     assert_eq!(
-        planned("node-2").chains[local].len(),
+        chain(&planned("node-2"), local).len(),
         2,
         "affinity check, then the local endpoint"
     );
     // Source ranges guard the load-balancer IP only.
-    let lb = verdict(&r, SERVICE_IPS, "172.18.1.1 . tcp . 443")
-        .unwrap()
-        .trim_start_matches("goto ");
-    assert_eq!(r.chains[lb][0], "ip saddr != { 172.18.0.0/24 } drop");
-    assert_eq!(
-        verdict(&r, SERVICE_IPS, "172.18.0.12 . tcp . 443"),
-        Some(format!("goto {ext}").as_str())
-    );
-    // Affinity: a set per endpoint, named with its timeout.
-    assert!(r.sets.keys().any(|s| s.starts_with("aff-60-")));
-    // Headless and ExternalName Services are left to DNS.
-    assert!(!r.elements.values().flat_map(|m| m.keys()).any(|k| k.contains("None")));
+    let lb = verdict(&r, SERVICE_IPS, "172.18.1.1 . tcp . 443").unwrap();
+    assert_eq!(chain(&r, lb)[0], "ip saddr != { 172.18.0.0/24 } drop");
+    assert_eq!(verdict(&r, SERVICE_IPS, "172.18.0.12 . tcp . 443"), Some(ext));
+    // Affinity: a set and a chain per endpoint, the set named with its timeout.
+    assert!(r.sets().any(|(s, _)| s.starts_with("aff-60-")));
+    let edge = chain(&r, verdict(&r, SERVICE_IPS, "10.96.0.21 . tcp . 443").unwrap());
+    assert!(edge[1].starts_with("ip saddr @aff-60-"), "{edge:?}");
+    let endpoint = chain(&r, edge.last().unwrap());
+    assert_eq!(endpoint[1], "meta l4proto tcp dnat ip to 10.244.2.7:8443");
+    // Headless and ExternalName Services are left to DNS: only the ClusterIPs above are proxied.
+    assert_eq!(r.services.len(), 6);
+    assert!(r.services["default/headless"].elements.is_empty());
+    assert!(r.services["default/elsewhere"].elements.is_empty());
     assert_eq!(r.udp_endpoints.len(), 2);
 }
 
 #[test]
 fn planning_is_deterministic() {
     assert_eq!(planned("node-1"), planned("node-1"));
+}
+
+/// The fixture's objects with resourceVersions, as a real source delivers them.
+fn versioned(state: &fixture::State, version: &str) -> weft_model::Snapshot {
+    let mut objects = weft_model::parse(&state.yaml(), "versioned").unwrap();
+    for o in &mut objects {
+        o.meta_mut().resource_version = Some(version.to_string());
+    }
+    weft_model::Snapshot::new(1, objects)
+}
+
+#[test]
+fn the_planner_replans_only_what_changed_and_plans_the_same() {
+    let ctx = weft_proxy::Context {
+        node: "node-1".into(),
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+    };
+    let mut planner = weft_proxy::Planner::default();
+    let mut state = fixture::State::initial();
+    let first = planner.plan(&versioned(&state, "1"), &ctx);
+    assert_eq!(first, weft_proxy::plan(&versioned(&state, "1"), &ctx));
+    // web's slice changes (a new version); edge and the rest keep theirs.
+    state.web_endpoints.push(("10.244.1.6", "node-1"));
+    let mut snap = versioned(&state, "1");
+    let key = weft_model::object::Key::new("EndpointSlice", Some("default"), "web-abc");
+    snap.get_mut(&key).unwrap().meta_mut().resource_version = Some("2".into());
+    let second = planner.plan(&snap, &ctx);
+    assert_eq!(
+        second,
+        weft_proxy::plan(&snap, &ctx),
+        "the same ruleset as planning from nothing"
+    );
+    let shared = |name: &str| std::sync::Arc::ptr_eq(&first.services[name], &second.services[name]);
+    assert!(
+        shared("prod/edge") && shared("default/empty"),
+        "unchanged Services are not re-planned"
+    );
+    assert!(!shared("default/web"));
+    // Another node: everything is planned again.
+    let other = weft_proxy::Context {
+        node: "node-2".into(),
+        ..ctx
+    };
+    assert_eq!(planner.plan(&snap, &other), weft_proxy::plan(&snap, &other));
 }

@@ -1,15 +1,17 @@
 //! `weft bench proxy`: the service proxy at scale, in namespaces of its own. It plans and applies N Services of
-//! E endpoints from empty, then one added Service and one changed endpoint, prints rule counts, time and memory,
-//! and measures TCP connect latency through a ClusterIP with few and with N Services in the same run.
+//! E endpoints from empty, then one added Service and one changed endpoint as the agent does them (the
+//! snapshot changes by those objects; the planner re-plans what changed and the proxier syncs), prints rule
+//! counts, time and memory, and measures TCP connect latency through a ClusterIP with few and with N Services
+//! in the same run.
 
 use super::{connect_latency, ms, peak_rss_mb, print_latency};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use weft_model::{Object, Snapshot};
 use weft_netlink::Netns;
-use weft_proxy::{Proxier, plan};
+use weft_proxy::{Planner, Proxier};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,13 +63,13 @@ pub fn run(args: Args) -> Result<()> {
     let target = SocketAddr::new(TARGET_IP.parse()?, 80);
     println!("services {} x {} endpoints", args.services, args.endpoints);
     let (latency_few, latency_many, figures) = client.run(|| -> weft_netlink::Result<_> {
-        proxier.sync(plan(&snapshot(10, args.endpoints, None), &ctx))?;
+        proxier.sync(Planner::default().plan(&snapshot(10, args.endpoints), &ctx))?;
         let latency_few = connect_latency(target, args.connects);
-        // Only one snapshot lives at a time, as in the agent.
-        let many = snapshot(args.services, args.endpoints, None);
+        // One snapshot, changed in place as a watch-fed source changes its store.
+        let mut snap = snapshot(args.services, args.endpoints);
+        let mut planner = Planner::default();
         let started = Instant::now();
-        let ruleset = plan(&many, &ctx);
-        drop(many);
+        let ruleset = planner.plan(&snap, &ctx);
         let planned = started.elapsed();
         let counts = ruleset.counts();
         if let Ok(path) = std::env::var("WEFT_BENCH_DUMP") {
@@ -78,25 +80,26 @@ pub fn run(args: Args) -> Result<()> {
         let from_empty = started.elapsed();
         let latency_many = connect_latency(target, args.connects);
         // One more Service on top.
-        let started = Instant::now();
-        let plus_one = snapshot(args.services + 1, args.endpoints, None);
-        let add = proxier.sync(plan(&plus_one, &ctx))?;
-        drop(plus_one);
-        let add_one = started.elapsed();
-        // One endpoint of one Service changes.
-        let started = Instant::now();
-        let changed = snapshot(args.services + 1, args.endpoints, Some(7));
-        let change = proxier.sync(plan(&changed, &ctx))?;
-        let change_one = started.elapsed();
+        for object in service_objects(args.services, args.endpoints, None) {
+            snap.insert(object);
+        }
+        let add = step(&mut planner, &mut proxier, &snap, &ctx)?;
+        // One endpoint of one Service changes: its slice has a new version.
+        for object in service_objects(7, args.endpoints, Some("2")) {
+            if object.kind() == "EndpointSlice" {
+                snap.insert(object);
+            }
+        }
+        let change = step(&mut planner, &mut proxier, &snap, &ctx)?;
         Ok((
             latency_few,
             latency_many,
-            (planned, from_empty, full, add_one, add, change_one, change, counts),
+            (planned, from_empty, full, add, change, counts),
         ))
     })?;
-    let (planned, from_empty, full, add_one, add, change_one, change, counts) = figures;
+    let (planned, from_empty, full, add, change, counts) = figures;
     println!(
-        "ruleset: {} chains, {} rules, {} map elements",
+        "ruleset: {} chains, {} rules, {} set and map elements",
         counts.0, counts.1, counts.2
     );
     println!(
@@ -106,22 +109,34 @@ pub fn run(args: Args) -> Result<()> {
         ms(full.elapsed),
         full.script as f64 / 1e6
     );
-    println!(
-        "add one Service: {:.1} ms (of which the sync {:.1} ms, {} bytes of nft text)",
-        ms(add_one),
-        ms(add.elapsed),
-        add.script
-    );
-    println!(
-        "change one endpoint: {:.1} ms (of which the sync {:.1} ms, {} bytes of nft text)",
-        ms(change_one),
-        ms(change.elapsed),
-        change.script
-    );
+    for (label, (plan, report)) in [("add one Service", add), ("change one endpoint", change)] {
+        println!(
+            "{label}: {:.1} ms (plan {:.1} ms, sync {:.1} ms, {} bytes of nft text{})",
+            ms(plan + report.elapsed),
+            ms(plan),
+            ms(report.elapsed),
+            report.script,
+            if report.netlink { ", sent over netlink" } else { "" }
+        );
+    }
     print_latency("via ClusterIP, 10 Services", &latency_few);
     print_latency(&format!("via ClusterIP, {} Services", args.services), &latency_many);
     println!("peak RSS of this process (planner + applier): {:.1} MB", peak_rss_mb());
     Ok(())
+}
+
+/// What the agent does with a changed snapshot: plan (only what changed) and sync. Returns the planning time
+/// and the sync's report.
+fn step(
+    planner: &mut Planner,
+    proxier: &mut Proxier,
+    snap: &Snapshot,
+    ctx: &weft_proxy::Context,
+) -> weft_netlink::Result<(Duration, weft_proxy::apply::Report)> {
+    let started = Instant::now();
+    let ruleset = planner.plan(snap, ctx);
+    let planned = started.elapsed();
+    Ok((planned, proxier.sync(ruleset)?))
 }
 
 /// A veth between the two namespaces: client 10.77.0.1, server 10.77.0.2.
@@ -141,48 +156,57 @@ fn wire(client: &Netns, server: &Netns) -> Result<()> {
     Ok(())
 }
 
-/// `services` Services of `endpoints` endpoints each; Service 0 is the measured one (its endpoints are the
-/// server's listeners), the others point at addresses that never answer. `bump` changes one endpoint of that
-/// Service index.
-fn snapshot(services: usize, endpoints: usize, bump: Option<usize>) -> Snapshot {
-    let mut objects = Vec::with_capacity(services * 2);
-    for i in 0..services {
-        let name = format!("s{i}");
-        let ip = if i == 0 {
-            TARGET_IP.to_string()
-        } else {
-            format!("10.{}.{}.{}", 100 + (i >> 16), (i >> 8) & 255, i & 255)
-        };
-        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "bench"},
-            "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP"}]}});
-        let eps: Vec<_> = (0..endpoints)
-            .map(|e| {
-                let addr = if i == 0 {
-                    SERVER.to_string()
-                } else {
-                    let n = i * endpoints + e + usize::from(bump == Some(i));
-                    format!("10.{}.{}.{}", 128 + (n >> 16), (n >> 8) & 255, n & 255)
-                };
-                json!({"addresses": [addr], "nodeName": "node-2", "conditions": {"ready": true}})
-            })
-            .collect();
-        // Service 0's endpoints differ by port: one listener each.
-        let slices: Vec<_> = if i == 0 {
-            (0..endpoints.min(5))
-                .map(|e| json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                    "metadata": {"name": format!("{name}-{e}"), "namespace": "bench", "labels": {"kubernetes.io/service-name": name}},
-                    "addressType": "IPv4", "ports": [{"port": 8080 + e, "protocol": "TCP"}], "endpoints": [eps[e].clone()]}))
-                .collect()
-        } else {
-            vec![json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": format!("{name}-x"), "namespace": "bench", "labels": {"kubernetes.io/service-name": name}},
-                "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP"}], "endpoints": eps})]
-        };
-        for v in std::iter::once(svc).chain(slices) {
-            if let Ok(o) = weft_model::manifest::from_value(v) {
-                objects.push(o);
-            }
-        }
-    }
-    Snapshot::new(1, objects.into_iter().collect::<Vec<Object>>())
+/// `services` Services of `endpoints` endpoints each, at resourceVersion 1; Service 0 is the measured one (its
+/// endpoints are the server's listeners), the others point at addresses that never answer.
+fn snapshot(services: usize, endpoints: usize) -> Snapshot {
+    let objects: Vec<Object> = (0..services)
+        .flat_map(|i| service_objects(i, endpoints, None))
+        .collect();
+    Snapshot::new(1, objects)
+}
+
+/// Service `i` and its EndpointSlices. With `bumped` (a resourceVersion), the slice of that version has its
+/// endpoints shifted by one address: one gone, one new.
+fn service_objects(i: usize, endpoints: usize, bumped: Option<&str>) -> Vec<Object> {
+    let name = format!("s{i}");
+    let ip = if i == 0 {
+        TARGET_IP.to_string()
+    } else {
+        format!("10.{}.{}.{}", 100 + (i >> 16), (i >> 8) & 255, i & 255)
+    };
+    let version = bumped.unwrap_or("1");
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "bench", "resourceVersion": "1"},
+        "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP"}]}});
+    let eps: Vec<_> = (0..endpoints)
+        .map(|e| {
+            let addr = if i == 0 {
+                SERVER.to_string()
+            } else {
+                let n = i * endpoints + e + usize::from(bumped.is_some());
+                format!("10.{}.{}.{}", 128 + (n >> 16), (n >> 8) & 255, n & 255)
+            };
+            json!({"addresses": [addr], "nodeName": "node-2", "conditions": {"ready": true}})
+        })
+        .collect();
+    let meta = |slice: String| {
+        json!({"name": slice, "namespace": "bench", "resourceVersion": version,
+            "labels": {"kubernetes.io/service-name": name}})
+    };
+    // Service 0's endpoints differ by port: one listener each.
+    let slices: Vec<_> = if i == 0 {
+        (0..endpoints.min(5))
+            .map(|e| json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta(format!("{name}-{e}")),
+                "addressType": "IPv4", "ports": [{"port": 8080 + e, "protocol": "TCP"}], "endpoints": [eps[e].clone()]}))
+            .collect()
+    } else {
+        vec![
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta(format!("{name}-x")),
+            "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP"}], "endpoints": eps}),
+        ]
+    };
+    std::iter::once(svc)
+        .chain(slices)
+        .filter_map(|v| weft_model::manifest::from_value(v).ok())
+        .collect()
 }
