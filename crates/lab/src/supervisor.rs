@@ -182,13 +182,14 @@ fn send(writer: &mut UnixStream, response: &Response) -> std::io::Result<()> {
     writer.write_all(&line)
 }
 
-/// Writes `{"ok": JSON}` from already serialised JSON.
-fn send_ok_raw(writer: &mut UnixStream, json: &[u8]) -> std::io::Result<()> {
-    let mut line = Vec::with_capacity(json.len() + 8);
-    line.extend_from_slice(b"{\"ok\":");
-    line.extend_from_slice(json);
-    line.extend_from_slice(b"}\n");
-    writer.write_all(&line)
+/// Writes `{"ok": JSON}` where JSON is the concatenation of `parts`, already serialised, without copying them:
+/// a watch body is the whole store's JSON, and every watcher sends it.
+fn send_ok_raw(writer: &mut UnixStream, parts: &[&[u8]]) -> std::io::Result<()> {
+    writer.write_all(b"{\"ok\":")?;
+    for part in parts {
+        writer.write_all(part)?;
+    }
+    writer.write_all(b"}\n")
 }
 
 /// Streams snapshots (only `kinds`, when given) until the client goes away or the supervisor stops. A
@@ -218,15 +219,12 @@ fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option
         }
         // The stored form, `{"revision":N,"changes":[...],"objects":[...]}`, around the body already serialised.
         let changes: Vec<String> = changes.into_iter().map(|t| unix_nanos(t).to_string()).collect();
-        let mut stored = format!(
+        let head = format!(
             "{{\"revision\":{},\"changes\":[{}],\"objects\":",
             snap.revision,
             changes.join(",")
-        )
-        .into_bytes();
-        stored.extend_from_slice(&body);
-        stored.push(b'}');
-        send_ok_raw(writer, &stored)?;
+        );
+        send_ok_raw(writer, &[head.as_bytes(), &body, b"}"])?;
         last = Some(digest);
     }
     Ok(())
@@ -251,7 +249,7 @@ fn get(
     if let (Some(kind), Some(name), true) = (kind, name, items.is_empty()) {
         return send(writer, &Response::Error(format!("{kind} {name:?} not found")));
     }
-    send_ok_raw(writer, &serde_json::to_vec(&items).map_err(std::io::Error::other)?)
+    send_ok_raw(writer, &[&serde_json::to_vec(&items).map_err(std::io::Error::other)?])
 }
 
 fn answer(shared: &Shared, request: Request) -> Result<Value> {
