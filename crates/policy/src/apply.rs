@@ -17,6 +17,8 @@ pub struct Report {
     /// Size of the transaction as nft script (0: nothing changed).
     pub script: usize,
     pub elapsed: Duration,
+    /// Why the incremental transaction failed, when a full one had to follow.
+    pub fallback: Option<String>,
 }
 
 impl Enforcer {
@@ -24,20 +26,33 @@ impl Enforcer {
         Enforcer::default()
     }
 
-    /// Makes the calling thread's network namespace hold `desired`.
+    /// Makes the calling thread's network namespace hold `desired`. An incremental transaction that fails
+    /// (someone changed our table) is followed at once by a full one.
     pub fn sync(&mut self, desired: PolicyRules) -> weft_netlink::Result<Report> {
         let started = Instant::now();
         let mut report = Report::default();
-        if self.applied.as_ref() == Some(&desired) {
-            return Ok(report);
+        let incremental = self.applied.as_ref().map(|old| old.diff(&desired));
+        match incremental {
+            Some(None) => return Ok(report),
+            Some(Some(script)) => {
+                report.script = script.len();
+                if let Err(e) = weft_netlink::nft::apply(&script) {
+                    report.fallback = Some(e.to_string());
+                    self.full(&desired, &mut report)?;
+                }
+            }
+            None => self.full(&desired, &mut report)?,
         }
+        self.applied = Some(desired);
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    fn full(&mut self, desired: &PolicyRules, report: &mut Report) -> weft_netlink::Result<()> {
         self.applied = None;
         let full = desired.full();
         report.full = true;
         report.script = full.len();
-        weft_netlink::nft::apply(&full)?;
-        self.applied = Some(desired);
-        report.elapsed = started.elapsed();
-        Ok(report)
+        weft_netlink::nft::apply(&full)
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::cluster::{Cluster, PodInfo};
 use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use weft_model::k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
@@ -267,12 +268,10 @@ pub fn selects(policy: &NetworkPolicy, pod: &PodInfo) -> bool {
     if pod.host_network || policy.metadata.namespace.as_deref().unwrap_or("default") != pod.namespace {
         return false;
     }
-    let selector = policy
-        .spec
-        .as_ref()
-        .and_then(|s| s.pod_selector.clone())
-        .unwrap_or_default();
-    matches(&selector, &pod.labels)
+    match policy.spec.as_ref().and_then(|s| s.pod_selector.as_ref()) {
+        Some(selector) => matches(selector, &pod.labels),
+        None => matches(&Default::default(), &pod.labels),
+    }
 }
 
 /// `policyTypes`, or its default: Ingress always, Egress when the policy has egress rules.
@@ -302,8 +301,8 @@ pub fn peer_matches(c: &Cluster, policy_ns: &str, peer: &NetworkPolicyPeer, who:
         (None, None) => false,
         (None, Some(_)) => pod.namespace == policy_ns && pod_ok(&peer.pod_selector),
         (Some(ns_sel), _) => {
-            let ns_labels = c.namespace_labels(&pod.namespace).cloned().unwrap_or_default();
-            matches(ns_sel, &ns_labels) && pod_ok(&peer.pod_selector)
+            let ns_labels = c.namespace_labels(&pod.namespace);
+            matches(ns_sel, ns_labels.unwrap_or(&BTreeMap::new())) && pod_ok(&peer.pod_selector)
         }
     }
 }

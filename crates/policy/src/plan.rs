@@ -11,9 +11,9 @@
 
 use crate::cluster::{Cluster, PodInfo};
 use crate::decide::{Direction, Endpoint, has_type, peer_matches, selects};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
-use weft_model::k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
+use weft_model::k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use weft_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 pub const TABLE: &str = "inet weft-policy";
@@ -30,32 +30,73 @@ impl PolicyRules {
     /// The whole table, replacing the previous one atomically (one transaction, no moment without rules).
     pub fn full(&self) -> String {
         let mut out = format!(
-            "add table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{\n\tmap egress-pods {{ type ipv4_addr : verdict; }}\n\tmap ingress-pods {{ type ipv4_addr : verdict; }}\n"
+            "add table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{\n\tmap egress-pods {{ type ipv4_addr : verdict; }}\n\tmap ingress-pods {{ type ipv4_addr : verdict; }}\n\tchain forward {{ type filter hook forward priority filter; policy accept; ct state established,related accept; ip saddr vmap @egress-pods; ip daddr vmap @ingress-pods; }}\n}}\n"
         );
-        for name in self.chains.keys() {
-            let _ = writeln!(out, "\tchain {name} {{ }}");
-        }
-        out.push_str("\tchain forward { type filter hook forward priority filter; policy accept; ct state established,related accept; ip saddr vmap @egress-pods; ip daddr vmap @ingress-pods; }\n}\n");
-        for (name, rules) in &self.chains {
+        out.push_str(&PolicyRules::default().diff(self).unwrap_or_default());
+        out
+    }
+
+    /// One transaction from `self` (what the kernel holds) to `new`, touching only the pod chains and map
+    /// elements that differ; `None` when nothing does. New chains exist before an element jumps to them, a
+    /// changed chain is flushed and refilled, and a chain goes only after its elements. The kernel commits a
+    /// transaction at once, so packets see the old rules or the new ones, never a mix.
+    pub fn diff(&self, new: &PolicyRules) -> Option<String> {
+        let mut out = String::new();
+        for (name, rules) in &new.chains {
+            let verb = match self.chains.get(name) {
+                Some(old) if old == rules => continue,
+                Some(_) => "flush",
+                None => "add",
+            };
+            let _ = writeln!(out, "{verb} chain {TABLE} {name}");
             for rule in rules {
                 let _ = writeln!(out, "add rule {TABLE} {name} {rule}");
             }
         }
-        for (map, elements) in [("egress-pods", &self.egress_pods), ("ingress-pods", &self.ingress_pods)] {
-            if !elements.is_empty() {
-                let items: Vec<String> = elements
-                    .iter()
-                    .map(|(ip, chain)| format!("{ip} : jump {chain}"))
-                    .collect();
-                let _ = writeln!(out, "add element {TABLE} {map} {{ {} }}", items.join(", "));
+        for (map, old, now) in [
+            ("egress-pods", &self.egress_pods, &new.egress_pods),
+            ("ingress-pods", &self.ingress_pods, &new.ingress_pods),
+        ] {
+            let gone: Vec<&str> = differing(old, now).map(|(ip, _)| ip).collect();
+            if !gone.is_empty() {
+                let _ = writeln!(out, "delete element {TABLE} {map} {{ {} }}", gone.join(", "));
+            }
+            let added: Vec<String> = differing(now, old)
+                .map(|(ip, chain)| format!("{ip} : jump {chain}"))
+                .collect();
+            if !added.is_empty() {
+                let _ = writeln!(out, "add element {TABLE} {map} {{ {} }}", added.join(", "));
             }
         }
-        out
+        for name in self.chains.keys().filter(|name| !new.chains.contains_key(*name)) {
+            let _ = writeln!(out, "flush chain {TABLE} {name}\ndelete chain {TABLE} {name}");
+        }
+        (!out.is_empty()).then_some(out)
     }
+}
+
+/// The elements of map `a` that `b` lacks or sends elsewhere.
+fn differing<'a>(
+    a: &'a BTreeMap<String, String>,
+    b: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    a.iter()
+        .filter(|(ip, chain)| b.get(*ip) != Some(chain))
+        .map(|(ip, chain)| (ip.as_str(), chain.as_str()))
 }
 
 /// The rules for the pods of `node`.
 pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
+    let mut planner = Planner {
+        c,
+        policies: BTreeMap::new(),
+        peers: HashMap::new(),
+    };
+    // A policy selects pods of its own namespace only.
+    for policy in &c.policies {
+        let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
+        planner.policies.entry(ns).or_default().push(policy);
+    }
     let mut rules = PolicyRules::default();
     for pod in c
         .pods
@@ -64,7 +105,7 @@ pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
     {
         let Some(ip) = pod.ip else { continue };
         for direction in [Direction::Egress, Direction::Ingress] {
-            let Some(chain_rules) = pod_chain(c, pod, direction) else {
+            let Some(chain_rules) = planner.pod_chain(pod, direction) else {
                 continue;
             };
             let prefix = if direction == Direction::Egress { "egr" } else { "ing" };
@@ -81,143 +122,161 @@ pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
     rules
 }
 
-/// The chain of `pod` for `direction`, or none when no policy isolates it that way.
-fn pod_chain(c: &Cluster, pod: &PodInfo, direction: Direction) -> Option<Vec<String>> {
-    let policies: Vec<_> = c
-        .policies
-        .iter()
-        .filter(|p| selects(p, pod) && has_type(p, direction))
-        .collect();
-    if policies.is_empty() {
-        return None;
-    }
-    let verdict = if direction == Direction::Egress {
-        "return"
-    } else {
-        "accept"
-    };
-    let mut out = BTreeSet::new();
-    for policy in policies {
-        let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
-        let spec = policy.spec.clone().unwrap_or_default();
-        let rules: Vec<(Vec<NetworkPolicyPeer>, Vec<NetworkPolicyPort>)> = match direction {
-            Direction::Ingress => spec
-                .ingress
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| (r.from.unwrap_or_default(), r.ports.unwrap_or_default()))
-                .collect(),
-            Direction::Egress => spec
-                .egress
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| (r.to.unwrap_or_default(), r.ports.unwrap_or_default()))
-                .collect(),
-        };
-        for (peers, ports) in rules {
-            for m in rule_matches(c, ns, pod, direction, &peers, &ports) {
-                out.insert(if m.is_empty() {
-                    verdict.to_string()
-                } else {
-                    format!("{m} {verdict}")
-                });
-            }
-        }
-    }
-    let mut chain: Vec<String> = out.into_iter().collect();
-    chain.push("drop".into());
-    Some(chain)
+/// A peer as an address match and the pods it covers; none when it covers nothing.
+type PeerMatch<'a> = Option<(String, Vec<&'a PodInfo>)>;
+
+struct Planner<'a, 'c> {
+    c: &'c Cluster<'a>,
+    /// Policies by namespace.
+    policies: BTreeMap<&'c str, Vec<&'c &'a NetworkPolicy>>,
+    /// Peers already resolved, by namespace, direction and peer: many policies share the same peers, and
+    /// resolving one walks every pod.
+    peers: HashMap<String, PeerMatch<'c>>,
 }
 
-/// The match expressions (each one rule) allowing what one policy rule allows.
-fn rule_matches(
-    c: &Cluster,
-    ns: &str,
-    pod: &PodInfo,
-    direction: Direction,
-    peers: &[NetworkPolicyPeer],
-    ports: &[NetworkPolicyPort],
-) -> Vec<String> {
-    let addr = if direction == Direction::Egress {
-        "ip daddr"
-    } else {
-        "ip saddr"
-    };
-    // Each peer as an address match, plus (for named egress ports) the pods it covers.
-    let peer_sets: Vec<(String, Vec<&PodInfo>)> = if peers.is_empty() {
-        vec![(String::new(), c.pods.iter().filter(|p| !p.host_network).collect())]
-    } else {
-        peers.iter().filter_map(|p| peer_match(c, ns, p, addr)).collect()
-    };
-    let mut out = Vec::new();
-    for (peer, peer_pods) in &peer_sets {
-        if ports.is_empty() {
-            out.push(peer.clone());
-            continue;
+impl<'c> Planner<'_, 'c> {
+    /// The chain of `pod` for `direction`, or none when no policy isolates it that way.
+    fn pod_chain(&mut self, pod: &PodInfo, direction: Direction) -> Option<Vec<String>> {
+        let policies: Vec<&NetworkPolicy> = self
+            .policies
+            .get(pod.namespace.as_str())?
+            .iter()
+            .map(|p| **p)
+            .filter(|p| selects(p, pod) && has_type(p, direction))
+            .collect();
+        if policies.is_empty() {
+            return None;
         }
-        for port in ports {
-            let proto = port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-            match &port.port {
-                None => out.push(join(peer, &format!("meta l4proto {proto}"))),
-                Some(IntOrString::Int(n)) => {
-                    let range = match port.end_port {
-                        Some(end) if end > *n => format!("{n}-{end}"),
-                        _ => n.to_string(),
-                    };
-                    out.push(join(peer, &format!("meta l4proto {proto} th dport {range}")));
-                }
-                Some(IntOrString::String(name)) => {
-                    let key = (name.clone(), proto.to_ascii_uppercase());
-                    if direction == Direction::Ingress {
-                        // The pod this chain guards is the destination: its own number for the name.
-                        if let Some(n) = pod.named_ports.get(&key) {
-                            out.push(join(peer, &format!("meta l4proto {proto} th dport {n}")));
-                        }
+        let verdict = if direction == Direction::Egress {
+            "return"
+        } else {
+            "accept"
+        };
+        let mut out = BTreeSet::new();
+        for policy in policies {
+            let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
+            let spec = policy.spec.clone().unwrap_or_default();
+            let rules: Vec<(Vec<NetworkPolicyPeer>, Vec<NetworkPolicyPort>)> = match direction {
+                Direction::Ingress => spec
+                    .ingress
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| (r.from.unwrap_or_default(), r.ports.unwrap_or_default()))
+                    .collect(),
+                Direction::Egress => spec
+                    .egress
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| (r.to.unwrap_or_default(), r.ports.unwrap_or_default()))
+                    .collect(),
+            };
+            for (peers, ports) in rules {
+                for m in self.rule_matches(ns, pod, direction, &peers, &ports) {
+                    out.insert(if m.is_empty() {
+                        verdict.to_string()
                     } else {
-                        // Egress: the name means each destination pod's own number.
-                        let pairs: Vec<String> = peer_pods
-                            .iter()
-                            .filter_map(|p| Some(format!("{} . {}", p.ip?, p.named_ports.get(&key)?)))
-                            .collect();
-                        if !pairs.is_empty() {
-                            let m = format!("meta l4proto {proto} ip daddr . th dport {{ {} }}", pairs.join(", "));
-                            out.push(join(peer, &m));
+                        format!("{m} {verdict}")
+                    });
+                }
+            }
+        }
+        let mut chain: Vec<String> = out.into_iter().collect();
+        chain.push("drop".into());
+        Some(chain)
+    }
+
+    /// The match expressions (each one rule) allowing what one policy rule allows.
+    fn rule_matches(
+        &mut self,
+        ns: &str,
+        pod: &PodInfo,
+        direction: Direction,
+        peers: &[NetworkPolicyPeer],
+        ports: &[NetworkPolicyPort],
+    ) -> Vec<String> {
+        let addr = if direction == Direction::Egress {
+            "ip daddr"
+        } else {
+            "ip saddr"
+        };
+        // Each peer as an address match, plus (for named egress ports) the pods it covers.
+        let peer_sets: Vec<(String, Vec<&PodInfo>)> = if peers.is_empty() {
+            vec![(String::new(), self.c.pods.iter().filter(|p| !p.host_network).collect())]
+        } else {
+            peers.iter().filter_map(|p| self.peer_match(ns, p, addr)).collect()
+        };
+        let mut out = Vec::new();
+        for (peer, peer_pods) in &peer_sets {
+            if ports.is_empty() {
+                out.push(peer.clone());
+                continue;
+            }
+            for port in ports {
+                let proto = port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+                match &port.port {
+                    None => out.push(join(peer, &format!("meta l4proto {proto}"))),
+                    Some(IntOrString::Int(n)) => {
+                        let range = match port.end_port {
+                            Some(end) if end > *n => format!("{n}-{end}"),
+                            _ => n.to_string(),
+                        };
+                        out.push(join(peer, &format!("meta l4proto {proto} th dport {range}")));
+                    }
+                    Some(IntOrString::String(name)) => {
+                        let key = (name.clone(), proto.to_ascii_uppercase());
+                        if direction == Direction::Ingress {
+                            // The pod this chain guards is the destination: its own number for the name.
+                            if let Some(n) = pod.named_ports.get(&key) {
+                                out.push(join(peer, &format!("meta l4proto {proto} th dport {n}")));
+                            }
+                        } else {
+                            // Egress: the name means each destination pod's own number.
+                            let pairs: Vec<String> = peer_pods
+                                .iter()
+                                .filter_map(|p| Some(format!("{} . {}", p.ip?, p.named_ports.get(&key)?)))
+                                .collect();
+                            if !pairs.is_empty() {
+                                let m = format!("meta l4proto {proto} ip daddr . th dport {{ {} }}", pairs.join(", "));
+                                out.push(join(peer, &m));
+                            }
                         }
                     }
                 }
             }
         }
+        out
     }
-    out
-}
 
-/// A peer as an address match and the pods it covers; none when it covers nothing.
-fn peer_match<'a>(
-    c: &'a Cluster,
-    ns: &str,
-    peer: &NetworkPolicyPeer,
-    addr: &str,
-) -> Option<(String, Vec<&'a PodInfo>)> {
-    // The pods are those the decision model matches, so rules and `weft trace` cannot disagree.
-    let pods: Vec<&PodInfo> = c
-        .pods
-        .iter()
-        .filter(|p| !p.host_network && p.ip.is_some() && peer_matches(c, ns, peer, &Endpoint::Pod(p)))
-        .collect();
-    if let Some(block) = &peer.ip_block {
-        let mut m = format!("{addr} {}", block.cidr);
-        let except: Vec<&str> = block.except.iter().flatten().map(String::as_str).collect();
-        if !except.is_empty() {
-            let _ = write!(m, " {addr} != {{ {} }}", except.join(", "));
+    /// A peer as an address match and the pods it covers; none when it covers nothing.
+    fn peer_match(&mut self, ns: &str, peer: &NetworkPolicyPeer, addr: &str) -> PeerMatch<'c> {
+        let key = format!("{ns} {addr} {peer:?}");
+        if let Some(known) = self.peers.get(&key) {
+            return known.clone();
         }
-        return Some((m, pods));
+        let c = self.c;
+        // The pods are those the decision model matches, so rules and `weft trace` cannot disagree.
+        let pods: Vec<&PodInfo> = c
+            .pods
+            .iter()
+            .filter(|p| !p.host_network && p.ip.is_some() && peer_matches(c, ns, peer, &Endpoint::Pod(p)))
+            .collect();
+        let found = if let Some(block) = &peer.ip_block {
+            let mut m = format!("{addr} {}", block.cidr);
+            let except: Vec<&str> = block.except.iter().flatten().map(String::as_str).collect();
+            if !except.is_empty() {
+                let _ = write!(m, " {addr} != {{ {} }}", except.join(", "));
+            }
+            Some((m, pods))
+        } else if pods.is_empty() {
+            None
+        } else {
+            let ips: BTreeSet<String> = pods.iter().filter_map(|p| p.ip.map(|ip| ip.to_string())).collect();
+            let ips: Vec<String> = ips.into_iter().collect();
+            Some((format!("{addr} {{ {} }}", ips.join(", ")), pods))
+        };
+        self.peers.insert(key, found.clone());
+        found
     }
-    if pods.is_empty() {
-        return None;
-    }
-    let ips: BTreeSet<String> = pods.iter().filter_map(|p| p.ip.map(|ip| ip.to_string())).collect();
-    let ips: Vec<String> = ips.into_iter().collect();
-    Some((format!("{addr} {{ {} }}", ips.join(", ")), pods))
 }
 
 fn join(a: &str, b: &str) -> String {
@@ -225,5 +284,63 @@ fn join(a: &str, b: &str) -> String {
         (true, _) => b.to_string(),
         (_, true) => a.to_string(),
         _ => format!("{a} {b}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(chains: &[(&str, &[&str])], ingress: &[(&str, &str)]) -> PolicyRules {
+        PolicyRules {
+            chains: chains
+                .iter()
+                .map(|(name, rules)| (name.to_string(), rules.iter().map(|r| r.to_string()).collect()))
+                .collect(),
+            egress_pods: BTreeMap::new(),
+            ingress_pods: ingress.iter().map(|(ip, c)| (ip.to_string(), c.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_change_touches_only_the_chains_and_elements_that_differ() {
+        let old = rules(
+            &[
+                ("ing-x/a", &["ip saddr { 10.0.0.2 } accept", "drop"]),
+                ("ing-x/b", &["drop"]),
+            ],
+            &[("10.0.0.5", "ing-x/a"), ("10.0.0.6", "ing-x/b")],
+        );
+        assert_eq!(old.diff(&old), None);
+        let new = rules(
+            &[
+                ("ing-x/a", &["ip saddr { 10.0.0.2, 10.0.0.3 } accept", "drop"]),
+                ("ing-x/c", &["drop"]),
+            ],
+            &[("10.0.0.5", "ing-x/a"), ("10.0.0.7", "ing-x/c")],
+        );
+        let script = old.diff(&new).unwrap();
+        assert_eq!(
+            script.lines().collect::<Vec<_>>(),
+            [
+                "flush chain inet weft-policy ing-x/a",
+                "add rule inet weft-policy ing-x/a ip saddr { 10.0.0.2, 10.0.0.3 } accept",
+                "add rule inet weft-policy ing-x/a drop",
+                "add chain inet weft-policy ing-x/c",
+                "add rule inet weft-policy ing-x/c drop",
+                "delete element inet weft-policy ingress-pods { 10.0.0.6 }",
+                "add element inet weft-policy ingress-pods { 10.0.0.7 : jump ing-x/c }",
+                "flush chain inet weft-policy ing-x/b",
+                "delete chain inet weft-policy ing-x/b",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_full_table_is_the_diff_from_nothing_after_the_skeleton() {
+        let r = rules(&[("ing-x/a", &["drop"])], &[("10.0.0.5", "ing-x/a")]);
+        let full = r.full();
+        assert!(full.starts_with("add table inet weft-policy\ndelete table inet weft-policy\n"));
+        assert!(full.ends_with(&PolicyRules::default().diff(&r).unwrap()));
     }
 }
