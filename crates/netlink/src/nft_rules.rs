@@ -55,6 +55,14 @@ pub enum Rule {
     FibSaddrLocal(Verdict),
     /// `meta l4proto PROTO dnat ip to ADDR:PORT`
     Dnat { proto: L4, addr: Ipv4Addr, port: u16 },
+    /// `meta l4proto PROTO dnat ip to numgen random mod MODULUS offset OFFSET map @MAP`: one of the endpoints
+    /// at keys OFFSET.. of a map of `address . port`.
+    DnatMap {
+        proto: L4,
+        modulus: u32,
+        offset: u32,
+        map: String,
+    },
     /// `numgen random mod MODULUS VALUE meta l4proto PROTO dnat ip to ADDR:PORT`
     NumgenDnat {
         modulus: u32,
@@ -167,41 +175,46 @@ impl Rule {
                     _ => return None,
                 }
             }
-            [
-                "numgen",
-                "random",
-                "mod",
-                modulus,
-                value,
-                "meta",
-                "l4proto",
-                proto,
-                "dnat",
-                "ip",
-                "to",
-                target,
-            ] => {
-                let (addr, port) = target.split_once(':')?;
-                Rule::NumgenDnat {
-                    modulus: modulus.parse().ok()?,
-                    value: value.parse().ok()?,
-                    proto: L4::parse(proto)?,
-                    addr: addr.parse().ok()?,
-                    port: port.parse().ok()?,
+            ["numgen", "random", "mod", modulus, value, rest @ ..] => {
+                let (modulus, value) = (modulus.parse().ok()?, value.parse().ok()?);
+                match (Verdict::parse_words(rest), rest) {
+                    (Some(verdict), _) => Rule::Numgen {
+                        modulus,
+                        value,
+                        verdict,
+                    },
+                    (None, ["meta", ..]) => match Rule::parse(&rest.join(" "))? {
+                        Rule::Dnat { proto, addr, port } => Rule::NumgenDnat {
+                            modulus,
+                            value,
+                            proto,
+                            addr,
+                            port,
+                        },
+                        _ => return None,
+                    },
+                    (None, _) => return None,
                 }
             }
-            ["numgen", "random", "mod", modulus, value, verdict @ ..] => Rule::Numgen {
-                modulus: modulus.parse().ok()?,
-                value: value.parse().ok()?,
-                verdict: Verdict::parse_words(verdict)?,
-            },
             ["fib", "saddr", "type", "local", verdict @ ..] => Rule::FibSaddrLocal(Verdict::parse_words(verdict)?),
-            ["meta", "l4proto", proto, "dnat", "ip", "to", target] => {
-                let (addr, port) = target.split_once(':')?;
-                Rule::Dnat {
-                    proto: L4::parse(proto)?,
-                    addr: addr.parse().ok()?,
-                    port: port.parse().ok()?,
+            ["meta", "l4proto", proto, "dnat", "ip", "to", rest @ ..] => {
+                let proto = L4::parse(proto)?;
+                match rest {
+                    [target] => {
+                        let (addr, port) = target.split_once(':')?;
+                        Rule::Dnat {
+                            proto,
+                            addr: addr.parse().ok()?,
+                            port: port.parse().ok()?,
+                        }
+                    }
+                    ["numgen", "random", "mod", modulus, "offset", offset, "map", map] => Rule::DnatMap {
+                        proto,
+                        modulus: modulus.parse().ok().filter(|m| *m > 0)?,
+                        offset: offset.parse().ok()?,
+                        map: map.strip_prefix('@')?.to_string(),
+                    },
+                    _ => return None,
                 }
             }
             ["update", set, "{", "ip", "saddr", "}"] if set.starts_with('@') => Rule::UpdateSaddr {
@@ -283,6 +296,27 @@ impl Rule {
                 numgen_is(&mut out, *modulus, *value);
                 dnat(&mut out, *proto, *addr, *port);
             }
+            Rule::DnatMap {
+                proto,
+                modulus,
+                offset,
+                map,
+            } => {
+                meta_load(&mut out, META_L4PROTO);
+                cmp(&mut out, CMP_EQ, &[proto.number()]);
+                numgen(&mut out, *modulus, *offset);
+                expr(&mut out, "lookup", |d| {
+                    attr(d, 2, &REG_1.to_be_bytes()); // NFTA_LOOKUP_SREG
+                    attr(d, 3, &REG_1.to_be_bytes()); // NFTA_LOOKUP_DREG: the address, the port after it
+                    attr(d, 1, &cstr(map)); // NFTA_LOOKUP_SET
+                });
+                expr(&mut out, "nat", |d| {
+                    attr(d, 1, &1u32.to_be_bytes()); // NFTA_NAT_TYPE: NFT_NAT_DNAT
+                    attr(d, 2, &2u32.to_be_bytes()); // NFTA_NAT_FAMILY: NFPROTO_IPV4
+                    attr(d, 3, &REG_1.to_be_bytes()); // NFTA_NAT_REG_ADDR_MIN
+                    attr(d, 5, &REG32_01.to_be_bytes()); // NFTA_NAT_REG_PROTO_MIN
+                });
+            }
             Rule::FibSaddrLocal(verdict) => {
                 expr(&mut out, "fib", |d| {
                     attr(d, 1, &REG_1.to_be_bytes()); // NFTA_FIB_DREG
@@ -347,6 +381,16 @@ impl fmt::Display for Rule {
             } => write!(f, "numgen random mod {modulus} {value} {verdict}"),
             Rule::FibSaddrLocal(verdict) => write!(f, "fib saddr type local {verdict}"),
             Rule::Dnat { proto, addr, port } => write!(f, "meta l4proto {} dnat ip to {addr}:{port}", proto.name()),
+            Rule::DnatMap {
+                proto,
+                modulus,
+                offset,
+                map,
+            } => write!(
+                f,
+                "meta l4proto {} dnat ip to numgen random mod {modulus} offset {offset} map @{map}",
+                proto.name()
+            ),
             Rule::NumgenDnat {
                 modulus,
                 value,
@@ -439,6 +483,8 @@ pub fn concat_key(text: &str) -> Option<Vec<u8>> {
 const REG_VERDICT: u32 = 0;
 const REG_1: u32 = 1;
 const REG_2: u32 = 2;
+/// The second 32-bit word of register 1, where the second field of a concatenation lands.
+const REG32_01: u32 = 9;
 const CMP_EQ: u32 = 0;
 const CMP_NEQ: u32 = 1;
 const META_NFPROTO: u32 = 15;
@@ -484,14 +530,19 @@ fn payload(out: &mut Vec<u8>, offset: u32, len: u32) {
     });
 }
 
-/// `numgen random mod MODULUS VALUE`
-fn numgen_is(out: &mut Vec<u8>, modulus: u32, value: u32) {
+/// `numgen random mod MODULUS offset OFFSET` into register 1.
+fn numgen(out: &mut Vec<u8>, modulus: u32, offset: u32) {
     expr(out, "numgen", |d| {
         attr(d, 1, &REG_1.to_be_bytes()); // NFTA_NG_DREG
         attr(d, 2, &modulus.to_be_bytes()); // NFTA_NG_MODULUS
         attr(d, 3, &1u32.to_be_bytes()); // NFTA_NG_TYPE: NFT_NG_RANDOM
-        attr(d, 4, &0u32.to_be_bytes()); // NFTA_NG_OFFSET
+        attr(d, 4, &offset.to_be_bytes()); // NFTA_NG_OFFSET
     });
+}
+
+/// `numgen random mod MODULUS VALUE`
+fn numgen_is(out: &mut Vec<u8>, modulus: u32, value: u32) {
+    numgen(out, modulus, 0);
     cmp(out, CMP_EQ, &value.to_ne_bytes());
 }
 
@@ -545,6 +596,7 @@ mod tests {
         "fib saddr type local goto svc-X",
         "ip saddr != { 172.18.0.0/24 } drop",
         "numgen random mod 3 1 meta l4proto udp dnat ip to 10.244.1.5:53",
+        "meta l4proto tcp dnat ip to numgen random mod 3 offset 8 map @endpoints-tcp",
     ];
 
     #[test]
@@ -567,6 +619,7 @@ mod tests {
             "goto",
             "meta l4proto icmp dnat ip to 1.2.3.4:5",
             "numgen random mod 2 2 meta l4proto tcp dnat ip to 10.0.0.1:80",
+            "meta l4proto tcp dnat ip to numgen random mod 0 offset 8 map @endpoints-tcp",
         ] {
             assert_eq!(Rule::parse(text), None, "{text}");
         }

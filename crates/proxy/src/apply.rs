@@ -4,12 +4,12 @@
 //! `weft_netlink::nft_rules` knows (`nft` would first read the whole table's chain list: 0.6 s at 10,000
 //! Services), else as an nft script.
 
-use crate::ruleset::{self, Change, Ruleset};
+use crate::ruleset::{self, Change, Ruleset, Value};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
-use weft_netlink::nft_rules::{self, Rule, Verdict};
-use weft_netlink::nftables::{self, Elements, Op, SetSpec};
+use weft_netlink::nft_rules::{self, Field, Rule, Verdict, concat};
+use weft_netlink::nftables::{self, Data, Elements, Op, SetSpec};
 
 /// `inet`, as nfnetlink numbers families.
 const NFPROTO_INET: u8 = 1;
@@ -161,7 +161,10 @@ impl<'a> Batch<'a> {
                         .iter()
                         .map(|(key, verdict)| {
                             let data = match verdict {
-                                Some(v) => Some(Verdict::parse(v)?.data()),
+                                Some(Value::Verdict(v)) => Some(Verdict::parse(v)?.data()),
+                                Some(Value::Target(addr, port)) => {
+                                    Some(Data::Value(concat(&[Field::Addr(*addr), Field::Port(*port)])))
+                                }
                                 None => None,
                             };
                             Some((key.bytes(), data))

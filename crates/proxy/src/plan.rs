@@ -1,8 +1,9 @@
 //! Snapshot → Ruleset: kube-proxy's nftables layout. For each Service port:
 //!
 //! - `svc-…`: cluster-wide endpoint choice, masquerading traffic that does not come from the pod network. The
-//!   choice is a `numgen random` DNAT rule per endpoint; with session affinity it is the affinity sets first,
-//!   then `numgen random` over one chain per endpoint (`ep-…`: affinity bookkeeping, DNAT);
+//!   choice is one DNAT to `numgen random` of the Service port's block of numbers in the endpoints map; with
+//!   session affinity it is the affinity sets first, then `numgen random` over one chain per endpoint (`ep-…`:
+//!   affinity bookkeeping, DNAT);
 //! - `local-…`: the same over this node's endpoints only (`internalTrafficPolicy`/`externalTrafficPolicy:
 //!   Local`), `drop` when there are none;
 //! - `ext-…`: entry for NodePorts, externalIPs and load-balancer IPs: masquerade and go cluster-wide, or for
@@ -14,11 +15,13 @@
 //! endpoint's `address . address` goes into the hairpin set.
 //!
 //! [`Planner`] remembers each Service's part by the resourceVersions of the Service and its EndpointSlices, so
-//! a change re-plans only the Services it touches; [`plan`] is the same without memory.
+//! a change re-plans only the Services it touches, and keeps their blocks of endpoint numbers, so a changed
+//! endpoint is a changed map element; [`plan`] is the same without memory.
 
 use crate::endpoints::{self, Endpoint};
 use crate::ruleset::{
-    HAIRPIN, Key, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, Ruleset, SERVICE_IPS, SERVICE_NODEPORTS, ServiceRules,
+    ENDPOINT_SHARDS, HAIRPIN, Key, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, Ruleset, SERVICE_IPS,
+    SERVICE_NODEPORTS, ServiceRules, endpoints_map,
 };
 use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, HashMap};
@@ -50,16 +53,28 @@ pub fn plan(snap: &Snapshot, ctx: &Context) -> Ruleset {
 pub struct Planner {
     /// The context the remembered parts were planned for.
     ctx: Option<Context>,
-    /// `namespace/name` → the resourceVersions of the Service and its slices (by slice name), and its part.
-    memo: HashMap<String, (Vec<String>, Arc<ServiceRules>)>,
+    /// By `namespace/name`: what each Service was planned from and into.
+    memo: HashMap<String, Memo>,
+    slots: Slots,
+}
+
+struct Memo {
+    /// The resourceVersions of the Service and its slices (by slice name); none when one is missing, and the
+    /// Service is then planned again every time.
+    versions: Option<Vec<String>>,
+    rules: Arc<ServiceRules>,
+    /// The blocks of endpoint numbers its chains hold: chain → (first, length).
+    blocks: HashMap<String, (u32, u32)>,
 }
 
 impl Planner {
-    /// The same ruleset as [`plan`]. Objects without a resourceVersion are always re-planned.
+    /// A ruleset that does what [`plan`]'s does (endpoint numbers may differ).
     pub fn plan(&mut self, snap: &Snapshot, ctx: &Context) -> Ruleset {
         if self.ctx.as_ref() != Some(ctx) {
-            self.memo.clear();
-            self.ctx = Some(ctx.clone());
+            *self = Planner {
+                ctx: Some(ctx.clone()),
+                ..Planner::default()
+            };
         }
         let slices = endpoints::Slices::index(snap);
         let mut services = BTreeMap::new();
@@ -69,24 +84,90 @@ impl Planner {
             let name = svc.metadata.name.as_deref().unwrap_or_default();
             let own = slices.of(ns, name);
             let id = format!("{ns}/{name}");
-            let rules = match self.memo.remove(&id) {
-                Some((versions, rules)) if same_versions(&versions, svc, own) => {
-                    memo.insert(id.clone(), (versions, Arc::clone(&rules)));
-                    rules
-                }
-                _ => {
-                    let rules = Arc::new(service(&slices, ctx, svc));
-                    if let Some(versions) = versions(svc, own) {
-                        memo.insert(id.clone(), (versions, Arc::clone(&rules)));
+            let entry = match self.memo.remove(&id) {
+                Some(m) if m.versions.as_ref().is_some_and(|v| same_versions(v, svc, own)) => m,
+                old => {
+                    let mut taker = Taker {
+                        held: old.map(|m| m.blocks).unwrap_or_default(),
+                        taken: HashMap::new(),
+                        slots: &mut self.slots,
+                    };
+                    let rules = Arc::new(service(&slices, ctx, svc, &mut taker));
+                    let blocks = taker.finish();
+                    Memo {
+                        versions: versions(svc, own),
+                        rules,
+                        blocks,
                     }
-                    rules
                 }
             };
-            services.insert(id, rules);
+            services.insert(id.clone(), Arc::clone(&entry.rules));
+            memo.insert(id, entry);
         }
-        // Services that are gone are forgotten.
-        self.memo = memo;
+        // Services that are gone give their blocks back.
+        for (_, gone) in std::mem::replace(&mut self.memo, memo) {
+            for (first, len) in gone.blocks.into_values() {
+                self.slots.release(first, len);
+            }
+        }
         Ruleset::new(services)
+    }
+}
+
+/// The numbers of the endpoints maps, handed out in blocks a power of two long (so a freed block fits the next
+/// Service port of that size).
+#[derive(Default)]
+struct Slots {
+    free: HashMap<u32, Vec<u32>>,
+    next: u32,
+}
+
+impl Slots {
+    fn take(&mut self, len: u32) -> Option<u32> {
+        if let Some(first) = self.free.get_mut(&len).and_then(Vec::pop) {
+            return Some(first);
+        }
+        let first = self.next;
+        self.next = first.checked_add(len)?;
+        Some(first)
+    }
+
+    fn release(&mut self, first: u32, len: u32) {
+        self.free.entry(len).or_default().push(first);
+    }
+}
+
+/// The blocks of one Service being planned: it keeps those of its chains that still fit.
+struct Taker<'s> {
+    held: HashMap<String, (u32, u32)>,
+    taken: HashMap<String, (u32, u32)>,
+    slots: &'s mut Slots,
+}
+
+impl Taker<'_> {
+    /// The first of `count` consecutive numbers for `chain` and the length of its block; none when all 2^32
+    /// are taken.
+    fn take(&mut self, chain: &str, count: u32) -> Option<(u32, u32)> {
+        let len = count.checked_next_power_of_two()?;
+        let first = match self.held.remove(chain) {
+            Some((first, held)) if held == len => first,
+            other => {
+                if let Some((first, held)) = other {
+                    self.slots.release(first, held);
+                }
+                self.slots.take(len)?
+            }
+        };
+        self.taken.insert(chain.to_string(), (first, len));
+        Some((first, len))
+    }
+
+    /// The blocks taken; the others held before go back.
+    fn finish(self) -> HashMap<String, (u32, u32)> {
+        for (first, len) in self.held.into_values() {
+            self.slots.release(first, len);
+        }
+        self.taken
     }
 }
 
@@ -119,15 +200,22 @@ fn cluster_ip(svc: &Service) -> Option<Ipv4Addr> {
     spec.cluster_ip.as_deref()?.parse().ok()
 }
 
-fn service(slices: &endpoints::Slices, ctx: &Context, svc: &Service) -> ServiceRules {
+fn service(slices: &endpoints::Slices, ctx: &Context, svc: &Service, slots: &mut Taker) -> ServiceRules {
     let mut out = ServiceRules::default();
     for port in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
-        service_port(&mut out, slices, ctx, svc, port);
+        service_port(&mut out, slices, ctx, svc, port, slots);
     }
     out
 }
 
-fn service_port(out: &mut ServiceRules, slices: &endpoints::Slices, ctx: &Context, svc: &Service, port: &ServicePort) {
+fn service_port(
+    out: &mut ServiceRules,
+    slices: &endpoints::Slices,
+    ctx: &Context,
+    svc: &Service,
+    port: &ServicePort,
+    slots: &mut Taker,
+) {
     let Some(cluster_ip) = cluster_ip(svc) else { return };
     let Some(spec) = svc.spec.as_ref() else { return };
     let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
@@ -182,8 +270,13 @@ fn service_port(out: &mut ServiceRules, slices: &endpoints::Slices, ctx: &Contex
         }
         return;
     }
+    let has_external = !(node_ports.is_empty() && externals.is_empty() && lb_ips.is_empty());
     for ep in &usable {
-        out.element(HAIRPIN, Key::Hairpin(ep.ip), None);
+        // A pod's connection comes back to it only through its own node, or (unmasqueraded, so needing the
+        // hairpin) through the external entry of an `externalTrafficPolicy: Local` Service on another node.
+        if ep.local || (external_local && has_external) {
+            out.element(HAIRPIN, Key::Hairpin(ep.ip), None);
+        }
         if proto == L4::Udp {
             out.udp_endpoints.push((ep.ip, ep.port));
         }
@@ -192,14 +285,13 @@ fn service_port(out: &mut ServiceRules, slices: &endpoints::Slices, ctx: &Contex
     let svc_chain = format!("svc-{id}");
     let local_chain = format!("local-{id}");
     let mut svc_rules = vec![format!("ip saddr != {} jump mark-for-masquerade", ctx.cluster_cidr)];
-    svc_rules.extend(choose(out, &id, proto, &usable, affinity));
+    svc_rules.extend(choose(out, &svc_chain, &id, proto, &usable, affinity, slots));
     out.chains.insert(svc_chain.clone(), svc_rules);
-    let has_external = !(node_ports.is_empty() && externals.is_empty() && lb_ips.is_empty());
     if internal_local || (external_local && has_external) {
         let rules = if local.is_empty() {
             vec!["drop".to_string()]
         } else {
-            choose(out, &id, proto, &local, affinity)
+            choose(out, &local_chain, &id, proto, &local, affinity, slots)
         };
         out.chains.insert(local_chain.clone(), rules);
     }
@@ -252,15 +344,36 @@ fn service_port(out: &mut ServiceRules, slices: &endpoints::Slices, ctx: &Contex
     }
 }
 
-/// Rules that send the packet to one of `eps`. Without affinity, one DNAT through a random choice of their
-/// addresses. With affinity, a client with a recent connection goes back to its endpoint, anyone else to a
-/// random one; each endpoint then has a chain of its own (created here) that records the client.
-fn choose(out: &mut ServiceRules, id: &str, proto: L4, eps: &[Endpoint], affinity: Option<i32>) -> Vec<String> {
+/// Rules of `chain` that send the packet to one of `eps`. Without affinity, one DNAT to a random one of their
+/// numbers in the endpoints map. With affinity, a client with a recent connection goes back to its endpoint,
+/// anyone else to a random one; each endpoint then has a chain of its own (created here) that records the
+/// client.
+fn choose(
+    out: &mut ServiceRules,
+    chain: &str,
+    id: &str,
+    proto: L4,
+    eps: &[Endpoint],
+    affinity: Option<i32>,
+    slots: &mut Taker,
+) -> Vec<String> {
     let n = eps.len() as u32;
     let Some(timeout) = affinity else {
-        // Uniform choice without a chain per endpoint nor a map (the kernel names every anonymous map by a
-        // scan of the table's sets: quadratic from empty): endpoint i of n is taken with probability 1/(n-i)
-        // among those left, which is 1/n overall; `dnat` ends the chain.
+        if let Some((first, len)) = slots.take(chain, n) {
+            // Consecutive blocks of one size go to consecutive shards.
+            let map = endpoints_map(proto, (first / len) % ENDPOINT_SHARDS);
+            out.endpoints
+                .extend(eps.iter().zip(first..).map(|(ep, slot)| (map, slot, ep.ip, ep.port)));
+            let rule = Rule::DnatMap {
+                proto,
+                modulus: n,
+                offset: first,
+                map: map.to_string(),
+            };
+            return vec![rule.to_string()];
+        }
+        // Every number taken (not in practice): one rule per endpoint instead, endpoint i of n taken with
+        // probability 1/(n-i) among those left, which is 1/n overall; `dnat` ends the chain.
         return eps
             .iter()
             .zip(0..)
@@ -305,12 +418,13 @@ fn choose(out: &mut ServiceRules, id: &str, proto: L4, eps: &[Endpoint], affinit
         );
         chains.push(chain);
     }
-    // The same choice (an anonymous verdict map would be validated against the whole table, per map).
-    for (chain, i) in chains.iter().zip(0..) {
+    // The same uniform choice as above, over the endpoint chains (an anonymous verdict map would be validated
+    // against the whole table, per map).
+    for (ep_chain, i) in chains.iter().zip(0..) {
         if i + 1 == n {
-            rules.push(format!("goto {chain}"));
+            rules.push(format!("goto {ep_chain}"));
         } else {
-            rules.push(format!("numgen random mod {} 0 goto {chain}", n - i));
+            rules.push(format!("numgen random mod {} 0 goto {ep_chain}", n - i));
         }
     }
     rules

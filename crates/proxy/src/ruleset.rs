@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use weft_netlink::nft_rules::{Field, L4, concat};
 
 pub const TABLE: &str = "inet weft";
@@ -19,12 +19,53 @@ pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 /// The set of `endpoint . endpoint` pairs: a connection DNATed back to its own source is masqueraded.
 pub const HAIRPIN: &str = "hairpin";
 
+/// The maps of `address . port` endpoints by number: each Service port's endpoints take a block of numbers,
+/// and its chain DNATs to `numgen random mod COUNT offset FIRST` of one map. A changed endpoint is a changed
+/// element: no rule changes, so the kernel has no chains to validate. One map per protocol (nft types the
+/// port by it) and shard: the kernel checks every element added to a map against every rule that looks it
+/// up, which for one map of 50,000 endpoints and 10,000 rules took 10 s from empty.
+pub const ENDPOINT_SHARDS: u32 = 64;
+
+const PROTOCOLS: [L4; 3] = [L4::Tcp, L4::Udp, L4::Sctp];
+
+/// The endpoints map of `proto` numbered `shard` (modulo [`ENDPOINT_SHARDS`]).
+pub fn endpoints_map(proto: L4, shard: u32) -> &'static str {
+    static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let names = PROTOCOLS
+            .iter()
+            .flat_map(|p| (0..ENDPOINT_SHARDS).map(move |s| format!("endpoints-{}-{s}", p.name())));
+        names.collect()
+    });
+    let index = PROTOCOLS.iter().position(|p| *p == proto).unwrap_or_default();
+    &NAMES[index * ENDPOINT_SHARDS as usize + (shard % ENDPOINT_SHARDS) as usize]
+}
+
+/// [`SKELETON`] and the endpoints maps.
+fn skeleton() -> &'static str {
+    static TEXT: LazyLock<String> = LazyLock::new(|| {
+        let mut out = SKELETON.trim_end().trim_end_matches('}').to_string();
+        for proto in PROTOCOLS {
+            for shard in 0..ENDPOINT_SHARDS {
+                let map = endpoints_map(proto, shard);
+                let _ = writeln!(
+                    out,
+                    "\tmap {map} {{ typeof numgen random mod 1 : ip daddr . {} dport; }}",
+                    proto.name()
+                );
+            }
+        }
+        out.push_str("}\n");
+        out
+    });
+    &TEXT
+}
+
 /// The fixed part: hooks, the lookup maps and the helper chains. Every packet costs the same few rules and one
 /// or two map lookups, however many Services exist. NodePorts answer on every local address, 127.0.0.1 too (the
 /// agent sets `route_localnet` for that); packets from elsewhere to 127.0.0.0/8 that were not DNATed are
 /// dropped, so that setting opens nothing else (kube-proxy's guard for CVE-2020-8558). A pod that reaches
 /// itself through a Service is masqueraded after the DNAT (`@hairpin`), or its reply would not come back
-/// through the node.
+/// through the node. The endpoints maps ([`endpoints_map`]) are declared after these.
 pub const SKELETON: &str = "\
 table inet weft {
 \tmap service-ips { type ipv4_addr . inet_proto . inet_service : verdict; }
@@ -59,6 +100,8 @@ pub enum Key {
     NodePort(L4, u16),
     /// `endpoint . endpoint`: a connection DNATed back to where it comes from.
     Hairpin(Ipv4Addr),
+    /// An endpoint's number in an endpoints map.
+    Slot(u32),
 }
 
 impl Key {
@@ -68,6 +111,8 @@ impl Key {
             Key::Address(addr, proto, port) => concat(&[Field::Addr(addr), Field::Proto(proto), Field::Port(port)]),
             Key::NodePort(proto, port) => concat(&[Field::Proto(proto), Field::Port(port)]),
             Key::Hairpin(addr) => concat(&[Field::Addr(addr), Field::Addr(addr)]),
+            // numgen's result: a 32-bit integer in host order.
+            Key::Slot(n) => n.to_ne_bytes().to_vec(),
         }
     }
 }
@@ -78,6 +123,7 @@ impl fmt::Display for Key {
             Key::Address(addr, proto, port) => write!(f, "{addr} . {} . {port}", proto.name()),
             Key::NodePort(proto, port) => write!(f, "{} . {port}", proto.name()),
             Key::Hairpin(addr) => write!(f, "{addr} . {addr}"),
+            Key::Slot(n) => write!(f, "{n}"),
         }
     }
 }
@@ -93,6 +139,9 @@ pub struct ServiceRules {
     pub elements: Vec<(&'static str, Key, Verdict)>,
     /// UDP endpoints in use (address, port).
     pub udp_endpoints: Vec<(Ipv4Addr, u16)>,
+    /// Elements of the endpoints maps: map, number, endpoint. Numbers are the Service's own (the planner hands
+    /// out blocks), so unlike `elements` no other Service claims them.
+    pub endpoints: Vec<(&'static str, u32, Ipv4Addr, u16)>,
 }
 
 impl ServiceRules {
@@ -162,7 +211,7 @@ impl Ruleset {
 
     /// The whole table, replacing whatever is there in the same transaction (no moment without rules).
     pub fn full(&self) -> String {
-        let mut out = format!("add table {TABLE}\ndelete table {TABLE}\n{SKELETON}");
+        let mut out = format!("add table {TABLE}\ndelete table {TABLE}\n{}", skeleton());
         for (name, decl) in self.sets() {
             let _ = writeln!(out, "add set {TABLE} {name} {{ {decl} }}");
         }
@@ -174,8 +223,16 @@ impl Ruleset {
                 let _ = writeln!(out, "add rule {TABLE} {name} {rule}");
             }
         }
-        for (map, elements) in &self.elements {
-            let elements: Vec<(Key, Option<&str>)> = elements.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+        let mut endpoints: BTreeMap<&str, Vec<(Key, Option<Value>)>> = BTreeMap::new();
+        for (map, slot, addr, port) in self.services.values().flat_map(|s| s.endpoints.iter()) {
+            let value = Value::Target(*addr, *port);
+            endpoints.entry(map).or_default().push((Key::Slot(*slot), Some(value)));
+        }
+        let elements = self.elements.iter().map(|(map, elements)| {
+            let elements = elements.iter().map(|(k, v)| (*k, v.as_deref().map(Value::Verdict)));
+            (*map, elements.collect::<Vec<_>>())
+        });
+        for (map, elements) in elements.chain(endpoints) {
             for chunk in elements.chunks(ELEMENTS_PER_STATEMENT) {
                 let _ = writeln!(
                     out,
@@ -203,11 +260,15 @@ impl Ruleset {
         // than the rest of the transaction.
         let mut out = Vec::new();
         let (mut chains, mut rules, mut dropped, mut dropped_sets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Per map: keys whose element goes (or changes), and elements that come (or change).
+        let mut gone: BTreeMap<&str, Vec<Key>> = BTreeMap::new();
+        let mut added: BTreeMap<&str, Vec<(Key, Option<Value>)>> = BTreeMap::new();
         static NONE: ServiceRules = ServiceRules {
             chains: BTreeMap::new(),
             sets: BTreeMap::new(),
             elements: Vec::new(),
             udp_endpoints: Vec::new(),
+            endpoints: Vec::new(),
         };
         for (_, old, now) in merge(&self.services, &new.services) {
             if let (Some(old), Some(now)) = (old, now)
@@ -238,33 +299,54 @@ impl Ruleset {
                         .map(|rule| Change::AddRule { chain: name, rule }),
                 );
             }
+            let slots = |s: &'a ServiceRules| -> BTreeMap<Key, (&'static str, Value<'a>)> {
+                let slot = |(map, n, addr, port): &(&'static str, u32, Ipv4Addr, u16)| {
+                    (Key::Slot(*n), (*map, Value::Target(*addr, *port)))
+                };
+                s.endpoints.iter().map(slot).collect()
+            };
+            for (key, old, now) in merge(&slots(old), &slots(now)) {
+                if old == now {
+                    continue;
+                }
+                if let Some((map, _)) = old {
+                    gone.entry(map).or_default().push(*key);
+                }
+                if let Some((map, value)) = now {
+                    added.entry(map).or_default().push((*key, Some(*value)));
+                }
+            }
         }
         out.append(&mut chains);
         out.append(&mut rules);
         static EMPTY: BTreeMap<Key, Verdict> = BTreeMap::new();
-        let maps: BTreeSet<&&str> = self.elements.keys().chain(new.elements.keys()).collect();
+        let maps: BTreeSet<&str> = self.elements.keys().chain(new.elements.keys()).copied().collect();
         for map in maps {
-            let old = self.elements.get(*map).unwrap_or(&EMPTY);
-            let now = new.elements.get(*map).unwrap_or(&EMPTY);
-            let (mut gone, mut added) = (Vec::new(), Vec::new());
+            let old = self.elements.get(map).unwrap_or(&EMPTY);
+            let now = new.elements.get(map).unwrap_or(&EMPTY);
             for (key, old, now) in merge(old, now) {
                 if old == now {
                     continue;
                 }
                 if old.is_some() {
-                    gone.push(*key);
+                    gone.entry(map).or_default().push(*key);
                 }
                 if let Some(verdict) = now {
-                    added.push((*key, verdict.as_deref()));
+                    let value = verdict.as_deref().map(Value::Verdict);
+                    added.entry(map).or_default().push((*key, value));
                 }
             }
-            for keys in gone.chunks(ELEMENTS_PER_STATEMENT) {
+        }
+        for (map, keys) in &gone {
+            for keys in keys.chunks(ELEMENTS_PER_STATEMENT) {
                 out.push(Change::DeleteElements {
                     map,
                     keys: keys.to_vec(),
                 });
             }
-            for elements in added.chunks(ELEMENTS_PER_STATEMENT) {
+        }
+        for (map, elements) in &added {
+            for elements in elements.chunks(ELEMENTS_PER_STATEMENT) {
                 out.push(Change::AddElements {
                     map,
                     elements: elements.to_vec(),
@@ -284,8 +366,9 @@ impl Ruleset {
             chains += 1;
             rules += r.len();
         }
-        let elements = self.elements.values().map(BTreeMap::len).sum();
-        (chains, rules, elements)
+        let endpoints: usize = self.services.values().map(|s| s.endpoints.len()).sum();
+        let elements: usize = self.elements.values().map(BTreeMap::len).sum();
+        (chains, rules, elements + endpoints)
     }
 }
 
@@ -314,6 +397,24 @@ fn merge<'a, K: Ord, V>(
     })
 }
 
+/// The value of a map element.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    /// `goto CHAIN`
+    Verdict(&'a str),
+    /// `ADDRESS . PORT`
+    Target(Ipv4Addr, u16),
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Value::Verdict(v) => write!(f, "{v}"),
+            Value::Target(addr, port) => write!(f, "{addr} . {port}"),
+        }
+    }
+}
+
 /// One step of a transaction on [`TABLE`]: an nft statement, as data.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change<'a> {
@@ -335,10 +436,10 @@ pub enum Change<'a> {
         map: &'a str,
         keys: Vec<Key>,
     },
-    /// Set elements, or map elements with their verdicts.
+    /// Set elements, or map elements with their values.
     AddElements {
         map: &'a str,
-        elements: Vec<(Key, Option<&'a str>)>,
+        elements: Vec<(Key, Option<Value<'a>>)>,
     },
     DeleteChain(&'a str),
     DeleteSet(&'a str),

@@ -49,14 +49,14 @@ fn full_then_incremental_then_recovery() {
         let mut proxier = Proxier::new();
         let first = proxier.sync(plan(&snapshot("10.244.1.5"), &ctx)).unwrap();
         assert!(first.full);
-        assert!(listing().contains("dnat ip to 10.244.1.5:8080"));
+        assert!(listing().contains("0 : 10.244.1.5 . 8080"));
         let same = proxier.sync(plan(&snapshot("10.244.1.5"), &ctx)).unwrap();
         assert_eq!(same.script, 0, "nothing changed, nothing sent");
         let moved = proxier.sync(plan(&snapshot("10.244.1.6"), &ctx)).unwrap();
         assert!(!moved.full);
         let table = listing();
         assert!(
-            table.contains("dnat ip to 10.244.1.6:8080") && !table.contains("10.244.1.5"),
+            table.contains("0 : 10.244.1.6 . 8080") && !table.contains("10.244.1.5"),
             "{table}"
         );
         // Someone removes our table: the next incremental sync fails and a full one follows.
@@ -66,7 +66,7 @@ fn full_then_incremental_then_recovery() {
             .unwrap();
         let healed = proxier.sync(plan(&snapshot("10.244.1.7"), &ctx)).unwrap();
         assert!(healed.full);
-        assert!(listing().contains("dnat ip to 10.244.1.7:8080"));
+        assert!(listing().contains("0 : 10.244.1.7 . 8080"));
         Ok(())
     })
     .unwrap();

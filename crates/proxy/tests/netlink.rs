@@ -25,6 +25,15 @@ fn steps() -> Vec<(&'static str, &'static str, &'static str, State, bool)> {
     v.push(("endpoint added", "node-1", "10.244.0.0/16", s.clone(), true));
     s.web_endpoints.retain(|(ip, _)| *ip != "10.244.2.5");
     v.push(("endpoint removed", "node-1", "10.244.0.0/16", s.clone(), true));
+    s.web_endpoints.retain(|(ip, _)| *ip != "10.244.1.6");
+    s.web_endpoints.push(("10.244.1.7", "node-1"));
+    v.push((
+        "endpoint replaced (map elements only)",
+        "node-1",
+        "10.244.0.0/16",
+        s.clone(),
+        true,
+    ));
     s.api = true;
     v.push(("Service added", "node-1", "10.244.0.0/16", s.clone(), true));
     s.affinity = Some(30);
@@ -133,6 +142,13 @@ fn netlink_and_nft_build_the_same_table() {
             Some(old) => old.diff(&desired),
             None => Some(desired.full()),
         };
+        if what.contains("elements only") {
+            let script = script.as_deref().unwrap_or_default();
+            assert!(
+                script.contains("element") && !script.contains("rule"),
+                "{what}: {script}"
+            );
+        }
         via_nft
             .run(|| script.map_or(Ok(()), |s| weft_netlink::nft::apply(&s)))
             .unwrap_or_else(|e| panic!("{what}: {e}"));
