@@ -41,8 +41,9 @@ pub struct Args {
     tcp_idle: u64,
 }
 
-/// The kinds the records are made of.
-pub const KINDS: [&str; 4] = ["Service", "EndpointSlice", "Pod", "Namespace"];
+/// The kinds the records are made of. Not Pods: pod hostnames come with their EndpointSlice endpoints and pod
+/// records are answered from the name alone, so a pod's status changes need no new table.
+pub const KINDS: [&str; 3] = ["Service", "EndpointSlice", "Namespace"];
 
 fn upstream(text: &str) -> Result<SocketAddr> {
     if let Ok(addr) = text.parse::<SocketAddr>() {

@@ -43,24 +43,26 @@ fn free_port() -> Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A `List` in JSON (YAML streams are limited to 1024 documents).
-fn manifest(services: usize) -> String {
+/// A `List` in JSON (YAML streams are limited to 1024 documents) of a namespace `bench` and its Services `svc-N`,
+/// with fixed ClusterIPs (`cluster_ips`) or left to the API to allocate.
+pub(super) fn manifest(services: usize, cluster_ips: bool) -> String {
     let mut items = vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})];
     for i in 0..services {
+        let mut spec = json!({"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]});
+        if cluster_ips {
+            spec["clusterIP"] = json!(format!("10.96.{}.{}", (i / 250) % 256, i % 250 + 2));
+        }
         items.push(json!({
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": format!("svc-{i}"), "namespace": "bench"},
-            "spec": {
-                "clusterIP": format!("10.96.{}.{}", (i / 250) % 256, i % 250 + 2),
-                "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
-            },
+            "spec": spec,
         }));
     }
     json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+pub(super) fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").ok()?;
@@ -78,11 +80,15 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// A query for `svc-{i}.bench.svc.cluster.local` A, with ID `id` (no EDNS, RD set).
 fn query(id: u16, i: usize) -> Vec<u8> {
+    query_name(id, &format!("svc-{i}.bench.svc.cluster.local"))
+}
+
+/// A query for `name` A, with ID `id` (no EDNS, RD set).
+pub(super) fn query_name(id: u16, name: &str) -> Vec<u8> {
     let mut q = Vec::with_capacity(64);
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    let label = format!("svc-{i}");
-    for l in [label.as_str(), "bench", "svc", "cluster", "local"] {
+    for l in name.split('.') {
         q.push(l.len() as u8);
         q.extend_from_slice(l.as_bytes());
     }
@@ -190,7 +196,7 @@ pub fn run(args: Args) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("weft-bench-dns-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let objects = dir.join("objects.json");
-    std::fs::write(&objects, manifest(args.services))?;
+    std::fs::write(&objects, manifest(args.services, true))?;
     let (port, http_port) = (free_port()?, free_port()?);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let http: SocketAddr = ([127, 0, 0, 1], http_port).into();

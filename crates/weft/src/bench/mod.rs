@@ -2,6 +2,7 @@
 
 mod cni;
 mod dns;
+mod dns_change;
 mod lab;
 mod policy;
 mod proxy;
@@ -22,6 +23,8 @@ pub enum What {
     Policy(policy::Args),
     /// weft dns at 10,000 Services on loopback: queries/s, p50/p99 latency, RSS (dnsperf when installed).
     Dns(dns::Args),
+    /// In a lab (root): how long a Service change takes to reach the answers of the `weft dns` pods.
+    DnsChange(dns_change::Args),
 }
 
 pub fn run(what: What) -> anyhow::Result<()> {
@@ -31,6 +34,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
         What::Proxy(args) => proxy::run(args),
         What::Policy(args) => policy::run(args),
         What::Dns(args) => dns::run(args),
+        What::DnsChange(args) => dns_change::run(args),
     }
 }
 
