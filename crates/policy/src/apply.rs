@@ -1,8 +1,10 @@
 //! Applying a node's policy table: the whole table through `nft` once (at start, or after a failure), then
-//! one transaction per change holding only the chains and map elements that differ.
+//! one transaction per change holding only the chains, sets and elements that differ: through `nft` when
+//! chains change, as one nfnetlink batch from this process when only elements do (most label and pod changes).
 
 use crate::plan::PolicyRules;
 use std::time::{Duration, Instant};
+use weft_netlink::nftables::Elements;
 
 #[derive(Default)]
 pub struct Enforcer {
@@ -17,6 +19,8 @@ pub struct Report {
     /// Size of the transaction as nft script (0: nothing changed).
     pub script: usize,
     pub elapsed: Duration,
+    /// The change went to the kernel as one nfnetlink batch of elements from this process (no `nft`).
+    pub netlink: bool,
     /// Why the incremental transaction failed, when a full one had to follow.
     pub fallback: Option<String>,
 }
@@ -36,7 +40,14 @@ impl Enforcer {
             Some(None) => return Ok(report),
             Some(Some(script)) => {
                 report.script = script.len();
-                if let Err(e) = weft_netlink::nft::apply(&script) {
+                let sent = match self.applied.as_ref().and_then(|old| old.element_changes(&desired)) {
+                    Some((add, delete)) => {
+                        report.netlink = true;
+                        send_elements(&add, &delete)
+                    }
+                    None => weft_netlink::nft::apply(&script),
+                };
+                if let Err(e) = sent {
                     report.fallback = Some(e.to_string());
                     self.full(&desired, &mut report)?;
                 }
@@ -52,7 +63,22 @@ impl Enforcer {
         self.applied = None;
         let full = desired.full();
         report.full = true;
+        report.netlink = false;
         report.script = full.len();
         weft_netlink::nft::apply(&full)
     }
 }
+
+/// Adds and deletes set and map elements in one nfnetlink transaction. The socket is closed on another thread:
+/// closing one after a transaction that deleted something waits for an RCU grace period.
+fn send_elements(add: &[Elements], delete: &[Elements]) -> weft_netlink::Result<()> {
+    let table = crate::plan::TABLE.trim_start_matches("inet ");
+    let socket = weft_netlink::nftables::transact(table, NFPROTO_INET, add, delete)?;
+    let _ = std::thread::Builder::new()
+        .name("policy-close".into())
+        .spawn(move || drop(socket));
+    Ok(())
+}
+
+/// `inet`, as nfnetlink numbers families.
+const NFPROTO_INET: u8 = 1;

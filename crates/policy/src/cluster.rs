@@ -31,9 +31,10 @@ impl<'a> Cluster<'a> {
             .pods()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .map(|p| {
-                let spec = p.spec.clone().unwrap_or_default();
+                let spec = p.spec.as_ref();
                 let mut named_ports = BTreeMap::new();
-                for port in spec.containers.iter().flat_map(|c| c.ports.iter().flatten()) {
+                let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+                for port in containers.iter().flat_map(|c| c.ports.iter().flatten()) {
                     if let (Some(name), Ok(number)) = (&port.name, u16::try_from(port.container_port)) {
                         let proto = port.protocol.clone().unwrap_or_else(|| "TCP".into());
                         named_ports.insert((name.clone(), proto), number);
@@ -48,8 +49,8 @@ impl<'a> Cluster<'a> {
                         .as_ref()
                         .and_then(|s| s.pod_ip.as_deref())
                         .and_then(|ip| ip.parse().ok()),
-                    node: spec.node_name.clone(),
-                    host_network: spec.host_network == Some(true),
+                    node: spec.and_then(|s| s.node_name.clone()),
+                    host_network: spec.and_then(|s| s.host_network) == Some(true),
                     named_ports,
                 }
             })

@@ -11,10 +11,14 @@
 
 use crate::cluster::{Cluster, PodInfo};
 use crate::decide::{Direction, Endpoint, has_type, peer_matches, selects};
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
+use std::hash::{Hash, Hasher};
+use std::net::Ipv4Addr;
 use weft_model::k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use weft_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weft_netlink::nftables::{Data, Elements};
 
 pub const TABLE: &str = "inet weft-policy";
 
@@ -22,6 +26,9 @@ pub const TABLE: &str = "inet weft-policy";
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PolicyRules {
     pub chains: BTreeMap<String, Vec<String>>,
+    /// Named sets of pod addresses, one per distinct peer selector (shared by every chain that uses it): a label
+    /// change moves addresses between sets and leaves the chains alone.
+    pub sets: BTreeMap<String, BTreeSet<Ipv4Addr>>,
     pub egress_pods: BTreeMap<String, String>,
     pub ingress_pods: BTreeMap<String, String>,
 }
@@ -42,6 +49,20 @@ impl PolicyRules {
     /// transaction at once, so packets see the old rules or the new ones, never a mix.
     pub fn diff(&self, new: &PolicyRules) -> Option<String> {
         let mut out = String::new();
+        static EMPTY: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        for (name, ips) in &new.sets {
+            let old = self.sets.get(name);
+            if old.is_none() {
+                let _ = writeln!(out, "add set {TABLE} {name} {{ type ipv4_addr; }}");
+            }
+            let old = old.unwrap_or(&EMPTY);
+            for (verb, a, b) in [("delete", old, ips), ("add", ips, old)] {
+                let only: Vec<String> = a.difference(b).map(Ipv4Addr::to_string).collect();
+                if !only.is_empty() {
+                    let _ = writeln!(out, "{verb} element {TABLE} {name} {{ {} }}", only.join(", "));
+                }
+            }
+        }
         for (name, rules) in &new.chains {
             let verb = match self.chains.get(name) {
                 Some(old) if old == rules => continue,
@@ -71,7 +92,61 @@ impl PolicyRules {
         for name in self.chains.keys().filter(|name| !new.chains.contains_key(*name)) {
             let _ = writeln!(out, "flush chain {TABLE} {name}\ndelete chain {TABLE} {name}");
         }
+        for name in self.sets.keys().filter(|name| !new.sets.contains_key(*name)) {
+            let _ = writeln!(out, "delete set {TABLE} {name}");
+        }
         (!out.is_empty()).then_some(out)
+    }
+}
+
+impl PolicyRules {
+    /// The change from `self` to `new` as element additions and deletions (in that order), when it is nothing
+    /// else: no chain, rule or set added, changed or removed, and no map element sent to another chain. That
+    /// is what a relabelled pod usually is; the agent sends it over nfnetlink without `nft`.
+    pub fn element_changes(&self, new: &PolicyRules) -> Option<(Vec<Elements>, Vec<Elements>)> {
+        if self.chains != new.chains || !self.sets.keys().eq(new.sets.keys()) {
+            return None;
+        }
+        let (mut add, mut delete) = (Vec::new(), Vec::new());
+        for (name, old) in &self.sets {
+            let now = &new.sets[name];
+            let keys = |a: &BTreeSet<Ipv4Addr>, b| -> Vec<(Vec<u8>, Option<Data>)> {
+                a.difference(b).map(|ip| (ip.octets().to_vec(), None)).collect()
+            };
+            add.push(Elements {
+                set: name.clone(),
+                elements: keys(now, old),
+            });
+            delete.push(Elements {
+                set: name.clone(),
+                elements: keys(old, now),
+            });
+        }
+        for (map, old, now) in [
+            ("egress-pods", &self.egress_pods, &new.egress_pods),
+            ("ingress-pods", &self.ingress_pods, &new.ingress_pods),
+        ] {
+            let parse = |ip: &str| ip.parse::<Ipv4Addr>().ok().map(|ip| ip.octets().to_vec());
+            let gone: Vec<_> = differing(old, now)
+                .map(|(ip, _)| Some((parse(ip)?, None)))
+                .collect::<Option<_>>()?;
+            let added: Vec<_> = differing(now, old)
+                .map(|(ip, chain)| Some((parse(ip)?, Some(Data::Jump(chain.to_string())))))
+                .collect::<Option<_>>()?;
+            // A verdict that changes would be added before its old one is gone.
+            if added.iter().any(|(key, _)| gone.iter().any(|(k, _)| k == key)) {
+                return None;
+            }
+            add.push(Elements {
+                set: map.to_string(),
+                elements: added,
+            });
+            delete.push(Elements {
+                set: map.to_string(),
+                elements: gone,
+            });
+        }
+        Some((add, delete))
     }
 }
 
@@ -91,6 +166,7 @@ pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
         c,
         policies: BTreeMap::new(),
         peers: HashMap::new(),
+        sets: BTreeMap::new(),
     };
     // A policy selects pods of its own namespace only.
     for policy in &c.policies {
@@ -119,10 +195,11 @@ pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
             rules.chains.insert(chain, chain_rules);
         }
     }
+    rules.sets = planner.sets;
     rules
 }
 
-/// A peer as an address match and the pods it covers; none when it covers nothing.
+/// A peer as an address match and the pods it covers.
 type PeerMatch<'a> = Option<(String, Vec<&'a PodInfo>)>;
 
 struct Planner<'a, 'c> {
@@ -132,6 +209,8 @@ struct Planner<'a, 'c> {
     /// Peers already resolved, by namespace, direction and peer: many policies share the same peers, and
     /// resolving one walks every pod.
     peers: HashMap<String, PeerMatch<'c>>,
+    /// The named sets the resolved peers use.
+    sets: BTreeMap<String, BTreeSet<Ipv4Addr>>,
 }
 
 impl<'c> Planner<'_, 'c> {
@@ -155,23 +234,33 @@ impl<'c> Planner<'_, 'c> {
         let mut out = BTreeSet::new();
         for policy in policies {
             let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
-            let spec = policy.spec.clone().unwrap_or_default();
-            let rules: Vec<(Vec<NetworkPolicyPeer>, Vec<NetworkPolicyPort>)> = match direction {
+            let Some(spec) = &policy.spec else { continue };
+            let rules: Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> = match direction {
                 Direction::Ingress => spec
                     .ingress
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| (r.from.unwrap_or_default(), r.ports.unwrap_or_default()))
+                    .iter()
+                    .flatten()
+                    .map(|r| {
+                        (
+                            r.from.as_deref().unwrap_or_default(),
+                            r.ports.as_deref().unwrap_or_default(),
+                        )
+                    })
                     .collect(),
                 Direction::Egress => spec
                     .egress
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| (r.to.unwrap_or_default(), r.ports.unwrap_or_default()))
+                    .iter()
+                    .flatten()
+                    .map(|r| {
+                        (
+                            r.to.as_deref().unwrap_or_default(),
+                            r.ports.as_deref().unwrap_or_default(),
+                        )
+                    })
                     .collect(),
             };
             for (peers, ports) in rules {
-                for m in self.rule_matches(ns, pod, direction, &peers, &ports) {
+                for m in self.rule_matches(ns, pod, direction, peers, ports) {
                     out.insert(if m.is_empty() {
                         verdict.to_string()
                     } else {
@@ -267,12 +356,19 @@ impl<'c> Planner<'_, 'c> {
                 let _ = write!(m, " {addr} != {{ {} }}", except.join(", "));
             }
             Some((m, pods))
-        } else if pods.is_empty() {
-            None
         } else {
-            let ips: BTreeSet<String> = pods.iter().filter_map(|p| p.ip.map(|ip| ip.to_string())).collect();
-            let ips: Vec<String> = ips.into_iter().collect();
-            Some((format!("{addr} {{ {} }}", ips.join(", ")), pods))
+            // Named after the selectors, not the pods: the set outlives changes of who matches.
+            let mut hasher = DefaultHasher::new();
+            (
+                ns,
+                peer.namespace_selector.as_ref().map(|s| format!("{s:?}")),
+                peer.pod_selector.as_ref().map(|s| format!("{s:?}")),
+            )
+                .hash(&mut hasher);
+            let name = format!("pods-{:016x}", hasher.finish());
+            let ips = pods.iter().filter_map(|p| p.ip).collect();
+            self.sets.insert(name.clone(), ips);
+            Some((format!("{addr} @{name}"), pods))
         };
         self.peers.insert(key, found.clone());
         found
@@ -297,9 +393,42 @@ mod tests {
                 .iter()
                 .map(|(name, rules)| (name.to_string(), rules.iter().map(|r| r.to_string()).collect()))
                 .collect(),
+            sets: BTreeMap::new(),
             egress_pods: BTreeMap::new(),
             ingress_pods: ingress.iter().map(|(ip, c)| (ip.to_string(), c.to_string())).collect(),
         }
+    }
+
+    fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
+        list.iter().map(|ip| ip.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_relabel_moves_set_elements_only() {
+        let mut old = rules(
+            &[("ing-x/a", &["ip saddr @pods-1 accept", "drop"])],
+            &[("10.0.0.5", "ing-x/a")],
+        );
+        old.sets.insert("pods-1".into(), ips(&["10.0.0.2", "10.0.0.3"]));
+        let mut new = old.clone();
+        new.sets.insert("pods-1".into(), ips(&["10.0.0.3", "10.0.0.4"]));
+        assert_eq!(
+            old.diff(&new).unwrap(),
+            "delete element inet weft-policy pods-1 { 10.0.0.2 }\nadd element inet weft-policy pods-1 { 10.0.0.4 }\n"
+        );
+        let (add, delete) = old.element_changes(&new).unwrap();
+        let keys = |e: &[Elements]| -> Vec<(String, Vec<Vec<u8>>)> {
+            e.iter()
+                .filter(|e| !e.elements.is_empty())
+                .map(|e| (e.set.clone(), e.elements.iter().map(|(k, _)| k.clone()).collect()))
+                .collect()
+        };
+        assert_eq!(keys(&add), [("pods-1".to_string(), vec![vec![10, 0, 0, 4]])]);
+        assert_eq!(keys(&delete), [("pods-1".to_string(), vec![vec![10, 0, 0, 2]])]);
+        // A new chain is not an element change: it goes through nft.
+        let mut grown = new.clone();
+        grown.chains.insert("ing-x/b".into(), vec!["drop".into()]);
+        assert!(new.element_changes(&grown).is_none());
     }
 
     #[test]

@@ -19,13 +19,14 @@ const PODS: [(&str, &str, &str); 3] = [
 const SERVER: &str = "10.1.3.2:8080";
 
 /// The pods, and with `version` 1 or 2 a policy on `s` admitting `a` on 8080 (2 also admits an address block on
-/// 9090: another chain, the same verdict for `a` and `b`).
+/// 9090: another chain, the same verdict for `a` and `b`); version 3 is 2 with `b` relabelled `role: a`.
 fn snapshot(version: u8) -> weft_model::Snapshot {
     let mut text = String::new();
     for (name, ip, label) in PODS {
+        let label = if version == 3 && name == "b" { "role: a" } else { label };
         text.push_str(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{{label}}}}}\nspec: {{nodeName: {NODE}, containers: [{{name: c}}]}}\nstatus: {{podIP: {ip}}}\n---\n"));
     }
-    let extra = if version == 2 {
+    let extra = if version >= 2 {
         "\n  - from: [{ipBlock: {cidr: 10.9.0.0/16}}]\n    ports: [{port: 9090}]"
     } else {
         ""
@@ -210,10 +211,20 @@ fn changes_leave_no_window_and_keep_established_connections() {
         assert!(connect(a).is_ok(), "a still reaches s");
     });
 
+    // A relabel only moves b's address into the set of a's peers: one nfnetlink batch of elements, and back.
+    assert!(!sync(2).netlink, "a chain changes: through nft");
+    let relabelled = sync(3);
+    assert!(relabelled.netlink && !relabelled.full, "{relabelled:?}");
+    assert!(connect(b).is_ok(), "b is let in once labelled like a");
+    let back = sync(2);
+    assert!(back.netlink, "{back:?}");
+    assert!(connect(b).is_err(), "b is refused again");
+
     // Someone removes our table: the next incremental sync fails and a full one follows.
     node.run(|| weft_netlink::nft::run(&["delete", "table", "inet", "weft-policy"], "").map(drop))
         .unwrap();
-    let healed = sync(2);
+    let healed = sync(1);
     assert!(healed.full && healed.fallback.is_some(), "{healed:?}");
-    assert!(node.run(|| Ok(listing())).unwrap().contains("tcp dport 9090"));
+    let table = node.run(|| Ok(listing())).unwrap();
+    assert!(table.contains("tcp dport 8080") && !table.contains("9090"), "{table}");
 }

@@ -66,13 +66,16 @@ pub fn run(args: Args) -> Result<()> {
     let connects =
         |from: usize, timeout: Duration| pods[from].run(|| Ok(TcpStream::connect_timeout(&target, timeout).is_ok()));
 
-    let mut enforcer = Enforcer::new();
-    let mut sync = |snap: &Snapshot| {
+    let sync = |enforcer: &mut Enforcer, snap: &Snapshot| {
         let started = Instant::now();
         let cluster = Cluster::index(snap);
         let rules = plan::plan(&cluster, NODE);
         let planned = started.elapsed();
-        let counts = (rules.chains.len(), rules.chains.values().map(Vec::len).sum::<usize>());
+        let counts = (
+            rules.chains.len(),
+            rules.chains.values().map(Vec::len).sum::<usize>(),
+            rules.sets.len(),
+        );
         let report = node.run(|| enforcer.sync(rules))?;
         anyhow::Ok(Step {
             total: started.elapsed(),
@@ -82,14 +85,19 @@ pub fn run(args: Args) -> Result<()> {
         })
     };
 
-    let none = sync(&snapshot(args.pods, 0, Change::None)?)?;
+    let mut enforcer = Enforcer::new();
+    let none = sync(&mut enforcer, &snapshot(args.pods, 0, Change::None)?)?;
     let latency_none = pods[CLIENT].run(|| Ok(connect_latency(target, args.connects)))?;
     if !connects(REFUSED, Duration::from_secs(1))? {
         bail!("p{REFUSED} cannot reach p{SERVER} without policies");
     }
 
+    // All policies at once into the running node's table (incremental), then as an agent starting with them
+    // does it (the whole table through `nft`, replacing the one there).
     let snap = snapshot(args.pods, args.policies, Change::None)?;
-    let full = sync(&snap)?;
+    let added = sync(&mut enforcer, &snap)?;
+    let mut enforcer = Enforcer::new();
+    let full = sync(&mut enforcer, &snap)?;
     drop(snap);
     if connects(REFUSED, Duration::from_millis(300))? {
         bail!("p{REFUSED} still reaches p{SERVER} once its policy is applied");
@@ -100,14 +108,14 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let snap = snapshot(args.pods, args.policies, Change::Policy)?;
-    let policy = sync(&snap)?;
+    let policy = sync(&mut enforcer, &snap)?;
     drop(snap);
     if !connects(REFUSED, Duration::from_secs(1))? {
         bail!("p{REFUSED} is still refused after p{SERVER}'s policy allowed backends");
     }
 
     let snap = snapshot(args.pods, args.policies, Change::Relabel)?;
-    let relabel = sync(&snap)?;
+    let relabel = sync(&mut enforcer, &snap)?;
     drop(snap);
 
     println!(
@@ -115,14 +123,16 @@ pub fn run(args: Args) -> Result<()> {
         args.policies, args.pods
     );
     println!(
-        "ruleset: {} pod chains, {} rules (without policies: {} chains, sync {:.1} ms)",
+        "ruleset: {} pod chains, {} rules, {} address sets (without policies: {} chains, sync {:.1} ms)",
         full.counts.0,
         full.counts.1,
+        full.counts.2,
         none.counts.0,
         ms(none.report.elapsed)
     );
     for (label, step) in [
-        ("apply to enforced", &full),
+        ("apply to enforced, agent start", &full),
+        ("apply to enforced, running node", &added),
         ("change one policy", &policy),
         ("relabel one pod", &relabel),
     ] {
@@ -130,7 +140,11 @@ pub fn run(args: Args) -> Result<()> {
             "{label}: {:.1} ms (index + plan {:.1} ms, {} sync {:.1} ms, {} bytes of nft text)",
             ms(step.total),
             ms(step.planned),
-            if step.report.full { "full" } else { "incremental" },
+            match (step.report.full, step.report.netlink) {
+                (true, _) => "full",
+                (false, true) => "incremental nfnetlink",
+                (false, false) => "incremental nft",
+            },
             ms(step.report.elapsed),
             step.report.script
         );
@@ -147,8 +161,8 @@ struct Step {
     total: Duration,
     planned: Duration,
     report: weft_policy::Report,
-    /// Pod chains and rules planned.
-    counts: (usize, usize),
+    /// Pod chains, rules and address sets planned.
+    counts: (usize, usize, usize),
 }
 
 /// A new network namespace that only the returned handle keeps alive.
