@@ -9,17 +9,8 @@ use lab::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-const CLUSTER: &str = "
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: s, image: nginx, ports: [{containerPort: 80}]}]}
----
+/// Beside `lab::WEB` (Deployment `web` of three pods, pod `client`).
+const DNS_OBJECTS: &str = "
 apiVersion: v1
 kind: Service
 metadata: {name: web}
@@ -87,19 +78,13 @@ apiVersion: v1
 kind: Service
 metadata: {name: outside}
 spec: {type: ExternalName, externalName: example.org}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
 ";
 
 /// The cluster DNS Service's address (the service CIDR's 10th).
 const KUBE_DNS: &str = "10.96.0.10";
 
 fn cluster() -> Option<&'static Lab> {
-    lab::shared(2, "host-gw", CLUSTER)
+    lab::shared(2, "host-gw", &format!("{WEB}---{DNS_OBJECTS}"))
 }
 
 /// One resource record as dig prints it.
@@ -289,7 +274,7 @@ fn headless_a_per_ready_endpoint() {
     let Some(lab) = cluster() else { return };
     let r = dig(lab, &["A", "web-headless.default.svc.cluster.local"]);
     let ips = web_ips(lab);
-    assert_eq!(ips.len(), 3);
+    assert_eq!(ips.len(), 4);
     assert_eq!(r.data("A"), ips);
     // The not-ready endpoint of the selector-less Service is left out.
     assert_eq!(
@@ -348,7 +333,8 @@ fn headless_srv_per_ready_endpoint() {
         v.sort();
         v
     };
-    let srv = ips.iter().map(|i| format!("0 33 80 {}", target(i))).collect();
+    let weight = 100 / ips.len();
+    let srv = ips.iter().map(|i| format!("0 {weight} 80 {}", target(i))).collect();
     assert_eq!(r.data("SRV"), sorted(srv));
     let glue = ips.iter().map(|i| format!("{} {i}", target(i))).collect();
     assert_eq!(r.glue(), sorted(glue));
@@ -448,7 +434,7 @@ fn names_are_case_insensitive() {
     let owner = &r.answer[0].name;
     assert_eq!(owner, "WeB.DEFAULT.Svc.Cluster.LOCAL.", "owned by the name as asked");
     let r = dig(lab, &["SRV", "_HTTP._Tcp.web-HEADLESS.default.svc.cluster.local"]);
-    assert_eq!(r.data("SRV").len(), 3);
+    assert_eq!(r.data("SRV").len(), web_ips(lab).len());
 }
 
 #[test]
