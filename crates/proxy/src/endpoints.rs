@@ -20,14 +20,15 @@ pub struct Endpoint {
     pub terminating: bool,
 }
 
-/// The IPv4 EndpointSlices of a snapshot by (namespace, Service name): one pass, so planning stays linear in
-/// the number of Services.
+/// The EndpointSlices of a snapshot by (namespace, Service name): one pass, so planning stays linear in the
+/// number of Services. Only IPv4 slices yield endpoints; the type is checked there, not here (every field read
+/// of 10,000 slices is a cache miss).
 pub struct Slices<'a>(HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>);
 
 impl<'a> Slices<'a> {
     pub fn index(snap: &'a Snapshot) -> Slices<'a> {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for slice in snap.endpoint_slices().filter(|s| s.address_type == "IPv4") {
+        for slice in snap.endpoint_slices() {
             let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
             if let Some(svc) = weft_model::object::labels(&slice.metadata).get(SERVICE_NAME_LABEL) {
                 by_service.entry((ns, svc.as_str())).or_default().push(slice);
@@ -36,7 +37,7 @@ impl<'a> Slices<'a> {
         Slices(by_service)
     }
 
-    /// The slices of `namespace/service`, in the snapshot's (name) order.
+    /// The slices of `namespace/service`, in the snapshot's (name) order, of any address type.
     pub fn of<'s>(&'s self, namespace: &'s str, service: &'s str) -> &'s [&'s EndpointSlice] {
         self.0.get(&(namespace, service)).map(Vec::as_slice).unwrap_or_default()
     }
@@ -51,7 +52,7 @@ fn endpoints_of(slices: &[&EndpointSlice], port: &ServicePort, node: &str) -> Ve
     let protocol = port.protocol.as_deref().unwrap_or("TCP");
     let name = port.name.as_deref().unwrap_or_default();
     let mut out = BTreeSet::new();
-    for slice in slices {
+    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
         let Some(number) = slice.ports.iter().flatten().find_map(|p| {
             let same =
                 p.name.as_deref().unwrap_or_default() == name && p.protocol.as_deref().unwrap_or("TCP") == protocol;

@@ -24,7 +24,8 @@ use crate::ruleset::{
     SERVICE_NODEPORTS, ServiceRules, endpoints_map,
 };
 use ipnet::Ipv4Net;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use weft_model::Snapshot;
@@ -56,15 +57,21 @@ pub struct Planner {
     /// By `namespace/name`: what each Service was planned from and into.
     memo: HashMap<String, Memo>,
     slots: Slots,
+    /// Counts plans.
+    generation: u64,
 }
 
 struct Memo {
+    /// `namespace/name`, shared with the rulesets.
+    id: Arc<str>,
     /// The resourceVersions of the Service and its slices (by slice name); none when one is missing, and the
     /// Service is then planned again every time.
     versions: Option<Vec<String>>,
     rules: Arc<ServiceRules>,
     /// The blocks of endpoint numbers its chains hold: chain → (first, length).
     blocks: HashMap<String, (u32, u32)>,
+    /// The last plan that saw the Service.
+    generation: u64,
 }
 
 impl Planner {
@@ -76,41 +83,51 @@ impl Planner {
                 ..Planner::default()
             };
         }
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
         let slices = endpoints::Slices::index(snap);
-        let mut services = BTreeMap::new();
-        let mut memo = HashMap::with_capacity(self.memo.len());
+        // In the snapshot's order, nearly sorted already: the map is built in bulk from it.
+        let mut services = Vec::with_capacity(self.memo.len());
+        let mut id = String::new();
         for svc in snap.services() {
             let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
             let name = svc.metadata.name.as_deref().unwrap_or_default();
             let own = slices.of(ns, name);
-            let id = format!("{ns}/{name}");
-            let entry = match self.memo.remove(&id) {
+            id.clear();
+            let _ = write!(id, "{ns}/{name}");
+            let remembered = self.memo.get_mut(id.as_str());
+            let entry = match remembered {
                 Some(m) if m.versions.as_ref().is_some_and(|v| same_versions(v, svc, own)) => m,
                 old => {
                     let mut taker = Taker {
-                        held: old.map(|m| m.blocks).unwrap_or_default(),
+                        held: old.map(|m| std::mem::take(&mut m.blocks)).unwrap_or_default(),
                         taken: HashMap::new(),
                         slots: &mut self.slots,
                     };
                     let rules = Arc::new(service(&slices, ctx, svc, &mut taker));
-                    let blocks = taker.finish();
-                    Memo {
+                    let memo = Memo {
+                        id: Arc::from(id.as_str()),
                         versions: versions(svc, own),
                         rules,
-                        blocks,
-                    }
+                        blocks: taker.finish(),
+                        generation,
+                    };
+                    self.memo.entry(id.clone()).insert_entry(memo).into_mut()
                 }
             };
-            services.insert(id.clone(), Arc::clone(&entry.rules));
-            memo.insert(id, entry);
+            entry.generation = generation;
+            services.push((Arc::clone(&entry.id), Arc::clone(&entry.rules)));
         }
         // Services that are gone give their blocks back.
-        for (_, gone) in std::mem::replace(&mut self.memo, memo) {
-            for (first, len) in gone.blocks.into_values() {
-                self.slots.release(first, len);
+        let slots = &mut self.slots;
+        self.memo.retain(|_, m| {
+            let live = m.generation == generation;
+            if !live {
+                m.blocks.drain().for_each(|(_, (first, len))| slots.release(first, len));
             }
-        }
-        Ruleset::new(services)
+            live
+        });
+        Ruleset::new(services.into_iter().collect())
     }
 }
 

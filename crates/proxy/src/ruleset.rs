@@ -153,7 +153,7 @@ impl ServiceRules {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ruleset {
     /// Per Service (`namespace/name`), shared with the planner's memory of the Services that did not change.
-    pub services: BTreeMap<String, Arc<ServiceRules>>,
+    pub services: BTreeMap<Arc<str>, Arc<ServiceRules>>,
     /// Every element of the skeleton's maps and sets: map → key → verdict. Should two Services claim one key
     /// (the same external IP and port), the last by name has it.
     pub elements: BTreeMap<&'static str, BTreeMap<Key, Verdict>>,
@@ -162,7 +162,7 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
-    pub fn new(services: BTreeMap<String, Arc<ServiceRules>>) -> Ruleset {
+    pub fn new(services: BTreeMap<Arc<str>, Arc<ServiceRules>>) -> Ruleset {
         // Sorted once and built in bulk: cheaper than an insert per element into a growing map.
         let mut all: Vec<(&'static str, Key, Verdict)> =
             services.values().flat_map(|s| s.elements.iter().cloned()).collect();
@@ -505,7 +505,7 @@ mod tests {
     }
 
     fn ruleset(services: &[(&str, &Arc<ServiceRules>)]) -> Ruleset {
-        Ruleset::new(services.iter().map(|(n, s)| (n.to_string(), Arc::clone(s))).collect())
+        Ruleset::new(services.iter().map(|(n, s)| (Arc::from(*n), Arc::clone(s))).collect())
     }
 
     #[test]
