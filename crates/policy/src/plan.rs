@@ -6,6 +6,8 @@
 //! - `egress-pods` / `ingress-pods`: this node's pods isolated in that direction → their chain.
 //! - `egr-…` / `ing-…`: one rule per allowed (peer, port) of every policy selecting the pod, then `drop`.
 //!   Egress rules `return` (the destination's ingress is still judged), ingress rules `accept`.
+//! - `pods-…`: the addresses a pod-selecting peer covers, one named set per distinct (namespace, selectors),
+//!   shared by every rule using it; a label change moves addresses between sets and leaves the chains alone.
 //!
 //! Traffic from the node to its own pods uses the output hook and is never checked here (probes work).
 
