@@ -126,7 +126,7 @@ impl Agent {
             eprintln!(
                 "weft agent: revision {}: network policy: {chains} isolated pod chains; {} sync of {} bytes in {:.1?}",
                 snap.revision,
-                if report.full { "full" } else { "incremental" },
+                report.kind(),
                 report.script,
                 report.elapsed
             );

@@ -25,6 +25,17 @@ pub struct Report {
     pub fallback: Option<String>,
 }
 
+impl Report {
+    /// How the transaction went: `full`, `incremental nfnetlink` or `incremental nft`.
+    pub fn kind(&self) -> &'static str {
+        match (self.full, self.netlink) {
+            (true, _) => "full",
+            (false, true) => "incremental nfnetlink",
+            (false, false) => "incremental nft",
+        }
+    }
+}
+
 impl Enforcer {
     pub fn new() -> Enforcer {
         Enforcer::default()

@@ -182,8 +182,16 @@ pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
         .filter(|p| p.node.as_deref() == Some(node) && !p.host_network)
     {
         let Some(ip) = pod.ip else { continue };
+        let selecting: Vec<&NetworkPolicy> = planner
+            .policies
+            .get(pod.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .map(|p| **p)
+            .filter(|p| selects(p, pod))
+            .collect();
         for direction in [Direction::Egress, Direction::Ingress] {
-            let Some(chain_rules) = planner.pod_chain(pod, direction) else {
+            let Some(chain_rules) = planner.pod_chain(pod, &selecting, direction) else {
                 continue;
             };
             let prefix = if direction == Direction::Egress { "egr" } else { "ing" };
@@ -216,15 +224,10 @@ struct Planner<'a, 'c> {
 }
 
 impl<'c> Planner<'_, 'c> {
-    /// The chain of `pod` for `direction`, or none when no policy isolates it that way.
-    fn pod_chain(&mut self, pod: &PodInfo, direction: Direction) -> Option<Vec<String>> {
-        let policies: Vec<&NetworkPolicy> = self
-            .policies
-            .get(pod.namespace.as_str())?
-            .iter()
-            .map(|p| **p)
-            .filter(|p| selects(p, pod) && has_type(p, direction))
-            .collect();
+    /// The chain of `pod` for `direction` from the policies `selecting` it, or none when none of them isolates
+    /// it that way.
+    fn pod_chain(&mut self, pod: &PodInfo, selecting: &[&NetworkPolicy], direction: Direction) -> Option<Vec<String>> {
+        let policies: Vec<&NetworkPolicy> = selecting.iter().copied().filter(|p| has_type(p, direction)).collect();
         if policies.is_empty() {
             return None;
         }

@@ -140,11 +140,7 @@ pub fn run(args: Args) -> Result<()> {
             "{label}: {:.1} ms (index + plan {:.1} ms, {} sync {:.1} ms, {} bytes of nft text)",
             ms(step.total),
             ms(step.planned),
-            match (step.report.full, step.report.netlink) {
-                (true, _) => "full",
-                (false, true) => "incremental nfnetlink",
-                (false, false) => "incremental nft",
-            },
+            step.report.kind(),
             ms(step.report.elapsed),
             step.report.script
         );
