@@ -458,3 +458,42 @@ fn short_hash(text: &str) -> String {
         .map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_every_endpoint_number_taken_a_service_port_gets_one_rule_per_endpoint() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec: {clusterIP: 10.96.0.20, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{port: 8080, protocol: TCP}]\nendpoints: [{addresses: [10.244.1.5]}, {addresses: [10.244.2.5]}]\n";
+        let snap = Snapshot::new(1, weft_model::parse(text, "t").unwrap());
+        let ctx = Context {
+            node: "n".into(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        };
+        let mut planner = Planner {
+            ctx: Some(ctx.clone()),
+            slots: Slots {
+                next: u32::MAX - 1,
+                ..Slots::default()
+            },
+            ..Planner::default()
+        };
+        let r = planner.plan(&snap, &ctx);
+        let (_, rules) = r.chains().next().unwrap();
+        assert_eq!(
+            rules[1..],
+            [
+                "numgen random mod 2 0 meta l4proto tcp dnat ip to 10.244.1.5:8080",
+                "meta l4proto tcp dnat ip to 10.244.2.5:8080"
+            ]
+        );
+        assert!(r.services["default/web"].endpoints.is_empty());
+        // The same plan in a planner with numbers to spare uses the endpoints map.
+        assert!(
+            plan(&snap, &ctx)
+                .chains()
+                .any(|(_, rules)| rules[1].contains("map @endpoints-tcp-"))
+        );
+    }
+}
