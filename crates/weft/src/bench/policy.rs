@@ -41,9 +41,9 @@ const SERVER: usize = 10;
 const REFUSED: usize = 30;
 
 pub fn run(args: Args) -> Result<()> {
-    if args.pods <= REFUSED || args.policies > args.pods || args.policies <= SERVER {
+    if args.pods <= REFUSED || args.pods > MAX_PODS || args.policies > args.pods || args.policies <= SERVER {
         bail!(
-            "--pods must be more than {REFUSED} and --policies between {} and --pods",
+            "--pods must be more than {REFUSED} and at most {MAX_PODS}, and --policies between {} and --pods",
             SERVER + 1
         );
     }
@@ -170,6 +170,9 @@ fn anonymous_netns() -> Result<Netns> {
     made.join()
         .unwrap_or_else(|_| bail!("creating a network namespace panicked"))
 }
+
+/// Pod addresses are 10.244.0-255.10-209.
+const MAX_PODS: usize = 256 * 200;
 
 fn pod_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, (i / 200) as u8, (i % 200 + 10) as u8)
