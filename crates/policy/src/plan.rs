@@ -4,7 +4,8 @@
 //! - `forward`: established and related traffic passes (replies of allowed connections, and connections made
 //!   before a policy change); then `ip saddr vmap @egress-pods` and `ip daddr vmap @ingress-pods`.
 //! - `egress-pods` / `ingress-pods`: this node's pods isolated in that direction → their chain.
-//! - `egr-…` / `ing-…`: one rule per allowed (peer, port) of every policy selecting the pod, then `drop`.
+//! - `egr-…` / `ing-…`: one rule per allowed (peer, protocol) of every policy selecting the pod, its ports in one
+//!   set, then `drop`.
 //!   Egress rules `return` (the destination's ingress is still judged), ingress rules `accept`.
 //! - `pods-…`: the addresses a pod-selecting peer covers, one named set per distinct (namespace, selectors),
 //!   shared by every rule using it; a label change moves addresses between sets and leaves the chains alone.
@@ -236,7 +237,7 @@ impl<'c> Planner<'_, 'c> {
         } else {
             "accept"
         };
-        let mut out = BTreeSet::new();
+        let mut allowed = Allowed::new();
         for policy in policies {
             let ns = policy.metadata.namespace.as_deref().unwrap_or("default");
             let Some(spec) = &policy.spec else { continue };
@@ -265,29 +266,38 @@ impl<'c> Planner<'_, 'c> {
                     .collect(),
             };
             for (peers, ports) in rules {
-                for m in self.rule_matches(ns, pod, direction, peers, ports) {
-                    out.insert(if m.is_empty() {
-                        verdict.to_string()
-                    } else {
-                        format!("{m} {verdict}")
-                    });
-                }
+                self.allow(&mut allowed, ns, pod, direction, peers, ports);
             }
         }
-        let mut chain: Vec<String> = out.into_iter().collect();
+        // One rule per peer and protocol, all its ports in one set: a pod that many policies open on different
+        // ports from the same peers costs a packet one lookup, not one rule per port.
+        let mut chain: Vec<String> = allowed
+            .into_iter()
+            .map(|((peer, proto), ports)| {
+                let m = match (proto, ports) {
+                    (None, _) => peer,
+                    (Some(proto), None) => join(&peer, &format!("meta l4proto {proto}")),
+                    (Some(proto), Some(ranges)) => {
+                        join(&peer, &format!("meta l4proto {proto} th dport {}", port_set(ranges)))
+                    }
+                };
+                join(&m, verdict)
+            })
+            .collect();
         chain.push("drop".into());
         Some(chain)
     }
 
-    /// The match expressions (each one rule) allowing what one policy rule allows.
-    fn rule_matches(
+    /// Adds to `allowed` what one policy rule allows.
+    fn allow(
         &mut self,
+        allowed: &mut Allowed,
         ns: &str,
         pod: &PodInfo,
         direction: Direction,
         peers: &[NetworkPolicyPeer],
         ports: &[NetworkPolicyPort],
-    ) -> Vec<String> {
+    ) {
         let addr = if direction == Direction::Egress {
             "ip daddr"
         } else {
@@ -299,30 +309,26 @@ impl<'c> Planner<'_, 'c> {
         } else {
             peers.iter().filter_map(|p| self.peer_match(ns, p, addr)).collect()
         };
-        let mut out = Vec::new();
         for (peer, peer_pods) in &peer_sets {
             if ports.is_empty() {
-                out.push(peer.clone());
+                allowed.insert((peer.clone(), None), None);
                 continue;
             }
             for port in ports {
                 let proto = port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-                match &port.port {
-                    None => out.push(join(peer, &format!("meta l4proto {proto}"))),
+                let range = match &port.port {
+                    None => None,
                     Some(IntOrString::Int(n)) => {
-                        let range = match port.end_port {
-                            Some(end) if end > *n => format!("{n}-{end}"),
-                            _ => n.to_string(),
-                        };
-                        out.push(join(peer, &format!("meta l4proto {proto} th dport {range}")));
+                        let Ok(first) = u16::try_from(*n) else { continue };
+                        let last = port.end_port.and_then(|e| u16::try_from(e).ok()).unwrap_or(first);
+                        Some((first, last.max(first)))
                     }
                     Some(IntOrString::String(name)) => {
                         let key = (name.clone(), proto.to_ascii_uppercase());
                         if direction == Direction::Ingress {
                             // The pod this chain guards is the destination: its own number for the name.
-                            if let Some(n) = pod.named_ports.get(&key) {
-                                out.push(join(peer, &format!("meta l4proto {proto} th dport {n}")));
-                            }
+                            let Some(n) = pod.named_ports.get(&key) else { continue };
+                            Some((*n, *n))
                         } else {
                             // Egress: the name means each destination pod's own number.
                             let pairs: Vec<String> = peer_pods
@@ -331,14 +337,21 @@ impl<'c> Planner<'_, 'c> {
                                 .collect();
                             if !pairs.is_empty() {
                                 let m = format!("meta l4proto {proto} ip daddr . th dport {{ {} }}", pairs.join(", "));
-                                out.push(join(peer, &m));
+                                allowed.insert((join(peer, &m), None), None);
                             }
+                            continue;
                         }
                     }
+                };
+                let ports = allowed.entry((peer.clone(), Some(proto))).or_insert(Some(Vec::new()));
+                match (ports, range) {
+                    (Some(ranges), Some(range)) => ranges.push(range),
+                    // Any port of the protocol.
+                    (ports, None) => *ports = None,
+                    (None, Some(_)) => {}
                 }
             }
         }
-        out
     }
 
     /// A peer as an address match and the pods it covers; none when it covers nothing.
@@ -377,6 +390,31 @@ impl<'c> Planner<'_, 'c> {
         };
         self.peers.insert(key, found.clone());
         found
+    }
+}
+
+/// What a pod chain allows: (address match, protocol) → destination port ranges; no protocol: anything from
+/// that peer; no ranges: any port of the protocol.
+type Allowed = BTreeMap<(String, Option<String>), Option<Vec<(u16, u16)>>>;
+
+/// Port ranges as one `th dport` operand: overlapping and adjacent ranges merged (an nft interval set refuses
+/// overlaps), a single one without braces.
+fn port_set(mut ranges: Vec<(u16, u16)>) -> String {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::new();
+    for (first, last) in ranges {
+        match merged.last_mut() {
+            Some(prev) if u32::from(first) <= u32::from(prev.1) + 1 => prev.1 = prev.1.max(last),
+            _ => merged.push((first, last)),
+        }
+    }
+    let items: Vec<String> = merged
+        .iter()
+        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .collect();
+    match items.as_slice() {
+        [one] => one.clone(),
+        _ => format!("{{ {} }}", items.join(", ")),
     }
 }
 
@@ -467,6 +505,31 @@ mod tests {
                 "flush chain inet weft-policy ing-x/b",
                 "delete chain inet weft-policy ing-x/b",
             ]
+        );
+    }
+
+    #[test]
+    fn ports_of_one_peer_share_a_rule() {
+        assert_eq!(port_set(vec![(80, 80)]), "80");
+        assert_eq!(
+            port_set(vec![(81, 81), (80, 80), (90, 95), (93, 99), (7, 7)]),
+            "{ 7, 80-81, 90-99 }"
+        );
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: s, namespace: x, labels: {app: s}}\nspec: {nodeName: n1, containers: [{name: c, ports: [{name: web, containerPort: 8080}]}]}\nstatus: {podIP: 10.0.0.5}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: c, namespace: x, labels: {role: c}}\nspec: {nodeName: n2, containers: [{name: c}]}\nstatus: {podIP: 10.0.0.6}\n";
+        let mut text = text.to_string();
+        for (i, port) in ["80", "81", "web", "82}, {port: 9000, endPort: 9010"]
+            .iter()
+            .enumerate()
+        {
+            text.push_str(&format!("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{i}, namespace: x}}\nspec:\n  podSelector: {{matchLabels: {{app: s}}}}\n  ingress: [{{from: [{{podSelector: {{matchLabels: {{role: c}}}}}}], ports: [{{port: {port}}}]}}]\n"));
+        }
+        let snap = weft_model::Snapshot::new(1, weft_model::parse(&text, "t").unwrap());
+        let rules = plan(&Cluster::index(&snap), "n1");
+        let chain = &rules.chains["ing-x/s"];
+        assert_eq!(chain.len(), 2, "{chain:?}");
+        assert!(
+            chain[0].ends_with("meta l4proto tcp th dport { 80-82, 8080, 9000-9010 } accept"),
+            "{chain:?}"
         );
     }
 
