@@ -342,9 +342,51 @@ fn grow_buffer(socket: &Socket, option: libc::c_int, size: usize) {
     }
 }
 
+/// The longest chain, set or map name the kernel takes (NFT_NAME_MAXLEN is 256 with the terminating NUL).
+pub const NAME_MAX: usize = 255;
+
+/// `PREFIX-READABLE` as an object name; when that is too long for the kernel (a 253-character pod name can
+/// do it), the readable part is cut and eight characters of a hash of the whole keep the name unique.
+pub fn object_name(prefix: &str, readable: &str) -> String {
+    let name = format!("{prefix}-{readable}");
+    if name.len() <= NAME_MAX {
+        return name;
+    }
+    let hash = short_hash(&name);
+    let mut keep = NAME_MAX - prefix.len() - hash.len() - 2;
+    while !readable.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{prefix}-{hash}-{}", &readable[..keep])
+}
+
+/// Eight base-32 characters of a 64-bit FNV-1a hash.
+pub fn short_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    (0..8)
+        .map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_names_fit_the_kernel_and_stay_unique() {
+        assert_eq!(object_name("ing", "default/web-0"), "ing-default/web-0");
+        let long = |last: char| format!("{}/{}{last}", "n".repeat(63), "p".repeat(252));
+        let (a, b) = (object_name("ing", &long('a')), object_name("ing", &long('b')));
+        assert!(a.len() <= NAME_MAX && b.len() <= NAME_MAX, "{} {}", a.len(), b.len());
+        assert_ne!(a, b);
+        assert!(a.starts_with("ing-") && a.ends_with('p'));
+        // Cut on a character boundary.
+        assert!(object_name("egr", &"é".repeat(200)).len() <= NAME_MAX);
+    }
 
     fn messages(out: &[u8]) -> Vec<(u16, u16, usize)> {
         let mut at = 0;

@@ -21,7 +21,7 @@ use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use weft_model::k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use weft_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use weft_netlink::nftables::{Data, Elements};
+use weft_netlink::nftables::{Data, Elements, object_name};
 
 pub const TABLE: &str = "inet weft-policy";
 
@@ -196,7 +196,7 @@ pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
                 continue;
             };
             let prefix = if direction == Direction::Egress { "egr" } else { "ing" };
-            let chain = format!("{prefix}-{}/{}", pod.namespace, pod.name);
+            let chain = object_name(prefix, &format!("{}/{}", pod.namespace, pod.name));
             let map = if direction == Direction::Egress {
                 &mut rules.egress_pods
             } else {
