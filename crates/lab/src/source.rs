@@ -11,6 +11,8 @@ pub struct LabSource {
     /// The kinds the consumer plans from (all when none).
     kinds: Option<Vec<String>>,
     watch: Option<Client>,
+    /// The last snapshot delivered by the watch, which its deltas apply to.
+    current: Option<Arc<Snapshot>>,
 }
 
 impl LabSource {
@@ -19,11 +21,14 @@ impl LabSource {
             paths,
             kinds,
             watch: None,
+            current: None,
         }
     }
 
     fn fail(&mut self, msg: String) -> SourceError {
         self.watch = None;
+        // A delta is only ever applied to what this watch sent; a new watch starts from a whole snapshot.
+        self.current = None;
         SourceError::Unavailable {
             what: format!("lab {}", self.paths.lab),
             msg,
@@ -38,7 +43,7 @@ impl Source for LabSource {
                 let mut client = Client::connect(&self.paths).map_err(|e| self.fail(e.to_string()))?;
                 client
                     .send(&Request::Watch {
-                        after,
+                        after: 0,
                         kinds: self.kinds.clone(),
                     })
                     .map_err(|e| self.fail(e.to_string()))?;
@@ -46,9 +51,15 @@ impl Source for LabSource {
             }
             let Some(client) = self.watch.as_mut() else { continue };
             let stored = client.next_snapshot().map_err(|e| self.fail(e.to_string()))?;
-            if stored.revision > after {
-                let snap = Snapshot::from_stored(stored).map_err(|e| self.fail(e))?;
-                return Ok(Arc::new(snap));
+            let next = match &self.current {
+                Some(base) => base.advance(stored),
+                None if stored.delta => Err("a delta before any whole snapshot".to_string()),
+                None => Snapshot::from_stored(stored),
+            };
+            let next = Arc::new(next.map_err(|e| self.fail(e))?);
+            self.current = Some(next.clone());
+            if next.revision > after {
+                return Ok(next);
             }
         }
     }

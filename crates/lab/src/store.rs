@@ -5,7 +5,7 @@
 use crate::error::{Error, Result, io};
 use crate::services::ServiceNetwork;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,11 +20,12 @@ pub struct Store {
     published: Option<Arc<Snapshot>>,
     /// Where Services get their addresses (admission).
     services: ServiceNetwork,
-    /// The latest revisions: the kind each changed and when, so a watch can say how old the changes it sends are.
-    changes: VecDeque<(u64, String, SystemTime)>,
+    /// The latest revisions: the object each changed and when, so a watch can send only what changed and say
+    /// how old those changes are.
+    changes: VecDeque<(u64, Key, SystemTime)>,
 }
 
-/// How many revisions `Store::changes` remembers (a watcher further behind gets no change times).
+/// How many revisions `Store::changes` remembers (a watcher further behind gets whole snapshots, no change times).
 const CHANGES_KEPT: usize = 4096;
 
 /// What `apply` did, in kubectl's words.
@@ -167,7 +168,7 @@ impl Store {
 
     pub fn remove(&mut self, key: &Key) -> Option<Object> {
         let gone = self.snap.remove(key)?;
-        self.bump(&key.kind);
+        self.bump(key.clone());
         Some(gone)
     }
 
@@ -176,11 +177,32 @@ impl Store {
     pub fn changes(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Vec<SystemTime> {
         self.changes
             .iter()
-            .filter(|(revision, kind, _)| {
-                (after + 1..=upto).contains(revision) && kinds.is_none_or(|k| k.contains(kind))
+            .filter(|(revision, key, _)| {
+                (after + 1..=upto).contains(revision) && kinds.is_none_or(|k| k.contains(&key.kind))
             })
             .map(|(.., at)| *at)
             .collect()
+    }
+
+    /// The objects of `kinds` (any kind when none) changed or removed after revision `after` up to `upto`, or
+    /// None when the log no longer reaches back to `after`.
+    pub fn changed_keys(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Option<BTreeSet<Key>> {
+        let oldest = self
+            .changes
+            .front()
+            .map_or(self.snap.revision + 1, |(revision, ..)| *revision);
+        if oldest > after + 1 {
+            return None;
+        }
+        Some(
+            self.changes
+                .iter()
+                .filter(|(revision, key, _)| {
+                    (after + 1..=upto).contains(revision) && kinds.is_none_or(|k| k.contains(&key.kind))
+                })
+                .map(|(_, key, _)| key.clone())
+                .collect(),
+        )
     }
 
     fn stamp(&mut self, object: &mut Object) {
@@ -192,19 +214,18 @@ impl Store {
 
     fn commit(&mut self, mut object: Object) {
         object.meta_mut().resource_version = Some((self.snap.revision + 1).to_string());
-        let kind = object.kind().to_string();
+        let key = object.key();
         self.snap.insert(object);
-        self.bump(&kind);
+        self.bump(key);
     }
 
-    fn bump(&mut self, kind: &str) {
+    fn bump(&mut self, key: Key) {
         self.snap.revision += 1;
         self.published = None;
         if self.changes.len() == CHANGES_KEPT {
             self.changes.pop_front();
         }
-        self.changes
-            .push_back((self.snap.revision, kind.to_string(), SystemTime::now()));
+        self.changes.push_back((self.snap.revision, key, SystemTime::now()));
     }
 
     /// Writes the store to disk (atomically: a reader never sees half a file).
@@ -382,6 +403,34 @@ mod tests {
         assert!(store.changes(2, u64::MAX, None).is_empty());
         store.remove(&Key::new("Pod", Some("default"), "p"));
         assert_eq!(store.changes(2, store.revision(), pods).len(), 1);
+    }
+
+    #[test]
+    fn changed_keys_cover_the_log_or_say_none() {
+        let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::open(dir.join("o.json")).unwrap();
+        store.apply(object(POD)).unwrap();
+        store
+            .apply(object("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"))
+            .unwrap();
+        let pod = Key::new("Pod", Some("default"), "p");
+        store.remove(&pod);
+        let pods = Some(&["Pod".to_string()][..]);
+        let upto = store.revision();
+        assert_eq!(
+            store.changed_keys(0, upto, pods).unwrap(),
+            BTreeSet::from([pod.clone()])
+        );
+        assert_eq!(store.changed_keys(0, upto, None).unwrap().len(), 2);
+        assert!(store.changed_keys(1, 2, pods).unwrap().is_empty());
+        assert!(store.changed_keys(upto, upto, None).unwrap().is_empty());
+        // A store opened from disk has no log: every watcher behind it gets a whole snapshot.
+        store.save().unwrap();
+        let again = Store::open(dir.join("o.json")).unwrap();
+        assert!(again.changed_keys(1, upto, None).is_none());
+        assert!(again.changed_keys(upto, upto, None).unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::error::{Error, Result, io};
 use crate::spec::{LabSpec, Paths};
 use crate::store::{Applied, Store};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +66,11 @@ impl Shared {
     /// When the changes to `kinds` after revision `after` up to `upto` were made (see `Store::changes`).
     fn changes(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Vec<std::time::SystemTime> {
         self.lock().changes(after, upto, kinds)
+    }
+
+    /// What changed for a watcher of `kinds` from `after` to `upto` (see `Store::changed_keys`).
+    fn changed_keys(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Option<BTreeSet<Key>> {
+        self.lock().changed_keys(after, upto, kinds)
     }
 
     /// The first snapshot newer than `after`, or the current one when `timeout` passes first.
@@ -192,40 +198,63 @@ fn send_ok_raw(writer: &mut UnixStream, parts: &[&[u8]]) -> std::io::Result<()> 
     writer.write_all(b"}\n")
 }
 
-/// Streams snapshots (only `kinds`, when given) until the client goes away or the supervisor stops. A
-/// snapshot is sent only when the objects of those kinds changed, with the times of those changes (none for a
-/// watch from revision 0: everything is new to it, nothing changed for it).
+/// Streams snapshots (only `kinds`, when given) until the client goes away or the supervisor stops. The watcher
+/// holds the objects at revision `after` (none when 0): it gets a delta (what changed or went since the revision
+/// it has) when the store's change log reaches back that far, else a whole snapshot. Something is sent only when
+/// the objects of those kinds changed, with the times of those changes (none for a watch from revision 0:
+/// everything is new to it, nothing changed for it).
 fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option<&[String]>) -> std::io::Result<()> {
-    use std::hash::{Hash, Hasher};
     let keep = |o: &Object| kinds.is_none_or(|k| k.iter().any(|k| k == o.kind()));
-    // A hash of what was last sent, not a copy: each watcher would otherwise hold the whole store's JSON.
-    let mut last: Option<u64> = None;
     while !shared.stopping() {
         let snap = shared.wait_newer(after, Duration::from_secs(30));
         if snap.revision <= after {
             continue;
         }
-        let changes = match after {
-            0 => Vec::new(),
-            _ => shared.changes(after, snap.revision, kinds),
+        let (changes, changed) = match after {
+            0 => (Vec::new(), None),
+            _ => (
+                shared.changes(after, snap.revision, kinds),
+                shared.changed_keys(after, snap.revision, kinds),
+            ),
         };
-        after = snap.revision;
-        let body = shared.serialized(&snap, kinds, keep)?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        body.hash(&mut hasher);
-        let digest = hasher.finish();
-        if last == Some(digest) {
-            continue;
+        let changes: Vec<u64> = changes.into_iter().map(unix_nanos).collect();
+        match changed {
+            // Nothing of these kinds changed: what the watcher has is still right at this revision.
+            Some(keys) if keys.is_empty() => {}
+            Some(keys) => {
+                #[derive(serde::Serialize)]
+                struct Delta<'a> {
+                    revision: u64,
+                    changes: &'a [u64],
+                    delta: bool,
+                    deleted: Vec<&'a Key>,
+                    objects: Vec<&'a Object>,
+                }
+                let (objects, deleted): (Vec<_>, Vec<_>) = keys.iter().partition(|k| snap.get(k).is_some());
+                let body = serde_json::to_vec(&Delta {
+                    revision: snap.revision,
+                    changes: &changes,
+                    delta: true,
+                    deleted,
+                    objects: objects.iter().filter_map(|k| snap.get(k)).collect(),
+                })
+                .map_err(std::io::Error::other)?;
+                send_ok_raw(writer, &[&body])?;
+            }
+            None => {
+                // The stored form, `{"revision":N,"changes":[...],"objects":[...]}`, around the body already
+                // serialised for every watcher of these kinds.
+                let body = shared.serialized(&snap, kinds, keep)?;
+                let changes: Vec<String> = changes.iter().map(u64::to_string).collect();
+                let head = format!(
+                    "{{\"revision\":{},\"changes\":[{}],\"objects\":",
+                    snap.revision,
+                    changes.join(",")
+                );
+                send_ok_raw(writer, &[head.as_bytes(), &body, b"}"])?;
+            }
         }
-        // The stored form, `{"revision":N,"changes":[...],"objects":[...]}`, around the body already serialised.
-        let changes: Vec<String> = changes.into_iter().map(|t| unix_nanos(t).to_string()).collect();
-        let head = format!(
-            "{{\"revision\":{},\"changes\":[{}],\"objects\":",
-            snap.revision,
-            changes.join(",")
-        );
-        send_ok_raw(writer, &[head.as_bytes(), &body, b"}"])?;
-        last = Some(digest);
+        after = snap.revision;
     }
     Ok(())
 }

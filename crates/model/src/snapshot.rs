@@ -28,6 +28,12 @@ pub struct Stored {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<u64>,
     pub objects: Vec<serde_json::Value>,
+    /// A watch's delta: `objects` are only those added or changed since the revision the watcher had, and
+    /// `deleted` the keys removed since then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delta: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<Key>,
 }
 
 impl Snapshot {
@@ -142,6 +148,27 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// The snapshot `stored` describes: `stored` itself when whole, else this one with the delta's changes
+    /// (objects that did not change stay shared with this snapshot).
+    pub fn advance(&self, stored: Stored) -> Result<Snapshot, String> {
+        if !stored.delta {
+            return Snapshot::from_stored(stored);
+        }
+        let mut next = self.clone();
+        for key in &stored.deleted {
+            next.objects.remove(key);
+        }
+        for value in stored.objects {
+            let object = crate::manifest::from_value(value)?;
+            next.objects.insert(object.key(), Arc::new(object));
+        }
+        next.revision = stored.revision;
+        next.changes = stored.changes.into_iter().map(from_unix_nanos).collect();
+        Ok(next)
+    }
+}
+
 /// A time as `Stored::changes` writes it.
 pub fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -188,5 +215,29 @@ mod tests {
         assert_eq!(back.revision, 7);
         assert_eq!(back.len(), 3);
         assert_eq!(back.get(&Key::new("Pod", Some("x"), "a")).unwrap().name(), "a");
+    }
+
+    #[test]
+    fn a_delta_changes_only_its_objects_and_shares_the_rest() {
+        let text = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: \"y\"}\n";
+        let base = Snapshot::new(3, parse(text, "t").unwrap());
+        let delta = r#"{"revision":5,"changes":[7],"delta":true,"deleted":[{"kind":"Namespace","name":"y"}],
+            "objects":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"z"}},
+                       {"apiVersion":"v1","kind":"Node","metadata":{"name":"n1","labels":{"a":"b"}}}]}"#;
+        let next = base.advance(serde_json::from_str(delta).unwrap()).unwrap();
+        assert_eq!(next.revision, 5);
+        assert_eq!(next.changes, vec![SystemTime::UNIX_EPOCH + Duration::from_nanos(7)]);
+        let names: Vec<&str> = next.objects().map(Object::name).collect();
+        assert_eq!(names, ["x", "z", "n1"]);
+        assert!(next.nodes().next().unwrap().metadata.labels.is_some());
+        let x = Key::new("Namespace", None, "x");
+        assert!(
+            Arc::ptr_eq(&base.objects[&x], &next.objects[&x]),
+            "unchanged objects are shared"
+        );
+        // A whole snapshot replaces everything.
+        let whole = r#"{"revision":6,"objects":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"w"}}]}"#;
+        let next = next.advance(serde_json::from_str(whole).unwrap()).unwrap();
+        assert_eq!(next.objects().map(Object::name).collect::<Vec<_>>(), ["w"]);
     }
 }

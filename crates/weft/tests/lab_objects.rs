@@ -308,3 +308,74 @@ fn agent_pid_opt(lab: &str, node: &str) -> Option<i32> {
 fn agent_pid(lab: &str, node: &str) -> i32 {
     agent_pid_opt(lab, node).expect("agent running")
 }
+
+/// A watch sends a whole snapshot first and deltas after it; the snapshots a watcher builds from the deltas hold
+/// exactly what a whole read of the store gives, through creates, updates, deletes and cascades.
+#[test]
+fn watch_deltas_add_up_to_the_store() {
+    use std::sync::mpsc;
+    use weft_lab::{source::LabSource, spec::Paths};
+    use weft_model::{Object, Snapshot, Source};
+    if !is_root() {
+        return;
+    }
+    let lab = Lab::up(1, "host-gw", "");
+    let kinds = || {
+        Some(vec![
+            "Namespace".to_string(),
+            "Service".to_string(),
+            "ConfigMap".to_string(),
+        ])
+    };
+    let (tx, rx) = mpsc::channel();
+    let paths = Paths::new(&lab.name);
+    let mut watch = LabSource::new(paths.clone(), kinds());
+    let first = watch.next(0).unwrap();
+    std::thread::spawn(move || {
+        let mut at = first.revision;
+        while let Ok(snap) = watch.next(at) {
+            at = snap.revision;
+            if tx.send(snap).is_err() {
+                break;
+            }
+        }
+    });
+    let service = |ns: &str, name: &str, label: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}, labels: {{v: \"{label}\"}}}}\nspec: {{ports: [{{port: 80}}]}}\n"
+        )
+    };
+    let ns = |name: &str| format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n");
+    let config = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n";
+    assert!(
+        lab.apply(
+            &[
+                ns("one"),
+                ns("two"),
+                service("one", "s1", "1"),
+                service("two", "s2", "1"),
+                config.into()
+            ]
+            .concat()
+        )
+        .status
+        .success()
+    );
+    assert!(lab.apply(&service("one", "s1", "2")).status.success());
+    lab.ok(&["delete", "service", "-n", "one", "s1"]);
+    lab.ok(&["delete", "namespace", "two"]);
+    lab.ok(&["delete", "configmap", "c"]);
+    assert!(lab.apply(&service("one", "s3", "1")).status.success());
+
+    let objects = |s: &Snapshot| s.objects().cloned().collect::<Vec<Object>>();
+    let mut latest = None;
+    lab.wait(20, "the watched snapshot to equal a whole read", || {
+        let whole = LabSource::new(paths.clone(), kinds()).next(0).unwrap();
+        while let Ok(snap) = rx.try_recv() {
+            latest = Some(snap);
+        }
+        let latest = latest.as_ref()?;
+        let done = whole.get(&weft_model::Key::new("Namespace", None, "two")).is_none();
+        (done && objects(latest) == objects(&whole)).then_some(())
+    });
+}
