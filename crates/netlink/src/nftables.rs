@@ -360,7 +360,7 @@ pub fn object_name(prefix: &str, readable: &str) -> String {
     format!("{prefix}-{hash}-{}", &readable[..keep])
 }
 
-/// Eight base-32 characters of a 64-bit FNV-1a hash.
+/// Eight base-32 characters of a 64-bit FNV-1a hash: names stay unique when their readable part is cut.
 pub fn short_hash(text: &str) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in text.bytes() {

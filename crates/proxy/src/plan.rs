@@ -32,6 +32,7 @@ use weft_model::Snapshot;
 use weft_model::k8s_openapi::api::core::v1::{Service, ServicePort};
 use weft_model::k8s_openapi::api::discovery::v1::EndpointSlice;
 use weft_netlink::nft_rules::{L4, Rule};
+use weft_netlink::nftables::short_hash;
 
 /// What the plan needs to know about the node it is for.
 #[derive(Clone, Debug, PartialEq)]
@@ -445,18 +446,6 @@ fn choose(
         }
     }
     rules
-}
-
-/// Eight base-32 characters of a hash: chain names stay unique even when truncated views of them collide.
-fn short_hash(text: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in text.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-    }
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    (0..8)
-        .map(|i| ALPHABET[((h >> (i * 5)) & 31) as usize] as char)
-        .collect()
 }
 
 #[cfg(test)]
