@@ -4,7 +4,7 @@
 //! counts, time and memory, and measures TCP connect latency through a ClusterIP with few and with N Services
 //! in the same run.
 
-use super::{connect_latency, ms, peak_rss_mb, print_latency};
+use super::{connect_latency, ms, peak_rss_mb, print_latency, quantile};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
@@ -40,31 +40,20 @@ const TARGET_IP: &str = "10.96.0.2";
 
 pub fn run(args: Args) -> Result<()> {
     let tag = format!("weftbench{}", std::process::id());
-    let (client_name, server_name) = (format!("{tag}-c"), format!("{tag}-s"));
-    let _cleanup = Namespaces(vec![client_name.clone(), server_name.clone()]);
-    let client = Netns::create(&client_name)?;
-    let server = Netns::create(&server_name)?;
-    wire(&client, &server)?;
-    // Five listeners: the target Service's endpoints.
-    let listeners: Vec<TcpListener> = server.run(|| {
-        (0..5)
-            .map(|i| TcpListener::bind((SERVER, 8080 + i)).map_err(|e| weft_netlink::Error::NotFound(e.to_string())))
-            .collect()
-    })?;
-    for l in listeners {
-        std::thread::spawn(move || for _ in l.incoming() {});
-    }
+    let names = ["c", "s", "fc", "fs"].map(|n| format!("{tag}-{n}"));
+    let _cleanup = Namespaces(names.to_vec());
+    // Two client/server pairs: one holds the N-Service table, the other a 10-Service one, so connects to both can
+    // be interleaved and the machine's noise falls on both alike.
+    let (client, _server) = pair(&names[0], &names[1])?;
+    let (few_client, _few_server) = pair(&names[2], &names[3])?;
     let ctx = weft_proxy::Context {
         node: "node-1".into(),
         cluster_cidr: "10.244.0.0/16".parse()?,
     };
-    let mut proxier = Proxier::new();
-
     let target = SocketAddr::new(TARGET_IP.parse()?, 80);
     println!("services {} x {} endpoints", args.services, args.endpoints);
-    let (latency_few, latency_many, figures) = client.run(|| -> weft_netlink::Result<_> {
-        proxier.sync(Planner::default().plan(&snapshot(10, args.endpoints), &ctx))?;
-        let latency_few = connect_latency(target, args.connects);
+    few_client.run(|| Proxier::new().sync(Planner::default().plan(&snapshot(10, args.endpoints), &ctx)))?;
+    let figures = client.run(|| -> weft_netlink::Result<_> {
         // One snapshot, changed in place as a watch-fed source changes its store.
         let mut snap = snapshot(args.services, args.endpoints);
         let mut planner = Planner::default();
@@ -75,10 +64,9 @@ pub fn run(args: Args) -> Result<()> {
         if let Ok(path) = std::env::var("WEFT_BENCH_DUMP") {
             let _ = std::fs::write(path, ruleset.full());
         }
-        proxier = Proxier::new();
+        let mut proxier = Proxier::new();
         let full = proxier.sync(ruleset)?;
         let from_empty = started.elapsed();
-        let latency_many = connect_latency(target, args.connects);
         // One more Service on top.
         for object in service_objects(args.services, args.endpoints, None) {
             snap.insert(object);
@@ -91,12 +79,16 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         let change = step(&mut planner, &mut proxier, &snap, &ctx)?;
-        Ok((
-            latency_few,
-            latency_many,
-            (planned, from_empty, full, add, change, counts),
-        ))
+        Ok((planned, from_empty, full, add, change, counts))
     })?;
+    // Connects alternate between the two tables in batches of 50.
+    let (mut latency_few, mut latency_many) = (Vec::new(), Vec::new());
+    for _ in 0..args.connects.div_ceil(50) {
+        latency_few.extend(few_client.run(|| Ok(connect_latency(target, 50)))?);
+        latency_many.extend(client.run(|| Ok(connect_latency(target, 50)))?);
+    }
+    latency_few.sort_by(f64::total_cmp);
+    latency_many.sort_by(f64::total_cmp);
     let (planned, from_empty, full, add, change, counts) = figures;
     println!(
         "ruleset: {} chains, {} rules, {} set and map elements",
@@ -121,6 +113,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     print_latency("via ClusterIP, 10 Services", &latency_few);
     print_latency(&format!("via ClusterIP, {} Services", args.services), &latency_many);
+    println!(
+        "connect p50 with {} Services / with 10 (interleaved in batches of 50): {:.2}",
+        args.services,
+        quantile(&latency_many, 0.5) / quantile(&latency_few, 0.5)
+    );
     println!("peak RSS of this process (planner + applier): {:.1} MB", peak_rss_mb());
     Ok(())
 }
@@ -140,6 +137,23 @@ fn step(
 }
 
 /// A veth between the two namespaces: client 10.77.0.1, server 10.77.0.2.
+/// A client and a server namespace joined by a veth, with five listeners on the server: the endpoints of the
+/// measured Service.
+fn pair(client_name: &str, server_name: &str) -> Result<(Netns, Netns)> {
+    let client = Netns::create(client_name)?;
+    let server = Netns::create(server_name)?;
+    wire(&client, &server)?;
+    let listeners: Vec<TcpListener> = server.run(|| {
+        (0..5)
+            .map(|i| TcpListener::bind((SERVER, 8080 + i)).map_err(|e| weft_netlink::Error::NotFound(e.to_string())))
+            .collect()
+    })?;
+    for l in listeners {
+        std::thread::spawn(move || for _ in l.incoming() {});
+    }
+    Ok((client, server))
+}
+
 fn wire(client: &Netns, server: &Netns) -> Result<()> {
     let mut c = client.handle()?;
     let mut s = server.handle()?;
