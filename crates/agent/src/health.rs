@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use weft_model::Snapshot;
+use weft_proxy::Ruleset;
 
 /// What one health-check port reports.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,38 +17,19 @@ pub struct Check {
     pub local_endpoints: usize,
 }
 
-/// Health-check port → what it reports, for this node.
-pub fn desired(snap: &Snapshot, node: &str) -> BTreeMap<u16, Check> {
-    let mut out = BTreeMap::new();
-    let slices = weft_proxy::endpoints::Slices::index(snap);
-    for svc in snap.services() {
-        let Some(spec) = &svc.spec else { continue };
-        let Some(port) = spec.health_check_node_port.and_then(|p| u16::try_from(p).ok()) else {
-            continue;
+/// Health-check port → what it reports, from the proxy's plan for this node.
+pub fn desired(rules: &Ruleset) -> BTreeMap<u16, Check> {
+    let checks = rules.services.iter().filter_map(|(id, service)| {
+        let (port, local_endpoints) = service.health_check?;
+        let (namespace, name) = id.split_once('/')?;
+        let check = Check {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            local_endpoints,
         };
-        if spec.external_traffic_policy.as_deref() != Some("Local") {
-            continue;
-        }
-        let ns = svc.metadata.namespace.clone().unwrap_or_default();
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let mut local = std::collections::BTreeSet::new();
-        for p in spec.ports.iter().flatten() {
-            for ep in slices.for_port(&ns, &name, p, node) {
-                if ep.local && ep.ready {
-                    local.insert(ep.ip);
-                }
-            }
-        }
-        out.insert(
-            port,
-            Check {
-                namespace: ns,
-                name,
-                local_endpoints: local.len(),
-            },
-        );
-    }
-    out
+        Some((port, check))
+    });
+    checks.collect()
 }
 
 /// The listeners, one thread each; a port no longer wanted is closed on its next connection or wake-up.

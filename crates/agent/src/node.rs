@@ -8,6 +8,7 @@ use crate::overlay::{self, Mode, NodeNet};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use weft_model::k8s_openapi::api::core::v1::Node;
 use weft_model::{Snapshot, Source};
@@ -135,13 +136,14 @@ impl Agent {
     }
 
     /// The service proxy's table, and the health-check ports of `externalTrafficPolicy: Local` Services.
-    pub fn sync_services(&mut self, snap: &Snapshot, config: &Config) -> Result<(), String> {
+    pub fn sync_services(&mut self, snap: &Arc<Snapshot>, config: &Config) -> Result<(), String> {
         let ctx = weft_proxy::Context {
             node: config.node.clone(),
             cluster_cidr: config.cluster_cidr,
         };
         let desired = self.planner.plan(snap, &ctx);
         let counts = desired.counts();
+        let checks = crate::health::desired(&desired);
         let report = self.proxier.sync(desired).map_err(|e| e.to_string())?;
         if report.script > 0 {
             eprintln!(
@@ -160,7 +162,7 @@ impl Agent {
                 }
             );
         }
-        self.health.sync(crate::health::desired(snap, &config.node));
+        self.health.sync(checks);
         Ok(())
     }
 }

@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
-use weft_model::Snapshot;
 use weft_model::k8s_openapi::api::core::v1::ServicePort;
 use weft_model::k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_model::object::Key;
+use weft_model::{Object, Snapshot};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -20,35 +21,68 @@ pub struct Endpoint {
     pub terminating: bool,
 }
 
-/// The EndpointSlices of a snapshot by (namespace, Service name): one pass, so planning stays linear in the
-/// number of Services. Only IPv4 slices yield endpoints; the type is checked there, not here (every field read
-/// of 10,000 slices is a cache miss).
-pub struct Slices<'a>(HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>);
+/// Which EndpointSlices belong to which Service: slice names by the Service's namespace and name, kept up to
+/// date one slice at a time (so a change costs the same at any number of Services). Slices of any address type
+/// are listed; only IPv4 ones yield endpoints.
+#[derive(Default)]
+pub struct SliceIndex(HashMap<ServiceId, BTreeSet<String>>);
 
-impl<'a> Slices<'a> {
-    pub fn index(snap: &'a Snapshot) -> Slices<'a> {
-        let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+/// A Service by namespace (as its object has it) and name.
+pub type ServiceId = (Option<String>, String);
+
+impl SliceIndex {
+    pub fn of(snap: &Snapshot) -> SliceIndex {
+        let mut index = SliceIndex::default();
         for slice in snap.endpoint_slices() {
-            let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
-            if let Some(svc) = weft_model::object::labels(&slice.metadata).get(SERVICE_NAME_LABEL) {
-                by_service.entry((ns, svc.as_str())).or_default().push(slice);
+            index.insert(slice);
+        }
+        index
+    }
+
+    /// Files a slice under its Service (from its label); returns the Service, none for a slice without one.
+    pub fn insert(&mut self, slice: &EndpointSlice) -> Option<ServiceId> {
+        let (id, name) = owner(slice)?;
+        self.0.entry(id.clone()).or_default().insert(name.to_string());
+        Some(id)
+    }
+
+    /// Forgets a slice as it was filed; returns its Service.
+    pub fn remove(&mut self, slice: &EndpointSlice) -> Option<ServiceId> {
+        let (id, name) = owner(slice)?;
+        if let Some(names) = self.0.get_mut(&id) {
+            names.remove(name);
+            if names.is_empty() {
+                self.0.remove(&id);
             }
         }
-        Slices(by_service)
+        Some(id)
     }
 
-    /// The slices of `namespace/service`, in the snapshot's (name) order, of any address type.
-    pub fn of<'s>(&'s self, namespace: &'s str, service: &'s str) -> &'s [&'s EndpointSlice] {
-        self.0.get(&(namespace, service)).map(Vec::as_slice).unwrap_or_default()
-    }
-
-    /// Every endpoint of `namespace/service` for the Service port `port` (matched by name and protocol).
-    pub fn for_port(&self, namespace: &str, service: &str, port: &ServicePort, node: &str) -> Vec<Endpoint> {
-        endpoints_of(self.of(namespace, service), port, node)
+    /// The slices of a Service in `snap`, by name.
+    pub fn slices<'s>(&self, snap: &'s Snapshot, namespace: Option<&str>, service: &str) -> Vec<&'s EndpointSlice> {
+        let Some(names) = self.0.get(&(namespace.map(str::to_string), service.to_string())) else {
+            return Vec::new();
+        };
+        names
+            .iter()
+            .filter_map(|name| match snap.get(&Key::new("EndpointSlice", namespace, name)) {
+                Some(Object::EndpointSlice(slice)) => Some(&**slice),
+                _ => None,
+            })
+            .collect()
     }
 }
 
-fn endpoints_of(slices: &[&EndpointSlice], port: &ServicePort, node: &str) -> Vec<Endpoint> {
+/// The Service a slice belongs to, and the slice's name.
+fn owner(slice: &EndpointSlice) -> Option<(ServiceId, &str)> {
+    let service = weft_model::object::labels(&slice.metadata).get(SERVICE_NAME_LABEL)?;
+    let id = (slice.metadata.namespace.clone(), service.clone());
+    Some((id, slice.metadata.name.as_deref()?))
+}
+
+/// Every endpoint in `slices` for the Service port `port` (matched by name and protocol); `local` says which are
+/// on `node`.
+pub fn for_port(slices: &[&EndpointSlice], port: &ServicePort, node: &str) -> Vec<Endpoint> {
     let protocol = port.protocol.as_deref().unwrap_or("TCP");
     let name = port.name.as_deref().unwrap_or_default();
     let mut out = BTreeSet::new();

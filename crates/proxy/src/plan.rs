@@ -14,23 +14,23 @@
 //! chains; a Service port without usable endpoints is put in the no-endpoint maps instead, which reject. Every
 //! endpoint's `address . address` goes into the hairpin set.
 //!
-//! [`Planner`] remembers each Service's part by the resourceVersions of the Service and its EndpointSlices, so
-//! a change re-plans only the Services it touches, and keeps their blocks of endpoint numbers, so a changed
-//! endpoint is a changed map element; [`plan`] is the same without memory.
+//! [`Planner`] re-plans only the Services whose Service object or EndpointSlices changed since its last plan,
+//! and keeps their blocks of endpoint numbers, so a changed endpoint is a changed map element; [`plan`] is the
+//! same without memory.
 
-use crate::endpoints::{self, Endpoint};
+use crate::endpoints::{self, Endpoint, ServiceId, SliceIndex};
 use crate::ruleset::{
-    ENDPOINT_SHARDS, HAIRPIN, Key, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, Ruleset, SERVICE_IPS,
+    Claims, ENDPOINT_SHARDS, HAIRPIN, Key, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, Ruleset, SERVICE_IPS,
     SERVICE_NODEPORTS, ServiceRules, endpoints_map,
 };
 use ipnet::Ipv4Net;
-use std::collections::HashMap;
-use std::fmt::Write;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use weft_model::Snapshot;
 use weft_model::k8s_openapi::api::core::v1::{Service, ServicePort};
 use weft_model::k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_model::object::Key as ObjectKey;
+use weft_model::{Object, Snapshot};
 use weft_netlink::nft_rules::{L4, Rule};
 use weft_netlink::nftables::short_hash;
 
@@ -47,88 +47,95 @@ const DEFAULT_AFFINITY_SECONDS: i32 = 10800;
 
 /// The whole ruleset of `snap`, planned from nothing.
 pub fn plan(snap: &Snapshot, ctx: &Context) -> Ruleset {
-    Planner::default().plan(snap, ctx)
+    Planner::default().plan(&Arc::new(snap.clone()), ctx)
 }
 
-/// A planner that re-plans only the Services whose objects changed since its last plan.
+/// A planner that re-plans only the Services whose objects changed since its last plan, found by comparing the
+/// snapshot with the one it last planned from (objects a watch did not change are shared between the two, so
+/// this costs what changed, not what exists).
 #[derive(Default)]
 pub struct Planner {
     /// The context the remembered parts were planned for.
     ctx: Option<Context>,
-    /// By `namespace/name`: what each Service was planned from and into.
-    memo: HashMap<String, Memo>,
+    /// The snapshot of the last plan.
+    last: Option<Arc<Snapshot>>,
+    slices: SliceIndex,
+    /// Each Service's part, by `namespace/name`.
+    services: BTreeMap<Arc<str>, Arc<ServiceRules>>,
+    /// The blocks of endpoint numbers each Service's chains hold: chain → (first, length).
+    blocks: HashMap<Arc<str>, HashMap<String, (u32, u32)>>,
+    claims: Claims,
     slots: Slots,
-    /// Counts plans.
-    generation: u64,
-}
-
-struct Memo {
-    /// `namespace/name`, shared with the rulesets.
-    id: Arc<str>,
-    /// The resourceVersions of the Service and its slices (by slice name); none when one is missing, and the
-    /// Service is then planned again every time.
-    versions: Option<Vec<String>>,
-    rules: Arc<ServiceRules>,
-    /// The blocks of endpoint numbers its chains hold: chain → (first, length).
-    blocks: HashMap<String, (u32, u32)>,
-    /// The last plan that saw the Service.
-    generation: u64,
 }
 
 impl Planner {
     /// A ruleset that does what [`plan`]'s does (endpoint numbers may differ).
-    pub fn plan(&mut self, snap: &Snapshot, ctx: &Context) -> Ruleset {
-        if self.ctx.as_ref() != Some(ctx) {
-            *self = Planner {
-                ctx: Some(ctx.clone()),
-                ..Planner::default()
-            };
-        }
-        self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
-        let slices = endpoints::Slices::index(snap);
-        // In the snapshot's order, nearly sorted already: the map is built in bulk from it.
-        let mut services = Vec::with_capacity(self.memo.len());
-        let mut id = String::new();
-        for svc in snap.services() {
-            let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-            let name = svc.metadata.name.as_deref().unwrap_or_default();
-            let own = slices.of(ns, name);
-            id.clear();
-            let _ = write!(id, "{ns}/{name}");
-            let remembered = self.memo.get_mut(id.as_str());
-            let entry = match remembered {
-                Some(m) if m.versions.as_ref().is_some_and(|v| same_versions(v, svc, own)) => m,
-                old => {
-                    let mut taker = Taker {
-                        held: old.map(|m| std::mem::take(&mut m.blocks)).unwrap_or_default(),
-                        taken: HashMap::new(),
-                        slots: &mut self.slots,
-                    };
-                    let rules = Arc::new(service(&slices, ctx, svc, &mut taker));
-                    let memo = Memo {
-                        id: Arc::from(id.as_str()),
-                        versions: versions(svc, own),
-                        rules,
-                        blocks: taker.finish(),
-                        generation,
-                    };
-                    self.memo.entry(id.clone()).insert_entry(memo).into_mut()
-                }
-            };
-            entry.generation = generation;
-            services.push((Arc::clone(&entry.id), Arc::clone(&entry.rules)));
-        }
-        // Services that are gone give their blocks back.
-        let slots = &mut self.slots;
-        self.memo.retain(|_, m| {
-            let live = m.generation == generation;
-            if !live {
-                m.blocks.drain().for_each(|(_, (first, len))| slots.release(first, len));
+    pub fn plan(&mut self, snap: &Arc<Snapshot>, ctx: &Context) -> Ruleset {
+        let last = self.last.take().filter(|_| self.ctx.as_ref() == Some(ctx));
+        let changed = match &last {
+            Some(last) => self.changed(last, snap),
+            None => {
+                *self = Planner {
+                    ctx: Some(ctx.clone()),
+                    slices: SliceIndex::of(snap),
+                    ..Planner::default()
+                };
+                snap.services()
+                    .map(|s| {
+                        (
+                            s.metadata.namespace.clone(),
+                            s.metadata.name.clone().unwrap_or_default(),
+                        )
+                    })
+                    .collect()
             }
-            live
-        });
-        Ruleset::new(services.into_iter().collect())
+        };
+        for (namespace, name) in &changed {
+            self.replan(snap, ctx, namespace.as_deref(), name);
+        }
+        self.last = Some(Arc::clone(snap));
+        Ruleset::with_claims(self.services.clone(), &self.claims)
+    }
+
+    /// The Services whose Service object or EndpointSlices differ between `last` and `snap`; keeps the slice
+    /// index up to date on the way.
+    fn changed(&mut self, last: &Snapshot, snap: &Snapshot) -> BTreeSet<ServiceId> {
+        let mut changed = BTreeSet::new();
+        for (was, now) in snap.changes_since(last, "Service") {
+            let ids = [was, now].into_iter().flatten();
+            changed.extend(ids.map(|o| (o.namespace().map(str::to_string), o.name().to_string())));
+        }
+        for (was, now) in snap.changes_since(last, "EndpointSlice") {
+            if let Some(Object::EndpointSlice(slice)) = was {
+                changed.extend(self.slices.remove(slice));
+            }
+            if let Some(Object::EndpointSlice(slice)) = now {
+                changed.extend(self.slices.insert(slice));
+            }
+        }
+        changed
+    }
+
+    /// Plans one Service again (or forgets it when it is gone), keeping the endpoint numbers of its chains.
+    fn replan(&mut self, snap: &Snapshot, ctx: &Context, namespace: Option<&str>, name: &str) {
+        let id: Arc<str> = Arc::from(format!("{}/{name}", namespace.unwrap_or("default")));
+        if let Some(old) = self.services.remove(&id) {
+            self.claims.remove(&id, &old);
+        }
+        let mut taker = Taker {
+            held: self.blocks.remove(&id).unwrap_or_default(),
+            taken: HashMap::new(),
+            slots: &mut self.slots,
+        };
+        let Some(Object::Service(svc)) = snap.get(&ObjectKey::new("Service", namespace, name)) else {
+            taker.finish();
+            return;
+        };
+        let slices = self.slices.slices(snap, namespace, name);
+        let rules = Arc::new(service(&slices, ctx, svc, &mut taker));
+        self.blocks.insert(Arc::clone(&id), taker.finish());
+        self.claims.add(&id, &rules);
+        self.services.insert(id, rules);
     }
 }
 
@@ -189,26 +196,6 @@ impl Taker<'_> {
     }
 }
 
-/// The resourceVersions a Service's part depends on: its own, then each slice's name and version.
-fn versions(svc: &Service, slices: &[&EndpointSlice]) -> Option<Vec<String>> {
-    let mut out = vec![svc.metadata.resource_version.clone()?];
-    for slice in slices {
-        out.push(slice.metadata.name.clone()?);
-        out.push(slice.metadata.resource_version.clone()?);
-    }
-    Some(out)
-}
-
-/// Whether [`versions`] would return `stored` (without building it).
-fn same_versions(stored: &[String], svc: &Service, slices: &[&EndpointSlice]) -> bool {
-    let current = std::iter::once(svc.metadata.resource_version.as_deref()).chain(
-        slices
-            .iter()
-            .flat_map(|s| [s.metadata.name.as_deref(), s.metadata.resource_version.as_deref()]),
-    );
-    stored.len() == 1 + 2 * slices.len() && current.zip(stored).all(|(now, was)| now == Some(was.as_str()))
-}
-
 /// The Service's proxied addresses: its ClusterIP, or none for headless and ExternalName Services.
 fn cluster_ip(svc: &Service) -> Option<Ipv4Addr> {
     let spec = svc.spec.as_ref()?;
@@ -218,17 +205,39 @@ fn cluster_ip(svc: &Service) -> Option<Ipv4Addr> {
     spec.cluster_ip.as_deref()?.parse().ok()
 }
 
-fn service(slices: &endpoints::Slices, ctx: &Context, svc: &Service, slots: &mut Taker) -> ServiceRules {
-    let mut out = ServiceRules::default();
+fn service(slices: &[&EndpointSlice], ctx: &Context, svc: &Service, slots: &mut Taker) -> ServiceRules {
+    let mut out = ServiceRules {
+        health_check: health_check(slices, ctx, svc),
+        ..ServiceRules::default()
+    };
     for port in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
         service_port(&mut out, slices, ctx, svc, port, slots);
     }
     out
 }
 
+/// The health-check node port of an `externalTrafficPolicy: Local` Service and the number of this node's ready
+/// endpoints it reports.
+fn health_check(slices: &[&EndpointSlice], ctx: &Context, svc: &Service) -> Option<(u16, usize)> {
+    let spec = svc.spec.as_ref()?;
+    let port = u16::try_from(spec.health_check_node_port?).ok()?;
+    if spec.external_traffic_policy.as_deref() != Some("Local") {
+        return None;
+    }
+    let local: BTreeSet<Ipv4Addr> = spec
+        .ports
+        .iter()
+        .flatten()
+        .flat_map(|p| endpoints::for_port(slices, p, &ctx.node))
+        .filter(|e| e.local && e.ready)
+        .map(|e| e.ip)
+        .collect();
+    Some((port, local.len()))
+}
+
 fn service_port(
     out: &mut ServiceRules,
-    slices: &endpoints::Slices,
+    slices: &[&EndpointSlice],
     ctx: &Context,
     svc: &Service,
     port: &ServicePort,
@@ -249,7 +258,7 @@ fn service_port(
         .unwrap_or_else(|| port.port.to_string());
     let base = format!("{ns}/{name}/{}/{port_id}", proto.name());
     let id = format!("{}-{base}", short_hash(&base));
-    let all = slices.for_port(ns, name, port, &ctx.node);
+    let all = endpoints::for_port(slices, port, &ctx.node);
     let usable = endpoints::usable(&all);
     let local: Vec<Endpoint> = usable.iter().filter(|e| e.local).cloned().collect();
     let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
@@ -460,14 +469,10 @@ mod tests {
             node: "n".into(),
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
         };
-        let mut planner = Planner {
-            ctx: Some(ctx.clone()),
-            slots: Slots {
-                next: u32::MAX - 1,
-                ..Slots::default()
-            },
-            ..Planner::default()
-        };
+        let snap = Arc::new(snap);
+        let mut planner = Planner::default();
+        planner.plan(&Arc::new(Snapshot::default()), &ctx);
+        planner.slots.next = u32::MAX - 1;
         let r = planner.plan(&snap, &ctx);
         let (_, rules) = r.chains().next().unwrap();
         assert_eq!(

@@ -3,7 +3,8 @@
 //! planner did not re-plan is shared with the previous state and skipped by the diff at the cost of a pointer
 //! comparison.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, btree_map};
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, LazyLock};
@@ -142,6 +143,9 @@ pub struct ServiceRules {
     /// Elements of the endpoints maps: map, number, endpoint. Numbers are the Service's own (the planner hands
     /// out blocks), so unlike `elements` no other Service claims them.
     pub endpoints: Vec<(&'static str, u32, Ipv4Addr, u16)>,
+    /// Not in the table: the health-check node port this node answers for the Service
+    /// (`externalTrafficPolicy: Local`) and the number of its ready endpoints here.
+    pub health_check: Option<(u16, usize)>,
 }
 
 impl ServiceRules {
@@ -163,29 +167,19 @@ pub struct Ruleset {
 
 impl Ruleset {
     pub fn new(services: BTreeMap<Arc<str>, Arc<ServiceRules>>) -> Ruleset {
-        // Sorted once and built in bulk: cheaper than an insert per element into a growing map.
-        let mut all: Vec<(&'static str, Key, Verdict)> =
-            services.values().flat_map(|s| s.elements.iter().cloned()).collect();
-        all.sort_by_key(|(map, key, _)| (*map, *key));
-        let mut elements: BTreeMap<&'static str, Vec<(Key, Verdict)>> = BTreeMap::new();
-        for (map, key, verdict) in all {
-            let list = elements.entry(map).or_default();
-            match list.last_mut() {
-                Some(last) if last.0 == key => last.1 = verdict,
-                _ => list.push((key, verdict)),
-            }
+        let mut claims = Claims::default();
+        for (id, rules) in &services {
+            claims.add(id, rules);
         }
-        let udp_endpoints = services
-            .values()
-            .flat_map(|s| s.udp_endpoints.iter().copied())
-            .collect();
+        Ruleset::with_claims(services, &claims)
+    }
+
+    /// The ruleset of `services`, whose elements `claims` holds.
+    pub fn with_claims(services: BTreeMap<Arc<str>, Arc<ServiceRules>>, claims: &Claims) -> Ruleset {
         Ruleset {
             services,
-            elements: elements
-                .into_iter()
-                .map(|(m, list)| (m, list.into_iter().collect()))
-                .collect(),
-            udp_endpoints,
+            elements: claims.elements.clone(),
+            udp_endpoints: claims.udp.keys().copied().collect(),
         }
     }
 
@@ -269,6 +263,7 @@ impl Ruleset {
             elements: Vec::new(),
             udp_endpoints: Vec::new(),
             endpoints: Vec::new(),
+            health_check: None,
         };
         for (_, old, now) in merge(&self.services, &new.services) {
             if let (Some(old), Some(now)) = (old, now)
@@ -369,6 +364,100 @@ impl Ruleset {
         let endpoints: usize = self.services.values().map(|s| s.endpoints.len()).sum();
         let elements: usize = self.elements.values().map(BTreeMap::len).sum();
         (chains, rules, elements + endpoints)
+    }
+}
+
+/// The skeleton's elements of many Services, kept as Services come, change and go (so a change costs the same at
+/// any number of Services): each key goes to the last Service by name that claims it, as two Services may claim
+/// the same external IP and port.
+#[derive(Debug, Default)]
+pub struct Claims {
+    elements: BTreeMap<&'static str, BTreeMap<Key, Verdict>>,
+    owners: HashMap<(&'static str, Key), Owners>,
+    /// UDP endpoints and how many claims each has.
+    udp: BTreeMap<(Ipv4Addr, u16), usize>,
+}
+
+/// The Services claiming one key with their verdicts, by name (a Service's own claims in its order).
+#[derive(Debug)]
+enum Owners {
+    One(Arc<str>, Verdict),
+    Many(Vec<(Arc<str>, Verdict)>),
+}
+
+impl Claims {
+    pub fn add(&mut self, service: &Arc<str>, rules: &ServiceRules) {
+        for (map, key, verdict) in &rules.elements {
+            let claim = (Arc::clone(service), verdict.clone());
+            let owners = match self.owners.entry((map, *key)) {
+                Entry::Vacant(e) => e.insert(Owners::One(claim.0, claim.1)),
+                Entry::Occupied(e) => {
+                    let owners = e.into_mut();
+                    let mut list = match std::mem::replace(owners, Owners::Many(Vec::new())) {
+                        Owners::One(name, verdict) => vec![(name, verdict)],
+                        Owners::Many(list) => list,
+                    };
+                    let at = list.partition_point(|(name, _)| **name <= **service);
+                    list.insert(at, claim);
+                    *owners = Owners::Many(list);
+                    owners
+                }
+            };
+            let verdict = owners.last().clone();
+            self.elements.entry(map).or_default().insert(*key, verdict);
+        }
+        for endpoint in &rules.udp_endpoints {
+            *self.udp.entry(*endpoint).or_default() += 1;
+        }
+    }
+
+    /// Takes back what [`Claims::add`] of the same `rules` added.
+    pub fn remove(&mut self, service: &str, rules: &ServiceRules) {
+        for (map, key, _) in &rules.elements {
+            let Entry::Occupied(mut e) = self.owners.entry((map, *key)) else {
+                continue;
+            };
+            let left = match e.get_mut() {
+                Owners::One(name, _) if **name == *service => None,
+                Owners::One(..) => continue,
+                Owners::Many(list) => {
+                    list.retain(|(name, _)| **name != *service);
+                    list.last().map(|(_, verdict)| verdict.clone())
+                }
+            };
+            let Some(elements) = self.elements.get_mut(map) else {
+                continue;
+            };
+            match left {
+                Some(verdict) => {
+                    elements.insert(*key, verdict);
+                }
+                None => {
+                    e.remove();
+                    elements.remove(key);
+                    if elements.is_empty() {
+                        self.elements.remove(map);
+                    }
+                }
+            }
+        }
+        for endpoint in &rules.udp_endpoints {
+            if let btree_map::Entry::Occupied(mut e) = self.udp.entry(*endpoint) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+    }
+}
+
+impl Owners {
+    fn last(&self) -> &Verdict {
+        match self {
+            Owners::One(_, verdict) => verdict,
+            Owners::Many(list) => list.last().map_or(&None, |(_, verdict)| verdict),
+        }
     }
 }
 
@@ -563,5 +652,45 @@ mod tests {
             one.diff(&Ruleset::default()).unwrap(),
             "delete element inet weft hairpin { 10.244.1.5 . 10.244.1.5 }\n"
         );
+    }
+
+    #[test]
+    fn a_key_claimed_twice_goes_to_the_last_service_by_name_whatever_the_order_of_changes() {
+        let ip = |verdict: &str| service(&[], &[(WEB, verdict)]);
+        let (a, b, c) = (ip("goto svc-a"), ip("goto svc-b"), ip("goto svc-c"));
+        let id = |name: &str| Arc::<str>::from(name);
+        let owner = |claims: &Claims| claims.elements[SERVICE_IPS][&WEB].as_deref().map(str::to_string);
+        let mut claims = Claims::default();
+        claims.add(&id("b"), &b);
+        claims.add(&id("c"), &c);
+        claims.add(&id("a"), &a);
+        assert_eq!(owner(&claims).as_deref(), Some("goto svc-c"));
+        claims.remove("c", &c);
+        assert_eq!(
+            owner(&claims).as_deref(),
+            Some("goto svc-b"),
+            "the next by name takes it over"
+        );
+        claims.remove("a", &a);
+        assert_eq!(
+            owner(&claims).as_deref(),
+            Some("goto svc-b"),
+            "an earlier claim leaving changes nothing"
+        );
+        claims.remove("b", &b);
+        assert!(claims.elements.is_empty(), "no claim left, no element");
+        assert!(claims.owners.is_empty());
+        // One Service claiming a key twice (two ports of one endpoint) gives it up at once.
+        let mut twice = ServiceRules::default();
+        twice.element(HAIRPIN, Key::Hairpin(Ipv4Addr::new(10, 244, 1, 5)), None);
+        twice.element(HAIRPIN, Key::Hairpin(Ipv4Addr::new(10, 244, 1, 5)), None);
+        twice.udp_endpoints = vec![(Ipv4Addr::new(10, 244, 1, 5), 53); 2];
+        claims.add(&id("t"), &twice);
+        claims.add(&id("u"), &twice);
+        claims.remove("t", &twice);
+        assert_eq!(claims.elements[HAIRPIN].len(), 1);
+        assert_eq!(claims.udp.len(), 1);
+        claims.remove("u", &twice);
+        assert!(claims.elements.is_empty() && claims.udp.is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! The planner on a snapshot holding every kind of Service: the generated ruleset is reviewed as text
 //! (insta snapshots), and behaviour that matters is also asserted directly.
 
+use std::sync::Arc;
 use weft_netlink::nft_rules::Rule;
 use weft_proxy::Ruleset;
 use weft_proxy::ruleset::{
@@ -136,12 +137,12 @@ fn planning_is_deterministic() {
 }
 
 /// The fixture's objects with resourceVersions, as a real source delivers them.
-fn versioned(state: &fixture::State, version: &str) -> weft_model::Snapshot {
+fn versioned(state: &fixture::State, version: &str) -> Arc<weft_model::Snapshot> {
     let mut objects = weft_model::parse(&state.yaml(), "versioned").unwrap();
     for o in &mut objects {
         o.meta_mut().resource_version = Some(version.to_string());
     }
-    weft_model::Snapshot::new(1, objects)
+    Arc::new(weft_model::Snapshot::new(1, objects))
 }
 
 #[test]
@@ -161,7 +162,11 @@ fn the_planner_replans_only_what_changed_and_plans_the_same() {
     state.web_endpoints.push(("10.244.1.6", "node-1"));
     let mut snap = versioned(&state, "1");
     let key = weft_model::object::Key::new("EndpointSlice", Some("default"), "web-abc");
-    snap.get_mut(&key).unwrap().meta_mut().resource_version = Some("2".into());
+    Arc::make_mut(&mut snap)
+        .get_mut(&key)
+        .unwrap()
+        .meta_mut()
+        .resource_version = Some("2".into());
     let second = planner.plan(&snap, &ctx);
     let fresh = weft_proxy::plan(&snap, &ctx);
     assert_eq!(
@@ -172,7 +177,7 @@ fn the_planner_replans_only_what_changed_and_plans_the_same() {
     assert_eq!(second.elements, fresh.elements);
     // A Service that goes gives its blocks back, and the next one takes them.
     let mut gone = snap.clone();
-    gone.remove(&weft_model::object::Key::new("Service", Some("default"), "web"));
+    Arc::make_mut(&mut gone).remove(&weft_model::object::Key::new("Service", Some("default"), "web"));
     planner.plan(&gone, &ctx);
     let back = planner.plan(&snap, &ctx);
     let mut numbers: Vec<u32> = web(&back).iter().map(|e| e.1).collect();
@@ -180,7 +185,7 @@ fn the_planner_replans_only_what_changed_and_plans_the_same() {
     let mut before: Vec<u32> = web(&second).iter().map(|e| e.1).collect();
     before.sort();
     assert_eq!(numbers, before);
-    let shared = |name: &str| std::sync::Arc::ptr_eq(&first.services[name], &second.services[name]);
+    let shared = |name: &str| Arc::ptr_eq(&first.services[name], &second.services[name]);
     assert!(
         shared("prod/edge") && shared("default/empty") && shared("default/draining"),
         "unchanged Services are not re-planned"
@@ -192,4 +197,131 @@ fn the_planner_replans_only_what_changed_and_plans_the_same() {
         ..ctx
     };
     assert_eq!(planner.plan(&snap, &other), weft_proxy::plan(&snap, &other));
+}
+
+const CHURN: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: default, resourceVersion: "1"}
+spec: {clusterIP: 10.96.0.1, externalIPs: [192.0.2.10], ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: default, resourceVersion: "1"}
+spec: {clusterIP: 10.96.0.2, externalIPs: [192.0.2.10], ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: u, namespace: default, resourceVersion: "1"}
+spec: {clusterIP: 10.96.0.3, ports: [{port: 53, protocol: UDP}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: h, namespace: default, resourceVersion: "1"}
+spec: {clusterIP: 10.96.0.4, type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32000,
+       ports: [{port: 80, nodePort: 30080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: a-1, namespace: default, resourceVersion: "1", labels: {kubernetes.io/service-name: a}}
+addressType: IPv4
+ports: [{port: 8080, protocol: TCP}]
+endpoints: [{addresses: [10.244.1.5], nodeName: node-1}, {addresses: [10.244.2.5], nodeName: node-2}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: u-1, namespace: default, resourceVersion: "1", labels: {kubernetes.io/service-name: u}}
+addressType: IPv4
+ports: [{port: 5353, protocol: UDP}]
+endpoints: [{addresses: [10.244.1.6], nodeName: node-1}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: h-1, namespace: default, resourceVersion: "1", labels: {kubernetes.io/service-name: h}}
+addressType: IPv4
+ports: [{port: 8080, protocol: TCP}]
+endpoints: [{addresses: [10.244.2.7], nodeName: node-2}]
+"#;
+
+#[test]
+fn planning_change_by_change_ends_where_planning_from_nothing_does() {
+    use weft_model::object::Key;
+    let ctx = weft_proxy::Context {
+        node: "node-1".into(),
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+    };
+    let slice = |name: &str| Key::new("EndpointSlice", Some("default"), name);
+    let svc = |name: &str| Key::new("Service", Some("default"), name);
+    let objects = weft_model::parse(CHURN, "churn").unwrap();
+    let mut snap = Arc::new(weft_model::Snapshot::new(1, objects.clone()));
+    let mut planner = weft_proxy::Planner::default();
+    let check = |planner: &mut weft_proxy::Planner, snap: &Arc<weft_model::Snapshot>, step: &str| {
+        let incremental = planner.plan(snap, &ctx);
+        let fresh = weft_proxy::plan(snap, &ctx);
+        assert_eq!(behaviour(&incremental), behaviour(&fresh), "{step}");
+        assert_eq!(incremental.elements, fresh.elements, "{step}");
+        assert_eq!(incremental.udp_endpoints, fresh.udp_endpoints, "{step}");
+        let health = |r: &Ruleset| {
+            r.services
+                .iter()
+                .map(|(id, s)| (id.clone(), s.health_check))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(health(&incremental), health(&fresh), "{step}");
+        incremental
+    };
+    let first = check(&mut planner, &snap, "start");
+    let external = |r: &Ruleset| r.verdict(SERVICE_IPS, "192.0.2.10 . tcp . 80").map(str::to_string);
+    // b has no endpoints yet, so the external IP is a's.
+    assert!(external(&first).unwrap().contains("default/a/"));
+    assert_eq!(first.services["default/h"].health_check, Some((32000, 0)));
+    // Every change bumps the object's resourceVersion, as the API does.
+    let change = |snap: &mut Arc<weft_model::Snapshot>, key: &Key, f: &dyn Fn(&mut weft_model::Object)| {
+        let object = Arc::make_mut(snap).get_mut(key).unwrap();
+        f(object);
+        let meta = object.meta_mut();
+        let version: u64 = meta.resource_version.as_deref().unwrap().parse().unwrap();
+        meta.resource_version = Some((version + 1).to_string());
+    };
+    // a's slice moves to b: b gets the endpoints and with them the external IP (b is after a by name).
+    change(&mut snap, &slice("a-1"), &|o| {
+        let labels = o.meta_mut().labels.as_mut().unwrap();
+        labels.insert("kubernetes.io/service-name".into(), "b".into());
+    });
+    let moved = check(&mut planner, &snap, "slice relabelled");
+    assert!(external(&moved).unwrap().contains("default/b/"));
+    assert!(
+        moved.elements[NO_ENDPOINT_SERVICES]
+            .keys()
+            .any(|k| k.to_string() == "10.96.0.1 . tcp . 80")
+    );
+    // b goes: the external IP falls back to a, which has no endpoints now.
+    Arc::make_mut(&mut snap).remove(&svc("b"));
+    let gone = check(&mut planner, &snap, "service deleted");
+    assert_eq!(external(&gone), None);
+    assert!(gone.verdict(NO_ENDPOINT_SERVICES, "192.0.2.10 . tcp . 80").is_some());
+    // u's only slice goes: its UDP endpoint is no longer in use.
+    assert!(!gone.udp_endpoints.is_empty());
+    Arc::make_mut(&mut snap).remove(&slice("u-1"));
+    let no_udp = check(&mut planner, &snap, "slice deleted");
+    assert!(no_udp.udp_endpoints.is_empty());
+    // b comes back elsewhere; h gains an endpoint on this node.
+    let mut b = objects.iter().find(|o| o.name() == "b").unwrap().clone();
+    if let weft_model::Object::Service(s) = &mut b {
+        s.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.9".into());
+        s.metadata.resource_version = Some("7".into());
+    }
+    Arc::make_mut(&mut snap).insert(b);
+    change(&mut snap, &slice("h-1"), &|o| {
+        if let weft_model::Object::EndpointSlice(s) = o {
+            s.endpoints[0].node_name = Some("node-1".into());
+        }
+    });
+    let back = check(&mut planner, &snap, "service re-created, endpoint moved");
+    assert_eq!(back.services["default/h"].health_check, Some((32000, 1)));
+    assert!(back.verdict(SERVICE_IPS, "10.96.0.9 . tcp . 80").is_some());
+    // The same objects decoded anew (a whole snapshot from a new watch): nothing is planned again.
+    let anew = Arc::new(weft_model::Snapshot::new(2, snap.objects().cloned()));
+    let again = check(&mut planner, &anew, "whole snapshot");
+    assert!(back.services.iter().all(|(id, s)| Arc::ptr_eq(s, &again.services[id])));
 }

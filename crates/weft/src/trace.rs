@@ -136,22 +136,23 @@ fn service_endpoints(
     port: u16,
     proto: Protocol,
 ) -> Option<(String, Vec<(String, u16)>)> {
-    let slices = weft_proxy::endpoints::Slices::index(snap);
+    let index = weft_proxy::endpoints::SliceIndex::of(snap);
     for svc in snap.services() {
         let spec = svc.spec.as_ref()?;
         if spec.cluster_ip.as_deref() != Some(ip.to_string().as_str()) {
             continue;
         }
-        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        let namespace = svc.metadata.namespace.as_deref();
         let name = svc.metadata.name.as_deref().unwrap_or_default();
         let sp = spec
             .ports
             .iter()
             .flatten()
             .find(|p| p.port == i32::from(port) && p.protocol.as_deref().unwrap_or("TCP") == proto.as_str())?;
-        let usable = weft_proxy::endpoints::usable(&slices.for_port(ns, name, sp, ""));
+        let slices = index.slices(snap, namespace, name);
+        let usable = weft_proxy::endpoints::usable(&weft_proxy::endpoints::for_port(&slices, sp, ""));
         return Some((
-            format!("{ns}/{name}"),
+            format!("{}/{name}", namespace.unwrap_or("default")),
             usable.iter().map(|e| (e.ip.to_string(), e.port)).collect(),
         ));
     }

@@ -8,6 +8,7 @@ use super::{connect_latency, ms, peak_rss_mb, print_latency, quantile};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft_model::{Object, Snapshot};
 use weft_netlink::Netns;
@@ -52,10 +53,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     let target = SocketAddr::new(TARGET_IP.parse()?, 80);
     println!("services {} x {} endpoints", args.services, args.endpoints);
-    few_client.run(|| Proxier::new().sync(Planner::default().plan(&snapshot(10, args.endpoints), &ctx)))?;
+    few_client.run(|| Proxier::new().sync(weft_proxy::plan(&snapshot(10, args.endpoints), &ctx)))?;
     let figures = client.run(|| -> weft_netlink::Result<_> {
-        // One snapshot, changed in place as a watch-fed source changes its store.
-        let mut snap = snapshot(args.services, args.endpoints);
+        // Each change makes a new snapshot sharing the objects it leaves alone, as a watch delta does.
+        let mut snap = Arc::new(snapshot(args.services, args.endpoints));
         let mut planner = Planner::default();
         let started = Instant::now();
         let ruleset = planner.plan(&snap, &ctx);
@@ -69,13 +70,13 @@ pub fn run(args: Args) -> Result<()> {
         let from_empty = started.elapsed();
         // One more Service on top.
         for object in service_objects(args.services, args.endpoints, None) {
-            snap.insert(object);
+            Arc::make_mut(&mut snap).insert(object);
         }
         let add = step(&mut planner, &mut proxier, &snap, &ctx)?;
         // One endpoint of one Service changes: its slice has a new version.
         for object in service_objects(7, args.endpoints, Some("2")) {
             if object.kind() == "EndpointSlice" {
-                snap.insert(object);
+                Arc::make_mut(&mut snap).insert(object);
             }
         }
         let change = step(&mut planner, &mut proxier, &snap, &ctx)?;
@@ -127,7 +128,7 @@ pub fn run(args: Args) -> Result<()> {
 fn step(
     planner: &mut Planner,
     proxier: &mut Proxier,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     ctx: &weft_proxy::Context,
 ) -> weft_netlink::Result<(Duration, weft_proxy::apply::Report)> {
     let started = Instant::now();
