@@ -6,9 +6,10 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weft_netlink::{Netns, Route};
 use weft_policy::{Cluster, Enforcer, plan};
+use weft_testkit::{Ns, eventually, root};
 
 const NODE: &str = "node-1";
 const PODS: [(&str, &str, &str); 3] = [
@@ -48,27 +49,19 @@ impl Drop for Finish<'_> {
     }
 }
 
-struct Scratch(Vec<String>);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Netns::remove(name);
-        }
-    }
-}
-
 /// A namespace per pod, each joined to the node by a veth: pod .2/24, node .1/24, the node routing between them.
-fn topology(prefix: &str) -> (Netns, Vec<Netns>) {
-    let node = Netns::create(&format!("{prefix}-node")).unwrap();
+/// The first value deletes the namespaces when dropped.
+fn topology() -> (Vec<Ns>, Netns, Vec<Netns>) {
+    let scratch: Vec<Ns> = ["node", "a", "b", "s"].into_iter().map(Ns::new).collect();
+    let node = scratch[0].netns();
     node.run(|| weft_netlink::sysctl::set("net/ipv4/ip_forward", "1"))
         .unwrap();
     let mut node_handle = node.handle().unwrap();
     let pods = PODS
         .iter()
         .enumerate()
-        .map(|(i, (name, ip, _))| {
-            let pod = Netns::create(&format!("{prefix}-{name}")).unwrap();
+        .map(|(i, (_, ip, _))| {
+            let pod = scratch[i + 1].netns();
             let host = format!("v{i}");
             node_handle.add_veth(&host, 1500, "eth0", pod.fd(), None).unwrap();
             let gateway = format!("10.1.{}.1", i + 1);
@@ -87,7 +80,7 @@ fn topology(prefix: &str) -> (Netns, Vec<Netns>) {
             pod
         })
         .collect();
-    (node, pods)
+    (scratch, node, pods)
 }
 
 fn listing() -> String {
@@ -99,28 +92,18 @@ fn listing() -> String {
 }
 
 fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        eventually(Duration::from_secs(10), cond),
+        "timed out waiting for {what}"
+    );
 }
 
 #[test]
 fn changes_leave_no_window_and_keep_established_connections() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: this test needs root");
+    if !root() {
         return;
     }
-    let prefix = format!("weft-poltest-{}", std::process::id());
-    let _scratch = Scratch(
-        ["node", "a", "b", "s"]
-            .iter()
-            .map(|n| format!("{prefix}-{n}"))
-            .collect(),
-    );
-    let (node, pods) = topology(&prefix);
+    let (_scratch, node, pods) = topology();
     let (a, b, s) = (&pods[0], &pods[1], &pods[2]);
     let listener = s.run(|| Ok(TcpListener::bind(SERVER).unwrap())).unwrap();
     std::thread::spawn(move || {

@@ -2,22 +2,14 @@
 //! and a full resync when someone else changed the table under us.
 
 use std::process::Command;
-use weft_netlink::Netns;
 use weft_proxy::{Context, Proxier, plan};
+use weft_testkit::{Ns, root};
 
 fn snapshot(endpoint: &str) -> weft_model::Snapshot {
     let text = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\nspec: {{clusterIP: 10.96.0.20, ports: [{{port: 80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{port: 8080, protocol: TCP}}]\nendpoints: [{{addresses: [{endpoint}]}}]\n"
     );
     weft_model::Snapshot::new(1, weft_model::parse(&text, "t").unwrap())
-}
-
-struct Scratch(String);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Netns::remove(&self.0);
-    }
 }
 
 fn listing() -> String {
@@ -33,14 +25,11 @@ fn listing() -> String {
 
 #[test]
 fn full_then_incremental_then_recovery() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: this test needs root");
+    if !root() {
         return;
     }
-    let name = format!("weft-proxy-test-{}", std::process::id());
-    let _scratch = Scratch(name.clone());
-    let ns = Netns::create(&name).unwrap();
+    let scratch = Ns::new("proxy");
+    let ns = scratch.netns();
     let ctx = Context {
         node: "n".into(),
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),

@@ -3,8 +3,8 @@
 //! every step both tables must list exactly alike, as text and as the expressions the kernel holds.
 
 use std::process::Command;
-use weft_netlink::Netns;
 use weft_proxy::{Proxier, Ruleset};
+use weft_testkit::{Ns, root};
 
 mod fixture;
 
@@ -55,16 +55,6 @@ fn steps() -> Vec<(&'static str, &'static str, &'static str, State, bool)> {
     s.web_endpoints.clear();
     v.push(("Service removed, no endpoints", "node-1", "10.240.0.0/12", s, true));
     v
-}
-
-struct Scratch(Vec<String>);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Netns::remove(name);
-        }
-    }
 }
 
 fn nft(args: &[&str]) -> String {
@@ -118,15 +108,11 @@ fn sorted_element_lines(debug: &str) -> String {
 
 #[test]
 fn netlink_and_nft_build_the_same_table() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: this test needs root");
+    if !root() {
         return;
     }
-    let names = ["nl", "nft"].map(|side| format!("weft-proxy-nl-test-{side}-{}", std::process::id()));
-    let _scratch = Scratch(names.to_vec());
-    let via_netlink = Netns::create(&names[0]).unwrap();
-    let via_nft = Netns::create(&names[1]).unwrap();
+    let scratch = [Ns::new("nl"), Ns::new("nft")];
+    let (via_netlink, via_nft) = (scratch[0].netns(), scratch[1].netns());
     let mut proxier = Proxier::new();
     let mut applied: Option<Ruleset> = None;
     for (what, node, cidr, state, over_netlink) in steps() {

@@ -8,7 +8,7 @@ use lab::*;
 use std::process::{Command, Stdio};
 
 fn network_behaves(overlay: &str) {
-    if !is_root() {
+    if !root() {
         return;
     }
     let host_links_before = host_links();

@@ -9,7 +9,7 @@ use std::process::Command;
 
 #[test]
 fn objects_pods_and_processes() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let lab = Lab::up(2, "host-gw", WEB);
@@ -126,7 +126,7 @@ fn objects_pods_and_processes() {
 
 #[test]
 fn containers_exiting_at_once_are_each_restarted_or_recorded() {
-    if !is_root() {
+    if !root() {
         return;
     }
     // Every container holds this FIFO open for reading and exits when its one writer, the test, closes it: all
@@ -238,7 +238,7 @@ impl Drop for Fifo {
 
 #[test]
 fn agents_restart_without_breaking_flows_and_down_cleans_a_crashed_lab() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let lab = Lab::up(2, "vxlan", WEB);
@@ -316,7 +316,7 @@ fn watch_deltas_add_up_to_the_store() {
     use std::sync::mpsc;
     use weft_lab::{source::LabSource, spec::Paths};
     use weft_model::{Object, Snapshot, Source};
-    if !is_root() {
+    if !root() {
         return;
     }
     let lab = Lab::up(1, "host-gw", "");

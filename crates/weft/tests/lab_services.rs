@@ -145,7 +145,7 @@ fn external_routes(lab: &Lab) -> String {
 
 #[test]
 fn services_get_addresses_ports_slices_and_routes() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let lab = Lab::up(2, "host-gw", APPS);

@@ -60,7 +60,7 @@ fn reaches(lab: &Lab, from: &str, url: &str) -> bool {
 
 #[test]
 fn policies_allow_labelled_clients_only() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let lab = Lab::up(2, "vxlan", APP);

@@ -195,7 +195,7 @@ fn all_but(m: &Matrix, ns: &str, out: bool) -> bool {
 
 #[test]
 fn ingress() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let t = Table::up();
@@ -274,7 +274,7 @@ fn ingress() {
 
 #[test]
 fn egress() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let t = Table::up();
@@ -339,7 +339,7 @@ fn egress() {
 
 #[test]
 fn updates_and_labels() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let t = Table::up();

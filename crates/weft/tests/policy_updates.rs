@@ -96,7 +96,7 @@ fn connects(lab: &Lab, pod: &str, target: &str) -> bool {
 
 #[test]
 fn updates_keep_allowed_connections_and_never_open_a_window() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let lab = Lab::up(2, "host-gw", PODS);

@@ -100,7 +100,7 @@ fn answering(lab: &Lab, from: &str, url: &str, tries: usize) -> BTreeSet<String>
 
 #[test]
 fn services_end_to_end() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let lab = Lab::up(3, "host-gw", APP);
@@ -197,7 +197,7 @@ fn services_end_to_end() {
 
 #[test]
 fn local_traffic_policies_keep_the_client_address_and_stay_on_the_node() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let app = "
@@ -301,7 +301,7 @@ spec:
 
 #[test]
 fn syncs_spare_established_flows_and_clear_stale_udp_entries() {
-    if !is_root() {
+    if !root() {
         return;
     }
     let app = APP.replace("replicas: 3", "replicas: 1");

@@ -6,97 +6,13 @@ use ipnet::Ipv4Net;
 use nix::sched::{CloneFlags, setns};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weft_agent::overlay::NodeNet;
-use weft_netlink::{Handle, Netns};
 
-/// Root tests return early (and say so) on machines where they cannot run.
-pub fn root() -> bool {
-    let ok = nix::unistd::geteuid().is_root();
-    if !ok {
-        eprintln!("skipped: this test needs root (network namespaces)");
-    }
-    ok
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn unique(tag: &str) -> String {
-    format!(
-        "wa{}-{}-{tag}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn sh(cmd: &[&str]) -> String {
-    let out = Command::new(cmd[0]).args(&cmd[1..]).output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace, deleted on drop.
-pub struct Ns {
-    pub name: String,
-}
-
-impl Ns {
-    pub fn new(tag: &str) -> Ns {
-        let name = unique(tag);
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Ns { name };
-        ns.ok(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    pub fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-
-    pub fn netns(&self) -> Netns {
-        Netns::open(&self.path()).expect("open netns")
-    }
-
-    /// A fresh netlink socket in this namespace, as a (re)started agent would open.
-    pub fn handle(&self) -> Handle {
-        self.netns().handle().expect("netlink socket")
-    }
-
-    /// Runs a command that must succeed inside the namespace and returns its stdout.
-    pub fn ok(&self, cmd: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(cmd);
-        sh(&full)
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-/// Polls `cond` until it holds or `within` passes.
-pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use weft_testkit::{Ns, eventually, root};
 
 pub const PROBE_PORT: u16 = 7777;
 

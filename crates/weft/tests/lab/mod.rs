@@ -12,14 +12,7 @@ use std::time::{Duration, Instant};
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: lab tests need root (network namespaces)");
-    }
-    root
-}
+pub use weft_testkit::root;
 
 pub struct Lab {
     pub name: String,
@@ -168,7 +161,7 @@ static SHARED: OnceLock<Result<Lab, String>> = OnceLock::new();
 /// down when the binary exits, whether the tests passed or not (libtest ends the process with `exit`, which
 /// runs `atexit` handlers; a static is never dropped). None when not root.
 pub fn shared(nodes: u8, overlay: &str, manifests: &str) -> Option<&'static Lab> {
-    if !is_root() {
+    if !root() {
         return None;
     }
     let lab = SHARED.get_or_init(|| {
