@@ -6,7 +6,7 @@ use crate::error::{Error, Result, io};
 use crate::services::ServiceNetwork;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use weft_model::k8s_openapi;
@@ -230,11 +230,23 @@ impl Store {
 
     /// Writes the store to disk (atomically: a reader never sees half a file).
     pub fn save(&self) -> Result<()> {
-        let bytes = self.snap.to_json(|_| true).map_err(|e| Error::Invalid(e.to_string()))?;
-        let tmp = self.file.with_extension("tmp");
-        std::fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, &self.file).map_err(io(format!("writing {}", self.file.display())))
+        save(&self.file, &self.snap)
     }
+
+    /// What [`save`] needs, so that the writing can happen without holding the store: serialising thousands of
+    /// objects takes milliseconds every API write would otherwise wait for.
+    pub fn to_save(&mut self) -> (PathBuf, Arc<Snapshot>) {
+        (self.file.clone(), self.snapshot())
+    }
+}
+
+/// Writes `snap` to `file` (atomically: a reader never sees half a file). One writer at a time: the temporary
+/// file is shared.
+pub fn save(file: &Path, snap: &Snapshot) -> Result<()> {
+    let bytes = snap.to_json(|_| true).map_err(|e| Error::Invalid(e.to_string()))?;
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, file).map_err(io(format!("writing {}", file.display())))
 }
 
 /// What the API server adds on the way in: a namespace is labelled with its own name; a Service gets its
