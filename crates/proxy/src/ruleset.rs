@@ -166,14 +166,6 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
-    pub fn new(services: BTreeMap<Arc<str>, Arc<ServiceRules>>) -> Ruleset {
-        let mut claims = Claims::default();
-        for (id, rules) in &services {
-            claims.add(id, rules);
-        }
-        Ruleset::with_claims(services, &claims)
-    }
-
     /// The ruleset of `services`, whose elements `claims` holds.
     pub fn with_claims(services: BTreeMap<Arc<str>, Arc<ServiceRules>>, claims: &Claims) -> Ruleset {
         Ruleset {
@@ -594,7 +586,13 @@ mod tests {
     }
 
     fn ruleset(services: &[(&str, &Arc<ServiceRules>)]) -> Ruleset {
-        Ruleset::new(services.iter().map(|(n, s)| (Arc::from(*n), Arc::clone(s))).collect())
+        let services: BTreeMap<Arc<str>, Arc<ServiceRules>> =
+            services.iter().map(|(n, s)| (Arc::from(*n), Arc::clone(s))).collect();
+        let mut claims = Claims::default();
+        for (id, rules) in &services {
+            claims.add(id, rules);
+        }
+        Ruleset::with_claims(services, &claims)
     }
 
     #[test]
