@@ -40,6 +40,17 @@ web=$(for p in $(weft get pods -n test -o name | grep webserver); do
   weft get pod -n test "${p#*/}" -o jsonpath='{.status.podIP}'; echo; done | sort)
 [ "$answer" = "$web" ]
 
+step "an ExternalName Service is a CNAME; a headless Service with a static endpoint names that endpoint"
+weft apply -f "$here/external.yaml"
+until_ok in_client getent hosts externalname-service
+in_client dig externalname-service.test.svc.cluster.local | grep -A3 'ANSWER SECTION'
+in_client dig +short externalname-service.test.svc.cluster.local | grep -qx 'webserver-service.test.svc.cluster.local.'
+in_client weft probe http://externalname-service/hostname
+until_ok in_client getent hosts external-ip
+[ "$(in_client dig +short external-ip.test.svc.cluster.local)" = 172.18.0.100 ]
+in_client ping -c1 -W2 external-ip
+! in_client ping -c1 -W1 webserver-service  # a ClusterIP only forwards the Service's ports
+
 step "a name that does not exist is NXDOMAIN; calling the Service by name works like by address"
 in_client dig nosuch-service.test.svc.cluster.local | grep -q 'status: NXDOMAIN'
 in_client weft probe http://webserver-service/hostname

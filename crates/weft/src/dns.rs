@@ -24,6 +24,10 @@ pub struct Args {
     /// Where to read upstream resolvers when no --upstream is given.
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// Forward nothing: names outside the cluster domain are answered SERVFAIL at once (for a network with no way
+    /// out, such as the lab, where every forwarded question would wait for the upstream timeout first).
+    #[arg(long, conflicts_with_all = ["upstream", "resolv_conf"])]
+    no_upstream: bool,
     /// Serve the objects of this manifest file instead of following the lab.
     #[arg(long)]
     objects: Option<PathBuf>,
@@ -56,7 +60,9 @@ fn upstream(text: &str) -> Result<SocketAddr> {
 }
 
 pub fn run(lab: &str, args: Args) -> Result<()> {
-    let upstreams = if args.upstream.is_empty() {
+    let upstreams = if args.no_upstream {
+        Vec::new()
+    } else if args.upstream.is_empty() {
         match weft_dns::forward::from_resolv_conf(&args.resolv_conf) {
             Ok(u) => u,
             Err(e) => {

@@ -466,6 +466,18 @@ fn getent_through_the_search_path() {
     }
 }
 
+/// The lab has no way out, so its DNS pods forward nothing: a name outside the cluster gets SERVFAIL at once, not
+/// after an upstream timeout (which every AAAA search of glibc through the search path would wait for).
+#[test]
+fn names_outside_the_cluster_fail_at_once() {
+    let Some(lab) = cluster() else { return };
+    for name in ["example.com", "web"] {
+        // One try of one second: an answer, not "no servers could be reached".
+        let reply = dig(lab, &["+time=1", "+tries=1", "A", name]);
+        assert_eq!(reply.status, "SERVFAIL", "{name}: {reply:?}");
+    }
+}
+
 #[test]
 fn nslookup_answers() {
     let Some(lab) = cluster() else { return };
