@@ -9,6 +9,7 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use weft_model::k8s_openapi;
@@ -126,40 +127,50 @@ fn defaults(spec: &mut ServiceSpec) {
     }
 }
 
-/// What the other Services hold, and by whom.
-struct Held {
-    cluster_ips: HashMap<Ipv4Addr, String>,
-    node_ports: HashMap<i32, String>,
-    lb_ips: HashMap<Ipv4Addr, String>,
+/// What the other Services hold, and by whom (read from the snapshot: no copies, as admission runs for every
+/// Service written and reads all the others).
+struct Held<'a> {
+    cluster_ips: HashMap<Ipv4Addr, Owner<'a>>,
+    node_ports: HashMap<i32, Owner<'a>>,
+    lb_ips: HashMap<Ipv4Addr, Owner<'a>>,
 }
 
-impl Held {
-    fn collect(snap: &Snapshot, namespace: &str, name: &str) -> Held {
+/// A Service holding an address or port: namespace and name.
+#[derive(Clone, Copy)]
+struct Owner<'a>(&'a str, &'a str);
+
+impl fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "Service {}/{}", self.0, self.1)
+    }
+}
+
+impl<'a> Held<'a> {
+    fn collect(snap: &'a Snapshot, namespace: &str, name: &str) -> Held<'a> {
         let mut held = Held {
             cluster_ips: HashMap::new(),
             node_ports: HashMap::new(),
             lb_ips: HashMap::new(),
         };
         for svc in snap.services() {
-            let (ns, n) = (
+            let owner = Owner(
                 svc.metadata.namespace.as_deref().unwrap_or_default(),
                 svc.metadata.name.as_deref().unwrap_or_default(),
             );
-            if ns == namespace && n == name {
+            if owner.0 == namespace && owner.1 == name {
                 continue;
             }
-            let owner = format!("Service {ns}/{n}");
             let Some(spec) = &svc.spec else { continue };
             let ips = spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter());
             for ip in ips.filter_map(|ip| ip.parse().ok()) {
-                held.cluster_ips.insert(ip, owner.clone());
+                held.cluster_ips.insert(ip, owner);
             }
             let ports = spec.ports.iter().flatten().filter_map(|p| p.node_port);
             for port in ports.chain(spec.health_check_node_port) {
-                held.node_ports.insert(port, owner.clone());
+                held.node_ports.insert(port, owner);
             }
             if let Some(ip) = ingress_ip(svc) {
-                held.lb_ips.insert(ip, owner.clone());
+                held.lb_ips.insert(ip, owner);
             }
         }
         held

@@ -81,18 +81,6 @@ impl Store {
         &self.snap
     }
 
-    /// Fails as `apply` would, without changing anything.
-    pub fn check_apply(&self, object: &Object) -> Result<()> {
-        match self.snap.get(&object.key()) {
-            Some(old) if old.meta().deletion_timestamp.is_some() => Err(Error::Invalid(format!(
-                "{} is being deleted; apply it again once it is gone",
-                object.key()
-            ))),
-            Some(old) => self.updated(old, object.clone()).map(drop),
-            None => admit(&self.snap, &self.services, None, &mut object.clone()),
-        }
-    }
-
     /// Creates the object or updates what the user owns (metadata labels/annotations, spec), keeping what the
     /// system owns (uid, creation time, owner references, status, allocated addresses and ports).
     pub fn apply(&mut self, mut object: Object) -> Result<Applied> {
@@ -118,12 +106,14 @@ impl Store {
 
     /// Runs `f`; if it fails, the store is as it was before (a refused object in a batch applies none).
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
-        let saved = self.snap.clone();
+        // The state to go back to is the one readers share (usually published already, for the watchers): a
+        // pointer now, a copy only when a batch fails.
+        let saved = self.snapshot();
         let out = f(self);
         if out.is_err() && self.snap.revision != saved.revision {
             self.changes.retain(|(revision, ..)| *revision <= saved.revision);
-            self.snap = saved;
-            self.published = None;
+            self.snap = (*saved).clone();
+            self.published = Some(saved);
         }
         out
     }
