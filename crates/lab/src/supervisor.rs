@@ -452,8 +452,8 @@ pub fn run(paths: &Paths) -> Result<()> {
             if let Err(e) = shared.save_if_dirty() {
                 eprintln!("weft lab: {e}");
             }
-            // A save writes the whole store (25 ms at 5,000 Services): while changes keep coming, saves are spaced
-            // so that they take at most a tenth of a core from the controllers and watchers.
+            // A save writes the whole store (tens of ms at thousands of Services): while changes keep coming,
+            // saves are spaced so that they take at most a tenth of a core from the controllers and watchers.
             next_save = Instant::now() + (started.elapsed() * 10).max(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_millis(100));
