@@ -1,3 +1,28 @@
 //! The Kubernetes API a lab serves, so that the real kubectl and kube-rs drive it unchanged: HTTPS with client
 //! certificates, discovery and OpenAPI, list/get/create/update/patch/delete/watch with server-side tables, and
-//! the pod subresources, over a store the lab keeps.
+//! the pod subresources, over a store the lab keeps (the `Cluster` trait).
+
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod cluster;
+pub mod crd;
+pub mod discovery;
+pub mod names;
+pub mod openapi;
+pub mod patch;
+pub mod pods;
+pub mod registry;
+pub mod request;
+pub mod review;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod strict;
+pub mod table;
+pub mod version;
+pub mod watch;
+
+pub use api::Api;
+pub use cluster::{Change, Cluster, Deletion};
+pub use status::ApiError;
