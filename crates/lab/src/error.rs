@@ -16,6 +16,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0} already exists")]
+    Exists(weft_model::Key),
     #[error("lab {lab}: {msg}")]
     Lab { lab: String, msg: String },
 }

@@ -20,9 +20,18 @@ pub struct Store {
     published: Option<Arc<Snapshot>>,
     /// Where Services get their addresses (admission).
     services: ServiceNetwork,
-    /// The latest revisions: the object each changed and when, so a watch can send only what changed and say
-    /// how old those changes are.
-    changes: VecDeque<(u64, Key, SystemTime)>,
+    /// The latest revisions: the object each changed (before and after) and when, so a watch can send only what
+    /// changed, say how old those changes are, and the Kubernetes API can send one event per revision.
+    changes: VecDeque<Logged>,
+}
+
+/// One revision in the change log.
+struct Logged {
+    revision: u64,
+    key: Key,
+    at: SystemTime,
+    old: Option<Arc<Object>>,
+    new: Option<Arc<Object>>,
 }
 
 /// How many revisions `Store::changes` remembers (a watcher further behind gets whole snapshots, no change times).
@@ -87,7 +96,7 @@ impl Store {
         let key = object.key();
         let Some(old) = self.snap.get(&key) else {
             admit(&self.snap, &self.services, None, &mut object)?;
-            self.stamp(&mut object);
+            stamp(&mut object);
             self.commit(object);
             return Ok(Applied::Created);
         };
@@ -111,7 +120,7 @@ impl Store {
         let saved = self.snapshot();
         let out = f(self);
         if out.is_err() && self.snap.revision != saved.revision {
-            self.changes.retain(|(revision, ..)| *revision <= saved.revision);
+            self.changes.retain(|c| c.revision <= saved.revision);
             self.snap = (*saved).clone();
             self.published = Some(saved);
         }
@@ -119,7 +128,7 @@ impl Store {
     }
 
     /// `new` as it would be stored over `old`: merged, admitted, its generation counted.
-    fn updated(&self, old: &Object, new: Object) -> Result<Object> {
+    pub fn updated(&self, old: &Object, new: Object) -> Result<Object> {
         let mut merged = merge(old, new);
         admit(&self.snap, &self.services, Some(old), &mut merged)?;
         let spec_changed = !same_spec(old, &merged);
@@ -133,15 +142,28 @@ impl Store {
         Ok(merged)
     }
 
-    /// Creates an object made by a controller (fails if the name is taken).
-    pub fn create(&mut self, mut object: Object) -> Result<()> {
-        admit(&self.snap, &self.services, None, &mut object)?;
-        if self.snap.get(&object.key()).is_some() {
-            return Err(Error::Invalid(format!("{} already exists", object.key())));
-        }
-        self.stamp(&mut object);
+    /// Creates an object (fails if the name is taken).
+    pub fn create(&mut self, object: Object) -> Result<()> {
+        let object = self.admitted(object)?;
         self.commit(object);
         Ok(())
+    }
+
+    /// The object as `create` would store it (admitted and stamped, not yet given a resourceVersion).
+    pub fn admitted(&self, mut object: Object) -> Result<Object> {
+        admit(&self.snap, &self.services, None, &mut object)?;
+        if self.snap.get(&object.key()).is_some() {
+            return Err(Error::Exists(object.key()));
+        }
+        stamp(&mut object);
+        Ok(object)
+    }
+
+    /// Stores an object already merged and admitted (by `updated`), if it changed anything.
+    pub fn replace(&mut self, object: Object) {
+        if self.snap.get(&object.key()) != Some(&object) {
+            self.commit(object);
+        }
     }
 
     /// Changes a stored object in place (status updates, deletion marks); no change, no new revision.
@@ -156,9 +178,9 @@ impl Store {
         true
     }
 
-    pub fn remove(&mut self, key: &Key) -> Option<Object> {
-        let gone = self.snap.remove(key)?;
-        self.bump(key.clone());
+    pub fn remove(&mut self, key: &Key) -> Option<Arc<Object>> {
+        let gone = self.snap.remove_shared(key)?;
+        self.bump(key.clone(), Some(gone.clone()), None);
         Some(gone)
     }
 
@@ -167,55 +189,72 @@ impl Store {
     pub fn changes(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Vec<SystemTime> {
         self.changes
             .iter()
-            .filter(|(revision, key, _)| {
-                (after + 1..=upto).contains(revision) && kinds.is_none_or(|k| k.contains(&key.kind))
-            })
-            .map(|(.., at)| *at)
+            .filter(|c| (after + 1..=upto).contains(&c.revision) && kinds.is_none_or(|k| k.contains(&c.key.kind)))
+            .map(|c| c.at)
             .collect()
     }
 
     /// The objects of `kinds` (any kind when none) changed or removed after revision `after` up to `upto`, or
     /// None when the log no longer reaches back to `after`.
     pub fn changed_keys(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Option<BTreeSet<Key>> {
-        let oldest = self
-            .changes
-            .front()
-            .map_or(self.snap.revision + 1, |(revision, ..)| *revision);
-        if oldest > after + 1 {
+        if !self.remembers(after) {
             return None;
         }
         Some(
             self.changes
                 .iter()
-                .filter(|(revision, key, _)| {
-                    (after + 1..=upto).contains(revision) && kinds.is_none_or(|k| k.contains(&key.kind))
-                })
-                .map(|(_, key, _)| key.clone())
+                .filter(|c| (after + 1..=upto).contains(&c.revision) && kinds.is_none_or(|k| k.contains(&c.key.kind)))
+                .map(|c| c.key.clone())
                 .collect(),
         )
     }
 
-    fn stamp(&mut self, object: &mut Object) {
-        let meta = object.meta_mut();
-        meta.uid = Some(new_uid());
-        meta.creation_timestamp = Some(now());
-        meta.generation = Some(1);
+    /// Whether the log holds every revision after `after`.
+    fn remembers(&self, after: u64) -> bool {
+        let oldest = self.changes.front().map_or(self.snap.revision + 1, |c| c.revision);
+        oldest <= after + 1
+    }
+
+    /// Every change after revision `after`, oldest first, or None when the log no longer reaches back to it.
+    pub fn changes_since(&self, after: u64) -> Option<Vec<weft_apiserver::Change>> {
+        if !self.remembers(after) {
+            return None;
+        }
+        // The log is in revision order: skip to the first one after `after`.
+        let start = self.changes.partition_point(|c| c.revision <= after);
+        Some(
+            self.changes
+                .range(start..)
+                .map(|c| weft_apiserver::Change {
+                    revision: c.revision,
+                    old: c.old.clone(),
+                    new: c.new.clone(),
+                })
+                .collect(),
+        )
     }
 
     fn commit(&mut self, mut object: Object) {
         object.meta_mut().resource_version = Some((self.snap.revision + 1).to_string());
         let key = object.key();
-        self.snap.insert(object);
-        self.bump(key);
+        let new = Arc::new(object);
+        let old = self.snap.insert_shared(new.clone());
+        self.bump(key, old, Some(new));
     }
 
-    fn bump(&mut self, key: Key) {
+    fn bump(&mut self, key: Key, old: Option<Arc<Object>>, new: Option<Arc<Object>>) {
         self.snap.revision += 1;
         self.published = None;
         if self.changes.len() == CHANGES_KEPT {
             self.changes.pop_front();
         }
-        self.changes.push_back((self.snap.revision, key, SystemTime::now()));
+        self.changes.push_back(Logged {
+            revision: self.snap.revision,
+            key,
+            at: SystemTime::now(),
+            old,
+            new,
+        });
     }
 
     /// Writes the store to disk (atomically: a reader never sees half a file).
@@ -228,6 +267,13 @@ impl Store {
     pub fn to_save(&mut self) -> (PathBuf, Arc<Snapshot>) {
         (self.file.clone(), self.snapshot())
     }
+}
+
+fn stamp(object: &mut Object) {
+    let meta = object.meta_mut();
+    meta.uid = Some(new_uid());
+    meta.creation_timestamp = Some(now());
+    meta.generation = Some(1);
 }
 
 /// Writes `snap` to `file` (atomically: a reader never sees half a file). One writer at a time: the temporary
@@ -301,39 +347,7 @@ pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
 }
 
-/// A random RFC 4122 version 4 UUID, as the API server gives every object.
-pub fn new_uid() -> String {
-    let mut b = [0u8; 16];
-    fill_random(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-}
-
-pub fn fill_random(buf: &mut [u8]) {
-    // getrandom(2) only fails for bad arguments; fall back to the clock and pid rather than panic.
-    if nix_getrandom(buf).is_err() {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-            ^ u128::from(std::process::id());
-        for (i, x) in buf.iter_mut().enumerate() {
-            *x = (seed >> ((i % 16) * 8)) as u8;
-        }
-    }
-}
-
-fn nix_getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    // SAFETY: the pointer and length describe `buf`, which outlives the call.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n == buf.len() as isize {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
+pub use weft_apiserver::names::{fill_random, new_uid};
 
 /// A metadata block with a name, namespace and labels (for objects controllers make).
 pub fn meta(name: &str, namespace: Option<&str>, labels: BTreeMap<String, String>) -> ObjectMeta {
@@ -433,13 +447,5 @@ mod tests {
         assert!(again.changed_keys(1, upto, None).is_none());
         assert!(again.changed_keys(upto, upto, None).unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn uids_are_v4_and_distinct() {
-        let (a, b) = (new_uid(), new_uid());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
     }
 }

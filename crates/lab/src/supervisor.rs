@@ -27,10 +27,13 @@ pub struct Shared {
     dirty: AtomicBool,
     stopping: AtomicBool,
     serialized: Mutex<WatchBodies>,
+    /// Every new revision, for the Kubernetes API's watches (which wait on it asynchronously).
+    revisions: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
     pub fn new(spec: LabSpec, store: Store) -> Shared {
+        let revision = store.revision();
         Shared {
             paths: Paths::new(&spec.name),
             spec,
@@ -39,6 +42,7 @@ impl Shared {
             dirty: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             serialized: Mutex::new(std::collections::HashMap::new()),
+            revisions: tokio::sync::watch::Sender::new(revision),
         }
     }
 
@@ -55,8 +59,19 @@ impl Shared {
         if store.revision() != before {
             self.dirty.store(true, Ordering::Release);
             self.changed.notify_all();
+            self.revisions.send_replace(store.revision());
         }
         out
+    }
+
+    /// Sees every new revision of the store.
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revisions.subscribe()
+    }
+
+    /// Every change after revision `after` (see `Store::changes_since`).
+    pub fn changes_since(&self, after: u64) -> Option<Vec<weft_apiserver::Change>> {
+        self.lock().changes_since(after)
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -50,6 +50,21 @@ impl Snapshot {
         self.objects.get(key).map(|o| &**o)
     }
 
+    /// The shared object under `key` (a watch event carries it without copying).
+    pub fn get_shared(&self, key: &Key) -> Option<&Arc<Object>> {
+        self.objects.get(key)
+    }
+
+    /// Adds or replaces a shared object under its key, returning the one it replaced.
+    pub fn insert_shared(&mut self, object: Arc<Object>) -> Option<Arc<Object>> {
+        self.objects.insert(object.key(), object)
+    }
+
+    /// Removes the object under `key`, returning it shared (no copy when something else holds it too).
+    pub fn remove_shared(&mut self, key: &Key) -> Option<Arc<Object>> {
+        self.objects.remove(key)
+    }
+
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut Object> {
         self.objects.get_mut(key).map(Arc::make_mut)
     }
