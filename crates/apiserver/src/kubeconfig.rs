@@ -278,3 +278,28 @@ impl Locked {
         atomic_write::write(&self.path, to_yaml(config)?.as_bytes(), meta.mode() & 0o777, owner).map_err(io_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_follows_kubeconfig_then_home() {
+        let home = Some(OsString::from("/home/u"));
+        assert_eq!(
+            path_from(None, home.clone()).unwrap(),
+            Path::new("/home/u/.kube/config")
+        );
+        assert_eq!(
+            path_from(Some("".into()), home.clone()).unwrap(),
+            Path::new("/home/u/.kube/config")
+        );
+        // None of the listed files exists: the first entry, skipping empty ones.
+        let listed = Some(OsString::from(":/nonexistent/a:/nonexistent/b"));
+        assert_eq!(path_from(listed, home.clone()).unwrap(), Path::new("/nonexistent/a"));
+        // The first that exists wins, as kind merges into it.
+        let listed = Some(OsString::from("/nonexistent/a:/"));
+        assert_eq!(path_from(listed, home).unwrap(), Path::new("/"));
+        assert!(matches!(path_from(None, None), Err(KubeconfigError::NoHome)));
+    }
+}

@@ -19,7 +19,11 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use weft_apiserver::pki::{Credential, Pki, PkiError, ServerNames, UserInfo, identity};
 
 fn names(control_plane: [u8; 4]) -> ServerNames {
-    ServerNames::for_lab(IpAddr::from(control_plane), IpAddr::from([10, 96, 0, 1]), "cluster.local")
+    ServerNames::for_lab(
+        IpAddr::from(control_plane),
+        IpAddr::from([10, 96, 0, 1]),
+        "cluster.local",
+    )
 }
 
 fn lab_pki(dir: &TempDir) -> Pki {
@@ -29,7 +33,9 @@ fn lab_pki(dir: &TempDir) -> Pki {
 /// A client trusting `pki`'s CA, presenting `credential` if given, offering h2 and http/1.1.
 fn client_config(pki: &Pki, credential: Option<&Credential>) -> Arc<ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(pki.ca_pem().as_bytes()).unwrap()).unwrap();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem().as_bytes()).unwrap())
+        .unwrap();
     let builder = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -61,7 +67,10 @@ async fn connect(pki: &Pki, client: Arc<ClientConfig>, server_name: &str) -> (st
         let (tcp, _) = listener.accept().await?;
         let mut tls = acceptor.accept(tcp).await?;
         let (_, conn) = tls.get_ref();
-        let seen = (conn.peer_certificates().and_then(identity), conn.alpn_protocol().map(<[u8]>::to_vec));
+        let seen = (
+            conn.peer_certificates().and_then(identity),
+            conn.alpn_protocol().map(<[u8]>::to_vec),
+        );
         tls.write_all(b"k").await?;
         tls.shutdown().await?;
         Ok(seen)
@@ -79,7 +88,10 @@ async fn connect(pki: &Pki, client: Arc<ClientConfig>, server_name: &str) -> (st
 }
 
 fn user(name: &str, groups: &[&str]) -> UserInfo {
-    UserInfo { name: name.into(), groups: groups.iter().map(|g| g.to_string()).collect() }
+    UserInfo {
+        name: name.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
 }
 
 #[tokio::test]
@@ -88,7 +100,10 @@ async fn admin_certificate_authenticates_over_h2() {
     let pki = lab_pki(&dir);
     let (seen, client_read) = connect(&pki, client_config(&pki, Some(pki.admin())), "127.0.0.1").await;
     let (who, alpn) = seen.expect("handshake");
-    assert_eq!(who, Some(user("kubernetes-admin", &["system:masters", "system:authenticated"])));
+    assert_eq!(
+        who,
+        Some(user("kubernetes-admin", &["system:masters", "system:authenticated"]))
+    );
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     assert!(client_read);
 }
@@ -97,8 +112,14 @@ async fn admin_certificate_authenticates_over_h2() {
 async fn server_certificate_holds_every_name_the_server_is_reached_by() {
     let dir = TempDir::new("pki-names");
     let pki = lab_pki(&dir);
-    for name in ["127.0.0.1", "172.18.0.2", "10.96.0.1", "kubernetes", "kubernetes.default.svc.cluster.local", "localhost"]
-    {
+    for name in [
+        "127.0.0.1",
+        "172.18.0.2",
+        "10.96.0.1",
+        "kubernetes",
+        "kubernetes.default.svc.cluster.local",
+        "localhost",
+    ] {
         let (seen, client_read) = connect(&pki, client_config(&pki, None), name).await;
         assert!(seen.is_ok() && client_read, "server certificate not valid for {name}");
     }
@@ -122,7 +143,9 @@ async fn certificate_from_another_ca_is_refused() {
     // Trusts the lab's server, but presents the other lab's admin certificate.
     let config = client_config(&pki, Some(other.admin()));
     let (seen, client_read) = connect(&pki, config, "127.0.0.1").await;
-    let refusal = seen.expect_err("server accepted a certificate from another CA").to_string();
+    let refusal = seen
+        .expect_err("server accepted a certificate from another CA")
+        .to_string();
     // Both CAs are called weft-test-ca: the name matches, the signature does not.
     assert!(refusal.contains("invalid peer certificate"), "{refusal}");
     assert!(!client_read);
@@ -134,7 +157,10 @@ async fn issued_node_credential_names_node_and_group() {
     let pki = lab_pki(&dir);
     let node = pki.issue_client("system:node:worker-1", &["system:nodes"]).unwrap();
     let (seen, _) = connect(&pki, client_config(&pki, Some(&node)), "127.0.0.1").await;
-    assert_eq!(seen.unwrap().0, Some(user("system:node:worker-1", &["system:nodes", "system:authenticated"])));
+    assert_eq!(
+        seen.unwrap().0,
+        Some(user("system:node:worker-1", &["system:nodes", "system:authenticated"]))
+    );
 }
 
 fn mode(path: &Path) -> u32 {
@@ -159,7 +185,10 @@ fn restart_keeps_ca_and_admin_and_keys_are_private() {
     assert!(first.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
     let ca = CertificateDer::from_pem_slice(first.ca_pem().as_bytes()).unwrap();
     let (_, ca) = x509_parser::parse_x509_certificate(&ca).unwrap();
-    assert_eq!(ca.subject().iter_common_name().next().unwrap().as_str().unwrap(), "weft-test-ca");
+    assert_eq!(
+        ca.subject().iter_common_name().next().unwrap().as_str().unwrap(),
+        "weft-test-ca"
+    );
     assert!(ca.is_ca());
 }
 
