@@ -121,10 +121,19 @@ impl ServerNames {
 }
 
 /// A certificate and its private key, PEM-encoded (what a kubeconfig or a node agent is given).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Credential {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+/// Without the key, so a credential logged by mistake gives nothing away.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who a verified client certificate says the caller is.
@@ -142,6 +151,7 @@ pub struct Pki {
     server_config: Arc<ServerConfig>,
 }
 
+/// Keys stay out of debug output.
 impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pki").finish_non_exhaustive()
@@ -329,25 +339,33 @@ fn load_or_create_leaf(
 ) -> Result<Credential, PkiError> {
     let (crt_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     if let (Some(cert_pem), Some(key_pem)) = (read_optional(&crt_path)?, read_optional(&key_path)?) {
-        let usable = || -> Option<()> {
-            let key = KeyPair::from_pem(&key_pem).ok()?;
-            let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
-            let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-            let renew_at = unix_time(SystemTime::now() + RENEW_BEFORE);
-            (same_key(&cert, &key)
-                && cert.verify_signature(Some(ca.public_key())).is_ok()
-                && cert.validity().not_after.timestamp() > renew_at
-                && fits(&cert))
-            .then_some(())
-        };
-        if usable().is_some() {
-            return Ok(Credential { cert_pem, key_pem });
+        let credential = Credential { cert_pem, key_pem };
+        if reusable(&credential, ca, fits) {
+            return Ok(credential);
         }
     }
     let credential = issue(params()?, issuer)?;
     store(&key_path, &credential.key_pem, KEY_MODE)?;
     store(&crt_path, &credential.cert_pem, CERT_MODE)?;
     Ok(credential)
+}
+
+/// Whether a stored leaf parses, its key is its own, `ca` signed it, it outlives the renewal margin and `fits`.
+fn reusable(credential: &Credential, ca: &X509Certificate, fits: impl Fn(&X509Certificate) -> bool) -> bool {
+    let Ok(key) = KeyPair::from_pem(&credential.key_pem) else {
+        return false;
+    };
+    let Ok(der) = CertificateDer::from_pem_slice(credential.cert_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    let renew_at = unix_time(SystemTime::now() + RENEW_BEFORE);
+    same_key(&cert, &key)
+        && cert.verify_signature(Some(ca.public_key())).is_ok()
+        && cert.validity().not_after.timestamp() > renew_at
+        && fits(&cert)
 }
 
 fn leaf_params(cn: &str, orgs: &[&str], usage: ExtendedKeyUsagePurpose) -> Result<CertificateParams, PkiError> {
