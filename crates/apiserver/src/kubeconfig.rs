@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use nix::fcntl::{Flock, FlockArg};
-use nix::unistd::{Gid, Uid};
+use nix::unistd::{Gid, Uid, fchown};
 use serde_json::{Map, Value, json};
 
 use crate::atomic_write;
@@ -77,7 +77,7 @@ pub fn merge_into(
 ) -> Result<(), KubeconfigError> {
     let path = resolve(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|source| KubeconfigError::Io {
+        create_dirs_owned_like_parent(dir).map_err(|source| KubeconfigError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -195,6 +195,62 @@ fn resolve(path: &Path) -> Result<PathBuf, KubeconfigError> {
     }
 }
 
+/// Opens `path` for writing, creating it (mode 0600, owned like its directory) if absent.
+fn open_or_create(path: &Path) -> io::Result<File> {
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(file) => {
+            if let Some(dir) = path.parent() {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                let meta = fs::metadata(dir)?;
+                own_like(&file, &meta)?;
+            }
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new().read(true).write(true).open(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `dir` and its missing ancestors, each owned like the directory it is made in: a lab running as root
+/// that writes a user's `~/.kube/config` must leave `~/.kube` and the file the user's, or their kubectl breaks.
+fn create_dirs_owned_like_parent(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    create_dirs_owned_like_parent(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => own_like(&File::open(dir)?, &fs::metadata(parent)?),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives `file` the owner of `like`, when running as root (anyone else can only create files of their own).
+fn own_like(file: &File, like: &fs::Metadata) -> io::Result<()> {
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let owner = (Uid::from_raw(like.uid()), Gid::from_raw(like.gid()));
+    if owner != (Uid::effective(), Gid::effective()) {
+        fchown(file, Some(owner.0), Some(owner.1))?;
+    }
+    Ok(())
+}
+
 /// A kubeconfig held under an exclusive flock for a read-modify-write.
 struct Locked {
     path: PathBuf,
@@ -210,15 +266,12 @@ impl Locked {
             source,
         };
         loop {
-            let opened = OpenOptions::new()
-                .read(true)
-                .write(create)
-                .create(create)
-                .mode(0o600)
-                .open(path);
+            let opened = if create { open_or_create(path) } else { File::open(path) };
             let file = match opened {
                 Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
+                // Removed between our looking and opening: look again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(io_err(e)),
             };
             let file = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| io_err(errno.into()))?;

@@ -223,3 +223,26 @@ fn a_file_that_is_not_a_kubeconfig_is_refused_and_left_alone() {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 }
+
+#[test]
+fn root_writing_a_users_kubeconfig_leaves_it_theirs() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to write for another user");
+        return;
+    }
+    let dir = TempDir::new("kc-owner");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let nobody = 65534;
+    std::os::unix::fs::chown(&home, Some(nobody), Some(nobody)).unwrap();
+    let path = home.join(".kube").join("config");
+    merge(&path, "weft-a", "https://127.0.0.1:6443");
+    for made in [home.join(".kube"), path.clone()] {
+        let meta = std::fs::metadata(&made).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (nobody, nobody), "{}", made.display());
+    }
+    // A later merge (a lab's restart) keeps the owner too.
+    merge(&path, "weft-b", "https://127.0.0.1:6444");
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), nobody);
+}
