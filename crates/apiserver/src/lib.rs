@@ -3,14 +3,17 @@
 //! the pod subresources, over a store the lab keeps (the `Cluster` trait).
 
 pub mod api;
+mod atomic_write;
 pub mod auth;
 pub mod body;
 pub mod cluster;
 pub mod crd;
 pub mod discovery;
+pub mod kubeconfig;
 pub mod names;
 pub mod openapi;
 pub mod patch;
+pub mod pki;
 pub mod pods;
 pub mod registry;
 pub mod request;

@@ -67,7 +67,7 @@ async fn accept(listener: tokio::net::TcpListener, acceptor: TlsAcceptor, api: A
         let (acceptor, api) = (acceptor.clone(), api.clone());
         tokio::spawn(async move {
             let Ok(stream) = acceptor.accept(tcp).await else { return };
-            let user = stream.get_ref().1.peer_certificates().and_then(crate::auth::identity);
+            let user = stream.get_ref().1.peer_certificates().and_then(crate::pki::identity);
             let service = service_fn(move |req| {
                 let (api, user) = (api.clone(), user.clone());
                 async move { Ok::<_, Infallible>(handle(&api, req, user).await) }
