@@ -8,6 +8,7 @@ pub mod cni;
 pub mod controller;
 pub mod endpoints;
 pub mod error;
+pub mod kube_api;
 pub mod kubelet;
 pub mod reaper;
 pub mod sandbox;

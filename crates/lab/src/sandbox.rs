@@ -11,6 +11,7 @@ use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use weft_model::k8s_openapi;
 
 /// Files a pod sees instead of the host's.
 pub const POD_FILES: &[&str] = &["resolv.conf", "hosts", "hostname"];
@@ -26,6 +27,26 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// The sandbox of a running pod: its own namespaces, or its node's for a host-network pod.
+    pub fn of_pod(paths: &crate::spec::Paths, pod: &k8s_openapi::api::core::v1::Pod) -> Sandbox {
+        let spec = pod.spec.as_ref();
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if spec.and_then(|s| s.host_network) == Some(true) {
+            let node = spec.and_then(|s| s.node_name.as_deref()).unwrap_or_default();
+            return Sandbox {
+                netns: PathBuf::from("/run/netns").join(paths.node_netns(node)),
+                files: None,
+                hostname: None,
+            };
+        }
+        Sandbox {
+            netns: PathBuf::from("/run/netns").join(paths.pod_netns(uid)),
+            files: Some(paths.pod_dir(uid)),
+            hostname: Some(spec.and_then(|s| s.hostname.clone()).unwrap_or(name)),
+        }
+    }
+
     /// A command that runs `argv` inside the sandbox.
     pub fn command(&self, argv: &[String]) -> Result<Command> {
         let Some((program, args)) = argv.split_first() else {

@@ -11,6 +11,8 @@ pub const DEFAULT_LAB: &str = "weft";
 /// The lab's wire: nodes at .11, .12, ..., the external host at .100.
 const WIRE: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 0);
 const EXTERNAL_HOST: u8 = 100;
+/// The control plane's address on the wire (the API server's, for nodes and pods).
+const CONTROL_PLANE: u8 = 2;
 pub const MAX_NODES: u8 = 16;
 /// Kubernetes' default service CIDR (kubeadm's `--service-cidr`).
 pub const DEFAULT_SERVICE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 96, 0, 0), 12);
@@ -112,6 +114,10 @@ impl LabSpec {
             .collect()
     }
 
+    pub fn control_plane_ip(&self) -> Ipv4Addr {
+        wire_host(CONTROL_PLANE)
+    }
+
     pub fn external_ip(&self) -> Ipv4Addr {
         wire_host(EXTERNAL_HOST)
     }
@@ -160,6 +166,21 @@ impl Paths {
 
     pub fn store_file(&self) -> PathBuf {
         self.dir().join("objects.json")
+    }
+
+    /// The lab's CA, API server and admin certificates.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir().join("pki")
+    }
+
+    /// A standalone kubeconfig for the lab's admin, written by the supervisor once the API serves.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir().join("kubeconfig")
+    }
+
+    /// The context the lab merges into the user's kubeconfig, as kind names its `kind-NAME`.
+    pub fn context(&self) -> String {
+        format!("weft-{}", self.lab)
     }
 
     pub fn supervisor_pid(&self) -> PathBuf {

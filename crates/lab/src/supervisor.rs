@@ -424,6 +424,7 @@ pub fn run(paths: &Paths) -> Result<()> {
     std::fs::write(paths.supervisor_pid(), std::process::id().to_string()).map_err(io("writing the pid file"))?;
     install_cni(paths, &spec)?;
     bootstrap(&shared)?;
+    start_api(&shared)?;
     raise_fd_limit();
     let reaper = crate::reaper::Reaper::start().map_err(io("starting the reaper"))?;
     let listener = listen(paths)?;
@@ -475,6 +476,65 @@ pub fn run(paths: &Paths) -> Result<()> {
     }
     shared.stop();
     shared.save_if_dirty()
+}
+
+/// Starts the Kubernetes API on 127.0.0.1 (the port of the last run when it is free, so kubeconfigs stay valid)
+/// and on the control-plane address in the wire namespace, then writes the admin's kubeconfig.
+fn start_api(shared: &Arc<Shared>) -> Result<()> {
+    let (spec, paths) = (&shared.spec, &shared.paths);
+    let service_ip = spec.service_cidr.hosts().next().unwrap_or(spec.control_plane_ip());
+    let names = weft_apiserver::pki::ServerNames::for_lab(spec.control_plane_ip().into(), service_ip.into(), "cluster.local");
+    let pki = weft_apiserver::pki::Pki::load_or_create(&paths.pki_dir(), &spec.name, &names)
+        .map_err(|e| Error::Invalid(format!("the lab's certificates: {e}")))?;
+    let port_file = paths.dir().join("api-port");
+    let last_port: u16 = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+    let host = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, last_port))
+        .or_else(|_| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)))
+        .map_err(io("binding the API on 127.0.0.1"))?;
+    let port = host.local_addr().map_err(io("the API's port"))?.port();
+    let wire_ns = weft_netlink::Netns::open(&format!("/run/netns/{}", paths.wire_netns()))
+        .map_err(crate::error::kernel("opening the wire namespace"))?;
+    let wire_addr = (spec.control_plane_ip(), crate::kube_api::CONTROL_PLANE_PORT);
+    let wire = wire_ns
+        .run(|| {
+            std::net::TcpListener::bind(wire_addr).map_err(|e| weft_netlink::Error::Netlink {
+                op: format!("binding {}:{}", wire_addr.0, wire_addr.1),
+                source: e,
+            })
+        })
+        .map_err(crate::error::kernel("the API on the wire"))?;
+    let api = weft_apiserver::Api {
+        cluster: Arc::new(crate::kube_api::LabCluster(shared.clone())),
+    };
+    weft_apiserver::server::start(vec![host, wire], pki.server_config(), Arc::new(api), 2)
+        .map_err(io("starting the API server"))?;
+    std::fs::write(&port_file, port.to_string()).map_err(io("writing the API's port"))?;
+    let admin = pki.admin();
+    let kubeconfig = weft_apiserver::kubeconfig::standalone(
+        &paths.context(),
+        &format!("https://127.0.0.1:{port}"),
+        pki.ca_pem(),
+        &admin.cert_pem,
+        &admin.key_pem,
+    )
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    write_private(&paths.kubeconfig(), kubeconfig.as_bytes())
+}
+
+/// Writes a file only root may read (it holds the admin's key), atomically.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    f.write_all(bytes).map_err(io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))
 }
 
 /// The reaper holds a pidfd per container (and a timerfd per pending restart): allow as many fds as root may.
@@ -612,6 +672,7 @@ fn bootstrap(shared: &Shared) -> Result<()> {
             },
         }));
     }
+    objects.extend(crate::kube_api::kubernetes_service(&shared.spec));
     objects.extend(cluster_dns(&shared.spec));
     shared.write(|store| {
         for value in objects {

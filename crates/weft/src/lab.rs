@@ -18,6 +18,8 @@ pub enum LabCmd {
     Down,
     /// What the lab is made of and whether it runs.
     Status,
+    /// Print a standalone kubeconfig for the lab's admin (`weft lab kubeconfig > lab.yaml`).
+    Kubeconfig,
     /// Run a command on a node (in its network namespace) or on the external host.
     Exec {
         /// `node-N` or `external`.
@@ -61,6 +63,12 @@ pub fn run(lab: &str, cmd: LabCmd) -> Result<i32> {
         LabCmd::Up(args) => up(&paths, args).map(|()| 0),
         LabCmd::Down => down(&paths),
         LabCmd::Status => status(&paths).map(|()| 0),
+        LabCmd::Kubeconfig => {
+            let text = std::fs::read_to_string(paths.kubeconfig())
+                .with_context(|| format!("lab {} has no kubeconfig (is it up?)", paths.lab))?;
+            print!("{text}");
+            Ok(0)
+        }
         LabCmd::Exec { target, command } => exec(&paths, &target, &command),
         LabCmd::Supervise => weft_lab::supervisor::run(&paths).map(|()| 0).map_err(Into::into),
     }
@@ -113,6 +121,7 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         return Err(e.context(format!("building lab {}", spec.name)));
     }
     let deadline = Instant::now() + args.timeout;
+    merge_kubeconfig(paths, deadline)?;
     wait_for(deadline, "the nodes' agents", || {
         let ready = spec
             .node_plans()
@@ -141,6 +150,33 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         "\nTry:\n  weft{lab_flag} get pods -o wide\n  weft{lab_flag} get nodes -o wide\n  weft{lab_flag} exec POD -- weft probe http://OTHER-POD-IP\n  weft{lab_flag} lab exec node-1 -- ip route\n  weft{lab_flag} lab exec external -- ping -c1 {}\n  weft{lab_flag} lab down",
         spec.node_plans()[0].ip
     );
+    Ok(())
+}
+
+/// Merges the lab's context `weft-LAB` into the user's kubeconfig and makes it current, as kind does, once the
+/// supervisor has written the lab's own.
+fn merge_kubeconfig(paths: &Paths, deadline: Instant) -> Result<()> {
+    let file = paths.kubeconfig();
+    let text = wait_for(deadline, "the lab's API server", || Ok(std::fs::read_to_string(&file).ok()))?;
+    let value: serde_json::Value = serde_saphyr::from_str(&text).context("reading the lab's kubeconfig")?;
+    let field = |pointer: &str| value.pointer(pointer).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let decode = |pointer: &str| -> Result<String> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(field(pointer))
+            .with_context(|| format!("the lab's kubeconfig: {pointer}"))?;
+        String::from_utf8(bytes).with_context(|| format!("the lab's kubeconfig: {pointer}"))
+    };
+    let target = weft_apiserver::kubeconfig::default_path()?;
+    weft_apiserver::kubeconfig::merge_into(
+        &target,
+        &paths.context(),
+        &field("/clusters/0/cluster/server"),
+        &decode("/clusters/0/cluster/certificate-authority-data")?,
+        &decode("/users/0/user/client-certificate-data")?,
+        &decode("/users/0/user/client-key-data")?,
+    )?;
+    eprintln!("lab {}: kubectl context {} in {}", paths.lab, paths.context(), target.display());
     Ok(())
 }
 
@@ -199,7 +235,12 @@ pub fn wait_pods_ready(paths: &Paths, deadline: Instant) -> Result<()> {
 
 fn down(paths: &Paths) -> Result<i32> {
     let started = Instant::now();
-    let report = teardown::down(paths);
+    let mut report = teardown::down(paths);
+    let removed = weft_apiserver::kubeconfig::default_path()
+        .and_then(|path| weft_apiserver::kubeconfig::remove_from(&path, &paths.context()));
+    if let Err(e) = removed {
+        report.errors.push(format!("removing context {}: {e}", paths.context()));
+    }
     let (ns, procs) = (report.namespaces, report.processes);
     report_down(paths, report)?;
     eprintln!(

@@ -1,0 +1,164 @@
+//! The lab behind the Kubernetes API server: its store (writes admitted as kube-apiserver admits them) and its
+//! pod runtime (logs, exec), and the server itself, started by the supervisor on 127.0.0.1 for the host and on
+//! the control-plane address on the lab's wire for nodes and pods.
+
+use crate::error::Error;
+use crate::sandbox::Sandbox;
+use crate::supervisor::Shared;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use weft_apiserver::{ApiError, Change, Cluster, Deletion};
+use weft_model::{Key, Object, Snapshot, k8s_openapi};
+
+/// The port the API listens on at the control-plane address, as kubeadm's API server does.
+pub const CONTROL_PLANE_PORT: u16 = 6443;
+
+pub struct LabCluster(pub Arc<Shared>);
+
+/// A lab error as the API reports it.
+fn api_error(e: Error, object: &Object) -> ApiError {
+    let resource = weft_model::kind::by_kind(object.kind()).map_or_else(|| object.kind().to_lowercase(), |r| r.qualified());
+    match e {
+        Error::Exists(key) => ApiError::already_exists(&resource, &key.name),
+        Error::Invalid(msg) => {
+            let (field, text) = match msg.split_once(": ") {
+                // Admission names the field first (`spec.clusterIP: ...`) after the object's key.
+                Some((head, rest)) if !head.contains(' ') && head.contains('.') => (head.to_string(), rest.to_string()),
+                _ => (String::new(), msg),
+            };
+            ApiError::invalid(object.kind(), object.name(), &[(field, text)])
+        }
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// `object` with the status of `from` (an update of the main resource never changes status, an update of the
+/// status subresource changes nothing else).
+fn with_status_of(object: &Object, from: &Object) -> Result<Object, ApiError> {
+    let mut value = object.to_value();
+    match from.to_value().get("status") {
+        Some(status) => value["status"] = status.clone(),
+        None => {
+            if let Some(map) = value.as_object_mut() {
+                map.remove("status");
+            }
+        }
+    }
+    weft_model::manifest::from_value(value).map_err(ApiError::internal)
+}
+
+impl Cluster for LabCluster {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.0.snapshot()
+    }
+
+    fn revisions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.revisions()
+    }
+
+    fn changes_since(&self, after: u64) -> Option<Vec<Change>> {
+        self.0.changes_since(after)
+    }
+
+    fn create(&self, object: Object, dry_run: bool) -> Result<Arc<Object>, ApiError> {
+        let key = object.key();
+        self.0.write(|store| {
+            if dry_run {
+                return store.admitted(object.clone()).map(Arc::new).map_err(|e| api_error(e, &object));
+            }
+            store.create(object.clone()).map_err(|e| api_error(e, &object))?;
+            store
+                .view()
+                .get_shared(&key)
+                .cloned()
+                .ok_or_else(|| ApiError::internal("the object vanished as it was created"))
+        })
+    }
+
+    fn update(&self, object: Object, status: bool, dry_run: bool) -> Result<Arc<Object>, ApiError> {
+        let key = object.key();
+        self.0.write(|store| {
+            let old = store
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(&key.kind.to_lowercase(), &key.name))?;
+            let next = if status {
+                let mut next = with_status_of(&old, &object)?;
+                let meta = next.meta_mut();
+                meta.resource_version = old.meta().resource_version.clone();
+                next
+            } else {
+                let object = with_status_of(&object, &old)?;
+                store.updated(&old, object).map_err(|e| api_error(e, &old))?
+            };
+            if !dry_run {
+                store.replace(next.clone());
+            }
+            Ok(store.view().get_shared(&key).cloned().filter(|_| !dry_run).unwrap_or_else(|| Arc::new(next)))
+        })
+    }
+
+    fn delete(&self, key: &Key, how: &Deletion, dry_run: bool) -> Result<Arc<Object>, ApiError> {
+        self.0.write(|store| {
+            let before = store
+                .view()
+                .get_shared(key)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(&key.kind.to_lowercase(), &key.name))?;
+            if dry_run {
+                return Ok(before);
+            }
+            if key.kind == "Pod" && how.grace_period_seconds == Some(0) {
+                // `--grace-period=0 --force`: gone from the API at once; the node's runtime stops what is left.
+                store.remove(key);
+            } else {
+                crate::controller::delete(store, key);
+            }
+            Ok(store.view().get_shared(key).cloned().unwrap_or(before))
+        })
+    }
+
+    fn log_file(&self, pod: &Pod, container: &str, previous: bool) -> Option<PathBuf> {
+        let uid = pod.metadata.uid.as_deref()?;
+        // The runtime appends every run of a container to one file: there is no separate previous log.
+        (!previous).then(|| self.0.paths.pod_dir(uid).join(format!("{container}.log")))
+    }
+
+    fn exec_command(&self, pod: &Pod, argv: &[String]) -> Result<Command, ApiError> {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        if pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).is_none() {
+            return Err(ApiError::bad_request(format!("pod {name} is not running yet")));
+        }
+        Sandbox::of_pod(&self.0.paths, pod)
+            .command(argv)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+/// The `kubernetes` Service every cluster has in `default` (the service CIDR's first address, port 443), and
+/// its Endpoints at the control-plane address: in-cluster clients reach the API through it.
+pub fn kubernetes_service(spec: &crate::LabSpec) -> Vec<Value> {
+    let ip = spec.service_cidr.hosts().next().map(|a| a.to_string()).unwrap_or_default();
+    let port = serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": CONTROL_PLANE_PORT}]);
+    vec![
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": port},
+        }),
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default"},
+            "subsets": [{
+                "addresses": [{"ip": spec.control_plane_ip().to_string()}],
+                "ports": [{"name": "https", "port": CONTROL_PLANE_PORT, "protocol": "TCP"}],
+            }],
+        }),
+    ]
+}
