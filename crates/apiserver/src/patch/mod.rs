@@ -1,0 +1,235 @@
+//! The PATCH engines of the API: JSON patch (RFC 6902), JSON merge patch (RFC 7386), strategic merge patch as
+//! apimachinery's `strategicpatch` applies it to the built-in kinds, and server-side apply with
+//! `metadata.managedFields`. Pure functions over JSON; the HTTP layer picks the engine from the Content-Type and turns
+//! a [`PatchError`] into a `Status` with [`PatchError::status`].
+
+//mod apply;
+//mod fields;
+mod gofmt;
+mod schema;
+mod strategic;
+
+//pub use apply::{Conflict, record_update, server_side_apply};
+
+use serde_json::Value;
+
+/// The patch formats a PATCH request may carry, named by its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/json-patch+json`
+    Json,
+    /// `application/merge-patch+json`
+    Merge,
+    /// `application/strategic-merge-patch+json`
+    Strategic,
+    /// `application/apply-patch+yaml` (server-side apply, see [`server_side_apply`])
+    Apply,
+}
+
+impl PatchType {
+    /// The patch type of a Content-Type header value (parameters such as `; charset=utf-8` are ignored).
+    pub fn from_content_type(ct: &str) -> Option<PatchType> {
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        match media.to_ascii_lowercase().as_str() {
+            "application/json-patch+json" => Some(PatchType::Json),
+            "application/merge-patch+json" => Some(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
+            "application/apply-patch+yaml" => Some(PatchType::Apply),
+            _ => None,
+        }
+    }
+}
+
+/// The HTTP status and `Status.reason` the apiserver answers a failed patch with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 400 `BadRequest`
+    BadRequest,
+    /// 409 `Conflict` (server-side apply conflicts)
+    Conflict,
+    /// 415 `UnsupportedMediaType`
+    UnsupportedMediaType,
+    /// 422 `Invalid`
+    Invalid,
+    /// 500 with no reason: apimachinery's untyped errors (e.g. a list item without its merge key) reach the client so.
+    InternalError,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::BadRequest => 400,
+            Status::Conflict => 409,
+            Status::UnsupportedMediaType => 415,
+            Status::Invalid => 422,
+            Status::InternalError => 500,
+        }
+    }
+
+    /// `Status.reason`; "" is `StatusReasonUnknown`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::BadRequest => "BadRequest",
+            Status::Conflict => "Conflict",
+            Status::UnsupportedMediaType => "UnsupportedMediaType",
+            Status::Invalid => "Invalid",
+            Status::InternalError => "",
+        }
+    }
+}
+
+/// Why a patch failed; `Display` is the message kube-apiserver gives.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PatchError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Internal(String),
+    /// Strategic merge patch of a kind without a Go struct (custom resources, unknown kinds).
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    )]
+    UnsupportedMediaType,
+    /// Server-side apply changing fields another manager owns; `conflicts` are the `Status.details.causes`
+    /// (type `FieldManagerConflict`).
+    #[error("{message}")]
+    Conflict { message: String, conflicts: Vec<String> },
+}
+
+impl PatchError {
+    pub fn status(&self) -> Status {
+        match self {
+            PatchError::BadRequest(_) => Status::BadRequest,
+            PatchError::Invalid(_) => Status::Invalid,
+            PatchError::Internal(_) => Status::InternalError,
+            PatchError::UnsupportedMediaType => Status::UnsupportedMediaType,
+            PatchError::Conflict { .. } => Status::Conflict,
+        }
+    }
+}
+
+/// Applies a JSON, merge or strategic merge patch `body` to `current`, an object of kind `kind` in API group
+/// `group` ("" for core), and returns the patched object. Apply patches need a field manager: use
+/// [`server_side_apply`].
+pub fn patch(
+    group: &str,
+    kind: &str,
+    current: &Value,
+    patch_type: PatchType,
+    body: &[u8],
+) -> Result<Value, PatchError> {
+    match patch_type {
+        PatchType::Json => json_patch(current, body),
+        PatchType::Merge => merge_patch(current, body),
+        PatchType::Strategic => strategic::patch(group, kind, current, body),
+        PatchType::Apply => Err(PatchError::Invalid(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+                .into(),
+        )),
+    }
+}
+
+/// RFC 6902: a body that is no list of operations is a bad request, an operation that fails is invalid.
+fn json_patch(current: &Value, body: &[u8]) -> Result<Value, PatchError> {
+    let ops: json_patch::Patch = serde_json::from_slice(body).map_err(|e| PatchError::BadRequest(e.to_string()))?;
+    let mut doc = current.clone();
+    json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    Ok(doc)
+}
+
+/// RFC 7386; like the apiserver (evanphx/json-patch) only an object is a merge patch of an object.
+fn merge_patch(current: &Value, body: &[u8]) -> Result<Value, PatchError> {
+    let patch: Value = serde_json::from_slice(body).map_err(|_| bad_merge_patch())?;
+    if !patch.is_object() {
+        return Err(bad_merge_patch());
+    }
+    let mut doc = current.clone();
+    json_patch::merge(&mut doc, &patch);
+    Ok(doc)
+}
+
+fn bad_merge_patch() -> PatchError {
+    PatchError::BadRequest("Invalid JSON Patch".into())
+}
+
+/// Decodes a JSON request body, with Go's message for a truncated one.
+fn parse_json(body: &[u8]) -> Result<Value, PatchError> {
+    serde_json::from_slice(body).map_err(|e| {
+        PatchError::BadRequest(if e.is_eof() {
+            "unexpected end of JSON input".into()
+        } else {
+            e.to_string()
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment() -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+               "spec": {"replicas": 2}})
+    }
+
+    #[test]
+    fn content_types_name_the_patch_types() {
+        assert_eq!(
+            PatchType::from_content_type("application/strategic-merge-patch+json; charset=utf-8"),
+            Some(PatchType::Strategic)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml"),
+            Some(PatchType::Apply)
+        );
+        assert_eq!(PatchType::from_content_type("application/json"), None);
+    }
+
+    #[test]
+    fn json_patch_applies_operations() {
+        let body =
+            br#"[{"op":"test","path":"/spec/replicas","value":2},{"op":"replace","path":"/spec/replicas","value":5},
+                        {"op":"move","from":"/metadata/labels/app","path":"/metadata/labels/tier"}]"#;
+        let out = patch("apps", "Deployment", &deployment(), PatchType::Json, body).unwrap();
+        assert_eq!(out["spec"]["replicas"], 5);
+        assert_eq!(out["metadata"]["labels"], json!({"tier": "web"}));
+    }
+
+    #[test]
+    fn json_patch_failures_are_invalid_and_malformed_bodies_bad_requests() {
+        let d = deployment();
+        for body in [
+            &br#"[{"op":"test","path":"/spec/replicas","value":3}]"#[..],
+            br#"[{"op":"remove","path":"/spec/paused"}]"#,
+            br#"[{"op":"move","from":"/spec/nothing","path":"/spec/x"}]"#,
+        ] {
+            let e = patch("apps", "Deployment", &d, PatchType::Json, body).unwrap_err();
+            assert_eq!(e.status(), Status::Invalid, "{e}");
+        }
+        for body in [&b"{}"[..], b"[{\"op\":\"frobnicate\"}]", b"[", b""] {
+            let e = patch("apps", "Deployment", &d, PatchType::Json, body).unwrap_err();
+            assert_eq!(e.status(), Status::BadRequest, "{e}");
+        }
+    }
+
+    #[test]
+    fn merge_patch_merges_and_null_deletes() {
+        let body = br#"{"metadata":{"labels":{"app":null,"tier":"fe"}},"spec":{"replicas":5}}"#;
+        let out = patch("apps", "Deployment", &deployment(), PatchType::Merge, body).unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"tier": "fe"}));
+        assert_eq!(out["spec"]["replicas"], 5);
+        for body in [&b"[1]"[..], b"null", b"{", b"3"] {
+            let e = patch("apps", "Deployment", &deployment(), PatchType::Merge, body).unwrap_err();
+            assert_eq!(e, PatchError::BadRequest("Invalid JSON Patch".into()));
+        }
+    }
+
+    #[test]
+    fn apply_without_a_manager_is_refused() {
+        let e = patch("apps", "Deployment", &deployment(), PatchType::Apply, b"{}").unwrap_err();
+        assert_eq!(e.status(), Status::Invalid);
+    }
+}
