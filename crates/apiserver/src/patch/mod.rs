@@ -3,13 +3,13 @@
 //! `metadata.managedFields`. Pure functions over JSON; the HTTP layer picks the engine from the Content-Type and turns
 //! a [`PatchError`] into a `Status` with [`PatchError::status`].
 
-//mod apply;
-//mod fields;
+mod apply;
+mod fields;
 mod gofmt;
 mod schema;
 mod strategic;
 
-//pub use apply::{Conflict, record_update, server_side_apply};
+pub use apply::{Conflict, parse_apply_body, record_update, server_side_apply};
 
 use serde_json::Value;
 
@@ -95,7 +95,7 @@ pub enum PatchError {
     /// Server-side apply changing fields another manager owns; `conflicts` are the `Status.details.causes`
     /// (type `FieldManagerConflict`).
     #[error("{message}")]
-    Conflict { message: String, conflicts: Vec<String> },
+    Conflict { message: String, conflicts: Vec<Conflict> },
 }
 
 impl PatchError {
