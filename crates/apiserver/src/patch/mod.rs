@@ -232,4 +232,119 @@ mod tests {
         let e = patch("apps", "Deployment", &deployment(), PatchType::Apply, b"{}").unwrap_err();
         assert_eq!(e.status(), Status::Invalid);
     }
+
+    /// A small deterministic generator of JSON built from the words patches use, so that random patches reach
+    /// the directives and typed lists the way the fuzz target's byte strings rarely do.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
+            words[(self.next() % words.len() as u64) as usize]
+        }
+
+        fn value(&mut self, depth: u32) -> Value {
+            const KEYS: &[&str] = &[
+                "spec",
+                "template",
+                "containers",
+                "ports",
+                "name",
+                "port",
+                "containerPort",
+                "protocol",
+                "metadata",
+                "finalizers",
+                "labels",
+                "strategy",
+                "rollingUpdate",
+                "type",
+                "env",
+                "image",
+                "selector",
+                "$patch",
+                "$retainKeys",
+                "$setElementOrder/ports",
+                "$setElementOrder/containers",
+                "$setElementOrder/finalizers",
+                "$deleteFromPrimitiveList/finalizers",
+                "$setElementOrder",
+                "$deleteFromPrimitiveList/x/y",
+                "managedFields",
+                "fieldsV1",
+                "op",
+                "path",
+                "value",
+                "from",
+            ];
+            const WORDS: &[&str] = &[
+                "delete",
+                "replace",
+                "merge",
+                "web",
+                "TCP",
+                "/spec",
+                "/spec/replicas",
+                "add",
+                "remove",
+                "test",
+                "move",
+                "copy",
+            ];
+            let choice = if depth == 0 { self.next() % 5 } else { self.next() % 8 };
+            match choice {
+                0 => Value::Null,
+                1 => Value::from(self.next() % 3 == 0),
+                2 => Value::from(self.next() % 100),
+                3 => Value::from(self.pick(WORDS)),
+                4 => Value::from(self.pick(KEYS)),
+                5 | 6 => {
+                    let n = self.next() % 4;
+                    Value::Object(
+                        (0..n)
+                            .map(|_| (self.pick(KEYS).to_owned(), self.value(depth - 1)))
+                            .collect(),
+                    )
+                }
+                _ => {
+                    let n = self.next() % 4;
+                    Value::Array((0..n).map(|_| self.value(depth - 1)).collect())
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_patches_never_panic() {
+        let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "finalizers": ["a"]},
+            "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}], "selector": {"app": "web"}}});
+        let objects = [("apps", "Deployment", deployment()), ("", "Service", service)];
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..1500 {
+            // Half the patches reach down the typed lists before turning random.
+            let body = match g.next() % 4 {
+                0 => json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "ports": g.value(4)}, g.value(5)]}}}}),
+                1 => json!({"spec": {"ports": [g.value(4), {"port": 80, "$patch": g.value(1)}], "$setElementOrder/ports": g.value(3)}}),
+                _ => g.value(6),
+            }
+            .to_string();
+            for (group, kind, current) in &objects {
+                for patch_type in [PatchType::Json, PatchType::Merge, PatchType::Strategic] {
+                    if let Ok(mut patched) = patch(group, kind, current, patch_type, body.as_bytes()) {
+                        record_update(group, kind, Some(current), &mut patched, "m", "t");
+                    }
+                }
+                if let Ok(applied) = parse_apply_body(body.as_bytes()) {
+                    let live = server_side_apply(group, kind, Some(current), &applied, "a", false, "t");
+                    let _ = server_side_apply(group, kind, live.as_ref().ok(), &applied, "b", true, "t");
+                }
+            }
+        }
+    }
 }
