@@ -300,7 +300,7 @@ mod tests {
             let choice = if depth == 0 { self.next() % 5 } else { self.next() % 8 };
             match choice {
                 0 => Value::Null,
-                1 => Value::from(self.next() % 3 == 0),
+                1 => Value::from(self.next().is_multiple_of(3)),
                 2 => Value::from(self.next() % 100),
                 3 => Value::from(self.pick(WORDS)),
                 4 => Value::from(self.pick(KEYS)),
