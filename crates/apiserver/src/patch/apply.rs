@@ -273,23 +273,81 @@ fn merge(live: &mut Value, applied: &Value, ty: &'static str, shape: Shape) {
             }
         }
         (Value::Array(live), Value::Array(applied), Shape::Keyed(keys)) => {
-            for item in applied {
-                let element = fields::key_element(item, keys);
-                match live.iter_mut().find(|l| fields::key_element(l, keys) == element) {
-                    Some(existing) => merge(existing, item, ty, Shape::Struct),
-                    None => live.push(item.clone()),
-                }
-            }
+            let element = |v: &Value| fields::key_element(v, keys);
+            *live = merge_items(std::mem::take(live), applied, element, |l, a| {
+                merge(l, a, ty, Shape::Struct)
+            });
         }
         (Value::Array(live), Value::Array(applied), Shape::Set) => {
-            for item in applied {
-                if !live.contains(item) {
-                    live.push(item.clone());
-                }
-            }
+            *live = merge_items(std::mem::take(live), applied, fields::value_element, |_, _| {});
         }
         (live, applied, _) => *live = applied.clone(),
     }
+}
+
+/// Merges the items of an applied keyed list or set into the live ones, ordered as structured-merge-diff orders
+/// them: live-only items stay where they were, applied items come in the applied order, and an item both have
+/// is merged where the applied order puts it.
+fn merge_items(
+    live: Vec<Value>,
+    applied: &[Value],
+    element: impl Fn(&Value) -> String,
+    merge_item: impl Fn(&mut Value, &Value),
+) -> Vec<Value> {
+    let lhs: Vec<String> = live.iter().map(&element).collect();
+    let rhs: Vec<String> = applied.iter().map(&element).collect();
+    let mut shared = rhs.iter().filter(|pe| lhs.contains(pe));
+    let mut next_shared = shared.next();
+    let mut merged_rhs: Vec<&String> = Vec::new();
+    let mut out = Vec::with_capacity(live.len() + applied.len());
+    let take_merged = |pe: &String, applied_item: &Value| {
+        let mut item = lhs
+            .iter()
+            .position(|l| l == pe)
+            .map_or_else(|| applied_item.clone(), |i| live[i].clone());
+        merge_item(&mut item, applied_item);
+        item
+    };
+    let (mut l, mut r) = (0, 0);
+    while l < lhs.len() || r < rhs.len() {
+        if l < lhs.len() && r < rhs.len() {
+            if lhs[l] == rhs[r] {
+                out.push(take_merged(&rhs[r], &applied[r]));
+                merged_rhs.push(&rhs[r]);
+                (l, r) = (l + 1, r + 1);
+                next_shared = shared.next();
+                continue;
+            }
+            if rhs.contains(&lhs[l]) && next_shared.is_some_and(|s| *s != lhs[l]) {
+                // A shared item the applied order wants later.
+                l += 1;
+                continue;
+            }
+        }
+        if l < lhs.len() {
+            if !rhs.contains(&lhs[l]) {
+                out.push(live[l].clone());
+                l += 1;
+                continue;
+            }
+            if merged_rhs.contains(&&lhs[l]) {
+                l += 1;
+                continue;
+            }
+        }
+        if r < rhs.len() {
+            out.push(take_merged(&rhs[r], &applied[r]));
+            merged_rhs.push(&rhs[r]);
+            if next_shared == Some(&rhs[r]) {
+                next_shared = shared.next();
+            }
+            r += 1;
+        } else {
+            // Only a live item the applied list has but that was never merged is left (a duplicate): skip it.
+            l += 1;
+        }
+    }
+    out
 }
 
 /// Removes the members of `set` from `v`: a member field, list item or set value goes with all below it.

@@ -85,6 +85,11 @@ pub enum PatchError {
     BadRequest(String),
     #[error("{0}")]
     Invalid(String),
+    /// What the apiserver answers a JSON patch that fails to apply (or a list of lists in a strategic merge
+    /// patch): 422 with this generic message, and `cause` as `Status.details.causes[0]`
+    /// (`{"reason": "UnexpectedServerResponse", "message": cause}`).
+    #[error("the server rejected our request due to an error in our request")]
+    Rejected { cause: String },
     #[error("{0}")]
     Internal(String),
     /// Strategic merge patch of a kind without a Go struct (custom resources, unknown kinds).
@@ -102,7 +107,7 @@ impl PatchError {
     pub fn status(&self) -> Status {
         match self {
             PatchError::BadRequest(_) => Status::BadRequest,
-            PatchError::Invalid(_) => Status::Invalid,
+            PatchError::Invalid(_) | PatchError::Rejected { .. } => Status::Invalid,
             PatchError::Internal(_) => Status::InternalError,
             PatchError::UnsupportedMediaType => Status::UnsupportedMediaType,
             PatchError::Conflict { .. } => Status::Conflict,
@@ -131,12 +136,36 @@ pub fn patch(
     }
 }
 
-/// RFC 6902: a body that is no list of operations is a bad request, an operation that fails is invalid.
+/// RFC 6902. As in the apiserver (evanphx/json-patch), a body that is no JSON list is a bad request, and an
+/// operation that is malformed or fails to apply is rejected.
 fn json_patch(current: &Value, body: &[u8]) -> Result<Value, PatchError> {
-    let ops: json_patch::Patch = serde_json::from_slice(body).map_err(|e| PatchError::BadRequest(e.to_string()))?;
+    let ops = match parse_json(body)? {
+        Value::Array(ops) => ops,
+        // Go decodes `null` into a nil list: no operations.
+        Value::Null => Vec::new(),
+        other => {
+            return Err(PatchError::BadRequest(format!(
+                "json: cannot unmarshal {} into Go value of type jsonpatch.Patch",
+                json_kind_name(&other)
+            )));
+        }
+    };
+    let rejected = |cause: String| PatchError::Rejected { cause };
+    let ops: json_patch::Patch = serde_json::from_value(Value::Array(ops)).map_err(|e| rejected(e.to_string()))?;
     let mut doc = current.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    json_patch::patch(&mut doc, &ops).map_err(|e| rejected(e.to_string()))?;
     Ok(doc)
+}
+
+/// The JSON type name Go's decoding errors use.
+fn json_kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Null | Value::Object(_) => "object",
+    }
 }
 
 /// RFC 7386; like the apiserver (evanphx/json-patch) only an object is a merge patch of an object.
@@ -205,14 +234,26 @@ mod tests {
             &br#"[{"op":"test","path":"/spec/replicas","value":3}]"#[..],
             br#"[{"op":"remove","path":"/spec/paused"}]"#,
             br#"[{"op":"move","from":"/spec/nothing","path":"/spec/x"}]"#,
+            br#"[{"op":"frobnicate"}]"#,
         ] {
             let e = patch("apps", "Deployment", &d, PatchType::Json, body).unwrap_err();
             assert_eq!(e.status(), Status::Invalid, "{e}");
+            assert_eq!(
+                e.to_string(),
+                "the server rejected our request due to an error in our request"
+            );
+            assert!(matches!(&e, PatchError::Rejected { cause } if !cause.is_empty()));
         }
-        for body in [&b"{}"[..], b"[{\"op\":\"frobnicate\"}]", b"[", b""] {
+        let e = patch("apps", "Deployment", &d, PatchType::Json, b"{}").unwrap_err();
+        assert_eq!(
+            e,
+            PatchError::BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into())
+        );
+        for body in [&b"["[..], b""] {
             let e = patch("apps", "Deployment", &d, PatchType::Json, body).unwrap_err();
-            assert_eq!(e.status(), Status::BadRequest, "{e}");
+            assert_eq!(e, PatchError::BadRequest("unexpected end of JSON input".into()));
         }
+        assert_eq!(patch("apps", "Deployment", &d, PatchType::Json, b"null").unwrap(), d);
     }
 
     #[test]

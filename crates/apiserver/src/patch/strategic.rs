@@ -27,22 +27,12 @@ pub(super) fn patch(group: &str, kind: &str, current: &Value, body: &[u8]) -> Re
         other => {
             return Err(PatchError::BadRequest(format!(
                 "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                json_kind_name(&other)
+                super::json_kind_name(&other)
             )));
         }
     };
     let original = current.as_object().cloned().unwrap_or_default();
     merge_map(original, patch, ty).map(Value::Object)
-}
-
-fn json_kind_name(v: &Value) -> &'static str {
-    match v {
-        Value::Array(_) => "array",
-        Value::String(_) => "string",
-        Value::Number(_) => "number",
-        Value::Bool(_) => "bool",
-        Value::Null | Value::Object(_) => "object",
-    }
 }
 
 fn merge_map(
@@ -471,7 +461,11 @@ fn element_kind(lists: &[&[Value]]) -> Result<Kind> {
             Value::Number(_) => Kind::Number,
             Value::String(_) => Kind::String,
             Value::Object(_) => Kind::Object,
-            Value::Array(_) => return Err(PatchError::Invalid("lists of lists are not supported".into())),
+            Value::Array(_) => {
+                return Err(PatchError::Rejected {
+                    cause: "lists of lists are not supported".into(),
+                });
+            }
         };
         match kind {
             None => kind = Some(k),

@@ -222,3 +222,19 @@ fn updates_take_changed_fields_from_other_managers_and_removed_fields_from_all()
     record_update("apps", "Deployment", Some(&patched), &mut same, "noop", T2);
     assert!(managed(&same, "noop", "Update").is_none());
 }
+
+#[test]
+fn applied_items_keep_the_applied_order_around_live_only_items() {
+    let live = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                      "spec": {"template": {"spec": {"containers": [
+                          {"name": "web", "image": "a"}, {"name": "injected", "image": "b"}]}}}});
+    let cfg = config(1, json!([{"name": "new", "image": "c"}, {"name": "web", "image": "a"}]));
+    let out = ssa(Some(&live), &cfg, "kubectl", false).unwrap();
+    let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["new", "web", "injected"]);
+}

@@ -275,7 +275,7 @@ fn malformed_patches_get_the_apiservers_errors() {
         (
             b"{\"spec\":{\"ports\":[[1]]}}",
             Status::Invalid,
-            "lists of lists are not supported",
+            "the server rejected our request due to an error in our request",
         ),
         (
             b"{\"spec\":{\"ports\":[1,\"a\"]}}",
