@@ -5,7 +5,7 @@
 //! another manager owns is a conflict unless forced, which moves the ownership.
 
 use super::PatchError;
-use super::fields::{self, FieldSet, Path};
+use super::fields::{self, FieldSet};
 use super::schema::{self, Shape};
 use serde_json::{Map, Value};
 
@@ -44,9 +44,16 @@ pub fn parse_apply_body(body: &[u8]) -> Result<Value, PatchError> {
     Ok(decoded)
 }
 
+/// kubectl's client-side apply record; server-side apply by `kubectl` reads and updates it.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Applies configuration `applied` (see [`parse_apply_body`]) for field manager `manager` to `current`, an object
 /// of kind `kind` in `group` (None: the apply creates it), and returns the object with its `managedFields`.
 /// `now` is the RFC 3339 time recorded for the manager.
+///
+/// As in the apiserver, the manager `kubectl` upgrades objects from client-side apply: conflicts on fields its
+/// last-applied-configuration annotation set to their live values are taken over, and an annotation present on
+/// the object is rewritten to the new configuration.
 pub fn server_side_apply(
     group: &str,
     kind: &str,
@@ -71,11 +78,56 @@ pub fn server_side_apply(
     let ty = schema::root_type(group, kind).unwrap_or_default();
     let applied = without_nulls(Value::Object(applied.clone()));
     let live = current.cloned().unwrap_or_else(|| Value::Object(Map::new()));
-    let mut entries = Entries::read(&live);
+    let mut merged = match apply(ty, &live, &applied, manager, force, now) {
+        Err(conflicts) if manager == "kubectl" => {
+            let allowed = allowed_by_last_applied(&live, ty);
+            let left: Vec<(String, String)> = conflicts
+                .into_iter()
+                .filter(|(_, path)| !allowed.contains(path))
+                .collect();
+            if !left.is_empty() {
+                return Err(conflict_error(left));
+            }
+            apply(ty, &live, &applied, manager, true, now).map_err(conflict_error)?
+        }
+        result => result.map_err(conflict_error)?,
+    };
+    if manager == "kubectl" && last_applied(&merged).is_some() {
+        let mut config = applied;
+        if let Some(annotations) = config
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            annotations.remove(LAST_APPLIED);
+            if annotations.is_empty()
+                && let Some(meta) = config["metadata"].as_object_mut()
+            {
+                meta.remove("annotations");
+            }
+        }
+        if let Some(annotations) = merged
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            annotations.insert(LAST_APPLIED.into(), config.to_string().into());
+        }
+    }
+    Ok(merged)
+}
 
+/// One apply; Err holds the conflicts as (manager as printed, path as printed).
+fn apply(
+    ty: &'static str,
+    live: &Value,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value, Vec<(String, String)>> {
+    let mut entries = Entries::read(live);
     let mut merged = live.clone();
-    merge(&mut merged, &applied, ty, Shape::Struct);
-    let applied_set = owned_fields(&applied, ty);
+    merge(&mut merged, applied, ty, Shape::Struct);
+    let applied_set = owned_fields(applied, ty);
 
     let me = Identity {
         manager: manager.into(),
@@ -84,7 +136,7 @@ pub fn server_side_apply(
     };
     let mut conflicts = Vec::new();
     for path in applied_set.members() {
-        if !changed(&live, &merged, &path, &applied_set) {
+        if !changed(live, &merged, &path, &applied_set) {
             continue;
         }
         for entry in entries.0.iter_mut().filter(|e| e.identity != me) {
@@ -92,13 +144,13 @@ pub fn server_side_apply(
                 if force {
                     entry.fields.remove(&path);
                 } else {
-                    conflicts.push((entry.identity.printed(), path.clone()));
+                    conflicts.push((entry.identity.printed(), fields::path_string(&path)));
                 }
             }
         }
     }
     if !conflicts.is_empty() {
-        return Err(conflict_error(conflicts));
+        return Err(conflicts);
     }
 
     let previous = entries.find(&me).map(|e| e.fields.clone()).unwrap_or_default();
@@ -113,6 +165,30 @@ pub fn server_side_apply(
     entries.set(me, applied_set, api_version, now);
     entries.write(&mut merged);
     Ok(merged)
+}
+
+fn last_applied(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// The paths (as printed) the live object's last-applied-configuration set to the values they still have.
+fn allowed_by_last_applied(live: &Value, ty: &'static str) -> Vec<String> {
+    let Some(last) = last_applied(live).and_then(|text| serde_json::from_str::<Value>(text).ok()) else {
+        return Vec::new();
+    };
+    if last.get("apiVersion") != live.get("apiVersion") {
+        return Vec::new();
+    }
+    let set = owned_fields(&last, ty);
+    set.members()
+        .into_iter()
+        .filter(|p| !changed(&last, live, p, &set))
+        .map(|p| fields::path_string(&p))
+        .collect()
 }
 
 /// Records the field ownership of a write that is not an apply (create, update, patch) by `manager` in
@@ -397,12 +473,12 @@ fn api_version(object: &Value) -> String {
         .to_owned()
 }
 
-fn conflict_error(conflicts: Vec<(String, Path)>) -> PatchError {
+fn conflict_error(conflicts: Vec<(String, String)>) -> PatchError {
     let causes: Vec<Conflict> = conflicts
         .iter()
-        .map(|(manager, path)| Conflict {
+        .map(|(manager, field)| Conflict {
             message: format!("conflict with {manager}"),
-            field: fields::path_string(path),
+            field: field.clone(),
         })
         .collect();
     let message = if let [c] = causes.as_slice() {
@@ -414,11 +490,12 @@ fn conflict_error(conflicts: Vec<(String, Path)>) -> PatchError {
         let mut lines = Vec::new();
         for manager in managers {
             lines.push(format!("conflicts with {manager}:"));
-            for (m, path) in &conflicts {
-                if m == manager {
-                    lines.push(format!("- {}", fields::path_string(path)));
-                }
-            }
+            lines.extend(
+                conflicts
+                    .iter()
+                    .filter(|(m, _)| m == manager)
+                    .map(|(_, field)| format!("- {field}")),
+            );
         }
         format!("Apply failed with {} conflicts: {}", causes.len(), lines.join("\n"))
     };

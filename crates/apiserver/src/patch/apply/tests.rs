@@ -238,3 +238,30 @@ fn applied_items_keep_the_applied_order_around_live_only_items() {
         .collect();
     assert_eq!(names, ["new", "web", "injected"]);
 }
+
+#[test]
+fn kubectl_takes_over_fields_its_client_side_apply_set() {
+    let mut last = config(2, web());
+    let mut live = last.clone();
+    live["metadata"]["annotations"] = json!({LAST_APPLIED: last.to_string()});
+    record_update("apps", "Deployment", None, &mut live, "kubectl-client-side-apply", T1);
+
+    // kubectl (not another manager) may change what its last-applied-configuration set.
+    let upgraded = ssa(Some(&live), &config(3, web()), "kubectl", false).unwrap();
+    assert_eq!(upgraded["spec"]["replicas"], 3);
+    let annotation: Value = serde_json::from_str(last_applied(&upgraded).unwrap()).unwrap();
+    assert_eq!(annotation, config(3, web()));
+    assert_eq!(
+        ssa(Some(&live), &config(3, web()), "helm", false).unwrap_err().status(),
+        Status::Conflict
+    );
+
+    // A field changed since the last client-side apply stays a conflict.
+    last["spec"]["replicas"] = json!(7);
+    live["metadata"]["annotations"][LAST_APPLIED] = json!(last.to_string());
+    let err = ssa(Some(&live), &config(3, web()), "kubectl", false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+    );
+}
