@@ -1,5 +1,10 @@
-"""Derive weft's strategic-merge / server-side-apply field table from kubernetes/api types.go struct tags."""
-import re, sys, json
+"""Derive weft's strategic-merge / server-side-apply field table from kubernetes/api types.go struct tags.
+
+Usage: for each GROUP in the GROUPS table below, save kubernetes/api's GROUP/v1/types.go as GROUP.go, then
+    python3 gen_patch_schema.py core.go apps.go ... node.go
+prints the FIELDS and KINDS tables that crates/apiserver/src/patch/schema.rs holds between its header and its tests.
+"""
+import re, sys
 
 GROUPS = {"core": "", "apps": "apps", "batch": "batch", "networking": "networking.k8s.io",
           "discovery": "discovery.k8s.io", "rbac": "rbac.authorization.k8s.io", "policy": "policy",

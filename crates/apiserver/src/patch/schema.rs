@@ -72,7 +72,8 @@ pub(super) fn field(parent: &str, name: &str) -> &'static Field {
 
 // Generated from the `patchStrategy`/`patchMergeKey` tags and `+listType`/`+listMapKey`/`+mapType` markers of
 // kubernetes/api types.go (core, apps, batch, networking, discovery, rbac, policy, autoscaling, coordination,
-// storage, scheduling, events, certificates, admissionregistration, node; metav1.ObjectMeta by hand): only the
+// storage, scheduling, events, certificates, admissionregistration, node at commit 10b39a39; metav1.ObjectMeta by
+// hand) by crates/apiserver/tools/gen_patch_schema.py: only the
 // fields that carry such facts or lead to a type that does. Sorted by (type, field) for binary search.
 pub(super) const FIELDS: &[Field] = &[
     f("CSIDriver", "spec", "CSIDriverSpec", Smp::None, Shape::Struct),
