@@ -92,11 +92,10 @@ pub enum PatchError {
     Rejected { cause: String },
     #[error("{0}")]
     Internal(String),
-    /// Strategic merge patch of a kind without a Go struct (custom resources, unknown kinds).
-    #[error(
-        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-    )]
-    UnsupportedMediaType,
+    /// A Content-Type the resource takes no patch in, e.g. a strategic merge patch of a kind without a Go struct
+    /// (custom resources, unknown kinds); see [`PatchError::unsupported_media_type`].
+    #[error("the body of the request was in an unknown format - accepted media types include: {accepted}")]
+    UnsupportedMediaType { accepted: &'static str },
     /// Server-side apply changing fields another manager owns; `conflicts` are the `Status.details.causes`
     /// (type `FieldManagerConflict`).
     #[error("{message}")]
@@ -104,12 +103,23 @@ pub enum PatchError {
 }
 
 impl PatchError {
+    /// The answer to a PATCH whose Content-Type the kind does not take: built-in kinds take all four patch
+    /// types, other kinds (custom resources) all but strategic merge patch.
+    pub fn unsupported_media_type(group: &str, kind: &str) -> PatchError {
+        let accepted = if schema::root_type(group, kind).is_some() {
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+        } else {
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+        };
+        PatchError::UnsupportedMediaType { accepted }
+    }
+
     pub fn status(&self) -> Status {
         match self {
             PatchError::BadRequest(_) => Status::BadRequest,
             PatchError::Invalid(_) | PatchError::Rejected { .. } => Status::Invalid,
             PatchError::Internal(_) => Status::InternalError,
-            PatchError::UnsupportedMediaType => Status::UnsupportedMediaType,
+            PatchError::UnsupportedMediaType { .. } => Status::UnsupportedMediaType,
             PatchError::Conflict { .. } => Status::Conflict,
         }
     }

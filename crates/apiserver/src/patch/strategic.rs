@@ -19,7 +19,7 @@ type Result<T> = std::result::Result<T, PatchError>;
 
 /// Applies strategic merge patch `body` to `current`, of kind `kind` in `group`.
 pub(super) fn patch(group: &str, kind: &str, current: &Value, body: &[u8]) -> Result<Value> {
-    let ty = schema::root_type(group, kind).ok_or(PatchError::UnsupportedMediaType)?;
+    let ty = schema::root_type(group, kind).ok_or_else(|| PatchError::unsupported_media_type(group, kind))?;
     let patch = match super::parse_json(body)? {
         Value::Object(map) => map,
         // Go decodes `null` into a nil map: an empty patch.

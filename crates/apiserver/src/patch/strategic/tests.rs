@@ -252,8 +252,17 @@ fn node_status_conditions_merge_by_type() {
 #[test]
 fn kinds_without_a_go_struct_are_unsupported() {
     let err = smp("cert-manager.io", "Certificate", json!({}), json!({"spec": {}})).unwrap_err();
-    assert_eq!(err, PatchError::UnsupportedMediaType);
     assert_eq!(err.status(), Status::UnsupportedMediaType);
+    assert_eq!(
+        err.to_string(),
+        "the body of the request was in an unknown format - accepted media types include: \
+         application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    );
+    assert!(
+        PatchError::unsupported_media_type("apps", "Deployment")
+            .to_string()
+            .contains("strategic-merge-patch")
+    );
 }
 
 #[test]
