@@ -303,3 +303,32 @@ fn malformed_patches_get_the_apiservers_errors() {
     }
     assert_eq!(patch("", "Service", &service(), b"null").unwrap(), service());
 }
+
+#[test]
+fn client_side_apply_removing_a_port_and_an_env_var() {
+    let body = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "web"}, {"name": "sidecar"}],
+        "containers": [{"name": "web",
+                        "$setElementOrder/env": [{"name": "A"}],
+                        "env": [{"$patch": "delete", "name": "B"}],
+                        "ports": [{"$patch": "delete", "containerPort": 80}],
+                        "readinessProbe": null}]}}}});
+    let out = smp("apps", "Deployment", deployment(), body).unwrap();
+    let web = &containers(&out)[0];
+    assert_eq!(web["env"], json!([{"name": "A", "value": "1"}]));
+    assert_eq!(web["ports"], json!([]));
+    assert!(web.get("readinessProbe").is_none());
+    assert_eq!(web["image"], "nginx:1");
+}
+
+#[test]
+fn owner_references_merge_by_uid() {
+    let current = json!({"kind": "Pod", "metadata": {"ownerReferences": [{"uid": "1", "name": "rs-a"}, {"uid": "2", "name": "rs-b"}]}});
+    let body =
+        json!({"metadata": {"ownerReferences": [{"uid": "2", "controller": true}, {"uid": "1", "$patch": "delete"}]}});
+    let out = smp("", "Pod", current, body).unwrap();
+    assert_eq!(
+        out["metadata"]["ownerReferences"],
+        json!([{"uid": "2", "name": "rs-b", "controller": true}])
+    );
+}
