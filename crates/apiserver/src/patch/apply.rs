@@ -209,7 +209,7 @@ pub fn record_update(group: &str, kind: &str, old: Option<&Value>, new: &mut Val
     let mut taken = FieldSet::default();
     for path in new_set.members() {
         if changed(old, new, &path, &new_set) {
-            taken.child_path(&path);
+            taken.insert(&path);
         }
     }
     let removed = old_set.difference(&new_set);
@@ -231,17 +231,6 @@ pub fn record_update(group: &str, kind: &str, old: Option<&Value>, new: &mut Val
         entries.set(me, mine, api_version, now);
     }
     entries.write(new);
-}
-
-impl FieldSet {
-    /// Adds `path` as a member.
-    fn child_path(&mut self, path: &[String]) {
-        let mut node = self;
-        for element in path {
-            node = node.child(element.clone());
-        }
-        node.mark();
-    }
 }
 
 /// The fields a configuration sets, as its manager comes to own them.

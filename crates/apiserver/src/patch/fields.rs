@@ -57,6 +57,15 @@ impl FieldSet {
         self.member = true;
     }
 
+    /// Adds `path` as a member.
+    pub(super) fn insert(&mut self, path: &[String]) {
+        let mut node = self;
+        for element in path {
+            node = node.child(element.clone());
+        }
+        node.mark();
+    }
+
     pub(super) fn contains(&self, path: &[String]) -> bool {
         match path.split_first() {
             None => self.member,
