@@ -4,7 +4,7 @@
 use crate::auth::UserInfo;
 use crate::body::{Body, full, json_response};
 use crate::cluster::{Cluster, Deletion};
-use crate::patch::PatchType;
+use crate::patch::{PatchError, PatchType};
 use crate::request::{Route, Target, query, route};
 use crate::selector::{Fields, Labels};
 use crate::status::ApiError;
@@ -34,6 +34,7 @@ pub struct Call {
     pub accept: String,
     pub content_type: String,
     pub host: String,
+    pub user_agent: String,
     pub body: Bytes,
     /// None: no credentials.
     pub user: Option<UserInfo>,
@@ -56,6 +57,7 @@ impl Call {
             accept: header(hyper::header::ACCEPT),
             content_type: header(hyper::header::CONTENT_TYPE),
             host: header(hyper::header::HOST),
+            user_agent: header(hyper::header::USER_AGENT),
             body,
             user,
         }
@@ -67,6 +69,15 @@ impl Call {
 
     fn flag(&self, name: &str) -> bool {
         matches!(self.query.get(name).map(String::as_str), Some("true" | "1" | ""))
+    }
+
+    /// Who is writing, for managedFields: `fieldManager`, else the client's name from its User-Agent (as
+    /// kube-apiserver defaults it: `kubectl/v1.33 (linux/amd64)` → `kubectl`).
+    fn manager(&self) -> String {
+        match self.param("fieldManager") {
+            Some(m) => m.to_string(),
+            None => self.user_agent.split('/').next().unwrap_or_default().to_string(),
+        }
     }
 
     fn dry_run(&self) -> bool {
@@ -458,6 +469,8 @@ fn create(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
     if target.resource.create_only {
         return crate::review::create(call, &target.resource, value);
     }
+    let r = &target.resource;
+    crate::patch::record_update(&r.group, &r.kind, None, &mut value, &call.manager(), &now());
     let mut warnings = Vec::new();
     let object = decode(call, target, value, &mut warnings)?;
     if let Some(ns) = object.namespace()
@@ -471,8 +484,11 @@ fn create(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
 
 fn update(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
     let current = stored(snap, target)?;
+    let r = &target.resource;
+    let mut value = body_json(call)?;
+    crate::patch::record_update(&r.group, &r.kind, Some(&current.to_value()), &mut value, &call.manager(), &now());
     let mut warnings = Vec::new();
-    let object = decode(call, target, body_json(call)?, &mut warnings)?;
+    let object = decode(call, target, value, &mut warnings)?;
     write_over(api, call, target, current, object, &warnings)
 }
 
@@ -507,28 +523,70 @@ fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Res
     if call.body.len() > MAX_BODY {
         return Err(ApiError::too_large());
     }
-    let ty = PatchType::from_content_type(&call.content_type)
-        .ok_or_else(|| ApiError::unsupported_media_type(&call.content_type))?;
     let r = &target.resource;
-    let current = match (stored(snap, target), ty) {
-        (Ok(current), _) => current,
+    let ty = PatchType::from_content_type(&call.content_type)
+        .ok_or_else(|| patch_error(PatchError::unsupported_media_type(&r.group, &r.kind)))?;
+    let current = match stored(snap, target) {
+        Ok(current) => Some(current),
         // Server-side apply creates what does not exist yet.
-        (Err(e), PatchType::Apply) if e.code == 404 && target.subresource.is_none() => {
-            let patched = crate::patch::patch(&r.group, &r.kind, &Value::Null, ty, &call.body)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let mut warnings = Vec::new();
-            let object = decode(call, target, patched, &mut warnings)?;
-            let created = api.cluster.create(object, call.dry_run())?;
-            return Ok(with_warnings(json_response(StatusCode::CREATED, &created.to_value()), &warnings));
-        }
-        (Err(e), _) => return Err(e),
+        Err(e) if e.code == 404 && ty == PatchType::Apply && target.subresource.is_none() => None,
+        Err(e) => return Err(e),
     };
-    let value = current.to_value();
-    let patched = crate::patch::patch(&r.group, &r.kind, &value, ty, &call.body)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let value = current.map(Object::to_value);
+    let patched = match ty {
+        PatchType::Apply => {
+            let manager = call
+                .param("fieldManager")
+                .ok_or_else(|| ApiError::invalid("PatchOptions", "", &[("fieldManager".into(), "Required value: is required for apply patch".into())]))?;
+            let applied = crate::patch::parse_apply_body(&call.body).map_err(patch_error)?;
+            crate::patch::server_side_apply(&r.group, &r.kind, value.as_ref(), &applied, manager, call.flag("force"), &now())
+                .map_err(patch_error)?
+        }
+        _ => {
+            let current = value.as_ref().ok_or_else(|| ApiError::not_found(&r.qualified(), target.name.as_deref().unwrap_or_default()))?;
+            let mut patched = crate::patch::patch(&r.group, &r.kind, current, ty, &call.body).map_err(patch_error)?;
+            crate::patch::record_update(&r.group, &r.kind, Some(current), &mut patched, &call.manager(), &now());
+            patched
+        }
+    };
     let mut warnings = Vec::new();
     let object = decode(call, target, patched, &mut warnings)?;
-    write_over(api, call, target, current, object, &warnings)
+    match current {
+        Some(current) => write_over(api, call, target, current, object, &warnings),
+        None => {
+            let created = api.cluster.create(object, call.dry_run())?;
+            Ok(with_warnings(json_response(StatusCode::CREATED, &created.to_value()), &warnings))
+        }
+    }
+}
+
+/// A patch engine's refusal as the API reports it.
+fn patch_error(e: PatchError) -> ApiError {
+    let status = e.status();
+    let mut error = ApiError::new(status.code(), status.reason(), e.to_string());
+    match &e {
+        PatchError::Conflict { conflicts, .. } => {
+            error.details = Some(json!({"causes": conflicts.iter().map(|c| json!({
+                "reason": "FieldManagerConflict", "message": c.message, "field": c.field,
+            })).collect::<Vec<_>>()}));
+        }
+        PatchError::Rejected { cause } => {
+            error.details = Some(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": cause}]}));
+        }
+        _ => {}
+    }
+    error
+}
+
+/// Now as the API writes times (RFC 3339, seconds).
+pub fn now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    weft_model::k8s_openapi::jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// DeleteOptions from the body (kubectl sends them there) or the query.
@@ -641,9 +699,8 @@ fn scale(api: &Api, call: &Call, snap: &Snapshot, target: &Target, verb: &str) -
         "update" => body_json(call)?,
         "patch" => {
             let ty = PatchType::from_content_type(&call.content_type)
-                .ok_or_else(|| ApiError::unsupported_media_type(&call.content_type))?;
-            crate::patch::patch("autoscaling", "Scale", &scale, ty, &call.body)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?
+                .ok_or_else(|| patch_error(PatchError::unsupported_media_type("autoscaling", "Scale")))?;
+            crate::patch::patch("autoscaling", "Scale", &scale, ty, &call.body).map_err(patch_error)?
         }
         _ => return Err(ApiError::method_not_allowed()),
     };

@@ -102,10 +102,6 @@ impl ApiError {
         ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> ApiError {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"))
-    }
-
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", message)
     }
