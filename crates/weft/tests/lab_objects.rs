@@ -91,8 +91,9 @@ fn objects_pods_and_processes() {
         "{wide}"
     );
     let nodes = lab.ok(&["get", "nodes", "-o", "wide"]);
+    // kubectl's node columns: the internal IP is a wide one.
     assert!(
-        nodes.contains("172.18.0.11") && nodes.contains("10.244.2.0/24"),
+        nodes.contains("INTERNAL-IP") && nodes.contains("172.18.0.11") && nodes.contains(" Ready "),
         "{nodes}"
     );
     let yaml = lab.ok(&["get", "pods", "-o", "yaml"]);
