@@ -39,9 +39,7 @@ impl IncludeObject {
             "" | "Metadata" => Ok(Self::Metadata),
             "None" => Ok(Self::None),
             "Object" => Ok(Self::Object),
-            other => Err(format!(
-                "includeObject: Unsupported value: \"{other}\": supported values: \"None\", \"Metadata\", \"Object\""
-            )),
+            other => Err(format!("unrecognized includeObject value: {other:?}")),
         }
     }
 }

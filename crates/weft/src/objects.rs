@@ -193,11 +193,10 @@ pub fn get(paths: &Paths, args: GetArgs) -> Result<()> {
             let wide = args.output.is_some();
             let columns = printer_columns(paths, &kind, &items)?;
             let refs: Vec<&Value> = items.iter().collect();
-            let include = IncludeObject::Metadata;
             let table = table::table(
                 &kind,
                 &refs,
-                include,
+                IncludeObject::Metadata,
                 columns.as_deref(),
                 true,
                 SystemTime::now(),

@@ -88,10 +88,9 @@ fn include_object_modes() {
     assert_eq!(IncludeObject::parse(Some("")), Ok(IncludeObject::Metadata));
     assert_eq!(IncludeObject::parse(Some("None")), Ok(IncludeObject::None));
     assert_eq!(IncludeObject::parse(Some("Object")), Ok(IncludeObject::Object));
-    assert!(
-        IncludeObject::parse(Some("object"))
-            .unwrap_err()
-            .contains("Unsupported value")
+    assert_eq!(
+        IncludeObject::parse(Some("object")),
+        Err("unrecognized includeObject value: \"object\"".into())
     );
 
     let svc = with_meta(
