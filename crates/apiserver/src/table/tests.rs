@@ -726,3 +726,48 @@ fn custom_resources_print_their_columns() {
     assert_eq!(t["columnDefinitions"][1]["type"], "date");
     assert_eq!(rows[0], ["w2", "60m"]);
 }
+
+#[test]
+fn every_printer_fills_every_column_even_for_malformed_objects() {
+    let kinds = [
+        "Pod",
+        "Service",
+        "Endpoints",
+        "Node",
+        "Namespace",
+        "Event",
+        "ConfigMap",
+        "Secret",
+        "ServiceAccount",
+        "Deployment",
+        "ReplicaSet",
+        "DaemonSet",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "EndpointSlice",
+        "Ingress",
+        "IngressClass",
+        "NetworkPolicy",
+        "RoleBinding",
+        "ClusterRoleBinding",
+        "Lease",
+        "PodDisruptionBudget",
+        "Role",
+    ];
+    let odd = [
+        json!({}),
+        json!(null),
+        json!({"metadata": 5, "spec": "x", "status": [], "subsets": {}, "endpoints": "y"}),
+        json!({"metadata": {"creationTimestamp": "soon"}, "spec": {"containers": [7], "ports": [null]},
+               "status": {"containerStatuses": [{"state": {"terminated": "no"}}], "conditions": [1]}}),
+    ];
+    let refs: Vec<&Value> = odd.iter().collect();
+    for kind in kinds {
+        let t = table(kind, &refs, IncludeObject::Object, None, true, now(), json!({}));
+        let width = t["columnDefinitions"].as_array().unwrap().len();
+        for row in t["rows"].as_array().unwrap() {
+            assert_eq!(row["cells"].as_array().unwrap().len(), width, "{kind}: {row}");
+        }
+    }
+}
