@@ -9,6 +9,7 @@ pub mod body;
 pub mod cluster;
 pub mod crd;
 pub mod discovery;
+pub mod jsonpath;
 pub mod kubeconfig;
 pub mod names;
 pub mod openapi;

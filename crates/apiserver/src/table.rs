@@ -1,57 +1,214 @@
-//! Placeholder until server-side printing lands: Name and Age.
+//! Server-side printing: the `meta.k8s.io/v1` `Table` kubectl asks for (`Accept: application/json;as=Table;v=v1;
+//! g=meta.k8s.io`), with the columns and cell formats of kubectl's own printers (kubernetes
+//! pkg/printers/internalversion/printers.go), the apiserver's default convertor (Name, Created At) for kinds
+//! without one, and a CRD's additionalPrinterColumns for custom resources.
+//!
+//! Like the real server, every table carries the wide (priority 1) columns too; kubectl shows them with `-o wide`.
 
-use serde_json::{Value, json};
+mod age;
+mod apps;
+mod cells;
+mod core;
+mod custom;
+mod network;
+mod other;
+mod pod;
+
+pub use age::human_duration;
+pub use custom::PrinterColumn;
+
+use serde_json::{Map, Value, json};
 use std::time::SystemTime;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What each row carries as `object` (`?includeObject=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IncludeObject {
+    /// No object.
     None,
+    /// A `PartialObjectMetadata` holding the object's metadata (the default): enough for kubectl's NAMESPACE column.
+    #[default]
     Metadata,
+    /// The whole object.
     Object,
 }
 
 impl IncludeObject {
-    pub fn parse(s: Option<&str>) -> Result<IncludeObject, String> {
-        match s {
-            None | Some("Metadata") => Ok(IncludeObject::Metadata),
-            Some("Object") => Ok(IncludeObject::Object),
-            Some("None") => Ok(IncludeObject::None),
-            Some(other) => Err(format!("includeObject: unsupported value {other:?}")),
+    /// The value of `?includeObject=`; absent or empty means `Metadata`. The error is the message for a 400.
+    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+        match s.unwrap_or_default() {
+            "" | "Metadata" => Ok(Self::Metadata),
+            "None" => Ok(Self::None),
+            "Object" => Ok(Self::Object),
+            other => Err(format!("unrecognized includeObject value: {other:?}")),
         }
     }
 }
 
-pub struct PrinterColumn;
-
+/// The `Table` for `objects` of `kind` (full objects as the API writes them).
+///
+/// `columns` is `Some` for a custom resource: its CRD's additionalPrinterColumns (an empty slice gives the
+/// default Age column, as the apiextensions server does); `None` selects kubectl's printer for a built-in kind, or
+/// Name and Created At for a kind without one. `headers` is false for watch events after the first (their
+/// tables carry no column definitions). `now` is the time AGE cells count from; `list_meta` becomes the table's
+/// `metadata` (resourceVersion, continue).
 pub fn table(
-    _kind: &str,
+    kind: &str,
     objects: &[&Value],
     include: IncludeObject,
-    _columns: Option<&[PrinterColumn]>,
+    columns: Option<&[PrinterColumn]>,
     headers: bool,
-    _now: SystemTime,
+    now: SystemTime,
     list_meta: Value,
 ) -> Value {
+    let (definitions, rows): (Vec<Value>, Vec<Vec<Value>>) = match columns {
+        Some(columns) => custom::table(columns, objects, now),
+        None => match printer(kind) {
+            Some((cols, print)) => (
+                cols.iter().map(Col::definition).collect(),
+                objects.iter().map(|o| print(o, now)).collect(),
+            ),
+            None => custom::default_table(objects),
+        },
+    };
     let rows: Vec<Value> = objects
         .iter()
-        .map(|o| {
-            let mut row = json!({"cells": [o["metadata"]["name"], ""]});
-            match include {
-                IncludeObject::Object => row["object"] = (*o).clone(),
-                IncludeObject::Metadata => {
-                    row["object"] = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": o["metadata"]})
-                }
-                IncludeObject::None => {}
+        .zip(rows)
+        .map(|(object, cells)| {
+            let mut row = Map::new();
+            row.insert("cells".into(), Value::Array(cells));
+            if let Some(conditions) = (kind == "Pod" && columns.is_none())
+                .then(|| pod::conditions(object))
+                .flatten()
+            {
+                row.insert("conditions".into(), conditions);
             }
-            row
+            match include {
+                IncludeObject::None => {}
+                IncludeObject::Metadata => {
+                    row.insert("object".into(), partial_metadata(object));
+                }
+                IncludeObject::Object => {
+                    row.insert("object".into(), (*object).clone());
+                }
+            }
+            Value::Object(row)
         })
         .collect();
-    let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "rows": rows});
-    if headers {
-        t["columnDefinitions"] = json!([
-            {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0},
-            {"name": "Age", "type": "string", "format": "", "description": "", "priority": 0},
-        ]);
-    }
-    t
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": if headers { definitions } else { Vec::new() },
+        "rows": rows,
+    })
 }
+
+fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// The cells of one object's row, one per column; `now` for ages.
+type Print = fn(&Value, SystemTime) -> Vec<Value>;
+
+/// kubectl's printer for a built-in kind.
+fn printer(kind: &str) -> Option<(&'static [Col], Print)> {
+    Some(match kind {
+        "Pod" => (pod::COLUMNS, pod::row),
+        "Service" => (core::SERVICE, core::service),
+        "Endpoints" => (core::ENDPOINTS, core::endpoints),
+        "Node" => (core::NODE, core::node),
+        "Namespace" => (core::NAMESPACE, core::namespace),
+        "Event" => (core::EVENT, core::event),
+        "ConfigMap" => (core::CONFIG_MAP, core::config_map),
+        "Secret" => (core::SECRET, core::secret),
+        "ServiceAccount" => (core::SERVICE_ACCOUNT, core::service_account),
+        "Deployment" => (apps::DEPLOYMENT, apps::deployment),
+        "ReplicaSet" => (apps::REPLICA_SET, apps::replica_set),
+        "DaemonSet" => (apps::DAEMON_SET, apps::daemon_set),
+        "StatefulSet" => (apps::STATEFUL_SET, apps::stateful_set),
+        "Job" => (apps::JOB, apps::job),
+        "CronJob" => (apps::CRON_JOB, apps::cron_job),
+        "EndpointSlice" => (network::ENDPOINT_SLICE, network::endpoint_slice),
+        "Ingress" => (network::INGRESS, network::ingress),
+        "IngressClass" => (network::INGRESS_CLASS, network::ingress_class),
+        "NetworkPolicy" => (network::NETWORK_POLICY, network::network_policy),
+        "RoleBinding" => (other::ROLE_BINDING, other::role_binding),
+        "ClusterRoleBinding" => (other::CLUSTER_ROLE_BINDING, other::role_binding),
+        "Lease" => (other::LEASE, other::lease),
+        "PodDisruptionBudget" => (other::POD_DISRUPTION_BUDGET, other::pod_disruption_budget),
+        _ => return None,
+    })
+}
+
+/// A column of a built-in printer.
+struct Col {
+    name: &'static str,
+    type_: &'static str,
+    priority: u8,
+    description: &'static str,
+}
+
+impl Col {
+    fn definition(&self) -> Value {
+        definition(self.name, self.type_, self.priority.into(), self.description)
+    }
+}
+
+/// A column kubectl shows by default.
+const fn col(name: &'static str, type_: &'static str, description: &'static str) -> Col {
+    Col {
+        name,
+        type_,
+        priority: 0,
+        description,
+    }
+}
+
+/// A column kubectl shows only with `-o wide`.
+const fn wide(name: &'static str, type_: &'static str, description: &'static str) -> Col {
+    Col {
+        name,
+        type_,
+        priority: 1,
+        description,
+    }
+}
+
+/// A `TableColumnDefinition`; the Name column carries format `name`, which kubectl uses for `kind/name`.
+fn definition(name: &str, type_: &str, priority: i64, description: &str) -> Value {
+    json!({
+        "name": name,
+        "type": type_,
+        "format": if name == "Name" { "name" } else { "" },
+        "description": description,
+        "priority": priority,
+    })
+}
+
+/// ObjectMeta's documentation of `name`, the description of every Name column.
+const NAME_DOC: &str = "Name must be unique within a namespace. Is required when creating resources, although some \
+resources may allow a client to request the generation of an appropriate name automatically. Name is primarily \
+intended for creation idempotence and configuration definition. Cannot be updated. More info: \
+https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+
+/// ObjectMeta's documentation of `creationTimestamp`, the description of every Age column.
+const AGE_DOC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. \
+It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. \
+It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: \
+https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+
+const NAME: Col = col("Name", "string", NAME_DOC);
+const AGE: Col = col("Age", "string", AGE_DOC);
+const CONTAINERS: Col = wide("Containers", "string", "Names of each container in the template.");
+const IMAGES: Col = wide(
+    "Images",
+    "string",
+    "Images referenced by each container in the template.",
+);
+
+#[cfg(test)]
+mod tests;

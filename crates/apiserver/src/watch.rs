@@ -75,6 +75,7 @@ pub fn watch(api: &Api, call: &Call, target: &Target) -> Result<Response<Body>, 
         bookmarks: call.query.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
         initial_events: call.query.get("sendInitialEvents").is_some_and(|v| v == "true"),
         table,
+        columns: crate::crd::printer_columns(&api.cluster.snapshot(), &target.resource),
     };
     let (tx, response) = stream("application/json");
     let cluster = api.cluster.clone();
@@ -88,6 +89,7 @@ struct Options {
     bookmarks: bool,
     initial_events: bool,
     table: Option<IncludeObject>,
+    columns: Option<Vec<crate::table::PrinterColumn>>,
 }
 
 /// Why a watch ended early: the client went away.
@@ -96,6 +98,8 @@ struct Gone;
 struct Sink {
     tx: Sender<Bytes>,
     table: Option<IncludeObject>,
+    /// A custom resource's columns (see `crd::printer_columns`).
+    columns: Option<Vec<crate::table::PrinterColumn>>,
     /// Column definitions go with the first Table event only.
     headers: bool,
 }
@@ -108,7 +112,7 @@ impl Sink {
                     object["kind"].as_str().unwrap_or_default(),
                     &[&object],
                     include,
-                    None,
+                    self.columns.as_deref(),
                     self.headers,
                     SystemTime::now(),
                     json!({"resourceVersion": object.pointer("/metadata/resourceVersion")}),
@@ -156,6 +160,7 @@ async fn run(
     let mut sink = Sink {
         tx,
         table: options.table,
+        columns: options.columns,
         headers: true,
     };
     let mut last = match from {

@@ -4,7 +4,6 @@ mod agent;
 mod bench;
 mod dns;
 mod expose;
-mod jsonpath;
 mod lab;
 mod objects;
 mod pods;

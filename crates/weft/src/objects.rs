@@ -1,11 +1,11 @@
 //! `weft apply`, `get` and `delete`: kubectl's verbs against the lab's API.
 
-use crate::table;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+use weft_apiserver::table::{self, IncludeObject, PrinterColumn};
 use weft_lab::api::{ApplyReply, Client, Outcome, Request};
 use weft_lab::spec::Paths;
 use weft_model::Key;
@@ -177,7 +177,7 @@ pub fn get(paths: &Paths, args: GetArgs) -> Result<()> {
             let template = &o["jsonpath=".len()..];
             print!(
                 "{}",
-                crate::jsonpath::render(template, &doc(items)).map_err(anyhow::Error::msg)?
+                weft_apiserver::jsonpath::render(template, &doc(items)).map_err(anyhow::Error::msg)?
             );
         }
         Some("wide") | None => {
@@ -191,11 +191,42 @@ pub fn get(paths: &Paths, args: GetArgs) -> Result<()> {
                 return Ok(());
             }
             let wide = args.output.is_some();
-            print!("{}", table::render(&kind, &items, wide, args.all_namespaces));
+            let columns = printer_columns(paths, &kind, &items)?;
+            let refs: Vec<&Value> = items.iter().collect();
+            let table = table::table(
+                &kind,
+                &refs,
+                IncludeObject::Metadata,
+                columns.as_deref(),
+                true,
+                SystemTime::now(),
+                json!({}),
+            );
+            let with_namespace = args.all_namespaces && weft_model::kind::namespaced(&kind);
+            print!("{}", crate::table::render(&table, wide, with_namespace));
         }
         Some(other) => bail!("unknown output format {other:?} (expected wide, json, yaml, name or jsonpath=...)"),
     }
     Ok(())
+}
+
+/// The printer columns for `items` of `kind` when they are custom resources: their CRD's, if the lab stores one,
+/// else none (Name and Age, as for a CRD that declares none: the lab keeps kinds it does not know without a CRD).
+/// `None` for Kubernetes' own kinds, which have kubectl's printers.
+fn printer_columns(paths: &Paths, kind: &str, items: &[Value]) -> Result<Option<Vec<PrinterColumn>>> {
+    let api_version = items.first().and_then(|i| i["apiVersion"].as_str()).unwrap_or_default();
+    let Some((group, version)) = api_version.split_once('/').filter(|(g, _)| g.contains('.')) else {
+        return Ok(None);
+    };
+    let crd = list(paths, "CustomResourceDefinition", None)?.into_iter().find(|crd| {
+        crd.pointer("/spec/group").and_then(Value::as_str) == Some(group)
+            && crd.pointer("/spec/names/kind").and_then(Value::as_str) == Some(kind)
+    });
+    Ok(match crd {
+        Some(crd) => Some(PrinterColumn::from_crd(&crd, version)),
+        None if group.ends_with(".k8s.io") => None,
+        None => Some(Vec::new()),
+    })
 }
 
 pub fn delete(paths: &Paths, args: DeleteArgs) -> Result<()> {

@@ -32,7 +32,23 @@ fn objects_pods_and_processes() {
     let out = lab.apply("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 2}\n");
     assert!(out.status.success());
     assert!(text(&out.stderr).contains("nothing in the lab acts on kind Widget"));
-    assert!(lab.ok(&["get", "widgets"]).contains("w1"));
+    let table = lab.ok(&["get", "widgets"]);
+    assert!(
+        table.starts_with("NAME ") && table.contains("AGE") && table.contains("w1"),
+        "{table}"
+    );
+    // With a CRD, its printer columns.
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n\
+        spec:\n  group: example.com\n  names: {kind: Widget, plural: widgets}\n  scope: Namespaced\n  versions:\n  \
+        - name: v1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object}}\n    \
+        additionalPrinterColumns: [{name: Size, type: integer, jsonPath: .spec.size}]\n";
+    assert!(lab.apply(crd).status.success());
+    let rows: Vec<Vec<String>> = lab
+        .ok(&["get", "widgets"])
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows, [["NAME", "SIZE"], ["w1", "2"]]);
 
     // Pods: hostname, resolv.conf and hosts as kubelet writes them; exit codes pass through.
     let out = lab.exec("client", &["hostname"]);
@@ -91,8 +107,9 @@ fn objects_pods_and_processes() {
         "{wide}"
     );
     let nodes = lab.ok(&["get", "nodes", "-o", "wide"]);
+    // kubectl's node columns: the internal IP is a wide one.
     assert!(
-        nodes.contains("172.18.0.11") && nodes.contains("10.244.2.0/24"),
+        nodes.contains("INTERNAL-IP") && nodes.contains("172.18.0.11") && nodes.contains(" Ready "),
         "{nodes}"
     );
     let yaml = lab.ok(&["get", "pods", "-o", "yaml"]);
