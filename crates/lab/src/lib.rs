@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cni;
 pub mod controller;
+mod disk;
 pub mod endpoints;
 pub mod error;
 pub mod kubelet;
