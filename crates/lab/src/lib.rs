@@ -10,6 +10,7 @@ mod disk;
 pub mod endpoints;
 pub mod error;
 pub mod kubelet;
+mod pidfile;
 pub mod reaper;
 pub mod sandbox;
 pub mod services;

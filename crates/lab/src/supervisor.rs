@@ -703,6 +703,12 @@ impl Agent {
         let paths = &shared.paths;
         let spec = &shared.spec;
         let node_dir = paths.node_dir(&self.node);
+        let pid_file = node_dir.join("agent.pid");
+        if self.child.is_none() {
+            // The agent of a supervisor that was killed still runs: one agent per node. (Its successor adopts
+            // the kernel state it left.)
+            crate::pidfile::kill(&pid_file);
+        }
         let sandbox = crate::sandbox::Sandbox {
             netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&self.node)),
             files: None,
@@ -737,7 +743,9 @@ impl Agent {
             .stderr(log2)
             .spawn()
             .map_err(io(format!("starting the agent of {}", self.node)))?;
+        let recorded = crate::pidfile::write(&pid_file, child.id());
         self.child = Some(child);
+        recorded.map_err(io(format!("writing {}", pid_file.display())))?;
         Ok(())
     }
 }
