@@ -156,8 +156,7 @@ fn new_spec(paths: &Paths, args: &UpArgs, cni_bin: PathBuf, weft_bin: PathBuf) -
     }
 }
 
-const DEFAULT_CLUSTER_CIDR: ipnet::Ipv4Net =
-    ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 244, 0, 0), 16);
+const DEFAULT_CLUSTER_CIDR: ipnet::Ipv4Net = ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 244, 0, 0), 16);
 
 /// The spec of a lab whose supervisor is gone but whose namespaces and store are all there (it was killed), to
 /// start a supervisor over; None when something is missing (the lab is then cleaned and built anew). Flags for

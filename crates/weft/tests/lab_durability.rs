@@ -1,7 +1,7 @@
 //! The store loses nothing: a supervisor SIGKILLed while `weft apply`s come in, then `weft lab up` again over the
 //! same namespaces. Every apply that returned success is there, the pods are the same ones (uid, address, no
-//! restart: their processes were adopted) and reach each other, one agent runs per node, new pods start, and
-//! `lab down` removes everything.
+//! restart: their processes were adopted, and are restarted when they exit) and reach each other, one agent runs
+//! per node, new pods start, and `lab down` removes everything.
 
 mod lab;
 
@@ -43,6 +43,7 @@ fn a_killed_supervisor_resumes_with_every_acknowledged_write() {
     });
     let acked = acked.into_inner().unwrap();
     assert!(acked.len() < WRITES, "the kill came before the last write");
+    eprintln!("{} of {WRITES} writes acknowledged before the kill", acked.len());
 
     lab.ok(&["lab", "up", "--nodes", "2"]);
     let list: Value = serde_json::from_str(&lab.ok(&["get", "configmaps", "-o", "json"])).unwrap();
@@ -54,16 +55,36 @@ fn a_killed_supervisor_resumes_with_every_acknowledged_write() {
     // The same pods, adopted: same uid and address, not restarted, all Ready again.
     let after: BTreeMap<String, (String, String, i64)> = lab.ready_pods().iter().map(identity).collect();
     assert_eq!(after, before);
+    eprintln!("pods after resuming: {after:?}");
     for node in ["node-1", "node-2"] {
         assert_eq!(agents(&lab.name, node), 1, "one agent on {node}");
     }
     for (pod, (_, ip, _)) in before.iter().filter(|(n, _)| n.starts_with("web-")) {
         let target = format!("http://{ip}");
         assert!(
-            lab.wait(30, "client reaches web", || lab.reaches("client", &target, "2s").then_some(true)),
+            lab.wait(30, "client reaches web", || lab
+                .reaches("client", &target, "2s")
+                .then_some(true)),
             "client reaches {pod}"
         );
     }
+
+    // An adopted process is watched: killed, it is restarted as restartPolicy says.
+    let client_uid = &before["client"].0;
+    let pid_file = format!("/run/weft/labs/{}/pods/{client_uid}/c.pid", lab.name);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the client pod's process, whose pid the lab recorded.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    lab.wait(30, "the client restarted", || {
+        let pod = lab.pod("client");
+        (ready(&pod) && identity(&pod).1.2 == 1).then_some(())
+    });
 
     // The resumed lab runs new pods too.
     let late = "apiVersion: v1\nkind: Pod\nmetadata: {name: late}\nspec: {containers: [{name: c, image: busybox, command: [sleep, infinity]}]}\n";
@@ -71,7 +92,9 @@ fn a_killed_supervisor_resumes_with_every_acknowledged_write() {
     lab.wait(60, "the new pod Ready", || ready(&lab.pod("late")).then_some(()));
     let web = before.iter().find(|(n, _)| n.starts_with("web-")).unwrap();
     let target = format!("http://{}", web.1.1);
-    lab.wait(30, "late reaches web", || lab.reaches("late", &target, "2s").then_some(()));
+    lab.wait(30, "late reaches web", || {
+        lab.reaches("late", &target, "2s").then_some(())
+    });
 
     lab.ok(&["lab", "down"]);
     assert_eq!(leftovers(&lab.name), Vec::<String>::new());
@@ -81,7 +104,9 @@ fn a_killed_supervisor_resumes_with_every_acknowledged_write() {
 /// A pod's name, with its uid, address and restarts.
 fn identity(pod: &Value) -> (String, (String, String, i64)) {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-    let restarts = pod["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(-1);
+    let restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+        .as_i64()
+        .unwrap_or(-1);
     (name(pod), (uid, ip(pod), restarts))
 }
 
