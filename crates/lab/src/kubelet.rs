@@ -430,9 +430,7 @@ impl Kubelet {
             }
         });
     }
-}
 
-impl Kubelet {
     /// CNI DEL (with the cached ADD result, if ADD finished), the pod's namespace and its files.
     fn detach(&self, run: &PodRun, pod: &Pod) {
         let paths = &self.shared.paths;

@@ -165,8 +165,11 @@ fn fallback(event: Event, delay: Duration, e: io::Error) {
             Event::Adopted(pid, exited) => {
                 // Not our child: nothing to wait on but its /proc entry (a zombie counts as gone).
                 let gone = || {
-                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .map_or(true, |stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                        stat.rsplit(')')
+                            .next()
+                            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+                    })
                 };
                 while !gone() {
                     std::thread::sleep(Duration::from_millis(50));

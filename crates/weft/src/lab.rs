@@ -181,7 +181,8 @@ fn resumable(paths: &Paths, args: &UpArgs) -> Result<Option<LabSpec>> {
     let mut netns: Vec<String> = spec.node_plans().iter().map(|n| paths.node_netns(&n.name)).collect();
     netns.extend([paths.wire_netns(), paths.external_netns()]);
     let store = paths.store_file();
-    let whole = (store.exists() || store.with_extension("json").exists()) && netns.iter().all(|n| PathBuf::from("/run/netns").join(n).exists());
+    let whole = (store.exists() || store.with_extension("json").exists())
+        && netns.iter().all(|n| PathBuf::from("/run/netns").join(n).exists());
     Ok(whole.then_some(spec))
 }
 

@@ -62,7 +62,11 @@ impl Kubelet {
             .as_ref()
             .and_then(|s| s.restart_policy.as_deref())
             .unwrap_or("Always");
-        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_deref())
+            .unwrap_or_default();
         let containers: Vec<ContainerRun> = (pod.spec.iter().flat_map(|s| &s.containers))
             .map(|c| {
                 let old = statuses.iter().find(|s| s.name == c.name);
