@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use weft_model::snapshot::unix_nanos;
 use weft_model::{Key, Object, Snapshot};
 
@@ -24,6 +24,9 @@ pub type Change = (u64, Key, SystemTime);
 /// What the pages redb caches may take: the store is read from memory, so the cache only serves the commits.
 const CACHE_BYTES: usize = 16 << 20;
 
+/// How long `open` waits for another process to let go of the file.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 pub struct Disk {
     db: Database,
     path: PathBuf,
@@ -36,16 +39,24 @@ pub struct Loaded {
 }
 
 impl Disk {
-    /// Opens the file, creating an empty store when there is none.
+    /// Opens the file, creating an empty store when there is none. A supervisor SIGKILLed just before holds
+    /// the file's lock until the kernel has torn it down: that is waited for (up to `LOCK_WAIT`).
     pub fn open(path: &Path) -> Result<Disk> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| failed(path, e.into()))?;
-        Ok(Disk {
-            db,
-            path: path.to_path_buf(),
-        })
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
+                Ok(db) => {
+                    return Ok(Disk {
+                        db,
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(failed(path, e.into())),
+            }
+        }
     }
 
     /// Every object, the revision and the change log.

@@ -40,6 +40,11 @@ fn a_killed_supervisor_resumes_with_every_acknowledged_write() {
         let pid = supervisor_pid(&lab.name);
         // SAFETY: kill(2) on the lab's own supervisor.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        // Until the kernel has torn it down, `lab up` takes it for a running supervisor.
+        lab.wait(10, "the supervisor gone", || {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.is_empty().then_some(())
+        });
     });
     let acked = acked.into_inner().unwrap();
     assert!(acked.len() < WRITES, "the kill came before the last write");

@@ -93,7 +93,12 @@ impl Kubelet {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(run.uid.clone(), run.clone());
+        if containers.iter().any(|c| c.pid.is_none() && !c.done) {
+            self.kill_strays(pod, &run.uid, &containers);
+        }
         let pod = Arc::new(pod.clone());
+        // The old supervisor may have died between starting a process and reporting it.
+        self.report(&run, &pod);
         for (index, container) in containers.iter().enumerate() {
             let (me, run, pod) = (self.clone(), run.clone(), pod.clone());
             match container.pid {
@@ -107,10 +112,57 @@ impl Kubelet {
         }
     }
 
+    /// Before containers are started again: kills the processes in the pod's namespace that no pid file names
+    /// and that descend from none that does. The old supervisor, killed while starting a container, may have
+    /// left it running unrecorded; a `weft exec` session in the pod goes too. (A host-network pod shares its
+    /// node's namespace: nothing is killed there.)
+    fn kill_strays(&self, pod: &Pod, uid: &str, containers: &[ContainerRun]) {
+        use std::os::unix::fs::MetadataExt;
+        if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+            return;
+        }
+        let netns = PathBuf::from("/run/netns").join(self.shared.paths.pod_netns(uid));
+        let Ok(meta) = std::fs::metadata(&netns) else { return };
+        let recorded: Vec<u32> = containers.iter().filter_map(|c| c.pid).collect();
+        let inside = crate::teardown::pids_inside(&[(meta.dev(), meta.ino())].into());
+        for pid in inside {
+            if !descends_from(pid as u32, &recorded) {
+                // SAFETY: kill(2) on a process inside this pod's own network namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+
     /// Kills what runs of a pod that is to start afresh.
     fn kill_recorded(&self, pod: &Pod, uid: &str) {
         for c in pod.spec.iter().flat_map(|s| &s.containers) {
             crate::pidfile::kill(&pid_file(&self.shared.paths, uid, &c.name));
         }
     }
+}
+
+/// Whether `pid` is one of `pids` or a descendant of one (by the parent pids in /proc).
+fn descends_from(mut pid: u32, pids: &[u32]) -> bool {
+    // Bounded: a pid chain ends at init (1) or at a process that is gone.
+    for _ in 0..64 {
+        if pids.contains(&pid) {
+            return true;
+        }
+        let Some(parent) = parent(pid) else { return false };
+        if parent <= 1 {
+            return false;
+        }
+        pid = parent;
+    }
+    false
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold ')'): state, then the parent pid.
+    stat.get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
