@@ -18,6 +18,15 @@ pub const CONTROL_PLANE_PORT: u16 = 6443;
 
 pub struct LabCluster(pub Arc<Shared>);
 
+impl LabCluster {
+    /// One write to the store, answered only once it is on disk.
+    fn write<T>(&self, f: impl FnOnce(&mut crate::store::Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        self.0
+            .try_write(|store| Ok(f(store)))
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+}
+
 /// A lab error as the API reports it.
 fn api_error(e: Error, object: &Object) -> ApiError {
     let resource =
@@ -77,7 +86,7 @@ impl Cluster for LabCluster {
 
     fn create(&self, object: Object, dry_run: bool) -> Result<Arc<Object>, ApiError> {
         let key = object.key();
-        self.0.write(|store| {
+        self.write(|store| {
             if dry_run {
                 return store
                     .admitted(object.clone())
@@ -95,7 +104,7 @@ impl Cluster for LabCluster {
 
     fn update(&self, object: Object, status: bool, dry_run: bool) -> Result<Arc<Object>, ApiError> {
         let key = object.key();
-        self.0.write(|store| {
+        self.write(|store| {
             let old = store
                 .get(&key)
                 .cloned()
@@ -130,7 +139,7 @@ impl Cluster for LabCluster {
     }
 
     fn delete(&self, key: &Key, how: &Deletion, dry_run: bool) -> Result<Arc<Object>, ApiError> {
-        self.0.write(|store| {
+        self.write(|store| {
             let before = store
                 .view()
                 .get_shared(key)

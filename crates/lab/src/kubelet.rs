@@ -25,6 +25,8 @@ use weft_model::k8s_openapi;
 use weft_model::{Key, Object};
 use weft_netlink::Netns;
 
+mod adopt;
+
 /// Cluster DNS as kubelet's `--cluster-domain` (served from the DNS issue on); `--cluster-dns` is the 10th
 /// address of the service CIDR (`LabSpec::cluster_dns`, 10.96.0.10 by default), as kubeadm sets it.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -93,6 +95,7 @@ impl Kubelet {
 
     /// Reconciles the node's pods with the store until the supervisor stops.
     pub fn run(self: Arc<Self>) {
+        self.adopt();
         for _ in 0..PARALLEL_STARTS {
             let me = self.clone();
             spawn_small(move || me.starter());
@@ -261,6 +264,10 @@ impl Kubelet {
             if let (Ok(child), Some(c)) = (&spawned, state.containers.get_mut(index)) {
                 c.pid = Some(child.id());
                 c.backoff = false;
+                let file = adopt::pid_file(&self.shared.paths, &run.uid, &c.name);
+                if let Err(e) = crate::pidfile::write(&file, child.id()) {
+                    eprintln!("weft lab: writing {}: {e}", file.display());
+                }
             }
             spawned
         };
@@ -415,6 +422,17 @@ impl Kubelet {
             let state = run.lock();
             drop(run.wake.wait_timeout(state, Duration::from_millis(20)));
         }
+        self.detach(&run, pod);
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.uid);
+        self.shared.write(|s| {
+            if matches!(s.get(&run.key), Some(o) if o.meta().uid.as_deref() == Some(run.uid.as_str())) {
+                s.remove(&run.key);
+            }
+        });
+    }
+
+    /// CNI DEL (with the cached ADD result, if ADD finished), the pod's namespace and its files.
+    fn detach(&self, run: &PodRun, pod: &Pod) {
         let paths = &self.shared.paths;
         let dir = paths.pod_dir(&run.uid);
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
@@ -423,18 +441,12 @@ impl Kubelet {
             let cached: Option<Value> = std::fs::read(dir.join("cni-result.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
-            if let Err(e) = self.runtime.del(&attachment(&run, pod, &netns), cached.as_ref()) {
+            if let Err(e) = self.runtime.del(&attachment(run, pod, &netns), cached.as_ref()) {
                 eprintln!("weft lab: {e}");
             }
             let _ = Netns::remove(&paths.pod_netns(&run.uid));
         }
         let _ = std::fs::remove_dir_all(&dir);
-        self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.uid);
-        self.shared.write(|s| {
-            if matches!(s.get(&run.key), Some(o) if o.meta().uid.as_deref() == Some(run.uid.as_str())) {
-                s.remove(&run.key);
-            }
-        });
     }
 }
 

@@ -6,10 +6,12 @@
 pub mod api;
 pub mod cni;
 pub mod controller;
+mod disk;
 pub mod endpoints;
 pub mod error;
 pub mod kube_api;
 pub mod kubelet;
+mod pidfile;
 pub mod reaper;
 pub mod sandbox;
 pub mod services;
