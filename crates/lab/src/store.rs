@@ -23,6 +23,8 @@ pub struct Store {
     published: Option<Arc<Snapshot>>,
     /// Where Services get their addresses (admission).
     services: ServiceNetwork,
+    /// What the stored Services hold (admission looks requests up here).
+    held: crate::services::Allocations,
     /// The latest revisions: the object each changed (before and after) and when, so a watch can send only what
     /// changed, say how old those changes are, and the Kubernetes API can send one event per revision.
     changes: VecDeque<Logged>,
@@ -87,6 +89,7 @@ impl Store {
             disk,
             published: None,
             services: ServiceNetwork::default(),
+            held: crate::services::Allocations::default(),
             changes: loaded.changes.into_iter().map(Logged::from_disk).collect(),
             pending: Vec::new(),
             batching: false,
@@ -97,6 +100,7 @@ impl Store {
             store.flush()?;
             std::fs::remove_file(&legacy).map_err(io(format!("removing {}", legacy.display())))?;
         }
+        store.held = crate::services::Allocations::of(&store.snap);
         Ok(store)
     }
 
@@ -129,7 +133,7 @@ impl Store {
     pub fn apply(&mut self, mut object: Object) -> Result<Applied> {
         let key = object.key();
         let Some(old) = self.snap.get(&key) else {
-            admit(&self.snap, &self.services, None, &mut object)?;
+            admit(&self.held, &self.services, None, &mut object)?;
             stamp(&mut object);
             self.commit(object);
             self.autocommit()?;
@@ -163,6 +167,7 @@ impl Store {
             self.changes.retain(|c| c.revision <= saved.revision);
             self.pending.truncate(pending);
             self.snap = (*saved).clone();
+            self.held = crate::services::Allocations::of(&self.snap);
             self.published = Some(saved);
         }
         let out = out?;
@@ -185,7 +190,7 @@ impl Store {
     /// `new` as it would be stored over `old`: merged, admitted, its generation counted.
     pub fn updated(&self, old: &Object, new: Object) -> Result<Object> {
         let mut merged = merge(old, new);
-        admit(&self.snap, &self.services, Some(old), &mut merged)?;
+        admit(&self.held, &self.services, Some(old), &mut merged)?;
         let spec_changed = !same_spec(old, &merged);
         if spec_changed && let Object::Pod(pod) = &merged {
             return Err(Error::Invalid(format!(
@@ -206,7 +211,7 @@ impl Store {
 
     /// The object as `create` would store it (admitted and stamped, not yet given a resourceVersion).
     pub fn admitted(&self, mut object: Object) -> Result<Object> {
-        admit(&self.snap, &self.services, None, &mut object)?;
+        admit(&self.held, &self.services, None, &mut object)?;
         if self.snap.get(&object.key()).is_some() {
             return Err(Error::Exists(object.key()));
         }
@@ -236,6 +241,7 @@ impl Store {
 
     pub fn remove(&mut self, key: &Key) -> Option<Arc<Object>> {
         let gone = self.snap.remove_shared(key)?;
+        self.held.change(Some(&gone), None);
         self.bump(key.clone(), Some(gone.clone()), None);
         self.autocommit_logged();
         Some(gone)
@@ -300,6 +306,7 @@ impl Store {
         let key = object.key();
         let new = Arc::new(object);
         let old = self.snap.insert_shared(new.clone());
+        self.held.change(old.as_deref(), Some(&new));
         self.bump(key, old, Some(new));
     }
 
@@ -362,6 +369,7 @@ impl Store {
         match self.disk.load() {
             Ok(loaded) => {
                 self.snap = loaded.snap;
+                self.held = crate::services::Allocations::of(&self.snap);
                 self.changes = loaded.changes.into_iter().map(Logged::from_disk).collect();
                 self.pending.clear();
                 self.published = None;
@@ -388,7 +396,12 @@ fn read_json(file: &Path) -> Result<Snapshot> {
 
 /// What the API server adds on the way in: a namespace is labelled with its own name; a Service gets its
 /// defaults and allocations (`services`), or is refused.
-fn admit(snap: &Snapshot, services: &ServiceNetwork, old: Option<&Object>, object: &mut Object) -> Result<()> {
+fn admit(
+    held: &crate::services::Allocations,
+    services: &ServiceNetwork,
+    old: Option<&Object>,
+    object: &mut Object,
+) -> Result<()> {
     match object {
         Object::Namespace(ns) => {
             let name = ns.metadata.name.clone().unwrap_or_default();
@@ -399,7 +412,7 @@ fn admit(snap: &Snapshot, services: &ServiceNetwork, old: Option<&Object>, objec
         }
         Object::Service(svc) => {
             let old = old.and_then(crate::services::as_service);
-            crate::services::admit(snap, services, old, svc)?;
+            crate::services::admit(held, services, old, svc)?;
         }
         _ => {}
     }
