@@ -133,23 +133,37 @@ pub fn expired(snap: &Snapshot) -> Vec<Key> {
             .or(e.first_timestamp.as_ref())
             .map_or(0, |t| t.0.as_second())
     };
-    let mut by_ns: HashMap<&str, Vec<(i64, Key)>> = HashMap::new();
-    let mut newest = i64::MIN;
-    for object in snap.of_kind("Event") {
-        let Object::Event(e) = object else { continue };
-        let at = seen(e);
+    let events = || {
+        snap.of_kind("Event").filter_map(|o| match o {
+            Object::Event(e) => Some((o, seen(e))),
+            _ => None,
+        })
+    };
+    // Runs on every reconcile: first a pass that allocates nothing, which usually finds nothing to do.
+    let (mut newest, mut oldest) = (i64::MIN, i64::MAX);
+    let mut per_ns: HashMap<&str, usize> = HashMap::new();
+    for (o, at) in events() {
         newest = newest.max(at);
+        oldest = oldest.min(at);
+        *per_ns.entry(o.namespace().unwrap_or_default()).or_default() += 1;
+    }
+    let cutoff = newest.saturating_sub(EVENT_TTL_SECS);
+    if oldest >= cutoff && per_ns.values().all(|n| *n <= MAX_EVENTS_PER_NAMESPACE) {
+        return Vec::new();
+    }
+    let mut by_ns: HashMap<&str, Vec<(i64, Key)>> = HashMap::new();
+    for (o, at) in events() {
         by_ns
-            .entry(object.namespace().unwrap_or_default())
+            .entry(o.namespace().unwrap_or_default())
             .or_default()
-            .push((at, object.key()));
+            .push((at, o.key()));
     }
     let mut gone = Vec::new();
     for (_, mut events) in by_ns {
         events.sort();
         let surplus = events.len().saturating_sub(MAX_EVENTS_PER_NAMESPACE);
         for (i, (at, key)) in events.into_iter().enumerate() {
-            if i < surplus || at < newest - EVENT_TTL_SECS {
+            if i < surplus || at < cutoff {
                 gone.push(key);
             }
         }
