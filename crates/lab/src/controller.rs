@@ -300,10 +300,18 @@ pub fn apply(store: &mut Store, changes: Vec<Change>) {
                 annotations,
             } => {
                 store.update(&key, |o| {
+                    let mut resized = false;
                     if let Object::ReplicaSet(rs) = o {
-                        rs.spec.get_or_insert_default().replicas = Some(replicas);
+                        let spec = rs.spec.get_or_insert_default();
+                        resized = spec.replicas != Some(replicas);
+                        spec.replicas = Some(replicas);
                     }
-                    o.meta_mut().annotations.get_or_insert_default().extend(annotations);
+                    let meta = o.meta_mut();
+                    meta.annotations.get_or_insert_default().extend(annotations);
+                    // A spec change, as through the API: the ReplicaSet's status then observes it.
+                    if resized {
+                        meta.generation = meta.generation.map(|g| g + 1);
+                    }
                 });
             }
             Change::Annotate(key, annotations) => {
@@ -718,11 +726,18 @@ spec:
         );
         // A new image: at most 4 + 1 (25% surge) pods, at least 4 - 1 (25% unavailable) ready, at every step.
         apply_text(&mut store, &ROLLING.replace("image: v1", "image: v2"));
+        let mut mixed = false;
         run_cluster(&mut store, |snap| {
             let active = active_pods(snap);
             assert!(active.len() <= 5, "{} pods", active.len());
             assert!(active.iter().filter(|p| is_ready(p)).count() >= 3);
+            let hashes: HashSet<&str> = active
+                .iter()
+                .map(|p| labels(&p.metadata)[TEMPLATE_HASH].as_str())
+                .collect();
+            mixed |= hashes.len() == 2;
         });
+        assert!(mixed, "old and new pods ran side by side");
         let snap = store.snapshot();
         let sets = replica_sets(&snap);
         assert_eq!(sets.len(), 2);
@@ -738,6 +753,12 @@ spec:
         assert_eq!(revisions, BTreeMap::from([(1, 0), (2, 4)]));
         assert_eq!(crate::deployment::revision_of(&deployment_meta(&snap)), 2);
         assert_eq!(deployment_status(&snap).updated_replicas, Some(4));
+        let scaled_up = format!("Scaled up replica set web-{hash} to 4");
+        assert!(
+            snap.of_kind("Event")
+                .any(|o| matches!(o, Object::Event(e) if e.message.as_deref() == Some(scaled_up.as_str()))),
+            "{scaled_up}"
+        );
         let reasons = event_reasons(&snap);
         for r in ["ScalingReplicaSet", "SuccessfulCreate", "SuccessfulDelete", "Scheduled"] {
             assert!(reasons.contains(r), "{r} in {reasons:?}");

@@ -6,6 +6,7 @@ use crate::controller::{
     Change, Status, controller_ref, is_active, is_ready, node_of, pod_from_template, pod_key, template_hash,
 };
 use crate::deployment::scaled_value;
+use crate::events::{Note, reference};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -14,6 +15,7 @@ use weft_model::k8s_openapi;
 use weft_model::object::labels;
 use weft_model::{Key, Object};
 
+pub const COMPONENT: &str = "daemonset-controller";
 /// The label naming the template revision of a DaemonSet's pod.
 pub const REVISION_HASH: &str = "controller-revision-hash";
 
@@ -47,6 +49,17 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
     let name = ds.metadata.name.as_deref().unwrap_or_default();
     let ns = ds.metadata.namespace.as_deref();
     let hash = template_hash(&spec.template);
+    let me = reference("apps/v1", "DaemonSet", &ds.metadata);
+    let delete = |pod: &Pod, changes: &mut Vec<Change>| {
+        let message = format!("Deleted pod: {}", pod.metadata.name.as_deref().unwrap_or_default());
+        changes.push(Change::MarkDeleted(pod_key(pod)));
+        changes.push(Change::Event(Box::new(Note::normal(
+            me.clone(),
+            "SuccessfulDelete",
+            message,
+            COMPONENT,
+        ))));
+    };
     let mut template = spec.template.clone();
     template
         .metadata
@@ -72,7 +85,7 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
         match node_of(pod) {
             Some(node) if fits.contains(&node) => by_node.entry(node).or_default().push(pod),
             // On a node it no longer fits (or none): it goes.
-            _ => changes.push(Change::MarkDeleted(pod_key(pod))),
+            _ => delete(pod, changes),
         }
     }
     let current = |p: &Pod| labels(&p.metadata).get(REVISION_HASH) == Some(&hash);
@@ -99,13 +112,17 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
                 controller_ref("DaemonSet", &ds.metadata),
             );
             pod.spec.get_or_insert_with(PodSpec::default).node_name = Some(node.to_string());
-            changes.push(Change::Create(Box::new(Object::Pod(Box::new(pod))), None));
+            let note = Note::normal(me.clone(), "SuccessfulCreate", "Created pod: ".into(), COMPONENT);
+            changes.push(Change::Create(
+                Box::new(Object::Pod(Box::new(pod))),
+                Some(Box::new(note)),
+            ));
             continue;
         };
         // One pod per node: the oldest stays.
         pods.sort_by_key(|p| p.metadata.creation_timestamp.clone());
         for extra in pods.drain(1..) {
-            changes.push(Change::MarkDeleted(pod_key(extra)));
+            delete(extra, changes);
         }
         let pod = pods[0];
         scheduled += 1;
@@ -114,10 +131,10 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
         if rolling && !current(pod) {
             // An old pod that is not ready anyway costs no availability; a ready one spends the budget.
             if !is_ready(pod) {
-                changes.push(Change::MarkDeleted(pod_key(pod)));
+                delete(pod, changes);
             } else if budget > 0 {
                 budget -= 1;
-                changes.push(Change::MarkDeleted(pod_key(pod)));
+                delete(pod, changes);
             }
         }
     }
