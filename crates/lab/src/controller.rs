@@ -85,6 +85,29 @@ pub fn delete(store: &mut Store, key: &Key) {
     }
 }
 
+/// `propagationPolicy: Orphan`, before deleting `key`: what its object owns stops naming it as an owner, so
+/// garbage collection leaves it (an orphaned ReplicaSet keeps its pods).
+pub fn orphan_dependents(store: &mut Store, key: &Key) {
+    let Some(uid) = store.get(key).and_then(|o| o.meta().uid.clone()) else {
+        return;
+    };
+    let names_it = |o: &Object| o.meta().owner_references.iter().flatten().any(|r| r.uid == uid);
+    let dependents: Vec<Key> = store
+        .view()
+        .objects()
+        .filter(|o| names_it(o))
+        .map(Object::key)
+        .collect();
+    for dependent in dependents {
+        store.update(&dependent, |o| {
+            let meta = o.meta_mut();
+            let refs = meta.owner_references.take().unwrap_or_default();
+            let kept: Vec<OwnerReference> = refs.into_iter().filter(|r| r.uid != uid).collect();
+            meta.owner_references = (!kept.is_empty()).then_some(kept);
+        });
+    }
+}
+
 /// Marks a pod for deletion; one never bound to a node has nothing to stop and goes at once.
 fn mark_deleted(store: &mut Store, key: &Key) {
     let bound = matches!(store.get(key), Some(Object::Pod(p)) if node_of(p).is_some());
@@ -888,6 +911,22 @@ spec:
             .map(|p| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap())
             .collect();
         assert_eq!(images, ["v2", "v2"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_orphaned_replica_set_keeps_its_pods() {
+        let (mut store, dir) = store_with(ROLLING);
+        run_cluster(&mut store, |_| {});
+        let key = Key::new("Deployment", Some("default"), "web");
+        orphan_dependents(&mut store, &key);
+        delete(&mut store, &key);
+        run_cluster(&mut store, |_| {});
+        let snap = store.snapshot();
+        let sets = replica_sets(&snap);
+        assert_eq!(sets.len(), 1);
+        assert!(sets[0].metadata.owner_references.is_none());
+        assert_eq!(active_pods(&snap).len(), 4);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
