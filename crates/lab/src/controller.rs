@@ -432,7 +432,7 @@ fn create(store: &mut Store, mut object: Object, note: Option<Note>) {
 
 /// A stable short hash of a pod template, so pods of an unchanged template are recognised as current.
 pub fn template_hash(template: &PodTemplateSpec) -> String {
-    let text = serde_json::to_string(template).unwrap_or_default();
+    let text = template_value(template).to_string();
     let mut h: u64 = 0xcbf29ce484222325;
     for b in text.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
@@ -441,6 +441,30 @@ pub fn template_hash(template: &PodTemplateSpec) -> String {
     (0..10)
         .map(|i| ALPHABET[((h >> (i * 6)) % ALPHABET.len() as u64) as usize] as char)
         .collect()
+}
+
+/// A template as Kubernetes compares them: empty lists and objects (`resources: {}`, which `kubectl rollout
+/// undo` writes back) are the same as absent ones, as Go's empty structs and slices are.
+pub fn template_value(template: &PodTemplateSpec) -> serde_json::Value {
+    fn prune(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.retain(|_, v| !prune(v));
+                map.is_empty()
+            }
+            serde_json::Value::Array(list) => {
+                list.iter_mut().for_each(|v| {
+                    prune(v);
+                });
+                list.is_empty()
+            }
+            serde_json::Value::Null => true,
+            _ => false,
+        }
+    }
+    let mut value = serde_json::to_value(template).unwrap_or_default();
+    prune(&mut value);
+    value
 }
 
 pub fn owner_uid(meta: &ObjectMeta) -> Option<&str> {
@@ -786,8 +810,9 @@ spec:
         for r in ["ScalingReplicaSet", "SuccessfulCreate", "SuccessfulDelete", "Scheduled"] {
             assert!(reasons.contains(r), "{r} in {reasons:?}");
         }
-        // `rollout undo`: the template back as it was; the old ReplicaSet returns as revision 3.
-        apply_text(&mut store, ROLLING);
+        // `rollout undo`: the template back as it was (with the empty `resources` kubectl writes); the old
+        // ReplicaSet returns as revision 3.
+        apply_text(&mut store, &ROLLING.replace("image: v1}", "image: v1, resources: {}}"));
         run_cluster(&mut store, |_| {});
         let snap = store.snapshot();
         let back = replica_sets(&snap)

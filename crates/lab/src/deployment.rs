@@ -4,7 +4,7 @@
 //! history/undo` read), old ReplicaSets pruned beyond `revisionHistoryLimit`, and the Deployment's status and
 //! conditions (what `kubectl rollout status` waits for).
 
-use crate::controller::{Change, Status, TEMPLATE_HASH, controller_ref, is_terminal, template_hash};
+use crate::controller::{Change, Status, TEMPLATE_HASH, controller_ref, is_terminal, template_hash, template_value};
 use crate::events::{Note, reference};
 use crate::replicaset::{available, replicas as rs_replicas};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
@@ -423,17 +423,7 @@ fn same_template(rs: &ReplicaSet, template: &PodTemplateSpec) -> bool {
     if let Some(labels) = theirs.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(TEMPLATE_HASH);
     }
-    let empty_labels = |t: &mut PodTemplateSpec| {
-        if let Some(m) = t.metadata.as_mut()
-            && m.labels.as_ref().is_some_and(BTreeMap::is_empty)
-        {
-            m.labels = None;
-        }
-    };
-    let mut ours = template.clone();
-    empty_labels(&mut theirs);
-    empty_labels(&mut ours);
-    theirs == ours
+    template_value(&theirs) == template_value(template)
 }
 
 fn new_replica_set(
