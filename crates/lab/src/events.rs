@@ -188,6 +188,7 @@ mod tests {
     #[test]
     fn repeats_count_and_old_or_surplus_events_expire() {
         let dir = std::env::temp_dir().join(format!("weft-events-{}", crate::store::new_uid()));
+        std::fs::create_dir_all(&dir).unwrap();
         let mut store = Store::open(dir.join("o.json")).unwrap();
         let note = Note::warning(
             pod_ref("p"),
@@ -227,5 +228,7 @@ mod tests {
             Note::normal(pod_ref("q"), "Started", "Started container c".into(), "kubelet"),
         );
         assert_eq!(expired(&store.snapshot()), [key]);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
