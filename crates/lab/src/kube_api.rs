@@ -157,6 +157,9 @@ impl Cluster for LabCluster {
                 // `--grace-period=0 --force`: gone from the API at once; the node's runtime stops what is left.
                 store.remove(key);
             } else {
+                if how.orphan {
+                    crate::controller::orphan_dependents(store, key);
+                }
                 crate::controller::delete(store, key);
             }
             Ok(store.view().get_shared(key).cloned().unwrap_or(before))

@@ -439,6 +439,8 @@ fn merge(old: &Object, new: Object) -> Object {
     match (old, &mut merged) {
         (Object::Pod(old), Object::Pod(new)) => new.status = old.status.clone(),
         (Object::Deployment(old), Object::Deployment(new)) => new.status = old.status.clone(),
+        (Object::ReplicaSet(old), Object::ReplicaSet(new)) => new.status = old.status.clone(),
+        (Object::DaemonSet(old), Object::DaemonSet(new)) => new.status = old.status.clone(),
         (Object::Node(old), Object::Node(new)) => new.status = old.status.clone(),
         (Object::Namespace(old), Object::Namespace(new)) => new.status = old.status.clone(),
         // A Service's status is rebuilt by admission.

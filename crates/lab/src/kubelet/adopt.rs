@@ -98,7 +98,7 @@ impl Kubelet {
         }
         let pod = Arc::new(pod.clone());
         // The old supervisor may have died between starting a process and reporting it.
-        self.report(&run, &pod);
+        self.report(&run, &pod, Vec::new());
         for (index, container) in containers.iter().enumerate() {
             let (me, run, pod) = (self.clone(), run.clone(), pod.clone());
             match container.pid {
