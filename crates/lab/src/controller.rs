@@ -14,14 +14,6 @@ use weft_model::{Key, Object, Snapshot};
 /// The label a Deployment's pods carry, naming their template's version.
 pub const TEMPLATE_HASH: &str = "pod-template-hash";
 
-/// Kinds something in the lab acts on (others are stored with a warning).
-pub fn acts_on(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Namespace" | "Node" | "Pod" | "Deployment" | "Service" | "Endpoints" | "EndpointSlice" | "NetworkPolicy"
-    )
-}
-
 #[derive(Debug, PartialEq)]
 pub enum Change {
     /// Create a pod whose name is `generateName` plus a random suffix.

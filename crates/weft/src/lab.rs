@@ -1,12 +1,12 @@
 //! `weft lab up|down|status|exec|supervise`: building, inspecting and removing a lab.
 
-use crate::objects::{self, read_manifests};
+use crate::client::Api;
+use crate::objects::{self, read_documents};
 use anyhow::{Context, Result, bail};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use weft_lab::api::Client;
 use weft_lab::spec::{LabSpec, Overlay, Paths};
 use weft_lab::{teardown, topology};
 
@@ -94,8 +94,14 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         weft_bin: me.clone(),
     };
     spec.validate()?;
-    // Bad manifests stop us before anything is built.
-    let manifests = read_manifests(&args.files)?;
+    // Bad manifests stop us before anything is built (the server checks them again, strictly).
+    let manifests = read_documents(&args.files)?;
+    for (i, document) in manifests.iter().enumerate() {
+        weft_model::manifest::decode(document.clone()).map_err(|(object, message)| {
+            let object = object.map(|o| format!(" ({o})")).unwrap_or_default();
+            anyhow::anyhow!("document {}{object}: {message}", i + 1)
+        })?;
+    }
     if paths.dir().exists() {
         if teardown::supervisor_pid(paths).is_some() {
             bail!(
@@ -137,8 +143,9 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         started.elapsed()
     );
     if !manifests.is_empty() {
-        objects::apply_values(paths, manifests, "default")?;
-        wait_pods_ready(paths, deadline)?;
+        let api = Api::connect(paths)?;
+        objects::apply_values(&api, manifests, "default")?;
+        wait_pods_ready(&api, deadline)?;
     }
     eprintln!("lab {}: up in {:.1?}", spec.name, started.elapsed());
     let lab_flag = if spec.name == weft_lab::spec::DEFAULT_LAB {
@@ -157,9 +164,17 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
 /// supervisor has written the lab's own.
 fn merge_kubeconfig(paths: &Paths, deadline: Instant) -> Result<()> {
     let file = paths.kubeconfig();
-    let text = wait_for(deadline, "the lab's API server", || Ok(std::fs::read_to_string(&file).ok()))?;
+    let text = wait_for(deadline, "the lab's API server", || {
+        Ok(std::fs::read_to_string(&file).ok())
+    })?;
     let value: serde_json::Value = serde_saphyr::from_str(&text).context("reading the lab's kubeconfig")?;
-    let field = |pointer: &str| value.pointer(pointer).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let field = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let decode = |pointer: &str| -> Result<String> {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -176,7 +191,12 @@ fn merge_kubeconfig(paths: &Paths, deadline: Instant) -> Result<()> {
         &decode("/users/0/user/client-certificate-data")?,
         &decode("/users/0/user/client-key-data")?,
     )?;
-    eprintln!("lab {}: kubectl context {} in {}", paths.lab, paths.context(), target.display());
+    eprintln!(
+        "lab {}: kubectl context {} in {}",
+        paths.lab,
+        paths.context(),
+        target.display()
+    );
     Ok(())
 }
 
@@ -196,8 +216,12 @@ fn start_supervisor(paths: &Paths, me: &std::path::Path) -> Result<()> {
         });
     }
     command.spawn().context("starting the lab supervisor")?;
-    wait_for(Instant::now() + Duration::from_secs(10), "the lab supervisor", || {
-        Ok(Client::connect(paths).is_ok().then_some(()))
+    // Up once its API answers (the kubeconfig is written as the API starts listening).
+    wait_for(Instant::now() + Duration::from_secs(10), "the lab's API server", || {
+        Ok(Api::connect(paths)
+            .and_then(|api| api.get("/version", "application/json"))
+            .is_ok()
+            .then_some(()))
     })
 }
 
@@ -218,11 +242,11 @@ pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Res
 }
 
 /// Waits until every Deployment has all its replicas and every pod is Running and Ready, showing progress.
-pub fn wait_pods_ready(paths: &Paths, deadline: Instant) -> Result<()> {
+pub fn wait_pods_ready(api: &Api, deadline: Instant) -> Result<()> {
     let mut last = String::new();
     wait_for(deadline, "pods to be ready", || {
-        let deployments = objects::list(paths, "Deployment", None)?;
-        let pods = objects::list(paths, "Pod", None)?;
+        let deployments = objects::list(api, "Deployment", None)?;
+        let pods = objects::list(api, "Pod", None)?;
         let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
         let line = format!("pods ready: {ready}/{}", pods.len());
         if line != last {
@@ -289,7 +313,7 @@ fn status(paths: &Paths) -> Result<()> {
         );
     }
     if running.is_some() {
-        let pods = objects::list(paths, "Pod", None)?;
+        let pods = objects::list(&Api::connect(paths)?, "Pod", None)?;
         let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
         println!("pods:       {} ({ready} ready)", pods.len());
     }

@@ -144,15 +144,16 @@ fn observed(before: &(Vec<(f64, f64)>, f64), after: &(Vec<(f64, f64)>, f64)) -> 
 fn dns_pods(paths: &Paths) -> Result<Vec<IpAddr>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready: Vec<IpAddr> = crate::objects::list(paths, "Pod", Some("kube-system"))?
-            .iter()
-            .filter(|p| p.pointer("/metadata/labels/k8s-app").and_then(|v| v.as_str()) == Some("kube-dns"))
-            .filter(|p| {
-                let conditions = p.pointer("/status/conditions").and_then(|c| c.as_array());
-                conditions.is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-            })
-            .filter_map(|p| p.pointer("/status/podIP")?.as_str()?.parse().ok())
-            .collect();
+        let ready: Vec<IpAddr> =
+            crate::objects::list(&crate::client::Api::connect(paths)?, "Pod", Some("kube-system"))?
+                .iter()
+                .filter(|p| p.pointer("/metadata/labels/k8s-app").and_then(|v| v.as_str()) == Some("kube-dns"))
+                .filter(|p| {
+                    let conditions = p.pointer("/status/conditions").and_then(|c| c.as_array());
+                    conditions.is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                })
+                .filter_map(|p| p.pointer("/status/podIP")?.as_str()?.parse().ok())
+                .collect();
         if ready.len() == 2 {
             return Ok(ready);
         }
