@@ -34,7 +34,10 @@ fn objects_pods_and_processes() {
     let out = lab.apply(widget);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("no matches for kind \"Widget\" in version \"example.com/v1\""), "{err}");
+    assert!(
+        err.contains("no matches for kind \"Widget\" in version \"example.com/v1\""),
+        "{err}"
+    );
     let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n\
         spec:\n  group: example.com\n  names: {kind: Widget, plural: widgets}\n  scope: Namespaced\n  versions:\n  \
         - name: v1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n    \
