@@ -20,7 +20,8 @@ pub struct LabCluster(pub Arc<Shared>);
 
 /// A lab error as the API reports it.
 fn api_error(e: Error, object: &Object) -> ApiError {
-    let resource = weft_model::kind::by_kind(object.kind()).map_or_else(|| object.kind().to_lowercase(), |r| r.qualified());
+    let resource =
+        weft_model::kind::by_kind(object.kind()).map_or_else(|| object.kind().to_lowercase(), |r| r.qualified());
     match e {
         Error::Exists(key) => ApiError::already_exists(&resource, &key.name),
         Error::Invalid(msg) => {
@@ -50,6 +51,17 @@ fn with_status_of(object: &Object, from: &Object) -> Result<Object, ApiError> {
     weft_model::manifest::from_value(value).map_err(ApiError::internal)
 }
 
+fn has_finalizers(object: &Object) -> bool {
+    object.meta().finalizers.as_ref().is_some_and(|f| !f.is_empty())
+}
+
+/// Marked for deletion and held by nothing any more (pods and namespaces end through their own lifecycle).
+fn finalized(object: &Object) -> bool {
+    object.meta().deletion_timestamp.is_some()
+        && !has_finalizers(object)
+        && !matches!(object.kind(), "Pod" | "Namespace")
+}
+
 impl Cluster for LabCluster {
     fn snapshot(&self) -> Arc<Snapshot> {
         self.0.snapshot()
@@ -67,7 +79,10 @@ impl Cluster for LabCluster {
         let key = object.key();
         self.0.write(|store| {
             if dry_run {
-                return store.admitted(object.clone()).map(Arc::new).map_err(|e| api_error(e, &object));
+                return store
+                    .admitted(object.clone())
+                    .map(Arc::new)
+                    .map_err(|e| api_error(e, &object));
             }
             store.create(object.clone()).map_err(|e| api_error(e, &object))?;
             store
@@ -91,13 +106,26 @@ impl Cluster for LabCluster {
                 meta.resource_version = old.meta().resource_version.clone();
                 next
             } else {
-                let object = with_status_of(&object, &old)?;
+                let mut object = with_status_of(&object, &old)?;
+                // Deletion marks are the server's: an update neither sets nor clears them.
+                object.meta_mut().deletion_timestamp = old.meta().deletion_timestamp.clone();
                 store.updated(&old, object).map_err(|e| api_error(e, &old))?
             };
-            if !dry_run {
-                store.replace(next.clone());
+            if dry_run {
+                return Ok(Arc::new(next));
             }
-            Ok(store.view().get_shared(&key).cloned().filter(|_| !dry_run).unwrap_or_else(|| Arc::new(next)))
+            if finalized(&next) {
+                // The last finalizer of an object marked for deletion is gone: so is the object.
+                store.remove(&key);
+                return Ok(Arc::new(next));
+            }
+            store.replace(next.clone());
+            Ok(store
+                .view()
+                .get_shared(&key)
+                .cloned()
+                .filter(|_| !dry_run)
+                .unwrap_or_else(|| Arc::new(next)))
         })
     }
 
@@ -111,7 +139,12 @@ impl Cluster for LabCluster {
             if dry_run {
                 return Ok(before);
             }
-            if key.kind == "Pod" && how.grace_period_seconds == Some(0) {
+            if has_finalizers(&before) && !matches!(key.kind.as_str(), "Pod" | "Namespace") {
+                // Finalizers hold the object until their controllers remove them (cert-manager, Gateway API).
+                store.update(key, |o| {
+                    o.meta_mut().deletion_timestamp.get_or_insert_with(crate::store::now);
+                });
+            } else if key.kind == "Pod" && how.grace_period_seconds == Some(0) {
                 // `--grace-period=0 --force`: gone from the API at once; the node's runtime stops what is left.
                 store.remove(key);
             } else {
@@ -141,7 +174,12 @@ impl Cluster for LabCluster {
 /// The `kubernetes` Service every cluster has in `default` (the service CIDR's first address, port 443), and
 /// its Endpoints at the control-plane address: in-cluster clients reach the API through it.
 pub fn kubernetes_service(spec: &crate::LabSpec) -> Vec<Value> {
-    let ip = spec.service_cidr.hosts().next().map(|a| a.to_string()).unwrap_or_default();
+    let ip = spec
+        .service_cidr
+        .hosts()
+        .next()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let port = serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": CONTROL_PLANE_PORT}]);
     vec![
         serde_json::json!({

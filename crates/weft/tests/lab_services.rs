@@ -173,7 +173,8 @@ fn services_get_addresses_ports_slices_and_routes() {
     assert!(solo["spec"]["healthCheckNodePort"].as_i64().is_some(), "{solo}");
     let headless = service(&lab, "web-headless");
     assert_eq!(headless["spec"]["clusterIP"], "None");
-    assert_eq!(services(&lab).len(), 6);
+    // Six of the test's and the `kubernetes` Service every cluster has.
+    assert_eq!(services(&lab).len(), 7);
 
     // A conflicting request is refused naming the field and the holder; nothing of the batch is applied.
     let conflicting = "apiVersion: v1\nkind: Service\nmetadata: {name: fine}\nspec: {selector: {app: web}, ports: [{port: 1}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: dup}\nspec: {clusterIP: 10.96.0.11, selector: {app: web}, ports: [{port: 1}]}\n";
