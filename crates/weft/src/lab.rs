@@ -154,8 +154,9 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         format!(" --lab {}", spec.name)
     };
     println!(
-        "\nTry:\n  weft{lab_flag} get pods -o wide\n  weft{lab_flag} get nodes -o wide\n  weft{lab_flag} exec POD -- weft probe http://OTHER-POD-IP\n  weft{lab_flag} lab exec node-1 -- ip route\n  weft{lab_flag} lab exec external -- ping -c1 {}\n  weft{lab_flag} lab down",
-        spec.node_plans()[0].ip
+        "\nTry (kubectl's context is {context}):\n  kubectl get pods -o wide\n  kubectl get nodes -o wide\n  weft{lab_flag} exec POD -- weft probe http://OTHER-POD-IP\n  weft{lab_flag} lab exec node-1 -- ip route\n  weft{lab_flag} lab exec external -- ping -c1 {}\n  weft{lab_flag} lab down",
+        spec.node_plans()[0].ip,
+        context = paths.context(),
     );
     Ok(())
 }

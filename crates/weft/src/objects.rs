@@ -168,8 +168,8 @@ impl Write {
 const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 /// Server-side apply (`application/apply-patch+yaml`, field manager `weft`, forcing conflicts, as a user's own
-/// apply should): every object is first checked by the server (`dryRun=All`, `fieldValidation=Strict`), so a bad
-/// document applies nothing; then each is written.
+/// apply should): every object of several is first checked by the server (`dryRun=All`, `fieldValidation=Strict`),
+/// so a bad document applies nothing; then each is written.
 pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result<()> {
     let mut writes = Vec::new();
     for mut doc in documents {
@@ -203,7 +203,8 @@ pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result
         .filter(|w| w.resource.kind == "Namespace")
         .map(|w| w.name.as_str())
         .collect();
-    for w in &writes {
+    // One object needs no separate check: its write is checked the same way.
+    for w in writes.iter().filter(|_| writes.len() > 1) {
         if let Err(e) = w.send(api, true) {
             let pending = e.downcast_ref::<ServerError>().is_some_and(|s| {
                 s.code == 404
@@ -532,4 +533,35 @@ pub fn snapshot(paths: &Paths) -> Result<weft_model::Snapshot> {
         }
     }
     Ok(weft_model::Snapshot::new(0, objects))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_read_as_written_with_lists_flattened() {
+        let dir = std::env::temp_dir().join(format!("weft-docs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {bogus: 1}\n---\n---\n\
+                    apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
+        std::fs::write(dir.join("1.yaml"), yaml).unwrap();
+        std::fs::write(
+            dir.join("2.json"),
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"c"}}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a manifest").unwrap();
+        let docs = read_documents(&[dir.display().to_string()]).unwrap();
+        let names: Vec<&str> = docs
+            .iter()
+            .filter_map(|d| d.pointer("/metadata/name")?.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        // Unknown fields are left for the server to judge.
+        assert_eq!(docs[0]["spec"]["bogus"], 1);
+        std::fs::write(dir.join("3.yaml"), "- just\n- a list\n").unwrap();
+        assert!(read_documents(&[dir.display().to_string()]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
