@@ -1,4 +1,5 @@
-# Shared by the example scripts: a lab of their own (or $WEFT_LAB), the weft binary, and cleanup on exit.
+# Shared by the example scripts: a lab of their own (or $WEFT_LAB), the weft binary, kubectl with a kubeconfig of
+# their own, and cleanup on exit.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WEFT="${WEFT:-$root/target/release/weft}"
@@ -11,6 +12,10 @@ on_exit() {
   for ((i = ${#cleanups[@]} - 1; i >= 0; i--)); do eval "${cleanups[$i]}" >/dev/null 2>&1 || true; done
 }
 trap on_exit EXIT
+command -v kubectl >/dev/null || { echo "kubectl not found (scripts/deps.sh installs one)" >&2; exit 1; }
+# `weft lab up` merges the lab's context into this file and makes it current, so kubectl talks to this lab.
+export KUBECONFIG="${TMPDIR:-/tmp}/weft-$WEFT_LAB.kubeconfig"
+cleanups+=("rm -f '$KUBECONFIG'")
 # Runs a shell command line on a lab node: weft lab exec NODE -- sh -c "..."
 on() { local node="$1"; shift; weft lab exec "$node" -- sh -c "$*"; }
 step() { printf '\n== %s\n' "$*"; }

@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
 # Cluster DNS: how a pod resolves names (/etc/hosts, /etc/resolv.conf, the kube-dns Service), Service names in
 # their short and full forms, SRV and PTR records, a headless Service's per-pod answers, as in the notes'
-# "inside the pods the DNS is also available" and the Linux DNS basics.
+# "inside the pods the DNS is also available" and the Linux DNS basics, with kubectl. Commands in the client pod use
+# `weft exec` until the lab's API serves pods/exec; then `in_client` becomes the notes'
+# `kubectl exec -it $(kubectl get pods -o name | head -1) -- ...` (kubectl exec -n test client -- ...).
 source "$(dirname "$0")/../lib.sh"
 here="$(dirname "$0")"
 lab_up --nodes 2 -f "$here/dns.yaml"
-in_client() { weft exec -n test client -- "$@"; }
-until_true '[ "$(weft get deployment webserver -n test -o jsonpath={.status.readyReplicas})" = 3 ]'
+in_client() { weft exec -n test client -- "$@"; }  # waits on pods/exec
+kubectl rollout status deployment/webserver -n test --timeout=60s
 
 step "the cluster's DNS is a Service in kube-system (kube-dns, 10.96.0.10) in front of weft dns pods"
-weft get services -n kube-system
-weft get pods -n kube-system -o wide
-[ "$(weft get service kube-dns -n kube-system -o jsonpath='{.spec.clusterIP}')" = 10.96.0.10 ]
+kubectl get services -n kube-system
+kubectl get pods -n kube-system -o wide
+[ "$(kubectl get service kube-dns -n kube-system -o jsonpath='{.spec.clusterIP}')" = 10.96.0.10 ]
 
 step "a pod's resolver: /etc/hosts first (nsswitch 'files dns'), then the nameserver and search path of resolv.conf"
 in_client cat /etc/resolv.conf
 in_client grep -qx 'nameserver 10.96.0.10' /etc/resolv.conf
 in_client grep -qx 'search test.svc.cluster.local svc.cluster.local cluster.local' /etc/resolv.conf
 in_client cat /etc/hosts
-in_client getent hosts client | grep -q "$(weft get pod client -n test -o jsonpath='{.status.podIP}')"
+in_client getent hosts client | grep -q "$(kubectl get pod client -n test -o jsonpath='{.status.podIP}')"
 
 step "nslookup by the Service's short name and by its full name: both answer the ClusterIP"
-ip=$(weft get service webserver-service -n test -o jsonpath='{.spec.clusterIP}')
+ip=$(kubectl get service webserver-service -n test -o jsonpath='{.spec.clusterIP}')
 in_client nslookup webserver-service
 in_client nslookup webserver-service | grep -q "Address: $ip"
 in_client nslookup webserver-service.test.svc.cluster.local | grep -q "Address: $ip"
@@ -36,12 +38,12 @@ in_client dig +short TXT dns-version.cluster.local
 step "a headless Service answers with every ready pod's address"
 in_client dig +short webserver-headless.test.svc.cluster.local
 answer=$(in_client dig +short webserver-headless.test.svc.cluster.local | sort)
-web=$(for p in $(weft get pods -n test -o name | grep webserver); do
-  weft get pod -n test "${p#*/}" -o jsonpath='{.status.podIP}'; echo; done | sort)
+web=$(for p in $(kubectl get pods -n test -o name | grep webserver); do
+  kubectl get -n test "$p" -o jsonpath='{.status.podIP}'; echo; done | sort)
 [ "$answer" = "$web" ]
 
 step "an ExternalName Service is a CNAME; a headless Service with a static endpoint names that endpoint"
-weft apply -f "$here/external.yaml"
+kubectl apply -f "$here/external.yaml"
 until_ok in_client getent hosts externalname-service
 in_client dig externalname-service.test.svc.cluster.local | grep -A3 'ANSWER SECTION'
 in_client dig +short externalname-service.test.svc.cluster.local | grep -qx 'webserver-service.test.svc.cluster.local.'

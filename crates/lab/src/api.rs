@@ -1,5 +1,5 @@
-//! The lab's API: one JSON request per line on a Unix socket in the lab's state dir, answered by one JSON line
-//! (or, for `watch`, one line per new revision). CLI commands and node agents are its clients.
+//! The lab's watch socket: one JSON request per line on a Unix socket in the lab's state dir, answered by one line
+//! per new revision. The node agents and DNS are its clients; everything else uses the Kubernetes API.
 
 use crate::error::{Error, Result, io};
 use crate::spec::Paths;
@@ -7,24 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use weft_model::Key;
 use weft_model::snapshot::Stored;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Request {
-    /// Create or update objects, all or none; namespaced objects without a namespace go to `namespace`.
-    Apply { objects: Vec<Value>, namespace: String },
-    /// Delete objects (pods and namespaces finish asynchronously, as in a cluster).
-    Delete { keys: Vec<Key> },
-    /// Objects of `kind` (every kind when absent), in one namespace or all, or one by name.
-    Get {
-        kind: Option<String>,
-        namespace: Option<String>,
-        name: Option<String>,
-    },
-    /// The kinds present in the store.
-    Kinds,
     /// Snapshots, each sent as soon as the store's revision exceeds the last one sent (starting at `after`) and
     /// the objects of `kinds` (all kinds when absent) changed.
     Watch { after: u64, kinds: Option<Vec<String>> },
@@ -35,20 +22,6 @@ pub enum Request {
 pub enum Response {
     Ok(Value),
     Error(String),
-}
-
-/// What `apply` and `delete` report per object.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Outcome {
-    pub key: Key,
-    /// `created`, `configured`, `unchanged`, `deleted`.
-    pub action: String,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct ApplyReply {
-    pub outcomes: Vec<Outcome>,
-    pub warnings: Vec<String>,
 }
 
 pub struct Client {
@@ -73,12 +46,6 @@ impl Client {
             reader: BufReader::new(stream),
             lab: paths.lab.clone(),
         })
-    }
-
-    /// Sends one request and returns the answer's value.
-    pub fn call(&mut self, request: &Request) -> Result<Value> {
-        self.send(request)?;
-        self.receive()
     }
 
     pub fn send(&mut self, request: &Request) -> Result<()> {

@@ -15,24 +15,6 @@ use weft_model::{Key, Object, Snapshot};
 /// The label a Deployment's ReplicaSets and pods carry, naming their template's version.
 pub const TEMPLATE_HASH: &str = "pod-template-hash";
 
-/// Kinds something in the lab acts on (others are stored with a warning).
-pub fn acts_on(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Namespace"
-            | "Node"
-            | "Pod"
-            | "Deployment"
-            | "ReplicaSet"
-            | "DaemonSet"
-            | "Service"
-            | "Endpoints"
-            | "EndpointSlice"
-            | "NetworkPolicy"
-            | "Event"
-    )
-}
-
 #[derive(Debug, PartialEq)]
 pub enum Change {
     /// Create an object; one without a name gets its `generateName` plus a random suffix. The note, if any,

@@ -1,7 +1,7 @@
 //! The lab: a whole cluster's network on one Linux host. Nodes and pods are network namespaces, a "wire"
 //! namespace holds the switch that connects the nodes and an external host, pods are attached by the real
 //! weft-cni binary and run real processes. A supervisor process keeps the objects and runs the controllers and
-//! one pod runtime per node; CLI calls talk to it over a Unix socket (`api`).
+//! one pod runtime per node; it serves the Kubernetes API (`kube_api`), which the CLI and kubectl use.
 
 pub mod api;
 pub mod cni;

@@ -1,10 +1,10 @@
-//! The supervisor: the lab's control plane in one process. It holds the store (`Shared`), answers the API
-//! socket, runs the controllers and one pod runtime per node, and keeps a `weft agent` running in every node.
+//! The supervisor: the lab's control plane in one process. It holds the store (`Shared`), serves the Kubernetes
+//! API and the agents' watch socket, runs the controllers and one pod runtime per node, and keeps a `weft agent` running in every node.
 
-use crate::api::{ApplyReply, Outcome, Request, Response};
+use crate::api::{Request, Response};
 use crate::error::{Error, Result, io};
 use crate::spec::{LabSpec, Paths};
-use crate::store::{Applied, Store};
+use crate::store::Store;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -151,7 +151,7 @@ impl Shared {
     }
 }
 
-/// Serves the API socket until the supervisor stops.
+/// Serves the watch socket until the supervisor stops.
 pub fn serve_api(shared: Arc<Shared>, listener: UnixListener) {
     for stream in listener.incoming() {
         if shared.stopping() {
@@ -181,23 +181,7 @@ fn handle_connection(shared: &Shared, stream: UnixStream) -> std::io::Result<()>
         };
         match request {
             Request::Watch { after, kinds } => return watch(shared, &mut writer, after, kinds.as_deref()),
-            Request::Get { kind, namespace, name } => {
-                get(
-                    shared,
-                    &mut writer,
-                    kind.as_deref(),
-                    namespace.as_deref(),
-                    name.as_deref(),
-                )?;
-                continue;
-            }
-            _ => {}
         }
-        let response = match answer(shared, request) {
-            Ok(value) => Response::Ok(value),
-            Err(e) => Response::Error(e.to_string()),
-        };
-        send(&mut writer, &response)?;
     }
     Ok(())
 }
@@ -279,124 +263,7 @@ fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option
     Ok(())
 }
 
-/// Lists objects of `kind` (all when none) in `namespace` (all when none), or the one named; cluster-scoped
-/// objects match any namespace.
-fn get(
-    shared: &Shared,
-    writer: &mut UnixStream,
-    kind: Option<&str>,
-    namespace: Option<&str>,
-    name: Option<&str>,
-) -> std::io::Result<()> {
-    let snap = shared.snapshot();
-    let items: Vec<&Object> = snap
-        .objects()
-        .filter(|o| kind.is_none_or(|k| o.kind() == k))
-        .filter(|o| namespace.is_none() || o.namespace().is_none() || o.namespace() == namespace)
-        .filter(|o| name.is_none_or(|n| o.name() == n))
-        .collect();
-    if let (Some(kind), Some(name), true) = (kind, name, items.is_empty()) {
-        return send(writer, &Response::Error(format!("{kind} {name:?} not found")));
-    }
-    send_ok_raw(writer, &[&serde_json::to_vec(&items).map_err(std::io::Error::other)?])
-}
-
-fn answer(shared: &Shared, request: Request) -> Result<Value> {
-    match request {
-        Request::Apply { objects, namespace } => {
-            let reply = apply(shared, objects, &namespace)?;
-            serde_json::to_value(reply).map_err(|e| Error::Invalid(e.to_string()))
-        }
-        Request::Delete { keys } => {
-            let outcomes = shared.try_write(|store| delete(store, &keys))?;
-            serde_json::to_value(outcomes).map_err(|e| Error::Invalid(e.to_string()))
-        }
-        Request::Kinds => {
-            let snap = shared.snapshot();
-            let mut kinds: Vec<&str> = snap.objects().map(Object::kind).collect();
-            kinds.dedup();
-            Ok(json!(kinds))
-        }
-        Request::Watch { .. } | Request::Get { .. } => Err(Error::Invalid("answered by handle_connection".into())),
-    }
-}
-
-/// Validates every object, then applies them all in one transaction: all or none.
-fn apply(shared: &Shared, values: Vec<Value>, namespace: &str) -> Result<ApplyReply> {
-    let mut objects = Vec::new();
-    for value in values {
-        let mut object = weft_model::manifest::decode(value).map_err(|(what, msg)| match what {
-            Some(w) => Error::Invalid(format!("{w}: {msg}")),
-            None => Error::Invalid(msg),
-        })?;
-        object.default_namespace(namespace);
-        objects.push(object);
-    }
-    shared.try_write(|store| {
-        let mut reply = ApplyReply::default();
-        let mut namespaces: Vec<String> = store
-            .view()
-            .namespaces()
-            .filter_map(|n| n.metadata.name.clone())
-            .collect();
-        namespaces.extend(
-            objects
-                .iter()
-                .filter(|o| o.kind() == "Namespace")
-                .map(|o| o.name().to_string()),
-        );
-        for object in &objects {
-            if let Some(ns) = object.namespace()
-                && !namespaces.iter().any(|n| n == ns)
-            {
-                return Err(Error::Invalid(format!("{}: namespace {ns:?} not found", object.key())));
-            }
-        }
-        // Each object is checked against the store as the ones before it left it (two Services asking for one
-        // address), and a refusal undoes the whole batch. (Checking each against the store as it was, first,
-        // admitted every object twice: at 5,000 Services that was half of an apply.)
-        store.transaction(|store| {
-            for object in objects {
-                let key = object.key();
-                if !crate::controller::acts_on(&key.kind) {
-                    reply.warnings.push(format!(
-                        "{key}: stored, but nothing in the lab acts on kind {}",
-                        key.kind
-                    ));
-                }
-                let action = match store.apply(object)? {
-                    Applied::Created => "created",
-                    Applied::Configured => "configured",
-                    Applied::Unchanged => "unchanged",
-                };
-                reply.outcomes.push(Outcome {
-                    key,
-                    action: action.into(),
-                });
-            }
-            Ok(reply)
-        })
-    })
-}
-
-fn delete(store: &mut Store, keys: &[Key]) -> Result<Vec<Outcome>> {
-    if let Some(missing) = keys.iter().find(|k| store.get(k).is_none()) {
-        return Err(Error::Invalid(format!("{missing} not found")));
-    }
-    let outcomes = keys
-        .iter()
-        .map(|key| {
-            crate::controller::delete(store, key);
-            Outcome {
-                key: key.clone(),
-                action: "deleted".into(),
-            }
-        })
-        .collect();
-    Ok(outcomes)
-}
-
-/// Binds the API socket (only root may connect).
+/// Binds the watch socket (only root may connect).
 pub fn listen(paths: &Paths) -> Result<UnixListener> {
     let socket = paths.socket();
     let _ = std::fs::remove_file(&socket);

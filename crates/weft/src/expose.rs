@@ -1,9 +1,9 @@
 //! `weft expose`: a Service for a Deployment, Pod or Service, made as `kubectl expose` makes it.
 
-use crate::objects;
+use crate::client::{Api, MANAGER, path, with_query};
 use anyhow::{Context, Result, bail};
+use http::Method;
 use serde_json::{Map, Value, json};
-use weft_lab::api::{ApplyReply, Client, Request};
 use weft_lab::spec::Paths;
 
 #[derive(clap::Args)]
@@ -39,22 +39,28 @@ pub fn run(paths: &Paths, args: Args) -> Result<()> {
         [kind, name] => (kind.clone(), name.clone()),
         _ => bail!("give TYPE/NAME (deployment/web) or TYPE NAME"),
     };
-    let kind = weft_model::kind::resolve(&word, &[]).unwrap_or_default();
+    let api = Api::connect(paths)?;
+    let resource = api.resource(&word)?;
+    let kind = resource.kind.clone();
     if !matches!(kind.as_str(), "Deployment" | "Pod" | "Service") {
         bail!("cannot expose a {word:?}: weft exposes deployments, pods and services");
     }
-    let object = objects::get_one(paths, &kind, &args.namespace, &name)?;
+    let object = crate::objects::get_one(&api, &resource, &args.namespace, &name)?;
     let service = service_for(&kind, &object, &args)?;
     let service_name = service["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    if objects::get_one(paths, "Service", &args.namespace, &service_name).is_ok() {
-        bail!("services {service_name:?} already exists");
-    }
-    let reply = Client::connect(paths)?.call(&Request::Apply {
-        objects: vec![service],
-        namespace: args.namespace.clone(),
-    })?;
-    let reply: ApplyReply = serde_json::from_value(reply)?;
-    for warning in &reply.warnings {
+    let services = weft_model::kind::by_kind("Service").context("the Service resource")?;
+    let uri = with_query(
+        &path(services, Some(&args.namespace), None),
+        &[("fieldManager", MANAGER)],
+    );
+    let answer = api.call(
+        Method::POST,
+        &uri,
+        "application/json",
+        "application/json",
+        serde_json::to_vec(&service)?,
+    )?;
+    for warning in &answer.warnings {
         eprintln!("Warning: {warning}");
     }
     println!("service/{service_name} exposed");

@@ -1,12 +1,12 @@
 //! `weft lab up|down|status|exec|supervise`: building, inspecting and removing a lab.
 
-use crate::objects::{self, read_manifests};
+use crate::client::Api;
+use crate::objects::{self, read_documents};
 use anyhow::{Context, Result, bail};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use weft_lab::api::Client;
 use weft_lab::spec::{LabSpec, Overlay, Paths};
 use weft_lab::{teardown, topology};
 
@@ -83,8 +83,14 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
             cni_bin.display()
         );
     }
-    // Bad manifests stop us before anything is built.
-    let manifests = read_manifests(&args.files)?;
+    // Bad manifests stop us before anything is built (the server checks them again, strictly).
+    let manifests = read_documents(&args.files)?;
+    for (i, document) in manifests.iter().enumerate() {
+        weft_model::manifest::decode(document.clone()).map_err(|(object, message)| {
+            let object = object.map(|o| format!(" ({o})")).unwrap_or_default();
+            anyhow::anyhow!("document {}{object}: {message}", i + 1)
+        })?;
+    }
     let started = Instant::now();
     let resumed = match paths.dir().exists() {
         true if teardown::supervisor_pid(paths).is_some() => bail!(
@@ -135,8 +141,9 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         started.elapsed()
     );
     if !manifests.is_empty() {
-        objects::apply_values(paths, manifests, "default")?;
-        wait_pods_ready(paths, deadline)?;
+        let api = Api::connect(paths)?;
+        objects::apply_values(&api, manifests, "default")?;
+        wait_pods_ready(&api, deadline)?;
     }
     eprintln!("lab {}: up in {:.1?}", spec.name, started.elapsed());
     let lab_flag = if spec.name == weft_lab::spec::DEFAULT_LAB {
@@ -145,8 +152,9 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         format!(" --lab {}", spec.name)
     };
     println!(
-        "\nTry:\n  weft{lab_flag} get pods -o wide\n  weft{lab_flag} get nodes -o wide\n  weft{lab_flag} exec POD -- weft probe http://OTHER-POD-IP\n  weft{lab_flag} lab exec node-1 -- ip route\n  weft{lab_flag} lab exec external -- ping -c1 {}\n  weft{lab_flag} lab down",
-        spec.node_plans()[0].ip
+        "\nTry (kubectl's context is {context}):\n  kubectl get pods -o wide\n  kubectl get nodes -o wide\n  weft{lab_flag} exec POD -- weft probe http://OTHER-POD-IP\n  weft{lab_flag} lab exec node-1 -- ip route\n  weft{lab_flag} lab exec external -- ping -c1 {}\n  weft{lab_flag} lab down",
+        spec.node_plans()[0].ip,
+        context = paths.context(),
     );
     Ok(())
 }
@@ -269,8 +277,12 @@ fn start_supervisor(paths: &Paths, me: &std::path::Path) -> Result<()> {
         });
     }
     command.spawn().context("starting the lab supervisor")?;
-    wait_for(Instant::now() + Duration::from_secs(10), "the lab supervisor", || {
-        Ok(Client::connect(paths).is_ok().then_some(()))
+    // Up once its API answers (the kubeconfig is written as the API starts listening).
+    wait_for(Instant::now() + Duration::from_secs(10), "the lab's API server", || {
+        Ok(Api::connect(paths)
+            .and_then(|api| api.get("/version", "application/json"))
+            .is_ok()
+            .then_some(()))
     })
 }
 
@@ -291,11 +303,11 @@ pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Res
 }
 
 /// Waits until every Deployment has all its replicas and every pod is Running and Ready, showing progress.
-pub fn wait_pods_ready(paths: &Paths, deadline: Instant) -> Result<()> {
+pub fn wait_pods_ready(api: &Api, deadline: Instant) -> Result<()> {
     let mut last = String::new();
     wait_for(deadline, "pods to be ready", || {
-        let deployments = objects::list(paths, "Deployment", None)?;
-        let pods = objects::list(paths, "Pod", None)?;
+        let deployments = objects::list(api, "Deployment", None)?;
+        let pods = objects::list(api, "Pod", None)?;
         let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
         let line = format!("pods ready: {ready}/{}", pods.len());
         if line != last {
@@ -362,7 +374,7 @@ fn status(paths: &Paths) -> Result<()> {
         );
     }
     if running.is_some() {
-        let pods = objects::list(paths, "Pod", None)?;
+        let pods = objects::list(&Api::connect(paths)?, "Pod", None)?;
         let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
         println!("pods:       {} ({ready} ready)", pods.len());
     }

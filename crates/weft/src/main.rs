@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod client;
 mod dns;
 mod expose;
 mod lab;
@@ -91,6 +92,11 @@ fn main() {
     };
     match outcome {
         Ok(code) => std::process::exit(code),
+        // The server's refusals print as kubectl prints them.
+        Err(e) if e.downcast_ref::<client::ServerError>().is_some() => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(1);

@@ -144,15 +144,16 @@ fn observed(before: &(Vec<(f64, f64)>, f64), after: &(Vec<(f64, f64)>, f64)) -> 
 fn dns_pods(paths: &Paths) -> Result<Vec<IpAddr>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready: Vec<IpAddr> = crate::objects::list(paths, "Pod", Some("kube-system"))?
-            .iter()
-            .filter(|p| p.pointer("/metadata/labels/k8s-app").and_then(|v| v.as_str()) == Some("kube-dns"))
-            .filter(|p| {
-                let conditions = p.pointer("/status/conditions").and_then(|c| c.as_array());
-                conditions.is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-            })
-            .filter_map(|p| p.pointer("/status/podIP")?.as_str()?.parse().ok())
-            .collect();
+        let ready: Vec<IpAddr> =
+            crate::objects::list(&crate::client::Api::connect(paths)?, "Pod", Some("kube-system"))?
+                .iter()
+                .filter(|p| p.pointer("/metadata/labels/k8s-app").and_then(|v| v.as_str()) == Some("kube-dns"))
+                .filter(|p| {
+                    let conditions = p.pointer("/status/conditions").and_then(|c| c.as_array());
+                    conditions.is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                })
+                .filter_map(|p| p.pointer("/status/podIP")?.as_str()?.parse().ok())
+                .collect();
         if ready.len() == 2 {
             return Ok(ready);
         }
@@ -185,7 +186,9 @@ pub fn run(args: Args) -> Result<()> {
     let pods = dns_pods(&paths)?;
     let dns: Vec<SocketAddr> = pods.iter().map(|ip| SocketAddr::new(*ip, 53)).collect();
     let node = weft_netlink::Netns::open(&format!("/run/netns/{}", paths.node_netns("node-1")))?;
-    // From node-1, which routes to every pod; `weft` itself talks to the lab over a Unix socket.
+    // Queries from node-1, which routes to every pod; `weft` itself runs in this namespace (the host's), where the
+    // lab's API listens on the loopback.
+    let host = weft_netlink::Netns::open("/proc/thread-self/ns/net")?;
     let measured = node.run(|| {
         Ok((|| -> Result<_> {
             let sock = UdpSocket::bind("0.0.0.0:0")?;
@@ -205,14 +208,15 @@ pub fn run(args: Args) -> Result<()> {
                     "apiVersion: v1\nkind: Service\nmetadata: {{name: change-{i}, namespace: bench}}\nspec: {{ports: [{{port: 80}}]}}\n"
                 );
                 let started = Instant::now();
-                lab.weft(&["apply", "-f", "-"], &service)?;
+                host.run(|| Ok(lab.weft(&["apply", "-f", "-"], &service)))??;
                 commands.push(started.elapsed().as_secs_f64());
                 let name = format!("change-{i}.bench.svc.cluster.local");
                 created.push(until_answered(&sock, &dns, &name, started, |rcode, n| rcode == 0 && n > 0)?);
             }
             for i in 0..args.changes {
                 let started = Instant::now();
-                lab.weft(&["delete", "service", &format!("change-{i}"), "-n", "bench"], "")?;
+                let name = format!("change-{i}");
+                host.run(|| Ok(lab.weft(&["delete", "service", &name, "-n", "bench"], "")))??;
                 commands.push(started.elapsed().as_secs_f64());
                 let name = format!("change-{i}.bench.svc.cluster.local");
                 deleted.push(until_answered(&sock, &dns, &name, started, |rcode, _| rcode == 3)?);

@@ -86,7 +86,7 @@ fn deployment(replicas: usize) -> String {
 
 /// Connects from node-1 to port 80 of every pod of the benchmark (retrying until each answers).
 fn reach_all(paths: &Paths) -> Result<()> {
-    let pods = crate::objects::list(paths, "Pod", Some("default"))?;
+    let pods = crate::objects::list(&crate::client::Api::connect(paths)?, "Pod", Some("default"))?;
     let addrs: Vec<SocketAddr> = pods
         .iter()
         .filter(|p| p.pointer("/metadata/labels/app").and_then(|v| v.as_str()) == Some("bench"))

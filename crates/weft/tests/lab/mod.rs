@@ -45,10 +45,43 @@ impl Lab {
         lab
     }
 
+    /// The kubeconfig of this lab's test: `lab up` merges the lab's context into it (not into the user's), so
+    /// labs of tests running side by side do not race for one file and kubectl here talks to this lab.
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("weft-{}.kubeconfig", self.name))
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(WEFT);
-        c.arg("--lab").arg(&self.name).args(args).stdin(Stdio::null());
+        c.arg("--lab")
+            .arg(&self.name)
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdin(Stdio::null());
         c
+    }
+
+    /// The real kubectl against this lab.
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.args(args).env("KUBECONFIG", self.kubeconfig()).stdin(Stdio::null());
+        c
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_cmd(args).output().unwrap()
+    }
+
+    /// Runs kubectl and asserts success; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
     }
 
     pub fn weft(&self, args: &[&str]) -> Output {
@@ -145,6 +178,7 @@ impl Lab {
             Ok(out) => eprintln!("lab down {} failed: {}", self.name, text(&out.stderr)),
             Err(e) => eprintln!("lab down {}: {e}", self.name),
         }
+        let _ = std::fs::remove_file(self.kubeconfig());
     }
 
     pub fn node_exec(&self, node: &str, command: &[&str]) -> Output {
