@@ -384,10 +384,15 @@ fn get(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, 
     Ok(json_response(StatusCode::OK, &value))
 }
 
-/// The request body as JSON (kubectl sends JSON; YAML is accepted too).
+/// The request body as JSON (kubectl sends JSON, or Kubernetes protobuf from its typed clients; YAML is
+/// accepted too).
 fn body_json(call: &Call) -> Result<Value, ApiError> {
     if call.body.len() > MAX_BODY {
         return Err(ApiError::too_large());
+    }
+    if call.content_type.starts_with(crate::protobuf::CONTENT_TYPE) {
+        return crate::protobuf::decode(&call.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid protobuf body: {e}")));
     }
     let text = std::str::from_utf8(&call.body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
     if call.content_type.contains("yaml") {
