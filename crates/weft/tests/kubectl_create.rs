@@ -3,6 +3,8 @@
 
 mod lab;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use lab::*;
 use serde_json::Value;
 use std::process::{Command, Output};
@@ -52,8 +54,9 @@ fn kubectl_typed_commands_send_protobuf() {
         .output()
         .unwrap();
     assert!(up.status.success(), "lab up failed: {}", text(&up.stderr));
+    let config = write(&dir, "config", &lab.ok(&["lab", "kubeconfig"]));
     let k = Kubectl {
-        config: format!("/run/weft/labs/{}/kubeconfig", lab.name),
+        config: config.display().to_string(),
     };
 
     // ConfigMap: text and binary data.
@@ -85,10 +88,8 @@ fn kubectl_typed_commands_send_protobuf() {
             "-o",
             &format!("jsonpath={{.users[0].user.{key}}}"),
         ]);
-        let pem = Command::new("base64")
-            .arg("-d")
-            .stdin(std::fs::File::open(write(&dir, key, &data)).unwrap());
-        std::fs::write(dir.join(file), pem_of(pem)).unwrap();
+        let pem = BASE64.decode(data.trim()).unwrap();
+        std::fs::write(dir.join(file), pem).unwrap();
     }
     let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     k.ok(&[
@@ -199,10 +200,4 @@ fn write(dir: &std::path::Path, name: &str, data: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, data).unwrap();
     path
-}
-
-fn pem_of(command: &mut Command) -> Vec<u8> {
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "base64 -d: {}", text(&out.stderr));
-    out.stdout
 }

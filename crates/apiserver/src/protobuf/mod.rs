@@ -166,7 +166,7 @@ fn decode_message(message: &Message, bytes: &[u8], depth: usize) -> Result<Map<S
         };
         match &field.ty {
             Type::Map(value_type) => {
-                let (key, value) = map_entry(value_type, expect(&mut r, wt, WireType::Len, &bad)?, depth)?;
+                let (key, value) = map_entry(value_type, expect(&mut r, wt, WireType::Len, &bad)?, depth, &bad)?;
                 let map = object.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(map) = map {
                     map.insert(key, value.unwrap_or(Value::Null));
@@ -200,23 +200,23 @@ fn decode_message(message: &Message, bytes: &[u8], depth: usize) -> Result<Map<S
 }
 
 /// A map entry: key 1 (string), value 2; either may be missing (its zero value then).
-fn map_entry(ty: &Type, bytes: &[u8], depth: usize) -> Result<(String, Option<Value>), ProtobufError> {
+fn map_entry(
+    ty: &Type,
+    bytes: &[u8],
+    depth: usize,
+    bad: &impl Fn(String) -> ProtobufError,
+) -> Result<(String, Option<Value>), ProtobufError> {
     let mut r = Reader::new(bytes);
     let (mut key, mut value) = (String::new(), None);
-    let bad = |problem: String| ProtobufError::Field {
-        message: "map entry".into(),
-        field: "value",
-        problem,
-    };
     while let Some((number, wt)) = r.key()? {
         match number {
-            1 => key = lossy(expect(&mut r, wt, WireType::Len, &bad)?),
-            2 => value = self::value(ty, &mut r, wt, depth, &bad)?,
+            1 => key = lossy(expect(&mut r, wt, WireType::Len, bad)?),
+            2 => value = self::value(ty, &mut r, wt, depth, bad)?,
             _ => r.skip(wt)?,
         }
     }
     if value.is_none() {
-        value = zero(ty, &bad)?;
+        value = zero(ty, bad)?;
     }
     Ok((key, value))
 }
