@@ -841,4 +841,29 @@ mod tests {
         assert_eq!(continue_from("zz").unwrap_err().code, 400);
         assert_eq!(continue_from("e").unwrap_err().code, 400);
     }
+
+    #[test]
+    fn protobuf_bodies_are_read_and_bad_ones_refused() {
+        let call = |body: &'static [u8]| {
+            let (parts, ()) = hyper::Request::post("/api/v1/namespaces/default/configmaps")
+                .header(hyper::header::CONTENT_TYPE, crate::protobuf::CONTENT_TYPE)
+                .body(())
+                .unwrap()
+                .into_parts();
+            Call::new(&parts, Bytes::from_static(body), None)
+        };
+        // k8s\0, Unknown {typeMeta {v1, ConfigMap}, raw: ConfigMap {metadata {name: cm}}}
+        let good = b"k8s\0\x0a\x0f\x0a\x02v1\x12\x09ConfigMap\x12\x06\x0a\x04\x0a\x02cm";
+        assert_eq!(
+            body_json(&call(good)).unwrap(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}})
+        );
+        let err = body_json(&call(b"k8s\0\x0a\x05")).unwrap_err();
+        assert_eq!((err.code, err.reason), (400, "BadRequest"));
+        assert!(
+            err.message.starts_with("invalid protobuf body: truncated"),
+            "{}",
+            err.message
+        );
+    }
 }
