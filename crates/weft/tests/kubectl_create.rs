@@ -1,5 +1,6 @@
-//! The real kubectl's typed commands against a lab: `create configmap|secret|deployment|service|...`, `run`,
-//! `auth can-i|whoami` and `create token` send Kubernetes protobuf bodies, and what they asked for is stored.
+//! The real kubectl's typed commands against a lab: `create configmap|secret|deployment|service|...`,
+//! `auth can-i|whoami` and `create token` send Kubernetes protobuf bodies (`run` sends JSON, checked alongside),
+//! and what they asked for is stored.
 
 mod lab;
 

@@ -13,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use weft_model::k8s_openapi::jiff::Timestamp;
+pub use wire::WireError;
 use wire::{Reader, WireType};
 
 /// The media type of Kubernetes protobuf bodies.
@@ -30,7 +31,7 @@ pub enum ProtobufError {
     #[error("the body does not start with the Kubernetes protobuf prefix \"k8s\\x00\"")]
     Prefix,
     #[error("{0}")]
-    Wire(#[from] wire::WireError),
+    Wire(#[from] WireError),
     #[error("content encoding {0:?} is not supported")]
     Encoding(String),
     #[error("no protobuf message is known for apiVersion {api_version:?} kind {kind:?}")]

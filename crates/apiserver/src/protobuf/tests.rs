@@ -244,7 +244,7 @@ fn malformed_bodies_are_named_errors() {
     );
     assert_eq!(
         decode(&body("v1", "ConfigMap", &[0x0a, 0x05, 0x0a])),
-        Err(wire::WireError::Truncated(2).into())
+        Err(WireError::Truncated(2).into())
     );
     // A string field sent as a varint.
     let err = decode(&body("v1", "ConfigMap", &len(1, &int(1, 5)))).unwrap_err();
@@ -255,16 +255,16 @@ fn malformed_bodies_are_named_errors() {
     // Groups (wire types 3 and 4) and field number 0.
     assert!(matches!(
         decode(&body("v1", "ConfigMap", &[0x0b])),
-        Err(ProtobufError::Wire(wire::WireError::WireType { .. }))
+        Err(ProtobufError::Wire(WireError::WireType { .. }))
     ));
     assert!(matches!(
         decode(&body("v1", "ConfigMap", &[0x02, 0x00])),
-        Err(ProtobufError::Wire(wire::WireError::FieldZero(0)))
+        Err(ProtobufError::Wire(WireError::FieldZero(0)))
     ));
     let gzip = [MAGIC.to_vec(), len(3, b"gzip")].concat();
     assert_eq!(decode(&gzip), Err(ProtobufError::Encoding("gzip".into())));
     let long = [MAGIC, &[0x80; 11]].concat();
-    assert_eq!(decode(&long), Err(wire::WireError::LongVarint(0).into()));
+    assert_eq!(decode(&long), Err(WireError::LongVarint(0).into()));
     let raw = body("apps/v1", "ControllerRevision", &len(2, &len(1, b"{not json")));
     assert!(
         decode(&raw)
