@@ -394,6 +394,18 @@ fn body_json(call: &Call) -> Result<Value, ApiError> {
         return crate::protobuf::decode(&call.body)
             .map_err(|e| ApiError::bad_request(format!("invalid protobuf body: {e}")));
     }
+    if call.content_type.contains("cbor") {
+        // Clients that offer CBOR fall back to JSON on 415, as they do against an API server without it.
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, {} (got {:?})",
+                crate::protobuf::CONTENT_TYPE,
+                call.content_type
+            ),
+        ));
+    }
     let text = std::str::from_utf8(&call.body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
     if call.content_type.contains("yaml") {
         return serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}")));

@@ -318,7 +318,14 @@ mod tests {
     fn invalid_values_are_named_by_field() {
         let mut o = json!({"spec": {"size": 11, "color": "green", "tags": ["a", "b", 3], "labels": {"a": 1}}, "status": {"ready": "yes"}});
         let fields: Vec<String> = check(&schema(), &mut o).errors.into_iter().map(|(f, _)| f).collect();
-        let want = ["spec.color", "spec.labels.a", "spec.size", "spec.tags", "spec.tags[2]", "status.ready"];
+        let want = [
+            "spec.color",
+            "spec.labels.a",
+            "spec.size",
+            "spec.tags",
+            "spec.tags[2]",
+            "status.ready",
+        ];
         assert_eq!(fields, want);
         let mut missing = json!({"spec": {}});
         let errors = check(&schema(), &mut missing).errors;

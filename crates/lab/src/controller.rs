@@ -1,42 +1,73 @@
 //! The lab's controllers, as one pure reconcile step (snapshot in, changes out) plus the few deletions the API
-//! itself performs: namespace lifecycle, Deployment → Pods (no ReplicaSet in between), garbage collection of
-//! orphaned pods, scheduling pods to nodes, and Services → EndpointSlices (`endpoints`).
+//! itself performs: namespace lifecycle, Deployment → ReplicaSets (`deployment`) → Pods (`replicaset`),
+//! DaemonSets (`daemonset`), garbage collection of objects whose owners are gone, scheduling pods to nodes,
+//! Services → Endpoints and EndpointSlices (`endpoints`), and expiring old Events (`events`).
 
+use crate::events::{Note, reference};
 use crate::store::{Store, now};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::apps::v1::{DaemonSetStatus, DeploymentStatus, ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use weft_model::k8s_openapi;
 use weft_model::{Key, Object, Snapshot};
 
-/// The label a Deployment's pods carry, naming their template's version.
+/// The label a Deployment's ReplicaSets and pods carry, naming their template's version.
 pub const TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// Kinds something in the lab acts on (others are stored with a warning).
 pub fn acts_on(kind: &str) -> bool {
     matches!(
         kind,
-        "Namespace" | "Node" | "Pod" | "Deployment" | "Service" | "Endpoints" | "EndpointSlice" | "NetworkPolicy"
+        "Namespace"
+            | "Node"
+            | "Pod"
+            | "Deployment"
+            | "ReplicaSet"
+            | "DaemonSet"
+            | "Service"
+            | "Endpoints"
+            | "EndpointSlice"
+            | "NetworkPolicy"
+            | "Event"
     )
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Change {
-    /// Create a pod whose name is `generateName` plus a random suffix.
-    CreatePod(Box<Pod>),
+    /// Create an object; one without a name gets its `generateName` plus a random suffix. The note, if any,
+    /// is recorded with the name appended to its message ("Created pod: ").
+    Create(Box<Object>, Option<Box<Note>>),
     /// Ask for a graceful deletion (pods; the node's runtime removes them once stopped).
     MarkDeleted(Key),
     Remove(Key),
-    DeploymentStatus(Key, DeploymentStatus),
+    /// Create or replace a controller's object (its content; the stored identity is kept).
+    Put(Box<Object>),
+    /// Replace a workload's status.
+    Status(Key, Box<Status>),
+    /// Set a ReplicaSet's `spec.replicas` and merge `annotations` into it.
+    Scale {
+        key: Key,
+        replicas: i32,
+        annotations: BTreeMap<String, String>,
+    },
+    /// Merge annotations into an object.
+    Annotate(Key, BTreeMap<String, String>),
     Bind(Key, String),
-    /// Create or replace an EndpointSlice (the controller's own fields; the stored identity is kept).
-    PutSlice(Box<EndpointSlice>),
+    Event(Box<Note>),
 }
 
-/// Deletion as the API performs it: pods and namespaces are marked and finished asynchronously, a Deployment
-/// goes at once and takes its pods with it, anything else is removed.
+/// The status a controller writes.
+#[derive(Debug, PartialEq)]
+pub enum Status {
+    /// Conditions without times: `apply` stamps them (kept while a condition stays the same).
+    Deployment(DeploymentStatus),
+    ReplicaSet(ReplicaSetStatus),
+    DaemonSet(DaemonSetStatus),
+}
+
+/// Deletion as the API performs it: pods and namespaces are marked and finished asynchronously, anything else
+/// is removed (what it owns follows through garbage collection).
 pub fn delete(store: &mut Store, key: &Key) {
     match key.kind.as_str() {
         "Pod" => mark_deleted(store, key),
@@ -48,22 +79,32 @@ pub fn delete(store: &mut Store, key: &Key) {
                 }
             });
         }
-        "Deployment" => {
-            let uid = store.get(key).and_then(|o| o.meta().uid.clone());
-            let owned: Vec<Key> = store
-                .view()
-                .pods()
-                .filter(|p| uid.is_some() && owner_uid(&p.metadata) == uid.as_deref())
-                .map(pod_key)
-                .collect();
-            store.remove(key);
-            for pod in owned {
-                mark_deleted(store, &pod);
-            }
-        }
         _ => {
             store.remove(key);
         }
+    }
+}
+
+/// `propagationPolicy: Orphan`, before deleting `key`: what its object owns stops naming it as an owner, so
+/// garbage collection leaves it (an orphaned ReplicaSet keeps its pods).
+pub fn orphan_dependents(store: &mut Store, key: &Key) {
+    let Some(uid) = store.get(key).and_then(|o| o.meta().uid.clone()) else {
+        return;
+    };
+    let names_it = |o: &Object| o.meta().owner_references.iter().flatten().any(|r| r.uid == uid);
+    let dependents: Vec<Key> = store
+        .view()
+        .objects()
+        .filter(|o| names_it(o))
+        .map(Object::key)
+        .collect();
+    for dependent in dependents {
+        store.update(&dependent, |o| {
+            let meta = o.meta_mut();
+            let refs = meta.owner_references.take().unwrap_or_default();
+            let kept: Vec<OwnerReference> = refs.into_iter().filter(|r| r.uid != uid).collect();
+            meta.owner_references = (!kept.is_empty()).then_some(kept);
+        });
     }
 }
 
@@ -79,7 +120,7 @@ fn mark_deleted(store: &mut Store, key: &Key) {
     }
 }
 
-/// Everything the controllers want changed in `snap`. `nodes` are the schedulable node names.
+/// Everything the controllers want changed in `snap`.
 pub fn reconcile(snap: &Snapshot) -> Vec<Change> {
     let mut changes = Vec::new();
     namespaces(snap, &mut changes);
@@ -88,25 +129,79 @@ pub fn reconcile(snap: &Snapshot) -> Vec<Change> {
         .filter(|n| n.metadata.deletion_timestamp.is_some())
         .filter_map(|n| n.metadata.name.as_deref())
         .collect();
-    let mut owners = HashSet::new();
+    let live = |o: &Object| !terminating.contains(o.namespace().unwrap_or_default());
+    let mut pods_by_owner: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    for pod in snap.pods() {
+        if let Some(uid) = owner_uid(&pod.metadata) {
+            pods_by_owner.entry(uid).or_default().push(pod);
+        }
+    }
+    let mut sets_by_owner: HashMap<&str, Vec<&ReplicaSet>> = HashMap::new();
+    for object in snap.of_kind("ReplicaSet") {
+        let Object::ReplicaSet(rs) = object else { continue };
+        if let Some(uid) = owner_uid(&rs.metadata) {
+            sets_by_owner.entry(uid).or_default().push(rs);
+        }
+        if live(object) {
+            crate::replicaset::reconcile(rs, owned(&pods_by_owner, &rs.metadata), &mut changes);
+        }
+    }
     for object in snap.of_kind("Deployment") {
         let Object::Deployment(d) = object else { continue };
-        if let Some(uid) = d.metadata.uid.as_deref() {
-            owners.insert(uid);
-        }
-        if !terminating.contains(object.namespace().unwrap_or_default()) {
-            deployment(snap, d, &mut changes);
+        if live(object) {
+            crate::deployment::reconcile(d, owned(&sets_by_owner, &d.metadata), &pods_by_owner, &mut changes);
         }
     }
-    for pod in snap.pods() {
-        let orphan = owner_uid(&pod.metadata).is_some_and(|uid| !owners.contains(uid));
-        if orphan && pod.metadata.deletion_timestamp.is_none() {
-            changes.push(Change::MarkDeleted(pod_key(pod)));
+    let nodes: Vec<_> = snap.nodes().collect();
+    for object in snap.of_kind("DaemonSet") {
+        let Object::DaemonSet(ds) = object else { continue };
+        if live(object) {
+            crate::daemonset::reconcile(ds, owned(&pods_by_owner, &ds.metadata), &nodes, &mut changes);
         }
     }
+    collect_garbage(snap, &mut changes);
     schedule(snap, &mut changes);
     crate::endpoints::reconcile(snap, &mut changes);
+    changes.extend(crate::events::expired(snap).into_iter().map(Change::Remove));
     changes
+}
+
+/// What `meta`'s object controls, from an index by controller uid.
+fn owned<'a, T>(index: &'a HashMap<&str, Vec<&'a T>>, meta: &ObjectMeta) -> &'a [&'a T] {
+    meta.uid
+        .as_deref()
+        .and_then(|uid| index.get(uid))
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// The garbage collector's background deletion: an object all of whose owners are gone goes too (pods
+/// gracefully). Owners are looked up by uid, so an owner deleted and made again does not adopt the old
+/// dependents.
+fn collect_garbage(snap: &Snapshot, changes: &mut Vec<Change>) {
+    let with_owners: Vec<&Object> = snap
+        .objects()
+        .filter(|o| o.meta().owner_references.as_ref().is_some_and(|r| !r.is_empty()))
+        .collect();
+    if with_owners.is_empty() {
+        return;
+    }
+    let uids: HashSet<&str> = snap.objects().filter_map(|o| o.meta().uid.as_deref()).collect();
+    for object in with_owners {
+        let meta = object.meta();
+        let orphan = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .all(|o| !uids.contains(o.uid.as_str()));
+        if !orphan || meta.deletion_timestamp.is_some() {
+            continue;
+        }
+        changes.push(match object {
+            Object::Pod(_) => Change::MarkDeleted(object.key()),
+            _ => Change::Remove(object.key()),
+        });
+    }
 }
 
 /// A terminating namespace deletes what it holds and goes once empty.
@@ -127,94 +222,41 @@ fn namespaces(snap: &Snapshot, changes: &mut Vec<Change>) {
     }
 }
 
-fn deployment(snap: &Snapshot, d: &Deployment, changes: &mut Vec<Change>) {
-    let Some(spec) = &d.spec else { return };
-    let uid = d.metadata.uid.as_deref();
-    let name = d.metadata.name.clone().unwrap_or_default();
-    let ns = d.metadata.namespace.clone();
-    let hash = template_hash(&spec.template);
-    let owned: Vec<&Pod> = snap
-        .pods()
-        .filter(|p| uid.is_some() && owner_uid(&p.metadata) == uid)
-        .collect();
-    let active: Vec<&Pod> = owned
-        .iter()
-        .copied()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect();
-    let (current, old): (Vec<&Pod>, Vec<&Pod>) = active
-        .iter()
-        .partition(|p| weft_model::object::labels(&p.metadata).get(TEMPLATE_HASH) == Some(&hash));
-    let want = spec.replicas.unwrap_or(1).max(0) as usize;
-    for _ in current.len()..want {
-        changes.push(Change::CreatePod(Box::new(pod_from_template(
-            d,
-            &name,
-            ns.as_deref(),
-            &hash,
-        ))));
-    }
-    // Surplus pods: the unscheduled and the youngest go first, as the ReplicaSet controller prefers.
-    let mut surplus = current.clone();
-    surplus.sort_by_key(|p| {
-        (
-            node_of(p).is_some(),
-            std::cmp::Reverse(p.metadata.creation_timestamp.clone()),
-        )
-    });
-    for pod in surplus.iter().take(current.len().saturating_sub(want)) {
-        changes.push(Change::MarkDeleted(pod_key(pod)));
-    }
-    for pod in old {
-        changes.push(Change::MarkDeleted(pod_key(pod)));
-    }
-    let ready = current.iter().filter(|p| is_ready(p)).count() as i32;
-    let status = DeploymentStatus {
-        replicas: Some(active.len() as i32),
-        updated_replicas: Some(current.len().min(want) as i32),
-        ready_replicas: Some(ready),
-        available_replicas: Some(ready),
-        observed_generation: d.metadata.generation,
-        ..Default::default()
-    };
-    if d.status.as_ref() != Some(&status) {
-        changes.push(Change::DeploymentStatus(
-            Key::new("Deployment", ns.as_deref(), &name),
-            status,
-        ));
+/// The owner reference a controller puts on what it makes.
+pub fn controller_ref(kind: &str, owner: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: kind.into(),
+        name: owner.name.clone().unwrap_or_default(),
+        uid: owner.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
     }
 }
 
-fn pod_from_template(d: &Deployment, name: &str, ns: Option<&str>, hash: &str) -> Pod {
-    let template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    let mut labels: BTreeMap<String, String> = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    labels.insert(TEMPLATE_HASH.into(), hash.into());
+/// A pod of `template`, named `generate_name` plus a suffix, controlled by `owner`.
+pub fn pod_from_template(
+    template: &PodTemplateSpec,
+    generate_name: &str,
+    ns: Option<&str>,
+    owner: OwnerReference,
+) -> Pod {
+    let meta = template.metadata.clone().unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{name}-{hash}-")),
+            generate_name: Some(generate_name.into()),
             namespace: ns.map(str::to_string),
-            labels: Some(labels),
-            annotations: template.metadata.as_ref().and_then(|m| m.annotations.clone()),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name: name.into(),
-                uid: d.metadata.uid.clone().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            owner_references: Some(vec![owner]),
             ..Default::default()
         },
-        spec: template.spec,
+        spec: template.spec.clone(),
         status: None,
     }
 }
 
-/// Binds unscheduled pods: a Deployment's pods spread over the nodes, then the least loaded node wins.
+/// Binds unscheduled pods: pods of one owner spread over the nodes, then the least loaded node wins.
 fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
     let nodes: Vec<&str> = snap.nodes().filter_map(|n| n.metadata.name.as_deref()).collect();
     if nodes.is_empty() {
@@ -247,6 +289,18 @@ fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
         *load.entry(node).or_default() += 1;
         *by_owner.entry((owner, node)).or_default() += 1;
         changes.push(Change::Bind(pod_key(pod), node.to_string()));
+        let message = format!(
+            "Successfully assigned {}/{} to {node}",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default()
+        );
+        let note = Note::normal(
+            reference("v1", "Pod", &pod.metadata),
+            "Scheduled",
+            message,
+            "default-scheduler",
+        );
+        changes.push(Change::Event(Box::new(note)));
     }
 }
 
@@ -254,19 +308,40 @@ fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
 pub fn apply(store: &mut Store, changes: Vec<Change>) {
     for change in changes {
         match change {
-            Change::CreatePod(pod) => create_pod(store, *pod),
+            Change::Create(object, note) => create(store, *object, note.map(|n| *n)),
             Change::MarkDeleted(key) => mark_deleted(store, &key),
             Change::Remove(key) => {
                 store.remove(&key);
             }
-            Change::DeploymentStatus(key, status) => {
+            Change::Put(object) => put(store, *object),
+            Change::Status(key, status) => {
+                store.update(&key, |o| set_status(o, *status));
+            }
+            Change::Scale {
+                key,
+                replicas,
+                annotations,
+            } => {
                 store.update(&key, |o| {
-                    if let Object::Deployment(d) = o {
-                        d.status = Some(status);
+                    let mut resized = false;
+                    if let Object::ReplicaSet(rs) = o {
+                        let spec = rs.spec.get_or_insert_default();
+                        resized = spec.replicas != Some(replicas);
+                        spec.replicas = Some(replicas);
+                    }
+                    let meta = o.meta_mut();
+                    meta.annotations.get_or_insert_default().extend(annotations);
+                    // A spec change, as through the API: the ReplicaSet's status then observes it.
+                    if resized {
+                        meta.generation = meta.generation.map(|g| g + 1);
                     }
                 });
             }
-            Change::PutSlice(slice) => put_slice(store, *slice),
+            Change::Annotate(key, annotations) => {
+                store.update(&key, |o| {
+                    o.meta_mut().annotations.get_or_insert_default().extend(annotations)
+                });
+            }
             Change::Bind(key, node) => {
                 store.update(&key, |o| {
                     if let Object::Pod(p) = o {
@@ -274,12 +349,40 @@ pub fn apply(store: &mut Store, changes: Vec<Change>) {
                     }
                 });
             }
+            Change::Event(note) => crate::events::record(store, *note),
         }
     }
 }
 
-fn put_slice(store: &mut Store, slice: EndpointSlice) {
-    let object = Object::EndpointSlice(Box::new(slice));
+fn set_status(object: &mut Object, status: Status) {
+    match (object, status) {
+        (Object::Deployment(d), Status::Deployment(mut new)) => {
+            // A condition keeps its transition time while its status holds, its update time while it says
+            // the same.
+            let at = now();
+            let old = d.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+            for c in new.conditions.iter_mut().flatten() {
+                let before = old.iter().find(|o| o.type_ == c.type_);
+                let same_status = before.is_some_and(|o| o.status == c.status);
+                let same_words = same_status && before.is_some_and(|o| o.reason == c.reason && o.message == c.message);
+                c.last_transition_time = Some(match before {
+                    Some(o) if same_status => o.last_transition_time.clone().unwrap_or_else(|| at.clone()),
+                    _ => at.clone(),
+                });
+                c.last_update_time = Some(match before {
+                    Some(o) if same_words => o.last_update_time.clone().unwrap_or_else(|| at.clone()),
+                    _ => at.clone(),
+                });
+            }
+            d.status = Some(new);
+        }
+        (Object::ReplicaSet(rs), Status::ReplicaSet(new)) => rs.status = Some(new),
+        (Object::DaemonSet(ds), Status::DaemonSet(new)) => ds.status = Some(new),
+        _ => {}
+    }
+}
+
+fn put(store: &mut Store, object: Object) {
     let key = object.key();
     if store.get(&key).is_none() {
         if let Err(e) = store.create(object) {
@@ -298,27 +401,38 @@ fn put_slice(store: &mut Store, slice: EndpointSlice) {
     });
 }
 
-fn create_pod(store: &mut Store, mut pod: Pod) {
-    let prefix = pod.metadata.generate_name.take().unwrap_or_default();
-    // The API server's suffix alphabet: no vowels (no words), no look-alike characters.
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    for _ in 0..8 {
-        let mut bytes = [0u8; 5];
-        crate::store::fill_random(&mut bytes);
-        let suffix: String = bytes
-            .iter()
-            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-            .collect();
-        pod.metadata.name = Some(format!("{prefix}{suffix}"));
-        if store.create(Object::Pod(Box::new(pod.clone()))).is_ok() {
-            return;
+/// Creates `object`, naming it from `generateName` if it has no name; records `note` with the name.
+fn create(store: &mut Store, mut object: Object, note: Option<Note>) {
+    let key = object.key();
+    let prefix = object.meta_mut().generate_name.take();
+    let created = match prefix {
+        None if object.meta().name.is_some() => store.create(object).ok().map(|()| key.name),
+        _ => {
+            let prefix = prefix.unwrap_or_default();
+            // The API server's suffix alphabet: no vowels (no words), no look-alike characters.
+            const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+            (0..8).find_map(|_| {
+                let mut bytes = [0u8; 5];
+                crate::store::fill_random(&mut bytes);
+                let suffix: String = bytes
+                    .iter()
+                    .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+                    .collect();
+                let name = format!("{prefix}{suffix}");
+                object.meta_mut().name = Some(name.clone());
+                store.create(object.clone()).ok().map(|()| name)
+            })
         }
+    };
+    if let (Some(name), Some(mut note)) = (created, note) {
+        note.message.push_str(&name);
+        crate::events::record(store, note);
     }
 }
 
 /// A stable short hash of a pod template, so pods of an unchanged template are recognised as current.
-pub fn template_hash(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> String {
-    let text = serde_json::to_string(template).unwrap_or_default();
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let text = template_value(template).to_string();
     let mut h: u64 = 0xcbf29ce484222325;
     for b in text.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
@@ -327,6 +441,30 @@ pub fn template_hash(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> 
     (0..10)
         .map(|i| ALPHABET[((h >> (i * 6)) % ALPHABET.len() as u64) as usize] as char)
         .collect()
+}
+
+/// A template as Kubernetes compares them: empty lists and objects (`resources: {}`, which `kubectl rollout
+/// undo` writes back) are the same as absent ones, as Go's empty structs and slices are.
+pub fn template_value(template: &PodTemplateSpec) -> serde_json::Value {
+    fn prune(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.retain(|_, v| !prune(v));
+                map.is_empty()
+            }
+            serde_json::Value::Array(list) => {
+                list.iter_mut().for_each(|v| {
+                    prune(v);
+                });
+                list.is_empty()
+            }
+            serde_json::Value::Null => true,
+            _ => false,
+        }
+    }
+    let mut value = serde_json::to_value(template).unwrap_or_default();
+    prune(&mut value);
+    value
 }
 
 pub fn owner_uid(meta: &ObjectMeta) -> Option<&str> {
@@ -356,9 +494,24 @@ pub fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Succeeded or Failed: the pod runs no more.
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// Counted by its controller: neither being deleted nor finished.
+pub fn is_active(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none() && !is_terminal(pod)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use weft_model::object::labels;
     use weft_model::parse;
 
     fn store_with(text: &str) -> (Store, std::path::PathBuf) {
@@ -372,7 +525,7 @@ mod tests {
     }
 
     fn settle(store: &mut Store) {
-        for _ in 0..10 {
+        for _ in 0..20 {
             let changes = reconcile(&store.snapshot());
             if changes.is_empty() {
                 return;
@@ -454,6 +607,376 @@ spec:
         delete(&mut store, &d);
         settle(&mut store);
         assert_eq!(pods_by_node(&mut store).values().sum::<usize>(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// What the kubelets would do: bound pods become Ready with an address, deleted ones go.
+    fn kubelets(store: &mut Store) -> bool {
+        let snap = store.snapshot();
+        let mut acted = false;
+        for (i, pod) in snap.pods().enumerate() {
+            if node_of(pod).is_none() {
+                continue;
+            }
+            let key = pod_key(pod);
+            if pod.metadata.deletion_timestamp.is_some() {
+                store.remove(&key);
+                acted = true;
+            } else if !is_ready(pod) {
+                store.update(&key, |o| {
+                    if let Object::Pod(p) = o {
+                        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+                            phase: Some("Running".into()),
+                            pod_ip: Some(format!("10.244.9.{}", i + 2)),
+                            conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                                type_: "Ready".into(),
+                                status: "True".into(),
+                                ..Default::default()
+                            }]),
+                            ..Default::default()
+                        });
+                    }
+                });
+                acted = true;
+            }
+        }
+        acted
+    }
+
+    /// Controllers and kubelets until nothing moves; `check` sees the store after every controller step.
+    fn run_cluster(store: &mut Store, mut check: impl FnMut(&Snapshot)) {
+        for _ in 0..200 {
+            let changes = reconcile(&store.snapshot());
+            let moved = !changes.is_empty();
+            apply(store, changes);
+            check(&store.snapshot());
+            if !kubelets(store) && !moved {
+                return;
+            }
+        }
+        panic!("the cluster did not settle");
+    }
+
+    fn apply_text(store: &mut Store, text: &str) {
+        for o in parse(text, "t").unwrap() {
+            store.apply(o).unwrap();
+        }
+    }
+
+    fn replica_sets(snap: &Snapshot) -> Vec<ReplicaSet> {
+        snap.of_kind("ReplicaSet")
+            .filter_map(|o| match o {
+                Object::ReplicaSet(rs) => Some((**rs).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deployment_status(snap: &Snapshot) -> DeploymentStatus {
+        match snap.get(&Key::new("Deployment", Some("default"), "web")) {
+            Some(Object::Deployment(d)) => d.status.clone().unwrap(),
+            _ => panic!("no deployment"),
+        }
+    }
+
+    fn event_reasons(snap: &Snapshot) -> HashSet<String> {
+        snap.of_kind("Event")
+            .filter_map(|o| match o {
+                Object::Event(e) => e.reason.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn active_pods(snap: &Snapshot) -> Vec<&Pod> {
+        snap.pods().filter(|p| is_active(p)).collect()
+    }
+
+    const ROLLING: &str = "
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: default}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: v1}]}
+";
+
+    #[test]
+    fn a_rolling_update_stays_within_surge_and_unavailability_and_can_be_undone() {
+        let (mut store, dir) = store_with(ROLLING);
+        run_cluster(&mut store, |_| {});
+        let snap = store.snapshot();
+        let first = replica_sets(&snap);
+        assert_eq!(first.len(), 1);
+        let rs = &first[0];
+        let hash = &labels(&rs.metadata)[TEMPLATE_HASH];
+        assert_eq!(rs.metadata.name.as_deref(), Some(format!("web-{hash}").as_str()));
+        assert_eq!(
+            rs.metadata.annotations.as_ref().unwrap()[crate::deployment::REVISION],
+            "1"
+        );
+        assert_eq!(
+            rs.spec.as_ref().unwrap().selector.match_labels.as_ref().unwrap()[TEMPLATE_HASH],
+            *hash
+        );
+        assert_eq!(owner_uid(&rs.metadata), deployment_uid(&snap).as_deref());
+        for pod in active_pods(&snap) {
+            assert!(
+                pod.metadata
+                    .name
+                    .as_deref()
+                    .unwrap()
+                    .starts_with(&format!("web-{hash}-"))
+            );
+            assert_eq!(owner_uid(&pod.metadata), rs.metadata.uid.as_deref());
+        }
+        let status = deployment_status(&snap);
+        assert_eq!(
+            (
+                status.replicas,
+                status.updated_replicas,
+                status.available_replicas,
+                status.unavailable_replicas
+            ),
+            (Some(4), Some(4), Some(4), Some(0))
+        );
+        let reasons: Vec<_> = status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| (c.type_.as_str(), c.reason.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("Available", "MinimumReplicasAvailable".into()),
+                ("Progressing", "NewReplicaSetAvailable".into())
+            ]
+        );
+        assert!(
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .all(|c| c.last_transition_time.is_some())
+        );
+        // A new image: at most 4 + 1 (25% surge) pods, at least 4 - 1 (25% unavailable) ready, at every step.
+        apply_text(&mut store, &ROLLING.replace("image: v1", "image: v2"));
+        let mut mixed = false;
+        run_cluster(&mut store, |snap| {
+            let active = active_pods(snap);
+            assert!(active.len() <= 5, "{} pods", active.len());
+            assert!(active.iter().filter(|p| is_ready(p)).count() >= 3);
+            let hashes: HashSet<&str> = active
+                .iter()
+                .map(|p| labels(&p.metadata)[TEMPLATE_HASH].as_str())
+                .collect();
+            mixed |= hashes.len() == 2;
+        });
+        assert!(mixed, "old and new pods ran side by side");
+        let snap = store.snapshot();
+        let sets = replica_sets(&snap);
+        assert_eq!(sets.len(), 2);
+        let revisions: BTreeMap<i64, i32> = sets
+            .iter()
+            .map(|rs| {
+                (
+                    crate::deployment::revision_of(&rs.metadata),
+                    rs.spec.as_ref().unwrap().replicas.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(revisions, BTreeMap::from([(1, 0), (2, 4)]));
+        assert_eq!(crate::deployment::revision_of(&deployment_meta(&snap)), 2);
+        assert_eq!(deployment_status(&snap).updated_replicas, Some(4));
+        let scaled_up = format!("Scaled up replica set web-{hash} to 4");
+        assert!(
+            snap.of_kind("Event")
+                .any(|o| matches!(o, Object::Event(e) if e.message.as_deref() == Some(scaled_up.as_str()))),
+            "{scaled_up}"
+        );
+        let reasons = event_reasons(&snap);
+        for r in ["ScalingReplicaSet", "SuccessfulCreate", "SuccessfulDelete", "Scheduled"] {
+            assert!(reasons.contains(r), "{r} in {reasons:?}");
+        }
+        // `rollout undo`: the template back as it was (with the empty `resources` kubectl writes); the old
+        // ReplicaSet returns as revision 3.
+        apply_text(&mut store, &ROLLING.replace("image: v1}", "image: v1, resources: {}}"));
+        run_cluster(&mut store, |_| {});
+        let snap = store.snapshot();
+        let back = replica_sets(&snap)
+            .into_iter()
+            .find(|rs| rs.metadata.uid == first[0].metadata.uid)
+            .unwrap();
+        assert_eq!(crate::deployment::revision_of(&back.metadata), 3);
+        assert_eq!(back.spec.unwrap().replicas, Some(4));
+        // Deleting the Deployment takes its ReplicaSets and their pods.
+        delete(&mut store, &Key::new("Deployment", Some("default"), "web"));
+        run_cluster(&mut store, |_| {});
+        let snap = store.snapshot();
+        assert!(replica_sets(&snap).is_empty());
+        assert_eq!(snap.pods().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn deployment_meta(snap: &Snapshot) -> ObjectMeta {
+        snap.get(&Key::new("Deployment", Some("default"), "web"))
+            .unwrap()
+            .meta()
+            .clone()
+    }
+
+    fn deployment_uid(snap: &Snapshot) -> Option<String> {
+        deployment_meta(snap).uid
+    }
+
+    #[test]
+    fn recreate_stops_old_pods_first_and_history_is_pruned() {
+        let text = ROLLING.replace(
+            "  replicas: 4\n",
+            "  replicas: 2\n  revisionHistoryLimit: 1\n  strategy: {type: Recreate}\n",
+        );
+        let (mut store, dir) = store_with(&text);
+        run_cluster(&mut store, |_| {});
+        for image in ["v2", "v3"] {
+            apply_text(&mut store, &text.replace("image: v1", &format!("image: {image}")));
+            run_cluster(&mut store, |snap| {
+                // Never pods of two templates at once.
+                let hashes: HashSet<&str> = snap
+                    .pods()
+                    .map(|p| labels(&p.metadata)[TEMPLATE_HASH].as_str())
+                    .collect();
+                assert!(hashes.len() <= 1, "{hashes:?}");
+            });
+        }
+        let snap = store.snapshot();
+        // Revision 3 runs; of the old ones at zero, one (the newest) is kept.
+        let mut revisions: Vec<i64> = replica_sets(&snap)
+            .iter()
+            .map(|rs| crate::deployment::revision_of(&rs.metadata))
+            .collect();
+        revisions.sort();
+        assert_eq!(revisions, [2, 3]);
+        assert_eq!(active_pods(&snap).len(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_daemon_set_runs_one_pod_per_fitting_node_and_rolls_one_at_a_time() {
+        let text = "
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2}
+spec: {unschedulable: true}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-3}
+spec: {taints: [{key: dedicated, value: db, effect: NoSchedule}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: default}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: default}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: c, image: v1}]}
+";
+        let (mut store, dir) = store_with(text);
+        run_cluster(&mut store, |_| {});
+        let snap = store.snapshot();
+        let mut nodes: Vec<&str> = active_pods(&snap).iter().filter_map(|p| node_of(p)).collect();
+        nodes.sort();
+        // The unschedulable node is tolerated; the tainted one is not.
+        assert_eq!(nodes, ["node-1", "node-2"]);
+        let pod = active_pods(&snap)[0];
+        assert!(pod.metadata.name.as_deref().unwrap().starts_with("agent-"));
+        let Some(Object::DaemonSet(ds)) = snap.get(&Key::new("DaemonSet", Some("default"), "agent")) else {
+            panic!()
+        };
+        let status = ds.status.clone().unwrap();
+        assert_eq!(
+            (
+                status.desired_number_scheduled,
+                status.current_number_scheduled,
+                status.number_ready,
+                status.updated_number_scheduled
+            ),
+            (2, 2, 2, Some(2))
+        );
+        // A new template: one node at a time is without a ready pod.
+        apply_text(&mut store, &text.replace("image: v1", "image: v2"));
+        run_cluster(&mut store, |snap| {
+            let ready = active_pods(snap).iter().filter(|p| is_ready(p)).count();
+            assert!(ready >= 1, "{ready} ready");
+        });
+        let snap = store.snapshot();
+        let images: Vec<_> = active_pods(&snap)
+            .iter()
+            .map(|p| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap())
+            .collect();
+        assert_eq!(images, ["v2", "v2"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_orphaned_replica_set_keeps_its_pods() {
+        let (mut store, dir) = store_with(ROLLING);
+        run_cluster(&mut store, |_| {});
+        let key = Key::new("Deployment", Some("default"), "web");
+        orphan_dependents(&mut store, &key);
+        delete(&mut store, &key);
+        run_cluster(&mut store, |_| {});
+        let snap = store.snapshot();
+        let sets = replica_sets(&snap);
+        assert_eq!(sets.len(), 1);
+        assert!(sets[0].metadata.owner_references.is_none());
+        assert_eq!(active_pods(&snap).len(), 4);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn objects_whose_owners_are_gone_are_collected() {
+        let text = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: default}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: stray, namespace: default, ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: gone, uid: no-such-uid, controller: true}]}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: x}}
+  template:
+    metadata: {labels: {app: x}}
+    spec: {containers: [{name: c}]}
+";
+        let (mut store, dir) = store_with(text);
+        run_cluster(&mut store, |_| {});
+        let snap = store.snapshot();
+        assert!(replica_sets(&snap).is_empty());
+        assert_eq!(snap.pods().count(), 0);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

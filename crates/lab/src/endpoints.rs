@@ -1,11 +1,13 @@
-//! The EndpointSlice controllers, pure: the Service's pods as EndpointSlices (what
-//! `endpointslice-controller.k8s.io` does) and selector-less Services' `Endpoints` mirrored into EndpointSlices
-//! (what `endpointslicemirroring-controller.k8s.io` does). Slices are named deterministically, so one
-//! reconcile step computes every slice and compares it with what is stored.
+//! The endpoint controllers, pure: the Service's pods as EndpointSlices (what `endpointslice-controller.k8s.io`
+//! does) and as an `Endpoints` of the Service's name (the endpoints controller), and selector-less Services'
+//! `Endpoints` mirrored into EndpointSlices (what `endpointslicemirroring-controller.k8s.io` does). Names are
+//! deterministic, so one reconcile step computes every object and compares it with what is stored.
 
 use crate::controller::Change;
 use crate::services::{has_selector, service_type};
-use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort as CorePort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,7 +23,11 @@ pub const CONTROLLER: &str = "endpointslice-controller.k8s.io";
 pub const MIRRORING: &str = "endpointslicemirroring-controller.k8s.io";
 /// Set (to the empty string) on the slices of headless Services; kube-proxy ignores those slices.
 pub const HEADLESS: &str = "service.kubernetes.io/headless";
+/// On Endpoints the endpoints controller writes: the mirroring controller leaves them alone.
 const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";
+/// Marks the Endpoints the endpoints controller manages (the label and value Kubernetes 1.33 sets).
+pub const ENDPOINTS_MANAGED_BY: &str = "endpoints.kubernetes.io/managed-by";
+pub const ENDPOINTS_CONTROLLER: &str = "endpoint-controller";
 /// The controller's default `--max-endpoints-per-slice`.
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 /// Object names the controllers make stay within 63 characters, as generated names do.
@@ -31,6 +37,7 @@ const MAX_NAME: usize = 63;
 /// selector-less Services' Endpoints) call for.
 pub fn reconcile(snap: &Snapshot, changes: &mut Vec<Change>) {
     let mut desired: BTreeMap<Key, EndpointSlice> = BTreeMap::new();
+    let mut desired_endpoints: BTreeMap<Key, Endpoints> = BTreeMap::new();
     let mut pods_by_ns: HashMap<&str, Vec<&Pod>> = HashMap::new();
     for pod in snap.pods() {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
@@ -48,6 +55,11 @@ pub fn reconcile(snap: &Snapshot, changes: &mut Vec<Change>) {
         let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
         let slices = if has_selector(spec) {
             let pods = pods_by_ns.get(ns).map(Vec::as_slice).unwrap_or_default();
+            let ep = endpoints_for(svc, pods);
+            desired_endpoints.insert(
+                Key::new("Endpoints", Some(ns), svc.metadata.name.as_deref().unwrap_or_default()),
+                ep,
+            );
             slices_for(svc, pods, &nodes)
         } else {
             let key = Key::new("Endpoints", Some(ns), svc.metadata.name.as_deref().unwrap_or_default());
@@ -68,14 +80,128 @@ pub fn reconcile(snap: &Snapshot, changes: &mut Vec<Change>) {
         match desired.remove(&key) {
             // A user's slice that happens to carry the name: left alone.
             Some(_) if !managed => {}
-            Some(want) if !same_slice(existing, &want) => changes.push(Change::PutSlice(Box::new(want))),
+            Some(want) if !same_slice(existing, &want) => {
+                changes.push(Change::Put(Box::new(Object::EndpointSlice(Box::new(want)))))
+            }
             Some(_) => {}
             None if managed => changes.push(Change::Remove(key)),
             None => {}
         }
     }
     for want in desired.into_values() {
-        changes.push(Change::PutSlice(Box::new(want)));
+        changes.push(Change::Put(Box::new(Object::EndpointSlice(Box::new(want)))));
+    }
+    for existing in snap.of_kind("Endpoints") {
+        let Object::Endpoints(have) = existing else { continue };
+        let key = existing.key();
+        let ours = labels(&have.metadata)
+            .get(ENDPOINTS_MANAGED_BY)
+            .is_some_and(|m| m == ENDPOINTS_CONTROLLER);
+        match desired_endpoints.remove(&key) {
+            // As upstream, the Endpoints of a Service with a selector are the controller's, whoever made them.
+            Some(want) if have.metadata.labels != want.metadata.labels || have.subsets != want.subsets => {
+                changes.push(Change::Put(Box::new(Object::Endpoints(Box::new(want)))));
+            }
+            Some(_) => {}
+            None if ours => changes.push(Change::Remove(key)),
+            None => {}
+        }
+    }
+    for want in desired_endpoints.into_values() {
+        changes.push(Change::Put(Box::new(Object::Endpoints(Box::new(want)))));
+    }
+}
+
+/// The `Endpoints` of a Service with a selector: its pods' addresses, ready or not, grouped into subsets by
+/// the ports they resolve (a pod resolving none is left out, unless the Service has no ports at all).
+pub fn endpoints_for(svc: &Service, pods: &[&Pod]) -> Endpoints {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let selector = spec.selector.clone().unwrap_or_default();
+    let publish = spec.publish_not_ready_addresses == Some(true);
+    let no_ports = spec.ports.as_ref().is_none_or(Vec::is_empty);
+    type Subset = (
+        Vec<CorePort>,
+        Vec<(Ipv4Addr, EndpointAddress)>,
+        Vec<(Ipv4Addr, EndpointAddress)>,
+    );
+    let mut groups: BTreeMap<String, Subset> = BTreeMap::new();
+    for pod in pods {
+        let pod_labels = labels(&pod.metadata);
+        if !selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)) {
+            continue;
+        }
+        let Some(ip) = pod_ipv4(pod) else { continue };
+        if crate::controller::is_terminal(pod) || (pod.metadata.deletion_timestamp.is_some() && !publish) {
+            continue;
+        }
+        let ports = endpoint_ports(svc, pod);
+        if ports.is_empty() && !no_ports {
+            continue;
+        }
+        let pod_spec = pod.spec.clone().unwrap_or_default();
+        let address = EndpointAddress {
+            ip: ip.to_string(),
+            hostname: pod_spec
+                .hostname
+                .filter(|h| !h.is_empty() && pod_spec.subdomain.as_deref() == svc.metadata.name.as_deref()),
+            node_name: pod_spec.node_name,
+            target_ref: Some(ObjectReference {
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                namespace: pod.metadata.namespace.clone(),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            }),
+        };
+        let (_, ready, not_ready) = groups.entry(port_set(&ports)).or_insert_with(|| {
+            let ports = ports
+                .iter()
+                .map(|p| CorePort {
+                    name: p.name.clone().filter(|n| !n.is_empty()),
+                    port: p.port.unwrap_or_default(),
+                    protocol: p.protocol.clone(),
+                    app_protocol: p.app_protocol.clone(),
+                })
+                .collect();
+            (ports, Vec::new(), Vec::new())
+        });
+        if publish || pod_ready(pod) {
+            ready.push((ip, address));
+        } else {
+            not_ready.push((ip, address));
+        }
+    }
+    let sorted = |mut list: Vec<(Ipv4Addr, EndpointAddress)>| {
+        list.sort_by_key(|(ip, _)| *ip);
+        (!list.is_empty()).then(|| list.into_iter().map(|(_, a)| a).collect::<Vec<_>>())
+    };
+    let subsets: Vec<EndpointSubset> = groups
+        .into_values()
+        .map(|(ports, ready, not_ready)| EndpointSubset {
+            addresses: sorted(ready),
+            not_ready_addresses: sorted(not_ready),
+            ports: (!ports.is_empty()).then_some(ports),
+        })
+        .collect();
+    let mut ep_labels = labels(&svc.metadata).clone();
+    ep_labels.remove(HEADLESS);
+    if spec
+        .cluster_ip
+        .as_deref()
+        .is_none_or(|ip| ip.is_empty() || ip == "None")
+    {
+        ep_labels.insert(HEADLESS.into(), String::new());
+    }
+    ep_labels.insert(SKIP_MIRROR.into(), "true".into());
+    ep_labels.insert(ENDPOINTS_MANAGED_BY.into(), ENDPOINTS_CONTROLLER.into());
+    Endpoints {
+        metadata: ObjectMeta {
+            name: svc.metadata.name.clone(),
+            namespace: svc.metadata.namespace.clone(),
+            labels: Some(ep_labels),
+            ..Default::default()
+        },
+        subsets: (!subsets.is_empty()).then_some(subsets),
     }
 }
 
@@ -457,7 +583,10 @@ mod tests {
         changes
             .into_iter()
             .filter_map(|c| match c {
-                Change::PutSlice(s) => Some(*s),
+                Change::Put(o) => match *o {
+                    Object::EndpointSlice(s) => Some(*s),
+                    _ => None,
+                },
                 _ => None,
             })
             .collect()
@@ -594,9 +723,14 @@ mod tests {
         );
         let mut changes = Vec::new();
         reconcile(&snap, &mut changes);
+        // The Service's Endpoints are written too; here only the slices matter.
+        changes.retain(|c| !matches!(c, Change::Put(o) if o.kind() == "Endpoints"));
         assert_eq!(changes.len(), 2, "{changes:#?}");
         assert!(changes.contains(&Change::Remove(Key::new("EndpointSlice", Some("default"), "db-old"))));
-        let Some(Change::PutSlice(empty)) = changes.iter().find(|c| matches!(c, Change::PutSlice(_))) else {
+        let Some(Change::Put(empty)) = changes.iter().find(|c| matches!(c, Change::Put(_))) else {
+            panic!()
+        };
+        let Object::EndpointSlice(empty) = &**empty else {
             panic!()
         };
         assert!(empty.endpoints.is_empty() && empty.ports.is_none());
@@ -638,6 +772,68 @@ mod tests {
         reconcile(&snap, &mut changes);
         assert_eq!(changes.len(), 2);
         assert!(changes.iter().all(|c| matches!(c, Change::Remove(_))));
+    }
+
+    fn endpoints_changes(snap: &Snapshot) -> Vec<Change> {
+        let mut changes = Vec::new();
+        reconcile(snap, &mut changes);
+        changes.retain(|c| match c {
+            Change::Put(o) => o.kind() == "Endpoints",
+            Change::Remove(k) => k.kind == "Endpoints",
+            _ => false,
+        });
+        changes
+    }
+
+    #[test]
+    fn services_with_a_selector_get_endpoints_of_their_name() {
+        let svc = service(
+            "web",
+            json!({"clusterIP": "10.96.0.20", "selector": {"app": "web"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}),
+        );
+        let pods = [
+            pod("a", "10.244.1.3", true, &[("http", 8080)]),
+            pod("b", "10.244.1.2", false, &[("http", 8080)]),
+            // Lacks the named port: not an endpoint.
+            pod("c", "10.244.1.4", true, &[]),
+        ];
+        let snap = Snapshot::new(1, [node(), svc.clone()].into_iter().chain(pods.clone()));
+        let changes = endpoints_changes(&snap);
+        let [Change::Put(ep)] = &changes[..] else {
+            panic!("{changes:#?}")
+        };
+        let Object::Endpoints(ep) = &**ep else { panic!() };
+        assert_eq!(labels(&ep.metadata)[SKIP_MIRROR], "true");
+        assert_eq!(labels(&ep.metadata)[ENDPOINTS_MANAGED_BY], ENDPOINTS_CONTROLLER);
+        let subsets = ep.subsets.as_ref().unwrap();
+        assert_eq!(subsets.len(), 1);
+        let ips =
+            |a: &Option<Vec<EndpointAddress>>| -> Vec<String> { a.iter().flatten().map(|a| a.ip.clone()).collect() };
+        assert_eq!(ips(&subsets[0].addresses), ["10.244.1.3"]);
+        assert_eq!(ips(&subsets[0].not_ready_addresses), ["10.244.1.2"]);
+        let port = &subsets[0].ports.as_ref().unwrap()[0];
+        assert_eq!(
+            (port.name.as_deref(), port.port, port.protocol.as_deref()),
+            (Some("http"), 8080, Some("TCP"))
+        );
+        let a = &subsets[0].addresses.as_ref().unwrap()[0];
+        assert_eq!(a.node_name.as_deref(), Some("node-1"));
+        assert_eq!(a.target_ref.as_ref().unwrap().name.as_deref(), Some("a"));
+        // Stored: nothing to do, and nothing mirrored from it. The Service gone: it goes.
+        let stored = Object::Endpoints(ep.clone());
+        let snap = Snapshot::new(2, [node(), svc, stored.clone()].into_iter().chain(pods));
+        assert!(endpoints_changes(&snap).is_empty());
+        assert!(
+            slices(&snap)
+                .iter()
+                .all(|s| labels(&s.metadata)[MANAGED_BY] == CONTROLLER)
+        );
+        let snap = Snapshot::new(3, [node(), stored]);
+        assert_eq!(
+            endpoints_changes(&snap),
+            [Change::Remove(Key::new("Endpoints", Some("default"), "web"))]
+        );
     }
 
     #[test]

@@ -14,6 +14,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("store {}: {source}", path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<redb::Error>,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0} already exists")]

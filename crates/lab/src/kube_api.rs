@@ -18,6 +18,15 @@ pub const CONTROL_PLANE_PORT: u16 = 6443;
 
 pub struct LabCluster(pub Arc<Shared>);
 
+impl LabCluster {
+    /// One write to the store, answered only once it is on disk.
+    fn write<T>(&self, f: impl FnOnce(&mut crate::store::Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        self.0
+            .try_write(|store| Ok(f(store)))
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+}
+
 /// A lab error as the API reports it.
 fn api_error(e: Error, object: &Object) -> ApiError {
     let resource =
@@ -51,6 +60,17 @@ fn with_status_of(object: &Object, from: &Object) -> Result<Object, ApiError> {
     weft_model::manifest::from_value(value).map_err(ApiError::internal)
 }
 
+fn has_finalizers(object: &Object) -> bool {
+    object.meta().finalizers.as_ref().is_some_and(|f| !f.is_empty())
+}
+
+/// Marked for deletion and held by nothing any more (pods and namespaces end through their own lifecycle).
+fn finalized(object: &Object) -> bool {
+    object.meta().deletion_timestamp.is_some()
+        && !has_finalizers(object)
+        && !matches!(object.kind(), "Pod" | "Namespace")
+}
+
 impl Cluster for LabCluster {
     fn snapshot(&self) -> Arc<Snapshot> {
         self.0.snapshot()
@@ -66,7 +86,7 @@ impl Cluster for LabCluster {
 
     fn create(&self, object: Object, dry_run: bool) -> Result<Arc<Object>, ApiError> {
         let key = object.key();
-        self.0.write(|store| {
+        self.write(|store| {
             if dry_run {
                 return store
                     .admitted(object.clone())
@@ -84,7 +104,7 @@ impl Cluster for LabCluster {
 
     fn update(&self, object: Object, status: bool, dry_run: bool) -> Result<Arc<Object>, ApiError> {
         let key = object.key();
-        self.0.write(|store| {
+        self.write(|store| {
             let old = store
                 .get(&key)
                 .cloned()
@@ -95,12 +115,20 @@ impl Cluster for LabCluster {
                 meta.resource_version = old.meta().resource_version.clone();
                 next
             } else {
-                let object = with_status_of(&object, &old)?;
+                let mut object = with_status_of(&object, &old)?;
+                // Deletion marks are the server's: an update neither sets nor clears them.
+                object.meta_mut().deletion_timestamp = old.meta().deletion_timestamp.clone();
                 store.updated(&old, object).map_err(|e| api_error(e, &old))?
             };
-            if !dry_run {
-                store.replace(next.clone());
+            if dry_run {
+                return Ok(Arc::new(next));
             }
+            if finalized(&next) {
+                // The last finalizer of an object marked for deletion is gone: so is the object.
+                store.remove(&key);
+                return Ok(Arc::new(next));
+            }
+            store.replace(next.clone());
             Ok(store
                 .view()
                 .get_shared(&key)
@@ -111,7 +139,7 @@ impl Cluster for LabCluster {
     }
 
     fn delete(&self, key: &Key, how: &Deletion, dry_run: bool) -> Result<Arc<Object>, ApiError> {
-        self.0.write(|store| {
+        self.write(|store| {
             let before = store
                 .view()
                 .get_shared(key)
@@ -120,10 +148,18 @@ impl Cluster for LabCluster {
             if dry_run {
                 return Ok(before);
             }
-            if key.kind == "Pod" && how.grace_period_seconds == Some(0) {
+            if has_finalizers(&before) && !matches!(key.kind.as_str(), "Pod" | "Namespace") {
+                // Finalizers hold the object until their controllers remove them (cert-manager, Gateway API).
+                store.update(key, |o| {
+                    o.meta_mut().deletion_timestamp.get_or_insert_with(crate::store::now);
+                });
+            } else if key.kind == "Pod" && how.grace_period_seconds == Some(0) {
                 // `--grace-period=0 --force`: gone from the API at once; the node's runtime stops what is left.
                 store.remove(key);
             } else {
+                if how.orphan {
+                    crate::controller::orphan_dependents(store, key);
+                }
                 crate::controller::delete(store, key);
             }
             Ok(store.view().get_shared(key).cloned().unwrap_or(before))

@@ -5,6 +5,7 @@
 
 use crate::cni::{self, Attachment};
 use crate::error::{Error, Result, io};
+use crate::events::{Note, reference};
 use crate::reaper::Reaper;
 use crate::sandbox::{self, Sandbox};
 use crate::spec::NodePlan;
@@ -12,7 +13,7 @@ use crate::store::now;
 use crate::supervisor::Shared;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    Pod, PodCondition, PodIP, PodStatus,
+    ObjectReference, Pod, PodCondition, PodIP, PodStatus,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +26,8 @@ use weft_model::k8s_openapi;
 use weft_model::{Key, Object};
 use weft_netlink::Netns;
 
+mod adopt;
+
 /// Cluster DNS as kubelet's `--cluster-domain` (served from the DNS issue on); `--cluster-dns` is the 10th
 /// address of the service CIDR (`LabSpec::cluster_dns`, 10.96.0.10 by default), as kubeadm sets it.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -32,6 +35,8 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 const PARALLEL_STARTS: usize = 4;
 /// The wait before a container's first restart; it doubles on each quick exit.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// `source.component` of the Events a kubelet records.
+const COMPONENT: &str = "kubelet";
 
 pub struct Kubelet {
     shared: Arc<Shared>,
@@ -93,6 +98,7 @@ impl Kubelet {
 
     /// Reconciles the node's pods with the store until the supervisor stops.
     pub fn run(self: Arc<Self>) {
+        self.adopt();
         for _ in 0..PARALLEL_STARTS {
             let me = self.clone();
             spawn_small(move || me.starter());
@@ -159,12 +165,18 @@ impl Kubelet {
         let outcome = self.setup(&run, &pod);
         if let Err(e) = outcome {
             run.lock().failed = Some(e.to_string());
-            self.report(&run, &pod);
+            let note = Note::warning(
+                reference("v1", "Pod", &pod.metadata),
+                "FailedCreatePodSandBox",
+                format!("Failed to create pod sandbox: {e}"),
+                COMPONENT,
+            );
+            self.report(&run, &pod, vec![note.on(&self.node.name)]);
             return;
         }
         // The pod's address is now in the store; its processes start once the agent has put the pod under its
         // NetworkPolicy rules, so a new pod is never reachable (or reaching out) unpoliced.
-        let revision = self.report(&run, &pod);
+        let revision = self.report(&run, &pod, Vec::new());
         self.wait_for_agent(revision);
         let containers: Vec<ContainerRun> = (pod.spec.iter().flat_map(|s| &s.containers))
             .map(|c| ContainerRun {
@@ -261,13 +273,31 @@ impl Kubelet {
             if let (Ok(child), Some(c)) = (&spawned, state.containers.get_mut(index)) {
                 c.pid = Some(child.id());
                 c.backoff = false;
+                let file = adopt::pid_file(&self.shared.paths, &run.uid, &c.name);
+                if let Err(e) = crate::pidfile::write(&file, child.id()) {
+                    eprintln!("weft lab: writing {}: {e}", file.display());
+                }
             }
             spawned
         };
         run.wake.notify_all();
         match spawned {
             Ok(child) => {
-                self.report(&run, &pod);
+                let image = container.image.as_deref().unwrap_or_default();
+                let at = container_reference(&pod, &container.name);
+                let notes = [
+                    (
+                        "Pulled",
+                        format!("Container image \"{image}\" already present on machine"),
+                    ),
+                    ("Created", format!("Created container {}", container.name)),
+                    ("Started", format!("Started container {}", container.name)),
+                ];
+                let notes = notes
+                    .into_iter()
+                    .map(|(reason, message)| Note::normal(at.clone(), reason, message, COMPONENT).on(&self.node.name))
+                    .collect();
+                self.report(&run, &pod, notes);
                 let reaper = self.reaper.clone();
                 reaper.watch(child, move |code| self.exited(run, pod, index, code, began, backoff));
             }
@@ -312,7 +342,26 @@ impl Kubelet {
                 c.restarts += 1;
             }
         });
-        self.report(&run, &pod);
+        // A restart after a quick exit is a back-off, as kubelet's CrashLoopBackOff.
+        let notes = match pod.spec.as_ref().and_then(|s| s.containers.get(index)) {
+            Some(c) if restart && began.elapsed() <= Duration::from_secs(10) => vec![
+                Note::warning(
+                    container_reference(&pod, &c.name),
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}_{}({})",
+                        c.name,
+                        pod.metadata.name.as_deref().unwrap_or_default(),
+                        pod.metadata.namespace.as_deref().unwrap_or_default(),
+                        run.uid
+                    ),
+                    COMPONENT,
+                )
+                .on(&self.node.name),
+            ],
+            _ => Vec::new(),
+        };
+        self.report(&run, &pod, notes);
         if !restart {
             return;
         }
@@ -357,10 +406,14 @@ impl Kubelet {
         )))
     }
 
-    /// Writes the pod's status from what the runtime knows; returns the store's revision after it.
-    fn report(&self, run: &PodRun, pod: &Pod) -> u64 {
+    /// Writes the pod's status from what the runtime knows, and `notes` as Events; returns the store's
+    /// revision after it.
+    fn report(&self, run: &PodRun, pod: &Pod, notes: Vec<Note>) -> u64 {
         let status = run.status(pod, &self.node);
         self.shared.write(|s| {
+            for note in notes {
+                crate::events::record(s, note);
+            }
             s.update(&run.key, |o| {
                 if let Object::Pod(p) = o
                     && p.metadata.uid.as_deref() == Some(run.uid.as_str())
@@ -403,6 +456,26 @@ impl Kubelet {
             .unwrap_or(30)
             .clamp(0, 30) as u64;
         let pids = |run: &PodRun| -> Vec<u32> { run.lock().containers.iter().filter_map(|c| c.pid).collect() };
+        let running: Vec<String> = run
+            .lock()
+            .containers
+            .iter()
+            .filter(|c| c.pid.is_some())
+            .map(|c| c.name.clone())
+            .collect();
+        if !running.is_empty() {
+            self.shared.write(|s| {
+                for name in running {
+                    let note = Note::normal(
+                        container_reference(pod, &name),
+                        "Killing",
+                        format!("Stopping container {name}"),
+                        COMPONENT,
+                    );
+                    crate::events::record(s, note.on(&self.node.name));
+                }
+            });
+        }
         signal(&pids(&run), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(grace);
         while !pids(&run).is_empty() && Instant::now() < deadline {
@@ -415,6 +488,17 @@ impl Kubelet {
             let state = run.lock();
             drop(run.wake.wait_timeout(state, Duration::from_millis(20)));
         }
+        self.detach(&run, pod);
+        self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.uid);
+        self.shared.write(|s| {
+            if matches!(s.get(&run.key), Some(o) if o.meta().uid.as_deref() == Some(run.uid.as_str())) {
+                s.remove(&run.key);
+            }
+        });
+    }
+
+    /// CNI DEL (with the cached ADD result, if ADD finished), the pod's namespace and its files.
+    fn detach(&self, run: &PodRun, pod: &Pod) {
         let paths = &self.shared.paths;
         let dir = paths.pod_dir(&run.uid);
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
@@ -423,18 +507,12 @@ impl Kubelet {
             let cached: Option<Value> = std::fs::read(dir.join("cni-result.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
-            if let Err(e) = self.runtime.del(&attachment(&run, pod, &netns), cached.as_ref()) {
+            if let Err(e) = self.runtime.del(&attachment(run, pod, &netns), cached.as_ref()) {
                 eprintln!("weft lab: {e}");
             }
             let _ = Netns::remove(&paths.pod_netns(&run.uid));
         }
         let _ = std::fs::remove_dir_all(&dir);
-        self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.uid);
-        self.shared.write(|s| {
-            if matches!(s.get(&run.key), Some(o) if o.meta().uid.as_deref() == Some(run.uid.as_str())) {
-                s.remove(&run.key);
-            }
-        });
     }
 }
 
@@ -543,6 +621,14 @@ fn container_status(c: &ContainerRun) -> ContainerStatus {
         image: String::new(),
         image_id: String::new(),
         ..Default::default()
+    }
+}
+
+/// A pod's container, as Events name it (`involvedObject.fieldPath`).
+fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
+    ObjectReference {
+        field_path: Some(format!("spec.containers{{{container}}}")),
+        ..reference("v1", "Pod", &pod.metadata)
     }
 }
 

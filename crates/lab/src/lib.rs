@@ -6,11 +6,17 @@
 pub mod api;
 pub mod cni;
 pub mod controller;
+pub mod daemonset;
+pub mod deployment;
+mod disk;
 pub mod endpoints;
 pub mod error;
+pub mod events;
 pub mod kube_api;
 pub mod kubelet;
+mod pidfile;
 pub mod reaper;
+pub mod replicaset;
 pub mod sandbox;
 pub mod services;
 pub mod source;

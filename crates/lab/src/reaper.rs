@@ -32,7 +32,13 @@ enum Event {
     Exit(Child, Exited),
     /// A timerfd: readable once its delay is over.
     Due(Job),
+    /// The pidfd of a process another supervisor started (see `adopt`).
+    Adopted(u32, Exited),
 }
+
+/// The exit code reported for an adopted process: not our child, so its real code is lost (kubelet reports a
+/// container whose state it lost as terminated with 137, reason ContainerStatusUnknown).
+pub const LOST_EXIT: i32 = 137;
 
 impl Reaper {
     /// Starts the reaper's thread; it runs every callback, one at a time, until the process ends.
@@ -54,6 +60,12 @@ impl Reaper {
     pub fn watch(&self, child: Child, exited: impl FnOnce(i32) + Send + 'static) {
         let pidfd = pidfd_open(child.id());
         self.add(pidfd, Event::Exit(child, Box::new(exited)), Duration::ZERO);
+    }
+
+    /// Calls `exited` with `LOST_EXIT` once `pid` has exited: a process of a supervisor that was killed, which
+    /// is not our child (its parent is now init), checked by `pidfile::live` to still be the recorded process.
+    pub fn adopt(&self, pid: u32, exited: impl FnOnce(i32) + Send + 'static) {
+        self.add(pidfd_open(pid), Event::Adopted(pid, Box::new(exited)), Duration::ZERO);
     }
 
     /// Calls `f` after `delay`.
@@ -132,6 +144,7 @@ impl Reaper {
                 match event {
                     Event::Exit(mut child, exited) => exited(exit_code(child.wait())),
                     Event::Due(job) => job(),
+                    Event::Adopted(_, exited) => exited(LOST_EXIT),
                 }
             }
         }
@@ -149,6 +162,20 @@ fn fallback(event: Event, delay: Duration, e: io::Error) {
                 std::thread::sleep(delay);
                 job()
             }
+            Event::Adopted(pid, exited) => {
+                // Not our child: nothing to wait on but its /proc entry (a zombie counts as gone).
+                let gone = || {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                        stat.rsplit(')')
+                            .next()
+                            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+                    })
+                };
+                while !gone() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                exited(LOST_EXIT)
+            }
         });
     if let Err(e) = spawned {
         eprintln!("weft lab: cannot start a thread: {e}");
@@ -164,7 +191,7 @@ fn exit_code(status: io::Result<std::process::ExitStatus>) -> i32 {
 
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new (close-on-exec) fd or -1. The pid is an
-    // unreaped child of ours, so it cannot name another process.
+    // unreaped child of ours, or a process just checked to be the one its pid file recorded.
     owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as RawFd)
 }
 

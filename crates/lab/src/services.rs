@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use weft_model::k8s_openapi;
-use weft_model::{Object, Snapshot};
+use weft_model::{Key, Object, Snapshot};
 
 /// The API server's default `--service-node-port-range`.
 pub const NODE_PORTS: RangeInclusive<i32> = 30000..=32767;
@@ -68,12 +68,15 @@ pub fn ingress_ip(svc: &Service) -> Option<Ipv4Addr> {
 
 /// Admits `svc` (created when `old` is none, else replacing `old`): fills in the defaults and allocations,
 /// or refuses it naming the field and the reason. `snap` holds the other Services.
-pub fn admit(snap: &Snapshot, net: &ServiceNetwork, old: Option<&Service>, svc: &mut Service) -> Result<()> {
+pub fn admit(held: &Allocations, net: &ServiceNetwork, old: Option<&Service>, svc: &mut Service) -> Result<()> {
     let name = svc.metadata.name.clone().unwrap_or_default();
     let namespace = svc.metadata.namespace.clone().unwrap_or_default();
     let who = format!("Service/{namespace}/{name}");
     let fail = |field: &str, msg: String| Error::Invalid(format!("{who}: field {field}: {msg}"));
-    let others = Held::collect(snap, &namespace, &name);
+    let others = Held {
+        all: held,
+        me: Key::new("Service", Some(&namespace), &name),
+    };
     let old_spec = old.and_then(|o| o.spec.as_ref());
     let spec = svc.spec.get_or_insert_default();
     defaults(spec);
@@ -127,53 +130,120 @@ fn defaults(spec: &mut ServiceSpec) {
     }
 }
 
-/// What the other Services hold, and by whom (read from the snapshot: no copies, as admission runs for every
-/// Service written and reads all the others).
-struct Held<'a> {
-    cluster_ips: HashMap<Ipv4Addr, Owner<'a>>,
-    node_ports: HashMap<i32, Owner<'a>>,
-    lb_ips: HashMap<Ipv4Addr, Owner<'a>>,
+/// Every address and port the stored Services hold, and which Service holds it: kept by the store as Services
+/// change, so that admitting one Service looks its requests up instead of reading every other Service.
+#[derive(Clone, Debug, Default)]
+pub struct Allocations {
+    cluster_ips: HashMap<Ipv4Addr, Key>,
+    node_ports: HashMap<i32, Key>,
+    lb_ips: HashMap<Ipv4Addr, Key>,
 }
 
-/// A Service holding an address or port: namespace and name.
-#[derive(Clone, Copy)]
-struct Owner<'a>(&'a str, &'a str);
+impl Allocations {
+    /// What the Services of `snap` hold.
+    pub fn of(snap: &Snapshot) -> Allocations {
+        let mut all = Allocations::default();
+        for object in snap.of_kind("Service") {
+            all.change(None, Some(object));
+        }
+        all
+    }
 
-impl fmt::Display for Owner<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "Service {}/{}", self.0, self.1)
+    /// Follows one object's change: what `old` held is released (where it still holds it), what `new` holds is
+    /// taken. Objects other than Services are passed over.
+    pub fn change(&mut self, old: Option<&Object>, new: Option<&Object>) {
+        if let Some(svc) = old.and_then(as_service) {
+            let key = Key::new(
+                "Service",
+                svc.metadata.namespace.as_deref(),
+                svc.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let (ips, ports, lb) = holdings(svc);
+            for ip in ips {
+                release(&mut self.cluster_ips, ip, &key);
+            }
+            for port in ports {
+                release(&mut self.node_ports, port, &key);
+            }
+            if let Some(ip) = lb {
+                release(&mut self.lb_ips, ip, &key);
+            }
+        }
+        if let Some(svc) = new.and_then(as_service) {
+            let key = Key::new(
+                "Service",
+                svc.metadata.namespace.as_deref(),
+                svc.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let (ips, ports, lb) = holdings(svc);
+            for ip in ips {
+                self.cluster_ips.insert(ip, key.clone());
+            }
+            for port in ports {
+                self.node_ports.insert(port, key.clone());
+            }
+            if let Some(ip) = lb {
+                self.lb_ips.insert(ip, key);
+            }
+        }
     }
 }
 
-impl<'a> Held<'a> {
-    fn collect(snap: &'a Snapshot, namespace: &str, name: &str) -> Held<'a> {
-        let mut held = Held {
-            cluster_ips: HashMap::new(),
-            node_ports: HashMap::new(),
-            lb_ips: HashMap::new(),
-        };
-        for svc in snap.services() {
-            let owner = Owner(
-                svc.metadata.namespace.as_deref().unwrap_or_default(),
-                svc.metadata.name.as_deref().unwrap_or_default(),
-            );
-            if owner.0 == namespace && owner.1 == name {
-                continue;
-            }
-            let Some(spec) = &svc.spec else { continue };
-            let ips = spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter());
-            for ip in ips.filter_map(|ip| ip.parse().ok()) {
-                held.cluster_ips.insert(ip, owner);
-            }
-            let ports = spec.ports.iter().flatten().filter_map(|p| p.node_port);
-            for port in ports.chain(spec.health_check_node_port) {
-                held.node_ports.insert(port, owner);
-            }
-            if let Some(ip) = ingress_ip(svc) {
-                held.lb_ips.insert(ip, owner);
-            }
-        }
-        held
+fn release<T: std::hash::Hash + Eq>(map: &mut HashMap<T, Key>, value: T, holder: &Key) {
+    if map.get(&value) == Some(holder) {
+        map.remove(&value);
+    }
+}
+
+/// The cluster IPs, node ports (health check included) and load balancer address a Service holds.
+fn holdings(svc: &Service) -> (Vec<Ipv4Addr>, Vec<i32>, Option<Ipv4Addr>) {
+    let Some(spec) = &svc.spec else {
+        return (Vec::new(), Vec::new(), None);
+    };
+    let ips = spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter());
+    let ports = spec.ports.iter().flatten().filter_map(|p| p.node_port);
+    (
+        ips.filter_map(|ip| ip.parse().ok()).collect(),
+        ports.chain(spec.health_check_node_port).collect(),
+        ingress_ip(svc),
+    )
+}
+
+/// What the Services other than the one being admitted hold.
+struct Held<'a> {
+    all: &'a Allocations,
+    me: Key,
+}
+
+/// A Service holding an address or port.
+struct Owner<'a>(&'a Key);
+
+impl fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "Service {}/{}",
+            self.0.namespace.as_deref().unwrap_or_default(),
+            self.0.name
+        )
+    }
+}
+
+impl Held<'_> {
+    fn other<'k>(&self, holder: Option<&'k Key>) -> Option<Owner<'k>> {
+        holder.filter(|k| **k != self.me).map(Owner)
+    }
+
+    fn cluster_ip(&self, ip: &Ipv4Addr) -> Option<Owner<'_>> {
+        self.other(self.all.cluster_ips.get(ip))
+    }
+
+    fn node_port(&self, port: i32) -> Option<Owner<'_>> {
+        self.other(self.all.node_ports.get(&port))
+    }
+
+    fn lb_ip(&self, ip: &Ipv4Addr) -> Option<Owner<'_>> {
+        self.other(self.all.lb_ips.get(ip))
     }
 }
 
@@ -258,7 +328,7 @@ fn cluster_ip(
             let addr = requested_cluster_ip(&ip, net, held, fail)?;
             addr.to_string()
         }
-        (None, None) => match next_cluster_ip(net.cidr, &held.cluster_ips) {
+        (None, None) => match next_cluster_ip(net.cidr, |ip| held.cluster_ip(&ip).is_some()) {
             Some(addr) => addr.to_string(),
             None => {
                 let msg = format!("no free address left in the service CIDR {}", net.cidr);
@@ -289,7 +359,7 @@ fn requested_cluster_ip(ip: &str, net: &ServiceNetwork, held: &Held, fail: Fail)
         let msg = format!("{ip:?} is not in the valid range: the service CIDR is {}", net.cidr);
         return Err(fail("spec.clusterIP", msg));
     }
-    if let Some(owner) = held.cluster_ips.get(&addr) {
+    if let Some(owner) = held.cluster_ip(&addr) {
         return Err(fail(
             "spec.clusterIP",
             format!("{ip:?} is already allocated to {owner}"),
@@ -305,10 +375,10 @@ fn usable(net: Ipv4Net, addr: Ipv4Addr) -> bool {
 
 /// The lowest free address from the 17th of the range up, then (only when those are all taken) the lowest of
 /// the 16 below it, as Kubernetes prefers the upper band and falls back to the static one.
-pub fn next_cluster_ip<T>(cidr: Ipv4Net, taken: &HashMap<Ipv4Addr, T>) -> Option<Ipv4Addr> {
+pub fn next_cluster_ip(cidr: Ipv4Net, taken: impl Fn(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
     let base = u32::from(cidr.network());
     let hosts = (1u32 << (32 - cidr.prefix_len())).saturating_sub(2);
-    let free = |offset: &u32| !taken.contains_key(&Ipv4Addr::from(base + offset));
+    let free = |offset: &u32| !taken(Ipv4Addr::from(base + offset));
     let upper = (STATIC_BAND + 1..=hosts).find(free);
     upper
         .or_else(|| (1..=STATIC_BAND.min(hosts)).find(free))
@@ -354,7 +424,7 @@ fn node_ports(spec: &mut ServiceSpec, old: Option<&ServiceSpec>, held: &Held, fa
         if !NODE_PORTS.contains(&np) {
             return Err(fail(&at, format!("{np}: must be in the range 30000-32767")));
         }
-        if let Some(owner) = held.node_ports.get(&np) {
+        if let Some(owner) = held.node_port(np) {
             return Err(fail(
                 &at,
                 format!("{np}: provided port is already allocated to {owner}"),
@@ -392,7 +462,7 @@ fn node_ports(spec: &mut ServiceSpec, old: Option<&ServiceSpec>, held: &Held, fa
 fn next_node_port(held: &Held, used: &HashSet<i32>) -> Option<i32> {
     NODE_PORTS
         .clone()
-        .find(|p| !held.node_ports.contains_key(p) && !used.contains(p))
+        .find(|p| held.node_port(*p).is_none() && !used.contains(p))
 }
 
 fn health_check_node_port(spec: &mut ServiceSpec, old: Option<&ServiceSpec>, held: &Held, fail: Fail) -> Result<()> {
@@ -413,7 +483,7 @@ fn health_check_node_port(spec: &mut ServiceSpec, old: Option<&ServiceSpec>, hel
             if !NODE_PORTS.contains(&np) {
                 return Err(fail(AT, format!("{np}: must be in the range 30000-32767")));
             }
-            if let Some(owner) = held.node_ports.get(&np) {
+            if let Some(owner) = held.node_port(np) {
                 return Err(fail(AT, format!("{np}: provided port is already allocated to {owner}")));
             }
             if used.contains(&np) {
@@ -453,19 +523,19 @@ fn load_balancer(
                 format!("{ip:?} is not in the lab's load balancer pool {pool}"),
             ));
         }
-        if let Some(owner) = held.lb_ips.get(&addr) {
+        if let Some(owner) = held.lb_ip(&addr) {
             return Err(fail(AT, format!("{ip:?} is already allocated to {owner}")));
         }
         return Ok(Some(addr));
     }
-    if let Some(ip) = before.filter(|ip| !held.lb_ips.contains_key(ip)) {
+    if let Some(ip) = before.filter(|ip| held.lb_ip(ip).is_none()) {
         return Ok(Some(ip));
     }
     let base = u32::from(pool.network());
     let hosts = (1u32 << (32 - pool.prefix_len())).saturating_sub(2);
     (1..=hosts)
         .map(|offset| Ipv4Addr::from(base + offset))
-        .find(|ip| !held.lb_ips.contains_key(ip))
+        .find(|ip| held.lb_ip(ip).is_none())
         .map(Some)
         .ok_or_else(|| {
             fail(
@@ -548,9 +618,42 @@ mod tests {
     fn admit_into(snap: &mut Snapshot, net: &ServiceNetwork, mut new: Service) -> Result<Service> {
         let key = weft_model::Key::new("Service", Some("default"), new.metadata.name.as_deref().unwrap());
         let old = snap.get(&key).and_then(as_service).cloned();
-        admit(snap, net, old.as_ref(), &mut new)?;
+        admit(&Allocations::of(snap), net, old.as_ref(), &mut new)?;
         snap.insert(Object::Service(Box::new(new.clone())));
         Ok(new)
+    }
+
+    #[test]
+    fn allocations_followed_change_by_change_equal_those_read_from_the_store() {
+        let (mut snap, net) = (Snapshot::default(), ServiceNetwork::default());
+        let mut followed = Allocations::default();
+        let mut track = |snap: &mut Snapshot, new: Service| {
+            let key = weft_model::Key::new("Service", Some("default"), new.metadata.name.as_deref().unwrap());
+            let old = snap.get(&key).cloned();
+            let admitted = admit_into(snap, &net, new).unwrap();
+            followed.change(old.as_ref(), Some(&Object::Service(Box::new(admitted))));
+        };
+        track(
+            &mut snap,
+            svc("a", json!({"type": "NodePort", "ports": [{"port": 80}]})),
+        );
+        track(
+            &mut snap,
+            svc("b", json!({"type": "LoadBalancer", "ports": [{"port": 80}]})),
+        );
+        track(
+            &mut snap,
+            svc("a", json!({"type": "ClusterIP", "ports": [{"port": 80}]})),
+        );
+        let b = snap
+            .remove(&weft_model::Key::new("Service", Some("default"), "b"))
+            .unwrap();
+        followed.change(Some(&b), None);
+        let read = Allocations::of(&snap);
+        assert_eq!(followed.cluster_ips, read.cluster_ips);
+        assert_eq!(followed.node_ports, read.node_ports);
+        assert!(read.node_ports.is_empty() && read.lb_ips.is_empty() && followed.lb_ips.is_empty());
+        assert_eq!(read.cluster_ips.len(), 1);
     }
 
     fn spec(s: &Service) -> &ServiceSpec {

@@ -164,8 +164,9 @@ impl Paths {
         self.dir().join("api.sock")
     }
 
+    /// The store (redb); `objects.json` beside it is what older supervisors wrote, moved in at the next start.
     pub fn store_file(&self) -> PathBuf {
-        self.dir().join("objects.json")
+        self.dir().join("objects.redb")
     }
 
     /// The lab's CA, API server and admin certificates.

@@ -1,6 +1,9 @@
 //! The lab's object store: what the API server and etcd are in a cluster. One writer (the supervisor), a
-//! revision that grows with every change, written to disk after each change so a restarted supervisor (or a
-//! cleanup) sees the same objects.
+//! revision that grows with every change. Reads are served from memory; every change is committed to disk
+//! (`disk`, one record per object) before the write that made it returns, so a restarted supervisor has every
+//! acknowledged write, at the same revisions, with the change log.
+
+use crate::disk::{Change, Disk};
 
 use crate::error::{Error, Result, io};
 use crate::services::ServiceNetwork;
@@ -15,14 +18,22 @@ use weft_model::{Key, Object, Snapshot};
 
 pub struct Store {
     snap: Snapshot,
-    file: PathBuf,
+    disk: Disk,
     /// Shared with readers until the next change.
     published: Option<Arc<Snapshot>>,
     /// Where Services get their addresses (admission).
     services: ServiceNetwork,
+    /// What the stored Services hold (admission looks requests up here).
+    held: crate::services::Allocations,
     /// The latest revisions: the object each changed (before and after) and when, so a watch can send only what
     /// changed, say how old those changes are, and the Kubernetes API can send one event per revision.
     changes: VecDeque<Logged>,
+    /// The objects changed since the last commit to disk (repeats included), in order.
+    pending: Vec<Key>,
+    /// The revision on disk.
+    durable: u64,
+    /// In a `batch` or `transaction`: changes are committed when it ends, not one by one.
+    batching: bool,
 }
 
 /// One revision in the change log.
@@ -30,8 +41,27 @@ struct Logged {
     revision: u64,
     key: Key,
     at: SystemTime,
+    /// The object before and after; none of either for revisions read back from disk, whose objects are not
+    /// kept there.
     old: Option<Arc<Object>>,
     new: Option<Arc<Object>>,
+}
+
+impl Logged {
+    fn from_disk((revision, key, at): Change) -> Logged {
+        Logged {
+            revision,
+            key,
+            at,
+            old: None,
+            new: None,
+        }
+    }
+
+    /// Whether the log knows what this revision did (not for revisions read back from disk).
+    fn known(&self) -> bool {
+        self.old.is_some() || self.new.is_some()
+    }
 }
 
 /// How many revisions `Store::changes` remembers (a watcher further behind gets whole snapshots, no change times).
@@ -46,24 +76,32 @@ pub enum Applied {
 }
 
 impl Store {
-    /// Opens the store at `file`, empty when the file does not exist.
+    /// Opens the store in `file` (a redb file), empty when there is none. A store saved whole as JSON by an
+    /// older supervisor (`file` with the extension `json`) is moved into it once.
     pub fn open(file: PathBuf) -> Result<Store> {
-        let snap = match std::fs::read(&file) {
-            Ok(bytes) => {
-                let stored: Stored =
-                    serde_json::from_slice(&bytes).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
-                Snapshot::from_stored(stored).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Snapshot::default(),
-            Err(e) => return Err(io(format!("reading {}", file.display()))(e)),
-        };
-        Ok(Store {
-            snap,
-            file,
+        let legacy = file.with_extension("json");
+        let migrate = !file.exists() && legacy.exists();
+        let disk = Disk::open(&file)?;
+        let loaded = disk.load()?;
+        let mut store = Store {
+            durable: loaded.snap.revision,
+            snap: loaded.snap,
+            disk,
             published: None,
             services: ServiceNetwork::default(),
-            changes: VecDeque::new(),
-        })
+            held: crate::services::Allocations::default(),
+            changes: loaded.changes.into_iter().map(Logged::from_disk).collect(),
+            pending: Vec::new(),
+            batching: false,
+        };
+        if migrate {
+            store.snap = read_json(&legacy)?;
+            store.pending = store.snap.objects().map(Object::key).collect();
+            store.flush()?;
+            std::fs::remove_file(&legacy).map_err(io(format!("removing {}", legacy.display())))?;
+        }
+        store.held = crate::services::Allocations::of(&store.snap);
+        Ok(store)
     }
 
     /// Sets the ranges Services are given addresses from (the lab's spec; defaults otherwise).
@@ -95,9 +133,10 @@ impl Store {
     pub fn apply(&mut self, mut object: Object) -> Result<Applied> {
         let key = object.key();
         let Some(old) = self.snap.get(&key) else {
-            admit(&self.snap, &self.services, None, &mut object)?;
+            admit(&self.held, &self.services, None, &mut object)?;
             stamp(&mut object);
             self.commit(object);
+            self.autocommit()?;
             return Ok(Applied::Created);
         };
         if old.meta().deletion_timestamp.is_some() {
@@ -110,27 +149,48 @@ impl Store {
             return Ok(Applied::Unchanged);
         }
         self.commit(merged);
+        self.autocommit()?;
         Ok(Applied::Configured)
     }
 
-    /// Runs `f`; if it fails, the store is as it was before (a refused object in a batch applies none).
+    /// Runs `f`; if it fails, the store is as it was before (a refused object in a batch applies none) and
+    /// nothing of it reaches the disk.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
         // The state to go back to is the one readers share (usually published already, for the watchers): a
         // pointer now, a copy only when a batch fails.
         let saved = self.snapshot();
+        let pending = self.pending.len();
+        let batching = std::mem::replace(&mut self.batching, true);
         let out = f(self);
+        self.batching = batching;
         if out.is_err() && self.snap.revision != saved.revision {
             self.changes.retain(|c| c.revision <= saved.revision);
+            self.pending.truncate(pending);
             self.snap = (*saved).clone();
+            self.held = crate::services::Allocations::of(&self.snap);
             self.published = Some(saved);
         }
-        out
+        let out = out?;
+        self.autocommit()?;
+        Ok(out)
+    }
+
+    /// Runs `f`, then commits everything it changed to disk in one durable transaction: one commit for a
+    /// controller's whole reconcile instead of one per object. The second value is the commit's outcome; when it
+    /// fails, the store is back to what is on disk (watchers never saw the rest: they are woken after this).
+    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Store) -> T) -> (T, Result<()>) {
+        // Not nested (the supervisor's `Shared::write` holds the only handle): set, not saved and restored, so a
+        // writer that panicked leaves its changes to the next batch's commit.
+        self.batching = true;
+        let out = f(self);
+        self.batching = false;
+        (out, self.flush())
     }
 
     /// `new` as it would be stored over `old`: merged, admitted, its generation counted.
     pub fn updated(&self, old: &Object, new: Object) -> Result<Object> {
         let mut merged = merge(old, new);
-        admit(&self.snap, &self.services, Some(old), &mut merged)?;
+        admit(&self.held, &self.services, Some(old), &mut merged)?;
         let spec_changed = !same_spec(old, &merged);
         if spec_changed && let Object::Pod(pod) = &merged {
             return Err(Error::Invalid(format!(
@@ -146,12 +206,12 @@ impl Store {
     pub fn create(&mut self, object: Object) -> Result<()> {
         let object = self.admitted(object)?;
         self.commit(object);
-        Ok(())
+        self.autocommit()
     }
 
     /// The object as `create` would store it (admitted and stamped, not yet given a resourceVersion).
     pub fn admitted(&self, mut object: Object) -> Result<Object> {
-        admit(&self.snap, &self.services, None, &mut object)?;
+        admit(&self.held, &self.services, None, &mut object)?;
         if self.snap.get(&object.key()).is_some() {
             return Err(Error::Exists(object.key()));
         }
@@ -175,12 +235,15 @@ impl Store {
             return false;
         }
         self.commit(new);
+        self.autocommit_logged();
         true
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<Arc<Object>> {
         let gone = self.snap.remove_shared(key)?;
+        self.held.change(Some(&gone), None);
         self.bump(key.clone(), Some(gone.clone()), None);
+        self.autocommit_logged();
         Some(gone)
     }
 
@@ -215,13 +278,17 @@ impl Store {
         oldest <= after + 1
     }
 
-    /// Every change after revision `after`, oldest first, or None when the log no longer reaches back to it.
+    /// Every change after revision `after`, oldest first, or None when the log no longer reaches back to it
+    /// (or only to revisions of an earlier supervisor, whose objects it does not have: the watcher relists).
     pub fn changes_since(&self, after: u64) -> Option<Vec<weft_apiserver::Change>> {
         if !self.remembers(after) {
             return None;
         }
         // The log is in revision order: skip to the first one after `after`.
         let start = self.changes.partition_point(|c| c.revision <= after);
+        if self.changes.range(start..).any(|c| !c.known()) {
+            return None;
+        }
         Some(
             self.changes
                 .range(start..)
@@ -239,6 +306,7 @@ impl Store {
         let key = object.key();
         let new = Arc::new(object);
         let old = self.snap.insert_shared(new.clone());
+        self.held.change(old.as_deref(), Some(&new));
         self.bump(key, old, Some(new));
     }
 
@@ -248,6 +316,7 @@ impl Store {
         if self.changes.len() == CHANGES_KEPT {
             self.changes.pop_front();
         }
+        self.pending.push(key.clone());
         self.changes.push_back(Logged {
             revision: self.snap.revision,
             key,
@@ -257,15 +326,56 @@ impl Store {
         });
     }
 
-    /// Writes the store to disk (atomically: a reader never sees half a file).
-    pub fn save(&self) -> Result<()> {
-        save(&self.file, &self.snap)
+    /// Commits a change made outside any batch or transaction at once.
+    fn autocommit(&mut self) -> Result<()> {
+        if self.batching { Ok(()) } else { self.flush() }
     }
 
-    /// What [`save`] needs, so that the writing can happen without holding the store: serialising thousands of
-    /// objects takes milliseconds every API write would otherwise wait for.
-    pub fn to_save(&mut self) -> (PathBuf, Arc<Snapshot>) {
-        (self.file.clone(), self.snapshot())
+    /// `autocommit` for the changes whose callers take no errors (they see the store as it is on disk after a
+    /// failed commit).
+    fn autocommit_logged(&mut self) {
+        if let Err(e) = self.autocommit() {
+            eprintln!("weft lab: {e}");
+        }
+    }
+
+    /// Commits the pending changes in one durable transaction; when that fails, goes back to what is on disk.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let keys: BTreeSet<&Key> = self.pending.iter().collect();
+        let log = self
+            .changes
+            .iter()
+            .filter(|c| c.revision > self.durable)
+            .map(|c| (c.revision, &c.key, c.at));
+        match self.disk.commit(&self.snap, keys.into_iter(), log, CHANGES_KEPT as u64) {
+            Ok(()) => {
+                self.pending.clear();
+                self.durable = self.snap.revision;
+                Ok(())
+            }
+            Err(e) => {
+                self.reload();
+                Err(e)
+            }
+        }
+    }
+
+    /// Back to the store on disk: nobody saw the changes that did not get there, the revisions they took are
+    /// handed out again.
+    fn reload(&mut self) {
+        match self.disk.load() {
+            Ok(loaded) => {
+                self.snap = loaded.snap;
+                self.held = crate::services::Allocations::of(&self.snap);
+                self.changes = loaded.changes.into_iter().map(Logged::from_disk).collect();
+                self.pending.clear();
+                self.published = None;
+            }
+            Err(e) => eprintln!("weft lab: the store in memory is ahead of the disk: {e}"),
+        }
     }
 }
 
@@ -276,18 +386,22 @@ fn stamp(object: &mut Object) {
     meta.generation = Some(1);
 }
 
-/// Writes `snap` to `file` (atomically: a reader never sees half a file). One writer at a time: the temporary
-/// file is shared.
-pub fn save(file: &Path, snap: &Snapshot) -> Result<()> {
-    let bytes = snap.to_json(|_| true).map_err(|e| Error::Invalid(e.to_string()))?;
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, file).map_err(io(format!("writing {}", file.display())))
+/// A store saved whole as JSON (by supervisors before the redb file).
+fn read_json(file: &Path) -> Result<Snapshot> {
+    let bytes = std::fs::read(file).map_err(io(format!("reading {}", file.display())))?;
+    let stored: Stored =
+        serde_json::from_slice(&bytes).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+    Snapshot::from_stored(stored).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))
 }
 
 /// What the API server adds on the way in: a namespace is labelled with its own name; a Service gets its
 /// defaults and allocations (`services`), or is refused.
-fn admit(snap: &Snapshot, services: &ServiceNetwork, old: Option<&Object>, object: &mut Object) -> Result<()> {
+fn admit(
+    held: &crate::services::Allocations,
+    services: &ServiceNetwork,
+    old: Option<&Object>,
+    object: &mut Object,
+) -> Result<()> {
     match object {
         Object::Namespace(ns) => {
             let name = ns.metadata.name.clone().unwrap_or_default();
@@ -298,7 +412,7 @@ fn admit(snap: &Snapshot, services: &ServiceNetwork, old: Option<&Object>, objec
         }
         Object::Service(svc) => {
             let old = old.and_then(crate::services::as_service);
-            crate::services::admit(snap, services, old, svc)?;
+            crate::services::admit(held, services, old, svc)?;
         }
         _ => {}
     }
@@ -325,6 +439,8 @@ fn merge(old: &Object, new: Object) -> Object {
     match (old, &mut merged) {
         (Object::Pod(old), Object::Pod(new)) => new.status = old.status.clone(),
         (Object::Deployment(old), Object::Deployment(new)) => new.status = old.status.clone(),
+        (Object::ReplicaSet(old), Object::ReplicaSet(new)) => new.status = old.status.clone(),
+        (Object::DaemonSet(old), Object::DaemonSet(new)) => new.status = old.status.clone(),
         (Object::Node(old), Object::Node(new)) => new.status = old.status.clone(),
         (Object::Namespace(old), Object::Namespace(new)) => new.status = old.status.clone(),
         // A Service's status is rebuilt by admission.
@@ -368,12 +484,37 @@ mod tests {
     }
 
     const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, labels: {a: b}}\nspec: {containers: [{name: c}]}\n";
+    const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
+
+    /// A state dir of its own, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new() -> Dir {
+            let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+
+        fn file(&self) -> PathBuf {
+            self.0.join("objects.redb")
+        }
+
+        fn open(&self) -> Store {
+            Store::open(self.file()).unwrap()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 
     #[test]
     fn apply_creates_then_configures_then_is_unchanged() {
-        let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut store = Store::open(dir.join("o.json")).unwrap();
+        let dir = Dir::new();
+        let mut store = dir.open();
         assert_eq!(store.apply(object(POD)).unwrap(), Applied::Created);
         let uid = store.view().pods().next().unwrap().metadata.uid.clone();
         assert!(uid.is_some());
@@ -389,21 +530,15 @@ mod tests {
                 .to_string()
                 .contains("immutable")
         );
-        store.save().unwrap();
-        let again = Store::open(dir.join("o.json")).unwrap();
-        assert_eq!(again.revision(), store.revision());
-        assert_eq!(again.view().pods().next().unwrap().metadata.uid, uid);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn changes_are_timed_by_revision_and_kind() {
-        let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
-        let mut store = Store::open(dir.join("o.json")).unwrap();
+        let dir = Dir::new();
+        let mut store = dir.open();
         let before = SystemTime::now();
         store.apply(object(POD)).unwrap();
-        let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
-        store.apply(object(ns)).unwrap();
+        store.apply(object(NS)).unwrap();
         let pods = Some(&["Pod".to_string()][..]);
         let all = store.changes(0, store.revision(), None);
         assert_eq!(all.len(), 2);
@@ -423,13 +558,10 @@ mod tests {
 
     #[test]
     fn changed_keys_cover_the_log_or_say_none() {
-        let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut store = Store::open(dir.join("o.json")).unwrap();
+        let dir = Dir::new();
+        let mut store = dir.open();
         store.apply(object(POD)).unwrap();
-        store
-            .apply(object("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"))
-            .unwrap();
+        store.apply(object(NS)).unwrap();
         let pod = Key::new("Pod", Some("default"), "p");
         store.remove(&pod);
         let pods = Some(&["Pod".to_string()][..]);
@@ -441,11 +573,99 @@ mod tests {
         assert_eq!(store.changed_keys(0, upto, None).unwrap().len(), 2);
         assert!(store.changed_keys(1, 2, pods).unwrap().is_empty());
         assert!(store.changed_keys(upto, upto, None).unwrap().is_empty());
-        // A store opened from disk has no log: every watcher behind it gets a whole snapshot.
-        store.save().unwrap();
-        let again = Store::open(dir.join("o.json")).unwrap();
-        assert!(again.changed_keys(1, upto, None).is_none());
-        assert!(again.changed_keys(upto, upto, None).unwrap().is_empty());
-        std::fs::remove_dir_all(dir).unwrap();
+        // Once the log has forgotten a revision, a watcher from before it gets a whole snapshot.
+        let ((), saved) = store.batch(|s| {
+            for i in 0..CHANGES_KEPT {
+                s.update(&Key::new("Namespace", None, "x"), |o| {
+                    o.meta_mut()
+                        .labels
+                        .get_or_insert_default()
+                        .insert("i".into(), i.to_string());
+                });
+            }
+        });
+        saved.unwrap();
+        assert!(store.changed_keys(1, store.revision(), None).is_none());
+        assert!(store.changed_keys(upto, store.revision(), None).is_some());
+    }
+
+    #[test]
+    fn a_reopened_store_has_every_object_the_revision_and_the_change_log() {
+        let dir = Dir::new();
+        let mut store = dir.open();
+        store.apply(object(POD)).unwrap();
+        let pod = Key::new("Pod", Some("default"), "p");
+        let ns = Key::new("Namespace", None, "x");
+        // A batch is one commit, and what it did is all there after it.
+        let ((), saved) = store.batch(|s| {
+            s.create(object(NS)).unwrap();
+            s.update(&pod, |o| o.meta_mut().finalizers = Some(vec!["f".into()]));
+        });
+        saved.unwrap();
+        store.apply(object(&POD.replace("name: p,", "name: q,"))).unwrap();
+        store.remove(&Key::new("Pod", Some("default"), "q"));
+        let (revision, snap) = (store.revision(), store.snapshot());
+        let log = store.changes(0, revision, None);
+        drop(store);
+        let again = dir.open();
+        assert_eq!(again.revision(), revision);
+        assert_eq!(again.view().len(), 2);
+        assert_eq!(again.get(&pod), snap.get(&pod));
+        assert_eq!(again.get(&ns), snap.get(&ns));
+        assert_eq!(again.get(&pod).unwrap().meta().resource_version.as_deref(), Some("3"));
+        assert_eq!(again.changes(0, revision, None), log);
+        assert_eq!(
+            again.changed_keys(1, revision, None).unwrap(),
+            BTreeSet::from([pod, ns, Key::new("Pod", Some("default"), "q")])
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_transaction_leaves_nothing_on_disk() {
+        let dir = Dir::new();
+        let mut store = dir.open();
+        store.apply(object(NS)).unwrap();
+        let (refused, saved) = store.batch(|s| {
+            s.transaction(|s| {
+                s.apply(object(POD))?;
+                s.remove(&Key::new("Namespace", None, "x"));
+                Err::<(), _>(Error::Invalid("refused".into()))
+            })
+        });
+        assert!(refused.is_err());
+        saved.unwrap();
+        // Outside any batch: a transaction alone, refused by its second object.
+        let refused = store.transaction(|s| {
+            s.apply(object(POD))?;
+            s.create(object(NS))
+        });
+        assert!(refused.unwrap_err().to_string().contains("already exists"));
+        drop(store);
+        let again = dir.open();
+        assert_eq!(again.revision(), 1);
+        assert_eq!(again.view().len(), 1);
+        assert!(again.get(&Key::new("Namespace", None, "x")).is_some());
+        assert_eq!(again.changes(0, u64::MAX, None).len(), 1);
+    }
+
+    #[test]
+    fn a_store_saved_as_json_is_moved_in_once() {
+        let dir = Dir::new();
+        let pod = object(POD);
+        let snap = Snapshot::new(7, [pod.clone()]);
+        let legacy = dir.0.join("objects.json");
+        std::fs::write(&legacy, snap.to_json(|_| true).unwrap()).unwrap();
+        let mut store = dir.open();
+        assert_eq!(store.revision(), 7);
+        assert_eq!(store.get(&pod.key()), Some(&pod));
+        assert!(!legacy.exists());
+        store.apply(object(NS)).unwrap();
+        drop(store);
+        let again = dir.open();
+        assert_eq!(again.revision(), 8);
+        assert_eq!(again.view().len(), 2);
+        // The log starts after the move: a watcher from before it gets a whole snapshot.
+        assert!(again.changed_keys(6, 8, None).is_none());
+        assert_eq!(again.changed_keys(7, 8, None).unwrap().len(), 1);
     }
 }

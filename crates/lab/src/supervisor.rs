@@ -24,7 +24,6 @@ pub struct Shared {
     pub paths: Paths,
     store: Mutex<Store>,
     changed: Condvar,
-    dirty: AtomicBool,
     stopping: AtomicBool,
     serialized: Mutex<WatchBodies>,
     /// Every new revision, for the Kubernetes API's watches (which wait on it asynchronously).
@@ -39,7 +38,6 @@ impl Shared {
             spec,
             store: Mutex::new(store),
             changed: Condvar::new(),
-            dirty: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             serialized: Mutex::new(std::collections::HashMap::new()),
             revisions: tokio::sync::watch::Sender::new(revision),
@@ -51,13 +49,28 @@ impl Shared {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the store; if it changed anything, wakes every watcher.
+    /// Runs `f` on the store and commits what it changed to disk (one commit), then wakes every watcher. A
+    /// failed commit is logged and leaves the store as it is on disk (see `Store::batch`).
     pub fn write<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let (out, saved) = self.batch(f);
+        if let Err(e) = saved {
+            eprintln!("weft lab: {e}");
+        }
+        out
+    }
+
+    /// `write` for what is acknowledged to a client: Ok only once it is on disk.
+    pub fn try_write<T>(&self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        let (out, saved) = self.batch(f);
+        saved?;
+        out
+    }
+
+    fn batch<T>(&self, f: impl FnOnce(&mut Store) -> T) -> (T, Result<()>) {
         let mut store = self.lock();
         let before = store.revision();
-        let out = f(&mut store);
+        let out = store.batch(f);
         if store.revision() != before {
-            self.dirty.store(true, Ordering::Release);
             self.changed.notify_all();
             self.revisions.send_replace(store.revision());
         }
@@ -135,16 +148,6 @@ impl Shared {
         self.stopping.store(true, Ordering::Release);
         let _guard = self.lock();
         self.changed.notify_all();
-    }
-
-    /// Writes the store to disk if it changed since the last save (from the supervisor's main loop only), without
-    /// holding the store while it serialises.
-    pub fn save_if_dirty(&self) -> Result<()> {
-        if self.dirty.swap(false, Ordering::AcqRel) {
-            let (file, snap) = self.lock().to_save();
-            crate::store::save(&file, &snap)?;
-        }
-        Ok(())
     }
 }
 
@@ -305,7 +308,7 @@ fn answer(shared: &Shared, request: Request) -> Result<Value> {
             serde_json::to_value(reply).map_err(|e| Error::Invalid(e.to_string()))
         }
         Request::Delete { keys } => {
-            let outcomes = shared.write(|store| delete(store, &keys))?;
+            let outcomes = shared.try_write(|store| delete(store, &keys))?;
             serde_json::to_value(outcomes).map_err(|e| Error::Invalid(e.to_string()))
         }
         Request::Kinds => {
@@ -329,7 +332,7 @@ fn apply(shared: &Shared, values: Vec<Value>, namespace: &str) -> Result<ApplyRe
         object.default_namespace(namespace);
         objects.push(object);
     }
-    shared.write(|store| {
+    shared.try_write(|store| {
         let mut reply = ApplyReply::default();
         let mut namespaces: Vec<String> = store
             .view()
@@ -456,26 +459,16 @@ pub fn run(paths: &Paths) -> Result<()> {
         std::thread::spawn(move || kubelet.run());
     }
     let mut agents: Vec<Agent> = spec.node_plans().into_iter().map(|n| Agent::new(n.name)).collect();
-    let mut next_save = Instant::now();
     while !stop.load(Ordering::Acquire) {
         for agent in &mut agents {
             if let Err(e) = agent.keep_running(&shared) {
                 eprintln!("weft lab: agent on {}: {e}", agent.node);
             }
         }
-        if Instant::now() >= next_save {
-            let started = Instant::now();
-            if let Err(e) = shared.save_if_dirty() {
-                eprintln!("weft lab: {e}");
-            }
-            // A save writes the whole store (tens of ms at thousands of Services): while changes keep coming,
-            // saves are spaced so that they take at most a tenth of a core from the controllers and watchers.
-            next_save = Instant::now() + (started.elapsed() * 10).max(Duration::from_millis(100));
-        }
         std::thread::sleep(Duration::from_millis(100));
     }
     shared.stop();
-    shared.save_if_dirty()
+    Ok(())
 }
 
 /// Starts the Kubernetes API on 127.0.0.1 (the port of the last run when it is free, so kubeconfigs stay valid)
@@ -678,7 +671,7 @@ fn bootstrap(shared: &Shared) -> Result<()> {
     }
     objects.extend(crate::kube_api::kubernetes_service(&shared.spec));
     objects.extend(cluster_dns(&shared.spec));
-    shared.write(|store| {
+    shared.try_write(|store| {
         for value in objects {
             let object = weft_model::manifest::from_value(value).map_err(Error::Invalid)?;
             if store.get(&object.key()).is_none() {
@@ -790,6 +783,12 @@ impl Agent {
         let paths = &shared.paths;
         let spec = &shared.spec;
         let node_dir = paths.node_dir(&self.node);
+        let pid_file = node_dir.join("agent.pid");
+        if self.child.is_none() {
+            // The agent of a supervisor that was killed still runs: one agent per node. (Its successor adopts
+            // the kernel state it left.)
+            crate::pidfile::kill(&pid_file);
+        }
         let sandbox = crate::sandbox::Sandbox {
             netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&self.node)),
             files: None,
@@ -824,7 +823,9 @@ impl Agent {
             .stderr(log2)
             .spawn()
             .map_err(io(format!("starting the agent of {}", self.node)))?;
+        let recorded = crate::pidfile::write(&pid_file, child.id());
         self.child = Some(child);
+        recorded.map_err(io(format!("writing {}", pid_file.display())))?;
         Ok(())
     }
 }

@@ -89,7 +89,7 @@ fn kill_inside(inodes: &HashSet<(u64, u64)>, errors: &mut Vec<String>) -> usize 
     }
 }
 
-fn pids_inside(inodes: &HashSet<(u64, u64)>) -> Vec<libc::pid_t> {
+pub(crate) fn pids_inside(inodes: &HashSet<(u64, u64)>) -> Vec<libc::pid_t> {
     let Ok(proc) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -67,10 +67,13 @@ typed_kinds! {
     Node => k8s_openapi::api::core::v1::Node,
     Pod => k8s_openapi::api::core::v1::Pod,
     Deployment => k8s_openapi::api::apps::v1::Deployment,
+    ReplicaSet => k8s_openapi::api::apps::v1::ReplicaSet,
+    DaemonSet => k8s_openapi::api::apps::v1::DaemonSet,
     Service => k8s_openapi::api::core::v1::Service,
     Endpoints => k8s_openapi::api::core::v1::Endpoints,
     EndpointSlice => k8s_openapi::api::discovery::v1::EndpointSlice,
     NetworkPolicy => k8s_openapi::api::networking::v1::NetworkPolicy,
+    Event => k8s_openapi::api::core::v1::Event,
 }
 
 /// An object of a kind weft does not know, kept field for field.

@@ -34,18 +34,18 @@ pub enum LabCmd {
 
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// Number of nodes (1-16).
-    #[arg(long, default_value_t = 3)]
-    nodes: u8,
-    /// How nodes reach each other's pods: host-gw or vxlan.
-    #[arg(long, default_value = "host-gw")]
-    overlay: Overlay,
-    /// Pod addresses of the whole cluster; each node gets a /24 of it.
-    #[arg(long, default_value = "10.244.0.0/16")]
-    cluster_cidr: ipnet::Ipv4Net,
-    /// ClusterIPs of Services.
-    #[arg(long, default_value = "10.96.0.0/12")]
-    service_cidr: ipnet::Ipv4Net,
+    /// Number of nodes (1-16) [default: 3].
+    #[arg(long)]
+    nodes: Option<u8>,
+    /// How nodes reach each other's pods: host-gw or vxlan [default: host-gw].
+    #[arg(long)]
+    overlay: Option<Overlay>,
+    /// Pod addresses of the whole cluster; each node gets a /24 of it [default: 10.244.0.0/16].
+    #[arg(long)]
+    cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// ClusterIPs of Services [default: 10.96.0.0/12].
+    #[arg(long)]
+    service_cidr: Option<ipnet::Ipv4Net>,
     /// Manifests to apply once the lab is up (file, directory or -; may repeat).
     #[arg(short = 'f', long = "filename")]
     files: Vec<String>,
@@ -76,50 +76,48 @@ pub fn run(lab: &str, cmd: LabCmd) -> Result<i32> {
 
 fn up(paths: &Paths, args: UpArgs) -> Result<()> {
     let me = std::env::current_exe().context("finding the weft binary")?;
-    let cni_bin = args.cni_bin.unwrap_or_else(|| me.with_file_name("weft-cni"));
+    let cni_bin = args.cni_bin.clone().unwrap_or_else(|| me.with_file_name("weft-cni"));
     if !cni_bin.is_file() {
         bail!(
             "weft-cni not found at {} (build it, or pass --cni-bin)",
             cni_bin.display()
         );
     }
-    let spec = LabSpec {
-        name: paths.lab.clone(),
-        nodes: args.nodes,
-        overlay: args.overlay,
-        cluster_cidr: args.cluster_cidr,
-        service_cidr: args.service_cidr,
-        lb_pool: weft_lab::spec::DEFAULT_LB_POOL,
-        cni_bin,
-        weft_bin: me.clone(),
-    };
-    spec.validate()?;
     // Bad manifests stop us before anything is built.
     let manifests = read_manifests(&args.files)?;
-    if paths.dir().exists() {
-        if teardown::supervisor_pid(paths).is_some() {
-            bail!(
-                "lab {} is already up (`weft lab down` first, or pick another name with --lab)",
-                paths.lab
-            );
-        }
-        eprintln!("lab {}: cleaning up what a previous run left", paths.lab);
-        report_down(paths, teardown::down(paths))?;
-    }
     let started = Instant::now();
-    std::fs::create_dir_all(paths.dir()).with_context(|| format!("creating {}", paths.dir().display()))?;
-    std::fs::write(paths.spec_file(), serde_json::to_vec_pretty(&spec)?).context("writing the lab spec")?;
-    eprintln!(
-        "lab {}: {} nodes, {} overlay, pods in {}, services in {}",
-        spec.name, spec.nodes, spec.overlay, spec.cluster_cidr, spec.service_cidr
-    );
-    if let Err(e) = topology::build(&spec)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| start_supervisor(paths, &me))
-    {
-        let _ = teardown::down(paths);
-        return Err(e.context(format!("building lab {}", spec.name)));
-    }
+    let resumed = match paths.dir().exists() {
+        true if teardown::supervisor_pid(paths).is_some() => bail!(
+            "lab {} is already up (`weft lab down` first, or pick another name with --lab)",
+            paths.lab
+        ),
+        true => resumable(paths, &args)?,
+        false => None,
+    };
+    let spec = match resumed {
+        Some(mut spec) => {
+            // The lab keeps its shape; the binaries are the ones this command comes with.
+            spec.cni_bin = cni_bin;
+            spec.weft_bin = me.clone();
+            std::fs::write(paths.spec_file(), serde_json::to_vec_pretty(&spec)?).context("writing the lab spec")?;
+            eprintln!(
+                "lab {}: its supervisor is gone; resuming over its namespaces with its store",
+                spec.name
+            );
+            start_supervisor(paths, &me).context(format!("resuming lab {}", spec.name))?;
+            spec
+        }
+        None => {
+            let spec = new_spec(paths, &args, cni_bin, me.clone());
+            spec.validate()?;
+            if paths.dir().exists() {
+                eprintln!("lab {}: cleaning up what a previous run left", paths.lab);
+                report_down(paths, teardown::down(paths))?;
+            }
+            build(paths, &spec, &me)?;
+            spec
+        }
+    };
     let deadline = Instant::now() + args.timeout;
     merge_kubeconfig(paths, deadline)?;
     wait_for(deadline, "the nodes' agents", || {
@@ -190,6 +188,68 @@ fn merge_kubeconfig(paths: &Paths, deadline: Instant) -> Result<()> {
         paths.context(),
         target.display()
     );
+    Ok(())
+}
+
+/// A lab from the flags, with the defaults for those not given.
+fn new_spec(paths: &Paths, args: &UpArgs, cni_bin: PathBuf, weft_bin: PathBuf) -> LabSpec {
+    LabSpec {
+        name: paths.lab.clone(),
+        nodes: args.nodes.unwrap_or(3),
+        overlay: args.overlay.unwrap_or(Overlay::HostGw),
+        cluster_cidr: args.cluster_cidr.unwrap_or(DEFAULT_CLUSTER_CIDR),
+        service_cidr: args.service_cidr.unwrap_or(weft_lab::spec::DEFAULT_SERVICE_CIDR),
+        lb_pool: weft_lab::spec::DEFAULT_LB_POOL,
+        cni_bin,
+        weft_bin,
+    }
+}
+
+const DEFAULT_CLUSTER_CIDR: ipnet::Ipv4Net = ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 244, 0, 0), 16);
+
+/// The spec of a lab whose supervisor is gone but whose namespaces and store are all there (it was killed), to
+/// start a supervisor over; None when something is missing (the lab is then cleaned and built anew). Flags for
+/// the lab's shape must match what it was built with.
+fn resumable(paths: &Paths, args: &UpArgs) -> Result<Option<LabSpec>> {
+    let Ok(spec) = paths.read_spec() else { return Ok(None) };
+    let differs = args.nodes.is_some_and(|n| n != spec.nodes)
+        || args.overlay.is_some_and(|o| o != spec.overlay)
+        || args.cluster_cidr.is_some_and(|c| c != spec.cluster_cidr)
+        || args.service_cidr.is_some_and(|c| c != spec.service_cidr);
+    if differs {
+        bail!(
+            "lab {} exists with {} nodes, {} overlay, pods in {}, services in {}, and its supervisor is gone: `weft lab up` \
+             with those flags (or none) resumes it, `weft lab down` removes it",
+            spec.name,
+            spec.nodes,
+            spec.overlay,
+            spec.cluster_cidr,
+            spec.service_cidr
+        );
+    }
+    let mut netns: Vec<String> = spec.node_plans().iter().map(|n| paths.node_netns(&n.name)).collect();
+    netns.extend([paths.wire_netns(), paths.external_netns()]);
+    let store = paths.store_file();
+    let whole = (store.exists() || store.with_extension("json").exists())
+        && netns.iter().all(|n| PathBuf::from("/run/netns").join(n).exists());
+    Ok(whole.then_some(spec))
+}
+
+/// The namespaces and the supervisor of a new lab (nothing of it left when that fails).
+fn build(paths: &Paths, spec: &LabSpec, me: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(paths.dir()).with_context(|| format!("creating {}", paths.dir().display()))?;
+    std::fs::write(paths.spec_file(), serde_json::to_vec_pretty(spec)?).context("writing the lab spec")?;
+    eprintln!(
+        "lab {}: {} nodes, {} overlay, pods in {}, services in {}",
+        spec.name, spec.nodes, spec.overlay, spec.cluster_cidr, spec.service_cidr
+    );
+    if let Err(e) = topology::build(spec)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| start_supervisor(paths, me))
+    {
+        let _ = teardown::down(paths);
+        return Err(e.context(format!("building lab {}", spec.name)));
+    }
     Ok(())
 }
 

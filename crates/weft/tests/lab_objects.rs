@@ -396,3 +396,88 @@ fn watch_deltas_add_up_to_the_store() {
         (done && objects(latest) == objects(&whole)).then_some(())
     });
 }
+
+#[test]
+fn workloads_roll_out_through_replica_sets_and_leave_events() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(2, "host-gw", WEB);
+    lab.ready_pods();
+    let list = |kind: &str| -> Vec<Value> {
+        let v: Value = serde_json::from_str(&lab.ok(&["get", kind, "-o", "json"])).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    };
+    let revision = |o: &Value| o["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
+    let sets = list("rs");
+    assert_eq!(sets.len(), 1);
+    assert_eq!(revision(&sets[0]), "1");
+    let table = lab.ok(&["get", "replicasets"]);
+    assert!(
+        table.contains("DESIRED") && table.contains(name(&sets[0]).as_str()),
+        "{table}"
+    );
+
+    // A new template rolls out to a second ReplicaSet; the Deployment reports it complete.
+    assert!(
+        lab.apply(&WEB.replace("image: nginx", "image: nginx:2"))
+            .status
+            .success()
+    );
+    let deploy = lab.wait(60, "the rollout", || {
+        let d: Value = serde_json::from_str(&lab.ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+        let s = &d["status"];
+        let done = s["updatedReplicas"] == 3 && s["availableReplicas"] == 3 && s["replicas"] == 3;
+        let progressed = s["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["reason"] == "NewReplicaSetAvailable"));
+        (done && progressed && list("rs").len() == 2).then_some(d)
+    });
+    assert_eq!(revision(&deploy), "2");
+    let web: Vec<Value> = lab.pods().into_iter().filter(|p| name(p).starts_with("web-")).collect();
+    let new_rs = list("rs").into_iter().find(|rs| revision(rs) == "2").unwrap();
+    assert!(web.iter().all(|p| name(p).starts_with(&format!("{}-", name(&new_rs)))));
+
+    // A Service with a selector gets Endpoints; a DaemonSet a pod per node.
+    let svc =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n";
+    let ds = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec: {containers: [{name: c, image: busybox, command: [sleep, infinity]}]}\n";
+    assert!(lab.apply(&format!("{svc}---\n{ds}")).status.success());
+    lab.wait(30, "the Service's Endpoints", || {
+        let out = lab.weft(&["get", "endpoints", "web", "-o", "json"]);
+        let ep: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let n = ep["subsets"][0]["addresses"].as_array().map_or(0, Vec::len);
+        (n == 3).then_some(())
+    });
+    lab.wait(30, "a daemon pod per node", || {
+        let mut nodes: Vec<String> = lab
+            .pods()
+            .iter()
+            .filter(|p| name(p).starts_with("agent-") && ready(p))
+            .map(node)
+            .collect();
+        nodes.sort();
+        (nodes == ["node-1", "node-2"]).then_some(())
+    });
+
+    let reasons: Vec<String> = list("events")
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_string))
+        .collect();
+    for r in [
+        "Scheduled",
+        "Started",
+        "ScalingReplicaSet",
+        "SuccessfulCreate",
+        "Killing",
+    ] {
+        assert!(reasons.iter().any(|x| x == r), "{r} in {reasons:?}");
+    }
+
+    // Deleting the Deployment takes its ReplicaSets and pods.
+    lab.ok(&["delete", "deployment", "web"]);
+    lab.wait(60, "the Deployment's pods gone", || {
+        let left = lab.pods().iter().filter(|p| name(p).starts_with("web-")).count();
+        (left == 0 && list("rs").is_empty()).then_some(())
+    });
+}

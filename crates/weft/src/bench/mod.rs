@@ -1,5 +1,6 @@
 //! Benchmarks: commands that print figures (no pass/fail thresholds; those live in docs/benchmarks.md).
 
+mod api;
 mod cni;
 mod dns;
 mod dns_change;
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum What {
+    /// The lab's Kubernetes API with its store, in process: writes at 10,000 Services with watchers, a Table
+    /// list of 1,000 pods, memory.
+    Api(api::Args),
     /// Sequential ADD/DEL of N pods through a CNI plugin binary, with and without port mappings.
     Cni(cni::Args),
     /// `lab up` until every pod is Running and reachable, `lab down`, and the control plane's memory.
@@ -29,6 +33,7 @@ pub enum What {
 
 pub fn run(what: What) -> anyhow::Result<()> {
     match what {
+        What::Api(args) => api::run(args),
         What::Cni(args) => cni::run(args),
         What::Lab(args) => lab::run(args),
         What::Proxy(args) => proxy::run(args),

@@ -1,0 +1,193 @@
+//! The DaemonSet controller, pure: one pod per node the template fits (nodeSelector, taints against the
+//! template's tolerations plus those the controller adds), bound to that node at creation and named
+//! `<ds>-<5 chars>`; on a template change, RollingUpdate replaces them at most `maxUnavailable` (1) at a time.
+
+use crate::controller::{
+    Change, Status, controller_ref, is_active, is_ready, node_of, pod_from_template, pod_key, template_hash,
+};
+use crate::deployment::scaled_value;
+use crate::events::{Note, reference};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Taint, Toleration};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::HashMap;
+use weft_model::k8s_openapi;
+use weft_model::object::labels;
+use weft_model::{Key, Object};
+
+pub const COMPONENT: &str = "daemonset-controller";
+/// The label naming the template revision of a DaemonSet's pod.
+pub const REVISION_HASH: &str = "controller-revision-hash";
+
+/// The tolerations the DaemonSet controller adds to every daemon pod (`AddOrUpdateDaemonPodTolerations`).
+fn daemon_tolerations(host_network: bool) -> Vec<Toleration> {
+    let exists = |key: &str, effect: &str| Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some(effect.into()),
+        ..Default::default()
+    };
+    let mut out = vec![
+        exists("node.kubernetes.io/not-ready", "NoExecute"),
+        exists("node.kubernetes.io/unreachable", "NoExecute"),
+        exists("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        exists("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        exists("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        exists("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ];
+    if host_network {
+        out.push(exists("node.kubernetes.io/network-unavailable", "NoSchedule"));
+    }
+    out
+}
+
+pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut Vec<Change>) {
+    let Some(spec) = &ds.spec else { return };
+    if ds.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    let name = ds.metadata.name.as_deref().unwrap_or_default();
+    let ns = ds.metadata.namespace.as_deref();
+    let hash = template_hash(&spec.template);
+    let me = reference("apps/v1", "DaemonSet", &ds.metadata);
+    let delete = |pod: &Pod, changes: &mut Vec<Change>| {
+        let message = format!("Deleted pod: {}", pod.metadata.name.as_deref().unwrap_or_default());
+        changes.push(Change::MarkDeleted(pod_key(pod)));
+        changes.push(Change::Event(Box::new(Note::normal(
+            me.clone(),
+            "SuccessfulDelete",
+            message,
+            COMPONENT,
+        ))));
+    };
+    let mut template = spec.template.clone();
+    template
+        .metadata
+        .get_or_insert_default()
+        .labels
+        .get_or_insert_default()
+        .insert(REVISION_HASH.into(), hash.clone());
+    let pod_spec = template.spec.get_or_insert_default();
+    let mut tolerations = pod_spec.tolerations.clone().unwrap_or_default();
+    for t in daemon_tolerations(pod_spec.host_network == Some(true)) {
+        if !tolerations.contains(&t) {
+            tolerations.push(t);
+        }
+    }
+    pod_spec.tolerations = Some(tolerations);
+    let fits: Vec<&str> = nodes
+        .iter()
+        .filter(|n| fits(template.spec.as_ref(), n))
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    let mut by_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    for pod in owned.iter().copied().filter(|p| is_active(p)) {
+        match node_of(pod) {
+            Some(node) if fits.contains(&node) => by_node.entry(node).or_default().push(pod),
+            // On a node it no longer fits (or none): it goes.
+            _ => delete(pod, changes),
+        }
+    }
+    let current = |p: &Pod| labels(&p.metadata).get(REVISION_HASH) == Some(&hash);
+    let rolling = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("OnDelete");
+    let max_unavailable = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .and_then(|r| r.max_unavailable.clone())
+        .unwrap_or(IntOrString::Int(1));
+    let max_unavailable = scaled_value(&max_unavailable, fits.len() as i32, true).max(1) as usize;
+    let unavailable = fits
+        .iter()
+        .filter(|n| !by_node.get(*n).is_some_and(|pods| pods.iter().any(|p| is_ready(p))))
+        .count();
+    let mut budget = max_unavailable.saturating_sub(unavailable);
+    let (mut scheduled, mut ready, mut updated) = (0, 0, 0);
+    for node in &fits {
+        let Some(pods) = by_node.get_mut(node) else {
+            let mut pod = pod_from_template(
+                &template,
+                &format!("{name}-"),
+                ns,
+                controller_ref("DaemonSet", &ds.metadata),
+            );
+            pod.spec.get_or_insert_with(PodSpec::default).node_name = Some(node.to_string());
+            let note = Note::normal(me.clone(), "SuccessfulCreate", "Created pod: ".into(), COMPONENT);
+            changes.push(Change::Create(
+                Box::new(Object::Pod(Box::new(pod))),
+                Some(Box::new(note)),
+            ));
+            continue;
+        };
+        // One pod per node: the oldest stays.
+        pods.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+        for extra in pods.drain(1..) {
+            delete(extra, changes);
+        }
+        let pod = pods[0];
+        scheduled += 1;
+        ready += i32::from(is_ready(pod));
+        updated += i32::from(current(pod));
+        if rolling && !current(pod) {
+            // An old pod that is not ready anyway costs no availability; a ready one spends the budget.
+            if !is_ready(pod) {
+                delete(pod, changes);
+            } else if budget > 0 {
+                budget -= 1;
+                delete(pod, changes);
+            }
+        }
+    }
+    let desired = fits.len() as i32;
+    let status = DaemonSetStatus {
+        current_number_scheduled: scheduled,
+        desired_number_scheduled: desired,
+        number_misscheduled: 0,
+        number_ready: ready,
+        number_available: Some(ready),
+        number_unavailable: Some(desired - ready).filter(|n| *n > 0),
+        updated_number_scheduled: Some(updated),
+        observed_generation: ds.metadata.generation,
+        ..Default::default()
+    };
+    if ds.status.as_ref() != Some(&status) {
+        changes.push(Change::Status(
+            Key::new("DaemonSet", ns, name),
+            Box::new(Status::DaemonSet(status)),
+        ));
+    }
+}
+
+/// Whether a pod of `spec` may run on `node`: its nodeSelector matches and every NoSchedule/NoExecute taint
+/// (an unschedulable node counts as tainted) is tolerated.
+fn fits(spec: Option<&PodSpec>, node: &Node) -> bool {
+    let node_labels = labels(&node.metadata);
+    let selector_ok = spec
+        .and_then(|s| s.node_selector.as_ref())
+        .is_none_or(|sel| sel.iter().all(|(k, v)| node_labels.get(k) == Some(v)));
+    let node_spec = node.spec.clone().unwrap_or_default();
+    let mut taints = node_spec.taints.unwrap_or_default();
+    if node_spec.unschedulable == Some(true) {
+        taints.push(Taint {
+            key: "node.kubernetes.io/unschedulable".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        });
+    }
+    let tolerations = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    selector_ok
+        && taints
+            .iter()
+            .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+            .all(|t| tolerations.iter().any(|tol| tolerates(tol, t)))
+}
+
+fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
+    let effect_ok = tol.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+    let key = tol.key.as_deref().unwrap_or_default();
+    let operator = tol.operator.as_deref().unwrap_or("Equal");
+    let key_ok = key == taint.key || (key.is_empty() && operator == "Exists");
+    let value_ok =
+        operator == "Exists" || tol.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default();
+    effect_ok && key_ok && value_ok
+}

@@ -1,0 +1,203 @@
+//! The store on disk: a redb file holding every object as its own record (the object's JSON as the API writes
+//! it, under `kind/namespace/name`), the revision, and the log of the latest revisions (which object each
+//! changed, and when). Each commit is one durable write transaction, so what a commit returned for survives a
+//! SIGKILL, and a restarted supervisor's watchers still get deltas.
+
+use crate::error::{Error, Result};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use weft_model::snapshot::unix_nanos;
+use weft_model::{Key, Object, Snapshot};
+
+/// `kind/namespace/name` (namespace empty for cluster-scoped objects) → the object's JSON.
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// `revision` → the store's revision.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// revision → (when, in nanoseconds since the Unix epoch; kind; namespace; name) of the object it changed.
+const CHANGES: TableDefinition<u64, (u64, &str, Option<&str>, &str)> = TableDefinition::new("changes");
+
+/// One entry of the change log: the revision, the object it changed, when.
+pub type Change = (u64, Key, SystemTime);
+
+/// What the pages redb caches may take: the store is read from memory, so the cache only serves the commits.
+const CACHE_BYTES: usize = 16 << 20;
+
+/// How long `open` waits for another process to let go of the file.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+pub struct Disk {
+    db: Database,
+    path: PathBuf,
+}
+
+/// The store as it is on disk.
+pub struct Loaded {
+    pub snap: Snapshot,
+    pub changes: VecDeque<Change>,
+}
+
+impl Disk {
+    /// Opens the file, creating an empty store when there is none. A supervisor SIGKILLed just before holds
+    /// the file's lock until the kernel has torn it down: that is waited for (up to `LOCK_WAIT`).
+    pub fn open(path: &Path) -> Result<Disk> {
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
+                Ok(db) => {
+                    return Ok(Disk {
+                        db,
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(failed(path, e.into())),
+            }
+        }
+    }
+
+    /// Every object, the revision and the change log.
+    pub fn load(&self) -> Result<Loaded> {
+        self.read().map_err(|e| match e {
+            Read::Db(e) => failed(&self.path, e),
+            Read::Object(key, msg) => Error::Invalid(format!("{}: object {key}: {msg}", self.path.display())),
+        })
+    }
+
+    fn read(&self) -> Result<Loaded, Read> {
+        let tx = self.db.begin_read()?;
+        let revision = match tx.open_table(META) {
+            Ok(meta) => meta.get("revision")?.map_or(0, |v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Loaded::empty()),
+            Err(e) => return Err(Read::Db(e.into())),
+        };
+        let mut objects = Vec::new();
+        for entry in tx.open_table(OBJECTS)?.iter()? {
+            let (key, json) = entry?;
+            let decoded = serde_json::from_slice(json.value())
+                .map_err(|e| e.to_string())
+                .and_then(weft_model::manifest::from_value);
+            objects.push(decoded.map_err(|msg| Read::Object(key.value().to_string(), msg))?);
+        }
+        let mut changes = VecDeque::new();
+        for entry in tx.open_table(CHANGES)?.iter()? {
+            let (revision, change) = entry?;
+            let (at, kind, namespace, name) = change.value();
+            let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(at);
+            changes.push_back((revision.value(), Key::new(kind, namespace, name), at));
+        }
+        Ok(Loaded {
+            snap: Snapshot::new(revision, objects),
+            changes,
+        })
+    }
+
+    /// Writes, in one durable transaction, the objects under `keys` as `snap` has them (removing those it does
+    /// not have), `snap`'s revision, and the change log entries `log`, keeping the last `kept` revisions of it.
+    pub fn commit<'a>(
+        &self,
+        snap: &Snapshot,
+        keys: impl Iterator<Item = &'a Key>,
+        log: impl Iterator<Item = (u64, &'a Key, SystemTime)>,
+        kept: u64,
+    ) -> Result<()> {
+        self.write(snap, keys, log, kept).map_err(|e| failed(&self.path, e))
+    }
+
+    fn write<'a>(
+        &self,
+        snap: &Snapshot,
+        keys: impl Iterator<Item = &'a Key>,
+        log: impl Iterator<Item = (u64, &'a Key, SystemTime)>,
+        kept: u64,
+    ) -> Result<(), redb::Error> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut objects = tx.open_table(OBJECTS)?;
+            for key in keys {
+                let name = record_name(key);
+                match snap.get(key) {
+                    Some(object) => {
+                        let json = to_json(object)?;
+                        objects.insert(name.as_str(), json.as_slice())?;
+                    }
+                    None => {
+                        objects.remove(name.as_str())?;
+                    }
+                }
+            }
+            let mut changes = tx.open_table(CHANGES)?;
+            for (revision, key, at) in log {
+                let entry = (
+                    unix_nanos(at),
+                    key.kind.as_str(),
+                    key.namespace.as_deref(),
+                    key.name.as_str(),
+                );
+                changes.insert(revision, entry)?;
+            }
+            changes.retain_in(..=snap.revision.saturating_sub(kept), |_, _| false)?;
+            tx.open_table(META)?.insert("revision", snap.revision)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Loaded {
+    fn empty() -> Loaded {
+        Loaded {
+            snap: Snapshot::default(),
+            changes: VecDeque::new(),
+        }
+    }
+}
+
+/// Why reading the file failed.
+enum Read {
+    Db(redb::Error),
+    Object(String, String),
+}
+
+impl From<redb::TransactionError> for Read {
+    fn from(e: redb::TransactionError) -> Read {
+        Read::Db(e.into())
+    }
+}
+
+impl From<redb::TableError> for Read {
+    fn from(e: redb::TableError) -> Read {
+        Read::Db(e.into())
+    }
+}
+
+impl From<redb::StorageError> for Read {
+    fn from(e: redb::StorageError) -> Read {
+        Read::Db(e.into())
+    }
+}
+
+/// The record's name: `kind/namespace/name`, the namespace empty for cluster-scoped objects (names hold no '/').
+fn record_name(key: &Key) -> String {
+    format!(
+        "{}/{}/{}",
+        key.kind,
+        key.namespace.as_deref().unwrap_or_default(),
+        key.name
+    )
+}
+
+fn to_json(object: &Object) -> Result<Vec<u8>, redb::Error> {
+    serde_json::to_vec(object).map_err(|e| redb::Error::Io(std::io::Error::other(e)))
+}
+
+fn failed(path: &Path, source: redb::Error) -> Error {
+    Error::Store {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    }
+}
