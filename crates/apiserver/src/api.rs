@@ -384,19 +384,24 @@ fn get(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, 
     Ok(json_response(StatusCode::OK, &value))
 }
 
-/// The request body as JSON (kubectl sends JSON; YAML is accepted too).
+/// The request body as JSON (kubectl sends JSON, or Kubernetes protobuf from its typed clients; YAML is
+/// accepted too).
 fn body_json(call: &Call) -> Result<Value, ApiError> {
     if call.body.len() > MAX_BODY {
         return Err(ApiError::too_large());
     }
-    if call.content_type.contains("protobuf") || call.content_type.contains("cbor") {
-        // Clients that offer protobuf or CBOR fall back to JSON on 415, as they do against an API server
-        // without those serializers.
+    if call.content_type.starts_with(crate::protobuf::CONTENT_TYPE) {
+        return crate::protobuf::decode(&call.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid protobuf body: {e}")));
+    }
+    if call.content_type.contains("cbor") {
+        // Clients that offer CBOR fall back to JSON on 415, as they do against an API server without it.
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {:?})",
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, {} (got {:?})",
+                crate::protobuf::CONTENT_TYPE,
                 call.content_type
             ),
         ));
@@ -847,5 +852,30 @@ mod tests {
         assert_eq!(continue_from(&t).unwrap(), ("default".into(), "web-1".into()));
         assert_eq!(continue_from("zz").unwrap_err().code, 400);
         assert_eq!(continue_from("e").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn protobuf_bodies_are_read_and_bad_ones_refused() {
+        let call = |body: &'static [u8]| {
+            let (parts, ()) = hyper::Request::post("/api/v1/namespaces/default/configmaps")
+                .header(hyper::header::CONTENT_TYPE, crate::protobuf::CONTENT_TYPE)
+                .body(())
+                .unwrap()
+                .into_parts();
+            Call::new(&parts, Bytes::from_static(body), None)
+        };
+        // k8s\0, Unknown {typeMeta {v1, ConfigMap}, raw: ConfigMap {metadata {name: cm}}}
+        let good = b"k8s\0\x0a\x0f\x0a\x02v1\x12\x09ConfigMap\x12\x06\x0a\x04\x0a\x02cm";
+        assert_eq!(
+            body_json(&call(good)).unwrap(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}})
+        );
+        let err = body_json(&call(b"k8s\0\x0a\x05")).unwrap_err();
+        assert_eq!((err.code, err.reason), (400, "BadRequest"));
+        assert!(
+            err.message.starts_with("invalid protobuf body: truncated"),
+            "{}",
+            err.message
+        );
     }
 }
