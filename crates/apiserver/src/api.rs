@@ -459,6 +459,9 @@ fn decode(
     if r.kind == "CustomResourceDefinition" {
         crate::crd::accept(&mut value);
     }
+    if r.kind == "Secret" && value.get("type").is_none_or(|t| t.as_str().is_none_or(str::is_empty)) {
+        value["type"] = json!("Opaque");
+    }
     // A custom resource is defaulted, pruned and validated by its definition's schema.
     let mut pruned = Vec::new();
     if let Some(schema) = crate::crd::schema(snap, r) {
@@ -593,12 +596,36 @@ fn write_over(
     {
         return Err(ApiError::conflict(&resource, current.name()));
     }
+    if same_but_for_manager_times(current, &object) {
+        // Nothing changed (a re-apply): no write, no new resourceVersion, as kube-apiserver skips no-op updates.
+        return Ok(with_warnings(
+            json_response(StatusCode::OK, &current.to_value()),
+            warnings,
+        ));
+    }
     let status = target.subresource.as_deref() == Some("status");
     let updated = api.cluster.update(object, status, call.dry_run())?;
     Ok(with_warnings(
         json_response(StatusCode::OK, &updated.to_value()),
         warnings,
     ))
+}
+
+/// Whether `new` is `old` but for the times its managers last wrote.
+fn same_but_for_manager_times(old: &Object, new: &Object) -> bool {
+    let strip = |o: &Object| {
+        let mut v = o.to_value();
+        if let Some(entries) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        v
+    };
+    strip(old) == strip(new)
 }
 
 fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
