@@ -2,8 +2,10 @@
 //! delete, deletecollection; watch is in `watch`, the pod subresources in `pods`).
 
 use crate::auth::UserInfo;
+use crate::authz::{Attributes, ResourceAttributes};
 use crate::body::{Body, full, json_response};
 use crate::cluster::{Cluster, Deletion};
+use crate::impersonate::Impersonation;
 use crate::patch::{PatchError, PatchType};
 use crate::request::{Route, Target, query, route};
 use crate::selector::{Fields, Labels};
@@ -21,9 +23,31 @@ use weft_model::{Key, Object, Snapshot};
 /// Bodies above this are refused, as kube-apiserver does.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// The server's state: where objects come from.
+/// The server's state: where objects come from, and who may do what.
 pub struct Api {
     pub cluster: Arc<dyn Cluster>,
+    /// Service-account tokens (bearer authentication, TokenRequest, TokenReview); none serves none.
+    pub tokens: Option<crate::tokens::Tokens>,
+    pub rbac: crate::authz::Rbac,
+}
+
+impl Api {
+    pub fn new(cluster: Arc<dyn Cluster>, tokens: Option<crate::tokens::Tokens>) -> Api {
+        Api {
+            cluster,
+            tokens,
+            rbac: crate::authz::Rbac::default(),
+        }
+    }
+
+    /// Whether `user` may do `attrs`; the 403 kube-apiserver answers when not.
+    pub fn authorize(&self, snap: &Snapshot, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
+        let decision = self.rbac.authorize(snap, user, attrs);
+        match decision.allowed {
+            true => Ok(()),
+            false => Err(ApiError::forbidden(&user.name, attrs, &decision.reason)),
+        }
+    }
 }
 
 /// One request, read whole (bodies are small; watches and streams answer from `Call` too).
@@ -38,6 +62,9 @@ pub struct Call {
     pub body: Bytes,
     /// None: no credentials.
     pub user: Option<UserInfo>,
+    /// `Authorization: Bearer TOKEN`, authenticated when no client certificate did.
+    pub bearer: Option<String>,
+    pub impersonation: Impersonation,
 }
 
 impl Call {
@@ -60,6 +87,11 @@ impl Call {
             user_agent: header(hyper::header::USER_AGENT),
             body,
             user,
+            bearer: header(hyper::header::AUTHORIZATION)
+                .strip_prefix("Bearer ")
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+            impersonation: Impersonation::from_headers(&parts.headers),
         }
     }
 
@@ -108,15 +140,50 @@ pub async fn answer(api: &Api, call: Call) -> Response<Body> {
 }
 
 pub fn error(e: &ApiError) -> Response<Body> {
-    json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status())
+    json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.status(),
+    )
 }
 
-async fn dispatch(api: &Api, call: Call) -> Result<Response<Body>, ApiError> {
+/// Who the caller is: the client certificate's user, else the bearer token's (an invalid token is a 401), then
+/// whom it impersonates.
+fn authenticate(api: &Api, call: &mut Call, snap: &Snapshot) -> Result<(), ApiError> {
+    if call.user.is_none()
+        && let Some(token) = &call.bearer
+    {
+        let tokens = api.tokens.as_ref().ok_or_else(ApiError::unauthorized)?;
+        let (user, _) = tokens
+            .authenticate(token, &crate::tokens::api_audiences(), snap, crate::tokens::unix_now())
+            .map_err(|_| ApiError::unauthorized())?;
+        call.user = Some(user);
+    }
+    if !call.impersonation.is_empty() {
+        let requester = call.user.as_ref().ok_or_else(ApiError::unauthorized)?;
+        call.user = Some(crate::impersonate::impersonate(
+            &api.rbac,
+            snap,
+            requester,
+            &call.impersonation,
+        )?);
+    }
+    Ok(())
+}
+
+async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError> {
     let snap = api.cluster.snapshot();
+    authenticate(api, &mut call, &snap)?;
     let route = route(&call.path, &snap)?;
-    // What kube-apiserver's system:public-info-viewer role lets anyone read.
-    if !matches!(route, Route::Version | Route::Health) && call.user.is_none() {
-        return Err(ApiError::unauthorized());
+    if !matches!(route, Route::Object(_)) {
+        match &call.user {
+            Some(user) => {
+                let verb = call.method.as_str().to_ascii_lowercase();
+                api.authorize(&snap, user, &Attributes::non_resource(&verb, &call.path))?;
+            }
+            // Without credentials only what kube-apiserver's system:public-info-viewer role shows anyone.
+            None if matches!(route, Route::Version | Route::Health) => {}
+            None => return Err(ApiError::unauthorized()),
+        }
     }
     let get_only = || {
         if call.method == Method::GET {
@@ -136,7 +203,10 @@ async fn dispatch(api: &Api, call: Call) -> Result<Response<Body>, ApiError> {
             let resources = crate::registry::all(&snap);
             if let Some(v) = crate::discovery::aggregated_version(&call.accept) {
                 let doc = crate::discovery::aggregated(&resources, core, v);
-                return Ok(with_type(json_response(StatusCode::OK, &doc), &crate::discovery::aggregated_content_type(v)));
+                return Ok(with_type(
+                    json_response(StatusCode::OK, &doc),
+                    &crate::discovery::aggregated_content_type(v),
+                ));
             }
             Ok(json_response(
                 StatusCode::OK,
@@ -148,7 +218,8 @@ async fn dispatch(api: &Api, call: Call) -> Result<Response<Body>, ApiError> {
         }
         Route::Group(group) => {
             get_only()?;
-            let doc = crate::discovery::api_group(&crate::registry::all(&snap), &group).ok_or_else(ApiError::no_route)?;
+            let doc =
+                crate::discovery::api_group(&crate::registry::all(&snap), &group).ok_or_else(ApiError::no_route)?;
             Ok(json_response(StatusCode::OK, &doc))
         }
         Route::ResourceList { group, version } => {
@@ -159,7 +230,10 @@ async fn dispatch(api: &Api, call: Call) -> Result<Response<Body>, ApiError> {
         }
         Route::OpenApiIndex => {
             get_only()?;
-            Ok(json_response(StatusCode::OK, &crate::openapi::index(&crate::registry::all(&snap))))
+            Ok(json_response(
+                StatusCode::OK,
+                &crate::openapi::index(&crate::registry::all(&snap)),
+            ))
         }
         Route::OpenApiDocument(path) => {
             get_only()?;
@@ -174,13 +248,22 @@ fn with_type(mut response: Response<Body>, content_type: &str) -> Response<Body>
     if let Ok(v) = content_type.parse() {
         response.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
-    response.headers_mut().insert(hyper::header::VARY, hyper::header::HeaderValue::from_static("Accept"));
+    response
+        .headers_mut()
+        .insert(hyper::header::VARY, hyper::header::HeaderValue::from_static("Accept"));
     response
 }
 
 /// The verb kube-apiserver's authorization sees for this call.
 fn verb(call: &Call, target: &Target) -> &'static str {
     let collection = target.name.is_none();
+    // Streams are authorized as `create`, also when opened with a WebSocket GET (as kube-apiserver 1.31 on).
+    if matches!(
+        target.subresource.as_deref(),
+        Some("exec" | "attach" | "portforward" | "proxy")
+    ) {
+        return "create";
+    }
     match call.method {
         Method::GET | Method::HEAD if call.flag("watch") => "watch",
         Method::GET | Method::HEAD if collection => "list",
@@ -196,7 +279,8 @@ fn verb(call: &Call, target: &Target) -> &'static str {
 
 async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Result<Response<Body>, ApiError> {
     let verb = verb(call, &target);
-    authorize(call, &target, verb)?;
+    let user = call.user.as_ref().ok_or_else(ApiError::unauthorized)?;
+    api.authorize(snap, user, &attributes(&target, verb))?;
     let r = &target.resource;
     if r.create_only && verb != "create" {
         return Err(ApiError::method_not_allowed());
@@ -204,6 +288,10 @@ async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Re
     match (target.subresource.as_deref(), verb) {
         (Some("log"), "get") => return crate::pods::log(api, call, snap, &target).await,
         (Some("scale"), _) => return scale(api, call, snap, &target, verb),
+        (Some("token"), "create") => {
+            let body = body_json(call)?;
+            return crate::review::token_request(api, snap, &target, body);
+        }
         (Some(_), "get" | "update" | "patch") if target.subresource.as_deref() == Some("status") => {}
         (Some(_), _) => return Err(ApiError::method_not_allowed()),
         (None, _) => {}
@@ -221,17 +309,18 @@ async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Re
     }
 }
 
-/// Members of `system:masters` may do anything; RBAC for everyone else is not served yet.
-fn authorize(call: &Call, target: &Target, verb: &str) -> Result<(), ApiError> {
-    let user = call.user.as_ref().ok_or_else(ApiError::unauthorized)?;
-    if user.is_master() {
-        return Ok(());
-    }
-    let mut resource = target.resource.qualified();
-    if let Some(sub) = &target.subresource {
-        resource = format!("{resource}/{sub}");
-    }
-    Err(ApiError::forbidden(&user.name, verb, &resource, target.namespace.as_deref()))
+/// What the authorizer sees of a resource request.
+fn attributes(target: &Target, verb: &str) -> Attributes {
+    Attributes::resource(
+        verb,
+        ResourceAttributes {
+            group: target.resource.group.clone(),
+            resource: target.resource.plural.clone(),
+            subresource: target.subresource.clone().unwrap_or_default(),
+            namespace: target.namespace.clone().unwrap_or_default(),
+            name: target.name.clone().unwrap_or_default(),
+        },
+    )
 }
 
 /// The key of the object a target names.
@@ -277,7 +366,11 @@ fn list(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>,
         None => None,
     };
     let mut items: Vec<&Object> = selected(snap, target, &labels, &fields)
-        .filter(|o| after.as_ref().is_none_or(|a| (o.namespace().unwrap_or_default(), o.name()) > (&a.0[..], &a.1[..])))
+        .filter(|o| {
+            after
+                .as_ref()
+                .is_none_or(|a| (o.namespace().unwrap_or_default(), o.name()) > (&a.0[..], &a.1[..]))
+        })
         .collect();
     let mut list_meta = json!({"resourceVersion": snap.revision.to_string()});
     if limit > 0 && items.len() > limit {
@@ -326,7 +419,10 @@ fn list(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>,
 
 /// A continue token: where the last page ended (namespace and name), hex-encoded so that it is opaque.
 fn continue_token(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}").bytes().map(|b| format!("{b:02x}")).collect()
+    format!("{namespace}/{name}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn continue_from(token: &str) -> Result<(String, String), ApiError> {
@@ -361,7 +457,7 @@ fn get(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, 
 }
 
 /// The request body as JSON (kubectl sends JSON; YAML is accepted too).
-fn body_json(call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn body_json(call: &Call) -> Result<Value, ApiError> {
     if call.body.len() > MAX_BODY {
         return Err(ApiError::too_large());
     }
@@ -437,7 +533,10 @@ fn decode(call: &Call, target: &Target, mut value: Value, warnings: &mut Vec<Str
 
 /// A validation failure as the 422 kubectl prints (`The Service "web" is invalid: spec.ports[0].port: ...`).
 fn invalid(r: &Resource, input: &Value, msg: String) -> ApiError {
-    let name = input.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = input
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let (field, text) = match msg.strip_prefix("field ").and_then(|m| m.split_once(": ")) {
         Some((field, text)) => (field.to_string(), text.to_string()),
         None => (String::new(), msg),
@@ -467,7 +566,7 @@ fn create(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
         }
     }
     if target.resource.create_only {
-        return crate::review::create(call, &target.resource, value);
+        return crate::review::create(api, call, snap, target, value);
     }
     let r = &target.resource;
     crate::patch::record_update(&r.group, &r.kind, None, &mut value, &call.manager(), &now());
@@ -479,14 +578,24 @@ fn create(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
         return Err(ApiError::not_found("namespaces", ns));
     }
     let created = api.cluster.create(object, call.dry_run())?;
-    Ok(with_warnings(json_response(StatusCode::CREATED, &created.to_value()), &warnings))
+    Ok(with_warnings(
+        json_response(StatusCode::CREATED, &created.to_value()),
+        &warnings,
+    ))
 }
 
 fn update(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
     let current = stored(snap, target)?;
     let r = &target.resource;
     let mut value = body_json(call)?;
-    crate::patch::record_update(&r.group, &r.kind, Some(&current.to_value()), &mut value, &call.manager(), &now());
+    crate::patch::record_update(
+        &r.group,
+        &r.kind,
+        Some(&current.to_value()),
+        &mut value,
+        &call.manager(),
+        &now(),
+    );
     let mut warnings = Vec::new();
     let object = decode(call, target, value, &mut warnings)?;
     write_over(api, call, target, current, object, &warnings)
@@ -516,7 +625,10 @@ fn write_over(
     }
     let status = target.subresource.as_deref() == Some("status");
     let updated = api.cluster.update(object, status, call.dry_run())?;
-    Ok(with_warnings(json_response(StatusCode::OK, &updated.to_value()), warnings))
+    Ok(with_warnings(
+        json_response(StatusCode::OK, &updated.to_value()),
+        warnings,
+    ))
 }
 
 fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
@@ -535,15 +647,32 @@ fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Res
     let value = current.map(Object::to_value);
     let patched = match ty {
         PatchType::Apply => {
-            let manager = call
-                .param("fieldManager")
-                .ok_or_else(|| ApiError::invalid("PatchOptions", "", &[("fieldManager".into(), "Required value: is required for apply patch".into())]))?;
+            let manager = call.param("fieldManager").ok_or_else(|| {
+                ApiError::invalid(
+                    "PatchOptions",
+                    "",
+                    &[(
+                        "fieldManager".into(),
+                        "Required value: is required for apply patch".into(),
+                    )],
+                )
+            })?;
             let applied = crate::patch::parse_apply_body(&call.body).map_err(patch_error)?;
-            crate::patch::server_side_apply(&r.group, &r.kind, value.as_ref(), &applied, manager, call.flag("force"), &now())
-                .map_err(patch_error)?
+            crate::patch::server_side_apply(
+                &r.group,
+                &r.kind,
+                value.as_ref(),
+                &applied,
+                manager,
+                call.flag("force"),
+                &now(),
+            )
+            .map_err(patch_error)?
         }
         _ => {
-            let current = value.as_ref().ok_or_else(|| ApiError::not_found(&r.qualified(), target.name.as_deref().unwrap_or_default()))?;
+            let current = value
+                .as_ref()
+                .ok_or_else(|| ApiError::not_found(&r.qualified(), target.name.as_deref().unwrap_or_default()))?;
             let mut patched = crate::patch::patch(&r.group, &r.kind, current, ty, &call.body).map_err(patch_error)?;
             crate::patch::record_update(&r.group, &r.kind, Some(current), &mut patched, &call.manager(), &now());
             patched
@@ -555,7 +684,10 @@ fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Res
         Some(current) => write_over(api, call, target, current, object, &warnings),
         None => {
             let created = api.cluster.create(object, call.dry_run())?;
-            Ok(with_warnings(json_response(StatusCode::CREATED, &created.to_value()), &warnings))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &created.to_value()),
+                &warnings,
+            ))
         }
     }
 }
@@ -591,7 +723,11 @@ pub fn now() -> String {
 
 /// DeleteOptions from the body (kubectl sends them there) or the query.
 fn deletion(call: &Call) -> Result<Deletion, ApiError> {
-    let body = if call.body.is_empty() { json!({}) } else { body_json(call)? };
+    let body = if call.body.is_empty() {
+        json!({})
+    } else {
+        body_json(call)?
+    };
     let text = |name: &str| {
         body.get(name)
             .and_then(Value::as_str)
@@ -620,7 +756,10 @@ fn deletion(call: &Call) -> Result<Deletion, ApiError> {
     Ok(Deletion {
         orphan,
         grace_period_seconds: grace,
-        uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         resource_version: body
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -632,7 +771,10 @@ fn delete(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
     let how = deletion(call)?;
     let object = stored(snap, target)?;
     let resource = target.resource.qualified();
-    if how.uid.as_deref().is_some_and(|u| Some(u) != object.meta().uid.as_deref())
+    if how
+        .uid
+        .as_deref()
+        .is_some_and(|u| Some(u) != object.meta().uid.as_deref())
         || how
             .resource_version
             .as_deref()
@@ -709,7 +851,11 @@ fn scale(api: &Api, call: &Call, snap: &Snapshot, target: &Target, verb: &str) -
         .and_then(Value::as_i64)
         .filter(|r| *r >= 0)
         .ok_or_else(|| {
-            ApiError::invalid("Scale", current.name(), &[("spec.replicas".into(), "must be a non-negative integer".into())])
+            ApiError::invalid(
+                "Scale",
+                current.name(),
+                &[("spec.replicas".into(), "must be a non-negative integer".into())],
+            )
         })?;
     if let Some(rv) = wanted.pointer("/metadata/resourceVersion").and_then(Value::as_str)
         && Some(rv) != current.meta().resource_version.as_deref()

@@ -32,17 +32,31 @@ impl ApiError {
         ApiError::new(401, "Unauthorized", "Unauthorized")
     }
 
-    /// `resource` is the qualified resource (`pods`, `deployments.apps`).
-    pub fn forbidden(user: &str, verb: &str, resource: &str, namespace: Option<&str>) -> ApiError {
-        let scope = match namespace {
-            Some(ns) => format!("in the namespace \"{ns}\""),
-            None => "at the cluster scope".to_string(),
+    /// 403 as kube-apiserver answers a request its authorizer refused: `pods is forbidden: User "u" cannot list
+    /// resource "pods" in API group "" in the namespace "default"`, then the authorizer's reason if any.
+    pub fn forbidden(user: &str, attrs: &crate::authz::Attributes, reason: &str) -> ApiError {
+        let mut message = attrs.refusal(user);
+        if !reason.is_empty() {
+            message = format!("{message}: {reason}");
+        }
+        let Some(r) = &attrs.resource else {
+            return ApiError::new(403, "Forbidden", format!("forbidden: {message}"));
         };
-        ApiError::new(
-            403,
-            "Forbidden",
-            format!("{resource} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" {scope}"),
-        )
+        let qualified = match r.group.as_str() {
+            "" => r.resource.clone(),
+            g => format!("{}.{g}", r.resource),
+        };
+        let message = match r.name.as_str() {
+            "" => format!("{qualified} is forbidden: {message}"),
+            name => format!("{qualified} {name:?} is forbidden: {message}"),
+        };
+        let mut error = ApiError::new(403, "Forbidden", message);
+        let mut details = json!({"group": r.group, "kind": r.resource});
+        if !r.name.is_empty() {
+            details["name"] = json!(r.name);
+        }
+        error.details = Some(details);
+        error
     }
 
     pub fn not_found(resource: &str, name: &str) -> ApiError {
@@ -55,7 +69,8 @@ impl ApiError {
     }
 
     pub fn already_exists(resource: &str, name: &str) -> ApiError {
-        ApiError::new(409, "AlreadyExists", format!("{resource} \"{name}\" already exists")).with_details(resource, name)
+        ApiError::new(409, "AlreadyExists", format!("{resource} \"{name}\" already exists"))
+            .with_details(resource, name)
     }
 
     pub fn conflict(resource: &str, name: &str) -> ApiError {
@@ -74,7 +89,13 @@ impl ApiError {
     pub fn invalid(kind: &str, name: &str, causes: &[(String, String)]) -> ApiError {
         let text: Vec<String> = causes
             .iter()
-            .map(|(field, msg)| if field.is_empty() { msg.clone() } else { format!("{field}: {msg}") })
+            .map(|(field, msg)| {
+                if field.is_empty() {
+                    msg.clone()
+                } else {
+                    format!("{field}: {msg}")
+                }
+            })
             .collect();
         ApiError {
             code: 422,
@@ -91,7 +112,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> ApiError {
-        ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> ApiError {
@@ -99,7 +124,11 @@ impl ApiError {
     }
 
     pub fn too_large() -> ApiError {
-        ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
