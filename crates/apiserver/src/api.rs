@@ -27,12 +27,12 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct Api {
     pub cluster: Arc<dyn Cluster>,
     /// Service-account tokens (bearer authentication, TokenRequest, TokenReview); none serves none.
-    pub tokens: Option<crate::tokens::Tokens>,
+    pub tokens: Option<Arc<crate::tokens::Tokens>>,
     pub rbac: crate::authz::Rbac,
 }
 
 impl Api {
-    pub fn new(cluster: Arc<dyn Cluster>, tokens: Option<crate::tokens::Tokens>) -> Api {
+    pub fn new(cluster: Arc<dyn Cluster>, tokens: Option<Arc<crate::tokens::Tokens>>) -> Api {
         Api {
             cluster,
             tokens,

@@ -33,6 +33,8 @@ pub enum Change {
     Bind(Key, String),
     /// Create or replace an EndpointSlice (the controller's own fields; the stored identity is kept).
     PutSlice(Box<EndpointSlice>),
+    /// Create the `default` ServiceAccount of a namespace.
+    DefaultServiceAccount(String),
 }
 
 /// Deletion as the API performs it: pods and namespaces are marked and finished asynchronously, a Deployment
@@ -83,6 +85,7 @@ fn mark_deleted(store: &mut Store, key: &Key) {
 pub fn reconcile(snap: &Snapshot) -> Vec<Change> {
     let mut changes = Vec::new();
     namespaces(snap, &mut changes);
+    service_accounts(snap, &mut changes);
     let terminating: HashSet<&str> = snap
         .namespaces()
         .filter(|n| n.metadata.deletion_timestamp.is_some())
@@ -123,6 +126,16 @@ fn namespaces(snap: &Snapshot, changes: &mut Vec<Change>) {
                 Object::Pod(_) => changes.push(Change::MarkDeleted(object.key())),
                 _ => changes.push(Change::Remove(object.key())),
             }
+        }
+    }
+}
+
+/// The ServiceAccount controller: every namespace that is not terminating has a `default` ServiceAccount.
+fn service_accounts(snap: &Snapshot, changes: &mut Vec<Change>) {
+    for ns in snap.namespaces().filter(|n| n.metadata.deletion_timestamp.is_none()) {
+        let name = ns.metadata.name.as_deref().unwrap_or_default();
+        if snap.get(&Key::new("ServiceAccount", Some(name), "default")).is_none() {
+            changes.push(Change::DefaultServiceAccount(name.to_string()));
         }
     }
 }
@@ -267,6 +280,17 @@ pub fn apply(store: &mut Store, changes: Vec<Change>) {
                 });
             }
             Change::PutSlice(slice) => put_slice(store, *slice),
+            Change::DefaultServiceAccount(ns) => {
+                let sa = serde_json::json!({
+                    "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns},
+                });
+                let created = weft_model::manifest::from_value(sa)
+                    .map_err(crate::Error::Invalid)
+                    .and_then(|o| store.create(o));
+                if let Err(e) = created {
+                    eprintln!("weft lab: the default ServiceAccount of {ns}: {e}");
+                }
+            }
             Change::Bind(key, node) => {
                 store.update(&key, |o| {
                     if let Object::Pod(p) = o {

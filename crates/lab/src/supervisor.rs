@@ -424,7 +424,7 @@ pub fn run(paths: &Paths) -> Result<()> {
     std::fs::write(paths.supervisor_pid(), std::process::id().to_string()).map_err(io("writing the pid file"))?;
     install_cni(paths, &spec)?;
     bootstrap(&shared)?;
-    start_api(&shared)?;
+    let tokens = start_api(&shared)?;
     raise_fd_limit();
     let reaper = crate::reaper::Reaper::start().map_err(io("starting the reaper"))?;
     let listener = listen(paths)?;
@@ -452,6 +452,7 @@ pub fn run(paths: &Paths) -> Result<()> {
             node,
             runtime,
             reaper.clone(),
+            tokens.clone(),
         ));
         std::thread::spawn(move || kubelet.run());
     }
@@ -479,15 +480,20 @@ pub fn run(paths: &Paths) -> Result<()> {
 }
 
 /// Starts the Kubernetes API on 127.0.0.1 (the port of the last run when it is free, so kubeconfigs stay valid)
-/// and on the control-plane address in the wire namespace, then writes the admin's kubeconfig.
-fn start_api(shared: &Arc<Shared>) -> Result<()> {
+/// and on the control-plane address in the wire namespace, then writes the admin's kubeconfig. Answers with the
+/// service-account token issuer, which the kubelets share.
+fn start_api(shared: &Arc<Shared>) -> Result<Arc<weft_apiserver::tokens::Tokens>> {
     let (spec, paths) = (&shared.spec, &shared.paths);
     let service_ip = spec.service_cidr.hosts().next().unwrap_or(spec.control_plane_ip());
-    let names = weft_apiserver::pki::ServerNames::for_lab(spec.control_plane_ip().into(), service_ip.into(), "cluster.local");
+    let names =
+        weft_apiserver::pki::ServerNames::for_lab(spec.control_plane_ip().into(), service_ip.into(), "cluster.local");
     let pki = weft_apiserver::pki::Pki::load_or_create(&paths.pki_dir(), &spec.name, &names)
         .map_err(|e| Error::Invalid(format!("the lab's certificates: {e}")))?;
     let port_file = paths.dir().join("api-port");
-    let last_port: u16 = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+    let last_port: u16 = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0);
     let host = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, last_port))
         .or_else(|_| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)))
         .map_err(io("binding the API on 127.0.0.1"))?;
@@ -503,9 +509,13 @@ fn start_api(shared: &Arc<Shared>) -> Result<()> {
             })
         })
         .map_err(crate::error::kernel("the API on the wire"))?;
-    let api = weft_apiserver::Api {
-        cluster: Arc::new(crate::kube_api::LabCluster(shared.clone())),
-    };
+    let sa_key = weft_apiserver::pki::service_account_key(&paths.pki_dir())
+        .map_err(|e| Error::Invalid(format!("the service-account key: {e}")))?;
+    let tokens = Arc::new(weft_apiserver::tokens::Tokens::new(&sa_key).map_err(|e| Error::Invalid(e.to_string()))?);
+    let api = weft_apiserver::Api::new(
+        Arc::new(crate::kube_api::LabCluster(shared.clone())),
+        Some(tokens.clone()),
+    );
     weft_apiserver::server::start(vec![host, wire], pki.server_config(), Arc::new(api), 2)
         .map_err(io("starting the API server"))?;
     std::fs::write(&port_file, port.to_string()).map_err(io("writing the API's port"))?;
@@ -518,7 +528,8 @@ fn start_api(shared: &Arc<Shared>) -> Result<()> {
         &admin.key_pem,
     )
     .map_err(|e| Error::Invalid(e.to_string()))?;
-    write_private(&paths.kubeconfig(), kubeconfig.as_bytes())
+    write_private(&paths.kubeconfig(), kubeconfig.as_bytes())?;
+    Ok(tokens)
 }
 
 /// Writes a file only root may read (it holds the admin's key), atomically.
@@ -673,6 +684,7 @@ fn bootstrap(shared: &Shared) -> Result<()> {
         }));
     }
     objects.extend(crate::kube_api::kubernetes_service(&shared.spec));
+    objects.extend(weft_apiserver::authz::bootstrap_policy());
     objects.extend(cluster_dns(&shared.spec));
     shared.write(|store| {
         for value in objects {
@@ -713,6 +725,7 @@ fn cluster_dns(spec: &LabSpec) -> Vec<Value> {
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        "serviceAccountName": "weft-dns",
                         "dnsPolicy": "Default",
                         "containers": [{
                             "name": "dns",
@@ -790,6 +803,7 @@ impl Agent {
             netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&self.node)),
             files: None,
             hostname: None,
+            service_account: None,
         };
         let argv: Vec<String> = vec![
             spec.weft_bin.display().to_string(),

@@ -188,6 +188,9 @@ fn fingerprint(snap: &Snapshot) -> u64 {
     h.finish()
 }
 
+/// A binding's role's rules, or why they are missing.
+type RulesOf<'a> = Result<&'a [PolicyRule], String>;
+
 #[derive(Clone, Default)]
 struct Index {
     revision: u64,
@@ -302,7 +305,7 @@ impl Index {
         &self,
         user: &UserInfo,
         namespace: &str,
-        f: &mut dyn FnMut(&Binding, Result<&[PolicyRule], String>) -> bool,
+        f: &mut dyn FnMut(&Binding, RulesOf) -> bool,
     ) {
         let local = match namespace {
             "" => &[][..],
@@ -365,7 +368,7 @@ fn aggregate<'a>(
 fn applies(subject: &Subject, user: &UserInfo, namespace: &str) -> bool {
     match subject.kind.as_str() {
         "User" => subject.name == user.name,
-        "Group" => user.groups.iter().any(|g| *g == subject.name),
+        "Group" => user.groups.contains(&subject.name),
         "ServiceAccount" => {
             let ns = subject
                 .namespace
@@ -376,6 +379,15 @@ fn applies(subject: &Subject, user: &UserInfo, namespace: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// The RBAC objects (and the DNS's ServiceAccount) a cluster starts with: the default user-facing roles
+/// (cluster-admin, admin, edit, view, aggregated as kube-apiserver's bootstrap policy does), discovery, basic-user,
+/// public-info-viewer, auth-delegator, `system:node` for group `system:nodes` and `system:weft-dns`, with their
+/// bindings.
+pub fn bootstrap_policy() -> Vec<serde_json::Value> {
+    // A test checks that the file parses and decodes.
+    serde_saphyr::from_str(include_str!("bootstrap.yaml")).unwrap_or_default()
 }
 
 /// `system:serviceaccount:NS:NAME`, the user a ServiceAccount's token authenticates as.
@@ -412,7 +424,7 @@ pub fn allows(rule: &PolicyRule, attrs: &Attributes) -> bool {
                 && rule
                     .resource_names
                     .as_deref()
-                    .is_none_or(|names| names.is_empty() || names.iter().any(|n| *n == r.name))
+                    .is_none_or(|names| names.is_empty() || names.contains(&r.name))
         }
         None => rule.non_resource_urls.iter().flatten().any(|url| {
             url == "*"
@@ -714,6 +726,110 @@ mod tests {
         let same = rbac.index(&later);
         assert!(Arc::ptr_eq(&first.cluster_roles["r"], &same.cluster_roles["r"]));
         assert_eq!(same.revision, later.revision);
+    }
+
+    #[test]
+    fn the_bootstrap_policy_gives_users_nodes_and_service_accounts_what_kubernetes_does() {
+        let policy = bootstrap_policy();
+        assert!(policy.len() > 15);
+        let mut objects = policy;
+        objects.push(binding(
+            "RoleBinding",
+            Some("web"),
+            "dev",
+            "ClusterRole",
+            "edit",
+            json!([{"kind": "User", "name": "dev"}]),
+        ));
+        let snap = snapshot(objects);
+        let rbac = Rbac::default();
+        let dev = user("dev", &["system:authenticated"]);
+        // edit aggregates view; admin aggregates edit, not the other way.
+        assert!(
+            rbac.authorize(&snap, &dev, &res("delete", "apps", "deployments", "", "web", "d"))
+                .allowed
+        );
+        assert!(
+            rbac.authorize(&snap, &dev, &res("get", "", "pods", "log", "web", "p"))
+                .allowed
+        );
+        assert!(
+            rbac.authorize(
+                &snap,
+                &dev,
+                &res("create", "", "serviceaccounts", "token", "web", "default")
+            )
+            .allowed
+        );
+        assert!(
+            !rbac
+                .authorize(
+                    &snap,
+                    &dev,
+                    &res("create", "rbac.authorization.k8s.io", "rolebindings", "", "web", "")
+                )
+                .allowed
+        );
+        assert!(
+            !rbac
+                .authorize(&snap, &dev, &res("list", "", "pods", "", "other", ""))
+                .allowed
+        );
+        assert!(
+            rbac.authorize(&snap, &dev, &Attributes::non_resource("get", "/apis/apps/v1"))
+                .allowed
+        );
+        assert!(
+            rbac.authorize(
+                &snap,
+                &dev,
+                &res("create", "authorization.k8s.io", "selfsubjectaccessreviews", "", "", "")
+            )
+            .allowed
+        );
+        let node = user("system:node:n1", &["system:nodes", "system:authenticated"]);
+        for (group, resource) in [
+            ("", "nodes"),
+            ("", "pods"),
+            ("", "services"),
+            ("discovery.k8s.io", "endpointslices"),
+            ("", "endpoints"),
+            ("", "namespaces"),
+            ("networking.k8s.io", "networkpolicies"),
+        ] {
+            assert!(
+                rbac.authorize(&snap, &node, &res("watch", group, resource, "", "", ""))
+                    .allowed,
+                "{resource}"
+            );
+        }
+        assert!(
+            rbac.authorize(&snap, &node, &res("patch", "", "nodes", "status", "", "n1"))
+                .allowed
+        );
+        assert!(
+            !rbac
+                .authorize(&snap, &node, &res("list", "", "secrets", "", "", ""))
+                .allowed
+        );
+        let dns = sa("kube-system", "weft-dns");
+        assert!(
+            rbac.authorize(
+                &snap,
+                &dns,
+                &res("list", "discovery.k8s.io", "endpointslices", "", "", "")
+            )
+            .allowed
+        );
+        assert!(
+            !rbac
+                .authorize(
+                    &snap,
+                    &sa("default", "default"),
+                    &res("list", "", "pods", "", "default", "")
+                )
+                .allowed
+        );
     }
 
     #[test]
