@@ -289,7 +289,7 @@ async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Re
         (Some("log"), "get") => return crate::pods::log(api, call, snap, &target).await,
         (Some("scale"), _) => return scale(api, call, snap, &target, verb),
         (Some("token"), "create") => {
-            let body = body_json(call)?;
+            let body = body_of(call, "TokenRequest")?;
             return crate::review::token_request(api, snap, &target, body);
         }
         (Some(_), "get" | "update" | "patch") if target.subresource.as_deref() == Some("status") => {}
@@ -457,7 +457,7 @@ fn get(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, 
 }
 
 /// The request body as JSON (kubectl sends JSON; YAML is accepted too).
-pub(crate) fn body_json(call: &Call) -> Result<Value, ApiError> {
+fn body_json(call: &Call) -> Result<Value, ApiError> {
     if call.body.len() > MAX_BODY {
         return Err(ApiError::too_large());
     }
@@ -466,6 +466,17 @@ pub(crate) fn body_json(call: &Call) -> Result<Value, ApiError> {
         return serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}")));
     }
     serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// The body of a create of `kind`: JSON or YAML, or protobuf for the kinds kubectl sends that way.
+fn body_of(call: &Call, kind: &str) -> Result<Value, ApiError> {
+    if !call.content_type.contains("vnd.kubernetes.protobuf") {
+        return body_json(call);
+    }
+    if call.body.len() > MAX_BODY {
+        return Err(ApiError::too_large());
+    }
+    crate::protobuf::decode(kind, &call.body).map_err(|e| ApiError::new(415, "UnsupportedMediaType", e))
 }
 
 /// Checks a body against the resource the path names and turns it into an object (validated, with unknown
@@ -557,7 +568,7 @@ fn create(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
     if target.name.is_some() {
         return Err(ApiError::method_not_allowed());
     }
-    let mut value = body_json(call)?;
+    let mut value = body_of(call, &target.resource.kind)?;
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         let named = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
         if !named && let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod pods;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod review;

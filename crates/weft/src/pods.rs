@@ -67,31 +67,11 @@ fn check_container(pod: &Value, name: &str, container: Option<&str>) -> Result<S
 }
 
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<i32> {
-    let (pod, uid) = running_pod(paths, &args.namespace, &args.pod)?;
+    let (pod, _) = running_pod(paths, &args.namespace, &args.pod)?;
     check_container(&pod, &args.pod, args.container.as_deref())?;
-    let host_network = pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true));
-    let sandbox = if host_network {
-        let node = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        Sandbox {
-            netns: PathBuf::from("/run/netns").join(paths.node_netns(node)),
-            files: None,
-            hostname: None,
-        }
-    } else {
-        let hostname = pod
-            .pointer("/spec/hostname")
-            .and_then(Value::as_str)
-            .unwrap_or(&args.pod)
-            .to_string();
-        Sandbox {
-            netns: PathBuf::from("/run/netns").join(paths.pod_netns(&uid)),
-            files: Some(paths.pod_dir(&uid)),
-            hostname: Some(hostname),
-        }
-    };
+    let pod: weft_model::k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod).context("the pod as the lab stores it")?;
+    let sandbox = Sandbox::of_pod(paths, &pod);
     crate::lab::run_inherit(sandbox.command(&args.command)?, &args.command)
 }
 

@@ -301,12 +301,7 @@ impl Index {
 
     /// Calls `f` with each binding that applies to `user` (ClusterRoleBindings, then the RoleBindings of
     /// `namespace`) and its role's rules, or the error naming a missing role; stops when `f` answers true.
-    fn visit(
-        &self,
-        user: &UserInfo,
-        namespace: &str,
-        f: &mut dyn FnMut(&Binding, RulesOf) -> bool,
-    ) {
+    fn visit(&self, user: &UserInfo, namespace: &str, f: &mut dyn FnMut(&Binding, RulesOf) -> bool) {
         let local = match namespace {
             "" => &[][..],
             ns => self.bindings.get(ns).map_or(&[][..], Vec::as_slice),
