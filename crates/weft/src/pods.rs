@@ -3,7 +3,6 @@
 use crate::objects::get_one;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use std::path::PathBuf;
 use weft_lab::sandbox::Sandbox;
 use weft_lab::spec::Paths;
 
