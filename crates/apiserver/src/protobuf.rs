@@ -1,7 +1,7 @@
 //! Protobuf request bodies of the kinds kubectl sends that way (`Content-Type: application/vnd.kubernetes.protobuf`
-//! for `auth can-i`, `auth whoami`, `create token`): the `k8s\0` envelope (`runtime.Unknown`) and the fields of
-//! those kinds, turned into the JSON the rest of the server reads. Field numbers are those of k8s.io/api's
-//! generated.proto files.
+//! for `auth can-i`, `auth whoami`, `create token`, `create rolebinding|role|...`): the `k8s\0` envelope
+//! (`runtime.Unknown`) and the fields of those kinds, turned into the JSON the rest of the server reads. Field
+//! numbers are those of k8s.io/api's generated.proto files.
 
 use serde_json::{Map, Value, json};
 
@@ -64,7 +64,9 @@ enum Shape {
     String,
     Strings,
     Int,
+    Bool,
     Message(&'static [(u64, &'static str, Shape)]),
+    Messages(&'static [(u64, &'static str, Shape)]),
 }
 
 fn message(buf: &[u8], shape: &[(u64, &str, Shape)]) -> Result<Value, String> {
@@ -75,14 +77,15 @@ fn message(buf: &[u8], shape: &[(u64, &str, Shape)]) -> Result<Value, String> {
         };
         let value = match (kind, field) {
             (Shape::Int, Field::Varint(v)) => json!(v as i64),
+            (Shape::Bool, Field::Varint(v)) => json!(v != 0),
             (Shape::String | Shape::Strings, Field::Bytes(b)) => {
                 json!(std::str::from_utf8(b).map_err(|_| format!("{name}: not UTF-8"))?)
             }
-            (Shape::Message(inner), Field::Bytes(b)) => message(b, inner)?,
+            (Shape::Message(inner) | Shape::Messages(inner), Field::Bytes(b)) => message(b, inner)?,
             _ => return Err(format!("{name}: unexpected wire type")),
         };
         match kind {
-            Shape::Strings => {
+            Shape::Strings | Shape::Messages(_) => {
                 if let Some(list) = out.entry(name.to_string()).or_insert_with(|| json!([])).as_array_mut() {
                     list.push(value);
                 }
@@ -108,6 +111,24 @@ const RESOURCE_ATTRIBUTES: Shape = Shape::Message(&[
     (5, "resource", Shape::String),
     (6, "subresource", Shape::String),
     (7, "name", Shape::String),
+]);
+const POLICY_RULES: Shape = Shape::Messages(&[
+    (1, "verbs", Shape::Strings),
+    (2, "apiGroups", Shape::Strings),
+    (3, "resources", Shape::Strings),
+    (4, "resourceNames", Shape::Strings),
+    (5, "nonResourceURLs", Shape::Strings),
+]);
+const SUBJECTS: Shape = Shape::Messages(&[
+    (1, "kind", Shape::String),
+    (2, "apiGroup", Shape::String),
+    (3, "name", Shape::String),
+    (4, "namespace", Shape::String),
+]);
+const ROLE_REF: Shape = Shape::Message(&[
+    (1, "apiGroup", Shape::String),
+    (2, "kind", Shape::String),
+    (3, "name", Shape::String),
 ]);
 const NON_RESOURCE_ATTRIBUTES: Shape = Shape::Message(&[(1, "path", Shape::String), (2, "verb", Shape::String)]);
 
@@ -146,6 +167,24 @@ pub fn decode(kind: &str, body: &[u8]) -> Result<Value, String> {
         ],
         // Only metadata and status.
         "SelfSubjectReview" => &[],
+        // Kinds without a spec.
+        "Role" | "ClusterRole" => return message(raw, &[(1, "metadata", META), (2, "rules", POLICY_RULES)]),
+        "RoleBinding" | "ClusterRoleBinding" => {
+            return message(
+                raw,
+                &[
+                    (1, "metadata", META),
+                    (2, "subjects", SUBJECTS),
+                    (3, "roleRef", ROLE_REF),
+                ],
+            );
+        }
+        "ServiceAccount" => {
+            return message(
+                raw,
+                &[(1, "metadata", META), (4, "automountServiceAccountToken", Shape::Bool)],
+            );
+        }
         other => return Err(format!("protobuf bodies of kind {other} are not served; send JSON")),
     };
     let shape = [(1, "metadata", META), (2, "spec", Shape::Message(spec))];
@@ -197,6 +236,20 @@ mod tests {
         assert_eq!(
             v,
             json!({"spec": {"audiences": ["api", "vault"], "expirationSeconds": 3600}})
+        );
+
+        let subject = [field(1, b"ServiceAccount"), field(3, b"default"), field(4, b"default")].concat();
+        let binding = [
+            field(1, &field(1, b"sa-view")),
+            field(2, &subject),
+            field(3, &[field(2, b"ClusterRole"), field(3, b"view")].concat()),
+        ]
+        .concat();
+        let v = decode("RoleBinding", &[MAGIC, &field(2, &binding)].concat()).unwrap();
+        assert_eq!(
+            v,
+            json!({"metadata": {"name": "sa-view"}, "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
+                   "roleRef": {"kind": "ClusterRole", "name": "view"}})
         );
 
         assert!(decode("TokenRequest", b"k8s\0\x12\x05\x12\x09").is_err());

@@ -13,7 +13,7 @@ kind: Pod
 metadata: {name: client}
 spec:
   containers:
-  - {name: c, image: busybox, command: [sleep, infinity]}
+  - {name: c, image: busybox, command: [sh, -c, 'env; exec sleep infinity']}
 ---
 apiVersion: v1
 kind: Pod
@@ -154,7 +154,8 @@ fn service_accounts_tokens_and_rbac_with_kubectl() {
         text(&lab.exec("client", &["cat", &format!("{SA_DIR}/namespace")]).stdout),
         "default"
     );
-    let env = text(&lab.exec("client", &["env"]).stdout);
+    // The container's environment, as its command printed it.
+    let env = kubectl.ok(&["logs", "client"]);
     assert!(
         env.contains("KUBERNETES_SERVICE_HOST=10.96.0.1\n") && env.contains("KUBERNETES_SERVICE_PORT=443\n"),
         "{env}"
