@@ -38,12 +38,7 @@ pub fn container(pod: &Pod, asked: Option<&str>) -> Result<String, ApiError> {
             "container {c} is not valid for pod {name}"
         ))),
         None => {
-            let main: Vec<&str> = pod
-                .spec
-                .iter()
-                .flat_map(|s| &s.containers)
-                .map(|c| c.name.as_str())
-                .collect();
+            let main: Vec<&str> = pod.spec.iter().flat_map(|s| &s.containers).map(|c| c.name.as_str()).collect();
             match main.as_slice() {
                 [only] => Ok(only.to_string()),
                 _ => Err(ApiError::bad_request(format!(
@@ -97,11 +92,7 @@ pub async fn log(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Re
     }
     let (tx, response) = stream("text/plain");
     let cluster = api.cluster.clone();
-    let key = weft_model::Key::new(
-        "Pod",
-        pod.metadata.namespace.as_deref(),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-    );
+    let key = weft_model::Key::new("Pod", pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref().unwrap_or_default());
     let uid = pod.metadata.uid.clone();
     let path = file.unwrap_or_default();
     tokio::spawn(async move {
