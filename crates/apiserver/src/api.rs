@@ -2,8 +2,10 @@
 //! delete, deletecollection; watch is in `watch`, the pod subresources in `pods`).
 
 use crate::auth::UserInfo;
+use crate::authz::{Attributes, ResourceAttributes};
 use crate::body::{Body, full, json_response};
 use crate::cluster::{Cluster, Deletion};
+use crate::impersonate::Impersonation;
 use crate::patch::{PatchError, PatchType};
 use crate::request::{Route, Target, query, route};
 use crate::selector::{Fields, Labels};
@@ -21,9 +23,31 @@ use weft_model::{Key, Object, Snapshot};
 /// Bodies above this are refused, as kube-apiserver does.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// The server's state: where objects come from.
+/// The server's state: where objects come from, and who may do what.
 pub struct Api {
     pub cluster: Arc<dyn Cluster>,
+    /// Service-account tokens (bearer authentication, TokenRequest, TokenReview); none serves none.
+    pub tokens: Option<Arc<crate::tokens::Tokens>>,
+    pub rbac: crate::authz::Rbac,
+}
+
+impl Api {
+    pub fn new(cluster: Arc<dyn Cluster>, tokens: Option<Arc<crate::tokens::Tokens>>) -> Api {
+        Api {
+            cluster,
+            tokens,
+            rbac: crate::authz::Rbac::default(),
+        }
+    }
+
+    /// Whether `user` may do `attrs`; the 403 kube-apiserver answers when not.
+    pub fn authorize(&self, snap: &Snapshot, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
+        let decision = self.rbac.authorize(snap, user, attrs);
+        match decision.allowed {
+            true => Ok(()),
+            false => Err(ApiError::forbidden(&user.name, attrs, &decision.reason)),
+        }
+    }
 }
 
 /// One request, read whole (bodies are small; watches and streams answer from `Call` too).
@@ -38,6 +62,9 @@ pub struct Call {
     pub body: Bytes,
     /// None: no credentials.
     pub user: Option<UserInfo>,
+    /// `Authorization: Bearer TOKEN`, authenticated when no client certificate did.
+    pub bearer: Option<String>,
+    pub impersonation: Impersonation,
 }
 
 impl Call {
@@ -60,6 +87,11 @@ impl Call {
             user_agent: header(hyper::header::USER_AGENT),
             body,
             user,
+            bearer: header(hyper::header::AUTHORIZATION)
+                .strip_prefix("Bearer ")
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+            impersonation: Impersonation::from_headers(&parts.headers),
         }
     }
 
@@ -114,12 +146,44 @@ pub fn error(e: &ApiError) -> Response<Body> {
     )
 }
 
-async fn dispatch(api: &Api, call: Call) -> Result<Response<Body>, ApiError> {
+/// Who the caller is: the client certificate's user, else the bearer token's (an invalid token is a 401), then
+/// whom it impersonates.
+fn authenticate(api: &Api, call: &mut Call, snap: &Snapshot) -> Result<(), ApiError> {
+    if call.user.is_none()
+        && let Some(token) = &call.bearer
+    {
+        let tokens = api.tokens.as_ref().ok_or_else(ApiError::unauthorized)?;
+        let (user, _) = tokens
+            .authenticate(token, &crate::tokens::api_audiences(), snap, crate::tokens::unix_now())
+            .map_err(|_| ApiError::unauthorized())?;
+        call.user = Some(user);
+    }
+    if !call.impersonation.is_empty() {
+        let requester = call.user.as_ref().ok_or_else(ApiError::unauthorized)?;
+        call.user = Some(crate::impersonate::impersonate(
+            &api.rbac,
+            snap,
+            requester,
+            &call.impersonation,
+        )?);
+    }
+    Ok(())
+}
+
+async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError> {
     let snap = api.cluster.snapshot();
+    authenticate(api, &mut call, &snap)?;
     let route = route(&call.path, &snap)?;
-    // What kube-apiserver's system:public-info-viewer role lets anyone read.
-    if !matches!(route, Route::Version | Route::Health) && call.user.is_none() {
-        return Err(ApiError::unauthorized());
+    if !matches!(route, Route::Object(_)) {
+        match &call.user {
+            Some(user) => {
+                let verb = call.method.as_str().to_ascii_lowercase();
+                api.authorize(&snap, user, &Attributes::non_resource(&verb, &call.path))?;
+            }
+            // Without credentials only what kube-apiserver's system:public-info-viewer role shows anyone.
+            None if matches!(route, Route::Version | Route::Health) => {}
+            None => return Err(ApiError::unauthorized()),
+        }
     }
     let get_only = || {
         if call.method == Method::GET {
@@ -193,6 +257,13 @@ fn with_type(mut response: Response<Body>, content_type: &str) -> Response<Body>
 /// The verb kube-apiserver's authorization sees for this call.
 fn verb(call: &Call, target: &Target) -> &'static str {
     let collection = target.name.is_none();
+    // Streams are authorized as `create`, also when opened with a WebSocket GET (as kube-apiserver 1.31 on).
+    if matches!(
+        target.subresource.as_deref(),
+        Some("exec" | "attach" | "portforward" | "proxy")
+    ) {
+        return "create";
+    }
     match call.method {
         Method::GET | Method::HEAD if call.flag("watch") => "watch",
         Method::GET | Method::HEAD if collection => "list",
@@ -208,7 +279,8 @@ fn verb(call: &Call, target: &Target) -> &'static str {
 
 async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Result<Response<Body>, ApiError> {
     let verb = verb(call, &target);
-    authorize(call, &target, verb)?;
+    let user = call.user.as_ref().ok_or_else(ApiError::unauthorized)?;
+    api.authorize(snap, user, &attributes(&target, verb))?;
     let r = &target.resource;
     if r.create_only && verb != "create" {
         return Err(ApiError::method_not_allowed());
@@ -216,6 +288,10 @@ async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Re
     match (target.subresource.as_deref(), verb) {
         (Some("log"), "get") => return crate::pods::log(api, call, snap, &target).await,
         (Some("scale"), _) => return scale(api, call, snap, &target, verb),
+        (Some("token"), "create") => {
+            let body = body_json(call)?;
+            return crate::review::token_request(api, snap, &target, body);
+        }
         (Some(_), "get" | "update" | "patch") if target.subresource.as_deref() == Some("status") => {}
         (Some(_), _) => return Err(ApiError::method_not_allowed()),
         (None, _) => {}
@@ -233,22 +309,18 @@ async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Re
     }
 }
 
-/// Members of `system:masters` may do anything; RBAC for everyone else is not served yet.
-fn authorize(call: &Call, target: &Target, verb: &str) -> Result<(), ApiError> {
-    let user = call.user.as_ref().ok_or_else(ApiError::unauthorized)?;
-    if user.is_master() {
-        return Ok(());
-    }
-    let mut resource = target.resource.qualified();
-    if let Some(sub) = &target.subresource {
-        resource = format!("{resource}/{sub}");
-    }
-    Err(ApiError::forbidden(
-        &user.name,
+/// What the authorizer sees of a resource request.
+fn attributes(target: &Target, verb: &str) -> Attributes {
+    Attributes::resource(
         verb,
-        &resource,
-        target.namespace.as_deref(),
-    ))
+        ResourceAttributes {
+            group: target.resource.group.clone(),
+            resource: target.resource.plural.clone(),
+            subresource: target.subresource.clone().unwrap_or_default(),
+            namespace: target.namespace.clone().unwrap_or_default(),
+            name: target.name.clone().unwrap_or_default(),
+        },
+    )
 }
 
 /// The key of the object a target names.
@@ -539,7 +611,7 @@ fn create(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
         }
     }
     if target.resource.create_only {
-        return crate::review::create(call, &target.resource, value);
+        return crate::review::create(api, call, snap, target, value);
     }
     let r = &target.resource;
     crate::patch::record_update(&r.group, &r.kind, None, &mut value, &call.manager(), &now());

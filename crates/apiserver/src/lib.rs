@@ -5,10 +5,12 @@
 pub mod api;
 mod atomic_write;
 pub mod auth;
+pub mod authz;
 pub mod body;
 pub mod cluster;
 pub mod crd;
 pub mod discovery;
+pub mod impersonate;
 pub mod jsonpath;
 pub mod kubeconfig;
 pub mod names;
@@ -25,6 +27,7 @@ pub mod server;
 pub mod status;
 pub mod strict;
 pub mod table;
+pub mod tokens;
 pub mod version;
 pub mod watch;
 

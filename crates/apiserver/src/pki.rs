@@ -136,11 +136,15 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// Who a verified client certificate says the caller is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who the caller is (Kubernetes' `user.Info`): from a verified client certificate, a service-account token,
+/// or impersonation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserInfo {
     pub name: String,
+    /// Empty when not known (client certificates carry none).
+    pub uid: String,
     pub groups: Vec<String>,
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The lab's CA, its API server's TLS configuration and the admin's client credential.
@@ -231,6 +235,24 @@ impl Pki {
     }
 }
 
+/// The key service-account tokens are signed with: `sa.key` in `dir` (ECDSA P-256, PKCS#8 PEM, as kubeadm keeps
+/// it next to the CA), made when missing. Returns its PKCS#8 DER.
+pub fn service_account_key(dir: &Path) -> Result<Vec<u8>, PkiError> {
+    let path = dir.join("sa.key");
+    let key = match read_optional(&path)? {
+        Some(pem) => KeyPair::from_pem(&pem).map_err(|e| PkiError::Invalid {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?,
+        None => {
+            let key = KeyPair::generate()?;
+            store(&path, &key.serialize_pem(), KEY_MODE)?;
+            key
+        }
+    };
+    Ok(key.serialized_der().to_vec())
+}
+
 /// The user a client certificate names: CN is the user, each O a group, plus `system:authenticated`. Only
 /// meaningful for a chain the TLS layer verified against the lab CA; `None` without a certificate or a CN.
 pub fn identity(peer: &[CertificateDer]) -> Option<UserInfo> {
@@ -249,6 +271,7 @@ pub fn identity(peer: &[CertificateDer]) -> Option<UserInfo> {
     Some(UserInfo {
         name: name.to_string(),
         groups,
+        ..UserInfo::default()
     })
 }
 

@@ -32,17 +32,31 @@ impl ApiError {
         ApiError::new(401, "Unauthorized", "Unauthorized")
     }
 
-    /// `resource` is the qualified resource (`pods`, `deployments.apps`).
-    pub fn forbidden(user: &str, verb: &str, resource: &str, namespace: Option<&str>) -> ApiError {
-        let scope = match namespace {
-            Some(ns) => format!("in the namespace \"{ns}\""),
-            None => "at the cluster scope".to_string(),
+    /// 403 as kube-apiserver answers a request its authorizer refused: `pods is forbidden: User "u" cannot list
+    /// resource "pods" in API group "" in the namespace "default"`, then the authorizer's reason if any.
+    pub fn forbidden(user: &str, attrs: &crate::authz::Attributes, reason: &str) -> ApiError {
+        let mut message = attrs.refusal(user);
+        if !reason.is_empty() {
+            message = format!("{message}: {reason}");
+        }
+        let Some(r) = &attrs.resource else {
+            return ApiError::new(403, "Forbidden", format!("forbidden: {message}"));
         };
-        ApiError::new(
-            403,
-            "Forbidden",
-            format!("{resource} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" {scope}"),
-        )
+        let qualified = match r.group.as_str() {
+            "" => r.resource.clone(),
+            g => format!("{}.{g}", r.resource),
+        };
+        let message = match r.name.as_str() {
+            "" => format!("{qualified} is forbidden: {message}"),
+            name => format!("{qualified} {name:?} is forbidden: {message}"),
+        };
+        let mut error = ApiError::new(403, "Forbidden", message);
+        let mut details = json!({"group": r.group, "kind": r.resource});
+        if !r.name.is_empty() {
+            details["name"] = json!(r.name);
+        }
+        error.details = Some(details);
+        error
     }
 
     pub fn not_found(resource: &str, name: &str) -> ApiError {

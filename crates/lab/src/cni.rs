@@ -96,6 +96,7 @@ impl Runtime {
             netns: self.node_netns.clone(),
             files: None,
             hostname: None,
+            service_account: None,
         };
         let mut child = node
             .command(&[program.display().to_string()])?

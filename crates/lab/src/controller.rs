@@ -37,6 +37,8 @@ pub enum Change {
     Annotate(Key, BTreeMap<String, String>),
     Bind(Key, String),
     Event(Box<Note>),
+    /// Create the `default` ServiceAccount of a namespace.
+    DefaultServiceAccount(String),
 }
 
 /// The status a controller writes.
@@ -106,6 +108,7 @@ fn mark_deleted(store: &mut Store, key: &Key) {
 pub fn reconcile(snap: &Snapshot) -> Vec<Change> {
     let mut changes = Vec::new();
     namespaces(snap, &mut changes);
+    service_accounts(snap, &mut changes);
     let terminating: HashSet<&str> = snap
         .namespaces()
         .filter(|n| n.metadata.deletion_timestamp.is_some())
@@ -200,6 +203,16 @@ fn namespaces(snap: &Snapshot, changes: &mut Vec<Change>) {
                 Object::Pod(_) => changes.push(Change::MarkDeleted(object.key())),
                 _ => changes.push(Change::Remove(object.key())),
             }
+        }
+    }
+}
+
+/// The ServiceAccount controller: every namespace that is not terminating has a `default` ServiceAccount.
+fn service_accounts(snap: &Snapshot, changes: &mut Vec<Change>) {
+    for ns in snap.namespaces().filter(|n| n.metadata.deletion_timestamp.is_none()) {
+        let name = ns.metadata.name.as_deref().unwrap_or_default();
+        if snap.get(&Key::new("ServiceAccount", Some(name), "default")).is_none() {
+            changes.push(Change::DefaultServiceAccount(name.to_string()));
         }
     }
 }
@@ -323,6 +336,17 @@ pub fn apply(store: &mut Store, changes: Vec<Change>) {
                 store.update(&key, |o| {
                     o.meta_mut().annotations.get_or_insert_default().extend(annotations)
                 });
+            }
+            Change::DefaultServiceAccount(ns) => {
+                let sa = serde_json::json!({
+                    "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns},
+                });
+                let created = weft_model::manifest::from_value(sa)
+                    .map_err(crate::Error::Invalid)
+                    .and_then(|o| store.create(o));
+                if let Err(e) = created {
+                    eprintln!("weft lab: the default ServiceAccount of {ns}: {e}");
+                }
             }
             Change::Bind(key, node) => {
                 store.update(&key, |o| {

@@ -49,6 +49,8 @@ pub struct Kubelet {
     starts: Mutex<VecDeque<(Arc<PodRun>, Pod)>>,
     queued: Condvar,
     reaper: Arc<Reaper>,
+    /// Issues the pods' ServiceAccount tokens.
+    tokens: Arc<weft_apiserver::tokens::Tokens>,
 }
 
 /// One pod's processes and what the runtime knows about them.
@@ -81,7 +83,13 @@ struct ContainerRun {
 }
 
 impl Kubelet {
-    pub fn new(shared: Arc<Shared>, node: NodePlan, runtime: cni::Runtime, reaper: Arc<Reaper>) -> Kubelet {
+    pub fn new(
+        shared: Arc<Shared>,
+        node: NodePlan,
+        runtime: cni::Runtime,
+        reaper: Arc<Reaper>,
+        tokens: Arc<weft_apiserver::tokens::Tokens>,
+    ) -> Kubelet {
         let paths = shared.paths.clone();
         Kubelet {
             node_netns: PathBuf::from("/run/netns").join(paths.node_netns(&node.name)),
@@ -93,6 +101,7 @@ impl Kubelet {
             starts: Mutex::new(VecDeque::new()),
             queued: Condvar::new(),
             reaper,
+            tokens,
         }
     }
 
@@ -234,10 +243,56 @@ impl Kubelet {
         for (file, text) in files {
             std::fs::write(dir.join(file), text).map_err(io(format!("writing the pod's {file}")))?;
         }
+        if automount(pod, &self.shared.snapshot()) {
+            self.service_account_files(pod, &dir.join(sandbox::SERVICE_ACCOUNT_DIR))?;
+        }
         let mut state = run.lock();
         state.ip = Some(ip);
         state.started = true;
         Ok(())
+    }
+
+    /// The pod's ServiceAccount files: a token bound to the pod, the cluster's CA and the namespace. The
+    /// ServiceAccount may not exist yet in a namespace created a moment ago (its controller makes `default`).
+    fn service_account_files(&self, pod: &Pod, dir: &std::path::Path) -> Result<()> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = service_account_name(pod);
+        let key = Key::new("ServiceAccount", Some(&ns), &name);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut snap = self.shared.snapshot();
+        let sa_uid = loop {
+            if let Some(sa) = snap.get(&key) {
+                break sa.meta().uid.clone().unwrap_or_default();
+            }
+            if Instant::now() >= deadline || self.shared.stopping() {
+                return Err(Error::Invalid(format!(
+                    "error looking up service account {ns}/{name}: not found"
+                )));
+            }
+            snap = self.shared.wait_newer(snap.revision, Duration::from_millis(200));
+        };
+        use weft_apiserver::tokens::{Claims, POD_EXPIRATION, Ref, api_audiences, unix_now};
+        let sa = Ref { name, uid: sa_uid };
+        let bound = Ref {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        };
+        let claims = Claims::new(&ns, sa, Some(bound), api_audiences(), unix_now(), POD_EXPIRATION);
+        let token = self.tokens.issue(&claims).map_err(|e| Error::Invalid(e.to_string()))?;
+        let ca = self.shared.paths.pki_dir().join("ca.crt");
+        let ca = std::fs::read(&ca).map_err(io(format!("reading {}", ca.display())))?;
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        for (file, bytes) in [
+            ("token", token.into_bytes()),
+            ("ca.crt", ca),
+            ("namespace", ns.into_bytes()),
+        ] {
+            std::fs::write(dir.join(file), bytes).map_err(io(format!("writing the pod's {file}")))?;
+        }
+        // The bind mount needs its mount point on the host; creating the (empty) directory is all that changes
+        // there, and only when missing.
+        std::fs::create_dir_all(sandbox::SERVICE_ACCOUNT_MOUNT)
+            .map_err(io(format!("creating {}", sandbox::SERVICE_ACCOUNT_MOUNT)))
     }
 
     fn sandbox(&self, run: &PodRun, pod: &Pod) -> Sandbox {
@@ -253,6 +308,7 @@ impl Kubelet {
             },
             files: (!host_network).then(|| paths.pod_dir(&run.uid)),
             hostname: (!host_network).then(|| spec.and_then(|s| s.hostname.clone()).unwrap_or(name)),
+            service_account: Some(paths.pod_dir(&run.uid).join(sandbox::SERVICE_ACCOUNT_DIR)).filter(|d| d.is_dir()),
         }
     }
 
@@ -380,7 +436,15 @@ impl Kubelet {
         let argv = argv(container, &self.shared.spec.weft_bin);
         let mut command = self.sandbox(run, pod).command(&argv)?;
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let env = env(pod, container, &self.node, ip, &self.shared.spec.weft_bin);
+        let api_ip = self
+            .shared
+            .spec
+            .service_cidr
+            .hosts()
+            .next()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let env = env(pod, container, &self.node, ip, &api_ip, &self.shared.spec.weft_bin);
         let log_path = self
             .shared
             .paths
@@ -685,9 +749,42 @@ pub fn argv(c: &Container, weft_bin: &std::path::Path) -> Vec<String> {
     argv
 }
 
-/// The container's environment: its `env` (values and the downward API's common fields), plus the variables
-/// `weft serve` reports and a usual PATH.
-fn env(pod: &Pod, c: &Container, node: &NodePlan, ip: &str, weft_bin: &std::path::Path) -> Vec<(String, String)> {
+/// The pod's ServiceAccount: `serviceAccountName`, else the deprecated `serviceAccount`, else `default`.
+fn service_account_name(pod: &Pod) -> String {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.service_account_name.clone())
+        .or_else(|| spec.and_then(|s| s.service_account.clone()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// Whether the pod gets its token mounted: the pod's `automountServiceAccountToken`, else its ServiceAccount's,
+/// else yes.
+fn automount(pod: &Pod, snap: &weft_model::Snapshot) -> bool {
+    if let Some(choice) = pod.spec.as_ref().and_then(|s| s.automount_service_account_token) {
+        return choice;
+    }
+    let ns = pod.metadata.namespace.as_deref();
+    let sa = snap.get(&Key::new("ServiceAccount", ns, &service_account_name(pod)));
+    sa.and_then(|sa| {
+        sa.to_value()
+            .get("automountServiceAccountToken")
+            .and_then(Value::as_bool)
+    })
+    .unwrap_or(true)
+}
+
+/// The container's environment: the `kubernetes` Service's variables (at `api_ip`, as kubelet always sets them),
+/// its `env` (values and the downward API's common fields), plus the variables `weft serve` reports and a usual
+/// PATH.
+fn env(
+    pod: &Pod,
+    c: &Container,
+    node: &NodePlan,
+    ip: &str,
+    api_ip: &str,
+    weft_bin: &std::path::Path,
+) -> Vec<(String, String)> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let field = |path: &str| -> Option<String> {
@@ -709,6 +806,14 @@ fn env(pod: &Pod, c: &Container, node: &NodePlan, ip: &str, weft_bin: &std::path
         ("WEFT_POD_NAMESPACE".into(), ns.clone()),
         ("WEFT_NODE_NAME".into(), node.name.clone()),
         ("WEFT_POD_IP".into(), ip.to_string()),
+        ("KUBERNETES_SERVICE_HOST".into(), api_ip.to_string()),
+        ("KUBERNETES_SERVICE_PORT".into(), "443".into()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), "443".into()),
+        ("KUBERNETES_PORT".into(), format!("tcp://{api_ip}:443")),
+        ("KUBERNETES_PORT_443_TCP".into(), format!("tcp://{api_ip}:443")),
+        ("KUBERNETES_PORT_443_TCP_PROTO".into(), "tcp".into()),
+        ("KUBERNETES_PORT_443_TCP_PORT".into(), "443".into()),
+        ("KUBERNETES_PORT_443_TCP_ADDR".into(), api_ip.to_string()),
     ];
     for var in c.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {

@@ -15,6 +15,10 @@ use weft_model::k8s_openapi;
 
 /// Files a pod sees instead of the host's.
 pub const POD_FILES: &[&str] = &["resolv.conf", "hosts", "hostname"];
+/// Where a pod finds its ServiceAccount's token, the cluster CA and its namespace, as in Kubernetes.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The directory of a pod's own dir holding those files.
+pub const SERVICE_ACCOUNT_DIR: &str = "serviceaccount";
 
 #[derive(Clone, Debug)]
 pub struct Sandbox {
@@ -24,6 +28,8 @@ pub struct Sandbox {
     pub files: Option<PathBuf>,
     /// The UTS hostname; none keeps the host's.
     pub hostname: Option<String>,
+    /// The pod's ServiceAccount files, bound over `SERVICE_ACCOUNT_MOUNT`; none when it has none mounted.
+    pub service_account: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -32,18 +38,22 @@ impl Sandbox {
         let spec = pod.spec.as_ref();
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
+        // Written by the kubelet when the pod started, unless the pod opted out.
+        let service_account = Some(paths.pod_dir(uid).join(SERVICE_ACCOUNT_DIR)).filter(|d| d.is_dir());
         if spec.and_then(|s| s.host_network) == Some(true) {
             let node = spec.and_then(|s| s.node_name.as_deref()).unwrap_or_default();
             return Sandbox {
                 netns: PathBuf::from("/run/netns").join(paths.node_netns(node)),
                 files: None,
                 hostname: None,
+                service_account,
             };
         }
         Sandbox {
             netns: PathBuf::from("/run/netns").join(paths.pod_netns(uid)),
             files: Some(paths.pod_dir(uid)),
             hostname: Some(spec.and_then(|s| s.hostname.clone()).unwrap_or(name)),
+            service_account,
         }
     }
 
@@ -54,13 +64,16 @@ impl Sandbox {
         };
         let netns = File::open(&self.netns).map_err(io(format!("opening {}", self.netns.display())))?;
         // Everything the child needs is prepared here: between fork and exec only system calls run.
-        let binds: Vec<(CString, CString)> = match &self.files {
+        let mut binds: Vec<(CString, CString)> = match &self.files {
             Some(dir) => POD_FILES
                 .iter()
                 .map(|f| Ok((cstring(&dir.join(f))?, cstring(&Path::new("/etc").join(f))?)))
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         };
+        if let Some(dir) = &self.service_account {
+            binds.push((cstring(dir)?, cstring(Path::new(SERVICE_ACCOUNT_MOUNT))?));
+        }
         let hostname = self.hostname.clone();
         let mut command = Command::new(program);
         command.args(args);

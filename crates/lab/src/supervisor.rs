@@ -294,7 +294,7 @@ pub fn run(paths: &Paths) -> Result<()> {
     std::fs::write(paths.supervisor_pid(), std::process::id().to_string()).map_err(io("writing the pid file"))?;
     install_cni(paths, &spec)?;
     bootstrap(&shared)?;
-    start_api(&shared)?;
+    let tokens = start_api(&shared)?;
     raise_fd_limit();
     let reaper = crate::reaper::Reaper::start().map_err(io("starting the reaper"))?;
     let listener = listen(paths)?;
@@ -322,6 +322,7 @@ pub fn run(paths: &Paths) -> Result<()> {
             node,
             runtime,
             reaper.clone(),
+            tokens.clone(),
         ));
         std::thread::spawn(move || kubelet.run());
     }
@@ -339,8 +340,9 @@ pub fn run(paths: &Paths) -> Result<()> {
 }
 
 /// Starts the Kubernetes API on 127.0.0.1 (the port of the last run when it is free, so kubeconfigs stay valid)
-/// and on the control-plane address in the wire namespace, then writes the admin's kubeconfig.
-fn start_api(shared: &Arc<Shared>) -> Result<()> {
+/// and on the control-plane address in the wire namespace, then writes the admin's kubeconfig. Answers with the
+/// service-account token issuer, which the kubelets share.
+fn start_api(shared: &Arc<Shared>) -> Result<Arc<weft_apiserver::tokens::Tokens>> {
     let (spec, paths) = (&shared.spec, &shared.paths);
     let service_ip = spec.service_cidr.hosts().next().unwrap_or(spec.control_plane_ip());
     let names =
@@ -367,9 +369,13 @@ fn start_api(shared: &Arc<Shared>) -> Result<()> {
             })
         })
         .map_err(crate::error::kernel("the API on the wire"))?;
-    let api = weft_apiserver::Api {
-        cluster: Arc::new(crate::kube_api::LabCluster(shared.clone())),
-    };
+    let sa_key = weft_apiserver::pki::service_account_key(&paths.pki_dir())
+        .map_err(|e| Error::Invalid(format!("the service-account key: {e}")))?;
+    let tokens = Arc::new(weft_apiserver::tokens::Tokens::new(&sa_key).map_err(|e| Error::Invalid(e.to_string()))?);
+    let api = weft_apiserver::Api::new(
+        Arc::new(crate::kube_api::LabCluster(shared.clone())),
+        Some(tokens.clone()),
+    );
     weft_apiserver::server::start(vec![host, wire], pki.server_config(), Arc::new(api), 2)
         .map_err(io("starting the API server"))?;
     std::fs::write(&port_file, port.to_string()).map_err(io("writing the API's port"))?;
@@ -382,7 +388,8 @@ fn start_api(shared: &Arc<Shared>) -> Result<()> {
         &admin.key_pem,
     )
     .map_err(|e| Error::Invalid(e.to_string()))?;
-    write_private(&paths.kubeconfig(), kubeconfig.as_bytes())
+    write_private(&paths.kubeconfig(), kubeconfig.as_bytes())?;
+    Ok(tokens)
 }
 
 /// Writes a file only root may read (it holds the admin's key), atomically.
@@ -537,6 +544,7 @@ fn bootstrap(shared: &Shared) -> Result<()> {
         }));
     }
     objects.extend(crate::kube_api::kubernetes_service(&shared.spec));
+    objects.extend(weft_apiserver::authz::bootstrap_policy());
     objects.extend(cluster_dns(&shared.spec));
     shared.try_write(|store| {
         for value in objects {
@@ -577,6 +585,7 @@ fn cluster_dns(spec: &LabSpec) -> Vec<Value> {
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        "serviceAccountName": "weft-dns",
                         "dnsPolicy": "Default",
                         "containers": [{
                             "name": "dns",
@@ -660,6 +669,7 @@ impl Agent {
             netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&self.node)),
             files: None,
             hostname: None,
+            service_account: None,
         };
         let argv: Vec<String> = vec![
             spec.weft_bin.display().to_string(),

@@ -43,9 +43,7 @@ impl Server {
         let names = ServerNames::for_lab([127, 0, 0, 1].into(), [10, 96, 0, 1].into(), "cluster.local");
         let pki = Pki::load_or_create(&dir.join("pki"), "test", &names).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let api = weft_apiserver::Api {
-            cluster: Arc::new(LabCluster(shared)),
-        };
+        let api = weft_apiserver::Api::new(Arc::new(LabCluster(shared)), None);
         let running = weft_apiserver::server::start(vec![listener], pki.server_config(), Arc::new(api), 1).unwrap();
         let url = format!("https://{}", running.addresses[0]);
         let admin = pki.admin();

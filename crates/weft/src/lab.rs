@@ -398,6 +398,7 @@ fn exec(paths: &Paths, target: &str, command: &[String]) -> Result<i32> {
         netns: PathBuf::from("/run/netns").join(netns),
         files: None,
         hostname: None,
+        service_account: None,
     };
     run_inherit(sandbox.command(command)?, command)
 }

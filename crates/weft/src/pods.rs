@@ -5,7 +5,6 @@ use crate::client::{Api, path, with_query};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::io::Write;
-use std::path::PathBuf;
 use weft_lab::sandbox::Sandbox;
 use weft_lab::spec::Paths;
 
@@ -104,34 +103,14 @@ fn check_container(pod: &Value, name: &str, container: Option<&str>) -> Result<S
 /// Until the API serves pods/exec, the command runs here, entering the sandbox of the pod the API names.
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<i32> {
     let name = pod_name(&args.pod)?;
-    let (pod, uid) = running_pod(&Api::connect(paths)?, &args.namespace, name)?;
+    let (pod, _) = running_pod(&Api::connect(paths)?, &args.namespace, name)?;
     check_container(&pod, name, args.container.as_deref())?;
     if args.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
     }
-    let host_network = pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true));
-    let sandbox = if host_network {
-        let node = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        Sandbox {
-            netns: PathBuf::from("/run/netns").join(paths.node_netns(node)),
-            files: None,
-            hostname: None,
-        }
-    } else {
-        let hostname = pod
-            .pointer("/spec/hostname")
-            .and_then(Value::as_str)
-            .unwrap_or(name)
-            .to_string();
-        Sandbox {
-            netns: PathBuf::from("/run/netns").join(paths.pod_netns(&uid)),
-            files: Some(paths.pod_dir(&uid)),
-            hostname: Some(hostname),
-        }
-    };
+    let pod: weft_model::k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod).context("the pod as the lab stores it")?;
+    let sandbox = Sandbox::of_pod(paths, &pod);
     crate::lab::run_inherit(sandbox.command(&args.command)?, &args.command)
 }
 

@@ -70,9 +70,7 @@ fn bench(dir: &std::path::Path, args: &Args) -> Result<()> {
     let names = ServerNames::for_lab([127, 0, 0, 1].into(), [10, 96, 0, 1].into(), "cluster.local");
     let pki = Pki::load_or_create(&dir.join("pki"), "bench", &names).map_err(|e| anyhow!("{e}"))?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let api = weft_apiserver::Api {
-        cluster: Arc::new(LabCluster(shared.clone())),
-    };
+    let api = weft_apiserver::Api::new(Arc::new(LabCluster(shared.clone())), None);
     let server = weft_apiserver::server::start(vec![listener], pki.server_config(), Arc::new(api), 2)?;
     let address = server.addresses[0];
     let tls = client_tls(&pki)?;
