@@ -21,6 +21,7 @@ pub mod request;
 pub mod review;
 pub mod selector;
 pub mod server;
+pub mod spdy;
 pub mod status;
 pub mod strict;
 pub mod table;
