@@ -38,6 +38,11 @@ pub struct Call {
     pub body: Bytes,
     /// None: no credentials.
     pub user: Option<UserInfo>,
+    /// All headers, and the query as sent (parameters may repeat: exec's `command`).
+    pub headers: hyper::HeaderMap,
+    pub raw_query: String,
+    /// The connection's switch to another protocol, taken from requests that ask for one (`Upgrade`).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Call {
@@ -60,14 +65,17 @@ impl Call {
             user_agent: header(hyper::header::USER_AGENT),
             body,
             user,
+            headers: parts.headers.clone(),
+            raw_query: parts.uri.query().unwrap_or_default().to_string(),
+            upgrade: None,
         }
     }
 
-    fn param(&self, name: &str) -> Option<&str> {
+    pub fn param(&self, name: &str) -> Option<&str> {
         self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    fn flag(&self, name: &str) -> bool {
+    pub fn flag(&self, name: &str) -> bool {
         matches!(self.query.get(name).map(String::as_str), Some("true" | "1" | ""))
     }
 
@@ -111,7 +119,7 @@ pub fn error(e: &ApiError) -> Response<Body> {
     json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status())
 }
 
-async fn dispatch(api: &Api, call: Call) -> Result<Response<Body>, ApiError> {
+async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError> {
     let snap = api.cluster.snapshot();
     let route = route(&call.path, &snap)?;
     // What kube-apiserver's system:public-info-viewer role lets anyone read.
@@ -166,7 +174,7 @@ async fn dispatch(api: &Api, call: Call) -> Result<Response<Body>, ApiError> {
             let doc = crate::openapi::document(&crate::registry::all(&snap), &path).ok_or_else(ApiError::no_route)?;
             Ok(json_response(StatusCode::OK, &doc))
         }
-        Route::Object(target) => resource(api, &call, &snap, *target).await,
+        Route::Object(target) => resource(api, &mut call, &snap, *target).await,
     }
 }
 
@@ -194,9 +202,17 @@ fn verb(call: &Call, target: &Target) -> &'static str {
     }
 }
 
-async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Result<Response<Body>, ApiError> {
+async fn resource(api: &Api, call: &mut Call, snap: &Snapshot, target: Target) -> Result<Response<Body>, ApiError> {
     let verb = verb(call, &target);
     authorize(call, &target, verb)?;
+    // The streaming subresources take GET (WebSocket) and POST (SPDY) alike.
+    match (target.subresource.as_deref(), verb) {
+        (Some("exec"), "get" | "create") => return crate::remotecommand::exec(api, call, snap, &target),
+        (Some("attach"), "get" | "create") => return crate::remotecommand::attach(api, call, snap, &target),
+        (Some("portforward"), "get" | "create") => return crate::portforward::portforward(api, call, snap, &target),
+        _ => {}
+    }
+    let call = &*call;
     let r = &target.resource;
     if r.create_only && verb != "create" {
         return Err(ApiError::method_not_allowed());

@@ -16,7 +16,9 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod pods;
+pub mod portforward;
 pub mod registry;
+pub mod remotecommand;
 pub mod request;
 pub mod review;
 pub mod selector;
@@ -25,6 +27,7 @@ pub mod spdy;
 pub mod status;
 pub mod strict;
 pub mod table;
+pub mod upgrade;
 pub mod version;
 pub mod watch;
 

@@ -324,6 +324,11 @@ impl Outgoing {
         true
     }
 
+    /// Resolves when the session is gone.
+    pub async fn closed(&self) {
+        self.frames.closed().await
+    }
+
     /// Ends this side of the stream.
     pub async fn finish(&self) {
         let _ = self.frames.send(Frame::Data { stream: self.stream, fin: true, data: Vec::new() }).await;
@@ -339,8 +344,15 @@ where
     let (frames, mut to_write) = mpsc::channel::<Frame>(64);
     let (accepted, streams) = mpsc::channel(16);
     let mut deflater = Deflater::new()?;
+    // The writer stops when the reader does (the client left), so that every stream sees the session end.
+    let (read_done, mut reading) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        while let Some(frame) = to_write.recv().await {
+        loop {
+            let frame = tokio::select! {
+                frame = to_write.recv() => frame,
+                _ = &mut reading => None,
+            };
+            let Some(frame) = frame else { break };
             let Ok(bytes) = encode(&frame, &mut deflater) else { break };
             if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 break;
@@ -349,6 +361,7 @@ where
         let _ = writer.shutdown().await;
     });
     tokio::spawn(async move {
+        let _read_done = read_done;
         let mut inflater = Inflater::default();
         let mut open: HashMap<u32, mpsc::Sender<Vec<u8>>> = HashMap::new();
         while let Ok(Some(frame)) = read_frame(&mut reader, &mut inflater).await {
