@@ -52,7 +52,9 @@ impl Streams {
             tty: call.flag("tty"),
         };
         if !(s.stdin || s.stdout || s.stderr) {
-            return Err(ApiError::bad_request("you must specify at least 1 of stdin, stdout, stderr"));
+            return Err(ApiError::bad_request(
+                "you must specify at least 1 of stdin, stdout, stderr",
+            ));
         }
         Ok(s)
     }
@@ -66,7 +68,9 @@ pub fn exec(api: &Api, call: &mut Call, snap: &Snapshot, target: &Target) -> Res
     let streams = Streams::of(call)?;
     let argv = query_values(&call.raw_query, "command");
     if argv.is_empty() {
-        return Err(ApiError::bad_request("you must specify at least one command for the container"));
+        return Err(ApiError::bad_request(
+            "you must specify at least one command for the container",
+        ));
     }
     let command = api.cluster.exec_command(pod, &argv)?;
     let (v5, response) = websocket_v5(call)?;
@@ -132,7 +136,12 @@ async fn attach_session(ws: WebSocket, mut follow: crate::pods::Follow, streams:
             },
         }
     }
-    let _ = out.send(frame(ERROR, &status_bytes(&json!({"metadata": {}, "status": "Success"})))).await;
+    let _ = out
+        .send(frame(
+            ERROR,
+            &status_bytes(&json!({"metadata": {}, "status": "Success"})),
+        ))
+        .await;
     drop(out);
     let _ = writer.await;
 }
@@ -146,7 +155,7 @@ fn writer(mut sink: SplitSink<WebSocket, Message>) -> (mpsc::Sender<Message>, to
                 return;
             }
         }
-        let _ = sink.close().await;
+        crate::upgrade::close(&mut sink).await;
     });
     (tx, task)
 }
@@ -166,7 +175,10 @@ async fn exec_session(ws: WebSocket, v5: bool, streams: Streams, command: Comman
     let (sink, mut source) = ws.split();
     let (out, writer) = writer(sink);
     let status = match Process::spawn(command, streams) {
-        Ok(process) => process.run(&mut source, &out, v5).await.map(|exit| exit_status(exit, &argv)),
+        Ok(process) => process
+            .run(&mut source, &out, v5)
+            .await
+            .map(|exit| exit_status(exit, &argv)),
         Err(e) => Some(json!({
             "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
             "message": format!("error executing command {argv:?} in container: {e}"),
@@ -232,7 +244,12 @@ impl Process {
                 outputs.push((STDERR, Box::new(e)));
             }
             let input = child.stdin.take().map(|i| Box::new(i) as Writer);
-            return Ok(Process { child, input, outputs, terminal: None });
+            return Ok(Process {
+                child,
+                input,
+                outputs,
+                terminal: None,
+            });
         }
         let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
         command
@@ -255,9 +272,18 @@ impl Process {
         drop(command);
         let reader = tokio::fs::File::from_std(File::from(pty.master.try_clone()?));
         let writer = tokio::fs::File::from_std(File::from(pty.master.try_clone()?));
-        let outputs: Vec<(u8, Reader)> = if streams.stdout { vec![(STDOUT, Box::new(reader))] } else { Vec::new() };
+        let outputs: Vec<(u8, Reader)> = if streams.stdout {
+            vec![(STDOUT, Box::new(reader))]
+        } else {
+            Vec::new()
+        };
         let input = streams.stdin.then(|| Box::new(writer) as Writer);
-        Ok(Process { child, input, outputs, terminal: Some(pty.master) })
+        Ok(Process {
+            child,
+            input,
+            outputs,
+            terminal: Some(pty.master),
+        })
     }
 
     /// Carries the streams until the command exits (its exit status) or the client leaves (None; the command
@@ -268,7 +294,12 @@ impl Process {
         out: &mpsc::Sender<Message>,
         v5: bool,
     ) -> Option<std::io::Result<ExitStatus>> {
-        let Process { mut child, input, outputs, terminal } = self;
+        let Process {
+            mut child,
+            input,
+            outputs,
+            terminal,
+        } = self;
         let pumps: Vec<_> = outputs
             .into_iter()
             .map(|(channel, mut r)| {
@@ -337,8 +368,15 @@ struct Size {
 }
 
 fn resize(terminal: &OwnedFd, json: &[u8]) {
-    let Ok(size) = serde_json::from_slice::<Size>(json) else { return };
-    let ws = libc::winsize { ws_row: size.height, ws_col: size.width, ws_xpixel: 0, ws_ypixel: 0 };
+    let Ok(size) = serde_json::from_slice::<Size>(json) else {
+        return;
+    };
+    let ws = libc::winsize {
+        ws_row: size.height,
+        ws_col: size.width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which outlives the call, from an open fd.
     unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
@@ -348,7 +386,10 @@ mod tests {
     use super::*;
 
     fn status(code: i32) -> Value {
-        exit_status(Ok(ExitStatus::from_raw(code << 8)), &["sh".into(), "-c".into(), "exit".into()])
+        exit_status(
+            Ok(ExitStatus::from_raw(code << 8)),
+            &["sh".into(), "-c".into(), "exit".into()],
+        )
     }
 
     #[test]
@@ -356,8 +397,16 @@ mod tests {
         assert_eq!(status(0), json!({"metadata": {}, "status": "Success"}));
         let failed = status(3);
         assert_eq!(failed["reason"], "NonZeroExitCode");
-        assert_eq!(failed["details"]["causes"][0], json!({"reason": "ExitCode", "message": "3"}));
-        assert!(failed["message"].as_str().unwrap().ends_with("[sh -c exit], exit code 3"));
+        assert_eq!(
+            failed["details"]["causes"][0],
+            json!({"reason": "ExitCode", "message": "3"})
+        );
+        assert!(
+            failed["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("[sh -c exit], exit code 3")
+        );
         // Killed by SIGKILL: 128 + 9, as a shell reports it.
         let killed = exit_status(Ok(ExitStatus::from_raw(9)), &[]);
         assert_eq!(killed["details"]["causes"][0]["message"], "137");
@@ -374,7 +423,12 @@ mod tests {
     async fn a_terminal_is_the_commands_controlling_tty_and_takes_resizes() {
         let mut command = Command::new("sh");
         command.args(["-c", "read line; stty size; test -t 0 && echo tty:$line"]);
-        let streams = Streams { stdin: true, stdout: true, stderr: false, tty: true };
+        let streams = Streams {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+            tty: true,
+        };
         let mut p = Process::spawn(command, streams).unwrap();
         resize(p.terminal.as_ref().unwrap(), br#"{"Width":91,"Height":17}"#);
         let mut input = p.input.take().unwrap();
@@ -394,14 +448,25 @@ mod tests {
 
     #[test]
     fn at_least_one_stream_is_needed() {
-        let (parts, ()) = hyper::Request::get("/x?stdin=false&tty=true").body(()).unwrap().into_parts();
+        let (parts, ()) = hyper::Request::get("/x?stdin=false&tty=true")
+            .body(())
+            .unwrap()
+            .into_parts();
         let call = Call::new(&parts, Default::default(), None);
         assert_eq!(Streams::of(&call).unwrap_err().code, 400);
-        let (parts, ()) = hyper::Request::get("/x?stdout=1&stderr=true").body(()).unwrap().into_parts();
+        let (parts, ()) = hyper::Request::get("/x?stdout=1&stderr=true")
+            .body(())
+            .unwrap()
+            .into_parts();
         let call = Call::new(&parts, Default::default(), None);
         assert_eq!(
             Streams::of(&call).unwrap(),
-            Streams { stdin: false, stdout: true, stderr: true, tty: false }
+            Streams {
+                stdin: false,
+                stdout: true,
+                stderr: true,
+                tty: false
+            }
         );
     }
 }

@@ -38,13 +38,35 @@ pub type Headers = Vec<(String, String)>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
-    SynStream { stream: u32, fin: bool, headers: Headers },
-    SynReply { stream: u32, fin: bool, headers: Headers },
-    Headers { stream: u32, fin: bool, headers: Headers },
-    Data { stream: u32, fin: bool, data: Vec<u8> },
-    RstStream { stream: u32, status: u32 },
+    SynStream {
+        stream: u32,
+        fin: bool,
+        headers: Headers,
+    },
+    SynReply {
+        stream: u32,
+        fin: bool,
+        headers: Headers,
+    },
+    Headers {
+        stream: u32,
+        fin: bool,
+        headers: Headers,
+    },
+    Data {
+        stream: u32,
+        fin: bool,
+        data: Vec<u8>,
+    },
+    RstStream {
+        stream: u32,
+        status: u32,
+    },
     Ping(u32),
-    GoAway { last_stream: u32, status: u32 },
+    GoAway {
+        last_stream: u32,
+        status: u32,
+    },
     /// SETTINGS, WINDOW_UPDATE and control frames of unknown types.
     Ignored,
 }
@@ -52,15 +74,71 @@ pub enum Frame {
 /// The words of the SPDY/3 header compression dictionary (draft 3, 2.6.10.1), each written with a 4-byte
 /// big-endian length before it, then `DICTIONARY_TAIL` as is.
 const DICTIONARY_WORDS: &[&str] = &[
-    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset", "accept-encoding",
-    "accept-language", "accept-ranges", "age", "allow", "authorization", "cache-control", "connection",
-    "content-base", "content-encoding", "content-language", "content-length", "content-location", "content-md5",
-    "content-range", "content-type", "date", "etag", "expect", "expires", "from", "host", "if-match",
-    "if-modified-since", "if-none-match", "if-range", "if-unmodified-since", "last-modified", "location",
-    "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer", "retry-after",
-    "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
-    "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie",
-    "keep-alive", "origin",
+    "options",
+    "head",
+    "post",
+    "put",
+    "delete",
+    "trace",
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "age",
+    "allow",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-base",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-location",
+    "content-md5",
+    "content-range",
+    "content-type",
+    "date",
+    "etag",
+    "expect",
+    "expires",
+    "from",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "last-modified",
+    "location",
+    "max-forwards",
+    "pragma",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "retry-after",
+    "server",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "vary",
+    "via",
+    "warning",
+    "www-authenticate",
+    "method",
+    "get",
+    "status",
+    "200 OK",
+    "version",
+    "HTTP/1.1",
+    "url",
+    "public",
+    "set-cookie",
+    "keep-alive",
+    "origin",
 ];
 const DICTIONARY_TAIL: &str = concat!(
     "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505",
@@ -87,7 +165,8 @@ pub struct Deflater(Compress);
 impl Deflater {
     pub fn new() -> Result<Deflater, SpdyError> {
         let mut c = Compress::new(Compression::default(), true);
-        c.set_dictionary(&dictionary()).map_err(|e| SpdyError::HeaderBlock(e.to_string()))?;
+        c.set_dictionary(&dictionary())
+            .map_err(|e| SpdyError::HeaderBlock(e.to_string()))?;
         Ok(Deflater(c))
     }
 
@@ -139,7 +218,10 @@ impl Inflater {
                 return Err(SpdyError::HeaderBlock("too large".into()));
             }
             out.reserve(1024);
-            match self.0.decompress_vec(&compressed[consumed..], &mut out, FlushDecompress::Sync) {
+            match self
+                .0
+                .decompress_vec(&compressed[consumed..], &mut out, FlushDecompress::Sync)
+            {
                 Ok(Status::StreamEnd) => break,
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
@@ -206,30 +288,55 @@ fn decode(head: [u8; 8], p: &[u8], inflater: &mut Inflater) -> Result<Frame, Spd
     let fin = flags & FLAG_FIN != 0;
     let word = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
     if word & 0x8000_0000 == 0 {
-        return Ok(Frame::Data { stream: word & 0x7fff_ffff, fin, data: p.to_vec() });
+        return Ok(Frame::Data {
+            stream: word & 0x7fff_ffff,
+            fin,
+            data: p.to_vec(),
+        });
     }
     let version = ((word >> 16) & 0x7fff) as u16;
     if version != VERSION {
         return Err(SpdyError::Version(version));
     }
     let stream = be32(p, 0) & 0x7fff_ffff;
-    let need = |n: usize, what: &'static str| if p.len() < n { Err(SpdyError::Malformed(what)) } else { Ok(()) };
+    let need = |n: usize, what: &'static str| {
+        if p.len() < n {
+            Err(SpdyError::Malformed(what))
+        } else {
+            Ok(())
+        }
+    };
     Ok(match (word & 0xffff) as u16 {
         SYN_STREAM => {
             need(10, "SYN_STREAM")?;
-            Frame::SynStream { stream, fin, headers: inflater.block(&p[10..])? }
+            Frame::SynStream {
+                stream,
+                fin,
+                headers: inflater.block(&p[10..])?,
+            }
         }
         SYN_REPLY => {
             need(4, "SYN_REPLY")?;
-            Frame::SynReply { stream, fin, headers: inflater.block(&p[4..])? }
+            Frame::SynReply {
+                stream,
+                fin,
+                headers: inflater.block(&p[4..])?,
+            }
         }
         HEADERS => {
             need(4, "HEADERS")?;
-            Frame::Headers { stream, fin, headers: inflater.block(&p[4..])? }
+            Frame::Headers {
+                stream,
+                fin,
+                headers: inflater.block(&p[4..])?,
+            }
         }
         RST_STREAM => {
             need(8, "RST_STREAM")?;
-            Frame::RstStream { stream, status: be32(p, 4) }
+            Frame::RstStream {
+                stream,
+                status: be32(p, 4),
+            }
         }
         PING => {
             need(4, "PING")?;
@@ -237,7 +344,10 @@ fn decode(head: [u8; 8], p: &[u8], inflater: &mut Inflater) -> Result<Frame, Spd
         }
         GOAWAY => {
             need(8, "GOAWAY")?;
-            Frame::GoAway { last_stream: stream, status: be32(p, 4) }
+            Frame::GoAway {
+                last_stream: stream,
+                status: be32(p, 4),
+            }
         }
         _ => Frame::Ignored,
     })
@@ -264,7 +374,11 @@ pub fn encode(frame: &Frame, deflater: &mut Deflater) -> Result<Vec<u8>, SpdyErr
             control(SYN_STREAM, fin_flag(*fin), body)
         }
         Frame::SynReply { stream, fin, headers } | Frame::Headers { stream, fin, headers } => {
-            let kind = if matches!(frame, Frame::SynReply { .. }) { SYN_REPLY } else { HEADERS };
+            let kind = if matches!(frame, Frame::SynReply { .. }) {
+                SYN_REPLY
+            } else {
+                HEADERS
+            };
             let mut body = stream.to_be_bytes().to_vec();
             body.extend_from_slice(&deflater.block(headers)?);
             control(kind, fin_flag(*fin), body)
@@ -277,7 +391,9 @@ pub fn encode(frame: &Frame, deflater: &mut Deflater) -> Result<Vec<u8>, SpdyErr
             out.extend_from_slice(data);
             out
         }
-        Frame::RstStream { stream, status } => control(RST_STREAM, 0, [stream.to_be_bytes(), status.to_be_bytes()].concat()),
+        Frame::RstStream { stream, status } => {
+            control(RST_STREAM, 0, [stream.to_be_bytes(), status.to_be_bytes()].concat())
+        }
         Frame::Ping(id) => control(PING, 0, id.to_be_bytes().to_vec()),
         Frame::GoAway { last_stream, status } => {
             control(GOAWAY, 0, [last_stream.to_be_bytes(), status.to_be_bytes()].concat())
@@ -316,7 +432,11 @@ impl Outgoing {
     /// Sends data (in frames of at most `MAX_DATA`); false once the session is gone.
     pub async fn data(&self, data: &[u8]) -> bool {
         for chunk in data.chunks(MAX_DATA) {
-            let frame = Frame::Data { stream: self.stream, fin: false, data: chunk.to_vec() };
+            let frame = Frame::Data {
+                stream: self.stream,
+                fin: false,
+                data: chunk.to_vec(),
+            };
             if self.frames.send(frame).await.is_err() {
                 return false;
             }
@@ -331,7 +451,14 @@ impl Outgoing {
 
     /// Ends this side of the stream.
     pub async fn finish(&self) {
-        let _ = self.frames.send(Frame::Data { stream: self.stream, fin: true, data: Vec::new() }).await;
+        let _ = self
+            .frames
+            .send(Frame::Data {
+                stream: self.stream,
+                fin: true,
+                data: Vec::new(),
+            })
+            .await;
     }
 }
 
@@ -353,7 +480,9 @@ where
                 _ = &mut reading => None,
             };
             let Some(frame) = frame else { break };
-            let Ok(bytes) = encode(&frame, &mut deflater) else { break };
+            let Ok(bytes) = encode(&frame, &mut deflater) else {
+                break;
+            };
             if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
@@ -370,7 +499,11 @@ where
                     if open.contains_key(&stream) {
                         continue;
                     }
-                    let reply = Frame::SynReply { stream, fin: false, headers: Vec::new() };
+                    let reply = Frame::SynReply {
+                        stream,
+                        fin: false,
+                        headers: Vec::new(),
+                    };
                     if frames.send(reply).await.is_err() {
                         break;
                     }
@@ -378,9 +511,25 @@ where
                     if !fin {
                         open.insert(stream, tx);
                     }
-                    let outgoing = Outgoing { stream, frames: frames.clone() };
-                    if accepted.send(Stream { headers, incoming, outgoing }).await.is_err() {
-                        let _ = frames.send(Frame::RstStream { stream, status: REFUSED_STREAM }).await;
+                    let outgoing = Outgoing {
+                        stream,
+                        frames: frames.clone(),
+                    };
+                    if accepted
+                        .send(Stream {
+                            headers,
+                            incoming,
+                            outgoing,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        let _ = frames
+                            .send(Frame::RstStream {
+                                stream,
+                                status: REFUSED_STREAM,
+                            })
+                            .await;
                     }
                 }
                 Frame::Data { stream, fin, data } => {
@@ -459,13 +608,35 @@ mod tests {
                 fin: false,
                 headers: headers(&[("streamtype", "data"), ("port", "80"), ("requestid", "0")]),
             },
-            Frame::SynReply { stream: 3, fin: false, headers: Vec::new() },
-            Frame::Data { stream: 3, fin: false, data: b"GET / HTTP/1.0\r\n\r\n".to_vec() },
-            Frame::Data { stream: 3, fin: true, data: Vec::new() },
-            Frame::Headers { stream: 1, fin: true, headers: headers(&[("x", "a\0b")]) },
+            Frame::SynReply {
+                stream: 3,
+                fin: false,
+                headers: Vec::new(),
+            },
+            Frame::Data {
+                stream: 3,
+                fin: false,
+                data: b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+            },
+            Frame::Data {
+                stream: 3,
+                fin: true,
+                data: Vec::new(),
+            },
+            Frame::Headers {
+                stream: 1,
+                fin: true,
+                headers: headers(&[("x", "a\0b")]),
+            },
             Frame::Ping(7),
-            Frame::RstStream { stream: 1, status: REFUSED_STREAM },
-            Frame::GoAway { last_stream: 3, status: 0 },
+            Frame::RstStream {
+                stream: 1,
+                status: REFUSED_STREAM,
+            },
+            Frame::GoAway {
+                last_stream: 3,
+                status: 0,
+            },
         ];
         assert_eq!(round_trip(&frames).await, frames);
     }
@@ -494,7 +665,10 @@ mod tests {
         let mut r: &[u8] = &[0x80, 3, 0, 1, 0, 0, 0, 2, 0, 1];
         assert!(read_frame(&mut r, &mut inflater).await.is_err());
         let mut r: &[u8] = &[0x80, 2, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1];
-        assert!(matches!(read_frame(&mut r, &mut inflater).await, Err(SpdyError::Version(2))));
+        assert!(matches!(
+            read_frame(&mut r, &mut inflater).await,
+            Err(SpdyError::Version(2))
+        ));
         assert!(parse_block(&[0, 0, 0, 5, 0, 0]).is_err());
     }
 }

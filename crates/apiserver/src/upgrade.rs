@@ -11,7 +11,9 @@ use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 /// The upgraded connection.
 pub type Io = TokioIo<Upgraded>;
@@ -92,6 +94,20 @@ pub async fn websocket(io: Io) -> WebSocket {
     WebSocketStream::from_raw_socket(io, Role::Server, None).await
 }
 
+/// Ends a WebSocket with a normal closure (kubectl takes a close without a code for an error).
+pub async fn close<S>(sink: &mut S)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    use futures_util::SinkExt;
+    let normal = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    let _ = sink.send(Message::Close(Some(normal))).await;
+    let _ = sink.close().await;
+}
+
 /// A header's values, split at commas, across repeated headers.
 fn header_values(call: &Call, name: &str) -> Vec<String> {
     call.headers
@@ -111,9 +127,13 @@ fn choose(client: &[String], server: &[&str]) -> Option<String> {
 /// kube-apiserver's refusal: 400 for WebSocket, 403 for SPDY (httpstream.Handshake).
 fn unsupported(code: u16, client: &[String], server: &[&str]) -> ApiError {
     let reason = if code == 403 { "Forbidden" } else { "BadRequest" };
-    ApiError::new(code, reason, format!(
-        "unable to upgrade: unable to negotiate protocol: client supports {client:?}, server supports {server:?}"
-    ))
+    ApiError::new(
+        code,
+        reason,
+        format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {client:?}, server supports {server:?}"
+        ),
+    )
 }
 
 fn header(value: &str) -> Result<HeaderValue, ApiError> {
@@ -138,13 +158,19 @@ mod tests {
         let c = call(&[
             ("upgrade", "websocket"),
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ("sec-websocket-protocol", "v6.channel.k8s.io, v5.channel.k8s.io, v4.channel.k8s.io"),
+            (
+                "sec-websocket-protocol",
+                "v6.channel.k8s.io, v5.channel.k8s.io, v4.channel.k8s.io",
+            ),
         ]);
         let (response, kind) = negotiate(&c, &["v4.channel.k8s.io", "v5.channel.k8s.io"], &[]).unwrap();
         assert_eq!(kind, Kind::WebSocket("v5.channel.k8s.io".into()));
         assert_eq!(response.status(), 101);
         // RFC 6455's own example key.
-        assert_eq!(response.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            response.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
         assert_eq!(response.headers()["sec-websocket-protocol"], "v5.channel.k8s.io");
     }
 
@@ -159,8 +185,15 @@ mod tests {
         assert_eq!(response.headers()["x-stream-protocol-version"], "portforward.k8s.io");
         assert_eq!(negotiate(&c, &[], &["v4.channel.k8s.io"]).unwrap_err().code, 403);
         assert_eq!(negotiate(&c, &["v5.channel.k8s.io"], &[]).unwrap_err().code, 400);
-        assert_eq!(negotiate(&call(&[]), &["v5.channel.k8s.io"], &[]).unwrap_err().code, 400);
-        let no_match = call(&[("upgrade", "websocket"), ("sec-websocket-key", "x"), ("sec-websocket-protocol", "x")]);
+        assert_eq!(
+            negotiate(&call(&[]), &["v5.channel.k8s.io"], &[]).unwrap_err().code,
+            400
+        );
+        let no_match = call(&[
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "x"),
+            ("sec-websocket-protocol", "x"),
+        ]);
         assert_eq!(negotiate(&no_match, &["v5.channel.k8s.io"], &[]).unwrap_err().code, 400);
     }
 }

@@ -112,7 +112,9 @@ fn kubectl_exec_and_port_forward() {
     // SAFETY: no other thread of this test binary reads the environment at this point.
     unsafe { std::env::set_var("KUBECONFIG", dir.join("config")) };
     let lab = Lab::up(2, "host-gw", &format!("{WEB}---\n{SERVICE}"));
-    let k = Kubectl { context: format!("weft-{}", lab.name) };
+    let k = Kubectl {
+        context: format!("weft-{}", lab.name),
+    };
     let pods = lab.ready_pods();
     let web = pods
         .iter()
@@ -131,13 +133,20 @@ fn kubectl_exec_and_port_forward() {
     assert_eq!((text(&out.stdout).as_str(), out.status.code()), ("client\n", Some(0)));
 
     // stdin, to its end.
-    let out = k.run_with_input(&["exec", "-i", "client", "--", "sh", "-c", "cat; echo done"], b"one\ntwo\n");
+    let out = k.run_with_input(
+        &["exec", "-i", "client", "--", "sh", "-c", "cat; echo done"],
+        b"one\ntwo\n",
+    );
     assert_eq!(text(&out.stdout), "one\ntwo\ndone\n", "{}", text(&out.stderr));
     assert!(out.status.success());
 
     // Refusals kubectl shows: an unknown container, a command that does not exist.
     let out = k.run(&["exec", "client", "-c", "nope", "--", "true"]);
-    assert!(text(&out.stderr).contains("container nope is not valid for pod client"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("container nope is not valid for pod client"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = k.run(&["exec", "client", "--", "no-such-command"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no-such-command"), "{}", text(&out.stderr));
@@ -147,11 +156,17 @@ fn kubectl_exec_and_port_forward() {
         "stty rows 21 cols 77; kubectl --context {} exec -it client -- sh -c 'tty; stty size; exit 4'",
         k.context
     );
-    let out = Command::new("script")
+    // script's input stays open until kubectl is done: at its end script would type a NUL into the terminal.
+    let mut script = Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let input = script.stdin.take();
+    let out = script.wait_with_output().unwrap();
+    drop(input);
     let shown = text(&out.stdout);
     assert!(shown.contains("/dev/pts/"), "{shown}");
     assert!(shown.contains("21 77"), "{shown}");
