@@ -116,10 +116,7 @@ pub async fn answer(api: &Api, call: Call) -> Response<Body> {
 }
 
 pub fn error(e: &ApiError) -> Response<Body> {
-    json_response(
-        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &e.status(),
-    )
+    json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status())
 }
 
 async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError> {
@@ -147,10 +144,7 @@ async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError>
             let resources = crate::registry::all(&snap);
             if let Some(v) = crate::discovery::aggregated_version(&call.accept) {
                 let doc = crate::discovery::aggregated(&resources, core, v);
-                return Ok(with_type(
-                    json_response(StatusCode::OK, &doc),
-                    &crate::discovery::aggregated_content_type(v),
-                ));
+                return Ok(with_type(json_response(StatusCode::OK, &doc), &crate::discovery::aggregated_content_type(v)));
             }
             Ok(json_response(
                 StatusCode::OK,
@@ -162,8 +156,7 @@ async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError>
         }
         Route::Group(group) => {
             get_only()?;
-            let doc =
-                crate::discovery::api_group(&crate::registry::all(&snap), &group).ok_or_else(ApiError::no_route)?;
+            let doc = crate::discovery::api_group(&crate::registry::all(&snap), &group).ok_or_else(ApiError::no_route)?;
             Ok(json_response(StatusCode::OK, &doc))
         }
         Route::ResourceList { group, version } => {
@@ -174,10 +167,7 @@ async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError>
         }
         Route::OpenApiIndex => {
             get_only()?;
-            Ok(json_response(
-                StatusCode::OK,
-                &crate::openapi::index(&crate::registry::all(&snap)),
-            ))
+            Ok(json_response(StatusCode::OK, &crate::openapi::index(&crate::registry::all(&snap))))
         }
         Route::OpenApiDocument(path) => {
             get_only()?;
@@ -192,9 +182,7 @@ fn with_type(mut response: Response<Body>, content_type: &str) -> Response<Body>
     if let Ok(v) = content_type.parse() {
         response.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
-    response
-        .headers_mut()
-        .insert(hyper::header::VARY, hyper::header::HeaderValue::from_static("Accept"));
+    response.headers_mut().insert(hyper::header::VARY, hyper::header::HeaderValue::from_static("Accept"));
     response
 }
 
@@ -259,12 +247,7 @@ fn authorize(call: &Call, target: &Target, verb: &str) -> Result<(), ApiError> {
     if let Some(sub) = &target.subresource {
         resource = format!("{resource}/{sub}");
     }
-    Err(ApiError::forbidden(
-        &user.name,
-        verb,
-        &resource,
-        target.namespace.as_deref(),
-    ))
+    Err(ApiError::forbidden(&user.name, verb, &resource, target.namespace.as_deref()))
 }
 
 /// The key of the object a target names.
@@ -310,11 +293,7 @@ fn list(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>,
         None => None,
     };
     let mut items: Vec<&Object> = selected(snap, target, &labels, &fields)
-        .filter(|o| {
-            after
-                .as_ref()
-                .is_none_or(|a| (o.namespace().unwrap_or_default(), o.name()) > (&a.0[..], &a.1[..]))
-        })
+        .filter(|o| after.as_ref().is_none_or(|a| (o.namespace().unwrap_or_default(), o.name()) > (&a.0[..], &a.1[..])))
         .collect();
     let mut list_meta = json!({"resourceVersion": snap.revision.to_string()});
     if limit > 0 && items.len() > limit {
@@ -363,10 +342,7 @@ fn list(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>,
 
 /// A continue token: where the last page ended (namespace and name), hex-encoded so that it is opaque.
 fn continue_token(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{namespace}/{name}").bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 fn continue_from(token: &str) -> Result<(String, String), ApiError> {
@@ -477,10 +453,7 @@ fn decode(call: &Call, target: &Target, mut value: Value, warnings: &mut Vec<Str
 
 /// A validation failure as the 422 kubectl prints (`The Service "web" is invalid: spec.ports[0].port: ...`).
 fn invalid(r: &Resource, input: &Value, msg: String) -> ApiError {
-    let name = input
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let name = input.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let (field, text) = match msg.strip_prefix("field ").and_then(|m| m.split_once(": ")) {
         Some((field, text)) => (field.to_string(), text.to_string()),
         None => (String::new(), msg),
@@ -522,24 +495,14 @@ fn create(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
         return Err(ApiError::not_found("namespaces", ns));
     }
     let created = api.cluster.create(object, call.dry_run())?;
-    Ok(with_warnings(
-        json_response(StatusCode::CREATED, &created.to_value()),
-        &warnings,
-    ))
+    Ok(with_warnings(json_response(StatusCode::CREATED, &created.to_value()), &warnings))
 }
 
 fn update(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
     let current = stored(snap, target)?;
     let r = &target.resource;
     let mut value = body_json(call)?;
-    crate::patch::record_update(
-        &r.group,
-        &r.kind,
-        Some(&current.to_value()),
-        &mut value,
-        &call.manager(),
-        &now(),
-    );
+    crate::patch::record_update(&r.group, &r.kind, Some(&current.to_value()), &mut value, &call.manager(), &now());
     let mut warnings = Vec::new();
     let object = decode(call, target, value, &mut warnings)?;
     write_over(api, call, target, current, object, &warnings)
@@ -569,10 +532,7 @@ fn write_over(
     }
     let status = target.subresource.as_deref() == Some("status");
     let updated = api.cluster.update(object, status, call.dry_run())?;
-    Ok(with_warnings(
-        json_response(StatusCode::OK, &updated.to_value()),
-        warnings,
-    ))
+    Ok(with_warnings(json_response(StatusCode::OK, &updated.to_value()), warnings))
 }
 
 fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
@@ -591,32 +551,15 @@ fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Res
     let value = current.map(Object::to_value);
     let patched = match ty {
         PatchType::Apply => {
-            let manager = call.param("fieldManager").ok_or_else(|| {
-                ApiError::invalid(
-                    "PatchOptions",
-                    "",
-                    &[(
-                        "fieldManager".into(),
-                        "Required value: is required for apply patch".into(),
-                    )],
-                )
-            })?;
+            let manager = call
+                .param("fieldManager")
+                .ok_or_else(|| ApiError::invalid("PatchOptions", "", &[("fieldManager".into(), "Required value: is required for apply patch".into())]))?;
             let applied = crate::patch::parse_apply_body(&call.body).map_err(patch_error)?;
-            crate::patch::server_side_apply(
-                &r.group,
-                &r.kind,
-                value.as_ref(),
-                &applied,
-                manager,
-                call.flag("force"),
-                &now(),
-            )
-            .map_err(patch_error)?
+            crate::patch::server_side_apply(&r.group, &r.kind, value.as_ref(), &applied, manager, call.flag("force"), &now())
+                .map_err(patch_error)?
         }
         _ => {
-            let current = value
-                .as_ref()
-                .ok_or_else(|| ApiError::not_found(&r.qualified(), target.name.as_deref().unwrap_or_default()))?;
+            let current = value.as_ref().ok_or_else(|| ApiError::not_found(&r.qualified(), target.name.as_deref().unwrap_or_default()))?;
             let mut patched = crate::patch::patch(&r.group, &r.kind, current, ty, &call.body).map_err(patch_error)?;
             crate::patch::record_update(&r.group, &r.kind, Some(current), &mut patched, &call.manager(), &now());
             patched
@@ -628,10 +571,7 @@ fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Res
         Some(current) => write_over(api, call, target, current, object, &warnings),
         None => {
             let created = api.cluster.create(object, call.dry_run())?;
-            Ok(with_warnings(
-                json_response(StatusCode::CREATED, &created.to_value()),
-                &warnings,
-            ))
+            Ok(with_warnings(json_response(StatusCode::CREATED, &created.to_value()), &warnings))
         }
     }
 }
@@ -667,11 +607,7 @@ pub fn now() -> String {
 
 /// DeleteOptions from the body (kubectl sends them there) or the query.
 fn deletion(call: &Call) -> Result<Deletion, ApiError> {
-    let body = if call.body.is_empty() {
-        json!({})
-    } else {
-        body_json(call)?
-    };
+    let body = if call.body.is_empty() { json!({}) } else { body_json(call)? };
     let text = |name: &str| {
         body.get(name)
             .and_then(Value::as_str)
@@ -700,10 +636,7 @@ fn deletion(call: &Call) -> Result<Deletion, ApiError> {
     Ok(Deletion {
         orphan,
         grace_period_seconds: grace,
-        uid: body
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
         resource_version: body
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -715,10 +648,7 @@ fn delete(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
     let how = deletion(call)?;
     let object = stored(snap, target)?;
     let resource = target.resource.qualified();
-    if how
-        .uid
-        .as_deref()
-        .is_some_and(|u| Some(u) != object.meta().uid.as_deref())
+    if how.uid.as_deref().is_some_and(|u| Some(u) != object.meta().uid.as_deref())
         || how
             .resource_version
             .as_deref()
@@ -795,11 +725,7 @@ fn scale(api: &Api, call: &Call, snap: &Snapshot, target: &Target, verb: &str) -
         .and_then(Value::as_i64)
         .filter(|r| *r >= 0)
         .ok_or_else(|| {
-            ApiError::invalid(
-                "Scale",
-                current.name(),
-                &[("spec.replicas".into(), "must be a non-negative integer".into())],
-            )
+            ApiError::invalid("Scale", current.name(), &[("spec.replicas".into(), "must be a non-negative integer".into())])
         })?;
     if let Some(rv) = wanted.pointer("/metadata/resourceVersion").and_then(Value::as_str)
         && Some(rv) != current.meta().resource_version.as_deref()

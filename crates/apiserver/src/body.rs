@@ -1,9 +1,9 @@
 //! Response bodies: whole (JSON, text) or streamed from a channel (watches, followed logs).
 
-use http_body_util::BodyExt;
-use http_body_util::combinators::BoxBody;
 use hyper::body::{Bytes, Frame};
 use hyper::{Response, StatusCode};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};

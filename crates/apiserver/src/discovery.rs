@@ -9,11 +9,9 @@ use weft_model::kind::Resource;
 
 /// The aggregated version a request's Accept header asks for, best first.
 pub fn aggregated_version(accept: &str) -> Option<&'static str> {
-    ["v2", "v2beta1"].into_iter().find(|v| {
-        accept
-            .split(',')
-            .any(|t| t.contains("g=apidiscovery.k8s.io") && t.contains(&format!("v={v};")))
-    })
+    ["v2", "v2beta1"]
+        .into_iter()
+        .find(|v| accept.split(',').any(|t| t.contains("g=apidiscovery.k8s.io") && t.contains(&format!("v={v};"))))
 }
 
 /// The Content-Type of an aggregated answer.
@@ -85,12 +83,7 @@ fn subresource<'a>(r: &'a Resource, sub: &str) -> (&'a str, &'a str, &'a str, &'
         "binding" => (own.0, own.1, "Binding", &["create"]),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         "finalize" => (own.0, own.1, &r.kind, &["update"]),
-        "proxy" => (
-            own.0,
-            own.1,
-            "ProxyOptions",
-            &["create", "delete", "get", "patch", "update"],
-        ),
+        "proxy" => (own.0, own.1, "ProxyOptions", &["create", "delete", "get", "patch", "update"]),
         _ => (own.0, own.1, &r.kind, &["get"]),
     }
 }
@@ -135,15 +128,12 @@ pub fn group_list(resources: &[Resource]) -> Value {
 
 /// `/apis/GROUP` in the legacy form, if the group exists.
 pub fn api_group(resources: &[Resource], name: &str) -> Option<Value> {
-    by_group(resources, false)
-        .iter()
-        .find(|(g, _)| g == name)
-        .map(|(g, vs)| {
-            let mut v = group(g, vs);
-            v["kind"] = json!("APIGroup");
-            v["apiVersion"] = json!("v1");
-            v
-        })
+    by_group(resources, false).iter().find(|(g, _)| g == name).map(|(g, vs)| {
+        let mut v = group(g, vs);
+        v["kind"] = json!("APIGroup");
+        v["apiVersion"] = json!("v1");
+        v
+    })
 }
 
 fn group(name: &str, versions: &[Version<'_>]) -> Value {
@@ -157,10 +147,7 @@ fn group(name: &str, versions: &[Version<'_>]) -> Value {
 
 /// `/api/v1` or `/apis/GROUP/VERSION`: the resources of one group-version with their subresources, if any.
 pub fn resource_list(resources: &[Resource], group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&Resource> = resources
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
+    let rs: Vec<&Resource> = resources.iter().filter(|r| r.group == group && r.version == version).collect();
     if rs.is_empty() {
         return None;
     }
@@ -196,11 +183,7 @@ pub fn resource_list(resources: &[Resource], group: &str, version: &str) -> Opti
             list.push(v);
         }
     }
-    let group_version = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}))
 }
 
@@ -244,38 +227,15 @@ mod tests {
             .clone();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
-        assert!(
-            pods["subresources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["subresource"] == "exec")
-        );
+        assert!(pods["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "exec"));
         let groups = aggregated(rs, false, "v2");
-        assert!(
-            groups["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|g| g["metadata"]["name"] == "apps")
-        );
+        assert!(groups["items"].as_array().unwrap().iter().any(|g| g["metadata"]["name"] == "apps"));
         let apps = resource_list(rs, "apps", "v1").unwrap();
-        let scale = apps["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == "deployments/scale")
-            .unwrap();
-        assert_eq!(
-            (scale["group"].as_str(), scale["kind"].as_str()),
-            (Some("autoscaling"), Some("Scale"))
-        );
+        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        assert_eq!((scale["group"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("Scale")));
         assert!(resource_list(rs, "apps", "v9").is_none());
         let list = group_list(rs);
         assert!(list["groups"].as_array().unwrap().iter().all(|g| g["name"] != ""));
-        assert_eq!(
-            api_group(rs, "apps").unwrap()["preferredVersion"]["groupVersion"],
-            "apps/v1"
-        );
+        assert_eq!(api_group(rs, "apps").unwrap()["preferredVersion"]["groupVersion"], "apps/v1");
     }
 }

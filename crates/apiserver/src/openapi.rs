@@ -15,10 +15,7 @@ pub fn index(resources: &[Resource]) -> Value {
         .into_keys()
         .filter_map(|path| {
             let hash = hash(&document(resources, &path)?);
-            Some((
-                path.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
-            ))
+            Some((path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")})))
         })
         .collect();
     json!({"paths": paths})

@@ -3,12 +3,12 @@
 
 use crate::api::{Api, Call};
 use crate::body::{Body, full, stream};
-use crate::cluster::Cluster;
 use crate::request::Target;
 use crate::status::ApiError;
 use hyper::Response;
 use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::Pod;
+use crate::cluster::Cluster;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,12 +42,7 @@ pub fn container(pod: &Pod, asked: Option<&str>) -> Result<String, ApiError> {
             "container {c} is not valid for pod {name}"
         ))),
         None => {
-            let main: Vec<&str> = pod
-                .spec
-                .iter()
-                .flat_map(|s| &s.containers)
-                .map(|c| c.name.as_str())
-                .collect();
+            let main: Vec<&str> = pod.spec.iter().flat_map(|s| &s.containers).map(|c| c.name.as_str()).collect();
             match main.as_slice() {
                 [only] => Ok(only.to_string()),
                 _ => Err(ApiError::bad_request(format!(
@@ -123,11 +118,7 @@ pub async fn log(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Re
 
 /// Refuses pods whose containers do not run: there is nothing to exec into, attach to or forward to.
 pub fn running(pod: &Pod) -> Result<(), ApiError> {
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     if phase == "Running" {
         return Ok(());
     }

@@ -121,11 +121,7 @@ where
     tokio::spawn(async move {
         while let Some(Ok(m)) = source.next().await {
             match m {
-                Message::Binary(b) => {
-                    if to_session.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(b) if to_session.write_all(&b).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }

@@ -38,23 +38,14 @@ pub fn definition(snap: &Snapshot, group: &str, kind: &str) -> Option<Value> {
 
 fn from_definition(crd: &Object) -> Vec<Resource> {
     let crd = crd.to_value();
-    let text = |pointer: &str| {
-        crd.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let text = |pointer: &str| crd.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string();
     let strings = |pointer: &str| -> Vec<String> {
         crd.pointer(pointer)
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
             .unwrap_or_default()
     };
-    let (group, kind, plural) = (
-        text("/spec/group"),
-        text("/spec/names/kind"),
-        text("/spec/names/plural"),
-    );
+    let (group, kind, plural) = (text("/spec/group"), text("/spec/names/kind"), text("/spec/names/plural"));
     if group.is_empty() || kind.is_empty() || plural.is_empty() {
         return Vec::new();
     }
@@ -62,11 +53,7 @@ fn from_definition(crd: &Object) -> Vec<Resource> {
         s if s.is_empty() => kind.to_ascii_lowercase(),
         s => s,
     };
-    let versions = crd
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
     versions
         .iter()
         .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(true))

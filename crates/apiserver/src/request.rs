@@ -11,16 +11,11 @@ pub enum Route {
     Version,
     Health,
     /// `/api` (core) or `/apis`.
-    Discovery {
-        core: bool,
-    },
+    Discovery { core: bool },
     /// `/apis/GROUP`.
     Group(String),
     /// `/api/v1`, `/apis/GROUP/VERSION`.
-    ResourceList {
-        group: String,
-        version: String,
-    },
+    ResourceList { group: String, version: String },
     OpenApiIndex,
     OpenApiDocument(String),
     Object(Box<Target>),
@@ -152,29 +147,14 @@ mod tests {
         assert_eq!(t.namespace.as_deref(), Some("default"));
         assert_eq!(t.name.as_deref(), Some("web-1"));
         assert_eq!(t.subresource.as_deref(), Some("log"));
-        let Route::Object(t) = route("/api/v1/namespaces/kube-system", &snap).unwrap() else {
-            panic!()
-        };
-        assert_eq!(
-            (t.resource.kind.as_str(), t.name.as_deref()),
-            ("Namespace", Some("kube-system"))
-        );
-        let Route::Object(t) = route("/api/v1/namespaces/x/status", &snap).unwrap() else {
-            panic!()
-        };
-        assert_eq!(
-            (t.name.as_deref(), t.subresource.as_deref()),
-            (Some("x"), Some("status"))
-        );
-        let Route::Object(t) = route("/apis/apps/v1/deployments", &snap).unwrap() else {
-            panic!()
-        };
+        let Route::Object(t) = route("/api/v1/namespaces/kube-system", &snap).unwrap() else { panic!() };
+        assert_eq!((t.resource.kind.as_str(), t.name.as_deref()), ("Namespace", Some("kube-system")));
+        let Route::Object(t) = route("/api/v1/namespaces/x/status", &snap).unwrap() else { panic!() };
+        assert_eq!((t.name.as_deref(), t.subresource.as_deref()), (Some("x"), Some("status")));
+        let Route::Object(t) = route("/apis/apps/v1/deployments", &snap).unwrap() else { panic!() };
         assert_eq!((t.namespace, t.name), (None, None));
         assert_eq!(route("/apis/apps/v1/namespaces/a/nodes", &snap).unwrap_err().code, 404);
-        assert_eq!(
-            route("/api/v1/namespaces/a/pods/p/nothing", &snap).unwrap_err().code,
-            404
-        );
+        assert_eq!(route("/api/v1/namespaces/a/pods/p/nothing", &snap).unwrap_err().code, 404);
         assert_eq!(route("/api/v1/widgets", &snap).unwrap_err().code, 404);
         assert_eq!(route("/apis", &snap).unwrap(), Route::Discovery { core: false });
         assert_eq!(

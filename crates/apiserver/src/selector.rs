@@ -252,10 +252,7 @@ mod tests {
         assert!(f("spec.nodeName=node-1,status.phase=Running"));
         assert!(!f("spec.nodeName!=node-1"));
         assert!(!f("metadata.namespace=kube-system"));
-        assert_eq!(
-            Fields::parse("spec.foo=1", "Pod").unwrap_err(),
-            "field label not supported: spec.foo"
-        );
+        assert_eq!(Fields::parse("spec.foo=1", "Pod").unwrap_err(), "field label not supported: spec.foo");
         assert!(Fields::parse("involvedObject.uid=x", "Event").is_ok());
     }
 }

@@ -62,9 +62,7 @@ pub fn start(
 
 async fn accept(listener: tokio::net::TcpListener, acceptor: TlsAcceptor, api: Arc<Api>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+        let Ok((tcp, _)) = listener.accept().await else { continue };
         let _ = tcp.set_nodelay(true);
         let (acceptor, api) = (acceptor.clone(), api.clone());
         tokio::spawn(async move {

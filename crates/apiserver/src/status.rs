@@ -55,8 +55,7 @@ impl ApiError {
     }
 
     pub fn already_exists(resource: &str, name: &str) -> ApiError {
-        ApiError::new(409, "AlreadyExists", format!("{resource} \"{name}\" already exists"))
-            .with_details(resource, name)
+        ApiError::new(409, "AlreadyExists", format!("{resource} \"{name}\" already exists")).with_details(resource, name)
     }
 
     pub fn conflict(resource: &str, name: &str) -> ApiError {
@@ -75,13 +74,7 @@ impl ApiError {
     pub fn invalid(kind: &str, name: &str, causes: &[(String, String)]) -> ApiError {
         let text: Vec<String> = causes
             .iter()
-            .map(|(field, msg)| {
-                if field.is_empty() {
-                    msg.clone()
-                } else {
-                    format!("{field}: {msg}")
-                }
-            })
+            .map(|(field, msg)| if field.is_empty() { msg.clone() } else { format!("{field}: {msg}") })
             .collect();
         ApiError {
             code: 422,
@@ -98,11 +91,7 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> ApiError {
-        ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        )
+        ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
     }
 
     pub fn gone(message: impl Into<String>) -> ApiError {
@@ -110,11 +99,7 @@ impl ApiError {
     }
 
     pub fn too_large() -> ApiError {
-        ApiError::new(
-            413,
-            "RequestEntityTooLarge",
-            "Request entity too large: limit is 3145728",
-        )
+        ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {

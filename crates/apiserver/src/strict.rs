@@ -14,11 +14,7 @@ fn walk(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
     match (input, typed) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let here = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match b.get(k) {
                     Some(t) => walk(v, t, &here, out),
                     // A null or an empty value may be dropped on the way through the type.
@@ -45,10 +41,7 @@ mod tests {
     fn names_each_field_the_type_dropped() {
         let input = json!({"spec": {"replicas": 1, "bogus": 2, "template": {"spec": {"containers": [{"name": "c", "imagee": "x"}]}}}, "status": null});
         let typed = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c"}]}}}});
-        assert_eq!(
-            unknown_fields(&input, &typed),
-            ["spec.bogus", "spec.template.spec.containers[0].imagee"]
-        );
+        assert_eq!(unknown_fields(&input, &typed), ["spec.bogus", "spec.template.spec.containers[0].imagee"]);
         assert!(unknown_fields(&typed, &typed).is_empty());
     }
 }

@@ -52,8 +52,7 @@ pub fn watch(api: &Api, call: &Call, target: &Target) -> Result<Response<Body>, 
     let filter = match &target.name {
         // A watch on one object is a watch on its collection with metadata.name selected (as kubectl does it).
         Some(name) => Filter {
-            fields: Fields::parse(&format!("metadata.name={name}"), &target.resource.kind)
-                .map_err(ApiError::bad_request)?,
+            fields: Fields::parse(&format!("metadata.name={name}"), &target.resource.kind).map_err(ApiError::bad_request)?,
             ..filter
         },
         None => filter,

@@ -483,15 +483,11 @@ pub fn run(paths: &Paths) -> Result<()> {
 fn start_api(shared: &Arc<Shared>) -> Result<()> {
     let (spec, paths) = (&shared.spec, &shared.paths);
     let service_ip = spec.service_cidr.hosts().next().unwrap_or(spec.control_plane_ip());
-    let names =
-        weft_apiserver::pki::ServerNames::for_lab(spec.control_plane_ip().into(), service_ip.into(), "cluster.local");
+    let names = weft_apiserver::pki::ServerNames::for_lab(spec.control_plane_ip().into(), service_ip.into(), "cluster.local");
     let pki = weft_apiserver::pki::Pki::load_or_create(&paths.pki_dir(), &spec.name, &names)
         .map_err(|e| Error::Invalid(format!("the lab's certificates: {e}")))?;
     let port_file = paths.dir().join("api-port");
-    let last_port: u16 = std::fs::read_to_string(&port_file)
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0);
+    let last_port: u16 = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0);
     let host = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, last_port))
         .or_else(|_| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)))
         .map_err(io("binding the API on 127.0.0.1"))?;
