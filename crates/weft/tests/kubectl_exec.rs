@@ -6,7 +6,7 @@ mod lab;
 
 use lab::*;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n\
     spec: {selector: {app: web}, ports: [{port: 8080, targetPort: 80}]}\n";
@@ -43,6 +43,8 @@ impl Kubectl {
 struct Forward {
     child: Child,
     port: u16,
+    /// kubectl's output, kept open: it writes more lines, and a closed pipe would end it.
+    _stdout: BufReader<ChildStdout>,
 }
 
 impl Forward {
@@ -61,7 +63,11 @@ impl Forward {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         out.read_line(&mut line).unwrap();
         assert!(line.starts_with("Forwarding from"), "port-forward {target}: {line:?}");
-        Forward { child, port }
+        Forward {
+            child,
+            port,
+            _stdout: out,
+        }
     }
 
     /// One HTTP request through the forward; the answer's body.
@@ -176,7 +182,13 @@ fn kubectl_exec_and_port_forward() {
     let out = k.run(&["attach", "-i", "client"]);
     assert!(!out.status.success());
 
-    // port-forward to a pod, in the WebSocket tunnel and over plain SPDY, several connections each.
+    // port-forward to a pod, in the WebSocket tunnel and over plain SPDY, several connections each (once the
+    // pod serves: a refused connection ends kubectl's port-forward).
+    let web_ip = ip(&lab.pod(&web));
+    lab.wait(30, "the web pod serving", || {
+        lab.reaches("client", &format!("http://{web_ip}:80/"), "1s")
+            .then_some(())
+    });
     for websockets in [true, false] {
         let f = Forward::start(&k, &format!("pod/{web}"), 80, websockets);
         for _ in 0..3 {
