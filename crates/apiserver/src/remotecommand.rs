@@ -33,6 +33,8 @@ const CLOSE: u8 = 255;
 /// After the command exits, how long its output is still forwarded (a background child may hold it open).
 const DRAIN: Duration = Duration::from_secs(2);
 const CHUNK: usize = 32 * 1024;
+/// How long a terminal session waits for the client's first size before it starts the command.
+const FIRST_SIZE: Duration = Duration::from_secs(1);
 
 /// Which streams the client asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,9 +176,23 @@ fn status_bytes(status: &Value) -> Vec<u8> {
 async fn exec_session(ws: WebSocket, v5: bool, streams: Streams, command: Command, argv: Vec<String>) {
     let (sink, mut source) = ws.split();
     let (out, writer) = writer(sink);
-    let status = match Process::spawn(command, streams) {
+    // kubectl sends the terminal's size as soon as the session opens: the terminal gets it before the command
+    // starts, which would otherwise race it (`stty size` saying 0 0).
+    let mut first = None;
+    let mut size = None;
+    if streams.tty {
+        match tokio::time::timeout(FIRST_SIZE, source.next()).await {
+            Ok(Some(Ok(Message::Binary(data)))) => match data.split_first() {
+                Some((&RESIZE, json)) => size = serde_json::from_slice::<Size>(json).ok(),
+                _ => first = Some(data.to_vec()),
+            },
+            Ok(Some(Ok(_))) | Err(_) => {}
+            Ok(Some(Err(_)) | None) => return,
+        }
+    }
+    let status = match Process::spawn(command, streams, size) {
         Ok(process) => process
-            .run(&mut source, &out, v5)
+            .run(first, &mut source, &out, v5)
             .await
             .map(|exit| exit_status(exit, &argv)),
         Err(e) => Some(json!({
@@ -228,7 +244,7 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(mut command: Command, streams: Streams) -> std::io::Result<Process> {
+    fn spawn(mut command: Command, streams: Streams, size: Option<Size>) -> std::io::Result<Process> {
         let pipe = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
         if !streams.tty {
             command
@@ -251,7 +267,13 @@ impl Process {
                 terminal: None,
             });
         }
-        let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+        let size = size.map(|s| nix::pty::Winsize {
+            ws_row: s.height,
+            ws_col: s.width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        let pty = nix::pty::openpty(size.as_ref(), None).map_err(std::io::Error::from)?;
         command
             .stdin(Stdio::from(pty.slave.try_clone()?))
             .stdout(Stdio::from(pty.slave.try_clone()?))
@@ -290,6 +312,7 @@ impl Process {
     /// is killed).
     async fn run(
         self,
+        first: Option<Vec<u8>>,
         source: &mut SplitStream<WebSocket>,
         out: &mpsc::Sender<Message>,
         v5: bool,
@@ -327,24 +350,14 @@ impl Process {
             });
             tx
         });
+        if let Some(data) = first {
+            input_message(&data, &mut stdin, terminal.as_ref(), v5).await;
+        }
         let exit = loop {
             tokio::select! {
                 exit = child.wait() => break exit,
                 message = source.next() => match message {
-                    Some(Ok(Message::Binary(data))) => match data.split_first() {
-                        Some((&STDIN, rest)) => {
-                            if let Some(tx) = &stdin {
-                                let _ = tx.send(rest.to_vec()).await;
-                            }
-                        }
-                        Some((&RESIZE, size)) => {
-                            if let Some(t) = &terminal {
-                                resize(t, size);
-                            }
-                        }
-                        Some((&CLOSE, [STDIN, ..])) if v5 => stdin = None,
-                        _ => {}
-                    },
+                    Some(Ok(Message::Binary(data))) => input_message(&data, &mut stdin, terminal.as_ref(), v5).await,
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_)) | Err(_)) | None => {
                         let _ = child.kill().await;
@@ -356,6 +369,24 @@ impl Process {
         drop(stdin);
         let _ = tokio::time::timeout(DRAIN, futures_util::future::join_all(pumps)).await;
         Some(exit)
+    }
+}
+
+/// One message from the client: stdin data, a terminal size, or (v5) the end of stdin.
+async fn input_message(data: &[u8], stdin: &mut Option<mpsc::Sender<Vec<u8>>>, terminal: Option<&OwnedFd>, v5: bool) {
+    match data.split_first() {
+        Some((&STDIN, rest)) => {
+            if let Some(tx) = stdin {
+                let _ = tx.send(rest.to_vec()).await;
+            }
+        }
+        Some((&RESIZE, size)) => {
+            if let Some(t) = terminal {
+                resize(t, size);
+            }
+        }
+        Some((&CLOSE, [STDIN, ..])) if v5 => *stdin = None,
+        _ => {}
     }
 }
 
@@ -429,7 +460,7 @@ mod tests {
             stderr: false,
             tty: true,
         };
-        let mut p = Process::spawn(command, streams).unwrap();
+        let mut p = Process::spawn(command, streams, None).unwrap();
         resize(p.terminal.as_ref().unwrap(), br#"{"Width":91,"Height":17}"#);
         let mut input = p.input.take().unwrap();
         input.write_all(b"hi\n").await.unwrap();

@@ -201,6 +201,32 @@ fn kubectl_exec_and_port_forward() {
     let f = Forward::start(&k, "svc/web", 8080, true);
     assert!(f.get().contains("web-"));
     f.stop();
+    // attach without stdin: what the container writes from now on (weft serve logs every request it answers).
+    let mut attach = k
+        .cmd(&["attach", &web])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(attach.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let f = Forward::start(&k, &format!("pod/{web}"), 80, true);
+    let seen = lab.wait(30, "a request in attach's output", || {
+        f.get();
+        rx.recv_timeout(std::time::Duration::from_millis(200)).ok()
+    });
+    assert!(!seen.is_empty());
+    f.stop();
+    let _ = attach.kill();
+    let _ = attach.wait();
     // A port nobody listens on: kubelet's message on the error stream.
     let f = Forward::start(&k, &format!("pod/{web}"), 81, true);
     assert_eq!(f.get(), "");
