@@ -65,6 +65,11 @@ pub struct Call {
     /// `Authorization: Bearer TOKEN`, authenticated when no client certificate did.
     pub bearer: Option<String>,
     pub impersonation: Impersonation,
+    /// All headers, and the query as sent (parameters may repeat: exec's `command`).
+    pub headers: hyper::HeaderMap,
+    pub raw_query: String,
+    /// The connection's switch to another protocol, taken from requests that ask for one (`Upgrade`).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Call {
@@ -92,14 +97,17 @@ impl Call {
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty()),
             impersonation: Impersonation::from_headers(&parts.headers),
+            headers: parts.headers.clone(),
+            raw_query: parts.uri.query().unwrap_or_default().to_string(),
+            upgrade: None,
         }
     }
 
-    fn param(&self, name: &str) -> Option<&str> {
+    pub fn param(&self, name: &str) -> Option<&str> {
         self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    fn flag(&self, name: &str) -> bool {
+    pub fn flag(&self, name: &str) -> bool {
         matches!(self.query.get(name).map(String::as_str), Some("true" | "1" | ""))
     }
 
@@ -240,7 +248,7 @@ async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError>
             let doc = crate::openapi::document(&crate::registry::all(&snap), &path).ok_or_else(ApiError::no_route)?;
             Ok(json_response(StatusCode::OK, &doc))
         }
-        Route::Object(target) => resource(api, &call, &snap, *target).await,
+        Route::Object(target) => resource(api, &mut call, &snap, *target).await,
     }
 }
 
@@ -277,10 +285,18 @@ fn verb(call: &Call, target: &Target) -> &'static str {
     }
 }
 
-async fn resource(api: &Api, call: &Call, snap: &Snapshot, target: Target) -> Result<Response<Body>, ApiError> {
+async fn resource(api: &Api, call: &mut Call, snap: &Snapshot, target: Target) -> Result<Response<Body>, ApiError> {
     let verb = verb(call, &target);
     let user = call.user.as_ref().ok_or_else(ApiError::unauthorized)?;
     api.authorize(snap, user, &attributes(&target, verb))?;
+    // The streaming subresources take GET (WebSocket) and POST (SPDY) alike.
+    match (target.subresource.as_deref(), verb) {
+        (Some("exec"), "get" | "create") => return crate::remotecommand::exec(api, call, snap, &target),
+        (Some("attach"), "get" | "create") => return crate::remotecommand::attach(api, call, snap, &target),
+        (Some("portforward"), "get" | "create") => return crate::portforward::portforward(api, call, snap, &target),
+        _ => {}
+    }
+    let call = &*call;
     let r = &target.resource;
     if r.create_only && verb != "create" {
         return Err(ApiError::method_not_allowed());

@@ -59,4 +59,8 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// A command that runs `argv` inside the pod's sandbox.
     fn exec_command(&self, pod: &Pod, argv: &[String]) -> Result<Command, ApiError>;
+
+    /// A TCP connection to `port` on the pod's loopback, opened inside its network namespace (as kubelet's
+    /// port-forward does). Blocking.
+    fn connect(&self, pod: &Pod, port: u16) -> std::io::Result<std::net::TcpStream>;
 }

@@ -1,13 +1,17 @@
-//! The pod subresources that reach into the pod runtime: `log` (whole, tailed, followed).
+//! The pod subresources that reach into the pod runtime: `log` (whole, tailed, followed), and what the
+//! streaming ones (`remotecommand`, `portforward`) share: a running pod, a followed log.
 
 use crate::api::{Api, Call};
 use crate::body::{Body, full, stream};
+use crate::cluster::Cluster;
 use crate::request::Target;
 use crate::status::ApiError;
 use hyper::Response;
 use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use weft_model::{Object, Snapshot, k8s_openapi};
 
@@ -96,36 +100,83 @@ pub async fn log(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Re
             .unwrap_or_default());
     }
     let (tx, response) = stream("text/plain");
-    let cluster = api.cluster.clone();
-    let key = weft_model::Key::new(
-        "Pod",
-        pod.metadata.namespace.as_deref(),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-    );
-    let uid = pod.metadata.uid.clone();
-    let path = file.unwrap_or_default();
+    let mut follow = Follow::new(api.cluster.clone(), pod, file.unwrap_or_default());
+    follow.offset = read;
     tokio::spawn(async move {
         if tx.send(Bytes::from(text)).await.is_err() {
             return;
         }
-        let mut offset = read;
         loop {
-            let more = read_from(&path, &mut offset);
-            if !more.is_empty() && tx.send(Bytes::from(more)).await.is_err() {
-                return;
-            }
-            // The log ends with the pod (this incarnation of it).
-            let snap = cluster.snapshot();
-            if !matches!(snap.get(&key), Some(o) if o.meta().uid == uid) {
-                return;
-            }
             tokio::select! {
-                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                more = follow.next() => {
+                    let Some(more) = more else { return };
+                    if tx.send(Bytes::from(more)).await.is_err() {
+                        return;
+                    }
+                }
                 _ = tx.closed() => return,
             }
         }
     });
     Ok(response)
+}
+
+/// Refuses pods whose containers do not run: there is nothing to exec into, attach to or forward to.
+pub fn running(pod: &Pod) -> Result<(), ApiError> {
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    if phase == "Running" {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "unable to upgrade connection: pod {} is not running (phase {phase})",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )))
+}
+
+/// A container's log file read as it grows, for as long as the pod (this incarnation of it) exists.
+pub struct Follow {
+    cluster: Arc<dyn Cluster>,
+    key: weft_model::Key,
+    uid: Option<String>,
+    path: PathBuf,
+    offset: u64,
+}
+
+impl Follow {
+    pub fn new(cluster: Arc<dyn Cluster>, pod: &Pod, path: PathBuf) -> Follow {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        Follow {
+            cluster,
+            key: weft_model::Key::new("Pod", pod.metadata.namespace.as_deref(), name),
+            uid: pod.metadata.uid.clone(),
+            path,
+            offset: 0,
+        }
+    }
+
+    /// Skips what is written already.
+    pub fn skip_to_end(&mut self) {
+        self.offset = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or_default();
+    }
+
+    /// What was appended since the last call, waiting for it; None once the pod is gone.
+    pub async fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let more = read_from(&self.path, &mut self.offset);
+            if !more.is_empty() {
+                return Some(more);
+            }
+            let snap = self.cluster.snapshot();
+            if !matches!(snap.get(&self.key), Some(o) if o.meta().uid == self.uid) {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
 }
 
 /// The last `n` lines of `text`.

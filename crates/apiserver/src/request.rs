@@ -103,6 +103,16 @@ pub fn query(raw: Option<&str>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Every value of a query parameter that may repeat, in order.
+pub fn query_values(raw: &str, name: &str) -> Vec<String> {
+    raw.split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k) == name).then(|| decode(v))
+        })
+        .collect()
+}
+
 fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -81,11 +81,18 @@ async fn accept(listener: tokio::net::TcpListener, acceptor: TlsAcceptor, api: A
     }
 }
 
-async fn handle(api: &Api, req: Request<Incoming>, user: Option<UserInfo>) -> hyper::Response<Body> {
+async fn handle(api: &Api, mut req: Request<Incoming>, user: Option<UserInfo>) -> hyper::Response<Body> {
+    // Kept before the request is taken apart: the streaming subresources switch this connection's protocol.
+    let upgrade = req
+        .headers()
+        .contains_key(hyper::header::UPGRADE)
+        .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return error(&ApiError::too_large()),
     };
-    answer(api, Call::new(&parts, body, user)).await
+    let mut call = Call::new(&parts, body, user);
+    call.upgrade = upgrade;
+    answer(api, call).await
 }

@@ -181,6 +181,15 @@ impl Cluster for LabCluster {
             .command(argv)
             .map_err(|e| ApiError::internal(e.to_string()))
     }
+
+    fn connect(&self, pod: &Pod, port: u16) -> std::io::Result<std::net::TcpStream> {
+        let sandbox = Sandbox::of_pod(&self.0.paths, pod);
+        let netns = weft_netlink::Netns::open(&sandbox.netns.to_string_lossy()).map_err(std::io::Error::other)?;
+        // The socket keeps the namespace it was made in, whichever thread uses it later.
+        netns
+            .run(|| Ok(std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))))
+            .map_err(std::io::Error::other)?
+    }
 }
 
 /// The `kubernetes` Service every cluster has in `default` (the service CIDR's first address, port 443), and

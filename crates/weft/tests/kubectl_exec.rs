@@ -1,0 +1,238 @@
+//! The streaming pod subresources as the real kubectl drives them: exec (pipes, stdin, a terminal with its size,
+//! exit codes), attach refused for stdin, and port-forward to a pod and to a Service, over the WebSocket tunnel
+//! and over plain SPDY.
+
+mod lab;
+
+use lab::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n\
+    spec: {selector: {app: web}, ports: [{port: 8080, targetPort: 80}]}\n";
+
+struct Kubectl {
+    context: String,
+}
+
+impl Kubectl {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--context").arg(&self.context).args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+/// A running `kubectl port-forward`, stopped on drop.
+struct Forward {
+    child: Child,
+    port: u16,
+    /// kubectl's output, kept open: it writes more lines, and a closed pipe would end it.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Forward {
+    fn start(k: &Kubectl, target: &str, remote: u16, websockets: bool) -> Forward {
+        let port = free_port();
+        let mut child = k
+            .cmd(&["port-forward", target, &format!("{port}:{remote}")])
+            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // kubectl prints `Forwarding from 127.0.0.1:PORT -> REMOTE` once it listens.
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("Forwarding from"), "port-forward {target}: {line:?}");
+        Forward {
+            child,
+            port,
+            _stdout: out,
+        }
+    }
+
+    /// One HTTP request through the forward; the answer's body.
+    fn get(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10", &format!("http://127.0.0.1:{}/", self.port)])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    }
+
+    /// Stops kubectl and returns what it wrote on stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn kubectl_exec_and_port_forward() {
+    if !root() {
+        return;
+    }
+    // A private kubeconfig: lab up merges its context there. This binary's only test sets it before any
+    // thread of its own runs.
+    let dir = std::env::temp_dir().join(format!("weft-kubectl-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // SAFETY: no other thread of this test binary reads the environment at this point.
+    unsafe { std::env::set_var("KUBECONFIG", dir.join("config")) };
+    let lab = Lab::up(2, "host-gw", &format!("{WEB}---\n{SERVICE}"));
+    let k = Kubectl {
+        context: format!("weft-{}", lab.name),
+    };
+    let pods = lab.ready_pods();
+    let web = pods
+        .iter()
+        .map(name)
+        .find(|n| n.starts_with("web-"))
+        .expect("a web pod");
+
+    // stdout and stderr apart, the exit code passed through.
+    let out = k.run(&["exec", "client", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(text(&out.stdout), "out\n");
+    let err = text(&out.stderr);
+    assert!(err.starts_with("err\n"), "{err}");
+    assert!(err.contains("command terminated with exit code 3"), "{err}");
+    assert_eq!(out.status.code(), Some(3));
+    let out = k.run(&["exec", "client", "-c", "c", "--", "hostname"]);
+    assert_eq!((text(&out.stdout).as_str(), out.status.code()), ("client\n", Some(0)));
+
+    // stdin, to its end.
+    let out = k.run_with_input(
+        &["exec", "-i", "client", "--", "sh", "-c", "cat; echo done"],
+        b"one\ntwo\n",
+    );
+    assert_eq!(text(&out.stdout), "one\ntwo\ndone\n", "{}", text(&out.stderr));
+    assert!(out.status.success());
+
+    // Refusals kubectl shows: an unknown container, a command that does not exist.
+    let out = k.run(&["exec", "client", "-c", "nope", "--", "true"]);
+    assert!(
+        text(&out.stderr).contains("container nope is not valid for pod client"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = k.run(&["exec", "client", "--", "no-such-command"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no-such-command"), "{}", text(&out.stderr));
+
+    // A terminal: kubectl under `script` has one; its size reaches the command's terminal.
+    let inner = format!(
+        "stty rows 21 cols 77; kubectl --context {} exec -it client -- sh -c 'tty; stty size; exit 4'",
+        k.context
+    );
+    // script's input stays open until kubectl is done: at its end script would type a NUL into the terminal.
+    let mut script = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = script.stdin.take();
+    let out = script.wait_with_output().unwrap();
+    drop(input);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("/dev/pts/"), "{shown}");
+    assert!(shown.contains("21 77"), "{shown}");
+    assert!(shown.contains("command terminated with exit code 4"), "{shown}");
+
+    // attach: the lab's containers have no stdin.
+    let out = k.run(&["attach", "-i", "client"]);
+    assert!(!out.status.success());
+
+    // port-forward to a pod, in the WebSocket tunnel and over plain SPDY, several connections each (once the
+    // pod serves: a refused connection ends kubectl's port-forward).
+    let web_ip = ip(&lab.pod(&web));
+    lab.wait(30, "the web pod serving", || {
+        lab.reaches("client", &format!("http://{web_ip}:80/"), "1s")
+            .then_some(())
+    });
+    for websockets in [true, false] {
+        let f = Forward::start(&k, &format!("pod/{web}"), 80, websockets);
+        for _ in 0..3 {
+            let body = f.get();
+            assert!(body.contains(&web), "websockets={websockets}: {body:?}");
+        }
+        f.stop();
+    }
+    // To a Service: kubectl picks one of its pods and maps the Service port to the target port.
+    let f = Forward::start(&k, "svc/web", 8080, true);
+    assert!(f.get().contains("web-"));
+    f.stop();
+    // attach without stdin: what the container writes from now on (weft serve logs every request it answers).
+    let mut attach = k
+        .cmd(&["attach", &web])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(attach.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let f = Forward::start(&k, &format!("pod/{web}"), 80, true);
+    let seen = lab.wait(30, "a request in attach's output", || {
+        f.get();
+        rx.recv_timeout(std::time::Duration::from_millis(200)).ok()
+    });
+    assert!(!seen.is_empty());
+    f.stop();
+    let _ = attach.kill();
+    let _ = attach.wait();
+    // A port nobody listens on: kubelet's message on the error stream.
+    let f = Forward::start(&k, &format!("pod/{web}"), 81, true);
+    assert_eq!(f.get(), "");
+    let err = f.stop();
+    assert!(err.contains(&format!("error forwarding port 81 to pod {web}")), "{err}");
+
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
