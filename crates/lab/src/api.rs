@@ -1,5 +1,5 @@
-//! The lab's API: one JSON request per line on a Unix socket in the lab's state dir, answered by one JSON line
-//! (or, for `watch`, one line per new revision). CLI commands and node agents are its clients.
+//! The lab's API: one JSON request per line on a Unix socket in the lab's state dir, answered by one JSON line.
+//! CLI commands are its clients (node agents and DNS use the Kubernetes API).
 
 use crate::error::{Error, Result, io};
 use crate::spec::Paths;
@@ -8,7 +8,6 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use weft_model::Key;
-use weft_model::snapshot::Stored;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,9 +24,6 @@ pub enum Request {
     },
     /// The kinds present in the store.
     Kinds,
-    /// Snapshots, each sent as soon as the store's revision exceeds the last one sent (starting at `after`) and
-    /// the objects of `kinds` (all kinds when absent) changed.
-    Watch { after: u64, kinds: Option<Vec<String>> },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,7 +77,7 @@ impl Client {
         self.receive()
     }
 
-    pub fn send(&mut self, request: &Request) -> Result<()> {
+    fn send(&mut self, request: &Request) -> Result<()> {
         let mut line = serde_json::to_vec(request).map_err(|e| Error::Invalid(e.to_string()))?;
         line.push(b'\n');
         self.reader
@@ -91,7 +87,7 @@ impl Client {
     }
 
     /// Reads the next answer line.
-    pub fn receive(&mut self) -> Result<Value> {
+    fn receive(&mut self) -> Result<Value> {
         let mut line = String::new();
         let n = self
             .reader
@@ -108,11 +104,5 @@ impl Client {
             Ok(Response::Error(msg)) => Err(Error::Invalid(msg)),
             Err(e) => Err(Error::Invalid(format!("malformed answer from the lab supervisor: {e}"))),
         }
-    }
-
-    /// The next snapshot of a watch started with `send(&Request::Watch { .. })`.
-    pub fn next_snapshot(&mut self) -> Result<Stored> {
-        let value = self.receive()?;
-        serde_json::from_value(value).map_err(|e| Error::Invalid(format!("malformed snapshot: {e}")))
     }
 }

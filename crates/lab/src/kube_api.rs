@@ -20,7 +20,8 @@ pub struct LabCluster(pub Arc<Shared>);
 
 /// A lab error as the API reports it.
 fn api_error(e: Error, object: &Object) -> ApiError {
-    let resource = weft_model::kind::by_kind(object.kind()).map_or_else(|| object.kind().to_lowercase(), |r| r.qualified());
+    let resource =
+        weft_model::kind::by_kind(object.kind()).map_or_else(|| object.kind().to_lowercase(), |r| r.qualified());
     match e {
         Error::Exists(key) => ApiError::already_exists(&resource, &key.name),
         Error::Invalid(msg) => {
@@ -67,7 +68,10 @@ impl Cluster for LabCluster {
         let key = object.key();
         self.0.write(|store| {
             if dry_run {
-                return store.admitted(object.clone()).map(Arc::new).map_err(|e| api_error(e, &object));
+                return store
+                    .admitted(object.clone())
+                    .map(Arc::new)
+                    .map_err(|e| api_error(e, &object));
             }
             store.create(object.clone()).map_err(|e| api_error(e, &object))?;
             store
@@ -97,7 +101,12 @@ impl Cluster for LabCluster {
             if !dry_run {
                 store.replace(next.clone());
             }
-            Ok(store.view().get_shared(&key).cloned().filter(|_| !dry_run).unwrap_or_else(|| Arc::new(next)))
+            Ok(store
+                .view()
+                .get_shared(&key)
+                .cloned()
+                .filter(|_| !dry_run)
+                .unwrap_or_else(|| Arc::new(next)))
         })
     }
 
@@ -141,7 +150,12 @@ impl Cluster for LabCluster {
 /// The `kubernetes` Service every cluster has in `default` (the service CIDR's first address, port 443), and
 /// its Endpoints at the control-plane address: in-cluster clients reach the API through it.
 pub fn kubernetes_service(spec: &crate::LabSpec) -> Vec<Value> {
-    let ip = spec.service_cidr.hosts().next().map(|a| a.to_string()).unwrap_or_default();
+    let ip = spec
+        .service_cidr
+        .hosts()
+        .next()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let port = serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": CONTROL_PLANE_PORT}]);
     vec![
         serde_json::json!({

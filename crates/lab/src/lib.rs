@@ -13,7 +13,6 @@ pub mod kubelet;
 pub mod reaper;
 pub mod sandbox;
 pub mod services;
-pub mod source;
 pub mod spec;
 pub mod store;
 pub mod supervisor;

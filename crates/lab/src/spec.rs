@@ -178,6 +178,11 @@ impl Paths {
         self.dir().join("kubeconfig")
     }
 
+    /// The kubeconfig of the cluster DNS pods (pods see the host's files, so a path here reaches them).
+    pub fn dns_kubeconfig(&self) -> PathBuf {
+        self.dir().join("dns.kubeconfig")
+    }
+
     /// The context the lab merges into the user's kubeconfig, as kind names its `kind-NAME`.
     pub fn context(&self) -> String {
         format!("weft-{}", self.lab)
@@ -197,6 +202,11 @@ impl Paths {
 
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.dir().join("nodes").join(node)
+    }
+
+    /// The kubeconfig of a node's agent: the node's own credentials.
+    pub fn node_kubeconfig(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("kubeconfig")
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {

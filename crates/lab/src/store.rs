@@ -5,10 +5,9 @@
 use crate::error::{Error, Result, io};
 use crate::services::ServiceNetwork;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 use weft_model::k8s_openapi;
 use weft_model::snapshot::Stored;
 use weft_model::{Key, Object, Snapshot};
@@ -20,21 +19,19 @@ pub struct Store {
     published: Option<Arc<Snapshot>>,
     /// Where Services get their addresses (admission).
     services: ServiceNetwork,
-    /// The latest revisions: the object each changed (before and after) and when, so a watch can send only what
-    /// changed, say how old those changes are, and the Kubernetes API can send one event per revision.
+    /// The latest revisions and the object each changed (before and after), so that the Kubernetes API can send
+    /// one watch event per revision.
     changes: VecDeque<Logged>,
 }
 
 /// One revision in the change log.
 struct Logged {
     revision: u64,
-    key: Key,
-    at: SystemTime,
     old: Option<Arc<Object>>,
     new: Option<Arc<Object>>,
 }
 
-/// How many revisions `Store::changes` remembers (a watcher further behind gets whole snapshots, no change times).
+/// How many revisions the change log remembers (a Kubernetes watch further behind gets `410 Gone` and relists).
 const CHANGES_KEPT: usize = 4096;
 
 /// What `apply` did, in kubectl's words.
@@ -180,33 +177,8 @@ impl Store {
 
     pub fn remove(&mut self, key: &Key) -> Option<Arc<Object>> {
         let gone = self.snap.remove_shared(key)?;
-        self.bump(key.clone(), Some(gone.clone()), None);
+        self.bump(Some(gone.clone()), None);
         Some(gone)
-    }
-
-    /// When the revisions after `after` up to `upto` that changed one of `kinds` (any kind when none) were made,
-    /// as far as remembered.
-    pub fn changes(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Vec<SystemTime> {
-        self.changes
-            .iter()
-            .filter(|c| (after + 1..=upto).contains(&c.revision) && kinds.is_none_or(|k| k.contains(&c.key.kind)))
-            .map(|c| c.at)
-            .collect()
-    }
-
-    /// The objects of `kinds` (any kind when none) changed or removed after revision `after` up to `upto`, or
-    /// None when the log no longer reaches back to `after`.
-    pub fn changed_keys(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Option<BTreeSet<Key>> {
-        if !self.remembers(after) {
-            return None;
-        }
-        Some(
-            self.changes
-                .iter()
-                .filter(|c| (after + 1..=upto).contains(&c.revision) && kinds.is_none_or(|k| k.contains(&c.key.kind)))
-                .map(|c| c.key.clone())
-                .collect(),
-        )
     }
 
     /// Whether the log holds every revision after `after`.
@@ -236,13 +208,12 @@ impl Store {
 
     fn commit(&mut self, mut object: Object) {
         object.meta_mut().resource_version = Some((self.snap.revision + 1).to_string());
-        let key = object.key();
         let new = Arc::new(object);
         let old = self.snap.insert_shared(new.clone());
-        self.bump(key, old, Some(new));
+        self.bump(old, Some(new));
     }
 
-    fn bump(&mut self, key: Key, old: Option<Arc<Object>>, new: Option<Arc<Object>>) {
+    fn bump(&mut self, old: Option<Arc<Object>>, new: Option<Arc<Object>>) {
         self.snap.revision += 1;
         self.published = None;
         if self.changes.len() == CHANGES_KEPT {
@@ -250,8 +221,6 @@ impl Store {
         }
         self.changes.push_back(Logged {
             revision: self.snap.revision,
-            key,
-            at: SystemTime::now(),
             old,
             new,
         });
@@ -397,32 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn changes_are_timed_by_revision_and_kind() {
-        let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
-        let mut store = Store::open(dir.join("o.json")).unwrap();
-        let before = SystemTime::now();
-        store.apply(object(POD)).unwrap();
-        let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n";
-        store.apply(object(ns)).unwrap();
-        let pods = Some(&["Pod".to_string()][..]);
-        let all = store.changes(0, store.revision(), None);
-        assert_eq!(all.len(), 2);
-        assert!(all[0] >= before && all[1] >= all[0]);
-        assert_eq!(store.changes(0, store.revision(), pods), all[..1]);
-        assert!(store.changes(1, store.revision(), pods).is_empty());
-        // A refused batch takes its change times back with it.
-        let refused = store.transaction(|s| {
-            s.remove(&Key::new("Pod", Some("default"), "p"));
-            Err::<(), _>(Error::Invalid("refused".into()))
-        });
-        assert!(refused.is_err());
-        assert!(store.changes(2, u64::MAX, None).is_empty());
-        store.remove(&Key::new("Pod", Some("default"), "p"));
-        assert_eq!(store.changes(2, store.revision(), pods).len(), 1);
-    }
-
-    #[test]
-    fn changed_keys_cover_the_log_or_say_none() {
+    fn the_change_log_covers_every_revision_or_says_none() {
         let dir = std::env::temp_dir().join(format!("weft-store-{}", new_uid()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut store = Store::open(dir.join("o.json")).unwrap();
@@ -431,21 +375,28 @@ mod tests {
             .apply(object("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"))
             .unwrap();
         let pod = Key::new("Pod", Some("default"), "p");
+        // A refused batch takes its changes back with it.
+        let refused = store.transaction(|s| {
+            s.remove(&pod);
+            Err::<(), _>(Error::Invalid("refused".into()))
+        });
+        assert!(refused.is_err());
         store.remove(&pod);
-        let pods = Some(&["Pod".to_string()][..]);
         let upto = store.revision();
-        assert_eq!(
-            store.changed_keys(0, upto, pods).unwrap(),
-            BTreeSet::from([pod.clone()])
+        let log = store.changes_since(0).unwrap();
+        let revisions: Vec<u64> = log.iter().map(|c| c.revision).collect();
+        assert_eq!(revisions, [1, 2, 3]);
+        assert!(
+            log[2].old.is_some() && log[2].new.is_none(),
+            "a removal is the object before, none after"
         );
-        assert_eq!(store.changed_keys(0, upto, None).unwrap().len(), 2);
-        assert!(store.changed_keys(1, 2, pods).unwrap().is_empty());
-        assert!(store.changed_keys(upto, upto, None).unwrap().is_empty());
-        // A store opened from disk has no log: every watcher behind it gets a whole snapshot.
+        assert_eq!(store.changes_since(2).unwrap().len(), 1);
+        assert!(store.changes_since(upto).unwrap().is_empty());
+        // A store opened from disk has no log: a watch from before it must relist.
         store.save().unwrap();
         let again = Store::open(dir.join("o.json")).unwrap();
-        assert!(again.changed_keys(1, upto, None).is_none());
-        assert!(again.changed_keys(upto, upto, None).unwrap().is_empty());
+        assert!(again.changes_since(1).is_none());
+        assert!(again.changes_since(upto).unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -24,7 +24,8 @@ pub fn build(spec: &LabSpec) -> Result<()> {
     let switch = index(&mut w, SWITCH)?;
     w.set_up(switch).map_err(kernel("bringing the switch up"))?;
     // The control plane's address, where the API server listens for nodes and pods.
-    let cp = Ipv4Net::new(spec.control_plane_ip(), spec.wire_prefix()).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+    let cp =
+        Ipv4Net::new(spec.control_plane_ip(), spec.wire_prefix()).map_err(|e| crate::Error::Invalid(e.to_string()))?;
     w.add_address(switch, IpNet::V4(cp))
         .map_err(kernel("addressing the control plane on the switch"))?;
     for node in spec.node_plans() {

@@ -157,9 +157,17 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
 /// supervisor has written the lab's own.
 fn merge_kubeconfig(paths: &Paths, deadline: Instant) -> Result<()> {
     let file = paths.kubeconfig();
-    let text = wait_for(deadline, "the lab's API server", || Ok(std::fs::read_to_string(&file).ok()))?;
+    let text = wait_for(deadline, "the lab's API server", || {
+        Ok(std::fs::read_to_string(&file).ok())
+    })?;
     let value: serde_json::Value = serde_saphyr::from_str(&text).context("reading the lab's kubeconfig")?;
-    let field = |pointer: &str| value.pointer(pointer).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let field = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let decode = |pointer: &str| -> Result<String> {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -176,7 +184,12 @@ fn merge_kubeconfig(paths: &Paths, deadline: Instant) -> Result<()> {
         &decode("/users/0/user/client-certificate-data")?,
         &decode("/users/0/user/client-key-data")?,
     )?;
-    eprintln!("lab {}: kubectl context {} in {}", paths.lab, paths.context(), target.display());
+    eprintln!(
+        "lab {}: kubectl context {} in {}",
+        paths.lab,
+        paths.context(),
+        target.display()
+    );
     Ok(())
 }
 
