@@ -316,7 +316,7 @@ fn agents_restart_without_breaking_flows_and_down_cleans_a_crashed_lab() {
 
 fn agent_pid_opt(lab: &str, node: &str) -> Option<i32> {
     let out = Command::new("pgrep")
-        .args(["-f", &format!("agent --lab {lab} --node {node} ")])
+        .args(["-f", &agent_command(lab, node)])
         .output()
         .ok()?;
     text(&out.stdout).lines().next()?.trim().parse().ok()
