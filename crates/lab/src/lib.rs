@@ -3,7 +3,6 @@
 //! weft-cni binary and run real processes. A supervisor process keeps the objects and runs the controllers and
 //! one pod runtime per node; it serves the Kubernetes API (`kube_api`), which the CLI and kubectl use.
 
-pub mod api;
 pub mod cni;
 pub mod controller;
 pub mod daemonset;
@@ -19,7 +18,6 @@ pub mod reaper;
 pub mod replicaset;
 pub mod sandbox;
 pub mod services;
-pub mod source;
 pub mod spec;
 pub mod store;
 pub mod supervisor;

@@ -160,10 +160,6 @@ impl Paths {
         self.dir().join("lab.json")
     }
 
-    pub fn socket(&self) -> PathBuf {
-        self.dir().join("api.sock")
-    }
-
     /// The store (redb); `objects.json` beside it is what older supervisors wrote, moved in at the next start.
     pub fn store_file(&self) -> PathBuf {
         self.dir().join("objects.redb")
@@ -177,6 +173,11 @@ impl Paths {
     /// A standalone kubeconfig for the lab's admin, written by the supervisor once the API serves.
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir().join("kubeconfig")
+    }
+
+    /// The kubeconfig of the cluster DNS pods (pods see the host's files, so a path here reaches them).
+    pub fn dns_kubeconfig(&self) -> PathBuf {
+        self.dir().join("dns.kubeconfig")
     }
 
     /// The context the lab merges into the user's kubeconfig, as kind names its `kind-NAME`.
@@ -198,6 +199,11 @@ impl Paths {
 
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.dir().join("nodes").join(node)
+    }
+
+    /// The kubeconfig of a node's agent: the node's own credentials.
+    pub fn node_kubeconfig(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("kubeconfig")
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {

@@ -1,22 +1,14 @@
 //! The supervisor: the lab's control plane in one process. It holds the store (`Shared`), serves the Kubernetes
 //! API and the agents' watch socket, runs the controllers and one pod runtime per node, and keeps a `weft agent` running in every node.
 
-use crate::api::{Request, Response};
 use crate::error::{Error, Result, io};
 use crate::spec::{LabSpec, Paths};
 use crate::store::Store;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use weft_model::snapshot::unix_nanos;
-use weft_model::{Key, Object, Snapshot};
-
-/// Watch bodies by kind filter (none: every kind): the revision they were made at, and the JSON.
-type WatchBodies = std::collections::HashMap<Option<Vec<String>>, (u64, Arc<Vec<u8>>)>;
+use weft_model::Snapshot;
 
 /// State shared by the API, the controllers and the pod runtimes.
 pub struct Shared {
@@ -25,7 +17,6 @@ pub struct Shared {
     store: Mutex<Store>,
     changed: Condvar,
     stopping: AtomicBool,
-    serialized: Mutex<WatchBodies>,
     /// Every new revision, for the Kubernetes API's watches (which wait on it asynchronously).
     revisions: tokio::sync::watch::Sender<u64>,
 }
@@ -39,7 +30,6 @@ impl Shared {
             store: Mutex::new(store),
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
-            serialized: Mutex::new(std::collections::HashMap::new()),
             revisions: tokio::sync::watch::Sender::new(revision),
         }
     }
@@ -91,16 +81,6 @@ impl Shared {
         self.lock().snapshot()
     }
 
-    /// When the changes to `kinds` after revision `after` up to `upto` were made (see `Store::changes`).
-    fn changes(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Vec<std::time::SystemTime> {
-        self.lock().changes(after, upto, kinds)
-    }
-
-    /// What changed for a watcher of `kinds` from `after` to `upto` (see `Store::changed_keys`).
-    fn changed_keys(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Option<BTreeSet<Key>> {
-        self.lock().changed_keys(after, upto, kinds)
-    }
-
     /// The first snapshot newer than `after`, or the current one when `timeout` passes first.
     pub fn wait_newer(&self, after: u64, timeout: Duration) -> Arc<Snapshot> {
         let deadline = Instant::now() + timeout;
@@ -119,27 +99,6 @@ impl Shared {
         store.snapshot()
     }
 
-    /// The JSON list of the snapshot's objects of `kinds`, serialised once per revision and shared by every
-    /// watcher asking for the same kinds (the agents of all nodes, the DNS pods).
-    fn serialized(
-        &self,
-        snap: &Snapshot,
-        kinds: Option<&[String]>,
-        keep: impl Fn(&Object) -> bool,
-    ) -> std::io::Result<Arc<Vec<u8>>> {
-        let key = kinds.map(<[String]>::to_vec);
-        let mut cache = self.serialized.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((revision, body)) = cache.get(&key)
-            && *revision == snap.revision
-        {
-            return Ok(body.clone());
-        }
-        let objects: Vec<&Object> = snap.objects().filter(|o| keep(o)).collect();
-        let body = Arc::new(serde_json::to_vec(&objects).map_err(std::io::Error::other)?);
-        cache.insert(key, (snap.revision, body.clone()));
-        Ok(body)
-    }
-
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
@@ -152,128 +111,6 @@ impl Shared {
 }
 
 /// Serves the watch socket until the supervisor stops.
-pub fn serve_api(shared: Arc<Shared>, listener: UnixListener) {
-    for stream in listener.incoming() {
-        if shared.stopping() {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let shared = shared.clone();
-        std::thread::spawn(move || {
-            let _ = handle_connection(&shared, stream);
-        });
-    }
-}
-
-fn handle_connection(shared: &Shared, stream: UnixStream) -> std::io::Result<()> {
-    let mut writer = stream.try_clone()?;
-    for line in BufReader::new(stream).lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let request: Request = match serde_json::from_str(&line) {
-            Ok(r) => r,
-            Err(e) => {
-                send(&mut writer, &Response::Error(format!("malformed request: {e}")))?;
-                continue;
-            }
-        };
-        match request {
-            Request::Watch { after, kinds } => return watch(shared, &mut writer, after, kinds.as_deref()),
-        }
-    }
-    Ok(())
-}
-
-fn send(writer: &mut UnixStream, response: &Response) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(response).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    writer.write_all(&line)
-}
-
-/// Writes `{"ok": JSON}` where JSON is the concatenation of `parts`, already serialised, without copying them:
-/// a watch body is the whole store's JSON, and every watcher sends it.
-fn send_ok_raw(writer: &mut UnixStream, parts: &[&[u8]]) -> std::io::Result<()> {
-    writer.write_all(b"{\"ok\":")?;
-    for part in parts {
-        writer.write_all(part)?;
-    }
-    writer.write_all(b"}\n")
-}
-
-/// Streams snapshots (only `kinds`, when given) until the client goes away or the supervisor stops. The watcher
-/// holds the objects at revision `after` (none when 0): it gets a delta (what changed or went since the revision
-/// it has) when the store's change log reaches back that far, else a whole snapshot. Something is sent only when
-/// the objects of those kinds changed, with the times of those changes (none for a watch from revision 0:
-/// everything is new to it, nothing changed for it).
-fn watch(shared: &Shared, writer: &mut UnixStream, mut after: u64, kinds: Option<&[String]>) -> std::io::Result<()> {
-    let keep = |o: &Object| kinds.is_none_or(|k| k.iter().any(|k| k == o.kind()));
-    while !shared.stopping() {
-        let snap = shared.wait_newer(after, Duration::from_secs(30));
-        if snap.revision <= after {
-            continue;
-        }
-        let (changes, changed) = match after {
-            0 => (Vec::new(), None),
-            _ => (
-                shared.changes(after, snap.revision, kinds),
-                shared.changed_keys(after, snap.revision, kinds),
-            ),
-        };
-        let changes: Vec<u64> = changes.into_iter().map(unix_nanos).collect();
-        match changed {
-            // Nothing of these kinds changed: what the watcher has is still right at this revision.
-            Some(keys) if keys.is_empty() => {}
-            Some(keys) => {
-                #[derive(serde::Serialize)]
-                struct Delta<'a> {
-                    revision: u64,
-                    changes: &'a [u64],
-                    delta: bool,
-                    deleted: Vec<&'a Key>,
-                    objects: Vec<&'a Object>,
-                }
-                let (objects, deleted): (Vec<_>, Vec<_>) = keys.iter().partition(|k| snap.get(k).is_some());
-                let body = serde_json::to_vec(&Delta {
-                    revision: snap.revision,
-                    changes: &changes,
-                    delta: true,
-                    deleted,
-                    objects: objects.iter().filter_map(|k| snap.get(k)).collect(),
-                })
-                .map_err(std::io::Error::other)?;
-                send_ok_raw(writer, &[&body])?;
-            }
-            None => {
-                // The stored form, `{"revision":N,"changes":[...],"objects":[...]}`, around the body already
-                // serialised for every watcher of these kinds.
-                let body = shared.serialized(&snap, kinds, keep)?;
-                let changes: Vec<String> = changes.iter().map(u64::to_string).collect();
-                let head = format!(
-                    "{{\"revision\":{},\"changes\":[{}],\"objects\":",
-                    snap.revision,
-                    changes.join(",")
-                );
-                send_ok_raw(writer, &[head.as_bytes(), &body, b"}"])?;
-            }
-        }
-        after = snap.revision;
-    }
-    Ok(())
-}
-
-/// Binds the watch socket (only root may connect).
-pub fn listen(paths: &Paths) -> Result<UnixListener> {
-    let socket = paths.socket();
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(io(format!("binding {}", socket.display())))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(io(format!("protecting {}", socket.display())))?;
-    Ok(listener)
-}
-
 /// Namespaces every cluster starts with.
 const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 /// Plugin types the lab's CNI bin dir offers, each a link to weft-cni.
@@ -297,12 +134,7 @@ pub fn run(paths: &Paths) -> Result<()> {
     let tokens = start_api(&shared)?;
     raise_fd_limit();
     let reaper = crate::reaper::Reaper::start().map_err(io("starting the reaper"))?;
-    let listener = listen(paths)?;
     let stop = install_signal_handlers();
-    {
-        let shared = shared.clone();
-        std::thread::spawn(move || serve_api(shared, listener));
-    }
     {
         let shared = shared.clone();
         std::thread::spawn(move || controllers(&shared));
@@ -380,16 +212,56 @@ fn start_api(shared: &Arc<Shared>) -> Result<Arc<weft_apiserver::tokens::Tokens>
         .map_err(io("starting the API server"))?;
     std::fs::write(&port_file, port.to_string()).map_err(io("writing the API's port"))?;
     let admin = pki.admin();
+    write_kubeconfig(
+        &paths.kubeconfig(),
+        paths,
+        &format!("https://127.0.0.1:{port}"),
+        &pki,
+        admin,
+    )?;
+    // Agents and DNS pods reach the API on the wire, as a cluster's reach its control plane.
+    let wire_url = format!("https://{}:{}", wire_addr.0, wire_addr.1);
+    for node in spec.node_plans() {
+        let credential = pki
+            .issue_client(&format!("system:node:{}", node.name), NODE_GROUPS)
+            .map_err(|e| Error::Invalid(format!("the credentials of node {}: {e}", node.name)))?;
+        write_kubeconfig(&paths.node_kubeconfig(&node.name), paths, &wire_url, &pki, &credential)?;
+    }
+    let dns = pki
+        .issue_client(DNS_USER, DNS_GROUPS)
+        .map_err(|e| Error::Invalid(format!("the credentials of cluster DNS: {e}")))?;
+    write_kubeconfig(&paths.dns_kubeconfig(), paths, &wire_url, &pki, &dns)?;
+    Ok(tokens)
+}
+
+/// The groups of a node agent's identity `system:node:NODE`. `system:masters` only until the API's RBAC grants
+/// `system:nodes` what an agent reads (today the API admits `system:masters` alone).
+const NODE_GROUPS: &[&str] = &["system:nodes", "system:masters"];
+/// The identity of the cluster DNS pods, and its groups: `system:masters` for the same reason as the nodes'.
+const DNS_USER: &str = "system:serviceaccount:kube-system:weft-dns";
+const DNS_GROUPS: &[&str] = &[
+    "system:serviceaccounts",
+    "system:serviceaccounts:kube-system",
+    "system:masters",
+];
+
+/// Writes a standalone kubeconfig for `credential` on the API at `server`.
+fn write_kubeconfig(
+    path: &std::path::Path,
+    paths: &Paths,
+    server: &str,
+    pki: &weft_apiserver::pki::Pki,
+    credential: &weft_apiserver::pki::Credential,
+) -> Result<()> {
     let kubeconfig = weft_apiserver::kubeconfig::standalone(
         &paths.context(),
-        &format!("https://127.0.0.1:{port}"),
+        server,
         pki.ca_pem(),
-        &admin.cert_pem,
-        &admin.key_pem,
+        &credential.cert_pem,
+        &credential.key_pem,
     )
     .map_err(|e| Error::Invalid(e.to_string()))?;
-    write_private(&paths.kubeconfig(), kubeconfig.as_bytes())?;
-    Ok(tokens)
+    write_private(path, kubeconfig.as_bytes())
 }
 
 /// Writes a file only root may read (it holds the admin's key), atomically.
@@ -590,7 +462,10 @@ fn cluster_dns(spec: &LabSpec) -> Vec<Value> {
                         "containers": [{
                             "name": "dns",
                             "image": "weft",
-                            "command": ["weft", "dns", "--lab", spec.name, "--listen", "0.0.0.0:53", "--http", "0.0.0.0:8080", "--no-upstream"],
+                            "command": [
+                                "weft", "dns", "--kubeconfig", Paths::new(&spec.name).dns_kubeconfig(),
+                                "--listen", "0.0.0.0:53", "--http", "0.0.0.0:8080", "--no-upstream",
+                            ],
                             "ports": [
                                 {"name": "dns", "containerPort": 53, "protocol": "UDP"},
                                 {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
@@ -674,8 +549,8 @@ impl Agent {
         let argv: Vec<String> = vec![
             spec.weft_bin.display().to_string(),
             "agent".into(),
-            "--lab".into(),
-            spec.name.clone(),
+            "--kubeconfig".into(),
+            paths.node_kubeconfig(&self.node).display().to_string(),
             "--node".into(),
             self.node.clone(),
             "--overlay".into(),

@@ -7,7 +7,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -20,20 +20,11 @@ pub struct Snapshot {
     objects: BTreeMap<Key, Arc<Object>>,
 }
 
-/// The wire and disk form of a snapshot: the revision and the objects as the Kubernetes API writes them.
+/// The disk form of a snapshot: the revision and the objects as the Kubernetes API writes them.
 #[derive(Serialize, Deserialize)]
 pub struct Stored {
     pub revision: u64,
-    /// `Snapshot::changes`, in nanoseconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<u64>,
     pub objects: Vec<serde_json::Value>,
-    /// A watch's delta: `objects` are only those added or changed since the revision the watcher had, and
-    /// `deleted` the keys removed since then.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub delta: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deleted: Vec<Key>,
 }
 
 impl Snapshot {
@@ -189,30 +180,7 @@ impl Snapshot {
             .into_iter()
             .map(crate::manifest::from_value)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut snapshot = Snapshot::new(stored.revision, objects);
-        snapshot.changes = stored.changes.into_iter().map(from_unix_nanos).collect();
-        Ok(snapshot)
-    }
-}
-
-impl Snapshot {
-    /// The snapshot `stored` describes: `stored` itself when whole, else this one with the delta's changes
-    /// (objects that did not change stay shared with this snapshot).
-    pub fn advance(&self, stored: Stored) -> Result<Snapshot, String> {
-        if !stored.delta {
-            return Snapshot::from_stored(stored);
-        }
-        let mut next = self.clone();
-        for key in &stored.deleted {
-            next.objects.remove(key);
-        }
-        for value in stored.objects {
-            let object = crate::manifest::from_value(value)?;
-            next.objects.insert(object.key(), Arc::new(object));
-        }
-        next.revision = stored.revision;
-        next.changes = stored.changes.into_iter().map(from_unix_nanos).collect();
-        Ok(next)
+        Ok(Snapshot::new(stored.revision, objects))
     }
 }
 
@@ -228,14 +196,10 @@ fn same_version(a: &Arc<Object>, b: &Arc<Object>) -> bool {
     Arc::ptr_eq(a, b) || (a.meta().resource_version.is_some() && a.meta().resource_version == b.meta().resource_version)
 }
 
-/// A time as `Stored::changes` writes it.
+/// A time as nanoseconds since the Unix epoch (the lab's change log writes them so).
 pub fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-fn from_unix_nanos(nanos: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,12 +227,8 @@ mod tests {
         assert_eq!(snap.nodes().count(), 1);
         assert_eq!(snap.namespaces().count(), 1);
         assert_eq!(snap.of_kind("Service").count(), 0);
-        let mut stored: Stored = serde_json::from_slice(&snap.to_json(|_| true).unwrap()).unwrap();
-        assert!(stored.changes.is_empty());
-        let changed = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_790_000_000_123_456_789);
-        stored.changes = vec![unix_nanos(changed)];
+        let stored: Stored = serde_json::from_slice(&snap.to_json(|_| true).unwrap()).unwrap();
         let back = Snapshot::from_stored(stored).unwrap();
-        assert_eq!(back.changes, vec![changed]);
         let nodes_only: Stored = serde_json::from_slice(&snap.to_json(|o| o.kind() == "Node").unwrap()).unwrap();
         assert_eq!(nodes_only.objects.len(), 1);
         assert_eq!(back.revision, 7);
@@ -277,18 +237,18 @@ mod tests {
     }
 
     #[test]
-    fn a_delta_changes_only_its_objects_and_shares_the_rest() {
+    fn changes_since_reads_only_what_differs() {
         let text = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: \"y\"}\n";
         let base = Snapshot::new(3, parse(text, "t").unwrap());
-        let delta = r#"{"revision":5,"changes":[7],"delta":true,"deleted":[{"kind":"Namespace","name":"y"}],
-            "objects":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"z"}},
-                       {"apiVersion":"v1","kind":"Node","metadata":{"name":"n1","labels":{"a":"b"}}}]}"#;
-        let next = base.advance(serde_json::from_str(delta).unwrap()).unwrap();
-        assert_eq!(next.revision, 5);
-        assert_eq!(next.changes, vec![SystemTime::UNIX_EPOCH + Duration::from_nanos(7)]);
-        let names: Vec<&str> = next.objects().map(Object::name).collect();
-        assert_eq!(names, ["x", "z", "n1"]);
-        assert!(next.nodes().next().unwrap().metadata.labels.is_some());
+        let mut next = base.clone();
+        next.remove(&Key::new("Namespace", None, "y"));
+        next.insert(
+            parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: z}\n", "t")
+                .unwrap()
+                .remove(0),
+        );
+        let n1 = Key::new("Node", None, "n1");
+        next.get_mut(&n1).unwrap().meta_mut().labels = Some([("a".to_string(), "b".to_string())].into());
         let x = Key::new("Namespace", None, "x");
         assert!(
             Arc::ptr_eq(&base.objects[&x], &next.objects[&x]),
@@ -305,9 +265,5 @@ mod tests {
             .collect();
         assert_eq!(nodes, [(true, true)], "a changed object is both");
         assert_eq!(base.changes_since(&base.clone(), "Namespace").count(), 0);
-        // A whole snapshot replaces everything.
-        let whole = r#"{"revision":6,"objects":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"w"}}]}"#;
-        let next = next.advance(serde_json::from_str(whole).unwrap()).unwrap();
-        assert_eq!(next.objects().map(Object::name).collect::<Vec<_>>(), ["w"]);
     }
 }

@@ -1,17 +1,20 @@
-//! `weft agent`: the node daemon. In the lab its cluster state comes from the lab's API.
+//! `weft agent`: the node daemon. It follows the cluster through the Kubernetes API, in the lab as in any cluster.
 
 use anyhow::{Result, anyhow};
 use std::path::PathBuf;
 use weft_agent::node::{Config, run as run_node};
 use weft_agent::overlay::Mode;
-use weft_lab::source::LabSource;
-use weft_lab::spec::Paths;
+use weft_kube::KubeSource;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// This node's name (its Node object).
     #[arg(long)]
     node: String,
+    /// The kubeconfig of the node's credentials (default: $KUBECONFIG, ~/.kube/config, or the pod's service
+    /// account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     #[arg(long, default_value = "host-gw")]
     overlay: Mode,
     #[arg(long, default_value = "10.244.0.0/16")]
@@ -27,7 +30,7 @@ pub struct Args {
     cni_state_dir: PathBuf,
 }
 
-pub fn run(lab: &str, args: Args) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let config = Config {
         node: args.node,
         overlay: args.overlay,
@@ -36,9 +39,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
         node_config: args.node_config,
         cni_state_dir: args.cni_state_dir,
     };
-    let mut source = LabSource::new(
-        Paths::new(lab),
-        Some(weft_agent::node::KINDS.iter().map(|k| k.to_string()).collect()),
-    );
+    let mut source = KubeSource::start(args.kubeconfig.as_deref(), weft_agent::node::KINDS)
+        .map_err(|e| anyhow!("weft agent on {}: {e}", config.node))?;
     run_node(&mut source, &config).map_err(|e| anyhow!("weft agent on {}: {e}", config.node))
 }

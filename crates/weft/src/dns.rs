@@ -1,4 +1,4 @@
-//! `weft dns`: the cluster DNS server (the role CoreDNS plays), fed by the lab's API or, for tests and the
+//! `weft dns`: the cluster DNS server (the role CoreDNS plays), fed by the Kubernetes API or, for tests and the
 //! benchmark, by a fixed manifest file.
 
 use anyhow::{Context, Result, bail};
@@ -6,8 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use weft_dns::{Config, StaticSource};
-use weft_lab::source::LabSource;
-use weft_lab::spec::Paths;
+use weft_kube::KubeSource;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,9 +27,12 @@ pub struct Args {
     /// out, such as the lab, where every forwarded question would wait for the upstream timeout first).
     #[arg(long, conflicts_with_all = ["upstream", "resolv_conf"])]
     no_upstream: bool,
-    /// Serve the objects of this manifest file instead of following the lab.
-    #[arg(long)]
+    /// Serve the objects of this manifest file instead of following the Kubernetes API.
+    #[arg(long, conflicts_with = "kubeconfig")]
     objects: Option<PathBuf>,
+    /// The kubeconfig to reach the API with (default: $KUBECONFIG, ~/.kube/config, or the pod's service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     /// The cluster domain.
     #[arg(long, default_value = "cluster.local")]
     domain: String,
@@ -59,7 +61,7 @@ fn upstream(text: &str) -> Result<SocketAddr> {
     }
 }
 
-pub fn run(lab: &str, args: Args) -> Result<()> {
+pub fn run(args: Args) -> Result<()> {
     let upstreams = if args.no_upstream {
         Vec::new()
     } else if args.upstream.is_empty() {
@@ -88,7 +90,7 @@ pub fn run(lab: &str, args: Args) -> Result<()> {
             weft_dns::run(config, &mut source)?;
         }
         None => {
-            let mut source = LabSource::new(Paths::new(lab), Some(KINDS.iter().map(|k| k.to_string()).collect()));
+            let mut source = KubeSource::start(args.kubeconfig.as_deref(), &KINDS).context("weft dns")?;
             weft_dns::run(config, &mut source)?;
         }
     }

@@ -318,7 +318,7 @@ fn agents_restart_without_breaking_flows_and_down_cleans_a_crashed_lab() {
 
 fn agent_pid_opt(lab: &str, node: &str) -> Option<i32> {
     let out = Command::new("pgrep")
-        .args(["-f", &format!("agent --lab {lab} --node {node} ")])
+        .args(["-f", &agent_command(lab, node)])
         .output()
         .ok()?;
     text(&out.stdout).lines().next()?.trim().parse().ok()
@@ -328,31 +328,30 @@ fn agent_pid(lab: &str, node: &str) -> i32 {
     agent_pid_opt(lab, node).expect("agent running")
 }
 
-/// A watch sends a whole snapshot first and deltas after it; the snapshots a watcher builds from the deltas hold
-/// exactly what a whole read of the store gives, through creates, updates, deletes and cascades.
+/// The node components' `KubeSource` (kube-rs watchers through the lab's Kubernetes API) delivers snapshots that
+/// hold exactly what a fresh list gives, through creates, updates, deletes and cascades, and that share the
+/// objects that did not change.
 #[test]
-fn watch_deltas_add_up_to_the_store() {
-    use std::sync::mpsc;
-    use weft_lab::{source::LabSource, spec::Paths};
-    use weft_model::{Object, Snapshot, Source};
+fn kube_source_snapshots_add_up_to_the_store() {
+    use std::sync::{Arc, mpsc};
+    use weft_kube::KubeSource;
+    use weft_lab::spec::Paths;
+    use weft_model::{Key, Object, Snapshot, Source};
     if !root() {
         return;
     }
     let lab = Lab::up(1, "host-gw", "");
-    let kinds = || {
-        Some(vec![
-            "Namespace".to_string(),
-            "Service".to_string(),
-            "ConfigMap".to_string(),
-        ])
-    };
+    const KINDS: &[&str] = &["Namespace", "Service", "ConfigMap"];
+    let kubeconfig = Paths::new(&lab.name).kubeconfig();
     let (tx, rx) = mpsc::channel();
-    let paths = Paths::new(&lab.name);
-    let mut watch = LabSource::new(paths.clone(), kinds());
+    let mut watch = KubeSource::start(Some(&kubeconfig), KINDS).unwrap();
     let first = watch.next(0).unwrap();
+    let default = Key::new("Namespace", None, "default");
+    let default_before = first.get_shared(&default).unwrap().clone();
     std::thread::spawn(move || {
         let mut at = first.revision;
         while let Ok(snap) = watch.next(at) {
+            assert!(snap.revision > at, "each snapshot is newer");
             at = snap.revision;
             if tx.send(snap).is_err() {
                 break;
@@ -387,16 +386,21 @@ fn watch_deltas_add_up_to_the_store() {
     assert!(lab.apply(&service("one", "s3", "1")).status.success());
 
     let objects = |s: &Snapshot| s.objects().cloned().collect::<Vec<Object>>();
-    let mut latest = None;
-    lab.wait(20, "the watched snapshot to equal a whole read", || {
-        let whole = LabSource::new(paths.clone(), kinds()).next(0).unwrap();
+    let mut latest: Option<Arc<Snapshot>> = None;
+    lab.wait(20, "the watched snapshot to equal a whole list", || {
+        let whole = KubeSource::start(Some(&kubeconfig), KINDS).unwrap().next(0).unwrap();
         while let Ok(snap) = rx.try_recv() {
             latest = Some(snap);
         }
         let latest = latest.as_ref()?;
-        let done = whole.get(&weft_model::Key::new("Namespace", None, "two")).is_none();
+        let done = whole.get(&Key::new("Namespace", None, "two")).is_none();
         (done && objects(latest) == objects(&whole)).then_some(())
     });
+    let latest = latest.unwrap();
+    assert!(
+        Arc::ptr_eq(&default_before, latest.get_shared(&default).unwrap()),
+        "an object that did not change is the same one in every snapshot"
+    );
 }
 
 #[test]

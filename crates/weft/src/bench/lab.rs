@@ -118,7 +118,10 @@ fn supervisor_pid(paths: &Paths) -> Result<i32> {
 
 fn agent_pids(lab: &str) -> Vec<i32> {
     let Ok(out) = Command::new("pgrep")
-        .args(["-f", &format!("agent --lab {lab} ")])
+        .args([
+            "-f",
+            &format!("agent --kubeconfig {}/", Paths::new(lab).dir().display()),
+        ])
         .output()
     else {
         return Vec::new();

@@ -161,7 +161,7 @@ impl Lab {
     /// The pid of the `weft agent` of `node`.
     pub fn agent_pid(&self, node: &str) -> i32 {
         let out = Command::new("pgrep")
-            .args(["-f", &format!("agent --lab {} --node {node} ", self.name)])
+            .args(["-f", &agent_command(&self.name, node)])
             .output()
             .unwrap();
         text(&out.stdout)
@@ -301,3 +301,8 @@ spec:
   containers:
   - {name: c, image: busybox, command: [sleep, infinity]}
 ";
+
+/// What `pgrep -f` finds the `weft agent` of `node` in lab `lab` by.
+pub fn agent_command(lab: &str, node: &str) -> String {
+    format!("agent --kubeconfig /run/weft/labs/{lab}/nodes/{node}/kubeconfig --node {node} ")
+}
