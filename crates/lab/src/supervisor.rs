@@ -234,16 +234,12 @@ fn start_api(shared: &Arc<Shared>) -> Result<Arc<weft_apiserver::tokens::Tokens>
     Ok(tokens)
 }
 
-/// The groups of a node agent's identity `system:node:NODE`. `system:masters` only until the API's RBAC grants
-/// `system:nodes` what an agent reads (today the API admits `system:masters` alone).
-const NODE_GROUPS: &[&str] = &["system:nodes", "system:masters"];
-/// The identity of the cluster DNS pods, and its groups: `system:masters` for the same reason as the nodes'.
+/// The groups of a node agent's identity `system:node:NODE`: the bootstrap policy's `system:node` role grants
+/// them what an agent reads.
+const NODE_GROUPS: &[&str] = &["system:nodes"];
+/// The identity of the cluster DNS pods (their ServiceAccount, bound to `system:weft-dns`), and its groups.
 const DNS_USER: &str = "system:serviceaccount:kube-system:weft-dns";
-const DNS_GROUPS: &[&str] = &[
-    "system:serviceaccounts",
-    "system:serviceaccounts:kube-system",
-    "system:masters",
-];
+const DNS_GROUPS: &[&str] = &["system:serviceaccounts", "system:serviceaccounts:kube-system"];
 
 /// Writes a standalone kubeconfig for `credential` on the API at `server`.
 fn write_kubeconfig(
