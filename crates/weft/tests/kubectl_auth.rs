@@ -68,14 +68,11 @@ fn service_accounts_tokens_and_rbac_with_kubectl() {
     if !root() {
         return;
     }
-    // A private kubeconfig: `lab up` merges its context there, not into the user's.
-    let dir = std::env::temp_dir().join(format!("weft-kubectl-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config");
-    // SAFETY: this binary's only test sets it before starting anything that reads the environment.
-    unsafe { std::env::set_var("KUBECONFIG", &config) };
+    // The lab's test kubeconfig: `lab up` merges its context there, not into the user's.
     let lab = Lab::up(1, "host-gw", PODS);
-    let kubectl = Kubectl { config };
+    let kubectl = Kubectl {
+        config: lab.kubeconfig(),
+    };
     lab.ready_pods();
     let server = kubectl.ok(&[
         "config",
@@ -178,5 +175,4 @@ fn service_accounts_tokens_and_rbac_with_kubectl() {
     assert_eq!(curl(&pods_url, &pod_bearer).0, "401");
 
     drop(lab);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -111,13 +111,10 @@ fn kubectl_exec_and_port_forward() {
     if !root() {
         return;
     }
-    // A private kubeconfig: lab up merges its context there. This binary's only test sets it before any
-    // thread of its own runs.
-    let dir = std::env::temp_dir().join(format!("weft-kubectl-exec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // SAFETY: no other thread of this test binary reads the environment at this point.
-    unsafe { std::env::set_var("KUBECONFIG", dir.join("config")) };
+    // The lab's test kubeconfig (lab up merges its context there), for every kubectl this test runs.
     let lab = Lab::up(2, "host-gw", &format!("{WEB}---\n{SERVICE}"));
+    // SAFETY: this binary's only test sets it before any thread of its own runs.
+    unsafe { std::env::set_var("KUBECONFIG", lab.kubeconfig()) };
     let k = Kubectl {
         context: format!("weft-{}", lab.name),
     };
@@ -234,5 +231,4 @@ fn kubectl_exec_and_port_forward() {
     assert!(err.contains(&format!("error forwarding port 81 to pod {web}")), "{err}");
 
     drop(lab);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -126,7 +126,7 @@ fn supervisor_pid(lab: &str) -> i32 {
 /// How many `weft agent`s run for `node`.
 fn agents(lab: &str, node: &str) -> usize {
     let out = Command::new("pgrep")
-        .args(["-f", &format!("agent --lab {lab} --node {node} ")])
+        .args(["-f", &agent_command(lab, node)])
         .output()
         .unwrap();
     text(&out.stdout).lines().count()
