@@ -116,6 +116,22 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The events of a watch that ends by itself (`timeoutSeconds` in `path`), as the admin.
+    fn watch(&self, path: &str) -> Vec<Value> {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "--cacert"]).arg(self.dir.join("ca.crt"));
+        cmd.arg("--cert").arg(self.dir.join("admin.crt"));
+        cmd.arg("--key").arg(self.dir.join("admin.key"));
+        cmd.arg(format!("{}{path}", self.url));
+        let out = run(cmd, None);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
 fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
     use std::io::Write;
     cmd.stdin(std::process::Stdio::piped())
@@ -410,39 +426,12 @@ fn watches_resume_from_a_resource_version_and_see_each_change_once() {
     s.ok(&["label", "configmap", "a", "x=y"], None);
     s.ok(&["delete", "configmap", "a"], None);
     let path = format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={from}&timeoutSeconds=1");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "--cacert"]).arg(s.dir.join("ca.crt"));
-    cmd.arg("--cert")
-        .arg(s.dir.join("admin.crt"))
-        .arg("--key")
-        .arg(s.dir.join("admin.key"));
-    cmd.arg(format!("{}{path}", s.url));
-    let out = run(cmd, None);
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = s.watch(&path);
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"], "{events:?}");
     assert_eq!(events[1]["object"]["metadata"]["labels"]["x"], "y");
     // A selector sees the object enter and leave it.
-    let labelled = format!("{path}&labelSelector=x%3Dy");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "--cacert"]).arg(s.dir.join("ca.crt"));
-    cmd.arg("--cert")
-        .arg(s.dir.join("admin.crt"))
-        .arg("--key")
-        .arg(s.dir.join("admin.key"));
-    cmd.arg(format!("{}{labelled}", s.url));
-    let out = run(cmd, None);
-    let kinds: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let events = s.watch(&format!("{path}&labelSelector=x%3Dy"));
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ADDED", "DELETED"]);
 }
