@@ -1,25 +1,17 @@
 //! The store on disk: a redb file holding every object as its own record (the object's JSON as the API writes
-//! it, under `kind/namespace/name`), the revision, and the log of the latest revisions (which object each
-//! changed, and when). Each commit is one durable write transaction, so what a commit returned for survives a
-//! SIGKILL, and a restarted supervisor's watchers still get deltas.
+//! it, under `kind/namespace/name`) and the revision. Each commit is one durable write transaction, so what a
+//! commit returned for survives a SIGKILL.
 
 use crate::error::{Error, Result};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
-use weft_model::snapshot::unix_nanos;
+use std::time::{Duration, Instant};
 use weft_model::{Key, Object, Snapshot};
 
 /// `kind/namespace/name` (namespace empty for cluster-scoped objects) → the object's JSON.
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 /// `revision` → the store's revision.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// revision → (when, in nanoseconds since the Unix epoch; kind; namespace; name) of the object it changed.
-const CHANGES: TableDefinition<u64, (u64, &str, Option<&str>, &str)> = TableDefinition::new("changes");
-
-/// One entry of the change log: the revision, the object it changed, when.
-pub type Change = (u64, Key, SystemTime);
 
 /// What the pages redb caches may take: the store is read from memory, so the cache only serves the commits.
 const CACHE_BYTES: usize = 16 << 20;
@@ -35,7 +27,6 @@ pub struct Disk {
 /// The store as it is on disk.
 pub struct Loaded {
     pub snap: Snapshot,
-    pub changes: VecDeque<Change>,
 }
 
 impl Disk {
@@ -82,38 +73,18 @@ impl Disk {
                 .and_then(weft_model::manifest::from_value);
             objects.push(decoded.map_err(|msg| Read::Object(key.value().to_string(), msg))?);
         }
-        let mut changes = VecDeque::new();
-        for entry in tx.open_table(CHANGES)?.iter()? {
-            let (revision, change) = entry?;
-            let (at, kind, namespace, name) = change.value();
-            let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(at);
-            changes.push_back((revision.value(), Key::new(kind, namespace, name), at));
-        }
         Ok(Loaded {
             snap: Snapshot::new(revision, objects),
-            changes,
         })
     }
 
     /// Writes, in one durable transaction, the objects under `keys` as `snap` has them (removing those it does
-    /// not have), `snap`'s revision, and the change log entries `log`, keeping the last `kept` revisions of it.
-    pub fn commit<'a>(
-        &self,
-        snap: &Snapshot,
-        keys: impl Iterator<Item = &'a Key>,
-        log: impl Iterator<Item = (u64, &'a Key, SystemTime)>,
-        kept: u64,
-    ) -> Result<()> {
-        self.write(snap, keys, log, kept).map_err(|e| failed(&self.path, e))
+    /// not have) and `snap`'s revision.
+    pub fn commit<'a>(&self, snap: &Snapshot, keys: impl Iterator<Item = &'a Key>) -> Result<()> {
+        self.write(snap, keys).map_err(|e| failed(&self.path, e))
     }
 
-    fn write<'a>(
-        &self,
-        snap: &Snapshot,
-        keys: impl Iterator<Item = &'a Key>,
-        log: impl Iterator<Item = (u64, &'a Key, SystemTime)>,
-        kept: u64,
-    ) -> Result<(), redb::Error> {
+    fn write<'a>(&self, snap: &Snapshot, keys: impl Iterator<Item = &'a Key>) -> Result<(), redb::Error> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         {
@@ -130,17 +101,6 @@ impl Disk {
                     }
                 }
             }
-            let mut changes = tx.open_table(CHANGES)?;
-            for (revision, key, at) in log {
-                let entry = (
-                    unix_nanos(at),
-                    key.kind.as_str(),
-                    key.namespace.as_deref(),
-                    key.name.as_str(),
-                );
-                changes.insert(revision, entry)?;
-            }
-            changes.retain_in(..=snap.revision.saturating_sub(kept), |_, _| false)?;
             tx.open_table(META)?.insert("revision", snap.revision)?;
         }
         tx.commit()?;
@@ -152,7 +112,6 @@ impl Loaded {
     fn empty() -> Loaded {
         Loaded {
             snap: Snapshot::default(),
-            changes: VecDeque::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! (`disk`, one record per object) before the write that made it returns, so a restarted supervisor has every
 //! acknowledged write, at the same revisions, with the change log.
 
-use crate::disk::{Change, Disk};
+use crate::disk::Disk;
 
 use crate::error::{Error, Result, io};
 use crate::services::ServiceNetwork;
@@ -11,7 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 use weft_model::k8s_openapi;
 use weft_model::snapshot::Stored;
 use weft_model::{Key, Object, Snapshot};
@@ -36,35 +35,14 @@ pub struct Store {
     batching: bool,
 }
 
-/// One revision in the change log.
+/// One revision in the change log: the object before and after it.
 struct Logged {
     revision: u64,
-    key: Key,
-    at: SystemTime,
-    /// The object before and after; none of either for revisions read back from disk, whose objects are not
-    /// kept there.
     old: Option<Arc<Object>>,
     new: Option<Arc<Object>>,
 }
 
-impl Logged {
-    fn from_disk((revision, key, at): Change) -> Logged {
-        Logged {
-            revision,
-            key,
-            at,
-            old: None,
-            new: None,
-        }
-    }
-
-    /// Whether the log knows what this revision did (not for revisions read back from disk).
-    fn known(&self) -> bool {
-        self.old.is_some() || self.new.is_some()
-    }
-}
-
-/// How many revisions `Store::changes` remembers (a watcher further behind gets whole snapshots, no change times).
+/// How many revisions the change log remembers (a Kubernetes watch further behind gets `410 Expired` and relists).
 const CHANGES_KEPT: usize = 4096;
 
 /// What `apply` did, in kubectl's words.
@@ -90,7 +68,7 @@ impl Store {
             published: None,
             services: ServiceNetwork::default(),
             held: crate::services::Allocations::default(),
-            changes: loaded.changes.into_iter().map(Logged::from_disk).collect(),
+            changes: VecDeque::new(),
             pending: Vec::new(),
             batching: false,
         };
@@ -247,48 +225,20 @@ impl Store {
         Some(gone)
     }
 
-    /// When the revisions after `after` up to `upto` that changed one of `kinds` (any kind when none) were made,
-    /// as far as remembered.
-    pub fn changes(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Vec<SystemTime> {
-        self.changes
-            .iter()
-            .filter(|c| (after + 1..=upto).contains(&c.revision) && kinds.is_none_or(|k| k.contains(&c.key.kind)))
-            .map(|c| c.at)
-            .collect()
-    }
-
-    /// The objects of `kinds` (any kind when none) changed or removed after revision `after` up to `upto`, or
-    /// None when the log no longer reaches back to `after`.
-    pub fn changed_keys(&self, after: u64, upto: u64, kinds: Option<&[String]>) -> Option<BTreeSet<Key>> {
-        if !self.remembers(after) {
-            return None;
-        }
-        Some(
-            self.changes
-                .iter()
-                .filter(|c| (after + 1..=upto).contains(&c.revision) && kinds.is_none_or(|k| k.contains(&c.key.kind)))
-                .map(|c| c.key.clone())
-                .collect(),
-        )
-    }
-
     /// Whether the log holds every revision after `after`.
     fn remembers(&self, after: u64) -> bool {
         let oldest = self.changes.front().map_or(self.snap.revision + 1, |c| c.revision);
         oldest <= after + 1
     }
 
-    /// Every change after revision `after`, oldest first, or None when the log no longer reaches back to it
-    /// (or only to revisions of an earlier supervisor, whose objects it does not have: the watcher relists).
+    /// Every change after revision `after`, oldest first, or None when the log no longer reaches back to it (it
+    /// holds only this supervisor's revisions: a watcher from before relists).
     pub fn changes_since(&self, after: u64) -> Option<Vec<weft_apiserver::Change>> {
         if !self.remembers(after) {
             return None;
         }
         // The log is in revision order: skip to the first one after `after`.
         let start = self.changes.partition_point(|c| c.revision <= after);
-        if self.changes.range(start..).any(|c| !c.known()) {
-            return None;
-        }
         Some(
             self.changes
                 .range(start..)
@@ -316,11 +266,9 @@ impl Store {
         if self.changes.len() == CHANGES_KEPT {
             self.changes.pop_front();
         }
-        self.pending.push(key.clone());
+        self.pending.push(key);
         self.changes.push_back(Logged {
             revision: self.snap.revision,
-            key,
-            at: SystemTime::now(),
             old,
             new,
         });
@@ -345,12 +293,7 @@ impl Store {
             return Ok(());
         }
         let keys: BTreeSet<&Key> = self.pending.iter().collect();
-        let log = self
-            .changes
-            .iter()
-            .filter(|c| c.revision > self.durable)
-            .map(|c| (c.revision, &c.key, c.at));
-        match self.disk.commit(&self.snap, keys.into_iter(), log, CHANGES_KEPT as u64) {
+        match self.disk.commit(&self.snap, keys.into_iter()) {
             Ok(()) => {
                 self.pending.clear();
                 self.durable = self.snap.revision;
@@ -370,7 +313,7 @@ impl Store {
             Ok(loaded) => {
                 self.snap = loaded.snap;
                 self.held = crate::services::Allocations::of(&self.snap);
-                self.changes = loaded.changes.into_iter().map(Logged::from_disk).collect();
+                self.changes.clear();
                 self.pending.clear();
                 self.published = None;
             }
@@ -533,47 +476,31 @@ mod tests {
     }
 
     #[test]
-    fn changes_are_timed_by_revision_and_kind() {
-        let dir = Dir::new();
-        let mut store = dir.open();
-        let before = SystemTime::now();
-        store.apply(object(POD)).unwrap();
-        store.apply(object(NS)).unwrap();
-        let pods = Some(&["Pod".to_string()][..]);
-        let all = store.changes(0, store.revision(), None);
-        assert_eq!(all.len(), 2);
-        assert!(all[0] >= before && all[1] >= all[0]);
-        assert_eq!(store.changes(0, store.revision(), pods), all[..1]);
-        assert!(store.changes(1, store.revision(), pods).is_empty());
-        // A refused batch takes its change times back with it.
-        let refused = store.transaction(|s| {
-            s.remove(&Key::new("Pod", Some("default"), "p"));
-            Err::<(), _>(Error::Invalid("refused".into()))
-        });
-        assert!(refused.is_err());
-        assert!(store.changes(2, u64::MAX, None).is_empty());
-        store.remove(&Key::new("Pod", Some("default"), "p"));
-        assert_eq!(store.changes(2, store.revision(), pods).len(), 1);
-    }
-
-    #[test]
-    fn changed_keys_cover_the_log_or_say_none() {
+    fn the_change_log_is_one_entry_per_revision_or_says_none() {
         let dir = Dir::new();
         let mut store = dir.open();
         store.apply(object(POD)).unwrap();
         store.apply(object(NS)).unwrap();
         let pod = Key::new("Pod", Some("default"), "p");
         store.remove(&pod);
-        let pods = Some(&["Pod".to_string()][..]);
-        let upto = store.revision();
-        assert_eq!(
-            store.changed_keys(0, upto, pods).unwrap(),
-            BTreeSet::from([pod.clone()])
-        );
-        assert_eq!(store.changed_keys(0, upto, None).unwrap().len(), 2);
-        assert!(store.changed_keys(1, 2, pods).unwrap().is_empty());
-        assert!(store.changed_keys(upto, upto, None).unwrap().is_empty());
-        // Once the log has forgotten a revision, a watcher from before it gets a whole snapshot.
+        let kinds = |after: u64, store: &Store| -> Vec<(u64, bool, bool)> {
+            let changes = store.changes_since(after).unwrap();
+            changes
+                .iter()
+                .map(|c| (c.revision, c.old.is_some(), c.new.is_some()))
+                .collect()
+        };
+        assert_eq!(kinds(0, &store), [(1, false, true), (2, false, true), (3, true, false)]);
+        assert_eq!(kinds(2, &store), [(3, true, false)]);
+        assert!(kinds(3, &store).is_empty());
+        // A refused batch takes its revisions back with it.
+        let refused = store.transaction(|s| {
+            s.remove(&Key::new("Namespace", None, "x"));
+            Err::<(), _>(Error::Invalid("refused".into()))
+        });
+        assert!(refused.is_err());
+        assert!(kinds(3, &store).is_empty());
+        // Once the log has forgotten a revision, a watcher from before it relists.
         let ((), saved) = store.batch(|s| {
             for i in 0..CHANGES_KEPT {
                 s.update(&Key::new("Namespace", None, "x"), |o| {
@@ -585,8 +512,8 @@ mod tests {
             }
         });
         saved.unwrap();
-        assert!(store.changed_keys(1, store.revision(), None).is_none());
-        assert!(store.changed_keys(upto, store.revision(), None).is_some());
+        assert!(store.changes_since(1).is_none());
+        assert!(store.changes_since(store.revision() - 1).is_some());
     }
 
     #[test]
@@ -605,7 +532,6 @@ mod tests {
         store.apply(object(&POD.replace("name: p,", "name: q,"))).unwrap();
         store.remove(&Key::new("Pod", Some("default"), "q"));
         let (revision, snap) = (store.revision(), store.snapshot());
-        let log = store.changes(0, revision, None);
         drop(store);
         let again = dir.open();
         assert_eq!(again.revision(), revision);
@@ -613,11 +539,9 @@ mod tests {
         assert_eq!(again.get(&pod), snap.get(&pod));
         assert_eq!(again.get(&ns), snap.get(&ns));
         assert_eq!(again.get(&pod).unwrap().meta().resource_version.as_deref(), Some("3"));
-        assert_eq!(again.changes(0, revision, None), log);
-        assert_eq!(
-            again.changed_keys(1, revision, None).unwrap(),
-            BTreeSet::from([pod, ns, Key::new("Pod", Some("default"), "q")])
-        );
+        // The log holds this supervisor's revisions only: a watcher from before relists.
+        assert!(again.changes_since(1).is_none());
+        assert!(again.changes_since(revision).unwrap().is_empty());
     }
 
     #[test]
@@ -645,7 +569,6 @@ mod tests {
         assert_eq!(again.revision(), 1);
         assert_eq!(again.view().len(), 1);
         assert!(again.get(&Key::new("Namespace", None, "x")).is_some());
-        assert_eq!(again.changes(0, u64::MAX, None).len(), 1);
     }
 
     #[test]
@@ -664,8 +587,6 @@ mod tests {
         let again = dir.open();
         assert_eq!(again.revision(), 8);
         assert_eq!(again.view().len(), 2);
-        // The log starts after the move: a watcher from before it gets a whole snapshot.
-        assert!(again.changed_keys(6, 8, None).is_none());
-        assert_eq!(again.changed_keys(7, 8, None).unwrap().len(), 1);
+        assert!(again.changes_since(7).is_none(), "the log starts with this supervisor");
     }
 }

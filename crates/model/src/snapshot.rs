@@ -196,12 +196,6 @@ fn same_version(a: &Arc<Object>, b: &Arc<Object>) -> bool {
     Arc::ptr_eq(a, b) || (a.meta().resource_version.is_some() && a.meta().resource_version == b.meta().resource_version)
 }
 
-/// A time as nanoseconds since the Unix epoch (the lab's change log writes them so).
-pub fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("cluster state source {what}: {msg}")]
