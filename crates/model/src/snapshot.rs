@@ -5,7 +5,6 @@ use crate::object::{Key, Object};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -16,8 +15,9 @@ pub struct Snapshot {
     /// When the API accepted each change this snapshot carries over the one its watcher delivered before
     /// (empty when not known, e.g. a watch's first snapshot): how long a change took to reach the dataplane.
     pub changes: Vec<SystemTime>,
-    /// Shared between snapshots: a copy of the store costs a pointer per object, not a deep clone.
-    objects: BTreeMap<Key, Arc<Object>>,
+    /// A persistent map shared between snapshots: a copy costs a pointer (the tree's root), and a change copies
+    /// only the path to it, so the store can publish a snapshot per revision at 10,000s of objects.
+    objects: imbl::OrdMap<Key, Arc<Object>>,
 }
 
 /// The disk form of a snapshot: the revision and the objects as the Kubernetes API writes them.
