@@ -236,6 +236,17 @@ async fn dispatch(api: &Api, mut call: Call) -> Result<Response<Body>, ApiError>
                 .ok_or_else(ApiError::no_route)?;
             Ok(json_response(StatusCode::OK, &doc))
         }
+        Route::OpenApiV2 => {
+            get_only()?;
+            if call.accept.contains("protobuf") {
+                let response = Response::builder()
+                    .header(hyper::header::CONTENT_TYPE, crate::openapi::V2_PROTOBUF)
+                    .body(crate::body::full(crate::openapi::v2_protobuf()))
+                    .unwrap_or_default();
+                return Ok(response);
+            }
+            Ok(json_response(StatusCode::OK, &crate::openapi::v2_json()))
+        }
         Route::OpenApiIndex => {
             get_only()?;
             Ok(json_response(

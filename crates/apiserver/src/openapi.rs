@@ -3,6 +3,11 @@
 //! server (`fieldValidation=Strict`) and computes patches from its compiled-in types (strategic merge for
 //! built-in kinds, JSON merge for custom ones), as it does against kube-apiserver. No schemas are served: with
 //! none, kubectl must not be told the strategic-merge content type (it would look for them), so none is.
+//!
+//! OpenAPI v2 is served empty (no paths, no definitions), in JSON or in the protobuf form kubectl asks for: kubectl
+//! validates a `List` (`kubectl apply -f` of a `kind: List`) against v2 whatever v3 says, and a server without
+//! v2 fails that with "failed to download openapi". Finding no schema for the items, kubectl leaves them to the
+//! server's validation, as it does for every single object.
 
 use crate::discovery::group_versions;
 use serde_json::{Value, json};
@@ -56,6 +61,27 @@ pub fn document(resources: &[Resource], path: &str) -> Option<Value> {
     }))
 }
 
+/// `/openapi/v2` as JSON: a Swagger 2.0 document with no paths and no definitions.
+pub fn v2_json() -> Value {
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": crate::version::GIT_VERSION},
+        "paths": {},
+        "definitions": {},
+    })
+}
+
+/// The same document as gnostic's `openapi.v2.Document` protobuf message (swagger = 1, info = 2 with title = 1
+/// and version = 2), the form kubectl asks for.
+pub fn v2_protobuf() -> Vec<u8> {
+    use crate::protobuf::wire::len;
+    let info = [len(1, b"Kubernetes"), len(2, crate::version::GIT_VERSION.as_bytes())].concat();
+    [len(1, b"2.0"), len(2, &info)].concat()
+}
+
+/// The media type of `v2_protobuf`.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
 /// FNV-1a of the document's JSON, as hex.
 fn hash(doc: &Value) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -81,5 +107,26 @@ mod tests {
         assert_eq!(op["parameters"][0]["name"], "fieldValidation");
         assert!(doc["paths"]["/api/v1/nodes/{name}"].is_object());
         assert!(document(builtin(), "apis/nothing/v1").is_none());
+    }
+
+    #[test]
+    fn v2_protobuf_is_a_swagger_document_with_info() {
+        use crate::protobuf::wire::{Reader, WireType};
+        let fields = |bytes: &[u8]| {
+            let mut r = Reader::new(bytes);
+            let mut out = Vec::new();
+            while let Some((number, ty)) = r.key().unwrap() {
+                assert_eq!(ty, WireType::Len);
+                out.push((number, r.bytes().unwrap().to_vec()));
+            }
+            out
+        };
+        let doc = fields(&v2_protobuf());
+        assert_eq!(doc[0], (1, b"2.0".to_vec()));
+        assert_eq!(doc[1].0, 2);
+        let info = fields(&doc[1].1);
+        assert_eq!(info[0], (1, b"Kubernetes".to_vec()));
+        assert_eq!(info[1], (2, crate::version::GIT_VERSION.as_bytes().to_vec()));
+        assert_eq!(v2_json()["paths"], json!({}));
     }
 }

@@ -105,7 +105,7 @@ fn mark_deleted(store: &mut Store, key: &Key) {
 }
 
 /// Everything the controllers want changed in `snap`.
-pub fn reconcile(snap: &Snapshot) -> Vec<Change> {
+pub fn reconcile(before: &Snapshot, snap: &Snapshot) -> Vec<Change> {
     let mut changes = Vec::new();
     namespaces(snap, &mut changes);
     service_accounts(snap, &mut changes);
@@ -146,7 +146,7 @@ pub fn reconcile(snap: &Snapshot) -> Vec<Change> {
     }
     collect_garbage(snap, &mut changes);
     schedule(snap, &mut changes);
-    crate::endpoints::reconcile(snap, &mut changes);
+    crate::endpoints::reconcile(snap, &crate::endpoints::Scope::between(before, snap), &mut changes);
     changes.extend(crate::events::expired(snap).into_iter().map(Change::Remove));
     changes
 }
@@ -532,7 +532,7 @@ mod tests {
 
     fn settle(store: &mut Store) {
         for _ in 0..20 {
-            let changes = reconcile(&store.snapshot());
+            let changes = reconcile(&Snapshot::default(), &store.snapshot());
             if changes.is_empty() {
                 return;
             }
@@ -652,7 +652,7 @@ spec:
     /// Controllers and kubelets until nothing moves; `check` sees the store after every controller step.
     fn run_cluster(store: &mut Store, mut check: impl FnMut(&Snapshot)) {
         for _ in 0..200 {
-            let changes = reconcile(&store.snapshot());
+            let changes = reconcile(&Snapshot::default(), &store.snapshot());
             let moved = !changes.is_empty();
             apply(store, changes);
             check(&store.snapshot());

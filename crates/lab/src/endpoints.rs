@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use weft_model::k8s_openapi;
 use weft_model::object::labels;
@@ -33,9 +33,85 @@ pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 /// Object names the controllers make stay within 63 characters, as generated names do.
 const MAX_NAME: usize = 63;
 
+/// The Services a reconcile looks at: all of them, or those whose EndpointSlices and Endpoints may have to change
+/// since an earlier snapshot. Computing every Service's slices on every change costs O(Services) per write, which
+/// at 10,000 Services was most of a write's cost.
+pub enum Scope {
+    All,
+    /// (namespace, name)
+    Services(BTreeSet<(String, String)>),
+}
+
+impl Scope {
+    /// What changed from `before` to `snap` that the endpoint controllers care about: a changed Service; the
+    /// Services whose selector matches a changed pod's labels, old or new; the Service named by a changed slice
+    /// (its `kubernetes.io/service-name`) or Endpoints. Any Node change (topology, readiness) means all, and so
+    /// does an empty `before` (a first reconcile).
+    pub fn between(before: &Snapshot, snap: &Snapshot) -> Scope {
+        if before.is_empty() || snap.changes_since(before, "Node").next().is_some() {
+            return Scope::All;
+        }
+        let mut services = BTreeSet::new();
+        let mut add = |meta: &ObjectMeta, name: Option<&str>| {
+            if let (Some(ns), Some(name)) = (meta.namespace.as_deref(), name) {
+                services.insert((ns.to_string(), name.to_string()));
+            }
+        };
+        for (old, new) in snap.changes_since(before, "Service") {
+            if let Some(o) = old.or(new) {
+                add(o.meta(), o.meta().name.as_deref());
+            }
+        }
+        for (old, new) in snap.changes_since(before, "Endpoints") {
+            if let Some(o) = old.or(new) {
+                add(o.meta(), o.meta().name.as_deref());
+            }
+        }
+        for (old, new) in snap.changes_since(before, "EndpointSlice") {
+            for o in [old, new].into_iter().flatten() {
+                add(o.meta(), labels(o.meta()).get(SERVICE_NAME).map(String::as_str));
+            }
+        }
+        let pods: Vec<&Object> = snap
+            .changes_since(before, "Pod")
+            .flat_map(|(old, new)| [old, new])
+            .flatten()
+            .collect();
+        if !pods.is_empty() {
+            for svc in snap.services() {
+                let selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref());
+                let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+                    continue;
+                };
+                let selects = |pod: &&Object| {
+                    pod.meta().namespace == svc.metadata.namespace
+                        && selector.iter().all(|(k, v)| labels(pod.meta()).get(k) == Some(v))
+                };
+                if pods.iter().any(selects) {
+                    add(&svc.metadata, svc.metadata.name.as_deref());
+                }
+            }
+        }
+        Scope::Services(services)
+    }
+
+    fn has(&self, namespace: Option<&str>, name: Option<&str>) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Services(set) => match (namespace, name) {
+                (Some(ns), Some(name)) => set.contains(&(ns.to_string(), name.to_string())),
+                _ => false,
+            },
+        }
+    }
+}
+
 /// Adds the slice writes and removals that make the stored EndpointSlices what the Services and pods (and
-/// selector-less Services' Endpoints) call for.
-pub fn reconcile(snap: &Snapshot, changes: &mut Vec<Change>) {
+/// selector-less Services' Endpoints) call for, for the Services in `scope`.
+pub fn reconcile(snap: &Snapshot, scope: &Scope, changes: &mut Vec<Change>) {
+    if matches!(scope, Scope::Services(set) if set.is_empty()) {
+        return;
+    }
     let mut desired: BTreeMap<Key, EndpointSlice> = BTreeMap::new();
     let mut desired_endpoints: BTreeMap<Key, Endpoints> = BTreeMap::new();
     let mut pods_by_ns: HashMap<&str, Vec<&Pod>> = HashMap::new();
@@ -47,9 +123,10 @@ pub fn reconcile(snap: &Snapshot, changes: &mut Vec<Change>) {
         .nodes()
         .filter_map(|n| Some((n.metadata.name.as_deref()?, labels(&n.metadata))))
         .collect();
+    let in_scope = |meta: &ObjectMeta, name: Option<&str>| scope.has(meta.namespace.as_deref(), name);
     for svc in snap.services() {
         let Some(spec) = &svc.spec else { continue };
-        if service_type(spec) == "ExternalName" {
+        if !in_scope(&svc.metadata, svc.metadata.name.as_deref()) || service_type(spec) == "ExternalName" {
             continue;
         }
         let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
@@ -73,6 +150,12 @@ pub fn reconcile(snap: &Snapshot, changes: &mut Vec<Change>) {
         }
     }
     for existing in snap.endpoint_slices() {
+        if !in_scope(
+            &existing.metadata,
+            labels(&existing.metadata).get(SERVICE_NAME).map(String::as_str),
+        ) {
+            continue;
+        }
         let key = slice_key(existing);
         let managed = labels(&existing.metadata)
             .get(MANAGED_BY)
@@ -93,6 +176,9 @@ pub fn reconcile(snap: &Snapshot, changes: &mut Vec<Change>) {
     }
     for existing in snap.of_kind("Endpoints") {
         let Object::Endpoints(have) = existing else { continue };
+        if !in_scope(&have.metadata, have.metadata.name.as_deref()) {
+            continue;
+        }
         let key = existing.key();
         let ours = labels(&have.metadata)
             .get(ENDPOINTS_MANAGED_BY)
@@ -579,7 +665,7 @@ mod tests {
 
     fn slices(snap: &Snapshot) -> Vec<EndpointSlice> {
         let mut changes = Vec::new();
-        reconcile(snap, &mut changes);
+        reconcile(snap, &Scope::All, &mut changes);
         changes
             .into_iter()
             .filter_map(|c| match c {
@@ -590,6 +676,61 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The Services a scoped reconcile looks at, by name.
+    fn scoped(before: &Snapshot, snap: &Snapshot) -> Option<Vec<String>> {
+        match Scope::between(before, snap) {
+            Scope::All => None,
+            Scope::Services(set) => Some(set.into_iter().map(|(_, name)| name).collect()),
+        }
+    }
+
+    #[test]
+    fn scope_is_what_changed_and_a_scoped_reconcile_matches_a_full_one() {
+        let web = service("web", json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}));
+        let other = service("other", json!({"selector": {"app": "other"}, "ports": [{"port": 80}]}));
+        let mut snap = Snapshot::new(1, [node(), web, other]);
+        assert!(
+            scoped(&Snapshot::default(), &snap).is_none(),
+            "a first reconcile looks at everything"
+        );
+        // The controller's own slices are in place: nothing left to do.
+        let mut changes = Vec::new();
+        reconcile(&snap, &Scope::All, &mut changes);
+        for change in changes {
+            match change {
+                Change::Put(o) => drop(snap.insert(*o)),
+                Change::Remove(key) => drop(snap.remove(&key)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let before = snap.clone();
+        // A pod of `web` appears: only `web` is looked at, and the scoped reconcile writes what a full one would.
+        snap.insert(pod("p1", "10.244.0.5", true, &[]));
+        assert_eq!(scoped(&before, &snap), Some(vec!["web".to_string()]));
+        let (mut full, mut part) = (Vec::new(), Vec::new());
+        reconcile(&snap, &Scope::All, &mut full);
+        reconcile(&snap, &Scope::between(&before, &snap), &mut part);
+        assert_eq!(format!("{full:?}"), format!("{part:?}"));
+        assert!(!part.is_empty());
+        // A Service changed: that one; a slice removed by hand: its Service; a Node changed: all.
+        let mut next = before.clone();
+        next.insert(service(
+            "other",
+            json!({"selector": {"app": "x"}, "ports": [{"port": 81}]}),
+        ));
+        assert_eq!(scoped(&before, &next), Some(vec!["other".to_string()]));
+        let mut next = before.clone();
+        let slice = next.endpoint_slices().next().map(slice_key).unwrap();
+        next.remove(&slice);
+        assert_eq!(scoped(&before, &next).map(|v| v.len()), Some(1));
+        let mut next = before.clone();
+        next.insert(object(
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2"}}),
+        ));
+        assert!(scoped(&before, &next).is_none());
+        assert_eq!(scoped(&before, &before), Some(vec![]));
     }
 
     fn addresses(slice: &EndpointSlice) -> Vec<&str> {
@@ -722,7 +863,7 @@ mod tests {
             ],
         );
         let mut changes = Vec::new();
-        reconcile(&snap, &mut changes);
+        reconcile(&snap, &Scope::All, &mut changes);
         // The Service's Endpoints are written too; here only the slices matter.
         changes.retain(|c| !matches!(c, Change::Put(o) if o.kind() == "Endpoints"));
         assert_eq!(changes.len(), 2, "{changes:#?}");
@@ -765,18 +906,18 @@ mod tests {
         let stored: Vec<Object> = got.into_iter().map(|s| Object::EndpointSlice(Box::new(s))).collect();
         let snap = Snapshot::new(2, [svc.clone(), ep].into_iter().chain(stored.clone()));
         let mut changes = Vec::new();
-        reconcile(&snap, &mut changes);
+        reconcile(&snap, &Scope::All, &mut changes);
         assert!(changes.is_empty(), "{changes:#?}");
         let snap = Snapshot::new(3, [svc].into_iter().chain(stored));
         let mut changes = Vec::new();
-        reconcile(&snap, &mut changes);
+        reconcile(&snap, &Scope::All, &mut changes);
         assert_eq!(changes.len(), 2);
         assert!(changes.iter().all(|c| matches!(c, Change::Remove(_))));
     }
 
     fn endpoints_changes(snap: &Snapshot) -> Vec<Change> {
         let mut changes = Vec::new();
-        reconcile(snap, &mut changes);
+        reconcile(snap, &Scope::All, &mut changes);
         changes.retain(|c| match c {
             Change::Put(o) => o.kind() == "Endpoints",
             Change::Remove(k) => k.kind == "Endpoints",

@@ -291,15 +291,24 @@ fn raise_fd_limit() {
     }
 }
 
-/// The controllers' loop: reconcile after every change.
+/// The controllers' loop: reconcile after every change, looking at what changed since the last reconcile (from
+/// scratch again after a write that did not reach the disk: the store went back to what is there).
 fn controllers(shared: &Shared) {
-    let mut seen = 0;
+    let mut before = Arc::new(Snapshot::default());
     while !shared.stopping() {
-        let snap = shared.wait_newer(seen, Duration::from_secs(1));
-        seen = snap.revision;
-        let changes = crate::controller::reconcile(&snap);
-        if !changes.is_empty() {
-            shared.write(|store| crate::controller::apply(store, changes));
+        let snap = shared.wait_newer(before.revision, Duration::from_secs(1));
+        let changes = crate::controller::reconcile(&before, &snap);
+        before = snap;
+        if !changes.is_empty()
+            && let Err(e) = shared.try_write(|store| {
+                crate::controller::apply(store, changes);
+                Ok(())
+            })
+        {
+            eprintln!("weft lab: {e}");
+            before = Arc::new(Snapshot::default());
+            // Back-off: a disk that refuses this write will likely refuse the next.
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 }

@@ -7,7 +7,7 @@
 // Generated: one field a line, as the generator writes it.
 #[rustfmt::skip]
 mod schema;
-mod wire;
+pub(crate) mod wire;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;

@@ -8,29 +8,7 @@ fn fixture(name: &str) -> Value {
     decode(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// Protobuf encoding, enough to build test bodies.
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-    out
-}
-
-fn int(number: u32, v: i64) -> Vec<u8> {
-    [varint(u64::from(number) << 3), varint(v as u64)].concat()
-}
-
-fn len(number: u32, payload: &[u8]) -> Vec<u8> {
-    [
-        varint(u64::from(number) << 3 | 2),
-        varint(payload.len() as u64),
-        payload.to_vec(),
-    ]
-    .concat()
-}
+use super::wire::{int, len, varint};
 
 fn body(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
     let type_meta = [len(1, api_version.as_bytes()), len(2, kind.as_bytes())].concat();

@@ -1,4 +1,5 @@
-//! The protobuf wire format: keys, varints, fixed-width numbers and length-delimited payloads.
+//! The protobuf wire format: keys, varints, fixed-width numbers and length-delimited payloads; read, and written
+//! as far as the server writes protobuf (its OpenAPI v2 document) and the tests build bodies.
 
 /// How a field's value is laid out on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,4 +106,31 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(bytes)
     }
+}
+
+/// A varint's bytes.
+pub fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+
+/// A varint field.
+#[cfg(test)]
+pub fn int(number: u32, v: i64) -> Vec<u8> {
+    [varint(u64::from(number) << 3), varint(v as u64)].concat()
+}
+
+/// A length-delimited field (string, bytes or message).
+pub fn len(number: u32, payload: &[u8]) -> Vec<u8> {
+    [
+        varint(u64::from(number) << 3 | 2),
+        varint(payload.len() as u64),
+        payload.to_vec(),
+    ]
+    .concat()
 }

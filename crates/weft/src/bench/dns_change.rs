@@ -28,14 +28,14 @@ pub struct Args {
 const METRICS: [&str; 2] = ["weft_dns_change_to_answer_seconds", "weft_dns_sync_duration_seconds"];
 
 /// A lab of this benchmark, taken down whatever happens.
-struct Lab {
-    weft: PathBuf,
-    name: String,
+pub(super) struct Lab {
+    pub weft: PathBuf,
+    pub name: String,
 }
 
 impl Lab {
     /// Runs `weft --lab NAME ARGS`, with `stdin` on its standard input.
-    fn weft(&self, args: &[&str], stdin: &str) -> Result<()> {
+    pub fn weft(&self, args: &[&str], stdin: &str) -> Result<()> {
         let mut child = Command::new(&self.weft)
             .arg("--lab")
             .arg(&self.name)

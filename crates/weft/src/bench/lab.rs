@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
             reach_all(&paths)?;
             let reach = started.elapsed();
             let control = peak_rss_mb(&[supervisor_pid(&paths)?]);
-            let agents = peak_rss_mb(&agent_pids(&lab));
+            let agents = peak_rss_mb(&agent_pids(&paths));
             let down_started = Instant::now();
             weft(&["lab", "down"])?;
             Ok((reach, control, agents, down_started.elapsed()))
@@ -112,16 +112,13 @@ fn reach_all(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-fn supervisor_pid(paths: &Paths) -> Result<i32> {
+pub(super) fn supervisor_pid(paths: &Paths) -> Result<i32> {
     weft_lab::teardown::supervisor_pid(paths).context("the supervisor is not running")
 }
 
-fn agent_pids(lab: &str) -> Vec<i32> {
+pub(super) fn agent_pids(paths: &Paths) -> Vec<i32> {
     let Ok(out) = Command::new("pgrep")
-        .args([
-            "-f",
-            &format!("agent --kubeconfig {}/", Paths::new(lab).dir().display()),
-        ])
+        .args(["-f", &format!("agent --kubeconfig {}/", paths.dir().display())])
         .output()
     else {
         return Vec::new();
@@ -133,7 +130,7 @@ fn agent_pids(lab: &str) -> Vec<i32> {
 }
 
 /// The largest VmHWM among `pids`, in MB.
-fn peak_rss_mb(pids: &[i32]) -> f64 {
+pub(super) fn peak_rss_mb(pids: &[i32]) -> f64 {
     pids.iter()
         .filter_map(|pid| super::peak_rss_of(&pid.to_string()))
         .fold(0.0, f64::max)

@@ -1,6 +1,7 @@
 //! Benchmarks: commands that print figures (no pass/fail thresholds; those live in docs/benchmarks.md).
 
 mod api;
+mod apply;
 mod cni;
 mod dns;
 mod dns_change;
@@ -17,6 +18,9 @@ pub enum What {
     /// The lab's Kubernetes API with its store, in process: writes at 10,000 Services with watchers, a Table
     /// list of 1,000 pods, memory.
     Api(api::Args),
+    /// In a lab (root): 10,000 Services in one `kubectl apply -f` of a List, until stored and until programmed by
+    /// every agent; `kubectl get services` of them; control-plane and agent memory.
+    Apply(apply::Args),
     /// Sequential ADD/DEL of N pods through a CNI plugin binary, with and without port mappings.
     Cni(cni::Args),
     /// `lab up` until every pod is Running and reachable, `lab down`, and the control plane's memory.
@@ -34,6 +38,7 @@ pub enum What {
 pub fn run(what: What) -> anyhow::Result<()> {
     match what {
         What::Api(args) => api::run(args),
+        What::Apply(args) => apply::run(args),
         What::Cni(args) => cni::run(args),
         What::Lab(args) => lab::run(args),
         What::Proxy(args) => proxy::run(args),

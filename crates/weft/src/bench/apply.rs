@@ -1,0 +1,116 @@
+//! `weft bench apply` (root): N Services in one `kubectl apply -f` of a `List`, in a lab: how long until the API has
+//! stored them all (kubectl returns) and until every node's agent has programmed them (its `agent-revision` file,
+//! written after each whole sync, reaches the revision of the last Service); then a `kubectl get services` of
+//! them all, and what the control plane and the agents hold in memory.
+
+use super::dns_change::Lab;
+use super::ms;
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use weft_lab::spec::Paths;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
+    #[arg(long, default_value_t = 2)]
+    nodes: u8,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let lab = Lab {
+        weft: std::env::current_exe().context("finding the weft binary")?,
+        name: format!("bench-apply-{}", std::process::id() % 100_000),
+    };
+    lab.weft(&["lab", "up", "--nodes", &args.nodes.to_string()], "")?;
+    let paths = Paths::new(&lab.name);
+    let list = std::env::temp_dir().join(format!("weft-{}-services.json", lab.name));
+    std::fs::write(&list, services(args.services).to_string())?;
+    let measured = measure(&paths, &list, &args);
+    let _ = std::fs::remove_file(&list);
+    measured
+}
+
+fn measure(paths: &Paths, list: &std::path::Path, args: &Args) -> Result<()> {
+    let started = Instant::now();
+    kubectl(paths, &["apply", "-f", &list.display().to_string()])?;
+    let stored = started.elapsed();
+    let last = kubectl(
+        paths,
+        &[
+            "get",
+            "service",
+            &format!("svc-{}", args.services - 1),
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    )?;
+    let revision: u64 = last.trim().parse().context("the last Service's resourceVersion")?;
+    let nodes: Vec<String> = (1..=args.nodes).map(|n| format!("node-{n}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut left = nodes.clone();
+    while !left.is_empty() {
+        left.retain(|node| synced(paths, node) < revision);
+        if Instant::now() > deadline {
+            bail!("agents on {left:?} did not program revision {revision} within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let programmed = started.elapsed();
+    let listed = Instant::now();
+    let rows = kubectl(paths, &["get", "services", "--no-headers"])?.lines().count();
+    let get = listed.elapsed();
+    if rows != args.services + 1 {
+        bail!("kubectl get services: {rows} rows, expected {}", args.services + 1);
+    }
+    println!(
+        "{} Services in one kubectl apply -f of a List, {} nodes:",
+        args.services, args.nodes
+    );
+    println!("  stored (kubectl apply returned): {:.0} ms", ms(stored));
+    println!("  programmed by every agent: {:.0} ms", ms(programmed));
+    println!("  kubectl get services of them all: {:.0} ms", ms(get));
+    let control = super::lab::supervisor_pid(paths)
+        .ok()
+        .and_then(|pid| super::peak_rss_of(&pid.to_string()));
+    let agents = super::lab::peak_rss_mb(&super::lab::agent_pids(paths));
+    println!(
+        "  peak RSS: control plane (supervisor with the API) {:.1} MB, largest agent {agents:.1} MB",
+        control.unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
+/// The revision a node's agent last programmed whole (0 before its first sync).
+fn synced(paths: &Paths, node: &str) -> u64 {
+    std::fs::read_to_string(paths.node_dir(node).join("agent-revision"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs the real kubectl against the lab, returning its standard output.
+fn kubectl(paths: &Paths, args: &[&str]) -> Result<String> {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", paths.kubeconfig())
+        .output()
+        .context("running kubectl")?;
+    if !out.status.success() {
+        bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A `List` of `n` ClusterIP Services, each selecting pods of its own.
+fn services(n: usize) -> serde_json::Value {
+    let items: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("svc-{i}")},
+                "spec": {"selector": {"app": format!("app-{i}")}, "ports": [{"port": 80, "targetPort": 8080}]}})
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
