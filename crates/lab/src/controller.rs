@@ -144,7 +144,7 @@ pub fn reconcile(before: &Snapshot, snap: &Snapshot) -> Vec<Change> {
             crate::daemonset::reconcile(ds, owned(&pods_by_owner, &ds.metadata), &nodes, &mut changes);
         }
     }
-    collect_garbage(snap, &mut changes);
+    collect_garbage(before, snap, &mut changes);
     schedule(snap, &mut changes);
     crate::endpoints::reconcile(snap, &crate::endpoints::Scope::between(before, snap), &mut changes);
     changes.extend(crate::events::expired(snap).into_iter().map(Change::Remove));
@@ -161,24 +161,26 @@ fn owned<'a, T>(index: &'a HashMap<&str, Vec<&'a T>>, meta: &ObjectMeta) -> &'a 
 }
 
 /// The garbage collector's background deletion: an object all of whose owners are gone goes too (pods
-/// gracefully). Owners are looked up by uid, so an owner deleted and made again does not adopt the old
-/// dependents.
-fn collect_garbage(snap: &Snapshot, changes: &mut Vec<Change>) {
-    let with_owners: Vec<&Object> = snap
-        .objects()
-        .filter(|o| o.meta().owner_references.as_ref().is_some_and(|r| !r.is_empty()))
-        .collect();
-    if with_owners.is_empty() {
-        return;
-    }
-    let uids: HashSet<&str> = snap.objects().filter_map(|o| o.meta().uid.as_deref()).collect();
-    for object in with_owners {
+/// gracefully). Owners are looked up by kind, name and uid, so an owner deleted and made again does not adopt the
+/// old dependents. Only what can have become an orphan since `before` is looked at: objects written since, and,
+/// when something went away, every object with owners.
+fn collect_garbage(before: &Snapshot, snap: &Snapshot, changes: &mut Vec<Change>) {
+    let has_owners = |o: &&Object| o.meta().owner_references.as_ref().is_some_and(|r| !r.is_empty());
+    let written: Vec<&Object> = snap.all_changes_since(before).filter_map(|(_, new)| new).collect();
+    let removed = snap
+        .all_changes_since(before)
+        .any(|(old, new)| old.is_some() && new.is_none_or(|n| n.meta().uid != old.and_then(|o| o.meta().uid.clone())));
+    let candidates: Vec<&Object> = match before.is_empty() || removed {
+        true => snap.objects().filter(has_owners).collect(),
+        false => written.into_iter().filter(has_owners).collect(),
+    };
+    for object in candidates {
         let meta = object.meta();
         let orphan = meta
             .owner_references
             .iter()
             .flatten()
-            .all(|o| !uids.contains(o.uid.as_str()));
+            .all(|owner| !owner_exists(snap, object, owner));
         if !orphan || meta.deletion_timestamp.is_some() {
             continue;
         }
@@ -187,6 +189,14 @@ fn collect_garbage(snap: &Snapshot, changes: &mut Vec<Change>) {
             _ => Change::Remove(object.key()),
         });
     }
+}
+
+/// Whether `owner` of `dependent` is stored: in the dependent's namespace, or cluster-scoped, with its uid.
+fn owner_exists(snap: &Snapshot, dependent: &Object, owner: &OwnerReference) -> bool {
+    [dependent.namespace(), None].into_iter().any(|ns| {
+        snap.get(&Key::new(&owner.kind, ns, &owner.name))
+            .is_some_and(|o| o.meta().uid.as_deref() == Some(owner.uid.as_str()))
+    })
 }
 
 /// A terminating namespace deletes what it holds and goes once empty.
@@ -517,6 +527,7 @@ pub fn is_active(pod: &Pod) -> bool {
 mod tests {
     use super::*;
     use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use std::sync::Arc;
     use weft_model::object::labels;
     use weft_model::parse;
 
@@ -530,9 +541,14 @@ mod tests {
         (store, dir)
     }
 
+    /// Reconciles until nothing changes, each step looking at what changed since the one before (the first at
+    /// everything), as the supervisor's loop does.
     fn settle(store: &mut Store) {
+        let mut before = Arc::new(Snapshot::default());
         for _ in 0..20 {
-            let changes = reconcile(&Snapshot::default(), &store.snapshot());
+            let snap = store.snapshot();
+            let changes = reconcile(&before, &snap);
+            before = snap;
             if changes.is_empty() {
                 return;
             }
@@ -651,8 +667,11 @@ spec:
 
     /// Controllers and kubelets until nothing moves; `check` sees the store after every controller step.
     fn run_cluster(store: &mut Store, mut check: impl FnMut(&Snapshot)) {
+        let mut before = Arc::new(Snapshot::default());
         for _ in 0..200 {
-            let changes = reconcile(&Snapshot::default(), &store.snapshot());
+            let snap = store.snapshot();
+            let changes = reconcile(&before, &snap);
+            before = snap;
             let moved = !changes.is_empty();
             apply(store, changes);
             check(&store.snapshot());
@@ -983,6 +1002,23 @@ spec:
         let snap = store.snapshot();
         assert!(replica_sets(&snap).is_empty());
         assert_eq!(snap.pods().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_owner_deleted_after_a_reconcile_takes_its_dependents_in_the_next() {
+        let (mut store, dir) = store_with(ROLLING);
+        run_cluster(&mut store, |_| {});
+        let before = store.snapshot();
+        assert_eq!(replica_sets(&before).len(), 1);
+        delete(&mut store, &Key::new("Deployment", Some("default"), "web"));
+        let changes = reconcile(&before, &store.snapshot());
+        let set = replica_sets(&before)[0].metadata.name.clone().unwrap();
+        let removed = Key::new("ReplicaSet", Some("default"), &set);
+        assert!(
+            changes.iter().any(|c| matches!(c, Change::Remove(k) if *k == removed)),
+            "{changes:?}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

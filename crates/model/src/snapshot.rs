@@ -132,31 +132,16 @@ impl Snapshot {
         older: &'a Snapshot,
         kind: &str,
     ) -> impl Iterator<Item = (Option<&'a Object>, Option<&'a Object>)> + 'a {
-        let of_kind = |s: &'a Snapshot| s.objects.range(kind_range(kind)).peekable();
-        let (mut old, mut new) = (of_kind(older), of_kind(self));
-        std::iter::from_fn(move || {
-            loop {
-                let order = match (old.peek(), new.peek()) {
-                    (None, None) => return None,
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    // One object is one key: no need to compare keys.
-                    (Some((_, a)), Some((_, b))) if Arc::ptr_eq(a, b) => std::cmp::Ordering::Equal,
-                    (Some((a, _)), Some((b, _))) => a.cmp(b),
-                };
-                match order {
-                    std::cmp::Ordering::Less => return old.next().map(|(_, o)| (Some(&**o), None)),
-                    std::cmp::Ordering::Greater => return new.next().map(|(_, o)| (None, Some(&**o))),
-                    std::cmp::Ordering::Equal => {
-                        let (_, a) = old.next()?;
-                        let (_, b) = new.next()?;
-                        if !same_version(a, b) {
-                            return Some((Some(&**a), Some(&**b)));
-                        }
-                    }
-                }
-            }
-        })
+        let range = kind_range(kind);
+        diff(older.objects.range(range.clone()), self.objects.range(range))
+    }
+
+    /// `changes_since` over every kind.
+    pub fn all_changes_since<'a>(
+        &'a self,
+        older: &'a Snapshot,
+    ) -> impl Iterator<Item = (Option<&'a Object>, Option<&'a Object>)> + 'a {
+        diff(older.objects.iter(), self.objects.iter())
     }
 
     /// The stored form as JSON, of the objects `keep` selects, written straight from the typed objects (no
@@ -189,6 +174,37 @@ impl Snapshot {
 /// key's kind on the way: at 10,000s of objects every key read is a cache miss.
 fn kind_range(kind: &str) -> std::ops::Range<Key> {
     Key::new(kind, None, "")..Key::new(&format!("{kind}\0"), None, "")
+}
+
+/// The entries that differ between two key-ordered walks of the same map's versions (see `changes_since`).
+fn diff<'a>(
+    old: impl Iterator<Item = (&'a Key, &'a Arc<Object>)>,
+    new: impl Iterator<Item = (&'a Key, &'a Arc<Object>)>,
+) -> impl Iterator<Item = (Option<&'a Object>, Option<&'a Object>)> {
+    let (mut old, mut new) = (old.peekable(), new.peekable());
+    std::iter::from_fn(move || {
+        loop {
+            let order = match (old.peek(), new.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                // One object is one key: no need to compare keys.
+                (Some((_, a)), Some((_, b))) if Arc::ptr_eq(a, b) => std::cmp::Ordering::Equal,
+                (Some((a, _)), Some((b, _))) => a.cmp(b),
+            };
+            match order {
+                std::cmp::Ordering::Less => return old.next().map(|(_, o)| (Some(&**o), None)),
+                std::cmp::Ordering::Greater => return new.next().map(|(_, o)| (None, Some(&**o))),
+                std::cmp::Ordering::Equal => {
+                    let (_, a) = old.next()?;
+                    let (_, b) = new.next()?;
+                    if !same_version(a, b) {
+                        return Some((Some(&**a), Some(&**b)));
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Whether two objects under one key are the same version: the same `Arc`, or equal resourceVersions.
