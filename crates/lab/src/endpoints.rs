@@ -38,8 +38,8 @@ const MAX_NAME: usize = 63;
 /// at 10,000 Services was most of a write's cost.
 pub enum Scope {
     All,
-    /// (namespace, name)
-    Services(BTreeSet<(String, String)>),
+    /// Namespace → names.
+    Services(BTreeMap<String, BTreeSet<String>>),
 }
 
 impl Scope {
@@ -51,10 +51,10 @@ impl Scope {
         if before.is_empty() || snap.changes_since(before, "Node").next().is_some() {
             return Scope::All;
         }
-        let mut services = BTreeSet::new();
+        let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut add = |meta: &ObjectMeta, name: Option<&str>| {
             if let (Some(ns), Some(name)) = (meta.namespace.as_deref(), name) {
-                services.insert((ns.to_string(), name.to_string()));
+                services.entry(ns.to_string()).or_default().insert(name.to_string());
             }
         };
         for (old, new) in snap.changes_since(before, "Service") {
@@ -98,10 +98,23 @@ impl Scope {
     fn has(&self, namespace: Option<&str>, name: Option<&str>) -> bool {
         match self {
             Scope::All => true,
-            Scope::Services(set) => match (namespace, name) {
-                (Some(ns), Some(name)) => set.contains(&(ns.to_string(), name.to_string())),
+            Scope::Services(map) => match (namespace, name) {
+                (Some(ns), Some(name)) => map.get(ns).is_some_and(|names| names.contains(name)),
                 _ => false,
             },
+        }
+    }
+
+    /// The stored objects of `kind` named as the Services in scope (the Services themselves, their Endpoints),
+    /// looked up by key rather than by reading every one.
+    fn objects<'a>(&self, snap: &'a Snapshot, kind: &'a str) -> Vec<&'a Object> {
+        match self {
+            Scope::All => snap.of_kind(kind).collect(),
+            Scope::Services(map) => map
+                .iter()
+                .flat_map(|(ns, names)| names.iter().map(move |name| Key::new(kind, Some(ns), name)))
+                .filter_map(|key| snap.get(&key))
+                .collect(),
         }
     }
 }
@@ -109,7 +122,7 @@ impl Scope {
 /// Adds the slice writes and removals that make the stored EndpointSlices what the Services and pods (and
 /// selector-less Services' Endpoints) call for, for the Services in `scope`.
 pub fn reconcile(snap: &Snapshot, scope: &Scope, changes: &mut Vec<Change>) {
-    if matches!(scope, Scope::Services(set) if set.is_empty()) {
+    if matches!(scope, Scope::Services(map) if map.is_empty()) {
         return;
     }
     let mut desired: BTreeMap<Key, EndpointSlice> = BTreeMap::new();
@@ -123,10 +136,10 @@ pub fn reconcile(snap: &Snapshot, scope: &Scope, changes: &mut Vec<Change>) {
         .nodes()
         .filter_map(|n| Some((n.metadata.name.as_deref()?, labels(&n.metadata))))
         .collect();
-    let in_scope = |meta: &ObjectMeta, name: Option<&str>| scope.has(meta.namespace.as_deref(), name);
-    for svc in snap.services() {
+    for object in scope.objects(snap, "Service") {
+        let Object::Service(svc) = object else { continue };
         let Some(spec) = &svc.spec else { continue };
-        if !in_scope(&svc.metadata, svc.metadata.name.as_deref()) || service_type(spec) == "ExternalName" {
+        if service_type(spec) == "ExternalName" {
             continue;
         }
         let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
@@ -150,10 +163,8 @@ pub fn reconcile(snap: &Snapshot, scope: &Scope, changes: &mut Vec<Change>) {
         }
     }
     for existing in snap.endpoint_slices() {
-        if !in_scope(
-            &existing.metadata,
-            labels(&existing.metadata).get(SERVICE_NAME).map(String::as_str),
-        ) {
+        let service = labels(&existing.metadata).get(SERVICE_NAME).map(String::as_str);
+        if !scope.has(existing.metadata.namespace.as_deref(), service) {
             continue;
         }
         let key = slice_key(existing);
@@ -174,11 +185,8 @@ pub fn reconcile(snap: &Snapshot, scope: &Scope, changes: &mut Vec<Change>) {
     for want in desired.into_values() {
         changes.push(Change::Put(Box::new(Object::EndpointSlice(Box::new(want)))));
     }
-    for existing in snap.of_kind("Endpoints") {
+    for existing in scope.objects(snap, "Endpoints") {
         let Object::Endpoints(have) = existing else { continue };
-        if !in_scope(&have.metadata, have.metadata.name.as_deref()) {
-            continue;
-        }
         let key = existing.key();
         let ours = labels(&have.metadata)
             .get(ENDPOINTS_MANAGED_BY)
@@ -682,7 +690,7 @@ mod tests {
     fn scoped(before: &Snapshot, snap: &Snapshot) -> Option<Vec<String>> {
         match Scope::between(before, snap) {
             Scope::All => None,
-            Scope::Services(set) => Some(set.into_iter().map(|(_, name)| name).collect()),
+            Scope::Services(map) => Some(map.into_values().flatten().collect()),
         }
     }
 
