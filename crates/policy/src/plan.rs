@@ -46,6 +46,17 @@ impl PolicyRules {
         out
     }
 
+    /// Chains, rules and set or map elements, the fixed `forward` chain included (for logs and metrics).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let rules: usize = self.chains.values().map(Vec::len).sum();
+        let elements: usize = self.sets.values().map(BTreeSet::len).sum();
+        (
+            self.chains.len() + 1,
+            rules + 3,
+            elements + self.egress_pods.len() + self.ingress_pods.len(),
+        )
+    }
+
     /// One transaction from `self` (what the kernel holds) to `new`, touching only the pod chains and map
     /// elements that differ; `None` when nothing does. New chains exist before an element jumps to them, a
     /// changed chain is flushed and refilled, and a chain goes only after its elements. The kernel commits a
