@@ -227,7 +227,7 @@ fn a_terminated_agent_leaves_the_dataplane_and_its_successor_adopts_it() {
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     };
     lab.wait(10, "the monitors to listen", || {
-        canary(&["ip", "link", "add", "opcanary0", "type", "dummy"]);
+        canary(&["ip", "link", "add", "opcanary0", "type", "bridge"]);
         canary(&["ip", "link", "del", "opcanary0"]);
         canary(&["nft", "add", "table", "inet", "opcanary"]);
         canary(&["nft", "delete", "table", "inet", "opcanary"]);
@@ -316,8 +316,15 @@ fn a_terminated_agent_leaves_the_dataplane_and_its_successor_adopts_it() {
         .collect();
     assert!(removed.is_empty(), "removed: {removed:?}\n{changes}");
     let fdb = fdb_monitor.text();
-    assert!(!fdb.lines().any(|l| l.starts_with("Deleted")), "{fdb}");
+    assert!(
+        !fdb.lines().any(|l| l.starts_with("Deleted") && l.contains("weft")),
+        "{fdb}"
+    );
     let nft = nft_monitor.text();
+    assert!(
+        nft.contains("add table inet weft\n"),
+        "the successor's first sync was watched: {nft}"
+    );
     assert_eq!(tables_left_deleted(&nft), Vec::<String>::new(), "{nft}");
     let tables = text(&lab.node_exec(&node, &["nft", "list", "tables"]).stdout);
     for table in ["inet weft", "inet weft-policy", "inet weft-cni"] {
