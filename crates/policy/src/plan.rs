@@ -441,6 +441,18 @@ fn join(a: &str, b: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn counts_include_the_fixed_forward_chain() {
+        let rules = PolicyRules {
+            chains: [("ing-x/a".to_string(), vec!["accept".to_string(), "drop".to_string()])].into(),
+            sets: [("s1".to_string(), ["10.244.1.2".parse().unwrap()].into())].into(),
+            egress_pods: BTreeMap::new(),
+            ingress_pods: [("10.244.1.2".to_string(), "jump ing-x/a".to_string())].into(),
+        };
+        assert_eq!(rules.counts(), (2, 5, 2));
+        assert_eq!(PolicyRules::default().counts(), (1, 3, 0));
+    }
+
     fn rules(chains: &[(&str, &[&str])], ingress: &[(&str, &str)]) -> PolicyRules {
         PolicyRules {
             chains: chains
