@@ -272,9 +272,11 @@ fn a_terminated_agent_leaves_the_dataplane_and_its_successor_adopts_it() {
     let agent = agent_pid(&lab, &node).unwrap();
     // SAFETY: kill(2) on this lab's agent, found by its command line.
     assert_eq!(unsafe { libc::kill(agent, libc::SIGTERM) }, 0);
+    let signalled = std::time::Instant::now();
     lab.wait(5, "the agent to exit on SIGTERM", || {
         (!std::path::Path::new(&format!("/proc/{agent}")).exists()).then_some(())
     });
+    let exited = signalled.elapsed();
     let successor = lab.wait(30, "a new agent", || agent_pid(&lab, &node).filter(|p| *p != agent));
     ready_agent(&lab, &node);
     let log = std::fs::read_to_string(format!("/run/weft/labs/{}/nodes/{node}/agent.log", lab.name)).unwrap();
@@ -292,6 +294,10 @@ fn a_terminated_agent_leaves_the_dataplane_and_its_successor_adopts_it() {
     assert!(
         !seen.contains("FAIL"),
         "every connection through the ClusterIP answered: {seen}"
+    );
+    eprintln!(
+        "agent gone {exited:.0?} after SIGTERM; {} connections through the ClusterIP, none failed",
+        seen.matches("ok\n").count()
     );
 
     let mut stdin = established.stdin.take().unwrap();
