@@ -136,6 +136,7 @@ impl Agent {
                 kind = report.kind(),
                 bytes = report.script,
                 took = ?report.elapsed,
+                fallback = report.fallback.as_deref(),
                 "synced"
             );
         }
@@ -164,6 +165,7 @@ impl Agent {
                 bytes = report.script,
                 took = ?report.elapsed,
                 conntrack_cleared = report.conntrack_cleared,
+                fallback = report.fallback.as_deref(),
                 "synced"
             );
         }
