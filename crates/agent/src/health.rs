@@ -3,7 +3,6 @@
 //! sends traffic only to nodes that can serve it locally.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,7 +64,7 @@ impl Health {
                     std::thread::spawn(move || serve(listener, port, &checks));
                     self.listening.insert(port, ());
                 }
-                Err(e) => eprintln!("weft agent: health check port {port}: {e}"),
+                Err(e) => tracing::warn!(port, error = %e, "health check port not served"),
             }
         }
     }
@@ -81,22 +80,15 @@ fn serve(listener: TcpListener, port: u16, checks: &Mutex<BTreeMap<u16, Check>>)
     }
 }
 
-fn answer(mut stream: TcpStream, check: &Check) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 1024];
-    let _ = stream.read(&mut buf);
-    let (status, reason) = if check.local_endpoints > 0 {
-        (200, "OK")
+fn answer(stream: TcpStream, check: &Check) {
+    let status = if check.local_endpoints > 0 {
+        "200 OK"
     } else {
-        (503, "Service Unavailable")
+        "503 Service Unavailable"
     };
     let body = format!(
         "{{\"service\":{{\"namespace\":\"{}\",\"name\":\"{}\"}},\"localEndpoints\":{},\"serviceProxyHealthy\":true}}",
         check.namespace, check.name, check.local_endpoints
     );
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let _ = weft_daemon::http::respond(stream, |_| (status, "application/json", body));
 }

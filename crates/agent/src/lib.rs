@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod node;
 pub mod overlay;
 

@@ -4,6 +4,7 @@
 //! Syncs are idempotent, so a restarted agent adopts what its predecessor made without breaking flows.
 
 use crate::health::Health;
+use crate::metrics::{Metrics, Part};
 use crate::overlay::{self, Mode, NodeNet};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
@@ -31,8 +32,8 @@ pub struct Config {
     pub cni_state_dir: PathBuf,
 }
 
-/// Runs until the source fails for good; transient source errors are retried.
-pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
+/// Runs until the source fails for good; transient source errors are retried. `metrics` sees every sync.
+pub fn run(source: &mut dyn Source, config: &Config, metrics: &Arc<Metrics>) -> Result<(), String> {
     weft_netlink::sysctl::set("net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
     // NodePorts on 127.0.0.1 (as `curl localhost:NODEPORT` on a node expects): loopback-sourced packets may then
     // be routed out once DNATed; the proxy's table drops anything else aimed at 127.0.0.0/8 from outside.
@@ -43,6 +44,7 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
         proxier: Proxier::new(),
         health: Health::default(),
         policy: weft_policy::Enforcer::new(),
+        metrics: metrics.clone(),
     };
     let mut after = 0;
     let mut retry = Duration::from_millis(100);
@@ -50,7 +52,8 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
         let snap = match source.next(after) {
             Ok(snap) => snap,
             Err(e) => {
-                eprintln!("weft agent: {e}; retrying in {retry:?}");
+                metrics.source_error();
+                tracing::warn!(error = %e, retry = ?retry, "cluster state source failed; retrying");
                 std::thread::sleep(retry);
                 retry = (retry * 2).min(Duration::from_secs(5));
                 continue;
@@ -59,20 +62,17 @@ pub fn run(source: &mut dyn Source, config: &Config) -> Result<(), String> {
         retry = Duration::from_millis(100);
         after = snap.revision;
         // The parts are independent: a failing overlay must not hold back Services, nor the reverse.
-        if let Err(e) = agent.sync_overlay(&snap, config) {
-            eprintln!("weft agent: revision {after}: overlay: {e}");
+        let overlay = metrics.sync(Part::Overlay, after, || agent.sync_overlay(&snap, config));
+        let services = metrics.sync(Part::Services, after, || agent.sync_services(&snap, config));
+        let policy = metrics.sync(Part::Policy, after, || agent.sync_policy(&snap, config));
+        // Tells the node's pod runtime that pods known at this revision are under their policies now.
+        if policy.is_ok()
+            && let Err(e) = write_if_changed(&synced_file(config), &after.to_string())
+        {
+            tracing::warn!(revision = after, error = %e, "recording the synced revision");
         }
-        if let Err(e) = agent.sync_services(&snap, config) {
-            eprintln!("weft agent: revision {after}: services: {e}");
-        }
-        match agent.sync_policy(&snap, config) {
-            // Tells the node's pod runtime that pods known at this revision are under their policies now.
-            Ok(()) => {
-                if let Err(e) = write_if_changed(&synced_file(config), &after.to_string()) {
-                    eprintln!("weft agent: {e}");
-                }
-            }
-            Err(e) => eprintln!("weft agent: revision {after}: network policy: {e}"),
+        if overlay.is_ok() && services.is_ok() && policy.is_ok() {
+            metrics.applied(&snap);
         }
     }
 }
@@ -85,6 +85,7 @@ pub struct Agent {
     proxier: Proxier,
     health: Health,
     policy: weft_policy::Enforcer,
+    metrics: Arc<Metrics>,
 }
 
 impl Agent {
@@ -104,8 +105,9 @@ impl Agent {
             .ok_or_else(|| format!("uplink {} not found", config.uplink))?;
         let desired = overlay::plan(me, &nodes, config.overlay, uplink.mtu).map_err(|e| e.to_string())?;
         let report = overlay::sync(handle, &config.uplink, &desired).map_err(|e| e.to_string())?;
+        self.metrics.overlay_routes(desired.routes.len());
         if report.changes() > 0 {
-            eprintln!("weft agent: revision {}: {report}", snap.revision);
+            tracing::info!(revision = snap.revision, part = "overlay", changes = %report, "synced");
         }
         let settings = json!({
             "podCIDR": IpNet::V4(me.pod_cidr).to_string(),
@@ -121,15 +123,21 @@ impl Agent {
     pub fn sync_policy(&mut self, snap: &Snapshot, config: &Config) -> Result<(), String> {
         let cluster = weft_policy::Cluster::index(snap);
         let desired = weft_policy::plan::plan(&cluster, &config.node);
-        let chains = desired.chains.len();
+        let counts = desired.counts();
         let report = self.policy.sync(desired).map_err(|e| e.to_string())?;
+        self.metrics.nft_table(weft_policy::plan::TABLE, counts);
         if report.script > 0 {
-            eprintln!(
-                "weft agent: revision {}: network policy: {chains} isolated pod chains; {} sync of {} bytes in {:.1?}",
-                snap.revision,
-                report.kind(),
-                report.script,
-                report.elapsed
+            tracing::info!(
+                revision = snap.revision,
+                part = "policy",
+                chains = counts.0,
+                rules = counts.1,
+                elements = counts.2,
+                kind = report.kind(),
+                bytes = report.script,
+                took = ?report.elapsed,
+                fallback = report.fallback.as_deref(),
+                "synced"
             );
         }
         Ok(())
@@ -145,21 +153,20 @@ impl Agent {
         let counts = desired.counts();
         let checks = crate::health::desired(&desired);
         let report = self.proxier.sync(desired).map_err(|e| e.to_string())?;
+        self.metrics.nft_table(weft_proxy::ruleset::TABLE, counts);
         if report.script > 0 {
-            eprintln!(
-                "weft agent: revision {}: services: {} chains, {} rules, {} map elements; {} sync of {} bytes in {:.1?}{}",
-                snap.revision,
-                counts.0,
-                counts.1,
-                counts.2,
-                if report.full { "full" } else { "incremental" },
-                report.script,
-                report.elapsed,
-                if report.conntrack_cleared > 0 {
-                    format!(", conntrack cleared for {} UDP endpoints", report.conntrack_cleared)
-                } else {
-                    String::new()
-                }
+            tracing::info!(
+                revision = snap.revision,
+                part = "services",
+                chains = counts.0,
+                rules = counts.1,
+                elements = counts.2,
+                kind = if report.full { "full" } else { "incremental" },
+                bytes = report.script,
+                took = ?report.elapsed,
+                conntrack_cleared = report.conntrack_cleared,
+                fallback = report.fallback.as_deref(),
+                "synced"
             );
         }
         self.health.sync(checks);

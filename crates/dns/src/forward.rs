@@ -105,7 +105,7 @@ impl Forwarder {
         let mut kept = Vec::new();
         for u in upstreams {
             if is_self(u, own) {
-                eprintln!("weft dns: upstream {u} is this server's own address ({own}): forwarding loop, not used");
+                tracing::warn!(upstream = %u, own = %own, "upstream is this server's own address: forwarding loop, not used");
                 metrics.loops.fetch_add(1, Relaxed);
             } else {
                 kept.push(u);
@@ -174,9 +174,10 @@ impl Forwarder {
                 let u = i.upstream;
                 drop(inflight);
                 if !self.looping[u].swap(true, Relaxed) {
-                    eprintln!(
-                        "weft dns: query for {} came back from upstream {}: forwarding loop, upstream not used",
-                        key.0, self.upstreams[u]
+                    tracing::warn!(
+                        name = %key.0,
+                        upstream = %self.upstreams[u],
+                        "query came back from upstream: forwarding loop, upstream not used"
                     );
                 }
                 self.metrics.loops.fetch_add(1, Relaxed);

@@ -1,13 +1,12 @@
 //! weft's cluster DNS server: the records of the Kubernetes DNS-Based Service Discovery specification (1.1.0) from
 //! the cluster's snapshots, served over UDP and TCP by several worker threads; everything outside the cluster
-//! domain forwarded upstream with a bounded cache; `/health`, `/ready` and `/metrics` over HTTP.
+//! domain forwarded upstream with a bounded cache; `/healthz`, `/readyz` and `/metrics` over HTTP (weft-daemon's).
 //!
-//! `records` is the pure core (snapshot → table), `answer` the request path (bytes → bytes), `server`, `forward`
-//! and `http` the shell.
+//! `records` is the pure core (snapshot → table), `answer` the request path (bytes → bytes), `server` and
+//! `forward` the shell.
 
 pub mod answer;
 pub mod forward;
-pub mod http;
 pub mod metrics;
 pub mod records;
 pub mod server;
@@ -18,10 +17,11 @@ pub use source::StaticSource;
 
 use metrics::Metrics;
 use server::Shared;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+use weft_daemon::{Liveness, Probes, Registry};
 use weft_model::Source;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,7 @@ pub enum Error {
 pub struct Config {
     /// UDP and TCP address (port 0: any free port).
     pub listen: SocketAddr,
-    /// `/health`, `/ready`, `/metrics` (none: no HTTP endpoint).
+    /// `/healthz`, `/readyz`, `/metrics` (none: no HTTP endpoint).
     pub http: Option<SocketAddr>,
     /// Resolvers for everything outside the cluster domain.
     pub upstreams: Vec<SocketAddr>,
@@ -82,6 +82,8 @@ impl Default for Config {
 /// A running server: its addresses, and the handle to feed it tables.
 pub struct Server {
     shared: Arc<Shared>,
+    status: Arc<Status>,
+    registry: Registry,
     config: Config,
     /// Where DNS is served (UDP and TCP).
     pub addr: SocketAddr,
@@ -112,17 +114,18 @@ impl Server {
         let shared = Arc::new(Shared::new(zone, metrics.clone(), forwarder, config.tcp_idle));
         let start = |what: &'static str, source: std::io::Error| Error::Start { what, source };
 
+        let status = Arc::new(Status {
+            shared: shared.clone(),
+            liveness: Liveness::new(STUCK),
+            draining: AtomicBool::new(false),
+        });
+        let registry = Registry::default();
+        registry.register(metrics.clone());
         let http_addr = match config.http {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr).map_err(|source| Error::Http { addr, source })?;
-                let bound = listener.local_addr().map_err(|e| start("the HTTP endpoint", e))?;
-                let shared = shared.clone();
-                std::thread::Builder::new()
-                    .name("dns-http".into())
-                    .spawn(move || http::serve(listener, shared))
-                    .map_err(|e| start("the HTTP endpoint", e))?;
-                Some(bound)
-            }
+            Some(addr) => Some(
+                weft_daemon::http::start(addr, status.clone(), registry.clone())
+                    .map_err(|source| Error::Http { addr, source })?,
+            ),
             None => None,
         };
         // The forwarder's receiving threads hold an Arc of the forwarder through `shared`.
@@ -142,6 +145,8 @@ impl Server {
             .map_err(|e| start("the TCP acceptor", e))?;
         Ok(Server {
             shared,
+            status,
+            registry,
             config,
             addr: sockets.addr,
             http_addr,
@@ -151,6 +156,7 @@ impl Server {
     /// Builds and serves the table of `snapshot`; returns how long that took. Each of the snapshot's changes is
     /// timed from when the API accepted it to now, when the answers include it.
     pub fn install(&self, snapshot: &weft_model::Snapshot) -> Duration {
+        let _turn = self.status.liveness.turn("table build");
         let started = Instant::now();
         // Built on a thread of its own: glibc gives it another malloc arena, so the table does not interleave with
         // the snapshot's memory, and the snapshot's pages can go back to the system once it is dropped.
@@ -179,14 +185,20 @@ impl Server {
         loop {
             match source.next(after) {
                 Ok(snapshot) => {
-                    self.install(&snapshot);
+                    let took = self.install(&snapshot);
+                    tracing::debug!(
+                        revision = snapshot.revision,
+                        names = self.shared.metrics.names.load(Ordering::Relaxed),
+                        took = ?took,
+                        "records served"
+                    );
                     after = snapshot.revision;
                     drop(snapshot);
                     trim();
                 }
                 Err(e) => {
                     self.shared.metrics.source_errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("weft dns: {e}; retrying");
+                    tracing::warn!(error = %e, "cluster state source failed; retrying in 1s");
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
@@ -195,7 +207,18 @@ impl Server {
 
     /// The metrics text, as `/metrics` serves it.
     pub fn metrics(&self) -> String {
-        self.shared.metrics.render()
+        self.registry.render()
+    }
+
+    /// Where more metrics (e.g. the API source's watch counters) join the server's on `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// From now on `/readyz` answers 503 (so endpoints drop this server) while queries are still answered: what
+    /// a terminating server does before it exits.
+    pub fn drain(&self) {
+        self.status.draining.store(true, Ordering::Relaxed);
     }
 
     /// The upstreams in use (after leaving out our own address).
@@ -227,15 +250,42 @@ fn trim() {
     }
 }
 
-/// Starts the server and follows `source` forever.
-pub fn run(config: Config, source: &mut dyn Source) -> Result<(), Error> {
-    let server = Server::start(config)?;
-    eprintln!(
-        "weft dns: serving {} on {} (udp, tcp){}; upstreams {:?}",
-        server.config.domain,
-        server.addr,
-        server.http_addr.map(|a| format!(", http on {a}")).unwrap_or_default(),
-        server.upstreams()
-    );
-    server.follow(source)
+impl Server {
+    /// Logs where the server answers.
+    pub fn announce(&self) {
+        tracing::info!(
+            domain = %self.config.domain,
+            dns = %self.addr,
+            http = %self.http_addr.map_or("none".into(), |a| a.to_string()),
+            upstreams = ?self.upstreams(),
+            "serving"
+        );
+    }
+}
+
+/// A table build that takes this long means the server is stuck (one takes well under a second at 10,000
+/// Services).
+const STUCK: Duration = Duration::from_secs(60);
+
+/// What the probes see.
+struct Status {
+    shared: Arc<Shared>,
+    liveness: Liveness,
+    draining: AtomicBool,
+}
+
+impl Probes for Status {
+    fn healthy(&self) -> Result<(), String> {
+        self.liveness.check()
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            Err("terminating".into())
+        } else if self.shared.ready() {
+            Ok(())
+        } else {
+            Err("waiting for the first snapshot".into())
+        }
+    }
 }

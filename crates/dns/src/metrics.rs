@@ -3,19 +3,14 @@
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weft_daemon::metrics::{Collect, Exposition, Histogram, Kind};
 
 const TYPES: [&str; 10] = ["A", "AAAA", "SRV", "PTR", "TXT", "CNAME", "SOA", "NS", "ANY", "other"];
 const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other", "DROPPED",
-];
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 17] = [
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.0,
 ];
 
 fn type_index(t: Option<RecordType>) -> usize {
@@ -43,22 +38,6 @@ fn rcode_index(r: Option<ResponseCode>) -> usize {
         Some(ResponseCode::Refused) => 5,
         Some(_) => 6,
         None => 7,
-    }
-}
-
-/// A histogram of durations.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
-}
-
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|b| s <= *b).unwrap_or(BUCKETS.len());
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
     }
 }
 
@@ -105,113 +84,81 @@ impl Metrics {
         }
         w
     }
+}
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+impl Collect for Metrics {
+    fn collect(&self, out: &mut Exposition) {
         let workers = self.workers.lock().map(|w| w.clone()).unwrap_or_default();
-        let mut out = String::new();
-        out.push_str("# HELP weft_dns_queries_total DNS queries by question type and response code.\n");
-        out.push_str("# TYPE weft_dns_queries_total counter\n");
+        let name = "weft_dns_queries_total";
+        out.family(name, "DNS queries by question type and response code.", Kind::Counter);
         for (t, tname) in TYPES.iter().enumerate() {
             for (r, rname) in RCODES.iter().enumerate() {
                 let n: u64 = workers.iter().map(|w| w.queries[t][r].load(Relaxed)).sum();
                 if n > 0 {
-                    let _ = writeln!(out, "weft_dns_queries_total{{type=\"{tname}\",rcode=\"{rname}\"}} {n}");
+                    out.sample(name, &[("type", tname), ("rcode", rname)], n);
                 }
             }
         }
         let latency: Vec<&Histogram> = workers.iter().map(|w| &w.latency).collect();
-        histogram(
-            &mut out,
+        out.histogram(
             "weft_dns_request_duration_seconds",
             "Time from receiving a query to sending its answer (forwarded queries: until the upstream answered).",
-            &latency,
+            &[(&[], &latency)],
         );
-        histogram(
-            &mut out,
+        out.histogram(
             "weft_dns_sync_duration_seconds",
             "Time from a cluster snapshot's arrival to its records being served.",
-            &[&self.sync],
+            &[(&[], &[&self.sync])],
         );
-        histogram(
-            &mut out,
+        out.histogram(
             "weft_dns_change_to_answer_seconds",
             "Time from an object change, when the API accepted it, to the answers including it (one per change).",
-            &[&self.change_to_answer],
+            &[(&[], &[&self.change_to_answer])],
         );
-        for (name, help, kind, v) in [
-            (
-                "weft_dns_snapshot_revision",
-                "Revision of the snapshot being served.",
-                "gauge",
-                &self.revision,
-            ),
-            ("weft_dns_names", "Names in the record table.", "gauge", &self.names),
+        out.gauge(
+            "weft_dns_snapshot_revision",
+            "Revision of the snapshot being served.",
+            self.revision.load(Relaxed),
+        );
+        out.gauge("weft_dns_names", "Names in the record table.", self.names.load(Relaxed));
+        for (name, help, v) in [
             (
                 "weft_dns_forwarded_total",
                 "Queries sent to upstream resolvers.",
-                "counter",
                 &self.forwarded,
             ),
             (
                 "weft_dns_cache_hits_total",
                 "Upstream answers served from the cache.",
-                "counter",
                 &self.cache_hits,
             ),
             (
                 "weft_dns_upstream_timeouts_total",
                 "Upstream queries that got no answer in time.",
-                "counter",
                 &self.upstream_timeouts,
             ),
             (
                 "weft_dns_forward_loops_total",
                 "Forwarding loops detected and refused.",
-                "counter",
                 &self.loops,
             ),
             (
                 "weft_dns_truncated_total",
                 "UDP answers sent truncated (TC).",
-                "counter",
                 &self.truncated,
             ),
             (
                 "weft_dns_tcp_connections_total",
                 "TCP connections accepted.",
-                "counter",
                 &self.tcp_connections,
             ),
             (
                 "weft_dns_source_errors_total",
                 "Errors from the cluster state source.",
-                "counter",
                 &self.source_errors,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                v.load(Relaxed)
-            );
+            out.counter(name, help, v.load(Relaxed));
         }
-        out
     }
-}
-
-fn histogram(out: &mut String, name: &str, help: &str, parts: &[&Histogram]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    let mut cumulative = 0;
-    for (i, bound) in BUCKETS
-        .iter()
-        .map(|b| b.to_string())
-        .chain(["+Inf".to_string()])
-        .enumerate()
-    {
-        cumulative += parts.iter().map(|h| h.buckets[i].load(Relaxed)).sum::<u64>();
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-    }
-    let sum: u64 = parts.iter().map(|h| h.sum_ns.load(Relaxed)).sum();
-    let _ = writeln!(out, "{name}_sum {}\n{name}_count {cumulative}", sum as f64 / 1e9);
 }

@@ -472,7 +472,15 @@ fn metrics_and_health() {
     assert!(metrics.contains("weft_dns_sync_duration_seconds_count 1"));
     assert!(metrics.contains("weft_dns_snapshot_revision 1"));
     assert!(http_get(http, "/ready").starts_with("HTTP/1.1 200"));
+    assert!(http_get(http, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(http_get(http, "/nothing").starts_with("HTTP/1.1 404"));
+    // Terminating: no longer ready, still answering.
+    s.drain();
+    assert!(http_get(http, "/readyz").starts_with("HTTP/1.1 503"));
+    assert_eq!(
+        datas(&udp(s.addr, "web.default.svc.cluster.local.", RecordType::A, None)),
+        vec!["10.96.0.20"]
+    );
 }
 
 #[test]

@@ -3,5 +3,7 @@
 
 mod mirror;
 mod source;
+mod stats;
 
 pub use source::{Error, KubeSource};
+pub use stats::WatchStats;

@@ -1,8 +1,10 @@
 //! `KubeSource`: the cluster through the Kubernetes API, as a node component's `Source`. One kube-rs watcher per
 //! kind (list, then watch; resumption, relists after `410 Gone` and back-off are the watcher's) feeds a `Mirror`
 //! on a thread of its own with a single-threaded tokio runtime; the component, synchronous, blocks in `next`.
+//! `stats` counts what the watchers went through, for the component's `/metrics`.
 
 use crate::mirror::Mirror;
+use crate::stats::WatchStats;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -35,6 +37,7 @@ pub enum Error {
 
 pub struct KubeSource {
     shared: Arc<Shared>,
+    stats: Arc<WatchStats>,
     /// The API server's URL, for errors.
     server: String,
 }
@@ -79,12 +82,18 @@ impl KubeSource {
             }),
             changed: Condvar::new(),
         });
-        let follower = shared.clone();
+        let stats = Arc::new(WatchStats::new(kinds));
+        let (follower, counter) = (shared.clone(), stats.clone());
         std::thread::Builder::new()
             .name("kube-source".into())
-            .spawn(move || runtime.block_on(follow(&follower, futures::stream::select_all(streams))))
+            .spawn(move || runtime.block_on(follow(&follower, &counter, futures::stream::select_all(streams))))
             .map_err(Error::Thread)?;
-        Ok(KubeSource { shared, server })
+        Ok(KubeSource { shared, stats, server })
+    }
+
+    /// The watchers' lists, relists, failures and events, per kind (for `/metrics`).
+    pub fn stats(&self) -> Arc<WatchStats> {
+        self.stats.clone()
     }
 
     fn unavailable(&self, msg: String) -> SourceError {
@@ -189,12 +198,7 @@ fn dynamic(client: Client, kind: &str) -> Result<Watch, Error> {
         value["apiVersion"] = api_resource.api_version.clone().into();
         value["kind"] = api_resource.kind.clone().into();
         weft_model::manifest::from_value(value)
-            .inspect_err(|e| {
-                eprintln!(
-                    "weft: a {} from the API does not decode: {e}; ignored",
-                    api_resource.kind
-                )
-            })
+            .inspect_err(|e| tracing::warn!(kind = %api_resource.kind, error = %e, "an object from the API does not decode; ignored"))
             .ok()
     };
     Ok(watcher::watcher(api, watcher::Config::default())
@@ -220,6 +224,7 @@ fn convert<K>(event: Event<K>, object: impl Fn(K) -> Option<Object>) -> Option<E
 /// that are ready together under one lock, so that a burst of changes makes one snapshot, not one per event.
 async fn follow(
     shared: &Shared,
+    stats: &WatchStats,
     mut events: impl Stream<Item = (usize, Result<Event<Object>, watcher::Error>)> + Unpin,
 ) {
     while let Some(first) = events.next().await {
@@ -231,8 +236,17 @@ async fn follow(
         let mut state = shared.lock();
         for (kind, event) in batch {
             match event {
-                Ok(event) => state.mirror.apply(kind, event, at),
-                Err(e) => state.error = Some(e.to_string()),
+                Ok(event) => {
+                    if stats.event(kind, &event) {
+                        tracing::info!(kind = stats.kind(kind), "relisting");
+                    }
+                    state.mirror.apply(kind, event, at);
+                }
+                Err(e) => {
+                    stats.error(kind);
+                    // Reported by `next`, where the component logs it.
+                    state.error = Some(format!("watching {}: {e}", stats.kind(kind)));
+                }
             }
         }
         drop(state);

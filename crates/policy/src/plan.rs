@@ -46,6 +46,17 @@ impl PolicyRules {
         out
     }
 
+    /// Chains, rules and set or map elements, the fixed `forward` chain included (for logs and metrics).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let rules: usize = self.chains.values().map(Vec::len).sum();
+        let elements: usize = self.sets.values().map(BTreeSet::len).sum();
+        (
+            self.chains.len() + 1,
+            rules + 3,
+            elements + self.egress_pods.len() + self.ingress_pods.len(),
+        )
+    }
+
     /// One transaction from `self` (what the kernel holds) to `new`, touching only the pod chains and map
     /// elements that differ; `None` when nothing does. New chains exist before an element jumps to them, a
     /// changed chain is flushed and refilled, and a chain goes only after its elements. The kernel commits a
@@ -429,6 +440,18 @@ fn join(a: &str, b: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_include_the_fixed_forward_chain() {
+        let rules = PolicyRules {
+            chains: [("ing-x/a".to_string(), vec!["accept".to_string(), "drop".to_string()])].into(),
+            sets: [("s1".to_string(), ["10.244.1.2".parse().unwrap()].into())].into(),
+            egress_pods: BTreeMap::new(),
+            ingress_pods: [("10.244.1.2".to_string(), "jump ing-x/a".to_string())].into(),
+        };
+        assert_eq!(rules.counts(), (2, 5, 2));
+        assert_eq!(PolicyRules::default().counts(), (1, 3, 0));
+    }
 
     fn rules(chains: &[(&str, &[&str])], ingress: &[(&str, &str)]) -> PolicyRules {
         PolicyRules {

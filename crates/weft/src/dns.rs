@@ -1,19 +1,23 @@
 //! `weft dns`: the cluster DNS server (the role CoreDNS plays), fed by the Kubernetes API or, for tests and the
 //! benchmark, by a fixed manifest file.
 
+use crate::logging::Logging;
 use anyhow::{Context, Result, bail};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use weft_dns::{Config, StaticSource};
+use weft_daemon::signal::Termination;
+use weft_dns::{Config, Server, StaticSource};
 use weft_kube::KubeSource;
+use weft_model::Source;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// UDP and TCP address to answer on.
     #[arg(long, default_value = "0.0.0.0:53")]
     listen: SocketAddr,
-    /// Address of /health, /ready and /metrics.
+    /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     http: SocketAddr,
     /// Upstream resolver for names outside the cluster domain (repeatable; IP or IP:PORT). Default: the
@@ -45,6 +49,12 @@ pub struct Args {
     /// Seconds before an idle TCP connection is closed.
     #[arg(long, default_value_t = 10)]
     tcp_idle: u64,
+    /// Seconds to keep answering after SIGTERM, with /readyz failing, while the Service's endpoints drop this
+    /// server (CoreDNS's `lameduck`).
+    #[arg(long, default_value_t = 5)]
+    lameduck: u64,
+    #[command(flatten)]
+    logging: Logging,
 }
 
 /// The kinds the records are made of. Not Pods: pod hostnames come with their EndpointSlice endpoints and pod
@@ -62,13 +72,16 @@ fn upstream(text: &str) -> Result<SocketAddr> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // First, before any thread exists: every thread must block the termination signals.
+    let termination = Termination::block().context("blocking SIGTERM")?;
+    args.logging.init()?;
     let upstreams = if args.no_upstream {
         Vec::new()
     } else if args.upstream.is_empty() {
         match weft_dns::forward::from_resolv_conf(&args.resolv_conf) {
             Ok(u) => u,
             Err(e) => {
-                eprintln!("weft dns: {}: {e}; no upstream resolvers", args.resolv_conf.display());
+                tracing::warn!(file = %args.resolv_conf.display(), error = %e, "no upstream resolvers");
                 Vec::new()
             }
         }
@@ -84,15 +97,23 @@ pub fn run(args: Args) -> Result<()> {
         workers: args.workers,
         tcp_idle: Duration::from_secs(args.tcp_idle),
     };
-    match args.objects {
-        Some(path) => {
-            let mut source = StaticSource::from_file(&path).context("weft dns --objects")?;
-            weft_dns::run(config, &mut source)?;
-        }
+    let server = Arc::new(Server::start(config)?);
+    let mut source: Box<dyn Source> = match args.objects {
+        Some(path) => Box::new(StaticSource::from_file(&path).context("weft dns --objects")?),
         None => {
-            let mut source = KubeSource::start(args.kubeconfig.as_deref(), &KINDS).context("weft dns")?;
-            weft_dns::run(config, &mut source)?;
+            let kube = KubeSource::start(args.kubeconfig.as_deref(), &KINDS).context("weft dns")?;
+            server.registry().register(kube.stats());
+            Box::new(kube)
         }
-    }
-    Ok(())
+    };
+    let lameduck = Duration::from_secs(args.lameduck);
+    let draining = server.clone();
+    termination.on_signal(move |signal| {
+        tracing::info!(%signal, lameduck = ?lameduck, "terminating: not ready, still answering for the lameduck period");
+        draining.drain();
+        std::thread::sleep(lameduck);
+        std::process::exit(0);
+    })?;
+    server.announce();
+    server.follow(source.as_mut())
 }

@@ -6,6 +6,7 @@ mod client;
 mod dns;
 mod expose;
 mod lab;
+mod logging;
 mod objects;
 mod pods;
 mod policy;
