@@ -48,6 +48,8 @@ pub enum Status {
     Deployment(DeploymentStatus),
     ReplicaSet(ReplicaSetStatus),
     DaemonSet(DaemonSetStatus),
+    /// A pod no node fits, and the scheduler's message why.
+    Unschedulable(String),
 }
 
 /// Deletion as the API performs it: pods and namespaces are marked and finished asynchronously, anything else
@@ -251,10 +253,12 @@ pub fn pod_from_template(
     }
 }
 
-/// Binds unscheduled pods: pods of one owner spread over the nodes, then the least loaded node wins.
+/// Binds unscheduled pods to the nodes they fit (nodeSelector, taints: see `daemonset::misfit`): pods of one
+/// owner spread over the nodes, then the least loaded node wins. A pod no node fits stays Pending with the
+/// scheduler's condition and a FailedScheduling Event saying why (once per reason).
 fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
-    let nodes: Vec<&str> = snap.nodes().filter_map(|n| n.metadata.name.as_deref()).collect();
-    if nodes.is_empty() {
+    let all: Vec<&k8s_openapi::api::core::v1::Node> = snap.nodes().collect();
+    if all.is_empty() {
         return;
     }
     let mut load: HashMap<&str, usize> = HashMap::new();
@@ -272,6 +276,18 @@ fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
         .filter(|p| node_of(p).is_none() && p.metadata.deletion_timestamp.is_none())
     {
         let owner = owner_uid(&pod.metadata).unwrap_or_default();
+        let mut misfits: BTreeMap<String, usize> = BTreeMap::new();
+        let mut nodes: Vec<&str> = Vec::new();
+        for node in &all {
+            match crate::daemonset::misfit(pod.spec.as_ref(), node) {
+                Some(why) => *misfits.entry(why).or_default() += 1,
+                None => nodes.extend(node.metadata.name.as_deref()),
+            }
+        }
+        if nodes.is_empty() {
+            unschedulable(pod, all.len(), &misfits, changes);
+            continue;
+        }
         let Some(node) = nodes.iter().copied().min_by_key(|n| {
             (
                 by_owner.get(&(owner, *n)).copied().unwrap_or(0),
@@ -297,6 +313,26 @@ fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
         );
         changes.push(Change::Event(Box::new(note)));
     }
+}
+
+/// Records why no node fits `pod`, unless its condition already says so.
+fn unschedulable(pod: &Pod, nodes: usize, misfits: &BTreeMap<String, usize>, changes: &mut Vec<Change>) {
+    let reasons: Vec<String> = misfits.iter().map(|(why, n)| format!("{n} node(s) {why}")).collect();
+    let message = format!("0/{nodes} nodes are available: {}.", reasons.join(", "));
+    let said = (pod.status.as_ref().and_then(|s| s.conditions.as_ref()))
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        .is_some_and(|c| c.message.as_deref() == Some(message.as_str()));
+    if said {
+        return;
+    }
+    let note = Note::warning(
+        reference("v1", "Pod", &pod.metadata),
+        "FailedScheduling",
+        message.clone(),
+        "default-scheduler",
+    );
+    changes.push(Change::Status(pod_key(pod), Box::new(Status::Unschedulable(message))));
+    changes.push(Change::Event(Box::new(note)));
 }
 
 /// Carries out `changes` on the store.
@@ -384,6 +420,18 @@ fn set_status(object: &mut Object, status: Status) {
         }
         (Object::ReplicaSet(rs), Status::ReplicaSet(new)) => rs.status = Some(new),
         (Object::DaemonSet(ds), Status::DaemonSet(new)) => ds.status = Some(new),
+        (Object::Pod(pod), Status::Unschedulable(message)) => {
+            let status = pod.status.get_or_insert_default();
+            status.phase = Some("Pending".into());
+            status.conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some(message),
+                last_transition_time: Some(now()),
+                ..Default::default()
+            }]);
+        }
         _ => {}
     }
 }
