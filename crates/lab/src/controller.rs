@@ -927,6 +927,67 @@ spec:
     }
 
     #[test]
+    fn pods_go_only_to_nodes_they_fit_and_say_why_none_does() {
+        let text = "
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+spec: {taints: [{key: node.kubernetes.io/not-ready, effect: NoSchedule}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2, labels: {disk: hdd}}
+spec: {taints: [{key: node.kubernetes.io/not-ready, effect: NoSchedule}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: default}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: default}
+spec: {containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tolerant, namespace: default}
+spec:
+  nodeSelector: {disk: hdd}
+  tolerations: [{key: node.kubernetes.io/not-ready, operator: Exists}]
+  containers: [{name: c}]
+";
+        let (mut store, dir) = store_with(text);
+        settle(&mut store);
+        let snap = store.snapshot();
+        let pod = |name: &str| {
+            snap.pods()
+                .find(|p| p.metadata.name.as_deref() == Some(name))
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(node_of(&pod("tolerant")), Some("node-2"));
+        let plain = pod("plain");
+        assert_eq!(node_of(&plain), None);
+        let scheduled = &plain.status.as_ref().unwrap().conditions.as_ref().unwrap()[0];
+        assert_eq!(scheduled.reason.as_deref(), Some("Unschedulable"));
+        assert_eq!(
+            scheduled.message.as_deref(),
+            Some("0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.")
+        );
+        assert!(event_reasons(&snap).contains("FailedScheduling"));
+        // Once a node is Ready the pod goes there.
+        crate::kubelet::node_status::set(&mut store, "node-1", true);
+        settle(&mut store);
+        let snap = store.snapshot();
+        let plain = snap
+            .pods()
+            .find(|p| p.metadata.name.as_deref() == Some("plain"))
+            .unwrap();
+        assert_eq!(node_of(plain), Some("node-1"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_daemon_set_runs_one_pod_per_fitting_node_and_rolls_one_at_a_time() {
         let text = "
 apiVersion: v1
