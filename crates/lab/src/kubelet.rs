@@ -1,7 +1,7 @@
 //! The pod runtime of one node (the kubelet's role): for every pod bound to the node it makes a network
 //! namespace, attaches it through the node's CNI config, writes the pod's resolv.conf/hosts/hostname and
-//! volumes, runs its init containers to completion in order, then the containers' processes inside it, restarts
-//! them per `restartPolicy`, reports status, and on deletion stops the processes (SIGTERM, then SIGKILL after
+//! volumes, runs its init containers to completion in order, then the containers' processes inside it, probes
+//! them (`probe`), restarts them per `restartPolicy`, reports status, and on deletion stops the processes (SIGTERM, then SIGKILL after
 //! the grace period), calls CNI DEL and removes the namespace. Until the node has a network config
 //! (`node_status`), only host-network pods start; the others wait, as on a node without its CNI. Containers run
 //! as root with every capability whatever their securityContext says (`privileged`, `capabilities`): the lab
@@ -34,6 +34,7 @@ mod adopt;
 pub mod env;
 pub mod image;
 pub mod node_status;
+pub mod probe;
 pub mod volumes;
 
 /// Cluster DNS as kubelet's `--cluster-domain` (served from the DNS issue on); `--cluster-dns` is the 10th
@@ -96,6 +97,8 @@ struct ContainerRun {
     /// No more restarts (restartPolicy says so).
     done: bool,
     backoff: bool,
+    /// The readiness probe's verdict; None without one (ready while running).
+    ready: Option<bool>,
 }
 
 impl Kubelet {
@@ -322,11 +325,7 @@ impl Kubelet {
                     self.report(run, pod, Vec::new());
                     return false;
                 }
-                let deadline = Instant::now() + backoff;
-                while Instant::now() < deadline && !run.stop.load(Ordering::Acquire) {
-                    let state = run.lock();
-                    drop(run.wake.wait_timeout(state, Duration::from_millis(50)));
-                }
+                run.pause(backoff, |_| true);
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
@@ -560,6 +559,7 @@ impl Kubelet {
             if let (Ok(child), Some(c)) = (&spawned, state.containers.get_mut(index)) {
                 c.pid = Some(child.id());
                 c.backoff = false;
+                c.ready = container.readiness_probe.as_ref().map(|_| false);
                 let file = adopt::pid_file(&self.shared.paths, &run.uid, &c.name);
                 if let Err(e) = crate::pidfile::write(&file, child.id()) {
                     eprintln!("weft lab: writing {}: {e}", file.display());
@@ -585,12 +585,104 @@ impl Kubelet {
                     .map(|(reason, message)| Note::normal(at.clone(), reason, message, COMPONENT).on(&self.node.name))
                     .collect();
                 self.report(&run, &pod, notes);
+                let pid = child.id();
+                let probes = [(&container.readiness_probe, false), (&container.liveness_probe, true)];
+                for (probe, liveness) in probes {
+                    if let Some(probe) = probe.clone() {
+                        let (me, run, pod) = (self.clone(), run.clone(), pod.clone());
+                        spawn_small(move || me.probe(&run, &pod, index, pid, &probe, liveness));
+                    }
+                }
                 let reaper = self.reaper.clone();
                 reaper.watch(child, move |code| self.exited(run, pod, index, code, began, backoff));
             }
             Err(e) => {
                 self.log_failure(&run, &container.name, &e);
                 self.exited(run, pod, index, 128, began, backoff);
+            }
+        }
+    }
+
+    /// Probes container `index` (its run with `pid`) until that run ends: a readiness verdict sets whether it is
+    /// Ready, a failed liveness verdict kills it (`restartPolicy` then says what follows).
+    fn probe(
+        &self,
+        run: &PodRun,
+        pod: &Pod,
+        index: usize,
+        pid: u32,
+        p: &k8s_openapi::api::core::v1::Probe,
+        liveness: bool,
+    ) {
+        let Some(c) = pod.spec.as_ref().and_then(|s| s.containers.get(index)) else {
+            return;
+        };
+        let t = probe::timing(p);
+        let alive = |state: &RunState| state.containers.get(index).is_some_and(|c| c.pid == Some(pid));
+        let kind = if liveness { "Liveness" } else { "Readiness" };
+        let netns = match host_network(pod) {
+            true => self.node_netns.clone(),
+            false => PathBuf::from("/run/netns").join(self.shared.paths.pod_netns(&run.uid)),
+        };
+        let ip = run.lock().ip.clone().unwrap_or_default();
+        let mut verdict = probe::Verdict::new(liveness);
+        let mut wait = t.initial_delay;
+        while run.pause(wait, alive) {
+            wait = t.period;
+            let passed = match probe::network(p, c, &netns, &ip, t.timeout) {
+                Some(passed) => passed,
+                None => self.exec_probe(run, pod, c, p, t.timeout),
+            };
+            if !verdict.add(passed, &t) {
+                continue;
+            }
+            let at = container_reference(pod, &c.name);
+            let mut notes = Vec::new();
+            if !verdict.ok {
+                let note = Note::warning(at.clone(), "Unhealthy", format!("{kind} probe failed"), COMPONENT);
+                notes.push(note.on(&self.node.name));
+            }
+            if liveness {
+                let message = format!("Container {} failed liveness probe, will be restarted", c.name);
+                notes.push(Note::normal(at, "Killing", message, COMPONENT).on(&self.node.name));
+                self.report(run, pod, notes);
+                signal(&[pid], libc::SIGKILL);
+                return;
+            }
+            run.with_container(index, |c| c.ready = Some(verdict.ok));
+            self.report(run, pod, notes);
+        }
+    }
+
+    /// One try of an `exec` probe in the container's sandbox: passed when it exits 0 within `timeout`.
+    fn exec_probe(
+        &self,
+        run: &PodRun,
+        pod: &Pod,
+        c: &Container,
+        p: &k8s_openapi::api::core::v1::Probe,
+        timeout: Duration,
+    ) -> bool {
+        let argv = p.exec.as_ref().and_then(|e| e.command.clone()).unwrap_or_default();
+        let command = self.sandbox(run, pod, c).and_then(|s| s.command(&argv));
+        let Ok(mut command) = command else { return false };
+        command
+            .env_clear()
+            .env("PATH", sandbox::pod_path(&self.shared.spec.weft_bin))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let Ok(mut child) = command.spawn() else { return false };
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
             }
         }
     }
@@ -854,6 +946,22 @@ impl PodRun {
         self.wake.notify_all();
     }
 
+    /// Waits `d`, or less when the pod stops or `still` no longer holds; whether the wait ran its course.
+    fn pause(&self, d: Duration, still: impl Fn(&RunState) -> bool) -> bool {
+        let deadline = Instant::now() + d;
+        let mut state = self.lock();
+        loop {
+            if self.stop.load(Ordering::Acquire) || !still(&state) {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            state = self.wake.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
     fn with_init(&self, index: usize, f: impl FnOnce(&mut ContainerRun)) {
         if let Some(c) = self.lock().init.get_mut(index) {
             f(c);
@@ -867,7 +975,7 @@ impl PodRun {
         let init_statuses: Vec<ContainerStatus> = state.init.iter().map(container_status).collect();
         let initialized = state.init.iter().all(|c| c.last_exit == Some(0));
         let init_failed = state.init.iter().any(|c| c.done && c.last_exit != Some(0));
-        let all_running = !statuses.is_empty() && state.containers.iter().all(|c| c.pid.is_some());
+        let all_running = !statuses.is_empty() && state.containers.iter().all(ready);
         let all_done = !state.containers.is_empty() && state.containers.iter().all(|c| c.done);
         let phase = if init_failed {
             "Failed"
@@ -947,7 +1055,7 @@ fn container_status(c: &ContainerRun) -> ContainerStatus {
     };
     ContainerStatus {
         name: c.name.clone(),
-        ready: c.pid.is_some(),
+        ready: ready(c),
         restart_count: c.restarts,
         started: Some(c.pid.is_some()),
         state: Some(state),
@@ -967,6 +1075,11 @@ fn container_reference_in(pod: &Pod, list: &str, container: &str) -> ObjectRefer
         field_path: Some(format!("spec.{list}{{{container}}}")),
         ..reference("v1", "Pod", &pod.metadata)
     }
+}
+
+/// Whether a container is Ready: running, and its readiness probe (if any) passed.
+fn ready(c: &ContainerRun) -> bool {
+    c.pid.is_some() && c.ready.unwrap_or(true)
 }
 
 fn host_network(pod: &Pod) -> bool {

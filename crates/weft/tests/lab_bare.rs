@@ -1,6 +1,7 @@
 //! A bare lab (`weft lab up --bare`) as a kubeadm cluster before its CNI: NotReady nodes, pods that wait, and a
 //! kubelet that runs a networking DaemonSet the way a real one does (host network, hostPath, init containers,
-//! env from ConfigMaps and the downward API, projected ServiceAccount tokens, weft's image); a CNI config
+//! env from ConfigMaps and the downward API, projected ServiceAccount tokens, weft's image, an exec readiness
+//! probe); a CNI config
 //! dropped into a node's /etc/cni/net.d makes that node Ready and its waiting pods start. Root only.
 
 mod lab;
@@ -55,6 +56,7 @@ spec:
           (touch /host/etc/cni/net.d/x 2>/dev/null && echo writable || echo read-only) > /host/out/net.d;
           /usr/local/bin/weft --version > /host/out/weft 2>&1;
           exec sleep infinity
+        readinessProbe: {exec: {command: [test, -s, /host/out/weft]}, periodSeconds: 1}
         env:
         - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
         - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
