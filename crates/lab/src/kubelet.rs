@@ -1,11 +1,11 @@
 //! The pod runtime of one node (the kubelet's role): for every pod bound to the node it makes a network
 //! namespace, attaches it through the node's CNI config, writes the pod's resolv.conf/hosts/hostname and
 //! volumes, runs its init containers to completion in order, then the containers' processes inside it, probes
-//! them (`probe`), restarts them per `restartPolicy`, reports status, and on deletion stops the processes (SIGTERM, then SIGKILL after
-//! the grace period), calls CNI DEL and removes the namespace. Until the node has a network config
-//! (`node_status`), only host-network pods start; the others wait, as on a node without its CNI. Containers run
-//! as root with every capability whatever their securityContext says (`privileged`, `capabilities`): the lab
-//! has no users or capability sets of its own to give them.
+//! them (`probe`), restarts them per `restartPolicy`, reports status, and on deletion stops the processes
+//! (SIGTERM, then SIGKILL after the grace period), calls CNI DEL and removes the namespace. Until the node has a
+//! network config (`node_status`), only host-network pods start; the others wait, as on a node without its CNI.
+//! Containers run as root with every capability whatever their securityContext says (`privileged`,
+//! `capabilities`): the lab has no users or capability sets of its own to give them.
 
 use crate::cni::{self, Attachment};
 use crate::error::{Error, Result, io};
