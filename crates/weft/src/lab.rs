@@ -370,6 +370,9 @@ fn status(paths: &Paths) -> Result<()> {
         "supervisor: {}",
         running.map_or("not running".to_string(), |p| format!("running (pid {p})"))
     );
+    if spec.bare {
+        println!("bare:       no agents or cluster DNS of the lab's own; nodes Ready by their /etc/cni/net.d");
+    }
     println!("overlay:    {}", spec.overlay);
     println!("pods in:    {}", spec.cluster_cidr);
     println!(

@@ -83,8 +83,8 @@ spec:
           - downwardAPI: {items: [{path: namespace, fieldRef: {fieldPath: metadata.namespace}}]}
 "#;
 
-/// One pod the scheduler has no Ready node for, one pinned to node-1 that tolerates its taint but needs a
-/// network.
+/// One pod the scheduler has no Ready node for, one pinned to node-1 that needs a network, and one there whose
+/// liveness probe fails (nothing listens on its port).
 const WAITING: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -98,6 +98,17 @@ metadata: {name: pinned}
 spec:
   nodeName: node-1
   containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy}
+spec:
+  nodeName: node-1
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, infinity]
+    livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1, failureThreshold: 1}
 "#;
 
 /// A network for node-1 from the plugins the DaemonSet installed (weft-cni's `bridge` and `host-local`).
@@ -237,4 +248,11 @@ fn a_bare_lab_runs_a_node_daemonset_and_waits_for_its_cni() {
         assert!(lab::ip(&pod).starts_with("10.244.1."), "{}", lab::ip(&pod));
     }
     assert_eq!(condition(&get(&lab, &["node", "node-2"]), "Ready")["status"], "False");
+
+    // The failing liveness probe restarts its container.
+    lab.wait(30, "the unhealthy pod restarted", || {
+        let pod = get(&lab, &["pod", "unhealthy"]);
+        (pod["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)).then_some(())
+    });
+    assert!(events_of(&lab, "unhealthy").contains("failed liveness probe"));
 }
