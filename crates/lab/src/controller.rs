@@ -111,6 +111,7 @@ pub fn reconcile(before: &Snapshot, snap: &Snapshot) -> Vec<Change> {
     let mut changes = Vec::new();
     namespaces(snap, &mut changes);
     service_accounts(snap, &mut changes);
+    root_ca(snap, &mut changes);
     let terminating: HashSet<&str> = snap
         .namespaces()
         .filter(|n| n.metadata.deletion_timestamp.is_some())
@@ -215,6 +216,33 @@ fn service_accounts(snap: &Snapshot, changes: &mut Vec<Change>) {
         let name = ns.metadata.name.as_deref().unwrap_or_default();
         if snap.get(&Key::new("ServiceAccount", Some(name), "default")).is_none() {
             changes.push(Change::DefaultServiceAccount(name.to_string()));
+        }
+    }
+}
+
+/// The ConfigMap holding the cluster's CA in every namespace, for in-cluster clients (`kube-root-ca.crt`).
+pub const ROOT_CA: &str = "kube-root-ca.crt";
+
+/// The root CA publisher: every namespace that is not terminating has a copy of kube-system's `kube-root-ca.crt`
+/// (which the supervisor writes from the lab's CA).
+fn root_ca(snap: &Snapshot, changes: &mut Vec<Change>) {
+    let Some(source) = snap.get(&Key::new("ConfigMap", Some("kube-system"), ROOT_CA)) else {
+        return;
+    };
+    let data = source.to_value().get("data").cloned().unwrap_or_default();
+    for ns in snap.namespaces().filter(|n| n.metadata.deletion_timestamp.is_none()) {
+        let name = ns.metadata.name.as_deref().unwrap_or_default();
+        let copy = snap.get(&Key::new("ConfigMap", Some(name), ROOT_CA));
+        if copy.is_some_and(|c| c.to_value().get("data") == Some(&data)) {
+            continue;
+        }
+        let value = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": ROOT_CA, "namespace": name},
+            "data": data,
+        });
+        if let Ok(object) = weft_model::manifest::from_value(value) {
+            changes.push(Change::Put(Box::new(object)));
         }
     }
 }

@@ -447,10 +447,8 @@ impl Kubelet {
             self.service_account_files(pod, &dir.join(sandbox::SERVICE_ACCOUNT_DIR))?;
         }
         let facts = self.facts(pod, &ip, &snap);
-        let ca = self.shared.paths.pki_dir().join("ca.crt");
-        let ca = std::fs::read_to_string(&ca).map_err(io(format!("reading {}", ca.display())))?;
         let issue = |audience: Option<&str>, seconds: Option<i64>| self.token(pod, audience, seconds);
-        volumes::prepare(&facts, &self.runtime.fs, &dir, &ca, &issue).map_err(Error::Invalid)?;
+        volumes::prepare(&facts, &self.runtime.fs, &dir, &issue).map_err(Error::Invalid)?;
         let mut state = run.lock();
         state.ip = Some(ip);
         state.started = true;

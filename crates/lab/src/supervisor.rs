@@ -138,6 +138,7 @@ pub fn run(paths: &Paths) -> Result<()> {
     install_cni(paths, &spec)?;
     bootstrap(&shared)?;
     let tokens = start_api(&shared)?;
+    publish_root_ca(&shared)?;
     raise_fd_limit();
     let reaper = crate::reaper::Reaper::start().map_err(io("starting the reaper"))?;
     let stop = install_signal_handlers();
@@ -449,6 +450,24 @@ fn bootstrap(shared: &Shared) -> Result<()> {
             }
         }
         Ok(())
+    })
+}
+
+/// The lab's CA as `kube-system/kube-root-ca.crt`, which the root CA publisher (`controller`) copies into every
+/// namespace.
+fn publish_root_ca(shared: &Shared) -> Result<()> {
+    let file = shared.paths.pki_dir().join("ca.crt");
+    let ca = std::fs::read_to_string(&file).map_err(io(format!("reading {}", file.display())))?;
+    let value = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": crate::controller::ROOT_CA, "namespace": "kube-system"},
+        "data": {"ca.crt": ca},
+    });
+    let object = weft_model::manifest::from_value(value).map_err(Error::Invalid)?;
+    // The CA stays the lab's for its life: a resumed lab has it already.
+    shared.try_write(|store| match store.get(&object.key()) {
+        Some(_) => Ok(()),
+        None => store.create(object),
     })
 }
 

@@ -18,9 +18,8 @@ pub const DIR: &str = "volumes";
 /// Issues a ServiceAccount token for the pod: audience (None: the API's) and lifetime in seconds.
 pub type Issue<'a> = dyn Fn(Option<&str>, Option<i64>) -> Result<String, String> + 'a;
 
-/// Makes every volume of the pod: hostPath directories per their `type`, the others' files. The lab's CA
-/// stands in for the `kube-root-ca.crt` ConfigMap where a namespace has none (the root CA publisher's copy).
-pub fn prepare(facts: &Facts, fs: &NodeFs, pod_dir: &Path, ca: &str, issue: &Issue) -> Result<(), String> {
+/// Makes every volume of the pod: hostPath directories per their `type`, the others' files.
+pub fn prepare(facts: &Facts, fs: &NodeFs, pod_dir: &Path, issue: &Issue) -> Result<(), String> {
     let ns = facts.pod.metadata.namespace.clone().unwrap_or_default();
     for volume in facts.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         if let Some(host) = &volume.host_path {
@@ -47,10 +46,7 @@ pub fn prepare(facts: &Facts, fs: &NodeFs, pod_dir: &Path, ca: &str, issue: &Iss
                     files.insert(t.path.clone(), token.into_bytes());
                 }
                 if let Some(cm) = &source.config_map {
-                    let data = match env::config_map(facts.snap, &ns, &cm.name, cm.optional) {
-                        Err(_) if cm.name == "kube-root-ca.crt" => Some(BTreeMap::from([("ca.crt".into(), ca.into())])),
-                        other => other?,
-                    };
+                    let data = env::config_map(facts.snap, &ns, &cm.name, cm.optional)?;
                     add_items(&mut files, data, cm.items.as_deref(), "configmap", &cm.name)?;
                 }
                 if let Some(s) = &source.secret {
