@@ -17,12 +17,13 @@ weft exec client -- ip route
 step "on the node: the host end of the veth and a /32 route to the pod"
 on node-1 "ip route get $ip" | tee /dev/stderr | grep -q veth
 
-step "the node's CNI config, and weft-cni called by hand (VERSION), as kubelet's runtime would"
-cat "/run/weft/labs/$WEFT_LAB/nodes/node-1/net.d/10-weft.conflist"
-echo '{"cniVersion":"1.1.0"}' | CNI_COMMAND=VERSION "/run/weft/labs/$WEFT_LAB/cni-bin/weft" | grep -q '"1.1.0"'
+step "the node's CNI config (in the node's own /etc/cni/net.d), and weft-cni called by hand (VERSION), as kubelet's runtime would"
+node_root="/run/weft/labs/$WEFT_LAB/nodes/node-1/root"
+cat "$node_root/etc/cni/net.d/10-weft.conflist"
+echo '{"cniVersion":"1.1.0"}' | CNI_COMMAND=VERSION "$node_root/opt/cni/bin/weft" | grep -q '"1.1.0"'
 
 step "STATUS: the node's network is ready"
 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); p=c["plugins"][0]; p["name"]=c["name"]; p["cniVersion"]=c["cniVersion"]; print(json.dumps(p))' \
-  "/run/weft/labs/$WEFT_LAB/nodes/node-1/net.d/10-weft.conflist" \
-  | weft lab exec node-1 -- env CNI_COMMAND=STATUS CNI_PATH="/run/weft/labs/$WEFT_LAB/cni-bin" "/run/weft/labs/$WEFT_LAB/cni-bin/weft"
+  "$node_root/etc/cni/net.d/10-weft.conflist" \
+  | weft lab exec node-1 -- env CNI_COMMAND=STATUS CNI_PATH="$node_root/opt/cni/bin" "$node_root/opt/cni/bin/weft"
 echo "ok: CNI"

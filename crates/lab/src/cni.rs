@@ -1,8 +1,11 @@
-//! Calling CNI plugins the way containerd does (through libcni): the loopback network first, then every plugin
-//! of the node's conflist in order with `name`, `cniVersion`, `prevResult` and the `runtimeConfig` of the
-//! capabilities it declares; DEL in reverse order with the cached ADD result.
+//! Calling CNI plugins the way containerd does (through libcni): the network is the lexicographically first
+//! `*.conflist`/`*.conf`/`*.json` of the node's /etc/cni/net.d (none: the network is not ready), plugins come
+//! from the node's /opt/cni/bin; ADD runs the loopback network first, then every plugin of the list in order
+//! with `name`, `cniVersion`, `prevResult` and the `runtimeConfig` of the capabilities it declares; DEL runs
+//! in reverse order with the cached ADD result.
 
 use crate::error::{Error, Result, io};
+use crate::node_fs::NodeFs;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,16 +26,25 @@ pub struct Attachment<'a> {
 pub struct Runtime {
     /// The node's network namespace: plugins run inside it, as they run on a node's host network.
     pub node_netns: PathBuf,
-    pub bin_dir: PathBuf,
-    /// The network list (a parsed .conflist).
-    pub conflist: Value,
+    /// The node's filesystem: its net.d, bin dir, and what plugins see.
+    pub fs: NodeFs,
 }
 
 const LOOPBACK: &str = r#"{"cniVersion":"1.1.0","name":"cni-loopback","plugins":[{"type":"loopback"}]}"#;
 
 impl Runtime {
+    /// The network list of the node: its net.d's first config, as a list; None when there is none yet.
+    pub fn network(&self) -> Result<Option<Value>> {
+        network(&self.fs.net_d())
+    }
+
+    fn network_or_not_ready(&self) -> Result<Value> {
+        self.network()?.ok_or_else(|| Error::Invalid(NOT_READY.into()))
+    }
+
     /// ADD through loopback and the conflist; returns the final result (what the runtime caches).
     pub fn add(&self, a: &Attachment) -> Result<Value> {
+        let conflist = self.network_or_not_ready()?;
         let loopback: Value = serde_json::from_str(LOOPBACK).map_err(|e| Error::Invalid(e.to_string()))?;
         let lo = Attachment {
             ifname: "lo",
@@ -40,12 +52,12 @@ impl Runtime {
             ..*a
         };
         self.run_list("ADD", &loopback, &lo, None)?;
-        self.run_list("ADD", &self.conflist, a, None)
+        self.run_list("ADD", &conflist, a, None)
     }
 
     /// DEL in reverse plugin order, given the cached ADD result (or none when ADD never finished).
     pub fn del(&self, a: &Attachment, cached: Option<&Value>) -> Result<()> {
-        self.run_list("DEL", &self.conflist, a, cached)?;
+        self.run_list("DEL", &self.network_or_not_ready()?, a, cached)?;
         Ok(())
     }
 
@@ -87,16 +99,16 @@ impl Runtime {
     }
 
     fn exec(&self, kind: &str, command: &str, a: &Attachment, conf: &Value) -> Result<Value> {
-        let program = self.bin_dir.join(kind);
+        let bin_dir = self.fs.cni_bin_dir();
+        let program = bin_dir.join(kind);
         let args = format!(
             "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
             a.pod_namespace, a.pod_name, a.container_id, a.pod_uid
         );
         let node = crate::sandbox::Sandbox {
             netns: self.node_netns.clone(),
-            files: None,
-            hostname: None,
-            service_account: None,
+            binds: self.fs.plugin_view(),
+            ..Default::default()
         };
         let mut child = node
             .command(&[program.display().to_string()])?
@@ -106,7 +118,7 @@ impl Runtime {
             .env("CNI_NETNS", a.netns)
             .env("CNI_IFNAME", a.ifname)
             .env("CNI_ARGS", args)
-            .env("CNI_PATH", &self.bin_dir)
+            .env("CNI_PATH", &bin_dir)
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -142,6 +154,41 @@ impl Runtime {
         }
         serde_json::from_str(&stdout).map_err(|e| Error::Invalid(format!("CNI {kind} printed no JSON result: {e}")))
     }
+}
+
+/// What containerd answers while no network config is loaded (kubelet puts it in the node's Ready condition).
+pub const NOT_READY: &str = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady \
+     message:Network plugin returns error: cni plugin not initialized";
+
+/// The first network config in `net_d` (file names in byte order, as libcni sorts them), a single-plugin
+/// `.conf` made a list of one; None when the directory holds none.
+pub fn network(net_d: &Path) -> Result<Option<Value>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(net_d) {
+        Ok(dir) => dir.flatten().map(|e| e.path()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(format!("reading {}", net_d.display()))(e)),
+    };
+    files.retain(|f| {
+        let ext = f.extension().and_then(|e| e.to_str());
+        matches!(ext, Some("conflist" | "conf" | "json")) && f.is_file()
+    });
+    files.sort();
+    let Some(file) = files.first() else { return Ok(None) };
+    let text = std::fs::read(file).map_err(io(format!("reading {}", file.display())))?;
+    let conf: Value = serde_json::from_slice(&text).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+    Ok(Some(as_list(conf)))
+}
+
+/// A network config as a list: a `.conflist` as it is, a single plugin's config wrapped as libcni does.
+fn as_list(conf: Value) -> Value {
+    if conf.get("plugins").is_some() {
+        return conf;
+    }
+    json!({
+        "cniVersion": conf.get("cniVersion").cloned().unwrap_or(json!("1.1.0")),
+        "name": conf.get("name").cloned().unwrap_or(Value::Null),
+        "plugins": [conf],
+    })
 }
 
 /// The runtime arguments for the capabilities a plugin declares (`"capabilities": {"portMappings": true}`).
@@ -183,6 +230,28 @@ mod tests {
         assert!(rc.contains_key("portMappings"));
         assert!(!rc.contains_key("bandwidth"));
         assert!(runtime_config(&json!({"type": "x"}), &offered).is_empty());
+    }
+
+    #[test]
+    fn the_first_config_in_net_d_is_the_network() {
+        let dir = std::env::temp_dir().join(format!("weft-net-d-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(network(&dir).unwrap(), None);
+        assert_eq!(network(&dir.join("missing")).unwrap(), None);
+        std::fs::write(dir.join("README"), "not a config").unwrap();
+        std::fs::write(dir.join("20-b.conflist"), r#"{"name":"b","plugins":[{"type":"b"}]}"#).unwrap();
+        assert_eq!(network(&dir).unwrap().unwrap()["name"], "b");
+        std::fs::write(
+            dir.join("10-a.conf"),
+            r#"{"cniVersion":"1.0.0","name":"a","type":"bridge"}"#,
+        )
+        .unwrap();
+        let list = network(&dir).unwrap().unwrap();
+        assert_eq!(list["plugins"][0]["type"], "bridge");
+        assert_eq!(list["cniVersion"], "1.0.0");
+        std::fs::write(dir.join("00-bad.json"), "{").unwrap();
+        assert!(network(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

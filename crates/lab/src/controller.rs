@@ -48,6 +48,8 @@ pub enum Status {
     Deployment(DeploymentStatus),
     ReplicaSet(ReplicaSetStatus),
     DaemonSet(DaemonSetStatus),
+    /// A pod no node fits, and the scheduler's message why.
+    Unschedulable(String),
 }
 
 /// Deletion as the API performs it: pods and namespaces are marked and finished asynchronously, anything else
@@ -109,6 +111,7 @@ pub fn reconcile(before: &Snapshot, snap: &Snapshot) -> Vec<Change> {
     let mut changes = Vec::new();
     namespaces(snap, &mut changes);
     service_accounts(snap, &mut changes);
+    root_ca(snap, &mut changes);
     let terminating: HashSet<&str> = snap
         .namespaces()
         .filter(|n| n.metadata.deletion_timestamp.is_some())
@@ -227,6 +230,33 @@ fn service_accounts(snap: &Snapshot, changes: &mut Vec<Change>) {
     }
 }
 
+/// The ConfigMap holding the cluster's CA in every namespace, for in-cluster clients (`kube-root-ca.crt`).
+pub const ROOT_CA: &str = "kube-root-ca.crt";
+
+/// The root CA publisher: every namespace that is not terminating has a copy of kube-system's `kube-root-ca.crt`
+/// (which the supervisor writes from the lab's CA).
+fn root_ca(snap: &Snapshot, changes: &mut Vec<Change>) {
+    let Some(source) = snap.get(&Key::new("ConfigMap", Some("kube-system"), ROOT_CA)) else {
+        return;
+    };
+    let data = source.to_value().get("data").cloned().unwrap_or_default();
+    for ns in snap.namespaces().filter(|n| n.metadata.deletion_timestamp.is_none()) {
+        let name = ns.metadata.name.as_deref().unwrap_or_default();
+        let copy = snap.get(&Key::new("ConfigMap", Some(name), ROOT_CA));
+        if copy.is_some_and(|c| c.to_value().get("data") == Some(&data)) {
+            continue;
+        }
+        let value = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": ROOT_CA, "namespace": name},
+            "data": data,
+        });
+        if let Ok(object) = weft_model::manifest::from_value(value) {
+            changes.push(Change::Put(Box::new(object)));
+        }
+    }
+}
+
 /// The owner reference a controller puts on what it makes.
 pub fn controller_ref(kind: &str, owner: &ObjectMeta) -> OwnerReference {
     OwnerReference {
@@ -261,10 +291,12 @@ pub fn pod_from_template(
     }
 }
 
-/// Binds unscheduled pods: pods of one owner spread over the nodes, then the least loaded node wins.
+/// Binds unscheduled pods to the nodes they fit (nodeSelector, taints: see `daemonset::misfit`): pods of one
+/// owner spread over the nodes, then the least loaded node wins. A pod no node fits stays Pending with the
+/// scheduler's condition and a FailedScheduling Event saying why (once per reason).
 fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
-    let nodes: Vec<&str> = snap.nodes().filter_map(|n| n.metadata.name.as_deref()).collect();
-    if nodes.is_empty() {
+    let all: Vec<&k8s_openapi::api::core::v1::Node> = snap.nodes().collect();
+    if all.is_empty() {
         return;
     }
     let mut load: HashMap<&str, usize> = HashMap::new();
@@ -282,6 +314,18 @@ fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
         .filter(|p| node_of(p).is_none() && p.metadata.deletion_timestamp.is_none())
     {
         let owner = owner_uid(&pod.metadata).unwrap_or_default();
+        let mut misfits: BTreeMap<String, usize> = BTreeMap::new();
+        let mut nodes: Vec<&str> = Vec::new();
+        for node in &all {
+            match crate::daemonset::misfit(pod.spec.as_ref(), node) {
+                Some(why) => *misfits.entry(why).or_default() += 1,
+                None => nodes.extend(node.metadata.name.as_deref()),
+            }
+        }
+        if nodes.is_empty() {
+            unschedulable(pod, all.len(), &misfits, changes);
+            continue;
+        }
         let Some(node) = nodes.iter().copied().min_by_key(|n| {
             (
                 by_owner.get(&(owner, *n)).copied().unwrap_or(0),
@@ -307,6 +351,26 @@ fn schedule(snap: &Snapshot, changes: &mut Vec<Change>) {
         );
         changes.push(Change::Event(Box::new(note)));
     }
+}
+
+/// Records why no node fits `pod`, unless its condition already says so.
+fn unschedulable(pod: &Pod, nodes: usize, misfits: &BTreeMap<String, usize>, changes: &mut Vec<Change>) {
+    let reasons: Vec<String> = misfits.iter().map(|(why, n)| format!("{n} node(s) {why}")).collect();
+    let message = format!("0/{nodes} nodes are available: {}.", reasons.join(", "));
+    let said = (pod.status.as_ref().and_then(|s| s.conditions.as_ref()))
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        .is_some_and(|c| c.message.as_deref() == Some(message.as_str()));
+    if said {
+        return;
+    }
+    let note = Note::warning(
+        reference("v1", "Pod", &pod.metadata),
+        "FailedScheduling",
+        message.clone(),
+        "default-scheduler",
+    );
+    changes.push(Change::Status(pod_key(pod), Box::new(Status::Unschedulable(message))));
+    changes.push(Change::Event(Box::new(note)));
 }
 
 /// Carries out `changes` on the store.
@@ -394,6 +458,18 @@ fn set_status(object: &mut Object, status: Status) {
         }
         (Object::ReplicaSet(rs), Status::ReplicaSet(new)) => rs.status = Some(new),
         (Object::DaemonSet(ds), Status::DaemonSet(new)) => ds.status = Some(new),
+        (Object::Pod(pod), Status::Unschedulable(message)) => {
+            let status = pod.status.get_or_insert_default();
+            status.phase = Some("Pending".into());
+            status.conditions = Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some(message),
+                last_transition_time: Some(now()),
+                ..Default::default()
+            }]);
+        }
         _ => {}
     }
 }
@@ -894,6 +970,67 @@ spec:
         revisions.sort();
         assert_eq!(revisions, [2, 3]);
         assert_eq!(active_pods(&snap).len(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pods_go_only_to_nodes_they_fit_and_say_why_none_does() {
+        let text = "
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+spec: {taints: [{key: node.kubernetes.io/not-ready, effect: NoSchedule}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2, labels: {disk: hdd}}
+spec: {taints: [{key: node.kubernetes.io/not-ready, effect: NoSchedule}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: default}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: default}
+spec: {containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tolerant, namespace: default}
+spec:
+  nodeSelector: {disk: hdd}
+  tolerations: [{key: node.kubernetes.io/not-ready, operator: Exists}]
+  containers: [{name: c}]
+";
+        let (mut store, dir) = store_with(text);
+        settle(&mut store);
+        let snap = store.snapshot();
+        let pod = |name: &str| {
+            snap.pods()
+                .find(|p| p.metadata.name.as_deref() == Some(name))
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(node_of(&pod("tolerant")), Some("node-2"));
+        let plain = pod("plain");
+        assert_eq!(node_of(&plain), None);
+        let scheduled = &plain.status.as_ref().unwrap().conditions.as_ref().unwrap()[0];
+        assert_eq!(scheduled.reason.as_deref(), Some("Unschedulable"));
+        assert_eq!(
+            scheduled.message.as_deref(),
+            Some("0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.")
+        );
+        assert!(event_reasons(&snap).contains("FailedScheduling"));
+        // Once a node is Ready the pod goes there.
+        crate::kubelet::node_status::set(&mut store, "node-1", true);
+        settle(&mut store);
+        let snap = store.snapshot();
+        let plain = snap
+            .pods()
+            .find(|p| p.metadata.name.as_deref() == Some("plain"))
+            .unwrap();
+        assert_eq!(node_of(plain), Some("node-1"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -161,10 +161,18 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
 /// Whether a pod of `spec` may run on `node`: its nodeSelector matches and every NoSchedule/NoExecute taint
 /// (an unschedulable node counts as tainted) is tolerated.
 fn fits(spec: Option<&PodSpec>, node: &Node) -> bool {
+    misfit(spec, node).is_none()
+}
+
+/// Why a pod of `spec` may not run on `node`, in the scheduler's words; None when it may.
+pub fn misfit(spec: Option<&PodSpec>, node: &Node) -> Option<String> {
     let node_labels = labels(&node.metadata);
     let selector_ok = spec
         .and_then(|s| s.node_selector.as_ref())
         .is_none_or(|sel| sel.iter().all(|(k, v)| node_labels.get(k) == Some(v)));
+    if !selector_ok {
+        return Some("didn't match Pod's node affinity/selector".into());
+    }
     let node_spec = node.spec.clone().unwrap_or_default();
     let mut taints = node_spec.taints.unwrap_or_default();
     if node_spec.unschedulable == Some(true) {
@@ -175,11 +183,17 @@ fn fits(spec: Option<&PodSpec>, node: &Node) -> bool {
         });
     }
     let tolerations = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
-    selector_ok
-        && taints
-            .iter()
-            .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-            .all(|t| tolerations.iter().any(|tol| tolerates(tol, t)))
+    taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+        .map(|t| {
+            format!(
+                "had untolerated taint {{{}: {}}}",
+                t.key,
+                t.value.as_deref().unwrap_or_default()
+            )
+        })
 }
 
 fn tolerates(tol: &Toleration, taint: &Taint) -> bool {

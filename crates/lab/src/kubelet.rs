@@ -1,7 +1,11 @@
 //! The pod runtime of one node (the kubelet's role): for every pod bound to the node it makes a network
-//! namespace, attaches it through the node's CNI conflist, writes the pod's resolv.conf/hosts/hostname, runs the
-//! containers' processes inside it, restarts them per `restartPolicy`, reports status, and on deletion stops
-//! the processes (SIGTERM, then SIGKILL after the grace period), calls CNI DEL and removes the namespace.
+//! namespace, attaches it through the node's CNI config, writes the pod's resolv.conf/hosts/hostname and
+//! volumes, runs its init containers to completion in order, then the containers' processes inside it, probes
+//! them (`probe`), restarts them per `restartPolicy`, reports status, and on deletion stops the processes
+//! (SIGTERM, then SIGKILL after the grace period), calls CNI DEL and removes the namespace. Until the node has a
+//! network config (`node_status`), only host-network pods start; the others wait, as on a node without its CNI.
+//! Containers run as root with every capability whatever their securityContext says (`privileged`,
+//! `capabilities`): the lab has no users or capability sets of its own to give them.
 
 use crate::cni::{self, Attachment};
 use crate::error::{Error, Result, io};
@@ -16,7 +20,7 @@ use k8s_openapi::api::core::v1::{
     ObjectReference, Pod, PodCondition, PodIP, PodStatus,
 };
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +31,11 @@ use weft_model::{Key, Object};
 use weft_netlink::Netns;
 
 mod adopt;
+pub mod env;
+pub mod image;
+pub mod node_status;
+pub mod probe;
+pub mod volumes;
 
 /// Cluster DNS as kubelet's `--cluster-domain` (served from the DNS issue on); `--cluster-dns` is the 10th
 /// address of the service CIDR (`LabSpec::cluster_dns`, 10.96.0.10 by default), as kubeadm sets it.
@@ -37,13 +46,18 @@ const PARALLEL_STARTS: usize = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// `source.component` of the Events a kubelet records.
 const COMPONENT: &str = "kubelet";
+/// How often the node's net.d is looked at.
+const NETWORK_POLL: Duration = Duration::from_millis(200);
 
 pub struct Kubelet {
     shared: Arc<Shared>,
     node: NodePlan,
     node_netns: PathBuf,
-    node_config: PathBuf,
     runtime: cni::Runtime,
+    /// Whether the node's runtime has a network config (see `watch_network`).
+    network_ready: AtomicBool,
+    /// The `kubernetes` Service's ClusterIP.
+    api_ip: String,
     pods: Mutex<HashMap<String, Arc<PodRun>>>,
     /// Pods waiting for one of the node's `PARALLEL_STARTS` start threads.
     starts: Mutex<VecDeque<(Arc<PodRun>, Pod)>>,
@@ -66,8 +80,11 @@ struct PodRun {
 struct RunState {
     ip: Option<String>,
     started: bool,
+    init: Vec<ContainerRun>,
     containers: Vec<ContainerRun>,
     failed: Option<String>,
+    /// Sandbox setups that failed so far (each retried after a longer wait).
+    attempts: u32,
 }
 
 #[derive(Clone, Default)]
@@ -80,6 +97,8 @@ struct ContainerRun {
     /// No more restarts (restartPolicy says so).
     done: bool,
     backoff: bool,
+    /// The readiness probe's verdict; None without one (ready while running).
+    ready: Option<bool>,
 }
 
 impl Kubelet {
@@ -93,7 +112,10 @@ impl Kubelet {
         let paths = shared.paths.clone();
         Kubelet {
             node_netns: PathBuf::from("/run/netns").join(paths.node_netns(&node.name)),
-            node_config: paths.node_dir(&node.name).join("node.json"),
+            network_ready: AtomicBool::new(false),
+            api_ip: (shared.spec.service_cidr.hosts().next())
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
             shared,
             node,
             runtime,
@@ -107,29 +129,38 @@ impl Kubelet {
 
     /// Reconciles the node's pods with the store until the supervisor stops.
     pub fn run(self: Arc<Self>) {
+        self.network_ready.store(self.network_config(), Ordering::Release);
         self.adopt();
         for _ in 0..PARALLEL_STARTS {
             let me = self.clone();
             spawn_small(move || me.starter());
         }
+        {
+            let me = self.clone();
+            std::thread::spawn(move || me.watch_network());
+        }
         let mut seen = 0;
+        // Pods told (by an Event) that they wait for the network.
+        let mut waiting: HashSet<String> = HashSet::new();
         while !self.shared.stopping() {
             let snap = self.shared.wait_newer(seen, Duration::from_secs(1));
             seen = snap.revision;
-            // The network is not ready until the agent has written the node's CNI settings.
-            if !self.node_config.exists() {
-                seen = 0;
-                continue;
-            }
+            let network_ready = self.network_ready.load(Ordering::Acquire);
             let mine: Vec<&Pod> = snap
                 .pods()
                 .filter(|p| crate::controller::node_of(p) == Some(self.node.name.as_str()))
                 .collect();
+            waiting.retain(|uid| mine.iter().any(|p| p.metadata.uid.as_ref() == Some(uid)));
             let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
             for pod in &mine {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 let deleting = pod.metadata.deletion_timestamp.is_some();
                 match pods.get(&uid) {
+                    None if !deleting && !network_ready && !host_network(pod) => {
+                        if waiting.insert(uid) {
+                            self.network_not_ready(pod);
+                        }
+                    }
                     None if !deleting => {
                         let run = Arc::new(PodRun::new(crate::controller::pod_key(pod), uid.clone()));
                         pods.insert(uid, run.clone());
@@ -173,7 +204,12 @@ impl Kubelet {
         }
         let outcome = self.setup(&run, &pod);
         if let Err(e) = outcome {
-            run.lock().failed = Some(e.to_string());
+            let attempts = {
+                let mut state = run.lock();
+                state.failed = Some(e.to_string());
+                state.attempts += 1;
+                state.attempts
+            };
             let note = Note::warning(
                 reference("v1", "Pod", &pod.metadata),
                 "FailedCreatePodSandBox",
@@ -181,24 +217,187 @@ impl Kubelet {
                 COMPONENT,
             );
             self.report(&run, &pod, vec![note.on(&self.node.name)]);
+            // Undone and tried again later, as kubelet retries a pod's sandbox.
+            self.detach(&run, &pod);
+            let backoff = (FIRST_BACKOFF * 2u32.pow(attempts.min(5))).min(Duration::from_secs(10));
+            let me = self.clone();
+            self.reaper.after(backoff, move || {
+                if !run.stop.load(Ordering::Acquire) {
+                    me.starts
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_back((run, pod));
+                    me.queued.notify_one();
+                }
+            });
             return;
         }
+        run.lock().failed = None;
         // The pod's address is now in the store; its processes start once the agent has put the pod under its
         // NetworkPolicy rules, so a new pod is never reachable (or reaching out) unpoliced.
         let revision = self.report(&run, &pod, Vec::new());
-        self.wait_for_agent(revision);
-        let containers: Vec<ContainerRun> = (pod.spec.iter().flat_map(|s| &s.containers))
-            .map(|c| ContainerRun {
-                name: c.name.clone(),
-                ..Default::default()
-            })
-            .collect();
-        let count = containers.len();
-        run.lock().containers = containers;
+        if !host_network(&pod) {
+            self.wait_for_agent(revision);
+        }
+        let runs = |list: &[Container]| -> Vec<ContainerRun> {
+            list.iter()
+                .map(|c| ContainerRun {
+                    name: c.name.clone(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let spec = pod.spec.clone().unwrap_or_default();
+        {
+            let mut state = run.lock();
+            state.init = runs(spec.init_containers.as_deref().unwrap_or_default());
+            state.containers = runs(&spec.containers);
+        }
+        if !self.run_init(&run, &pod) {
+            return;
+        }
         let pod = Arc::new(pod);
-        for index in 0..count {
+        for index in 0..spec.containers.len() {
             self.clone().launch(run.clone(), pod.clone(), index, FIRST_BACKOFF);
         }
+    }
+
+    /// Runs the init containers in order, each to success (restarted after a back-off when it fails, unless
+    /// `restartPolicy` is Never: then the pod fails). False when the containers are not to start.
+    fn run_init(&self, run: &PodRun, pod: &Pod) -> bool {
+        let inits = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default();
+        let never = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never");
+        for (index, container) in inits.iter().enumerate() {
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                let spawned = {
+                    let mut state = run.lock();
+                    if run.stop.load(Ordering::Acquire) {
+                        return false;
+                    }
+                    let spawned = self.spawn(run, pod, container, state.ip.as_deref().unwrap_or_default());
+                    if let (Ok(child), Some(c)) = (&spawned, state.init.get_mut(index)) {
+                        c.pid = Some(child.id());
+                        c.backoff = false;
+                    }
+                    spawned
+                };
+                let code = match spawned {
+                    Ok(mut child) => {
+                        let at = container_reference_in(pod, "initContainers", &container.name);
+                        let note = Note::normal(
+                            at,
+                            "Started",
+                            format!("Started container {}", container.name),
+                            COMPONENT,
+                        );
+                        self.report(run, pod, vec![note.on(&self.node.name)]);
+                        child.wait().map_or(128, |s| exit_code(&s))
+                    }
+                    Err(e) => {
+                        self.log_failure(run, &container.name, &e);
+                        128
+                    }
+                };
+                let restart = code != 0 && !never && !run.stop.load(Ordering::Acquire);
+                run.with_init(index, |c| {
+                    c.pid = None;
+                    c.last_exit = Some(code);
+                    c.done = code == 0 || !restart;
+                    c.backoff = restart;
+                    c.restarts += i32::from(restart);
+                });
+                self.report(run, pod, Vec::new());
+                if code == 0 {
+                    break;
+                }
+                if !restart {
+                    // The pod failed (restartPolicy Never) or is being stopped: its containers never start.
+                    let mut state = run.lock();
+                    for c in &mut state.containers {
+                        c.done = true;
+                    }
+                    drop(state);
+                    self.report(run, pod, Vec::new());
+                    return false;
+                }
+                run.pause(backoff, |_| true);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        true
+    }
+
+    /// Whether the node's runtime has a network config.
+    fn network_config(&self) -> bool {
+        matches!(self.runtime.network(), Ok(Some(_)))
+    }
+
+    /// Keeps the node's Ready condition and `network_ready` in line with its network config (polled: a file
+    /// dropped into net.d is seen within `NETWORK_POLL`).
+    fn watch_network(self: Arc<Self>) {
+        let mut complained = false;
+        while !self.shared.stopping() {
+            let ready = match self.runtime.network() {
+                Ok(network) => network.is_some(),
+                Err(e) => {
+                    if !complained {
+                        eprintln!("weft lab: {}: {e}", self.node.name);
+                    }
+                    complained = true;
+                    false
+                }
+            };
+            complained &= !ready;
+            self.network_ready.store(ready, Ordering::Release);
+            let key = Key::new("Node", None, &self.node.name);
+            let stale = match self.shared.snapshot().get(&key) {
+                Some(Object::Node(node)) => !node_status::says(node, ready),
+                _ => false,
+            };
+            if stale {
+                self.shared.write(|s| node_status::set(s, &self.node.name, ready));
+            }
+            std::thread::sleep(NETWORK_POLL);
+        }
+    }
+
+    /// Says (once) why a pod does not start: the pod waits in ContainerCreating with kubelet's Event.
+    fn network_not_ready(&self, pod: &Pod) {
+        let key = crate::controller::pod_key(pod);
+        let uid = pod.metadata.uid.clone();
+        let statuses: Vec<ContainerStatus> = (pod.spec.iter().flat_map(|s| &s.containers))
+            .map(|c| {
+                container_status(&ContainerRun {
+                    name: c.name.clone(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let note = Note::warning(
+            reference("v1", "Pod", &pod.metadata),
+            "NetworkNotReady",
+            format!("network is not ready: {}", cni::NOT_READY),
+            COMPONENT,
+        )
+        .on(&self.node.name);
+        self.shared.write(|s| {
+            crate::events::record(s, note);
+            s.update(&key, |o| {
+                if let Object::Pod(p) = o
+                    && p.metadata.uid == uid
+                {
+                    let status = p.status.get_or_insert_default();
+                    status.phase = Some("Pending".into());
+                    status.host_ip = Some(self.node.ip.to_string());
+                    status.container_statuses = Some(statuses);
+                }
+            });
+        });
     }
 
     /// Namespace, CNI ADD and the pod's files.
@@ -243,9 +442,13 @@ impl Kubelet {
         for (file, text) in files {
             std::fs::write(dir.join(file), text).map_err(io(format!("writing the pod's {file}")))?;
         }
-        if automount(pod, &self.shared.snapshot()) {
+        let snap = self.shared.snapshot();
+        if automount(pod, &snap) {
             self.service_account_files(pod, &dir.join(sandbox::SERVICE_ACCOUNT_DIR))?;
         }
+        let facts = self.facts(pod, &ip, &snap);
+        let issue = |audience: Option<&str>, seconds: Option<i64>| self.token(pod, audience, seconds);
+        volumes::prepare(&facts, &self.runtime.fs, &dir, &issue).map_err(Error::Invalid)?;
         let mut state = run.lock();
         state.ip = Some(ip);
         state.started = true;
@@ -256,29 +459,7 @@ impl Kubelet {
     /// ServiceAccount may not exist yet in a namespace created a moment ago (its controller makes `default`).
     fn service_account_files(&self, pod: &Pod, dir: &std::path::Path) -> Result<()> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = service_account_name(pod);
-        let key = Key::new("ServiceAccount", Some(&ns), &name);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut snap = self.shared.snapshot();
-        let sa_uid = loop {
-            if let Some(sa) = snap.get(&key) {
-                break sa.meta().uid.clone().unwrap_or_default();
-            }
-            if Instant::now() >= deadline || self.shared.stopping() {
-                return Err(Error::Invalid(format!(
-                    "error looking up service account {ns}/{name}: not found"
-                )));
-            }
-            snap = self.shared.wait_newer(snap.revision, Duration::from_millis(200));
-        };
-        use weft_apiserver::tokens::{Claims, POD_EXPIRATION, Ref, api_audiences, unix_now};
-        let sa = Ref { name, uid: sa_uid };
-        let bound = Ref {
-            name: pod.metadata.name.clone().unwrap_or_default(),
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-        };
-        let claims = Claims::new(&ns, sa, Some(bound), api_audiences(), unix_now(), POD_EXPIRATION);
-        let token = self.tokens.issue(&claims).map_err(|e| Error::Invalid(e.to_string()))?;
+        let token = self.token(pod, None, None).map_err(Error::Invalid)?;
         let ca = self.shared.paths.pki_dir().join("ca.crt");
         let ca = std::fs::read(&ca).map_err(io(format!("reading {}", ca.display())))?;
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -289,27 +470,74 @@ impl Kubelet {
         ] {
             std::fs::write(dir.join(file), bytes).map_err(io(format!("writing the pod's {file}")))?;
         }
-        // The bind mount needs its mount point on the host; creating the (empty) directory is all that changes
-        // there, and only when missing.
-        std::fs::create_dir_all(sandbox::SERVICE_ACCOUNT_MOUNT)
-            .map_err(io(format!("creating {}", sandbox::SERVICE_ACCOUNT_MOUNT)))
+        Ok(())
     }
 
-    fn sandbox(&self, run: &PodRun, pod: &Pod) -> Sandbox {
+    /// A token of the pod's ServiceAccount bound to the pod, for `audience` (None: the API's) and `seconds`
+    /// (None: a year, as kube-apiserver extends pod tokens). The ServiceAccount may not exist yet in a namespace
+    /// created a moment ago (its controller makes `default`): that is waited for.
+    fn token(&self, pod: &Pod, audience: Option<&str>, seconds: Option<i64>) -> std::result::Result<String, String> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = service_account_name(pod);
+        let key = Key::new("ServiceAccount", Some(&ns), &name);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut snap = self.shared.snapshot();
+        let sa_uid = loop {
+            if let Some(sa) = snap.get(&key) {
+                break sa.meta().uid.clone().unwrap_or_default();
+            }
+            if Instant::now() >= deadline || self.shared.stopping() {
+                return Err(format!("error looking up service account {ns}/{name}: not found"));
+            }
+            snap = self.shared.wait_newer(snap.revision, Duration::from_millis(200));
+        };
+        use weft_apiserver::tokens::{Claims, POD_EXPIRATION, Ref, api_audiences, unix_now};
+        let sa = Ref { name, uid: sa_uid };
+        let bound = Ref {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        };
+        let audiences = audience.map_or_else(api_audiences, |a| vec![a.to_string()]);
+        let seconds = seconds.unwrap_or(POD_EXPIRATION);
+        let claims = Claims::new(&ns, sa, Some(bound), audiences, unix_now(), seconds);
+        self.tokens.issue(&claims).map_err(|e| e.to_string())
+    }
+
+    /// What the pod's variables and downward API volumes are made of.
+    fn facts<'a>(&'a self, pod: &'a Pod, ip: &'a str, snap: &'a weft_model::Snapshot) -> env::Facts<'a> {
+        env::Facts {
+            pod,
+            node: &self.node,
+            ip,
+            api_ip: self.api_ip.as_str(),
+            path: sandbox::pod_path(&self.shared.spec.weft_bin),
+            snap,
+        }
+    }
+
+    /// Where container `c` runs: the pod's namespaces (the node's network for a host-network pod), its image's
+    /// files and its volumes.
+    fn sandbox(&self, run: &PodRun, pod: &Pod, c: &Container) -> Result<Sandbox> {
         let spec = pod.spec.as_ref();
-        let host_network = spec.and_then(|s| s.host_network) == Some(true);
+        let host_network = host_network(pod);
         let paths = &self.shared.paths;
         let name = pod.metadata.name.clone().unwrap_or_default();
-        Sandbox {
+        let dir = paths.pod_dir(&run.uid);
+        let mut binds = image::binds(paths, c.image.as_deref());
+        binds.extend(volumes::binds(pod, c, &self.runtime.fs, &dir).map_err(Error::Invalid)?);
+        let service_account = Some(dir.join(sandbox::SERVICE_ACCOUNT_DIR))
+            .filter(|d| d.is_dir() && !volumes::mounts_at(c, sandbox::SERVICE_ACCOUNT_MOUNT));
+        Ok(Sandbox {
             netns: if host_network {
                 self.node_netns.clone()
             } else {
                 PathBuf::from("/run/netns").join(paths.pod_netns(&run.uid))
             },
-            files: (!host_network).then(|| paths.pod_dir(&run.uid)),
+            files: (!host_network).then(|| dir.clone()),
             hostname: (!host_network).then(|| spec.and_then(|s| s.hostname.clone()).unwrap_or(name)),
-            service_account: Some(paths.pod_dir(&run.uid).join(sandbox::SERVICE_ACCOUNT_DIR)).filter(|d| d.is_dir()),
-        }
+            service_account,
+            binds,
+        })
     }
 
     /// Starts container `index` of the pod; the reaper restarts it as `restartPolicy` says when it exits,
@@ -329,6 +557,7 @@ impl Kubelet {
             if let (Ok(child), Some(c)) = (&spawned, state.containers.get_mut(index)) {
                 c.pid = Some(child.id());
                 c.backoff = false;
+                c.ready = container.readiness_probe.as_ref().map(|_| false);
                 let file = adopt::pid_file(&self.shared.paths, &run.uid, &c.name);
                 if let Err(e) = crate::pidfile::write(&file, child.id()) {
                     eprintln!("weft lab: writing {}: {e}", file.display());
@@ -354,17 +583,104 @@ impl Kubelet {
                     .map(|(reason, message)| Note::normal(at.clone(), reason, message, COMPONENT).on(&self.node.name))
                     .collect();
                 self.report(&run, &pod, notes);
+                let pid = child.id();
+                let probes = [(&container.readiness_probe, false), (&container.liveness_probe, true)];
+                for (probe, liveness) in probes {
+                    if let Some(probe) = probe.clone() {
+                        let (me, run, pod) = (self.clone(), run.clone(), pod.clone());
+                        spawn_small(move || me.probe(&run, &pod, index, pid, &probe, liveness));
+                    }
+                }
                 let reaper = self.reaper.clone();
                 reaper.watch(child, move |code| self.exited(run, pod, index, code, began, backoff));
             }
             Err(e) => {
-                let log = self
-                    .shared
-                    .paths
-                    .pod_dir(&run.uid)
-                    .join(format!("{}.log", container.name));
-                let _ = std::fs::write(log, format!("weft: cannot start container: {e}\n"));
+                self.log_failure(&run, &container.name, &e);
                 self.exited(run, pod, index, 128, began, backoff);
+            }
+        }
+    }
+
+    /// Probes container `index` (its run with `pid`) until that run ends: a readiness verdict sets whether it is
+    /// Ready, a failed liveness verdict kills it (`restartPolicy` then says what follows).
+    fn probe(
+        &self,
+        run: &PodRun,
+        pod: &Pod,
+        index: usize,
+        pid: u32,
+        p: &k8s_openapi::api::core::v1::Probe,
+        liveness: bool,
+    ) {
+        let Some(c) = pod.spec.as_ref().and_then(|s| s.containers.get(index)) else {
+            return;
+        };
+        let t = probe::timing(p);
+        let alive = |state: &RunState| state.containers.get(index).is_some_and(|c| c.pid == Some(pid));
+        let kind = if liveness { "Liveness" } else { "Readiness" };
+        let netns = match host_network(pod) {
+            true => self.node_netns.clone(),
+            false => PathBuf::from("/run/netns").join(self.shared.paths.pod_netns(&run.uid)),
+        };
+        let ip = run.lock().ip.clone().unwrap_or_default();
+        let mut verdict = probe::Verdict::new(liveness);
+        let mut wait = t.initial_delay;
+        while run.pause(wait, alive) {
+            wait = t.period;
+            let passed = match probe::network(p, c, &netns, &ip, t.timeout) {
+                Some(passed) => passed,
+                None => self.exec_probe(run, pod, c, p, t.timeout),
+            };
+            if !verdict.add(passed, &t) {
+                continue;
+            }
+            let at = container_reference(pod, &c.name);
+            let mut notes = Vec::new();
+            if !verdict.ok {
+                let note = Note::warning(at.clone(), "Unhealthy", format!("{kind} probe failed"), COMPONENT);
+                notes.push(note.on(&self.node.name));
+            }
+            if liveness {
+                let message = format!("Container {} failed liveness probe, will be restarted", c.name);
+                notes.push(Note::normal(at, "Killing", message, COMPONENT).on(&self.node.name));
+                self.report(run, pod, notes);
+                signal(&[pid], libc::SIGKILL);
+                return;
+            }
+            run.with_container(index, |c| c.ready = Some(verdict.ok));
+            self.report(run, pod, notes);
+        }
+    }
+
+    /// One try of an `exec` probe in the container's sandbox: passed when it exits 0 within `timeout`.
+    fn exec_probe(
+        &self,
+        run: &PodRun,
+        pod: &Pod,
+        c: &Container,
+        p: &k8s_openapi::api::core::v1::Probe,
+        timeout: Duration,
+    ) -> bool {
+        let argv = p.exec.as_ref().and_then(|e| e.command.clone()).unwrap_or_default();
+        let command = self.sandbox(run, pod, c).and_then(|s| s.command(&argv));
+        let Ok(mut command) = command else { return false };
+        command
+            .env_clear()
+            .env("PATH", sandbox::pod_path(&self.shared.spec.weft_bin))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let Ok(mut child) = command.spawn() else { return false };
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
             }
         }
     }
@@ -432,19 +748,26 @@ impl Kubelet {
         reaper.after(backoff, move || self.launch(run, pod, index, next));
     }
 
+    /// Why a container could not start, where `kubectl logs` shows it.
+    fn log_failure(&self, run: &PodRun, container: &str, e: &Error) {
+        let log = self.shared.paths.pod_dir(&run.uid).join(format!("{container}.log"));
+        let line = format!("weft: cannot start container: {e}\n");
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("weft lab: {}: {e}", self.node.name);
+        }
+    }
+
     fn spawn(&self, run: &PodRun, pod: &Pod, container: &Container, ip: &str) -> Result<std::process::Child> {
-        let argv = argv(container, &self.shared.spec.weft_bin);
-        let mut command = self.sandbox(run, pod).command(&argv)?;
+        let snap = self.shared.snapshot();
+        let env = env::env(container, &self.facts(pod, ip, &snap)).map_err(Error::Invalid)?;
+        let argv = env::expand_argv(&argv(container, &self.shared.spec.weft_bin), &env);
+        let mut command = self.sandbox(run, pod, container)?.command(&argv)?;
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let api_ip = self
-            .shared
-            .spec
-            .service_cidr
-            .hosts()
-            .next()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let env = env(pod, container, &self.node, ip, &api_ip, &self.shared.spec.weft_bin);
         let log_path = self
             .shared
             .paths
@@ -489,9 +812,11 @@ impl Kubelet {
         })
     }
 
-    /// Waits (up to 10 s, then goes on with a warning) until the node's agent has synced `revision`.
+    /// Waits (up to 10 s, then goes on with a warning) until the node's agent has synced `revision`. The agent
+    /// records it beside the node settings the `weft` plugin of the network config reads (`nodeConfig`); a
+    /// network without one has no agent to wait for.
     fn wait_for_agent(&self, revision: u64) {
-        let file = self.node_config.with_file_name("agent-revision");
+        let Some(file) = self.agent_revision_file() else { return };
         let deadline = Instant::now() + Duration::from_secs(10);
         let synced = || {
             std::fs::read_to_string(&file)
@@ -511,6 +836,15 @@ impl Kubelet {
         }
     }
 
+    /// Where the node's agent records the revision it has synced: beside the `nodeConfig` of the network's
+    /// `weft` plugin, as the plugins see the node.
+    fn agent_revision_file(&self) -> Option<PathBuf> {
+        let network = self.runtime.network().ok()??;
+        let plugins = network.get("plugins")?.as_array()?;
+        let config = plugins.iter().find_map(|p| p.get("nodeConfig")?.as_str())?;
+        Some(self.runtime.fs.plugin_path(config)?.with_file_name("agent-revision"))
+    }
+
     /// Stops the pod's processes, detaches it and removes it from the store.
     fn stop(&self, run: Arc<PodRun>, pod: &Pod) {
         let grace = pod
@@ -519,7 +853,15 @@ impl Kubelet {
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30)
             .clamp(0, 30) as u64;
-        let pids = |run: &PodRun| -> Vec<u32> { run.lock().containers.iter().filter_map(|c| c.pid).collect() };
+        let pids = |run: &PodRun| -> Vec<u32> {
+            let state = run.lock();
+            state
+                .init
+                .iter()
+                .chain(&state.containers)
+                .filter_map(|c| c.pid)
+                .collect()
+        };
         let running: Vec<String> = run
             .lock()
             .containers
@@ -602,12 +944,40 @@ impl PodRun {
         self.wake.notify_all();
     }
 
+    /// Waits `d`, or less when the pod stops or `still` no longer holds; whether the wait ran its course.
+    fn pause(&self, d: Duration, still: impl Fn(&RunState) -> bool) -> bool {
+        let deadline = Instant::now() + d;
+        let mut state = self.lock();
+        loop {
+            if self.stop.load(Ordering::Acquire) || !still(&state) {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            state = self.wake.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    fn with_init(&self, index: usize, f: impl FnOnce(&mut ContainerRun)) {
+        if let Some(c) = self.lock().init.get_mut(index) {
+            f(c);
+        }
+        self.wake.notify_all();
+    }
+
     fn status(&self, pod: &Pod, node: &NodePlan) -> PodStatus {
         let state = self.lock();
         let statuses: Vec<ContainerStatus> = state.containers.iter().map(container_status).collect();
-        let all_running = !statuses.is_empty() && state.containers.iter().all(|c| c.pid.is_some());
+        let init_statuses: Vec<ContainerStatus> = state.init.iter().map(container_status).collect();
+        let initialized = state.init.iter().all(|c| c.last_exit == Some(0));
+        let init_failed = state.init.iter().any(|c| c.done && c.last_exit != Some(0));
+        let all_running = !statuses.is_empty() && state.containers.iter().all(ready);
         let all_done = !state.containers.is_empty() && state.containers.iter().all(|c| c.done);
-        let phase = if state.failed.is_some() {
+        let phase = if init_failed {
+            "Failed"
+        } else if state.failed.is_some() || !initialized {
             "Pending"
         } else if all_done {
             if state.containers.iter().all(|c| c.last_exit == Some(0)) {
@@ -633,8 +1003,13 @@ impl PodRun {
             pod_ips: state.ip.clone().map(|ip| vec![PodIP { ip }]),
             host_ip: Some(node.ip.to_string()),
             start_time: old.start_time.or_else(|| Some(now())),
-            conditions: Some(vec![condition("PodScheduled", true), condition("Ready", all_running)]),
+            conditions: Some(vec![
+                condition("PodScheduled", true),
+                condition("Initialized", initialized),
+                condition("Ready", all_running),
+            ]),
             container_statuses: Some(statuses),
+            init_container_statuses: Some(init_statuses).filter(|s| !s.is_empty()),
             message: state.failed.clone(),
             reason: state.failed.as_ref().map(|_| "NetworkNotReady".into()),
             ..Default::default()
@@ -678,7 +1053,7 @@ fn container_status(c: &ContainerRun) -> ContainerStatus {
     };
     ContainerStatus {
         name: c.name.clone(),
-        ready: c.pid.is_some(),
+        ready: ready(c),
         restart_count: c.restarts,
         started: Some(c.pid.is_some()),
         state: Some(state),
@@ -690,10 +1065,32 @@ fn container_status(c: &ContainerRun) -> ContainerStatus {
 
 /// A pod's container, as Events name it (`involvedObject.fieldPath`).
 fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
+    container_reference_in(pod, "containers", container)
+}
+
+fn container_reference_in(pod: &Pod, list: &str, container: &str) -> ObjectReference {
     ObjectReference {
-        field_path: Some(format!("spec.containers{{{container}}}")),
+        field_path: Some(format!("spec.{list}{{{container}}}")),
         ..reference("v1", "Pod", &pod.metadata)
     }
+}
+
+/// Whether a container is Ready: running, and its readiness probe (if any) passed.
+fn ready(c: &ContainerRun) -> bool {
+    c.pid.is_some() && c.ready.unwrap_or(true)
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+}
+
+/// A process's exit code, or 128 + the signal that killed it (as a shell reports it).
+fn exit_code(status: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(128)
 }
 
 fn attachment<'a>(run: &'a PodRun, pod: &'a Pod, netns: &'a std::path::Path) -> Attachment<'a> {
@@ -750,7 +1147,7 @@ pub fn argv(c: &Container, weft_bin: &std::path::Path) -> Vec<String> {
 }
 
 /// The pod's ServiceAccount: `serviceAccountName`, else the deprecated `serviceAccount`, else `default`.
-fn service_account_name(pod: &Pod) -> String {
+pub fn service_account_name(pod: &Pod) -> String {
     let spec = pod.spec.as_ref();
     spec.and_then(|s| s.service_account_name.clone())
         .or_else(|| spec.and_then(|s| s.service_account.clone()))
@@ -772,60 +1169,6 @@ fn automount(pod: &Pod, snap: &weft_model::Snapshot) -> bool {
             .and_then(Value::as_bool)
     })
     .unwrap_or(true)
-}
-
-/// The container's environment: the `kubernetes` Service's variables (at `api_ip`, as kubelet always sets them),
-/// its `env` (values and the downward API's common fields), plus the variables `weft serve` reports and a usual
-/// PATH.
-fn env(
-    pod: &Pod,
-    c: &Container,
-    node: &NodePlan,
-    ip: &str,
-    api_ip: &str,
-    weft_bin: &std::path::Path,
-) -> Vec<(String, String)> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let field = |path: &str| -> Option<String> {
-        Some(match path {
-            "metadata.name" => name.clone(),
-            "metadata.namespace" => ns.clone(),
-            "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
-            "spec.nodeName" => node.name.clone(),
-            "status.podIP" => ip.to_string(),
-            "status.hostIP" => node.ip.to_string(),
-            _ => return None,
-        })
-    };
-    let mut out = vec![
-        ("PATH".to_string(), crate::sandbox::pod_path(weft_bin)),
-        ("HOME".into(), "/root".into()),
-        ("HOSTNAME".into(), name.clone()),
-        ("WEFT_POD_NAME".into(), name.clone()),
-        ("WEFT_POD_NAMESPACE".into(), ns.clone()),
-        ("WEFT_NODE_NAME".into(), node.name.clone()),
-        ("WEFT_POD_IP".into(), ip.to_string()),
-        ("KUBERNETES_SERVICE_HOST".into(), api_ip.to_string()),
-        ("KUBERNETES_SERVICE_PORT".into(), "443".into()),
-        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), "443".into()),
-        ("KUBERNETES_PORT".into(), format!("tcp://{api_ip}:443")),
-        ("KUBERNETES_PORT_443_TCP".into(), format!("tcp://{api_ip}:443")),
-        ("KUBERNETES_PORT_443_TCP_PROTO".into(), "tcp".into()),
-        ("KUBERNETES_PORT_443_TCP_PORT".into(), "443".into()),
-        ("KUBERNETES_PORT_443_TCP_ADDR".into(), api_ip.to_string()),
-    ];
-    for var in c.env.iter().flatten() {
-        let value = match (&var.value, &var.value_from) {
-            (Some(v), _) => Some(v.clone()),
-            (None, Some(from)) => from.field_ref.as_ref().and_then(|f| field(&f.field_path)),
-            (None, None) => Some(String::new()),
-        };
-        if let Some(v) = value {
-            out.push((var.name.clone(), v));
-        }
-    }
-    out
 }
 
 /// Start and stop threads: small stacks, since a node may stop hundreds of pods at once.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod kube_api;
 pub mod kubelet;
+pub mod node_fs;
 mod pidfile;
 pub mod reaper;
 pub mod replicaset;

@@ -1,6 +1,7 @@
 //! Entering a pod: its network namespace, a private mount namespace in which the pod's own /etc/resolv.conf,
 //! /etc/hosts and /etc/hostname cover the host's (what `ip netns exec` does with /etc/netns/NAME), and its own
-//! UTS namespace with the pod's hostname. Pod processes and `weft exec` enter the same way.
+//! UTS namespace with the pod's hostname. Pod processes and `weft exec` enter the same way. A container's
+//! volumes, its image's files and a node's own directories are bind mounts in that mount namespace.
 
 use crate::error::{Result, io};
 use nix::mount::{MsFlags, mount};
@@ -20,7 +21,15 @@ pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/servicea
 /// The directory of a pod's own dir holding those files.
 pub const SERVICE_ACCOUNT_DIR: &str = "serviceaccount";
 
-#[derive(Clone, Debug)]
+/// A bind mount in the sandbox's mount namespace (recursive, so mounts below `source` come along).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, Default)]
 pub struct Sandbox {
     /// The namespace to join (/run/netns/NAME).
     pub netns: PathBuf,
@@ -30,23 +39,34 @@ pub struct Sandbox {
     pub hostname: Option<String>,
     /// The pod's ServiceAccount files, bound over `SERVICE_ACCOUNT_MOUNT`; none when it has none mounted.
     pub service_account: Option<PathBuf>,
+    /// Further binds, made in order after those above (a node's view, the image's files, the volumes).
+    pub binds: Vec<Bind>,
 }
 
 impl Sandbox {
-    /// The sandbox of a running pod: its own namespaces, or its node's for a host-network pod.
+    /// The sandbox of a running pod's first container: its own namespaces (or its node's network for a
+    /// host-network pod), its image's files and its volumes.
     pub fn of_pod(paths: &crate::spec::Paths, pod: &k8s_openapi::api::core::v1::Pod) -> Sandbox {
+        use crate::kubelet::{image, volumes};
         let spec = pod.spec.as_ref();
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
+        let node = spec.and_then(|s| s.node_name.as_deref()).unwrap_or_default();
+        let container = spec.and_then(|s| s.containers.first());
+        let mut binds = image::binds(paths, container.and_then(|c| c.image.as_deref()));
+        if let Some(c) = container {
+            let fs = crate::node_fs::NodeFs::new(paths, node);
+            binds.extend(volumes::binds(pod, c, &fs, &paths.pod_dir(uid)).unwrap_or_default());
+        }
         // Written by the kubelet when the pod started, unless the pod opted out.
-        let service_account = Some(paths.pod_dir(uid).join(SERVICE_ACCOUNT_DIR)).filter(|d| d.is_dir());
+        let service_account = Some(paths.pod_dir(uid).join(SERVICE_ACCOUNT_DIR))
+            .filter(|d| d.is_dir() && !container.is_some_and(|c| volumes::mounts_at(c, SERVICE_ACCOUNT_MOUNT)));
         if spec.and_then(|s| s.host_network) == Some(true) {
-            let node = spec.and_then(|s| s.node_name.as_deref()).unwrap_or_default();
             return Sandbox {
                 netns: PathBuf::from("/run/netns").join(paths.node_netns(node)),
-                files: None,
-                hostname: None,
                 service_account,
+                binds,
+                ..Default::default()
             };
         }
         Sandbox {
@@ -54,6 +74,7 @@ impl Sandbox {
             files: Some(paths.pod_dir(uid)),
             hostname: Some(spec.and_then(|s| s.hostname.clone()).unwrap_or(name)),
             service_account,
+            binds,
         }
     }
 
@@ -63,21 +84,44 @@ impl Sandbox {
             return Err(crate::Error::Invalid("no command given".into()));
         };
         let netns = File::open(&self.netns).map_err(io(format!("opening {}", self.netns.display())))?;
-        // Everything the child needs is prepared here: between fork and exec only system calls run.
-        let mut binds: Vec<(CString, CString)> = match &self.files {
+        let mut all: Vec<Bind> = match &self.files {
             Some(dir) => POD_FILES
                 .iter()
-                .map(|f| Ok((cstring(&dir.join(f))?, cstring(&Path::new("/etc").join(f))?)))
-                .collect::<Result<_>>()?,
+                .map(|f| Bind {
+                    source: dir.join(f),
+                    target: Path::new("/etc").join(f),
+                    read_only: false,
+                })
+                .collect(),
             None => Vec::new(),
         };
         if let Some(dir) = &self.service_account {
-            binds.push((cstring(dir)?, cstring(Path::new(SERVICE_ACCOUNT_MOUNT))?));
+            all.push(Bind {
+                source: dir.clone(),
+                target: PathBuf::from(SERVICE_ACCOUNT_MOUNT),
+                read_only: true,
+            });
         }
+        all.extend(self.binds.iter().cloned());
+        // Everything the child needs is prepared here: between fork and exec only system calls run.
+        let mut binds: Vec<(CString, CString, bool)> = Vec::with_capacity(all.len());
+        for (i, bind) in all.iter().enumerate() {
+            if !bind.source.exists() {
+                return Err(crate::Error::Invalid(format!(
+                    "{} does not exist",
+                    bind.source.display()
+                )));
+            }
+            mount_point(&all[..i], bind)?;
+            binds.push((cstring(&bind.source)?, cstring(&bind.target)?, bind.read_only));
+        }
+        // The sources, opened in the child's mount namespace before any bind, so a bind may cover another's
+        // source (a mount of the parent's namespace cannot be bound from there).
+        let mut sources: Vec<libc::c_int> = vec![-1; binds.len()];
         let hostname = self.hostname.clone();
         let mut command = Command::new(program);
         command.args(args);
-        // SAFETY: the closure only makes system calls (setns, unshare, mount, sethostname) on data prepared
+        // SAFETY: the closure only makes system calls (setns, unshare, open, mount, sethostname) on data prepared
         // before the fork; it allocates nothing and takes no locks.
         unsafe {
             command.pre_exec(move || {
@@ -96,14 +140,22 @@ impl Sandbox {
                     // Slave, not private: namespaces unmounted on the host later also vanish here.
                     let slave = MsFlags::MS_REC | MsFlags::MS_SLAVE;
                     mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)?;
-                    for (from, to) in &binds {
-                        mount(
-                            Some(from.as_c_str()),
-                            to.as_c_str(),
-                            None::<&str>,
-                            MsFlags::MS_BIND,
-                            None::<&str>,
-                        )?;
+                    for ((from, _, _), fd) in binds.iter().zip(sources.iter_mut()) {
+                        // SAFETY: open(2) of a NUL-terminated path; the descriptor closes at exec.
+                        *fd = libc::open(from.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+                        if *fd < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    for ((_, to, read_only), fd) in binds.iter().zip(&sources) {
+                        let mut buf = [0u8; 32];
+                        let from = fd_path(*fd, &mut buf);
+                        let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+                        mount(Some(from), to.as_c_str(), None::<&str>, bind, None::<&str>)?;
+                        if *read_only {
+                            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                            mount(None::<&str>, to.as_c_str(), None::<&str>, ro, None::<&str>)?;
+                        }
                     }
                 }
                 if let Some(name) = &hostname {
@@ -114,6 +166,52 @@ impl Sandbox {
         }
         Ok(command)
     }
+}
+
+/// Makes `bind`'s mount point where the child will look for it: inside the source of the last earlier bind
+/// that covers it, else on the host. A missing one is created empty (a directory, or a file for a file), the
+/// only change a sandbox makes outside its own mount namespace.
+fn mount_point(earlier: &[Bind], bind: &Bind) -> Result<()> {
+    let at = earlier
+        .iter()
+        .rev()
+        .find_map(|b| {
+            let rest = bind.target.strip_prefix(&b.target).ok()?;
+            Some(b.source.join(rest))
+        })
+        .unwrap_or_else(|| bind.target.clone());
+    if std::fs::symlink_metadata(&at).is_ok() {
+        return Ok(());
+    }
+    let made = if bind.source.is_dir() {
+        std::fs::create_dir_all(&at)
+    } else {
+        at.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(&at).map(drop))
+    };
+    made.map_err(io(format!("creating the mount point {}", at.display())))
+}
+
+/// `/proc/self/fd/FD` in `buf`, without allocating (it runs between fork and exec).
+fn fd_path(fd: libc::c_int, buf: &mut [u8; 32]) -> &std::ffi::CStr {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let (mut n, mut len) = (fd.unsigned_abs(), 0);
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        buf[PREFIX.len() + i] = *d;
+    }
+    buf[PREFIX.len() + len] = 0;
+    std::ffi::CStr::from_bytes_until_nul(&buf[..]).unwrap_or_default()
 }
 
 fn cstring(path: &Path) -> Result<CString> {
@@ -163,5 +261,12 @@ mod tests {
         let h = hosts_file(Some("10.244.1.5"), "web-0", Some("web-0.web.default.svc.cluster.local"));
         assert!(h.ends_with("10.244.1.5\tweb-0.web.default.svc.cluster.local\tweb-0\n"));
         assert!(!hosts_file(None, "x", None).contains("\tx\n"));
+    }
+
+    #[test]
+    fn descriptor_paths_are_written_in_place() {
+        let mut buf = [0u8; 32];
+        assert_eq!(fd_path(7, &mut buf).to_str().unwrap(), "/proc/self/fd/7");
+        assert_eq!(fd_path(1234567, &mut buf).to_str().unwrap(), "/proc/self/fd/1234567");
     }
 }

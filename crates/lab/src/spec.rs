@@ -39,6 +39,10 @@ pub struct LabSpec {
     pub cni_bin: PathBuf,
     /// The `weft` binary that runs agents and `weft serve`.
     pub weft_bin: PathBuf,
+    /// Built without networking components (`lab up --bare`): no agents, no cluster DNS, no CNI config; the
+    /// nodes are NotReady until a CNI config appears in their /etc/cni/net.d, as on a kubeadm cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bare: bool,
 }
 
 fn default_service_cidr() -> Ipv4Net {
@@ -193,12 +197,19 @@ impl Paths {
         self.dir().join("supervisor.log")
     }
 
-    pub fn cni_bin_dir(&self) -> PathBuf {
-        self.dir().join("cni-bin")
-    }
-
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.dir().join("nodes").join(node)
+    }
+
+    /// The node's own filesystem: where its /opt/cni/bin, /etc/cni/net.d, /run, /var/lib/cni and every
+    /// hostPath of its pods are (see `node_fs`).
+    pub fn node_root(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("root")
+    }
+
+    /// What container images hold (`images/weft/usr/local/bin/{weft,weft-cni}`, see `kubelet::image`).
+    pub fn images_dir(&self) -> PathBuf {
+        self.dir().join("images")
     }
 
     /// The kubeconfig of a node's agent: the node's own credentials.
@@ -258,6 +269,7 @@ mod tests {
             lb_pool: DEFAULT_LB_POOL,
             cni_bin: "/x".into(),
             weft_bin: "/y".into(),
+            bare: false,
         }
     }
 

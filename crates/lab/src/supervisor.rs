@@ -1,7 +1,9 @@
 //! The supervisor: the lab's control plane in one process. It holds the store (`Shared`), serves the Kubernetes
-//! API and the agents' watch socket, runs the controllers and one pod runtime per node, and keeps a `weft agent` running in every node.
+//! API, runs the controllers and one pod runtime per node, and (unless the lab is bare) keeps a `weft agent`
+//! running in every node and installs its CNI config there once the agent has written the node's settings.
 
 use crate::error::{Error, Result, io};
+use crate::node_fs::NodeFs;
 use crate::spec::{LabSpec, Paths};
 use crate::store::Store;
 use serde_json::{Value, json};
@@ -110,11 +112,15 @@ impl Shared {
     }
 }
 
-/// Serves the watch socket until the supervisor stops.
 /// Namespaces every cluster starts with.
 const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-/// Plugin types the lab's CNI bin dir offers, each a link to weft-cni.
+/// Plugin types a (non-bare) lab node's /opt/cni/bin offers, each a link to weft-cni.
 const CNI_TYPES: &[&str] = &["weft", "loopback", "bridge", "host-local", "portmap", "bandwidth"];
+/// What every node's /opt/cni/bin has from the start, as the container runtime's package brings it (the
+/// runtime attaches every pod's `lo` through it).
+const NODE_CNI_TYPES: &[&str] = &["loopback"];
+/// The conflist a non-bare lab installs in every node's /etc/cni/net.d.
+const CONFLIST: &str = "10-weft.conflist";
 
 /// The supervisor's main: runs until SIGTERM/SIGINT.
 pub fn run(paths: &Paths) -> Result<()> {
@@ -132,6 +138,7 @@ pub fn run(paths: &Paths) -> Result<()> {
     install_cni(paths, &spec)?;
     bootstrap(&shared)?;
     let tokens = start_api(&shared)?;
+    publish_root_ca(&shared)?;
     raise_fd_limit();
     let reaper = crate::reaper::Reaper::start().map_err(io("starting the reaper"))?;
     let stop = install_signal_handlers();
@@ -146,8 +153,7 @@ pub fn run(paths: &Paths) -> Result<()> {
     for node in spec.node_plans() {
         let runtime = crate::cni::Runtime {
             node_netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&node.name)),
-            bin_dir: paths.cni_bin_dir(),
-            conflist: conflist(paths, &node.name),
+            fs: NodeFs::new(paths, &node.name),
         };
         let kubelet = Arc::new(crate::kubelet::Kubelet::new(
             shared.clone(),
@@ -158,10 +164,16 @@ pub fn run(paths: &Paths) -> Result<()> {
         ));
         std::thread::spawn(move || kubelet.run());
     }
-    let mut agents: Vec<Agent> = spec.node_plans().into_iter().map(|n| Agent::new(n.name)).collect();
+    let mut agents: Vec<Agent> = match spec.bare {
+        true => Vec::new(),
+        false => spec.node_plans().into_iter().map(|n| Agent::new(n.name)).collect(),
+    };
     while !stop.load(Ordering::Acquire) {
         for agent in &mut agents {
-            if let Err(e) = agent.keep_running(&shared) {
+            if let Err(e) = agent
+                .keep_running(&shared)
+                .and_then(|()| install_conflist(paths, &agent.node))
+            {
                 eprintln!("weft lab: agent on {}: {e}", agent.node);
             }
         }
@@ -410,19 +422,26 @@ fn bootstrap(shared: &Shared) -> Result<()> {
                 "kubernetes.io/hostname": node.name,
                 "kubernetes.io/os": "linux",
             }},
-            "spec": {"podCIDR": node.pod_cidr.to_string(), "podCIDRs": [node.pod_cidr.to_string()]},
+            // Registered NotReady, as kubelet registers a node: its kubelet says Ready once the network is.
+            "spec": {
+                "podCIDR": node.pod_cidr.to_string(),
+                "podCIDRs": [node.pod_cidr.to_string()],
+                "taints": [crate::kubelet::node_status::not_ready_taint()],
+            },
             "status": {
                 "addresses": [
                     {"type": "InternalIP", "address": node.ip.to_string()},
                     {"type": "Hostname", "address": node.name},
                 ],
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                "conditions": [crate::kubelet::node_status::ready_condition(false)],
             },
         }));
     }
     objects.extend(crate::kube_api::kubernetes_service(&shared.spec));
     objects.extend(weft_apiserver::authz::bootstrap_policy());
-    objects.extend(cluster_dns(&shared.spec));
+    if !shared.spec.bare {
+        objects.extend(cluster_dns(&shared.spec));
+    }
     shared.try_write(|store| {
         for value in objects {
             let object = weft_model::manifest::from_value(value).map_err(Error::Invalid)?;
@@ -431,6 +450,24 @@ fn bootstrap(shared: &Shared) -> Result<()> {
             }
         }
         Ok(())
+    })
+}
+
+/// The lab's CA as `kube-system/kube-root-ca.crt`, which the root CA publisher (`controller`) copies into every
+/// namespace.
+fn publish_root_ca(shared: &Shared) -> Result<()> {
+    let file = shared.paths.pki_dir().join("ca.crt");
+    let ca = std::fs::read_to_string(&file).map_err(io(format!("reading {}", file.display())))?;
+    let value = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": crate::controller::ROOT_CA, "namespace": "kube-system"},
+        "data": {"ca.crt": ca},
+    });
+    let object = weft_model::manifest::from_value(value).map_err(Error::Invalid)?;
+    // The CA stays the lab's for its life: a resumed lab has it already.
+    shared.try_write(|store| match store.get(&object.key()) {
+        Some(_) => Ok(()),
+        None => store.create(object),
     })
 }
 
@@ -484,29 +521,31 @@ fn cluster_dns(spec: &LabSpec) -> Vec<Value> {
     ]
 }
 
-/// The CNI bin dir: one link per plugin type to weft-cni, as a node would install it in /opt/cni/bin.
+/// Every node's root (see `node_fs`) with the loopback plugin in its /opt/cni/bin, and, unless the lab is bare,
+/// a link per plugin type to weft-cni there; and the weft image's files.
 fn install_cni(paths: &Paths, spec: &LabSpec) -> Result<()> {
-    let dir = paths.cni_bin_dir();
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    for kind in CNI_TYPES {
-        let link = dir.join(kind);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&spec.cni_bin, &link).map_err(io(format!("linking {}", link.display())))?;
-    }
+    crate::kubelet::image::install(paths, spec)?;
+    let types = if spec.bare { NODE_CNI_TYPES } else { CNI_TYPES };
     for node in spec.node_plans() {
-        let node_dir = paths.node_dir(&node.name);
-        let net_d = node_dir.join("net.d");
-        std::fs::create_dir_all(&net_d).map_err(io(format!("creating {}", net_d.display())))?;
-        let text =
-            serde_json::to_string_pretty(&conflist(paths, &node.name)).map_err(|e| Error::Invalid(e.to_string()))?;
-        std::fs::write(net_d.join("10-weft.conflist"), text).map_err(io("writing the conflist"))?;
+        let fs = NodeFs::new(paths, &node.name);
+        fs.prepare()?;
+        for kind in types {
+            let link = fs.cni_bin_dir().join(kind);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&spec.cni_bin, &link).map_err(io(format!("linking {}", link.display())))?;
+        }
     }
     Ok(())
 }
 
-/// The node's network list: the `weft` type with the capabilities kubelet fills in.
-fn conflist(paths: &Paths, node: &str) -> Value {
-    json!({
+/// Puts the `weft` network in the node's /etc/cni/net.d once its agent has written the node's settings, as the
+/// DaemonSet's installer would; the node's kubelet then says the network is ready.
+fn install_conflist(paths: &Paths, node: &str) -> Result<()> {
+    let file = NodeFs::new(paths, node).net_d().join(CONFLIST);
+    if file.exists() || !paths.node_dir(node).join("node.json").exists() {
+        return Ok(());
+    }
+    let conflist = json!({
         "cniVersion": "1.1.0",
         "name": "weft",
         "plugins": [{
@@ -514,7 +553,11 @@ fn conflist(paths: &Paths, node: &str) -> Value {
             "nodeConfig": paths.node_dir(node).join("node.json"),
             "capabilities": {"portMappings": true, "bandwidth": true},
         }],
-    })
+    });
+    let text = serde_json::to_string_pretty(&conflist).map_err(|e| Error::Invalid(e.to_string()))?;
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(io("writing the conflist"))?;
+    std::fs::rename(&tmp, &file).map_err(io("writing the conflist"))
 }
 
 /// A node's `weft agent` process, restarted whenever it exits.
@@ -547,9 +590,7 @@ impl Agent {
         }
         let sandbox = crate::sandbox::Sandbox {
             netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&self.node)),
-            files: None,
-            hostname: None,
-            service_account: None,
+            ..Default::default()
         };
         let argv: Vec<String> = vec![
             spec.weft_bin.display().to_string(),

@@ -52,6 +52,10 @@ pub struct UpArgs {
     /// The weft-cni binary (default: next to this one).
     #[arg(long)]
     cni_bin: Option<PathBuf>,
+    /// Nodes and the API only, no networking components (no agents, no cluster DNS, no CNI config): the nodes
+    /// are NotReady until a CNI config appears in their /etc/cni/net.d, as a kubeadm cluster before its CNI.
+    #[arg(long)]
+    bare: bool,
     /// How long to wait for nodes and pods to be ready.
     #[arg(long, default_value = "120s", value_parser = crate::probe::parse_duration)]
     timeout: Duration,
@@ -126,24 +130,33 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
     };
     let deadline = Instant::now() + args.timeout;
     merge_kubeconfig(paths, deadline)?;
-    wait_for(deadline, "the nodes' agents", || {
-        let ready = spec
-            .node_plans()
-            .iter()
-            .filter(|n| paths.node_dir(&n.name).join("node.json").exists())
-            .count();
-        Ok((ready == spec.node_plans().len()).then_some(()))
-    })?;
-    eprintln!(
-        "lab {}: {} nodes ready in {:.1?}",
-        spec.name,
-        spec.nodes,
-        started.elapsed()
-    );
+    let api = Api::connect(paths)?;
+    if spec.bare {
+        eprintln!(
+            "lab {}: {} nodes, NotReady until a CNI config is in their /etc/cni/net.d ({}/NODE/root/etc/cni/net.d)",
+            spec.name,
+            spec.nodes,
+            paths.dir().join("nodes").display()
+        );
+    } else {
+        wait_for(deadline, "the nodes to be Ready", || {
+            let nodes = objects::list(&api, "Node", None)?;
+            let ready = nodes.iter().filter(|n| objects::ready(n)).count();
+            Ok((ready == spec.node_plans().len()).then_some(()))
+        })?;
+        eprintln!(
+            "lab {}: {} nodes ready in {:.1?}",
+            spec.name,
+            spec.nodes,
+            started.elapsed()
+        );
+    }
     if !manifests.is_empty() {
-        let api = Api::connect(paths)?;
         objects::apply_values(&api, manifests, "default")?;
-        wait_pods_ready(&api, deadline)?;
+        // On a bare lab only what runs without a network can be Ready: nothing is waited for.
+        if !spec.bare {
+            wait_pods_ready(&api, deadline)?;
+        }
     }
     eprintln!("lab {}: up in {:.1?}", spec.name, started.elapsed());
     let lab_flag = if spec.name == weft_lab::spec::DEFAULT_LAB {
@@ -210,6 +223,7 @@ fn new_spec(paths: &Paths, args: &UpArgs, cni_bin: PathBuf, weft_bin: PathBuf) -
         lb_pool: weft_lab::spec::DEFAULT_LB_POOL,
         cni_bin,
         weft_bin,
+        bare: args.bare,
     }
 }
 
@@ -220,7 +234,8 @@ const DEFAULT_CLUSTER_CIDR: ipnet::Ipv4Net = ipnet::Ipv4Net::new_assert(std::net
 /// the lab's shape must match what it was built with.
 fn resumable(paths: &Paths, args: &UpArgs) -> Result<Option<LabSpec>> {
     let Ok(spec) = paths.read_spec() else { return Ok(None) };
-    let differs = args.nodes.is_some_and(|n| n != spec.nodes)
+    let differs = (args.bare && !spec.bare)
+        || args.nodes.is_some_and(|n| n != spec.nodes)
         || args.overlay.is_some_and(|o| o != spec.overlay)
         || args.cluster_cidr.is_some_and(|c| c != spec.cluster_cidr)
         || args.service_cidr.is_some_and(|c| c != spec.service_cidr);
@@ -308,7 +323,7 @@ pub fn wait_pods_ready(api: &Api, deadline: Instant) -> Result<()> {
     wait_for(deadline, "pods to be ready", || {
         let deployments = objects::list(api, "Deployment", None)?;
         let pods = objects::list(api, "Pod", None)?;
-        let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
+        let ready = pods.iter().filter(|p| objects::ready(p)).count();
         let line = format!("pods ready: {ready}/{}", pods.len());
         if line != last {
             eprintln!("{line}");
@@ -355,6 +370,9 @@ fn status(paths: &Paths) -> Result<()> {
         "supervisor: {}",
         running.map_or("not running".to_string(), |p| format!("running (pid {p})"))
     );
+    if spec.bare {
+        println!("bare:       no agents or cluster DNS of the lab's own; nodes Ready by their /etc/cni/net.d");
+    }
     println!("overlay:    {}", spec.overlay);
     println!("pods in:    {}", spec.cluster_cidr);
     println!(
@@ -375,7 +393,7 @@ fn status(paths: &Paths) -> Result<()> {
     }
     if running.is_some() {
         let pods = objects::list(&Api::connect(paths)?, "Pod", None)?;
-        let ready = pods.iter().filter(|p| objects::pod_ready(p)).count();
+        let ready = pods.iter().filter(|p| objects::ready(p)).count();
         println!("pods:       {} ({ready} ready)", pods.len());
     }
     Ok(())
@@ -396,9 +414,7 @@ fn exec(paths: &Paths, target: &str, command: &[String]) -> Result<i32> {
     };
     let sandbox = weft_lab::sandbox::Sandbox {
         netns: PathBuf::from("/run/netns").join(netns),
-        files: None,
-        hostname: None,
-        service_account: None,
+        ..Default::default()
     };
     run_inherit(sandbox.command(command)?, command)
 }

@@ -507,9 +507,10 @@ pub fn delete(paths: &Paths, args: DeleteArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether a pod (as JSON) is Running with its Ready condition true.
-pub fn pod_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
+/// Whether a pod or a node (as JSON) has its Ready condition true.
+pub fn ready(object: &Value) -> bool {
+    object
+        .pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }

@@ -80,6 +80,7 @@ impl Kubelet {
                     last_exit,
                     done: last_exit.is_some_and(|code| policy == "Never" || (policy == "OnFailure" && code == 0)),
                     backoff: false,
+                    ready: None,
                 }
             })
             .collect();

@@ -21,6 +21,15 @@ pub struct Lab {
 impl Lab {
     /// Brings up a lab of `nodes` nodes over `overlay` with manifests (YAML text) applied.
     pub fn up(nodes: u8, overlay: &str, manifests: &str) -> Lab {
+        Lab::start(&["--nodes", &nodes.to_string(), "--overlay", overlay], manifests)
+    }
+
+    /// Brings up a bare lab (`lab up --bare`) of `nodes` nodes: no agents, DNS or CNI config.
+    pub fn bare(nodes: u8) -> Lab {
+        Lab::start(&["--bare", "--nodes", &nodes.to_string()], "")
+    }
+
+    fn start(flags: &[&str], manifests: &str) -> Lab {
         static N: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "t{}-{}",
@@ -30,19 +39,21 @@ impl Lab {
         let lab = Lab { name };
         let file = std::env::temp_dir().join(format!("weft-{}.yaml", lab.name));
         std::fs::write(&file, manifests).unwrap();
-        let out = lab.weft(&[
-            "lab",
-            "up",
-            "--nodes",
-            &nodes.to_string(),
-            "--overlay",
-            overlay,
-            "-f",
-            file.to_str().unwrap(),
-        ]);
+        let mut args = vec!["lab", "up"];
+        args.extend_from_slice(flags);
+        if !manifests.is_empty() {
+            args.extend(["-f", file.to_str().unwrap()]);
+        }
+        let out = lab.weft(&args);
         let _ = std::fs::remove_file(&file);
         assert!(out.status.success(), "lab up failed: {}", text(&out.stderr));
         lab
+    }
+
+    /// Where a path of `node`'s own filesystem (a hostPath) is on this host.
+    pub fn node_path(&self, node: &str, path: &str) -> std::path::PathBuf {
+        std::path::Path::new(&format!("/run/weft/labs/{}/nodes/{node}/root", self.name))
+            .join(path.trim_start_matches('/'))
     }
 
     /// The kubeconfig of this lab's test: `lab up` merges the lab's context into it (not into the user's), so
