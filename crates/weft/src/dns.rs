@@ -1,6 +1,7 @@
 //! `weft dns`: the cluster DNS server (the role CoreDNS plays), fed by the Kubernetes API or, for tests and the
 //! benchmark, by a fixed manifest file.
 
+use crate::api_args::ApiArgs;
 use anyhow::{Context, Result, bail};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -30,9 +31,8 @@ pub struct Args {
     /// Serve the objects of this manifest file instead of following the Kubernetes API.
     #[arg(long, conflicts_with = "kubeconfig")]
     objects: Option<PathBuf>,
-    /// The kubeconfig to reach the API with (default: $KUBECONFIG, ~/.kube/config, or the pod's service account).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
     /// The cluster domain.
     #[arg(long, default_value = "cluster.local")]
     domain: String,
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> Result<()> {
             weft_dns::run(config, &mut source)?;
         }
         None => {
-            let mut source = KubeSource::start(args.kubeconfig.as_deref(), &KINDS).context("weft dns")?;
+            let mut source = KubeSource::start(&args.api.options(), &KINDS, &[]).context("weft dns")?;
             weft_dns::run(config, &mut source)?;
         }
     }
