@@ -138,19 +138,22 @@ fn watches_resume_after_a_supervisor_sigkill_with_no_event_lost_or_duplicated() 
 
     let seen = seen.lock().unwrap();
     eprintln!(
-        "{} writes acknowledged ({before} before the kill); the watcher saw {} watch events and {} list(s)",
+        "{} writes acknowledged ({before} before the kill); the watcher saw {} watch events and {} list(s) ({})",
         acked.len(),
         seen.applied.len(),
-        seen.lists
+        seen.lists,
+        if seen.lists > 1 { "410 Gone, relisted" } else { "resumed from its resourceVersion" }
     );
     let mut delivered = BTreeSet::new();
     for v in &seen.applied {
         assert!(delivered.insert(v.clone()), "{v:?} delivered twice by the watch");
     }
     for (name, rv) in &acked {
-        let watched = delivered.contains(&(name.clone(), *rv));
-        // A relist after 410 delivers only the newest version of each object: what it skipped, it superseded.
-        let superseded = seen.lists > 1 && seen.listed.iter().any(|(n, v)| n == name && v > rv);
+        let version = (name.clone(), *rv);
+        let watched = delivered.contains(&version) || seen.listed.contains(&version);
+        // A relist after 410 delivers only the newest version of each object: a version it skipped, it delivered
+        // a newer one of (the list was taken after that version was superseded).
+        let superseded = seen.listed.iter().any(|(n, v)| n == name && v > rv);
         assert!(watched || superseded, "acknowledged write {name}@{rv} never seen");
     }
     let fresh: BTreeMap<String, u64> = runtime
