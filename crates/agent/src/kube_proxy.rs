@@ -91,7 +91,8 @@ fn tables(listing: &str) -> Vec<(String, String)> {
 
 /// Whether `iptables-save` output declares the chain `KUBE-SERVICES` (`:KUBE-SERVICES - [0:0]`).
 fn saves_kube_services(save: &str) -> bool {
-    save.lines().any(|l| l.split_whitespace().next() == Some(":KUBE-SERVICES"))
+    save.lines()
+        .any(|l| l.split_whitespace().next() == Some(":KUBE-SERVICES"))
 }
 
 /// The one-line warning the agent logs and records in the Node's Event.
@@ -169,8 +170,7 @@ mod tests {
         let listing = "table inet weft\ntable ip kube-proxy\ntable ip6 nat\n";
         assert_eq!(
             tables(listing),
-            [("inet", "weft"), ("ip", "kube-proxy"), ("ip6", "nat")]
-                .map(|(f, t)| (f.to_string(), t.to_string()))
+            [("inet", "weft"), ("ip", "kube-proxy"), ("ip6", "nat")].map(|(f, t)| (f.to_string(), t.to_string()))
         );
         assert!(tables("").is_empty());
     }
@@ -179,7 +179,9 @@ mod tests {
     fn kube_services_is_found_in_iptables_save_output() {
         let save = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n";
         assert!(saves_kube_services(save));
-        assert!(!saves_kube_services("*nat\n:PREROUTING ACCEPT [0:0]\n-A X -j KUBE-SERVICES-X\nCOMMIT\n"));
+        assert!(!saves_kube_services(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n-A X -j KUBE-SERVICES-X\nCOMMIT\n"
+        ));
     }
 
     #[test]
@@ -192,6 +194,9 @@ mod tests {
             },
         ]);
         assert!(text.contains("`ip kube-proxy`"), "{text}");
-        assert!(text.contains("KUBE-SERVICES in the ip nat table (iptables-nft)"), "{text}");
+        assert!(
+            text.contains("KUBE-SERVICES in the ip nat table (iptables-nft)"),
+            "{text}"
+        );
     }
 }

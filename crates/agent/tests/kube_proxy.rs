@@ -1,13 +1,14 @@
 //! Detecting a kube-proxy in a throwaway network namespace (root): its nftables table, and its iptables-nft
 //! chain, are each found; a namespace with weft's own tables alone has none.
 
-mod common;
-
-use common::{Ns, root};
+use weft_testkit::{Ns, root};
 use weft_agent::kube_proxy::{Finding, detect};
 
 fn detect_in(ns: &Ns) -> Vec<Finding> {
-    ns.netns().run(|| Ok(detect())).expect("joining the namespace").expect("nft")
+    ns.netns()
+        .run(|| Ok(detect()))
+        .expect("joining the namespace")
+        .expect("nft")
 }
 
 #[test]

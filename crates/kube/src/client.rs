@@ -50,7 +50,10 @@ pub async fn client(options: &ClientOptions) -> Result<(Client, String), Error> 
 fn window(qps: u32, burst: u32) -> (u64, Duration) {
     let qps = qps.max(1);
     let burst = burst.max(1);
-    (u64::from(burst), Duration::from_secs_f64(f64::from(burst) / f64::from(qps)))
+    (
+        u64::from(burst),
+        Duration::from_secs_f64(f64::from(burst) / f64::from(qps)),
+    )
 }
 
 /// The configuration: an explicit kubeconfig, else the pod's service account (in a pod, `~/.kube/config` would be

@@ -2,12 +2,12 @@
 //! kind (list, then watch; resumption, relists after `410 Gone` and back-off are the watcher's) feeds a `Mirror`
 //! on a thread of its own with a single-threaded tokio runtime; the component, synchronous, blocks in `next`.
 
+use crate::client::{ClientOptions, client};
 use crate::mirror::Mirror;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
-use kube::api::{Api, ApiResource, DynamicObject};
-use crate::client::{ClientOptions, client};
 use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

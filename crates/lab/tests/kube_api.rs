@@ -447,7 +447,10 @@ fn agents_claiming_pod_cidr_blocks_at_once_each_get_their_own() {
         return;
     }
     let s = Server::start();
-    s.ok(&["apply", "-f", "-"], Some(&serde_json::to_string(&PodCIDRBlock::crd()).unwrap()));
+    s.ok(
+        &["apply", "-f", "-"],
+        Some(&serde_json::to_string(&PodCIDRBlock::crd()).unwrap()),
+    );
     let nodes: Vec<String> = (1..=6).map(|i| format!("node-{i}")).collect();
     for node in &nodes {
         s.ok(
@@ -462,7 +465,9 @@ fn agents_claiming_pod_cidr_blocks_at_once_each_get_their_own() {
         .unwrap();
     let client = runtime.block_on(async {
         let file = kube::config::Kubeconfig::read_from(&s.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.unwrap();
+        let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+            .await
+            .unwrap();
         kube::Client::try_from(config).unwrap()
     });
     let pool = Pool::new("10.244.0.0/21".parse().unwrap(), 24).unwrap();
@@ -487,10 +492,16 @@ fn agents_claiming_pod_cidr_blocks_at_once_each_get_their_own() {
     for block in items {
         let node = block["spec"]["node"].as_str().unwrap();
         assert_eq!(block["spec"]["cidr"].as_str(), Some(claimed[node].as_str()));
-        assert_eq!(block["metadata"]["ownerReferences"][0]["name"], node, "owned by its Node");
+        assert_eq!(
+            block["metadata"]["ownerReferences"][0]["name"], node,
+            "owned by its Node"
+        );
     }
     let table = s.ok(&["get", "pcb"], None);
-    assert!(table.starts_with("NAME") && table.contains("CIDR") && table.contains("NODE"), "{table}");
+    assert!(
+        table.starts_with("NAME") && table.contains("CIDR") && table.contains("NODE"),
+        "{table}"
+    );
 
     // A restarted agent keeps its block.
     let again = runtime.block_on(claim(&client, &pool, "node-3")).unwrap();

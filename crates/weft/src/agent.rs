@@ -75,7 +75,10 @@ fn start(args: &Args) -> Result<Vec<ApiResource>> {
             }
             Allocation::Weft => {
                 let cidr = weft_agent::ipam::claim(&client, &pool, &args.node).await?;
-                eprintln!("weft agent: pod CIDR {cidr}: block of {} held as a PodCIDRBlock", args.cluster_cidr);
+                eprintln!(
+                    "weft agent: pod CIDR {cidr}: block of {} held as a PodCIDRBlock",
+                    args.cluster_cidr
+                );
                 Ok(vec![ApiResource::erase::<PodCIDRBlock>(&())])
             }
         }

@@ -32,7 +32,12 @@ struct Seen {
 
 fn version(cm: &ConfigMap) -> (String, u64) {
     let name = cm.metadata.name.clone().unwrap_or_default();
-    let rv = cm.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let rv = cm
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     (name, rv)
 }
 
@@ -50,7 +55,9 @@ fn watches_resume_after_a_supervisor_sigkill_with_no_event_lost_or_duplicated() 
         .unwrap();
     let client = runtime.block_on(async {
         let file = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.unwrap();
+        let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+            .await
+            .unwrap();
         kube::Client::try_from(config).unwrap()
     });
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
@@ -122,7 +129,10 @@ fn watches_resume_after_a_supervisor_sigkill_with_no_event_lost_or_duplicated() 
     // SAFETY: kill(2) on the lab's own supervisor.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     lab.wait(10, "the supervisor gone", || {
-        std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default().is_empty().then_some(())
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .is_empty()
+            .then_some(())
     });
     let before = acks();
     lab.ok(&["lab", "up", "--nodes", "1"]);
@@ -142,7 +152,11 @@ fn watches_resume_after_a_supervisor_sigkill_with_no_event_lost_or_duplicated() 
         acked.len(),
         seen.applied.len(),
         seen.lists,
-        if seen.lists > 1 { "410 Gone, relisted" } else { "resumed from its resourceVersion" }
+        if seen.lists > 1 {
+            "410 Gone, relisted"
+        } else {
+            "resumed from its resourceVersion"
+        }
     );
     let mut delivered = BTreeSet::new();
     for v in &seen.applied {

@@ -5,8 +5,8 @@
 use super::block::{self, PodCIDRBlock, PodCIDRBlockSpec};
 use super::plan::{Pool, held, node_cidr};
 use ipnet::Ipv4Net;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use weft_model::k8s_openapi::Resource as _;
 use weft_model::k8s_openapi::api::core::v1::Node;
 use weft_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -35,7 +35,11 @@ pub async fn claim(client: &Client, pool: &Pool, node: &str) -> Result<Ipv4Net, 
     let nodes: Api<Node> = Api::all(client.clone());
     let blocks: Api<PodCIDRBlock> = Api::all(client.clone());
     let me = nodes.get(node).await.map_err(failed)?;
-    let uid = me.metadata.uid.clone().ok_or_else(|| ClaimError::NoUid(node.to_string()))?;
+    let uid = me
+        .metadata
+        .uid
+        .clone()
+        .ok_or_else(|| ClaimError::NoUid(node.to_string()))?;
     // Two rounds at most: the second lists what the first created.
     for _ in 0..2 {
         let listed = blocks.list(&ListParams::default()).await.map_err(failed)?.items;
@@ -46,7 +50,15 @@ pub async fn claim(client: &Client, pool: &Pool, node: &str) -> Result<Ipv4Net, 
         }
         // Ranges the cluster gave nodes are taken too (a cluster changing over from its own allocation).
         let mut taken: Vec<Ipv4Net> = listed.iter().filter_map(PodCIDRBlock::cidr).collect();
-        taken.extend(nodes.list(&ListParams::default()).await.map_err(failed)?.items.iter().filter_map(node_cidr));
+        taken.extend(
+            nodes
+                .list(&ListParams::default())
+                .await
+                .map_err(failed)?
+                .items
+                .iter()
+                .filter_map(node_cidr),
+        );
         let mut created = false;
         for cidr in pool.free(&taken) {
             match blocks.create(&PostParams::default(), &new_block(cidr, &me, &uid)).await {

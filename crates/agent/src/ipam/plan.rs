@@ -59,7 +59,9 @@ impl FromStr for CidrSource {
             "auto" => Ok(CidrSource::Auto),
             "node" => Ok(CidrSource::Node),
             "weft" => Ok(CidrSource::Weft),
-            other => Err(format!("unknown pod CIDR source {other:?} (expected auto, node or weft)")),
+            other => Err(format!(
+                "unknown pod CIDR source {other:?} (expected auto, node or weft)"
+            )),
         }
     }
 }
@@ -152,7 +154,9 @@ pub fn pod_cidrs(snap: &Snapshot) -> BTreeMap<String, Ipv4Net> {
 
 /// A block as the snapshot holds it (a kind weft-model keeps as JSON).
 fn decode(object: &Object) -> Option<PodCIDRBlock> {
-    serde_json::to_value(object).ok().and_then(|v| serde_json::from_value(v).ok())
+    serde_json::to_value(object)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
 }
 
 #[cfg(test)]
@@ -203,7 +207,11 @@ mod tests {
             .collect();
         assert_eq!(free, [net("10.244.1.0/24"), net("10.244.4.0/24")]);
         assert_eq!(pool.free(&[]).count(), 256);
-        assert_eq!(pool.free(&[net("10.0.0.0/8")]).count(), 0, "a larger range taken covers all");
+        assert_eq!(
+            pool.free(&[net("10.0.0.0/8")]).count(),
+            0,
+            "a larger range taken covers all"
+        );
         assert!(Pool::new(net("10.244.0.0/16"), 8).is_err());
         assert!(Pool::new(net("10.244.0.0/16"), 31).is_err());
     }

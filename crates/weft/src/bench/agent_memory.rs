@@ -53,10 +53,14 @@ fn bench(dir: &std::path::Path, args: &Args) -> Result<()> {
     }))?;
     let shared = Arc::new(Shared::new(spec, Store::open(dir.join("objects.json"))?));
     shared.write(|store| -> Result<()> {
-        store.create(object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}))?)?;
-        store.create(object(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
+        store.create(object(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
+        )?)?;
+        store.create(object(
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
             "spec": {"podCIDR": "10.244.0.0/16"},
-            "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.11"}]}}))?)?;
+            "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.11"}]}}),
+        )?)?;
         for i in 0..args.services {
             store.create(object(service(i))?)?;
             store.create(object(slice(i, args.endpoints, true))?)?;
@@ -98,7 +102,11 @@ fn bench(dir: &std::path::Path, args: &Args) -> Result<()> {
                 }
                 Ok(())
             })?;
-            shared.write(|store| store.create(object(service_named(MARKER, 0))?).map_err(|e| anyhow!("{e}")))?;
+            shared.write(|store| {
+                store
+                    .create(object(service_named(MARKER, 0))?)
+                    .map_err(|e| anyhow!("{e}"))
+            })?;
         }
     }
     let status = child.wait()?;
