@@ -1,8 +1,8 @@
 //! Detecting a kube-proxy in a throwaway network namespace (root): its nftables table, and its iptables-nft
 //! chain, are each found; a namespace with weft's own tables alone has none.
 
-use weft_testkit::{Ns, root};
 use weft_agent::kube_proxy::{Finding, detect};
+use weft_testkit::{Ns, root};
 
 fn detect_in(ns: &Ns) -> Vec<Finding> {
     ns.netns()
