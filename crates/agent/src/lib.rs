@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod health;
+pub mod ipam;
+pub mod kube_proxy;
 pub mod metrics;
 pub mod node;
 pub mod overlay;

@@ -8,6 +8,7 @@ use crate::metrics::{Metrics, Part};
 use crate::overlay::{self, Mode, NodeNet};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,10 +93,11 @@ impl Agent {
     /// Node-to-node routes or VXLAN, then the CNI settings file.
     pub fn sync_overlay(&mut self, snap: &Snapshot, config: &Config) -> Result<(), String> {
         let handle = &mut self.handle;
-        let nodes: Vec<NodeNet> = snap.nodes().filter_map(node_net).collect();
+        let cidrs = crate::ipam::pod_cidrs(snap);
+        let nodes: Vec<NodeNet> = snap.nodes().filter_map(|n| node_net(n, &cidrs)).collect();
         let Some(me) = nodes.iter().find(|n| n.name == config.node) else {
             return Err(format!(
-                "node {} has no Node object with an InternalIP and a podCIDR yet",
+                "node {} has no Node object with an InternalIP and a pod CIDR (its podCIDR or a PodCIDRBlock) yet",
                 config.node
             ));
         };
@@ -180,8 +182,9 @@ pub fn synced_file(config: &Config) -> PathBuf {
     config.node_config.with_file_name("agent-revision")
 }
 
-/// A Node's name, InternalIP and IPv4 pod CIDR, when it has all three.
-pub fn node_net(node: &Node) -> Option<NodeNet> {
+/// A Node's name, InternalIP and IPv4 pod CIDR (from `cidrs`, every node's: see `ipam::pod_cidrs`), when it has
+/// all three.
+pub fn node_net(node: &Node, cidrs: &BTreeMap<String, Ipv4Net>) -> Option<NodeNet> {
     let name = node.metadata.name.clone()?;
     let ip = node
         .status
@@ -193,7 +196,7 @@ pub fn node_net(node: &Node) -> Option<NodeNet> {
         .address
         .parse()
         .ok()?;
-    let pod_cidr = node.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()?;
+    let pod_cidr = *cidrs.get(&name)?;
     Some(NodeNet { name, ip, pod_cidr })
 }
 
@@ -220,10 +223,11 @@ mod tests {
             "status": {"addresses": [{"type": "Hostname", "address": "node-1"}, {"type": "InternalIP", "address": "172.18.0.11"}]}
         }))
         .unwrap();
-        let net = node_net(&node).unwrap();
+        let cidrs = crate::ipam::pod_cidrs(&Snapshot::new(1, [weft_model::Object::Node(Box::new(node.clone()))]));
+        let net = node_net(&node, &cidrs).unwrap();
         assert_eq!(net.ip.to_string(), "172.18.0.11");
         assert_eq!(net.pod_cidr.to_string(), "10.244.1.0/24");
         let bare: Node = serde_json::from_value(json!({"metadata": {"name": "n"}})).unwrap();
-        assert!(node_net(&bare).is_none());
+        assert!(node_net(&bare, &cidrs).is_none());
     }
 }

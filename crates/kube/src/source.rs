@@ -3,16 +3,15 @@
 //! on a thread of its own with a single-threaded tokio runtime; the component, synchronous, blocks in `next`.
 //! `stats` counts what the watchers went through, for the component's `/metrics`.
 
+use crate::client::{ClientOptions, client};
 use crate::mirror::Mirror;
 use crate::stats::WatchStats;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Client, Config};
-use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 use weft_model::k8s_openapi::api::apps::v1::Deployment;
@@ -60,23 +59,29 @@ struct State {
 type Events = BoxStream<'static, (usize, Result<Event<Object>, watcher::Error>)>;
 
 impl KubeSource {
-    /// Follows `kinds` (weft-model kind names) through the API `kubeconfig` names, or, without one, the API the
-    /// environment gives (`$KUBECONFIG`, `~/.kube/config`, or the pod's service account in a cluster).
-    pub fn start(kubeconfig: Option<&Path>, kinds: &[&str]) -> Result<KubeSource, Error> {
+    /// Follows `kinds` (weft-model kind names of built-in kinds) and the custom resources `custom` through the
+    /// API `options` lead to.
+    pub fn start(options: &ClientOptions, kinds: &[&str], custom: &[ApiResource]) -> Result<KubeSource, Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::Client(e.to_string()))?;
         // The client is made inside the runtime that will drive it (its connection pool spawns tasks there).
-        let (client, server) = runtime.block_on(client(kubeconfig))?;
-        let streams = kinds
+        let (client, server) = runtime.block_on(client(options))?;
+        let resources = kinds
+            .iter()
+            .map(|kind| builtin(kind))
+            .chain(custom.iter().cloned().map(Ok))
+            .collect::<Result<Vec<ApiResource>, Error>>()?;
+        let streams: Vec<Events> = resources
             .iter()
             .enumerate()
-            .map(|(i, kind)| watch(client.clone(), kind).map(|s| s.map(move |e| (i, e)).boxed()))
-            .collect::<Result<Vec<Events>, Error>>()?;
+            .map(|(i, resource)| watch(client.clone(), resource).map(move |e| (i, e)).boxed())
+            .collect();
+        let names: Vec<&str> = resources.iter().map(|r| r.kind.as_str()).collect();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                mirror: Mirror::new(kinds),
+                mirror: Mirror::new(&names),
                 error: None,
                 ended: None,
             }),
@@ -131,33 +136,25 @@ impl Shared {
     }
 }
 
-/// The client for `kubeconfig` (the inferred configuration when none), and the server's URL.
-async fn client(kubeconfig: Option<&Path>) -> Result<(Client, String), Error> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let failed = |msg: String| Error::Kubeconfig {
-                path: path.display().to_string(),
-                msg,
-            };
-            let file = Kubeconfig::read_from(path).map_err(|e| failed(e.to_string()))?;
-            Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| failed(e.to_string()))?
-        }
-        None => Config::infer().await.map_err(|e| Error::Infer(e.to_string()))?,
-    };
-    let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| Error::Client(e.to_string()))?;
-    Ok((client, server))
-}
-
 /// One kind's watch events, converted.
 type Watch = BoxStream<'static, Result<Event<Object>, watcher::Error>>;
 
+/// The API resource of a built-in kind.
+fn builtin(kind: &str) -> Result<ApiResource, Error> {
+    let resource = weft_model::kind::by_kind(kind).ok_or_else(|| Error::UnknownKind(kind.to_string()))?;
+    Ok(ApiResource {
+        group: resource.group.clone(),
+        version: resource.version.clone(),
+        api_version: resource.api_version(),
+        kind: resource.kind.clone(),
+        plural: resource.plural.clone(),
+    })
+}
+
 /// The watcher of one kind. weft's typed kinds are decoded straight into their structs; any other kind goes
 /// through its JSON.
-fn watch(client: Client, kind: &str) -> Result<Watch, Error> {
-    Ok(match kind {
+fn watch(client: Client, resource: &ApiResource) -> Watch {
+    match resource.kind.as_str() {
         "Namespace" => typed(client, |o: Namespace| Object::Namespace(Box::new(o))),
         "Node" => typed(client, |o: Node| Object::Node(Box::new(o))),
         "Pod" => typed(client, |o: Pod| Object::Pod(Box::new(o))),
@@ -166,8 +163,8 @@ fn watch(client: Client, kind: &str) -> Result<Watch, Error> {
         "Endpoints" => typed(client, |o: Endpoints| Object::Endpoints(Box::new(o))),
         "EndpointSlice" => typed(client, |o: EndpointSlice| Object::EndpointSlice(Box::new(o))),
         "NetworkPolicy" => typed(client, |o: NetworkPolicy| Object::NetworkPolicy(Box::new(o))),
-        other => dynamic(client, other)?,
-    })
+        _ => dynamic(client, resource.clone()),
+    }
 }
 
 fn typed<K>(client: Client, wrap: fn(K) -> Object) -> Watch
@@ -182,15 +179,7 @@ where
 }
 
 /// A kind weft has no struct for, as `weft_model::Object::Other`.
-fn dynamic(client: Client, kind: &str) -> Result<Watch, Error> {
-    let resource = weft_model::kind::by_kind(kind).ok_or_else(|| Error::UnknownKind(kind.to_string()))?;
-    let api_resource = ApiResource {
-        group: resource.group.clone(),
-        version: resource.version.clone(),
-        api_version: resource.api_version(),
-        kind: resource.kind.clone(),
-        plural: resource.plural.clone(),
-    };
+fn dynamic(client: Client, api_resource: ApiResource) -> Watch {
     let api = Api::<DynamicObject>::all_with(client, &api_resource);
     let decode = move |o: DynamicObject| {
         // List items need not carry their kind.
@@ -201,11 +190,11 @@ fn dynamic(client: Client, kind: &str) -> Result<Watch, Error> {
             .inspect_err(|e| tracing::warn!(kind = %api_resource.kind, error = %e, "an object from the API does not decode; ignored"))
             .ok()
     };
-    Ok(watcher::watcher(api, watcher::Config::default())
+    watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .map_ok(move |event| convert(event, &decode))
         .try_filter_map(futures::future::ok)
-        .boxed())
+        .boxed()
 }
 
 /// The event with its object converted, or none when the object does not convert (it is then as if absent: a

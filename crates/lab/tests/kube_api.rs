@@ -435,3 +435,98 @@ fn watches_resume_from_a_resource_version_and_see_each_change_once() {
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ADDED", "DELETED"]);
 }
+
+/// weft's own pod CIDR allocation against the API: agents of six nodes claiming at once get six distinct blocks,
+/// each owned by its Node; a restarted agent keeps its block; a node holding two keeps the lower and releases the
+/// other; a full pool says so.
+#[test]
+fn agents_claiming_pod_cidr_blocks_at_once_each_get_their_own() {
+    use kube::CustomResourceExt;
+    use weft_agent::ipam::{ClaimError, PodCIDRBlock, Pool, claim};
+    if !tools() {
+        return;
+    }
+    let s = Server::start();
+    s.ok(
+        &["apply", "-f", "-"],
+        Some(&serde_json::to_string(&PodCIDRBlock::crd()).unwrap()),
+    );
+    let nodes: Vec<String> = (1..=6).map(|i| format!("node-{i}")).collect();
+    for node in &nodes {
+        s.ok(
+            &["create", "-f", "-"],
+            Some(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}).to_string()),
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = runtime.block_on(async {
+        let file = kube::config::Kubeconfig::read_from(&s.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    });
+    let pool = Pool::new("10.244.0.0/21".parse().unwrap(), 24).unwrap();
+    let claimed: std::collections::BTreeMap<String, String> = runtime.block_on(async {
+        let mut racing = tokio::task::JoinSet::new();
+        for node in nodes.clone() {
+            let client = client.clone();
+            racing.spawn(async move { (node.clone(), claim(&client, &pool, &node).await.map(|c| c.to_string())) });
+        }
+        let mut claimed = std::collections::BTreeMap::new();
+        while let Some(joined) = racing.join_next().await {
+            let (node, cidr) = joined.unwrap();
+            claimed.insert(node, cidr.unwrap());
+        }
+        claimed
+    });
+    let distinct: std::collections::BTreeSet<&String> = claimed.values().collect();
+    assert_eq!(distinct.len(), 6, "one block each: {claimed:?}");
+    let blocks: Value = serde_json::from_str(&s.ok(&["get", "podcidrblocks", "-o", "json"], None)).unwrap();
+    let items = blocks["items"].as_array().unwrap();
+    assert_eq!(items.len(), 6, "no block left over from a lost race");
+    for block in items {
+        let node = block["spec"]["node"].as_str().unwrap();
+        assert_eq!(block["spec"]["cidr"].as_str(), Some(claimed[node].as_str()));
+        assert_eq!(
+            block["metadata"]["ownerReferences"][0]["name"], node,
+            "owned by its Node"
+        );
+    }
+    let table = s.ok(&["get", "pcb"], None);
+    assert!(
+        table.starts_with("NAME") && table.contains("CIDR") && table.contains("NODE"),
+        "{table}"
+    );
+
+    // A restarted agent keeps its block.
+    let again = runtime.block_on(claim(&client, &pool, "node-3")).unwrap();
+    assert_eq!(again.to_string(), claimed["node-3"]);
+    // A second block of node-1 (two of its agents raced): the lower one stays, the other goes.
+    let uid = s.ok(&["get", "node", "node-1", "-o", "jsonpath={.metadata.uid}"], None);
+    let extra = json!({
+        "apiVersion": "weft.dev/v1alpha1", "kind": "PodCIDRBlock",
+        "metadata": {"name": "10-244-7-0-24",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "node-1", "uid": uid}]},
+        "spec": {"cidr": "10.244.7.0/24", "node": "node-1"},
+    });
+    s.ok(&["create", "-f", "-"], Some(&extra.to_string()));
+    let kept = runtime.block_on(claim(&client, &pool, "node-1")).unwrap();
+    assert_eq!(kept.to_string(), claimed["node-1"], "the lower block stays");
+    assert!(s.fails(&["get", "pcb", "10-244-7-0-24"], None).contains("NotFound"));
+    // The pool's eight blocks: six taken, two more nodes fit, the next finds none.
+    for node in ["node-7", "node-8", "node-9"] {
+        s.ok(
+            &["create", "-f", "-"],
+            Some(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}).to_string()),
+        );
+    }
+    runtime.block_on(claim(&client, &pool, "node-7")).unwrap();
+    runtime.block_on(claim(&client, &pool, "node-8")).unwrap();
+    let full = runtime.block_on(claim(&client, &pool, "node-9"));
+    assert!(matches!(full, Err(ClaimError::Exhausted(_))), "{full:?}");
+}

@@ -1,31 +1,39 @@
 //! `weft agent`: the node daemon. It follows the cluster through the Kubernetes API, in the lab as in any cluster.
 
+use crate::api_args::ApiArgs;
 use crate::logging::Logging;
 use anyhow::{Context, Result, anyhow};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use weft_agent::ipam::{Allocation, CidrSource, PodCIDRBlock, Pool};
 use weft_agent::metrics::Metrics;
 use weft_agent::node::{Config, run as run_node};
 use weft_agent::overlay::Mode;
 use weft_daemon::Registry;
 use weft_daemon::signal::Termination;
-use weft_kube::KubeSource;
+use weft_kube::{ApiResource, KubeSource};
+use weft_model::k8s_openapi::api::core::v1::Node;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// This node's name (its Node object).
     #[arg(long)]
     node: String,
-    /// The kubeconfig of the node's credentials (default: $KUBECONFIG, ~/.kube/config, or the pod's service
-    /// account).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
     #[arg(long, default_value = "host-gw")]
     overlay: Mode,
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: ipnet::Ipv4Net,
+    /// Where each node's pod CIDR comes from: `node` (Node.spec.podCIDR, as the cluster allocates it), `weft`
+    /// (blocks of --cluster-cidr that the agents claim as PodCIDRBlocks), `auto` (node when any Node has one).
+    #[arg(long, default_value = "auto")]
+    pod_cidrs: CidrSource,
+    /// The prefix length of the blocks weft allocates.
+    #[arg(long, default_value_t = 24)]
+    block_length: u8,
     /// The link carrying node-to-node traffic.
     #[arg(long, default_value = "eth0")]
     uplink: String,
@@ -50,6 +58,9 @@ pub fn run(args: Args) -> Result<()> {
     // First, before any thread exists: every thread must block the termination signals.
     let termination = Termination::block().context("blocking SIGTERM")?;
     args.logging.init()?;
+    let node = args.node.clone();
+    let options = args.api.options();
+    let custom = start(&args).with_context(|| format!("weft agent on {node}"))?;
     let config = Config {
         node: args.node,
         overlay: args.overlay,
@@ -58,8 +69,8 @@ pub fn run(args: Args) -> Result<()> {
         node_config: args.node_config,
         cni_state_dir: args.cni_state_dir,
     };
-    let mut source = KubeSource::start(args.kubeconfig.as_deref(), weft_agent::node::KINDS)
-        .map_err(|e| anyhow!("weft agent on {}: {e}", config.node))?;
+    let mut source = KubeSource::start(&options, weft_agent::node::KINDS, &custom)
+        .map_err(|e| anyhow!("weft agent on {node}: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let registry = Registry::default();
     registry.register(metrics.clone());
@@ -75,5 +86,51 @@ pub fn run(args: Args) -> Result<()> {
         std::process::exit(0);
     })?;
     tracing::info!(node = %config.node, overlay = %config.overlay, %http, "agent started");
-    run_node(&mut source, &config, &metrics).map_err(|e| anyhow!("weft agent on {}: {e}", config.node))
+    run_node(&mut source, &config, &metrics).map_err(|e| anyhow!("weft agent on {node}: {e}"))
+}
+
+/// What the agent settles with the API before it follows it: a kube-proxy on the node is reported, and with weft
+/// allocating pod CIDRs this node's block is claimed. Returns the custom resources to follow besides the
+/// built-in kinds (the blocks, when weft allocates).
+fn start(args: &Args) -> Result<Vec<ApiResource>> {
+    let pool = Pool::new(args.cluster_cidr, args.block_length).map_err(|e| anyhow!("--block-length: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (client, _) = weft_kube::client(&args.api.options()).await?;
+        report_kube_proxy(&client, &args.node).await;
+        let nodes = kube::Api::<Node>::all(client.clone())
+            .list(&Default::default())
+            .await
+            .context("listing Nodes")?;
+        match args.pod_cidrs.resolve(&nodes.items) {
+            Allocation::Node => {
+                tracing::info!("pod CIDRs: each Node's spec.podCIDR, as the cluster allocates them");
+                Ok(Vec::new())
+            }
+            Allocation::Weft => {
+                let cidr = weft_agent::ipam::claim(&client, &pool, &args.node).await?;
+                tracing::info!(%cidr, cluster_cidr = %args.cluster_cidr, "pod CIDR: a block held as a PodCIDRBlock");
+                Ok(vec![ApiResource::erase::<PodCIDRBlock>(&())])
+            }
+        }
+    })
+}
+
+/// Warns (in the log and as an Event on the Node) when kube-proxy runs on this node too.
+async fn report_kube_proxy(client: &kube::Client, node: &str) {
+    let found = match weft_agent::kube_proxy::detect() {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for kube-proxy");
+            return;
+        }
+    };
+    if found.is_empty() {
+        return;
+    }
+    let message = weft_agent::kube_proxy::warning(&found);
+    tracing::warn!("{message}");
+    if let Err(e) = weft_agent::kube_proxy::record(client, node, &message).await {
+        tracing::warn!(error = %e, %node, "recording the kube-proxy Event on the Node");
+    }
 }

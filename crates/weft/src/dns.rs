@@ -1,6 +1,7 @@
 //! `weft dns`: the cluster DNS server (the role CoreDNS plays), fed by the Kubernetes API or, for tests and the
 //! benchmark, by a fixed manifest file.
 
+use crate::api_args::ApiArgs;
 use crate::logging::Logging;
 use anyhow::{Context, Result, bail};
 use std::net::{IpAddr, SocketAddr};
@@ -34,9 +35,8 @@ pub struct Args {
     /// Serve the objects of this manifest file instead of following the Kubernetes API.
     #[arg(long, conflicts_with = "kubeconfig")]
     objects: Option<PathBuf>,
-    /// The kubeconfig to reach the API with (default: $KUBECONFIG, ~/.kube/config, or the pod's service account).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
     /// The cluster domain.
     #[arg(long, default_value = "cluster.local")]
     domain: String,
@@ -101,7 +101,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut source: Box<dyn Source> = match args.objects {
         Some(path) => Box::new(StaticSource::from_file(&path).context("weft dns --objects")?),
         None => {
-            let kube = KubeSource::start(args.kubeconfig.as_deref(), &KINDS).context("weft dns")?;
+            let kube = KubeSource::start(&args.api.options(), &KINDS, &[]).context("weft dns")?;
             server.registry().register(kube.stats());
             Box::new(kube)
         }

@@ -1,8 +1,10 @@
 //! The `weft` command line.
 
 mod agent;
+mod api_args;
 mod bench;
 mod client;
+mod crds;
 mod dns;
 mod expose;
 mod lab;
@@ -61,6 +63,8 @@ enum Cmd {
     Agent(agent::Args),
     /// The cluster DNS server (the role of CoreDNS): Services, endpoints and pods as DNS records.
     Dns(dns::Args),
+    /// Print the CustomResourceDefinitions of weft's own kinds (what deploy/crds.yaml holds).
+    Crds,
     /// Measure weft's components and print the figures.
     Bench {
         #[command(subcommand)]
@@ -87,6 +91,7 @@ fn main() {
         Cmd::Policy { what } => policy::run(&paths, what),
         Cmd::Agent(args) => agent::run(args).map(|()| 0),
         Cmd::Dns(args) => dns::run(args).map(|()| 0),
+        Cmd::Crds => crds::run().map(|()| 0),
         Cmd::Bench { what } => bench::run(what).map(|()| 0),
         Cmd::Serve(args) => serve::run(args).map(|()| 0),
         Cmd::Probe(args) => probe::run(args).map(|()| 0),

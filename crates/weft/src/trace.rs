@@ -100,9 +100,10 @@ fn describe(e: &Endpoint) -> String {
 
 /// A pod by name, a node by name, or an address (a pod's, a node's, or any other).
 fn endpoint<'a>(c: &'a Cluster, snap: &Snapshot, word: &str, namespace: &str) -> Result<Endpoint<'a>> {
+    let cidrs = weft_agent::ipam::pod_cidrs(snap);
     let nodes: Vec<(String, Ipv4Addr)> = snap
         .nodes()
-        .filter_map(|n| weft_agent::node::node_net(n).map(|n| (n.name, n.ip)))
+        .filter_map(|n| weft_agent::node::node_net(n, &cidrs).map(|n| (n.name, n.ip)))
         .collect();
     if let Ok(ip) = word.parse::<Ipv4Addr>() {
         if let Some(pod) = c.pod_by_ip(ip) {

@@ -334,7 +334,7 @@ fn agent_pid(lab: &str, node: &str) -> i32 {
 #[test]
 fn kube_source_snapshots_add_up_to_the_store() {
     use std::sync::{Arc, mpsc};
-    use weft_kube::KubeSource;
+    use weft_kube::{ClientOptions, KubeSource};
     use weft_lab::spec::Paths;
     use weft_model::{Key, Object, Snapshot, Source};
     if !root() {
@@ -342,9 +342,12 @@ fn kube_source_snapshots_add_up_to_the_store() {
     }
     let lab = Lab::up(1, "host-gw", "");
     const KINDS: &[&str] = &["Namespace", "Service", "ConfigMap"];
-    let kubeconfig = Paths::new(&lab.name).kubeconfig();
+    let options = ClientOptions {
+        kubeconfig: Some(Paths::new(&lab.name).kubeconfig()),
+        ..ClientOptions::default()
+    };
     let (tx, rx) = mpsc::channel();
-    let mut watch = KubeSource::start(Some(&kubeconfig), KINDS).unwrap();
+    let mut watch = KubeSource::start(&options, KINDS, &[]).unwrap();
     let first = watch.next(0).unwrap();
     let default = Key::new("Namespace", None, "default");
     let default_before = first.get_shared(&default).unwrap().clone();
@@ -388,7 +391,7 @@ fn kube_source_snapshots_add_up_to_the_store() {
     let objects = |s: &Snapshot| s.objects().cloned().collect::<Vec<Object>>();
     let mut latest: Option<Arc<Snapshot>> = None;
     lab.wait(20, "the watched snapshot to equal a whole list", || {
-        let whole = KubeSource::start(Some(&kubeconfig), KINDS).unwrap().next(0).unwrap();
+        let whole = KubeSource::start(&options, KINDS, &[]).unwrap().next(0).unwrap();
         while let Ok(snap) = rx.try_recv() {
             latest = Some(snap);
         }

@@ -192,7 +192,7 @@ fn kubectl_get_pods(dir: &std::path::Path, pki: &Pki, address: std::net::SocketA
     Ok(())
 }
 
-fn object(value: Value) -> Result<weft_model::Object> {
+pub(super) fn object(value: Value) -> Result<weft_model::Object> {
     weft_model::manifest::from_value(value).map_err(|e| anyhow!(e))
 }
 

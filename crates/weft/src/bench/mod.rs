@@ -1,5 +1,6 @@
 //! Benchmarks: commands that print figures (no pass/fail thresholds; those live in docs/benchmarks.md).
 
+mod agent_memory;
 mod api;
 mod apply;
 mod cni;
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum What {
+    /// The node agent's memory at 10,000 Services × 5 endpoints, following the API through kube-rs (no root).
+    AgentMemory(agent_memory::Args),
     /// The lab's Kubernetes API with its store, in process: writes at 10,000 Services with watchers, a Table
     /// list of 1,000 pods, memory.
     Api(api::Args),
@@ -37,6 +40,7 @@ pub enum What {
 
 pub fn run(what: What) -> anyhow::Result<()> {
     match what {
+        What::AgentMemory(args) => agent_memory::run(args),
         What::Api(args) => api::run(args),
         What::Apply(args) => apply::run(args),
         What::Cni(args) => cni::run(args),

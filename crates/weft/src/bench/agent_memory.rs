@@ -1,0 +1,201 @@
+//! `weft bench agent-memory`: what the node agent holds at N Services × E endpoints. The lab's API server with its
+//! store runs in this process (no root); a child process follows it as the agent does (`KubeSource` with the
+//! agent's kinds, then the service proxy's and NetworkPolicy's plans for one node, without the kernel) and reports
+//! its peak RSS after the first list, and again after every EndpointSlice changed in one commit (more changes
+//! than the lab API's change log keeps: the watch expires and the watcher relists, the case where a client
+//! could hold the cluster twice).
+
+use super::api::object;
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Value, json};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+use weft_apiserver::pki::{Pki, ServerNames};
+use weft_kube::{ClientOptions, KubeSource};
+use weft_lab::kube_api::LabCluster;
+use weft_lab::store::Store;
+use weft_lab::supervisor::Shared;
+use weft_model::{Key, Source};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
+    /// Endpoints per Service (one EndpointSlice each).
+    #[arg(long, default_value_t = 5)]
+    endpoints: usize,
+    /// Internal: be the agent, following the API this kubeconfig leads to.
+    #[arg(long, hide = true)]
+    follow: Option<PathBuf>,
+}
+
+const NODE: &str = "node-1";
+/// Created last: the follower has seen every change once it sees this Service.
+const MARKER: &str = "bench-done";
+
+pub fn run(args: Args) -> Result<()> {
+    if let Some(kubeconfig) = &args.follow {
+        return follow(kubeconfig);
+    }
+    let dir = std::env::temp_dir().join(format!("weft-bench-agent-{}", weft_apiserver::names::new_uid()));
+    std::fs::create_dir_all(&dir)?;
+    let out = bench(&dir, &args);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn bench(dir: &std::path::Path, args: &Args) -> Result<()> {
+    let spec: weft_lab::LabSpec = serde_json::from_value(json!({
+        "name": "bench-agent", "nodes": 1, "overlay": "host-gw", "clusterCidr": "10.244.0.0/16",
+        "cniBin": "/nonexistent", "weftBin": "/nonexistent",
+    }))?;
+    let shared = Arc::new(Shared::new(spec, Store::open(dir.join("objects.json"))?));
+    shared.write(|store| -> Result<()> {
+        store.create(object(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
+        )?)?;
+        store.create(object(
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
+            "spec": {"podCIDR": "10.244.0.0/16"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.11"}]}}),
+        )?)?;
+        for i in 0..args.services {
+            store.create(object(service(i))?)?;
+            store.create(object(slice(i, args.endpoints, true))?)?;
+        }
+        Ok(())
+    })?;
+    let names = ServerNames::for_lab([127, 0, 0, 1].into(), [10, 96, 0, 1].into(), "cluster.local");
+    let pki = Pki::load_or_create(&dir.join("pki"), "bench", &names).map_err(|e| anyhow!("{e}"))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let api = weft_apiserver::Api::new(Arc::new(LabCluster(shared.clone())), None);
+    let server = weft_apiserver::server::start(vec![listener], pki.server_config(), Arc::new(api), 2)?;
+    let admin = pki.admin();
+    let url = format!("https://{}", server.addresses[0]);
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        weft_apiserver::kubeconfig::standalone("bench", &url, pki.ca_pem(), &admin.cert_pem, &admin.key_pem)
+            .map_err(|e| anyhow!("{e}"))?,
+    )?;
+    println!(
+        "{} Services × {} endpoints (one EndpointSlice each) in the API; the agent's kinds followed by a child process",
+        args.services, args.endpoints
+    );
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["bench", "agent-memory", "--follow"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the follower")?;
+    let lines = std::io::BufReader::new(child.stdout.take().context("the follower's output")?).lines();
+    for line in lines {
+        let line = line?;
+        println!("{line}");
+        if line.starts_with("listed") {
+            // Every slice changes (its first endpoint turns not ready) in one commit, then the marker.
+            shared.write(|store| -> Result<()> {
+                for i in 0..args.services {
+                    store.replace(object(slice(i, args.endpoints, false))?);
+                }
+                Ok(())
+            })?;
+            shared.write(|store| {
+                store
+                    .create(object(service_named(MARKER, 0))?)
+                    .map_err(|e| anyhow!("{e}"))
+            })?;
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(anyhow!("the follower failed: {status}"));
+    }
+    println!("target: agent memory at 10,000 Services × 5 endpoints <= 100 MB");
+    Ok(())
+}
+
+/// The agent's side: the source and the plans, and the peak RSS after each step.
+fn follow(kubeconfig: &std::path::Path) -> Result<()> {
+    let options = ClientOptions {
+        kubeconfig: Some(kubeconfig.to_path_buf()),
+        ..ClientOptions::default()
+    };
+    let started = Instant::now();
+    let mut source = KubeSource::start(&options, weft_agent::node::KINDS, &[])?;
+    let first = source.next(0)?;
+    let mut planner = weft_proxy::Planner::default();
+    let ctx = weft_proxy::Context {
+        node: NODE.into(),
+        cluster_cidr: "10.244.0.0/16".parse()?,
+    };
+    let counts = planner.plan(&first, &ctx).counts();
+    let policy = weft_policy::plan::plan(&weft_policy::Cluster::index(&first), NODE);
+    println!(
+        "listed {} objects and planned ({} chains, {} rules, {} map elements; {} policy chains) in {:.1} s: peak RSS {:.1} MB",
+        first.len(),
+        counts.0,
+        counts.1,
+        counts.2,
+        policy.chains.len(),
+        started.elapsed().as_secs_f64(),
+        super::peak_rss_mb()
+    );
+    let marker = Key::new("Service", Some("default"), MARKER);
+    let started = Instant::now();
+    // From here on only what the agent holds: the latest snapshot and the planner (which keeps what it diffs
+    // against).
+    let mut snap = first;
+    let mut errors = Vec::new();
+    while snap.get(&marker).is_none() {
+        match source.next(snap.revision) {
+            Ok(next) => snap = next,
+            // As the agent does: the watcher retries (a burst larger than the API's change log expires the watch:
+            // `410 Gone`, and the watcher relists).
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        }
+        planner.plan(&snap, &ctx);
+    }
+    println!(
+        "every EndpointSlice changed, applied and planned in {:.1} s ({}): peak RSS {:.1} MB",
+        started.elapsed().as_secs_f64(),
+        if errors.iter().any(|e| e.contains("Expired")) {
+            "the watch expired and was relisted"
+        } else {
+            "watch events"
+        },
+        super::peak_rss_mb()
+    );
+    Ok(())
+}
+
+fn service(i: usize) -> Value {
+    service_named(&format!("svc-{i}"), i + 1)
+}
+
+fn service_named(name: &str, i: usize) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": {"app": name}, "clusterIP": format!("10.96.{}.{}", i / 250, i % 250 + 1),
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}})
+}
+
+fn slice(i: usize, endpoints: usize, first_ready: bool) -> Value {
+    let endpoints: Vec<Value> = (0..endpoints)
+        .map(|e| {
+            let n = i * endpoints + e;
+            json!({"addresses": [format!("10.244.{}.{}", n / 250 % 256, n % 250 + 2)],
+                "conditions": {"ready": e > 0 || first_ready}, "nodeName": NODE})
+        })
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": format!("svc-{i}-abcde"), "namespace": "default",
+            "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+}
