@@ -1,6 +1,7 @@
 //! weft's node agent. Each part is a pure planner (objects in, desired dataplane out, unit-tested without
 //! root) and a thin applier that diffs the desired state against what weft owns in the kernel.
 
+pub mod drift;
 pub mod error;
 pub mod health;
 pub mod ipam;

@@ -1,8 +1,10 @@
 //! The agent's main loop on one node: every snapshot from the `Source` is turned into the node's overlay
 //! (routes or VXLAN to every other node), the CNI settings file weft-cni reads for this node's pods, and the
 //! service proxy's nftables table.
-//! Syncs are idempotent, so a restarted agent adopts what its predecessor made without breaking flows.
+//! Syncs are idempotent, so a restarted agent adopts what its predecessor made without breaking flows, and
+//! what someone else changes is repaired by running them again (see `drift.rs`).
 
+use crate::drift::Dirty;
 use crate::health::Health;
 use crate::metrics::{Metrics, Part};
 use crate::overlay::{self, Mode, NodeNet};
@@ -11,7 +13,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 use weft_model::k8s_openapi::api::core::v1::Node;
 use weft_model::{Snapshot, Source};
 use weft_netlink::Handle;
@@ -33,12 +36,18 @@ pub struct Config {
     pub cni_state_dir: PathBuf,
 }
 
-/// Runs until the source fails for good; transient source errors are retried. `metrics` sees every sync.
-pub fn run(source: &mut dyn Source, config: &Config, metrics: &Arc<Metrics>) -> Result<(), String> {
-    weft_netlink::sysctl::set("net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
-    // NodePorts on 127.0.0.1 (as `curl localhost:NODEPORT` on a node expects): loopback-sourced packets may then
-    // be routed out once DNATed; the proxy's table drops anything else aimed at 127.0.0.0/8 from outside.
-    weft_netlink::sysctl::set("net/ipv4/conf/all/route_localnet", "1").map_err(|e| e.to_string())?;
+/// What wakes the agent's loop.
+enum Wake {
+    Snapshot(Arc<Snapshot>),
+    /// Something else changed or removed kernel objects the agent owns.
+    Drift(Dirty),
+}
+
+/// Runs for good: the source on a thread of its own (transient errors retried), kernel notifications on
+/// another, and the syncs on this one, woken by either and by the periodic drift check. `metrics` sees every
+/// sync and repair.
+pub fn run(source: &mut (dyn Source + Send), config: &Config, metrics: &Arc<Metrics>) -> Result<(), String> {
+    crate::drift::restore_sysctls()?;
     let mut agent = Agent {
         handle: Handle::new().map_err(|e| e.to_string())?,
         planner: Planner::default(),
@@ -47,6 +56,52 @@ pub fn run(source: &mut dyn Source, config: &Config, metrics: &Arc<Metrics>) -> 
         policy: weft_policy::Enforcer::new(),
         metrics: metrics.clone(),
     };
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let snapshots = tx.clone();
+        scope.spawn(move || follow(source, metrics, |snap| snapshots.send(Wake::Snapshot(snap)).is_ok()));
+        std::thread::Builder::new()
+            .name("drift-watch".into())
+            .spawn(move || {
+                // Without notifications the periodic check still repairs, only later.
+                if let Err(e) = crate::drift::watch(|dirty| tx.send(Wake::Drift(dirty)).is_ok()) {
+                    tracing::error!(error = %e, "kernel notifications failed; repairs wait for the periodic check");
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let mut last: Option<Arc<Snapshot>> = None;
+        let mut next_check = Instant::now() + crate::drift::BACKSTOP;
+        loop {
+            let wake = match rx.recv_timeout(next_check.saturating_duration_since(Instant::now())) {
+                Ok(wake) => wake,
+                Err(RecvTimeoutError::Timeout) => {
+                    next_check = Instant::now() + crate::drift::BACKSTOP;
+                    Wake::Drift(Dirty::check())
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err("the source stopped".to_string()),
+            };
+            // What queued up during the last sync is taken together: only the newest snapshot is worth syncing.
+            let (mut newest, mut dirty) = (None, Dirty::default());
+            for wake in std::iter::once(wake).chain(rx.try_iter()) {
+                match wake {
+                    Wake::Snapshot(snap) => newest = Some(snap),
+                    Wake::Drift(d) => dirty.merge(d),
+                }
+            }
+            if let Some(snap) = newest {
+                agent.sync(&snap, config);
+                last = Some(snap);
+            }
+            // Before the first snapshot there is nothing to repair: its sync makes everything.
+            if let Some(snap) = last.as_ref().filter(|_| dirty.any()) {
+                agent.repair(dirty, snap, config);
+            }
+        }
+    })
+}
+
+/// Hands every new snapshot of `source` to `send` until it returns false; transient errors are retried.
+fn follow(source: &mut (dyn Source + Send), metrics: &Metrics, send: impl Fn(Arc<Snapshot>) -> bool) {
     let mut after = 0;
     let mut retry = Duration::from_millis(100);
     loop {
@@ -62,18 +117,8 @@ pub fn run(source: &mut dyn Source, config: &Config, metrics: &Arc<Metrics>) -> 
         };
         retry = Duration::from_millis(100);
         after = snap.revision;
-        // The parts are independent: a failing overlay must not hold back Services, nor the reverse.
-        let overlay = metrics.sync(Part::Overlay, after, || agent.sync_overlay(&snap, config));
-        let services = metrics.sync(Part::Services, after, || agent.sync_services(&snap, config));
-        let policy = metrics.sync(Part::Policy, after, || agent.sync_policy(&snap, config));
-        // Tells the node's pod runtime that pods known at this revision are under their policies now.
-        if policy.is_ok()
-            && let Err(e) = write_if_changed(&synced_file(config), &after.to_string())
-        {
-            tracing::warn!(revision = after, error = %e, "recording the synced revision");
-        }
-        if overlay.is_ok() && services.is_ok() && policy.is_ok() {
-            metrics.applied(&snap);
+        if !send(snap) {
+            return;
         }
     }
 }
@@ -83,15 +128,33 @@ pub struct Agent {
     handle: Handle,
     /// Re-plans only the Services whose objects changed.
     planner: Planner,
-    proxier: Proxier,
+    pub(crate) proxier: Proxier,
     health: Health,
-    policy: weft_policy::Enforcer,
-    metrics: Arc<Metrics>,
+    pub(crate) policy: weft_policy::Enforcer,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Agent {
-    /// Node-to-node routes or VXLAN, then the CNI settings file.
-    pub fn sync_overlay(&mut self, snap: &Snapshot, config: &Config) -> Result<(), String> {
+    /// Every part for a new snapshot. The parts are independent: a failing overlay must not hold back
+    /// Services, nor the reverse.
+    fn sync(&mut self, snap: &Arc<Snapshot>, config: &Config) {
+        let (after, metrics) = (snap.revision, self.metrics.clone());
+        let overlay = metrics.sync(Part::Overlay, after, || self.sync_overlay(snap, config));
+        let services = metrics.sync(Part::Services, after, || self.sync_services(snap, config));
+        let policy = metrics.sync(Part::Policy, after, || self.sync_policy(snap, config));
+        // Tells the node's pod runtime that pods known at this revision are under their policies now.
+        if policy.is_ok()
+            && let Err(e) = write_if_changed(&synced_file(config), &after.to_string())
+        {
+            tracing::warn!(revision = after, error = %e, "recording the synced revision");
+        }
+        if overlay.is_ok() && services.is_ok() && policy.is_ok() {
+            metrics.applied(snap);
+        }
+    }
+
+    /// Node-to-node routes or VXLAN, then the CNI settings file; returns the number of kernel changes.
+    pub fn sync_overlay(&mut self, snap: &Snapshot, config: &Config) -> Result<usize, String> {
         let handle = &mut self.handle;
         let cidrs = crate::ipam::pod_cidrs(snap);
         let nodes: Vec<NodeNet> = snap.nodes().filter_map(|n| node_net(n, &cidrs)).collect();
@@ -118,7 +181,8 @@ impl Agent {
             "stateDir": config.cni_state_dir,
             "attachment": "routed",
         });
-        write_if_changed(&config.node_config, &settings.to_string())
+        write_if_changed(&config.node_config, &settings.to_string())?;
+        Ok(report.changes())
     }
 
     /// The NetworkPolicy table of this node's pods: whole at start, then only what each change touches.
@@ -201,7 +265,7 @@ pub fn node_net(node: &Node, cidrs: &BTreeMap<String, Ipv4Net>) -> Option<NodeNe
 }
 
 /// Writes `text` atomically unless the file already holds it (weft-cni may read it at any moment).
-fn write_if_changed(path: &std::path::Path, text: &str) -> Result<(), String> {
+pub(crate) fn write_if_changed(path: &std::path::Path, text: &str) -> Result<(), String> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(());
     }

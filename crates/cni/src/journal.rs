@@ -51,6 +51,27 @@ impl Journal {
         state::remove(&self.path)
     }
 
+    /// Every journal of `kind` in the network (temporaries of a write in progress left out).
+    pub fn all(state_dir: &Path, network: &str, kind: &str) -> Result<Vec<Journal>> {
+        let dir = kind_dir(state_dir, network, kind)?;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| Journal { path: e.path() })
+            .collect())
+    }
+
+    /// The lock on the `inet weft-cni` table of this journal's state directory, held by every transaction on
+    /// it that journals say something about (see [`crate::firewall::restore`]).
+    pub fn table_lock(&self) -> Result<state::Lock> {
+        let state_dir = self.path.ancestors().nth(3).unwrap_or(Path::new("."));
+        state::ensure_dir(state_dir)?;
+        state::Lock::acquire(&state_dir.join(crate::firewall::TABLE_LOCK))
+    }
+
     /// Journals of `kind` in the network that belong to no attachment in `valid` (temporaries included).
     pub fn stale(state_dir: &Path, network: &str, kind: &str, valid: &[Attachment]) -> Result<Vec<Journal>> {
         let dir = kind_dir(state_dir, network, kind)?;

@@ -131,3 +131,47 @@ fn status_is_unavailable_without_node_config_and_gc_collects() {
     assert!(!rules.contains(&lost_ip) && !rules.contains("7070"), "{rules}");
     assert_eq!(node.veths().len(), 1);
 }
+
+/// What the node agent runs when someone removed or changed weft-cni's table: the table comes back from the
+/// journals with every pod's masquerade and port mapping, and a DEL afterwards still removes the pod's.
+#[test]
+fn restore_rebuilds_the_table_from_the_journals() {
+    if !root() {
+        return;
+    }
+    let node = Node::new();
+    let conf = setup(&node, "routed");
+    let (web, client) = (Ns::new("web"), Ns::new("client"));
+    let caps = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    let web_ip = Reply::ip(
+        &node
+            .cni("ADD", "web", &web.path(), &with_capabilities(&conf, caps.clone()))
+            .ok(),
+    );
+    let client_ip = Reply::ip(&node.cni("ADD", "client", &client.path(), &conf).ok());
+    let before = node.ruleset();
+    node.ns.ok(&["nft", "delete", "table", "inet", "weft-cni"]);
+    let state_dir = std::path::PathBuf::from(node.state_dir());
+    let restored = node
+        .ns
+        .netns()
+        .run(|| {
+            Ok(weft_cni::firewall::restore(
+                &state_dir,
+                "10.244.0.0/16".parse().unwrap(),
+            ))
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(restored.skipped, 0, "{restored:?}");
+    assert_eq!(node.ruleset(), before, "the table as ADD left it");
+    for ip in [&web_ip, &client_ip] {
+        assert!(before.contains(&format!("{ip} : jump masq-weft-")), "{before}");
+    }
+    assert!(before.contains(&format!("tcp . 8080 : {web_ip} . 80")), "{before}");
+    node.cni("DEL", "web", &web.path(), &with_capabilities(&conf, caps))
+        .ok();
+    let after = node.ruleset();
+    assert!(!after.contains(&web_ip), "{after}");
+    assert!(after.contains(&format!("{client_ip} : jump masq-weft-")), "{after}");
+}

@@ -6,6 +6,7 @@ pub mod conntrack;
 pub mod error;
 pub mod fdb;
 pub mod link;
+pub mod monitor;
 pub mod neigh;
 pub mod netns;
 pub mod nft;

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
@@ -25,6 +27,8 @@ const NLM_F_ACK: u16 = 0x4;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 const NLMSG_ERROR: u16 = 0x2;
+const NLMSG_DONE: u16 = 0x3;
+const NLM_F_DUMP: u16 = 0x300;
 const NLA_F_NESTED: u16 = 0x8000;
 const NF_DROP: i32 = 0;
 const NFT_JUMP: i32 = -3;
@@ -271,6 +275,56 @@ pub fn transact(table: &str, family: u8, add: &[Elements], delete: &[Elements]) 
         .chain(delete.iter().map(Op::DeleteElements))
         .collect();
     send(None, table, family, &ops)
+}
+
+/// The tables of the calling thread's network namespace as (family as nfnetlink numbers it, name): `inet weft`
+/// is (1, "weft"). One dump over nfnetlink, no `nft` process: cheap enough to poll.
+pub fn tables() -> Result<Vec<(u8, String)>> {
+    let fail = |source: io::Error| Error::Netlink {
+        op: "listing nftables tables".into(),
+        source,
+    };
+    let socket = Socket::new(NETLINK_NETFILTER).map_err(fail)?;
+    let mut out = Vec::new();
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+    message(&mut out, kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0, 0, &[]);
+    socket.send(&out, 0).map_err(fail)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tables = Vec::new();
+    loop {
+        let n = match socket.recv(&mut &mut buf[..], 0) {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(fail(err)),
+        };
+        let mut done = false;
+        let mut failed = None;
+        crate::monitor::messages(&buf[..n], |kind, body| match kind {
+            NLMSG_DONE => done = true,
+            NLMSG_ERROR => {
+                let code = body
+                    .get(..4)
+                    .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                if code != 0 {
+                    failed = Some(code);
+                }
+                done = true;
+            }
+            _ if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE => {
+                let name = crate::monitor::attributes(body, 4).find(|(attr, _)| *attr == 1);
+                if let (Some(family), Some((_, name))) = (body.first(), name) {
+                    tables.push((*family, crate::monitor::text(name)));
+                }
+            }
+            _ => {}
+        });
+        if let Some(code) = failed {
+            return Err(fail(io::Error::from_raw_os_error(-code)));
+        }
+        if done {
+            return Ok(tables);
+        }
+    }
 }
 
 /// Sends the [`ops_batch`] of `ops` and waits until the kernel has acknowledged every message of it (so it is

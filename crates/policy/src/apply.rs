@@ -41,6 +41,12 @@ impl Enforcer {
         Enforcer::default()
     }
 
+    /// Forgets what the kernel holds, so the next sync replaces the whole table: after someone else changed
+    /// it, differences from the remembered state would leave their change in place.
+    pub fn reset(&mut self) {
+        self.applied = None;
+    }
+
     /// Makes the calling thread's network namespace hold `desired`. An incremental transaction that fails
     /// (someone changed our table) is followed at once by a full one.
     pub fn sync(&mut self, desired: PolicyRules) -> weft_netlink::Result<Report> {

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod check;
 pub mod cluster;
 pub mod decide;
+pub mod enforced;
 pub mod plan;
 
 pub use apply::{Enforcer, Report};

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use std::net::Ipv4Addr;
 use weft_lab::spec::Paths;
 use weft_model::Snapshot;
-use weft_policy::{Cluster, Decision, Endpoint, Protocol, Side, decide};
+use weft_policy::{Cluster, Decision, Direction, Endpoint, Protocol, Side, decide};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,14 +54,65 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32> {
     for (addr, port) in targets {
         let dst = endpoint(&cluster, &snap, &addr, &args.namespace)?;
         let d = decide(&cluster, &src, &dst, port, proto);
-        any |= d.allowed();
-        print_decision(&describe(&dst), port, proto, &d);
+        let unenforced = if d.allowed() {
+            Vec::new()
+        } else {
+            unenforced(paths, &cluster, &src, &dst, &d)
+        };
+        any |= d.allowed() || !unenforced.is_empty();
+        print_decision(&describe(&dst), port, proto, &d, &unenforced);
     }
     Ok(if any { 0 } else { 1 })
 }
 
-fn print_decision(dst: &str, port: u16, proto: Protocol, d: &Decision) {
-    let verdict = if d.allowed() { "ALLOWED" } else { "DENIED" };
+/// The nodes whose kernel does not hold the isolation that denies the connection (none: it is denied). A
+/// connection is dropped when one of the sides that deny it is in the kernel; until then, after someone
+/// flushed the node's tables and while its agent restores them, it goes through.
+fn unenforced(paths: &Paths, cluster: &Cluster, src: &Endpoint, dst: &Endpoint, d: &Decision) -> Vec<String> {
+    let denies = |side: &Side| matches!(side, Side::Isolated { allowed_by: None, .. });
+    let mut nodes = Vec::new();
+    for (direction, side, pod) in [
+        (Direction::Egress, &d.egress, src),
+        (Direction::Ingress, &d.ingress, dst),
+    ] {
+        let Endpoint::Pod(pod) = pod else { continue };
+        let (Some(node), Some(ip)) = (&pod.node, pod.ip) else {
+            continue;
+        };
+        if !denies(side) {
+            continue;
+        }
+        let rules = weft_policy::plan::plan(cluster, node);
+        let netns = format!("/run/netns/{}", paths.node_netns(node));
+        let listed = weft_netlink::Netns::open(&netns)
+            .and_then(|ns| ns.run(|| weft_netlink::nft::run(&["list", "table", weft_policy::plan::TABLE], "")));
+        let listing = match listed {
+            Ok(listing) => listing,
+            // No table: nothing is enforced there.
+            Err(e) if e.to_string().contains("No such file or directory") => String::new(),
+            // Not able to look (not root, no such namespace): the model's verdict stands.
+            Err(e) => {
+                eprintln!("weft trace: not checked against {node}'s kernel: {e}");
+                return Vec::new();
+            }
+        };
+        if weft_policy::enforced::enforced(&listing, &rules, direction, ip) {
+            return Vec::new();
+        }
+        nodes.push(node.clone());
+    }
+    nodes
+}
+
+fn print_decision(dst: &str, port: u16, proto: Protocol, d: &Decision, unenforced: &[String]) {
+    let verdict = match (d.allowed(), unenforced) {
+        (true, _) => "ALLOWED".to_string(),
+        (false, []) => "DENIED".to_string(),
+        (false, nodes) => format!(
+            "NOT ENFORCED (policy would deny it; policy not enforced on {}: restoring)",
+            nodes.join(", ")
+        ),
+    };
     println!("  {verdict}: to {dst} port {port}/{}", proto.as_str());
     for (name, side) in [("egress", &d.egress), ("ingress", &d.ingress)] {
         let line = match side {

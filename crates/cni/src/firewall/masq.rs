@@ -9,12 +9,12 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::Path;
 
-const KIND: &str = "masq";
+pub(crate) const KIND: &str = "masq";
 
 /// The chain for a network and the destinations it leaves alone. Its rules follow from its name, so a
 /// transaction that only adds elements never has to touch it: a missing chain makes the fast transaction
 /// fail and the full one create it.
-fn chain_name(network: &str, exclude: IpNet) -> String {
+pub(crate) fn chain_name(network: &str, exclude: IpNet) -> String {
     let clean: String = network
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })

@@ -15,7 +15,10 @@ pub mod portmap;
 
 pub use crate::journal::Journal;
 use crate::spec::Result;
+use crate::state::{self, Lock};
+use ipnet::IpNet;
 use std::net::IpAddr;
+use std::path::Path;
 use weft_netlink::nftables::{self, Data, Elements};
 
 const NFPROTO_INET: u8 = 1;
@@ -199,6 +202,7 @@ impl Change {
         if self.elements.is_empty() {
             return Ok(());
         }
+        let _lock = journal.table_lock()?;
         let before = journal.read()?;
         let mut lines = before.clone();
         lines.extend(self.elements.iter().map(Element::line).filter(|l| !before.contains(l)));
@@ -245,6 +249,7 @@ impl Change {
 /// transaction fails (a key now holds another pod's value: its mapping was freed and taken since), each
 /// element is removed on its own and the ones that are no longer ours are left alone.
 pub fn undo(journal: &Journal) -> Result<Vec<Element>> {
+    let _lock = journal.table_lock()?;
     let elements: Vec<Element> = journal.read()?.iter().filter_map(|l| Element::from_line(l)).collect();
     if !elements.is_empty() && Change::default().apply(&[], &elements).is_err() {
         for e in &elements {
@@ -253,6 +258,89 @@ pub fn undo(journal: &Journal) -> Result<Vec<Element>> {
     }
     journal.remove()?;
     Ok(elements)
+}
+
+/// Journal kinds that record elements of this table: the `weft` type's, the bridge type's masquerade, portmap's.
+const JOURNALED: [&str; 3] = [
+    crate::plugins::weft::FIREWALL,
+    masq::KIND,
+    crate::plugins::portmap::KIND,
+];
+
+/// What [`restore`] put back.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub elements: usize,
+    /// Journaled elements left out: masquerade into a chain of another exclusion than the one given (its rules
+    /// cannot be told from its name), or a key the table already holds with another value.
+    pub skipped: usize,
+}
+
+/// Declares the table and adds every element the journals under `state_dir` record, in one transaction:
+/// what the node agent runs when someone else removed or changed the table. Present elements stay (adding
+/// one is a no-op); the static chains are flushed and refilled in the same transaction, so no packet sees
+/// them empty. Masquerade chains are rebuilt for `exclude` (the cluster CIDR, as the `weft` type adds them).
+/// Holds the lock every ADD and DEL takes, so none commits between the reading of the journals and the
+/// transaction (a DEL's element would come back for good).
+pub fn restore(state_dir: &Path, exclude: IpNet) -> Result<Restored> {
+    state::ensure_dir(state_dir)?;
+    let _lock = Lock::acquire(&state_dir.join(TABLE_LOCK))?;
+    let mut change = Change::default();
+    let mut restored = Restored::default();
+    let masq_chain = |network: &str| masq::chain_name(network, exclude.trunc());
+    for network in subdirectories(state_dir) {
+        for kind in JOURNALED {
+            for journal in Journal::all(state_dir, &network, kind)? {
+                let lines = journal.read()?;
+                for e in lines.iter().filter_map(|l| Element::from_line(l)) {
+                    let masq = e
+                        .set
+                        .starts_with("masq")
+                        .then(|| e.text.split_once(" : jump "))
+                        .flatten();
+                    match masq {
+                        Some((ip, chain)) => match ip.parse::<IpAddr>() {
+                            Ok(ip) if chain == masq_chain(&network) => change.masquerade(&network, ip, exclude),
+                            _ => restored.skipped += 1,
+                        },
+                        None => change.element(&e.set, e.text.clone()),
+                    }
+                }
+            }
+        }
+    }
+    // With the schema element the fast transactions add, so a whole table lists as it did.
+    let whole = format!("{}{SCHEMA_CHECK}", change.script(true, &change.elements, &[]));
+    if weft_netlink::nft::apply(&whole).is_ok() {
+        restored.elements = change.elements.len();
+        return Ok(restored);
+    }
+    // One element conflicts with what the table holds: the rest go in one by one.
+    weft_netlink::nft::apply(&format!("{}{SCHEMA_CHECK}", change.script(true, &[], &[])))?;
+    for e in &change.elements {
+        match weft_netlink::nft::apply(&change.script(false, std::slice::from_ref(e), &[])) {
+            Ok(()) => restored.elements += 1,
+            Err(_) => restored.skipped += 1,
+        }
+    }
+    Ok(restored)
+}
+
+/// The lock file, in weft-cni's state directory (its leading dot keeps it out of directory walks).
+pub(crate) const TABLE_LOCK: &str = ".firewall.lock";
+
+/// Names of the entries of `dir` but temporaries, lock files and IPAM's; none when it does not exist.
+fn subdirectories(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && n != "ipam")
+        .collect();
+    names.sort();
+    names
 }
 
 /// Whether nft's listing of the table holds `element` as a whole element, not as part of a longer one

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use weft_netlink::sysctl;
 
-const KIND: &str = "portmap";
+pub(crate) const KIND: &str = "portmap";
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use weft_netlink::{Handle, Netns};
 
 pub const DEFAULT_NODE_CONFIG: &str = "/run/weft/node.json";
-const FIREWALL: &str = "weft";
+pub(crate) const FIREWALL: &str = "weft";
 const VETH: &str = "veth";
 const IFB: &str = "ifb";
 

@@ -6,6 +6,7 @@ mod apply;
 mod cni;
 mod dns;
 mod dns_change;
+mod drift;
 mod lab;
 mod policy;
 mod proxy;
@@ -36,6 +37,9 @@ pub enum What {
     Dns(dns::Args),
     /// In a lab (root): how long a Service change takes to reach the answers of the `weft dns` pods.
     DnsChange(dns_change::Args),
+    /// In a lab (root): how long the agent takes to repair its nftables tables after `nft flush ruleset`, a
+    /// deleted overlay route, and (`--overlay vxlan`) a deleted VXLAN device.
+    Drift(drift::Args),
 }
 
 pub fn run(what: What) -> anyhow::Result<()> {
@@ -49,6 +53,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
         What::Policy(args) => policy::run(args),
         What::Dns(args) => dns::run(args),
         What::DnsChange(args) => dns_change::run(args),
+        What::Drift(args) => drift::run(args),
     }
 }
 
