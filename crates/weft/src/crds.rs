@@ -1,5 +1,6 @@
 //! `weft crds`: the CustomResourceDefinitions of weft's own kinds, generated from their Rust types (kube's
-//! `CustomResource` derive, schemas by schemars). `deploy/crds.yaml` is this output.
+//! `CustomResource` derive, schemas by schemars). `deploy/crds.yaml` is this output, and
+//! `deploy/weft.yaml` ends with it.
 
 use anyhow::{Context, Result};
 use kube::CustomResourceExt;
@@ -32,6 +33,18 @@ mod tests {
         assert!(
             committed == generated,
             "deploy/crds.yaml is stale: regenerate it with `weft crds > deploy/crds.yaml`"
+        );
+    }
+
+    #[test]
+    fn deploy_weft_yaml_ends_with_what_weft_crds_generates() {
+        let generated = super::yaml().unwrap();
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/weft.yaml");
+        let committed = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            committed.ends_with(&generated),
+            "deploy/weft.yaml's CRDs are stale: replace everything from its line \"# weft's CustomResourceDefinitions\" \
+             with `weft crds` output"
         );
     }
 }
