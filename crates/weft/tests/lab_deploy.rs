@@ -1,0 +1,164 @@
+//! weft installed as on any cluster: a bare lab (a kubeadm cluster before its CNI) and `kubectl apply -f
+//! deploy/weft.yaml`, with only the ConfigMap's API server address filled in, as on a cluster without kube-proxy.
+//! The nodes turn Ready, weft-node is Ready on each, an example Deployment and Service are networked across nodes
+//! and reachable through the ClusterIP, and kube-dns answers for the Service. The lab enforces RBAC for the
+//! manifests' ServiceAccounts, so a permission the manifests miss fails this test. Root only.
+
+mod lab;
+
+use lab::{Lab, root, text};
+use serde_json::Value;
+
+const MANIFEST: &str = include_str!("../../../deploy/weft.yaml");
+const WEBSERVER: &str = include_str!("../../../examples/06-services/webserver.yaml");
+const CLIENT: &str = include_str!("../../../examples/quickstart/client.yaml");
+
+/// deploy/weft.yaml with the API server's address filled into the ConfigMap (the lab runs no kube-proxy, so the
+/// agent cannot reach the API through the `kubernetes` Service before it runs itself).
+fn manifest_for(host: &str, port: &str) -> String {
+    let host_line = "  # apiServerHost: \"192.0.2.10\"";
+    let port_line = "  # apiServerPort: \"6443\"";
+    assert!(
+        MANIFEST.contains(host_line) && MANIFEST.contains(port_line),
+        "deploy/weft.yaml's ConfigMap no longer has the commented apiServerHost/apiServerPort lines"
+    );
+    MANIFEST
+        .replace(host_line, &format!("  apiServerHost: \"{host}\""))
+        .replace(port_line, &format!("  apiServerPort: \"{port}\""))
+}
+
+fn get(lab: &Lab, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&lab.kubectl_ok(&all)).unwrap()
+}
+
+fn is_true(object: &Value, kind: &str) -> bool {
+    let conditions = object["status"]["conditions"].as_array();
+    conditions.is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+fn can_i(lab: &Lab, who: &str, verb: &str, resource: &str) -> bool {
+    let out = lab.kubectl(&["auth", "can-i", verb, resource, "--as", who]);
+    text(&out.stdout).trim() == "yes"
+}
+
+#[test]
+fn bare_lab_bootstrapped_by_deploy_weft_yaml() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::bare(2);
+    let api: Value = get(&lab, &["endpoints", "kubernetes"]);
+    let host = api["subsets"][0]["addresses"][0]["ip"].as_str().unwrap().to_string();
+    let port = api["subsets"][0]["ports"][0]["port"].to_string();
+
+    let file = std::env::temp_dir().join(format!("weft-{}-deploy.yaml", lab.name));
+    std::fs::write(&file, manifest_for(&host, &port)).unwrap();
+    let applied = lab.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert!(applied.status.success(), "kubectl apply: {}", text(&applied.stderr));
+
+    lab.wait(90, "both nodes Ready", || {
+        let nodes = get(&lab, &["nodes"]);
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 2 && items.iter().all(|n| is_true(n, "Ready"))).then_some(())
+    });
+    lab.wait(90, "weft-node Ready on each node", || {
+        let pods = get(
+            &lab,
+            &["pods", "-n", "weft-system", "-l", "app.kubernetes.io/name=weft-node"],
+        );
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        let mut nodes: Vec<&str> = items
+            .iter()
+            .filter(|p| is_true(p, "Ready"))
+            .filter_map(|p| p["spec"]["nodeName"].as_str())
+            .collect();
+        nodes.sort();
+        (nodes == ["node-1", "node-2"]).then_some(())
+    });
+    lab.wait(90, "kube-dns ready", || {
+        let d = get(&lab, &["deployment", "-n", "kube-system", "weft-dns"]);
+        (d["status"]["readyReplicas"] == 2).then_some(())
+    });
+    let agents = lab.kubectl_ok(&[
+        "logs",
+        "-n",
+        "weft-system",
+        "-l",
+        "app.kubernetes.io/name=weft-node",
+        "--tail=-1",
+    ]);
+    assert!(
+        !agents.to_lowercase().contains("forbidden"),
+        "the agents were refused something: {agents}"
+    );
+
+    // The example, applied as a user would, networked across nodes.
+    for example in [WEBSERVER, CLIENT] {
+        let out = lab.apply(example);
+        assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    }
+    let pods = lab.ready_pods();
+    let on = |prefix: &str| -> Vec<String> {
+        let mut nodes: Vec<String> = pods
+            .iter()
+            .filter(|p| lab::name(p).starts_with(prefix))
+            .map(lab::node)
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    };
+    assert_eq!(on("webserver-"), ["node-1", "node-2"], "webserver pods on both nodes");
+    for pod in pods.iter().filter(|p| lab::name(p).starts_with("webserver-")) {
+        let target = format!("http://{}:80", lab::ip(pod));
+        assert!(
+            lab.reaches("client", &target, "3s"),
+            "client reaches {} on {}",
+            lab::name(pod),
+            lab::node(pod)
+        );
+    }
+    let svc = get(&lab, &["service", "webserver-service"]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(
+        lab.reaches("client", &format!("http://{cluster_ip}:80"), "3s"),
+        "through the ClusterIP"
+    );
+
+    // kube-dns answers for the Service, through the search path kubelet writes.
+    let resolved = lab.wait(30, "webserver-service resolved", || {
+        let out = lab.exec("client", &["getent", "hosts", "webserver-service"]);
+        let answer = text(&out.stdout);
+        answer.contains(&cluster_ip).then_some(answer)
+    });
+    assert!(
+        resolved.contains("webserver-service.default.svc.cluster.local"),
+        "{resolved}"
+    );
+    assert!(lab.reaches("client", "http://webserver-service", "3s"), "by name");
+
+    // weft-node may do what it needs and no more.
+    let node_sa = "system:serviceaccount:weft-system:weft-node";
+    for (verb, resource) in [
+        ("watch", "nodes"),
+        ("list", "endpointslices.discovery.k8s.io"),
+        ("create", "podcidrblocks.weft.dev"),
+    ] {
+        assert!(can_i(&lab, node_sa, verb, resource), "weft-node may {verb} {resource}");
+    }
+    for (verb, resource) in [
+        ("create", "pods"),
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("delete", "nodes"),
+    ] {
+        assert!(
+            !can_i(&lab, node_sa, verb, resource),
+            "weft-node may not {verb} {resource}"
+        );
+    }
+}
