@@ -2,7 +2,8 @@
 //! deploy/weft.yaml`, with only the ConfigMap's API server address filled in, as on a cluster without kube-proxy.
 //! The nodes turn Ready, weft-node is Ready on each, an example Deployment and Service are networked across nodes
 //! and reachable through the ClusterIP, and kube-dns answers for the Service. The lab enforces RBAC for the
-//! manifests' ServiceAccounts, so a permission the manifests miss fails this test. Root only.
+//! manifests' ServiceAccounts, so a permission the manifests miss fails this test. Uninstalling (`kubectl delete`,
+//! then deploy/weft-cleanup.yaml) leaves no weft table, route, device or file on the nodes. Root only.
 
 mod lab;
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 const MANIFEST: &str = include_str!("../../../deploy/weft.yaml");
 const WEBSERVER: &str = include_str!("../../../examples/06-services/webserver.yaml");
 const CLIENT: &str = include_str!("../../../examples/quickstart/client.yaml");
+const CLEANUP: &str = include_str!("../../../deploy/weft-cleanup.yaml");
 
 /// deploy/weft.yaml with the API server's address filled into the ConfigMap (the lab runs no kube-proxy, so the
 /// agent cannot reach the API through the `kubernetes` Service before it runs itself).
@@ -57,7 +59,6 @@ fn bare_lab_bootstrapped_by_deploy_weft_yaml() {
     let file = std::env::temp_dir().join(format!("weft-{}-deploy.yaml", lab.name));
     std::fs::write(&file, manifest_for(&host, &port)).unwrap();
     let applied = lab.kubectl(&["apply", "-f", file.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&file);
     assert!(applied.status.success(), "kubectl apply: {}", text(&applied.stderr));
 
     lab.wait(90, "both nodes Ready", || {
@@ -160,5 +161,42 @@ fn bare_lab_bootstrapped_by_deploy_weft_yaml() {
             !can_i(&lab, node_sa, verb, resource),
             "weft-node may not {verb} {resource}"
         );
+    }
+
+    // Uninstall: the manifests' objects, then the cleanup DaemonSet once no agent is left to put things back.
+    lab.kubectl_ok(&["delete", "--ignore-not-found", "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    lab.wait(60, "weft-node pods gone", || {
+        let pods = get(&lab, &["pods", "-A", "-l", "app.kubernetes.io/name=weft-node"]);
+        pods["items"].as_array().is_some_and(Vec::is_empty).then_some(())
+    });
+    let out = lab.apply(CLEANUP);
+    assert!(out.status.success(), "apply cleanup: {}", text(&out.stderr));
+    lab.wait(60, "weft-cleanup Ready on both nodes", || {
+        let d = get(&lab, &["daemonset", "-n", "kube-system", "weft-cleanup"]);
+        (d["status"]["numberReady"] == 2).then_some(())
+    });
+    for node in ["node-1", "node-2"] {
+        let tables = text(&lab.node_exec(node, &["nft", "list", "tables"]).stdout);
+        assert!(!tables.contains("weft"), "{node} keeps weft's tables: {tables}");
+        let routes = text(
+            &lab.node_exec(node, &["ip", "route", "show", "proto", "247", "table", "all"])
+                .stdout,
+        );
+        assert!(routes.trim().is_empty(), "{node} keeps weft's routes: {routes}");
+        let links = text(&lab.node_exec(node, &["ip", "-o", "link", "show"]).stdout);
+        let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with("weft")),
+            "{node} keeps weft's devices: {names:?}"
+        );
+        for path in [
+            "/etc/cni/net.d/10-weft.conflist",
+            "/opt/cni/bin/weft",
+            "/run/weft",
+            "/var/lib/cni/weft",
+        ] {
+            assert!(!lab.node_path(node, path).exists(), "{node} keeps {path}");
+        }
     }
 }
