@@ -30,6 +30,9 @@ struct Seen {
     synced: bool,
 }
 
+/// The label of the ConfigMaps the test writes and watches.
+const LABEL: &str = "weft-test=resume";
+
 fn version(cm: &ConfigMap) -> (String, u64) {
     let name = cm.metadata.name.clone().unwrap_or_default();
     let rv = cm
@@ -67,7 +70,8 @@ fn watches_resume_after_a_supervisor_sigkill_with_no_event_lost_or_duplicated() 
     let (reader, writer) = reflector::store::<ConfigMap>();
     {
         let seen = seen.clone();
-        let stream = watcher::watcher(api.clone(), watcher::Config::default())
+        // Only the test's own ConfigMaps (the lab publishes kube-root-ca.crt in every namespace too).
+        let stream = watcher::watcher(api.clone(), watcher::Config::default().labels(LABEL))
             .default_backoff()
             .reflect(writer);
         runtime.spawn(async move {
@@ -101,7 +105,7 @@ fn watches_resume_after_a_supervisor_sigkill_with_no_event_lost_or_duplicated() 
             while !stop.load(Ordering::Acquire) {
                 let name = format!("resume-{}", i % NAMES);
                 let mut cm: ConfigMap = serde_json::from_value(serde_json::json!({
-                    "metadata": {"name": name}, "data": {"n": i.to_string()},
+                    "metadata": {"name": name, "labels": {"weft-test": "resume"}}, "data": {"n": i.to_string()},
                 }))
                 .unwrap();
                 let written = if i < NAMES {
@@ -171,7 +175,7 @@ fn watches_resume_after_a_supervisor_sigkill_with_no_event_lost_or_duplicated() 
         assert!(watched || superseded, "acknowledged write {name}@{rv} never seen");
     }
     let fresh: BTreeMap<String, u64> = runtime
-        .block_on(api.list(&ListParams::default()))
+        .block_on(api.list(&ListParams::default().labels(LABEL)))
         .unwrap()
         .items
         .iter()
