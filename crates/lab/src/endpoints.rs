@@ -105,6 +105,38 @@ impl Scope {
         }
     }
 
+    /// The stored EndpointSlices that may be the Services' in scope: for each, those of its namespace whose name
+    /// starts as `derived_name` starts the names it makes (the first 32 characters of the Service's name, at least
+    /// that many being kept beside any suffix), found from that prefix on rather than by reading every slice.
+    fn slices<'a>(&self, snap: &'a Snapshot) -> Vec<&'a EndpointSlice> {
+        let slice = |o: &'a Object| match o {
+            Object::EndpointSlice(s) => Some(&**s),
+            _ => None,
+        };
+        let Scope::Services(map) = self else {
+            return snap.endpoint_slices().collect();
+        };
+        let mut found = Vec::new();
+        for (ns, names) in map {
+            for name in names {
+                let end = (0..=name.len().min(32))
+                    .rev()
+                    .find(|i| name.is_char_boundary(*i))
+                    .unwrap_or(0);
+                let prefix = name[..end].trim_end_matches(['-', '.']);
+                let start = Key::new("EndpointSlice", Some(ns), prefix);
+                let same_prefix = |o: &&Object| {
+                    o.kind() == "EndpointSlice" && o.namespace() == Some(ns.as_str()) && o.name().starts_with(prefix)
+                };
+                found.extend(snap.from_key(&start).take_while(same_prefix).filter_map(slice));
+            }
+        }
+        // One Service's prefix can be another's (`web`, `web-api`): each slice once, in key order as in a full pass.
+        found.sort_by_key(|s| slice_key(s));
+        found.dedup_by(|a, b| std::ptr::eq(*a, *b));
+        found
+    }
+
     /// The stored objects of `kind` named as the Services in scope (the Services themselves, their Endpoints),
     /// looked up by key rather than by reading every one.
     fn objects<'a>(&self, snap: &'a Snapshot, kind: &'a str) -> Vec<&'a Object> {
@@ -162,7 +194,7 @@ pub fn reconcile(snap: &Snapshot, scope: &Scope, changes: &mut Vec<Change>) {
             desired.insert(slice_key(&slice), slice);
         }
     }
-    for existing in snap.endpoint_slices() {
+    for existing in scope.slices(snap) {
         let service = labels(&existing.metadata).get(SERVICE_NAME).map(String::as_str);
         if !scope.has(existing.metadata.namespace.as_deref(), service) {
             continue;
@@ -722,6 +754,33 @@ mod tests {
         reconcile(&snap, &Scope::between(&before, &snap), &mut part);
         assert_eq!(format!("{full:?}"), format!("{part:?}"));
         assert!(!part.is_empty());
+        // Services whose names prefix each other, both in scope: their slices are each looked at once.
+        let mut settled = snap.clone();
+        settled.insert(service(
+            "web-api",
+            json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}),
+        ));
+        let mut changes = Vec::new();
+        reconcile(&settled, &Scope::All, &mut changes);
+        for change in changes {
+            if let Change::Put(o) = change {
+                settled.insert(*o);
+            }
+        }
+        let mut next = settled.clone();
+        next.insert(service(
+            "web-api",
+            json!({"selector": {"app": "web"}, "ports": [{"port": 81}]}),
+        ));
+        next.insert(service(
+            "web",
+            json!({"selector": {"app": "web"}, "ports": [{"port": 8080}]}),
+        ));
+        let snap = settled;
+        let (mut full, mut part) = (Vec::new(), Vec::new());
+        reconcile(&next, &Scope::All, &mut full);
+        reconcile(&next, &Scope::between(&snap, &next), &mut part);
+        assert_eq!(format!("{full:?}"), format!("{part:?}"));
         // A Service changed: that one; a slice removed by hand: its Service; a Node changed: all.
         let mut next = before.clone();
         next.insert(service(

@@ -88,6 +88,12 @@ impl Snapshot {
         self.objects.range(kind_range(kind)).map(|(_, o)| &**o)
     }
 
+    /// Objects from `key` on, in key order (a prefix of names in one namespace: start at the prefix and stop at the
+    /// first name without it).
+    pub fn from_key<'a>(&'a self, key: &Key) -> impl Iterator<Item = &'a Object> + 'a {
+        self.objects.range(key.clone()..).map(|(_, o)| &**o)
+    }
+
     pub fn pods(&self) -> impl Iterator<Item = &Pod> {
         self.of_kind("Pod").filter_map(|o| match o {
             Object::Pod(p) => Some(&**p),
