@@ -16,7 +16,6 @@ use std::time::Instant;
 use weft_apiserver::pki::{Pki, ServerNames};
 use weft_kube::{ClientOptions, KubeSource};
 use weft_lab::kube_api::LabCluster;
-use weft_lab::store::Store;
 use weft_lab::supervisor::Shared;
 use weft_model::{Key, Source};
 
@@ -40,19 +39,10 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(kubeconfig) = &args.follow {
         return follow(kubeconfig);
     }
-    let dir = std::env::temp_dir().join(format!("weft-bench-agent-{}", weft_apiserver::names::new_uid()));
-    std::fs::create_dir_all(&dir)?;
-    let out = bench(&dir, &args);
-    let _ = std::fs::remove_dir_all(&dir);
-    out
+    super::api::in_process("bench-agent", |dir, shared| bench(dir, shared, &args))
 }
 
-fn bench(dir: &std::path::Path, args: &Args) -> Result<()> {
-    let spec: weft_lab::LabSpec = serde_json::from_value(json!({
-        "name": "bench-agent", "nodes": 1, "overlay": "host-gw", "clusterCidr": "10.244.0.0/16",
-        "cniBin": "/nonexistent", "weftBin": "/nonexistent",
-    }))?;
-    let shared = Arc::new(Shared::new(spec, Store::open(dir.join("objects.json"))?));
+fn bench(dir: &std::path::Path, shared: Arc<Shared>, args: &Args) -> Result<()> {
     shared.write(|store| -> Result<()> {
         store.create(object(
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),

@@ -33,19 +33,26 @@ pub struct Args {
 type Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 pub fn run(args: Args) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("weft-bench-api-{}", weft_apiserver::names::new_uid()));
+    in_process("bench-api", |dir, shared| bench(dir, shared, &args))
+}
+
+/// Runs `bench` with a lab's store in this process (no lab network), in a directory of its own removed after.
+pub(super) fn in_process(name: &str, bench: impl FnOnce(&std::path::Path, Arc<Shared>) -> Result<()>) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("weft-{name}-{}", weft_apiserver::names::new_uid()));
     std::fs::create_dir_all(&dir)?;
-    let out = bench(&dir, &args);
+    let out = (|| {
+        let spec: weft_lab::LabSpec = serde_json::from_value(json!({
+            "name": name, "nodes": 1, "overlay": "host-gw", "clusterCidr": "10.244.0.0/16",
+            "cniBin": "/nonexistent", "weftBin": "/nonexistent",
+        }))?;
+        let shared = Arc::new(Shared::new(spec, Store::open(dir.join("objects.json"))?));
+        bench(&dir, shared)
+    })();
     let _ = std::fs::remove_dir_all(&dir);
     out
 }
 
-fn bench(dir: &std::path::Path, args: &Args) -> Result<()> {
-    let spec: weft_lab::LabSpec = serde_json::from_value(json!({
-        "name": "bench-api", "nodes": 1, "overlay": "host-gw", "clusterCidr": "10.244.0.0/16",
-        "cniBin": "/nonexistent", "weftBin": "/nonexistent",
-    }))?;
-    let shared = Arc::new(Shared::new(spec, Store::open(dir.join("objects.json"))?));
+fn bench(dir: &std::path::Path, shared: Arc<Shared>, args: &Args) -> Result<()> {
     let started = Instant::now();
     shared.write(|store| -> Result<()> {
         for ns in ["default", "bench"] {
