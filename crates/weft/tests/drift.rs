@@ -7,44 +7,12 @@ mod lab;
 use lab::*;
 use std::process::Command;
 
-const APP: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: nginx, labels: {app: nginx}}
-spec:
-  nodeName: node-1
-  containers: [{name: nginx, image: nginx, ports: [{containerPort: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: nginx}
-spec:
-  selector: {app: nginx}
-  ports: [{port: 80}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: allowed, labels: {access: "true"}}
-spec:
-  nodeName: node-2
-  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: other}
-spec:
-  nodeName: node-2
-  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: access-nginx}
-spec:
-  podSelector: {matchLabels: {app: nginx}}
-  ingress:
-  - from:
-    - podSelector: {matchLabels: {access: "true"}}
-"#;
+/// The nginx pod and Service, an allowed and another client, and the policy that lets only the allowed one in.
+const APP: &str = concat!(
+    include_str!("lab/policy_app.yaml"),
+    "---\n",
+    include_str!("lab/access_nginx.yaml")
+);
 
 /// Runs a command on a node and asserts it succeeded; its stdout.
 fn on(lab: &Lab, node: &str, command: &[&str]) -> String {

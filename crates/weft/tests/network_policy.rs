@@ -6,53 +6,19 @@ mod lab;
 
 use lab::*;
 
-const APP: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: nginx, labels: {app: nginx}}
-spec:
-  nodeName: node-1
-  containers: [{name: nginx, image: nginx, ports: [{containerPort: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: nginx}
-spec:
-  selector: {app: nginx}
-  ports: [{port: 80}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: allowed, labels: {access: "true"}}
-spec:
-  nodeName: node-2
-  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: other}
-spec:
-  nodeName: node-2
-  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
----
+const APP: &str = concat!(
+    include_str!("lab/policy_app.yaml"),
+    r#"---
 apiVersion: v1
 kind: Pod
 metadata: {name: neighbour}
 spec:
   nodeName: node-1
   containers: [{name: c, image: busybox, command: [sleep, infinity]}]
-"#;
+"#
+);
 
-const ACCESS_NGINX: &str = r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: access-nginx}
-spec:
-  podSelector: {matchLabels: {app: nginx}}
-  ingress:
-  - from:
-    - podSelector: {matchLabels: {access: "true"}}
-"#;
+const ACCESS_NGINX: &str = include_str!("lab/access_nginx.yaml");
 
 fn reaches(lab: &Lab, from: &str, url: &str) -> bool {
     lab.reaches(from, url, "1s")
