@@ -571,6 +571,33 @@ pub fn lb_routes(snap: &Snapshot, nodes: &[(String, Ipv4Addr)]) -> BTreeMap<Ipv4
     routes
 }
 
+/// Whether anything `lb_routes` reads changed from `before` to `snap`: a Service that is or was a LoadBalancer, or
+/// a slice of one. Creating 10,000 ClusterIP Services then costs the cloud a diff, not 10,000 walks of them all.
+pub fn lb_routes_changed(before: &Snapshot, snap: &Snapshot) -> bool {
+    let is_lb = |o: Option<&Object>| match o {
+        Some(Object::Service(svc)) => svc
+            .spec
+            .as_ref()
+            .is_some_and(|spec| service_type(spec) == "LoadBalancer"),
+        _ => false,
+    };
+    snap.all_changes_since(before).any(|(old, new)| match old.or(new) {
+        Some(Object::Service(_)) => is_lb(old) || is_lb(new),
+        Some(Object::EndpointSlice(slice)) => {
+            let name = weft_model::object::labels(&slice.metadata)
+                .get(crate::endpoints::SERVICE_NAME)
+                .cloned();
+            let key = Key::new(
+                "Service",
+                slice.metadata.namespace.as_deref(),
+                name.as_deref().unwrap_or_default(),
+            );
+            is_lb(before.get(&key)) || is_lb(snap.get(&key))
+        }
+        _ => false,
+    })
+}
+
 /// Nodes with a ready endpoint of `svc`, from its EndpointSlices.
 fn ready_nodes<'a>(snap: &'a Snapshot, svc: &Service) -> HashSet<&'a str> {
     let name = svc.metadata.name.as_deref();
@@ -880,6 +907,41 @@ mod tests {
         admit_into(&mut snap, &net, svc("a", json!({"ports": [{"port": 80}]}))).unwrap();
         let c = admit_into(&mut snap, &net, lb("c", json!({}))).unwrap();
         assert_eq!(ingress_ip(&c), Some(Ipv4Addr::new(172, 18, 1, 2)));
+    }
+
+    #[test]
+    fn load_balancer_routes_change_only_with_load_balancers_and_their_slices() {
+        let (mut snap, net) = (Snapshot::default(), ServiceNetwork::default());
+        let start = snap.clone();
+        admit_into(&mut snap, &net, svc("a", json!({"ports": [{"port": 80}]}))).unwrap();
+        assert!(!lb_routes_changed(&start, &snap), "a ClusterIP Service");
+        let with_cluster_ip = snap.clone();
+        let slice = |service: &str| {
+            weft_model::manifest::from_value(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": format!("{service}-x"), "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4", "endpoints": []}))
+            .unwrap()
+        };
+        snap.insert(slice("a"));
+        assert!(
+            !lb_routes_changed(&with_cluster_ip, &snap),
+            "a ClusterIP Service's slice"
+        );
+        let before_lb = snap.clone();
+        admit_into(
+            &mut snap,
+            &net,
+            svc("l", json!({"type": "LoadBalancer", "ports": [{"port": 80}]})),
+        )
+        .unwrap();
+        assert!(lb_routes_changed(&before_lb, &snap), "a LoadBalancer Service");
+        let with_lb = snap.clone();
+        snap.insert(slice("l"));
+        assert!(lb_routes_changed(&with_lb, &snap), "a LoadBalancer Service's slice");
+        let mut removed = snap.clone();
+        removed.remove(&Key::new("Service", Some("default"), "l"));
+        assert!(lb_routes_changed(&snap, &removed), "a LoadBalancer Service removed");
     }
 
     #[test]

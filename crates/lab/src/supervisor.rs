@@ -337,12 +337,17 @@ fn cloud(shared: &Shared) {
     let mut handle: Option<weft_netlink::Handle> = None;
     let mut synced: Option<std::collections::BTreeMap<std::net::Ipv4Addr, std::net::Ipv4Addr>> = None;
     let mut last_sync = Instant::now();
-    let mut seen = 0;
+    let mut before = Arc::new(Snapshot::default());
     while !shared.stopping() {
-        let snap = shared.wait_newer(seen, Duration::from_secs(1));
-        seen = snap.revision;
-        let want = crate::services::lb_routes(&snap, &nodes);
-        if synced.as_ref() == Some(&want) && last_sync.elapsed() < Duration::from_secs(30) {
+        let snap = shared.wait_newer(before.revision, Duration::from_secs(1));
+        let changed = crate::services::lb_routes_changed(&before, &snap);
+        before = snap;
+        let resync = last_sync.elapsed() >= Duration::from_secs(30);
+        if synced.is_some() && !changed && !resync {
+            continue;
+        }
+        let want = crate::services::lb_routes(&before, &nodes);
+        if synced.as_ref() == Some(&want) && !resync {
             continue;
         }
         let result = match handle.as_mut() {

@@ -17,7 +17,18 @@ pub struct Snapshot {
     pub changes: Vec<SystemTime>,
     /// A persistent map shared between snapshots: a copy costs a pointer (the tree's root), and a change copies
     /// only the path to it, so the store can publish a snapshot per revision at 10,000s of objects.
-    objects: imbl::OrdMap<Key, Arc<Object>>,
+    objects: imbl::OrdMap<Key, Version>,
+}
+
+/// A stored object as the map holds it: equal to another when it is the same version of the object (see
+/// `same_version`), which is what lets `imbl`'s diff tell changes apart without reading unchanged objects.
+#[derive(Clone, Debug)]
+struct Version(Arc<Object>);
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Version) -> bool {
+        same_version(&self.0, &other.0)
+    }
 }
 
 /// The disk form of a snapshot: the revision and the objects as the Kubernetes API writes them.
@@ -29,7 +40,7 @@ pub struct Stored {
 
 impl Snapshot {
     pub fn new(revision: u64, objects: impl IntoIterator<Item = Object>) -> Snapshot {
-        let objects = objects.into_iter().map(|o| (o.key(), Arc::new(o))).collect();
+        let objects = objects.into_iter().map(|o| (o.key(), Version(Arc::new(o)))).collect();
         Snapshot {
             revision,
             changes: Vec::new(),
@@ -38,41 +49,41 @@ impl Snapshot {
     }
 
     pub fn get(&self, key: &Key) -> Option<&Object> {
-        self.objects.get(key).map(|o| &**o)
+        self.objects.get(key).map(|o| &*o.0)
     }
 
     /// The shared object under `key` (a watch event carries it without copying).
     pub fn get_shared(&self, key: &Key) -> Option<&Arc<Object>> {
-        self.objects.get(key)
+        self.objects.get(key).map(|o| &o.0)
     }
 
     /// Adds or replaces a shared object under its key, returning the one it replaced.
     pub fn insert_shared(&mut self, object: Arc<Object>) -> Option<Arc<Object>> {
-        self.objects.insert(object.key(), object)
+        self.objects.insert(object.key(), Version(object)).map(|o| o.0)
     }
 
     /// Removes the object under `key`, returning it shared (no copy when something else holds it too).
     pub fn remove_shared(&mut self, key: &Key) -> Option<Arc<Object>> {
-        self.objects.remove(key)
+        self.objects.remove(key).map(|o| o.0)
     }
 
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut Object> {
-        self.objects.get_mut(key).map(Arc::make_mut)
+        self.objects.get_mut(key).map(|o| Arc::make_mut(&mut o.0))
     }
 
     /// Adds or replaces the object under its key.
     pub fn insert(&mut self, object: Object) -> Option<Object> {
         self.objects
-            .insert(object.key(), Arc::new(object))
-            .map(Arc::unwrap_or_clone)
+            .insert(object.key(), Version(Arc::new(object)))
+            .map(|o| Arc::unwrap_or_clone(o.0))
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<Object> {
-        self.objects.remove(key).map(Arc::unwrap_or_clone)
+        self.objects.remove(key).map(|o| Arc::unwrap_or_clone(o.0))
     }
 
     pub fn objects(&self) -> impl Iterator<Item = &Object> {
-        self.objects.values().map(|o| &**o)
+        self.objects.values().map(|o| &*o.0)
     }
 
     pub fn len(&self) -> usize {
@@ -85,13 +96,13 @@ impl Snapshot {
 
     /// Objects of one kind, in key order.
     pub fn of_kind<'a>(&'a self, kind: &str) -> impl Iterator<Item = &'a Object> + 'a {
-        self.objects.range(kind_range(kind)).map(|(_, o)| &**o)
+        self.objects.range(kind_range(kind)).map(|(_, o)| &*o.0)
     }
 
     /// Objects from `key` on, in key order (a prefix of names in one namespace: start at the prefix and stop at the
     /// first name without it).
     pub fn from_key<'a>(&'a self, key: &Key) -> impl Iterator<Item = &'a Object> + 'a {
-        self.objects.range(key.clone()..).map(|(_, o)| &**o)
+        self.objects.range(key.clone()..).map(|(_, o)| &*o.0)
     }
 
     pub fn pods(&self) -> impl Iterator<Item = &Pod> {
@@ -131,15 +142,16 @@ impl Snapshot {
 
     /// The objects of `kind` that differ from `older` to this snapshot, in key order: each as it was there and as
     /// it is here (none where absent). An object both share (the same `Arc`, as a watch delta leaves unchanged
-    /// objects) is passed over without reading it, so the cost is in what changed, not in what exists; objects
-    /// decoded anew count as unchanged when both carry the same resourceVersion.
+    /// objects) is passed over without reading it, and so is every subtree of the map both share, so the cost is
+    /// in what changed, not in what exists; objects decoded anew count as unchanged when both carry the same
+    /// resourceVersion.
     pub fn changes_since<'a>(
         &'a self,
         older: &'a Snapshot,
-        kind: &str,
+        kind: &'a str,
     ) -> impl Iterator<Item = (Option<&'a Object>, Option<&'a Object>)> + 'a {
-        let range = kind_range(kind);
-        diff(older.objects.range(range.clone()), self.objects.range(range))
+        self.all_changes_since(older)
+            .filter(move |(old, new)| old.or(*new).is_some_and(|o| o.kind() == kind))
     }
 
     /// `changes_since` over every kind.
@@ -147,7 +159,11 @@ impl Snapshot {
         &'a self,
         older: &'a Snapshot,
     ) -> impl Iterator<Item = (Option<&'a Object>, Option<&'a Object>)> + 'a {
-        diff(older.objects.iter(), self.objects.iter())
+        older.objects.diff(&self.objects).map(|item| match item {
+            imbl::ordmap::DiffItem::Add(_, new) => (None, Some(&*new.0)),
+            imbl::ordmap::DiffItem::Update { old, new } => (Some(&*old.1.0), Some(&*new.1.0)),
+            imbl::ordmap::DiffItem::Remove(_, old) => (Some(&*old.0), None),
+        })
     }
 
     /// The stored form as JSON, of the objects `keep` selects, written straight from the typed objects (no
@@ -180,37 +196,6 @@ impl Snapshot {
 /// key's kind on the way: at 10,000s of objects every key read is a cache miss.
 fn kind_range(kind: &str) -> std::ops::Range<Key> {
     Key::new(kind, None, "")..Key::new(&format!("{kind}\0"), None, "")
-}
-
-/// The entries that differ between two key-ordered walks of the same map's versions (see `changes_since`).
-fn diff<'a>(
-    old: impl Iterator<Item = (&'a Key, &'a Arc<Object>)>,
-    new: impl Iterator<Item = (&'a Key, &'a Arc<Object>)>,
-) -> impl Iterator<Item = (Option<&'a Object>, Option<&'a Object>)> {
-    let (mut old, mut new) = (old.peekable(), new.peekable());
-    std::iter::from_fn(move || {
-        loop {
-            let order = match (old.peek(), new.peek()) {
-                (None, None) => return None,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                // One object is one key: no need to compare keys.
-                (Some((_, a)), Some((_, b))) if Arc::ptr_eq(a, b) => std::cmp::Ordering::Equal,
-                (Some((a, _)), Some((b, _))) => a.cmp(b),
-            };
-            match order {
-                std::cmp::Ordering::Less => return old.next().map(|(_, o)| (Some(&**o), None)),
-                std::cmp::Ordering::Greater => return new.next().map(|(_, o)| (None, Some(&**o))),
-                std::cmp::Ordering::Equal => {
-                    let (_, a) = old.next()?;
-                    let (_, b) = new.next()?;
-                    if !same_version(a, b) {
-                        return Some((Some(&**a), Some(&**b)));
-                    }
-                }
-            }
-        }
-    })
 }
 
 /// Whether two objects under one key are the same version: the same `Arc`, or equal resourceVersions.
@@ -267,7 +252,7 @@ mod tests {
         next.get_mut(&n1).unwrap().meta_mut().labels = Some([("a".to_string(), "b".to_string())].into());
         let x = Key::new("Namespace", None, "x");
         assert!(
-            Arc::ptr_eq(&base.objects[&x], &next.objects[&x]),
+            Arc::ptr_eq(&base.objects[&x].0, &next.objects[&x].0),
             "unchanged objects are shared"
         );
         let changed: Vec<_> = next
