@@ -296,10 +296,14 @@ fn verb(call: &Call, target: &Target) -> &'static str {
     }
 }
 
+/// Who sent the call (authentication has answered 401 to calls from nobody before they get here).
+fn user(call: &Call) -> Result<&UserInfo, ApiError> {
+    call.user.as_ref().ok_or_else(ApiError::unauthorized)
+}
+
 async fn resource(api: &Api, call: &mut Call, snap: &Snapshot, target: Target) -> Result<Response<Body>, ApiError> {
     let verb = verb(call, &target);
-    let user = call.user.as_ref().ok_or_else(ApiError::unauthorized)?;
-    api.authorize(snap, user, &attributes(&target, verb))?;
+    api.authorize(snap, user(call)?, &attributes(&target, verb))?;
     // The streaming subresources take GET (WebSocket) and POST (SPDY) alike.
     match (target.subresource.as_deref(), verb) {
         (Some("exec"), "get" | "create") => return crate::remotecommand::exec(api, call, snap, &target),
@@ -644,6 +648,7 @@ fn create(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
     crate::patch::record_update(&r.group, &r.kind, None, &mut value, &call.manager(), &now());
     let mut warnings = Vec::new();
     let object = decode(call, snap, target, value, &mut warnings)?;
+    crate::authz::escalation::check(&api.rbac, snap, user(call)?, &object)?;
     if let Some(ns) = object.namespace()
         && snap.get(&Key::new("Namespace", None, ns)).is_none()
     {
@@ -670,6 +675,7 @@ fn update(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Re
     );
     let mut warnings = Vec::new();
     let object = decode(call, snap, target, value, &mut warnings)?;
+    crate::authz::escalation::check(&api.rbac, snap, user(call)?, &object)?;
     write_over(api, call, target, current, object, &warnings)
 }
 
@@ -776,6 +782,7 @@ fn patch(api: &Api, call: &Call, snap: &Snapshot, target: &Target) -> Result<Res
     };
     let mut warnings = Vec::new();
     let object = decode(call, snap, target, patched, &mut warnings)?;
+    crate::authz::escalation::check(&api.rbac, snap, user(call)?, &object)?;
     match current {
         Some(current) => write_over(api, call, target, current, object, &warnings),
         None => {

@@ -146,6 +146,62 @@ fn service_accounts_tokens_and_rbac_with_kubectl() {
     assert_eq!(code, "200", "{body}");
     assert!(body.contains("\"client\""), "{body}");
 
+    // Allowed to write Roles and RoleBindings, it still cannot grant more than it holds (RBAC's escalation check).
+    kubectl.ok(&[
+        "create",
+        "role",
+        "rbac-writer",
+        "--verb=create",
+        "--resource=roles,rolebindings",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "rolebinding",
+        "sa-rbac-writer",
+        "--role=rbac-writer",
+        "--serviceaccount=default:default",
+    ]);
+    kubectl.ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get",
+        "--resource=pods",
+        "--as",
+        sa,
+    ]);
+    let out = kubectl.run(&[
+        "create",
+        "role",
+        "pod-deleter",
+        "--verb=delete",
+        "--resource=pods",
+        "--as",
+        sa,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is attempting to grant RBAC permissions not currently held"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kubectl.run(&[
+        "create",
+        "rolebinding",
+        "self-admin",
+        "--clusterrole=admin",
+        "--serviceaccount=default:default",
+        "--as",
+        sa,
+    ]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kubectl.run(&["auth", "can-i", "delete", "pods", "--as", sa]);
+    assert_eq!(text(&out.stdout).trim(), "no");
+
     // Inside a pod: its own token, the CA and the namespace, and the API behind the `kubernetes` Service.
     assert_eq!(
         text(&lab.exec("client", &["cat", &format!("{SA_DIR}/namespace")]).stdout),

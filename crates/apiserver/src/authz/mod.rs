@@ -10,6 +10,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use weft_model::{Object, Snapshot, k8s_openapi};
 
+pub mod escalation;
+
 const RBAC_KINDS: [&str; 4] = ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
 
 /// What a request asks to do, as the authorizer sees it (`authorizer.Attributes`).
@@ -153,6 +155,16 @@ impl Rbac {
             false
         });
         out
+    }
+
+    /// The rules of the role a binding in `namespace` refers to (`kind` Role or ClusterRole), aggregation resolved.
+    pub fn role_rules(&self, snap: &Snapshot, kind: &str, namespace: &str, name: &str) -> Option<Arc<[PolicyRule]>> {
+        let index = self.index(snap);
+        match kind {
+            "ClusterRole" => index.cluster_roles.get(name).cloned(),
+            "Role" => index.roles.get(&(namespace.to_string(), name.to_string())).cloned(),
+            _ => None,
+        }
     }
 
     /// The index of `snap`'s RBAC objects: the cached one while they are unchanged.
@@ -841,5 +853,85 @@ mod tests {
             Attributes::non_resource("get", "/metrics").refusal("u"),
             "User \"u\" cannot get path \"/metrics\""
         );
+    }
+
+    #[test]
+    fn roles_and_bindings_grant_only_what_their_writer_holds() {
+        let rbac_group = "rbac.authorization.k8s.io";
+        let role = |name: &str, rules: Value| {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": name, "namespace": "team"}, "rules": rules})
+        };
+        let manager = json!([{"kind": "ServiceAccount", "name": "manager", "namespace": "team"}]);
+        let snap = snapshot(vec![
+            role(
+                "manage",
+                json!([
+                {"apiGroups": [rbac_group], "resources": ["roles", "rolebindings"], "verbs": ["create", "update"]},
+                {"apiGroups": [""], "resources": ["pods", "pods/*"], "verbs": ["get", "list"]},
+                {"apiGroups": [rbac_group], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["view"]}]),
+            ),
+            binding("RoleBinding", Some("team"), "manage", "Role", "manage", manager),
+            cluster_role(
+                "view",
+                json!({}),
+                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]),
+            ),
+            cluster_role(
+                "admin",
+                json!({}),
+                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+            ),
+        ]);
+        let (rbac, writer) = (Rbac::default(), sa("team", "manager"));
+        let check = |value: Value| {
+            let object = weft_model::manifest::from_value(value).unwrap();
+            escalation::check(&rbac, &snap, &writer, &object)
+        };
+        // What the writer holds, or less of it (a subresource its `pods/*` covers): allowed.
+        check(role(
+            "read",
+            json!([{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]),
+        ))
+        .unwrap();
+        // More than it holds: 403 naming what is not held.
+        let e = check(role(
+            "grow",
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}]),
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, 403);
+        assert!(
+            e.message.contains("not currently held") && e.message.contains("\"delete\""),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("\"get\""), "{}", e.message);
+        // A wildcard is covered only by a wildcard.
+        assert!(
+            check(role(
+                "star",
+                json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}])
+            ))
+            .is_err()
+        );
+        // Binding: a role whose rules the writer holds, or one it may `bind`; not cluster-admin's powers.
+        let bind = |kind: &str, name: &str| {
+            binding(
+                "RoleBinding",
+                Some("team"),
+                "b",
+                kind,
+                name,
+                json!([{"kind": "User", "name": "x"}]),
+            )
+        };
+        check(bind("Role", "manage")).unwrap();
+        check(bind("ClusterRole", "view")).unwrap();
+        assert_eq!(check(bind("ClusterRole", "admin")).unwrap_err().code, 403);
+        assert_eq!(check(bind("ClusterRole", "missing")).unwrap_err().code, 403);
+        // The cluster's administrators are not checked.
+        let object = weft_model::manifest::from_value(bind("ClusterRole", "admin")).unwrap();
+        escalation::check(&rbac, &snap, &user("admin", &[crate::pki::MASTERS_GROUP]), &object).unwrap();
     }
 }

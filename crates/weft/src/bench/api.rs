@@ -205,7 +205,10 @@ fn kubectl_get_pods(dir: &std::path::Path, pki: &Pki, address: std::net::SocketA
     let mut cost: Vec<f64> = full.iter().zip(&empty).map(|(a, b)| a - b).collect();
     report(&format!("kubectl get pods of {pods} pods, whole command"), &mut full);
     report("kubectl get pods in an empty namespace (kubectl's floor)", &mut empty);
-    report(&format!("kubectl get pods: what the {pods} pods add (pairwise)"), &mut cost);
+    report(
+        &format!("kubectl get pods: what the {pods} pods add (pairwise)"),
+        &mut cost,
+    );
     Ok(())
 }
 
