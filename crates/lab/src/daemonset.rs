@@ -1,6 +1,7 @@
 //! The DaemonSet controller, pure: one pod per node the template fits (nodeSelector, taints against the
 //! template's tolerations plus those the controller adds), bound to that node at creation and named
-//! `<ds>-<5 chars>`; on a template change, RollingUpdate replaces them at most `maxUnavailable` (1) at a time.
+//! `<ds>-<5 chars>`; on a template change, RollingUpdate replaces them at most `maxUnavailable` (1) at a time,
+//! each node's new pod created once its old one is gone.
 
 use crate::controller::{
     Change, Status, controller_ref, is_active, is_ready, node_of, pod_from_template, pod_key, template_hash,
@@ -80,6 +81,13 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
         .filter(|n| fits(template.spec.as_ref(), n))
         .filter_map(|n| n.metadata.name.as_deref())
         .collect();
+    // A node whose pod is still terminating gets its next one only once that one is gone, as the DaemonSet
+    // controller waits (without surge): a node agent's successor must not start while it still runs.
+    let terminating: Vec<&str> = owned
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+        .filter_map(|p| node_of(p))
+        .collect();
     let mut by_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
     for pod in owned.iter().copied().filter(|p| is_active(p)) {
         match node_of(pod) {
@@ -105,6 +113,9 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
     let (mut scheduled, mut ready, mut updated) = (0, 0, 0);
     for node in &fits {
         let Some(pods) = by_node.get_mut(node) else {
+            if terminating.contains(node) {
+                continue;
+            }
             let mut pod = pod_from_template(
                 &template,
                 &format!("{name}-"),
@@ -204,4 +215,49 @@ fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
     let value_ok =
         operator == "Exists" || tol.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default();
     effect_ok && key_ok && value_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: &str, hash: &str, deleting: bool) -> Pod {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "kube-system", "labels": {REVISION_HASH: hash}},
+            "spec": {"nodeName": node, "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap();
+        if deleting {
+            pod.metadata.deletion_timestamp = Some(crate::store::now());
+        }
+        pod
+    }
+
+    #[test]
+    fn a_node_gets_its_new_pod_only_once_the_old_one_is_gone() {
+        let ds: DaemonSet = serde_json::from_value(json!({
+            "metadata": {"name": "agent", "namespace": "kube-system", "uid": "u"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "c"}]}}},
+        }))
+        .unwrap();
+        let nodes: Vec<Node> = ["node-1", "node-2"]
+            .iter()
+            .map(|n| serde_json::from_value(json!({"metadata": {"name": n}})).unwrap())
+            .collect();
+        let nodes: Vec<&Node> = nodes.iter().collect();
+        let creates = |owned: &[&Pod]| {
+            let mut changes = Vec::new();
+            reconcile(&ds, owned, &nodes, &mut changes);
+            changes.iter().filter(|c| matches!(c, Change::Create(..))).count()
+        };
+        // node-1's old pod is stopping (a rolling update deleted it): node-1 waits, node-2 keeps its pod.
+        let stopping = pod("agent-old", "node-1", "old", true);
+        let other = pod("agent-two", "node-2", "old", false);
+        assert_eq!(creates(&[&stopping, &other]), 0);
+        // Gone: node-1 gets its new pod.
+        assert_eq!(creates(&[&other]), 1);
+    }
 }

@@ -285,6 +285,12 @@ fn service_port(
         .collect();
     let key = |ip: Ipv4Addr| Key::Address(ip, proto, number);
     let goto = |chain: &str| Some(Arc::<str>::from(format!("goto {chain}")));
+    if proto == L4::Udp {
+        // Flows stay with every endpoint that still serves, new traffic or not (as kube-proxy's conntrack
+        // cleanup): a terminating pod answers the queries already sent to it while it drains.
+        let serving = all.iter().filter(|e| e.serving);
+        out.udp_endpoints.extend(serving.map(|e| (e.ip, e.port)));
+    }
 
     if usable.is_empty() {
         // Nothing to send it to: connections are refused at once instead of timing out.
@@ -303,9 +309,6 @@ fn service_port(
         // hairpin) through the external entry of an `externalTrafficPolicy: Local` Service on another node.
         if ep.local || (external_local && has_external) {
             out.element(HAIRPIN, Key::Hairpin(ep.ip), None);
-        }
-        if proto == L4::Udp {
-            out.udp_endpoints.push((ep.ip, ep.port));
         }
     }
 
@@ -489,5 +492,21 @@ mod tests {
                 .chains()
                 .any(|(_, rules)| rules[1].contains("map @endpoints-tcp-"))
         );
+    }
+
+    #[test]
+    fn udp_flows_stay_with_every_serving_endpoint_whether_or_not_it_takes_new_ones() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: dns, namespace: default}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 53, protocol: UDP}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: dns-1, namespace: default, labels: {kubernetes.io/service-name: dns}}\naddressType: IPv4\nports: [{port: 53, protocol: UDP}]\nendpoints:\n- {addresses: [10.244.1.5]}\n- {addresses: [10.244.2.5], conditions: {ready: false, serving: true, terminating: true}}\n- {addresses: [10.244.2.6], conditions: {ready: false, serving: false, terminating: true}}\n";
+        let snap = Snapshot::new(1, weft_model::parse(text, "t").unwrap());
+        let ctx = Context {
+            node: "n".into(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        };
+        let r = plan(&Arc::new(snap), &ctx);
+        // New queries go to the ready endpoint only; the draining one keeps the flows it has.
+        let (_, rules) = r.chains().next().unwrap();
+        assert_eq!(rules[1], "meta l4proto udp dnat ip to 10.244.1.5:53");
+        let kept: Vec<(Ipv4Addr, u16)> = r.udp_endpoints.iter().copied().collect();
+        assert_eq!(kept, [("10.244.1.5".parse().unwrap(), 53), ("10.244.2.5".parse().unwrap(), 53)]);
     }
 }

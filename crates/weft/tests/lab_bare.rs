@@ -115,13 +115,6 @@ spec:
 const CONFLIST: &str = r#"{"cniVersion": "1.0.0", "name": "kbnet", "plugins": [{"type": "bridge", "bridge": "kb0",
  "isGateway": true, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.1.0/24"}]]}}]}"#;
 
-fn get(lab: &Lab, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend(["-o", "json"]);
-    serde_json::from_str(&lab.kubectl_ok(&all)).unwrap()
-}
-
 fn condition<'a>(object: &'a Value, kind: &str) -> &'a Value {
     let conditions = object["status"]["conditions"].as_array();
     conditions
@@ -139,7 +132,7 @@ fn not_ready_taint(node: &Value) -> bool {
 
 /// The reasons and messages of the Events about pod `pod` (in `default`).
 fn events_of(lab: &Lab, pod: &str) -> String {
-    let events = get(lab, &["events"]);
+    let events = lab.get_json(&["events"]);
     let events = events["items"].as_array().cloned().unwrap_or_default();
     events
         .iter()
@@ -158,7 +151,7 @@ fn a_bare_lab_runs_a_node_daemonset_and_waits_for_its_cni() {
 
     // NotReady nodes, in kubelet's words, tainted; no agent or DNS runs.
     for node in ["node-1", "node-2"] {
-        let node = get(&lab, &["node", node]);
+        let node = lab.get_json(&["node", node]);
         let ready = condition(&node, "Ready");
         assert_eq!(ready["status"], "False", "{node}");
         assert!(
@@ -179,7 +172,7 @@ fn a_bare_lab_runs_a_node_daemonset_and_waits_for_its_cni() {
 
     // The DaemonSet runs on every node, networked or not.
     let probes = lab.wait(60, "the DaemonSet's pods on both nodes", || {
-        let pods = get(&lab, &["pods", "-n", "kb-system", "-l", "app=node-probe"]);
+        let pods = lab.get_json(&["pods", "-n", "kb-system", "-l", "app=node-probe"]);
         let pods = pods["items"].as_array().cloned().unwrap_or_default();
         (pods.len() == 2 && pods.iter().all(lab::ready)).then_some(pods)
     });
@@ -224,10 +217,10 @@ fn a_bare_lab_runs_a_node_daemonset_and_waits_for_its_cni() {
     }
 
     // Pods that need a network wait, saying why.
-    let pinned = get(&lab, &["pod", "pinned"]);
+    let pinned = lab.get_json(&["pod", "pinned"]);
     assert_eq!(pinned["status"]["phase"], "Pending");
     assert!(events_of(&lab, "pinned").contains("NetworkNotReady"));
-    let unscheduled = get(&lab, &["pod", "unscheduled"]);
+    let unscheduled = lab.get_json(&["pod", "unscheduled"]);
     assert!(unscheduled["spec"]["nodeName"].is_null());
     assert_eq!(condition(&unscheduled, "PodScheduled")["reason"], "Unschedulable");
     assert!(events_of(&lab, "unscheduled").contains("untolerated taint"));
@@ -236,22 +229,22 @@ fn a_bare_lab_runs_a_node_daemonset_and_waits_for_its_cni() {
     let net_d = lab.node_path("node-1", "/etc/cni/net.d");
     std::fs::write(net_d.join("10-kbnet.conflist"), CONFLIST).unwrap();
     lab.wait(20, "node-1 Ready", || {
-        let node = get(&lab, &["node", "node-1"]);
+        let node = lab.get_json(&["node", "node-1"]);
         (condition(&node, "Ready")["status"] == "True" && !not_ready_taint(&node)).then_some(())
     });
     for pod in ["pinned", "unscheduled"] {
         let pod = lab.wait(30, &format!("{pod} running"), || {
-            let pod = get(&lab, &["pod", pod]);
+            let pod = lab.get_json(&["pod", pod]);
             lab::ready(&pod).then_some(pod)
         });
         assert_eq!(lab::node(&pod), "node-1");
         assert!(lab::ip(&pod).starts_with("10.244.1."), "{}", lab::ip(&pod));
     }
-    assert_eq!(condition(&get(&lab, &["node", "node-2"]), "Ready")["status"], "False");
+    assert_eq!(condition(&lab.get_json(&["node", "node-2"]), "Ready")["status"], "False");
 
     // The failing liveness probe restarts its container.
     lab.wait(30, "the unhealthy pod restarted", || {
-        let pod = get(&lab, &["pod", "unhealthy"]);
+        let pod = lab.get_json(&["pod", "unhealthy"]);
         (pod["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)).then_some(())
     });
     assert!(events_of(&lab, "unhealthy").contains("failed liveness probe"));

@@ -7,39 +7,11 @@
 
 mod lab;
 
-use lab::{Lab, root, text};
-use serde_json::Value;
+use lab::{Lab, WEFT_NODE_LABEL, root, text};
 
-const MANIFEST: &str = include_str!("../../../deploy/weft.yaml");
 const WEBSERVER: &str = include_str!("../../../examples/06-services/webserver.yaml");
 const CLIENT: &str = include_str!("../../../examples/quickstart/client.yaml");
 const CLEANUP: &str = include_str!("../../../deploy/weft-cleanup.yaml");
-
-/// deploy/weft.yaml with the API server's address filled into the ConfigMap (the lab runs no kube-proxy, so the
-/// agent cannot reach the API through the `kubernetes` Service before it runs itself).
-fn manifest_for(host: &str, port: &str) -> String {
-    let host_line = "  # apiServerHost: \"192.0.2.10\"";
-    let port_line = "  # apiServerPort: \"6443\"";
-    assert!(
-        MANIFEST.contains(host_line) && MANIFEST.contains(port_line),
-        "deploy/weft.yaml's ConfigMap no longer has the commented apiServerHost/apiServerPort lines"
-    );
-    MANIFEST
-        .replace(host_line, &format!("  apiServerHost: \"{host}\""))
-        .replace(port_line, &format!("  apiServerPort: \"{port}\""))
-}
-
-fn get(lab: &Lab, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend(["-o", "json"]);
-    serde_json::from_str(&lab.kubectl_ok(&all)).unwrap()
-}
-
-fn is_true(object: &Value, kind: &str) -> bool {
-    let conditions = object["status"]["conditions"].as_array();
-    conditions.is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
-}
 
 fn can_i(lab: &Lab, who: &str, verb: &str, resource: &str) -> bool {
     let out = lab.kubectl(&["auth", "can-i", verb, resource, "--as", who]);
@@ -51,45 +23,13 @@ fn bare_lab_bootstrapped_by_deploy_weft_yaml() {
     if !root() {
         return;
     }
-    let lab = Lab::bare(2);
-    let api: Value = get(&lab, &["endpoints", "kubernetes"]);
-    let host = api["subsets"][0]["addresses"][0]["ip"].as_str().unwrap().to_string();
-    let port = api["subsets"][0]["ports"][0]["port"].to_string();
-
-    let file = std::env::temp_dir().join(format!("weft-{}-deploy.yaml", lab.name));
-    std::fs::write(&file, manifest_for(&host, &port)).unwrap();
-    let applied = lab.kubectl(&["apply", "-f", file.to_str().unwrap()]);
-    assert!(applied.status.success(), "kubectl apply: {}", text(&applied.stderr));
-
-    lab.wait(90, "both nodes Ready", || {
-        let nodes = get(&lab, &["nodes"]);
-        let items = nodes["items"].as_array().cloned().unwrap_or_default();
-        (items.len() == 2 && items.iter().all(|n| is_true(n, "Ready"))).then_some(())
-    });
-    lab.wait(90, "weft-node Ready on each node", || {
-        let pods = get(
-            &lab,
-            &["pods", "-n", "weft-system", "-l", "app.kubernetes.io/name=weft-node"],
-        );
-        let items = pods["items"].as_array().cloned().unwrap_or_default();
-        let mut nodes: Vec<&str> = items
-            .iter()
-            .filter(|p| is_true(p, "Ready"))
-            .filter_map(|p| p["spec"]["nodeName"].as_str())
-            .collect();
-        nodes.sort();
-        (nodes == ["node-1", "node-2"]).then_some(())
-    });
-    lab.wait(90, "kube-dns ready", || {
-        let d = get(&lab, &["deployment", "-n", "kube-system", "weft-dns"]);
-        (d["status"]["readyReplicas"] == 2).then_some(())
-    });
+    let lab = Lab::installed(2);
     let agents = lab.kubectl_ok(&[
         "logs",
         "-n",
         "weft-system",
         "-l",
-        "app.kubernetes.io/name=weft-node",
+        WEFT_NODE_LABEL,
         "--tail=-1",
     ]);
     assert!(
@@ -123,7 +63,7 @@ fn bare_lab_bootstrapped_by_deploy_weft_yaml() {
             lab::node(pod)
         );
     }
-    let svc = get(&lab, &["service", "webserver-service"]);
+    let svc = lab.get_json(&["service", "webserver-service"]);
     let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
     assert!(
         lab.reaches("client", &format!("http://{cluster_ip}:80"), "3s"),
@@ -164,16 +104,18 @@ fn bare_lab_bootstrapped_by_deploy_weft_yaml() {
     }
 
     // Uninstall: the manifests' objects, then the cleanup DaemonSet once no agent is left to put things back.
+    let file = std::env::temp_dir().join(format!("weft-{}-deploy.yaml", lab.name));
+    std::fs::write(&file, lab.weft_yaml()).unwrap();
     lab.kubectl_ok(&["delete", "--ignore-not-found", "-f", file.to_str().unwrap()]);
     let _ = std::fs::remove_file(&file);
     lab.wait(60, "weft-node pods gone", || {
-        let pods = get(&lab, &["pods", "-A", "-l", "app.kubernetes.io/name=weft-node"]);
+        let pods = lab.get_json(&["pods", "-A", "-l", WEFT_NODE_LABEL]);
         pods["items"].as_array().is_some_and(Vec::is_empty).then_some(())
     });
     let out = lab.apply(CLEANUP);
     assert!(out.status.success(), "apply cleanup: {}", text(&out.stderr));
     lab.wait(60, "weft-cleanup Ready on both nodes", || {
-        let d = get(&lab, &["daemonset", "-n", "kube-system", "weft-cleanup"]);
+        let d = lab.get_json(&["daemonset", "-n", "kube-system", "weft-cleanup"]);
         (d["status"]["numberReady"] == 2).then_some(())
     });
     for node in ["node-1", "node-2"] {

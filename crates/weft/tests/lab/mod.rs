@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
+/// What `kubectl apply -f` installs weft from on any cluster.
+pub const WEFT_YAML: &str = include_str!("../../../../deploy/weft.yaml");
+/// The label of the `weft-node` DaemonSet's pods.
+pub const WEFT_NODE_LABEL: &str = "app.kubernetes.io/name=weft-node";
+
 pub use weft_testkit::root;
 
 pub struct Lab {
@@ -48,6 +53,61 @@ impl Lab {
         let _ = std::fs::remove_file(&file);
         assert!(out.status.success(), "lab up failed: {}", text(&out.stderr));
         lab
+    }
+
+    /// A lab with weft installed as on any cluster: a bare lab of `nodes` nodes, then `kubectl apply -f
+    /// deploy/weft.yaml` (`weft_yaml`); returns once every node is Ready, `weft-node` is Ready on each and
+    /// kube-dns has its replicas ready. The one place tests bootstrap weft from its manifests.
+    pub fn installed(nodes: u8) -> Lab {
+        let lab = Lab::bare(nodes);
+        let file = std::env::temp_dir().join(format!("weft-{}-deploy.yaml", lab.name));
+        std::fs::write(&file, lab.weft_yaml()).unwrap();
+        let applied = lab.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&file);
+        assert!(applied.status.success(), "kubectl apply: {}", text(&applied.stderr));
+        let expected: Vec<String> = (1..=nodes).map(|n| format!("node-{n}")).collect();
+        lab.wait(90, "every node Ready", || {
+            let nodes = lab.get_json(&["nodes"]);
+            let items = nodes["items"].as_array().cloned().unwrap_or_default();
+            (items.len() == expected.len() && items.iter().all(|n| condition(n, "Ready"))).then_some(())
+        });
+        lab.wait(90, "weft-node Ready on each node", || {
+            let pods = lab.get_json(&["pods", "-n", "weft-system", "-l", WEFT_NODE_LABEL]);
+            let items = pods["items"].as_array().cloned().unwrap_or_default();
+            let mut on: Vec<String> = items.iter().filter(|p| ready(p)).map(node).collect();
+            on.sort();
+            (on == expected).then_some(())
+        });
+        lab.wait(90, "kube-dns ready", || {
+            let d = lab.get_json(&["deployment", "-n", "kube-system", "weft-dns"]);
+            (d["status"]["readyReplicas"] == d["spec"]["replicas"]).then_some(())
+        });
+        lab
+    }
+
+    /// deploy/weft.yaml with this lab's API server address filled into the ConfigMap (the lab runs no
+    /// kube-proxy, so the agent cannot reach the API through the `kubernetes` Service before it runs itself).
+    pub fn weft_yaml(&self) -> String {
+        let api = self.get_json(&["endpoints", "kubernetes"]);
+        let host = api["subsets"][0]["addresses"][0]["ip"].as_str().unwrap().to_string();
+        let port = api["subsets"][0]["ports"][0]["port"].to_string();
+        let host_line = "  # apiServerHost: \"192.0.2.10\"";
+        let port_line = "  # apiServerPort: \"6443\"";
+        assert!(
+            WEFT_YAML.contains(host_line) && WEFT_YAML.contains(port_line),
+            "deploy/weft.yaml's ConfigMap no longer has the commented apiServerHost/apiServerPort lines"
+        );
+        WEFT_YAML
+            .replace(host_line, &format!("  apiServerHost: \"{host}\""))
+            .replace(port_line, &format!("  apiServerPort: \"{port}\""))
+    }
+
+    /// `kubectl get ARGS -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl_ok(&all)).unwrap()
     }
 
     /// Where a path of `node`'s own filesystem (a hostPath) is on this host.
@@ -248,9 +308,14 @@ pub fn text(bytes: &[u8]) -> String {
 }
 
 pub fn ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
+    condition(pod, "Ready")
+}
+
+/// Whether an object's status condition `kind` is True.
+pub fn condition(object: &Value, kind: &str) -> bool {
+    object["status"]["conditions"]
         .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
 pub fn name(pod: &Value) -> String {
