@@ -625,7 +625,15 @@ impl Kubelet {
         let ip = run.lock().ip.clone().unwrap_or_default();
         let mut verdict = probe::Verdict::new(liveness);
         let mut wait = t.initial_delay;
-        while run.pause(wait, alive) {
+        // Readiness is probed until the container exits, also while the pod terminates (kubelet does since
+        // 1.25): a server that drains (DNS's lameduck) turns unready, so its endpoint stops `serving` and the
+        // proxies let go of its flows while it still answers. Liveness stops with the pod, as a container
+        // shutting down must not be killed for it.
+        let pause = |wait| match liveness {
+            true => run.pause(wait, alive),
+            false => run.pause_through_stop(wait, alive),
+        };
+        while pause(wait) {
             wait = t.period;
             let passed = match probe::network(p, c, &netns, &ip, t.timeout) {
                 Some(passed) => passed,
@@ -946,10 +954,19 @@ impl PodRun {
 
     /// Waits `d`, or less when the pod stops or `still` no longer holds; whether the wait ran its course.
     fn pause(&self, d: Duration, still: impl Fn(&RunState) -> bool) -> bool {
+        self.wait(d, true, still)
+    }
+
+    /// Waits `d`, or less when `still` no longer holds; a stopping pod does not cut it short.
+    fn pause_through_stop(&self, d: Duration, still: impl Fn(&RunState) -> bool) -> bool {
+        self.wait(d, false, still)
+    }
+
+    fn wait(&self, d: Duration, until_stop: bool, still: impl Fn(&RunState) -> bool) -> bool {
         let deadline = Instant::now() + d;
         let mut state = self.lock();
         loop {
-            if self.stop.load(Ordering::Acquire) || !still(&state) {
+            if (until_stop && self.stop.load(Ordering::Acquire)) || !still(&state) {
                 return false;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -1221,6 +1238,21 @@ mod tests {
         assert_eq!(
             m,
             vec![json!({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"})]
+        );
+    }
+
+    #[test]
+    fn a_stopping_pod_cuts_short_liveness_waits_but_not_readiness_ones() {
+        let run = PodRun::new(Key::new("Pod", Some("default"), "p"), "u".into());
+        run.stop.store(true, Ordering::Release);
+        assert!(!run.pause(Duration::from_secs(10), |_| true), "cut short at once");
+        assert!(
+            run.pause_through_stop(Duration::from_millis(1), |_| true),
+            "ran its course"
+        );
+        assert!(
+            !run.pause_through_stop(Duration::from_secs(10), |_| false),
+            "the container exited"
         );
     }
 }

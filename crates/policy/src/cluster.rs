@@ -29,7 +29,15 @@ impl<'a> Cluster<'a> {
     pub fn index(snap: &'a Snapshot) -> Cluster<'a> {
         let pods = snap
             .pods()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            // A terminating pod is still a pod with its labels and address, served traffic while it drains
+            // (its endpoint stays `serving`), so policies keep counting it; a finished one's address may already
+            // be another pod's.
+            .filter(|p| {
+                !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
             .map(|p| {
                 let spec = p.spec.as_ref();
                 let mut named_ports = BTreeMap::new();
@@ -84,5 +92,34 @@ impl<'a> Cluster<'a> {
 
     pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
         self.namespaces.get(namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminating_pods_count_finished_ones_do_not() {
+        let pod = |name: &str, status: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x}}\nspec: {{containers: [{{name: c}}]}}\nstatus: {status}\n---\n"
+            )
+        };
+        let text = [
+            pod("running", "{phase: Running, podIP: 10.244.1.2}"),
+            pod("draining", "{phase: Running, podIP: 10.244.1.3}"),
+            pod("done", "{phase: Succeeded, podIP: 10.244.1.4}"),
+        ]
+        .concat();
+        let mut objects = weft_model::parse(&text, "t").unwrap();
+        objects[1].meta_mut().deletion_timestamp = Some(
+            weft_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        let snap = Snapshot::new(1, objects);
+        let cluster = Cluster::index(&snap);
+        let mut names: Vec<&str> = cluster.pods.iter().map(|p| p.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["draining", "running"]);
     }
 }

@@ -504,9 +504,12 @@ mod tests {
         };
         let r = plan(&Arc::new(snap), &ctx);
         // New queries go to the ready endpoint only; the draining one keeps the flows it has.
-        let (_, rules) = r.chains().next().unwrap();
-        assert_eq!(rules[1], "meta l4proto udp dnat ip to 10.244.1.5:53");
+        let chosen: Vec<Ipv4Addr> = r.services["default/dns"].endpoints.iter().map(|e| e.2).collect();
+        assert_eq!(chosen, [Ipv4Addr::new(10, 244, 1, 5)]);
         let kept: Vec<(Ipv4Addr, u16)> = r.udp_endpoints.iter().copied().collect();
-        assert_eq!(kept, [("10.244.1.5".parse().unwrap(), 53), ("10.244.2.5".parse().unwrap(), 53)]);
+        assert_eq!(
+            kept,
+            [(Ipv4Addr::new(10, 244, 1, 5), 53), (Ipv4Addr::new(10, 244, 2, 5), 53)]
+        );
     }
 }

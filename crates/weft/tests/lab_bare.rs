@@ -240,7 +240,10 @@ fn a_bare_lab_runs_a_node_daemonset_and_waits_for_its_cni() {
         assert_eq!(lab::node(&pod), "node-1");
         assert!(lab::ip(&pod).starts_with("10.244.1."), "{}", lab::ip(&pod));
     }
-    assert_eq!(condition(&lab.get_json(&["node", "node-2"]), "Ready")["status"], "False");
+    assert_eq!(
+        condition(&lab.get_json(&["node", "node-2"]), "Ready")["status"],
+        "False"
+    );
 
     // The failing liveness probe restarts its container.
     lab.wait(30, "the unhealthy pod restarted", || {

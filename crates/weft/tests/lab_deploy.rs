@@ -24,14 +24,7 @@ fn bare_lab_bootstrapped_by_deploy_weft_yaml() {
         return;
     }
     let lab = Lab::installed(2);
-    let agents = lab.kubectl_ok(&[
-        "logs",
-        "-n",
-        "weft-system",
-        "-l",
-        WEFT_NODE_LABEL,
-        "--tail=-1",
-    ]);
+    let agents = lab.kubectl_ok(&["logs", "-n", "weft-system", "-l", WEFT_NODE_LABEL, "--tail=-1"]);
     assert!(
         !agents.to_lowercase().contains("forbidden"),
         "the agents were refused something: {agents}"

@@ -43,14 +43,40 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: client}
+metadata: {name: client, labels: {role: client}}
 spec:
   containers:
   - {name: c, image: busybox, command: [sleep, infinity]}
+---
+# The client may reach the web pods and kube-dns only: each agent's successor must hold the policy from its
+# first sync on, new DNS pods included.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-egress}
+spec:
+  podSelector: {matchLabels: {role: client}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: 80, protocol: TCP}]
+  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}]
+    ports: [{port: 53, protocol: UDP}]
 ";
 
 /// How long one connection or query may take before it counts as failed.
 const TIMEOUT_SECS: u32 = 2;
+
+/// DNS queries per attempt of the kube-dns loop.
+const QUERIES: usize = 20;
+
+/// Removes a file on drop.
+struct Remove(std::path::PathBuf);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 /// What a client loop has seen so far.
 #[derive(Default)]
@@ -138,6 +164,15 @@ impl Drop for Traffic {
     }
 }
 
+/// The time of day (UTC), as the client loops' `date +%T.%N` stamps their failures.
+fn clock() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let (secs, millis) = (now.as_secs() % 86_400, now.subsec_millis());
+    format!("{:02}:{:02}:{:02}.{millis:03}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 /// The names of the pods of `namespace` matching `selector`.
 fn pod_names(lab: &Lab, namespace: &str, selector: &str) -> Vec<String> {
     let pods = lab.get_json(&["pods", "-n", namespace, "-l", selector]);
@@ -151,6 +186,7 @@ fn pod_names(lab: &Lab, namespace: &str, selector: &str) -> Vec<String> {
 fn restart_under_traffic(lab: &Lab, namespace: &str, workload: &str, selector: &str, traffic: &[Traffic]) {
     let pods_before = pod_names(lab, namespace, selector);
     let before: Vec<usize> = traffic.iter().map(Traffic::ok).collect();
+    eprintln!("{} rollout restart {workload}", clock());
     lab.kubectl_ok(&["-n", namespace, "rollout", "restart", workload]);
     let status = lab.kubectl(&["-n", namespace, "rollout", "status", workload, "--timeout=180s"]);
     assert!(
@@ -159,16 +195,22 @@ fn restart_under_traffic(lab: &Lab, namespace: &str, workload: &str, selector: &
         text(&status.stdout),
         text(&status.stderr)
     );
+    eprintln!("{} rollout of {workload} complete", clock());
     // The rollout is complete with the old pods still terminating (draining); the traffic runs on until
     // they are gone.
     lab.wait(60, &format!("the old pods of {workload} gone"), || {
         let pods_after = pod_names(lab, namespace, selector);
         pods_after.iter().all(|p| !pods_before.contains(p)).then_some(())
     });
+    eprintln!("{} old pods of {workload} gone", clock());
     for (t, before) in traffic.iter().zip(before) {
         let during = t.ok() - before;
         eprintln!("{workload}: {during} answers through {} during the rollout", t.what);
-        assert!(during > 0, "{} kept being answered during the rollout of {workload}", t.what);
+        assert!(
+            during > 0,
+            "{} kept being answered during the rollout of {workload}",
+            t.what
+        );
     }
 }
 
@@ -193,7 +235,14 @@ fn rollout_restarts_of_weft_node_and_weft_dns_fail_no_connection() {
         "-o",
         "jsonpath={.items[*].status.addresses[?(@.type==\"InternalIP\")].address}",
     ]);
-    let dns_ip = jsonpath(&["service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]);
+    let dns_ip = jsonpath(&[
+        "service",
+        "-n",
+        "kube-system",
+        "kube-dns",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     assert_eq!(node_ips.split_whitespace().count(), 2, "{node_ips}");
 
     let probe = |url: &str| format!("weft probe --timeout {TIMEOUT_SECS}s {url}");
@@ -201,8 +250,14 @@ fn rollout_restarts_of_weft_node_and_weft_dns_fail_no_connection() {
         .split_whitespace()
         .map(|ip| probe(&format!("http://{ip}:{node_port}/")))
         .collect();
+    // Queries back to back (`dig -f`, a new socket each), so that one is nearly always in flight.
+    let queries = Remove(std::env::temp_dir().join(format!("weft-{}-queries", lab.name)));
+    std::fs::write(&queries.0, "web.default.svc.cluster.local A\n".repeat(QUERIES)).unwrap();
+    // Fails with what dig said instead of the address.
     let query = format!(
-        "test \"$(dig +tries=1 +timeout={TIMEOUT_SECS} +short @{dns_ip} web.default.svc.cluster.local A)\" = {cluster_ip}"
+        "a=$(dig +tries=1 +timeout={TIMEOUT_SECS} +short @{dns_ip} -f {}); \
+         test \"$(echo \"$a\" | grep -cx {cluster_ip})\" = {QUERIES} || {{ echo \"$a\" | grep -vx {cluster_ip}; false; }}",
+        queries.0.display()
     );
     let traffic = [
         Traffic::start(
