@@ -129,7 +129,11 @@ fn lookups_and_choices() {
     assert!(r.services["default/headless"].elements.is_empty());
     assert!(r.services["default/elsewhere"].elements.is_empty());
     // UDP flows keep every serving endpoint, the terminating one of web's dns port included.
-    let udp: Vec<String> = r.udp_endpoints.iter().map(|(ip, port)| format!("{ip}:{port}")).collect();
+    let udp: Vec<String> = r
+        .udp_endpoints
+        .iter()
+        .map(|(ip, port)| format!("{ip}:{port}"))
+        .collect();
     assert_eq!(udp, ["10.244.1.5:53", "10.244.2.5:53", "10.244.2.9:53"]);
 }
 

@@ -165,15 +165,6 @@ impl Drop for Recorder {
     }
 }
 
-/// Removes a file on drop.
-struct Remove(std::path::PathBuf);
-
-impl Drop for Remove {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// The weft tables an nft transaction deleted without adding them back in the same transaction (`nft monitor`
 /// ends each transaction with a `# new generation` line).
 fn tables_left_deleted(monitor: &str) -> Vec<String> {

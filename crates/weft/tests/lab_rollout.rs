@@ -1,13 +1,15 @@
 //! Rolling restarts of weft itself under traffic (root): on a lab with deploy/weft.yaml applied,
 //! `kubectl -n weft-system rollout restart ds/weft-node` while clients open one new connection after another
-//! through a ClusterIP (from a pod) and a NodePort (from the external host, to every node) and query kube-dns,
-//! then the same for `kubectl -n kube-system rollout restart deploy/weft-dns`. Not one connection or query may
-//! fail, and each kind keeps being answered while the rollout runs: an agent leaves the dataplane in place when
-//! it stops and its successor adopts it; a DNS pod leaves kube-dns's endpoints before it stops answering.
+//! through a ClusterIP (from a pod) and a NodePort (from the external host, to every node) and query kube-dns
+//! back to back, then the same for `kubectl -n kube-system rollout restart deploy/weft-dns`. The client pod is
+//! held by a NetworkPolicy to the backend and kube-dns. Not one connection or query may fail, and each kind keeps
+//! being answered while the rollout runs: an agent leaves the dataplane in place when it stops and its successor
+//! adopts it; a DNS pod takes no new queries once terminating, answers the ones already sent to it, and turns
+//! unready (its UDP flows let go) before it stops answering. See docs/operations.md.
 
 mod lab;
 
-use lab::{Lab, WEFT_NODE_LABEL, root, text};
+use lab::{Lab, Remove, WEFT_NODE_LABEL, root, text};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -68,15 +70,6 @@ const TIMEOUT_SECS: u32 = 2;
 
 /// DNS queries per attempt of the kube-dns loop.
 const QUERIES: usize = 20;
-
-/// Removes a file on drop.
-struct Remove(std::path::PathBuf);
-
-impl Drop for Remove {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// What a client loop has seen so far.
 #[derive(Default)]
@@ -205,7 +198,10 @@ fn restart_under_traffic(lab: &Lab, namespace: &str, workload: &str, selector: &
     eprintln!("{} old pods of {workload} gone", clock());
     for (t, before) in traffic.iter().zip(before) {
         let during = t.ok() - before;
-        eprintln!("{workload}: {during} answers through {} during the rollout", t.what);
+        eprintln!(
+            "{workload}: {during} tries through {} answered during the rollout",
+            t.what
+        );
         assert!(
             during > 0,
             "{} kept being answered during the rollout of {workload}",
@@ -286,7 +282,7 @@ fn rollout_restarts_of_weft_node_and_weft_dns_fail_no_connection() {
     for t in traffic {
         let what = t.what;
         let (ok, failures) = t.finish();
-        eprintln!("{what}: {ok} answered, {} failed", failures.len());
+        eprintln!("{what}: {ok} tries answered, {} failed", failures.len());
         failed.extend(failures.into_iter().map(|f| format!("{what}: {f}")));
     }
     assert!(failed.is_empty(), "failed during the rollouts:\n{}", failed.join("\n"));

@@ -303,6 +303,15 @@ impl Drop for Lab {
     }
 }
 
+/// Removes a file on drop.
+pub struct Remove(pub std::path::PathBuf);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
