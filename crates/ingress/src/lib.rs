@@ -1,0 +1,12 @@
+//! weft's Ingress controller (`weft ingress`): Ingress objects of its classes become an immutable routing table
+//! (`table`), which an HTTP/1.1 and HTTP/2 reverse proxy with TLS termination serves (`proxy`, `tls`), swapped
+//! whole on every change of the cluster (`follow`).
+
+pub mod class;
+pub mod host;
+pub mod path;
+pub mod table;
+pub mod tls;
+pub mod upstream;
+
+pub use table::{Route, Table, Target};
