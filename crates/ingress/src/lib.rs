@@ -1,10 +1,13 @@
 //! weft's Ingress controller (`weft ingress`): Ingress objects of its classes become an immutable routing table
-//! (`table`), which an HTTP/1.1 and HTTP/2 reverse proxy with TLS termination serves (`proxy`, `tls`), swapped
-//! whole on every change of the cluster (`follow`).
+//! (`table`), which an HTTP/1.1 and HTTP/2 reverse proxy with TLS termination serves (`proxy`, `server`, `tls`),
+//! swapped whole on every change of the cluster (`follow`).
 
 pub mod class;
+pub mod follow;
 pub mod host;
 pub mod path;
+pub mod proxy;
+pub mod server;
 pub mod table;
 pub mod tls;
 pub mod upstream;

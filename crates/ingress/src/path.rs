@@ -84,12 +84,15 @@ mod tests {
         rules
     }
 
+    /// Rules, request, the rule expected to serve it.
+    type Row<'a> = (&'a [(Kind, &'a str)], &'a str, Option<&'a str>);
+
     /// The Kubernetes documentation's path-matching examples (concepts/services-networking/ingress, "Examples"),
     /// one row each: the rules, the request, the rule that serves it (none: the default backend).
     #[test]
     fn kubernetes_docs_path_matching_examples() {
         use Kind::{Exact, Prefix};
-        let table: &[(&[(Kind, &str)], &str, Option<&str>)] = &[
+        let table: &[Row] = &[
             (&[(Prefix, "/")], "/", Some("Prefix /")),
             (&[(Prefix, "/")], "/anything/at/all", Some("Prefix /")),
             (&[(Exact, "/foo")], "/foo", Some("Exact /foo")),

@@ -1,0 +1,61 @@
+//! The listeners: plain HTTP and TLS, each connection served by hyper's automatic HTTP/1.1 or HTTP/2 (ALPN `h2`
+//! after TLS; the client's preface on plain connections, i.e. h2c with prior knowledge).
+
+use crate::proxy::{Conn, Proxy};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections on `listener` until the process ends; with `tls`, each is a TLS connection first.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, tls: Option<TlsAcceptor>) {
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else { continue };
+        let conn = Conn {
+            client,
+            local,
+            tls: tls.is_some(),
+        };
+        let (proxy, tls) = (proxy.clone(), tls.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => connection(stream, proxy, conn).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => connection(stream, proxy, conn).await,
+                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, proxy: Arc<Proxy>, conn: Conn) {
+    let service = service_fn(move |request| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, conn).await) }
+    });
+    if let Err(e) = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(client = %conn.client, error = %e, "connection ended with an error");
+    }
+}
