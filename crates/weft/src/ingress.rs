@@ -1,0 +1,113 @@
+//! `weft ingress`: the Ingress controller (the role ingress-nginx plays), fed by the Kubernetes API or, for tests,
+//! by a fixed manifest file.
+
+use crate::api_args::ApiArgs;
+use crate::logging::Logging;
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use weft_daemon::http::Probes;
+use weft_daemon::metrics::Registry;
+use weft_daemon::signal::Termination;
+use weft_dns::StaticSource;
+use weft_ingress::proxy::Proxy;
+use weft_ingress::{Table, follow, server, tls};
+use weft_kube::KubeSource;
+use weft_model::Source;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Plain HTTP (HTTP/1.1 and h2c) address.
+    #[arg(long, default_value = "0.0.0.0:80")]
+    http: SocketAddr,
+    /// HTTPS address (TLS 1.2/1.3, ALPN h2 and http/1.1).
+    #[arg(long, default_value = "0.0.0.0:443")]
+    https: SocketAddr,
+    /// Address of /healthz, /readyz and /metrics (ingress-nginx's health port).
+    #[arg(long, default_value = "0.0.0.0:10254")]
+    status: SocketAddr,
+    /// The `spec.controller` of the IngressClasses served.
+    #[arg(long, default_value = "weft.dev/ingress")]
+    controller: String,
+    /// Serve the objects of this manifest file instead of following the Kubernetes API.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    objects: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Proxy worker threads (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Seconds to keep serving after SIGTERM, with /readyz failing, while the Service's endpoints drop this pod.
+    #[arg(long, default_value_t = 5)]
+    lameduck: u64,
+    #[command(flatten)]
+    logging: Logging,
+}
+
+/// Ready once the first routing table is in place; not ready while terminating.
+struct Status {
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Probes for Status {
+    fn healthy(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            Err("terminating".into())
+        } else if !self.ready.load(Ordering::Relaxed) {
+            Err("no routing table yet".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    // First, before any thread exists: every thread must block the termination signals.
+    let termination = Termination::block().context("blocking SIGTERM")?;
+    args.logging.init()?;
+    let status = Arc::new(Status { ready: AtomicBool::new(false), draining: AtomicBool::new(false) });
+    let registry = Registry::default();
+    let mut source: Box<dyn Source> = match &args.objects {
+        Some(path) => Box::new(StaticSource::from_file(path).context("weft ingress --objects")?),
+        None => {
+            let kube = KubeSource::start(&args.api.options(), &follow::KINDS, &[]).context("weft ingress")?;
+            registry.register(kube.stats());
+            Box::new(kube)
+        }
+    };
+    let table = Arc::new(ArcSwap::from_pointee(Table::default()));
+    let default_certificate = Arc::new(tls::self_signed()?);
+    let resolver = tls::Resolver { table: table.clone(), default: default_certificate };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(Arc::new(resolver))?));
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if args.workers > 0 {
+        runtime.worker_threads(args.workers);
+    }
+    let runtime = runtime.enable_all().thread_name("ingress").build()?;
+    let proxy = Arc::new(Proxy::new(table.clone()));
+    let bind = |addr| runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("binding {addr}"));
+    let (http, https) = (bind(args.http)?, bind(args.https)?);
+    runtime.spawn(server::serve(http, proxy.clone(), None));
+    runtime.spawn(server::serve(https, proxy, Some(acceptor)));
+    let status_addr = weft_daemon::http::start(args.status, status.clone(), registry)
+        .with_context(|| format!("binding {}", args.status))?;
+    tracing::info!(http = %args.http, https = %args.https, status = %status_addr, controller = %args.controller, "serving");
+    let lameduck = Duration::from_secs(args.lameduck);
+    let draining = status.clone();
+    termination.on_signal(move |signal| {
+        tracing::info!(%signal, lameduck = ?lameduck, "terminating: not ready, still serving for the lameduck period");
+        draining.draining.store(true, Ordering::Relaxed);
+        std::thread::sleep(lameduck);
+        std::process::exit(0);
+    })?;
+    follow::follow(source.as_mut(), &args.controller, &table, &status.ready)
+}

@@ -1,0 +1,117 @@
+//! The notes' Ingress walk-through against the lab, with kubectl and curl as a user types them: `weft ingress`
+//! installed from deploy/ingress.yaml, reached on its NodePorts from the lab's external host; an Ingress without a
+//! class gets the default backend's 404, with `ingressClassName: nginx` the webserver answers, then by Host
+//! header only; HTTPS with the controller's self-signed certificate (`curl -k`), then with a user's TLS Secret
+//! (`curl --resolve --cacert`), and plain HTTP redirected to HTTPS.
+
+mod lab;
+
+use lab::*;
+use std::path::{Path, PathBuf};
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path).to_string_lossy().into_owned()
+}
+
+fn example(file: &str) -> String {
+    repo(&format!("examples/09-ingress/{file}"))
+}
+
+const HOST: &str = "hwsw-k8s.leannet.eu";
+
+/// curl on the lab's external host: (status code, body).
+fn curl(lab: &Lab, args: &[&str]) -> (String, String) {
+    let mut command = vec!["curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}"];
+    command.extend_from_slice(args);
+    let out = lab.node_exec("external", &command);
+    let stdout = text(&out.stdout);
+    let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", "000"));
+    (code.to_string(), body.to_string())
+}
+
+/// Polls curl until it answers `code` (a change takes effect once the controllers have seen it).
+fn until(lab: &Lab, code: &str, args: &[&str]) -> String {
+    lab.wait(30, &format!("{code} from curl {args:?}"), || {
+        let (got, body) = curl(lab, args);
+        (got == code).then_some(body)
+    })
+}
+
+/// A self-signed certificate for `HOST` and its key, made as a user would (openssl), in `dir`.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+        .args(["-subj", &format!("/CN={HOST}"), "-addext", &format!("subjectAltName=DNS:{HOST}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+    (crt, key)
+}
+
+#[test]
+fn the_notes_ingress_walk_through() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(2, "host-gw", "");
+    lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
+    lab.kubectl_ok(&["get", "pods", "-n", "weft-ingress"]);
+    lab.kubectl_ok(&["apply", "-f", &example("webserver.yaml")]);
+    lab.kubectl_ok(&["rollout", "status", "deployment/weft-ingress", "-n", "weft-ingress", "--timeout=60s"]);
+    lab.kubectl_ok(&["rollout", "status", "deployment/webserver", "--timeout=60s"]);
+    let services = lab.kubectl_ok(&["get", "services", "-n", "weft-ingress"]);
+    assert!(services.contains("NodePort"), "{services}");
+    let port = |name: &str| {
+        let path = format!("jsonpath={{.spec.ports[?(@.name==\"{name}\")].nodePort}}");
+        lab.kubectl_ok(&["get", "service", "weft-ingress", "-n", "weft-ingress", "-o", &path])
+    };
+    let (http, https) = (port("http"), port("https"));
+    let node = lab.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[1].status.addresses[0].address}"]);
+    let plain = format!("http://{node}:{http}/");
+    let secure = format!("https://{node}:{https}/");
+
+    // No class, and no default class: the Ingress is nobody's, so the default backend answers.
+    lab.kubectl_ok(&["apply", "-f", &example("ingress-webserver.yaml")]);
+    assert!(lab.kubectl_ok(&["get", "ingress"]).contains("<none>"));
+    assert_eq!(curl(&lab, &[&plain]).0, "404");
+    assert_eq!(curl(&lab, &[&format!("{plain}healthz")]).0, "200");
+
+    // With ingressClassName: nginx the webserver answers, on both nodes' NodePort.
+    lab.kubectl_ok(&["apply", "-f", &example("ingress-with-class.yaml")]);
+    let body = until(&lab, "200", &[&plain]);
+    assert!(body.contains("pod: webserver-"), "{body}");
+    lab.kubectl_ok(&["delete", "-f", &example("ingress-with-class.yaml")]);
+
+    // By host name: a request without the Host gets 404, with it the webserver.
+    lab.kubectl_ok(&["apply", "-f", &example("ingress-with-hostname.yaml")]);
+    until(&lab, "404", &[&plain]);
+    let host = format!("Host: {HOST}");
+    let body = until(&lab, "200", &["-H", &host, &plain]);
+    assert!(body.contains("pod: webserver-"), "{body}");
+
+    // HTTPS with the controller's self-signed certificate: refused by curl, served with -k.
+    let refused = lab.node_exec("external", &["curl", "-sS", "--max-time", "5", "-H", &host, &secure]);
+    assert!(!refused.status.success(), "the default certificate is self-signed");
+    assert_eq!(curl(&lab, &["-k", "-H", &host, &secure]).0, "200");
+
+    // The user's own certificate, from a kubernetes.io/tls Secret, chosen by SNI.
+    let dir = std::env::temp_dir().join(format!("weft-{}-tls", lab.name));
+    let (crt, key) = certificate(&dir);
+    let (crt, key) = (crt.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    lab.kubectl_ok(&["create", "secret", "tls", "my-tls", &format!("--cert={crt}"), &format!("--key={key}")]);
+    lab.kubectl_ok(&["apply", "-f", &example("ingress-with-tls.yaml")]);
+    let resolve = format!("{HOST}:{https}:{node}");
+    let by_name = format!("https://{HOST}:{https}/");
+    let body = until(&lab, "200", &["--resolve", &resolve, "--cacert", &crt, &by_name]);
+    assert!(body.contains("pod: webserver-"), "{body}");
+    // Plain HTTP to an Ingress with tls: 308 to HTTPS.
+    let out = lab.node_exec("external", &["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", &host, &plain]);
+    assert_eq!(text(&out.stdout), format!("308 https://{HOST}/"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
