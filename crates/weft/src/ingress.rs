@@ -74,7 +74,10 @@ pub fn run(args: Args) -> Result<()> {
     // First, before any thread exists: every thread must block the termination signals.
     let termination = Termination::block().context("blocking SIGTERM")?;
     args.logging.init()?;
-    let status = Arc::new(Status { ready: AtomicBool::new(false), draining: AtomicBool::new(false) });
+    let status = Arc::new(Status {
+        ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+    });
     let registry = Registry::default();
     let mut source: Box<dyn Source> = match &args.objects {
         Some(path) => Box::new(StaticSource::from_file(path).context("weft ingress --objects")?),
@@ -86,7 +89,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     let table = Arc::new(ArcSwap::from_pointee(Table::default()));
     let default_certificate = Arc::new(tls::self_signed()?);
-    let resolver = tls::Resolver { table: table.clone(), default: default_certificate };
+    let resolver = tls::Resolver {
+        table: table.clone(),
+        default: default_certificate,
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(Arc::new(resolver))?));
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {
@@ -94,7 +100,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     let runtime = runtime.enable_all().thread_name("ingress").build()?;
     let proxy = Arc::new(Proxy::new(table.clone()));
-    let bind = |addr| runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("binding {addr}"));
+    let bind = |addr| {
+        runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("binding {addr}"))
+    };
     let (http, https) = (bind(args.http)?, bind(args.https)?);
     runtime.spawn(server::serve(http, proxy.clone(), None));
     runtime.spawn(server::serve(https, proxy, Some(acceptor)));

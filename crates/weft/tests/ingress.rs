@@ -10,7 +10,11 @@ use lab::*;
 use std::path::{Path, PathBuf};
 
 fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path).to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn example(file: &str) -> String {
@@ -43,7 +47,12 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
     let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let out = std::process::Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
-        .args(["-subj", &format!("/CN={HOST}"), "-addext", &format!("subjectAltName=DNS:{HOST}")])
+        .args([
+            "-subj",
+            &format!("/CN={HOST}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{HOST}"),
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -63,7 +72,14 @@ fn the_notes_ingress_walk_through() {
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
     lab.kubectl_ok(&["get", "pods", "-n", "weft-ingress"]);
     lab.kubectl_ok(&["apply", "-f", &example("webserver.yaml")]);
-    lab.kubectl_ok(&["rollout", "status", "deployment/weft-ingress", "-n", "weft-ingress", "--timeout=60s"]);
+    lab.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/weft-ingress",
+        "-n",
+        "weft-ingress",
+        "--timeout=60s",
+    ]);
     lab.kubectl_ok(&["rollout", "status", "deployment/webserver", "--timeout=60s"]);
     let services = lab.kubectl_ok(&["get", "services", "-n", "weft-ingress"]);
     assert!(services.contains("NodePort"), "{services}");
@@ -104,14 +120,34 @@ fn the_notes_ingress_walk_through() {
     let dir = std::env::temp_dir().join(format!("weft-{}-tls", lab.name));
     let (crt, key) = certificate(&dir);
     let (crt, key) = (crt.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
-    lab.kubectl_ok(&["create", "secret", "tls", "my-tls", &format!("--cert={crt}"), &format!("--key={key}")]);
+    lab.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "my-tls",
+        &format!("--cert={crt}"),
+        &format!("--key={key}"),
+    ]);
     lab.kubectl_ok(&["apply", "-f", &example("ingress-with-tls.yaml")]);
     let resolve = format!("{HOST}:{https}:{node}");
     let by_name = format!("https://{HOST}:{https}/");
     let body = until(&lab, "200", &["--resolve", &resolve, "--cacert", &crt, &by_name]);
     assert!(body.contains("pod: webserver-"), "{body}");
     // Plain HTTP to an Ingress with tls: 308 to HTTPS.
-    let out = lab.node_exec("external", &["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", &host, &plain]);
+    let out = lab.node_exec(
+        "external",
+        &[
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "-H",
+            &host,
+            &plain,
+        ],
+    );
     assert_eq!(text(&out.stdout), format!("308 https://{HOST}/"));
     let _ = std::fs::remove_dir_all(&dir);
 }
