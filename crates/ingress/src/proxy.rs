@@ -2,7 +2,7 @@
 //! waits on requests and requests never wait on a swap) and forwarded over HTTP/1.1 to one of the Service's
 //! endpoints through a shared keep-alive pool; the path goes unchanged, the client's address and the original
 //! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
-//! (`/healthz` 200).
+//! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through.
 
 use crate::host;
 use crate::table::{Table, Target};
@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,13 +87,23 @@ impl Proxy {
 
     async fn forward(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         upstream: &Upstream,
         authority: &str,
         conn: Conn,
     ) -> Response<Body> {
+        // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
+        // upstream switches protocols the two connections are joined.
+        let upgrade = upgrade_protocol(request.headers());
+        let mut client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         forwarded_headers(&mut parts.headers, authority, conn);
+        if let Some(protocol) = upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol);
+        }
         parts.version = Version::HTTP_11;
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         // Only a request whose body is already whole (none) can be sent again.
@@ -107,6 +117,12 @@ impl Proxy {
                 Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
             };
             match self.client.request(attempt).await {
+                Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    return match client_side.take() {
+                        Some(client_side) => tunnel(response, client_side),
+                        None => local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: an unasked protocol switch\n"),
+                    };
+                }
                 Ok(response) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
@@ -125,6 +141,33 @@ impl Proxy {
         tracing::warn!(service = %upstream.service, error = ?last, "no upstream answered");
         local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
     }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade: PROTOCOL`).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asked.then(|| headers.get(header::UPGRADE).cloned()).flatten()
+}
+
+/// Passes the upstream's 101 to the client and joins the two connections once both have switched, byte for
+/// byte in both directions until either side closes.
+fn tunnel(mut response: Response<Incoming>, client_side: hyper::upgrade::OnUpgrade) -> Response<Body> {
+    let upstream_side = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        let (client, upstream) = match (client_side.await, upstream_side.await) {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (Err(e), _) | (_, Err(e)) => return tracing::debug!(error = %e, "protocol switch failed"),
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.boxed_unsync())
 }
 
 /// The request's host as the client wrote it: the HTTP/2 `:authority` (or an absolute URI's), else Host.

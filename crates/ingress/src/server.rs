@@ -53,7 +53,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: 
         async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, conn).await) }
     });
     if let Err(e) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await
     {
         tracing::debug!(client = %conn.client, error = %e, "connection ended with an error");

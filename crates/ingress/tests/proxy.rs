@@ -23,7 +23,10 @@ async fn upstream() -> u16 {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
-                let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                let service = service_fn(|mut request: hyper::Request<hyper::body::Incoming>| async move {
+                    if request.headers().get("upgrade").is_some_and(|u| u == "echo") {
+                        return Ok(echo(&mut request));
+                    }
                     let mut text = format!("path={}\n", request.uri().path_and_query().unwrap());
                     for name in [
                         "host",
@@ -43,11 +46,27 @@ async fn upstream() -> u16 {
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
             });
         }
     });
     port
+}
+
+/// Switches to the `echo` protocol: every byte sent back.
+fn echo(request: &mut hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<Bytes>> {
+    let upgraded = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded.await.unwrap()));
+        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+    });
+    hyper::Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "echo")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
 }
 
 /// The cluster: Service `web` whose endpoints are the upstream on 127.0.0.1 and a dead one on 127.0.0.2, and
@@ -289,4 +308,36 @@ async fn tls_by_sni_with_the_secrets_certificate_else_the_default_and_a_swap_tak
         .unwrap();
     assert!(!old.status.success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_are_tunnelled_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = upstream().await;
+    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), "weft.dev/ingress")).await;
+    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    stream
+        .write_all(b"GET /app HTTP/1.1\r\nHost: foo.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "closed after {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in ["hello", "again"] {
+        stream.write_all(message.as_bytes()).await.unwrap();
+        let mut back = vec![0u8; message.len()];
+        stream.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, message.as_bytes());
+    }
 }
