@@ -1,6 +1,6 @@
 //! Keeps the routing table current: each new snapshot of the cluster becomes a new table, swapped in whole.
 
-use crate::table::Table;
+use crate::table::{Config, Table};
 use arc_swap::ArcSwap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,14 +13,14 @@ pub const KINDS: [&str; 5] = ["IngressClass", "Ingress", "Service", "EndpointSli
 
 /// Builds a table from every snapshot `source` delivers and installs it in `table`; sets `ready` after the
 /// first. Problems are logged when they first appear, not on every change.
-pub fn follow(source: &mut dyn Source, controller: &str, table: &ArcSwap<Table>, ready: &AtomicBool) -> ! {
+pub fn follow(source: &mut dyn Source, config: &Config, table: &ArcSwap<Table>, ready: &AtomicBool) -> ! {
     let mut after = 0;
     let mut reported = BTreeSet::new();
     loop {
         match source.next(after) {
             Ok(snapshot) => {
                 let start = Instant::now();
-                let next = Table::build(&snapshot, controller);
+                let next = Table::build(&snapshot, config);
                 let problems: BTreeSet<String> = next.problems().iter().cloned().collect();
                 for problem in problems.difference(&reported) {
                     tracing::warn!(%problem, "ingress");

@@ -12,4 +12,4 @@ pub mod table;
 pub mod tls;
 pub mod upstream;
 
-pub use table::{Route, Table, Target};
+pub use table::{Config, Route, Table, Target};

@@ -34,11 +34,13 @@ const TRIES: usize = 3;
 const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 /// The connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Conn {
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// The TLS server name the client asked for (SNI).
+    pub sni: Option<Arc<str>>,
 }
 
 pub struct Proxy {
@@ -58,10 +60,13 @@ impl Proxy {
         Proxy { table, client }
     }
 
-    pub async fn handle(&self, request: Request<Incoming>, conn: Conn) -> Response<Body> {
+    pub async fn handle(&self, request: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let authority = authority(&request);
         let name = host::of_authority(&authority);
         let table = self.table.load();
+        if request.version() == Version::HTTP_2 && misdirected(&table, conn, &name) {
+            return local(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request\n");
+        }
         let Some(route) = table.route(&name, request.uri().path()) else {
             return default_backend(request.uri().path());
         };
@@ -90,7 +95,7 @@ impl Proxy {
         mut request: Request<Incoming>,
         upstream: &Upstream,
         authority: &str,
-        conn: Conn,
+        conn: &Conn,
     ) -> Response<Body> {
         // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
         // upstream switches protocols the two connections are joined.
@@ -168,6 +173,23 @@ fn tunnel(mut response: Response<Incoming>, client_side: hyper::upgrade::OnUpgra
     });
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// Whether an HTTP/2 request over TLS names a host whose certificate is not the one its connection was made with.
+/// HTTP/2 clients reuse a connection for every host its certificate covers (RFC 9113 §9.1.1), so with a
+/// wildcard or shared certificate a request may come on a connection made for another name; when the host has a
+/// certificate of its own the client must retry on a connection of its own (RFC 9110 §15.5.20).
+fn misdirected(table: &Table, conn: &Conn, name: &str) -> bool {
+    let Some(sni) = conn.sni.as_deref() else { return false };
+    if !conn.tls || sni.eq_ignore_ascii_case(name) {
+        return false;
+    }
+    let certificates = table.certificates();
+    match (certificates.get(sni), certificates.get(name)) {
+        (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+        (None, None) => false,
+        _ => true,
+    }
 }
 
 /// The request's host as the client wrote it: the HTTP/2 `:authority` (or an absolute URI's), else Host.
@@ -260,7 +282,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The request headers an upstream gets: the client's, less the hop-by-hop ones, with Host kept as the client
 /// sent it and X-Forwarded-For (appended), -Proto, -Host, -Port, X-Real-IP and X-Request-ID (kept if the client
 /// sent one, else made).
-fn forwarded_headers(headers: &mut HeaderMap, authority: &str, conn: Conn) {
+fn forwarded_headers(headers: &mut HeaderMap, authority: &str, conn: &Conn) {
     strip_hop_by_hop(headers);
     let client = conn.client.ip().to_string();
     let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {

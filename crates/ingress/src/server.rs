@@ -32,13 +32,17 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, tls: Option<TlsAcce
             client,
             local,
             tls: tls.is_some(),
+            sni: None,
         };
         let (proxy, tls) = (proxy.clone(), tls.clone());
         tokio::spawn(async move {
             match tls {
                 None => connection(stream, proxy, conn).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => connection(stream, proxy, conn).await,
+                    Ok(Ok(stream)) => {
+                        let sni = stream.get_ref().1.server_name().map(Arc::from);
+                        connection(stream, proxy, Conn { sni, ..conn }).await
+                    }
                     Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
                 },
@@ -48,14 +52,16 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, tls: Option<TlsAcce
 }
 
 async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, proxy: Arc<Proxy>, conn: Conn) {
+    let conn = Arc::new(conn);
+    let client = conn.client;
     let service = service_fn(move |request| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, conn).await) }
+        let (proxy, conn) = (proxy.clone(), conn.clone());
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &conn).await) }
     });
     if let Err(e) = auto::Builder::new(TokioExecutor::new())
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await
     {
-        tracing::debug!(client = %conn.client, error = %e, "connection ended with an error");
+        tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }

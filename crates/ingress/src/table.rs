@@ -39,6 +39,16 @@ pub struct Route {
 
 type Paths = Vec<(PathRule, Route)>;
 
+/// What the table is built for.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `spec.controller` of the IngressClasses served.
+    pub controller: String,
+    /// `namespace/name` of the kubernetes.io/tls Secret served for names no Ingress's Secret covers (else the
+    /// generated self-signed certificate).
+    pub default_certificate: Option<(String, String)>,
+}
+
 #[derive(Default, Debug)]
 pub struct Table {
     precise: HashMap<String, Paths>,
@@ -48,16 +58,17 @@ pub struct Table {
     any: Paths,
     default_backend: Option<Route>,
     certificates: Certificates,
+    default_certificate: Option<Arc<rustls::sign::CertifiedKey>>,
     /// What was wrong with the objects (missing Services, Secrets, unreadable Ingresses), one line each.
     problems: Vec<String>,
 }
 
 impl Table {
-    /// The table of the Ingresses of `controller`'s classes in `snapshot`.
-    pub fn build(snapshot: &Snapshot, controller: &str) -> Table {
+    /// The table of the Ingresses of the controller's classes in `snapshot`.
+    pub fn build(snapshot: &Snapshot, config: &Config) -> Table {
         let mut problems = Vec::new();
         let classes: Vec<IngressClass> = decode_all(snapshot, "IngressClass", &mut problems);
-        let classes = Classes::of(controller, &classes);
+        let classes = Classes::of(&config.controller, &classes);
         let mut ingresses: Vec<Ingress> = decode_all(snapshot, "Ingress", &mut problems);
         ingresses.retain(|i| classes.admits(i));
         ingresses.sort_by(|a, b| {
@@ -81,6 +92,9 @@ impl Table {
             upstreams: HashMap::new(),
             secrets: HashMap::new(),
         };
+        if let Some((namespace, name)) = &config.default_certificate {
+            builder.table.default_certificate = builder.secret("--default-ssl-certificate", namespace, name);
+        }
         for ingress in &ingresses {
             builder.add(ingress);
         }
@@ -111,6 +125,11 @@ impl Table {
 
     pub fn certificates(&self) -> &Certificates {
         &self.certificates
+    }
+
+    /// The `--default-ssl-certificate` Secret's certificate, when it exists and is valid.
+    pub fn default_certificate(&self) -> Option<&Arc<rustls::sign::CertifiedKey>> {
+        self.default_certificate.as_ref()
     }
 
     pub fn problems(&self) -> &[String] {
@@ -237,7 +256,7 @@ impl Builder<'_> {
         target
     }
 
-    /// The certificate of Secret `namespace/name`, read once per build.
+    /// The certificate of Secret `namespace/name`, read once per build; `id` says who asks (for problems).
     fn secret(&mut self, id: &str, namespace: &str, name: &str) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let key = (namespace.to_string(), name.to_string());
         if let Some(known) = self.secrets.get(&key) {
@@ -304,7 +323,11 @@ endpoints: [{addresses: [10.0.0.2]}]
 
     fn table(extra: &str) -> Table {
         let text = format!("{BASE}---\n{extra}");
-        Table::build(&Snapshot::new(1, weft_model::parse(&text, "t").unwrap()), CONTROLLER)
+        let config = Config {
+            controller: CONTROLLER.into(),
+            default_certificate: None,
+        };
+        Table::build(&Snapshot::new(1, weft_model::parse(&text, "t").unwrap()), &config)
     }
 
     /// Where a request goes: the upstream's first endpoint, "503" or "404".

@@ -96,16 +96,15 @@ impl Certificates {
 #[derive(Debug)]
 pub struct Resolver {
     pub table: Arc<ArcSwap<Table>>,
+    /// For names no Secret covers when there is no valid `--default-ssl-certificate`.
     pub default: Arc<CertifiedKey>,
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let table = self.table.load();
-        let own = hello
-            .server_name()
-            .and_then(|name| table.certificates().get(name).cloned());
-        Some(own.unwrap_or_else(|| self.default.clone()))
+        let own = hello.server_name().and_then(|name| table.certificates().get(name));
+        Some(own.or(table.default_certificate()).unwrap_or(&self.default).clone())
     }
 }
 

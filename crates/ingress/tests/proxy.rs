@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use weft_ingress::proxy::Proxy;
-use weft_ingress::{Table, server, tls};
+use weft_ingress::{Config, Table, server, tls};
 use weft_model::Snapshot;
 
 /// An upstream that answers with what it received: the path and query, then the headers the proxy sets.
@@ -103,6 +103,13 @@ endpoints: [{{addresses: [127.0.0.1]}}, {{addresses: [127.0.0.2]}}]
     Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
 }
 
+fn config() -> Config {
+    Config {
+        controller: "weft.dev/ingress".into(),
+        default_certificate: None,
+    }
+}
+
 const INGRESS: &str = "apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: web, namespace: default}
@@ -167,7 +174,7 @@ fn line<'a>(body: &'a str, key: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_path_forwarding_the_path_and_the_client() {
     let port = upstream().await;
-    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), "weft.dev/ingress")).await;
+    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
     let url = |path: &str| format!("http://{http}{path}");
     // Every GET is answered although every other attempt meets the dead endpoint first: it is retried.
     for _ in 0..4 {
@@ -210,7 +217,7 @@ async fn routes_by_host_and_path_forwarding_the_path_and_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_with_prior_knowledge() {
     let port = upstream().await;
-    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), "weft.dev/ingress")).await;
+    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
     for _ in 0..2 {
         let (code, version, body) = curl(&[
             "--http2-prior-knowledge",
@@ -234,7 +241,7 @@ async fn tls_by_sni_with_the_secrets_certificate_else_the_default_and_a_swap_tak
         "  tls: [{hosts: [foo.example], secretName: my-tls}]\n  rules:\n",
     );
     // First without the Secret: the default certificate, which a client trusting only the Secret's refuses.
-    let (table, http, https) = proxy(Table::build(&snapshot(port, &with_tls, None), "weft.dev/ingress")).await;
+    let (table, http, https) = proxy(Table::build(&snapshot(port, &with_tls, None), &config())).await;
     let dir = std::env::temp_dir().join(format!("weft-ingress-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
@@ -278,7 +285,7 @@ async fn tls_by_sni_with_the_secrets_certificate_else_the_default_and_a_swap_tak
     // The Secret appears: the next handshake gets its certificate, over HTTP/1.1 too.
     table.store(Arc::new(Table::build(
         &snapshot(port, &with_tls, Some((&cert, &key))),
-        "weft.dev/ingress",
+        &config(),
     )));
     let (code, _, _) = curl(&["--cacert", ca.to_str().unwrap(), "--resolve", &resolve, &url]).await;
     assert_eq!(code, "200");
@@ -314,7 +321,7 @@ async fn tls_by_sni_with_the_secrets_certificate_else_the_default_and_a_swap_tak
 async fn upgrades_are_tunnelled_both_ways() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = upstream().await;
-    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), "weft.dev/ingress")).await;
+    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
     let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
     stream
         .write_all(b"GET /app HTTP/1.1\r\nHost: foo.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
@@ -340,4 +347,64 @@ async fn upgrades_are_tunnelled_both_ways() {
         stream.read_exact(&mut back).await.unwrap();
         assert_eq!(back, message.as_bytes());
     }
+}
+
+/// A certificate for `names` and its key, PEM, with the certificate written to `file` for curl's `--cacert`.
+fn certificate(names: &[&str], file: &std::path::Path) -> (String, String) {
+    let generated =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    std::fs::write(file, generated.cert.pem()).unwrap();
+    (generated.cert.pem(), generated.signing_key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_for_a_host_of_another_certificate_are_misdirected() {
+    let port = upstream().await;
+    let ca = std::env::temp_dir().join(format!("weft-ingress-421-{}.pem", std::process::id()));
+    let (cert, key) = certificate(&["foo.example"], &ca);
+    let with_tls = INGRESS.replace(
+        "  rules:\n",
+        "  tls: [{hosts: [foo.example], secretName: my-tls}]\n  rules:\n",
+    );
+    let snapshot = snapshot(port, &with_tls, Some((&cert, &key)));
+    let (_, _, https) = proxy(Table::build(&snapshot, &config())).await;
+    let resolve = format!("foo.example:{}:127.0.0.1", https.port());
+    let url = format!("https://foo.example:{}/app", https.port());
+    let ca = ca.to_str().unwrap();
+    let tls = ["--cacert", ca, "--resolve", &resolve];
+    // bar.example would get the generated certificate, not this connection's: 421 over HTTP/2.
+    let (code, version, _) = curl(&[&tls[..], &["-H", "Host: bar.example", &url]].concat()).await;
+    assert_eq!((code.as_str(), version.as_str()), ("421", "2"));
+    // Over HTTP/1.1 the Host header routes (no rule for bar.example: 404).
+    let (code, _, _) = curl(&[&tls[..], &["--http1.1", "-H", "Host: bar.example", &url]].concat()).await;
+    assert_eq!(code, "404");
+    // Its own name, in any case, is served.
+    let (code, _, _) = curl(&[&tls[..], &["-H", "Host: FOO.example", &url]].concat()).await;
+    assert_eq!(code, "200");
+    // Two names that both get the generated certificate share connections.
+    let other = format!("x.example:{}:127.0.0.1", https.port());
+    let url = format!("https://x.example:{}/app", https.port());
+    let (code, _, _) = curl(&["-k", "--resolve", &other, "-H", "Host: y.example", &url]).await;
+    assert_eq!(code, "404");
+    let _ = std::fs::remove_file(ca);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_ssl_certificate_secret_replaces_the_generated_one() {
+    let port = upstream().await;
+    let ca = std::env::temp_dir().join(format!("weft-ingress-default-{}.pem", std::process::id()));
+    let (cert, key) = certificate(&["other.example"], &ca);
+    let config = Config {
+        default_certificate: Some(("default".into(), "my-tls".into())),
+        ..config()
+    };
+    let (_, _, https) = proxy(Table::build(&snapshot(port, INGRESS, Some((&cert, &key))), &config)).await;
+    let resolve = format!("other.example:{}:127.0.0.1", https.port());
+    let url = format!("https://other.example:{}/", https.port());
+    let (code, _, _) = curl(&["--cacert", ca.to_str().unwrap(), "--resolve", &resolve, &url]).await;
+    assert_eq!(
+        code, "404",
+        "verified against the Secret's certificate, answered by the default backend"
+    );
+    let _ = std::fs::remove_file(ca);
 }

@@ -15,7 +15,7 @@ use weft_daemon::metrics::Registry;
 use weft_daemon::signal::Termination;
 use weft_dns::StaticSource;
 use weft_ingress::proxy::Proxy;
-use weft_ingress::{Table, follow, server, tls};
+use weft_ingress::{Config, Table, follow, server, tls};
 use weft_kube::KubeSource;
 use weft_model::Source;
 
@@ -33,6 +33,10 @@ pub struct Args {
     /// The `spec.controller` of the IngressClasses served.
     #[arg(long, default_value = "weft.dev/ingress")]
     controller: String,
+    /// A kubernetes.io/tls Secret, NAMESPACE/NAME, served for names no Ingress's Secret covers (instead of the
+    /// self-signed certificate generated at start).
+    #[arg(long, value_parser = namespaced)]
+    default_ssl_certificate: Option<(String, String)>,
     /// Serve the objects of this manifest file instead of following the Kubernetes API.
     #[arg(long, conflicts_with = "kubeconfig")]
     objects: Option<PathBuf>,
@@ -46,6 +50,13 @@ pub struct Args {
     lameduck: u64,
     #[command(flatten)]
     logging: Logging,
+}
+
+fn namespaced(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok((ns.into(), name.into())),
+        _ => Err(format!("{text}: not NAMESPACE/NAME")),
+    }
 }
 
 /// Ready once the first routing table is in place; not ready while terminating.
@@ -119,5 +130,9 @@ pub fn run(args: Args) -> Result<()> {
         std::thread::sleep(lameduck);
         std::process::exit(0);
     })?;
-    follow::follow(source.as_mut(), &args.controller, &table, &status.ready)
+    let config = Config {
+        controller: args.controller,
+        default_certificate: args.default_ssl_certificate,
+    };
+    follow::follow(source.as_mut(), &config, &table, &status.ready)
 }
