@@ -2,7 +2,7 @@
 # Ingress: the notes' "Using an ingress" with weft's controller in place of ingress-nginx, with kubectl: install it,
 # reach it on its NodePort, an Ingress without a class (404), with ingressClassName nginx (the webserver), routed by
 # Host header, HTTPS with the controller's self-signed certificate (curl -k) and with your own TLS Secret
-# (curl --resolve --cacert), plain HTTP redirected to HTTPS. curl runs on the lab's external host, where the notes
+# (curl --resolve --cacert), plain HTTP redirected to HTTPS, the Service patched to a LoadBalancer. curl runs on the lab's external host, where the notes
 # say `curl <VM IP>:<node port>`.
 source "$(dirname "$0")/../lib.sh"
 here="$(dirname "$0")"
@@ -36,6 +36,9 @@ kubectl apply -f "$here/ingress-with-class.yaml"
 kubectl get ingress
 until_true '[ "$(code "http://$node:$http/")" = 200 ]'
 ext curl -sS "http://$node:$http/" | grep 'pod: webserver-'
+# kubectl get ingress shows an ADDRESS: the nodes' (each answers on the node ports) while the Service is a NodePort.
+until_true '[ -n "$(kubectl get ingress webserver-ingress -o jsonpath={.status.loadBalancer.ingress[0].ip})" ]'
+kubectl get ingress
 kubectl delete -f "$here/ingress-with-class.yaml"
 
 step "routed by host name: a plain curl gets 404, with the Host header the webserver answers"
@@ -59,4 +62,12 @@ ext curl -sS --resolve "hwsw-k8s.leannet.eu:$https:$node" --cacert "$tls/tls.crt
 
 step "an Ingress with tls redirects plain HTTP to HTTPS (308)"
 [ "$(ext curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Host: hwsw-k8s.leannet.eu' "http://$node:$http/")" = "308 https://hwsw-k8s.leannet.eu/" ]
+step "kubectl patch makes the controller's Service a LoadBalancer: its address answers on 80 and 443"
+kubectl patch -n weft-ingress service weft-ingress -p '{"spec":{"type":"LoadBalancer"}}'
+until_true '[ -n "$(kubectl get service weft-ingress -n weft-ingress -o jsonpath={.status.loadBalancer.ingress[0].ip})" ]'
+kubectl get services -n weft-ingress
+lb=$(kubectl get service weft-ingress -n weft-ingress -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+until_true '[ "$(kubectl get ingress webserver-ingress -o jsonpath={.status.loadBalancer.ingress[0].ip})" = "$lb" ]'
+kubectl get ingress
+until_true '[ "$(code --resolve "hwsw-k8s.leannet.eu:443:$lb" --cacert "$tls/tls.crt" https://hwsw-k8s.leannet.eu/)" = 200 ]'
 echo "ok: ingress"

@@ -1,4 +1,5 @@
-//! Keeps the routing table current: each new snapshot of the cluster becomes a new table, swapped in whole.
+//! Keeps the routing table current: each new snapshot of the cluster in which an object of the table's kinds
+//! changed becomes a new table, swapped in whole.
 
 use crate::table::{Config, Table};
 use arc_swap::ArcSwap;
@@ -6,30 +7,47 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use weft_model::Source;
+use weft_model::{Snapshot, Source};
 
-/// The kinds the table is made of.
-pub const KINDS: [&str; 5] = ["IngressClass", "Ingress", "Service", "EndpointSlice", "Secret"];
+/// The kinds the routing table is made of.
+pub const TABLE_KINDS: [&str; 5] = ["IngressClass", "Ingress", "Service", "EndpointSlice", "Secret"];
+/// Every kind followed: the table's, and Nodes, whose addresses go in the Ingresses' status.
+pub const KINDS: [&str; 6] = ["IngressClass", "Ingress", "Service", "EndpointSlice", "Secret", "Node"];
 
-/// Builds a table from every snapshot `source` delivers and installs it in `table`; sets `ready` after the
-/// first. Problems are logged when they first appear, not on every change.
-pub fn follow(source: &mut dyn Source, config: &Config, table: &ArcSwap<Table>, ready: &AtomicBool) -> ! {
-    let mut after = 0;
+/// Builds a table from every snapshot `source` delivers (when one of the table's kinds changed) and installs it
+/// in `table`; sets `ready` after the first; then hands the snapshot to `then`. Problems are logged when they
+/// first appear, not on every change.
+pub fn follow(
+    source: &mut dyn Source,
+    config: &Config,
+    table: &ArcSwap<Table>,
+    ready: &AtomicBool,
+    mut then: impl FnMut(&Snapshot),
+) -> ! {
+    let mut previous: Option<Arc<Snapshot>> = None;
     let mut reported = BTreeSet::new();
     loop {
-        match source.next(after) {
+        match source.next(previous.as_ref().map_or(0, |p| p.revision)) {
             Ok(snapshot) => {
-                let start = Instant::now();
-                let next = Table::build(&snapshot, config);
-                let problems: BTreeSet<String> = next.problems().iter().cloned().collect();
-                for problem in problems.difference(&reported) {
-                    tracing::warn!(%problem, "ingress");
+                let changed = previous.as_ref().is_none_or(|p| {
+                    TABLE_KINDS
+                        .iter()
+                        .any(|k| snapshot.changes_since(p, k).next().is_some())
+                });
+                if changed {
+                    let start = Instant::now();
+                    let next = Table::build(&snapshot, config);
+                    let problems: BTreeSet<String> = next.problems().iter().cloned().collect();
+                    for problem in problems.difference(&reported) {
+                        tracing::warn!(%problem, "ingress");
+                    }
+                    reported = problems;
+                    table.store(Arc::new(next));
+                    tracing::debug!(revision = snapshot.revision, took = ?start.elapsed(), "routing table swapped");
                 }
-                reported = problems;
-                table.store(Arc::new(next));
                 ready.store(true, Ordering::Relaxed);
-                tracing::debug!(revision = snapshot.revision, took = ?start.elapsed(), "routing table swapped");
-                after = snapshot.revision;
+                then(&snapshot);
+                previous = Some(snapshot);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cluster state source failed; retrying in 1s");

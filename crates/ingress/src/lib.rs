@@ -1,6 +1,7 @@
 //! weft's Ingress controller (`weft ingress`): Ingress objects of its classes become an immutable routing table
 //! (`table`), which an HTTP/1.1 and HTTP/2 reverse proxy with TLS termination serves (`proxy`, `server`, `tls`),
-//! swapped whole on every change of the cluster (`follow`).
+//! swapped whole on every change of the cluster (`follow`); `status` is what the served Ingresses' status should
+//! say.
 
 pub mod class;
 pub mod follow;
@@ -8,6 +9,7 @@ pub mod host;
 pub mod path;
 pub mod proxy;
 pub mod server;
+pub mod status;
 pub mod table;
 pub mod tls;
 pub mod upstream;

@@ -138,7 +138,11 @@ impl Table {
 }
 
 /// Objects of `kind` as their typed struct (weft-model keeps kinds it does not act on as JSON).
-fn decode_all<T: serde::de::DeserializeOwned>(snapshot: &Snapshot, kind: &str, problems: &mut Vec<String>) -> Vec<T> {
+pub(crate) fn decode_all<T: serde::de::DeserializeOwned>(
+    snapshot: &Snapshot,
+    kind: &str,
+    problems: &mut Vec<String>,
+) -> Vec<T> {
     snapshot
         .of_kind(kind)
         .filter_map(|o: &Object| match serde_json::from_value(o.to_value()) {

@@ -5,11 +5,14 @@ use crate::api_args::ApiArgs;
 use crate::logging::Logging;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
 use weft_daemon::http::Probes;
 use weft_daemon::metrics::Registry;
 use weft_daemon::signal::Termination;
@@ -18,6 +21,7 @@ use weft_ingress::proxy::Proxy;
 use weft_ingress::{Config, Table, follow, server, tls};
 use weft_kube::KubeSource;
 use weft_model::Source;
+use weft_model::k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,6 +41,10 @@ pub struct Args {
     /// self-signed certificate generated at start).
     #[arg(long, value_parser = namespaced)]
     default_ssl_certificate: Option<(String, String)>,
+    /// The controller's own Service, NAMESPACE/NAME, whose addresses (its LoadBalancer's, else the nodes') the
+    /// served Ingresses' status.loadBalancer.ingress gets. Without it, no status is written.
+    #[arg(long, value_parser = namespaced)]
+    publish_service: Option<(String, String)>,
     /// Serve the objects of this manifest file instead of following the Kubernetes API.
     #[arg(long, conflicts_with = "kubeconfig")]
     objects: Option<PathBuf>,
@@ -50,6 +58,34 @@ pub struct Args {
     lameduck: u64,
     #[command(flatten)]
     logging: Logging,
+}
+
+/// The status the Ingresses `stale` (namespace, name) should have.
+#[derive(Clone)]
+struct StatusWish {
+    wanted: Vec<IngressLoadBalancerIngress>,
+    stale: Vec<(String, String)>,
+}
+
+/// Writes status.loadBalancer.ingress of each Ingress wished for (a failure is logged; the next snapshot that
+/// still shows the Ingress stale asks again).
+async fn write_status(client: kube::Client, mut pending: watch::Receiver<Option<StatusWish>>) {
+    while pending.changed().await.is_ok() {
+        let Some(wish) = pending.borrow_and_update().clone() else {
+            continue;
+        };
+        let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": wish.wanted}}});
+        for (namespace, name) in wish.stale {
+            let api: Api<Ingress> = Api::namespaced(client.clone(), &namespace);
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => tracing::info!(ingress = %format!("{namespace}/{name}"), "status.loadBalancer updated"),
+                Err(e) => tracing::warn!(ingress = %format!("{namespace}/{name}"), error = %e, "updating the status"),
+            }
+        }
+    }
 }
 
 fn namespaced(text: &str) -> Result<(String, String), String> {
@@ -134,5 +170,24 @@ pub fn run(args: Args) -> Result<()> {
         controller: args.controller,
         default_certificate: args.default_ssl_certificate,
     };
-    follow::follow(source.as_mut(), &config, &table, &status.ready)
+    // The status writes wait for the latest wish only: a newer snapshot replaces an unsent one.
+    let (wishes, pending) = watch::channel(None);
+    let publish = match (args.publish_service, &args.objects) {
+        (Some(service), None) => {
+            let (client, _) = runtime.block_on(weft_kube::client(&args.api.options()))?;
+            runtime.spawn(write_status(client, pending));
+            Some(service)
+        }
+        _ => None,
+    };
+    let status_config = config.clone();
+    follow::follow(source.as_mut(), &config, &table, &status.ready, |snapshot| {
+        if let Some((namespace, name)) = &publish {
+            let wanted = weft_ingress::status::addresses(snapshot, namespace, name);
+            let stale = weft_ingress::status::stale(snapshot, &status_config, &wanted);
+            if !stale.is_empty() {
+                wishes.send_replace(Some(StatusWish { wanted, stale }));
+            }
+        }
+    })
 }

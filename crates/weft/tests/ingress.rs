@@ -2,7 +2,8 @@
 //! installed from deploy/ingress.yaml, reached on its NodePorts from the lab's external host; an Ingress without a
 //! class gets the default backend's 404, with `ingressClassName: nginx` the webserver answers, then by Host
 //! header only; HTTPS with the controller's self-signed certificate (`curl -k`), then with a user's TLS Secret
-//! (`curl --resolve --cacert`), and plain HTTP redirected to HTTPS.
+//! (`curl --resolve --cacert`), plain HTTP redirected to HTTPS; the Ingress's ADDRESS, from the nodes and then,
+//! after the notes' patch to a LoadBalancer, from the balancer.
 
 mod lab;
 
@@ -102,6 +103,19 @@ fn the_notes_ingress_walk_through() {
     lab.kubectl_ok(&["apply", "-f", &example("ingress-with-class.yaml")]);
     let body = until(&lab, "200", &[&plain]);
     assert!(body.contains("pod: webserver-"), "{body}");
+    // `kubectl get ingress` shows an ADDRESS: the nodes', while the controller's Service is a NodePort.
+    let address = || {
+        lab.kubectl_ok(&[
+            "get",
+            "ingress",
+            "webserver-ingress",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ])
+    };
+    lab.wait(30, "the Ingress's address", || {
+        address().split(' ').any(|a| a == node).then_some(())
+    });
     lab.kubectl_ok(&["delete", "-f", &example("ingress-with-class.yaml")]);
 
     // By host name: a request without the Host gets 404, with it the webserver.
@@ -149,5 +163,50 @@ fn the_notes_ingress_walk_through() {
         ],
     );
     assert_eq!(text(&out.stdout), format!("308 https://{HOST}/"));
+
+    // The notes' patch to a LoadBalancer: the Ingress's address becomes the balancer's, which answers on 80.
+    lab.kubectl_ok(&[
+        "patch",
+        "-n",
+        "weft-ingress",
+        "service",
+        "weft-ingress",
+        "-p",
+        r#"{"spec":{"type":"LoadBalancer"}}"#,
+    ]);
+    let balancer = lab.wait(30, "a LoadBalancer address", || {
+        let ip = lab.kubectl_ok(&[
+            "get",
+            "service",
+            "weft-ingress",
+            "-n",
+            "weft-ingress",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]);
+        (!ip.is_empty()).then_some(ip)
+    });
+    lab.wait(30, "the Ingress's address to be the balancer's", || {
+        let shown = lab.kubectl_ok(&[
+            "get",
+            "ingress",
+            "webserver-ingress",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ]);
+        (shown == balancer).then_some(())
+    });
+    let body = until(
+        &lab,
+        "200",
+        &[
+            "--resolve",
+            &format!("{HOST}:443:{balancer}"),
+            "--cacert",
+            &crt,
+            &format!("https://{HOST}/"),
+        ],
+    );
+    assert!(body.contains("pod: webserver-"), "{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
