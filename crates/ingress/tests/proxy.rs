@@ -15,6 +15,10 @@ use weft_ingress::proxy::Proxy;
 use weft_ingress::{Config, Table, server, tls};
 use weft_model::Snapshot;
 
+/// Told when a request for /app/hold reaches the upstream, which answers it once released.
+static ARRIVED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// An upstream that answers with what it received: the path and query, then the headers the proxy sets.
 async fn upstream() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -24,6 +28,10 @@ async fn upstream() -> u16 {
             let (stream, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
                 let service = service_fn(|mut request: hyper::Request<hyper::body::Incoming>| async move {
+                    if request.uri().path() == "/app/hold" {
+                        ARRIVED.notify_one();
+                        RELEASE.notified().await;
+                    }
                     if request.headers().get("upgrade").is_some_and(|u| u == "echo") {
                         return Ok(echo(&mut request));
                     }
@@ -123,8 +131,19 @@ spec:
       - {path: /gone, pathType: Exact, backend: {service: {name: gone, port: {number: 80}}}}
 ";
 
-/// A proxy serving `table` on loopback: (plain HTTP address, TLS address).
-async fn proxy(table: Table) -> (Arc<ArcSwap<Table>>, SocketAddr, SocketAddr) {
+/// A proxy on loopback.
+struct Running {
+    table: Arc<ArcSwap<Table>>,
+    http: SocketAddr,
+    https: SocketAddr,
+    /// Closes the listeners.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The listeners' tasks: they end when every connection has finished.
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A proxy serving `table` on loopback.
+async fn proxy(table: Table) -> Running {
     let table = Arc::new(ArcSwap::from_pointee(table));
     let proxy = Arc::new(Proxy::new(table.clone()));
     let resolver = tls::Resolver {
@@ -136,9 +155,18 @@ async fn proxy(table: Table) -> (Arc<ArcSwap<Table>>, SocketAddr, SocketAddr) {
     let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let secure = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http, https) = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
-    tokio::spawn(server::serve(plain, proxy.clone(), None));
-    tokio::spawn(server::serve(secure, proxy, Some(acceptor)));
-    (table, http, https)
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let servers = vec![
+        tokio::spawn(server::serve(plain, proxy.clone(), None, stopped.clone())),
+        tokio::spawn(server::serve(secure, proxy, Some(acceptor), stopped)),
+    ];
+    Running {
+        table,
+        http,
+        https,
+        stop,
+        servers,
+    }
 }
 
 /// curl's answer: status code, HTTP version and body.
@@ -174,7 +202,8 @@ fn line<'a>(body: &'a str, key: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_path_forwarding_the_path_and_the_client() {
     let port = upstream().await;
-    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let http = running.http;
     let url = |path: &str| format!("http://{http}{path}");
     // Every GET is answered although every other attempt meets the dead endpoint first: it is retried.
     for _ in 0..4 {
@@ -217,7 +246,8 @@ async fn routes_by_host_and_path_forwarding_the_path_and_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_with_prior_knowledge() {
     let port = upstream().await;
-    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let http = running.http;
     for _ in 0..2 {
         let (code, version, body) = curl(&[
             "--http2-prior-knowledge",
@@ -241,7 +271,8 @@ async fn tls_by_sni_with_the_secrets_certificate_else_the_default_and_a_swap_tak
         "  tls: [{hosts: [foo.example], secretName: my-tls}]\n  rules:\n",
     );
     // First without the Secret: the default certificate, which a client trusting only the Secret's refuses.
-    let (table, http, https) = proxy(Table::build(&snapshot(port, &with_tls, None), &config())).await;
+    let running = proxy(Table::build(&snapshot(port, &with_tls, None), &config())).await;
+    let (table, http, https) = (running.table.clone(), running.http, running.https);
     let dir = std::env::temp_dir().join(format!("weft-ingress-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
@@ -321,7 +352,8 @@ async fn tls_by_sni_with_the_secrets_certificate_else_the_default_and_a_swap_tak
 async fn upgrades_are_tunnelled_both_ways() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = upstream().await;
-    let (_, http, _) = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let http = running.http;
     let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
     stream
         .write_all(b"GET /app HTTP/1.1\r\nHost: foo.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
@@ -367,7 +399,8 @@ async fn http2_requests_for_a_host_of_another_certificate_are_misdirected() {
         "  tls: [{hosts: [foo.example], secretName: my-tls}]\n  rules:\n",
     );
     let snapshot = snapshot(port, &with_tls, Some((&cert, &key)));
-    let (_, _, https) = proxy(Table::build(&snapshot, &config())).await;
+    let running = proxy(Table::build(&snapshot, &config())).await;
+    let https = running.https;
     let resolve = format!("foo.example:{}:127.0.0.1", https.port());
     let url = format!("https://foo.example:{}/app", https.port());
     let ca = ca.to_str().unwrap();
@@ -398,7 +431,8 @@ async fn a_default_ssl_certificate_secret_replaces_the_generated_one() {
         default_certificate: Some(("default".into(), "my-tls".into())),
         ..config()
     };
-    let (_, _, https) = proxy(Table::build(&snapshot(port, INGRESS, Some((&cert, &key))), &config)).await;
+    let running = proxy(Table::build(&snapshot(port, INGRESS, Some((&cert, &key))), &config)).await;
+    let https = running.https;
     let resolve = format!("other.example:{}:127.0.0.1", https.port());
     let url = format!("https://other.example:{}/", https.port());
     let (code, _, _) = curl(&["--cacert", ca.to_str().unwrap(), "--resolve", &resolve, &url]).await;
@@ -407,4 +441,37 @@ async fn a_default_ssl_certificate_secret_replaces_the_generated_one() {
         "verified against the Secret's certificate, answered by the default backend"
     );
     let _ = std::fs::remove_file(ca);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_closes_the_listeners_and_lets_requests_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = upstream().await;
+    let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let mut stream = tokio::net::TcpStream::connect(running.http).await.unwrap();
+    stream
+        .write_all(b"GET /app/hold HTTP/1.1\r\nHost: foo.example\r\n\r\n")
+        .await
+        .unwrap();
+    ARRIVED.notified().await;
+    running.stop.send_replace(true);
+    // New connections are refused once the listener is closed...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(running.http).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the listener still accepts");
+        tokio::task::yield_now().await;
+    }
+    // ...while the request in flight is answered in full, and then its connection closes.
+    RELEASE.notify_one();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("path=/app/hold"), "{answer}");
+    for server in running.servers {
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }

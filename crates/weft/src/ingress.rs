@@ -56,6 +56,9 @@ pub struct Args {
     /// Seconds to keep serving after SIGTERM, with /readyz failing, while the Service's endpoints drop this pod.
     #[arg(long, default_value_t = 5)]
     lameduck: u64,
+    /// Seconds to wait after the lameduck period, listeners closed, for requests in flight to finish.
+    #[arg(long, default_value_t = 20)]
+    drain: u64,
     #[command(flatten)]
     logging: Logging,
 }
@@ -153,17 +156,28 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("binding {addr}"))
     };
     let (http, https) = (bind(args.http)?, bind(args.https)?);
-    runtime.spawn(server::serve(http, proxy.clone(), None));
-    runtime.spawn(server::serve(https, proxy, Some(acceptor)));
+    let (stop, stopped) = watch::channel(false);
+    let servers = [
+        runtime.spawn(server::serve(http, proxy.clone(), None, stopped.clone())),
+        runtime.spawn(server::serve(https, proxy, Some(acceptor), stopped)),
+    ];
     let status_addr = weft_daemon::http::start(args.status, status.clone(), registry)
         .with_context(|| format!("binding {}", args.status))?;
     tracing::info!(http = %args.http, https = %args.https, status = %status_addr, controller = %args.controller, "serving");
-    let lameduck = Duration::from_secs(args.lameduck);
+    let (lameduck, drain) = (Duration::from_secs(args.lameduck), Duration::from_secs(args.drain));
     let draining = status.clone();
+    let handle = runtime.handle().clone();
     termination.on_signal(move |signal| {
         tracing::info!(%signal, lameduck = ?lameduck, "terminating: not ready, still serving for the lameduck period");
         draining.draining.store(true, Ordering::Relaxed);
         std::thread::sleep(lameduck);
+        tracing::info!(drain = ?drain, "closing the listeners; waiting for requests in flight");
+        stop.send_replace(true);
+        let all = futures::future::join_all(servers);
+        match handle.block_on(tokio::time::timeout(drain, all)) {
+            Ok(_) => tracing::info!("every connection finished"),
+            Err(_) => tracing::warn!("connections still open after the drain timeout; closing them"),
+        }
         std::process::exit(0);
     })?;
     let config = Config {
