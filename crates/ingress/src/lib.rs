@@ -14,4 +14,4 @@ pub mod table;
 pub mod tls;
 pub mod upstream;
 
-pub use table::{Config, Route, Table, Target};
+pub use table::{Config, Problem, Route, Table, Target};

@@ -39,6 +39,18 @@ pub struct Route {
 
 type Paths = Vec<(PathRule, Route)>;
 
+/// Something wrong with the objects, reported when it first appears (a log line, and a Warning event on the
+/// Ingress).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// The Ingress concerned (namespace, name); none for an object that does not decode or the controller's own
+    /// `--default-ssl-certificate`.
+    pub ingress: Option<(String, String)>,
+    /// Why, in one CamelCase word (the event's reason).
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// What the table is built for.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -59,8 +71,8 @@ pub struct Table {
     default_backend: Option<Route>,
     certificates: Certificates,
     default_certificate: Option<Arc<rustls::sign::CertifiedKey>>,
-    /// What was wrong with the objects (missing Services, Secrets, unreadable Ingresses), one line each.
-    problems: Vec<String>,
+    /// What was wrong with the objects (missing Services and Secrets, undecodable objects).
+    problems: Vec<Problem>,
 }
 
 impl Table {
@@ -93,7 +105,7 @@ impl Table {
             secrets: HashMap::new(),
         };
         if let Some((namespace, name)) = &config.default_certificate {
-            builder.table.default_certificate = builder.secret("--default-ssl-certificate", namespace, name);
+            builder.table.default_certificate = builder.secret(&None, namespace, name);
         }
         for ingress in &ingresses {
             builder.add(ingress);
@@ -132,7 +144,7 @@ impl Table {
         self.default_certificate.as_ref()
     }
 
-    pub fn problems(&self) -> &[String] {
+    pub fn problems(&self) -> &[Problem] {
         &self.problems
     }
 }
@@ -141,19 +153,26 @@ impl Table {
 pub(crate) fn decode_all<T: serde::de::DeserializeOwned>(
     snapshot: &Snapshot,
     kind: &str,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<T> {
     snapshot
         .of_kind(kind)
         .filter_map(|o: &Object| match serde_json::from_value(o.to_value()) {
             Ok(t) => Some(t),
             Err(e) => {
-                problems.push(format!("{}: {e}", o.key()));
+                problems.push(Problem {
+                    ingress: None,
+                    reason: "Undecodable",
+                    message: format!("{}: {e}", o.key()),
+                });
                 None
             }
         })
         .collect()
 }
+
+/// A Secret's certificate, or the reason and message of why it cannot serve.
+type Loaded = Result<Arc<rustls::sign::CertifiedKey>, (&'static str, String)>;
 
 struct Builder<'a> {
     snapshot: &'a Snapshot,
@@ -161,13 +180,14 @@ struct Builder<'a> {
     table: Table,
     /// One upstream per Service port, shared by every route to it (one round robin).
     upstreams: HashMap<(String, String, String), Target>,
-    /// Secrets read so far, by namespace/name.
-    secrets: HashMap<(String, String), Option<Arc<rustls::sign::CertifiedKey>>>,
+    /// Secrets read so far, by namespace/name: the certificate, or the reason and message of a problem.
+    secrets: HashMap<(String, String), Loaded>,
 }
 
 impl Builder<'_> {
     fn add(&mut self, ingress: &Ingress) {
         let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
+        let who = Some((namespace.clone(), ingress.metadata.name.clone().unwrap_or_default()));
         let id: Arc<str> = format!("{namespace}/{}", ingress.metadata.name.as_deref().unwrap_or_default()).into();
         let Some(spec) = &ingress.spec else { return };
         let tls = spec.tls.as_deref().unwrap_or_default();
@@ -183,7 +203,7 @@ impl Builder<'_> {
             let Some(secret) = entry.secret_name.as_deref().filter(|s| !s.is_empty()) else {
                 continue;
             };
-            let Some(key) = self.secret(&id, &namespace, secret) else {
+            let Some(key) = self.secret(&who, &namespace, secret) else {
                 continue;
             };
             for name in entry.hosts.as_deref().unwrap_or_default() {
@@ -193,7 +213,7 @@ impl Builder<'_> {
         if let Some(backend) = &spec.default_backend
             && self.table.default_backend.is_none()
         {
-            let target = self.target(&id, &namespace, backend);
+            let target = self.target(&who, &namespace, backend);
             self.table.default_backend = Some(Route {
                 target,
                 ingress: id.clone(),
@@ -204,14 +224,16 @@ impl Builder<'_> {
             let Some(http) = &rule.http else { continue };
             for p in &http.paths {
                 let Some(kind) = Kind::parse(&p.path_type) else {
-                    self.table
-                        .problems
-                        .push(format!("Ingress {id}: pathType {:?} is not a path type", p.path_type));
+                    self.table.problems.push(Problem {
+                        ingress: who.clone(),
+                        reason: "InvalidPathType",
+                        message: format!("pathType {:?} is not a path type; the path is not served", p.path_type),
+                    });
                     continue;
                 };
                 // Only ImplementationSpecific may leave the path out; it then matches everything.
                 let rule_path = PathRule::new(kind, p.path.as_deref().unwrap_or("/"));
-                let target = self.target(&id, &namespace, &p.backend);
+                let target = self.target(&who, &namespace, &p.backend);
                 let route = Route {
                     target,
                     ingress: id.clone(),
@@ -234,57 +256,75 @@ impl Builder<'_> {
         }
     }
 
-    fn target(&mut self, id: &str, namespace: &str, backend: &IngressBackend) -> Target {
+    fn target(&mut self, who: &Option<(String, String)>, namespace: &str, backend: &IngressBackend) -> Target {
         let Some(service) = &backend.service else {
-            let why = format!("Ingress {id}: resource backends are not supported");
-            self.table.problems.push(why.clone());
-            return Target::Unavailable(why.into());
+            let message = "resource backends are not supported; its paths answer 503".to_string();
+            let target = Target::Unavailable(message.as_str().into());
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason: "UnsupportedBackend",
+                message,
+            });
+            return target;
         };
         let port = service.port.clone().unwrap_or_default();
         let port_key = port
             .number
             .map_or_else(|| port.name.clone().unwrap_or_default(), |n| n.to_string());
         let key = (namespace.to_string(), service.name.clone(), port_key);
-        if let Some(target) = self.upstreams.get(&key) {
-            return target.clone();
-        }
-        let target = match self.index.upstream(namespace, &service.name, &port) {
-            Ok(upstream) => Target::Service(Arc::new(upstream)),
-            Err(e) => {
-                let why = format!("Ingress {id}: {e}");
-                self.table.problems.push(why.clone());
-                Target::Unavailable(why.into())
+        let target = match self.upstreams.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let target = match self.index.upstream(namespace, &service.name, &port) {
+                    Ok(upstream) => Target::Service(Arc::new(upstream)),
+                    Err(e) => Target::Unavailable(format!("{e}; its paths answer 503").into()),
+                };
+                self.upstreams.insert(key, target.clone());
+                target
             }
         };
-        self.upstreams.insert(key, target.clone());
+        // Every Ingress naming a missing backend hears of it.
+        if let Target::Unavailable(why) = &target {
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason: "BackendNotFound",
+                message: why.to_string(),
+            });
+        }
         target
     }
 
-    /// The certificate of Secret `namespace/name`, read once per build; `id` says who asks (for problems).
-    fn secret(&mut self, id: &str, namespace: &str, name: &str) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    /// The certificate of Secret `namespace/name`, read once per build; `who` asks (for problems).
+    fn secret(
+        &mut self,
+        who: &Option<(String, String)>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let key = (namespace.to_string(), name.to_string());
-        if let Some(known) = self.secrets.get(&key) {
-            return known.clone();
-        }
-        let object = self
-            .snapshot
-            .get(&weft_model::Key::new("Secret", Some(namespace), name));
-        let loaded = match object.map(|o| serde_json::from_value::<Secret>(o.to_value())) {
-            None => Err(format!("Secret {namespace}/{name} does not exist")),
-            Some(Err(e)) => Err(format!("Secret {namespace}/{name}: {e}")),
-            Some(Ok(secret)) => tls::from_secret(&secret).map_err(|e| format!("Secret {namespace}/{name} {e}")),
-        };
-        let loaded = match loaded {
-            Ok(certified) => Some(Arc::new(certified)),
-            Err(why) => {
-                self.table
-                    .problems
-                    .push(format!("Ingress {id}: {why}; the default certificate serves its hosts"));
+        let snapshot = self.snapshot;
+        let loaded = self.secrets.entry(key).or_insert_with(|| {
+            let object = snapshot.get(&weft_model::Key::new("Secret", Some(namespace), name));
+            match object.map(|o| serde_json::from_value::<Secret>(o.to_value())) {
+                None => Err(("SecretNotFound", format!("Secret {namespace}/{name} does not exist"))),
+                Some(Err(e)) => Err(("InvalidSecret", format!("Secret {namespace}/{name}: {e}"))),
+                Some(Ok(secret)) => tls::from_secret(&secret)
+                    .map(Arc::new)
+                    .map_err(|e| ("InvalidSecret", format!("Secret {namespace}/{name} {e}"))),
+            }
+        });
+        match loaded {
+            Ok(certified) => Some(certified.clone()),
+            Err((reason, why)) => {
+                let message = format!("{why}; the default certificate serves its hosts");
+                self.table.problems.push(Problem {
+                    ingress: who.clone(),
+                    reason,
+                    message,
+                });
                 None
             }
-        };
-        self.secrets.insert(key, loaded.clone());
-        loaded
+        }
     }
 }
 
@@ -425,9 +465,9 @@ endpoints: [{addresses: [10.0.0.2]}]
         assert_eq!(goes(&t, "any.host", "/gone/x"), "503");
         assert_eq!(goes(&t, "any.host", "/x"), "10.0.0.1:8080");
         assert!(
-            t.problems()
-                .iter()
-                .any(|p| p.contains("Service default/gone does not exist")),
+            t.problems().iter().any(|p| p.reason == "BackendNotFound"
+                && p.ingress == Some(("default".into(), "a".into()))
+                && p.message.contains("Service default/gone does not exist")),
             "{:?}",
             t.problems()
         );
@@ -452,7 +492,7 @@ endpoints: [{addresses: [10.0.0.2]}]
         assert!(
             t.problems()
                 .iter()
-                .any(|p| p.contains("Secret default/absent does not exist"))
+                .any(|p| p.reason == "SecretNotFound" && p.message.contains("Secret default/absent does not exist"))
         );
         let off = ingress("a", "2026-01-01T00:00:00Z", "nginx", &format!("{tls}{plain}")).replace(
             "namespace: default,",

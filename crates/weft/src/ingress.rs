@@ -6,22 +6,25 @@ use crate::logging::Logging;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use weft_daemon::http::Probes;
 use weft_daemon::metrics::Registry;
 use weft_daemon::signal::Termination;
 use weft_dns::StaticSource;
 use weft_ingress::proxy::Proxy;
-use weft_ingress::{Config, Table, follow, server, tls};
+use weft_ingress::{Config, Problem, Table, follow, server, tls};
 use weft_kube::KubeSource;
-use weft_model::Source;
+use weft_model::k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use weft_model::k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
+use weft_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use weft_model::k8s_openapi::jiff::Timestamp;
+use weft_model::{Snapshot, Source};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -87,6 +90,53 @@ async fn write_status(client: kube::Client, mut pending: watch::Receiver<Option<
                 Ok(_) => tracing::info!(ingress = %format!("{namespace}/{name}"), "status.loadBalancer updated"),
                 Err(e) => tracing::warn!(ingress = %format!("{namespace}/{name}"), error = %e, "updating the status"),
             }
+        }
+    }
+}
+
+/// The Warning event of a problem with an Ingress (none for a problem of no Ingress, or of one since deleted).
+fn warning(snapshot: &Snapshot, problem: &Problem) -> Option<Event> {
+    let (namespace, name) = problem.ingress.as_ref()?;
+    let ingress = snapshot.get(&weft_model::Key::new("Ingress", Some(namespace), name))?;
+    let now = Time(Timestamp::now());
+    Some(Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some(namespace.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("networking.k8s.io/v1".into()),
+            kind: Some("Ingress".into()),
+            namespace: Some(namespace.clone()),
+            name: Some(name.clone()),
+            uid: ingress.meta().uid.clone(),
+            resource_version: ingress.meta().resource_version.clone(),
+            ..Default::default()
+        },
+        type_: Some("Warning".into()),
+        reason: Some(problem.reason.into()),
+        message: Some(problem.message.clone()),
+        source: Some(EventSource {
+            component: Some("weft-ingress".into()),
+            ..Default::default()
+        }),
+        reporting_component: Some("weft.dev/ingress".into()),
+        reporting_instance: std::env::var("HOSTNAME").ok(),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Default::default()
+    })
+}
+
+/// Creates the Warning events (a failure is logged: the problem is in the log already).
+async fn write_events(client: kube::Client, mut to_send: mpsc::UnboundedReceiver<Event>) {
+    while let Some(event) = to_send.recv().await {
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(%namespace, error = %e, "creating a Warning event");
         }
     }
 }
@@ -186,21 +236,29 @@ pub fn run(args: Args) -> Result<()> {
     };
     // The status writes wait for the latest wish only: a newer snapshot replaces an unsent one.
     let (wishes, pending) = watch::channel(None);
-    let publish = match (args.publish_service, &args.objects) {
-        (Some(service), None) => {
-            let (client, _) = runtime.block_on(weft_kube::client(&args.api.options()))?;
+    let (events, to_send) = mpsc::unbounded_channel();
+    // Writing (status, events) needs the API; a manifest file (--objects) is only read.
+    let mut publish = None;
+    if args.objects.is_none() {
+        let (client, _) = runtime.block_on(weft_kube::client(&args.api.options()))?;
+        runtime.spawn(write_events(client.clone(), to_send));
+        if let Some(service) = args.publish_service {
             runtime.spawn(write_status(client, pending));
-            Some(service)
+            publish = Some(service);
         }
-        _ => None,
-    };
+    }
     let status_config = config.clone();
-    follow::follow(source.as_mut(), &config, &table, &status.ready, |snapshot| {
+    follow::follow(source.as_mut(), &config, &table, &status.ready, |snapshot, appeared| {
         if let Some((namespace, name)) = &publish {
             let wanted = weft_ingress::status::addresses(snapshot, namespace, name);
             let stale = weft_ingress::status::stale(snapshot, &status_config, &wanted);
             if !stale.is_empty() {
                 wishes.send_replace(Some(StatusWish { wanted, stale }));
+            }
+        }
+        for problem in appeared {
+            if let Some(event) = warning(snapshot, problem) {
+                let _ = events.send(event);
             }
         }
     })

@@ -3,7 +3,8 @@
 //! class gets the default backend's 404, with `ingressClassName: nginx` the webserver answers, then by Host
 //! header only; HTTPS with the controller's self-signed certificate (`curl -k`), then with a user's TLS Secret
 //! (`curl --resolve --cacert`), plain HTTP redirected to HTTPS; the Ingress's ADDRESS, from the nodes and then,
-//! after the notes' patch to a LoadBalancer, from the balancer.
+//! after the notes' patch to a LoadBalancer, from the balancer; a Warning event on an Ingress whose Service does not
+//! exist.
 
 mod lab;
 
@@ -208,5 +209,30 @@ fn the_notes_ingress_walk_through() {
         ],
     );
     assert!(body.contains("pod: webserver-"), "{body}");
+
+    // An Ingress naming a Service that does not exist: 503 for its path, and a Warning event on it.
+    let missing = dir.join("missing.yaml");
+    std::fs::write(&missing, MISSING).unwrap();
+    lab.kubectl_ok(&["apply", "-f", &missing.to_string_lossy()]);
+    until(&lab, "503", &["-H", "Host: missing.example", &plain]);
+    lab.wait(30, "a Warning event on the Ingress", || {
+        let events = lab.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=missing"]);
+        (events.contains("Warning") && events.contains("BackendNotFound") && events.contains("Service default/nosuch"))
+            .then_some(())
+    });
+    let described = lab.kubectl_ok(&["describe", "ingress", "missing"]);
+    assert!(described.contains("BackendNotFound"), "{described}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const MISSING: &str = "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: missing}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: missing.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: nosuch, port: {number: 80}}}}
+";
