@@ -15,6 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+/// The most a request's headers may take (HTTP/1.1: the request line and headers; HTTP/2: the decoded header
+/// list); more is answered 431. ingress-nginx allows 4 × 8 KiB and large cookies or JWTs outgrow that; 64 KiB
+/// holds them and still bounds what one request can make the proxy buffer.
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -80,7 +85,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let (proxy, conn) = (proxy.clone(), conn.clone());
         async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &conn).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_HEADER_BYTES);
+    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%client, error = %e, "connection ended with an error");

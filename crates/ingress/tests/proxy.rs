@@ -475,3 +475,23 @@ async fn stopping_closes_the_listeners_and_lets_requests_in_flight_finish() {
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_http1_request_headers_get_431() {
+    let port = upstream().await;
+    let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    // 70 KiB: over the 64 KiB limit. Too long for a command-line argument: curl reads it from a file.
+    let file = std::env::temp_dir().join(format!("weft-ingress-431-{}", std::process::id()));
+    std::fs::write(&file, format!("X-Big: {}\n", "a".repeat(70 << 10))).unwrap();
+    let big = format!("@{}", file.display());
+    let url = format!("http://{}/app", running.http);
+    let (code, _, _) = curl(&["-H", "Host: foo.example", "-H", &big, &url]).await;
+    assert_eq!(code, "431");
+    // Within the limit: served.
+    std::fs::write(&file, format!("X-Big: {}\n", "a".repeat(40 << 10))).unwrap();
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let (code, _, _) = curl(&[version, "-H", "Host: foo.example", "-H", &big, &url]).await;
+        assert_eq!(code, "200", "{version}");
+    }
+    let _ = std::fs::remove_file(file);
+}
