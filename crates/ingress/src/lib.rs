@@ -6,6 +6,7 @@
 pub mod class;
 pub mod follow;
 pub mod host;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod server;

@@ -5,6 +5,7 @@
 //! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through.
 
 use crate::host;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::table::{Table, Target};
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
@@ -19,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -46,10 +47,12 @@ pub struct Conn {
 pub struct Proxy {
     table: Arc<ArcSwap<Table>>,
     client: Client<HttpConnector, Body>,
+    metrics: Arc<Metrics>,
 }
 
 impl Proxy {
-    pub fn new(table: Arc<ArcSwap<Table>>) -> Proxy {
+    /// A proxy routing by `table`; requests no route takes count in `metrics` (routes have their own).
+    pub fn new(table: Arc<ArcSwap<Table>>, metrics: Arc<Metrics>) -> Proxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -57,37 +60,51 @@ impl Proxy {
             .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
-        Proxy { table, client }
+        Proxy { table, client, metrics }
     }
 
     pub async fn handle(&self, request: Request<Incoming>, conn: &Conn) -> Response<Body> {
+        let start = Instant::now();
+        let (response, metrics) = self.respond(request, conn).await;
+        metrics.record(response.status().as_u16(), start.elapsed());
+        response
+    }
+
+    /// The response, and the metrics of the route that made it.
+    async fn respond(&self, request: Request<Incoming>, conn: &Conn) -> (Response<Body>, Arc<RouteMetrics>) {
         let authority = authority(&request);
         let name = host::of_authority(&authority);
         let table = self.table.load();
         if request.version() == Version::HTTP_2 && misdirected(&table, conn, &name) {
-            return local(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request\n");
+            let response = local(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request\n");
+            return (response, self.metrics.unrouted.clone());
         }
         let Some(route) = table.route(&name, request.uri().path()) else {
-            return default_backend(request.uri().path());
+            return (default_backend(request.uri().path()), self.metrics.unrouted.clone());
         };
+        let metrics = route.metrics.clone();
         if route.ssl_redirect && !conn.tls && !request.uri().path().starts_with(ACME_CHALLENGE) {
-            return redirect_to_https(&name, request.uri());
+            return (redirect_to_https(&name, request.uri()), metrics);
         }
         let upstream = match &route.target {
             Target::Service(upstream) => upstream.clone(),
             Target::Unavailable(why) => {
                 tracing::debug!(ingress = %route.ingress, %why, "503");
-                return local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
+                return (
+                    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"),
+                    metrics,
+                );
             }
         };
         drop(table);
         if upstream.endpoints().is_empty() {
-            return local(
+            let response = local(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "503 Service Unavailable: no ready endpoints\n",
             );
+            return (response, metrics);
         }
-        self.forward(request, &upstream, &authority, conn).await
+        (self.forward(request, &upstream, &authority, conn).await, metrics)
     }
 
     async fn forward(

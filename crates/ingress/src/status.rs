@@ -123,7 +123,7 @@ spec: {ingressClassName: other, defaultBackend: {service: {name: web, port: {num
         assert_eq!(ips(&wanted), ["172.18.0.11", "192.0.2.2"]);
         let config = Config {
             controller: "weft.dev/ingress".into(),
-            default_certificate: None,
+            ..Config::default()
         };
         assert_eq!(
             stale(&snap, &config, &wanted),

@@ -8,12 +8,13 @@
 
 use crate::class::Classes;
 use crate::host;
+use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::path::{self, Kind, PathRule};
 use crate::tls::{self, Certificates};
 use crate::upstream::{Index, Upstream};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use weft_model::{Object, Snapshot};
 
@@ -35,6 +36,7 @@ pub struct Route {
     pub ingress: Arc<str>,
     /// Plain HTTP requests get a 308 to HTTPS (the Ingress has `tls` and no `ssl-redirect: "false"`).
     pub ssl_redirect: bool,
+    pub metrics: Arc<RouteMetrics>,
 }
 
 type Paths = Vec<(PathRule, Route)>;
@@ -52,13 +54,15 @@ pub struct Problem {
 }
 
 /// What the table is built for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     /// The `spec.controller` of the IngressClasses served.
     pub controller: String,
     /// `namespace/name` of the kubernetes.io/tls Secret served for names no Ingress's Secret covers (else the
     /// generated self-signed certificate).
     pub default_certificate: Option<(String, String)>,
+    /// Where the routes' request metrics live across tables.
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Default, Debug)]
@@ -103,6 +107,8 @@ impl Table {
             },
             upstreams: HashMap::new(),
             secrets: HashMap::new(),
+            metrics: &config.metrics,
+            live: BTreeSet::new(),
         };
         if let Some((namespace, name)) = &config.default_certificate {
             builder.table.default_certificate = builder.secret(&None, namespace, name);
@@ -110,6 +116,7 @@ impl Table {
         for ingress in &ingresses {
             builder.add(ingress);
         }
+        config.metrics.retain(&builder.live);
         let mut table = builder.table;
         for paths in table
             .precise
@@ -182,6 +189,9 @@ struct Builder<'a> {
     upstreams: HashMap<(String, String, String), Target>,
     /// Secrets read so far, by namespace/name: the certificate, or the reason and message of a problem.
     secrets: HashMap<(String, String), Loaded>,
+    metrics: &'a Metrics,
+    /// The routes made, by their metrics' names.
+    live: BTreeSet<RouteKey>,
 }
 
 impl Builder<'_> {
@@ -214,10 +224,12 @@ impl Builder<'_> {
             && self.table.default_backend.is_none()
         {
             let target = self.target(&who, &namespace, backend);
+            let metrics = self.metrics_of(&id, "", "");
             self.table.default_backend = Some(Route {
                 target,
                 ingress: id.clone(),
                 ssl_redirect: false,
+                metrics,
             });
         }
         for rule in spec.rules.as_deref().unwrap_or_default() {
@@ -234,10 +246,12 @@ impl Builder<'_> {
                 // Only ImplementationSpecific may leave the path out; it then matches everything.
                 let rule_path = PathRule::new(kind, p.path.as_deref().unwrap_or("/"));
                 let target = self.target(&who, &namespace, &p.backend);
+                let metrics = self.metrics_of(&id, rule.host.as_deref().unwrap_or_default(), &rule_path.path);
                 let route = Route {
                     target,
                     ingress: id.clone(),
                     ssl_redirect,
+                    metrics,
                 };
                 let paths = match rule.host.as_deref().filter(|h| !h.is_empty()) {
                     None => &mut self.table.any,
@@ -292,6 +306,12 @@ impl Builder<'_> {
             });
         }
         target
+    }
+
+    fn metrics_of(&mut self, ingress: &str, host: &str, path: &str) -> Arc<RouteMetrics> {
+        let key = (ingress.to_string(), host.to_string(), path.to_string());
+        self.live.insert(key.clone());
+        self.metrics.route(key)
     }
 
     /// The certificate of Secret `namespace/name`, read once per build; `who` asks (for problems).
@@ -369,7 +389,7 @@ endpoints: [{addresses: [10.0.0.2]}]
         let text = format!("{BASE}---\n{extra}");
         let config = Config {
             controller: CONTROLLER.into(),
-            default_certificate: None,
+            ..Config::default()
         };
         Table::build(&Snapshot::new(1, weft_model::parse(&text, "t").unwrap()), &config)
     }

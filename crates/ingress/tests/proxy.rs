@@ -114,7 +114,7 @@ endpoints: [{{addresses: [127.0.0.1]}}, {{addresses: [127.0.0.2]}}]
 fn config() -> Config {
     Config {
         controller: "weft.dev/ingress".into(),
-        default_certificate: None,
+        ..Config::default()
     }
 }
 
@@ -145,7 +145,7 @@ struct Running {
 /// A proxy serving `table` on loopback.
 async fn proxy(table: Table) -> Running {
     let table = Arc::new(ArcSwap::from_pointee(table));
-    let proxy = Arc::new(Proxy::new(table.clone()));
+    let proxy = Arc::new(Proxy::new(table.clone(), Arc::default()));
     let resolver = tls::Resolver {
         table: table.clone(),
         default: Arc::new(tls::self_signed().unwrap()),
@@ -202,7 +202,8 @@ fn line<'a>(body: &'a str, key: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_path_forwarding_the_path_and_the_client() {
     let port = upstream().await;
-    let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let config = config();
+    let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config)).await;
     let http = running.http;
     let url = |path: &str| format!("http://{http}{path}");
     // Every GET is answered although every other attempt meets the dead endpoint first: it is retried.
@@ -241,6 +242,26 @@ async fn routes_by_host_and_path_forwarding_the_path_and_the_client() {
     assert_eq!(curl(&["-H", "Host: foo.example", &url("/other")]).await.0, "404");
     assert_eq!(curl(&["-H", "Host: bar.example", &url("/app")]).await.0, "404");
     assert_eq!(curl(&[&url("/healthz")]).await.0, "200");
+    // Each route counts its responses by class.
+    let mut scrape = weft_daemon::metrics::Exposition::default();
+    weft_daemon::metrics::Collect::collect(config.metrics.as_ref(), &mut scrape);
+    let scrape = scrape.into_text();
+    let series = |path: &str, code: &str| {
+        format!(
+            "weft_ingress_requests_total{{ingress=\"default/web\",host=\"foo.example\",path=\"{path}\",code=\"{code}\"}}"
+        )
+    };
+    for (series, count) in [
+        (series("/app", "2xx"), 7),
+        (series("/app", "5xx"), 2),
+        (series("/gone", "5xx"), 1),
+    ] {
+        assert!(
+            scrape.contains(&format!("{series} {count}\n")),
+            "{series} {count} in\n{scrape}"
+        );
+    }
+    assert!(scrape.contains("weft_ingress_request_duration_seconds_count{ingress=\"default/web\",host=\"foo.example\",path=\"/app\"} 9\n"), "{scrape}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ use weft_daemon::http::Probes;
 use weft_daemon::metrics::Registry;
 use weft_daemon::signal::Termination;
 use weft_dns::StaticSource;
+use weft_ingress::metrics::Metrics;
 use weft_ingress::proxy::Proxy;
 use weft_ingress::{Config, Problem, Table, follow, server, tls};
 use weft_kube::KubeSource;
@@ -199,7 +200,9 @@ pub fn run(args: Args) -> Result<()> {
         runtime.worker_threads(args.workers);
     }
     let runtime = runtime.enable_all().thread_name("ingress").build()?;
-    let proxy = Arc::new(Proxy::new(table.clone()));
+    let metrics = Arc::new(Metrics::default());
+    registry.register(metrics.clone());
+    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()));
     let bind = |addr| {
         runtime
             .block_on(tokio::net::TcpListener::bind(addr))
@@ -233,6 +236,7 @@ pub fn run(args: Args) -> Result<()> {
     let config = Config {
         controller: args.controller,
         default_certificate: args.default_ssl_certificate,
+        metrics,
     };
     // The status writes wait for the latest wish only: a newer snapshot replaces an unsent one.
     let (wishes, pending) = watch::channel(None);
