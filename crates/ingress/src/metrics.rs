@@ -12,6 +12,8 @@ use weft_daemon::metrics::{Collect, Exposition, Histogram, Kind, SLOW};
 pub type RouteKey = (String, String, String);
 
 pub struct RouteMetrics {
+    /// Whose series this is.
+    pub key: RouteKey,
     /// Responses by status class: 1xx to 5xx.
     classes: [AtomicU64; 5],
     latency: Histogram,
@@ -24,8 +26,9 @@ impl std::fmt::Debug for RouteMetrics {
 }
 
 impl RouteMetrics {
-    fn new() -> RouteMetrics {
+    fn new(key: RouteKey) -> RouteMetrics {
         RouteMetrics {
+            key,
             classes: Default::default(),
             latency: Histogram::new(SLOW),
         }
@@ -54,7 +57,7 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
             routes: Mutex::default(),
-            unrouted: Arc::new(RouteMetrics::new()),
+            unrouted: Arc::new(RouteMetrics::new(RouteKey::default())),
         }
     }
 }
@@ -74,8 +77,8 @@ impl Metrics {
     /// The series of a route, made on first use.
     pub fn route(&self, key: RouteKey) -> Arc<RouteMetrics> {
         self.lock()
-            .entry(key)
-            .or_insert_with(|| Arc::new(RouteMetrics::new()))
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(RouteMetrics::new(key)))
             .clone()
     }
 
@@ -88,8 +91,8 @@ impl Metrics {
 impl Collect for Metrics {
     fn collect(&self, out: &mut Exposition) {
         let routes = self.lock().clone();
-        let unrouted = (String::new(), String::new(), String::new());
-        let all: Vec<(&RouteKey, &Arc<RouteMetrics>)> = routes.iter().chain([(&unrouted, &self.unrouted)]).collect();
+        let all: Vec<(&RouteKey, &Arc<RouteMetrics>)> =
+            routes.iter().chain([(&self.unrouted.key, &self.unrouted)]).collect();
         let name = "weft_ingress_requests_total";
         out.family(
             name,

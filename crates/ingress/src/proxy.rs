@@ -48,6 +48,7 @@ pub struct Proxy {
     table: Arc<ArcSwap<Table>>,
     client: Client<HttpConnector, Body>,
     metrics: Arc<Metrics>,
+    access_log: bool,
 }
 
 impl Proxy {
@@ -60,13 +61,46 @@ impl Proxy {
             .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
-        Proxy { table, client, metrics }
+        Proxy {
+            table,
+            client,
+            metrics,
+            access_log: false,
+        }
+    }
+
+    /// Logs every request (`--access-log`).
+    pub fn with_access_log(mut self, on: bool) -> Proxy {
+        self.access_log = on;
+        self
     }
 
     pub async fn handle(&self, request: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let start = Instant::now();
+        let asked = self.access_log.then(|| {
+            (
+                request.method().clone(),
+                authority(&request),
+                request.uri().clone(),
+                request.version(),
+            )
+        });
         let (response, metrics) = self.respond(request, conn).await;
-        metrics.record(response.status().as_u16(), start.elapsed());
+        let took = start.elapsed();
+        metrics.record(response.status().as_u16(), took);
+        if let Some((method, host, uri, version)) = asked {
+            tracing::info!(
+                target: "access",
+                client = %conn.client.ip(),
+                %method,
+                %host,
+                uri = %uri,
+                version = ?version,
+                status = response.status().as_u16(),
+                ingress = %metrics.key.0,
+                took_us = took.as_micros(),
+            );
+        }
         response
     }
 

@@ -54,6 +54,10 @@ pub struct Args {
     objects: Option<PathBuf>,
     #[command(flatten)]
     api: ApiArgs,
+    /// Log every request (target `access`: client, method, URI, version, status, Ingress, microseconds to the
+    /// response's head).
+    #[arg(long)]
+    access_log: bool,
     /// Proxy worker threads (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -202,7 +206,7 @@ pub fn run(args: Args) -> Result<()> {
     let runtime = runtime.enable_all().thread_name("ingress").build()?;
     let metrics = Arc::new(Metrics::default());
     registry.register(metrics.clone());
-    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()));
+    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()).with_access_log(args.access_log));
     let bind = |addr| {
         runtime
             .block_on(tokio::net::TcpListener::bind(addr))
@@ -226,8 +230,9 @@ pub fn run(args: Args) -> Result<()> {
         std::thread::sleep(lameduck);
         tracing::info!(drain = ?drain, "closing the listeners; waiting for requests in flight");
         stop.send_replace(true);
+        // The timer is made inside the runtime (a timeout needs its time driver).
         let all = futures::future::join_all(servers);
-        match handle.block_on(tokio::time::timeout(drain, all)) {
+        match handle.block_on(async move { tokio::time::timeout(drain, all).await }) {
             Ok(_) => tracing::info!("every connection finished"),
             Err(_) => tracing::warn!("connections still open after the drain timeout; closing them"),
         }

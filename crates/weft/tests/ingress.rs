@@ -4,7 +4,7 @@
 //! header only; HTTPS with the controller's self-signed certificate (`curl -k`), then with a user's TLS Secret
 //! (`curl --resolve --cacert`), plain HTTP redirected to HTTPS; the Ingress's ADDRESS, from the nodes and then,
 //! after the notes' patch to a LoadBalancer, from the balancer; a Warning event on an Ingress whose Service does not
-//! exist.
+//! exist. And `weft ingress --objects` as a plain process (no lab): readiness, the access log, SIGTERM.
 
 mod lab;
 
@@ -236,3 +236,94 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: nosuch, port: {number: 80}}}}
 ";
+
+/// `weft ingress` as a process, without a cluster (`--objects`): ready once its table is built, routes and logs
+/// requests, and on SIGTERM stops serving and exits 0 after the lameduck period.
+#[test]
+fn weft_ingress_serves_a_manifest_and_exits_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("weft-ingress-process-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(&objects, format!("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: nginx}}\nspec: {{controller: weft.dev/ingress}}\n---\n{MISSING}")).unwrap();
+    // Free ports, found by binding port 0 (released at once for weft to bind).
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (http, https, status) = (port(), port(), port());
+    let log = std::fs::File::create(dir.join("stderr")).unwrap();
+    let mut child = Reaped(
+        std::process::Command::new(WEFT)
+            .args([
+                "ingress",
+                "--objects",
+                &objects.to_string_lossy(),
+                "--lameduck",
+                "0",
+                "--access-log",
+            ])
+            .args([
+                "--http",
+                &format!("127.0.0.1:{http}"),
+                "--https",
+                &format!("127.0.0.1:{https}"),
+            ])
+            .args(["--status", &format!("127.0.0.1:{status}")])
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let code = |url: &str, host: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &format!("Host: {host}"),
+                url,
+            ])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    let within = std::time::Duration::from_secs(20);
+    let ready = weft_testkit::eventually(within, || {
+        code(&format!("http://127.0.0.1:{status}/readyz"), "x") == "200"
+    });
+    assert!(ready, "weft ingress not ready");
+    assert_eq!(code(&format!("http://127.0.0.1:{http}/"), "missing.example"), "503");
+    assert_eq!(code(&format!("http://127.0.0.1:{http}/"), "other.example"), "404");
+    // SAFETY: a plain signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let mut exit = None;
+    let exited = weft_testkit::eventually(within, || {
+        exit = child.0.try_wait().unwrap();
+        exit.is_some()
+    });
+    assert!(exited, "weft ingress still running after SIGTERM");
+    let exit = exit.unwrap();
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    assert!(exit.success(), "{exit}: {stderr}");
+    assert!(stderr.contains("BackendNotFound"), "{stderr}");
+    assert!(
+        stderr.contains("host=missing.example uri=/ version=HTTP/1.1 status=503 ingress=default/missing"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed and waited for when the test ends, passed or failed.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
