@@ -327,3 +327,68 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// Requests keep being answered while the backend Deployment and then the controller itself roll: a client on the
+/// external host asks one request after another through the NodePort the whole time, and every answer is 200.
+#[test]
+fn rolling_the_backend_and_the_controller_fails_no_request() {
+    if !root() {
+        return;
+    }
+    let manifests = [
+        "deploy/ingress.yaml",
+        "examples/09-ingress/webserver.yaml",
+        "examples/09-ingress/ingress-with-class.yaml",
+    ]
+    .map(|path| std::fs::read_to_string(repo(path)).unwrap())
+    .join("\n---\n");
+    let lab = Lab::up(2, "host-gw", &manifests);
+    lab.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/weft-ingress",
+        "-n",
+        "weft-ingress",
+        "--timeout=60s",
+    ]);
+    lab.kubectl_ok(&["rollout", "status", "deployment/webserver", "--timeout=60s"]);
+    let port = lab.kubectl_ok(&[
+        "get",
+        "service",
+        "weft-ingress",
+        "-n",
+        "weft-ingress",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let node = lab.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses[0].address}"]);
+    let url = format!("http://{node}:{port}/");
+    until(&lab, "200", &[&url]);
+    let stop = std::env::temp_dir().join(format!("weft-{}-stop", lab.name));
+    let _ = std::fs::remove_file(&stop);
+    let client = format!(
+        "until [ -e {} ]; do curl -s -o /dev/null --max-time 5 -w '%{{http_code}} %{{errormsg}}\\n' {url}; done",
+        stop.display()
+    );
+    let codes = std::thread::scope(|scope| {
+        let asking = scope.spawn(|| text(&lab.node_exec("external", &["sh", "-c", &client]).stdout));
+        for (deployment, namespace) in [("webserver", "default"), ("weft-ingress", "weft-ingress")] {
+            let target = format!("deployment/{deployment}");
+            lab.kubectl_ok(&["rollout", "restart", &target, "-n", namespace]);
+            lab.kubectl_ok(&["rollout", "status", &target, "-n", namespace, "--timeout=90s"]);
+        }
+        std::fs::write(&stop, "").unwrap();
+        asking.join().unwrap()
+    });
+    let _ = std::fs::remove_file(&stop);
+    // A line per request: the status code (000: no HTTP answer), then curl's error message if any.
+    let answered = codes.lines().filter(|c| c.starts_with("200 ")).count();
+    let failed: Vec<&str> = codes.lines().filter(|c| !c.starts_with("200 ")).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        answered + failed.len()
+    );
+    assert!(answered > 20, "only {answered} requests made during the rollouts");
+}
