@@ -364,23 +364,28 @@ fn rolling_the_backend_and_the_controller_fails_no_request() {
     let node = lab.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses[0].address}"]);
     let url = format!("http://{node}:{port}/");
     until(&lab, "200", &[&url]);
-    let stop = std::env::temp_dir().join(format!("weft-{}-stop", lab.name));
-    let _ = std::fs::remove_file(&stop);
+    let stop = Remove(std::env::temp_dir().join(format!("weft-{}-stop", lab.name)));
     let client = format!(
         "until [ -e {} ]; do curl -s -o /dev/null --max-time 5 -w '%{{http_code}} %{{errormsg}}\\n' {url}; done",
-        stop.display()
+        stop.0.display()
     );
     let codes = std::thread::scope(|scope| {
         let asking = scope.spawn(|| text(&lab.node_exec("external", &["sh", "-c", &client]).stdout));
-        for (deployment, namespace) in [("webserver", "default"), ("weft-ingress", "weft-ingress")] {
-            let target = format!("deployment/{deployment}");
-            lab.kubectl_ok(&["rollout", "restart", &target, "-n", namespace]);
-            lab.kubectl_ok(&["rollout", "status", &target, "-n", namespace, "--timeout=90s"]);
+        let rolled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for (deployment, namespace) in [("webserver", "default"), ("weft-ingress", "weft-ingress")] {
+                let target = format!("deployment/{deployment}");
+                lab.kubectl_ok(&["rollout", "restart", &target, "-n", namespace]);
+                lab.kubectl_ok(&["rollout", "status", &target, "-n", namespace, "--timeout=90s"]);
+            }
+        }));
+        // The client stops, also when a rollout failed (the scope would wait for it forever).
+        std::fs::write(&stop.0, "").unwrap();
+        let codes = asking.join().unwrap();
+        if let Err(panic) = rolled {
+            std::panic::resume_unwind(panic);
         }
-        std::fs::write(&stop, "").unwrap();
-        asking.join().unwrap()
+        codes
     });
-    let _ = std::fs::remove_file(&stop);
     // A line per request: the status code (000: no HTTP answer), then curl's error message if any.
     let answered = codes.lines().filter(|c| c.starts_with("200 ")).count();
     let failed: Vec<&str> = codes.lines().filter(|c| !c.starts_with("200 ")).collect();
