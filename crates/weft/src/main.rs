@@ -7,6 +7,7 @@ mod client;
 mod crds;
 mod dns;
 mod expose;
+mod ingress;
 mod lab;
 mod logging;
 mod objects;
@@ -63,6 +64,8 @@ enum Cmd {
     Agent(agent::Args),
     /// The cluster DNS server (the role of CoreDNS): Services, endpoints and pods as DNS records.
     Dns(dns::Args),
+    /// The Ingress controller: HTTP and HTTPS routing to Services by the Ingresses of its classes.
+    Ingress(ingress::Args),
     /// Print the CustomResourceDefinitions of weft's own kinds (what deploy/crds.yaml holds).
     Crds,
     /// Measure weft's components and print the figures.
@@ -91,6 +94,7 @@ fn main() {
         Cmd::Policy { what } => policy::run(&paths, what),
         Cmd::Agent(args) => agent::run(args).map(|()| 0),
         Cmd::Dns(args) => dns::run(args).map(|()| 0),
+        Cmd::Ingress(args) => ingress::run(args).map(|()| 0),
         Cmd::Crds => crds::run().map(|()| 0),
         Cmd::Bench { what } => bench::run(what).map(|()| 0),
         Cmd::Serve(args) => serve::run(args).map(|()| 0),

@@ -53,6 +53,7 @@ exercises! {
     services => "06-services",
     dns => "07-dns",
     network_policy => "08-network-policy",
+    ingress => "09-ingress",
 }
 
 #[test]

@@ -1,0 +1,18 @@
+//! weft's Ingress controller (`weft ingress`): Ingress objects of its classes become an immutable routing table
+//! (`table`), which an HTTP/1.1 and HTTP/2 reverse proxy with TLS termination serves (`proxy`, `server`, `tls`),
+//! swapped whole on every change of the cluster (`follow`); `status` is what the served Ingresses' status should
+//! say.
+
+pub mod class;
+pub mod follow;
+pub mod host;
+pub mod metrics;
+pub mod path;
+pub mod proxy;
+pub mod server;
+pub mod status;
+pub mod table;
+pub mod tls;
+pub mod upstream;
+
+pub use table::{Config, Problem, Route, Table, Target};

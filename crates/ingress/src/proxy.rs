@@ -1,0 +1,381 @@
+//! The reverse proxy: each request is routed by the current table (loaded once per request, so a swap never
+//! waits on requests and requests never wait on a swap) and forwarded over HTTP/1.1 to one of the Service's
+//! endpoints through a shared keep-alive pool; the path goes unchanged, the client's address and the original
+//! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
+//! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through.
+
+use crate::host;
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::table::{Table, Target};
+use crate::upstream::Upstream;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// How long to wait for an upstream's TCP connection. Connects inside a cluster take well under a millisecond; a
+/// SYN to a pod that is already gone (its endpoint not yet out of the table) is never answered, and the request
+/// is better tried on the next endpoint soon than after ingress-nginx's 5 s.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle upstream connections kept per endpoint, and for how long (ingress-nginx's upstream keepalive defaults).
+const POOL_IDLE_PER_ENDPOINT: usize = 320;
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Endpoints an idempotent request without a body is tried on when one fails before its response head (connect
+/// errors, and a pooled connection the endpoint closed as the request went out, as a terminating pod does):
+/// ingress-nginx's proxy-next-upstream "error" with proxy-next-upstream-tries 3.
+const TRIES: usize = 3;
+/// Where ACME HTTP-01 challenges are answered: never redirected to HTTPS (the certificate does not exist yet).
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+
+/// The connection a request came on.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    /// The TLS server name the client asked for (SNI).
+    pub sni: Option<Arc<str>>,
+}
+
+pub struct Proxy {
+    table: Arc<ArcSwap<Table>>,
+    client: Client<HttpConnector, Body>,
+    metrics: Arc<Metrics>,
+    access_log: bool,
+}
+
+impl Proxy {
+    /// A proxy routing by `table`; requests no route takes count in `metrics` (routes have their own).
+    pub fn new(table: Arc<ArcSwap<Table>>, metrics: Arc<Metrics>) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Proxy {
+            table,
+            client,
+            metrics,
+            access_log: false,
+        }
+    }
+
+    /// Logs every request (`--access-log`).
+    pub fn with_access_log(mut self, on: bool) -> Proxy {
+        self.access_log = on;
+        self
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>, conn: &Conn) -> Response<Body> {
+        let start = Instant::now();
+        let asked = self.access_log.then(|| {
+            (
+                request.method().clone(),
+                authority(&request),
+                request.uri().clone(),
+                request.version(),
+            )
+        });
+        let (response, metrics) = self.respond(request, conn).await;
+        let took = start.elapsed();
+        metrics.record(response.status().as_u16(), took);
+        if let Some((method, host, uri, version)) = asked {
+            tracing::info!(
+                target: "access",
+                client = %conn.client.ip(),
+                %method,
+                %host,
+                uri = %uri,
+                version = ?version,
+                status = response.status().as_u16(),
+                ingress = %metrics.key.0,
+                took_us = took.as_micros(),
+            );
+        }
+        response
+    }
+
+    /// The response, and the metrics of the route that made it.
+    async fn respond(&self, request: Request<Incoming>, conn: &Conn) -> (Response<Body>, Arc<RouteMetrics>) {
+        let authority = authority(&request);
+        let name = host::of_authority(&authority);
+        let table = self.table.load();
+        if request.version() == Version::HTTP_2 && misdirected(&table, conn, &name) {
+            let response = local(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request\n");
+            return (response, self.metrics.unrouted.clone());
+        }
+        let Some(route) = table.route(&name, request.uri().path()) else {
+            return (default_backend(request.uri().path()), self.metrics.unrouted.clone());
+        };
+        let metrics = route.metrics.clone();
+        if route.ssl_redirect && !conn.tls && !request.uri().path().starts_with(ACME_CHALLENGE) {
+            return (redirect_to_https(&name, request.uri()), metrics);
+        }
+        let upstream = match &route.target {
+            Target::Service(upstream) => upstream.clone(),
+            Target::Unavailable(why) => {
+                tracing::debug!(ingress = %route.ingress, %why, "503");
+                return (
+                    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"),
+                    metrics,
+                );
+            }
+        };
+        drop(table);
+        if upstream.endpoints().is_empty() {
+            let response = local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: no ready endpoints\n",
+            );
+            return (response, metrics);
+        }
+        (self.forward(request, &upstream, &authority, conn).await, metrics)
+    }
+
+    async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        upstream: &Upstream,
+        authority: &str,
+        conn: &Conn,
+    ) -> Response<Body> {
+        // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
+        // upstream switches protocols the two connections are joined.
+        let upgrade = upgrade_protocol(request.headers());
+        let mut client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        forwarded_headers(&mut parts.headers, authority, conn);
+        if let Some(protocol) = upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol);
+        }
+        parts.version = Version::HTTP_11;
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        // Only a request whose body is already whole (none) can be sent again.
+        let retry = idempotent(&parts.method) && body.is_end_stream();
+        let mut body = Some(body.boxed_unsync());
+        let mut last = None;
+        for endpoint in upstream.attempts().take(if retry { TRIES } else { 1 }) {
+            let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
+            *attempt.uri_mut() = match Uri::try_from(format!("http://{endpoint}{path}")) {
+                Ok(uri) => uri,
+                Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
+            };
+            match self.client.request(attempt).await {
+                Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    return match client_side.take() {
+                        Some(client_side) => tunnel(response, client_side),
+                        None => local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: an unasked protocol switch\n"),
+                    };
+                }
+                Ok(response) => {
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    return Response::from_parts(parts, body.boxed_unsync());
+                }
+                // No response head came: the next endpoint gets the request, if it may be sent again.
+                Err(e) => {
+                    tracing::debug!(service = %upstream.service, %endpoint, error = %e, "upstream failed");
+                    last = Some(e);
+                }
+            }
+        }
+        tracing::warn!(service = %upstream.service, error = ?last, "no upstream answered");
+        local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
+    }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade: PROTOCOL`).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asked.then(|| headers.get(header::UPGRADE).cloned()).flatten()
+}
+
+/// Passes the upstream's 101 to the client and joins the two connections once both have switched, byte for
+/// byte in both directions until either side closes.
+fn tunnel(mut response: Response<Incoming>, client_side: hyper::upgrade::OnUpgrade) -> Response<Body> {
+    let upstream_side = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        let (client, upstream) = match (client_side.await, upstream_side.await) {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (Err(e), _) | (_, Err(e)) => return tracing::debug!(error = %e, "protocol switch failed"),
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// Whether an HTTP/2 request over TLS names a host whose certificate is not the one its connection was made with.
+/// HTTP/2 clients reuse a connection for every host its certificate covers (RFC 9113 §9.1.1), so with a
+/// wildcard or shared certificate a request may come on a connection made for another name; when the host has a
+/// certificate of its own the client must retry on a connection of its own (RFC 9110 §15.5.20).
+fn misdirected(table: &Table, conn: &Conn, name: &str) -> bool {
+    let Some(sni) = conn.sni.as_deref() else { return false };
+    if !conn.tls || sni.eq_ignore_ascii_case(name) {
+        return false;
+    }
+    let certificates = table.certificates();
+    match (certificates.get(sni), certificates.get(name)) {
+        (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+        (None, None) => false,
+        _ => true,
+    }
+}
+
+/// The request's host as the client wrote it: the HTTP/2 `:authority` (or an absolute URI's), else Host.
+fn authority(request: &Request<Incoming>) -> String {
+    match request.uri().authority() {
+        Some(a) => a.as_str().to_string(),
+        None => request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A response of the proxy's own.
+fn local(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// What the default backend answers: 404, and 200 on `/healthz` (ingress-nginx's default backend does the same).
+fn default_backend(path: &str) -> Response<Body> {
+    match path {
+        "/healthz" => local(StatusCode::OK, "ok\n"),
+        _ => local(StatusCode::NOT_FOUND, "404 Not Found: default backend\n"),
+    }
+}
+
+/// 308 to the same host and path over HTTPS (308 keeps the method and body, unlike 301).
+fn redirect_to_https(name: &str, uri: &Uri) -> Response<Body> {
+    let target = format!("https://{name}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut response = local(StatusCode::PERMANENT_REDIRECT, "308 Permanent Redirect\n");
+    match HeaderValue::try_from(target) {
+        Ok(location) => {
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+        }
+        Err(_) => local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
+    }
+}
+
+/// Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1), nor those the
+/// Connection header names. `Proxy` too: a client must not set an upstream's proxy (httpoxy).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        HeaderName::from_static("proxy"),
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// The request headers an upstream gets: the client's, less the hop-by-hop ones, with Host kept as the client
+/// sent it and X-Forwarded-For (appended), -Proto, -Host, -Port, X-Real-IP and X-Request-ID (kept if the client
+/// sent one, else made).
+fn forwarded_headers(headers: &mut HeaderMap, authority: &str, conn: &Conn) {
+    strip_hop_by_hop(headers);
+    let client = conn.client.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {client}"),
+        None => client.clone(),
+    };
+    let values = [
+        (header::HOST, authority.to_string()),
+        (HeaderName::from_static("x-forwarded-for"), forwarded_for),
+        (
+            HeaderName::from_static("x-forwarded-proto"),
+            if conn.tls { "https" } else { "http" }.to_string(),
+        ),
+        (
+            HeaderName::from_static("x-forwarded-host"),
+            host::of_authority(authority),
+        ),
+        (
+            HeaderName::from_static("x-forwarded-port"),
+            conn.local.port().to_string(),
+        ),
+        (HeaderName::from_static("x-real-ip"), client),
+    ];
+    for (name, value) in values {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
+    }
+    let id = HeaderName::from_static("x-request-id");
+    if !headers.contains_key(&id)
+        && let Ok(value) = HeaderValue::try_from(request_id())
+    {
+        headers.insert(id, value);
+    }
+}
+
+/// 128 random bits in hex, as ingress-nginx's `$req_id`.
+fn request_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    // The system's random source does not fail on Linux; zeros would still be a valid (if unhelpful) id.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,95 @@
+//! The listeners: plain HTTP and TLS, each connection served by hyper's automatic HTTP/1.1 or HTTP/2 (ALPN `h2`
+//! after TLS; the client's preface on plain connections, i.e. h2c with prior knowledge). On `stop` a listener
+//! closes and lets its connections finish: requests in flight complete, idle keep-alive connections close, HTTP/2
+//! clients get a GOAWAY.
+
+use crate::proxy::{Conn, Proxy};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// The most a request's headers may take (HTTP/1.1: the request line and headers; HTTP/2: the decoded header
+/// list); more is answered 431. ingress-nginx allows 4 × 8 KiB and large cookies or JWTs outgrow that; 64 KiB
+/// holds them and still bounds what one request can make the proxy buffer.
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections on `listener` until `stop` turns true, then waits for its connections to finish; with
+/// `tls`, each is a TLS connection first.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let (stream, client) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else { continue };
+        let conn = Conn {
+            client,
+            local,
+            tls: tls.is_some(),
+            sni: None,
+        };
+        let (proxy, tls, watcher) = (proxy.clone(), tls.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            match tls {
+                None => connection(stream, proxy, conn, watcher).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let sni = stream.get_ref().1.server_name().map(Arc::from);
+                        connection(stream, proxy, Conn { sni, ..conn }, watcher).await
+                    }
+                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    proxy: Arc<Proxy>,
+    conn: Conn,
+    watcher: Watcher,
+) {
+    let conn = Arc::new(conn);
+    let client = conn.client;
+    let service = service_fn(move |request| {
+        let (proxy, conn) = (proxy.clone(), conn.clone());
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &conn).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_HEADER_BYTES);
+    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%client, error = %e, "connection ended with an error");
+    }
+}

@@ -1,0 +1,525 @@
+//! The routing table: every admitted Ingress merged into hosts and their path rules, each leading to a Service
+//! port's upstreams, plus the TLS certificates by name. Built whole from a snapshot of the cluster and never
+//! changed after: the proxy swaps in a new one on every change.
+//!
+//! Merging follows ingress-nginx: Ingresses are taken oldest first (creationTimestamp, then namespace/name) and
+//! the first to claim a host+path (or a TLS host, or the default backend) keeps it; other paths of one host from
+//! several Ingresses are merged.
+
+use crate::class::Classes;
+use crate::host;
+use crate::metrics::{Metrics, RouteKey, RouteMetrics};
+use crate::path::{self, Kind, PathRule};
+use crate::tls::{self, Certificates};
+use crate::upstream::{Index, Upstream};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use weft_model::{Object, Snapshot};
+
+/// The annotation that turns off the redirect of plain HTTP to HTTPS for an Ingress with `tls`.
+pub const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+
+/// Where a matched request goes.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Service(Arc<Upstream>),
+    /// The backend cannot be served (a missing Service or port): 503, with why.
+    Unavailable(Arc<str>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub target: Target,
+    /// `namespace/name` of the Ingress the route comes from.
+    pub ingress: Arc<str>,
+    /// Plain HTTP requests get a 308 to HTTPS (the Ingress has `tls` and no `ssl-redirect: "false"`).
+    pub ssl_redirect: bool,
+    pub metrics: Arc<RouteMetrics>,
+}
+
+type Paths = Vec<(PathRule, Route)>;
+
+/// Something wrong with the objects, reported when it first appears (a log line, and a Warning event on the
+/// Ingress).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// The Ingress concerned (namespace, name); none for an object that does not decode or the controller's own
+    /// `--default-ssl-certificate`.
+    pub ingress: Option<(String, String)>,
+    /// Why, in one CamelCase word (the event's reason).
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What the table is built for.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// The `spec.controller` of the IngressClasses served.
+    pub controller: String,
+    /// `namespace/name` of the kubernetes.io/tls Secret served for names no Ingress's Secret covers (else the
+    /// generated self-signed certificate).
+    pub default_certificate: Option<(String, String)>,
+    /// Where the routes' request metrics live across tables.
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Default, Debug)]
+pub struct Table {
+    precise: HashMap<String, Paths>,
+    /// `*.foo.com` rules, by `foo.com`.
+    wildcard: HashMap<String, Paths>,
+    /// Rules without a host.
+    any: Paths,
+    default_backend: Option<Route>,
+    certificates: Certificates,
+    default_certificate: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// What was wrong with the objects (missing Services and Secrets, undecodable objects).
+    problems: Vec<Problem>,
+}
+
+impl Table {
+    /// The table of the Ingresses of the controller's classes in `snapshot`.
+    pub fn build(snapshot: &Snapshot, config: &Config) -> Table {
+        let mut problems = Vec::new();
+        let classes: Vec<IngressClass> = decode_all(snapshot, "IngressClass", &mut problems);
+        let classes = Classes::of(&config.controller, &classes);
+        let mut ingresses: Vec<Ingress> = decode_all(snapshot, "Ingress", &mut problems);
+        ingresses.retain(|i| classes.admits(i));
+        ingresses.sort_by(|a, b| {
+            let key = |i: &Ingress| {
+                (
+                    i.metadata.creation_timestamp.clone(),
+                    i.metadata.namespace.clone(),
+                    i.metadata.name.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        let index = Index::new(snapshot.services(), snapshot.endpoint_slices());
+        let mut builder = Builder {
+            snapshot,
+            index,
+            table: Table {
+                problems,
+                ..Table::default()
+            },
+            upstreams: HashMap::new(),
+            secrets: HashMap::new(),
+            metrics: &config.metrics,
+            live: BTreeSet::new(),
+        };
+        if let Some((namespace, name)) = &config.default_certificate {
+            builder.table.default_certificate = builder.secret(&None, namespace, name);
+        }
+        for ingress in &ingresses {
+            builder.add(ingress);
+        }
+        config.metrics.retain(&builder.live);
+        let mut table = builder.table;
+        for paths in table
+            .precise
+            .values_mut()
+            .chain(table.wildcard.values_mut())
+            .chain([&mut table.any])
+        {
+            paths.sort_by(|a, b| a.0.precedence(&b.0));
+        }
+        table
+    }
+
+    /// The route of a request for `name` (a Host header reduced by `host::of_authority`) and `path` (no query);
+    /// none: the default backend's 404. The most specific host wins (precise, then wildcard, then rules without
+    /// a host), then its most specific path; a request for a host whose paths do not match goes to the
+    /// defaultBackend.
+    pub fn route(&self, name: &str, path: &str) -> Option<&Route> {
+        let paths = self
+            .precise
+            .get(name)
+            .or_else(|| host::parent(name).and_then(|d| self.wildcard.get(d)))
+            .unwrap_or(&self.any);
+        path::first_match(paths, path).or(self.default_backend.as_ref())
+    }
+
+    pub fn certificates(&self) -> &Certificates {
+        &self.certificates
+    }
+
+    /// The `--default-ssl-certificate` Secret's certificate, when it exists and is valid.
+    pub fn default_certificate(&self) -> Option<&Arc<rustls::sign::CertifiedKey>> {
+        self.default_certificate.as_ref()
+    }
+
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+}
+
+/// Objects of `kind` as their typed struct (weft-model keeps kinds it does not act on as JSON).
+pub(crate) fn decode_all<T: serde::de::DeserializeOwned>(
+    snapshot: &Snapshot,
+    kind: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<T> {
+    snapshot
+        .of_kind(kind)
+        .filter_map(|o: &Object| match serde_json::from_value(o.to_value()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                problems.push(Problem {
+                    ingress: None,
+                    reason: "Undecodable",
+                    message: format!("{}: {e}", o.key()),
+                });
+                None
+            }
+        })
+        .collect()
+}
+
+/// A Secret's certificate, or the reason and message of why it cannot serve.
+type Loaded = Result<Arc<rustls::sign::CertifiedKey>, (&'static str, String)>;
+
+struct Builder<'a> {
+    snapshot: &'a Snapshot,
+    index: Index<'a>,
+    table: Table,
+    /// One upstream per Service port, shared by every route to it (one round robin).
+    upstreams: HashMap<(String, String, String), Target>,
+    /// Secrets read so far, by namespace/name: the certificate, or the reason and message of a problem.
+    secrets: HashMap<(String, String), Loaded>,
+    metrics: &'a Metrics,
+    /// The routes made, by their metrics' names.
+    live: BTreeSet<RouteKey>,
+}
+
+impl Builder<'_> {
+    fn add(&mut self, ingress: &Ingress) {
+        let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
+        let who = Some((namespace.clone(), ingress.metadata.name.clone().unwrap_or_default()));
+        let id: Arc<str> = format!("{namespace}/{}", ingress.metadata.name.as_deref().unwrap_or_default()).into();
+        let Some(spec) = &ingress.spec else { return };
+        let tls = spec.tls.as_deref().unwrap_or_default();
+        let ssl_redirect = !tls.is_empty()
+            && ingress
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SSL_REDIRECT))
+                .map(String::as_str)
+                != Some("false");
+        for entry in tls {
+            let Some(secret) = entry.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let Some(key) = self.secret(&who, &namespace, secret) else {
+                continue;
+            };
+            for name in entry.hosts.as_deref().unwrap_or_default() {
+                self.table.certificates.insert(name, key.clone());
+            }
+        }
+        if let Some(backend) = &spec.default_backend
+            && self.table.default_backend.is_none()
+        {
+            let target = self.target(&who, &namespace, backend);
+            let metrics = self.metrics_of(&id, "", "");
+            self.table.default_backend = Some(Route {
+                target,
+                ingress: id.clone(),
+                ssl_redirect: false,
+                metrics,
+            });
+        }
+        for rule in spec.rules.as_deref().unwrap_or_default() {
+            let Some(http) = &rule.http else { continue };
+            for p in &http.paths {
+                let Some(kind) = Kind::parse(&p.path_type) else {
+                    self.table.problems.push(Problem {
+                        ingress: who.clone(),
+                        reason: "InvalidPathType",
+                        message: format!("pathType {:?} is not a path type; the path is not served", p.path_type),
+                    });
+                    continue;
+                };
+                // Only ImplementationSpecific may leave the path out; it then matches everything.
+                let rule_path = PathRule::new(kind, p.path.as_deref().unwrap_or("/"));
+                let target = self.target(&who, &namespace, &p.backend);
+                let metrics = self.metrics_of(&id, rule.host.as_deref().unwrap_or_default(), &rule_path.path);
+                let route = Route {
+                    target,
+                    ingress: id.clone(),
+                    ssl_redirect,
+                    metrics,
+                };
+                let paths = match rule.host.as_deref().filter(|h| !h.is_empty()) {
+                    None => &mut self.table.any,
+                    Some(h) => {
+                        let h = h.to_ascii_lowercase();
+                        match host::wildcard_domain(&h) {
+                            Some(domain) => self.table.wildcard.entry(domain.to_string()).or_default(),
+                            None => self.table.precise.entry(h).or_default(),
+                        }
+                    }
+                };
+                if !paths.iter().any(|(existing, _)| *existing == rule_path) {
+                    paths.push((rule_path, route));
+                }
+            }
+        }
+    }
+
+    fn target(&mut self, who: &Option<(String, String)>, namespace: &str, backend: &IngressBackend) -> Target {
+        let Some(service) = &backend.service else {
+            let message = "resource backends are not supported; its paths answer 503".to_string();
+            let target = Target::Unavailable(message.as_str().into());
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason: "UnsupportedBackend",
+                message,
+            });
+            return target;
+        };
+        let port = service.port.clone().unwrap_or_default();
+        let port_key = port
+            .number
+            .map_or_else(|| port.name.clone().unwrap_or_default(), |n| n.to_string());
+        let key = (namespace.to_string(), service.name.clone(), port_key);
+        let target = match self.upstreams.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let target = match self.index.upstream(namespace, &service.name, &port) {
+                    Ok(upstream) => Target::Service(Arc::new(upstream)),
+                    Err(e) => Target::Unavailable(format!("{e}; its paths answer 503").into()),
+                };
+                self.upstreams.insert(key, target.clone());
+                target
+            }
+        };
+        // Every Ingress naming a missing backend hears of it.
+        if let Target::Unavailable(why) = &target {
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason: "BackendNotFound",
+                message: why.to_string(),
+            });
+        }
+        target
+    }
+
+    fn metrics_of(&mut self, ingress: &str, host: &str, path: &str) -> Arc<RouteMetrics> {
+        let key = (ingress.to_string(), host.to_string(), path.to_string());
+        self.live.insert(key.clone());
+        self.metrics.route(key)
+    }
+
+    /// The certificate of Secret `namespace/name`, read once per build; `who` asks (for problems).
+    fn secret(
+        &mut self,
+        who: &Option<(String, String)>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let key = (namespace.to_string(), name.to_string());
+        let snapshot = self.snapshot;
+        let loaded = self.secrets.entry(key).or_insert_with(|| {
+            let object = snapshot.get(&weft_model::Key::new("Secret", Some(namespace), name));
+            match object.map(|o| serde_json::from_value::<Secret>(o.to_value())) {
+                None => Err(("SecretNotFound", format!("Secret {namespace}/{name} does not exist"))),
+                Some(Err(e)) => Err(("InvalidSecret", format!("Secret {namespace}/{name}: {e}"))),
+                Some(Ok(secret)) => tls::from_secret(&secret)
+                    .map(Arc::new)
+                    .map_err(|e| ("InvalidSecret", format!("Secret {namespace}/{name} {e}"))),
+            }
+        });
+        match loaded {
+            Ok(certified) => Some(certified.clone()),
+            Err((reason, why)) => {
+                let message = format!("{why}; the default certificate serves its hosts");
+                self.table.problems.push(Problem {
+                    ingress: who.clone(),
+                    reason,
+                    message,
+                });
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTROLLER: &str = "weft.dev/ingress";
+
+    const BASE: &str = "
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: weft.dev/ingress}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.0.0.1]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: default}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-1, namespace: default, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{port: 9090}]
+endpoints: [{addresses: [10.0.0.2]}]
+";
+
+    fn table(extra: &str) -> Table {
+        let text = format!("{BASE}---\n{extra}");
+        let config = Config {
+            controller: CONTROLLER.into(),
+            ..Config::default()
+        };
+        Table::build(&Snapshot::new(1, weft_model::parse(&text, "t").unwrap()), &config)
+    }
+
+    /// Where a request goes: the upstream's first endpoint, "503" or "404".
+    fn goes(table: &Table, name: &str, path: &str) -> String {
+        match table.route(name, path).map(|r| &r.target) {
+            None => "404".into(),
+            Some(Target::Unavailable(_)) => "503".into(),
+            Some(Target::Service(u)) => u.endpoints().first().map_or("no endpoints".into(), |e| e.to_string()),
+        }
+    }
+
+    fn ingress(name: &str, created: &str, class: &str, rules: &str) -> String {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default, creationTimestamp: \"{created}\"}}\nspec:\n  ingressClassName: {class}\n{rules}\n---\n"
+        )
+    }
+
+    fn rule(host: &str, path: &str, kind: &str, service: &str, port: &str) -> String {
+        format!(
+            "  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: {path}, pathType: {kind}, backend: {{service: {{name: {service}, port: {port}}}}}}}"
+        )
+    }
+
+    #[test]
+    fn hosts_precise_then_one_label_wildcards() {
+        let t = table(&format!(
+            "{}{}",
+            ingress(
+                "a",
+                "2026-01-01T00:00:00Z",
+                "nginx",
+                &rule("foo.com", "/", "Prefix", "web", "{number: 80}")
+            ),
+            ingress(
+                "b",
+                "2026-01-01T00:00:00Z",
+                "nginx",
+                &rule("\"*.foo.com\"", "/", "Prefix", "api", "{number: 80}")
+            )
+        ));
+        assert_eq!(goes(&t, "foo.com", "/"), "10.0.0.1:8080");
+        assert_eq!(goes(&t, "bar.foo.com", "/x"), "10.0.0.2:9090");
+        assert_eq!(goes(&t, "baz.bar.foo.com", "/"), "404");
+        assert_eq!(goes(&t, "other.com", "/"), "404");
+    }
+
+    #[test]
+    fn ingresses_of_other_classes_are_ignored() {
+        let t = table(&ingress(
+            "a",
+            "2026-01-01T00:00:00Z",
+            "other",
+            &rule("foo.com", "/", "Prefix", "web", "{number: 80}"),
+        ));
+        assert_eq!(goes(&t, "foo.com", "/"), "404");
+    }
+
+    #[test]
+    fn ingresses_merge_per_host_and_the_oldest_wins_a_path() {
+        let t = table(&format!(
+            "{}{}{}",
+            ingress(
+                "new",
+                "2026-02-01T00:00:00Z",
+                "nginx",
+                &rule("foo.com", "/", "Prefix", "api", "{number: 80}")
+            ),
+            ingress(
+                "old",
+                "2026-01-01T00:00:00Z",
+                "nginx",
+                &rule("foo.com", "/", "Prefix", "web", "{name: http}")
+            ),
+            ingress(
+                "more",
+                "2026-03-01T00:00:00Z",
+                "nginx",
+                &rule("foo.com", "/api", "Exact", "api", "{number: 80}")
+            ),
+        ));
+        assert_eq!(goes(&t, "foo.com", "/"), "10.0.0.1:8080");
+        assert_eq!(goes(&t, "foo.com", "/api"), "10.0.0.2:9090");
+        assert_eq!(goes(&t, "foo.com", "/api/x"), "10.0.0.1:8080");
+        assert_eq!(&*t.route("foo.com", "/").unwrap().ingress, "default/old");
+    }
+
+    #[test]
+    fn a_missing_service_is_503_for_its_path_only() {
+        let rules = "  rules:\n  - http:\n      paths:\n      - {path: /gone, pathType: Prefix, backend: {service: {name: gone, port: {number: 80}}}}\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}";
+        let t = table(&ingress("a", "2026-01-01T00:00:00Z", "nginx", rules));
+        assert_eq!(goes(&t, "any.host", "/gone/x"), "503");
+        assert_eq!(goes(&t, "any.host", "/x"), "10.0.0.1:8080");
+        assert!(
+            t.problems().iter().any(|p| p.reason == "BackendNotFound"
+                && p.ingress == Some(("default".into(), "a".into()))
+                && p.message.contains("Service default/gone does not exist")),
+            "{:?}",
+            t.problems()
+        );
+    }
+
+    #[test]
+    fn the_default_backend_takes_what_no_rule_matches() {
+        let spec = "  defaultBackend: {service: {name: api, port: {number: 80}}}\n  rules:\n  - host: foo.com\n    http:\n      paths:\n      - {path: /web, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}";
+        let t = table(&ingress("a", "2026-01-01T00:00:00Z", "nginx", spec));
+        assert_eq!(goes(&t, "foo.com", "/web"), "10.0.0.1:8080");
+        assert_eq!(goes(&t, "foo.com", "/other"), "10.0.0.2:9090");
+        assert_eq!(goes(&t, "bar.com", "/"), "10.0.0.2:9090");
+    }
+
+    #[test]
+    fn tls_ingresses_redirect_unless_annotated_and_missing_secrets_are_reported() {
+        let tls = "  tls: [{hosts: [foo.com], secretName: absent}]\n";
+        let plain = rule("foo.com", "/", "Prefix", "web", "{number: 80}");
+        let t = table(&ingress("a", "2026-01-01T00:00:00Z", "nginx", &format!("{tls}{plain}")));
+        assert!(t.route("foo.com", "/").unwrap().ssl_redirect);
+        assert!(t.certificates().get("foo.com").is_none());
+        assert!(
+            t.problems()
+                .iter()
+                .any(|p| p.reason == "SecretNotFound" && p.message.contains("Secret default/absent does not exist"))
+        );
+        let off = ingress("a", "2026-01-01T00:00:00Z", "nginx", &format!("{tls}{plain}")).replace(
+            "namespace: default,",
+            "namespace: default, annotations: {nginx.ingress.kubernetes.io/ssl-redirect: \"false\"},",
+        );
+        assert!(!table(&off).route("foo.com", "/").unwrap().ssl_redirect);
+        let t = table(&ingress("a", "2026-01-01T00:00:00Z", "nginx", &plain));
+        assert!(!t.route("foo.com", "/").unwrap().ssl_redirect);
+    }
+}
