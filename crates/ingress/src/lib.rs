@@ -3,6 +3,8 @@
 //! swapped whole on every change of the cluster (`follow`); `status` is what the served Ingresses' status should
 //! say.
 
+pub mod annotations;
+pub mod body;
 pub mod class;
 pub mod follow;
 pub mod host;

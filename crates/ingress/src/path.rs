@@ -1,6 +1,8 @@
 //! An Ingress path rule and whether a request path matches it, as networking.k8s.io/v1 defines: Exact compares
 //! the whole path; Prefix compares `/`-separated elements (a trailing slash on either side ignored, a partial last
-//! element never matching); ImplementationSpecific is Prefix here.
+//! element never matching); ImplementationSpecific is Prefix here. The paths of a host an Ingress asks regexes
+//! for (`use-regex`, `rewrite-target`) are all regexes, as in ingress-nginx: case-insensitive, anchored at the
+//! start only.
 
 use std::cmp::Ordering;
 
@@ -8,6 +10,7 @@ use std::cmp::Ordering;
 pub enum Kind {
     Exact,
     Prefix,
+    Regex,
 }
 
 impl Kind {
@@ -21,11 +24,20 @@ impl Kind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 pub struct PathRule {
     pub kind: Kind,
     /// As written in the Ingress (starts with `/`).
     pub path: String,
+    /// The compiled path of a Regex rule.
+    regex: Option<regex::Regex>,
+}
+
+/// Two rules are the same when written the same (the first Ingress to write one keeps it).
+impl PartialEq for PathRule {
+    fn eq(&self, other: &Self) -> bool {
+        (self.kind, &self.path) == (other.kind, &other.path)
+    }
 }
 
 impl PathRule {
@@ -33,12 +45,45 @@ impl PathRule {
         PathRule {
             kind,
             path: path.to_string(),
+            regex: None,
         }
+    }
+
+    /// The rule as a regex (nginx's `~* "^PATH"`), whatever its kind was.
+    pub fn to_regex(&self) -> Result<PathRule, regex::Error> {
+        let regex = regex::RegexBuilder::new(&format!("^{}", self.path))
+            .case_insensitive(true)
+            .build()?;
+        Ok(PathRule {
+            kind: Kind::Regex,
+            path: self.path.clone(),
+            regex: Some(regex),
+        })
+    }
+
+    /// The path `target` makes of `request`: `$1`..`$9` replaced by the regex's captures (empty when a group
+    /// did not take part), as nginx's `rewrite`.
+    pub fn rewrite(&self, request: &str, target: &str) -> String {
+        let captures = self.regex.as_ref().and_then(|r| r.captures(request));
+        let mut out = String::with_capacity(target.len());
+        let mut chars = target.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, chars.peek().and_then(|d| d.to_digit(10))) {
+                ('$', Some(n)) => {
+                    chars.next();
+                    let group = captures.as_ref().and_then(|c| c.get(n as usize));
+                    out.push_str(group.map_or("", |m| m.as_str()));
+                }
+                _ => out.push(c),
+            }
+        }
+        out
     }
 
     /// Whether the request path (no query) matches.
     pub fn matches(&self, request: &str) -> bool {
         match self.kind {
+            Kind::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(request)),
             Kind::Exact => request == self.path,
             Kind::Prefix => {
                 // `/foo/` and `/foo` are the same prefix; `/` is the empty one, which matches everything.
@@ -67,8 +112,8 @@ impl PathRule {
 }
 
 /// The first of `rules` (in precedence order) that matches `request`.
-pub fn first_match<'a, T>(rules: &'a [(PathRule, T)], request: &str) -> Option<&'a T> {
-    rules.iter().find(|(rule, _)| rule.matches(request)).map(|(_, t)| t)
+pub fn first_match<'a, T>(rules: &'a [(PathRule, T)], request: &str) -> Option<&'a (PathRule, T)> {
+    rules.iter().find(|(rule, _)| rule.matches(request))
 }
 
 #[cfg(test)]
@@ -125,7 +170,7 @@ mod tests {
         ];
         for (rules, request, expected) in table {
             let rules = sorted(rules);
-            let got = first_match(&rules, request).map(String::as_str);
+            let got = first_match(&rules, request).map(|(_, t)| t.as_str());
             assert_eq!(got, *expected, "rules {rules:?}, request {request}");
         }
     }
@@ -139,12 +184,45 @@ mod tests {
     #[test]
     fn the_longer_of_foo_and_foo_slash_comes_first() {
         let rules = sorted(&[(Kind::Prefix, "/foo"), (Kind::Prefix, "/foo/")]);
-        assert_eq!(first_match(&rules, "/foo/x").map(String::as_str), Some("Prefix /foo/"));
+        assert_eq!(
+            first_match(&rules, "/foo/x").map(|(_, t)| t.as_str()),
+            Some("Prefix /foo/")
+        );
     }
 
     #[test]
     fn implementation_specific_is_prefix() {
         assert_eq!(Kind::parse("ImplementationSpecific"), Some(Kind::Prefix));
         assert_eq!(Kind::parse("Regex"), None);
+    }
+
+    /// ingress-nginx's rewrite example (docs/examples/rewrite): path `/something(/|$)(.*)`, target `/$2`.
+    #[test]
+    fn regex_paths_match_case_insensitively_from_the_start_and_rewrite_with_captures() {
+        let rule = PathRule::new(Kind::Prefix, "/something(/|$)(.*)").to_regex().unwrap();
+        for (request, rewritten) in [
+            ("/something", "/"),
+            ("/something/", "/"),
+            ("/something/new", "/new"),
+            ("/SOMETHING/New", "/New"),
+        ] {
+            assert!(rule.matches(request), "{request}");
+            assert_eq!(rule.rewrite(request, "/$2"), rewritten, "{request}");
+        }
+        assert!(!rule.matches("/x/something"));
+        assert!(!rule.matches("/somethingelse"));
+        assert_eq!(rule.rewrite("/something/a", "/p$1q$9"), "/p/q");
+        assert!(PathRule::new(Kind::Prefix, "/a(").to_regex().is_err());
+    }
+
+    /// Longer paths first, then the first regex that matches: `/foo/bar/[A-Z0-9]{3}` beats `/foo/bar/bar`.
+    #[test]
+    fn regex_rules_longest_first() {
+        let mut rules: Vec<(PathRule, &str)> = ["/foo/bar/bar", "/foo/bar/[A-Z0-9]{3}"]
+            .iter()
+            .map(|p| (PathRule::new(Kind::Prefix, p).to_regex().unwrap(), *p))
+            .collect();
+        rules.sort_by(|a, b| a.0.precedence(&b.0));
+        assert_eq!(first_match(&rules, "/foo/bar/bar").unwrap().1, "/foo/bar/[A-Z0-9]{3}");
     }
 }

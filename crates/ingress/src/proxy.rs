@@ -2,27 +2,30 @@
 //! waits on requests and requests never wait on a swap) and forwarded over HTTP/1.1 to one of the Service's
 //! endpoints through a shared keep-alive pool; the path goes unchanged, the client's address and the original
 //! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
-//! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through.
+//! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through. A route's annotations (see
+//! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts.
 
+use crate::annotations::Annotations;
+pub use crate::body::Body;
+use crate::body::{BoxError, Idle};
 use crate::host;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::path::PathRule;
 use crate::table::{Table, Target};
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
 
 /// How long to wait for an upstream's TCP connection. Connects inside a cluster take well under a millisecond; a
 /// SYN to a pod that is already gone (its endpoint not yet out of the table) is never answered, and the request
@@ -48,9 +51,13 @@ pub struct Conn {
     pub sni: Option<Arc<str>>,
 }
 
+type UpstreamClient = Client<HttpConnector, Body>;
+
 pub struct Proxy {
     table: Arc<ArcSwap<Table>>,
-    client: Client<HttpConnector, Body>,
+    /// One client (and keep-alive pool) per connect timeout: the default's, and those `proxy-connect-timeout`
+    /// asks for.
+    clients: Mutex<HashMap<Duration, UpstreamClient>>,
     metrics: Arc<Metrics>,
     access_log: bool,
 }
@@ -58,19 +65,27 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy routing by `table`; requests no route takes count in `metrics` (routes have their own).
     pub fn new(table: Arc<ArcSwap<Table>>, metrics: Arc<Metrics>) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
         Proxy {
             table,
-            client,
+            clients: Mutex::default(),
             metrics,
             access_log: false,
         }
+    }
+
+    /// The client whose connections time out after `connect`.
+    fn client(&self, connect: Duration) -> UpstreamClient {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let client = clients.entry(connect).or_insert_with(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(connect));
+            Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build(connector)
+        });
+        client.clone()
     }
 
     /// Logs every request (`--access-log`).
@@ -117,13 +132,28 @@ impl Proxy {
             let response = local(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request\n");
             return (response, self.metrics.unrouted.clone());
         }
-        let Some(route) = table.route(&name, request.uri().path()) else {
-            return (default_backend(request.uri().path()), self.metrics.unrouted.clone());
+        let path = request.uri().path();
+        let Some((rule, route)) = table.lookup(&name, path) else {
+            return (default_backend(path), self.metrics.unrouted.clone());
         };
         let metrics = route.metrics.clone();
-        if route.ssl_redirect && !conn.tls && !request.uri().path().starts_with(ACME_CHALLENGE) {
+        let settings = route.annotations.clone();
+        if !settings.admits(conn.client.ip()) {
+            return (local(StatusCode::FORBIDDEN, "403 Forbidden\n"), metrics);
+        }
+        if route.ssl_redirect && !conn.tls && !path.starts_with(ACME_CHALLENGE) {
             return (redirect_to_https(&name, request.uri()), metrics);
         }
+        if let Some(root) = settings.app_root.as_ref().filter(|_| path == "/") {
+            return (redirect(StatusCode::FOUND, root.clone()), metrics);
+        }
+        if let Some(to) = &settings.redirect {
+            return (redirect(to.code, to.location.clone()), metrics);
+        }
+        if too_large(request.headers(), settings.body_limit) {
+            return (too_large_response(), metrics);
+        }
+        let upstream_path = upstream_path(rule, &settings, request.uri());
         let upstream = match &route.target {
             Target::Service(upstream) => upstream.clone(),
             Target::Unavailable(why) => {
@@ -142,22 +172,36 @@ impl Proxy {
             );
             return (response, metrics);
         }
-        (self.forward(request, &upstream, &authority, conn).await, metrics)
+        let forward = Forward {
+            upstream: &upstream,
+            authority: &authority,
+            path: upstream_path,
+            settings: &settings,
+        };
+        (self.forward(request, forward, conn).await, metrics)
     }
 
-    async fn forward(
-        &self,
-        mut request: Request<Incoming>,
-        upstream: &Upstream,
-        authority: &str,
-        conn: &Conn,
-    ) -> Response<Body> {
+    async fn forward(&self, mut request: Request<Incoming>, to: Forward<'_>, conn: &Conn) -> Response<Body> {
+        let Forward {
+            upstream,
+            authority,
+            path,
+            settings,
+        } = to;
         // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
         // upstream switches protocols the two connections are joined.
         let upgrade = upgrade_protocol(request.headers());
         let mut client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         forwarded_headers(&mut parts.headers, authority, conn);
+        if let Some(host) = &settings.upstream_vhost {
+            parts.headers.insert(header::HOST, host.clone());
+        }
+        if let Some(prefix) = &settings.forwarded_prefix {
+            parts
+                .headers
+                .insert(HeaderName::from_static("x-forwarded-prefix"), prefix.clone());
+        }
         if let Some(protocol) = upgrade {
             parts
                 .headers
@@ -165,10 +209,10 @@ impl Proxy {
             parts.headers.insert(header::UPGRADE, protocol);
         }
         parts.version = Version::HTTP_11;
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         // Only a request whose body is already whole (none) can be sent again.
         let retry = idempotent(&parts.method) && body.is_end_stream();
-        let mut body = Some(body.boxed_unsync());
+        let mut body = Some(request_body(body, settings));
+        let client = self.client(settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
         let mut last = None;
         for endpoint in upstream.attempts().take(if retry { TRIES } else { 1 }) {
             let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
@@ -176,7 +220,14 @@ impl Proxy {
                 Ok(uri) => uri,
                 Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
             };
-            match self.client.request(attempt).await {
+            let answer = match tokio::time::timeout(settings.read_timeout, client.request(attempt)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::debug!(service = %upstream.service, %endpoint, "upstream timed out");
+                    return local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n");
+                }
+            };
+            match answer {
                 Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     return match client_side.take() {
                         Some(client_side) => tunnel(response, client_side),
@@ -186,8 +237,9 @@ impl Proxy {
                 Ok(response) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
-                    return Response::from_parts(parts, body.boxed_unsync());
+                    return Response::from_parts(parts, Idle::new(body, settings.read_timeout).boxed_unsync());
                 }
+                Err(e) if caused_by::<LengthLimitError>(&e) => return too_large_response(),
                 // No response head came: the next endpoint gets the request, if it may be sent again.
                 Err(e) => {
                     tracing::debug!(service = %upstream.service, %endpoint, error = %e, "upstream failed");
@@ -198,6 +250,74 @@ impl Proxy {
         tracing::warn!(service = %upstream.service, error = ?last, "no upstream answered");
         local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
     }
+}
+
+/// Where a request goes upstream.
+struct Forward<'a> {
+    upstream: &'a Upstream,
+    /// The request's host as the client wrote it.
+    authority: &'a str,
+    /// The path and query the upstream gets.
+    path: String,
+    settings: &'a Annotations,
+}
+
+/// The path and query the upstream gets: the request's, or what `rewrite-target` makes of it with the captures of
+/// the path regex. As nginx's `rewrite`, the query goes after the new path (after its own query, if it has one).
+fn upstream_path(rule: Option<&PathRule>, settings: &Annotations, uri: &Uri) -> String {
+    let as_asked = || uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let (Some(rule), Some(target)) = (rule, settings.rewrite_target.as_deref()) else {
+        return as_asked();
+    };
+    if target == rule.path {
+        return as_asked();
+    }
+    let mut path = rule.rewrite(uri.path(), target);
+    if let Some(query) = uri.query() {
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str(query);
+    }
+    path
+}
+
+/// The request body as sent upstream: at most `proxy-body-size` (a chunked body that grows past it fails the
+/// request with 413), and failing when the client stalls longer than `proxy-send-timeout`.
+fn request_body(body: Incoming, settings: &Annotations) -> Body {
+    let body = Idle::new(body, settings.send_timeout);
+    match settings.body_limit {
+        Some(limit) => Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync(),
+        None => body.boxed_unsync(),
+    }
+}
+
+/// Whether the request's Content-Length says its body is larger than `limit`.
+fn too_large(headers: &HeaderMap, limit: Option<u64>) -> bool {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    matches!((length, limit), (Some(length), Some(limit)) if length > limit)
+}
+
+fn too_large_response() -> Response<Body> {
+    let mut response = local(StatusCode::PAYLOAD_TOO_LARGE, "413 Request Entity Too Large\n");
+    // The rest of the body is not read: the connection cannot carry another request.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Whether `E` is somewhere in the chain of `error`'s sources.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<E>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade: PROTOCOL`).
@@ -224,7 +344,7 @@ fn tunnel(mut response: Response<Incoming>, client_side: hyper::upgrade::OnUpgra
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     });
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, body.boxed_unsync())
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
 }
 
 /// Whether an HTTP/2 request over TLS names a host whose certificate is not the one its connection was made with.
@@ -294,14 +414,17 @@ fn default_backend(path: &str) -> Response<Body> {
 /// 308 to the same host and path over HTTPS (308 keeps the method and body, unlike 301).
 fn redirect_to_https(name: &str, uri: &Uri) -> Response<Body> {
     let target = format!("https://{name}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
-    let mut response = local(StatusCode::PERMANENT_REDIRECT, "308 Permanent Redirect\n");
     match HeaderValue::try_from(target) {
-        Ok(location) => {
-            response.headers_mut().insert(header::LOCATION, location);
-            response
-        }
+        Ok(location) => redirect(StatusCode::PERMANENT_REDIRECT, location),
         Err(_) => local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
     }
+}
+
+/// A redirect (`code` is 3xx) to `location`.
+fn redirect(code: StatusCode, location: HeaderValue) -> Response<Body> {
+    let mut response = local(code, "redirect\n");
+    response.headers_mut().insert(header::LOCATION, location);
+    response
 }
 
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1), nor those the

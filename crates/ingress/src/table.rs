@@ -6,6 +6,7 @@
 //! the first to claim a host+path (or a TLS host, or the default backend) keeps it; other paths of one host from
 //! several Ingresses are merged.
 
+use crate::annotations::Annotations;
 use crate::class::Classes;
 use crate::host;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
@@ -17,9 +18,6 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use weft_model::{Object, Snapshot};
-
-/// The annotation that turns off the redirect of plain HTTP to HTTPS for an Ingress with `tls`.
-pub const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
 
 /// Where a matched request goes.
 #[derive(Clone, Debug)]
@@ -34,8 +32,11 @@ pub struct Route {
     pub target: Target,
     /// `namespace/name` of the Ingress the route comes from.
     pub ingress: Arc<str>,
-    /// Plain HTTP requests get a 308 to HTTPS (the Ingress has `tls` and no `ssl-redirect: "false"`).
+    /// Plain HTTP requests get a 308 to HTTPS (the Ingress has `tls` and no `ssl-redirect: "false"`, or
+    /// `force-ssl-redirect`).
     pub ssl_redirect: bool,
+    /// The settings of the Ingress's annotations.
+    pub annotations: Arc<Annotations>,
     pub metrics: Arc<RouteMetrics>,
 }
 
@@ -124,6 +125,12 @@ impl Table {
             .chain(table.wildcard.values_mut())
             .chain([&mut table.any])
         {
+            if paths
+                .iter()
+                .any(|(rule, route)| route.annotations.wants_regex(&rule.path))
+            {
+                to_regexes(paths, &mut table.problems);
+            }
             paths.sort_by(|a, b| a.0.precedence(&b.0));
         }
         table
@@ -134,12 +141,20 @@ impl Table {
     /// a host), then its most specific path; a request for a host whose paths do not match goes to the
     /// defaultBackend.
     pub fn route(&self, name: &str, path: &str) -> Option<&Route> {
+        self.lookup(name, path).map(|(_, route)| route)
+    }
+
+    /// The route of a request, and the path rule that took it (none: the default backend).
+    pub fn lookup(&self, name: &str, path: &str) -> Option<(Option<&PathRule>, &Route)> {
         let paths = self
             .precise
             .get(name)
             .or_else(|| host::parent(name).and_then(|d| self.wildcard.get(d)))
             .unwrap_or(&self.any);
-        path::first_match(paths, path).or(self.default_backend.as_ref())
+        match path::first_match(paths, path) {
+            Some((rule, route)) => Some((Some(rule), route)),
+            None => self.default_backend.as_ref().map(|route| (None, route)),
+        }
     }
 
     pub fn certificates(&self) -> &Certificates {
@@ -154,6 +169,29 @@ impl Table {
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }
+}
+
+/// Makes every path of a host a regex, as ingress-nginx does once any Ingress asks it for one of the host's
+/// paths; a path that is no regex is reported and not served.
+fn to_regexes(paths: &mut Paths, problems: &mut Vec<Problem>) {
+    paths.retain_mut(|(rule, route)| match rule.to_regex() {
+        Ok(regex) => {
+            *rule = regex;
+            true
+        }
+        Err(e) => {
+            let who = route.ingress.split_once('/').map(|(n, i)| (n.to_string(), i.to_string()));
+            problems.push(Problem {
+                ingress: who,
+                reason: "InvalidPath",
+                message: format!(
+                    "path {:?} must be a regex (use-regex or rewrite-target on this host) and is not: {e}; it is not served",
+                    rule.path
+                ),
+            });
+            false
+        }
+    });
 }
 
 /// Objects of `kind` as their typed struct (weft-model keeps kinds it does not act on as JSON).
@@ -200,15 +238,17 @@ impl Builder<'_> {
         let who = Some((namespace.clone(), ingress.metadata.name.clone().unwrap_or_default()));
         let id: Arc<str> = format!("{namespace}/{}", ingress.metadata.name.as_deref().unwrap_or_default()).into();
         let Some(spec) = &ingress.spec else { return };
+        let (annotations, complaints) = Annotations::parse(ingress.metadata.annotations.as_ref());
+        for complaint in complaints {
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason: complaint.reason,
+                message: complaint.message,
+            });
+        }
+        let annotations = Arc::new(annotations);
         let tls = spec.tls.as_deref().unwrap_or_default();
-        let ssl_redirect = !tls.is_empty()
-            && ingress
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(SSL_REDIRECT))
-                .map(String::as_str)
-                != Some("false");
+        let ssl_redirect = (!tls.is_empty() && annotations.ssl_redirect) || annotations.force_ssl_redirect;
         for entry in tls {
             let Some(secret) = entry.secret_name.as_deref().filter(|s| !s.is_empty()) else {
                 continue;
@@ -229,6 +269,7 @@ impl Builder<'_> {
                 target,
                 ingress: id.clone(),
                 ssl_redirect: false,
+                annotations: annotations.clone(),
                 metrics,
             });
         }
@@ -251,6 +292,7 @@ impl Builder<'_> {
                     target,
                     ingress: id.clone(),
                     ssl_redirect,
+                    annotations: annotations.clone(),
                     metrics,
                 };
                 let paths = match rule.host.as_deref().filter(|h| !h.is_empty()) {
@@ -521,5 +563,83 @@ endpoints: [{addresses: [10.0.0.2]}]
         assert!(!table(&off).route("foo.com", "/").unwrap().ssl_redirect);
         let t = table(&ingress("a", "2026-01-01T00:00:00Z", "nginx", &plain));
         assert!(!t.route("foo.com", "/").unwrap().ssl_redirect);
+    }
+
+    /// An Ingress with `annotations` (a YAML flow mapping's inside).
+    fn annotated(name: &str, created: &str, annotations: &str, rules: &str) -> String {
+        ingress(name, created, "nginx", rules).replace(
+            "namespace: default,",
+            &format!("namespace: default, annotations: {{{annotations}}},"),
+        )
+    }
+
+    #[test]
+    fn annotations_are_typed_per_route_and_unsupported_ones_are_reported() {
+        let t = table(&annotated(
+            "a",
+            "2026-01-01T00:00:00Z",
+            "nginx.ingress.kubernetes.io/proxy-body-size: 8k, nginx.ingress.kubernetes.io/affinity: cookie, nginx.ingress.kubernetes.io/server-snippet: \"return 200;\", nginx.ingress.kubernetes.io/force-ssl-redirect: \"true\"",
+            &rule("foo.com", "/", "Prefix", "web", "{number: 80}"),
+        ));
+        let route = t.route("foo.com", "/").unwrap();
+        assert_eq!(route.annotations.body_limit, Some(8192));
+        assert!(route.ssl_redirect, "force-ssl-redirect without tls");
+        let who = Some(("default".to_string(), "a".to_string()));
+        let reported: Vec<(&str, bool)> = t.problems().iter().map(|p| (p.reason, p.ingress == who)).collect();
+        assert_eq!(reported, [("UnsupportedAnnotation", true), ("SnippetRefused", true)]);
+        assert!(t.problems()[0].message.contains("nginx.ingress.kubernetes.io/affinity"));
+        assert!(
+            t.problems()[1]
+                .message
+                .contains("nginx.ingress.kubernetes.io/server-snippet")
+        );
+    }
+
+    #[test]
+    fn use_regex_makes_every_path_of_the_host_a_regex_and_bad_regexes_are_reported() {
+        let regex = annotated(
+            "a",
+            "2026-01-01T00:00:00Z",
+            "nginx.ingress.kubernetes.io/use-regex: \"true\"",
+            &rule(
+                "foo.com",
+                "\"/api/v[0-9]+\"",
+                "ImplementationSpecific",
+                "api",
+                "{number: 80}",
+            ),
+        );
+        let plain = ingress(
+            "b",
+            "2026-01-02T00:00:00Z",
+            "nginx",
+            &rule("foo.com", "/web", "Exact", "web", "{number: 80}"),
+        );
+        let other = ingress(
+            "c",
+            "2026-01-02T00:00:00Z",
+            "nginx",
+            &rule("bar.com", "/web", "Exact", "web", "{number: 80}"),
+        );
+        let t = table(&format!("{regex}{plain}{other}"));
+        assert_eq!(goes(&t, "foo.com", "/API/v2/x"), "10.0.0.2:9090");
+        assert_eq!(goes(&t, "foo.com", "/api/vx"), "404");
+        // The other Ingress's Exact path on the same host is now a case-insensitive prefix regex.
+        assert_eq!(goes(&t, "foo.com", "/WEB/more"), "10.0.0.1:8080");
+        // Another host is untouched.
+        assert_eq!(goes(&t, "bar.com", "/web/more"), "404");
+        let broken = annotated(
+            "d",
+            "2026-01-01T00:00:00Z",
+            "nginx.ingress.kubernetes.io/rewrite-target: /$1",
+            &rule("foo.com", "\"/a(\"", "ImplementationSpecific", "api", "{number: 80}"),
+        );
+        let t = table(&broken);
+        assert_eq!(goes(&t, "foo.com", "/a("), "404");
+        assert!(
+            t.problems().iter().any(|p| p.reason == "InvalidPath"),
+            "{:?}",
+            t.problems()
+        );
     }
 }

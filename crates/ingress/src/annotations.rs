@@ -1,0 +1,461 @@
+//! The `nginx.ingress.kubernetes.io/*` annotations of an Ingress, parsed once when the table is built into the
+//! typed settings of its paths. Configuration stays data: nothing is generated for an interpreter, so the snippet
+//! annotations (raw nginx configuration) are refused, and every other annotation weft does not implement is
+//! reported, never silently ignored.
+
+use http::{HeaderValue, StatusCode};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// The annotations weft implements (names without the prefix).
+pub const SUPPORTED: &[&str] = &[
+    "ssl-redirect",
+    "force-ssl-redirect",
+    "use-regex",
+    "rewrite-target",
+    "app-root",
+    "permanent-redirect",
+    "permanent-redirect-code",
+    "temporal-redirect",
+    "x-forwarded-prefix",
+    "upstream-vhost",
+    "proxy-body-size",
+    "proxy-connect-timeout",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
+    "whitelist-source-range",
+    "denylist-source-range",
+];
+
+/// Annotations that are raw nginx configuration: refused, as ingress-nginx itself does by default since
+/// CVE-2021-25742 (they let anyone who may write an Ingress run configuration in the controller).
+pub const SNIPPETS: &[&str] = &[
+    "configuration-snippet",
+    "server-snippet",
+    "auth-snippet",
+    "stream-snippet",
+    "modsecurity-snippet",
+];
+
+/// ingress-nginx's `proxy-body-size` default (1m).
+pub const DEFAULT_BODY_LIMIT: u64 = 1024 * 1024;
+/// ingress-nginx's `proxy-read-timeout` and `proxy-send-timeout` defaults.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a path sends its requests instead of to its backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub location: HeaderValue,
+    pub code: StatusCode,
+}
+
+/// The settings of an Ingress's paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Annotations {
+    /// `ssl-redirect` (default on; takes effect when the Ingress has `tls`).
+    pub ssl_redirect: bool,
+    /// `force-ssl-redirect`: 308 to HTTPS even without `tls` (TLS ended before weft).
+    pub force_ssl_redirect: bool,
+    /// `use-regex`: the paths (of the whole host) are case-insensitive regexes anchored at the start.
+    pub use_regex: bool,
+    /// `rewrite-target`: the path the upstream gets, `$1`.. from the path regex's captures.
+    pub rewrite_target: Option<String>,
+    /// `app-root`: `/` answers 302 to it.
+    pub app_root: Option<HeaderValue>,
+    /// `permanent-redirect` (301, or `permanent-redirect-code`), else `temporal-redirect` (302).
+    pub redirect: Option<Redirect>,
+    /// `x-forwarded-prefix`: sent as the X-Forwarded-Prefix header.
+    pub forwarded_prefix: Option<HeaderValue>,
+    /// `upstream-vhost`: the Host header the upstream gets.
+    pub upstream_vhost: Option<HeaderValue>,
+    /// `proxy-body-size`: the largest request body, none: unlimited.
+    pub body_limit: Option<u64>,
+    /// `proxy-connect-timeout`; none: the proxy's own.
+    pub connect_timeout: Option<Duration>,
+    /// `proxy-read-timeout`: the longest wait for the upstream's response head and between its body's chunks.
+    pub read_timeout: Duration,
+    /// `proxy-send-timeout`: the longest wait between two chunks of the request body sent upstream.
+    pub send_timeout: Duration,
+    /// `whitelist-source-range`: when not empty, only clients in these ranges are served (else 403).
+    pub allow: Vec<IpNet>,
+    /// `denylist-source-range`: clients in these ranges get 403.
+    pub deny: Vec<IpNet>,
+}
+
+impl Default for Annotations {
+    fn default() -> Self {
+        Annotations {
+            ssl_redirect: true,
+            force_ssl_redirect: false,
+            use_regex: false,
+            rewrite_target: None,
+            app_root: None,
+            redirect: None,
+            forwarded_prefix: None,
+            upstream_vhost: None,
+            body_limit: Some(DEFAULT_BODY_LIMIT),
+            connect_timeout: None,
+            read_timeout: DEFAULT_IO_TIMEOUT,
+            send_timeout: DEFAULT_IO_TIMEOUT,
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+/// Something wrong with one annotation: the event's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Complaint {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Annotations {
+    /// The settings an Ingress's annotations ask for, and what is wrong with them (an annotation with a bad
+    /// value keeps its default).
+    pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> (Annotations, Vec<Complaint>) {
+        let mut parsed = Annotations::default();
+        let mut complaints = Vec::new();
+        let mut permanent_code = StatusCode::MOVED_PERMANENTLY;
+        let (mut permanent, mut temporal) = (None, None);
+        for (key, value) in annotations.into_iter().flatten() {
+            let Some(name) = key.strip_prefix(PREFIX) else { continue };
+            let invalid = |why: &str| Complaint {
+                reason: "InvalidAnnotation",
+                message: format!("annotation {key}: {value:?} {why}; its default applies"),
+            };
+            let result: Result<(), Complaint> = match name {
+                "ssl-redirect" => boolean(value)
+                    .map(|b| parsed.ssl_redirect = b)
+                    .ok_or_else(|| invalid(NOT_BOOL)),
+                "force-ssl-redirect" => boolean(value)
+                    .map(|b| parsed.force_ssl_redirect = b)
+                    .ok_or_else(|| invalid(NOT_BOOL)),
+                "use-regex" => boolean(value)
+                    .map(|b| parsed.use_regex = b)
+                    .ok_or_else(|| invalid(NOT_BOOL)),
+                "rewrite-target" => {
+                    parsed.rewrite_target = Some(value.clone());
+                    Ok(())
+                }
+                "app-root" => header(value, true)
+                    .map(|h| parsed.app_root = Some(h))
+                    .ok_or_else(|| invalid("is not a path")),
+                "permanent-redirect" => header(value, false)
+                    .map(|h| permanent = Some(h))
+                    .ok_or_else(|| invalid("is not a URL")),
+                "permanent-redirect-code" => value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| (300..=308).contains(c))
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .map(|c| permanent_code = c)
+                    .ok_or_else(|| invalid("is not a redirect code (300-308)")),
+                "temporal-redirect" => header(value, false)
+                    .map(|h| temporal = Some(h))
+                    .ok_or_else(|| invalid("is not a URL")),
+                "x-forwarded-prefix" => header(value, false)
+                    .map(|h| parsed.forwarded_prefix = Some(h))
+                    .ok_or_else(|| invalid("is not a header value")),
+                "upstream-vhost" => header(value, false)
+                    .map(|h| parsed.upstream_vhost = Some(h))
+                    .ok_or_else(|| invalid("is not a host")),
+                "proxy-body-size" => size(value)
+                    .map(|s| parsed.body_limit = s)
+                    .ok_or_else(|| invalid("is not a size (a number, then k, m or g)")),
+                "proxy-connect-timeout" => seconds(value)
+                    .map(|d| parsed.connect_timeout = Some(d))
+                    .ok_or_else(|| invalid(NOT_SECONDS)),
+                "proxy-read-timeout" => seconds(value)
+                    .map(|d| parsed.read_timeout = d)
+                    .ok_or_else(|| invalid(NOT_SECONDS)),
+                "proxy-send-timeout" => seconds(value)
+                    .map(|d| parsed.send_timeout = d)
+                    .ok_or_else(|| invalid(NOT_SECONDS)),
+                "whitelist-source-range" => cidrs(value).map(|c| parsed.allow = c).ok_or_else(|| invalid(NOT_CIDRS)),
+                "denylist-source-range" => cidrs(value).map(|c| parsed.deny = c).ok_or_else(|| invalid(NOT_CIDRS)),
+                _ if SNIPPETS.contains(&name) => Err(Complaint {
+                    reason: "SnippetRefused",
+                    message: format!(
+                        "annotation {key} is refused: weft takes configuration as data and never runs nginx \
+                         configuration from an Ingress (ingress-nginx also refuses snippets by default since \
+                         CVE-2021-25742)"
+                    ),
+                }),
+                _ => Err(Complaint {
+                    reason: "UnsupportedAnnotation",
+                    message: format!("annotation {key} is not supported by weft and has no effect"),
+                }),
+            };
+            if let Err(complaint) = result {
+                complaints.push(complaint);
+            }
+        }
+        parsed.redirect = match (permanent, temporal) {
+            (Some(location), _) => Some(Redirect {
+                location,
+                code: permanent_code,
+            }),
+            (None, Some(location)) => Some(Redirect {
+                location,
+                code: StatusCode::FOUND,
+            }),
+            (None, None) => None,
+        };
+        (parsed, complaints)
+    }
+
+    /// Whether the paths must be regexes: `use-regex`, or a `rewrite-target` other than the path itself
+    /// (ingress-nginx makes every rewritten location a regex location).
+    pub fn wants_regex(&self, path: &str) -> bool {
+        self.use_regex || self.rewrite_target.as_deref().is_some_and(|t| t != path)
+    }
+
+    /// Whether `client` may be served: not denied, and allowed when there is an allow list.
+    pub fn admits(&self, client: IpAddr) -> bool {
+        let client = canonical(client);
+        let within = |ranges: &[IpNet]| ranges.iter().any(|r| r.contains(&client));
+        !within(&self.deny) && (self.allow.is_empty() || within(&self.allow))
+    }
+}
+
+const NOT_BOOL: &str = "is not \"true\" or \"false\"";
+const NOT_SECONDS: &str = "is not a number of seconds";
+const NOT_CIDRS: &str = "is not a comma-separated list of CIDRs";
+
+fn boolean(value: &str) -> Option<bool> {
+    match value.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// A header value; a path must start with `/`.
+fn header(value: &str, path: bool) -> Option<HeaderValue> {
+    let value = value.trim();
+    if value.is_empty() || (path && !value.starts_with('/')) {
+        return None;
+    }
+    HeaderValue::try_from(value).ok()
+}
+
+/// An nginx size (bytes, or with k, m, g), none: unlimited (`0`).
+fn size(value: &str) -> Option<Option<u64>> {
+    let value = value.trim();
+    let (digits, unit) = match value.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&value[..i], c.to_ascii_lowercase()),
+        _ => (value, 'b'),
+    };
+    let multiplier: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return None,
+    };
+    let n: u64 = digits.parse().ok()?;
+    let bytes = n.checked_mul(multiplier)?;
+    Some((bytes > 0).then_some(bytes))
+}
+
+/// Unitless seconds, as ingress-nginx's timeout annotations.
+fn seconds(value: &str) -> Option<Duration> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+}
+
+/// Comma-separated CIDRs; a bare address is its own /32 or /128.
+fn cidrs(value: &str) -> Option<Vec<IpNet>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .ok()
+                .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+                .map(|n| n.trunc())
+        })
+        .collect()
+}
+
+/// An IPv4 client on a dual-stack socket as its IPv4 address, so IPv4 ranges apply to it.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> (Annotations, Vec<Complaint>) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string()))
+            .collect();
+        Annotations::parse(Some(&map))
+    }
+
+    #[test]
+    fn no_annotations_are_ingress_nginx_defaults() {
+        let (a, complaints) = Annotations::parse(None);
+        assert!(complaints.is_empty());
+        assert_eq!(a, Annotations::default());
+        assert_eq!(a.body_limit, Some(1024 * 1024));
+        assert!(a.ssl_redirect && !a.force_ssl_redirect && !a.use_regex);
+        assert_eq!(
+            (a.read_timeout, a.send_timeout),
+            (DEFAULT_IO_TIMEOUT, DEFAULT_IO_TIMEOUT)
+        );
+    }
+
+    #[test]
+    fn supported_annotations_become_typed_settings() {
+        let (a, complaints) = parse(&[
+            ("ssl-redirect", "false"),
+            ("force-ssl-redirect", "true"),
+            ("use-regex", "true"),
+            ("rewrite-target", "/$2"),
+            ("app-root", "/app1"),
+            ("permanent-redirect", "https://example.com/x"),
+            ("permanent-redirect-code", "308"),
+            ("x-forwarded-prefix", "/pre"),
+            ("upstream-vhost", "internal.svc"),
+            ("proxy-body-size", "8k"),
+            ("proxy-connect-timeout", "3"),
+            ("proxy-read-timeout", "120"),
+            ("proxy-send-timeout", "30"),
+            ("whitelist-source-range", "10.0.0.0/8, 192.168.1.1"),
+            ("denylist-source-range", "10.1.0.0/16"),
+        ]);
+        assert!(complaints.is_empty(), "{complaints:?}");
+        assert!(!a.ssl_redirect && a.force_ssl_redirect && a.use_regex);
+        assert_eq!(a.rewrite_target.as_deref(), Some("/$2"));
+        assert_eq!(a.app_root.unwrap(), "/app1");
+        assert_eq!(
+            a.redirect,
+            Some(Redirect {
+                location: HeaderValue::from_static("https://example.com/x"),
+                code: StatusCode::PERMANENT_REDIRECT
+            })
+        );
+        assert_eq!(a.forwarded_prefix.unwrap(), "/pre");
+        assert_eq!(a.upstream_vhost.unwrap(), "internal.svc");
+        assert_eq!(a.body_limit, Some(8192));
+        assert_eq!(a.connect_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(a.read_timeout, Duration::from_secs(120));
+        assert_eq!(a.send_timeout, Duration::from_secs(30));
+        assert_eq!(
+            a.allow,
+            ["10.0.0.0/8".parse().unwrap(), "192.168.1.1/32".parse().unwrap()]
+        );
+        assert_eq!(a.deny, ["10.1.0.0/16".parse::<IpNet>().unwrap()]);
+    }
+
+    #[test]
+    fn temporal_redirect_is_302_and_permanent_wins() {
+        let (a, _) = parse(&[("temporal-redirect", "https://t.example/")]);
+        assert_eq!(a.redirect.unwrap().code, StatusCode::FOUND);
+        let (a, _) = parse(&[
+            ("temporal-redirect", "https://t/"),
+            ("permanent-redirect", "https://p/"),
+        ]);
+        let redirect = a.redirect.unwrap();
+        assert_eq!(
+            (redirect.location, redirect.code),
+            (HeaderValue::from_static("https://p/"), StatusCode::MOVED_PERMANENTLY)
+        );
+    }
+
+    #[test]
+    fn nginx_sizes() {
+        for (text, bytes) in [
+            ("0", None),
+            ("1m", Some(1 << 20)),
+            ("1M", Some(1 << 20)),
+            ("10k", Some(10 << 10)),
+            ("2g", Some(2 << 30)),
+            ("500", Some(500)),
+        ] {
+            assert_eq!(size(text), Some(bytes), "{text}");
+        }
+        for bad in ["", "m", "1t", "-1", "1.5m", "99999999999999999g"] {
+            assert_eq!(size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unsupported_and_snippet_annotations_and_bad_values_are_complained_of() {
+        let (a, complaints) = parse(&[
+            ("configuration-snippet", "more_set_headers \"X: y\";"),
+            ("server-snippet", "location /x {}"),
+            ("affinity", "cookie"),
+            ("proxy-body-size", "lots"),
+            ("use-regex", "yes"),
+            ("whitelist-source-range", "10.0.0.0/33"),
+            ("permanent-redirect-code", "200"),
+        ]);
+        let reasons: Vec<(&str, bool)> = complaints
+            .iter()
+            .map(|c| (c.reason, c.message.contains(PREFIX)))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("UnsupportedAnnotation", true),
+                ("SnippetRefused", true),
+                ("InvalidAnnotation", true),
+                ("InvalidAnnotation", true),
+                ("SnippetRefused", true),
+                ("InvalidAnnotation", true),
+                ("InvalidAnnotation", true),
+            ],
+            "{complaints:?}"
+        );
+        assert!(
+            complaints[1].message.contains("configuration-snippet") && complaints[1].message.contains("CVE-2021-25742")
+        );
+        assert!(complaints[0].message.contains("affinity"));
+        // Bad values keep the defaults.
+        assert_eq!(a, Annotations::default());
+    }
+
+    #[test]
+    fn other_prefixes_are_not_ours() {
+        let map = BTreeMap::from([("kubernetes.io/ingress.class".to_string(), "nginx".to_string())]);
+        assert!(Annotations::parse(Some(&map)).1.is_empty());
+    }
+
+    #[test]
+    fn source_ranges() {
+        let (a, _) = parse(&[
+            ("whitelist-source-range", "10.0.0.0/8"),
+            ("denylist-source-range", "10.9.0.0/16"),
+        ]);
+        assert!(a.admits("10.1.2.3".parse().unwrap()));
+        assert!(a.admits("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!a.admits("10.9.0.1".parse().unwrap()));
+        assert!(!a.admits("192.168.0.1".parse().unwrap()));
+        assert!(Annotations::default().admits("192.168.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn regex_paths_with_use_regex_or_a_rewrite() {
+        let (a, _) = parse(&[("rewrite-target", "/")]);
+        assert!(a.wants_regex("/foo") && !a.wants_regex("/"));
+        assert!(parse(&[("use-regex", "true")]).0.wants_regex("/"));
+        assert!(!Annotations::default().wants_regex("/foo"));
+    }
+}
