@@ -32,6 +32,9 @@ async fn upstream() -> u16 {
                         ARRIVED.notify_one();
                         RELEASE.notified().await;
                     }
+                    if request.uri().path() == "/stall" {
+                        std::future::pending::<()>().await;
+                    }
                     if request.headers().get("upgrade").is_some_and(|u| u == "echo") {
                         return Ok(echo(&mut request));
                     }
@@ -44,6 +47,7 @@ async fn upstream() -> u16 {
                         "x-forwarded-port",
                         "x-real-ip",
                         "x-request-id",
+                        "x-forwarded-prefix",
                     ] {
                         let value = request.headers().get(name).map(|v| v.to_str().unwrap().to_string());
                         text.push_str(&format!("{name}={}\n", value.unwrap_or_default()));
@@ -515,4 +519,264 @@ async fn oversized_http1_request_headers_get_431() {
         assert_eq!(code, "200", "{version}");
     }
     let _ = std::fs::remove_file(file);
+}
+
+/// Service `live`, whose only endpoint is the upstream (no dead one: requests that are not retried all succeed),
+/// and an Ingress `name` for `host` with `annotations` (YAML flow mapping's inside), a `path` of `kind` to it.
+fn live(port: u16, name: &str, host: &str, annotations: &str, path: &str, kind: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: live-{name}, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: live-{name}, namespace: default, labels: {{kubernetes.io/service-name: live-{name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: default, annotations: {{{annotations}}}}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: \"{path}\", pathType: {kind}, backend: {{service: {{name: live-{name}, port: {{number: 80}}}}}}}}
+---
+"
+    )
+}
+
+/// The value of response header `name` in curl's `-D -` output.
+fn response_header<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+        .unwrap_or_default()
+}
+
+const A: &str = "nginx.ingress.kubernetes.io/";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_target_with_captures_x_forwarded_prefix_and_upstream_vhost() {
+    let port = upstream().await;
+    let annotations = format!(
+        "{A}use-regex: \"true\", {A}rewrite-target: /$2, {A}x-forwarded-prefix: /something, {A}upstream-vhost: internal.example"
+    );
+    let ingresses = live(
+        port,
+        "rw",
+        "rw.example",
+        &annotations,
+        "/something(/|$)(.*)",
+        "ImplementationSpecific",
+    );
+    let running = proxy(Table::build(&snapshot(port, &ingresses, None), &config())).await;
+    let url = |path: &str| format!("http://{}{path}", running.http);
+    for (asked, sent) in [
+        ("/something", "/"),
+        ("/something/", "/"),
+        ("/something/new?q=1", "/new?q=1"),
+        ("/SOMETHING/New", "/New"),
+    ] {
+        let (code, _, body) = curl(&["-H", "Host: rw.example", &url(asked)]).await;
+        assert_eq!(code, "200", "{asked}: {body}");
+        assert_eq!(line(&body, "path"), sent, "{asked}");
+        assert_eq!(line(&body, "host"), "internal.example");
+        assert_eq!(line(&body, "x-forwarded-prefix"), "/something");
+        assert_eq!(line(&body, "x-forwarded-host"), "rw.example");
+    }
+    assert_eq!(curl(&["-H", "Host: rw.example", &url("/other")]).await.0, "404");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_root_permanent_temporal_and_forced_ssl_redirects() {
+    let port = upstream().await;
+    let ingresses = [
+        live(
+            port,
+            "root",
+            "root.example",
+            &format!("{A}app-root: /app1"),
+            "/",
+            "Prefix",
+        ),
+        live(
+            port,
+            "moved",
+            "moved.example",
+            &format!("{A}permanent-redirect: https://new.example/, {A}permanent-redirect-code: \"308\""),
+            "/",
+            "Prefix",
+        ),
+        live(
+            port,
+            "perm",
+            "perm.example",
+            &format!("{A}permanent-redirect: https://new.example/p"),
+            "/",
+            "Prefix",
+        ),
+        live(
+            port,
+            "temp",
+            "temp.example",
+            &format!("{A}temporal-redirect: https://new.example/t"),
+            "/",
+            "Prefix",
+        ),
+        live(
+            port,
+            "force",
+            "force.example",
+            &format!("{A}force-ssl-redirect: \"true\""),
+            "/",
+            "Prefix",
+        ),
+    ]
+    .concat();
+    let running = proxy(Table::build(&snapshot(port, &ingresses, None), &config())).await;
+    let url = |path: &str| format!("http://{}{path}", running.http);
+    for (host, path, code, location) in [
+        ("root.example", "/", "302", "/app1"),
+        ("moved.example", "/x", "308", "https://new.example/"),
+        ("perm.example", "/x", "301", "https://new.example/p"),
+        ("temp.example", "/x", "302", "https://new.example/t"),
+        ("force.example", "/x?y=1", "308", "https://force.example/x?y=1"),
+    ] {
+        let (got, _, out) = curl(&["-D", "-", "-H", &format!("Host: {host}"), &url(path)]).await;
+        assert_eq!(
+            (got.as_str(), response_header(&out, "location")),
+            (code, location),
+            "{host}{path}"
+        );
+    }
+    // app-root redirects only `/`.
+    let (code, _, body) = curl(&["-H", "Host: root.example", &url("/app1/x")]).await;
+    assert_eq!((code.as_str(), line(&body, "path")), ("200", "/app1/x"));
+    // ACME challenges are never forced to HTTPS.
+    let (code, _, _) = curl(&["-H", "Host: force.example", &url("/.well-known/acme-challenge/t")]).await;
+    assert_eq!(code, "200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_proxy_body_size_get_413_by_length_or_streamed() {
+    let port = upstream().await;
+    let ingresses = [
+        live(
+            port,
+            "small",
+            "small.example",
+            &format!("{A}proxy-body-size: \"10\""),
+            "/",
+            "Prefix",
+        ),
+        live(port, "default", "default.example", "", "/", "Prefix"),
+        live(
+            port,
+            "unlimited",
+            "unlimited.example",
+            &format!("{A}proxy-body-size: \"0\""),
+            "/",
+            "Prefix",
+        ),
+    ]
+    .concat();
+    let running = proxy(Table::build(&snapshot(port, &ingresses, None), &config())).await;
+    let url = format!("http://{}/up", running.http);
+    let file = std::env::temp_dir().join(format!("weft-ingress-413-{}", std::process::id()));
+    let post = |host: &str, bytes: usize, chunked: bool| {
+        std::fs::write(&file, "a".repeat(bytes)).unwrap();
+        let mut args = vec![
+            "-H".to_string(),
+            format!("Host: {host}"),
+            "--data-binary".to_string(),
+            format!("@{}", file.display()),
+            url.clone(),
+        ];
+        if chunked {
+            args.extend(["-H".to_string(), "Transfer-Encoding: chunked".to_string()]);
+        }
+        args
+    };
+    for (host, bytes, chunked, code) in [
+        ("small.example", 10, false, "200"),
+        ("small.example", 11, false, "413"),
+        ("small.example", 10, true, "200"),
+        ("small.example", 11, true, "413"),
+        ("default.example", 1 << 20, false, "200"),
+        ("default.example", (1 << 20) + 1, false, "413"),
+        ("default.example", (1 << 20) + 1, true, "413"),
+        ("unlimited.example", 2 << 20, true, "200"),
+    ] {
+        let args = post(host, bytes, chunked);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(curl(&args).await.0, code, "{host} {bytes} chunked {chunked}");
+    }
+    let _ = std::fs::remove_file(file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_ranges_refuse_clients_with_403() {
+    let port = upstream().await;
+    let ingresses = [
+        live(
+            port,
+            "allowed",
+            "allowed.example",
+            &format!("{A}whitelist-source-range: \"10.0.0.0/8, 127.0.0.1\""),
+            "/",
+            "Prefix",
+        ),
+        live(
+            port,
+            "elsewhere",
+            "elsewhere.example",
+            &format!("{A}whitelist-source-range: 10.0.0.0/8"),
+            "/",
+            "Prefix",
+        ),
+        live(
+            port,
+            "denied",
+            "denied.example",
+            &format!("{A}denylist-source-range: 127.0.0.0/8"),
+            "/",
+            "Prefix",
+        ),
+    ]
+    .concat();
+    let running = proxy(Table::build(&snapshot(port, &ingresses, None), &config())).await;
+    let url = format!("http://{}/", running.http);
+    for (host, code) in [
+        ("allowed.example", "200"),
+        ("elsewhere.example", "403"),
+        ("denied.example", "403"),
+    ] {
+        assert_eq!(curl(&["-H", &format!("Host: {host}"), &url]).await.0, code, "{host}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_slower_than_proxy_read_timeout_gets_504() {
+    let port = upstream().await;
+    let ingresses = live(
+        port,
+        "slow",
+        "slow.example",
+        &format!("{A}proxy-read-timeout: \"1\""),
+        "/",
+        "Prefix",
+    );
+    let running = proxy(Table::build(&snapshot(port, &ingresses, None), &config())).await;
+    let url = |path: &str| format!("http://{}{path}", running.http);
+    assert_eq!(curl(&["-H", "Host: slow.example", &url("/stall")]).await.0, "504");
+    assert_eq!(curl(&["-H", "Host: slow.example", &url("/fast")]).await.0, "200");
 }
