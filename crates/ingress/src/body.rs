@@ -1,12 +1,15 @@
-//! Bodies on their way through the proxy: the boxed body type both directions use, and a body that fails when
-//! the next chunk takes longer than a timeout (nginx's proxy read and send timeouts are between two successive
-//! reads or writes, not for the whole body).
+//! Bodies on their way through the proxy: the boxed body type both directions use, a body that fails when the
+//! next chunk takes longer than a timeout (nginx's proxy read and send timeouts are between two successive
+//! reads or writes, not for the whole body), and one that tells when it has all been taken (the wait for the
+//! response starts then, not while a long upload is still on its way).
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -66,6 +69,43 @@ where
     }
 }
 
+/// `inner`, telling `sent` once its end has been taken (at once for a body that is empty).
+pub struct Watched<B> {
+    inner: B,
+    sent: Arc<Notify>,
+}
+
+impl<B: HttpBody> Watched<B> {
+    pub fn new(inner: B, sent: Arc<Notify>) -> Watched<B> {
+        if inner.is_end_stream() {
+            sent.notify_one();
+        }
+        Watched { inner, sent }
+    }
+}
+
+impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Watched<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.sent.notify_one();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +137,24 @@ mod tests {
         assert!(start.elapsed() >= timeout);
         let flows = Idle::new(Full::new(Bytes::from_static(b"all")), timeout);
         assert_eq!(flows.collect().await.unwrap().to_bytes(), "all");
+    }
+
+    #[tokio::test]
+    async fn a_watched_body_tells_when_its_end_is_taken() {
+        let sent = Arc::new(Notify::new());
+        let mut body = Watched::new(OneThenSilence(false), sent.clone());
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), sent.notified())
+                .await
+                .is_err()
+        );
+        let sent = Arc::new(Notify::new());
+        let body = Watched::new(Full::new(Bytes::from_static(b"x")), sent.clone());
+        body.collect().await.unwrap();
+        sent.notified().await;
+        let sent = Arc::new(Notify::new());
+        Watched::new(http_body_util::Empty::<Bytes>::new(), sent.clone());
+        sent.notified().await;
     }
 }

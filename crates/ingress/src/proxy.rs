@@ -7,7 +7,7 @@
 
 use crate::annotations::Annotations;
 pub use crate::body::Body;
-use crate::body::{BoxError, Idle};
+use crate::body::{BoxError, Idle, Watched};
 use crate::host;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::PathRule;
@@ -220,9 +220,16 @@ impl Proxy {
                 Ok(uri) => uri,
                 Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
             };
-            let answer = match tokio::time::timeout(settings.read_timeout, client.request(attempt)).await {
-                Ok(answer) => answer,
-                Err(_) => {
+            // proxy-read-timeout counts from when the request body has all gone, as nginx's.
+            let sent = Arc::new(tokio::sync::Notify::new());
+            let attempt = attempt.map(|body| Watched::new(body, sent.clone()).boxed_unsync());
+            let read_timeout = async {
+                sent.notified().await;
+                tokio::time::sleep(settings.read_timeout).await;
+            };
+            let answer = tokio::select! {
+                answer = client.request(attempt) => answer,
+                () = read_timeout => {
                     tracing::debug!(service = %upstream.service, %endpoint, "upstream timed out");
                     return local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n");
                 }

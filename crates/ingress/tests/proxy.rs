@@ -779,4 +779,21 @@ async fn an_upstream_slower_than_proxy_read_timeout_gets_504() {
     let url = |path: &str| format!("http://{}{path}", running.http);
     assert_eq!(curl(&["-H", "Host: slow.example", &url("/stall")]).await.0, "504");
     assert_eq!(curl(&["-H", "Host: slow.example", &url("/fast")]).await.0, "200");
+    // The timeout counts from the end of the request body: an upload slower than it (2.5 KiB at 1 KiB/s) is
+    // answered.
+    let file = std::env::temp_dir().join(format!("weft-ingress-slow-{}", std::process::id()));
+    std::fs::write(&file, "a".repeat(2560)).unwrap();
+    let data = format!("@{}", file.display());
+    let slow = [
+        "-H",
+        "Host: slow.example",
+        "--limit-rate",
+        "1k",
+        "--data-binary",
+        &data,
+        &url("/up"),
+    ];
+    let (code, _, body) = curl(&slow).await;
+    assert_eq!((code.as_str(), line(&body, "body").len()), ("200", 2560));
+    let _ = std::fs::remove_file(file);
 }
