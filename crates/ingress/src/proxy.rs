@@ -145,7 +145,13 @@ impl Proxy {
             return (redirect_to_https(&name, request.uri()), metrics);
         }
         if let Some(root) = settings.app_root.as_ref().filter(|_| path == "/") {
-            return (redirect(StatusCode::FOUND, root.clone()), metrics);
+            // Absolute, as ingress-nginx's `return 302 $scheme://$http_host<app-root>`.
+            let scheme = if conn.tls { "https" } else { "http" };
+            let location = HeaderValue::try_from(format!("{scheme}://{authority}{}", root.to_str().unwrap_or("/")));
+            return match location {
+                Ok(location) => (redirect(StatusCode::FOUND, location), metrics),
+                Err(_) => (local(StatusCode::BAD_REQUEST, "400 Bad Request\n"), metrics),
+            };
         }
         if let Some(to) = &settings.redirect {
             return (redirect(to.code, to.location.clone()), metrics);

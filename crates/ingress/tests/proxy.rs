@@ -645,7 +645,7 @@ async fn app_root_permanent_temporal_and_forced_ssl_redirects() {
     let running = proxy(Table::build(&snapshot(port, &ingresses, None), &config())).await;
     let url = |path: &str| format!("http://{}{path}", running.http);
     for (host, path, code, location) in [
-        ("root.example", "/", "302", "/app1"),
+        ("root.example", "/", "302", "http://root.example/app1"),
         ("moved.example", "/x", "308", "https://new.example/"),
         ("perm.example", "/x", "301", "https://new.example/p"),
         ("temp.example", "/x", "302", "https://new.example/t"),
