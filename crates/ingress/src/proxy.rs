@@ -55,8 +55,9 @@ type UpstreamClient = Client<HttpConnector, Body>;
 
 pub struct Proxy {
     table: Arc<ArcSwap<Table>>,
-    /// One client (and keep-alive pool) per connect timeout: the default's, and those `proxy-connect-timeout`
-    /// asks for.
+    /// The client (and keep-alive pool) of the default connect timeout, taken without a lock.
+    client: UpstreamClient,
+    /// One more per connect timeout `proxy-connect-timeout` asks for.
     clients: Mutex<HashMap<Duration, UpstreamClient>>,
     metrics: Arc<Metrics>,
     access_log: bool,
@@ -67,25 +68,25 @@ impl Proxy {
     pub fn new(table: Arc<ArcSwap<Table>>, metrics: Arc<Metrics>) -> Proxy {
         Proxy {
             table,
+            client: upstream_client(CONNECT_TIMEOUT),
             clients: Mutex::default(),
             metrics,
             access_log: false,
         }
     }
 
-    /// The client whose connections time out after `connect`.
-    fn client(&self, connect: Duration) -> UpstreamClient {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        let client = clients.entry(connect).or_insert_with(|| {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(connect));
-            Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .build(connector)
-        });
-        client.clone()
+    /// The client whose connections time out after `connect` (none: the default).
+    fn client(&self, connect: Option<Duration>) -> UpstreamClient {
+        match connect {
+            None => self.client.clone(),
+            Some(connect) => {
+                let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+                clients
+                    .entry(connect)
+                    .or_insert_with(|| upstream_client(connect))
+                    .clone()
+            }
+        }
     }
 
     /// Logs every request (`--access-log`).
@@ -218,7 +219,7 @@ impl Proxy {
         // Only a request whose body is already whole (none) can be sent again.
         let retry = idempotent(&parts.method) && body.is_end_stream();
         let mut body = Some(request_body(body, settings));
-        let client = self.client(settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
+        let client = self.client(settings.connect_timeout);
         let mut last = None;
         for endpoint in upstream.attempts().take(if retry { TRIES } else { 1 }) {
             let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
@@ -263,6 +264,17 @@ impl Proxy {
         tracing::warn!(service = %upstream.service, error = ?last, "no upstream answered");
         local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
     }
+}
+
+/// A client whose connections time out after `connect`, with a keep-alive pool of its own.
+fn upstream_client(connect: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect));
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(connector)
 }
 
 /// Where a request goes upstream.
