@@ -15,7 +15,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// What the pages redb caches may take: the store is read from memory, so the cache only serves the commits, and
 /// 4 MiB holds every branch page of a store of 10,000s of objects (a 35 MB file has under a hundred); the leaves a
-/// commit rewrites come from the kernel's page cache. 16 MiB cost the control plane 12 MB more at 10,000 Services.
+/// commit rewrites come from the kernel's page cache. 16 MiB cost the control plane 15 MB more at 10,000 Services.
 const CACHE_BYTES: usize = 4 << 20;
 
 /// How long `open` waits for another process to let go of the file.
