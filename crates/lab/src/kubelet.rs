@@ -415,6 +415,7 @@ impl Kubelet {
             let netns_name = paths.pod_netns(&run.uid);
             Netns::create(&netns_name).map_err(crate::error::kernel(format!("creating the netns of {name}")))?;
             let netns = PathBuf::from("/run/netns").join(&netns_name);
+            self.wait_for_node_config();
             let result = self.runtime.add(&attachment(run, pod, &netns))?;
             let cached = serde_json::to_vec(&result).map_err(|e| Error::Invalid(e.to_string()))?;
             std::fs::write(dir.join("cni-result.json"), cached).map_err(io("caching the CNI result"))?;
@@ -426,11 +427,12 @@ impl Kubelet {
             .as_ref()
             .map(|sub| format!("{hostname}.{sub}.{ns}.svc.{CLUSTER_DOMAIN}"));
         // kubelet's dnsPolicy: ClusterFirst (the default) uses cluster DNS, except for host-network pods unless
-        // they ask for ClusterFirstWithHostNet; Default uses the node's resolvers (cluster DNS itself needs that).
+        // they ask for ClusterFirstWithHostNet; Default uses the node's resolvers (cluster DNS itself needs that):
+        // its own /etc/resolv.conf (see `NodeFs::prepare`).
         let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
         let node_resolvers = policy == "Default" || (host_network && policy != "ClusterFirstWithHostNet");
         let resolv = if node_resolvers {
-            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+            std::fs::read_to_string(self.runtime.fs.resolv_conf()).unwrap_or_default()
         } else {
             sandbox::resolv_conf(&self.shared.spec.cluster_dns().to_string(), &ns, CLUSTER_DOMAIN)
         };
@@ -824,18 +826,32 @@ impl Kubelet {
     /// records it beside the node settings the `weft` plugin of the network config reads (`nodeConfig`); a
     /// network without one has no agent to wait for.
     fn wait_for_agent(&self, revision: u64) {
-        let Some(file) = self.agent_revision_file() else { return };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let synced = || {
+        let Some(file) = self.node_config_file().map(|f| f.with_file_name("agent-revision")) else {
+            return;
+        };
+        self.wait_for_file(&format!("synced revision {revision}"), || {
             std::fs::read_to_string(&file)
                 .ok()
                 .and_then(|t| t.trim().parse::<u64>().ok())
                 .is_some_and(|r| r >= revision)
-        };
-        while !synced() {
+        });
+    }
+
+    /// Waits (up to 10 s, then goes on) until the node's agent has written the node settings the network's
+    /// `weft` plugin reads: a network config installed before its agent is up (a DaemonSet's init container writes
+    /// it first) would fail the pod's CNI ADD and leave it to a retry back-off.
+    fn wait_for_node_config(&self) {
+        let Some(file) = self.node_config_file() else { return };
+        self.wait_for_file("written the node's settings", || file.exists());
+    }
+
+    /// Polls `done` every 5 ms for up to 10 s; says so when the agent has not `what` by then.
+    fn wait_for_file(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
             if Instant::now() > deadline {
                 eprintln!(
-                    "weft lab: {}: the agent has not synced revision {revision}; starting anyway",
+                    "weft lab: {}: the agent has not {what}; starting anyway",
                     self.node.name
                 );
                 return;
@@ -844,13 +860,13 @@ impl Kubelet {
         }
     }
 
-    /// Where the node's agent records the revision it has synced: beside the `nodeConfig` of the network's
-    /// `weft` plugin, as the plugins see the node.
-    fn agent_revision_file(&self) -> Option<PathBuf> {
+    /// The `nodeConfig` of the network's `weft` plugin (where the node's agent writes the node's settings, and
+    /// records the revision it has synced beside them), as the plugins see the node; None without one.
+    fn node_config_file(&self) -> Option<PathBuf> {
         let network = self.runtime.network().ok()??;
         let plugins = network.get("plugins")?.as_array()?;
         let config = plugins.iter().find_map(|p| p.get("nodeConfig")?.as_str())?;
-        Some(self.runtime.fs.plugin_path(config)?.with_file_name("agent-revision"))
+        self.runtime.fs.plugin_path(config)
     }
 
     /// Stops the pod's processes, detaches it and removes it from the store.
@@ -1141,6 +1157,12 @@ fn port_mappings(pod: &Pod) -> Vec<Value> {
             Some(m)
         })
         .collect()
+}
+
+/// The pid of container `container` of the pod `uid` while it runs, as its node's runtime recorded it (what
+/// `ps` would show for a container on a real node).
+pub fn container_pid(paths: &crate::spec::Paths, uid: &str, container: &str) -> Option<u32> {
+    crate::pidfile::live(&adopt::pid_file(paths, uid, container))
 }
 
 /// The command line: `command` + `args` as given, `args` alone as the command, or `weft serve` on the

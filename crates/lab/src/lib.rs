@@ -11,6 +11,7 @@ mod disk;
 pub mod endpoints;
 pub mod error;
 pub mod events;
+pub mod install;
 pub mod kube_api;
 pub mod kubelet;
 pub mod node_fs;

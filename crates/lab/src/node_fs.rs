@@ -14,7 +14,7 @@ const HOST_PATHS: &[&str] = &["/proc", "/sys", "/dev", "/lib/modules", "/run/net
 /// settings, state, IPAM).
 const PLUGIN_VIEW: &[&str] = &["/run", "/var/lib/cni"];
 /// The host's directories brought back under the node's /run in the plugins' view: the pods' namespaces
-/// (`CNI_NETNS`) and the lab's state (the non-bare lab's conflist names its node config there).
+/// (`CNI_NETNS`) and the lab's state (the node's /opt/cni/bin, where the plugins themselves are, is in it).
 const HOST_UNDER_RUN: &[&str] = &["/run/netns", "/run/weft/labs"];
 
 #[derive(Clone, Debug)]
@@ -71,12 +71,25 @@ impl NodeFs {
         self.root.join("etc/cni/net.d")
     }
 
-    /// Makes the node's root with the directories a fresh node has (and /var/run → /run, as on the host).
+    /// The node's /etc/resolv.conf: what pods with `dnsPolicy: Default` (cluster DNS itself) get, as kubelet's
+    /// `--resolv-conf`.
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.root.join("etc/resolv.conf")
+    }
+
+    /// Makes the node's root with the directories a fresh node has (and /var/run → /run, as on the host), and a
+    /// resolv.conf without nameservers: the lab has no way out, so cluster DNS forwards nothing (a forwarded
+    /// question would only wait for the upstream's timeout, and glibc's search through AAAA asks many).
     pub fn prepare(&self) -> Result<()> {
         let mut dirs: Vec<PathBuf> = [self.cni_bin_dir(), self.net_d(), self.root.join("var/lib/cni")].to_vec();
         dirs.extend(HOST_UNDER_RUN.iter().map(|p| self.root.join(&p[1..])));
         for dir in dirs {
             std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        }
+        let resolv = self.resolv_conf();
+        if !resolv.exists() {
+            std::fs::write(&resolv, "# A lab node: no resolvers outside the cluster.\n")
+                .map_err(io(format!("writing {}", resolv.display())))?;
         }
         let var_run = self.root.join("var/run");
         if std::fs::symlink_metadata(&var_run).is_err() {

@@ -1,4 +1,4 @@
-//! Pid files for the processes the supervisor starts (agents, containers), so a supervisor started over a lab
+//! Pid files for the containers the node runtimes start, so a supervisor started over a lab
 //! whose supervisor was killed finds them: they outlive it, reparented. Each file holds the pid and the process's
 //! start time, so a pid the kernel has since given to another process is not taken for it.
 

@@ -39,7 +39,7 @@ pub struct LabSpec {
     pub cni_bin: PathBuf,
     /// The `weft` binary that runs agents and `weft serve`.
     pub weft_bin: PathBuf,
-    /// Built without networking components (`lab up --bare`): no agents, no cluster DNS, no CNI config; the
+    /// Built without networking components (`lab up --bare`): `lab up` does not apply deploy/weft.yaml; the
     /// nodes are NotReady until a CNI config appears in their /etc/cni/net.d, as on a kubeadm cluster.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bare: bool,
@@ -179,11 +179,6 @@ impl Paths {
         self.dir().join("kubeconfig")
     }
 
-    /// The kubeconfig of the cluster DNS pods (pods see the host's files, so a path here reaches them).
-    pub fn dns_kubeconfig(&self) -> PathBuf {
-        self.dir().join("dns.kubeconfig")
-    }
-
     /// The context the lab merges into the user's kubeconfig, as kind names its `kind-NAME`.
     pub fn context(&self) -> String {
         format!("weft-{}", self.lab)
@@ -210,11 +205,6 @@ impl Paths {
     /// What container images hold (`images/weft/usr/local/bin/{weft,weft-cni}`, see `kubelet::image`).
     pub fn images_dir(&self) -> PathBuf {
         self.dir().join("images")
-    }
-
-    /// The kubeconfig of a node's agent: the node's own credentials.
-    pub fn node_kubeconfig(&self, node: &str) -> PathBuf {
-        self.node_dir(node).join("kubeconfig")
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {

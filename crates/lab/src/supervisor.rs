@@ -1,12 +1,12 @@
 //! The supervisor: the lab's control plane in one process. It holds the store (`Shared`), serves the Kubernetes
-//! API, runs the controllers and one pod runtime per node, and (unless the lab is bare) keeps a `weft agent`
-//! running in every node and installs its CNI config there once the agent has written the node's settings.
+//! API, runs the controllers and one pod runtime per node. Networking is not its business: `weft lab up` applies
+//! deploy/weft.yaml (see `install`), whose DaemonSet and Deployment the node runtimes run as any cluster's would.
 
 use crate::error::{Error, Result, io};
 use crate::node_fs::NodeFs;
 use crate::spec::{LabSpec, Paths};
 use crate::store::Store;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -114,13 +114,9 @@ impl Shared {
 
 /// Namespaces every cluster starts with.
 const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-/// Plugin types a (non-bare) lab node's /opt/cni/bin offers, each a link to weft-cni.
-const CNI_TYPES: &[&str] = &["weft", "loopback", "bridge", "host-local", "portmap", "bandwidth"];
 /// What every node's /opt/cni/bin has from the start, as the container runtime's package brings it (the
 /// runtime attaches every pod's `lo` through it).
 const NODE_CNI_TYPES: &[&str] = &["loopback"];
-/// The conflist a non-bare lab installs in every node's /etc/cni/net.d.
-const CONFLIST: &str = "10-weft.conflist";
 
 /// The supervisor's main: runs until SIGTERM/SIGINT.
 pub fn run(paths: &Paths) -> Result<()> {
@@ -164,19 +160,7 @@ pub fn run(paths: &Paths) -> Result<()> {
         ));
         std::thread::spawn(move || kubelet.run());
     }
-    let mut agents: Vec<Agent> = match spec.bare {
-        true => Vec::new(),
-        false => spec.node_plans().into_iter().map(|n| Agent::new(n.name)).collect(),
-    };
     while !stop.load(Ordering::Acquire) {
-        for agent in &mut agents {
-            if let Err(e) = agent
-                .keep_running(&shared)
-                .and_then(|()| install_conflist(paths, &agent.node))
-            {
-                eprintln!("weft lab: agent on {}: {e}", agent.node);
-            }
-        }
         std::thread::sleep(Duration::from_millis(100));
     }
     shared.stop();
@@ -231,27 +215,8 @@ fn start_api(shared: &Arc<Shared>) -> Result<Arc<weft_apiserver::tokens::Tokens>
         &pki,
         admin,
     )?;
-    // Agents and DNS pods reach the API on the wire, as a cluster's reach its control plane.
-    let wire_url = format!("https://{}:{}", wire_addr.0, wire_addr.1);
-    for node in spec.node_plans() {
-        let credential = pki
-            .issue_client(&format!("system:node:{}", node.name), NODE_GROUPS)
-            .map_err(|e| Error::Invalid(format!("the credentials of node {}: {e}", node.name)))?;
-        write_kubeconfig(&paths.node_kubeconfig(&node.name), paths, &wire_url, &pki, &credential)?;
-    }
-    let dns = pki
-        .issue_client(DNS_USER, DNS_GROUPS)
-        .map_err(|e| Error::Invalid(format!("the credentials of cluster DNS: {e}")))?;
-    write_kubeconfig(&paths.dns_kubeconfig(), paths, &wire_url, &pki, &dns)?;
     Ok(tokens)
 }
-
-/// The groups of a node agent's identity `system:node:NODE`: the bootstrap policy's `system:node` role grants
-/// them what an agent reads.
-const NODE_GROUPS: &[&str] = &["system:nodes"];
-/// The identity of the cluster DNS pods (their ServiceAccount, bound to `system:weft-dns`), and its groups.
-const DNS_USER: &str = "system:serviceaccount:kube-system:weft-dns";
-const DNS_GROUPS: &[&str] = &["system:serviceaccounts", "system:serviceaccounts:kube-system"];
 
 /// Writes a standalone kubeconfig for `credential` on the API at `server`.
 fn write_kubeconfig(
@@ -444,9 +409,6 @@ fn bootstrap(shared: &Shared) -> Result<()> {
     }
     objects.extend(crate::kube_api::kubernetes_service(&shared.spec));
     objects.extend(weft_apiserver::authz::bootstrap_policy());
-    if !shared.spec.bare {
-        objects.extend(cluster_dns(&shared.spec));
-    }
     shared.try_write(|store| {
         for value in objects {
             let object = weft_model::manifest::from_value(value).map_err(Error::Invalid)?;
@@ -476,161 +438,20 @@ fn publish_root_ca(shared: &Shared) -> Result<()> {
     })
 }
 
-/// Cluster DNS as a cluster runs it: the `kube-system/kube-dns` Service at the service CIDR's 10th address and
-/// two `weft dns` pods behind it. They forward nothing: the lab has no way out to the host's resolvers, and a
-/// forwarded question would only wait for the upstream timeout (glibc's search through AAAA took 4 s per name).
-fn cluster_dns(spec: &LabSpec) -> Vec<Value> {
-    let labels = json!({"k8s-app": "kube-dns"});
-    vec![
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
-            "spec": {
-                "clusterIP": spec.cluster_dns().to_string(),
-                "selector": labels,
-                "ports": [
-                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
-                    {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 8080},
-                ],
-            },
-        }),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "weft-dns", "namespace": "kube-system", "labels": labels},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": "weft-dns",
-                        "dnsPolicy": "Default",
-                        "containers": [{
-                            "name": "dns",
-                            "image": "weft",
-                            "command": [
-                                "weft", "dns", "--kubeconfig", Paths::new(&spec.name).dns_kubeconfig(),
-                                "--listen", "0.0.0.0:53", "--http", "0.0.0.0:8080", "--no-upstream",
-                            ],
-                            "ports": [
-                                {"name": "dns", "containerPort": 53, "protocol": "UDP"},
-                                {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
-                                {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
-                            ],
-                        }],
-                    },
-                },
-            },
-        }),
-    ]
-}
-
-/// Every node's root (see `node_fs`) with the loopback plugin in its /opt/cni/bin, and, unless the lab is bare,
-/// a link per plugin type to weft-cni there; and the weft image's files.
+/// Every node's root (see `node_fs`) with the loopback plugin in its /opt/cni/bin (weft's own plugin is the
+/// DaemonSet's to install); and the weft image's files.
 fn install_cni(paths: &Paths, spec: &LabSpec) -> Result<()> {
     crate::kubelet::image::install(paths, spec)?;
-    let types = if spec.bare { NODE_CNI_TYPES } else { CNI_TYPES };
     for node in spec.node_plans() {
         let fs = NodeFs::new(paths, &node.name);
         fs.prepare()?;
-        for kind in types {
+        for kind in NODE_CNI_TYPES {
             let link = fs.cni_bin_dir().join(kind);
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(&spec.cni_bin, &link).map_err(io(format!("linking {}", link.display())))?;
         }
     }
     Ok(())
-}
-
-/// Puts the `weft` network in the node's /etc/cni/net.d once its agent has written the node's settings, as the
-/// DaemonSet's installer would; the node's kubelet then says the network is ready.
-fn install_conflist(paths: &Paths, node: &str) -> Result<()> {
-    let file = NodeFs::new(paths, node).net_d().join(CONFLIST);
-    if file.exists() || !paths.node_dir(node).join("node.json").exists() {
-        return Ok(());
-    }
-    let conflist = json!({
-        "cniVersion": "1.1.0",
-        "name": "weft",
-        "plugins": [{
-            "type": "weft",
-            "nodeConfig": paths.node_dir(node).join("node.json"),
-            "capabilities": {"portMappings": true, "bandwidth": true},
-        }],
-    });
-    let text = serde_json::to_string_pretty(&conflist).map_err(|e| Error::Invalid(e.to_string()))?;
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(io("writing the conflist"))?;
-    std::fs::rename(&tmp, &file).map_err(io("writing the conflist"))
-}
-
-/// A node's `weft agent` process, restarted whenever it exits.
-struct Agent {
-    node: String,
-    child: Option<std::process::Child>,
-}
-
-impl Agent {
-    fn new(node: String) -> Agent {
-        Agent { node, child: None }
-    }
-
-    fn keep_running(&mut self, shared: &Shared) -> Result<()> {
-        if let Some(child) = &mut self.child {
-            match child.try_wait() {
-                Ok(None) => return Ok(()),
-                Ok(Some(status)) => eprintln!("weft lab: agent on {} exited ({status}); restarting", self.node),
-                Err(e) => eprintln!("weft lab: agent on {}: {e}", self.node),
-            }
-        }
-        let paths = &shared.paths;
-        let spec = &shared.spec;
-        let node_dir = paths.node_dir(&self.node);
-        let pid_file = node_dir.join("agent.pid");
-        if self.child.is_none() {
-            // The agent of a supervisor that was killed still runs: one agent per node. (Its successor adopts
-            // the kernel state it left.)
-            crate::pidfile::kill(&pid_file);
-        }
-        let sandbox = crate::sandbox::Sandbox {
-            netns: std::path::PathBuf::from("/run/netns").join(paths.node_netns(&self.node)),
-            ..Default::default()
-        };
-        let argv: Vec<String> = vec![
-            spec.weft_bin.display().to_string(),
-            "agent".into(),
-            "--kubeconfig".into(),
-            paths.node_kubeconfig(&self.node).display().to_string(),
-            "--node".into(),
-            self.node.clone(),
-            "--overlay".into(),
-            spec.overlay.to_string(),
-            "--cluster-cidr".into(),
-            spec.cluster_cidr.to_string(),
-            "--node-config".into(),
-            node_dir.join("node.json").display().to_string(),
-            "--cni-state-dir".into(),
-            node_dir.join("cni").display().to_string(),
-        ];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(node_dir.join("agent.log"))
-            .map_err(io("opening the agent log"))?;
-        let log2 = log.try_clone().map_err(io("opening the agent log"))?;
-        let child = sandbox
-            .command(&argv)?
-            .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(io(format!("starting the agent of {}", self.node)))?;
-        let recorded = crate::pidfile::write(&pid_file, child.id());
-        self.child = Some(child);
-        recorded.map_err(io(format!("writing {}", pid_file.display())))?;
-        Ok(())
-    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

@@ -12,7 +12,8 @@ use weft_lab::{teardown, topology};
 
 #[derive(clap::Subcommand)]
 pub enum LabCmd {
-    /// Build the lab (nodes, wire, external host, control plane, agents) and apply manifests.
+    /// Build the lab (nodes, wire, external host, control plane), install weft from deploy/weft.yaml and apply
+    /// manifests.
     Up(UpArgs),
     /// Remove everything the lab made: processes, namespaces, state. Safe to repeat.
     Down,
@@ -52,7 +53,7 @@ pub struct UpArgs {
     /// The weft-cni binary (default: next to this one).
     #[arg(long)]
     cni_bin: Option<PathBuf>,
-    /// Nodes and the API only, no networking components (no agents, no cluster DNS, no CNI config): the nodes
+    /// Nodes and the API only, without deploy/weft.yaml (no agents, no cluster DNS, no CNI config): the nodes
     /// are NotReady until a CNI config appears in their /etc/cni/net.d, as a kubeadm cluster before its CNI.
     #[arg(long)]
     bare: bool,
@@ -104,6 +105,7 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         true => resumable(paths, &args)?,
         false => None,
     };
+    let fresh = resumed.is_none();
     let spec = match resumed {
         Some(mut spec) => {
             // The lab keeps its shape; the binaries are the ones this command comes with.
@@ -139,13 +141,21 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
             paths.dir().join("nodes").display()
         );
     } else {
+        // A resumed lab has weft's objects in its store already (as its user may have changed them).
+        if fresh {
+            objects::apply_values(&api, weft_lab::install::manifests(&spec)?, "default")
+                .context("installing weft from deploy/weft.yaml")?;
+        }
         wait_for(deadline, "the nodes to be Ready", || {
             let nodes = objects::list(&api, "Node", None)?;
             let ready = nodes.iter().filter(|n| objects::ready(n)).count();
             Ok((ready == spec.node_plans().len()).then_some(()))
         })?;
+        wait_for(deadline, "weft's agents and cluster DNS to be ready", || {
+            weft_ready(&api, spec.nodes)
+        })?;
         eprintln!(
-            "lab {}: {} nodes ready in {:.1?}",
+            "lab {}: {} nodes, their agents and cluster DNS ready in {:.1?}",
             spec.name,
             spec.nodes,
             started.elapsed()
@@ -170,6 +180,21 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         context = paths.context(),
     );
     Ok(())
+}
+
+/// Whether deploy/weft.yaml's workloads are up, as `kubectl rollout status` tells: the `weft-node` DaemonSet
+/// Ready on all `nodes` nodes and the `kube-system/weft-dns` Deployment available.
+fn weft_ready(api: &Api, nodes: u8) -> Result<Option<()>> {
+    let get = |kind: &str, namespace: &str, name: &str| -> Result<serde_json::Value> {
+        let resource = weft_model::kind::by_kind(kind).with_context(|| format!("no built-in kind {kind}"))?;
+        objects::get_one(api, resource, namespace, name)
+    };
+    let agents = get("DaemonSet", "weft-system", "weft-node")?;
+    let ready = agents
+        .pointer("/status/numberReady")
+        .and_then(serde_json::Value::as_u64);
+    let dns = get("Deployment", "kube-system", "weft-dns")?;
+    Ok((ready == Some(u64::from(nodes)) && objects::deployment_complete(&dns)).then_some(()))
 }
 
 /// Merges the lab's context `weft-LAB` into the user's kubeconfig and makes it current, as kind does, once the
@@ -371,7 +396,7 @@ fn status(paths: &Paths) -> Result<()> {
         running.map_or("not running".to_string(), |p| format!("running (pid {p})"))
     );
     if spec.bare {
-        println!("bare:       no agents or cluster DNS of the lab's own; nodes Ready by their /etc/cni/net.d");
+        println!("bare:       weft not installed by the lab (deploy/weft.yaml); nodes Ready by their /etc/cni/net.d");
     }
     println!("overlay:    {}", spec.overlay);
     println!("pods in:    {}", spec.cluster_cidr);

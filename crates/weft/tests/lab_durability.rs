@@ -8,7 +8,6 @@ mod lab;
 use lab::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Mutex;
 
 /// ConfigMaps applied one `weft apply` at a time while the supervisor is killed.
@@ -62,7 +61,7 @@ fn a_killed_supervisor_resumes_with_every_acknowledged_write() {
     assert_eq!(after, before);
     eprintln!("pods after resuming: {after:?}");
     for node in ["node-1", "node-2"] {
-        assert_eq!(agents(&lab.name, node), 1, "one agent on {node}");
+        assert_eq!(lab.agent_pids(node).len(), 1, "one agent on {node}");
     }
     for (pod, (_, ip, _)) in before.iter().filter(|(n, _)| n.starts_with("web-")) {
         let target = format!("http://{ip}");
@@ -103,7 +102,7 @@ fn a_killed_supervisor_resumes_with_every_acknowledged_write() {
 
     lab.ok(&["lab", "down"]);
     assert_eq!(leftovers(&lab.name), Vec::<String>::new());
-    assert_eq!(agents(&lab.name, "node-1"), 0);
+    assert!(lab.agent_pids("node-1").is_empty());
 }
 
 /// A pod's name, with its uid, address and restarts.
@@ -121,13 +120,4 @@ fn supervisor_pid(lab: &str) -> i32 {
         .trim()
         .parse()
         .unwrap()
-}
-
-/// How many `weft agent`s run for `node`.
-fn agents(lab: &str, node: &str) -> usize {
-    let out = Command::new("pgrep")
-        .args(["-f", &agent_command(lab, node)])
-        .output()
-        .unwrap();
-    text(&out.stdout).lines().count()
 }

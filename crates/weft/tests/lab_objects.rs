@@ -5,7 +5,6 @@ mod lab;
 
 use lab::*;
 use serde_json::Value;
-use std::process::Command;
 
 #[test]
 fn objects_pods_and_processes() {
@@ -278,11 +277,11 @@ fn agents_restart_without_breaking_flows_and_down_cleans_a_crashed_lab() {
         let ss = text(&lab.exec("client", &["ss", "-Htn", "state", "established"]).stdout);
         ss.contains(&format!("{}:80", ip(remote))).then_some(())
     });
-    let agent = agent_pid(&lab.name, "node-1");
-    // SAFETY: kill(2) on the agent process found by its command line.
+    let agent = lab.agent_pid("node-1");
+    // SAFETY: kill(2) on the agent process found in the node's namespace by its command line.
     unsafe { libc::kill(agent, libc::SIGKILL) };
     lab.wait(10, "a new agent", || {
-        agent_pid_opt(&lab.name, "node-1").filter(|p| *p != agent)
+        lab.agent_pid_opt("node-1").filter(|p| *p != agent)
     });
     let routes_after = text(&lab.node_exec("node-1", &["ip", "route"]).stdout);
     assert_eq!(routes_before, routes_after, "a restarted agent adopts its routes");
@@ -308,24 +307,12 @@ fn agents_restart_without_breaking_flows_and_down_cleans_a_crashed_lab() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     lab.ok(&["lab", "down"]);
     assert_eq!(leftovers(&lab.name), Vec::<String>::new());
-    assert!(agent_pid_opt(&lab.name, "node-1").is_none(), "agents are gone");
+    assert!(lab.agent_pid_opt("node-1").is_none(), "agents are gone");
     lab.ok(&["lab", "up", "--nodes", "1"]);
     assert!(lab.ok(&["get", "nodes"]).contains("node-1"));
     lab.ok(&["lab", "down"]);
     lab.ok(&["lab", "down"]); // idempotent
     assert_eq!(leftovers(&lab.name), Vec::<String>::new());
-}
-
-fn agent_pid_opt(lab: &str, node: &str) -> Option<i32> {
-    let out = Command::new("pgrep")
-        .args(["-f", &agent_command(lab, node)])
-        .output()
-        .ok()?;
-    text(&out.stdout).lines().next()?.trim().parse().ok()
-}
-
-fn agent_pid(lab: &str, node: &str) -> i32 {
-    agent_pid_opt(lab, node).expect("agent running")
 }
 
 /// The node components' `KubeSource` (kube-rs watchers through the lab's Kubernetes API) delivers snapshots that

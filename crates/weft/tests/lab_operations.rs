@@ -38,14 +38,6 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-fn agent_pid(lab: &Lab, node: &str) -> Option<i32> {
-    let out = Command::new("pgrep")
-        .args(["-f", &agent_command(&lab.name, node)])
-        .output()
-        .ok()?;
-    text(&out.stdout).lines().next()?.trim().parse().ok()
-}
-
 fn ready_agent(lab: &Lab, node: &str) {
     lab.wait(30, &format!("{node}'s agent ready"), || {
         (get(lab, node, AGENT, "/readyz") == (200, "ready\n".into())).then_some(())
@@ -97,7 +89,7 @@ fn agent_and_dns_serve_health_readiness_and_metrics() {
         sample(&metrics, "weft_agent_change_to_dataplane_seconds_count").filter(|n| *n > 0.0)
     });
     // Logs are tracing events with levels and fields.
-    let log = std::fs::read_to_string(format!("/run/weft/labs/{}/nodes/node-1/agent.log", lab.name)).unwrap();
+    let log = lab.agent_log("node-1");
     assert!(
         log.contains(" INFO weft::agent: agent started node=node-1 overlay=vxlan"),
         "{log}"
@@ -260,17 +252,17 @@ fn a_terminated_agent_leaves_the_dataplane_and_its_successor_adopts_it() {
     };
     let before = read_answers(3, "connections before the restart");
 
-    let agent = agent_pid(&lab, &node).unwrap();
-    // SAFETY: kill(2) on this lab's agent, found by its command line.
+    let agent = lab.agent_pid_opt(&node).unwrap();
+    // SAFETY: kill(2) on this lab's agent, found in the node's namespace by its command line.
     assert_eq!(unsafe { libc::kill(agent, libc::SIGTERM) }, 0);
     let signalled = std::time::Instant::now();
     lab.wait(5, "the agent to exit on SIGTERM", || {
         (!std::path::Path::new(&format!("/proc/{agent}")).exists()).then_some(())
     });
     let exited = signalled.elapsed();
-    let successor = lab.wait(30, "a new agent", || agent_pid(&lab, &node).filter(|p| *p != agent));
+    let successor = lab.wait(30, "a new agent", || lab.agent_pid_opt(&node).filter(|p| *p != agent));
     ready_agent(&lab, &node);
-    let log = std::fs::read_to_string(format!("/run/weft/labs/{}/nodes/{node}/agent.log", lab.name)).unwrap();
+    let log = lab.agent_log(&node);
     assert!(
         log.contains("signal=SIGTERM"),
         "the agent logged its termination: {log}"
@@ -305,7 +297,7 @@ fn a_terminated_agent_leaves_the_dataplane_and_its_successor_adopts_it() {
     // Nothing weft owns was removed, at any moment: no weft link, route (protocol 247) or VXLAN neighbour or FDB
     // entry deleted; a weft table deleted only in the transaction that adds it back (the successor's first sync
     // replaces the table whole, atomically).
-    assert_eq!(agent_pid(&lab, &node), Some(successor));
+    assert_eq!(lab.agent_pid_opt(&node), Some(successor));
     let changes = ip_monitor.text();
     let removed: Vec<&str> = changes
         .lines()

@@ -95,7 +95,8 @@ fn measure(paths: &Paths, list: &std::path::Path, args: &Args) -> Result<()> {
 
 /// The revision a node's agent last programmed whole (0 before its first sync).
 fn synced(paths: &Paths, node: &str) -> u64 {
-    std::fs::read_to_string(paths.node_dir(node).join("agent-revision"))
+    let file = weft_lab::node_fs::NodeFs::new(paths, node).path("/run/weft/agent-revision");
+    file.and_then(|f| std::fs::read_to_string(f).map_err(|e| weft_lab::Error::Invalid(e.to_string())))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)

@@ -116,16 +116,20 @@ pub(super) fn supervisor_pid(paths: &Paths) -> Result<i32> {
     weft_lab::teardown::supervisor_pid(paths).context("the supervisor is not running")
 }
 
+/// The pids of the weft-node DaemonSet's agents (none when the API does not answer).
 pub(super) fn agent_pids(paths: &Paths) -> Vec<i32> {
-    let Ok(out) = Command::new("pgrep")
-        .args(["-f", &format!("agent --kubeconfig {}/", paths.dir().display())])
-        .output()
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
+    let pods = crate::client::Api::connect(paths)
+        .and_then(|api| crate::objects::list(&api, "Pod", Some("weft-system")))
+        .unwrap_or_default();
+    pods.iter()
+        .filter(|p| {
+            p.pointer("/metadata/labels/app.kubernetes.io~1name")
+                .and_then(|v| v.as_str())
+                == Some("weft-node")
+        })
+        .filter_map(|p| p.pointer("/metadata/uid")?.as_str())
+        .filter_map(|uid| weft_lab::kubelet::container_pid(paths, uid, "agent"))
+        .map(|pid| pid as i32)
         .collect()
 }
 

@@ -229,17 +229,59 @@ impl Lab {
         self.weft(&args)
     }
 
+    /// The pids of the `weft agent`s running on `node` (in its network namespace): the weft-node DaemonSet's
+    /// container there. None once the lab is down.
+    pub fn agent_pids(&self, node: &str) -> Vec<i32> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(netns) = std::fs::metadata(format!("/run/netns/weft-{}-{node}", self.name)) else {
+            return Vec::new();
+        };
+        let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let mut argv = cmdline.split(|b| *b == 0);
+                let weft = argv.next().is_some_and(|a| a.ends_with(b"weft"));
+                let inside = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (netns.dev(), netns.ino()));
+                weft && argv.next() == Some(b"agent") && inside
+            })
+            .collect();
+        pids.sort();
+        pids
+    }
+
+    /// The pid of the `weft agent` of `node`, if one runs.
+    pub fn agent_pid_opt(&self, node: &str) -> Option<i32> {
+        self.agent_pids(node).first().copied()
+    }
+
     /// The pid of the `weft agent` of `node`.
     pub fn agent_pid(&self, node: &str) -> i32 {
-        let out = Command::new("pgrep")
-            .args(["-f", &agent_command(&self.name, node)])
-            .output()
-            .unwrap();
-        text(&out.stdout)
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse().ok())
-            .expect("agent running")
+        self.agent_pid_opt(node).expect("agent running")
+    }
+
+    /// What the agent of `node` logged, every run of it (`kubectl logs` of the weft-node pod there).
+    pub fn agent_log(&self, node: &str) -> String {
+        let pods: Value = serde_json::from_str(&self.kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            "weft-system",
+            "-l",
+            "app.kubernetes.io/name=weft-node",
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        let pods = pods["items"].as_array().cloned().unwrap_or_default();
+        let pod = pods
+            .iter()
+            .find(|p| p["spec"]["nodeName"] == node)
+            .expect("a weft-node pod on the node");
+        self.kubectl_ok(&["logs", "-n", "weft-system", &name(pod), "-c", "agent"])
     }
 
     /// `weft lab down`; failures are reported, never a panic (it also runs at exit).
@@ -386,8 +428,3 @@ spec:
   containers:
   - {name: c, image: busybox, command: [sleep, infinity]}
 ";
-
-/// What `pgrep -f` finds the `weft agent` of `node` in lab `lab` by.
-pub fn agent_command(lab: &str, node: &str) -> String {
-    format!("agent --kubeconfig /run/weft/labs/{lab}/nodes/{node}/kubeconfig --node {node} ")
-}
