@@ -23,7 +23,8 @@ cat "$node_root/etc/cni/net.d/10-weft.conflist"
 echo '{"cniVersion":"1.1.0"}' | CNI_COMMAND=VERSION "$node_root/opt/cni/bin/weft" | grep -q '"1.1.0"'
 
 step "STATUS: the node's network is ready"
-python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); p=c["plugins"][0]; p["name"]=c["name"]; p["cniVersion"]=c["cniVersion"]; print(json.dumps(p))' \
-  "$node_root/etc/cni/net.d/10-weft.conflist" \
+# The runtime runs plugins with the node's own /run; by hand, its nodeConfig (/run/weft/node.json) is under the node's root.
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); p=c["plugins"][0]; p["name"]=c["name"]; p["cniVersion"]=c["cniVersion"]; p["nodeConfig"]=sys.argv[2]+p["nodeConfig"]; print(json.dumps(p))' \
+  "$node_root/etc/cni/net.d/10-weft.conflist" "$node_root" \
   | weft lab exec node-1 -- env CNI_COMMAND=STATUS CNI_PATH="$node_root/opt/cni/bin" "$node_root/opt/cni/bin/weft"
 echo "ok: CNI"
