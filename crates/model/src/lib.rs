@@ -13,3 +13,5 @@ pub use k8s_openapi;
 pub use manifest::{ManifestError, parse};
 pub use object::{Key, Object, Other};
 pub use snapshot::{Snapshot, Source, SourceError};
+/// The checks an update adds to those of `parse` (immutable fields), each error a `field <path>: ...` line.
+pub use validate::update as validate_update;

@@ -9,6 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashSet};
 
+mod ingress;
+
 type Checked = Result<(), String>;
 
 fn field(path: &str, msg: impl std::fmt::Display) -> String {
@@ -27,6 +29,18 @@ pub fn object(object: &Object) -> Checked {
         Object::Service(svc) => service(svc),
         Object::EndpointSlice(slice) => endpoint_slice(slice),
         Object::NetworkPolicy(policy) => network_policy(policy),
+        Object::Other(o) if o.kind == "Ingress" => ingress::ingress(o),
+        Object::Other(o) if o.kind == "IngressClass" => ingress::ingress_class(o),
+        _ => Ok(()),
+    }
+}
+
+/// The checks only an update has: fields that may not change once stored (each error a `field ...` line).
+pub fn update(old: &Object, new: &Object) -> Checked {
+    match (old, new) {
+        (Object::Other(old), Object::Other(new)) if new.kind == "IngressClass" && old.kind == new.kind => {
+            ingress::ingress_class_update(old, new)
+        }
         _ => Ok(()),
     }
 }
