@@ -613,11 +613,7 @@ fn invalid(r: &Resource, input: &Value, msg: String) -> ApiError {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let (field, text) = match msg.strip_prefix("field ").and_then(|m| m.split_once(": ")) {
-        Some((field, text)) => (field.to_string(), text.to_string()),
-        None => (String::new(), msg),
-    };
-    ApiError::invalid(&r.kind, name, &[(field, text)])
+    ApiError::invalid(&r.kind, name, &crate::status::field_causes(&msg))
 }
 
 fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {

@@ -100,12 +100,16 @@ impl ApiError {
         ApiError {
             code: 422,
             reason: "Invalid",
-            message: format!("{kind} \"{name}\" is invalid: {}", text.join(", ")),
+            // kube-apiserver brackets a list of several errors.
+            message: match text.as_slice() {
+                [one] => format!("{kind} \"{name}\" is invalid: {one}"),
+                _ => format!("{kind} \"{name}\" is invalid: [{}]", text.join(", ")),
+            },
             details: Some(json!({
                 "name": name,
                 "kind": kind,
                 "causes": causes.iter().map(|(field, msg)| json!({
-                    "reason": "FieldValueInvalid", "message": msg, "field": field,
+                    "reason": cause_reason(msg), "message": msg, "field": field,
                 })).collect::<Vec<_>>(),
             })),
         }
@@ -162,4 +166,67 @@ impl ApiError {
 /// The `Status` a successful deletion of a collection (or of an object without a body to return) answers with.
 pub fn success() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+}
+
+/// The causes of a validation failure written as `field <path>: <reason>` lines (weft_model's validation), one
+/// per line; a line without a field is a cause of the whole object.
+pub fn field_causes(msg: &str) -> Vec<(String, String)> {
+    msg.lines()
+        .map(
+            |line| match line.strip_prefix("field ").and_then(|m| m.split_once(": ")) {
+                Some((field, text)) => (field.to_string(), text.to_string()),
+                None => (String::new(), line.to_string()),
+            },
+        )
+        .collect()
+}
+
+/// The StatusCause reason of a cause worded as kube-apiserver words it (`Required value: ...`).
+fn cause_reason(msg: &str) -> &'static str {
+    [
+        ("Required value", "FieldValueRequired"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Too long", "FieldValueTooLong"),
+        ("Duplicate value", "FieldValueDuplicate"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| msg.starts_with(prefix))
+    .map_or("FieldValueInvalid", |(_, reason)| reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_invalid_fields_are_one_status_with_a_cause_each() {
+        let causes = field_causes(
+            "field spec.rules[0].host: Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address\n\
+             field spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified",
+        );
+        let e = ApiError::invalid("Ingress", "shop", &causes);
+        assert_eq!(e.code, 422);
+        assert_eq!(
+            e.message,
+            "Ingress \"shop\" is invalid: [spec.rules[0].host: Invalid value: \"10.0.0.1\": must be a DNS name, not \
+             an IP address, spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified]"
+        );
+        let details = e.details.unwrap();
+        let reasons: Vec<(&str, &str)> = details["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["field"].as_str().unwrap(), c["reason"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("spec.rules[0].host", "FieldValueInvalid"),
+                ("spec.rules[0].http.paths[0].pathType", "FieldValueRequired")
+            ]
+        );
+        let one = ApiError::invalid("Service", "web", &field_causes("field spec.type: bad"));
+        assert_eq!(one.message, "Service \"web\" is invalid: spec.type: bad");
+    }
 }

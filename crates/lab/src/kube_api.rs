@@ -33,6 +33,12 @@ fn api_error(e: Error, object: &Object) -> ApiError {
         weft_model::kind::by_kind(object.kind()).map_or_else(|| object.kind().to_lowercase(), |r| r.qualified());
     match e {
         Error::Exists(key) => ApiError::already_exists(&resource, &key.name),
+        // weft_model's checks: one `field <path>: <reason>` line per error.
+        Error::Invalid(msg) if msg.starts_with("field ") => ApiError::invalid(
+            object.kind(),
+            object.name(),
+            &weft_apiserver::status::field_causes(&msg),
+        ),
         Error::Invalid(msg) => {
             let (field, text) = match msg.split_once(": ") {
                 // Admission names the field first (`spec.clusterIP: ...`) after the object's key.

@@ -168,6 +168,7 @@ impl Store {
     /// `new` as it would be stored over `old`: merged, admitted, its generation counted.
     pub fn updated(&self, old: &Object, new: Object) -> Result<Object> {
         let mut merged = merge(old, new);
+        weft_model::validate_update(old, &merged).map_err(Error::Invalid)?;
         admit(&self.held, &self.services, Some(old), &mut merged)?;
         let spec_changed = !same_spec(old, &merged);
         if spec_changed && let Object::Pod(pod) = &merged {
@@ -588,5 +589,30 @@ mod tests {
         assert_eq!(again.revision(), 8);
         assert_eq!(again.view().len(), 2);
         assert!(again.changes_since(7).is_none(), "the log starts with this supervisor");
+    }
+
+    #[test]
+    fn an_ingress_class_keeps_its_controller() {
+        let dir = Dir::new();
+        let mut store = dir.open();
+        let class = |controller: &str, labels: &str| {
+            object(&format!(
+                "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: weft, labels: {{{labels}}}}}\nspec: {{controller: {controller}}}\n"
+            ))
+        };
+        store.apply(class("weft.dev/ingress", "")).unwrap();
+        assert_eq!(
+            store.apply(class("weft.dev/ingress", "a: b")).unwrap(),
+            Applied::Configured
+        );
+        let Err(Error::Invalid(msg)) = store.apply(class("nginx.org/ingress", "")) else {
+            panic!("a new controller was accepted");
+        };
+        assert_eq!(
+            msg,
+            "field spec.controller: Invalid value: \"nginx.org/ingress\": field is immutable"
+        );
+        let stored = store.get(&Key::new("IngressClass", None, "weft")).unwrap().to_value();
+        assert_eq!(stored["spec"]["controller"], "weft.dev/ingress");
     }
 }
