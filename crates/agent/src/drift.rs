@@ -259,7 +259,9 @@ impl Agent {
             write_status(config, &restoring);
         }
         let mut repaired: Vec<String> = Vec::new();
-        // Policy first: until it is back, connections it denies go through.
+        // The tables first, policy's among them: until it is back, connections it denies go through.
+        self.restore_tables(&mut dirty, config, &mut repaired);
+        // What the one transaction did not restore, each on its own; policy first.
         if dirty.policy {
             self.policy.reset();
             match self.sync_policy(snap, config) {
@@ -289,22 +291,10 @@ impl Agent {
             }
         }
         if dirty.cni {
-            // weft-cni's own full transaction (its first pod on the node) wakes this too: a repair only if
-            // the table was not already whole.
-            let listing = || weft_netlink::nft::run(&["list", "table", weft_cni::firewall::TABLE], "").ok();
-            let before = listing();
+            let before = cni_listing();
             let exclude = ipnet::IpNet::V4(config.cluster_cidr);
             match weft_cni::firewall::restore(&config.cni_state_dir, exclude) {
-                Ok(r) if before.is_none() || listing() != before => repaired.push(format!(
-                    "weft-cni ({} elements{})",
-                    r.elements,
-                    if r.skipped > 0 {
-                        format!(", {} left out", r.skipped)
-                    } else {
-                        String::new()
-                    }
-                )),
-                Ok(_) => {}
+                Ok(r) => repaired.extend(cni_repaired(before, &r)),
                 Err(e) => tracing::warn!(part = "weft-cni", error = %e, "drift repair failed"),
             }
         }
@@ -318,6 +308,86 @@ impl Agent {
             tracing::warn!(took = ?started.elapsed(), repaired = %repaired.join(", "), "drift repaired");
         }
     }
+
+    /// Puts back the nftables tables `dirty` names in one transaction (each `nft` run is a process and a
+    /// commit: three in a row were most of the repair of a flushed ruleset), the proxy's and policy's as last
+    /// applied: the kernel changed, not the cluster, so nothing is planned again. Clears the parts it restored;
+    /// the others (not yet synced once, or the transaction failed) are left to their own repair.
+    fn restore_tables(&mut self, dirty: &mut Dirty, config: &Config, repaired: &mut Vec<String>) {
+        let policy = dirty.policy.then(|| self.policy.restore_script()).flatten();
+        let proxy = dirty.proxy.then(|| self.proxier.restore_script()).flatten();
+        if policy.is_none() && proxy.is_none() {
+            // weft-cni's alone: its own path, which also copes with elements that conflict.
+            return;
+        }
+        let cni = dirty.cni.then(|| {
+            let before = cni_listing();
+            let exclude = ipnet::IpNet::V4(config.cluster_cidr);
+            weft_cni::firewall::Restoration::prepare(&config.cni_state_dir, exclude)
+                .inspect_err(|e| tracing::warn!(part = "weft-cni", error = %e, "drift repair: reading the journals"))
+                .ok()
+                .map(|r| (before, r))
+        });
+        let cni = cni.flatten();
+        let mut script = String::new();
+        for part in [policy.as_deref(), proxy.as_deref()].into_iter().flatten() {
+            script.push_str(part);
+        }
+        if let Some((_, restoration)) = &cni {
+            script.push_str(&restoration.script());
+        }
+        if let Err(e) = weft_netlink::nft::apply(&script) {
+            tracing::warn!(error = %e, "restoring the nftables tables in one transaction failed; each on its own");
+            return;
+        }
+        if policy.is_some() {
+            dirty.policy = false;
+            repaired.push("network policy".into());
+        }
+        if proxy.is_some() {
+            dirty.proxy = false;
+            repaired.push("services".into());
+        }
+        if let Some((before, restoration)) = cni {
+            dirty.cni = false;
+            let restored = restoration.restored();
+            // The journals' lock goes before the listing.
+            drop(restoration);
+            repaired.extend(cni_repaired(before, &restored));
+        }
+    }
+}
+
+/// weft-cni's table as nft lists it; none when it is not there (told over netlink: no `nft` run for that).
+fn cni_listing() -> Option<String> {
+    let name = weft_cni::firewall::TABLE.trim_start_matches("inet ");
+    let present = weft_netlink::nftables::tables()
+        .map(|all| {
+            all.iter()
+                .any(|(family, table)| *family == NFPROTO_INET && table == name)
+        })
+        .unwrap_or(true);
+    if !present {
+        return None;
+    }
+    weft_netlink::nft::run(&["list", "table", weft_cni::firewall::TABLE], "").ok()
+}
+
+/// What a restore of weft-cni's table repaired. Its own full transaction (its first pod on the node) wakes a
+/// repair too: a repair only if the table was not already whole (`before`, its listing then).
+fn cni_repaired(before: Option<String>, restored: &weft_cni::firewall::Restored) -> Option<String> {
+    if before.is_some() && cni_listing() == before {
+        return None;
+    }
+    Some(format!(
+        "weft-cni ({} elements{})",
+        restored.elements,
+        if restored.skipped > 0 {
+            format!(", {} left out", restored.skipped)
+        } else {
+            String::new()
+        }
+    ))
 }
 
 #[cfg(test)]

@@ -9,5 +9,6 @@ pub mod kube_proxy;
 pub mod metrics;
 pub mod node;
 pub mod overlay;
+pub mod projection;
 
 pub use error::{Error, Result};

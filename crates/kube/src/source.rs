@@ -60,8 +60,19 @@ type Events = BoxStream<'static, (usize, Result<Event<Object>, watcher::Error>)>
 
 impl KubeSource {
     /// Follows `kinds` (weft-model kind names of built-in kinds) and the custom resources `custom` through the
-    /// API `options` lead to.
+    /// API `options` lead to, keeping objects whole.
     pub fn start(options: &ClientOptions, kinds: &[&str], custom: &[ApiResource]) -> Result<KubeSource, Error> {
+        KubeSource::start_with(options, kinds, custom, |_| {})
+    }
+
+    /// As `start`, with `keep` dropping from each object as it arrives what the component never reads (a
+    /// projection: what it holds of a cluster is then what it uses).
+    pub fn start_with(
+        options: &ClientOptions,
+        kinds: &[&str],
+        custom: &[ApiResource],
+        keep: fn(&mut Object),
+    ) -> Result<KubeSource, Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -76,7 +87,10 @@ impl KubeSource {
         let streams: Vec<Events> = resources
             .iter()
             .enumerate()
-            .map(|(i, resource)| watch(client.clone(), resource).map(move |e| (i, e)).boxed())
+            .map(|(i, resource)| {
+                let projected = watch(client.clone(), resource).map_ok(move |event| project(event, keep));
+                projected.map(move |e| (i, e)).boxed()
+            })
             .collect();
         let names: Vec<&str> = resources.iter().map(|r| r.kind.as_str()).collect();
         let shared = Arc::new(Shared {
@@ -207,6 +221,20 @@ fn convert<K>(event: Event<K>, object: impl Fn(K) -> Option<Object>) -> Option<E
         Event::Apply(o) => Event::Apply(object(o)?),
         Event::Delete(o) => Event::Delete(object(o)?),
     })
+}
+
+/// The event with `keep` applied to its object.
+fn project(event: Event<Object>, keep: fn(&mut Object)) -> Event<Object> {
+    let kept = |mut object: Object| {
+        keep(&mut object);
+        object
+    };
+    match event {
+        Event::InitApply(o) => Event::InitApply(kept(o)),
+        Event::Apply(o) => Event::Apply(kept(o)),
+        Event::Delete(o) => Event::Delete(kept(o)),
+        other => other,
+    }
 }
 
 /// Applies the watchers' events to the mirror until every watcher ends (they do not: the watcher retries), all

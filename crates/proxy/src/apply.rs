@@ -55,6 +55,14 @@ impl Proxier {
         self.applied = None;
     }
 
+    /// The whole table as last applied, to put back after someone else removed or changed it: the kernel
+    /// changed, not the cluster, so nothing is planned again. Applied by the caller (with other tables, in one
+    /// transaction); should that fail, `reset` and `sync` replace the table on its own. None before the first
+    /// sync succeeded.
+    pub fn restore_script(&self) -> Option<String> {
+        self.applied.as_ref().map(Ruleset::full)
+    }
+
     /// Makes the calling thread's network namespace hold `desired`. An incremental transaction that fails
     /// (someone changed our table) is followed at once by a full one.
     pub fn sync(&mut self, desired: Ruleset) -> weft_netlink::Result<Report> {

@@ -23,9 +23,10 @@ pub struct Endpoint {
 
 /// Which EndpointSlices belong to which Service: slice names by the Service's namespace and name, kept up to
 /// date one slice at a time (so a change costs the same at any number of Services). Slices of any address type
-/// are listed; only IPv4 ones yield endpoints.
+/// are listed; only IPv4 ones yield endpoints. A Service's names are a sorted list: it has one slice or a few,
+/// and a set per Service would cost more than its names.
 #[derive(Default)]
-pub struct SliceIndex(HashMap<ServiceId, BTreeSet<String>>);
+pub struct SliceIndex(HashMap<ServiceId, Vec<String>>);
 
 /// A Service by namespace (as its object has it) and name.
 pub type ServiceId = (Option<String>, String);
@@ -42,7 +43,10 @@ impl SliceIndex {
     /// Files a slice under its Service (from its label); returns the Service, none for a slice without one.
     pub fn insert(&mut self, slice: &EndpointSlice) -> Option<ServiceId> {
         let (id, name) = owner(slice)?;
-        self.0.entry(id.clone()).or_default().insert(name.to_string());
+        let names = self.0.entry(id.clone()).or_default();
+        if let Err(at) = names.binary_search_by(|n| n.as_str().cmp(name)) {
+            names.insert(at, name.to_string());
+        }
         Some(id)
     }
 
@@ -50,7 +54,9 @@ impl SliceIndex {
     pub fn remove(&mut self, slice: &EndpointSlice) -> Option<ServiceId> {
         let (id, name) = owner(slice)?;
         if let Some(names) = self.0.get_mut(&id) {
-            names.remove(name);
+            if let Ok(at) = names.binary_search_by(|n| n.as_str().cmp(name)) {
+                names.remove(at);
+            }
             if names.is_empty() {
                 self.0.remove(&id);
             }

@@ -62,8 +62,8 @@ pub struct Planner {
     slices: SliceIndex,
     /// Each Service's part, by `namespace/name`.
     services: BTreeMap<Arc<str>, Arc<ServiceRules>>,
-    /// The blocks of endpoint numbers each Service's chains hold: chain → (first, length).
-    blocks: HashMap<Arc<str>, HashMap<String, (u32, u32)>>,
+    /// The blocks of endpoint numbers each Service's chains hold.
+    blocks: HashMap<Arc<str>, Blocks>,
     claims: Claims,
     slots: Slots,
 }
@@ -124,7 +124,7 @@ impl Planner {
         }
         let mut taker = Taker {
             held: self.blocks.remove(&id).unwrap_or_default(),
-            taken: HashMap::new(),
+            taken: Vec::new(),
             slots: &mut self.slots,
         };
         let Some(Object::Service(svc)) = snap.get(&ObjectKey::new("Service", namespace, name)) else {
@@ -138,6 +138,10 @@ impl Planner {
         self.services.insert(id, rules);
     }
 }
+
+/// One Service's blocks of endpoint numbers: (chain, (first, length)), a chain or two (a list: a map per Service
+/// would cost more than its entries).
+type Blocks = Vec<(String, (u32, u32))>;
 
 /// The numbers of the endpoints maps, handed out in blocks a power of two long (so a freed block fits the next
 /// Service port of that size).
@@ -164,8 +168,8 @@ impl Slots {
 
 /// The blocks of one Service being planned: it keeps those of its chains that still fit.
 struct Taker<'s> {
-    held: HashMap<String, (u32, u32)>,
-    taken: HashMap<String, (u32, u32)>,
+    held: Blocks,
+    taken: Blocks,
     slots: &'s mut Slots,
 }
 
@@ -174,7 +178,8 @@ impl Taker<'_> {
     /// are taken.
     fn take(&mut self, chain: &str, count: u32) -> Option<(u32, u32)> {
         let len = count.checked_next_power_of_two()?;
-        let first = match self.held.remove(chain) {
+        let held = self.held.iter().position(|(c, _)| c == chain);
+        let first = match held.map(|i| self.held.swap_remove(i).1) {
             Some((first, held)) if held == len => first,
             other => {
                 if let Some((first, held)) = other {
@@ -183,13 +188,13 @@ impl Taker<'_> {
                 self.slots.take(len)?
             }
         };
-        self.taken.insert(chain.to_string(), (first, len));
+        self.taken.push((chain.to_string(), (first, len)));
         Some((first, len))
     }
 
     /// The blocks taken; the others held before go back.
-    fn finish(self) -> HashMap<String, (u32, u32)> {
-        for (first, len) in self.held.into_values() {
+    fn finish(self) -> Blocks {
+        for (_, (first, len)) in self.held {
             self.slots.release(first, len);
         }
         self.taken
@@ -316,14 +321,14 @@ fn service_port(
     let local_chain = format!("local-{id}");
     let mut svc_rules = vec![format!("ip saddr != {} jump mark-for-masquerade", ctx.cluster_cidr)];
     svc_rules.extend(choose(out, &svc_chain, &id, proto, &usable, affinity, slots));
-    out.chains.insert(svc_chain.clone(), svc_rules);
+    out.add_chain(svc_chain.clone(), svc_rules);
     if internal_local || (external_local && has_external) {
         let rules = if local.is_empty() {
             vec!["drop".to_string()]
         } else {
             choose(out, &local_chain, &id, proto, &local, affinity, slots)
         };
-        out.chains.insert(local_chain.clone(), rules);
+        out.add_chain(local_chain.clone(), rules);
     }
     let internal_target = if internal_local { &local_chain } else { &svc_chain };
     out.element(SERVICE_IPS, key(cluster_ip), goto(internal_target));
@@ -343,7 +348,7 @@ fn service_port(
     } else {
         vec!["jump mark-for-masquerade".to_string(), format!("goto {svc_chain}")]
     };
-    out.chains.insert(ext_chain.clone(), ext_rules);
+    out.add_chain(ext_chain.clone(), ext_rules);
     let to_ext = goto(&ext_chain);
     for ip in externals {
         out.element(SERVICE_IPS, key(ip), to_ext.clone());
@@ -363,7 +368,7 @@ fn service_port(
             format!("ip saddr != {{ {} }} drop", ranges.join(", ")),
             format!("goto {ext_chain}"),
         ];
-        out.chains.insert(fw_chain.clone(), rules);
+        out.add_chain(fw_chain.clone(), rules);
         goto(&fw_chain)
     };
     for ip in lb_ips {
@@ -442,7 +447,7 @@ fn choose(
             addr: ep.ip,
             port: ep.port,
         };
-        out.chains.insert(
+        out.add_chain(
             chain.clone(),
             vec![format!("update @{set} {{ ip saddr }}"), dnat.to_string()],
         );

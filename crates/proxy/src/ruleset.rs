@@ -132,8 +132,9 @@ impl fmt::Display for Key {
 /// What one Service contributes to the table.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServiceRules {
-    /// Chains of its ports (and of its endpoints, with session affinity): name → rules.
-    pub chains: BTreeMap<String, Vec<String>>,
+    /// Chains of its ports (and of its endpoints, with session affinity): name and rules, sorted by name (a
+    /// list: a Service has a few, and a map per Service would cost more than they do).
+    pub chains: Vec<(String, Vec<String>)>,
     /// Session-affinity sets: name → declaration.
     pub sets: BTreeMap<String, String>,
     /// Elements of the skeleton's maps and sets: map, key, and for maps the verdict.
@@ -149,6 +150,14 @@ pub struct ServiceRules {
 }
 
 impl ServiceRules {
+    /// Adds a chain, or replaces the one of that name.
+    pub fn add_chain(&mut self, name: String, rules: Vec<String>) {
+        match self.chains.binary_search_by(|(n, _)| n.cmp(&name)) {
+            Ok(at) => self.chains[at].1 = rules,
+            Err(at) => self.chains.insert(at, (name, rules)),
+        }
+    }
+
     pub fn element(&mut self, map: &'static str, key: Key, verdict: Verdict) {
         self.elements.push((map, key, verdict));
     }
@@ -177,11 +186,15 @@ impl Ruleset {
 
     /// Every generated chain: name and rules.
     pub fn chains(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
-        self.services.values().flat_map(|s| s.chains.iter())
+        self.services
+            .values()
+            .flat_map(|s| s.chains.iter().map(|(name, rules)| (name, rules)))
     }
 
     pub fn chain(&self, name: &str) -> Option<&Vec<String>> {
-        self.services.values().find_map(|s| s.chains.get(name))
+        self.services
+            .values()
+            .find_map(|s| s.chains.iter().find(|(n, _)| n == name).map(|(_, rules)| rules))
     }
 
     /// Every session-affinity set: name and declaration.
@@ -250,7 +263,7 @@ impl Ruleset {
         let mut gone: BTreeMap<&str, Vec<Key>> = BTreeMap::new();
         let mut added: BTreeMap<&str, Vec<(Key, Option<Value>)>> = BTreeMap::new();
         static NONE: ServiceRules = ServiceRules {
-            chains: BTreeMap::new(),
+            chains: Vec::new(),
             sets: BTreeMap::new(),
             elements: Vec::new(),
             udp_endpoints: Vec::new(),
@@ -272,7 +285,8 @@ impl Ruleset {
                     _ => {}
                 }
             }
-            for (name, old, now) in merge(&old.chains, &now.chains) {
+            let chains_of = |s: &'a ServiceRules| s.chains.iter().map(|(name, rules)| (name, rules));
+            for (name, old, now) in merge(chains_of(old), chains_of(now)) {
                 match (old, now) {
                     (Some(old), Some(now)) if old == now => continue,
                     (Some(_), Some(_)) => rules.push(Change::FlushChain(name)),
@@ -453,12 +467,12 @@ impl Owners {
     }
 }
 
-/// The keys of two sorted maps in order, each with its value on either side.
-fn merge<'a, K: Ord, V>(
-    old: &'a BTreeMap<K, V>,
-    new: &'a BTreeMap<K, V>,
+/// The keys of two sorted maps (or lists sorted by key) in order, each with its value on either side.
+fn merge<'a, K: Ord + 'a, V: 'a>(
+    old: impl IntoIterator<Item = (&'a K, &'a V)>,
+    new: impl IntoIterator<Item = (&'a K, &'a V)>,
 ) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a V>)> {
-    let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+    let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
     std::iter::from_fn(move || {
         let order = match (old.peek(), new.peek()) {
             (None, None) => return None,
@@ -576,8 +590,7 @@ mod tests {
     fn service(chains: &[(&str, &[&str])], elements: &[(Key, &str)]) -> Arc<ServiceRules> {
         let mut s = ServiceRules::default();
         for (name, rules) in chains {
-            s.chains
-                .insert(name.to_string(), rules.iter().map(|r| r.to_string()).collect());
+            s.add_chain(name.to_string(), rules.iter().map(|r| r.to_string()).collect());
         }
         for (k, v) in elements {
             s.element(SERVICE_IPS, *k, Some(Arc::from(*v)));

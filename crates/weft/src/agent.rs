@@ -69,7 +69,8 @@ pub fn run(args: Args) -> Result<()> {
         node_config: args.node_config,
         cni_state_dir: args.cni_state_dir,
     };
-    let mut source = KubeSource::start(&options, weft_agent::node::KINDS, &custom)
+    let keep = weft_agent::projection::keep;
+    let mut source = KubeSource::start_with(&options, weft_agent::node::KINDS, &custom, keep)
         .map_err(|e| anyhow!("weft agent on {node}: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let registry = Registry::default();

@@ -277,53 +277,91 @@ pub struct Restored {
 }
 
 /// Declares the table and adds every element the journals under `state_dir` record, in one transaction:
-/// what the node agent runs when someone else removed or changed the table. Present elements stay (adding
-/// one is a no-op); the static chains are flushed and refilled in the same transaction, so no packet sees
-/// them empty. Masquerade chains are rebuilt for `exclude` (the cluster CIDR, as the `weft` type adds them).
-/// Holds the lock every ADD and DEL takes, so none commits between the reading of the journals and the
-/// transaction (a DEL's element would come back for good).
+/// what the node agent runs when someone else removed or changed the table (see [`Restoration`]).
 pub fn restore(state_dir: &Path, exclude: IpNet) -> Result<Restored> {
-    state::ensure_dir(state_dir)?;
-    let _lock = Lock::acquire(&state_dir.join(TABLE_LOCK))?;
-    let mut change = Change::default();
-    let mut restored = Restored::default();
-    let masq_chain = |network: &str| masq::chain_name(network, exclude.trunc());
-    for network in subdirectories(state_dir) {
-        for kind in JOURNALED {
-            for journal in Journal::all(state_dir, &network, kind)? {
-                let lines = journal.read()?;
-                for e in lines.iter().filter_map(|l| Element::from_line(l)) {
-                    let masq = e
-                        .set
-                        .starts_with("masq")
-                        .then(|| e.text.split_once(" : jump "))
-                        .flatten();
-                    match masq {
-                        Some((ip, chain)) => match ip.parse::<IpAddr>() {
-                            Ok(ip) if chain == masq_chain(&network) => change.masquerade(&network, ip, exclude),
-                            _ => restored.skipped += 1,
-                        },
-                        None => change.element(&e.set, e.text.clone()),
+    Restoration::prepare(state_dir, exclude)?.apply()
+}
+
+/// The table as weft-cni's journals record it, ready to put back. Present elements stay (adding one is a
+/// no-op); the static chains are flushed and refilled in the same transaction, so no packet sees them empty.
+/// Masquerade chains are rebuilt for `exclude` (the cluster CIDR, as the `weft` type adds them). Holds the lock
+/// every ADD and DEL takes until dropped, so none commits between the reading of the journals and the
+/// transaction (a DEL's element would come back for good).
+pub struct Restoration {
+    _lock: Lock,
+    change: Change,
+    skipped: usize,
+}
+
+impl Restoration {
+    pub fn prepare(state_dir: &Path, exclude: IpNet) -> Result<Restoration> {
+        state::ensure_dir(state_dir)?;
+        let lock = Lock::acquire(&state_dir.join(TABLE_LOCK))?;
+        let mut change = Change::default();
+        let mut skipped = 0;
+        let masq_chain = |network: &str| masq::chain_name(network, exclude.trunc());
+        for network in subdirectories(state_dir) {
+            for kind in JOURNALED {
+                for journal in Journal::all(state_dir, &network, kind)? {
+                    let lines = journal.read()?;
+                    for e in lines.iter().filter_map(|l| Element::from_line(l)) {
+                        let masq = e
+                            .set
+                            .starts_with("masq")
+                            .then(|| e.text.split_once(" : jump "))
+                            .flatten();
+                        match masq {
+                            Some((ip, chain)) => match ip.parse::<IpAddr>() {
+                                Ok(ip) if chain == masq_chain(&network) => change.masquerade(&network, ip, exclude),
+                                _ => skipped += 1,
+                            },
+                            None => change.element(&e.set, e.text.clone()),
+                        }
                     }
                 }
             }
         }
+        Ok(Restoration {
+            _lock: lock,
+            change,
+            skipped,
+        })
     }
-    // With the schema element the fast transactions add, so a whole table lists as it did.
-    let whole = format!("{}{SCHEMA_CHECK}", change.script(true, &change.elements, &[]));
-    if weft_netlink::nft::apply(&whole).is_ok() {
-        restored.elements = change.elements.len();
-        return Ok(restored);
+
+    /// The whole table as one transaction's nft script, to apply alone or together with other tables. With
+    /// the schema element the fast transactions add, so a whole table lists as it did.
+    pub fn script(&self) -> String {
+        format!("{}{SCHEMA_CHECK}", self.change.script(true, &self.change.elements, &[]))
     }
-    // One element conflicts with what the table holds: the rest go in one by one.
-    weft_netlink::nft::apply(&format!("{}{SCHEMA_CHECK}", change.script(true, &[], &[])))?;
-    for e in &change.elements {
-        match weft_netlink::nft::apply(&change.script(false, std::slice::from_ref(e), &[])) {
-            Ok(()) => restored.elements += 1,
-            Err(_) => restored.skipped += 1,
+
+    /// What the table holds once [`Restoration::script`] was applied.
+    pub fn restored(&self) -> Restored {
+        Restored {
+            elements: self.change.elements.len(),
+            skipped: self.skipped,
         }
     }
-    Ok(restored)
+
+    /// Applies the script on its own; when one element conflicts with what the table holds, the declarations
+    /// and then each element alone.
+    pub fn apply(self) -> Result<Restored> {
+        if weft_netlink::nft::apply(&self.script()).is_ok() {
+            return Ok(self.restored());
+        }
+        let mut restored = Restored {
+            elements: 0,
+            skipped: self.skipped,
+        };
+        let change = &self.change;
+        weft_netlink::nft::apply(&format!("{}{SCHEMA_CHECK}", change.script(true, &[], &[])))?;
+        for e in &change.elements {
+            match weft_netlink::nft::apply(&change.script(false, std::slice::from_ref(e), &[])) {
+                Ok(()) => restored.elements += 1,
+                Err(_) => restored.skipped += 1,
+            }
+        }
+        Ok(restored)
+    }
 }
 
 /// The lock file, in weft-cni's state directory (its leading dot keeps it out of directory walks).

@@ -1,9 +1,9 @@
 //! `weft bench agent-memory`: what the node agent holds at N Services × E endpoints. The lab's API server with its
 //! store runs in this process (no root); a child process follows it as the agent does (`KubeSource` with the
-//! agent's kinds, then the service proxy's and NetworkPolicy's plans for one node, without the kernel) and reports
-//! its peak RSS after the first list, and again after every EndpointSlice changed in one commit (more changes
-//! than the lab API's change log keeps: the watch expires and the watcher relists, the case where a client
-//! could hold the cluster twice).
+//! agent's kinds and its projection of them, then the service proxy's and NetworkPolicy's plans for one node,
+//! without the kernel) and reports its peak RSS after the first list, after the first plans, and again after every
+//! EndpointSlice changed in one commit (more changes than the lab API's change log keeps: the watch expires and
+//! the watcher relists, the case where a client could hold the cluster twice).
 
 use super::api::object;
 use anyhow::{Context, Result, anyhow};
@@ -115,8 +115,11 @@ fn follow(kubeconfig: &std::path::Path) -> Result<()> {
         ..ClientOptions::default()
     };
     let started = Instant::now();
-    let mut source = KubeSource::start(&options, weft_agent::node::KINDS, &[])?;
+    let keep = weft_agent::projection::keep;
+    let mut source = KubeSource::start_with(&options, weft_agent::node::KINDS, &[], keep)?;
     let first = source.next(0)?;
+    // The objects alone, before any plan.
+    let listed = super::peak_rss_mb();
     let mut planner = weft_proxy::Planner::default();
     let ctx = weft_proxy::Context {
         node: NODE.into(),
@@ -125,7 +128,7 @@ fn follow(kubeconfig: &std::path::Path) -> Result<()> {
     let counts = planner.plan(&first, &ctx).counts();
     let policy = weft_policy::plan::plan(&weft_policy::Cluster::index(&first), NODE);
     println!(
-        "listed {} objects and planned ({} chains, {} rules, {} map elements; {} policy chains) in {:.1} s: peak RSS {:.1} MB",
+        "listed {} objects (peak RSS {listed:.1} MB) and planned ({} chains, {} rules, {} map elements; {} policy chains) in {:.1} s: peak RSS {:.1} MB",
         first.len(),
         counts.0,
         counts.1,
