@@ -29,6 +29,7 @@ pub const SUPPORTED: &[&str] = &[
     "proxy-send-timeout",
     "whitelist-source-range",
     "denylist-source-range",
+    "backend-protocol",
 ];
 
 /// Annotations that are raw nginx configuration: refused, as ingress-nginx itself does by default since
@@ -51,6 +52,41 @@ pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Redirect {
     pub location: HeaderValue,
     pub code: StatusCode,
+}
+
+/// `backend-protocol`: how the upstream is spoken to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 in cleartext.
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS whose certificate is not verified (ingress-nginx without `proxy-ssl-verify`).
+    Https,
+    /// HTTP/2 in cleartext with prior knowledge (h2c), as gRPC servers take it.
+    Grpc,
+    /// HTTP/2 over TLS (ALPN h2), certificate not verified.
+    Grpcs,
+}
+
+impl BackendProtocol {
+    /// ingress-nginx's names, in any case; `AUTO_HTTP` and `FCGI` are not implemented.
+    fn parse(value: &str) -> Option<BackendProtocol> {
+        match value.trim().to_ascii_uppercase().as_str() {
+            "HTTP" => Some(BackendProtocol::Http),
+            "HTTPS" => Some(BackendProtocol::Https),
+            "GRPC" => Some(BackendProtocol::Grpc),
+            "GRPCS" => Some(BackendProtocol::Grpcs),
+            _ => None,
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, BackendProtocol::Https | BackendProtocol::Grpcs)
+    }
+
+    pub fn http2(self) -> bool {
+        matches!(self, BackendProtocol::Grpc | BackendProtocol::Grpcs)
+    }
 }
 
 /// The settings of an Ingress's paths.
@@ -84,6 +120,8 @@ pub struct Annotations {
     pub allow: Vec<IpNet>,
     /// `denylist-source-range`: clients in these ranges get 403.
     pub deny: Vec<IpNet>,
+    /// `backend-protocol`.
+    pub backend_protocol: BackendProtocol,
 }
 
 impl Default for Annotations {
@@ -103,6 +141,7 @@ impl Default for Annotations {
             send_timeout: DEFAULT_IO_TIMEOUT,
             allow: Vec::new(),
             deny: Vec::new(),
+            backend_protocol: BackendProtocol::Http,
         }
     }
 }
@@ -178,6 +217,9 @@ impl Annotations {
                     .ok_or_else(|| invalid(NOT_SECONDS)),
                 "whitelist-source-range" => cidrs(value).map(|c| parsed.allow = c).ok_or_else(|| invalid(NOT_CIDRS)),
                 "denylist-source-range" => cidrs(value).map(|c| parsed.deny = c).ok_or_else(|| invalid(NOT_CIDRS)),
+                "backend-protocol" => BackendProtocol::parse(value)
+                    .map(|p| parsed.backend_protocol = p)
+                    .ok_or_else(|| invalid("is not HTTP, HTTPS, GRPC or GRPCS (AUTO_HTTP and FCGI are not supported)")),
                 _ if SNIPPETS.contains(&name) => Err(Complaint {
                     reason: "SnippetRefused",
                     message: format!(
@@ -457,5 +499,25 @@ mod tests {
         assert!(a.wants_regex("/foo") && !a.wants_regex("/"));
         assert!(parse(&[("use-regex", "true")]).0.wants_regex("/"));
         assert!(!Annotations::default().wants_regex("/foo"));
+    }
+
+    #[test]
+    fn backend_protocols_in_any_case_and_unsupported_ones_keep_http() {
+        for (text, protocol, tls, http2) in [
+            ("HTTP", BackendProtocol::Http, false, false),
+            ("https", BackendProtocol::Https, true, false),
+            ("GRPC", BackendProtocol::Grpc, false, true),
+            ("GRPCS", BackendProtocol::Grpcs, true, true),
+        ] {
+            let (a, complaints) = parse(&[("backend-protocol", text)]);
+            assert!(complaints.is_empty(), "{complaints:?}");
+            assert_eq!(a.backend_protocol, protocol, "{text}");
+            assert_eq!((protocol.tls(), protocol.http2()), (tls, http2), "{text}");
+        }
+        for bad in ["FCGI", "AUTO_HTTP", "h2"] {
+            let (a, complaints) = parse(&[("backend-protocol", bad)]);
+            assert_eq!(a.backend_protocol, BackendProtocol::Http);
+            assert_eq!(complaints[0].reason, "InvalidAnnotation", "{bad}");
+        }
     }
 }

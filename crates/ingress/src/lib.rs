@@ -4,6 +4,7 @@
 //! say.
 
 pub mod annotations;
+pub mod backend;
 pub mod body;
 pub mod class;
 pub mod follow;

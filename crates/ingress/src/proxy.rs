@@ -1,11 +1,12 @@
 //! The reverse proxy: each request is routed by the current table (loaded once per request, so a swap never
-//! waits on requests and requests never wait on a swap) and forwarded over HTTP/1.1 to one of the Service's
-//! endpoints through a shared keep-alive pool; the path goes unchanged, the client's address and the original
+//! waits on requests and requests never wait on a swap) and forwarded to one of the Service's endpoints (HTTP/1.1,
+//! or what `backend-protocol` asks for: see `backend`) through a shared keep-alive pool; the path goes unchanged, the client's address and the original
 //! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
 //! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through. A route's annotations (see
 //! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts.
 
-use crate::annotations::Annotations;
+use crate::annotations::{Annotations, BackendProtocol};
+use crate::backend::{self, UpstreamClient};
 pub use crate::body::Body;
 use crate::body::{BoxError, Idle, Watched};
 use crate::host;
@@ -19,9 +20,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,9 +30,6 @@ use std::time::{Duration, Instant};
 /// SYN to a pod that is already gone (its endpoint not yet out of the table) is never answered, and the request
 /// is better tried on the next endpoint soon than after ingress-nginx's 5 s.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Idle upstream connections kept per endpoint, and for how long (ingress-nginx's upstream keepalive defaults).
-const POOL_IDLE_PER_ENDPOINT: usize = 320;
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Endpoints an idempotent request without a body is tried on when one fails before its response head (connect
 /// errors, and a pooled connection the endpoint closed as the request went out, as a terminating pod does):
 /// ingress-nginx's proxy-next-upstream "error" with proxy-next-upstream-tries 3.
@@ -51,14 +47,12 @@ pub struct Conn {
     pub sni: Option<Arc<str>>,
 }
 
-type UpstreamClient = Client<HttpConnector, Body>;
-
 pub struct Proxy {
     table: Arc<ArcSwap<Table>>,
-    /// The client (and keep-alive pool) of the default connect timeout, taken without a lock.
+    /// The client (and keep-alive pool) of plain HTTP and the default connect timeout, taken without a lock.
     client: UpstreamClient,
-    /// One more per connect timeout `proxy-connect-timeout` asks for.
-    clients: Mutex<HashMap<Duration, UpstreamClient>>,
+    /// One more per backend protocol and connect timeout (`proxy-connect-timeout`) others ask for.
+    clients: Mutex<HashMap<(BackendProtocol, Duration), UpstreamClient>>,
     metrics: Arc<Metrics>,
     access_log: bool,
 }
@@ -68,22 +62,23 @@ impl Proxy {
     pub fn new(table: Arc<ArcSwap<Table>>, metrics: Arc<Metrics>) -> Proxy {
         Proxy {
             table,
-            client: upstream_client(CONNECT_TIMEOUT),
+            client: backend::client(BackendProtocol::Http, CONNECT_TIMEOUT),
             clients: Mutex::default(),
             metrics,
             access_log: false,
         }
     }
 
-    /// The client whose connections time out after `connect` (none: the default).
-    fn client(&self, connect: Option<Duration>) -> UpstreamClient {
-        match connect {
-            None => self.client.clone(),
-            Some(connect) => {
+    /// The client for upstreams of `protocol` whose connections time out after `connect` (none: the default).
+    fn client(&self, protocol: BackendProtocol, connect: Option<Duration>) -> UpstreamClient {
+        match (protocol, connect) {
+            (BackendProtocol::Http, None) => self.client.clone(),
+            (protocol, connect) => {
+                let connect = connect.unwrap_or(CONNECT_TIMEOUT);
                 let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
                 clients
-                    .entry(connect)
-                    .or_insert_with(|| upstream_client(connect))
+                    .entry((protocol, connect))
+                    .or_insert_with(|| backend::client(protocol, connect))
                     .clone()
             }
         }
@@ -196,8 +191,11 @@ impl Proxy {
             settings,
         } = to;
         // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
-        // upstream switches protocols the two connections are joined.
-        let upgrade = upgrade_protocol(request.headers());
+        // upstream switches protocols the two connections are joined. HTTP/2 upstreams have no such thing.
+        let protocol = settings.backend_protocol;
+        let upgrade = upgrade_protocol(request.headers()).filter(|_| !protocol.http2());
+        // gRPC needs `TE: trailers` (the only TE HTTP/2 allows); other TE values are hop-by-hop.
+        let trailers = protocol.http2() && asks_for_trailers(request.headers());
         let mut client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         forwarded_headers(&mut parts.headers, authority, conn);
@@ -215,15 +213,23 @@ impl Proxy {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, protocol);
         }
-        parts.version = Version::HTTP_11;
+        if trailers {
+            parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        parts.version = if protocol.http2() {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
         // Only a request whose body is already whole (none) can be sent again.
         let retry = idempotent(&parts.method) && body.is_end_stream();
         let mut body = Some(request_body(body, settings));
-        let client = self.client(settings.connect_timeout);
+        let client = self.client(protocol, settings.connect_timeout);
+        let scheme = backend::scheme(protocol);
         let mut last = None;
         for endpoint in upstream.attempts().take(if retry { TRIES } else { 1 }) {
             let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
-            *attempt.uri_mut() = match Uri::try_from(format!("http://{endpoint}{path}")) {
+            *attempt.uri_mut() = match Uri::try_from(format!("{scheme}://{endpoint}{path}")) {
                 Ok(uri) => uri,
                 Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
             };
@@ -264,17 +270,6 @@ impl Proxy {
         tracing::warn!(service = %upstream.service, error = ?last, "no upstream answered");
         local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
     }
-}
-
-/// A client whose connections time out after `connect`, with a keep-alive pool of its own.
-fn upstream_client(connect: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect));
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector)
 }
 
 /// Where a request goes upstream.
@@ -343,6 +338,16 @@ fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 's
         next = e.source();
     }
     false
+}
+
+/// Whether the request's TE header names `trailers`.
+fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade: PROTOCOL`).

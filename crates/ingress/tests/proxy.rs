@@ -797,3 +797,91 @@ async fn an_upstream_slower_than_proxy_read_timeout_gets_504() {
     assert_eq!((code.as_str(), line(&body, "body").len()), ("200", 2560));
     let _ = std::fs::remove_file(file);
 }
+
+/// An upstream of HTTP/1.1 and HTTP/2 (with prior knowledge in cleartext, or over TLS with a self-signed
+/// certificate when `tls`) that answers with the HTTP version it was spoken to in and the TE header it got.
+async fn versioned_upstream(tls: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tls.then(|| {
+        let resolver = tls::Resolver {
+            table: Arc::new(ArcSwap::from_pointee(Table::build(
+                &snapshot(port, INGRESS, None),
+                &config(),
+            ))),
+            default: Arc::new(tls::self_signed().unwrap()),
+        };
+        tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(Arc::new(resolver)).unwrap()))
+    });
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                    let te = request.headers().get("te").map(|v| v.to_str().unwrap().to_string());
+                    let text = format!("version={:?}\nte={}\n", request.version(), te.unwrap_or_default());
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(text))))
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = match acceptor {
+                    Some(acceptor) => {
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        builder.serve_connection(TokioIo::new(stream), service).await
+                    }
+                    None => builder.serve_connection(TokioIo::new(stream), service).await,
+                };
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_protocols_speak_http1_or_http2_in_cleartext_or_tls() {
+    let (plain, secure) = (versioned_upstream(false).await, versioned_upstream(true).await);
+    let mut ingresses = String::new();
+    for (name, protocol, port) in [
+        ("bp-http", "HTTP", plain),
+        ("bp-https", "HTTPS", secure),
+        ("bp-grpc", "GRPC", plain),
+        ("bp-grpcs", "GRPCS", secure),
+        ("bp-none", "", plain),
+    ] {
+        let annotations = match protocol {
+            "" => String::new(),
+            _ => format!("{A}backend-protocol: {protocol}"),
+        };
+        ingresses.push_str(&live(
+            port,
+            name,
+            &format!("{name}.example"),
+            &annotations,
+            "/",
+            "Prefix",
+        ));
+    }
+    let running = proxy(Table::build(&snapshot(plain, &ingresses, None), &config())).await;
+    let url = format!("http://{}/svc.Echo/Say", running.http);
+    for (name, version) in [
+        ("bp-http", "HTTP/1.1"),
+        ("bp-https", "HTTP/1.1"),
+        ("bp-grpc", "HTTP/2.0"),
+        ("bp-grpcs", "HTTP/2.0"),
+        ("bp-none", "HTTP/1.1"),
+    ] {
+        let host = format!("Host: {name}.example");
+        let (code, _, body) = curl(&["-H", &host, "-H", "TE: trailers", &url]).await;
+        assert_eq!(code, "200", "{name}: {body}");
+        assert_eq!(line(&body, "version"), version, "{name}");
+        // TE goes on only to HTTP/2 upstreams, where gRPC needs it.
+        let te = if version == "HTTP/2.0" { "trailers" } else { "" };
+        assert_eq!(line(&body, "te"), te, "{name}");
+    }
+    // An h2 client is proxied to an h2c upstream too.
+    let (code, version, body) = curl(&["--http2-prior-knowledge", "-H", "Host: bp-grpc.example", &url]).await;
+    assert_eq!((code.as_str(), version.as_str()), ("200", "2"), "{body}");
+    assert_eq!(line(&body, "version"), "HTTP/2.0");
+}

@@ -1,0 +1,103 @@
+//! The HTTP clients the proxy speaks to upstreams with, one kind per `backend-protocol`: HTTP/1.1 in cleartext or
+//! over TLS, HTTP/2 with prior knowledge in cleartext (h2c, as gRPC servers take it) or over TLS with ALPN h2.
+//! TLS to an upstream does not verify its certificate, as ingress-nginx without `proxy-ssl-verify`: pods serve
+//! self-signed certificates for names no client could check against an endpoint's address. hyper-rustls puts
+//! rustls under hyper's connection pool.
+
+use crate::annotations::BackendProtocol;
+use crate::body::Body;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Idle upstream connections kept per endpoint, and for how long (ingress-nginx's upstream keepalive defaults).
+const POOL_IDLE_PER_ENDPOINT: usize = 320;
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// A client for upstreams of `protocol` whose connections time out after `connect`, with a keep-alive pool of its
+/// own.
+pub fn client(protocol: BackendProtocol, connect: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect));
+    // https:// URIs go to the TLS layer above.
+    connector.enforce_http(false);
+    let tls = HttpsConnectorBuilder::new()
+        .with_tls_config(unverified_tls())
+        .https_or_http();
+    let connector = if protocol.http2() {
+        tls.enable_http2().wrap_connector(connector)
+    } else {
+        tls.enable_http1().wrap_connector(connector)
+    };
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(POOL_IDLE_PER_ENDPOINT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .http2_only(protocol.http2())
+        .build(connector)
+}
+
+/// The scheme of the URIs requests to an upstream of `protocol` are sent to.
+pub fn scheme(protocol: BackendProtocol) -> &'static str {
+    if protocol.tls() { "https" } else { "http" }
+}
+
+fn unverified_tls() -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Unverified(provider.signature_verification_algorithms);
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider has TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth()
+}
+
+/// Takes any certificate, but still checks the handshake's signatures (so the connection is encrypted to the key
+/// of the certificate the upstream sent).
+#[derive(Debug)]
+struct Unverified(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
