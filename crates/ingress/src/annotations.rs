@@ -3,7 +3,7 @@
 //! annotations (raw nginx configuration) are refused, and every other annotation weft does not implement is
 //! reported, never silently ignored.
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -30,6 +30,12 @@ pub const SUPPORTED: &[&str] = &[
     "whitelist-source-range",
     "denylist-source-range",
     "backend-protocol",
+    "canary",
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-cookie",
+    "canary-weight",
+    "canary-weight-total",
 ];
 
 /// Annotations that are raw nginx configuration: refused, as ingress-nginx itself does by default since
@@ -89,6 +95,55 @@ impl BackendProtocol {
     }
 }
 
+/// How requests are split between a route's backend and its canary's (`canary: "true"` and `canary-*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Canary {
+    /// `canary-by-header`: `always` sends to the canary, `never` to the main backend.
+    pub header: Option<HeaderName>,
+    /// `canary-by-header-value`: the header's value that sends to the canary (instead of `always`).
+    pub header_value: Option<HeaderValue>,
+    /// `canary-by-cookie`: `always` sends to the canary, `never` to the main backend.
+    pub cookie: Option<String>,
+    /// `canary-weight` out of `canary-weight-total` (default 100) go to the canary.
+    pub weight: u32,
+    pub weight_total: u32,
+}
+
+impl Canary {
+    /// Whether a request goes to the canary: by header, then by cookie, then by weight (`roll` is uniform in
+    /// `0..weight_total`), as ingress-nginx. A header or cookie of any other value is ignored.
+    pub fn takes(&self, headers: &HeaderMap, roll: u32) -> bool {
+        if let Some(value) = self.header.as_ref().and_then(|h| headers.get(h)) {
+            match &self.header_value {
+                Some(wanted) if value == wanted => return true,
+                Some(_) => {}
+                None if value == "always" => return true,
+                None if value == "never" => return false,
+                None => {}
+            }
+        }
+        if let Some(value) = self.cookie.as_deref().and_then(|name| cookie(headers, name)) {
+            match value {
+                "always" => return true,
+                "never" => return false,
+                _ => {}
+            }
+        }
+        roll < self.weight
+    }
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
 /// The settings of an Ingress's paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Annotations {
@@ -122,6 +177,8 @@ pub struct Annotations {
     pub deny: Vec<IpNet>,
     /// `backend-protocol`.
     pub backend_protocol: BackendProtocol,
+    /// `canary: "true"`: the Ingress's paths are the canaries of the same paths of another Ingress.
+    pub canary: Option<Canary>,
 }
 
 impl Default for Annotations {
@@ -142,6 +199,7 @@ impl Default for Annotations {
             allow: Vec::new(),
             deny: Vec::new(),
             backend_protocol: BackendProtocol::Http,
+            canary: None,
         }
     }
 }
@@ -161,6 +219,13 @@ impl Annotations {
         let mut complaints = Vec::new();
         let mut permanent_code = StatusCode::MOVED_PERMANENTLY;
         let (mut permanent, mut temporal) = (None, None);
+        let (mut is_canary, mut canary) = (
+            false,
+            Canary {
+                weight_total: 100,
+                ..Canary::default()
+            },
+        );
         for (key, value) in annotations.into_iter().flatten() {
             let Some(name) = key.strip_prefix(PREFIX) else { continue };
             let invalid = |why: &str| Complaint {
@@ -220,6 +285,31 @@ impl Annotations {
                 "backend-protocol" => BackendProtocol::parse(value)
                     .map(|p| parsed.backend_protocol = p)
                     .ok_or_else(|| invalid("is not HTTP, HTTPS, GRPC or GRPCS (AUTO_HTTP and FCGI are not supported)")),
+                "canary" => boolean(value).map(|b| is_canary = b).ok_or_else(|| invalid(NOT_BOOL)),
+                "canary-by-header" => HeaderName::try_from(value.trim())
+                    .ok()
+                    .map(|h| canary.header = Some(h))
+                    .ok_or_else(|| invalid("is not a header name")),
+                "canary-by-header-value" => header(value, false)
+                    .map(|h| canary.header_value = Some(h))
+                    .ok_or_else(|| invalid("is not a header value")),
+                "canary-by-cookie" => Some(value.trim())
+                    .filter(|c| !c.is_empty() && !c.contains([';', '=', ' ']))
+                    .map(|c| canary.cookie = Some(c.to_string()))
+                    .ok_or_else(|| invalid("is not a cookie name")),
+                "canary-weight" => value
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .map(|w| canary.weight = w)
+                    .ok_or_else(|| invalid("is not a whole number")),
+                "canary-weight-total" => value
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .map(|t| canary.weight_total = t)
+                    .ok_or_else(|| invalid("is not a whole number above 0")),
                 _ if SNIPPETS.contains(&name) => Err(Complaint {
                     reason: "SnippetRefused",
                     message: format!(
@@ -248,6 +338,10 @@ impl Annotations {
             }),
             (None, None) => None,
         };
+        parsed.canary = is_canary.then(|| Canary {
+            weight: canary.weight.min(canary.weight_total),
+            ..canary
+        });
         (parsed, complaints)
     }
 
@@ -519,5 +613,50 @@ mod tests {
             assert_eq!(a.backend_protocol, BackendProtocol::Http);
             assert_eq!(complaints[0].reason, "InvalidAnnotation", "{bad}");
         }
+    }
+
+    #[test]
+    fn canary_by_header_then_cookie_then_weight() {
+        let (a, complaints) = parse(&[
+            ("canary", "true"),
+            ("canary-by-header", "X-Canary"),
+            ("canary-by-cookie", "beta"),
+            ("canary-weight", "30"),
+        ]);
+        assert!(complaints.is_empty(), "{complaints:?}");
+        let canary = a.canary.unwrap();
+        assert_eq!((canary.weight, canary.weight_total), (30, 100));
+        let headers = |pairs: &[(&'static str, &'static str)]| -> HeaderMap {
+            pairs
+                .iter()
+                .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+                .collect()
+        };
+        for (pairs, roll, takes) in [
+            (&[][..], 29, true),
+            (&[][..], 30, false),
+            (&[("x-canary", "always")][..], 99, true),
+            (&[("x-canary", "never")][..], 0, false),
+            // The header wins over the cookie; a value of neither is ignored.
+            (&[("x-canary", "never"), ("cookie", "beta=always")][..], 0, false),
+            (&[("x-canary", "maybe"), ("cookie", "a=1; beta=always")][..], 99, true),
+            (&[("cookie", "beta=never")][..], 0, false),
+            (&[("cookie", "beta=other")][..], 0, true),
+        ] {
+            assert_eq!(canary.takes(&headers(pairs), roll), takes, "{pairs:?} {roll}");
+        }
+        let (a, _) = parse(&[
+            ("canary", "true"),
+            ("canary-by-header", "x-canary"),
+            ("canary-by-header-value", "v2"),
+            ("canary-weight", "500"),
+            ("canary-weight-total", "1000"),
+        ]);
+        let canary = a.canary.unwrap();
+        assert!(canary.takes(&headers(&[("x-canary", "v2")]), 999));
+        assert!(!canary.takes(&headers(&[("x-canary", "always")]), 999));
+        assert!(canary.takes(&headers(&[("x-canary", "always")]), 499));
+        // Without canary: "true" the canary-* annotations do nothing.
+        assert_eq!(parse(&[("canary-weight", "50")]).0.canary, None);
     }
 }

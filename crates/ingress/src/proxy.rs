@@ -3,7 +3,8 @@
 //! or what `backend-protocol` asks for: see `backend`) through a shared keep-alive pool; the path goes unchanged, the client's address and the original
 //! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
 //! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through. A route's annotations (see
-//! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts.
+//! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts, and a canary
+//! Ingress may take some of its requests.
 
 use crate::annotations::{Annotations, BackendProtocol};
 use crate::backend::{self, UpstreamClient};
@@ -156,7 +157,12 @@ impl Proxy {
             return (too_large_response(), metrics);
         }
         let upstream_path = upstream_path(rule, &settings, request.uri());
-        let upstream = match &route.target {
+        // A canary takes the requests its split says; the main route's settings apply to them too.
+        let target = match &route.canary {
+            Some(canary) if canary.split.takes(request.headers(), roll(canary.split.weight_total)) => &canary.target,
+            _ => &route.target,
+        };
+        let upstream = match target {
             Target::Service(upstream) => upstream.clone(),
             Target::Unavailable(why) => {
                 tracing::debug!(ingress = %route.ingress, %why, "503");
@@ -522,6 +528,14 @@ fn forwarded_headers(headers: &mut HeaderMap, authority: &str, conn: &Conn) {
     {
         headers.insert(id, value);
     }
+}
+
+/// A number in `0..total`, uniform enough for a traffic split (the modulo bias is below 2^-32 * total).
+fn roll(total: u32) -> u32 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    u32::from_ne_bytes(bytes) % total.max(1)
 }
 
 /// 128 random bits in hex, as ingress-nginx's `$req_id`.

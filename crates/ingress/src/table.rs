@@ -4,9 +4,10 @@
 //!
 //! Merging follows ingress-nginx: Ingresses are taken oldest first (creationTimestamp, then namespace/name) and
 //! the first to claim a host+path (or a TLS host, or the default backend) keeps it; other paths of one host from
-//! several Ingresses are merged.
+//! several Ingresses are merged. An Ingress annotated `canary: "true"` claims nothing: its paths become the
+//! canaries of the same host+path of the others (one canary per path, the first), whatever their ages.
 
-use crate::annotations::Annotations;
+use crate::annotations::{self, Annotations, Canary};
 use crate::class::Classes;
 use crate::host;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
@@ -38,6 +39,17 @@ pub struct Route {
     /// The settings of the Ingress's annotations.
     pub annotations: Arc<Annotations>,
     pub metrics: Arc<RouteMetrics>,
+    /// The canary's backend, which takes the requests its split says.
+    pub canary: Option<Arc<CanaryRoute>>,
+}
+
+/// The backend of a `canary: "true"` Ingress for a route's host and path; the main route's settings apply.
+#[derive(Clone, Debug)]
+pub struct CanaryRoute {
+    pub target: Target,
+    /// `namespace/name` of the canary Ingress.
+    pub ingress: Arc<str>,
+    pub split: Canary,
 }
 
 type Paths = Vec<(PathRule, Route)>;
@@ -98,6 +110,8 @@ impl Table {
             };
             key(a).cmp(&key(b))
         });
+        // Canaries after every main Ingress, so each finds the route it joins.
+        ingresses.sort_by_key(is_canary);
         let index = Index::new(snapshot.services(), snapshot.endpoint_slices());
         let mut builder = Builder {
             snapshot,
@@ -169,6 +183,13 @@ impl Table {
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }
+}
+
+/// Whether the Ingress says `canary: "true"`.
+fn is_canary(ingress: &Ingress) -> bool {
+    let key = format!("{}canary", annotations::PREFIX);
+    let value = ingress.metadata.annotations.as_ref().and_then(|a| a.get(&key));
+    value.is_some_and(|v| v.trim() == "true")
 }
 
 /// Makes every path of a host a regex, as ingress-nginx does once any Ingress asks it for one of the host's
@@ -262,6 +283,7 @@ impl Builder<'_> {
         }
         if let Some(backend) = &spec.default_backend
             && self.table.default_backend.is_none()
+            && annotations.canary.is_none()
         {
             let target = self.target(&who, &namespace, backend);
             let metrics = self.metrics_of(&id, "", "");
@@ -271,6 +293,7 @@ impl Builder<'_> {
                 ssl_redirect: false,
                 annotations: annotations.clone(),
                 metrics,
+                canary: None,
             });
         }
         for rule in spec.rules.as_deref().unwrap_or_default() {
@@ -287,14 +310,11 @@ impl Builder<'_> {
                 // Only ImplementationSpecific may leave the path out; it then matches everything.
                 let rule_path = PathRule::new(kind, p.path.as_deref().unwrap_or("/"));
                 let target = self.target(&who, &namespace, &p.backend);
-                let metrics = self.metrics_of(&id, rule.host.as_deref().unwrap_or_default(), &rule_path.path);
-                let route = Route {
-                    target,
-                    ingress: id.clone(),
-                    ssl_redirect,
-                    annotations: annotations.clone(),
-                    metrics,
-                };
+                let host = rule.host.as_deref().unwrap_or_default();
+                let metrics = annotations
+                    .canary
+                    .is_none()
+                    .then(|| self.metrics_of(&id, host, &rule_path.path));
                 let paths = match rule.host.as_deref().filter(|h| !h.is_empty()) {
                     None => &mut self.table.any,
                     Some(h) => {
@@ -305,7 +325,45 @@ impl Builder<'_> {
                         }
                     }
                 };
-                if !paths.iter().any(|(existing, _)| *existing == rule_path) {
+                let existing = paths.iter_mut().find(|(existing, _)| *existing == rule_path);
+                if let Some(split) = &annotations.canary {
+                    let problem = match existing {
+                        Some((_, main)) if main.canary.is_none() => {
+                            main.canary = Some(Arc::new(CanaryRoute {
+                                target,
+                                ingress: id.clone(),
+                                split: split.clone(),
+                            }));
+                            None
+                        }
+                        Some((_, main)) => Some((
+                            "CanaryConflict",
+                            format!(
+                                "already has the canary {}",
+                                main.canary.as_ref().map_or("", |c| &c.ingress)
+                            ),
+                        )),
+                        None => Some(("CanaryWithoutMain", "has no main Ingress".to_string())),
+                    };
+                    if let Some((reason, why)) = problem {
+                        self.table.problems.push(Problem {
+                            ingress: who.clone(),
+                            reason,
+                            message: format!(
+                                "canary path {:?} of host {:?} {why}; it is not served",
+                                rule_path.path, host
+                            ),
+                        });
+                    }
+                } else if let (None, Some(metrics)) = (existing, metrics) {
+                    let route = Route {
+                        target,
+                        ingress: id.clone(),
+                        ssl_redirect,
+                        annotations: annotations.clone(),
+                        metrics,
+                        canary: None,
+                    };
                     paths.push((rule_path, route));
                 }
             }
@@ -641,5 +699,54 @@ endpoints: [{addresses: [10.0.0.2]}]
             "{:?}",
             t.problems()
         );
+    }
+
+    #[test]
+    fn a_canary_ingress_joins_the_main_route_of_its_host_and_path_whatever_its_age() {
+        let canary = "nginx.ingress.kubernetes.io/canary: \"true\", nginx.ingress.kubernetes.io/canary-weight: \"20\"";
+        let t = table(&format!(
+            "{}{}{}{}",
+            // Older than the main Ingress, and still not the main route.
+            annotated(
+                "c",
+                "2025-01-01T00:00:00Z",
+                canary,
+                &rule("foo.com", "/", "Prefix", "api", "{number: 80}")
+            ),
+            ingress(
+                "main",
+                "2026-01-01T00:00:00Z",
+                "nginx",
+                &rule("foo.com", "/", "Prefix", "web", "{number: 80}")
+            ),
+            annotated(
+                "c2",
+                "2026-02-01T00:00:00Z",
+                canary,
+                &rule("foo.com", "/", "Prefix", "api", "{number: 80}")
+            ),
+            annotated(
+                "lone",
+                "2026-02-01T00:00:00Z",
+                canary,
+                &rule("bar.com", "/", "Prefix", "api", "{number: 80}")
+            ),
+        ));
+        let route = t.route("foo.com", "/").unwrap();
+        assert_eq!(&*route.ingress, "default/main");
+        assert_eq!(goes(&t, "foo.com", "/"), "10.0.0.1:8080");
+        let canary = route.canary.as_deref().unwrap();
+        assert_eq!((&*canary.ingress, canary.split.weight), ("default/c", 20));
+        let Target::Service(upstream) = &canary.target else {
+            panic!("{:?}", canary.target)
+        };
+        assert_eq!(upstream.endpoints()[0].to_string(), "10.0.0.2:9090");
+        assert_eq!(goes(&t, "bar.com", "/"), "404");
+        let reported: Vec<(&str, &str)> = t
+            .problems()
+            .iter()
+            .map(|p| (p.reason, p.ingress.as_ref().map_or("", |i| i.1.as_str())))
+            .collect();
+        assert_eq!(reported, [("CanaryConflict", "c2"), ("CanaryWithoutMain", "lone")]);
     }
 }

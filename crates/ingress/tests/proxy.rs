@@ -885,3 +885,54 @@ async fn backend_protocols_speak_http1_or_http2_in_cleartext_or_tls() {
     assert_eq!((code.as_str(), version.as_str()), ("200", "2"), "{body}");
     assert_eq!(line(&body, "version"), "HTTP/2.0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_take_requests_by_header_then_cookie_then_weight() {
+    // The main upstream answers `path=`, the canary's `version=`.
+    let (main, canary) = (upstream().await, versioned_upstream(false).await);
+    let split = format!("{A}canary: \"true\", {A}canary-by-header: X-Canary, {A}canary-by-cookie: beta");
+    let ingresses = [
+        live(main, "cn-main", "cn.example", "", "/", "Prefix"),
+        live(
+            canary,
+            "cn-canary",
+            "cn.example",
+            &format!("{split}, {A}canary-weight: \"0\""),
+            "/",
+            "Prefix",
+        ),
+        live(main, "all-main", "all.example", "", "/", "Prefix"),
+        live(
+            canary,
+            "all-canary",
+            "all.example",
+            &format!("{A}canary: \"true\", {A}canary-weight: \"100\""),
+            "/",
+            "Prefix",
+        ),
+    ]
+    .concat();
+    let table = Table::build(&snapshot(main, &ingresses, None), &config());
+    assert!(table.problems().is_empty(), "{:?}", table.problems());
+    let running = proxy(table).await;
+    let url = format!("http://{}/x", running.http);
+    for (host, headers, to_canary) in [
+        ("cn.example", &[][..], false),
+        ("cn.example", &["X-Canary: always"][..], true),
+        ("cn.example", &["Cookie: beta=always"][..], true),
+        ("cn.example", &["X-Canary: never", "Cookie: beta=always"][..], false),
+        ("cn.example", &["X-Canary: other", "Cookie: beta=always"][..], true),
+        ("all.example", &[][..], true),
+        ("all.example", &["Cookie: beta=never"][..], true),
+    ] {
+        let host_header = format!("Host: {host}");
+        let mut args = vec!["-H", host_header.as_str()];
+        for header in headers {
+            args.extend(["-H", header]);
+        }
+        args.push(&url);
+        let (code, _, body) = curl(&args).await;
+        assert_eq!(code, "200", "{host} {headers:?}: {body}");
+        assert_eq!(body.contains("version="), to_canary, "{host} {headers:?}: {body}");
+    }
+}
