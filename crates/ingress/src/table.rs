@@ -133,6 +133,9 @@ impl Table {
         }
         config.metrics.retain(&builder.live);
         let mut table = builder.table;
+        // A canary without a main route leaves its host without paths; rules of a wider host still apply to it.
+        table.precise.retain(|_, paths| !paths.is_empty());
+        table.wildcard.retain(|_, paths| !paths.is_empty());
         for paths in table
             .precise
             .values_mut()
@@ -705,7 +708,13 @@ endpoints: [{addresses: [10.0.0.2]}]
     fn a_canary_ingress_joins_the_main_route_of_its_host_and_path_whatever_its_age() {
         let canary = "nginx.ingress.kubernetes.io/canary: \"true\", nginx.ingress.kubernetes.io/canary-weight: \"20\"";
         let t = table(&format!(
-            "{}{}{}{}",
+            "{}{}{}{}{}",
+            ingress(
+                "any",
+                "2026-01-01T00:00:00Z",
+                "nginx",
+                &rule("\"\"", "/", "Prefix", "web", "{number: 80}")
+            ),
             // Older than the main Ingress, and still not the main route.
             annotated(
                 "c",
@@ -741,7 +750,9 @@ endpoints: [{addresses: [10.0.0.2]}]
             panic!("{:?}", canary.target)
         };
         assert_eq!(upstream.endpoints()[0].to_string(), "10.0.0.2:9090");
-        assert_eq!(goes(&t, "bar.com", "/"), "404");
+        // The lone canary does not hide the rule without a host.
+        assert_eq!(goes(&t, "bar.com", "/"), "10.0.0.1:8080");
+        assert!(t.route("bar.com", "/").unwrap().canary.is_none());
         let reported: Vec<(&str, &str)> = t
             .problems()
             .iter()
