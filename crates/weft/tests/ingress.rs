@@ -23,6 +23,20 @@ fn example(file: &str) -> String {
     repo(&format!("examples/09-ingress/{file}"))
 }
 
+/// Waits until the controller's and the webserver's Deployments have rolled out.
+fn rolled_out(lab: &Lab) {
+    for (deployment, namespace) in [("weft-ingress", "weft-ingress"), ("webserver", "default")] {
+        let target = format!("deployment/{deployment}");
+        lab.kubectl_ok(&["rollout", "status", &target, "-n", namespace, "--timeout=60s"]);
+    }
+}
+
+/// The node port of the controller Service's port `name` (`http` or `https`).
+fn node_port(lab: &Lab, name: &str) -> String {
+    let path = format!("jsonpath={{.spec.ports[?(@.name==\"{name}\")].nodePort}}");
+    lab.kubectl_ok(&["get", "service", "weft-ingress", "-n", "weft-ingress", "-o", &path])
+}
+
 const HOST: &str = "hwsw-k8s.leannet.eu";
 
 /// curl on the lab's external host: (status code, body).
@@ -74,22 +88,10 @@ fn the_notes_ingress_walk_through() {
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
     lab.kubectl_ok(&["get", "pods", "-n", "weft-ingress"]);
     lab.kubectl_ok(&["apply", "-f", &example("webserver.yaml")]);
-    lab.kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/weft-ingress",
-        "-n",
-        "weft-ingress",
-        "--timeout=60s",
-    ]);
-    lab.kubectl_ok(&["rollout", "status", "deployment/webserver", "--timeout=60s"]);
+    rolled_out(&lab);
     let services = lab.kubectl_ok(&["get", "services", "-n", "weft-ingress"]);
     assert!(services.contains("NodePort"), "{services}");
-    let port = |name: &str| {
-        let path = format!("jsonpath={{.spec.ports[?(@.name==\"{name}\")].nodePort}}");
-        lab.kubectl_ok(&["get", "service", "weft-ingress", "-n", "weft-ingress", "-o", &path])
-    };
-    let (http, https) = (port("http"), port("https"));
+    let (http, https) = (node_port(&lab, "http"), node_port(&lab, "https"));
     let node = lab.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[1].status.addresses[0].address}"]);
     let plain = format!("http://{node}:{http}/");
     let secure = format!("https://{node}:{https}/");
@@ -343,24 +345,8 @@ fn rolling_the_backend_and_the_controller_fails_no_request() {
     .map(|path| std::fs::read_to_string(repo(path)).unwrap())
     .join("\n---\n");
     let lab = Lab::up(2, "host-gw", &manifests);
-    lab.kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/weft-ingress",
-        "-n",
-        "weft-ingress",
-        "--timeout=60s",
-    ]);
-    lab.kubectl_ok(&["rollout", "status", "deployment/webserver", "--timeout=60s"]);
-    let port = lab.kubectl_ok(&[
-        "get",
-        "service",
-        "weft-ingress",
-        "-n",
-        "weft-ingress",
-        "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
-    ]);
+    rolled_out(&lab);
+    let port = node_port(&lab, "http");
     let node = lab.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses[0].address}"]);
     let url = format!("http://{node}:{port}/");
     until(&lab, "200", &[&url]);
