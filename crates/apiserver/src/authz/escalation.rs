@@ -189,19 +189,9 @@ fn covers(owner: &PolicyRule, want: &PolicyRule) -> bool {
     has(owner.api_groups.as_deref(), &first(&want.api_groups)) && resource_covered && names_covered
 }
 
-/// An atomic rule as kube-apiserver lists the permissions not held.
+/// An atomic rule as the 403 lists it: the rule's own JSON, fields left out where unset.
 fn describe(rule: &PolicyRule) -> String {
-    let mut v = json!({"verbs": rule.verbs});
-    if let Some(urls) = &rule.non_resource_urls {
-        v = json!({"nonResourceURLs": urls, "verbs": rule.verbs});
-    } else {
-        v["apiGroups"] = json!(rule.api_groups);
-        v["resources"] = json!(rule.resources);
-        if let Some(names) = &rule.resource_names {
-            v["resourceNames"] = json!(names);
-        }
-    }
-    v.to_string()
+    serde_json::to_string(rule).unwrap_or_default()
 }
 
 /// The 403 for an RBAC object whose writer would escalate.
