@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages weft and its tests use (Debian). Idempotent; run as root.
 set -euo pipefail
-pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf)
+# pebble: Let's Encrypt's ACME test server (weft-acme's tests and `weft lab up --acme`).
+pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf pebble)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
