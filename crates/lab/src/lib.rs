@@ -3,6 +3,7 @@
 //! weft-cni binary and run real processes. A supervisor process keeps the objects and runs the controllers and
 //! one pod runtime per node; it serves the Kubernetes API (`kube_api`), which the CLI and kubectl use.
 
+pub mod acme;
 pub mod cni;
 pub mod controller;
 pub mod daemonset;

@@ -57,6 +57,10 @@ pub struct UpArgs {
     /// are NotReady until a CNI config appears in their /etc/cni/net.d, as a kubeadm cluster before its CNI.
     #[arg(long)]
     bare: bool,
+    /// Run an ACME server (pebble) on the external host, with a DNS server there answering every name with the
+    /// first LoadBalancer address; the external host trusts pebble's roots (docs/lab.md).
+    #[arg(long)]
+    acme: bool,
     /// How long to wait for nodes and pods to be ready.
     #[arg(long, default_value = "120s", value_parser = crate::probe::parse_duration)]
     timeout: Duration,
@@ -167,6 +171,16 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         if !spec.bare {
             wait_pods_ready(&api, deadline)?;
         }
+    }
+    if args.acme {
+        let pebble = weft_lab::acme::start(paths, &spec).context("starting pebble on the external host")?;
+        println!(
+            "ACME directory: {} (its CA, for an Issuer's caBundle: {}); on the external host every name resolves \
+             to {} and pebble's roots are trusted",
+            pebble.directory_url(),
+            pebble.ca_file().display(),
+            pebble.answer,
+        );
     }
     eprintln!("lab {}: up in {:.1?}", spec.name, started.elapsed());
     let lab_flag = if spec.name == weft_lab::spec::DEFAULT_LAB {
@@ -407,6 +421,14 @@ fn status(paths: &Paths) -> Result<()> {
     );
     println!("lb pool:    {} (routed from the external host)", spec.lb_pool);
     println!("external:   {} (netns {})", spec.external_ip(), paths.external_netns());
+    if weft_lab::acme::dir(paths).join("roots.pem").exists() {
+        let pebble = weft_lab::acme::pebble(paths, &spec);
+        println!(
+            "acme:       {} (names resolve to {})",
+            pebble.directory_url(),
+            pebble.answer
+        );
+    }
     for node in spec.node_plans() {
         println!(
             "{:<11} {} pods {} (netns {})",
@@ -437,8 +459,14 @@ fn exec(paths: &Paths, target: &str, command: &[String]) -> Result<i32> {
             spec.nodes
         );
     };
+    // The external host resolves and trusts with pebble's DNS and roots when the lab runs them (`--acme`).
+    let binds = match target {
+        "external" => weft_lab::acme::external_binds(paths),
+        _ => Vec::new(),
+    };
     let sandbox = weft_lab::sandbox::Sandbox {
         netns: PathBuf::from("/run/netns").join(netns),
+        binds,
         ..Default::default()
     };
     run_inherit(sandbox.command(command)?, command)

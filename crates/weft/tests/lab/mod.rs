@@ -34,7 +34,8 @@ impl Lab {
         Lab::start(&["--bare", "--nodes", &nodes.to_string()], "")
     }
 
-    fn start(flags: &[&str], manifests: &str) -> Lab {
+    /// Brings up a lab with `lab up` flags of its own and manifests (YAML text) applied.
+    pub fn start(flags: &[&str], manifests: &str) -> Lab {
         static N: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "t{}-{}",
