@@ -1,0 +1,8 @@
+//! weft's certificate controller (`weft certs`), in the role of cert-manager: its API unchanged (`api`), the
+//! issuers that sign (`issuer`: SelfSigned, CA, and ACME's stub point), the keys, CSRs and certificates (`pki`),
+//! and the controllers that keep Issuers Ready, Certificates issued and renewed, and Ingresses' Certificates
+//! (`controller`).
+
+pub mod api;
+pub mod duration;
+pub mod pki;
