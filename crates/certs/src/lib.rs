@@ -6,3 +6,10 @@
 pub mod api;
 pub mod duration;
 pub mod pki;
+pub mod annotations;
+pub mod controller;
+pub mod issuer;
+mod secrets;
+
+/// cert-manager's default certificate lifetime: 90 days.
+pub const DEFAULT_DURATION: std::time::Duration = std::time::Duration::from_secs(2160 * 3600);

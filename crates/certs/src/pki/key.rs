@@ -57,7 +57,7 @@ impl KeySpec {
 fn rsa_bits(key: &KeyPair) -> Option<u32> {
     use rsa::pkcs1::DecodeRsaPublicKey;
     let public = rsa::PublicKey::from_pkcs1_der(key.public_key_raw()).ok()?;
-    Some(rsa::traits::PublicKeyParts::n(&public).bits())
+    Some(rsa::traits::PublicKeyParts::n(&public).bit_width())
 }
 
 /// A new private key (CPU-heavy for RSA: call it off the async threads).

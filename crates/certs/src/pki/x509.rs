@@ -10,6 +10,7 @@ use rcgen::{
 use std::net::IpAddr;
 use std::time::Duration;
 use time::OffsetDateTime;
+use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
 /// cert-manager's usages when a Certificate names none.
@@ -194,8 +195,14 @@ pub fn inspect(text: &str) -> Result<Info, Error> {
         issuer: cert.issuer().to_string(),
         self_signed: cert.issuer() == cert.subject(),
     };
-    for extension in cert.extensions() {
-        if let ParsedExtension::SubjectAlternativeName(san) = extension.parsed_extension() {
+    add_names(&mut info, cert.extensions().iter().map(|e| e.parsed_extension()));
+    Ok(info)
+}
+
+/// The subject alternative names among `extensions`, into `info`.
+fn add_names<'a>(info: &mut Info, extensions: impl Iterator<Item = &'a ParsedExtension<'a>>) {
+    for extension in extensions {
+        if let ParsedExtension::SubjectAlternativeName(san) = extension {
             for name in &san.general_names {
                 match name {
                     GeneralName::DNSName(n) => info.dns_names.push(n.to_string()),
@@ -212,6 +219,29 @@ pub fn inspect(text: &str) -> Result<Info, Error> {
                 }
             }
         }
+    }
+}
+
+/// What a PEM CSR asks for: its names and public key (no validity: zero times).
+pub fn request_info(csr: &str) -> Result<Info, Error> {
+    let block = pem::parse(csr).map_err(|e| Error::Request(e.to_string()))?;
+    let (_, request) = X509CertificationRequest::from_der(block.contents()).map_err(|e| Error::Request(e.to_string()))?;
+    let subject = &request.certification_request_info.subject;
+    let mut info = Info {
+        not_before: 0,
+        not_after: 0,
+        common_name: subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        uris: Vec::new(),
+        emails: Vec::new(),
+        is_ca: false,
+        public_key: request.certification_request_info.subject_pki.subject_public_key.data.to_vec(),
+        issuer: String::new(),
+        self_signed: false,
+    };
+    if let Some(extensions) = request.requested_extensions() {
+        add_names(&mut info, extensions);
     }
     Ok(info)
 }
@@ -263,6 +293,8 @@ mod tests {
         assert!(!info.is_ca && !info.self_signed);
         assert_eq!(info.issuer, ca_info.issuer);
         assert_eq!(info.not_after - info.not_before, 3600);
+        let asked = request_info(&csr).unwrap();
+        assert_eq!((asked.dns_names, asked.public_key), (info.dns_names.clone(), info.public_key.clone()));
         let both = format!("{cert}{ca}");
         assert_eq!(chain(&both).unwrap().len(), 2);
     }
