@@ -80,12 +80,12 @@ pub fn generate(spec: KeySpec) -> Result<KeyPair, Error> {
 pub fn to_pem(key: &KeyPair, encoding: KeyEncoding) -> Result<String, Error> {
     let pkcs8 = key.serialized_der();
     if encoding == KeyEncoding::PKCS8 {
-        return Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8)));
+        return Ok(super::to_pem(&pem::Pem::new("PRIVATE KEY", pkcs8)));
     }
     let info = PrivateKeyInfoRef::from_der(pkcs8).map_err(der_error)?;
     let inner = info.private_key.as_bytes();
     if info.algorithm.oid == RSA_ENCRYPTION {
-        Ok(pem::encode(&pem::Pem::new("RSA PRIVATE KEY", inner)))
+        Ok(super::to_pem(&pem::Pem::new("RSA PRIVATE KEY", inner)))
     } else if info.algorithm.oid == EC_PUBLIC_KEY {
         // PKCS#8 names the curve outside the SEC1 structure; on its own it names it inside.
         let curve: ObjectIdentifier = info
@@ -97,9 +97,9 @@ pub fn to_pem(key: &KeyPair, encoding: KeyEncoding) -> Result<String, Error> {
         let mut ec = sec1::EcPrivateKey::from_der(inner).map_err(|e| Error::Key(e.to_string()))?;
         ec.parameters = Some(sec1::EcParameters::NamedCurve(curve));
         let der = ec.to_der().map_err(|e| Error::Key(e.to_string()))?;
-        Ok(pem::encode(&pem::Pem::new("EC PRIVATE KEY", der)))
+        Ok(super::to_pem(&pem::Pem::new("EC PRIVATE KEY", der)))
     } else {
-        Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8)))
+        Ok(super::to_pem(&pem::Pem::new("PRIVATE KEY", pkcs8)))
     }
 }
 

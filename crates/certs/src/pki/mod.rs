@@ -17,3 +17,8 @@ pub enum Error {
     #[error("{0}")]
     Request(String),
 }
+
+/// PEM with LF line ends, as rcgen and Go write it.
+fn to_pem(block: &pem::Pem) -> String {
+    pem::encode_config(block, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+}

@@ -166,7 +166,7 @@ pub fn chain(text: &str) -> Result<Vec<String>, Error> {
     Ok(blocks
         .into_iter()
         .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| pem::encode(&b))
+        .map(|b| super::to_pem(&b))
         .collect())
 }
 
@@ -296,7 +296,7 @@ mod tests {
         let asked = request_info(&csr).unwrap();
         assert_eq!((asked.dns_names, asked.public_key), (info.dns_names.clone(), info.public_key.clone()));
         let both = format!("{cert}{ca}");
-        assert_eq!(chain(&both).unwrap().len(), 2);
+        assert_eq!(chain(&both).unwrap(), [cert, ca], "the blocks as they were, LF line ends");
     }
 
     #[test]
