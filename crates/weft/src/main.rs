@@ -3,6 +3,7 @@
 mod agent;
 mod api_args;
 mod bench;
+mod certs;
 mod client;
 mod crds;
 mod dns;
@@ -66,8 +67,11 @@ enum Cmd {
     Dns(dns::Args),
     /// The Ingress controller: HTTP and HTTPS routing to Services by the Ingresses of its classes.
     Ingress(ingress::Args),
+    /// The certificate controller: cert-manager's Issuers, Certificates and CertificateRequests, and Ingresses'
+    /// certificates by annotation.
+    Certs(certs::Args),
     /// Print the CustomResourceDefinitions of weft's own kinds (what deploy/crds.yaml holds).
-    Crds,
+    Crds(crds::Args),
     /// Measure weft's components and print the figures.
     Bench {
         #[command(subcommand)]
@@ -95,7 +99,8 @@ fn main() {
         Cmd::Agent(args) => agent::run(args).map(|()| 0),
         Cmd::Dns(args) => dns::run(args).map(|()| 0),
         Cmd::Ingress(args) => ingress::run(args).map(|()| 0),
-        Cmd::Crds => crds::run().map(|()| 0),
+        Cmd::Certs(args) => certs::run(args).map(|()| 0),
+        Cmd::Crds(args) => crds::run(args).map(|()| 0),
         Cmd::Bench { what } => bench::run(what).map(|()| 0),
         Cmd::Serve(args) => serve::run(args).map(|()| 0),
         Cmd::Probe(args) => probe::run(args).map(|()| 0),

@@ -1,0 +1,15 @@
+//! weft's certificate controller (`weft certs`), in the role of cert-manager: its API unchanged (`api`), the
+//! issuers that sign (`issuer`: SelfSigned, CA, and ACME's stub point), the keys, CSRs and certificates (`pki`),
+//! and the controllers that keep Issuers Ready, Certificates issued and renewed, and Ingresses' Certificates
+//! (`controller`).
+
+pub mod api;
+pub mod duration;
+pub mod pki;
+pub mod annotations;
+pub mod controller;
+pub mod issuer;
+mod secrets;
+
+/// cert-manager's default certificate lifetime: 90 days.
+pub const DEFAULT_DURATION: std::time::Duration = std::time::Duration::from_secs(2160 * 3600);
