@@ -10,6 +10,7 @@ pub mod annotations;
 pub mod controller;
 pub mod issuer;
 mod secrets;
+pub mod acme_solver;
 
 /// cert-manager's default certificate lifetime: 90 days.
 pub const DEFAULT_DURATION: std::time::Duration = std::time::Duration::from_secs(2160 * 3600);

@@ -27,6 +27,9 @@ pub struct Args {
     default_issuer_kind: String,
     #[arg(long, default_value = "cert-manager.io")]
     default_issuer_group: String,
+    /// The image of ACME HTTP-01 solver pods: weft's own, whose `weft acme-solver` serves the key authorization.
+    #[arg(long, default_value = "ghcr.io/weft-project/weft:v0.1.0")]
+    acme_solver_image: String,
     #[command(flatten)]
     api: ApiArgs,
     #[command(flatten)]
@@ -57,6 +60,7 @@ pub fn run(args: Args) -> Result<()> {
             kind: Some(args.default_issuer_kind),
             group: Some(args.default_issuer_group),
         }),
+        acme_solver_image: args.acme_solver_image,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -74,5 +78,31 @@ pub fn run(args: Args) -> Result<()> {
         tracing::info!(%server, %status, "following Issuers, Certificates, CertificateRequests and Ingresses");
         controller::run(client, options).await;
         Ok(())
+    })
+}
+
+#[derive(clap::Args)]
+pub struct SolverArgs {
+    #[arg(long, default_value_t = 8089)]
+    listen_port: u16,
+    /// The challenge's host.
+    #[arg(long)]
+    domain: String,
+    #[arg(long)]
+    token: String,
+    /// The key authorization served for the token.
+    #[arg(long)]
+    key: String,
+}
+
+/// `weft acme-solver`: serves one HTTP-01 key authorization until killed.
+pub fn solver(args: SolverArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.listen_port))
+            .await
+            .with_context(|| format!("binding port {}", args.listen_port))?;
+        let challenge = weft_certs::acme_solver::Challenge { domain: args.domain, token: args.token, key: args.key };
+        weft_certs::acme_solver::serve(listener, challenge).await.context("serving the challenge")
     })
 }

@@ -70,6 +70,9 @@ enum Cmd {
     /// The certificate controller: cert-manager's Issuers, Certificates and CertificateRequests, and Ingresses'
     /// certificates by annotation.
     Certs(certs::Args),
+    /// An ACME HTTP-01 solver pod's server (what `weft certs` runs in solver pods, as cert-manager's acmesolver).
+    #[command(hide = true)]
+    AcmeSolver(certs::SolverArgs),
     /// Print the CustomResourceDefinitions of weft's own kinds (what deploy/crds.yaml holds).
     Crds(crds::Args),
     /// Measure weft's components and print the figures.
@@ -100,6 +103,7 @@ fn main() {
         Cmd::Dns(args) => dns::run(args).map(|()| 0),
         Cmd::Ingress(args) => ingress::run(args).map(|()| 0),
         Cmd::Certs(args) => certs::run(args).map(|()| 0),
+        Cmd::AcmeSolver(args) => certs::solver(args).map(|()| 0),
         Cmd::Crds(args) => crds::run(args).map(|()| 0),
         Cmd::Bench { what } => bench::run(what).map(|()| 0),
         Cmd::Serve(args) => serve::run(args).map(|()| 0),

@@ -28,6 +28,8 @@ pub struct Options {
     /// The issuer of Ingresses annotated only `kubernetes.io/tls-acme: "true"` (cert-manager's
     /// --default-issuer-name/-kind/-group).
     pub default_issuer: Option<IssuerRef>,
+    /// The image of ACME HTTP-01 solver pods (weft's own: they run `weft acme-solver`).
+    pub acme_solver_image: String,
 }
 
 /// A reconcile that did not finish; retried with back-off.

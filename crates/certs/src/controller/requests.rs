@@ -79,7 +79,7 @@ async fn reconcile(request: Arc<CertificateRequest>, ctx: Arc<Context>) -> Resul
         Some(issuer) if !issuer.ready() => {
             (false, "Pending", "Referenced issuer does not have a Ready status condition".into(), true)
         }
-        Some(issuer) => match issuer::sign(&ctx.client, issuer, &request).await? {
+        Some(issuer) => match issuer::sign(&ctx.client, &ctx.options, issuer, &request).await? {
             Outcome::Issued { certificate, ca } => {
                 let encode = |pem: String| base64::engine::general_purpose::STANDARD.encode(pem);
                 status.certificate = Some(encode(certificate));

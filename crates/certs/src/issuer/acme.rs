@@ -1,24 +1,46 @@
-//! ACME (RFC 8555): the stub point the ACME client (crate weft-acme) plugs into: account registration in `setup`,
-//! and an Order with its Challenges per request in `sign`. Until then an ACME issuer is not ready, so requests for
-//! it stay Pending.
+//! ACME (RFC 8555) through weft-acme: the account registered in `setup` (its key kept in `privateKeySecretRef`),
+//! and per CertificateRequest an Order object whose ACME order a background task works through, presenting each
+//! HTTP-01 key authorization as a Challenge object served by a solver pod behind an Ingress (`http01`), as
+//! cert-manager does. The request stays Pending until the Order is valid (Issued) or invalid/errored (Failed).
+
+mod account;
+mod http01;
+mod order;
 
 use super::{Outcome, Readiness, Resolved};
 use crate::api::{ACMEIssuer, CertificateRequest};
+use crate::controller::Options;
 use kube::Client;
 
-pub async fn setup(_client: &Client, _issuer: &Resolved, _acme: &ACMEIssuer) -> Readiness {
-    Readiness {
-        ready: false,
-        reason: "ErrRegisterACMEAccount",
-        message: "Failed to register ACME account: the ACME issuer is not available in this build".into(),
+/// Registers the account (or finds it again from its stored key): Ready with cert-manager's reasons.
+pub async fn setup(client: &Client, issuer: &Resolved, acme: &ACMEIssuer) -> Readiness {
+    match account::ensure(client, issuer, acme).await {
+        Ok(_) => Readiness {
+            ready: true,
+            reason: "ACMEAccountRegistered",
+            message: "The ACME account was registered with the ACME server".into(),
+        },
+        Err(account::Failure::Acme(e)) => Readiness {
+            ready: false,
+            reason: e.issuer_reason(),
+            message: format!("Failed to register ACME account: {e}"),
+        },
+        Err(account::Failure::Config(message)) => Readiness { ready: false, reason: "InvalidConfig", message },
+        Err(account::Failure::Kube(e)) => Readiness {
+            ready: false,
+            reason: "ErrRegisterACMEAccount",
+            message: format!("Failed to register ACME account: {e}"),
+        },
     }
 }
 
+/// The request's Order: created when missing, worked on in the background, and its outcome once it has one.
 pub async fn sign(
-    _client: &Client,
-    _issuer: &Resolved,
-    _acme: &ACMEIssuer,
-    _request: &CertificateRequest,
+    client: &Client,
+    options: &Options,
+    issuer: &Resolved,
+    acme: &ACMEIssuer,
+    request: &CertificateRequest,
 ) -> Result<Outcome, kube::Error> {
-    Ok(Outcome::Pending("the ACME issuer is not available in this build".into()))
+    order::sign(client, options, issuer, acme, request).await
 }

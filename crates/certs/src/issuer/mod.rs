@@ -97,12 +97,17 @@ pub enum Outcome {
 }
 
 /// Signs `request` with `issuer`; an Err is a transient failure (the API unreachable), retried with back-off.
-pub async fn sign(client: &Client, issuer: &Resolved, request: &CertificateRequest) -> Result<Outcome, kube::Error> {
+pub async fn sign(
+    client: &Client,
+    options: &crate::controller::Options,
+    issuer: &Resolved,
+    request: &CertificateRequest,
+) -> Result<Outcome, kube::Error> {
     let config = &issuer.config;
     match (&config.self_signed, &config.ca, &config.acme) {
         (Some(_), None, None) => selfsigned::sign(client, request).await,
         (None, Some(ca), None) => ca::sign(client, &issuer.secrets_namespace, ca, request).await,
-        (None, None, Some(acme)) => acme::sign(client, issuer, acme, request).await,
+        (None, None, Some(acme)) => acme::sign(client, options, issuer, acme, request).await,
         _ => Ok(Outcome::Failed("the issuer has no single type".into())),
     }
 }
