@@ -71,10 +71,12 @@ impl std::fmt::Debug for AccountKey {
 impl AccountKey {
     /// instant-acme hands the new key out as PKCS#8 DER.
     fn from_der(der: &PrivatePkcs8KeyDer<'_>) -> Self {
-        AccountKey(pem::encode(&pem::Pem::new(
-            "PRIVATE KEY",
-            der.secret_pkcs8_der().to_vec(),
-        )))
+        let pem = pem::Pem::new("PRIVATE KEY", der.secret_pkcs8_der().to_vec());
+        // LF line ends, as the rest of a Secret's PEM (pem's default is CRLF).
+        AccountKey(pem::encode_config(
+            &pem,
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        ))
     }
 
     fn der(&self) -> Result<PrivatePkcs8KeyDer<'static>> {

@@ -13,7 +13,7 @@ mod transport;
 
 pub use account::{Account, AccountKey, Binding, Registration, Server, load, register};
 pub use csr::identifiers;
-pub use instant_acme::Identifier;
 pub use error::{Error, Result};
+pub use instant_acme::Identifier;
 pub use order::{Backoff, Http01Solver, Issued, issue};
 pub use transport::{REQUEST_TIMEOUT, Trust};

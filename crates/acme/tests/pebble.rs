@@ -192,10 +192,8 @@ async fn orders_a_certificate_answering_http01() {
         binding: None,
     };
     let (account, key) = weft_acme::register(&pebble.server(), &registration).await.unwrap();
-    assert!(
-        key.0.starts_with("-----BEGIN PRIVATE KEY-----"),
-        "the key is PKCS#8 PEM"
-    );
+    assert!(key.0.starts_with("-----BEGIN PRIVATE KEY-----\n"), "PKCS#8 PEM");
+    assert!(!key.0.contains('\r'), "LF line ends");
     let (csr, _key) = csr(&["blue.weft.test", "green.weft.test"]);
     let issued = weft_acme::issue(&account, &csr, &responder, &Backoff::default())
         .await
