@@ -20,5 +20,7 @@ pub async fn sign(
     _acme: &ACMEIssuer,
     _request: &CertificateRequest,
 ) -> Result<Outcome, kube::Error> {
-    Ok(Outcome::Pending("the ACME issuer is not available in this build".into()))
+    Ok(Outcome::Pending(
+        "the ACME issuer is not available in this build".into(),
+    ))
 }
