@@ -3,12 +3,12 @@
 //! and the controllers that keep Issuers Ready, Certificates issued and renewed, and Ingresses' Certificates
 //! (`controller`).
 
-pub mod api;
-pub mod duration;
-pub mod pki;
 pub mod annotations;
+pub mod api;
 pub mod controller;
+pub mod duration;
 pub mod issuer;
+pub mod pki;
 mod secrets;
 pub mod acme_solver;
 

@@ -14,7 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path).to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn example(file: &str) -> String {
@@ -28,7 +32,9 @@ fn secret_data(lab: &Lab, name: &str, key: &str) -> String {
     use base64::Engine;
     let escaped = key.replace('.', "\\.");
     let b64 = lab.kubectl_ok(&["get", "secret", name, "-o", &format!("jsonpath={{.data.{escaped}}}")]);
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_default()
 }
 
@@ -46,7 +52,9 @@ fn served_serial(lab: &Lab, addr: &str) -> String {
     let script = format!(
         "openssl s_client -connect {addr} -servername {HOST} </dev/null 2>/dev/null | openssl x509 -noout -serial"
     );
-    text(&lab.node_exec("external", &["sh", "-c", &script]).stdout).trim().to_string()
+    text(&lab.node_exec("external", &["sh", "-c", &script]).stdout)
+        .trim()
+        .to_string()
 }
 
 /// The serial number of a PEM certificate (the first of a chain), by openssl.
@@ -80,9 +88,16 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
     assert_eq!(ready(&lab, "certificate", "lab-root").0, "True");
     assert_eq!(ready(&lab, "issuer", "selfsigned"), ("True".into(), "IsReady".into()));
     let issuers = lab.kubectl_ok(&["get", "issuers"]);
-    assert!(issuers.starts_with("NAME") && issuers.contains("READY") && issuers.contains("lab-ca"), "{issuers}");
+    assert!(
+        issuers.starts_with("NAME") && issuers.contains("READY") && issuers.contains("lab-ca"),
+        "{issuers}"
+    );
     let root = secret_data(&lab, "lab-root", "tls.crt");
-    assert_eq!(secret_data(&lab, "lab-root", "ca.crt"), root, "a self-signed certificate is its own CA");
+    assert_eq!(
+        secret_data(&lab, "lab-root", "ca.crt"),
+        root,
+        "a self-signed certificate is its own CA"
+    );
 
     // The annotated Ingress gets its Certificate, issued by the CA.
     lab.kubectl_ok(&["apply", "-f", &example("ingress-with-issuer.yaml")]);
@@ -90,19 +105,37 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         (ready(&lab, "certificate", "webserver-tls").0 == "True").then_some(())
     });
     let certificates = lab.kubectl_ok(&["get", "certificates"]);
-    assert!(certificates.contains("READY") && certificates.contains("SECRET"), "{certificates}");
+    assert!(
+        certificates.contains("READY") && certificates.contains("SECRET"),
+        "{certificates}"
+    );
     assert!(certificates.contains("webserver-tls   True"), "{certificates}");
-    let owner = lab.kubectl_ok(&["get", "certificate", "webserver-tls", "-o", "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"]);
+    let owner = lab.kubectl_ok(&[
+        "get",
+        "certificate",
+        "webserver-tls",
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    ]);
     assert_eq!(owner, "Ingress/webserver-ingress");
     let requests = lab.kubectl_ok(&["get", "certificaterequests"]);
-    assert!(requests.contains("APPROVED") && requests.contains("ISSUER") && requests.contains("lab-ca"), "{requests}");
+    assert!(
+        requests.contains("APPROVED") && requests.contains("ISSUER") && requests.contains("lab-ca"),
+        "{requests}"
+    );
 
     // The Secret as cert-manager writes it; its chain verifies against the root.
     let kind = lab.kubectl_ok(&["get", "secret", "webserver-tls", "-o", "jsonpath={.type}"]);
     assert_eq!(kind, "kubernetes.io/tls");
     let annotation = |key: &str| {
         let escaped = key.replace('.', "\\.");
-        lab.kubectl_ok(&["get", "secret", "webserver-tls", "-o", &format!("jsonpath={{.metadata.annotations.{escaped}}}")])
+        lab.kubectl_ok(&[
+            "get",
+            "secret",
+            "webserver-tls",
+            "-o",
+            &format!("jsonpath={{.metadata.annotations.{escaped}}}"),
+        ])
     };
     assert_eq!(annotation("cert-manager.io/issuer-name"), "lab-ca");
     assert_eq!(annotation("cert-manager.io/certificate-name"), "webserver-tls");
@@ -123,7 +156,12 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         .arg(&chain_file)
         .output()
         .unwrap();
-    assert!(verify.status.success(), "openssl verify: {}{}", text(&verify.stdout), text(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "openssl verify: {}{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
     assert!(secret_data(&lab, "webserver-tls", "tls.key").starts_with("-----BEGIN EC PRIVATE KEY-----"));
 
     // curl through weft ingress verifies the chain with the CA alone (no -k).
@@ -133,7 +171,13 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         lab.kubectl_ok(&args);
     }
     let https = lab.kubectl_ok(&[
-        "get", "service", "weft-ingress", "-n", "weft-ingress", "-o", "jsonpath={.spec.ports[?(@.name==\"https\")].nodePort}",
+        "get",
+        "service",
+        "weft-ingress",
+        "-n",
+        "weft-ingress",
+        "-o",
+        "jsonpath={.spec.ports[?(@.name==\"https\")].nodePort}",
     ]);
     let node = lab.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses[0].address}"]);
     let addr = format!("{node}:{https}");
@@ -143,15 +187,39 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
     let curl = |lab: &Lab| {
         let out = lab.node_exec(
             "external",
-            &["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", "--resolve", &resolve, "--cacert", &ca, &url],
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--resolve",
+                &resolve,
+                "--cacert",
+                &ca,
+                &url,
+            ],
         );
         text(&out.stdout)
     };
-    lab.wait(30, "curl --cacert through weft ingress", || (curl(&lab) == "200").then_some(()));
+    lab.wait(30, "curl --cacert through weft ingress", || {
+        (curl(&lab) == "200").then_some(())
+    });
 
     // Renewal (24 s certificates renew at two thirds), under load: no request fails, and weft ingress serves the
     // renewed certificate within a second of the Secret changing.
-    let revision = |lab: &Lab| lab.kubectl_ok(&["get", "certificate", "webserver-tls", "-o", "jsonpath={.status.revision}"]);
+    let revision = |lab: &Lab| {
+        lab.kubectl_ok(&[
+            "get",
+            "certificate",
+            "webserver-tls",
+            "-o",
+            "jsonpath={.status.revision}",
+        ])
+    };
     let first = revision(&lab);
     let old_serial = serial_of(&chain);
     let stop = Arc::new(AtomicBool::new(false));
@@ -179,7 +247,9 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         let swap = changed.elapsed();
         // A few more requests on the new certificate.
         let after = done.load(Ordering::Relaxed);
-        lab.wait(10, "requests after the renewal", || (done.load(Ordering::Relaxed) >= after + 3).then_some(()));
+        lab.wait(10, "requests after the renewal", || {
+            (done.load(Ordering::Relaxed) >= after + 3).then_some(())
+        });
         stop.store(true, Ordering::Relaxed);
         worker.join().unwrap();
         swap
@@ -190,7 +260,10 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         done.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );
-    assert!(load <= Duration::from_secs(1), "renewed certificate served after {load:?}");
+    assert!(
+        load <= Duration::from_secs(1),
+        "renewed certificate served after {load:?}"
+    );
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert!(revision(&lab).parse::<u32>().unwrap() > first.parse::<u32>().unwrap());
     assert_eq!(ready(&lab, "certificate", "webserver-tls").0, "True");
@@ -209,10 +282,26 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         (ready(&lab, "certificate", "orphan") == ("False".into(), "DoesNotExist".into())).then_some(())
     });
     let orphan = lab.kubectl(&["get", "secret", "orphan-tls"]);
-    assert!(!orphan.status.success(), "no Secret for a Certificate whose issuer cannot sign");
-    let status = lab.kubectl_ok(&["get", "certificaterequest", "orphan-1", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}"]);
+    assert!(
+        !orphan.status.success(),
+        "no Secret for a Certificate whose issuer cannot sign"
+    );
+    let status = lab.kubectl_ok(&[
+        "get",
+        "certificaterequest",
+        "orphan-1",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+    ]);
     assert_eq!(status, "Pending");
-    let pods = lab.kubectl_ok(&["get", "pods", "-n", "weft-certs", "-o", "jsonpath={.items[*].status.containerStatuses[0].restartCount}"]);
+    let pods = lab.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "weft-certs",
+        "-o",
+        "jsonpath={.items[*].status.containerStatuses[0].restartCount}",
+    ]);
     assert_eq!(pods, "0", "weft certs never restarted");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -110,7 +110,11 @@ pub struct ACMEIssuer {
     pub private_key_secret_ref: SecretKeySelector,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub solvers: Vec<ACMEChallengeSolver>,
-    #[serde(default, rename = "disableAccountKeyGeneration", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "disableAccountKeyGeneration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_account_key_generation: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_duration_feature: Option<bool>,

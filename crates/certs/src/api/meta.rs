@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn issuer_refs_default_as_cert_manager() {
-        let r = IssuerRef { name: "ca".into(), ..Default::default() };
+        let r = IssuerRef {
+            name: "ca".into(),
+            ..Default::default()
+        };
         assert_eq!((r.kind(), r.group()), ("Issuer", "cert-manager.io"));
     }
 }

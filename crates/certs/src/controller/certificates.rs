@@ -6,8 +6,8 @@
 use super::policy::{self, Verdict};
 use super::{Context, Error, events, retry, status_patch};
 use crate::api::{
-    Certificate, CertificateRequest, CertificateRequestSpec, CertificateStatus, Condition, RotationPolicy,
-    condition, remove_condition, set_condition,
+    Certificate, CertificateRequest, CertificateRequestSpec, CertificateStatus, Condition, RotationPolicy, condition,
+    remove_condition, set_condition,
 };
 use crate::pki::key::{self, KeySpec};
 use crate::pki::x509;
@@ -34,7 +34,10 @@ pub fn controller(
     let client = ctx.client.clone();
     let secrets = watcher::Config::default().labels(&format!("{}=true", annotations::FAO));
     Controller::new(Api::<Certificate>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<CertificateRequest>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<CertificateRequest>::all(client.clone()),
+            watcher::Config::default(),
+        )
         .watches(Api::<Secret>::all(client), secrets, |secret: Secret| {
             let namespace = secret.namespace().unwrap_or_default();
             secret
@@ -50,7 +53,11 @@ pub fn controller(
 }
 
 fn key(cert: &Certificate) -> String {
-    format!("Certificate/{}/{}", cert.namespace().unwrap_or_default(), cert.name_any())
+    format!(
+        "Certificate/{}/{}",
+        cert.namespace().unwrap_or_default(),
+        cert.name_any()
+    )
 }
 
 /// The Certificate's APIs and names, for one reconcile.
@@ -177,7 +184,10 @@ async fn issue(
         create_request(t, status, secret, &request_name, revision).await?;
         return Ok(Action::requeue(ISSUING_RECHECK));
     };
-    let owned = request.owner_references().iter().any(|o| Some(&o.uid) == t.cert.uid().as_ref());
+    let owned = request
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == t.cert.uid().as_ref());
     if !owned || !matches_spec(t.cert, &request) {
         // Left from an older spec (or another object): a new request replaces it.
         delete_quietly(&t.requests, &request_name).await?;
@@ -203,7 +213,11 @@ async fn issue(
 
 /// Records a failed issuance: Issuing False, the failure time and count (the next try waits for the back-off).
 async fn fail(t: &Target<'_>, status: &mut CertificateStatus, message: &str) -> Result<(), Error> {
-    set_condition(&mut status.conditions, Condition::new("Issuing", false, "Failed", message), &super::now());
+    set_condition(
+        &mut status.conditions,
+        Condition::new("Issuing", false, "Failed", message),
+        &super::now(),
+    );
     status.last_failure_time = Some(super::now());
     status.failed_issuance_attempts = Some(status.failed_issuance_attempts.unwrap_or(0) + 1);
     events::publish(&t.ctx.client, t.cert, events::WARNING, "Failed", message).await;
@@ -232,16 +246,25 @@ async fn private_key(
     wanted: KeySpec,
 ) -> Result<(rcgen::KeyPair, String), Error> {
     let spec = &t.cert.spec;
-    let rotation = spec.private_key.as_ref().and_then(|k| k.rotation_policy).unwrap_or_default();
+    let rotation = spec
+        .private_key
+        .as_ref()
+        .and_then(|k| k.rotation_policy)
+        .unwrap_or_default();
     if rotation == RotationPolicy::Never {
-        let existing = secret.and_then(|s| secrets::text(s, "tls.key")).and_then(|k| key::from_pem(k).ok());
+        let existing = secret
+            .and_then(|s| secrets::text(s, "tls.key"))
+            .and_then(|k| key::from_pem(k).ok());
         if let Some(existing) = existing.filter(|k| wanted.matches(k)) {
             return Ok((existing, spec.secret_name.clone()));
         }
     }
     if let Some(name) = &status.next_private_key_secret_name {
         let kept = t.secrets.get_opt(name).await?;
-        let key = kept.as_ref().and_then(|s| secrets::text(s, "tls.key")).and_then(|k| key::from_pem(k).ok());
+        let key = kept
+            .as_ref()
+            .and_then(|s| secrets::text(s, "tls.key"))
+            .and_then(|k| key::from_pem(k).ok());
         if let Some(key) = key.filter(|k| wanted.matches(k)) {
             return Ok((key, name.clone()));
         }
@@ -255,7 +278,10 @@ async fn private_key(
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", t.name)),
             namespace: Some(t.namespace.clone()),
-            labels: Some(BTreeMap::from([(annotations::NEXT_PRIVATE_KEY.to_string(), "true".to_string())])),
+            labels: Some(BTreeMap::from([(
+                annotations::NEXT_PRIVATE_KEY.to_string(),
+                "true".to_string(),
+            )])),
             owner_references: t.cert.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
@@ -267,7 +293,9 @@ async fn private_key(
     status.next_private_key_secret_name = Some(name.clone());
     // Saved at once: a later failure must not lose track of the key.
     let patch = serde_json::json!({"status": {"nextPrivateKeySecretName": name}});
-    t.certs.patch_status(&t.name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    t.certs
+        .patch_status(&t.name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
     let message = format!("Stored new private key in temporary Secret resource \"{name}\"");
     events::publish(&t.ctx.client, t.cert, events::NORMAL, "Generated", &message).await;
     Ok((key, name))
@@ -354,7 +382,11 @@ async fn write_secret(
     let Some(chain) = request_status.certificate.as_deref().and_then(decode) else {
         return fail(t, status, "the issued CertificateRequest holds no certificate").await;
     };
-    let key_secret = request.annotations().get(annotations::PRIVATE_KEY_SECRET_NAME).cloned().unwrap_or_default();
+    let key_secret = request
+        .annotations()
+        .get(annotations::PRIVATE_KEY_SECRET_NAME)
+        .cloned()
+        .unwrap_or_default();
     let key_pem = match t.secrets.get_opt(&key_secret).await? {
         Some(s) => secrets::text(&s, "tls.key").map(str::to_string),
         None => None,
@@ -386,8 +418,14 @@ async fn write_secret(
     let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
     labels.insert(annotations::FAO.into(), "true".into());
     if let Some(template) = &spec.secret_template {
-        metadata.annotations.get_or_insert_with(BTreeMap::new).extend(template.annotations.clone());
-        metadata.labels.get_or_insert_with(BTreeMap::new).extend(template.labels.clone());
+        metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .extend(template.annotations.clone());
+        metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(template.labels.clone());
     }
     let new = Secret {
         metadata,
@@ -396,7 +434,11 @@ async fn write_secret(
         ..Default::default()
     };
     match secret {
-        Some(_) => t.secrets.replace(&spec.secret_name, &PostParams::default(), &new).await?,
+        Some(_) => {
+            t.secrets
+                .replace(&spec.secret_name, &PostParams::default(), &new)
+                .await?
+        }
         None => t.secrets.create(&PostParams::default(), &new).await?,
     };
     if key_secret != spec.secret_name {
@@ -414,8 +456,14 @@ async fn write_secret(
         spec.renew_before_percentage,
     );
     up_to_date(t, status, &info, renewal).await?;
-    events::publish(&t.ctx.client, t.cert, events::NORMAL, "Issuing", "The certificate has been successfully issued")
-        .await;
+    events::publish(
+        &t.ctx.client,
+        t.cert,
+        events::NORMAL,
+        "Issuing",
+        "The certificate has been successfully issued",
+    )
+    .await;
     Ok(())
 }
 
@@ -428,9 +476,15 @@ fn secret_annotations(cert: &Certificate, info: &x509::Info) -> BTreeMap<String,
         (annotations::ISSUER_NAME.to_string(), issuer.name.clone()),
         (annotations::ISSUER_KIND.to_string(), issuer.kind().to_string()),
         (annotations::ISSUER_GROUP.to_string(), issuer.group().to_string()),
-        (annotations::COMMON_NAME.to_string(), info.common_name.clone().unwrap_or_default()),
+        (
+            annotations::COMMON_NAME.to_string(),
+            info.common_name.clone().unwrap_or_default(),
+        ),
         (annotations::ALT_NAMES.to_string(), join(info.dns_names.clone())),
-        (annotations::IP_SANS.to_string(), join(info.ip_addresses.iter().map(|ip| ip.to_string()).collect())),
+        (
+            annotations::IP_SANS.to_string(),
+            join(info.ip_addresses.iter().map(|ip| ip.to_string()).collect()),
+        ),
         (annotations::URI_SANS.to_string(), join(info.uris.clone())),
     ])
 }

@@ -37,7 +37,10 @@ where
         count: Some(1),
         ..Default::default()
     };
-    if let Err(e) = Api::<Event>::namespaced(client.clone(), &namespace).create(&PostParams::default(), &event).await {
+    if let Err(e) = Api::<Event>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &event)
+        .await
+    {
         tracing::warn!(%namespace, reason, error = %e, "creating an event");
     }
 }

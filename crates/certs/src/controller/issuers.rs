@@ -27,15 +27,19 @@ pub fn issuers(ctx: Arc<Context>) -> impl Stream<Item = Result<(ObjectRef<Issuer
     let controller = Controller::new(Api::<Issuer>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
     controller
-        .watches(Api::<Secret>::all(client), watcher::Config::default(), move |secret: Secret| {
-            let (namespace, name) = (secret.namespace(), secret.name_any());
-            store
-                .state()
-                .into_iter()
-                .filter(|i| i.namespace() == namespace && secret_name(&i.spec.config) == Some(name.as_str()))
-                .map(|i| ObjectRef::from_obj(&*i))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            Api::<Secret>::all(client),
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let (namespace, name) = (secret.namespace(), secret.name_any());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|i| i.namespace() == namespace && secret_name(&i.spec.config) == Some(name.as_str()))
+                    .map(|i| ObjectRef::from_obj(&*i))
+                    .collect::<Vec<_>>()
+            },
+        )
         .run(
             |issuer: Arc<Issuer>, ctx: Arc<Context>| async move {
                 let namespace = issuer.namespace().unwrap_or_default();
@@ -62,15 +66,19 @@ pub fn cluster_issuers(
     let store = controller.store();
     let namespace = ctx.options.cluster_resource_namespace.clone();
     controller
-        .watches(Api::<Secret>::namespaced(client, &namespace), watcher::Config::default(), move |secret: Secret| {
-            let name = secret.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|i| secret_name(&i.spec.config) == Some(name.as_str()))
-                .map(|i| ObjectRef::from_obj(&*i))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            Api::<Secret>::namespaced(client, &namespace),
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|i| secret_name(&i.spec.config) == Some(name.as_str()))
+                    .map(|i| ObjectRef::from_obj(&*i))
+                    .collect::<Vec<_>>()
+            },
+        )
         .run(
             |issuer: Arc<ClusterIssuer>, ctx: Arc<Context>| async move {
                 let resolved = Resolved {
@@ -89,7 +97,12 @@ pub fn cluster_issuers(
 }
 
 fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
-    format!("{}/{}/{}", K::kind(&()), object.namespace().unwrap_or_default(), object.name_any())
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
 }
 
 /// Sets the Ready condition from the issuer's setup; an Event when it changes. Not ready: an Err, so that the
@@ -112,11 +125,21 @@ where
     if status != Some(&new) {
         let changed = status
             .and_then(|s| crate::api::condition(&s.conditions, "Ready"))
-            .is_none_or(|c| c.reason.as_deref() != Some(readiness.reason) || c.message.as_deref() != Some(&readiness.message));
-        api.patch_status(&object.name_any(), &PatchParams::default(), &Patch::Merge(status_patch(status, &new)))
-            .await?;
+            .is_none_or(|c| {
+                c.reason.as_deref() != Some(readiness.reason) || c.message.as_deref() != Some(&readiness.message)
+            });
+        api.patch_status(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(status_patch(status, &new)),
+        )
+        .await?;
         if changed {
-            let type_ = if readiness.ready { events::NORMAL } else { events::WARNING };
+            let type_ = if readiness.ready {
+                events::NORMAL
+            } else {
+                events::WARNING
+            };
             events::publish(&ctx.client, object, type_, readiness.reason, &readiness.message).await;
         }
     }

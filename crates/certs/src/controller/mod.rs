@@ -11,8 +11,8 @@ mod shim;
 
 use crate::api::IssuerRef;
 use futures::StreamExt;
-use kube::runtime::controller::Action;
 use kube::Client;
+use kube::runtime::controller::Action;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -110,7 +110,11 @@ fn status_patch<S: serde::Serialize>(old: Option<&S>, new: &S) -> serde_json::Va
 
 /// Runs every controller until one of them stops (their watches end only when the process does).
 pub async fn run(client: Client, options: Options) {
-    let ctx = std::sync::Arc::new(Context { client, options, failures: Mutex::new(HashMap::new()) });
+    let ctx = std::sync::Arc::new(Context {
+        client,
+        options,
+        failures: Mutex::new(HashMap::new()),
+    });
     tokio::select! {
         () = drain("Issuer", issuers::issuers(ctx.clone())) => {}
         () = drain("ClusterIssuer", issuers::cluster_issuers(ctx.clone())) => {}
@@ -148,6 +152,9 @@ mod tests {
         let old = serde_json::json!({"revision": 1, "nextPrivateKeySecretName": "x"});
         let new = serde_json::json!({"revision": 2});
         let patch = status_patch(Some(&old), &new);
-        assert_eq!(patch, serde_json::json!({"status": {"revision": 2, "nextPrivateKeySecretName": null}}));
+        assert_eq!(
+            patch,
+            serde_json::json!({"status": {"revision": 2, "nextPrivateKeySecretName": null}})
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! reasons), and when it is due for renewal.
 
 use crate::api::{CertificateRequest, CertificateSpec};
+use crate::pki::key;
 use crate::pki::key::KeySpec;
 use crate::pki::x509::{self, Info};
-use crate::pki::key;
 use crate::{annotations, secrets};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -56,16 +56,27 @@ pub enum Verdict {
     /// The Secret holds a valid certificate for the spec: renew at `renewal` (unix seconds).
     UpToDate { info: Info, renewal: i64 },
     /// A new certificate is needed. `ready`: the one in the Secret may still be served meanwhile (renewal).
-    Issue { reason: &'static str, message: String, ready: bool },
+    Issue {
+        reason: &'static str,
+        message: String,
+        ready: bool,
+    },
 }
 
 fn issue(reason: &'static str, message: impl Into<String>) -> Verdict {
-    Verdict::Issue { reason, message: message.into(), ready: false }
+    Verdict::Issue {
+        reason,
+        message: message.into(),
+        ready: false,
+    }
 }
 
 /// The lifetime of the Certificate's certificates (cert-manager's default: 90 days).
 pub fn duration(spec: &CertificateSpec) -> Duration {
-    spec.duration.as_deref().and_then(crate::duration::parse).unwrap_or(crate::DEFAULT_DURATION)
+    spec.duration
+        .as_deref()
+        .and_then(crate::duration::parse)
+        .unwrap_or(crate::DEFAULT_DURATION)
 }
 
 /// When a certificate valid from `not_before` to `not_after` (unix seconds) is renewed: `renewBefore` ahead of
@@ -92,20 +103,37 @@ pub fn evaluate(
         return issue("DoesNotExist", "Issuing certificate as Secret does not exist");
     };
     let (Some(chain), Some(key_pem)) = (secrets::text(secret, "tls.crt"), secrets::text(secret, "tls.key")) else {
-        return issue("MissingData", "Issuing certificate as Secret does not contain a certificate or private key");
+        return issue(
+            "MissingData",
+            "Issuing certificate as Secret does not contain a certificate or private key",
+        );
     };
     let Ok(info) = x509::inspect(chain) else {
-        return issue("InvalidCertificate", "Issuing certificate as Secret contains an invalid certificate");
+        return issue(
+            "InvalidCertificate",
+            "Issuing certificate as Secret contains an invalid certificate",
+        );
     };
     let Ok(key) = key::from_pem(key_pem) else {
-        return issue("InvalidKeyPair", "Issuing certificate as Secret contains an invalid private key");
+        return issue(
+            "InvalidKeyPair",
+            "Issuing certificate as Secret contains an invalid private key",
+        );
     };
     if info.public_key != key.public_key_raw() {
-        return issue("InvalidKeyPair", "Issuing certificate as Secret contains a private key that does not match the certificate");
+        return issue(
+            "InvalidKeyPair",
+            "Issuing certificate as Secret contains a private key that does not match the certificate",
+        );
     }
     match KeySpec::of(spec.private_key.as_ref()) {
         Ok(wanted) if wanted.matches(&key) => {}
-        _ => return issue("SecretMismatch", "Existing private key is not up to date for spec: [spec.privateKey]"),
+        _ => {
+            return issue(
+                "SecretMismatch",
+                "Existing private key is not up to date for spec: [spec.privateKey]",
+            );
+        }
     }
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();
     let issuer = &spec.issuer_ref;
@@ -118,14 +146,32 @@ pub fn evaluate(
             "IncorrectIssuer",
             format!(
                 "Issuing certificate as Secret was previously issued by \"{}.{}/{}\"",
-                annotations.get(annotations::ISSUER_KIND).map(String::as_str).unwrap_or("Issuer"),
-                annotations.get(annotations::ISSUER_GROUP).map(String::as_str).unwrap_or(crate::api::GROUP),
-                annotations.get(annotations::ISSUER_NAME).map(String::as_str).unwrap_or_default()
+                annotations
+                    .get(annotations::ISSUER_KIND)
+                    .map(String::as_str)
+                    .unwrap_or("Issuer"),
+                annotations
+                    .get(annotations::ISSUER_GROUP)
+                    .map(String::as_str)
+                    .unwrap_or(crate::api::GROUP),
+                annotations
+                    .get(annotations::ISSUER_NAME)
+                    .map(String::as_str)
+                    .unwrap_or_default()
             ),
         );
     }
-    if Names::of_certificate(&info) != Names::of_spec(spec) || info.is_ca != spec.is_ca.unwrap_or(false) {
-        return issue("RequestChanged", "Fields on existing CertificateRequest resource not up to date: [spec]");
+    let mut issued = Names::of_certificate(&info);
+    let wanted = Names::of_spec(spec);
+    // An ACME CA sets the common name to one of the DNS names when the CSR has none (Let's Encrypt, pebble).
+    if wanted.common_name.is_none() && issued.common_name.as_ref().is_some_and(|cn| issued.dns.contains(cn)) {
+        issued.common_name = None;
+    }
+    if issued != wanted || info.is_ca != spec.is_ca.unwrap_or(false) {
+        return issue(
+            "RequestChanged",
+            "Fields on existing CertificateRequest resource not up to date: [spec]",
+        );
     }
     if let Some(request) = current {
         let requested = request.spec.duration.as_deref().and_then(crate::duration::parse);
@@ -137,7 +183,10 @@ pub fn evaluate(
         }
     }
     if now >= info.not_after {
-        return issue("Expired", format!("Certificate expired on {}", super::timestamp(info.not_after)));
+        return issue(
+            "Expired",
+            format!("Certificate expired on {}", super::timestamp(info.not_after)),
+        );
     }
     let renewal = renewal_time(
         info.not_before,
@@ -148,7 +197,10 @@ pub fn evaluate(
     if now >= renewal {
         return Verdict::Issue {
             reason: "Renewing",
-            message: format!("Renewing certificate as renewal was scheduled at {}", super::timestamp(renewal)),
+            message: format!(
+                "Renewing certificate as renewal was scheduled at {}",
+                super::timestamp(renewal)
+            ),
             ready: true,
         };
     }
@@ -158,7 +210,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{IssuerRef, KeyAlgorithm, CertificatePrivateKey};
+    use crate::api::{CertificatePrivateKey, IssuerRef, KeyAlgorithm};
     use crate::pki::x509::{Signer, Template};
     use std::collections::BTreeMap;
     use weft_model::k8s_openapi::ByteString;
@@ -167,8 +219,14 @@ mod tests {
         CertificateSpec {
             dns_names: vec!["a.example".into()],
             secret_name: "s".into(),
-            issuer_ref: IssuerRef { name: "selfsigned".into(), ..Default::default() },
-            private_key: Some(CertificatePrivateKey { algorithm: Some(KeyAlgorithm::ECDSA), ..Default::default() }),
+            issuer_ref: IssuerRef {
+                name: "selfsigned".into(),
+                ..Default::default()
+            },
+            private_key: Some(CertificatePrivateKey {
+                algorithm: Some(KeyAlgorithm::ECDSA),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -177,15 +235,27 @@ mod tests {
     fn secret(spec: &CertificateSpec, seconds: u64) -> Secret {
         let key = key::generate(KeySpec::of(spec.private_key.as_ref()).unwrap()).unwrap();
         let csr = x509::request(spec, &key).unwrap();
-        let template = Template { duration: Duration::from_secs(seconds), is_ca: false, usages: &[] };
+        let template = Template {
+            duration: Duration::from_secs(seconds),
+            is_ca: false,
+            usages: &[],
+        };
         let cert = x509::sign(&csr, &template, Signer::SelfSigned(&key)).unwrap();
         let data = BTreeMap::from([
             ("tls.crt".to_string(), ByteString(cert.into_bytes())),
-            ("tls.key".to_string(), ByteString(key::to_pem(&key, Default::default()).unwrap().into_bytes())),
+            (
+                "tls.key".to_string(),
+                ByteString(key::to_pem(&key, Default::default()).unwrap().into_bytes()),
+            ),
         ]);
-        let mut s = Secret { data: Some(data), ..Default::default() };
-        s.metadata.annotations =
-            Some(BTreeMap::from([(annotations::ISSUER_NAME.to_string(), spec.issuer_ref.name.clone())]));
+        let mut s = Secret {
+            data: Some(data),
+            ..Default::default()
+        };
+        s.metadata.annotations = Some(BTreeMap::from([(
+            annotations::ISSUER_NAME.to_string(),
+            spec.issuer_ref.name.clone(),
+        )]));
         s
     }
 
@@ -210,7 +280,10 @@ mod tests {
         let spec = spec();
         let now = crate::controller::unix_now();
         assert_eq!(reason(evaluate(&spec, None, None, now)), "DoesNotExist");
-        assert_eq!(reason(evaluate(&spec, Some(&Secret::default()), None, now)), "MissingData");
+        assert_eq!(
+            reason(evaluate(&spec, Some(&Secret::default()), None, now)),
+            "MissingData"
+        );
         let good = secret(&spec, 3600);
         assert_eq!(reason(evaluate(&spec, Some(&good), None, now)), "UpToDate");
         assert_eq!(reason(evaluate(&spec, Some(&good), None, now + 2500)), "Renewing");
@@ -224,11 +297,18 @@ mod tests {
         assert_eq!(reason(evaluate(&rsa, Some(&good), None, now)), "SecretMismatch");
         let mut other_issuer = spec.clone();
         other_issuer.issuer_ref.name = "ca".into();
-        assert_eq!(reason(evaluate(&other_issuer, Some(&good), None, now)), "IncorrectIssuer");
+        assert_eq!(
+            reason(evaluate(&other_issuer, Some(&good), None, now)),
+            "IncorrectIssuer"
+        );
 
         let mut other_key = good.clone();
         let stranger = secret(&spec, 3600);
-        other_key.data.as_mut().unwrap().insert("tls.key".into(), stranger.data.unwrap()["tls.key"].clone());
+        other_key
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("tls.key".into(), stranger.data.unwrap()["tls.key"].clone());
         assert_eq!(reason(evaluate(&spec, Some(&other_key), None, now)), "InvalidKeyPair");
     }
 
@@ -242,6 +322,9 @@ mod tests {
         let now = crate::controller::unix_now();
         assert_eq!(reason(evaluate(&spec, Some(&good), Some(&request), now)), "UpToDate");
         spec.duration = Some("1h".into());
-        assert_eq!(reason(evaluate(&spec, Some(&good), Some(&request), now)), "RequestChanged");
+        assert_eq!(
+            reason(evaluate(&spec, Some(&good), Some(&request), now)),
+            "RequestChanged"
+        );
     }
 }

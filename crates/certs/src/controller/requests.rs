@@ -20,7 +20,11 @@ const PENDING_RECHECK: Duration = Duration::from_secs(5);
 pub fn controller(
     ctx: Arc<Context>,
 ) -> impl Stream<Item = Result<(ObjectRef<CertificateRequest>, Action), impl std::error::Error>> {
-    Controller::new(Api::<CertificateRequest>::all(ctx.client.clone()), watcher::Config::default()).run(
+    Controller::new(
+        Api::<CertificateRequest>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .run(
         reconcile,
         |request: Arc<CertificateRequest>, error: &Error, ctx: Arc<Context>| retry(&ctx, key(&request), error),
         ctx,
@@ -28,7 +32,11 @@ pub fn controller(
 }
 
 fn key(request: &CertificateRequest) -> String {
-    format!("CertificateRequest/{}/{}", request.namespace().unwrap_or_default(), request.name_any())
+    format!(
+        "CertificateRequest/{}/{}",
+        request.namespace().unwrap_or_default(),
+        request.name_any()
+    )
 }
 
 /// Whether the request has its final answer (Issued, Failed or Denied).
@@ -60,8 +68,13 @@ async fn reconcile(request: Arc<CertificateRequest>, ctx: Arc<Context>) -> Resul
         set_condition(&mut status.conditions, approved, &now);
     }
     let issuer_ref = &request.spec.issuer_ref;
-    let resolved =
-        issuer::resolve(&ctx.client, &namespace, issuer_ref, &ctx.options.cluster_resource_namespace).await?;
+    let resolved = issuer::resolve(
+        &ctx.client,
+        &namespace,
+        issuer_ref,
+        &ctx.options.cluster_resource_namespace,
+    )
+    .await?;
     let (ready, reason, message, waiting) = match &resolved {
         None if issuer_ref.group() != crate::api::GROUP => {
             // Another group's issuer: its own controller answers the request.
@@ -76,15 +89,23 @@ async fn reconcile(request: Arc<CertificateRequest>, ctx: Arc<Context>) -> Resul
             );
             (false, "Pending", message, true)
         }
-        Some(issuer) if !issuer.ready() => {
-            (false, "Pending", "Referenced issuer does not have a Ready status condition".into(), true)
-        }
+        Some(issuer) if !issuer.ready() => (
+            false,
+            "Pending",
+            "Referenced issuer does not have a Ready status condition".into(),
+            true,
+        ),
         Some(issuer) => match issuer::sign(&ctx.client, &ctx.options, issuer, &request).await? {
             Outcome::Issued { certificate, ca } => {
                 let encode = |pem: String| base64::engine::general_purpose::STANDARD.encode(pem);
                 status.certificate = Some(encode(certificate));
                 status.ca = ca.map(encode);
-                (true, "Issued", "Certificate fetched from issuer successfully".into(), false)
+                (
+                    true,
+                    "Issued",
+                    "Certificate fetched from issuer successfully".into(),
+                    false,
+                )
             }
             Outcome::Pending(message) => (false, "Pending", message, true),
             Outcome::Failed(message) => {
@@ -93,13 +114,24 @@ async fn reconcile(request: Arc<CertificateRequest>, ctx: Arc<Context>) -> Resul
             }
         },
     };
-    set_condition(&mut status.conditions, Condition::new("Ready", ready, reason, message.clone()), &now);
+    set_condition(
+        &mut status.conditions,
+        Condition::new("Ready", ready, reason, message.clone()),
+        &now,
+    );
     if old != Some(&status) {
         let patch = Patch::Merge(status_patch(old, &status));
-        api.patch_status(&request.name_any(), &PatchParams::default(), &patch).await?;
-        let was = old.and_then(|s| condition(&s.conditions, "Ready")).and_then(|c| c.message.clone());
+        api.patch_status(&request.name_any(), &PatchParams::default(), &patch)
+            .await?;
+        let was = old
+            .and_then(|s| condition(&s.conditions, "Ready"))
+            .and_then(|c| c.message.clone());
         if was.as_deref() != Some(&message) {
-            let type_ = if reason == "Failed" { events::WARNING } else { events::NORMAL };
+            let type_ = if reason == "Failed" {
+                events::WARNING
+            } else {
+                events::NORMAL
+            };
             let event_reason = match reason {
                 "Issued" => "CertificateIssued",
                 "Failed" => "Failed",

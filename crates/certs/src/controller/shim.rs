@@ -16,14 +16,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_model::k8s_openapi::api::networking::v1::Ingress;
 
-pub fn controller(ctx: Arc<Context>) -> impl Stream<Item = Result<(ObjectRef<Ingress>, Action), impl std::error::Error>> {
+pub fn controller(
+    ctx: Arc<Context>,
+) -> impl Stream<Item = Result<(ObjectRef<Ingress>, Action), impl std::error::Error>> {
     let client = ctx.client.clone();
     Controller::new(Api::<Ingress>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Certificate>::all(client), watcher::Config::default())
         .run(
             reconcile,
             |ingress: Arc<Ingress>, error: &Error, ctx: Arc<Context>| {
-                let key = format!("Ingress/{}/{}", ingress.namespace().unwrap_or_default(), ingress.name_any());
+                let key = format!(
+                    "Ingress/{}/{}",
+                    ingress.namespace().unwrap_or_default(),
+                    ingress.name_any()
+                );
                 retry(&ctx, key, error)
             },
             ctx,
@@ -33,7 +39,10 @@ pub fn controller(ctx: Arc<Context>) -> impl Stream<Item = Result<(ObjectRef<Ing
 /// The issuer an Ingress's annotations name (None: not annotated for cert-manager).
 fn issuer(annotations: &BTreeMap<String, String>, default: Option<&IssuerRef>) -> Result<Option<IssuerRef>, String> {
     let get = |key: &str| annotations.get(key).filter(|v| !v.is_empty());
-    let (name, kind) = match (get(annotations::INGRESS_ISSUER), get(annotations::INGRESS_CLUSTER_ISSUER)) {
+    let (name, kind) = match (
+        get(annotations::INGRESS_ISSUER),
+        get(annotations::INGRESS_CLUSTER_ISSUER),
+    ) {
         (Some(_), Some(_)) => {
             return Err(format!(
                 "both {} and {} annotations are set",
@@ -51,7 +60,11 @@ fn issuer(annotations: &BTreeMap<String, String>, default: Option<&IssuerRef>) -
     Ok(Some(IssuerRef {
         name,
         kind: Some(get(annotations::INGRESS_ISSUER_KIND).cloned().unwrap_or(kind)),
-        group: Some(get(annotations::INGRESS_ISSUER_GROUP).cloned().unwrap_or_else(|| crate::api::GROUP.into())),
+        group: Some(
+            get(annotations::INGRESS_ISSUER_GROUP)
+                .cloned()
+                .unwrap_or_else(|| crate::api::GROUP.into()),
+        ),
     }))
 }
 
@@ -61,14 +74,21 @@ pub fn desired(ingress: &Ingress, default_issuer: Option<&IssuerRef>) -> Result<
     let Some(issuer_ref) = issuer(annotations, default_issuer)? else {
         return Ok(Vec::new());
     };
-    let get = |key: &str| annotations.get(&format!("cert-manager.io/{key}")).filter(|v| !v.is_empty()).cloned();
+    let get = |key: &str| {
+        annotations
+            .get(&format!("cert-manager.io/{key}"))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
     let private_key = CertificatePrivateKey {
-        algorithm: get("private-key-algorithm").map(|a| serde_json::from_value(a.into())).transpose().map_err(|e| {
-            format!("cert-manager.io/private-key-algorithm: {e}")
-        })?,
-        encoding: get("private-key-encoding").map(|a| serde_json::from_value(a.into())).transpose().map_err(|e| {
-            format!("cert-manager.io/private-key-encoding: {e}")
-        })?,
+        algorithm: get("private-key-algorithm")
+            .map(|a| serde_json::from_value(a.into()))
+            .transpose()
+            .map_err(|e| format!("cert-manager.io/private-key-algorithm: {e}"))?,
+        encoding: get("private-key-encoding")
+            .map(|a| serde_json::from_value(a.into()))
+            .transpose()
+            .map_err(|e| format!("cert-manager.io/private-key-encoding: {e}"))?,
         rotation_policy: get("private-key-rotation-policy")
             .map(|a| serde_json::from_value(a.into()))
             .transpose()
@@ -79,7 +99,14 @@ pub fn desired(ingress: &Ingress, default_issuer: Option<&IssuerRef>) -> Result<
             .map_err(|e| format!("cert-manager.io/private-key-size: {e}"))?,
     };
     let list = |key: &str| -> Vec<String> {
-        get(key).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+        get(key)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let mut solver_annotations: BTreeMap<String, String> = annotations
         .iter()
@@ -97,7 +124,8 @@ pub fn desired(ingress: &Ingress, default_issuer: Option<&IssuerRef>) -> Result<
             return Err(format!("duplicate TLS entry for secretName {secret_name:?}"));
         }
         let hosts = tls.hosts.clone().unwrap_or_default();
-        let (ips, dns): (Vec<String>, Vec<String>) = hosts.into_iter().partition(|h| h.parse::<std::net::IpAddr>().is_ok());
+        let (ips, dns): (Vec<String>, Vec<String>) =
+            hosts.into_iter().partition(|h| h.parse::<std::net::IpAddr>().is_ok());
         let mut dns_names = list("alt-names");
         dns_names.extend(dns);
         let mut ip_addresses = list("ip-sans");
@@ -153,7 +181,10 @@ async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Action, E
                 events::publish(&ctx.client, &*ingress, events::NORMAL, "CreateCertificate", &message).await;
             }
             Some(existing) => {
-                let owned = existing.owner_references().iter().any(|o| Some(&o.uid) == ingress.uid().as_ref());
+                let owned = existing
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == ingress.uid().as_ref());
                 if !owned {
                     let message = format!("Certificate \"{name}\" exists and is not owned by this Ingress");
                     events::publish(&ctx.client, &*ingress, events::WARNING, "BadConfig", &message).await;
@@ -172,10 +203,16 @@ async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Action, E
     }
     // The Certificates this Ingress made for Secrets it no longer lists.
     for stale in api.list(&ListParams::default()).await? {
-        let ours = stale.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == ingress.uid().as_ref());
+        let ours = stale
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == ingress.uid().as_ref());
         if ours && !wanted.iter().any(|w| w.name_any() == stale.name_any()) {
             api.delete(&stale.name_any(), &DeleteParams::default()).await?;
-            let message = format!("Deleted Certificate \"{}\": its Secret left the Ingress", stale.name_any());
+            let message = format!(
+                "Deleted Certificate \"{}\": its Secret left the Ingress",
+                stale.name_any()
+            );
             events::publish(&ctx.client, &*ingress, events::NORMAL, "DeleteCertificate", &message).await;
         }
     }
@@ -203,7 +240,10 @@ mod tests {
     fn one_certificate_per_secret_with_its_hosts() {
         let ing = ingress(
             &[("cert-manager.io/cluster-issuer", "letsencrypt")],
-            &[("blue-tls", &["blue.example", "10.0.0.1"]), ("green-tls", &["green.example"])],
+            &[
+                ("blue-tls", &["blue.example", "10.0.0.1"]),
+                ("green-tls", &["green.example"]),
+            ],
         );
         let certs = desired(&ing, None).unwrap();
         assert_eq!(certs.len(), 2);
@@ -213,7 +253,10 @@ mod tests {
         assert_eq!(certs[0].spec.issuer_ref.kind(), "ClusterIssuer");
         assert_eq!(certs[0].spec.issuer_ref.name, "letsencrypt");
         let owner = &certs[1].owner_references()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Ingress", "u1", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Ingress", "u1", Some(true))
+        );
     }
 
     #[test]
@@ -230,7 +273,10 @@ mod tests {
             &[("s", &["a.example"])],
         );
         let spec = &desired(&ing, None).unwrap()[0].spec;
-        assert_eq!((spec.issuer_ref.kind(), spec.issuer_ref.group()), ("AWSPCAIssuer", "awspca.cert-manager.io"));
+        assert_eq!(
+            (spec.issuer_ref.kind(), spec.issuer_ref.group()),
+            ("AWSPCAIssuer", "awspca.cert-manager.io")
+        );
         assert_eq!(spec.duration.as_deref(), Some("48h"));
         let key = spec.private_key.as_ref().unwrap();
         assert_eq!(key.algorithm, Some(crate::api::KeyAlgorithm::ECDSA));
@@ -241,7 +287,11 @@ mod tests {
     fn tls_acme_needs_a_default_issuer() {
         let ing = ingress(&[("kubernetes.io/tls-acme", "true")], &[("s", &["a.example"])]);
         assert!(desired(&ing, None).unwrap().is_empty());
-        let default = IssuerRef { name: "le".into(), kind: Some("ClusterIssuer".into()), group: None };
+        let default = IssuerRef {
+            name: "le".into(),
+            kind: Some("ClusterIssuer".into()),
+            group: None,
+        };
         assert_eq!(desired(&ing, Some(&default)).unwrap()[0].spec.issuer_ref, default);
     }
 
@@ -252,10 +302,16 @@ mod tests {
             &[("s", &["a.example"])],
         );
         assert!(desired(&both, None).is_err());
-        let duplicate = ingress(&[("cert-manager.io/issuer", "a")], &[("s", &["a.example"]), ("s", &["b.example"])]);
+        let duplicate = ingress(
+            &[("cert-manager.io/issuer", "a")],
+            &[("s", &["a.example"]), ("s", &["b.example"])],
+        );
         assert!(desired(&duplicate, None).is_err());
         let bad_size = ingress(
-            &[("cert-manager.io/issuer", "a"), ("cert-manager.io/private-key-size", "big")],
+            &[
+                ("cert-manager.io/issuer", "a"),
+                ("cert-manager.io/private-key-size", "big"),
+            ],
             &[("s", &["a.example"])],
         );
         assert!(desired(&bad_size, None).is_err());

@@ -20,7 +20,12 @@ async fn key_pair(
             format!("Error getting keypair for CA issuer: secrets \"{name}\" not found"),
         )));
     };
-    let invalid = |what: String| Ok(Err(("ErrInvalidKeyPair", format!("Error getting keypair for CA issuer: {what}"))));
+    let invalid = |what: String| {
+        Ok(Err((
+            "ErrInvalidKeyPair",
+            format!("Error getting keypair for CA issuer: {what}"),
+        )))
+    };
     let (Some(chain), Some(key_pem)) = (secrets::text(&secret, "tls.crt"), secrets::text(&secret, "tls.key")) else {
         return invalid(format!("secret \"{name}\" has no tls.crt or tls.key"));
     };
@@ -43,8 +48,16 @@ async fn key_pair(
 
 pub async fn setup(client: &Client, namespace: &str, ca: &CAIssuer) -> Readiness {
     match key_pair(client, namespace, ca).await {
-        Ok(Ok(_)) => Readiness { ready: true, reason: "KeyPairVerified", message: "Signing CA verified".into() },
-        Ok(Err((reason, message))) => Readiness { ready: false, reason, message },
+        Ok(Ok(_)) => Readiness {
+            ready: true,
+            reason: "KeyPairVerified",
+            message: "Signing CA verified".into(),
+        },
+        Ok(Err((reason, message))) => Readiness {
+            ready: false,
+            reason,
+            message,
+        },
         Err(e) => Readiness {
             ready: false,
             reason: "ErrGetKeyPair",
@@ -76,8 +89,15 @@ pub async fn sign(
         Ok(blocks) if !blocks.is_empty() => blocks,
         _ => return Ok(Outcome::Pending("the CA's tls.crt holds no certificate".into())),
     };
-    let template = x509::Template { duration, is_ca, usages: &request.spec.usages };
-    let signer = x509::Signer::Ca { certificate: &blocks[0], key: &ca_key };
+    let template = x509::Template {
+        duration,
+        is_ca,
+        usages: &request.spec.usages,
+    };
+    let signer = x509::Signer::Ca {
+        certificate: &blocks[0],
+        key: &ca_key,
+    };
     Ok(match x509::sign(&csr, &template, signer) {
         Ok(leaf) => Outcome::Issued {
             certificate: format!("{leaf}{}", blocks.concat()),

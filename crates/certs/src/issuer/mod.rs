@@ -5,7 +5,7 @@ mod acme;
 mod ca;
 mod selfsigned;
 
-use crate::api::{CertificateRequest, ClusterIssuer, Condition, IssuerConfig, IssuerRef, Issuer as IssuerKind};
+use crate::api::{CertificateRequest, ClusterIssuer, Condition, Issuer as IssuerKind, IssuerConfig, IssuerRef};
 use kube::{Api, Client};
 
 /// An Issuer or ClusterIssuer, found: its spec, where its Secrets live, and its Ready condition.
@@ -125,7 +125,9 @@ pub fn csr(request: &CertificateRequest) -> Result<String, String> {
 pub fn template(request: &CertificateRequest) -> Result<(std::time::Duration, bool), String> {
     let duration = match request.spec.duration.as_deref() {
         None | Some("") => crate::DEFAULT_DURATION,
-        Some(text) => crate::duration::parse(text).ok_or_else(|| format!("spec.duration {text:?} is not a duration"))?,
+        Some(text) => {
+            crate::duration::parse(text).ok_or_else(|| format!("spec.duration {text:?} is not a duration"))?
+        }
     };
     Ok((duration, request.spec.is_ca.unwrap_or(false)))
 }

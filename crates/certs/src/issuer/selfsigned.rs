@@ -8,7 +8,11 @@ use crate::secrets;
 use kube::{Client, ResourceExt};
 
 pub fn setup() -> Readiness {
-    Readiness { ready: true, reason: "IsReady", message: String::new() }
+    Readiness {
+        ready: true,
+        reason: "IsReady",
+        message: String::new(),
+    }
 }
 
 pub async fn sign(client: &Client, request: &CertificateRequest) -> Result<Outcome, kube::Error> {
@@ -20,10 +24,14 @@ pub async fn sign(client: &Client, request: &CertificateRequest) -> Result<Outco
     };
     let namespace = request.namespace().unwrap_or_default();
     let Some(secret) = secrets::get(client, &namespace, secret_name).await? else {
-        return Ok(Outcome::Pending(format!("Referenced secret {namespace}/{secret_name} not found")));
+        return Ok(Outcome::Pending(format!(
+            "Referenced secret {namespace}/{secret_name} not found"
+        )));
     };
     let Some(key) = secrets::text(&secret, "tls.key").and_then(|t| key::from_pem(t).ok()) else {
-        return Ok(Outcome::Failed(format!("Secret {namespace}/{secret_name} holds no valid tls.key")));
+        return Ok(Outcome::Failed(format!(
+            "Secret {namespace}/{secret_name} holds no valid tls.key"
+        )));
     };
     let (duration, is_ca) = match super::template(request) {
         Ok(t) => t,
@@ -33,9 +41,16 @@ pub async fn sign(client: &Client, request: &CertificateRequest) -> Result<Outco
         Ok(csr) => csr,
         Err(e) => return Ok(Outcome::Failed(e)),
     };
-    let template = x509::Template { duration, is_ca, usages: &request.spec.usages };
+    let template = x509::Template {
+        duration,
+        is_ca,
+        usages: &request.spec.usages,
+    };
     Ok(match x509::sign(&csr, &template, x509::Signer::SelfSigned(&key)) {
-        Ok(certificate) => Outcome::Issued { ca: Some(certificate.clone()), certificate },
+        Ok(certificate) => Outcome::Issued {
+            ca: Some(certificate.clone()),
+            certificate,
+        },
         Err(e) => Outcome::Failed(format!("Error signing certificate: {e}")),
     })
 }

@@ -36,16 +36,18 @@ impl KeySpec {
             (KeyAlgorithm::Ed25519, _) => 0,
             (_, Some(s)) => return Err(Error::KeySize(format!("{algorithm:?}"), s)),
         };
-        Ok(KeySpec { algorithm, size, encoding })
+        Ok(KeySpec {
+            algorithm,
+            size,
+            encoding,
+        })
     }
 
     /// Whether `key` is of this algorithm and size.
     pub fn matches(&self, key: &KeyPair) -> bool {
         let alg = key.algorithm();
         match self.algorithm {
-            KeyAlgorithm::RSA => {
-                alg == &rcgen::PKCS_RSA_SHA256 && rsa_bits(key) == Some(self.size)
-            }
+            KeyAlgorithm::RSA => alg == &rcgen::PKCS_RSA_SHA256 && rsa_bits(key) == Some(self.size),
             KeyAlgorithm::ECDSA if self.size == 384 => alg == &rcgen::PKCS_ECDSA_P384_SHA384,
             KeyAlgorithm::ECDSA => alg == &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyAlgorithm::Ed25519 => alg == &rcgen::PKCS_ED25519,
@@ -64,8 +66,8 @@ fn rsa_bits(key: &KeyPair) -> Option<u32> {
 pub fn generate(spec: KeySpec) -> Result<KeyPair, Error> {
     let alg = match (spec.algorithm, spec.size) {
         (KeyAlgorithm::RSA, bits) => {
-            let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits as usize)
-                .map_err(|e| Error::Key(e.to_string()))?;
+            let key =
+                rsa::PrivateKey::new(&mut getrandom::SysRng, bits as usize).map_err(|e| Error::Key(e.to_string()))?;
             let der = key.to_pkcs8_der().map_err(|e| Error::Key(e.to_string()))?;
             return KeyPair::try_from(der.as_bytes()).map_err(Error::from);
         }
@@ -151,9 +153,16 @@ mod tests {
     #[test]
     fn defaults_are_cert_managers() {
         let default = KeySpec::of(None).unwrap();
-        assert_eq!((default.algorithm, default.size, default.encoding), (KeyAlgorithm::RSA, 2048, KeyEncoding::PKCS1));
+        assert_eq!(
+            (default.algorithm, default.size, default.encoding),
+            (KeyAlgorithm::RSA, 2048, KeyEncoding::PKCS1)
+        );
         assert_eq!(spec(KeyAlgorithm::ECDSA, None, KeyEncoding::PKCS1).size, 256);
-        let bad = CertificatePrivateKey { algorithm: Some(KeyAlgorithm::ECDSA), size: Some(521), ..Default::default() };
+        let bad = CertificatePrivateKey {
+            algorithm: Some(KeyAlgorithm::ECDSA),
+            size: Some(521),
+            ..Default::default()
+        };
         assert!(KeySpec::of(Some(&bad)).is_err());
     }
 
@@ -172,7 +181,11 @@ mod tests {
                 let text = to_pem(&key, encoding).unwrap();
                 assert!(text.starts_with(&format!("-----BEGIN {label}-----")), "{text}");
                 let back = from_pem(&text).unwrap();
-                assert_eq!(back.public_key_raw(), key.public_key_raw(), "{algorithm:?} {encoding:?}");
+                assert_eq!(
+                    back.public_key_raw(),
+                    key.public_key_raw(),
+                    "{algorithm:?} {encoding:?}"
+                );
             }
         }
     }

@@ -37,7 +37,9 @@ pub fn request(spec: &CertificateSpec, key: &KeyPair) -> Result<String, Error> {
         }
     }
     for name in &spec.dns_names {
-        params.subject_alt_names.push(SanType::DnsName(name.as_str().try_into()?));
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(name.as_str().try_into()?));
     }
     for ip in &spec.ip_addresses {
         let ip: IpAddr = ip
@@ -49,7 +51,9 @@ pub fn request(spec: &CertificateSpec, key: &KeyPair) -> Result<String, Error> {
         params.subject_alt_names.push(SanType::URI(uri.as_str().try_into()?));
     }
     for email in &spec.email_addresses {
-        params.subject_alt_names.push(SanType::Rfc822Name(email.as_str().try_into()?));
+        params
+            .subject_alt_names
+            .push(SanType::Rfc822Name(email.as_str().try_into()?));
     }
     if params.subject_alt_names.is_empty() && params.distinguished_name.iter().next().is_none() {
         return Err(Error::Request(
@@ -174,7 +178,10 @@ pub fn chain(text: &str) -> Result<Vec<String>, Error> {
 pub fn inspect(text: &str) -> Result<Info, Error> {
     let block = pem::parse(text).map_err(|e| Error::Certificate(e.to_string()))?;
     if block.tag() != "CERTIFICATE" {
-        return Err(Error::Certificate(format!("a PEM block {:?}, not CERTIFICATE", block.tag())));
+        return Err(Error::Certificate(format!(
+            "a PEM block {:?}, not CERTIFICATE",
+            block.tag()
+        )));
     }
     let (_, cert) = X509Certificate::from_der(block.contents()).map_err(|e| Error::Certificate(e.to_string()))?;
     let mut info = Info {
@@ -225,18 +232,28 @@ fn add_names<'a>(info: &mut Info, extensions: impl Iterator<Item = &'a ParsedExt
 /// What a PEM CSR asks for: its names and public key (no validity: zero times).
 pub fn request_info(csr: &str) -> Result<Info, Error> {
     let block = pem::parse(csr).map_err(|e| Error::Request(e.to_string()))?;
-    let (_, request) = X509CertificationRequest::from_der(block.contents()).map_err(|e| Error::Request(e.to_string()))?;
+    let (_, request) =
+        X509CertificationRequest::from_der(block.contents()).map_err(|e| Error::Request(e.to_string()))?;
     let subject = &request.certification_request_info.subject;
     let mut info = Info {
         not_before: 0,
         not_after: 0,
-        common_name: subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string),
+        common_name: subject
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string),
         dns_names: Vec::new(),
         ip_addresses: Vec::new(),
         uris: Vec::new(),
         emails: Vec::new(),
         is_ca: false,
-        public_key: request.certification_request_info.subject_pki.subject_public_key.data.to_vec(),
+        public_key: request
+            .certification_request_info
+            .subject_pki
+            .subject_public_key
+            .data
+            .to_vec(),
         issuer: String::new(),
         self_signed: false,
     };
@@ -259,13 +276,21 @@ mod tests {
             ip_addresses: vec!["10.0.0.1".into()],
             uris: vec!["spiffe://cluster.local/ns/a/sa/b".into()],
             secret_name: "s".into(),
-            issuer_ref: IssuerRef { name: "i".into(), ..Default::default() },
+            issuer_ref: IssuerRef {
+                name: "i".into(),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
 
     fn ecdsa() -> KeyPair {
-        generate(KeySpec { algorithm: crate::api::KeyAlgorithm::ECDSA, size: 256, encoding: Default::default() }).unwrap()
+        generate(KeySpec {
+            algorithm: crate::api::KeyAlgorithm::ECDSA,
+            size: 256,
+            encoding: Default::default(),
+        })
+        .unwrap()
     }
 
     #[test]
@@ -275,15 +300,31 @@ mod tests {
         root_spec.common_name = Some("root".into());
         let ca_csr = request(&root_spec, &ca_key).unwrap();
         let hour = Duration::from_secs(3600);
-        let root = Template { duration: hour, is_ca: true, usages: &[] };
+        let root = Template {
+            duration: hour,
+            is_ca: true,
+            usages: &[],
+        };
         let ca = sign(&ca_csr, &root, Signer::SelfSigned(&ca_key)).unwrap();
         let ca_info = inspect(&ca).unwrap();
         assert!(ca_info.is_ca && ca_info.self_signed);
 
         let key = ecdsa();
         let csr = request(&spec(&["a.example", "b.example"]), &key).unwrap();
-        let leaf = Template { duration: hour, is_ca: false, usages: &[] };
-        let cert = sign(&csr, &leaf, Signer::Ca { certificate: &ca, key: &ca_key }).unwrap();
+        let leaf = Template {
+            duration: hour,
+            is_ca: false,
+            usages: &[],
+        };
+        let cert = sign(
+            &csr,
+            &leaf,
+            Signer::Ca {
+                certificate: &ca,
+                key: &ca_key,
+            },
+        )
+        .unwrap();
         let info = inspect(&cert).unwrap();
         assert_eq!(info.dns_names, ["a.example", "b.example"]);
         assert_eq!(info.ip_addresses, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
@@ -294,16 +335,30 @@ mod tests {
         assert_eq!(info.issuer, ca_info.issuer);
         assert_eq!(info.not_after - info.not_before, 3600);
         let asked = request_info(&csr).unwrap();
-        assert_eq!((asked.dns_names, asked.public_key), (info.dns_names.clone(), info.public_key.clone()));
+        assert_eq!(
+            (asked.dns_names, asked.public_key),
+            (info.dns_names.clone(), info.public_key.clone())
+        );
         let both = format!("{cert}{ca}");
-        assert_eq!(chain(&both).unwrap(), [cert, ca], "the blocks as they were, LF line ends");
+        assert_eq!(
+            chain(&both).unwrap(),
+            [cert, ca],
+            "the blocks as they were, LF line ends"
+        );
     }
 
     #[test]
     fn self_signing_needs_the_requests_own_key() {
         let csr = request(&spec(&["a.example"]), &ecdsa()).unwrap();
-        let template = Template { duration: Duration::from_secs(60), is_ca: false, usages: &[] };
-        assert!(matches!(sign(&csr, &template, Signer::SelfSigned(&ecdsa())), Err(Error::Request(_))));
+        let template = Template {
+            duration: Duration::from_secs(60),
+            is_ca: false,
+            usages: &[],
+        };
+        assert!(matches!(
+            sign(&csr, &template, Signer::SelfSigned(&ecdsa())),
+            Err(Error::Request(_))
+        ));
     }
 
     #[test]
@@ -316,7 +371,11 @@ mod tests {
         let mut bad_ip = spec(&[]);
         bad_ip.ip_addresses = vec!["nope".into()];
         assert!(request(&bad_ip, &ecdsa()).is_err());
-        let template = Template { duration: Duration::from_secs(60), is_ca: false, usages: &["flying".into()] };
+        let template = Template {
+            duration: Duration::from_secs(60),
+            is_ca: false,
+            usages: &["flying".into()],
+        };
         assert!(sign("garbage", &template, Signer::SelfSigned(&ecdsa())).is_err());
         assert!(inspect("garbage").is_err());
     }
