@@ -37,10 +37,14 @@ pub async fn serve(listener: tokio::net::TcpListener, challenge: Challenge) -> s
                 let body = challenge.answer(host, request.uri().path()).map(str::to_string);
                 async move {
                     let status = if body.is_some() { 200 } else { 404 };
-                    hyper::Response::builder().status(status).body(Full::new(Bytes::from(body.unwrap_or_default())))
+                    hyper::Response::builder()
+                        .status(status)
+                        .body(Full::new(Bytes::from(body.unwrap_or_default())))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -51,11 +55,27 @@ mod tests {
 
     #[test]
     fn only_its_token_for_its_domain() {
-        let c = Challenge { domain: "blue.weft.test".into(), token: "tok".into(), key: "tok.thumb".into() };
-        assert_eq!(c.answer(Some("blue.weft.test"), "/.well-known/acme-challenge/tok"), Some("tok.thumb"));
-        assert_eq!(c.answer(Some("Blue.weft.test:80"), "/.well-known/acme-challenge/tok"), Some("tok.thumb"));
-        assert_eq!(c.answer(Some("green.weft.test"), "/.well-known/acme-challenge/tok"), None);
-        assert_eq!(c.answer(Some("blue.weft.test"), "/.well-known/acme-challenge/other"), None);
+        let c = Challenge {
+            domain: "blue.weft.test".into(),
+            token: "tok".into(),
+            key: "tok.thumb".into(),
+        };
+        assert_eq!(
+            c.answer(Some("blue.weft.test"), "/.well-known/acme-challenge/tok"),
+            Some("tok.thumb")
+        );
+        assert_eq!(
+            c.answer(Some("Blue.weft.test:80"), "/.well-known/acme-challenge/tok"),
+            Some("tok.thumb")
+        );
+        assert_eq!(
+            c.answer(Some("green.weft.test"), "/.well-known/acme-challenge/tok"),
+            None
+        );
+        assert_eq!(
+            c.answer(Some("blue.weft.test"), "/.well-known/acme-challenge/other"),
+            None
+        );
         assert_eq!(c.answer(None, "/"), None);
     }
 }

@@ -3,6 +3,7 @@
 //! and the controllers that keep Issuers Ready, Certificates issued and renewed, and Ingresses' Certificates
 //! (`controller`).
 
+pub mod acme_solver;
 pub mod annotations;
 pub mod api;
 pub mod controller;
@@ -10,7 +11,6 @@ pub mod duration;
 pub mod issuer;
 pub mod pki;
 mod secrets;
-pub mod acme_solver;
 
 /// cert-manager's default certificate lifetime: 90 days.
 pub const DEFAULT_DURATION: std::time::Duration = std::time::Duration::from_secs(2160 * 3600);

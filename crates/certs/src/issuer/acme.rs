@@ -25,7 +25,11 @@ pub async fn setup(client: &Client, issuer: &Resolved, acme: &ACMEIssuer) -> Rea
             reason: e.issuer_reason(),
             message: format!("Failed to register ACME account: {e}"),
         },
-        Err(account::Failure::Config(message)) => Readiness { ready: false, reason: "InvalidConfig", message },
+        Err(account::Failure::Config(message)) => Readiness {
+            ready: false,
+            reason: "InvalidConfig",
+            message,
+        },
         Err(account::Failure::Kube(e)) => Readiness {
             ready: false,
             reason: "ErrRegisterACMEAccount",

@@ -6,8 +6,8 @@
 use crate::api::{ACMEIssuer, SecretKeySelector};
 use crate::issuer::Resolved;
 use base64::Engine;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use std::collections::{BTreeMap, HashMap};
@@ -46,7 +46,11 @@ pub async fn ensure(client: &Client, issuer: &Resolved, acme: &ACMEIssuer) -> Re
     let cache_key = format!("{}/{}/{}", issuer.secrets_namespace, selector.name, acme.server);
     let stored = secrets.get_opt(&selector.name).await?.and_then(|s| value(&s, selector));
     if let Some(key) = &stored {
-        let cached = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(&cache_key).cloned());
+        let cached = ACCOUNTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|m| m.get(&cache_key).cloned());
         if let Some((cached_key, account)) = cached.filter(|(k, _)| k == key) {
             let _ = cached_key;
             return Ok(account);
@@ -66,11 +70,17 @@ pub async fn ensure(client: &Client, issuer: &Resolved, acme: &ACMEIssuer) -> Re
             )));
         }
         None => {
-            let registration = Registration { email: acme.email.clone(), binding: binding(client, issuer, acme).await? };
+            let registration = Registration {
+                email: acme.email.clone(),
+                binding: binding(client, issuer, acme).await?,
+            };
             let (account, key) = weft_acme::register(&server, &registration).await?;
             let name = selector.key.clone().unwrap_or_else(|| DEFAULT_KEY.into());
             let secret = Secret {
-                metadata: kube::api::ObjectMeta { name: Some(selector.name.clone()), ..Default::default() },
+                metadata: kube::api::ObjectMeta {
+                    name: Some(selector.name.clone()),
+                    ..Default::default()
+                },
                 data: Some(BTreeMap::from([(name, ByteString(key.0.clone().into_bytes()))])),
                 ..Default::default()
             };
@@ -83,14 +93,20 @@ pub async fn ensure(client: &Client, issuer: &Resolved, acme: &ACMEIssuer) -> Re
 }
 
 fn remember(cache_key: String, key: AccountKey, account: Account) {
-    ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_default().insert(cache_key, (key, account));
+    ACCOUNTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_default()
+        .insert(cache_key, (key, account));
 }
 
 /// The server of the spec, trusted as `caBundle`/`skipTLSVerify` say.
 pub fn server(acme: &ACMEIssuer) -> Result<Server, Failure> {
     let trust = match (&acme.ca_bundle, acme.skip_tls_verify) {
         (Some(_), Some(true)) => {
-            return Err(Failure::Config("caBundle and skipTLSVerify are mutually exclusive".into()));
+            return Err(Failure::Config(
+                "caBundle and skipTLSVerify are mutually exclusive".into(),
+            ));
         }
         (Some(bundle), _) => Trust::Bundle(
             base64::engine::general_purpose::STANDARD
@@ -105,21 +121,34 @@ pub fn server(acme: &ACMEIssuer) -> Result<Server, Failure> {
 
 /// External account binding: the key ID and the HMAC key from its Secret (base64url, as CAs hand it out).
 async fn binding(client: &Client, issuer: &Resolved, acme: &ACMEIssuer) -> Result<Option<Binding>, Failure> {
-    let Some(eab) = &acme.external_account_binding else { return Ok(None) };
+    let Some(eab) = &acme.external_account_binding else {
+        return Ok(None);
+    };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &issuer.secrets_namespace);
     let selector = &eab.key_secret_ref;
-    let missing = || Failure::Config(format!("external account binding: Secret {:?} has no key", selector.name));
+    let missing = || {
+        Failure::Config(format!(
+            "external account binding: Secret {:?} has no key",
+            selector.name
+        ))
+    };
     let secret = secrets.get_opt(&selector.name).await?.ok_or_else(missing)?;
     let encoded = value(&secret, selector).ok_or_else(missing)?;
     let hmac_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(encoded.0.trim().trim_end_matches('='))
         .map_err(|e| Failure::Config(format!("external account binding key is not base64url: {e}")))?;
-    Ok(Some(Binding { key_id: eab.key_id.clone(), hmac_key }))
+    Ok(Some(Binding {
+        key_id: eab.key_id.clone(),
+        hmac_key,
+    }))
 }
 
 /// The selected key of a Secret, as text.
 fn value(secret: &Secret, selector: &SecretKeySelector) -> Option<AccountKey> {
     let key = selector.key.as_deref().unwrap_or(DEFAULT_KEY);
     let bytes = secret.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone()).ok().filter(|s| !s.trim().is_empty()).map(AccountKey)
+    String::from_utf8(bytes.0.clone())
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .map(AccountKey)
 }

@@ -29,7 +29,12 @@ pub struct Solver {
 
 impl Solver {
     pub fn new(client: &Client, order: &Order, acme: &ACMEIssuer, image: &str) -> Self {
-        Solver { client: client.clone(), order: order.clone(), acme: acme.clone(), image: image.to_string() }
+        Solver {
+            client: client.clone(),
+            order: order.clone(),
+            acme: acme.clone(),
+            image: image.to_string(),
+        }
     }
 
     fn namespace(&self) -> String {
@@ -51,7 +56,9 @@ impl Solver {
     pub async fn finish(&self, error: Option<&weft_acme::Error>) {
         let api: Api<Challenge> = Api::namespaced(self.client.clone(), &self.namespace());
         let selector = format!("acme.cert-manager.io/order-name={}", self.order.name_any());
-        let Ok(challenges) = api.list(&kube::api::ListParams::default().labels(&selector)).await else { return };
+        let Ok(challenges) = api.list(&kube::api::ListParams::default().labels(&selector)).await else {
+            return;
+        };
         for challenge in challenges {
             let Some(error) = error else {
                 let _ = api.delete(&challenge.name_any(), &DeleteParams::default()).await;
@@ -70,7 +77,9 @@ impl Solver {
                 state: Some(state.into()),
             };
             let patch = Patch::Merge(serde_json::json!({ "status": status }));
-            let _ = api.patch_status(&challenge.name_any(), &PatchParams::default(), &patch).await;
+            let _ = api
+                .patch_status(&challenge.name_any(), &PatchParams::default(), &patch)
+                .await;
         }
     }
 
@@ -92,7 +101,8 @@ impl Solver {
             },
         );
         challenge.metadata.namespace = Some(self.namespace());
-        challenge.metadata.labels = Some([("acme.cert-manager.io/order-name".to_string(), self.order.name_any())].into());
+        challenge.metadata.labels =
+            Some([("acme.cert-manager.io/order-name".to_string(), self.order.name_any())].into());
         challenge.metadata.owner_references = self.order.controller_owner_ref(&()).map(|o| vec![o]);
         ignore_exists(api.create(&PostParams::default(), &challenge).await)?;
         let status = ChallengeStatus {
@@ -102,7 +112,8 @@ impl Solver {
             state: Some("pending".into()),
         };
         let patch = Patch::Merge(serde_json::json!({ "status": status }));
-        api.patch_status(&self.name(token), &PatchParams::default(), &patch).await?;
+        api.patch_status(&self.name(token), &PatchParams::default(), &patch)
+            .await?;
         Ok(())
     }
 
@@ -115,7 +126,8 @@ impl Solver {
             "acme.cert-manager.io/http-token": short_hash(token),
         });
         let owner = self.order.controller_owner_ref(&()).map(|o| vec![o]);
-        let meta = serde_json::json!({"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owner});
+        let meta =
+            serde_json::json!({"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owner});
         let pod: Pod = from_json(serde_json::json!({
             "metadata": meta,
             "spec": {
@@ -135,15 +147,32 @@ impl Solver {
         }))?;
         let ingress = self.ingress(&meta, identifier, token)?;
         let post = PostParams::default();
-        ignore_exists(Api::<Pod>::namespaced(self.client.clone(), &namespace).create(&post, &pod).await)?;
-        ignore_exists(Api::<Service>::namespaced(self.client.clone(), &namespace).create(&post, &service).await)?;
-        ignore_exists(Api::<Ingress>::namespaced(self.client.clone(), &namespace).create(&post, &ingress).await)?;
+        ignore_exists(
+            Api::<Pod>::namespaced(self.client.clone(), &namespace)
+                .create(&post, &pod)
+                .await,
+        )?;
+        ignore_exists(
+            Api::<Service>::namespaced(self.client.clone(), &namespace)
+                .create(&post, &service)
+                .await,
+        )?;
+        ignore_exists(
+            Api::<Ingress>::namespaced(self.client.clone(), &namespace)
+                .create(&post, &ingress)
+                .await,
+        )?;
         Ok(())
     }
 
     /// The solver Ingress: one rule for the challenge's host, the token's Exact path to the solver Service.
     fn ingress(&self, meta: &serde_json::Value, identifier: &str, token: &str) -> Result<Ingress, kube::Error> {
-        let settings = self.acme.solvers.first().and_then(|s| s.http01.as_ref()).and_then(|h| h.ingress.clone());
+        let settings = self
+            .acme
+            .solvers
+            .first()
+            .and_then(|s| s.http01.as_ref())
+            .and_then(|h| h.ingress.clone());
         let settings = settings.unwrap_or_default();
         let mut meta = meta.clone();
         if let Some(class) = &settings.class {
@@ -190,9 +219,24 @@ impl Solver {
         let namespace = self.namespace();
         let name = Self::solver_name(token);
         let dp = DeleteParams::default();
-        ignore_missing(Api::<Ingress>::namespaced(self.client.clone(), &namespace).delete(&name, &dp).await.map(|_| ()))?;
-        ignore_missing(Api::<Service>::namespaced(self.client.clone(), &namespace).delete(&name, &dp).await.map(|_| ()))?;
-        ignore_missing(Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &dp).await.map(|_| ()))
+        ignore_missing(
+            Api::<Ingress>::namespaced(self.client.clone(), &namespace)
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
+        )?;
+        ignore_missing(
+            Api::<Service>::namespaced(self.client.clone(), &namespace)
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
+        )?;
+        ignore_missing(
+            Api::<Pod>::namespaced(self.client.clone(), &namespace)
+                .delete(&name, &dp)
+                .await
+                .map(|_| ()),
+        )
     }
 }
 
@@ -212,10 +256,11 @@ impl weft_acme::Http01Solver for Solver {
 async fn get(address: &str, host: &str, path: &str) -> Result<String, BoxError> {
     use http_body_util::{BodyExt, Empty};
     let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect((address, 80))).await??;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let request = hyper::Request::get(path).header("host", host).body(Empty::<bytes::Bytes>::new())?;
+    let request = hyper::Request::get(path)
+        .header("host", host)
+        .body(Empty::<bytes::Bytes>::new())?;
     let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request)).await??;
     let body = response.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
@@ -223,7 +268,9 @@ async fn get(address: &str, host: &str, path: &str) -> Result<String, BoxError> 
 
 /// A short stable hash (FNV-1a) for names and labels, as cert-manager hashes tokens and domains.
 fn short_hash(text: &str) -> String {
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     format!("{:010x}", hash & 0xff_ffff_ffff)
 }
 

@@ -56,7 +56,11 @@ pub async fn sign(
         _ => {}
     }
     let key = format!("{namespace}/{name}");
-    let start = WORKING.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_default().insert(key.clone());
+    let start = WORKING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_default()
+        .insert(key.clone());
     if start {
         let work = Work {
             client: client.clone(),
@@ -67,7 +71,11 @@ pub async fn sign(
         };
         tokio::spawn(async move {
             work.run().await;
-            WORKING.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_default().remove(&key);
+            WORKING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_default()
+                .remove(&key);
         });
     }
     Ok(Outcome::Pending(format!(
@@ -97,7 +105,10 @@ fn new_order(request: &CertificateRequest) -> Order {
 
 /// The CSR's names, for the Order's spec (the ACME order itself is made from the CSR).
 fn names(request: &CertificateRequest) -> (Vec<String>, Vec<String>, Option<String>) {
-    let der = crate::issuer::csr(request).ok().and_then(|pem| ::pem::parse(pem).ok()).map(|p| p.into_contents());
+    let der = crate::issuer::csr(request)
+        .ok()
+        .and_then(|pem| ::pem::parse(pem).ok())
+        .map(|p| p.into_contents());
     let identifiers = der.and_then(|d| weft_acme::identifiers(&d).ok()).unwrap_or_default();
     let (mut dns, mut ips) = (Vec::new(), Vec::new());
     for identifier in identifiers {
@@ -123,7 +134,11 @@ impl Work {
     async fn run(self) {
         let mut delay = Duration::from_secs(2);
         for attempt in 1..=ATTEMPTS {
-            self.patch(OrderStatus { state: Some("pending".into()), ..Default::default() }).await;
+            self.patch(OrderStatus {
+                state: Some("pending".into()),
+                ..Default::default()
+            })
+            .await;
             match self.attempt().await {
                 Ok((url, chain)) => {
                     let certificate = base64::engine::general_purpose::STANDARD.encode(chain);
@@ -171,7 +186,10 @@ impl Work {
             .map_err(|e| invalid(e.to_string()))?;
         let csr = ::pem::parse(&pem).map_err(|e| invalid(e.to_string()))?;
         let solver = http01::Solver::new(&self.client, &self.order, &self.acme, &self.solver_image);
-        let backoff = weft_acme::Backoff { timeout: Duration::from_secs(90), ..Default::default() };
+        let backoff = weft_acme::Backoff {
+            timeout: Duration::from_secs(90),
+            ..Default::default()
+        };
         let outcome = weft_acme::issue(&account, csr.contents(), &solver, &backoff).await;
         solver.finish(outcome.as_ref().err()).await;
         outcome.map(|issued| (issued.order_url, issued.chain_pem))
@@ -188,7 +206,10 @@ impl Work {
             }
         }
         let patch = Patch::Merge(serde_json::json!({ "status": status }));
-        if let Err(e) = api.patch_status(&self.order.name_any(), &PatchParams::default(), &patch).await {
+        if let Err(e) = api
+            .patch_status(&self.order.name_any(), &PatchParams::default(), &patch)
+            .await
+        {
             tracing::warn!(order = %self.order.name_any(), error = %e, "writing the Order's status");
         }
     }
