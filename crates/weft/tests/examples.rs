@@ -54,6 +54,7 @@ exercises! {
     dns => "07-dns",
     network_policy => "08-network-policy",
     ingress => "09-ingress",
+    certificates => "10-certificates",
 }
 
 #[test]

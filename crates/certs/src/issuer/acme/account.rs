@@ -51,8 +51,8 @@ pub async fn ensure(client: &Client, issuer: &Resolved, acme: &ACMEIssuer) -> Re
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .and_then(|m| m.get(&cache_key).cloned());
-        if let Some((cached_key, account)) = cached.filter(|(k, _)| k == key) {
-            let _ = cached_key;
+        // The same key as when it was registered (a replaced Secret means another account).
+        if let Some((_, account)) = cached.filter(|(k, _)| k == key) {
             return Ok(account);
         }
     }
