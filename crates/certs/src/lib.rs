@@ -1,5 +1,5 @@
 //! weft's certificate controller (`weft certs`), in the role of cert-manager: its API unchanged (`api`), the
-//! issuers that sign (`issuer`: SelfSigned, CA, and ACME's stub point), the keys, CSRs and certificates (`pki`),
+//! issuers that sign (`issuer`: SelfSigned, CA and ACME), the keys, CSRs and certificates (`pki`),
 //! and the controllers that keep Issuers Ready, Certificates issued and renewed, and Ingresses' Certificates
 //! (`controller`).
 
