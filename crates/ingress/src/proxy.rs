@@ -6,15 +6,17 @@
 //! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts, and a canary
 //! Ingress may take some of its requests.
 
+use crate::affinity::Attempt;
 use crate::annotations::{Annotations, BackendProtocol};
 use crate::backend::{self, UpstreamClient};
 pub use crate::body::Body;
 use crate::body::{BoxError, Idle, Watched};
-use crate::host;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::path::Kind;
 use crate::path::PathRule;
 use crate::table::{Table, Target};
 use crate::upstream::Upstream;
+use crate::{cors, errors, host};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -121,7 +123,7 @@ impl Proxy {
     }
 
     /// The response, and the metrics of the route that made it.
-    async fn respond(&self, request: Request<Incoming>, conn: &Conn) -> (Response<Body>, Arc<RouteMetrics>) {
+    async fn respond(&self, mut request: Request<Incoming>, conn: &Conn) -> (Response<Body>, Arc<RouteMetrics>) {
         let authority = authority(&request);
         let name = host::of_authority(&authority);
         let table = self.table.load();
@@ -153,6 +155,26 @@ impl Proxy {
         if let Some(to) = &settings.redirect {
             return (redirect(to.code, to.location.clone()), metrics);
         }
+        // The guards ingress-nginx runs before proxying: a CORS preflight is answered, then the limits, then
+        // authentication.
+        let cors = settings
+            .cors
+            .as_ref()
+            .and_then(|c| c.response_headers(request.headers()));
+        if let Some(cors) = cors.as_ref().filter(|_| request.method() == Method::OPTIONS) {
+            return (preflight(cors.clone()), metrics);
+        }
+        let in_flight = match route.limiter.as_ref().map(|l| l.admit(conn.client.ip())) {
+            Some(Err(())) => {
+                return (
+                    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n"),
+                    metrics,
+                );
+            }
+            Some(Ok(in_flight)) => in_flight,
+            None => None,
+        };
+        let auth = route.auth.clone();
         if too_large(request.headers(), settings.body_limit) {
             return (too_large_response(), metrics);
         }
@@ -162,9 +184,16 @@ impl Proxy {
             Some(canary) if canary.split.takes(request.headers(), roll(canary.split.weight_total)) => &canary.target,
             _ => &route.target,
         };
-        let upstream = match target {
-            Target::Service(upstream) => upstream.clone(),
-            Target::Unavailable(why) => {
+        // The `default-backend` annotation's Service takes the requests of a backend without endpoints.
+        let fallback = match &route.fallback {
+            Some(Target::Service(fallback)) => Some(fallback.clone()),
+            _ => None,
+        };
+        let upstream = match (target, &fallback) {
+            (Target::Service(upstream), Some(fallback)) if upstream.endpoints().is_empty() => fallback.clone(),
+            (Target::Unavailable(_), Some(fallback)) => fallback.clone(),
+            (Target::Service(upstream), _) => upstream.clone(),
+            (Target::Unavailable(why), None) => {
                 tracing::debug!(ingress = %route.ingress, %why, "503");
                 return (
                     local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"),
@@ -172,7 +201,27 @@ impl Proxy {
                 );
             }
         };
+        let ingress = route.ingress.clone();
+        // A session cookie's default path is the matched one (not a regex's text).
+        let matched = rule.filter(|r| r.kind != Kind::Regex).map(|r| r.path.clone());
         drop(table);
+        match auth {
+            Some(Ok(users)) if !users.admits(request.headers()).await => {
+                let mut response = local(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, users.challenge());
+                return (with_cors(response, cors), metrics);
+            }
+            Some(Err(why)) => {
+                tracing::debug!(ingress = %ingress, %why, "503");
+                return (
+                    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"),
+                    metrics,
+                );
+            }
+            _ => {}
+        }
         if upstream.endpoints().is_empty() {
             let response = local(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -180,13 +229,45 @@ impl Proxy {
             );
             return (response, metrics);
         }
+        // custom-http-errors: what the error backend is told, taken before the request goes (with the request ID
+        // the upstream gets).
+        let failed = (!settings.custom_errors.is_empty()).then(|| {
+            let id = HeaderName::from_static("x-request-id");
+            if !request.headers().contains_key(&id)
+                && let Ok(value) = HeaderValue::try_from(random_hex())
+            {
+                request.headers_mut().insert(id, value);
+            }
+            errors::Failed::new(
+                request.method(),
+                request.uri(),
+                request.headers(),
+                &ingress,
+                &upstream.service,
+            )
+        });
         let forward = Forward {
             upstream: &upstream,
             authority: &authority,
             path: upstream_path,
             settings: &settings,
+            matched: matched.as_deref(),
         };
-        (self.forward(request, forward, conn).await, metrics)
+        let mut response = self.forward(request, forward, conn).await;
+        if let Some(failed) = failed.filter(|_| settings.custom_errors.contains(&response.status().as_u16())) {
+            response = errors::page(&self.client, fallback.as_deref(), &failed, response.status()).await;
+        }
+        if let Some(in_flight) = in_flight {
+            // Counted until the response has gone (or the client went).
+            response = response.map(|body| {
+                body.map_frame(move |frame| {
+                    let _ = &in_flight;
+                    frame
+                })
+                .boxed_unsync()
+            });
+        }
+        (with_cors(response, cors), metrics)
     }
 
     async fn forward(&self, mut request: Request<Incoming>, to: Forward<'_>, conn: &Conn) -> Response<Body> {
@@ -195,6 +276,7 @@ impl Proxy {
             authority,
             path,
             settings,
+            matched,
         } = to;
         // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
         // upstream switches protocols the two connections are joined. HTTP/2 upstreams have no such thing.
@@ -233,7 +315,20 @@ impl Proxy {
         let client = self.client(protocol, settings.connect_timeout);
         let scheme = backend::scheme(protocol);
         let mut last = None;
-        for endpoint in upstream.attempts().take(if retry { TRIES } else { 1 }) {
+        let tries = if retry { TRIES } else { 1 };
+        // With affinity the session's endpoint goes first (and a new session's cookie is set by whichever answers).
+        let sticky = settings
+            .affinity
+            .as_ref()
+            .map(|affinity| affinity.attempts(upstream, &parts.headers, tries));
+        let plain = sticky.is_none().then(|| upstream.attempts().take(tries));
+        let attempts = sticky.into_iter().flatten().chain(
+            plain
+                .into_iter()
+                .flatten()
+                .map(|endpoint| Attempt { endpoint, set: None }),
+        );
+        for Attempt { endpoint, set } in attempts {
             let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
             *attempt.uri_mut() = match Uri::try_from(format!("{scheme}://{endpoint}{path}")) {
                 Ok(uri) => uri,
@@ -263,6 +358,10 @@ impl Proxy {
                 Ok(response) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
+                    let cookie = settings.affinity.as_ref().zip(set);
+                    if let Some(cookie) = cookie.and_then(|(a, value)| a.set_cookie(&value, matched, conn.tls)) {
+                        parts.headers.append(header::SET_COOKIE, cookie);
+                    }
                     return Response::from_parts(parts, Idle::new(body, settings.read_timeout).boxed_unsync());
                 }
                 Err(e) if caused_by::<LengthLimitError>(&e) => return too_large_response(),
@@ -286,6 +385,8 @@ struct Forward<'a> {
     /// The path and query the upstream gets.
     path: String,
     settings: &'a Annotations,
+    /// The path of the rule that matched, unless a regex (a session cookie's default path).
+    matched: Option<&'a str>,
 }
 
 /// The path and query the upstream gets: the request's, or what `rewrite-target` makes of it with the captures of
@@ -424,8 +525,25 @@ fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A CORS preflight's answer: 204 with the Access-Control-* headers, as ingress-nginx's.
+fn preflight(cors: HeaderMap) -> Response<Body> {
+    let mut response = with_cors(local(StatusCode::NO_CONTENT, ""), Some(cors));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain charset=UTF-8"),
+    );
+    response
+}
+
+fn with_cors(mut response: Response<Body>, cors: Option<HeaderMap>) -> Response<Body> {
+    if let Some(cors) = cors {
+        cors::apply(cors, response.headers_mut());
+    }
+    response
+}
+
 /// A response of the proxy's own.
-fn local(status: StatusCode, text: &'static str) -> Response<Body> {
+pub(crate) fn local(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(
         Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(|never| match never {})
@@ -524,7 +642,7 @@ fn forwarded_headers(headers: &mut HeaderMap, authority: &str, conn: &Conn) {
     }
     let id = HeaderName::from_static("x-request-id");
     if !headers.contains_key(&id)
-        && let Ok(value) = HeaderValue::try_from(request_id())
+        && let Ok(value) = HeaderValue::try_from(random_hex())
     {
         headers.insert(id, value);
     }
@@ -539,7 +657,7 @@ fn roll(total: u32) -> u32 {
 }
 
 /// 128 random bits in hex, as ingress-nginx's `$req_id`.
-fn request_id() -> String {
+pub(crate) fn random_hex() -> String {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
     // The system's random source does not fail on Linux; zeros would still be a valid (if unhelpful) id.

@@ -8,14 +8,18 @@
 //! canaries of the same host+path of the others (one canary per path, the first), whatever their ages.
 
 use crate::annotations::{self, Annotations, Canary};
+use crate::auth::Users;
 use crate::class::Classes;
 use crate::host;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::path::{self, Kind, PathRule};
+use crate::ratelimit::{Limiter, Limiters, Limits};
 use crate::tls::{self, Certificates};
 use crate::upstream::{Index, Upstream};
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::{
+    Ingress, IngressBackend, IngressClass, IngressServiceBackend, ServiceBackendPort,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use weft_model::{Object, Snapshot};
@@ -41,6 +45,12 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// The canary's backend, which takes the requests its split says.
     pub canary: Option<Arc<CanaryRoute>>,
+    /// The Ingress's `limit-*` state, shared by its routes and kept across tables.
+    pub limiter: Option<Arc<Limiter>>,
+    /// `auth-type: basic`: the users, or why none can pass (503).
+    pub auth: Option<Result<Arc<Users>, Arc<str>>>,
+    /// The `default-backend` annotation's Service: for a backend without endpoints, and the custom errors.
+    pub fallback: Option<Target>,
 }
 
 /// The backend of a `canary: "true"` Ingress for a route's host and path; the main route's settings apply.
@@ -76,6 +86,8 @@ pub struct Config {
     pub default_certificate: Option<(String, String)>,
     /// Where the routes' request metrics live across tables.
     pub metrics: Arc<Metrics>,
+    /// Where the Ingresses' `limit-*` state lives across tables.
+    pub limiters: Arc<Limiters>,
 }
 
 #[derive(Default, Debug)]
@@ -124,6 +136,8 @@ impl Table {
             secrets: HashMap::new(),
             metrics: &config.metrics,
             live: BTreeSet::new(),
+            limiters: &config.limiters,
+            limited: BTreeSet::new(),
         };
         if let Some((namespace, name)) = &config.default_certificate {
             builder.table.default_certificate = builder.secret(&None, namespace, name);
@@ -132,6 +146,7 @@ impl Table {
             builder.add(ingress);
         }
         config.metrics.retain(&builder.live);
+        config.limiters.retain(&builder.limited);
         let mut table = builder.table;
         // A canary without a main route leaves its host without paths; rules of a wider host still apply to it.
         table.precise.retain(|_, paths| !paths.is_empty());
@@ -254,6 +269,9 @@ struct Builder<'a> {
     metrics: &'a Metrics,
     /// The routes made, by their metrics' names.
     live: BTreeSet<RouteKey>,
+    limiters: &'a Limiters,
+    /// The limiters in use, by Ingress.
+    limited: BTreeSet<(String, Limits)>,
 }
 
 impl Builder<'_> {
@@ -271,6 +289,15 @@ impl Builder<'_> {
             });
         }
         let annotations = Arc::new(annotations);
+        let limiter = annotations.limits.any().then(|| {
+            self.limited.insert((id.to_string(), annotations.limits.clone()));
+            self.limiters.of(&id, &annotations.limits)
+        });
+        let auth = annotations.auth.as_ref().map(|auth| self.users(&who, &namespace, auth));
+        let fallback = annotations
+            .default_backend
+            .as_deref()
+            .map(|service| self.fallback(&who, &namespace, service));
         let tls = spec.tls.as_deref().unwrap_or_default();
         let ssl_redirect = (!tls.is_empty() && annotations.ssl_redirect) || annotations.force_ssl_redirect;
         for entry in tls {
@@ -297,6 +324,9 @@ impl Builder<'_> {
                 annotations: annotations.clone(),
                 metrics,
                 canary: None,
+                limiter: limiter.clone(),
+                auth: auth.clone(),
+                fallback: fallback.clone(),
             });
         }
         for rule in spec.rules.as_deref().unwrap_or_default() {
@@ -366,6 +396,9 @@ impl Builder<'_> {
                         annotations: annotations.clone(),
                         metrics,
                         canary: None,
+                        limiter: limiter.clone(),
+                        auth: auth.clone(),
+                        fallback: fallback.clone(),
                     };
                     paths.push((rule_path, route));
                 }
@@ -409,6 +442,84 @@ impl Builder<'_> {
             });
         }
         target
+    }
+
+    /// The users of an Ingress's `auth-secret`, or why there are none (its paths answer 503, as ingress-nginx's).
+    fn users(
+        &mut self,
+        who: &Option<(String, String)>,
+        namespace: &str,
+        auth: &crate::auth::BasicAuth,
+    ) -> Result<Arc<Users>, Arc<str>> {
+        // `namespace/name` is taken for the Ingress's own namespace only: no reading of others' Secrets.
+        let name = match auth.secret.split_once('/') {
+            Some((ns, name)) if ns == namespace => name,
+            Some(_) => "",
+            None => auth.secret.as_str(),
+        };
+        let key = weft_model::Key::new("Secret", Some(namespace), name);
+        let loaded = match self
+            .snapshot
+            .get(&key)
+            .map(|o| serde_json::from_value::<Secret>(o.to_value()))
+        {
+            _ if name.is_empty() => Err((
+                "AuthUnavailable",
+                "no usable auth-secret (in the Ingress's namespace) and auth-type basic".to_string(),
+            )),
+            None => Err((
+                "SecretNotFound",
+                format!("auth Secret {namespace}/{name} does not exist"),
+            )),
+            Some(Err(e)) => Err(("InvalidSecret", format!("auth Secret {namespace}/{name}: {e}"))),
+            Some(Ok(secret)) => Users::from_secret(&secret, auth)
+                .map_err(|e| ("InvalidSecret", format!("auth Secret {namespace}/{name} {e}"))),
+        };
+        match loaded {
+            Ok((users, refused)) => {
+                if !refused.is_empty() {
+                    self.table.problems.push(Problem {
+                        ingress: who.clone(),
+                        reason: "UnsupportedPasswordHash",
+                        message: format!(
+                            "auth Secret {namespace}/{name}: users {refused:?} have a password hash weft does not verify (only bcrypt, htpasswd -B, and {{SHA}}); they cannot log in"
+                        ),
+                    });
+                }
+                Ok(Arc::new(users))
+            }
+            Err((reason, why)) => {
+                let message = format!("{why}; its paths answer 503");
+                self.table.problems.push(Problem {
+                    ingress: who.clone(),
+                    reason,
+                    message: message.clone(),
+                });
+                Err(message.into())
+            }
+        }
+    }
+
+    /// The `default-backend` annotation's Service (of the Ingress's namespace), at its first port as in
+    /// ingress-nginx.
+    fn fallback(&mut self, who: &Option<(String, String)>, namespace: &str, service: &str) -> Target {
+        let key = weft_model::Key::new("Service", Some(namespace), service);
+        let port = self
+            .snapshot
+            .get(&key)
+            .and_then(|o| serde_json::from_value::<Service>(o.to_value()).ok())
+            .and_then(|s| s.spec?.ports?.first().map(|p| p.port));
+        let backend = IngressBackend {
+            service: Some(IngressServiceBackend {
+                name: service.to_string(),
+                port: Some(ServiceBackendPort {
+                    number: Some(port.unwrap_or(80)),
+                    name: None,
+                }),
+            }),
+            resource: None,
+        };
+        self.target(who, namespace, &backend)
     }
 
     fn metrics_of(&mut self, ingress: &str, host: &str, path: &str) -> Arc<RouteMetrics> {
@@ -639,7 +750,7 @@ endpoints: [{addresses: [10.0.0.2]}]
         let t = table(&annotated(
             "a",
             "2026-01-01T00:00:00Z",
-            "nginx.ingress.kubernetes.io/proxy-body-size: 8k, nginx.ingress.kubernetes.io/affinity: cookie, nginx.ingress.kubernetes.io/server-snippet: \"return 200;\", nginx.ingress.kubernetes.io/force-ssl-redirect: \"true\"",
+            "nginx.ingress.kubernetes.io/proxy-body-size: 8k, nginx.ingress.kubernetes.io/auth-tls-secret: default/ca, nginx.ingress.kubernetes.io/server-snippet: \"return 200;\", nginx.ingress.kubernetes.io/force-ssl-redirect: \"true\"",
             &rule("foo.com", "/", "Prefix", "web", "{number: 80}"),
         ));
         let route = t.route("foo.com", "/").unwrap();
@@ -648,7 +759,11 @@ endpoints: [{addresses: [10.0.0.2]}]
         let who = Some(("default".to_string(), "a".to_string()));
         let reported: Vec<(&str, bool)> = t.problems().iter().map(|p| (p.reason, p.ingress == who)).collect();
         assert_eq!(reported, [("UnsupportedAnnotation", true), ("SnippetRefused", true)]);
-        assert!(t.problems()[0].message.contains("nginx.ingress.kubernetes.io/affinity"));
+        assert!(
+            t.problems()[0]
+                .message
+                .contains("nginx.ingress.kubernetes.io/auth-tls-secret")
+        );
         assert!(
             t.problems()[1]
                 .message
