@@ -402,10 +402,12 @@ impl Annotations {
                     _ => Err(invalid("is not \"cookie\" (the only affinity)")),
                 },
                 "affinity-mode" => match value.trim() {
-                    "balanced" => Ok(affinity.mode = affinity::Mode::Balanced),
-                    "persistent" => Ok(affinity.mode = affinity::Mode::Persistent),
-                    _ => Err(invalid("is not \"balanced\" or \"persistent\"")),
-                },
+                    "balanced" => Some(affinity::Mode::Balanced),
+                    "persistent" => Some(affinity::Mode::Persistent),
+                    _ => None,
+                }
+                .map(|mode| affinity.mode = mode)
+                .ok_or_else(|| invalid("is not \"balanced\" or \"persistent\"")),
                 "session-cookie-name" => cookie_name(value)
                     .map(|n| affinity.name = n)
                     .ok_or_else(|| invalid("is not a cookie name")),
@@ -497,10 +499,12 @@ impl Annotations {
                     .map(|s| auth.secret = s.to_string())
                     .ok_or_else(|| invalid("is not a Secret name")),
                 "auth-secret-type" => match value.trim() {
-                    "auth-file" => Ok(auth.map = false),
-                    "auth-map" => Ok(auth.map = true),
-                    _ => Err(invalid("is not auth-file or auth-map")),
-                },
+                    "auth-file" => Some(false),
+                    "auth-map" => Some(true),
+                    _ => None,
+                }
+                .map(|map| auth.map = map)
+                .ok_or_else(|| invalid("is not auth-file or auth-map")),
                 "auth-realm" => {
                     auth.realm = value.clone();
                     Ok(())
