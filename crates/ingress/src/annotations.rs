@@ -6,6 +6,7 @@
 use crate::affinity::{self, Affinity};
 use crate::auth::BasicAuth;
 use crate::cors::{self, Cors, Origins};
+use crate::proxyssl::ProxySsl;
 use crate::ratelimit::Limits;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
@@ -70,6 +71,10 @@ pub const SUPPORTED: &[&str] = &[
     "auth-realm",
     "custom-http-errors",
     "default-backend",
+    "proxy-ssl-secret",
+    "proxy-ssl-verify",
+    "proxy-ssl-name",
+    "proxy-ssl-server-name",
 ];
 
 /// Annotations that are raw nginx configuration: refused, as ingress-nginx itself does by default since
@@ -95,7 +100,7 @@ pub struct Redirect {
 }
 
 /// `backend-protocol`: how the upstream is spoken to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BackendProtocol {
     /// HTTP/1.1 in cleartext.
     #[default]
@@ -242,6 +247,8 @@ pub struct Annotations {
     pub custom_errors: Vec<u16>,
     /// `default-backend`: a Service of the Ingress's namespace for paths without endpoints and custom errors.
     pub default_backend: Option<String>,
+    /// `proxy-ssl-*`: verified TLS and a client certificate to HTTPS and GRPCS upstreams.
+    pub proxy_ssl: ProxySsl,
 }
 
 impl Default for Annotations {
@@ -269,6 +276,7 @@ impl Default for Annotations {
             auth: None,
             custom_errors: Vec::new(),
             default_backend: None,
+            proxy_ssl: ProxySsl::default(),
         }
     }
 }
@@ -516,6 +524,20 @@ impl Annotations {
                     .filter(|s| !s.is_empty() && !s.contains('/'))
                     .map(|s| parsed.default_backend = Some(s.to_string()))
                     .ok_or_else(|| invalid("is not the name of a Service in the Ingress's namespace")),
+                "proxy-ssl-secret" => Some(value.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| parsed.proxy_ssl.secret = Some(s.to_string()))
+                    .ok_or_else(|| invalid("is not a Secret name")),
+                "proxy-ssl-verify" => on_off(value)
+                    .map(|b| parsed.proxy_ssl.verify = b)
+                    .ok_or_else(|| invalid(NOT_ON_OFF)),
+                "proxy-ssl-name" => Some(value.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| parsed.proxy_ssl.name = Some(s.to_string()))
+                    .ok_or_else(|| invalid("is not a name")),
+                "proxy-ssl-server-name" => on_off(value)
+                    .map(|b| parsed.proxy_ssl.server_name = b)
+                    .ok_or_else(|| invalid(NOT_ON_OFF)),
                 _ if SNIPPETS.contains(&name) => Err(Complaint {
                     reason: "SnippetRefused",
                     message: format!(
@@ -579,6 +601,16 @@ const NOT_BOOL: &str = "is not \"true\" or \"false\"";
 const NOT_SECONDS: &str = "is not a number of seconds";
 const NOT_CIDRS: &str = "is not a comma-separated list of CIDRs";
 const NOT_WHOLE: &str = "is not a whole number";
+const NOT_ON_OFF: &str = "is not \"on\" or \"off\"";
+
+/// nginx's flags.
+fn on_off(value: &str) -> Option<bool> {
+    match value.trim() {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
 
 fn whole(value: &str) -> Option<u64> {
     value.trim().parse().ok()
@@ -967,6 +999,10 @@ mod tests {
             ("auth-realm", "Staff only"),
             ("custom-http-errors", "404, 503"),
             ("default-backend", "errors"),
+            ("proxy-ssl-secret", "default/upstream-ca"),
+            ("proxy-ssl-verify", "on"),
+            ("proxy-ssl-name", "web.internal"),
+            ("proxy-ssl-server-name", "on"),
         ]);
         assert!(complaints.is_empty(), "{complaints:?}");
         let affinity = a.affinity.unwrap();
@@ -1000,6 +1036,15 @@ mod tests {
         );
         assert_eq!(a.custom_errors, [404, 503]);
         assert_eq!(a.default_backend.as_deref(), Some("errors"));
+        assert_eq!(
+            a.proxy_ssl,
+            ProxySsl {
+                secret: Some("default/upstream-ca".into()),
+                verify: true,
+                name: Some("web.internal".into()),
+                server_name: true,
+            }
+        );
         // Off unless asked: the settings alone do nothing.
         let (a, _) = parse(&[
             ("session-cookie-name", "x"),
@@ -1022,6 +1067,7 @@ mod tests {
             ("custom-http-errors", "200"),
             ("default-backend", "other/errors"),
             ("cors-allow-origin", "ftp://x"),
+            ("proxy-ssl-verify", "true"),
         ] {
             let (_, complaints) = parse(&[(name, value)]);
             assert_eq!(complaints.len(), 1, "{name}: {value}");

@@ -16,6 +16,7 @@ pub mod host;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod proxyssl;
 pub mod ratelimit;
 pub mod server;
 pub mod status;

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 /// How long to wait for an upstream's TCP connection. Connects inside a cluster take well under a millisecond; a
 /// SYN to a pod that is already gone (its endpoint not yet out of the table) is never answered, and the request
 /// is better tried on the next endpoint soon than after ingress-nginx's 5 s.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Endpoints an idempotent request without a body is tried on when one fails before its response head (connect
 /// errors, and a pooled connection the endpoint closed as the request went out, as a terminating pod does):
 /// ingress-nginx's proxy-next-upstream "error" with proxy-next-upstream-tries 3.
@@ -175,6 +175,16 @@ impl Proxy {
             None => None,
         };
         let auth = route.auth.clone();
+        let tls_client = match &route.upstream_tls {
+            Some(Err(_)) => {
+                return (
+                    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"),
+                    metrics,
+                );
+            }
+            Some(Ok(client)) => Some(client.clone()),
+            None => None,
+        };
         if too_large(request.headers(), settings.body_limit) {
             return (too_large_response(), metrics);
         }
@@ -252,6 +262,7 @@ impl Proxy {
             path: upstream_path,
             settings: &settings,
             matched: matched.as_deref(),
+            tls_client,
         };
         let mut response = self.forward(request, forward, conn).await;
         if let Some(failed) = failed.filter(|_| settings.custom_errors.contains(&response.status().as_u16())) {
@@ -277,6 +288,7 @@ impl Proxy {
             path,
             settings,
             matched,
+            tls_client,
         } = to;
         // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
         // upstream switches protocols the two connections are joined. HTTP/2 upstreams have no such thing.
@@ -312,7 +324,7 @@ impl Proxy {
         // Only a request whose body is already whole (none) can be sent again.
         let retry = idempotent(&parts.method) && body.is_end_stream();
         let mut body = Some(request_body(body, settings));
-        let client = self.client(protocol, settings.connect_timeout);
+        let client = tls_client.unwrap_or_else(|| self.client(protocol, settings.connect_timeout));
         let scheme = backend::scheme(protocol);
         let mut last = None;
         let tries = if retry { TRIES } else { 1 };
@@ -387,6 +399,8 @@ struct Forward<'a> {
     settings: &'a Annotations,
     /// The path of the rule that matched, unless a regex (a session cookie's default path).
     matched: Option<&'a str>,
+    /// The route's own client (`proxy-ssl-*`).
+    tls_client: Option<UpstreamClient>,
 }
 
 /// The path and query the upstream gets: the request's, or what `rewrite-target` makes of it with the captures of

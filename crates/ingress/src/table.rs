@@ -9,10 +9,12 @@
 
 use crate::annotations::{self, Annotations, Canary};
 use crate::auth::Users;
+use crate::backend::UpstreamClient;
 use crate::class::Classes;
 use crate::host;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::path::{self, Kind, PathRule};
+use crate::proxyssl::{self, Material};
 use crate::ratelimit::{Limiter, Limiters, Limits};
 use crate::tls::{self, Certificates};
 use crate::upstream::{Index, Upstream};
@@ -51,6 +53,8 @@ pub struct Route {
     pub auth: Option<Result<Arc<Users>, Arc<str>>>,
     /// The `default-backend` annotation's Service: for a backend without endpoints, and the custom errors.
     pub fallback: Option<Target>,
+    /// `proxy-ssl-*`: the client of the Ingress's upstreams, or why there is none (503).
+    pub upstream_tls: Option<Result<UpstreamClient, Arc<str>>>,
 }
 
 /// The backend of a `canary: "true"` Ingress for a route's host and path; the main route's settings apply.
@@ -88,6 +92,8 @@ pub struct Config {
     pub metrics: Arc<Metrics>,
     /// Where the Ingresses' `limit-*` state lives across tables.
     pub limiters: Arc<Limiters>,
+    /// Where the upstream clients of `proxy-ssl-*` live across tables.
+    pub upstream_clients: Arc<proxyssl::Clients>,
 }
 
 #[derive(Default, Debug)]
@@ -138,6 +144,8 @@ impl Table {
             live: BTreeSet::new(),
             limiters: &config.limiters,
             limited: BTreeSet::new(),
+            clients: &config.upstream_clients,
+            clients_used: BTreeSet::new(),
         };
         if let Some((namespace, name)) = &config.default_certificate {
             builder.table.default_certificate = builder.secret(&None, namespace, name);
@@ -147,6 +155,7 @@ impl Table {
         }
         config.metrics.retain(&builder.live);
         config.limiters.retain(&builder.limited);
+        config.upstream_clients.retain(&builder.clients_used);
         let mut table = builder.table;
         // A canary without a main route leaves its host without paths; rules of a wider host still apply to it.
         table.precise.retain(|_, paths| !paths.is_empty());
@@ -272,6 +281,8 @@ struct Builder<'a> {
     limiters: &'a Limiters,
     /// The limiters in use, by Ingress.
     limited: BTreeSet<(String, Limits)>,
+    clients: &'a proxyssl::Clients,
+    clients_used: BTreeSet<proxyssl::Key>,
 }
 
 impl Builder<'_> {
@@ -298,6 +309,11 @@ impl Builder<'_> {
             .default_backend
             .as_deref()
             .map(|service| self.fallback(&who, &namespace, service));
+        let upstream_tls = annotations
+            .proxy_ssl
+            .any()
+            .then(|| self.upstream_tls(&who, &namespace, &id, &annotations))
+            .flatten();
         let tls = spec.tls.as_deref().unwrap_or_default();
         let ssl_redirect = (!tls.is_empty() && annotations.ssl_redirect) || annotations.force_ssl_redirect;
         for entry in tls {
@@ -327,6 +343,7 @@ impl Builder<'_> {
                 limiter: limiter.clone(),
                 auth: auth.clone(),
                 fallback: fallback.clone(),
+                upstream_tls: upstream_tls.clone(),
             });
         }
         for rule in spec.rules.as_deref().unwrap_or_default() {
@@ -399,6 +416,7 @@ impl Builder<'_> {
                         limiter: limiter.clone(),
                         auth: auth.clone(),
                         fallback: fallback.clone(),
+                        upstream_tls: upstream_tls.clone(),
                     };
                     paths.push((rule_path, route));
                 }
@@ -520,6 +538,80 @@ impl Builder<'_> {
             resource: None,
         };
         self.target(who, namespace, &backend)
+    }
+
+    /// The upstream client of an Ingress's `proxy-ssl-*`: none when its backend protocol has no TLS (reported),
+    /// an error when its Secret cannot serve (its paths answer 503, never unverified).
+    fn upstream_tls(
+        &mut self,
+        who: &Option<(String, String)>,
+        namespace: &str,
+        id: &str,
+        annotations: &Annotations,
+    ) -> Option<Result<UpstreamClient, Arc<str>>> {
+        let protocol = annotations.backend_protocol;
+        if !protocol.tls() {
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason: "InvalidAnnotation",
+                message:
+                    "the proxy-ssl-* annotations apply to backend-protocol HTTPS or GRPCS only; they have no effect"
+                        .into(),
+            });
+            return None;
+        }
+        let ssl = &annotations.proxy_ssl;
+        let material = match ssl.secret.as_deref() {
+            None => Ok(Material::default()),
+            Some(secret) => {
+                let name = match secret.split_once('/') {
+                    Some((ns, name)) if ns == namespace => name,
+                    Some(_) => "",
+                    None => secret,
+                };
+                let key = weft_model::Key::new("Secret", Some(namespace), name);
+                match self
+                    .snapshot
+                    .get(&key)
+                    .map(|o| serde_json::from_value::<Secret>(o.to_value()))
+                {
+                    _ if name.is_empty() => Err((
+                        "InvalidAnnotation",
+                        format!("proxy-ssl-secret {secret:?} is not in the Ingress's namespace"),
+                    )),
+                    None => Err((
+                        "SecretNotFound",
+                        format!("proxy-ssl Secret {namespace}/{name} does not exist"),
+                    )),
+                    Some(Err(e)) => Err(("InvalidSecret", format!("proxy-ssl Secret {namespace}/{name}: {e}"))),
+                    Some(Ok(s)) => Material::from_secret(&s)
+                        .map_err(|e| ("InvalidSecret", format!("proxy-ssl Secret {namespace}/{name}: {e}"))),
+                }
+            }
+        };
+        let client = material.and_then(|material| {
+            let key = (
+                id.to_string(),
+                ssl.clone(),
+                protocol,
+                annotations.connect_timeout,
+                material.digest.clone(),
+            );
+            self.clients_used.insert(key.clone());
+            let connect = annotations.connect_timeout.unwrap_or(crate::proxy::CONNECT_TIMEOUT);
+            self.clients
+                .of(key, &material, connect)
+                .map_err(|e| ("InvalidAnnotation", e.to_string()))
+        });
+        Some(client.map_err(|(reason, why)| {
+            let message = format!("{why}; its paths answer 503");
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason,
+                message: message.clone(),
+            });
+            message.into()
+        }))
     }
 
     fn metrics_of(&mut self, ingress: &str, host: &str, path: &str) -> Arc<RouteMetrics> {

@@ -468,3 +468,150 @@ async fn custom_http_errors_go_to_the_default_backend_annotation_with_ingress_ng
         (200, Some(errors.to_string().as_str()), Some("/x"))
     );
 }
+
+/// A CA: its PEM and what signs with it.
+fn ca() -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).unwrap().pem();
+    (pem, rcgen::Issuer::new(params, key))
+}
+
+/// A certificate for `names` signed by `ca`, and its key (PEM).
+fn issue(ca: &rcgen::Issuer<'static, rcgen::KeyPair>, names: &[&str]) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, ca)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// An HTTPS pod with a certificate for web.internal that takes only clients with a certificate of `ca`;
+/// answers `sni=` the name the client sent.
+async fn tls_pod(ca_pem: &str, ca: &rcgen::Issuer<'static, rcgen::KeyPair>) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = issue(ca, &["web.internal"]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let sni = stream.get_ref().1.server_name().unwrap_or("none").to_string();
+                let service = service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
+                    let text = format!("sni={sni}\n");
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(text)))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_ssl_verifies_the_upstream_by_name_and_presents_the_client_certificate() {
+    let (ca_pem, ca) = ca();
+    let port = tls_pod(&ca_pem, &ca).await;
+    let (client_cert, client_key) = issue(&ca, &["weft-ingress"]);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret = |name: &str, with_client: bool| {
+        let client = if with_client {
+            format!(", tls.crt: {}, tls.key: {}", b64(&client_cert), b64(&client_key))
+        } else {
+            String::new()
+        };
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ndata: {{ca.crt: {}{client}}}\n---\n",
+            b64(&ca_pem)
+        )
+    };
+    let https = format!("{A}backend-protocol: HTTPS");
+    let verified = |secret: &str, name: &str| {
+        format!(
+            "{https}, {A}proxy-ssl-secret: default/{secret}, {A}proxy-ssl-verify: \"on\", {A}proxy-ssl-name: {name}, {A}proxy-ssl-server-name: \"on\""
+        )
+    };
+    let objects = [
+        service("tlsweb", &[port]),
+        secret("upstream-mtls", true),
+        secret("upstream-ca", false),
+        ingress(
+            "good",
+            "good.example",
+            &verified("upstream-mtls", "web.internal"),
+            "tlsweb",
+        ),
+        ingress(
+            "wrongname",
+            "wrongname.example",
+            &verified("upstream-mtls", "other.internal"),
+            "tlsweb",
+        ),
+        ingress(
+            "nocert",
+            "nocert.example",
+            &verified("upstream-ca", "web.internal"),
+            "tlsweb",
+        ),
+        ingress(
+            "unverified",
+            "unverified.example",
+            &format!("{https}, {A}proxy-ssl-secret: upstream-mtls"),
+            "tlsweb",
+        ),
+        ingress(
+            "missing",
+            "missing.example",
+            &verified("absent", "web.internal"),
+            "tlsweb",
+        ),
+    ]
+    .concat();
+    let table = table(&objects);
+    let reasons: Vec<&str> = table.problems().iter().map(|p| p.reason).collect();
+    assert_eq!(reasons, ["SecretNotFound"], "{:?}", table.problems());
+    let (proxy, _stop) = proxy(table).await;
+    for (host, code, sni) in [
+        ("good.example", 200, Some("web.internal")),
+        ("wrongname.example", 502, None),
+        ("nocert.example", 502, None),
+        // Not verified, no SNI (the upstream is an address), still the client certificate.
+        ("unverified.example", 200, Some("none")),
+        ("missing.example", 503, None),
+    ] {
+        let answer = curl(proxy, host, "/", &[]).await;
+        assert_eq!(answer.code, code, "{host}: {}", answer.body);
+        if sni.is_some() {
+            assert_eq!(answer.line("sni"), sni, "{host}");
+        }
+    }
+}
