@@ -78,6 +78,18 @@ impl Failed {
     }
 }
 
+/// What the error backend will be told about `request`, which gets an X-Request-ID if it has none (so that the
+/// upstream and the error backend see the same).
+pub fn failed<B>(request: &mut Request<B>, ingress: &str, service: &str) -> Failed {
+    let id = HeaderName::from_static("x-request-id");
+    if !request.headers().contains_key(&id)
+        && let Ok(value) = HeaderValue::try_from(crate::proxy::random_hex())
+    {
+        request.headers_mut().insert(id, value);
+    }
+    Failed::new(request.method(), request.uri(), request.headers(), ingress, service)
+}
+
 /// The page of an answer `code` to `failed`: the error backend's, or weft's own when there is none or it does
 /// not answer.
 pub async fn page(

@@ -12,6 +12,7 @@ pub mod class;
 pub mod cors;
 pub mod errors;
 pub mod follow;
+pub mod guards;
 pub mod host;
 pub mod metrics;
 pub mod path;

@@ -16,7 +16,7 @@ use crate::path::Kind;
 use crate::path::PathRule;
 use crate::table::{Table, Target};
 use crate::upstream::Upstream;
-use crate::{cors, errors, host};
+use crate::{errors, guards, host};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -155,35 +155,9 @@ impl Proxy {
         if let Some(to) = &settings.redirect {
             return (redirect(to.code, to.location.clone()), metrics);
         }
-        // The guards ingress-nginx runs before proxying: a CORS preflight is answered, then the limits, then
-        // authentication.
-        let cors = settings
-            .cors
-            .as_ref()
-            .and_then(|c| c.response_headers(request.headers()));
-        if let Some(cors) = cors.as_ref().filter(|_| request.method() == Method::OPTIONS) {
-            return (preflight(cors.clone()), metrics);
-        }
-        let in_flight = match route.limiter.as_ref().map(|l| l.admit(conn.client.ip())) {
-            Some(Err(())) => {
-                return (
-                    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n"),
-                    metrics,
-                );
-            }
-            Some(Ok(in_flight)) => in_flight,
-            None => None,
-        };
-        let auth = route.auth.clone();
-        let tls_client = match &route.upstream_tls {
-            Some(Err(_)) => {
-                return (
-                    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"),
-                    metrics,
-                );
-            }
-            Some(Ok(client)) => Some(client.clone()),
-            None => None,
+        let mut passed = match guards::check(route, &request, conn.client.ip()) {
+            Ok(passed) => passed,
+            Err(response) => return (response, metrics),
         };
         if too_large(request.headers(), settings.body_limit) {
             return (too_large_response(), metrics);
@@ -211,26 +185,18 @@ impl Proxy {
                 );
             }
         };
-        let ingress = route.ingress.clone();
         // A session cookie's default path is the matched one (not a regex's text).
-        let matched = rule.filter(|r| r.kind != Kind::Regex).map(|r| r.path.clone());
+        let matched = settings
+            .affinity
+            .as_ref()
+            .and(rule)
+            .filter(|r| r.kind != Kind::Regex)
+            .map(|r| r.path.clone());
+        let failed = (!settings.custom_errors.is_empty())
+            .then(|| errors::failed(&mut request, &route.ingress, &upstream.service));
         drop(table);
-        match auth {
-            Some(Ok(users)) if !users.admits(request.headers()).await => {
-                let mut response = local(StatusCode::UNAUTHORIZED, "401 Authorization Required\n");
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, users.challenge());
-                return (with_cors(response, cors), metrics);
-            }
-            Some(Err(why)) => {
-                tracing::debug!(ingress = %ingress, %why, "503");
-                return (
-                    local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"),
-                    metrics,
-                );
-            }
-            _ => {}
+        if let Err(response) = passed.authenticate(request.headers()).await {
+            return (response, metrics);
         }
         if upstream.endpoints().is_empty() {
             let response = local(
@@ -239,46 +205,19 @@ impl Proxy {
             );
             return (response, metrics);
         }
-        // custom-http-errors: what the error backend is told, taken before the request goes (with the request ID
-        // the upstream gets).
-        let failed = (!settings.custom_errors.is_empty()).then(|| {
-            let id = HeaderName::from_static("x-request-id");
-            if !request.headers().contains_key(&id)
-                && let Ok(value) = HeaderValue::try_from(random_hex())
-            {
-                request.headers_mut().insert(id, value);
-            }
-            errors::Failed::new(
-                request.method(),
-                request.uri(),
-                request.headers(),
-                &ingress,
-                &upstream.service,
-            )
-        });
         let forward = Forward {
             upstream: &upstream,
             authority: &authority,
             path: upstream_path,
             settings: &settings,
             matched: matched.as_deref(),
-            tls_client,
+            tls_client: passed.client.take(),
         };
         let mut response = self.forward(request, forward, conn).await;
         if let Some(failed) = failed.filter(|_| settings.custom_errors.contains(&response.status().as_u16())) {
             response = errors::page(&self.client, fallback.as_deref(), &failed, response.status()).await;
         }
-        if let Some(in_flight) = in_flight {
-            // Counted until the response has gone (or the client went).
-            response = response.map(|body| {
-                body.map_frame(move |frame| {
-                    let _ = &in_flight;
-                    frame
-                })
-                .boxed_unsync()
-            });
-        }
-        (with_cors(response, cors), metrics)
+        (passed.finish(response), metrics)
     }
 
     async fn forward(&self, mut request: Request<Incoming>, to: Forward<'_>, conn: &Conn) -> Response<Body> {
@@ -537,23 +476,6 @@ fn idempotent(method: &Method) -> bool {
 
 fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
-
-/// A CORS preflight's answer: 204 with the Access-Control-* headers, as ingress-nginx's.
-fn preflight(cors: HeaderMap) -> Response<Body> {
-    let mut response = with_cors(local(StatusCode::NO_CONTENT, ""), Some(cors));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain charset=UTF-8"),
-    );
-    response
-}
-
-fn with_cors(mut response: Response<Body>, cors: Option<HeaderMap>) -> Response<Body> {
-    if let Some(cors) = cors {
-        cors::apply(cors, response.headers_mut());
-    }
-    response
 }
 
 /// A response of the proxy's own.
