@@ -25,29 +25,32 @@ pub struct Passed {
     pub client: Option<UpstreamClient>,
 }
 
+/// The answer of a request that stops at a check (boxed: the rare path).
+pub type Stop = Box<Response<Body>>;
+
 /// The checks that need no waiting: the answer when the request stops here.
-pub fn check<B>(route: &Route, request: &Request<B>, client: IpAddr) -> Result<Passed, Response<Body>> {
+pub fn check<B>(route: &Route, request: &Request<B>, client: IpAddr) -> Result<Passed, Stop> {
     let settings = &route.annotations;
     let cors = settings
         .cors
         .as_ref()
         .and_then(|c| c.response_headers(request.headers()));
     if let Some(cors) = cors.as_ref().filter(|_| request.method() == Method::OPTIONS) {
-        return Err(preflight(cors.clone()));
+        return Err(Box::new(preflight(cors.clone())));
     }
     let in_flight = match route.limiter.as_ref().map(|l| l.admit(client)) {
-        Some(Err(())) => return Err(unavailable("503 Service Temporarily Unavailable\n")),
+        Some(Err(())) => return Err(Box::new(unavailable("503 Service Temporarily Unavailable\n"))),
         Some(Ok(in_flight)) => in_flight,
         None => None,
     };
     let auth = match &route.auth {
         Some(Ok(users)) => Some(users.clone()),
-        Some(Err(why)) => return Err(denied(why)),
+        Some(Err(why)) => return Err(Box::new(denied(why))),
         None => None,
     };
     let client = match &route.upstream_tls {
         Some(Ok(client)) => Some(client.clone()),
-        Some(Err(why)) => return Err(denied(why)),
+        Some(Err(why)) => return Err(Box::new(denied(why))),
         None => None,
     };
     Ok(Passed {
@@ -60,7 +63,7 @@ pub fn check<B>(route: &Route, request: &Request<B>, client: IpAddr) -> Result<P
 
 impl Passed {
     /// Basic authentication: the 401 when the request's credentials do not pass.
-    pub async fn authenticate(&mut self, headers: &HeaderMap) -> Result<(), Response<Body>> {
+    pub async fn authenticate(&mut self, headers: &HeaderMap) -> Result<(), Stop> {
         let Some(users) = &self.auth else { return Ok(()) };
         if users.admits(headers).await {
             return Ok(());
@@ -69,7 +72,7 @@ impl Passed {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, users.challenge());
-        Err(self.finish(response))
+        Err(Box::new(self.finish(response)))
     }
 
     /// The response as it goes to the client: with its CORS headers, and counted in flight until sent.

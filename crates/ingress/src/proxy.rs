@@ -157,7 +157,7 @@ impl Proxy {
         }
         let mut passed = match guards::check(route, &request, conn.client.ip()) {
             Ok(passed) => passed,
-            Err(response) => return (response, metrics),
+            Err(response) => return (*response, metrics),
         };
         if too_large(request.headers(), settings.body_limit) {
             return (too_large_response(), metrics);
@@ -196,7 +196,7 @@ impl Proxy {
             .then(|| errors::failed(&mut request, &route.ingress, &upstream.service));
         drop(table);
         if let Err(response) = passed.authenticate(request.headers()).await {
-            return (response, metrics);
+            return (*response, metrics);
         }
         if upstream.endpoints().is_empty() {
             let response = local(
