@@ -122,7 +122,7 @@ impl Users {
     }
 
     /// Whether the request's Authorization header names a user with the right password.
-    pub async fn admits(self: &std::sync::Arc<Self>, headers: &HeaderMap) -> bool {
+    pub async fn admits(&self, headers: &HeaderMap) -> bool {
         let Some((user, password)) = credentials(headers) else {
             return false;
         };
@@ -177,7 +177,6 @@ fn credentials(headers: &HeaderMap) -> Option<(String, String)> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     /// `htpasswd -nbs alice secret` and `htpasswd -nbB -C 4 bob hunter2`.
     const ALICE: &str = "alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
@@ -216,7 +215,6 @@ mod tests {
         let file = format!("# users\n{ALICE}\nbob:{bob}\ncarol:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00\n");
         let (users, refused) = Users::from_secret(&secret(&[("auth", &file)]), &auth(false)).unwrap();
         assert_eq!(refused, ["carol"]);
-        let users = Arc::new(users);
         assert_eq!(users.challenge(), "Basic realm=\"Who are you\"");
         for (user, password, ok) in [
             ("alice", "secret", true),
@@ -238,7 +236,7 @@ mod tests {
     async fn auth_maps_and_unusable_secrets() {
         let (users, _) =
             Users::from_secret(&secret(&[("alice", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=")]), &auth(true)).unwrap();
-        assert!(Arc::new(users).admits(&basic("alice", "secret")).await);
+        assert!(users.admits(&basic("alice", "secret")).await);
         assert_eq!(
             Users::from_secret(&secret(&[("other", ALICE)]), &auth(false)).unwrap_err(),
             AuthError::NoAuthKey

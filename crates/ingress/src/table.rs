@@ -967,4 +967,33 @@ endpoints: [{addresses: [10.0.0.2]}]
             .collect();
         assert_eq!(reported, [("CanaryConflict", "c2"), ("CanaryWithoutMain", "lone")]);
     }
+
+    #[test]
+    fn limits_keep_their_state_across_tables_and_auth_without_its_secret_is_closed() {
+        let annotations = "nginx.ingress.kubernetes.io/limit-rps: \"5\", nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: absent";
+        let text = format!(
+            "{BASE}---\n{}",
+            annotated(
+                "a",
+                "2026-01-01T00:00:00Z",
+                annotations,
+                &rule("foo.com", "/", "Prefix", "web", "{number: 80}")
+            )
+        );
+        let config = Config {
+            controller: CONTROLLER.into(),
+            ..Config::default()
+        };
+        let build = || Table::build(&Snapshot::new(1, weft_model::parse(&text, "t").unwrap()), &config);
+        let (one, two) = (build(), build());
+        let limiter = |t: &Table| t.route("foo.com", "/").unwrap().limiter.clone().unwrap();
+        assert!(Arc::ptr_eq(&limiter(&one), &limiter(&two)));
+        let route = two.route("foo.com", "/").unwrap();
+        assert!(matches!(&route.auth, Some(Err(why)) if why.contains("default/absent")));
+        assert!(
+            two.problems().iter().any(|p| p.reason == "SecretNotFound"),
+            "{:?}",
+            two.problems()
+        );
+    }
 }
