@@ -4,7 +4,8 @@
 //! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
 //! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through. A route's annotations (see
 //! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts, and a canary
-//! Ingress may take some of its requests.
+//! Ingress may take some of its requests; `guards` runs their CORS, limit and authentication checks, `affinity`
+//! puts a session first among the endpoints, and `errors` replaces the answers `custom-http-errors` lists.
 
 use crate::affinity::Attempt;
 use crate::annotations::{Annotations, BackendProtocol};
