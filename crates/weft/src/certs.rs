@@ -102,7 +102,13 @@ pub fn solver(args: SolverArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.listen_port))
             .await
             .with_context(|| format!("binding port {}", args.listen_port))?;
-        let challenge = weft_certs::acme_solver::Challenge { domain: args.domain, token: args.token, key: args.key };
-        weft_certs::acme_solver::serve(listener, challenge).await.context("serving the challenge")
+        let challenge = weft_certs::acme_solver::Challenge {
+            domain: args.domain,
+            token: args.token,
+            key: args.key,
+        };
+        weft_certs::acme_solver::serve(listener, challenge)
+            .await
+            .context("serving the challenge")
     })
 }
