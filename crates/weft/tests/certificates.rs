@@ -3,8 +3,8 @@
 //! a CA issuer signs with it, and an Ingress annotated with that issuer gets its Certificate (ingress-shim), whose
 //! Secret is cert-manager's (type, annotations, chain verified by openssl and by curl through weft ingress); the
 //! short-lived certificate renews and the renewed one is served within 1 s with no failed request; a changed tls
-//! entry re-issues and a removed one deletes its Certificate; an issuer
-//! naming a missing Secret is Ready=False with cert-manager's reason and an event, and writes no Secret.
+//! entry re-issues and a removed one deletes its Certificate; an issuer naming a missing Secret is Ready=False
+//! with cert-manager's reason and an event, and writes no Secret, until the Secret exists.
 
 mod lab;
 
@@ -313,6 +313,26 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
     ]);
     assert_eq!(status, "Pending");
+    // The Secret created, the issuer recovers at once (it watches the Secret it names) and the waiting request
+    // is signed.
+    let (root_crt, root_key) = (dir.join("root.crt"), dir.join("root.key"));
+    std::fs::write(&root_crt, &root).unwrap();
+    std::fs::write(&root_key, secret_data(&lab, "lab-root", "tls.key")).unwrap();
+    lab.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "no-such-secret",
+        &format!("--cert={}", root_crt.display()),
+        &format!("--key={}", root_key.display()),
+    ]);
+    lab.wait(30, "the orphan Certificate issued once its issuer recovered", || {
+        (ready(&lab, "certificate", "orphan").0 == "True").then_some(())
+    });
+    assert_eq!(
+        ready(&lab, "issuer", "broken-ca"),
+        ("True".into(), "KeyPairVerified".into())
+    );
     let pods = lab.kubectl_ok(&[
         "get",
         "pods",
