@@ -416,12 +416,10 @@ fn list(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>,
         }
     }
     if let Some(include) = call.table()? {
-        let values: Vec<Value> = items.iter().map(|o| o.to_value()).collect();
-        let refs: Vec<&Value> = values.iter().collect();
         let columns = crate::crd::printer_columns(snap, &target.resource);
         let table = crate::table::table(
             &target.resource.kind,
-            &refs,
+            items.iter().map(|o| o.to_value()),
             include,
             columns.as_deref(),
             true,
@@ -475,7 +473,7 @@ fn get(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, 
         let columns = crate::crd::printer_columns(snap, &target.resource);
         let table = crate::table::table(
             &target.resource.kind,
-            &[&value],
+            [&value],
             include,
             columns.as_deref(),
             true,

@@ -18,6 +18,7 @@ pub use age::human_duration;
 pub use custom::PrinterColumn;
 
 use serde_json::{Map, Value, json};
+use std::borrow::Borrow;
 use std::time::SystemTime;
 
 /// What each row carries as `object` (`?includeObject=`).
@@ -51,32 +52,36 @@ impl IncludeObject {
 /// Name and Created At for a kind without one. `headers` is false for watch events after the first (their
 /// tables carry no column definitions). `now` is the time AGE cells count from; `list_meta` becomes the table's
 /// `metadata` (resourceVersion, continue).
-pub fn table(
+///
+/// Rows are built one object at a time, so a caller that converts objects lazily holds one at once, not a page.
+pub fn table<V: Borrow<Value>>(
     kind: &str,
-    objects: &[&Value],
+    objects: impl IntoIterator<Item = V>,
     include: IncludeObject,
     columns: Option<&[PrinterColumn]>,
     headers: bool,
     now: SystemTime,
     list_meta: Value,
 ) -> Value {
-    let (definitions, rows): (Vec<Value>, Vec<Vec<Value>>) = match columns {
-        Some(columns) => custom::table(columns, objects, now),
-        None => match printer(kind) {
-            Some((cols, print)) => (
-                cols.iter().map(Col::definition).collect(),
-                objects.iter().map(|o| print(o, now)).collect(),
-            ),
-            None => custom::default_table(objects),
-        },
+    let custom = columns.map(custom::columns);
+    let builtin = printer(kind).filter(|_| custom.is_none());
+    let definitions = match (&custom, builtin) {
+        (Some(columns), _) => custom::definitions(columns),
+        (None, Some((cols, _))) => cols.iter().map(Col::definition).collect(),
+        (None, None) => custom::default_definitions(),
     };
     let rows: Vec<Value> = objects
-        .iter()
-        .zip(rows)
-        .map(|(object, cells)| {
+        .into_iter()
+        .map(|object| {
+            let object = object.borrow();
+            let cells = match (&custom, builtin) {
+                (Some(columns), _) => custom::row(columns, object, now),
+                (None, Some((_, print))) => print(object, now),
+                (None, None) => custom::default_row(object),
+            };
             let mut row = Map::new();
             row.insert("cells".into(), Value::Array(cells));
-            if let Some(conditions) = (kind == "Pod" && columns.is_none())
+            if let Some(conditions) = (kind == "Pod" && custom.is_none())
                 .then(|| pod::conditions(object))
                 .flatten()
             {
@@ -88,7 +93,7 @@ pub fn table(
                     row.insert("object".into(), partial_metadata(object));
                 }
                 IncludeObject::Object => {
-                    row.insert("object".into(), (*object).clone());
+                    row.insert("object".into(), object.clone());
                 }
             }
             Value::Object(row)

@@ -111,7 +111,7 @@ impl Sink {
             Some(include) => {
                 let table = crate::table::table(
                     object["kind"].as_str().unwrap_or_default(),
-                    &[&object],
+                    [&object],
                     include,
                     self.columns.as_deref(),
                     self.headers,

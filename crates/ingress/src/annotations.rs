@@ -3,10 +3,16 @@
 //! annotations (raw nginx configuration) are refused, and every other annotation weft does not implement is
 //! reported, never silently ignored.
 
+use crate::affinity::{self, Affinity};
+use crate::auth::BasicAuth;
+use crate::cors::{self, Cors, Origins};
+use crate::proxyssl::ProxySsl;
+use crate::ratelimit::Limits;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -36,6 +42,39 @@ pub const SUPPORTED: &[&str] = &[
     "canary-by-cookie",
     "canary-weight",
     "canary-weight-total",
+    "canary-by-header-pattern",
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-domain",
+    "session-cookie-samesite",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-secure",
+    "session-cookie-change-on-failure",
+    "limit-rps",
+    "limit-rpm",
+    "limit-connections",
+    "limit-burst-multiplier",
+    "limit-whitelist",
+    "enable-cors",
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-expose-headers",
+    "cors-allow-credentials",
+    "cors-max-age",
+    "auth-type",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-realm",
+    "custom-http-errors",
+    "default-backend",
+    "proxy-ssl-secret",
+    "proxy-ssl-verify",
+    "proxy-ssl-name",
+    "proxy-ssl-server-name",
 ];
 
 /// Annotations that are raw nginx configuration: refused, as ingress-nginx itself does by default since
@@ -61,7 +100,7 @@ pub struct Redirect {
 }
 
 /// `backend-protocol`: how the upstream is spoken to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BackendProtocol {
     /// HTTP/1.1 in cleartext.
     #[default]
@@ -102,6 +141,9 @@ pub struct Canary {
     pub header: Option<HeaderName>,
     /// `canary-by-header-value`: the header's value that sends to the canary (instead of `always`).
     pub header_value: Option<HeaderValue>,
+    /// `canary-by-header-pattern`: a regex the header's value matches (anywhere) to send to the canary; ignored
+    /// when there is a `canary-by-header-value`.
+    pub header_pattern: Option<Pattern>,
     /// `canary-by-cookie`: `always` sends to the canary, `never` to the main backend.
     pub cookie: Option<String>,
     /// `canary-weight` out of `canary-weight-total` (default 100) go to the canary.
@@ -114,12 +156,14 @@ impl Canary {
     /// `0..weight_total`), as ingress-nginx. A header or cookie of any other value is ignored.
     pub fn takes(&self, headers: &HeaderMap, roll: u32) -> bool {
         if let Some(value) = self.header.as_ref().and_then(|h| headers.get(h)) {
-            match &self.header_value {
-                Some(wanted) if value == wanted => return true,
-                Some(_) => {}
-                None if value == "always" => return true,
-                None if value == "never" => return false,
-                None => {}
+            match (&self.header_value, &self.header_pattern) {
+                (Some(wanted), _) if value == wanted => return true,
+                (Some(_), _) => {}
+                (None, Some(pattern)) if value.to_str().is_ok_and(|v| pattern.0.is_match(v)) => return true,
+                (None, Some(_)) => {}
+                (None, None) if value == "always" => return true,
+                (None, None) if value == "never" => return false,
+                (None, None) => {}
             }
         }
         if let Some(value) = self.cookie.as_deref().and_then(|name| cookie(headers, name)) {
@@ -133,8 +177,20 @@ impl Canary {
     }
 }
 
+/// A regex compared by its text.
+#[derive(Clone, Debug)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Pattern {}
+
 /// The value of cookie `name` in the request's Cookie headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -179,6 +235,20 @@ pub struct Annotations {
     pub backend_protocol: BackendProtocol,
     /// `canary: "true"`: the Ingress's paths are the canaries of the same paths of another Ingress.
     pub canary: Option<Canary>,
+    /// `affinity: cookie` and `session-cookie-*`.
+    pub affinity: Option<Affinity>,
+    /// `limit-*` (none set: no limits).
+    pub limits: Limits,
+    /// `enable-cors` and `cors-*`.
+    pub cors: Option<Cors>,
+    /// `auth-type: basic` and `auth-*`.
+    pub auth: Option<BasicAuth>,
+    /// `custom-http-errors`: upstream answers of these codes are replaced by the error backend's.
+    pub custom_errors: Vec<u16>,
+    /// `default-backend`: a Service of the Ingress's namespace for paths without endpoints and custom errors.
+    pub default_backend: Option<String>,
+    /// `proxy-ssl-*`: verified TLS and a client certificate to HTTPS and GRPCS upstreams.
+    pub proxy_ssl: ProxySsl,
 }
 
 impl Default for Annotations {
@@ -200,6 +270,13 @@ impl Default for Annotations {
             deny: Vec::new(),
             backend_protocol: BackendProtocol::Http,
             canary: None,
+            affinity: None,
+            limits: Limits::default(),
+            cors: None,
+            auth: None,
+            custom_errors: Vec::new(),
+            default_backend: None,
+            proxy_ssl: ProxySsl::default(),
         }
     }
 }
@@ -219,6 +296,16 @@ impl Annotations {
         let mut complaints = Vec::new();
         let mut permanent_code = StatusCode::MOVED_PERMANENTLY;
         let (mut permanent, mut temporal) = (None, None);
+        let (mut cookie_affinity, mut affinity) = (false, Affinity::default());
+        let (mut enable_cors, mut cors) = (false, Cors::default());
+        let (mut auth_type, mut auth) = (
+            None::<String>,
+            BasicAuth {
+                secret: String::new(),
+                map: false,
+                realm: String::new(),
+            },
+        );
         let (mut is_canary, mut canary) = (
             false,
             Canary {
@@ -310,6 +397,147 @@ impl Annotations {
                     .filter(|t| *t > 0)
                     .map(|t| canary.weight_total = t)
                     .ok_or_else(|| invalid("is not a whole number above 0")),
+                "canary-by-header-pattern" => regex::Regex::new(value.trim())
+                    .ok()
+                    .filter(|_| !value.trim().is_empty())
+                    .map(|r| canary.header_pattern = Some(Pattern(r)))
+                    .ok_or_else(|| invalid("is not a regex")),
+                "affinity" => match value.trim() {
+                    "cookie" => {
+                        cookie_affinity = true;
+                        Ok(())
+                    }
+                    _ => Err(invalid("is not \"cookie\" (the only affinity)")),
+                },
+                "affinity-mode" => match value.trim() {
+                    "balanced" => Some(affinity::Mode::Balanced),
+                    "persistent" => Some(affinity::Mode::Persistent),
+                    _ => None,
+                }
+                .map(|mode| affinity.mode = mode)
+                .ok_or_else(|| invalid("is not \"balanced\" or \"persistent\"")),
+                "session-cookie-name" => cookie_name(value)
+                    .map(|n| affinity.name = n)
+                    .ok_or_else(|| invalid("is not a cookie name")),
+                "session-cookie-path" => cookie_attribute(value)
+                    .filter(|p| p.starts_with('/'))
+                    .map(|p| affinity.path = Some(p))
+                    .ok_or_else(|| invalid("is not a path")),
+                "session-cookie-domain" => cookie_attribute(value)
+                    .map(|d| affinity.domain = Some(d))
+                    .ok_or_else(|| invalid("is not a domain")),
+                "session-cookie-samesite" => affinity::samesite(value)
+                    .map(|s| affinity.samesite = Some(s))
+                    .ok_or_else(|| invalid("is not None, Lax or Strict")),
+                "session-cookie-max-age" => whole(value)
+                    .map(|n| affinity.max_age = Some(n))
+                    .ok_or_else(|| invalid(NOT_SECONDS)),
+                "session-cookie-expires" => whole(value)
+                    .map(|n| affinity.expires = Some(n))
+                    .ok_or_else(|| invalid(NOT_SECONDS)),
+                "session-cookie-secure" => boolean(value)
+                    .map(|b| affinity.secure = b)
+                    .ok_or_else(|| invalid(NOT_BOOL)),
+                "session-cookie-change-on-failure" => boolean(value)
+                    .map(|b| affinity.change_on_failure = b)
+                    .ok_or_else(|| invalid(NOT_BOOL)),
+                "limit-rps" => limit(value)
+                    .map(|n| parsed.limits.rps = n)
+                    .ok_or_else(|| invalid(NOT_WHOLE)),
+                "limit-rpm" => limit(value)
+                    .map(|n| parsed.limits.rpm = n)
+                    .ok_or_else(|| invalid(NOT_WHOLE)),
+                "limit-connections" => limit(value)
+                    .map(|n| parsed.limits.connections = n)
+                    .ok_or_else(|| invalid(NOT_WHOLE)),
+                "limit-burst-multiplier" => limit(value)
+                    .flatten()
+                    .map(|n| parsed.limits.burst_multiplier = n)
+                    .ok_or_else(|| invalid("is not a whole number above 0")),
+                "limit-whitelist" => cidrs(value)
+                    .map(|c| parsed.limits.whitelist = c)
+                    .ok_or_else(|| invalid(NOT_CIDRS)),
+                "enable-cors" => boolean(value).map(|b| enable_cors = b).ok_or_else(|| invalid(NOT_BOOL)),
+                "cors-allow-origin" => {
+                    let (origins, bad) = Origins::parse(value);
+                    cors.origins = origins;
+                    match bad.is_empty() {
+                        true => Ok(()),
+                        false => Err(Complaint {
+                            reason: "InvalidAnnotation",
+                            message: format!(
+                                "annotation {key}: {bad:?} are not origins (scheme://host[:port]); they are left out"
+                            ),
+                        }),
+                    }
+                }
+                "cors-allow-methods" => cors::token_list(value)
+                    .map(|v| cors.methods = v)
+                    .ok_or_else(|| invalid("is not a comma-separated list of methods")),
+                "cors-allow-headers" => cors::token_list(value)
+                    .map(|v| cors.headers = v)
+                    .ok_or_else(|| invalid("is not a comma-separated list of header names")),
+                "cors-expose-headers" => cors::token_list(value)
+                    .map(|v| cors.expose = Some(v))
+                    .ok_or_else(|| invalid("is not a comma-separated list of header names")),
+                "cors-allow-credentials" => boolean(value)
+                    .map(|b| cors.credentials = b)
+                    .ok_or_else(|| invalid(NOT_BOOL)),
+                "cors-max-age" => whole(value)
+                    .map(|n| cors.max_age = n)
+                    .ok_or_else(|| invalid(NOT_SECONDS)),
+                "auth-type" => match value.trim() {
+                    "basic" => {
+                        auth_type = Some("basic".into());
+                        Ok(())
+                    }
+                    _ => {
+                        // An authentication weft cannot do must not leave the paths open.
+                        auth_type = Some(value.trim().into());
+                        Err(Complaint {
+                            reason: "InvalidAnnotation",
+                            message: format!(
+                                "annotation {key}: {value:?} is not supported (only basic); the paths answer 503"
+                            ),
+                        })
+                    }
+                },
+                "auth-secret" => Some(value.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| auth.secret = s.to_string())
+                    .ok_or_else(|| invalid("is not a Secret name")),
+                "auth-secret-type" => match value.trim() {
+                    "auth-file" => Some(false),
+                    "auth-map" => Some(true),
+                    _ => None,
+                }
+                .map(|map| auth.map = map)
+                .ok_or_else(|| invalid("is not auth-file or auth-map")),
+                "auth-realm" => {
+                    auth.realm = value.clone();
+                    Ok(())
+                }
+                "custom-http-errors" => codes(value)
+                    .map(|c| parsed.custom_errors = c)
+                    .ok_or_else(|| invalid("is not a comma-separated list of HTTP status codes (400-599)")),
+                "default-backend" => Some(value.trim())
+                    .filter(|s| !s.is_empty() && !s.contains('/'))
+                    .map(|s| parsed.default_backend = Some(s.to_string()))
+                    .ok_or_else(|| invalid("is not the name of a Service in the Ingress's namespace")),
+                "proxy-ssl-secret" => Some(value.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| parsed.proxy_ssl.secret = Some(s.to_string()))
+                    .ok_or_else(|| invalid("is not a Secret name")),
+                "proxy-ssl-verify" => on_off(value)
+                    .map(|b| parsed.proxy_ssl.verify = b)
+                    .ok_or_else(|| invalid(NOT_ON_OFF)),
+                "proxy-ssl-name" => Some(value.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| parsed.proxy_ssl.name = Some(s.to_string()))
+                    .ok_or_else(|| invalid("is not a name")),
+                "proxy-ssl-server-name" => on_off(value)
+                    .map(|b| parsed.proxy_ssl.server_name = b)
+                    .ok_or_else(|| invalid(NOT_ON_OFF)),
                 _ if SNIPPETS.contains(&name) => Err(Complaint {
                     reason: "SnippetRefused",
                     message: format!(
@@ -338,6 +566,16 @@ impl Annotations {
             }),
             (None, None) => None,
         };
+        parsed.affinity = cookie_affinity.then_some(affinity);
+        parsed.cors = enable_cors.then_some(cors);
+        parsed.auth = auth_type.map(|kind| match kind.as_str() {
+            "basic" => auth,
+            // Refused above; an empty Secret name makes the paths answer 503.
+            _ => BasicAuth {
+                secret: String::new(),
+                ..auth
+            },
+        });
         parsed.canary = is_canary.then(|| Canary {
             weight: canary.weight.min(canary.weight_total),
             ..canary
@@ -362,6 +600,49 @@ impl Annotations {
 const NOT_BOOL: &str = "is not \"true\" or \"false\"";
 const NOT_SECONDS: &str = "is not a number of seconds";
 const NOT_CIDRS: &str = "is not a comma-separated list of CIDRs";
+const NOT_WHOLE: &str = "is not a whole number";
+const NOT_ON_OFF: &str = "is not \"on\" or \"off\"";
+
+/// nginx's flags.
+fn on_off(value: &str) -> Option<bool> {
+    match value.trim() {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn whole(value: &str) -> Option<u64> {
+    value.trim().parse().ok()
+}
+
+/// A `limit-*` count; `0` is no limit, as in ingress-nginx.
+fn limit(value: &str) -> Option<Option<NonZeroU32>> {
+    value.trim().parse::<u32>().ok().map(NonZeroU32::new)
+}
+
+/// A cookie name: an HTTP token.
+fn cookie_name(value: &str) -> Option<String> {
+    let value = value.trim();
+    HeaderName::try_from(value).ok().map(|_| value.to_string())
+}
+
+/// A cookie attribute's value: printable, without `;`.
+fn cookie_attribute(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty() && value.chars().all(|c| c.is_ascii_graphic() && c != ';')).then(|| value.to_string())
+}
+
+/// Comma-separated HTTP error codes.
+fn codes(value: &str) -> Option<Vec<u16>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u16>().ok().filter(|c| (400..=599).contains(c)))
+        .collect::<Option<Vec<u16>>>()
+        .filter(|c| !c.is_empty())
+}
 
 fn boolean(value: &str) -> Option<bool> {
     match value.trim() {
@@ -425,7 +706,7 @@ fn cidrs(value: &str) -> Option<Vec<IpNet>> {
 }
 
 /// An IPv4 client on a dual-stack socket as its IPv4 address, so IPv4 ranges apply to it.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -537,7 +818,7 @@ mod tests {
         let (a, complaints) = parse(&[
             ("configuration-snippet", "more_set_headers \"X: y\";"),
             ("server-snippet", "location /x {}"),
-            ("affinity", "cookie"),
+            ("auth-tls-secret", "default/ca"),
             ("proxy-body-size", "lots"),
             ("use-regex", "yes"),
             ("whitelist-source-range", "10.0.0.0/33"),
@@ -563,7 +844,7 @@ mod tests {
         assert!(
             complaints[1].message.contains("configuration-snippet") && complaints[1].message.contains("CVE-2021-25742")
         );
-        assert!(complaints[0].message.contains("affinity"));
+        assert!(complaints[0].message.contains("auth-tls-secret"));
         // Bad values keep the defaults.
         assert_eq!(a, Annotations::default());
     }
@@ -658,5 +939,143 @@ mod tests {
         assert!(canary.takes(&headers(&[("x-canary", "always")]), 499));
         // Without canary: "true" the canary-* annotations do nothing.
         assert_eq!(parse(&[("canary-weight", "50")]).0.canary, None);
+    }
+
+    #[test]
+    fn canary_by_header_pattern_unless_a_value_is_given() {
+        let (a, complaints) = parse(&[
+            ("canary", "true"),
+            ("canary-by-header", "x-canary"),
+            ("canary-by-header-pattern", "^(beta|v2)$"),
+        ]);
+        assert!(complaints.is_empty(), "{complaints:?}");
+        let canary = a.canary.unwrap();
+        let with = |v: &'static str| {
+            HeaderMap::from_iter([(HeaderName::from_static("x-canary"), HeaderValue::from_static(v))])
+        };
+        assert!(canary.takes(&with("beta"), 99));
+        assert!(canary.takes(&with("v2"), 99));
+        assert!(!canary.takes(&with("v3"), 99));
+        // With a pattern, always is just another value.
+        assert!(!canary.takes(&with("always"), 99));
+        let (a, _) = parse(&[
+            ("canary", "true"),
+            ("canary-by-header", "x-canary"),
+            ("canary-by-header-value", "exact"),
+            ("canary-by-header-pattern", "beta"),
+        ]);
+        let canary = a.canary.unwrap();
+        assert!(!canary.takes(&with("beta"), 99) && canary.takes(&with("exact"), 99));
+        assert_eq!(
+            parse(&[("canary-by-header-pattern", "(")]).1[0].reason,
+            "InvalidAnnotation"
+        );
+    }
+
+    #[test]
+    fn affinity_limits_cors_auth_and_custom_errors_become_typed_settings() {
+        let (a, complaints) = parse(&[
+            ("affinity", "cookie"),
+            ("affinity-mode", "persistent"),
+            ("session-cookie-name", "route"),
+            ("session-cookie-path", "/app"),
+            ("session-cookie-samesite", "strict"),
+            ("session-cookie-max-age", "172800"),
+            ("session-cookie-secure", "true"),
+            ("session-cookie-change-on-failure", "true"),
+            ("limit-rps", "10"),
+            ("limit-connections", "3"),
+            ("limit-burst-multiplier", "2"),
+            ("limit-whitelist", "10.0.0.0/8"),
+            ("enable-cors", "true"),
+            ("cors-allow-origin", "https://a.example, https://*.b.example"),
+            ("cors-allow-methods", "GET,POST"),
+            ("cors-expose-headers", "X-Total"),
+            ("cors-allow-credentials", "false"),
+            ("cors-max-age", "600"),
+            ("auth-type", "basic"),
+            ("auth-secret", "users"),
+            ("auth-secret-type", "auth-map"),
+            ("auth-realm", "Staff only"),
+            ("custom-http-errors", "404, 503"),
+            ("default-backend", "errors"),
+            ("proxy-ssl-secret", "default/upstream-ca"),
+            ("proxy-ssl-verify", "on"),
+            ("proxy-ssl-name", "web.internal"),
+            ("proxy-ssl-server-name", "on"),
+        ]);
+        assert!(complaints.is_empty(), "{complaints:?}");
+        let affinity = a.affinity.unwrap();
+        assert_eq!(affinity.mode, affinity::Mode::Persistent);
+        assert_eq!(
+            (affinity.name.as_str(), affinity.path.as_deref()),
+            ("route", Some("/app"))
+        );
+        assert_eq!((affinity.samesite, affinity.max_age), (Some("Strict"), Some(172800)));
+        assert!(affinity.secure && affinity.change_on_failure);
+        assert_eq!(a.limits.rps, NonZeroU32::new(10));
+        assert_eq!(a.limits.connections, NonZeroU32::new(3));
+        assert_eq!(a.limits.burst_multiplier.get(), 2);
+        assert_eq!(a.limits.whitelist, ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        let cors = a.cors.unwrap();
+        assert_eq!(
+            cors.origins,
+            Origins::List(vec!["https://a.example".into(), "https://*.b.example".into()])
+        );
+        assert_eq!(cors.methods, "GET, POST");
+        assert_eq!(cors.expose.unwrap(), "X-Total");
+        assert!(!cors.credentials);
+        assert_eq!(cors.max_age, 600);
+        assert_eq!(
+            a.auth,
+            Some(BasicAuth {
+                secret: "users".into(),
+                map: true,
+                realm: "Staff only".into()
+            })
+        );
+        assert_eq!(a.custom_errors, [404, 503]);
+        assert_eq!(a.default_backend.as_deref(), Some("errors"));
+        assert_eq!(
+            a.proxy_ssl,
+            ProxySsl {
+                secret: Some("default/upstream-ca".into()),
+                verify: true,
+                name: Some("web.internal".into()),
+                server_name: true,
+            }
+        );
+        // Off unless asked: the settings alone do nothing.
+        let (a, _) = parse(&[
+            ("session-cookie-name", "x"),
+            ("cors-max-age", "1"),
+            ("auth-secret", "s"),
+        ]);
+        assert_eq!((a.affinity, a.cors, a.auth), (None, None, None));
+        assert!(!Annotations::default().limits.any());
+    }
+
+    #[test]
+    fn bad_values_and_unsupported_authentication() {
+        for (name, value) in [
+            ("affinity", "ip"),
+            ("affinity-mode", "sticky"),
+            ("session-cookie-samesite", "Sometimes"),
+            ("limit-rps", "-1"),
+            ("limit-burst-multiplier", "0"),
+            ("cors-allow-methods", "GET;x"),
+            ("custom-http-errors", "200"),
+            ("default-backend", "other/errors"),
+            ("cors-allow-origin", "ftp://x"),
+            ("proxy-ssl-verify", "true"),
+        ] {
+            let (_, complaints) = parse(&[(name, value)]);
+            assert_eq!(complaints.len(), 1, "{name}: {value}");
+            assert_eq!(complaints[0].reason, "InvalidAnnotation", "{name}: {value}");
+        }
+        // Digest authentication is refused, and the paths are closed (an empty Secret name) rather than open.
+        let (a, complaints) = parse(&[("auth-type", "digest"), ("auth-secret", "s")]);
+        assert_eq!(complaints.len(), 1);
+        assert_eq!(a.auth.unwrap().secret, "");
     }
 }

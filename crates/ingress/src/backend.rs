@@ -6,7 +6,7 @@
 
 use crate::annotations::BackendProtocol;
 use crate::body::Body;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -26,14 +26,27 @@ pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 /// A client for upstreams of `protocol` whose connections time out after `connect`, with a keep-alive pool of its
 /// own.
 pub fn client(protocol: BackendProtocol, connect: Duration) -> UpstreamClient {
+    client_with(protocol, connect, unverified_tls(), None)
+}
+
+/// A client for upstreams of `protocol` speaking TLS with `tls` (when the protocol has TLS), verifying and
+/// naming the upstream as `name` instead of its address when given (`proxy-ssl-name`).
+pub fn client_with(
+    protocol: BackendProtocol,
+    connect: Duration,
+    tls: ClientConfig,
+    name: Option<ServerName<'static>>,
+) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect));
     // https:// URIs go to the TLS layer above.
     connector.enforce_http(false);
-    let tls = HttpsConnectorBuilder::new()
-        .with_tls_config(unverified_tls())
-        .https_or_http();
+    let tls = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+    let tls = match name {
+        Some(name) => tls.with_server_name_resolver(FixedServerNameResolver::new(name)),
+        None => tls,
+    };
     let connector = if protocol.http2() {
         tls.enable_http2().wrap_connector(connector)
     } else {
@@ -53,13 +66,17 @@ pub fn scheme(protocol: BackendProtocol) -> &'static str {
 
 fn unverified_tls() -> ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Unverified(provider.signature_verification_algorithms);
-    ClientConfig::builder_with_provider(provider)
+    ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("the ring provider has TLS 1.2 and 1.3")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(unverified(&provider))
         .with_no_client_auth()
+}
+
+/// A verifier that takes any certificate (with `provider`'s signature algorithms).
+pub(crate) fn unverified(provider: &rustls::crypto::CryptoProvider) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(Unverified(provider.signature_verification_algorithms))
 }
 
 /// Takes any certificate, but still checks the handshake's signatures (so the connection is encrypted to the key

@@ -3,15 +3,22 @@
 //! swapped whole on every change of the cluster (`follow`); `status` is what the served Ingresses' status should
 //! say.
 
+pub mod affinity;
 pub mod annotations;
+pub mod auth;
 pub mod backend;
 pub mod body;
 pub mod class;
+pub mod cors;
+pub mod errors;
 pub mod follow;
+pub mod guards;
 pub mod host;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod proxyssl;
+pub mod ratelimit;
 pub mod server;
 pub mod status;
 pub mod table;

@@ -4,17 +4,20 @@
 //! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
 //! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through. A route's annotations (see
 //! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts, and a canary
-//! Ingress may take some of its requests.
+//! Ingress may take some of its requests; `guards` runs their CORS, limit and authentication checks, `affinity`
+//! puts a session first among the endpoints, and `errors` replaces the answers `custom-http-errors` lists.
 
+use crate::affinity::Attempt;
 use crate::annotations::{Annotations, BackendProtocol};
 use crate::backend::{self, UpstreamClient};
 pub use crate::body::Body;
 use crate::body::{BoxError, Idle, Watched};
-use crate::host;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::path::Kind;
 use crate::path::PathRule;
 use crate::table::{Table, Target};
 use crate::upstream::Upstream;
+use crate::{errors, guards, host};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -30,7 +33,7 @@ use std::time::{Duration, Instant};
 /// How long to wait for an upstream's TCP connection. Connects inside a cluster take well under a millisecond; a
 /// SYN to a pod that is already gone (its endpoint not yet out of the table) is never answered, and the request
 /// is better tried on the next endpoint soon than after ingress-nginx's 5 s.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Endpoints an idempotent request without a body is tried on when one fails before its response head (connect
 /// errors, and a pooled connection the endpoint closed as the request went out, as a terminating pod does):
 /// ingress-nginx's proxy-next-upstream "error" with proxy-next-upstream-tries 3.
@@ -121,7 +124,7 @@ impl Proxy {
     }
 
     /// The response, and the metrics of the route that made it.
-    async fn respond(&self, request: Request<Incoming>, conn: &Conn) -> (Response<Body>, Arc<RouteMetrics>) {
+    async fn respond(&self, mut request: Request<Incoming>, conn: &Conn) -> (Response<Body>, Arc<RouteMetrics>) {
         let authority = authority(&request);
         let name = host::of_authority(&authority);
         let table = self.table.load();
@@ -153,6 +156,10 @@ impl Proxy {
         if let Some(to) = &settings.redirect {
             return (redirect(to.code, to.location.clone()), metrics);
         }
+        let mut passed = match guards::check(route, &request, conn.client.ip()) {
+            Ok(passed) => passed,
+            Err(response) => return (*response, metrics),
+        };
         if too_large(request.headers(), settings.body_limit) {
             return (too_large_response(), metrics);
         }
@@ -162,9 +169,16 @@ impl Proxy {
             Some(canary) if canary.split.takes(request.headers(), roll(canary.split.weight_total)) => &canary.target,
             _ => &route.target,
         };
-        let upstream = match target {
-            Target::Service(upstream) => upstream.clone(),
-            Target::Unavailable(why) => {
+        // The `default-backend` annotation's Service takes the requests of a backend without endpoints.
+        let fallback = match &route.fallback {
+            Some(Target::Service(fallback)) => Some(fallback.clone()),
+            _ => None,
+        };
+        let upstream = match (target, &fallback) {
+            (Target::Service(upstream), Some(fallback)) if upstream.endpoints().is_empty() => fallback.clone(),
+            (Target::Unavailable(_), Some(fallback)) => fallback.clone(),
+            (Target::Service(upstream), _) => upstream.clone(),
+            (Target::Unavailable(why), None) => {
                 tracing::debug!(ingress = %route.ingress, %why, "503");
                 return (
                     local(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n"),
@@ -172,7 +186,19 @@ impl Proxy {
                 );
             }
         };
+        // A session cookie's default path is the matched one (not a regex's text).
+        let matched = settings
+            .affinity
+            .as_ref()
+            .and(rule)
+            .filter(|r| r.kind != Kind::Regex)
+            .map(|r| r.path.clone());
+        let failed = (!settings.custom_errors.is_empty())
+            .then(|| errors::failed(&mut request, &route.ingress, &upstream.service));
         drop(table);
+        if let Err(response) = passed.authenticate(request.headers()).await {
+            return (*response, metrics);
+        }
         if upstream.endpoints().is_empty() {
             let response = local(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -185,8 +211,14 @@ impl Proxy {
             authority: &authority,
             path: upstream_path,
             settings: &settings,
+            matched: matched.as_deref(),
+            tls_client: passed.client.take(),
         };
-        (self.forward(request, forward, conn).await, metrics)
+        let mut response = self.forward(request, forward, conn).await;
+        if let Some(failed) = failed.filter(|_| settings.custom_errors.contains(&response.status().as_u16())) {
+            response = errors::page(&self.client, fallback.as_deref(), &failed, response.status()).await;
+        }
+        (passed.finish(response), metrics)
     }
 
     async fn forward(&self, mut request: Request<Incoming>, to: Forward<'_>, conn: &Conn) -> Response<Body> {
@@ -195,6 +227,8 @@ impl Proxy {
             authority,
             path,
             settings,
+            matched,
+            tls_client,
         } = to;
         // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
         // upstream switches protocols the two connections are joined. HTTP/2 upstreams have no such thing.
@@ -230,10 +264,23 @@ impl Proxy {
         // Only a request whose body is already whole (none) can be sent again.
         let retry = idempotent(&parts.method) && body.is_end_stream();
         let mut body = Some(request_body(body, settings));
-        let client = self.client(protocol, settings.connect_timeout);
+        let client = tls_client.unwrap_or_else(|| self.client(protocol, settings.connect_timeout));
         let scheme = backend::scheme(protocol);
         let mut last = None;
-        for endpoint in upstream.attempts().take(if retry { TRIES } else { 1 }) {
+        let tries = if retry { TRIES } else { 1 };
+        // With affinity the session's endpoint goes first (and a new session's cookie is set by whichever answers).
+        let sticky = settings
+            .affinity
+            .as_ref()
+            .map(|affinity| affinity.attempts(upstream, &parts.headers, tries));
+        let plain = sticky.is_none().then(|| upstream.attempts().take(tries));
+        let attempts = sticky.into_iter().flatten().chain(
+            plain
+                .into_iter()
+                .flatten()
+                .map(|endpoint| Attempt { endpoint, set: None }),
+        );
+        for Attempt { endpoint, set } in attempts {
             let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
             *attempt.uri_mut() = match Uri::try_from(format!("{scheme}://{endpoint}{path}")) {
                 Ok(uri) => uri,
@@ -263,6 +310,10 @@ impl Proxy {
                 Ok(response) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
+                    let cookie = settings.affinity.as_ref().zip(set);
+                    if let Some(cookie) = cookie.and_then(|(a, value)| a.set_cookie(&value, matched, conn.tls)) {
+                        parts.headers.append(header::SET_COOKIE, cookie);
+                    }
                     return Response::from_parts(parts, Idle::new(body, settings.read_timeout).boxed_unsync());
                 }
                 Err(e) if caused_by::<LengthLimitError>(&e) => return too_large_response(),
@@ -286,6 +337,10 @@ struct Forward<'a> {
     /// The path and query the upstream gets.
     path: String,
     settings: &'a Annotations,
+    /// The path of the rule that matched, unless a regex (a session cookie's default path).
+    matched: Option<&'a str>,
+    /// The route's own client (`proxy-ssl-*`).
+    tls_client: Option<UpstreamClient>,
 }
 
 /// The path and query the upstream gets: the request's, or what `rewrite-target` makes of it with the captures of
@@ -425,7 +480,7 @@ fn empty() -> Body {
 }
 
 /// A response of the proxy's own.
-fn local(status: StatusCode, text: &'static str) -> Response<Body> {
+pub(crate) fn local(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(
         Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(|never| match never {})
@@ -524,7 +579,7 @@ fn forwarded_headers(headers: &mut HeaderMap, authority: &str, conn: &Conn) {
     }
     let id = HeaderName::from_static("x-request-id");
     if !headers.contains_key(&id)
-        && let Ok(value) = HeaderValue::try_from(request_id())
+        && let Ok(value) = HeaderValue::try_from(random_hex())
     {
         headers.insert(id, value);
     }
@@ -539,7 +594,7 @@ fn roll(total: u32) -> u32 {
 }
 
 /// 128 random bits in hex, as ingress-nginx's `$req_id`.
-fn request_id() -> String {
+pub(crate) fn random_hex() -> String {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
     // The system's random source does not fail on Linux; zeros would still be a valid (if unhelpful) id.

@@ -8,14 +8,20 @@
 //! canaries of the same host+path of the others (one canary per path, the first), whatever their ages.
 
 use crate::annotations::{self, Annotations, Canary};
+use crate::auth::Users;
+use crate::backend::UpstreamClient;
 use crate::class::Classes;
 use crate::host;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::path::{self, Kind, PathRule};
+use crate::proxyssl::{self, Material};
+use crate::ratelimit::{Limiter, Limiters, Limits};
 use crate::tls::{self, Certificates};
 use crate::upstream::{Index, Upstream};
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::{
+    Ingress, IngressBackend, IngressClass, IngressServiceBackend, ServiceBackendPort,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use weft_model::{Object, Snapshot};
@@ -41,6 +47,14 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// The canary's backend, which takes the requests its split says.
     pub canary: Option<Arc<CanaryRoute>>,
+    /// The Ingress's `limit-*` state, shared by its routes and kept across tables.
+    pub limiter: Option<Arc<Limiter>>,
+    /// `auth-type: basic`: the users, or why none can pass (503).
+    pub auth: Option<Result<Arc<Users>, Arc<str>>>,
+    /// The `default-backend` annotation's Service: for a backend without endpoints, and the custom errors.
+    pub fallback: Option<Target>,
+    /// `proxy-ssl-*`: the client of the Ingress's upstreams, or why there is none (503).
+    pub upstream_tls: Option<Result<UpstreamClient, Arc<str>>>,
 }
 
 /// The backend of a `canary: "true"` Ingress for a route's host and path; the main route's settings apply.
@@ -76,6 +90,10 @@ pub struct Config {
     pub default_certificate: Option<(String, String)>,
     /// Where the routes' request metrics live across tables.
     pub metrics: Arc<Metrics>,
+    /// Where the Ingresses' `limit-*` state lives across tables.
+    pub limiters: Arc<Limiters>,
+    /// Where the upstream clients of `proxy-ssl-*` live across tables.
+    pub upstream_clients: Arc<proxyssl::Clients>,
 }
 
 #[derive(Default, Debug)]
@@ -124,6 +142,10 @@ impl Table {
             secrets: HashMap::new(),
             metrics: &config.metrics,
             live: BTreeSet::new(),
+            limiters: &config.limiters,
+            limited: BTreeSet::new(),
+            clients: &config.upstream_clients,
+            clients_used: BTreeSet::new(),
         };
         if let Some((namespace, name)) = &config.default_certificate {
             builder.table.default_certificate = builder.secret(&None, namespace, name);
@@ -132,6 +154,8 @@ impl Table {
             builder.add(ingress);
         }
         config.metrics.retain(&builder.live);
+        config.limiters.retain(&builder.limited);
+        config.upstream_clients.retain(&builder.clients_used);
         let mut table = builder.table;
         // A canary without a main route leaves its host without paths; rules of a wider host still apply to it.
         table.precise.retain(|_, paths| !paths.is_empty());
@@ -254,6 +278,11 @@ struct Builder<'a> {
     metrics: &'a Metrics,
     /// The routes made, by their metrics' names.
     live: BTreeSet<RouteKey>,
+    limiters: &'a Limiters,
+    /// The limiters in use, by Ingress.
+    limited: BTreeSet<(String, Limits)>,
+    clients: &'a proxyssl::Clients,
+    clients_used: BTreeSet<proxyssl::Key>,
 }
 
 impl Builder<'_> {
@@ -271,6 +300,20 @@ impl Builder<'_> {
             });
         }
         let annotations = Arc::new(annotations);
+        let limiter = annotations.limits.any().then(|| {
+            self.limited.insert((id.to_string(), annotations.limits.clone()));
+            self.limiters.of(&id, &annotations.limits)
+        });
+        let auth = annotations.auth.as_ref().map(|auth| self.users(&who, &namespace, auth));
+        let fallback = annotations
+            .default_backend
+            .as_deref()
+            .map(|service| self.fallback(&who, &namespace, service));
+        let upstream_tls = annotations
+            .proxy_ssl
+            .any()
+            .then(|| self.upstream_tls(&who, &namespace, &id, &annotations))
+            .flatten();
         let tls = spec.tls.as_deref().unwrap_or_default();
         let ssl_redirect = (!tls.is_empty() && annotations.ssl_redirect) || annotations.force_ssl_redirect;
         for entry in tls {
@@ -297,6 +340,10 @@ impl Builder<'_> {
                 annotations: annotations.clone(),
                 metrics,
                 canary: None,
+                limiter: limiter.clone(),
+                auth: auth.clone(),
+                fallback: fallback.clone(),
+                upstream_tls: upstream_tls.clone(),
             });
         }
         for rule in spec.rules.as_deref().unwrap_or_default() {
@@ -366,6 +413,10 @@ impl Builder<'_> {
                         annotations: annotations.clone(),
                         metrics,
                         canary: None,
+                        limiter: limiter.clone(),
+                        auth: auth.clone(),
+                        fallback: fallback.clone(),
+                        upstream_tls: upstream_tls.clone(),
                     };
                     paths.push((rule_path, route));
                 }
@@ -409,6 +460,158 @@ impl Builder<'_> {
             });
         }
         target
+    }
+
+    /// The users of an Ingress's `auth-secret`, or why there are none (its paths answer 503, as ingress-nginx's).
+    fn users(
+        &mut self,
+        who: &Option<(String, String)>,
+        namespace: &str,
+        auth: &crate::auth::BasicAuth,
+    ) -> Result<Arc<Users>, Arc<str>> {
+        // `namespace/name` is taken for the Ingress's own namespace only: no reading of others' Secrets.
+        let name = match auth.secret.split_once('/') {
+            Some((ns, name)) if ns == namespace => name,
+            Some(_) => "",
+            None => auth.secret.as_str(),
+        };
+        let key = weft_model::Key::new("Secret", Some(namespace), name);
+        let loaded = match self
+            .snapshot
+            .get(&key)
+            .map(|o| serde_json::from_value::<Secret>(o.to_value()))
+        {
+            _ if name.is_empty() => Err((
+                "AuthUnavailable",
+                "no usable auth-secret (in the Ingress's namespace) and auth-type basic".to_string(),
+            )),
+            None => Err((
+                "SecretNotFound",
+                format!("auth Secret {namespace}/{name} does not exist"),
+            )),
+            Some(Err(e)) => Err(("InvalidSecret", format!("auth Secret {namespace}/{name}: {e}"))),
+            Some(Ok(secret)) => Users::from_secret(&secret, auth)
+                .map_err(|e| ("InvalidSecret", format!("auth Secret {namespace}/{name} {e}"))),
+        };
+        match loaded {
+            Ok((users, refused)) => {
+                if !refused.is_empty() {
+                    self.table.problems.push(Problem {
+                        ingress: who.clone(),
+                        reason: "UnsupportedPasswordHash",
+                        message: format!(
+                            "auth Secret {namespace}/{name}: users {refused:?} have a password hash weft does not verify (only bcrypt, htpasswd -B, and {{SHA}}); they cannot log in"
+                        ),
+                    });
+                }
+                Ok(Arc::new(users))
+            }
+            Err((reason, why)) => {
+                let message = format!("{why}; its paths answer 503");
+                self.table.problems.push(Problem {
+                    ingress: who.clone(),
+                    reason,
+                    message: message.clone(),
+                });
+                Err(message.into())
+            }
+        }
+    }
+
+    /// The `default-backend` annotation's Service (of the Ingress's namespace), at its first port as in
+    /// ingress-nginx.
+    fn fallback(&mut self, who: &Option<(String, String)>, namespace: &str, service: &str) -> Target {
+        let key = weft_model::Key::new("Service", Some(namespace), service);
+        let port = self
+            .snapshot
+            .get(&key)
+            .and_then(|o| serde_json::from_value::<Service>(o.to_value()).ok())
+            .and_then(|s| s.spec?.ports?.first().map(|p| p.port));
+        let backend = IngressBackend {
+            service: Some(IngressServiceBackend {
+                name: service.to_string(),
+                port: Some(ServiceBackendPort {
+                    number: Some(port.unwrap_or(80)),
+                    name: None,
+                }),
+            }),
+            resource: None,
+        };
+        self.target(who, namespace, &backend)
+    }
+
+    /// The upstream client of an Ingress's `proxy-ssl-*`: none when its backend protocol has no TLS (reported),
+    /// an error when its Secret cannot serve (its paths answer 503, never unverified).
+    fn upstream_tls(
+        &mut self,
+        who: &Option<(String, String)>,
+        namespace: &str,
+        id: &str,
+        annotations: &Annotations,
+    ) -> Option<Result<UpstreamClient, Arc<str>>> {
+        let protocol = annotations.backend_protocol;
+        if !protocol.tls() {
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason: "InvalidAnnotation",
+                message:
+                    "the proxy-ssl-* annotations apply to backend-protocol HTTPS or GRPCS only; they have no effect"
+                        .into(),
+            });
+            return None;
+        }
+        let ssl = &annotations.proxy_ssl;
+        let material = match ssl.secret.as_deref() {
+            None => Ok(Material::default()),
+            Some(secret) => {
+                let name = match secret.split_once('/') {
+                    Some((ns, name)) if ns == namespace => name,
+                    Some(_) => "",
+                    None => secret,
+                };
+                let key = weft_model::Key::new("Secret", Some(namespace), name);
+                match self
+                    .snapshot
+                    .get(&key)
+                    .map(|o| serde_json::from_value::<Secret>(o.to_value()))
+                {
+                    _ if name.is_empty() => Err((
+                        "InvalidAnnotation",
+                        format!("proxy-ssl-secret {secret:?} is not in the Ingress's namespace"),
+                    )),
+                    None => Err((
+                        "SecretNotFound",
+                        format!("proxy-ssl Secret {namespace}/{name} does not exist"),
+                    )),
+                    Some(Err(e)) => Err(("InvalidSecret", format!("proxy-ssl Secret {namespace}/{name}: {e}"))),
+                    Some(Ok(s)) => Material::from_secret(&s)
+                        .map_err(|e| ("InvalidSecret", format!("proxy-ssl Secret {namespace}/{name}: {e}"))),
+                }
+            }
+        };
+        let client = material.and_then(|material| {
+            let key = (
+                id.to_string(),
+                ssl.clone(),
+                protocol,
+                annotations.connect_timeout,
+                material.digest.clone(),
+            );
+            self.clients_used.insert(key.clone());
+            let connect = annotations.connect_timeout.unwrap_or(crate::proxy::CONNECT_TIMEOUT);
+            self.clients
+                .of(key, &material, connect)
+                .map_err(|e| ("InvalidAnnotation", e.to_string()))
+        });
+        Some(client.map_err(|(reason, why)| {
+            let message = format!("{why}; its paths answer 503");
+            self.table.problems.push(Problem {
+                ingress: who.clone(),
+                reason,
+                message: message.clone(),
+            });
+            message.into()
+        }))
     }
 
     fn metrics_of(&mut self, ingress: &str, host: &str, path: &str) -> Arc<RouteMetrics> {
@@ -639,7 +842,7 @@ endpoints: [{addresses: [10.0.0.2]}]
         let t = table(&annotated(
             "a",
             "2026-01-01T00:00:00Z",
-            "nginx.ingress.kubernetes.io/proxy-body-size: 8k, nginx.ingress.kubernetes.io/affinity: cookie, nginx.ingress.kubernetes.io/server-snippet: \"return 200;\", nginx.ingress.kubernetes.io/force-ssl-redirect: \"true\"",
+            "nginx.ingress.kubernetes.io/proxy-body-size: 8k, nginx.ingress.kubernetes.io/auth-tls-secret: default/ca, nginx.ingress.kubernetes.io/server-snippet: \"return 200;\", nginx.ingress.kubernetes.io/force-ssl-redirect: \"true\"",
             &rule("foo.com", "/", "Prefix", "web", "{number: 80}"),
         ));
         let route = t.route("foo.com", "/").unwrap();
@@ -648,7 +851,11 @@ endpoints: [{addresses: [10.0.0.2]}]
         let who = Some(("default".to_string(), "a".to_string()));
         let reported: Vec<(&str, bool)> = t.problems().iter().map(|p| (p.reason, p.ingress == who)).collect();
         assert_eq!(reported, [("UnsupportedAnnotation", true), ("SnippetRefused", true)]);
-        assert!(t.problems()[0].message.contains("nginx.ingress.kubernetes.io/affinity"));
+        assert!(
+            t.problems()[0]
+                .message
+                .contains("nginx.ingress.kubernetes.io/auth-tls-secret")
+        );
         assert!(
             t.problems()[1]
                 .message
@@ -759,5 +966,34 @@ endpoints: [{addresses: [10.0.0.2]}]
             .map(|p| (p.reason, p.ingress.as_ref().map_or("", |i| i.1.as_str())))
             .collect();
         assert_eq!(reported, [("CanaryConflict", "c2"), ("CanaryWithoutMain", "lone")]);
+    }
+
+    #[test]
+    fn limits_keep_their_state_across_tables_and_auth_without_its_secret_is_closed() {
+        let annotations = "nginx.ingress.kubernetes.io/limit-rps: \"5\", nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: absent";
+        let text = format!(
+            "{BASE}---\n{}",
+            annotated(
+                "a",
+                "2026-01-01T00:00:00Z",
+                annotations,
+                &rule("foo.com", "/", "Prefix", "web", "{number: 80}")
+            )
+        );
+        let config = Config {
+            controller: CONTROLLER.into(),
+            ..Config::default()
+        };
+        let build = || Table::build(&Snapshot::new(1, weft_model::parse(&text, "t").unwrap()), &config);
+        let (one, two) = (build(), build());
+        let limiter = |t: &Table| t.route("foo.com", "/").unwrap().limiter.clone().unwrap();
+        assert!(Arc::ptr_eq(&limiter(&one), &limiter(&two)));
+        let route = two.route("foo.com", "/").unwrap();
+        assert!(matches!(&route.auth, Some(Err(why)) if why.contains("default/absent")));
+        assert!(
+            two.problems().iter().any(|p| p.reason == "SecretNotFound"),
+            "{:?}",
+            two.problems()
+        );
     }
 }

@@ -242,6 +242,7 @@ pub fn run(args: Args) -> Result<()> {
         controller: args.controller,
         default_certificate: args.default_ssl_certificate,
         metrics,
+        ..Config::default()
     };
     // The status writes wait for the latest wish only: a newer snapshot replaces an unsent one.
     let (wishes, pending) = watch::channel(None);

@@ -90,10 +90,9 @@ mod tests {
     use weft_apiserver::table::{IncludeObject, table};
 
     fn server_table(kind: &str, objects: &[Value]) -> Value {
-        let refs: Vec<&Value> = objects.iter().collect();
         table(
             kind,
-            &refs,
+            objects,
             IncludeObject::Metadata,
             None,
             true,

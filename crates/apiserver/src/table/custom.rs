@@ -7,6 +7,7 @@ use super::{AGE_DOC, NAME_DOC, definition};
 use crate::jsonpath;
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 /// One of a CRD version's `additionalPrinterColumns`.
@@ -83,46 +84,49 @@ impl PrinterColumn {
     }
 }
 
-/// Name, then the columns (Age when there are none, as apiextensions serves a CRD that declares none).
-pub fn table(columns: &[PrinterColumn], objects: &[&Value], now: SystemTime) -> (Vec<Value>, Vec<Vec<Value>>) {
-    let age = [PrinterColumn {
+/// A custom resource's columns: Age when the CRD declares none, as apiextensions serves it.
+pub fn columns(columns: &[PrinterColumn]) -> Cow<'_, [PrinterColumn]> {
+    if !columns.is_empty() {
+        return Cow::Borrowed(columns);
+    }
+    Cow::Owned(vec![PrinterColumn {
         name: "Age".into(),
         type_: "date".into(),
         format: String::new(),
         description: AGE_DOC.into(),
         priority: 0,
         json_path: ".metadata.creationTimestamp".into(),
-    }];
-    let columns = if columns.is_empty() { &age[..] } else { columns };
-    let mut definitions = vec![definition("Name", "string", 0, NAME_DOC)];
-    definitions.extend(columns.iter().map(PrinterColumn::definition));
-    let rows = objects
-        .iter()
-        .map(|o| {
-            let mut cells = vec![name(o)];
-            cells.extend(columns.iter().map(|c| c.cell(o, now)));
-            cells
-        })
-        .collect();
-    (definitions, rows)
+    }])
 }
 
-/// Name and Created At (RFC 3339, UTC).
-pub fn default_table(objects: &[&Value]) -> (Vec<Value>, Vec<Vec<Value>>) {
-    let definitions = vec![
+/// Name, then the columns.
+pub fn definitions(columns: &[PrinterColumn]) -> Vec<Value> {
+    let mut definitions = vec![definition("Name", "string", 0, NAME_DOC)];
+    definitions.extend(columns.iter().map(PrinterColumn::definition));
+    definitions
+}
+
+/// One object's cells under `definitions(columns)`.
+pub fn row(columns: &[PrinterColumn], object: &Value, now: SystemTime) -> Vec<Value> {
+    let mut cells = vec![name(object)];
+    cells.extend(columns.iter().map(|c| c.cell(object, now)));
+    cells
+}
+
+/// Name and Created At (RFC 3339, UTC): the apiserver's default convertor.
+pub fn default_definitions() -> Vec<Value> {
+    vec![
         definition("Name", "string", 0, NAME_DOC),
         definition("Created At", "date", 0, AGE_DOC),
-    ];
-    let rows = objects
-        .iter()
-        .map(|o| {
-            // Go prints a zero time for an object without a creation timestamp.
-            let created = parse(str_at(o, "/metadata/creationTimestamp")).map_or_else(
-                || "0001-01-01T00:00:00Z".into(),
-                |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            );
-            vec![name(o), created.into()]
-        })
-        .collect();
-    (definitions, rows)
+    ]
+}
+
+/// One object's cells under `default_definitions()`.
+pub fn default_row(object: &Value) -> Vec<Value> {
+    // Go prints a zero time for an object without a creation timestamp.
+    let created = parse(str_at(object, "/metadata/creationTimestamp")).map_or_else(
+        || "0001-01-01T00:00:00Z".into(),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
+    vec![name(object), created.into()]
 }

@@ -20,10 +20,9 @@ fn with_meta(name: &str, mut body: Value) -> Value {
 }
 
 fn build(kind: &str, objects: &[Value]) -> Value {
-    let refs: Vec<&Value> = objects.iter().collect();
     table(
         kind,
-        &refs,
+        objects,
         IncludeObject::Metadata,
         None,
         true,
@@ -97,7 +96,7 @@ fn include_object_modes() {
         "web",
         json!({"apiVersion": "v1", "kind": "Service", "spec": {"clusterIPs": ["10.96.0.1"]}}),
     );
-    let at = |include| table("Service", &[&svc], include, None, true, now(), json!({}))["rows"][0].clone();
+    let at = |include| table("Service", [&svc], include, None, true, now(), json!({}))["rows"][0].clone();
     let partial = at(IncludeObject::Metadata)["object"].clone();
     assert_eq!(partial["kind"], "PartialObjectMetadata");
     assert_eq!(partial["apiVersion"], "meta.k8s.io/v1");
@@ -112,7 +111,7 @@ fn watch_events_after_the_first_carry_no_headers() {
     let ns = with_meta("team-a", json!({"status": {"phase": "Terminating"}}));
     let t = table(
         "Namespace",
-        &[&ns],
+        [&ns],
         IncludeObject::Metadata,
         None,
         false,
@@ -690,7 +689,7 @@ fn custom_resources_print_their_columns() {
     let bare = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": meta("w2")});
     let t = table(
         "Widget",
-        &[&widget, &bare],
+        [&widget, &bare],
         IncludeObject::Metadata,
         Some(&columns),
         true,
@@ -714,7 +713,7 @@ fn custom_resources_print_their_columns() {
     // A CRD without columns (or a kind the lab stores without a CRD) shows Age.
     let t = table(
         "Widget",
-        &[&bare],
+        [&bare],
         IncludeObject::None,
         Some(&[]),
         true,
@@ -762,9 +761,8 @@ fn every_printer_fills_every_column_even_for_malformed_objects() {
         json!({"metadata": {"creationTimestamp": "soon"}, "spec": {"containers": [7], "ports": [null]},
                "status": {"containerStatuses": [{"state": {"terminated": "no"}}], "conditions": [1]}}),
     ];
-    let refs: Vec<&Value> = odd.iter().collect();
     for kind in kinds {
-        let t = table(kind, &refs, IncludeObject::Object, None, true, now(), json!({}));
+        let t = table(kind, &odd, IncludeObject::Object, None, true, now(), json!({}));
         let width = t["columnDefinitions"].as_array().unwrap().len();
         for row in t["rows"].as_array().unwrap() {
             assert_eq!(row["cells"].as_array().unwrap().len(), width, "{kind}: {row}");
