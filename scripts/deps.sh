@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages weft and its tests use (Debian). Idempotent; run as root.
 set -euo pipefail
-pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf)
+pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
