@@ -305,14 +305,10 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         !orphan.status.success(),
         "no Secret for a Certificate whose issuer cannot sign"
     );
-    let status = lab.kubectl_ok(&[
-        "get",
-        "certificaterequest",
-        "orphan-1",
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
-    ]);
-    assert_eq!(status, "Pending");
+    // Its request (made once the new RSA key is) waits for the issuer.
+    lab.wait(30, "the orphan's request Pending", || {
+        (ready(&lab, "certificaterequest", "orphan-1").1 == "Pending").then_some(())
+    });
     // The Secret created, the issuer recovers at once (it watches the Secret it names) and the waiting request
     // is signed.
     let (root_crt, root_key) = (dir.join("root.crt"), dir.join("root.key"));
