@@ -2,7 +2,7 @@
 # Installs the system packages weft and its tests use (Debian). Idempotent; run as root.
 set -euo pipefail
 # pebble: Let's Encrypt's ACME test server (weft-acme's tests and `weft lab up --acme`).
-pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf pebble)
+pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf openssl pebble)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

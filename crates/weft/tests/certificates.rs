@@ -2,8 +2,9 @@
 //! `weft ingress` installed from deploy/certs.yaml and deploy/ingress.yaml; a SelfSigned issuer signs a root CA,
 //! a CA issuer signs with it, and an Ingress annotated with that issuer gets its Certificate (ingress-shim), whose
 //! Secret is cert-manager's (type, annotations, chain verified by openssl and by curl through weft ingress); the
-//! short-lived certificate renews and the renewed one is served within 1 s with no failed request; an issuer
-//! naming a missing Secret is Ready=False with cert-manager's reason and an event, and writes no Secret.
+//! short-lived certificate renews and the renewed one is served within 1 s with no failed request; a changed tls
+//! entry re-issues and a removed one deletes its Certificate; an issuer naming a missing Secret is Ready=False
+//! with cert-manager's reason and an event, and writes no Secret, until the Secret exists.
 
 mod lab;
 
@@ -221,7 +222,8 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         ])
     };
     let first = revision(&lab);
-    let old_serial = serial_of(&chain);
+    // The Secret now (it may have renewed already while the controllers rolled out).
+    let old_serial = serial_of(&secret_data(&lab, "webserver-tls", "tls.crt"));
     let stop = Arc::new(AtomicBool::new(false));
     let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let load = std::thread::scope(|scope| {
@@ -241,10 +243,12 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         });
         let changed = Instant::now();
         let new_serial = serial_of(&new_chain);
-        lab.wait(10, "weft ingress serving the renewed certificate", || {
-            (served_serial(&lab, &addr) == new_serial).then_some(())
+        // The first TLS handshake that got the renewed certificate: how long after the change it started (each
+        // probe takes a few hundred milliseconds itself).
+        let swap = lab.wait(10, "weft ingress serving the renewed certificate", || {
+            let started = changed.elapsed();
+            (served_serial(&lab, &addr) == new_serial).then_some(started)
         });
-        let swap = changed.elapsed();
         // A few more requests on the new certificate.
         let after = done.load(Ordering::Relaxed);
         lab.wait(10, "requests after the renewal", || {
@@ -255,7 +259,7 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         swap
     });
     eprintln!(
-        "renewed certificate served {:?} after the Secret changed; {} requests, {} failed",
+        "renewed certificate served by a handshake started {:?} after the Secret changed; {} requests, {} failed",
         load,
         done.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
@@ -267,6 +271,21 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     assert!(revision(&lab).parse::<u32>().unwrap() > first.parse::<u32>().unwrap());
     assert_eq!(ready(&lab, "certificate", "webserver-tls").0, "True");
+
+    // A changed spec is re-issued: a second host on the Ingress's tls entry reaches the Certificate and its Secret.
+    let patch = r#"[{"op": "add", "path": "/spec/tls/0/hosts/-", "value": "blue.example"}]"#;
+    lab.kubectl_ok(&["patch", "ingress", "webserver-ingress", "--type=json", "-p", patch]);
+    lab.wait(30, "the certificate re-issued for both hosts", || {
+        annotation("cert-manager.io/alt-names")
+            .contains("blue.example")
+            .then_some(())
+    });
+    // The tls entry gone, ingress-shim deletes its Certificate.
+    let patch = r#"[{"op": "remove", "path": "/spec/tls"}]"#;
+    lab.kubectl_ok(&["patch", "ingress", "webserver-ingress", "--type=json", "-p", patch]);
+    lab.wait(30, "the Certificate deleted with its tls entry", || {
+        (!lab.kubectl(&["get", "certificate", "webserver-tls"]).status.success()).then_some(())
+    });
 
     // An issuer whose Secret is missing: Ready=False with cert-manager's reason and a Warning event; its
     // Certificate gets no Secret, and the controller keeps running.
@@ -286,14 +305,30 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
         !orphan.status.success(),
         "no Secret for a Certificate whose issuer cannot sign"
     );
-    let status = lab.kubectl_ok(&[
-        "get",
-        "certificaterequest",
-        "orphan-1",
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+    // Its request (made once the new RSA key is) waits for the issuer.
+    lab.wait(30, "the orphan's request Pending", || {
+        (ready(&lab, "certificaterequest", "orphan-1").1 == "Pending").then_some(())
+    });
+    // The Secret created, the issuer recovers at once (it watches the Secret it names) and the waiting request
+    // is signed.
+    let (root_crt, root_key) = (dir.join("root.crt"), dir.join("root.key"));
+    std::fs::write(&root_crt, &root).unwrap();
+    std::fs::write(&root_key, secret_data(&lab, "lab-root", "tls.key")).unwrap();
+    lab.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "no-such-secret",
+        &format!("--cert={}", root_crt.display()),
+        &format!("--key={}", root_key.display()),
     ]);
-    assert_eq!(status, "Pending");
+    lab.wait(30, "the orphan Certificate issued once its issuer recovered", || {
+        (ready(&lab, "certificate", "orphan").0 == "True").then_some(())
+    });
+    assert_eq!(
+        ready(&lab, "issuer", "broken-ca"),
+        ("True".into(), "KeyPairVerified".into())
+    );
     let pods = lab.kubectl_ok(&[
         "get",
         "pods",

@@ -71,13 +71,19 @@ struct Target<'a> {
     secrets: Api<Secret>,
 }
 
-async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = cert.namespace().unwrap_or_default();
+async fn reconcile(cached: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = cached.namespace().unwrap_or_default();
+    // The watch's copy may predate this controller's last status write (a Secret event can arrive first): acting
+    // on it would write an old revision back. The API's copy is current.
+    let api = Api::<Certificate>::namespaced(ctx.client.clone(), &namespace);
+    let Some(cert) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
     let t = Target {
         ctx: &ctx,
         cert: &cert,
         name: cert.name_any(),
-        certs: Api::namespaced(ctx.client.clone(), &namespace),
+        certs: api,
         requests: Api::namespaced(ctx.client.clone(), &namespace),
         secrets: Api::namespaced(ctx.client.clone(), &namespace),
         namespace,
@@ -111,7 +117,7 @@ async fn reconcile(cert: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, 
                 }
                 let issuing = Condition::new("Issuing", true, reason, message.clone());
                 set_condition(&mut status.conditions, issuing, &super::now());
-                events::publish(&ctx.client, &*cert, events::NORMAL, "Issuing", &message).await;
+                events::publish(&ctx.client, &cert, events::NORMAL, "Issuing", &message).await;
             }
             issue(&t, &mut status, secret.as_ref(), revision + 1).await?
         }

@@ -48,14 +48,22 @@ pub fn finished(status: Option<&CertificateRequestStatus>) -> bool {
             .is_some_and(|c| matches!(c.reason.as_deref(), Some("Issued" | "Failed" | "Denied")))
 }
 
-async fn reconcile(request: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let old = request.status.as_ref();
-    if finished(old) {
-        ctx.succeeded(&key(&request));
+async fn reconcile(cached: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if finished(cached.status.as_ref()) {
+        ctx.succeeded(&key(&cached));
         return Ok(Action::await_change());
     }
-    let namespace = request.namespace().unwrap_or_default();
+    // The watch's copy may predate this controller's last write: a request signed twice would change its
+    // certificate under the Certificate controller. The API's copy is current.
+    let namespace = cached.namespace().unwrap_or_default();
     let api = Api::<CertificateRequest>::namespaced(ctx.client.clone(), &namespace);
+    let Some(request) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let old = request.status.as_ref();
+    if finished(old) {
+        return Ok(Action::await_change());
+    }
     let mut status = old.cloned().unwrap_or_default();
     let now = super::now();
     if condition(&status.conditions, "Approved").is_none() {
@@ -137,7 +145,7 @@ async fn reconcile(request: Arc<CertificateRequest>, ctx: Arc<Context>) -> Resul
                 "Failed" => "Failed",
                 _ => "IssuerNotReady",
             };
-            events::publish(&ctx.client, &*request, type_, event_reason, &message).await;
+            events::publish(&ctx.client, &request, type_, event_reason, &message).await;
         }
     }
     if waiting {
