@@ -1,5 +1,5 @@
-//! Per-route request metrics for `/metrics`: responses by status class and time to the response's head, per
-//! Ingress, host and path. A route's series outlive table swaps (each new table's route picks up its series by
+//! Per-route request metrics for `/metrics`: responses by status class, time to the response's head and the
+//! upstream's share of it, per Ingress, host and path. A route's series outlive table swaps (each new table's route picks up its series by
 //! name), so counters are not reset by a change; series of routes that no longer exist are dropped at the swap.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +17,8 @@ pub struct RouteMetrics {
     /// Responses by status class: 1xx to 5xx.
     classes: [AtomicU64; 5],
     latency: Histogram,
+    /// From a request sent upstream to the upstream's response head (answered attempts only).
+    upstream: Histogram,
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -31,6 +33,7 @@ impl RouteMetrics {
             key,
             classes: Default::default(),
             latency: Histogram::new(SLOW),
+            upstream: Histogram::new(SLOW),
         }
     }
 
@@ -44,7 +47,15 @@ impl RouteMetrics {
         }
         self.latency.observe(took);
     }
+
+    /// An upstream's response head came `took` after the request went to it.
+    pub fn record_upstream(&self, took: Duration) {
+        self.upstream.observe(took);
+    }
 }
+
+/// One of a route's histograms.
+type Pick = fn(&RouteMetrics) -> &Histogram;
 
 /// Every route's series.
 pub struct Metrics {
@@ -110,19 +121,28 @@ impl Collect for Metrics {
                 out.sample(name, &labels, m.classes[i].load(Relaxed));
             }
         }
-        let name = "weft_ingress_request_duration_seconds";
-        out.family(
-            name,
-            "Time from a request's arrival to its response's head, by Ingress, host and path.",
-            Kind::Histogram,
-        );
-        for ((ingress, host, path), m) in &all {
-            let labels = [
-                ("ingress", ingress.as_str()),
-                ("host", host.as_str()),
-                ("path", path.as_str()),
-            ];
-            out.buckets(name, &labels, &[&m.latency]);
+        let histograms: [(&str, &str, Pick); 2] = [
+            (
+                "weft_ingress_request_duration_seconds",
+                "Time from a request's arrival to its response's head, by Ingress, host and path.",
+                |m| &m.latency,
+            ),
+            (
+                "weft_ingress_upstream_duration_seconds",
+                "Time from a request sent upstream to the upstream's response head, by Ingress, host and path.",
+                |m| &m.upstream,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            out.family(name, help, Kind::Histogram);
+            for ((ingress, host, path), m) in &all {
+                let labels = [
+                    ("ingress", ingress.as_str()),
+                    ("host", host.as_str()),
+                    ("path", path.as_str()),
+                ];
+                out.buckets(name, &labels, &[histogram(m)]);
+            }
         }
     }
 }

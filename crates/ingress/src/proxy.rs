@@ -2,7 +2,8 @@
 //! waits on requests and requests never wait on a swap) and forwarded to one of the Service's endpoints (HTTP/1.1,
 //! or what `backend-protocol` asks for: see `backend`) through a shared keep-alive pool; the path goes unchanged, the client's address and the original
 //! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
-//! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through. A route's annotations (see
+//! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through, and so are HTTP/2 WebSockets (see
+//! `connect`). A route's annotations (see
 //! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts, and a canary
 //! Ingress may take some of its requests; `guards` runs their CORS, limit and authentication checks, `affinity`
 //! puts a session first among the endpoints, and `errors` replaces the answers `custom-http-errors` lists.
@@ -12,6 +13,7 @@ use crate::annotations::{Annotations, BackendProtocol};
 use crate::backend::{self, UpstreamClient};
 pub use crate::body::Body;
 use crate::body::{BoxError, Idle, Watched};
+use crate::connect;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::Kind;
 use crate::path::PathRule;
@@ -59,6 +61,8 @@ pub struct Proxy {
     clients: Mutex<HashMap<(BackendProtocol, Duration), UpstreamClient>>,
     metrics: Arc<Metrics>,
     access_log: bool,
+    /// Connections start with a PROXY protocol header (see `proxy_protocol`).
+    proxy_protocol: bool,
 }
 
 impl Proxy {
@@ -70,6 +74,7 @@ impl Proxy {
             clients: Mutex::default(),
             metrics,
             access_log: false,
+            proxy_protocol: false,
         }
     }
 
@@ -92,6 +97,16 @@ impl Proxy {
     pub fn with_access_log(mut self, on: bool) -> Proxy {
         self.access_log = on;
         self
+    }
+
+    /// Expects a PROXY protocol header on every connection (`--proxy-protocol`).
+    pub fn with_proxy_protocol(mut self, on: bool) -> Proxy {
+        self.proxy_protocol = on;
+        self
+    }
+
+    pub fn proxy_protocol(&self) -> bool {
+        self.proxy_protocol
     }
 
     pub async fn handle(&self, request: Request<Incoming>, conn: &Conn) -> Response<Body> {
@@ -213,6 +228,7 @@ impl Proxy {
             settings: &settings,
             matched: matched.as_deref(),
             tls_client: passed.client.take(),
+            metrics: &metrics,
         };
         let mut response = self.forward(request, forward, conn).await;
         if let Some(failed) = failed.filter(|_| settings.custom_errors.contains(&response.status().as_u16())) {
@@ -229,11 +245,17 @@ impl Proxy {
             settings,
             matched,
             tls_client,
+            metrics,
         } = to;
         // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
         // upstream switches protocols the two connections are joined. HTTP/2 upstreams have no such thing.
         let protocol = settings.backend_protocol;
-        let upgrade = upgrade_protocol(request.headers()).filter(|_| !protocol.http2());
+        // An HTTP/2 extended CONNECT (WebSockets over HTTP/2) goes upstream as the same HTTP/1.1 upgrade.
+        let connect = connect::protocol(&request);
+        let upgrade = connect
+            .clone()
+            .or_else(|| upgrade_protocol(request.headers()))
+            .filter(|_| !protocol.http2());
         // gRPC needs `TE: trailers` (the only TE HTTP/2 allows); other TE values are hop-by-hop.
         let trailers = protocol.http2() && asks_for_trailers(request.headers());
         let mut client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
@@ -246,6 +268,9 @@ impl Proxy {
             parts
                 .headers
                 .insert(HeaderName::from_static("x-forwarded-prefix"), prefix.clone());
+        }
+        if let (Some(asked), Some(_)) = (&connect, &upgrade) {
+            connect::as_upgrade(&mut parts, asked);
         }
         if let Some(protocol) = upgrade {
             parts
@@ -293,6 +318,7 @@ impl Proxy {
                 sent.notified().await;
                 tokio::time::sleep(settings.read_timeout).await;
             };
+            let sending = Instant::now();
             let answer = tokio::select! {
                 answer = client.request(attempt) => answer,
                 () = read_timeout => {
@@ -300,10 +326,13 @@ impl Proxy {
                     return local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n");
                 }
             };
+            if answer.is_ok() {
+                metrics.record_upstream(sending.elapsed());
+            }
             match answer {
                 Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     return match client_side.take() {
-                        Some(client_side) => tunnel(response, client_side),
+                        Some(client_side) => tunnel(response, client_side, connect.is_some()),
                         None => local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: an unasked protocol switch\n"),
                     };
                 }
@@ -341,6 +370,8 @@ struct Forward<'a> {
     matched: Option<&'a str>,
     /// The route's own client (`proxy-ssl-*`).
     tls_client: Option<UpstreamClient>,
+    /// Where the upstream's time to its response head counts.
+    metrics: &'a RouteMetrics,
 }
 
 /// The path and query the upstream gets: the request's, or what `rewrite-target` makes of it with the captures of
@@ -422,9 +453,13 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     asked.then(|| headers.get(header::UPGRADE).cloned()).flatten()
 }
 
-/// Passes the upstream's 101 to the client and joins the two connections once both have switched, byte for
-/// byte in both directions until either side closes.
-fn tunnel(mut response: Response<Incoming>, client_side: hyper::upgrade::OnUpgrade) -> Response<Body> {
+/// Passes the upstream's 101 to the client (as 200 to an HTTP/2 extended CONNECT) and joins the two
+/// connections once both have switched, byte for byte in both directions until either side closes.
+fn tunnel(
+    mut response: Response<Incoming>,
+    client_side: hyper::upgrade::OnUpgrade,
+    extended_connect: bool,
+) -> Response<Body> {
     let upstream_side = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {
         let (client, upstream) = match (client_side.await, upstream_side.await) {
@@ -434,7 +469,10 @@ fn tunnel(mut response: Response<Incoming>, client_side: hyper::upgrade::OnUpgra
         let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     });
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    if extended_connect {
+        connect::accepted(&mut parts);
+    }
     Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
 }
 

@@ -1,9 +1,11 @@
 //! The listeners: plain HTTP and TLS, each connection served by hyper's automatic HTTP/1.1 or HTTP/2 (ALPN `h2`
 //! after TLS; the client's preface on plain connections, i.e. h2c with prior knowledge). On `stop` a listener
 //! closes and lets its connections finish: requests in flight complete, idle keep-alive connections close, HTTP/2
-//! clients get a GOAWAY.
+//! clients get a GOAWAY. With the PROXY protocol on (`Proxy::with_proxy_protocol`), each connection's header
+//! comes first and names the client (see `proxy_protocol`).
 
 use crate::proxy::{Conn, Proxy};
+use crate::proxy_protocol;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -20,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 /// holds them and still bounds what one request can make the proxy buffer.
 const MAX_HEADER_BYTES: usize = 64 << 10;
 
-/// How long a client has to finish its TLS handshake.
+/// How long a client has to finish its TLS handshake (and a load balancer its PROXY protocol header).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections on `listener` until `stop` turns true, then waits for its connections to finish; with
@@ -56,21 +58,51 @@ pub async fn serve(
         };
         let (proxy, tls, watcher) = (proxy.clone(), tls.clone(), graceful.watcher());
         tokio::spawn(async move {
-            match tls {
-                None => connection(stream, proxy, conn, watcher).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        let sni = stream.get_ref().1.server_name().map(Arc::from);
-                        connection(stream, proxy, Conn { sni, ..conn }, watcher).await
-                    }
-                    Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
-                },
+            if !proxy.proxy_protocol() {
+                return start(stream, proxy, tls, conn, watcher).await;
+            }
+            // Behind a load balancer speaking the PROXY protocol: its header says whom the connection is from.
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, proxy_protocol::accept(stream)).await {
+                Ok(Ok((named, stream))) => {
+                    let conn = match named {
+                        Some(named) => Conn {
+                            client: named.client,
+                            local: named.local,
+                            ..conn
+                        },
+                        None => conn,
+                    };
+                    start(stream, proxy, tls, conn, watcher).await
+                }
+                Ok(Err(e)) => tracing::debug!(%client, error = %e, "PROXY protocol"),
+                Err(_) => tracing::debug!(%client, "PROXY protocol header timed out"),
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Serves a connection: its TLS handshake first, with `tls`.
+async fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    proxy: Arc<Proxy>,
+    tls: Option<TlsAcceptor>,
+    conn: Conn,
+    watcher: Watcher,
+) {
+    let client = conn.client;
+    match tls {
+        None => connection(stream, proxy, conn, watcher).await,
+        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let sni = stream.get_ref().1.server_name().map(Arc::from);
+                connection(stream, proxy, Conn { sni, ..conn }, watcher).await
+            }
+            Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+        },
+    }
 }
 
 async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -87,7 +119,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(MAX_HEADER_BYTES);
-    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        // WebSockets over HTTP/2 (RFC 8441; see `connect`).
+        .enable_connect_protocol();
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%client, error = %e, "connection ended with an error");

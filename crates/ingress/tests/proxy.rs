@@ -148,8 +148,13 @@ struct Running {
 
 /// A proxy serving `table` on loopback.
 async fn proxy(table: Table) -> Running {
+    proxy_with(table, |proxy| proxy).await
+}
+
+/// A proxy serving `table` on loopback, with the settings `tune` gives it.
+async fn proxy_with(table: Table, tune: impl FnOnce(Proxy) -> Proxy) -> Running {
     let table = Arc::new(ArcSwap::from_pointee(table));
-    let proxy = Arc::new(Proxy::new(table.clone(), Arc::default()));
+    let proxy = Arc::new(tune(Proxy::new(table.clone(), Arc::default())));
     let resolver = tls::Resolver {
         table: table.clone(),
         default: Arc::new(tls::self_signed().unwrap()),
@@ -266,6 +271,8 @@ async fn routes_by_host_and_path_forwarding_the_path_and_the_client() {
         );
     }
     assert!(scrape.contains("weft_ingress_request_duration_seconds_count{ingress=\"default/web\",host=\"foo.example\",path=\"/app\"} 9\n"), "{scrape}");
+    // The upstream's time counts only the attempts it answered (not the dead endpoint's, nor the 502s).
+    assert!(scrape.contains("weft_ingress_upstream_duration_seconds_count{ingress=\"default/web\",host=\"foo.example\",path=\"/app\"} 7\n"), "{scrape}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -935,4 +942,220 @@ async fn canaries_take_requests_by_header_then_cookie_then_weight() {
         assert_eq!(code, "200", "{host} {headers:?}: {body}");
         assert_eq!(body.contains("version="), to_canary, "{host} {headers:?}: {body}");
     }
+}
+
+/// Sends `bytes` on a new connection to `to` and reads the answer until the proxy closes it.
+async fn exchange(to: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// With the PROXY protocol on, the header's client is the request's client: in X-Forwarded-For and X-Real-IP,
+/// X-Forwarded-Port (the balancer's port), and the source ranges. Version 1 (curl's `--haproxy-protocol`, and by
+/// hand), version 2, over TLS too; a connection without a header is closed unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_protocol_names_the_client() {
+    use ppp::v2;
+    let port = upstream().await;
+    let ingresses = [
+        live(port, "open", "open.example", "", "/", "Prefix"),
+        live(
+            port,
+            "ranged",
+            "ranged.example",
+            &format!("{A}whitelist-source-range: 203.0.113.0/24"),
+            "/",
+            "Prefix",
+        ),
+    ]
+    .concat();
+    let table = Table::build(&snapshot(port, &ingresses, None), &config());
+    let running = proxy_with(table, |proxy| proxy.with_proxy_protocol(true)).await;
+    let request = |host: &str| format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+
+    let v1 = |client: &str, host: &str| format!("PROXY TCP4 {client} 192.0.2.1 40000 8080\r\n{}", request(host));
+    let answer = exchange(running.http, v1("203.0.113.7", "open.example").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("x-forwarded-for=203.0.113.7\n"), "{answer}");
+    assert!(answer.contains("x-real-ip=203.0.113.7\n"), "{answer}");
+    assert!(answer.contains("x-forwarded-port=8080\n"), "{answer}");
+    let answer = exchange(running.http, v1("203.0.113.7", "ranged.example").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = exchange(running.http, v1("198.51.100.9", "ranged.example").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+
+    let v2 = |client: &str, local: &str| {
+        let addresses: v2::Addresses = (
+            client.parse::<SocketAddr>().unwrap(),
+            local.parse::<SocketAddr>().unwrap(),
+        )
+            .into();
+        v2::Builder::with_addresses(v2::Version::Two | v2::Command::Proxy, v2::Protocol::Stream, addresses)
+            .build()
+            .unwrap()
+    };
+    let mut sent = v2("[2001:db8::7]:40000", "[2001:db8::1]:80");
+    sent.extend_from_slice(request("open.example").as_bytes());
+    let answer = exchange(running.http, &sent).await;
+    assert!(answer.contains("x-forwarded-for=2001:db8::7\n"), "{answer}");
+    let mut sent = v2("203.0.113.8:40000", "192.0.2.1:80");
+    sent.extend_from_slice(request("ranged.example").as_bytes());
+    let answer = exchange(running.http, &sent).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("x-real-ip=203.0.113.8\n"), "{answer}");
+
+    // curl's own header (its real address) before a TLS handshake.
+    let https = running.https.port();
+    let (code, _, body) = curl(&[
+        "--haproxy-protocol",
+        "-k",
+        "--resolve",
+        &format!("open.example:{https}:127.0.0.1"),
+        &format!("https://open.example:{https}/"),
+    ])
+    .await;
+    assert_eq!(code, "200", "{body}");
+    assert_eq!(line(&body, "x-forwarded-for"), "127.0.0.1");
+    assert_eq!(line(&body, "x-forwarded-proto"), "https");
+
+    // No header: nothing is answered.
+    assert_eq!(exchange(running.http, request("open.example").as_bytes()).await, "");
+}
+
+/// A WebSocket echo server (tungstenite's HTTP/1.1 handshake, which checks the key and answers its Accept).
+async fn websocket_upstream() -> u16 {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() && socket.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A WebSocket over one stream of an HTTP/2 connection (RFC 8441) to `to`, with the `h2` crate: the extended
+/// CONNECT, then tungstenite's client over the stream's data.
+async fn websocket_over_http2(
+    to: SocketAddr,
+    uri: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(to).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    // The server allows extended CONNECT in its SETTINGS, which come after the handshake.
+    let enabled = settled(|| send.is_extended_connect_protocol_enabled()).await;
+    assert!(enabled, "the proxy's SETTINGS do not enable the extended CONNECT");
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(uri)
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (response, mut outgoing) = send.send_request(request, false).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200, "{response:?}");
+    assert!(response.headers().get("sec-websocket-accept").is_none());
+    let mut incoming = response.into_body();
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let (mut from_socket, mut to_socket) = tokio::io::split(theirs);
+    tokio::spawn(async move {
+        while let Some(Ok(data)) = incoming.data().await {
+            let _ = incoming.flow_control().release_capacity(data.len());
+            if to_socket.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 16 << 10];
+        loop {
+            let n = from_socket.read(&mut buffer).await.unwrap_or(0);
+            if outgoing
+                .send_data(Bytes::copy_from_slice(&buffer[..n]), n == 0)
+                .is_err()
+                || n == 0
+            {
+                return;
+            }
+        }
+    });
+    tokio_tungstenite::WebSocketStream::from_raw_socket(
+        ours,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await
+}
+
+/// Whether `done` turns true within 5 s (polled every millisecond; `weft_testkit::eventually` blocks its thread).
+async fn settled(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    true
+}
+
+/// Sends `text` on `socket` and expects it back.
+async fn echoes<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>, text: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    let message = tokio_tungstenite::tungstenite::Message::text(text.clone());
+    socket.send(message).await.unwrap();
+    let echoed = socket.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), text);
+}
+
+/// WebSockets through the proxy to an HTTP/1.1 WebSocket server: over HTTP/1.1 (Upgrade) and over HTTP/2 (an
+/// extended CONNECT, h2c here), each echoing messages, and still after the routing table is swapped for one
+/// without their route (a change cuts no established WebSocket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_over_http1_and_http2() {
+    let port = websocket_upstream().await;
+    let snapshot = snapshot(port, &live(port, "ws", "ws.example", "", "/", "Prefix"), None);
+    let running = proxy(Table::build(&snapshot, &config())).await;
+    let tcp = tokio::net::TcpStream::connect(running.http).await.unwrap();
+    let (mut http1, answer) = tokio_tungstenite::client_async("ws://ws.example/chat", tcp)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 101);
+    let mut http2 = websocket_over_http2(running.http, "http://ws.example/chat").await;
+    for round in ["before", "after"] {
+        echoes(&mut http1, format!("http/1.1 {round} the swap")).await;
+        echoes(&mut http2, format!("h2 {round} the swap")).await;
+        running.table.store(Arc::new(Table::default()));
+    }
+    // A new one has no route now.
+    let tcp = tokio::net::TcpStream::connect(running.http).await.unwrap();
+    assert!(
+        tokio_tungstenite::client_async("ws://ws.example/chat", tcp)
+            .await
+            .is_err()
+    );
 }
