@@ -29,6 +29,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,8 @@ pub struct Proxy {
     access_log: bool,
     /// Connections start with a PROXY protocol header (see `proxy_protocol`).
     proxy_protocol: bool,
+    /// Terminating: HTTP/1.1 keep-alive connections are closed after their next response (`drain`).
+    draining: AtomicBool,
 }
 
 impl Proxy {
@@ -75,6 +78,7 @@ impl Proxy {
             metrics,
             access_log: false,
             proxy_protocol: false,
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -109,8 +113,17 @@ impl Proxy {
         self.proxy_protocol
     }
 
+    /// From now on, ends each HTTP/1.1 connection after its next response (`Connection: close`), while the
+    /// listeners still serve: during the lameduck period clients move to other replicas between two requests,
+    /// instead of having a keep-alive connection closed under a request they are sending when the listeners
+    /// close. (HTTP/2 clients get a GOAWAY then, which tells them which streams to retry.)
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
     pub async fn handle(&self, request: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let start = Instant::now();
+        let http1 = request.version() < Version::HTTP_2;
         let asked = self.access_log.then(|| {
             (
                 request.method().clone(),
@@ -119,7 +132,12 @@ impl Proxy {
                 request.version(),
             )
         });
-        let (response, metrics) = self.respond(request, conn).await;
+        let (mut response, metrics) = self.respond(request, conn).await;
+        if http1 && self.draining.load(Ordering::Relaxed) && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let took = start.elapsed();
         metrics.record(response.status().as_u16(), took);
         if let Some((method, host, uri, version)) = asked {

@@ -138,6 +138,7 @@ spec:
 /// A proxy on loopback.
 struct Running {
     table: Arc<ArcSwap<Table>>,
+    proxy: Arc<Proxy>,
     http: SocketAddr,
     https: SocketAddr,
     /// Closes the listeners.
@@ -167,10 +168,11 @@ async fn proxy_with(table: Table, tune: impl FnOnce(Proxy) -> Proxy) -> Running 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let servers = vec![
         tokio::spawn(server::serve(plain, proxy.clone(), None, stopped.clone())),
-        tokio::spawn(server::serve(secure, proxy, Some(acceptor), stopped)),
+        tokio::spawn(server::serve(secure, proxy.clone(), Some(acceptor), stopped)),
     ];
     Running {
         table,
+        proxy,
         http,
         https,
         stop,
@@ -1158,4 +1160,18 @@ async fn websockets_over_http1_and_http2() {
             .await
             .is_err()
     );
+}
+
+/// Once draining (the lameduck period after SIGTERM), every HTTP/1.1 response closes its connection, so that
+/// keep-alive clients move to another replica between two requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_closes_http1_connections_after_their_response() {
+    let port = upstream().await;
+    let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
+    let url = format!("http://{}/app", running.http);
+    let asked = || curl(&["-D", "-", "-H", "Host: foo.example", &url]);
+    assert_eq!(response_header(&asked().await.2, "connection"), "");
+    running.proxy.drain();
+    let (code, _, out) = asked().await;
+    assert_eq!((code.as_str(), response_header(&out, "connection")), ("200", "close"));
 }

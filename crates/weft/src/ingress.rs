@@ -58,6 +58,10 @@ pub struct Args {
     /// response's head).
     #[arg(long)]
     access_log: bool,
+    /// Every connection (both listeners) starts with a PROXY protocol header, v1 or v2, from a load balancer in
+    /// front; the client it names is the request's client (ingress-nginx's `use-proxy-protocol`).
+    #[arg(long)]
+    proxy_protocol: bool,
     /// Proxy worker threads (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -206,7 +210,11 @@ pub fn run(args: Args) -> Result<()> {
     let runtime = runtime.enable_all().thread_name("ingress").build()?;
     let metrics = Arc::new(Metrics::default());
     registry.register(metrics.clone());
-    let proxy = Arc::new(Proxy::new(table.clone(), metrics.clone()).with_access_log(args.access_log));
+    let proxy = Arc::new(
+        Proxy::new(table.clone(), metrics.clone())
+            .with_access_log(args.access_log)
+            .with_proxy_protocol(args.proxy_protocol),
+    );
     let bind = |addr| {
         runtime
             .block_on(tokio::net::TcpListener::bind(addr))
@@ -216,17 +224,18 @@ pub fn run(args: Args) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let servers = [
         runtime.spawn(server::serve(http, proxy.clone(), None, stopped.clone())),
-        runtime.spawn(server::serve(https, proxy, Some(acceptor), stopped)),
+        runtime.spawn(server::serve(https, proxy.clone(), Some(acceptor), stopped)),
     ];
     let status_addr = weft_daemon::http::start(args.status, status.clone(), registry)
         .with_context(|| format!("binding {}", args.status))?;
     tracing::info!(http = %args.http, https = %args.https, status = %status_addr, controller = %args.controller, "serving");
     let (lameduck, drain) = (Duration::from_secs(args.lameduck), Duration::from_secs(args.drain));
-    let draining = status.clone();
+    let (draining, lameduck_proxy) = (status.clone(), proxy);
     let handle = runtime.handle().clone();
     termination.on_signal(move |signal| {
         tracing::info!(%signal, lameduck = ?lameduck, "terminating: not ready, still serving for the lameduck period");
         draining.draining.store(true, Ordering::Relaxed);
+        lameduck_proxy.drain();
         std::thread::sleep(lameduck);
         tracing::info!(drain = ?drain, "closing the listeners; waiting for requests in flight");
         stop.send_replace(true);

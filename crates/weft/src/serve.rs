@@ -382,6 +382,12 @@ pub fn respond(head: &Head, peer: SocketAddr, id: &Identity) -> Response {
         "/clientip" => Response::text(200, peer.to_string()),
         "/healthz" => Response::text(200, "ok"),
         "/echo" => Response::text(200, query_param(query, "msg").unwrap_or_default()),
+        // agnhost netexec's `/header?key=NAME`: the value of a request header (what a proxy in front added).
+        "/header" => {
+            let key = query_param(query, "key").unwrap_or_default();
+            let value = head.header(&String::from_utf8_lossy(&key)).unwrap_or_default();
+            Response::text(200, value.to_string())
+        }
         _ if path.starts_with("/status/") => match path["/status/".len()..].parse::<u16>() {
             Ok(code) if (100..=599).contains(&code) => Response::text(code, ""),
             _ => Response::text(400, "bad status code: want 100..599\n"),
@@ -657,6 +663,14 @@ mod tests {
         assert_eq!(get("/clientip"), Response::text(200, "10.1.2.3:4567"));
         assert_eq!(get("/healthz"), Response::text(200, "ok"));
         assert_eq!(get("/echo?msg=a%20b"), Response::text(200, "a b"));
+        let forwarded = Head {
+            method: "GET".into(),
+            target: "/header?key=x-forwarded-for".into(),
+            http11: true,
+            headers: vec![("X-Forwarded-For".into(), "172.18.0.100".into())],
+        };
+        assert_eq!(respond(&forwarded, peer(), &id()), Response::text(200, "172.18.0.100"));
+        assert_eq!(get("/header?key=x-forwarded-for"), Response::text(200, ""));
         assert_eq!(get("/status/503").status, 503);
         assert_eq!(get("/status/100").status, 100);
         assert_eq!(get("/status/600").status, 400);

@@ -330,8 +330,54 @@ impl Drop for Reaped {
     }
 }
 
-/// Requests keep being answered while the backend Deployment and then the controller itself roll: a client on the
-/// external host asks one request after another through the NodePort the whole time, and every answer is 200.
+/// Runs `during` while `parallel` clients on the lab's external host send requests to `url` (with curl's
+/// `args`), each in batches of `batch` on one keep-alive connection, one batch after another; returns a line per
+/// request — the status code (000: no HTTP answer), the connections curl opened for it (0: the batch's
+/// connection reused), curl's error message if any — and what `during` returned.
+fn under_load<T>(
+    lab: &Lab,
+    parallel: usize,
+    batch: usize,
+    args: &str,
+    url: &str,
+    during: impl FnOnce() -> T,
+) -> (String, T) {
+    let stop = Remove(std::env::temp_dir().join(format!("weft-{}-stop", lab.name)));
+    let requests = vec![format!("-o /dev/null {url}"); batch].join(" ");
+    let client = format!(
+        "until [ -e {} ]; do curl -sS --max-time 5 {args} -w '%{{http_code}} %{{num_connects}} %{{errormsg}}\\n' {requests}; done",
+        stop.0.display()
+    );
+    let clients = format!("for i in $(seq {parallel}); do ({client}) & done; wait");
+    std::thread::scope(|scope| {
+        let asking = scope.spawn(|| text(&lab.node_exec("external", &["sh", "-c", &clients]).stdout));
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(during));
+        // The clients stop, also when `during` failed (the scope would wait for them forever).
+        std::fs::write(&stop.0, "").unwrap();
+        let lines = asking.join().unwrap();
+        match done {
+            Ok(done) => (lines, done),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Asserts that every request of `under_load`'s `lines` got a 200, and that there were more than `least`.
+fn all_answered(lines: &str, least: usize) {
+    let answered = lines.lines().filter(|c| c.starts_with("200 ")).count();
+    let failed: Vec<&str> = lines.lines().filter(|c| !c.starts_with("200 ")).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        answered + failed.len()
+    );
+    assert!(answered > least, "only {answered} requests made");
+}
+
+/// Requests keep being answered while the backend Deployment and then the controller itself roll: four clients
+/// on the external host ask through the NodePort the whole time, each on keep-alive connections of 20 requests
+/// (one connection after another), and every answer is 200.
 #[test]
 fn rolling_the_backend_and_the_controller_fails_no_request() {
     if !root() {
@@ -350,36 +396,162 @@ fn rolling_the_backend_and_the_controller_fails_no_request() {
     let node = lab.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses[0].address}"]);
     let url = format!("http://{node}:{port}/");
     until(&lab, "200", &[&url]);
-    let stop = Remove(std::env::temp_dir().join(format!("weft-{}-stop", lab.name)));
-    let client = format!(
-        "until [ -e {} ]; do curl -s -o /dev/null --max-time 5 -w '%{{http_code}} %{{errormsg}}\\n' {url}; done",
-        stop.0.display()
-    );
-    let codes = std::thread::scope(|scope| {
-        let asking = scope.spawn(|| text(&lab.node_exec("external", &["sh", "-c", &client]).stdout));
-        let rolled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for (deployment, namespace) in [("webserver", "default"), ("weft-ingress", "weft-ingress")] {
-                let target = format!("deployment/{deployment}");
-                lab.kubectl_ok(&["rollout", "restart", &target, "-n", namespace]);
-                lab.kubectl_ok(&["rollout", "status", &target, "-n", namespace, "--timeout=90s"]);
-            }
-        }));
-        // The client stops, also when a rollout failed (the scope would wait for it forever).
-        std::fs::write(&stop.0, "").unwrap();
-        let codes = asking.join().unwrap();
-        if let Err(panic) = rolled {
-            std::panic::resume_unwind(panic);
+    let (lines, ()) = under_load(&lab, 4, 20, "", &url, || {
+        for (deployment, namespace) in [("webserver", "default"), ("weft-ingress", "weft-ingress")] {
+            let target = format!("deployment/{deployment}");
+            lab.kubectl_ok(&["rollout", "restart", &target, "-n", namespace]);
+            lab.kubectl_ok(&["rollout", "status", &target, "-n", namespace, "--timeout=90s"]);
         }
-        codes
     });
-    // A line per request: the status code (000: no HTTP answer), then curl's error message if any.
-    let answered = codes.lines().filter(|c| c.starts_with("200 ")).count();
-    let failed: Vec<&str> = codes.lines().filter(|c| !c.starts_with("200 ")).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}",
-        failed.len(),
-        answered + failed.len()
+    all_answered(&lines, 200);
+}
+
+/// The lab's external host, the client of every request from outside the cluster.
+const EXTERNAL: &str = "172.18.0.100";
+
+/// The client address at the backend: with `externalTrafficPolicy: Cluster` on the controller's Service a NodePort
+/// connection is masqueraded, so X-Forwarded-For is a node's address; with `Local` it is the external host's.
+/// Then a TLS Secret rotated under load: clients making new TLS connections all along (trusting the old and the
+/// new certificate) and one connection held open across the change all get 200, the held connection is never
+/// replaced, and the new certificate is served within 1 s of the API accepting it.
+#[test]
+fn local_traffic_policy_keeps_the_client_and_a_secret_rotates_under_load() {
+    if !root() {
+        return;
+    }
+    let manifests = [
+        "deploy/ingress.yaml",
+        "examples/09-ingress/webserver.yaml",
+        "examples/09-ingress/ingress-with-tls.yaml",
+    ]
+    .map(|path| std::fs::read_to_string(repo(path)).unwrap())
+    .join("\n---\n");
+    let lab = Lab::up(2, "host-gw", &manifests);
+    let dir = std::env::temp_dir().join(format!("weft-{}-rotate", lab.name));
+    let (old_crt, old_key) = certificate(&dir.join("old"));
+    let (new_crt, new_key) = certificate(&dir.join("new"));
+    let both = dir.join("both.crt");
+    let pem = |path: &Path| std::fs::read_to_string(path).unwrap();
+    std::fs::write(&both, pem(&old_crt) + &pem(&new_crt)).unwrap();
+    let secret = |crt: &Path, key: &Path| {
+        let yaml = lab.kubectl_ok(&[
+            "create",
+            "secret",
+            "tls",
+            "my-tls",
+            &format!("--cert={}", crt.display()),
+            &format!("--key={}", key.display()),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ]);
+        let file = dir.join("secret.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        lab.kubectl_ok(&["apply", "-f", &file.to_string_lossy()]);
+    };
+    secret(&old_crt, &old_key);
+    rolled_out(&lab);
+
+    // A node with a controller pod: with Local, only its own pods take the node's NodePort connections.
+    let on = lab.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "weft-ingress",
+        "-o",
+        "jsonpath={.items[0].spec.nodeName}",
+    ]);
+    let node = lab.kubectl_ok(&[
+        "get",
+        "node",
+        &on,
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let https = node_port(&lab, "https");
+    let resolve = format!("{HOST}:{https}:{node}");
+    let url = format!("https://{HOST}:{https}/");
+    let trusting = |crt: &Path, path: &str| {
+        curl(
+            &lab,
+            &[
+                "--resolve",
+                &resolve,
+                "--cacert",
+                &crt.to_string_lossy(),
+                &format!("{url}{path}"),
+            ],
+        )
+    };
+    let forwarded_for = "header?key=x-forwarded-for";
+    let masqueraded = lab.wait(30, "the webserver through the Ingress", || {
+        let (code, body) = trusting(&old_crt, forwarded_for);
+        (code == "200").then_some(body)
+    });
+    assert_ne!(masqueraded, EXTERNAL, "externalTrafficPolicy: Cluster masquerades");
+    lab.kubectl_ok(&[
+        "patch",
+        "-n",
+        "weft-ingress",
+        "service",
+        "weft-ingress",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ]);
+    lab.wait(30, "X-Forwarded-For to be the external host", || {
+        (trusting(&old_crt, forwarded_for) == ("200".into(), EXTERNAL.into())).then_some(())
+    });
+    assert_eq!(
+        trusting(&old_crt, "header?key=x-real-ip"),
+        ("200".into(), EXTERNAL.into())
     );
-    assert!(answered > 20, "only {answered} requests made during the rollouts");
+
+    // The rotation, under load.
+    let trust_both = format!("--resolve {resolve} --cacert {}", both.display());
+    let (lines, (held, took)) = under_load(&lab, 2, 5, &trust_both, &url, || {
+        std::thread::scope(|scope| {
+            // One connection for 30 requests, 5 a second: open before the change and after it.
+            let mut requests = vec!["--rate", "5/s", "-w", "%{http_code} %{num_connects}\\n"];
+            requests.extend(std::iter::repeat_n(["-o", "/dev/null", url.as_str()], 30).flatten());
+            let held = scope.spawn(|| {
+                let mut command = vec!["curl", "-sS", "--resolve", &resolve, "--cacert"];
+                let both = both.to_string_lossy();
+                command.push(&both);
+                command.extend(&requests);
+                text(&lab.node_exec("external", &command).stdout)
+            });
+            // Let the held connection and the clients start on the old certificate.
+            lab.wait(10, "the old certificate in use", || {
+                (trusting(&old_crt, "").0 == "200").then_some(())
+            });
+            secret(&new_crt, &new_key);
+            let accepted = std::time::Instant::now();
+            // Served by the pods the node's NodePort reaches: five new connections in a row trust only the new one.
+            let (mut in_a_row, mut streak_began) = (0, None);
+            lab.wait(10, "the new certificate", || {
+                if trusting(&new_crt, "").0 == "200" {
+                    streak_began.get_or_insert(accepted.elapsed());
+                    in_a_row += 1;
+                } else {
+                    (in_a_row, streak_began) = (0, None);
+                }
+                (in_a_row == 5).then_some(())
+            });
+            (held.join().unwrap(), streak_began.unwrap_or_default())
+        })
+    });
+    all_answered(&lines, 20);
+    all_answered(&held, 29);
+    let connections: usize = held
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1)?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(connections, 1, "the held connection was replaced: {held}");
+    // From the API's answer to the first of the new connections that trusted only the new certificate (and all
+    // after it did too).
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "the new certificate served after {took:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

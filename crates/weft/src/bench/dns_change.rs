@@ -142,29 +142,34 @@ fn observed(before: &(Vec<(f64, f64)>, f64), after: &(Vec<(f64, f64)>, f64)) -> 
 
 /// The addresses of the two `weft dns` pods, once both are Ready.
 fn dns_pods(paths: &Paths) -> Result<Vec<IpAddr>> {
+    ready_pods(paths, "kube-system", ("k8s-app", "kube-dns"), 2)
+}
+
+/// The addresses of the `count` pods of `namespace` labelled `label` (key, value), once that many are Ready.
+pub(super) fn ready_pods(paths: &Paths, namespace: &str, label: (&str, &str), count: usize) -> Result<Vec<IpAddr>> {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let (key, value) = label;
     loop {
-        let ready: Vec<IpAddr> =
-            crate::objects::list(&crate::client::Api::connect(paths)?, "Pod", Some("kube-system"))?
-                .iter()
-                .filter(|p| p.pointer("/metadata/labels/k8s-app").and_then(|v| v.as_str()) == Some("kube-dns"))
-                .filter(|p| {
-                    let conditions = p.pointer("/status/conditions").and_then(|c| c.as_array());
-                    conditions.is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-                })
-                .filter_map(|p| p.pointer("/status/podIP")?.as_str()?.parse().ok())
-                .collect();
-        if ready.len() == 2 {
+        let ready: Vec<IpAddr> = crate::objects::list(&crate::client::Api::connect(paths)?, "Pod", Some(namespace))?
+            .iter()
+            .filter(|p| p["metadata"]["labels"][key].as_str() == Some(value))
+            .filter(|p| {
+                let conditions = p.pointer("/status/conditions").and_then(|c| c.as_array());
+                conditions.is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .filter_map(|p| p.pointer("/status/podIP")?.as_str()?.parse().ok())
+            .collect();
+        if ready.len() == count {
             return Ok(ready);
         }
         if Instant::now() > deadline {
-            bail!("the two DNS pods were not Ready within 60 s (ready: {ready:?})");
+            bail!("{count} pods {key}={value} in {namespace} were not Ready within 60 s (ready: {ready:?})");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-fn ms(sorted: &[f64]) -> String {
+pub(super) fn ms(sorted: &[f64]) -> String {
     format!(
         "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         quantile(sorted, 0.5) * 1e3,

@@ -7,6 +7,7 @@ mod cni;
 mod dns;
 mod dns_change;
 mod drift;
+mod ingress_change;
 mod lab;
 mod policy;
 mod proxy;
@@ -40,6 +41,8 @@ pub enum What {
     /// In a lab (root): how long the agent takes to repair its nftables tables after `nft flush ruleset`, a
     /// deleted overlay route, and (`--overlay vxlan`) a deleted VXLAN device.
     Drift(drift::Args),
+    /// In a lab (root): how long a new Ingress takes to be served by both `weft ingress` pods.
+    IngressChange(ingress_change::Args),
 }
 
 pub fn run(what: What) -> anyhow::Result<()> {
@@ -54,6 +57,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
         What::Dns(args) => dns::run(args),
         What::DnsChange(args) => dns_change::run(args),
         What::Drift(args) => drift::run(args),
+        What::IngressChange(args) => ingress_change::run(args),
     }
 }
 
