@@ -509,10 +509,10 @@ fn local_traffic_policy_keeps_the_client_and_a_secret_rotates_under_load() {
     // The rotation, under load.
     let trust_both = format!("--resolve {resolve} --cacert {}", both.display());
     let (lines, (held, took)) = under_load(&lab, 2, 5, &trust_both, &url, || {
+        // One connection for 30 requests, 5 a second: open before the change and after it.
+        let mut requests = vec!["--rate", "5/s", "-w", "%{http_code} %{num_connects}\\n"];
+        requests.extend(std::iter::repeat_n(["-o", "/dev/null", url.as_str()], 30).flatten());
         std::thread::scope(|scope| {
-            // One connection for 30 requests, 5 a second: open before the change and after it.
-            let mut requests = vec!["--rate", "5/s", "-w", "%{http_code} %{num_connects}\\n"];
-            requests.extend(std::iter::repeat_n(["-o", "/dev/null", url.as_str()], 30).flatten());
             let held = scope.spawn(|| {
                 let mut command = vec!["curl", "-sS", "--resolve", &resolve, "--cacert"];
                 let both = both.to_string_lossy();
