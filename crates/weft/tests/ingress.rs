@@ -375,9 +375,9 @@ fn all_answered(lines: &str, least: usize) {
     assert!(answered > least, "only {answered} requests made");
 }
 
-/// Requests keep being answered while the backend Deployment and then the controller itself roll: four clients
-/// on the external host ask through the NodePort the whole time, each on keep-alive connections of 20 requests
-/// (one connection after another), and every answer is 200.
+/// Requests keep being answered while the backend Deployment and then the controller itself roll, until their old
+/// pods are gone: four clients on the external host ask through the NodePort the whole time, each on keep-alive
+/// connections of 20 requests (one connection after another), and every answer is 200.
 #[test]
 fn rolling_the_backend_and_the_controller_fails_no_request() {
     if !root() {
@@ -401,6 +401,12 @@ fn rolling_the_backend_and_the_controller_fails_no_request() {
             let target = format!("deployment/{deployment}");
             lab.kubectl_ok(&["rollout", "restart", &target, "-n", namespace]);
             lab.kubectl_ok(&["rollout", "status", &target, "-n", namespace, "--timeout=90s"]);
+            // The rollout is complete once the new pods are ready; the old ones still drain (the controller's for
+            // its lameduck period, then until its connections finish), and the load goes on until they are gone.
+            lab.wait(60, "the old pods to be gone", || {
+                let pods = lab.kubectl_ok(&["get", "pods", "-n", namespace, "-o", "name"]);
+                (pods.lines().count() == 2).then_some(())
+            });
         }
     });
     all_answered(&lines, 200);
