@@ -1169,9 +1169,9 @@ async fn draining_closes_http1_connections_after_their_response() {
     let port = upstream().await;
     let running = proxy(Table::build(&snapshot(port, INGRESS, None), &config())).await;
     let url = format!("http://{}/app", running.http);
-    let asked = || curl(&["-D", "-", "-H", "Host: foo.example", &url]);
-    assert_eq!(response_header(&asked().await.2, "connection"), "");
+    let args = ["-D", "-", "-H", "Host: foo.example", &url];
+    assert_eq!(response_header(&curl(&args).await.2, "connection"), "");
     running.proxy.drain();
-    let (code, _, out) = asked().await;
+    let (code, _, out) = curl(&args).await;
     assert_eq!((code.as_str(), response_header(&out, "connection")), ("200", "close"));
 }
