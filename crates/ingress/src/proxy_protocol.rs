@@ -25,6 +25,8 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("the connection closed before its PROXY protocol header ended")]
     Closed,
+    #[error("a PROXY protocol header longer than the protocol allows")]
+    TooLong,
     #[error("not a PROXY protocol header: {0}")]
     Invalid(String),
 }
@@ -48,7 +50,10 @@ pub async fn accept<S: AsyncRead + Unpin>(mut stream: S) -> Result<(Option<Addre
             && buffer.len() < V1_MAX_LINE;
         let (addresses, length) = match HeaderResult::parse(&buffer) {
             header if partial_line || header.is_incomplete() => {
-                if buffer.len() >= MAX_HEADER || stream.read_buf(&mut buffer).await? == 0 {
+                if buffer.len() >= MAX_HEADER {
+                    return Err(Error::TooLong);
+                }
+                if stream.read_buf(&mut buffer).await? == 0 {
                     return Err(Error::Closed);
                 }
                 continue;
