@@ -2,6 +2,9 @@
 # Installs the system packages weft and its tests use (Debian). Idempotent; run as root.
 set -euo pipefail
 pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf openssl)
+# Benchmark peers (`weft bench cni|dns|datapath` run them beside weft): Debian's reference CNI plugins and the
+# iptables they drive, unbound, iperf3.
+pkgs+=(containernetworking-plugins iptables unbound iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
