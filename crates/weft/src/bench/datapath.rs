@@ -30,6 +30,10 @@ pub struct Args {
     /// NetworkPolicies loaded for the second pass, all selecting the server pods.
     #[arg(long, default_value_t = 1000)]
     policies: usize,
+    /// The weft binary that runs the labs (weft-cni beside it), default this one: another build's datapath
+    /// beside the same bare paths, for a before/after.
+    #[arg(long)]
+    lab_weft: Option<std::path::PathBuf>,
 }
 
 const PORT: u16 = 5201;
@@ -69,7 +73,10 @@ fn which(program: &str) -> Result<()> {
 fn measure_overlay(args: &Args, overlay: &str, rows: &mut Vec<(String, Paired)>) -> Result<()> {
     let tag = format!("wbd{}", std::process::id() % 100_000);
     let lab = Lab {
-        weft: std::env::current_exe().context("finding the weft binary")?,
+        weft: match &args.lab_weft {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().context("finding the weft binary")?,
+        },
         name: format!("{tag}-{}", overlay.replace('-', "")),
     };
     let started = Instant::now();

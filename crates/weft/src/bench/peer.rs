@@ -64,6 +64,17 @@ pub fn header(peer: &str, better: Better) {
     println!("{:<50} {:>26} {:>26} {:>22}", "median (min–max)", "weft", peer, ratio);
 }
 
+/// A summary of repeated runs of a bench without a peer: each figure's median and range beside the figure
+/// docs/benchmarks.md publishes (`anchors`: label, unit, published), which `published` dates and places.
+pub fn print_runs<const N: usize>(published: &str, anchors: &[(&str, &str, &str); N], runs: &[[f64; N]]) {
+    println!("{} runs, median (min–max); {published}", runs.len());
+    println!("{:<40} {:>32} {:>20}", "", "this machine now", "published");
+    for (i, (label, unit, anchor)) in anchors.iter().enumerate() {
+        let xs: Vec<f64> = runs.iter().map(|r| r[i]).collect();
+        println!("{label:<40} {:>32} {anchor:>20}", spread(&xs, unit));
+    }
+}
+
 /// `MEDIAN (MIN–MAX)` of unsorted samples, three significant figures.
 pub fn spread(xs: &[f64], unit: &str) -> String {
     let mut s = xs.to_vec();
