@@ -110,9 +110,14 @@ pub fn run(args: Args) -> Result<()> {
     let mut node_ns = Vec::new();
     for node in &nodes {
         node_ns.push(File::open(format!("/run/netns/{node}")).context("opening a node namespace")?);
-        Command::new("ip").args(["-n", node, "link", "set", "lo", "up"]).status()?;
+        Command::new("ip")
+            .args(["-n", node, "link", "set", "lo", "up"])
+            .status()?;
     }
-    let sides = [(bin_dir.as_path(), &node_ns[0]), (args.peer_bin_dir.as_path(), &node_ns[1])];
+    let sides = [
+        (bin_dir.as_path(), &node_ns[0]),
+        (args.peer_bin_dir.as_path(), &node_ns[1]),
+    ];
 
     println!(
         "weft bench cni: {} pods, sequential ADD then DEL, {} rounds interleaved: weft's plugins ({}), then the \

@@ -80,7 +80,10 @@ fn measure_overlay(args: &Args, overlay: &str, rows: &mut Vec<(String, Paired)>)
         name: format!("{tag}-{}", overlay.replace('-', "")),
     };
     let started = Instant::now();
-    lab.weft(&["lab", "up", "--nodes", "2", "--overlay", overlay, "-f", "-"], &pods_manifest())?;
+    lab.weft(
+        &["lab", "up", "--nodes", "2", "--overlay", overlay, "-f", "-"],
+        &pods_manifest(),
+    )?;
     let paths = Paths::new(&lab.name);
     let pods = lab_pods(&paths)?;
     let bare = Bare::build(&tag, overlay)?;
@@ -120,7 +123,10 @@ fn measure_overlay(args: &Args, overlay: &str, rows: &mut Vec<(String, Paired)>)
             args.policies,
             took.as_secs_f64()
         );
-        pass(&format!(", {}k Services + {} policies", args.services / 1000, args.policies), rows)?;
+        pass(
+            &format!(", {}k Services + {} policies", args.services / 1000, args.policies),
+            rows,
+        )?;
     }
     drop(servers);
     drop(bare);
@@ -155,7 +161,10 @@ fn lab_pods(paths: &Paths) -> Result<Vec<(String, String)>> {
                 .iter()
                 .find(|p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
                 .with_context(|| format!("pod {name} missing"))?;
-            let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).context("pod uid")?;
+            let uid = pod
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .context("pod uid")?;
             let ip = pod.pointer("/status/podIP").and_then(Value::as_str).context("pod IP")?;
             Ok((paths.pod_netns(uid), ip.to_string()))
         })
@@ -198,7 +207,10 @@ fn load(lab: &Lab, paths: &Paths, args: &Args) -> Result<Duration> {
         .max()
         .unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(180);
-    while ["node-1", "node-2"].iter().any(|n| super::apply::synced(paths, n) < revision) {
+    while ["node-1", "node-2"]
+        .iter()
+        .any(|n| super::apply::synced(paths, n) < revision)
+    {
         if Instant::now() > deadline {
             bail!("the agents did not program revision {revision} within 180 s");
         }
@@ -234,12 +246,25 @@ fn iperf3(netns: &str, server: &str, seconds: u64) -> Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let out = Command::new("ip")
-            .args(["netns", "exec", netns, "iperf3", "-J", "-c", server, "-p", &PORT.to_string()])
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "iperf3",
+                "-J",
+                "-c",
+                server,
+                "-p",
+                &PORT.to_string(),
+            ])
             .args(["-t", &seconds.to_string()])
             .output()
             .context("running iperf3")?;
         let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if let Some(bps) = report.pointer("/end/sum_received/bits_per_second").and_then(Value::as_f64) {
+        if let Some(bps) = report
+            .pointer("/end/sum_received/bits_per_second")
+            .and_then(Value::as_f64)
+        {
             return Ok(bps / 1e9);
         }
         if Instant::now() > deadline {
@@ -286,10 +311,11 @@ impl Bare {
             prefix,
         };
         let (wire, nodes) = (bare.name("wire"), [bare.name("n1"), bare.name("n2")]);
-        for name in [wire.clone(), nodes[0].clone(), nodes[1].clone()]
+        let names: Vec<String> = [wire.clone(), nodes[0].clone(), nodes[1].clone()]
             .into_iter()
             .chain(BARE_PODS.iter().map(|(p, _, _)| bare.name(p)))
-        {
+            .collect();
+        for name in names {
             ip(None, &format!("netns add {name}"))?;
             bare.names.push(name.clone());
             ip(Some(&name), "link set lo up")?;
@@ -299,9 +325,14 @@ impl Bare {
             let n = i + 1;
             ip(
                 Some(&wire),
-                &format!("link add n{n} mtu 1500 type veth peer name eth0 mtu 1500 netns {node}\nlink set n{n} master sw up"),
+                &format!(
+                    "link add n{n} mtu 1500 type veth peer name eth0 mtu 1500 netns {node}\nlink set n{n} master sw up"
+                ),
             )?;
-            ip(Some(node), &format!("addr add 172.31.0.{n}/24 dev eth0\nlink set eth0 up"))?;
+            ip(
+                Some(node),
+                &format!("addr add 172.31.0.{n}/24 dev eth0\nlink set eth0 up"),
+            )?;
             sysctl(node, "net/ipv4/ip_forward", "1")?;
         }
         let mtu = pod_mtu(overlay);
@@ -364,7 +395,10 @@ fn ip(netns: Option<&str>, lines: &str) -> Result<()> {
         child.stdin.take().context("stdin")?.write_all(batch.as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("{program} -batch in {netns:?}: {}\n{batch}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{program} -batch in {netns:?}: {}\n{batch}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     Ok(())

@@ -214,7 +214,11 @@ fn unbound_conf(dir: &Path, port: u16, services: usize, threads: usize) -> Strin
         dir.display()
     );
     for i in 0..services {
-        let _ = writeln!(c, "  local-data: \"svc-{i}.bench.svc.cluster.local. 5 IN A {}\"", cluster_ip(i));
+        let _ = writeln!(
+            c,
+            "  local-data: \"svc-{i}.bench.svc.cluster.local. 5 IN A {}\"",
+            cluster_ip(i)
+        );
     }
     c.push_str("remote-control:\n  control-enable: no\n");
     c
@@ -228,7 +232,10 @@ fn wait_answering(addr: SocketAddr, server: &mut Server, what: &str, log: &Path)
     let mut buf = [0u8; 1500];
     loop {
         let _ = sock.send_to(&query(1, 0), addr);
-        if sock.recv(&mut buf).is_ok_and(|n| n > 12 && buf[3] & 0x0f == 0 && buf[7] > 0) {
+        if sock
+            .recv(&mut buf)
+            .is_ok_and(|n| n > 12 && buf[3] & 0x0f == 0 && buf[7] > 0)
+        {
             return Ok(started.elapsed());
         }
         if server.0.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(60) {

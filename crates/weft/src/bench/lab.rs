@@ -59,7 +59,11 @@ pub fn run(args: Args) -> Result<()> {
     for (pods, runs) in &sizes {
         println!("{pods} pods:");
         let anchors = anchors(if published { *pods } else { 0 });
-        super::peer::print_runs("published: 3 nodes, host-gw, 2-core machine, 2026-12-03", &anchors, runs);
+        super::peer::print_runs(
+            "published: 3 nodes, host-gw, 2-core machine, 2026-12-03",
+            &anchors,
+            runs,
+        );
     }
     Ok(())
 }

@@ -58,7 +58,11 @@ pub fn run(args: Args) -> Result<()> {
         println!("run {} of {}", i + 1, args.runs);
         runs.push(once(&args)?);
     }
-    super::peer::print_runs("published: 2-core machine, load 1.8–2.3, 2026-11-23, three runs", &ANCHORS, &runs);
+    super::peer::print_runs(
+        "published: 2-core machine, load 1.8–2.3, 2026-11-23, three runs",
+        &ANCHORS,
+        &runs,
+    );
     Ok(())
 }
 
