@@ -3,6 +3,9 @@
 set -euo pipefail
 # pebble: Let's Encrypt's ACME test server (weft-acme's tests and `weft lab up --acme`).
 pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf openssl pebble)
+# Benchmark peers (`weft bench cni|dns|datapath` run them beside weft): Debian's reference CNI plugins and the
+# iptables they drive, unbound, iperf3.
+pkgs+=(containernetworking-plugins iptables unbound iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,7 +9,7 @@
 //! - weft-cni's `inet weft-cni`: changes to its chains, rules or sets, or element changes made with `nft`
 //!   (weft-cni changes elements itself, over nfnetlink), rebuild it from weft-cni's journals;
 //! - routes of protocol 247, the VXLAN device `weft.1`, permanent neighbours and FDB entries: the overlay sync,
-//!   which changes only what differs;
+//!   which changes only what differs; the overlay's table `inet weft-overlay` is written again whole;
 //! - IPv4 netconf changes (forwarding): the sysctls are set again.
 //!
 //! Notifications can be lost (the kernel drops them when the socket's buffer is full, as during a full sync of
@@ -48,13 +48,15 @@ pub struct Dirty {
     pub policy: bool,
     pub cni: bool,
     pub overlay: bool,
+    /// The overlay's nftables table (`inet weft-overlay`) was changed by someone else: rewrite it whole.
+    pub notrack: bool,
     pub sysctls: bool,
     pub check: bool,
 }
 
 impl Dirty {
     pub fn any(&self) -> bool {
-        self.proxy || self.policy || self.cni || self.overlay || self.sysctls || self.check
+        self.proxy || self.policy || self.cni || self.overlay || self.notrack || self.sysctls || self.check
     }
 
     pub fn merge(&mut self, other: Dirty) {
@@ -62,6 +64,7 @@ impl Dirty {
         self.policy |= other.policy;
         self.cni |= other.cni;
         self.overlay |= other.overlay;
+        self.notrack |= other.notrack;
         self.sysctls |= other.sysctls;
         self.check |= other.check;
     }
@@ -133,6 +136,7 @@ impl Classifier {
                         match table.as_str() {
                             "weft" => dirty.proxy = true,
                             "weft-policy" => dirty.policy = true,
+                            crate::overlay::notrack::TABLE => dirty.notrack = true,
                             // weft-cni changes its elements itself; `nft` is an admin's (or weft-cni's full
                             // transaction, which the restore repeats harmlessly).
                             "weft-cni" if !elements || process == "nft" => dirty.cni = true,
@@ -241,9 +245,15 @@ impl Agent {
                     dirty.proxy |= !present.contains(weft_proxy::ruleset::TABLE);
                     dirty.policy |= !present.contains(weft_policy::plan::TABLE);
                     dirty.cni |= !present.contains(weft_cni::firewall::TABLE);
+                    dirty.notrack |= !present.contains(&format!("inet {}", crate::overlay::notrack::TABLE));
                 }
                 Err(e) => tracing::warn!(error = %e, "drift check: listing nftables tables"),
             }
+        }
+        if dirty.notrack {
+            // Forgotten, so the overlay sync writes it again (or removes it, without VXLAN).
+            self.notrack = None;
+            dirty.overlay = true;
         }
         let mut restoring = Vec::new();
         for (part, flag) in [
@@ -424,7 +434,9 @@ mod tests {
             nft("firewalld", false),
             generation(77, "nft"),
         ]);
-        assert!(dirty.proxy && dirty.policy && dirty.cni && !dirty.overlay);
+        assert!(dirty.proxy && dirty.policy && dirty.cni && !dirty.overlay && !dirty.notrack);
+        // The overlay's table, changed by an admin, is written again whole.
+        assert!(c.feed(&[nft("weft-overlay", false), generation(80, "nft")]).notrack);
         // weft-cni adding a pod's elements is not drift; an admin deleting one with nft is.
         assert!(!c.feed(&[nft("weft-cni", true), generation(78, "weft")]).any());
         assert!(c.feed(&[nft("weft-cni", true), generation(79, "nft")]).cni);

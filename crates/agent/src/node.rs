@@ -55,6 +55,7 @@ pub fn run(source: &mut (dyn Source + Send), config: &Config, metrics: &Arc<Metr
         health: Health::default(),
         policy: weft_policy::Enforcer::new(),
         metrics: metrics.clone(),
+        notrack: None,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|scope| {
@@ -132,6 +133,8 @@ pub struct Agent {
     health: Health,
     pub(crate) policy: weft_policy::Enforcer,
     pub(crate) metrics: Arc<Metrics>,
+    /// The `inet weft-overlay` script in place (None: none, or not known to be; the next sync writes it).
+    pub(crate) notrack: Option<String>,
 }
 
 impl Agent {
@@ -170,6 +173,17 @@ impl Agent {
             .ok_or_else(|| format!("uplink {} not found", config.uplink))?;
         let desired = overlay::plan(me, &nodes, config.overlay, uplink.mtu).map_err(|e| e.to_string())?;
         let report = overlay::sync(handle, &config.uplink, &desired).map_err(|e| e.to_string())?;
+        let notrack = desired
+            .vxlan
+            .as_ref()
+            .map(|v| overlay::notrack::script(&config.uplink, v.device.local, v.device.port));
+        let mut changes = report.changes();
+        if notrack != self.notrack {
+            let present = overlay::notrack::present().map_err(|e| e.to_string())?;
+            overlay::notrack::apply(notrack.as_deref(), present).map_err(|e| e.to_string())?;
+            changes += usize::from(notrack.is_some() || present);
+            self.notrack = notrack;
+        }
         self.metrics.overlay_routes(desired.routes.len());
         if report.changes() > 0 {
             tracing::info!(revision = snap.revision, part = "overlay", changes = %report, "synced");
@@ -182,7 +196,7 @@ impl Agent {
             "attachment": "routed",
         });
         write_if_changed(&config.node_config, &settings.to_string())?;
-        Ok(report.changes())
+        Ok(changes)
     }
 
     /// The NetworkPolicy table of this node's pods: whole at start, then only what each change touches.

@@ -171,7 +171,7 @@ fn service_ip(url: &str) -> &str {
 }
 
 #[test]
-fn overlay_routes_device_neighbours_fdb_and_sysctls_come_back() {
+fn overlay_routes_device_neighbours_fdb_notrack_table_and_sysctls_come_back() {
     if !root() {
         return;
     }
@@ -189,6 +189,19 @@ fn overlay_routes_device_neighbours_fdb_and_sysctls_come_back() {
     };
     let fdb = || on(&lab, "node-2", &["bridge", "fdb", "show", "dev", "weft.1"]);
     let (want_neighbours, want_fdb) = (neighbours(), fdb());
+    // The overlay's own datagrams skip conntrack; the table comes back whole when deleted.
+    let notrack = || {
+        text(
+            &lab.node_exec("node-2", &["nft", "list", "table", "inet", "weft-overlay"])
+                .stdout,
+        )
+    };
+    let want_notrack = notrack();
+    assert!(want_notrack.contains("udp dport 8472 notrack"), "{want_notrack}");
+    on(&lab, "node-2", &["nft", "delete", "table", "inet", "weft-overlay"]);
+    lab.wait(20, "the overlay's nftables table", || {
+        (notrack() == want_notrack).then_some(())
+    });
 
     let dst = want_routes.split_whitespace().next().unwrap().to_string();
     on(&lab, "node-2", &["ip", "route", "del", &dst, "proto", "247"]);

@@ -2,9 +2,10 @@
 //!
 //! `plan` turns this node and its peers into a `Desired` state; `sync` makes a network namespace match it,
 //! touching only what weft owns: routes marked with `ROUTE_PROTOCOL` and the `weft.1` device with its
-//! addresses, neighbours and FDB entries.
+//! addresses, neighbours and FDB entries; with VXLAN also the nftables table `inet weft-overlay` (`notrack`).
 
 pub mod apply;
+pub mod notrack;
 pub mod plan;
 
 pub use apply::{Counts, Report, sync};

@@ -94,7 +94,7 @@ fn measure(paths: &Paths, list: &std::path::Path, args: &Args) -> Result<()> {
 }
 
 /// The revision a node's agent last programmed whole (0 before its first sync).
-fn synced(paths: &Paths, node: &str) -> u64 {
+pub(super) fn synced(paths: &Paths, node: &str) -> u64 {
     let file = weft_lab::node_fs::NodeFs::new(paths, node).path("/run/weft/agent-revision");
     file.and_then(|f| std::fs::read_to_string(f).map_err(|e| weft_lab::Error::Invalid(e.to_string())))
         .ok()

@@ -1,7 +1,9 @@
 //! `weft bench cni`: N pods, one after another, through ADD and then DEL, as containerd runs a plugin
 //! chain (one exec per plugin, config on stdin, env vars). Everything happens in namespaces the
-//! benchmark makes and removes: a node namespace for the plugin and one namespace per pod.
+//! benchmark makes and removes: a node namespace per side and one namespace per pod. Weft's plugins and the
+//! reference plugins (Debian's containernetworking-plugins) take the same conflists in interleaved rounds.
 
+use super::peer::{Better, Paired, header};
 use super::quantile;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -16,12 +18,18 @@ use std::time::Instant;
 #[derive(clap::Args)]
 pub struct Args {
     /// Pods per scenario.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 100)]
     pods: usize,
+    /// Rounds; each runs both scenarios with weft's plugins and then with the peer's.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Directory holding the plugin binaries, called by type name (bridge, host-local, portmap) the way
     /// runtimes call them; default: a directory of links to the weft-cni next to this binary.
     #[arg(long)]
     cni_bin_dir: Option<PathBuf>,
+    /// The peer's plugin directory: Debian's containernetworking-plugins (the reference plugins).
+    #[arg(long, default_value = "/usr/lib/cni")]
+    peer_bin_dir: PathBuf,
 }
 
 /// Deletes the named namespaces and the scratch directory whatever happens.
@@ -57,17 +65,39 @@ struct Timing {
     peak_rss_kb: i64,
 }
 
+impl Timing {
+    /// ADD p50, ADD p95, DEL p50, DEL p95 (ms) and the peak RSS of one exec (MB).
+    fn figures(mut self) -> [f64; 5] {
+        self.add_ms.sort_by(f64::total_cmp);
+        self.del_ms.sort_by(f64::total_cmp);
+        [
+            quantile(&self.add_ms, 0.5),
+            quantile(&self.add_ms, 0.95),
+            quantile(&self.del_ms, 0.5),
+            quantile(&self.del_ms, 0.95),
+            self.peak_rss_kb as f64 / 1024.0,
+        ]
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("weft bench cni needs root: it creates network namespaces");
     }
+    if !args.peer_bin_dir.join("bridge").is_file() {
+        bail!(
+            "{}/bridge not found: install containernetworking-plugins (scripts/deps.sh) or pass --peer-bin-dir",
+            args.peer_bin_dir.display()
+        );
+    }
     let tag = format!("wb{}", std::process::id());
     let dir = std::env::temp_dir().join(&tag);
     std::fs::create_dir_all(&dir)?;
-    let node = format!("{tag}-node");
+    // One node namespace per side, so neither finds the other's bridge, tables or rules.
+    let nodes = [format!("{tag}-weft"), format!("{tag}-peer")];
     let pods: Vec<String> = (0..args.pods).map(|i| format!("{tag}-p{i}")).collect();
     let mut scratch = Scratch {
-        names: vec![node.clone()],
+        names: nodes.to_vec(),
         dir: dir.clone(),
     };
     scratch.names.extend(pods.iter().cloned());
@@ -75,41 +105,67 @@ pub fn run(args: Args) -> Result<()> {
         Some(d) => d,
         None => link_weft_cni(&dir)?,
     };
-    let mut batch = format!("netns add {node}\n");
-    for p in &pods {
-        batch.push_str(&format!("netns add {p}\n"));
-    }
+    let batch: String = scratch.names.iter().map(|n| format!("netns add {n}\n")).collect();
     ip_batch(&batch)?;
-    let node_ns = File::open(format!("/run/netns/{node}")).context("opening the node namespace")?;
-    Command::new("ip")
-        .args(["-n", &node, "link", "set", "lo", "up"])
-        .status()?;
+    let mut node_ns = Vec::new();
+    for node in &nodes {
+        node_ns.push(File::open(format!("/run/netns/{node}")).context("opening a node namespace")?);
+        Command::new("ip")
+            .args(["-n", node, "link", "set", "lo", "up"])
+            .status()?;
+    }
+    let sides = [
+        (bin_dir.as_path(), &node_ns[0]),
+        (args.peer_bin_dir.as_path(), &node_ns[1]),
+    ];
 
     println!(
-        "weft bench cni: {} pods, sequential ADD then DEL, plugins from {}",
+        "weft bench cni: {} pods, sequential ADD then DEL, {} rounds interleaved: weft's plugins ({}), then the \
+         reference plugins ({})",
         args.pods,
-        bin_dir.display()
+        args.rounds,
+        bin_dir.display(),
+        args.peer_bin_dir.display()
     );
-    println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
-        "scenario", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "ADD 1st", "ADD last", "peak RSS"
-    );
-    for (name, portmap) in [("(a) bridge+host-local+masq", false), ("(b) (a) + portmap", true)] {
-        let t = scenario(&bin_dir, &node_ns, &dir.join(name.replace(' ', "_")), &pods, portmap)?;
-        let (mut adds, mut dels) = (t.add_ms.clone(), t.del_ms.clone());
-        adds.sort_by(f64::total_cmp);
-        dels.sort_by(f64::total_cmp);
-        println!(
-            "{:<28} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>8}kB",
-            name,
-            quantile(&adds, 0.5),
-            quantile(&adds, 0.95),
-            quantile(&dels, 0.5),
-            quantile(&dels, 0.95),
-            t.add_ms.first().copied().unwrap_or_default(),
-            t.add_ms.last().copied().unwrap_or_default(),
-            t.peak_rss_kb
-        );
+    let scenarios = [("(a) bridge+host-local+masq", false), ("(b) (a) + portmap", true)];
+    // [scenario][figure]: ADD p50, ADD p95, DEL p50, DEL p95, peak RSS.
+    let mut figures: Vec<Vec<Paired>> = (0..scenarios.len())
+        .map(|_| (0..5).map(|_| Paired::new()).collect())
+        .collect();
+    for round in 0..args.rounds {
+        for (s, (name, portmap)) in scenarios.iter().enumerate() {
+            let mut both = Vec::new();
+            for (side, (bin, node)) in sides.iter().enumerate() {
+                let state = dir.join(format!("r{round}-s{s}-{side}"));
+                both.push(scenario(bin, node, &state, &pods, *portmap)?.figures());
+            }
+            println!(
+                "round {} {name}: ADD p50 {:.2} / {:.2} ms, DEL p50 {:.2} / {:.2} ms (weft / reference)",
+                round + 1,
+                both[0][0],
+                both[1][0],
+                both[0][2],
+                both[1][2]
+            );
+            for (f, paired) in figures[s].iter_mut().enumerate() {
+                paired.push(both[0][f], both[1][f]);
+            }
+        }
+    }
+    header("reference", Better::Lower);
+    for (s, (name, _)) in scenarios.iter().enumerate() {
+        for (f, (label, unit)) in [
+            ("ADD p50", " ms"),
+            ("ADD p95", " ms"),
+            ("DEL p50", " ms"),
+            ("DEL p95", " ms"),
+            ("peak RSS of one exec", " MB"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            figures[s][f].print(&format!("{} {label}", &name[..3]), unit, Better::Lower);
+        }
     }
     drop(scratch);
     Ok(())

@@ -1,7 +1,9 @@
-//! `weft bench dns`: `weft dns --objects` with N generated Services on loopback, loaded by dnsperf (when installed)
-//! or by an in-process load generator, while a probe samples latency at a low rate beside the load. Prints
-//! queries/s, p50/p99 latency and the server's peak RSS.
+//! `weft bench dns`: `weft dns --objects` with N generated Services on loopback beside its peer, unbound serving the
+//! same names as static local data. Each is loaded in turn (interleaved rounds) by dnsperf (when installed) or by
+//! an in-process load generator, while a probe samples latency at a low rate beside the load. Prints queries/s,
+//! p50/p99 latency of both and their ratios, and peak RSS.
 
+use super::peer::{Better, Paired, header};
 use super::quantile;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -9,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,9 +27,12 @@ pub struct Args {
     /// Use the in-process load generator even when dnsperf is installed.
     #[arg(long)]
     no_dnsperf: bool,
-    /// UDP worker threads of the server (0: one per CPU).
+    /// UDP worker threads of the server, and unbound's threads (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Load phases of each server, interleaved (weft dns, unbound, weft dns, …).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// Kills the server whatever happens.
@@ -50,7 +56,7 @@ pub(super) fn manifest(services: usize, cluster_ips: bool) -> String {
     for i in 0..services {
         let mut spec = json!({"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]});
         if cluster_ips {
-            spec["clusterIP"] = json!(format!("10.96.{}.{}", (i / 250) % 256, i % 250 + 2));
+            spec["clusterIP"] = json!(cluster_ip(i));
         }
         items.push(json!({
             "apiVersion": "v1",
@@ -192,50 +198,148 @@ fn dnsperf_installed() -> bool {
         .is_ok()
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("weft-bench-dns-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let objects = dir.join("objects.json");
-    std::fs::write(&objects, manifest(args.services, true))?;
-    let (port, http_port) = (free_port()?, free_port()?);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
-    let exe = std::env::current_exe()?;
-    let child = Command::new(exe)
-        .args(["dns", "--objects"])
-        .arg(&objects)
-        .args(["--listen", &addr.to_string(), "--http", &http.to_string()])
-        // Nothing is forwarded in this benchmark; a discard port keeps the host's resolvers out of it.
-        .args(["--upstream", "127.0.0.1:9", "--workers", &args.workers.to_string()])
-        .stderr(std::fs::File::create(dir.join("server.log"))?)
-        .spawn()
-        .context("starting weft dns")?;
-    let mut server = Server(child);
-    let started = Instant::now();
-    while !http_get(http, "/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-        if server.0.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(60) {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            bail!("weft dns did not become ready within 60 s:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let ready = started.elapsed();
-    let rss_ready = status_kib(server.0.id(), "VmRSS:").unwrap_or(0);
-    println!(
-        "services {}; ready after {:.0} ms; RSS when ready {:.1} MiB",
-        args.services,
-        ready.as_secs_f64() * 1e3,
-        rss_ready as f64 / 1024.0
-    );
+/// The ClusterIP `manifest` gives Service `i`.
+fn cluster_ip(i: usize) -> String {
+    format!("10.96.{}.{}", (i / 250) % 256, i % 250 + 2)
+}
 
-    let seconds = Duration::from_secs(args.seconds);
+/// unbound's configuration: the same names as static local data (the TTL `weft dns` uses, 5 s), nothing
+/// recursive or validated, as many threads as weft dns has workers, in the foreground without chroot or syslog.
+fn unbound_conf(dir: &Path, port: u16, services: usize, threads: usize) -> String {
+    let mut c = format!(
+        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-daemonize: no\n  chroot: \"\"\n  \
+         username: \"\"\n  directory: \"{}\"\n  pidfile: \"\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  \
+         num-threads: {threads}\n  so-reuseport: yes\n  module-config: \"iterator\"\n  \
+         access-control: 127.0.0.0/8 allow\n  local-zone: \"cluster.local.\" static\n",
+        dir.display()
+    );
+    for i in 0..services {
+        let _ = writeln!(
+            c,
+            "  local-data: \"svc-{i}.bench.svc.cluster.local. 5 IN A {}\"",
+            cluster_ip(i)
+        );
+    }
+    c.push_str("remote-control:\n  control-enable: no\n");
+    c
+}
+
+/// Waits until `addr` answers a query for Service 0 (or the server exits, or 60 s pass).
+fn wait_answering(addr: SocketAddr, server: &mut Server, what: &str, log: &Path) -> Result<Duration> {
+    let started = Instant::now();
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let mut buf = [0u8; 1500];
+    loop {
+        let _ = sock.send_to(&query(1, 0), addr);
+        if sock
+            .recv(&mut buf)
+            .is_ok_and(|n| n > 12 && buf[3] & 0x0f == 0 && buf[7] > 0)
+        {
+            return Ok(started.elapsed());
+        }
+        if server.0.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(60) {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("{what} did not answer within 60 s:\n{log}");
+        }
+    }
+}
+
+/// One load phase against `addr`: queries/s, and the p50 and p99 (ms) of the probe beside the load.
+struct Sample {
+    qps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn load(addr: SocketAddr, args: &Args, queries: Option<&Path>) -> Result<Sample> {
     let stop = Arc::new(AtomicBool::new(false));
     let prober = {
         let stop = stop.clone();
         let services = args.services;
         std::thread::spawn(move || probe(addr, services, 1000, stop))
     };
-    let (tool, qps, loaded_lat) = if dnsperf_installed() && !args.no_dnsperf {
+    let qps = match queries {
+        Some(queries) => {
+            let out = Command::new("dnsperf")
+                .args(["-s", "127.0.0.1", "-p", &addr.port().to_string(), "-d"])
+                .arg(queries)
+                .args(["-l", &args.seconds.to_string(), "-c", "8", "-T", "2", "-q", "200"])
+                .output()
+                .context("running dnsperf");
+            let text = String::from_utf8_lossy(&out?.stdout).to_string();
+            let line = text.lines().find(|l| l.trim_start().starts_with("Queries per second"));
+            line.and_then(|l| l.split(':').nth(1)?.split_whitespace().next()?.parse().ok())
+                .unwrap_or(f64::NAN)
+        }
+        None => {
+            let seconds = Duration::from_secs(args.seconds);
+            generate(addr, args.services, 2, 64, seconds).0 as f64 / seconds.as_secs_f64()
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let lat = prober.join().unwrap_or_default();
+    Ok(Sample {
+        qps,
+        p50: quantile(&lat, 0.5) * 1e3,
+        p99: quantile(&lat, 0.99) * 1e3,
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("weft-bench-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = measure(&args, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn measure(args: &Args, dir: &Path) -> Result<()> {
+    let objects = dir.join("objects.json");
+    std::fs::write(&objects, manifest(args.services, true))?;
+    let (port, http_port, peer_port) = (free_port()?, free_port()?, free_port()?);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
+    let peer: SocketAddr = ([127, 0, 0, 1], peer_port).into();
+    let threads = match args.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .args(["dns", "--objects"])
+        .arg(&objects)
+        .args(["--listen", &addr.to_string(), "--http", &http.to_string()])
+        // Nothing is forwarded in this benchmark; a discard port keeps the host's resolvers out of it.
+        .args(["--upstream", "127.0.0.1:9", "--workers", &threads.to_string()])
+        .stderr(std::fs::File::create(dir.join("server.log"))?)
+        .spawn()
+        .context("starting weft dns")?;
+    let mut server = Server(child);
+    let ready = wait_answering(addr, &mut server, "weft dns", &dir.join("server.log"))?;
+    let rss_ready = status_kib(server.0.id(), "VmRSS:").unwrap_or(0);
+
+    let conf = dir.join("unbound.conf");
+    std::fs::write(&conf, unbound_conf(dir, peer_port, args.services, threads))?;
+    let child = Command::new("unbound")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stderr(std::fs::File::create(dir.join("unbound.log"))?)
+        .spawn()
+        .context("starting unbound (scripts/deps.sh installs it)")?;
+    let mut unbound = Server(child);
+    let peer_ready = wait_answering(peer, &mut unbound, "unbound", &dir.join("unbound.log"))?;
+    println!(
+        "services {}; {threads} threads each; answering after {:.0} ms (weft dns), {:.0} ms (unbound); RSS then \
+         {:.1} MiB (weft dns), {:.1} MiB (unbound)",
+        args.services,
+        ready.as_secs_f64() * 1e3,
+        peer_ready.as_secs_f64() * 1e3,
+        rss_ready as f64 / 1024.0,
+        status_kib(unbound.0.id(), "VmRSS:").unwrap_or(0) as f64 / 1024.0,
+    );
+
+    let queries = if dnsperf_installed() && !args.no_dnsperf {
         let queries = dir.join("queries.txt");
         let mut text = String::new();
         let mut rng = Rng(7);
@@ -243,58 +347,45 @@ pub fn run(args: Args) -> Result<()> {
             let _ = writeln!(text, "svc-{}.bench.svc.cluster.local A", rng.below(args.services));
         }
         std::fs::write(&queries, text)?;
-        let out = Command::new("dnsperf")
-            .args(["-s", "127.0.0.1", "-p", &port.to_string(), "-d"])
-            .arg(&queries)
-            .args(["-l", &args.seconds.to_string(), "-c", "8", "-T", "2", "-q", "200"])
-            .output()
-            .context("running dnsperf")?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let field = |label: &str| -> Option<f64> {
-            let line = text.lines().find(|l| l.trim_start().starts_with(label))?;
-            line.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
-        };
-        let qps = field("Queries per second").unwrap_or(f64::NAN);
-        let lost = text
-            .lines()
-            .find(|l| l.contains("Queries lost"))
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        let avg = field("Average Latency (s)").unwrap_or(f64::NAN);
-        println!("dnsperf: {lost}; average latency {:.3} ms", avg * 1e3);
-        ("dnsperf (-c 8 -T 2 -q 200)", qps, None)
+        Some(queries)
     } else {
-        let (answered, lat) = generate(addr, args.services, 2, 64, seconds);
-        (
-            "in-process generator (2 threads x 64 outstanding)",
-            answered as f64 / seconds.as_secs_f64(),
-            Some(lat),
-        )
+        None
     };
-    stop.store(true, Ordering::Relaxed);
-    let probe_lat = prober.join().unwrap_or_default();
-    let rss_peak = status_kib(server.0.id(), "VmHWM:").unwrap_or(0);
-    let rss_now = status_kib(server.0.id(), "VmRSS:").unwrap_or(0);
-    println!("load: {tool} for {} s", args.seconds);
-    println!("queries/s: {qps:.0}");
-    if let Some(lat) = loaded_lat {
-        println!(
-            "latency under full load (generator): p50 {:.3} ms, p99 {:.3} ms",
-            quantile(&lat, 0.5) * 1e3,
-            quantile(&lat, 0.99) * 1e3
-        );
-    }
     println!(
-        "latency beside the load (1 query at a time, ~1000/s, {} samples): p50 {:.3} ms, p99 {:.3} ms",
-        probe_lat.len(),
-        quantile(&probe_lat, 0.5) * 1e3,
-        quantile(&probe_lat, 0.99) * 1e3
+        "load: {} for {} s, {} rounds of weft dns then unbound; latency: one query at a time beside the load (~1000/s)",
+        if queries.is_some() {
+            "dnsperf (-c 8 -T 2 -q 200)"
+        } else {
+            "in-process generator (2 threads x 64 outstanding)"
+        },
+        args.seconds,
+        args.rounds
     );
+    let (mut qps, mut p50, mut p99) = (Paired::new(), Paired::new(), Paired::new());
+    for round in 0..args.rounds {
+        let w = load(addr, args, queries.as_deref())?;
+        let u = load(peer, args, queries.as_deref())?;
+        println!(
+            "round {}: weft dns {:.0} q/s p99 {:.2} ms; unbound {:.0} q/s p99 {:.2} ms",
+            round + 1,
+            w.qps,
+            w.p99,
+            u.qps,
+            u.p99
+        );
+        qps.push(w.qps, u.qps);
+        p50.push(w.p50, u.p50);
+        p99.push(w.p99, u.p99);
+    }
+    header("unbound", Better::Higher);
+    qps.print("queries/s", "", Better::Higher);
+    header("unbound", Better::Lower);
+    p50.print("latency beside the load p50", " ms", Better::Lower);
+    p99.print("latency beside the load p99", " ms", Better::Lower);
     println!(
-        "server RSS after the load: {:.1} MiB; peak RSS (including reading the manifest): {:.1} MiB",
-        rss_now as f64 / 1024.0,
-        rss_peak as f64 / 1024.0
+        "peak RSS: {:.1} MiB (weft dns, including reading the manifest), {:.1} MiB (unbound)",
+        status_kib(server.0.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0,
+        status_kib(unbound.0.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0
     );
     if let Some(m) = http_get(http, "/metrics") {
         for l in m
@@ -308,7 +399,5 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -16,6 +16,26 @@ pub struct Args {
     nodes: u8,
     #[arg(long, default_value = "host-gw")]
     overlay: String,
+    /// Runs per size, each a fresh lab; the summary gives each figure's median and range.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// What docs/benchmarks.md publishes for 3 nodes, host-gw (2026-12-03, the lab bootstrapped by deploy/weft.yaml,
+/// load 0.2–4.9): up, reach, down, supervisor and agent peak RSS; none for other sizes.
+fn anchors(pods: usize) -> [(&'static str, &'static str, &'static str); 5] {
+    let (up, down) = match pods {
+        30 => ("2.51–2.60 s", "0.06–0.07 s"),
+        300 => ("11.7–12.4 s", "0.45–0.51 s"),
+        _ => ("-", "-"),
+    };
+    [
+        ("up", " s", up),
+        ("reach", " s", "-"),
+        ("down", " s", down),
+        ("control peak RSS", " MB", "27–44 MB"),
+        ("agent peak RSS", " MB", "19–23 MB"),
+    ]
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -25,57 +45,84 @@ pub fn run(args: Args) -> Result<()> {
         "{:>6} {:>9} {:>11} {:>9} {:>13} {:>12}",
         "pods", "up (s)", "reach (s)", "down (s)", "control (MB)", "agent (MB)"
     );
+    let mut sizes = Vec::new();
     for &pods in &args.pods {
-        let lab = format!("bench-{}", std::process::id() % 100_000);
-        let paths = Paths::new(&lab);
-        let manifest = std::env::temp_dir().join(format!("weft-bench-{lab}.yaml"));
-        std::fs::write(&manifest, deployment(pods)).context("writing the manifest")?;
-        let weft = |args: &[&str]| -> Result<()> {
-            let out = Command::new(&me).arg("--lab").arg(&lab).args(args).output()?;
-            if !out.status.success() {
-                bail!("weft {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-            }
-            Ok(())
-        };
-        let started = Instant::now();
-        let up = weft(&[
-            "lab",
-            "up",
-            "--nodes",
-            &args.nodes.to_string(),
-            "--overlay",
-            &args.overlay,
-            "-f",
-            &manifest.display().to_string(),
-        ]);
-        let up_time = started.elapsed();
-        let measured = up.and_then(|()| {
-            reach_all(&paths)?;
-            let reach = started.elapsed();
-            let control = peak_rss_mb(&[supervisor_pid(&paths)?]);
-            let agents = peak_rss_mb(&agent_pids(&paths));
-            let down_started = Instant::now();
-            weft(&["lab", "down"])?;
-            Ok((reach, control, agents, down_started.elapsed()))
-        });
-        let _ = std::fs::remove_file(&manifest);
-        let (reach, control, agents, down) = match measured {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = weft(&["lab", "down"]);
-                return Err(e);
-            }
-        };
-        println!(
-            "{pods:>6} {:>9.2} {:>11.2} {:>9.2} {control:>13.1} {agents:>12.1}",
-            up_time.as_secs_f64(),
-            reach.as_secs_f64(),
-            down.as_secs_f64()
-        );
+        let mut runs = Vec::new();
+        for _ in 0..args.runs {
+            runs.push(once(&me, pods, &args)?);
+        }
+        sizes.push((pods, runs));
     }
     println!("up: `lab up` until every pod is Running and Ready; reach: until node-1 has connected to every pod too");
     println!("control: peak RSS of the supervisor; agent: the largest agent's peak RSS");
+    let published = args.overlay == "host-gw" && args.nodes == 3;
+    for (pods, runs) in &sizes {
+        println!("{pods} pods:");
+        let anchors = anchors(if published { *pods } else { 0 });
+        super::peer::print_runs(
+            "published: 3 nodes, host-gw, 2-core machine, 2026-12-03",
+            &anchors,
+            runs,
+        );
+    }
     Ok(())
+}
+
+/// One lab of `pods` pods, up and down; prints its line and returns up, reach, down (s), control and agent (MB).
+fn once(me: &std::path::Path, pods: usize, args: &Args) -> Result<[f64; 5]> {
+    let lab = format!("bench-{}", std::process::id() % 100_000);
+    let paths = Paths::new(&lab);
+    let manifest = std::env::temp_dir().join(format!("weft-bench-{lab}.yaml"));
+    std::fs::write(&manifest, deployment(pods)).context("writing the manifest")?;
+    let weft = |args: &[&str]| -> Result<()> {
+        let out = Command::new(me).arg("--lab").arg(&lab).args(args).output()?;
+        if !out.status.success() {
+            bail!("weft {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let started = Instant::now();
+    let up = weft(&[
+        "lab",
+        "up",
+        "--nodes",
+        &args.nodes.to_string(),
+        "--overlay",
+        &args.overlay,
+        "-f",
+        &manifest.display().to_string(),
+    ]);
+    let up_time = started.elapsed();
+    let measured = up.and_then(|()| {
+        reach_all(&paths)?;
+        let reach = started.elapsed();
+        let control = peak_rss_mb(&[supervisor_pid(&paths)?]);
+        let agents = peak_rss_mb(&agent_pids(&paths));
+        let down_started = Instant::now();
+        weft(&["lab", "down"])?;
+        Ok((reach, control, agents, down_started.elapsed()))
+    });
+    let _ = std::fs::remove_file(&manifest);
+    let (reach, control, agents, down) = match measured {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = weft(&["lab", "down"]);
+            return Err(e);
+        }
+    };
+    println!(
+        "{pods:>6} {:>9.2} {:>11.2} {:>9.2} {control:>13.1} {agents:>12.1}",
+        up_time.as_secs_f64(),
+        reach.as_secs_f64(),
+        down.as_secs_f64()
+    );
+    Ok([
+        up_time.as_secs_f64(),
+        reach.as_secs_f64(),
+        down.as_secs_f64(),
+        control,
+        agents,
+    ])
 }
 
 fn deployment(replicas: usize) -> String {

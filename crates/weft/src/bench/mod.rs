@@ -4,11 +4,13 @@ mod agent_memory;
 mod api;
 mod apply;
 mod cni;
+mod datapath;
 mod dns;
 mod dns_change;
 mod drift;
 mod ingress_change;
 mod lab;
+mod peer;
 mod policy;
 mod proxy;
 
@@ -26,7 +28,8 @@ pub enum What {
     /// In a lab (root): 10,000 Services in one `kubectl apply -f` of a List, until stored and until programmed by
     /// every agent; `kubectl get services` of them; control-plane and agent memory.
     Apply(apply::Args),
-    /// Sequential ADD/DEL of N pods through a CNI plugin binary, with and without port mappings.
+    /// Sequential ADD/DEL of N pods through weft's CNI plugins and the reference plugins, interleaved, with and
+    /// without port mappings.
     Cni(cni::Args),
     /// `lab up` until every pod is Running and reachable, `lab down`, and the control plane's memory.
     Lab(lab::Args),
@@ -34,7 +37,11 @@ pub enum What {
     Proxy(proxy::Args),
     /// NetworkPolicy at 1,000 policies over 1,000 pods: apply to enforced, one change, connect latency.
     Policy(policy::Args),
-    /// weft dns at 10,000 Services on loopback: queries/s, p50/p99 latency, RSS (dnsperf when installed).
+    /// In labs (root): iperf3 between pods on one node and across nodes (host-gw, VXLAN), each beside a bare path
+    /// built by hand the same way, interleaved; again with 10,000 Services and 1,000 NetworkPolicies loaded.
+    Datapath(datapath::Args),
+    /// weft dns beside unbound at 10,000 Services on loopback, interleaved: queries/s, p50/p99 latency, RSS
+    /// (dnsperf when installed).
     Dns(dns::Args),
     /// In a lab (root): how long a Service change takes to reach the answers of the `weft dns` pods.
     DnsChange(dns_change::Args),
@@ -54,6 +61,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
         What::Lab(args) => lab::run(args),
         What::Proxy(args) => proxy::run(args),
         What::Policy(args) => policy::run(args),
+        What::Datapath(args) => datapath::run(args),
         What::Dns(args) => dns::run(args),
         What::DnsChange(args) => dns_change::run(args),
         What::Drift(args) => drift::run(args),

@@ -23,6 +23,28 @@ pub struct Args {
     /// Connects per latency measurement.
     #[arg(long, default_value_t = 2000)]
     connects: usize,
+    /// Runs, each from fresh namespaces; the summary gives each figure's median and range.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// The figures summed up over runs, with what docs/benchmarks.md publishes for them (no peer can run here:
+/// kube-proxy needs a cluster; its published add-one-Service time is 141 ms).
+const ANCHORS: [(&str, &str, &str); 4] = [
+    ("from empty", " ms", "790–832 ms"),
+    ("add one Service at 10k", " ms", "15.9–17.4 ms"),
+    ("change one endpoint at 10k", " ms", "5.1–6.5 ms"),
+    ("connect p50 at 10k / at 10", "", "0.99–1.01"),
+];
+
+pub fn run(args: Args) -> Result<()> {
+    let mut runs: Vec<[f64; 4]> = Vec::new();
+    for i in 0..args.runs {
+        println!("run {} of {}", i + 1, args.runs);
+        runs.push(once(&args)?);
+    }
+    super::peer::print_runs("published: 2-core machine, idle, 2026-11-24, six runs", &ANCHORS, &runs);
+    Ok(())
 }
 
 /// Removes the benchmark's namespaces whatever happens.
@@ -39,7 +61,8 @@ impl Drop for Namespaces {
 const SERVER: &str = "10.77.0.2";
 const TARGET_IP: &str = "10.96.0.2";
 
-pub fn run(args: Args) -> Result<()> {
+/// One run; prints its figures and returns those of [`ANCHORS`].
+fn once(args: &Args) -> Result<[f64; 4]> {
     let tag = format!("weftbench{}", std::process::id());
     let names = ["c", "s", "fc", "fs"].map(|n| format!("{tag}-{n}"));
     let _cleanup = Namespaces(names.to_vec());
@@ -102,6 +125,7 @@ pub fn run(args: Args) -> Result<()> {
         ms(full.elapsed),
         full.script as f64 / 1e6
     );
+    let steps = [ms(add.0 + add.1.elapsed), ms(change.0 + change.1.elapsed)];
     for (label, (plan, report)) in [("add one Service", add), ("change one endpoint", change)] {
         println!(
             "{label}: {:.1} ms (plan {:.1} ms, sync {:.1} ms, {} bytes of nft text{})",
@@ -120,7 +144,12 @@ pub fn run(args: Args) -> Result<()> {
         quantile(&latency_many, 0.5) / quantile(&latency_few, 0.5)
     );
     println!("peak RSS of this process (planner + applier): {:.1} MB", peak_rss_mb());
-    Ok(())
+    Ok([
+        ms(from_empty),
+        steps[0],
+        steps[1],
+        quantile(&latency_many, 0.5) / quantile(&latency_few, 0.5),
+    ])
 }
 
 /// What the agent does with a changed snapshot: plan (only what changed) and sync. Returns the planning time
