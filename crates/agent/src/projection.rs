@@ -2,9 +2,10 @@
 //! is current (and the version before until its next plan) and reads few of its fields, so the rest is dropped
 //! as the object arrives (`KubeSource::start_with`): of Pods their containers' ports, node, host network and
 //! address; of Nodes their spec and addresses (a real node's status lists every image it holds); of Services
-//! all but the selector and the fields the proxy reads elsewhere (`clusterIP`, not `clusterIPs`); of
-//! EndpointSlice endpoints all but their references and topology; and of every object its managedFields and
-//! annotations (kubectl's `last-applied-configuration` is the whole object again).
+//! all but the selector and the fields the proxy reads elsewhere (`clusterIP`, not `clusterIPs`); EndpointSlices
+//! become `weft_model::compact::EndpointSlice` (endpoints' addresses, node and conditions, no references or
+//! topology); and of every object its managedFields and annotations (kubectl's `last-applied-configuration` is the
+//! whole object again).
 
 use weft_model::Object;
 use weft_model::k8s_openapi::api::core::v1::{Container, NodeStatus, PodSpec, PodStatus};
@@ -29,14 +30,8 @@ pub fn keep(object: &mut Object) {
             }
         }
         Object::EndpointSlice(s) => {
-            s.metadata.uid = None;
-            for endpoint in &mut s.endpoints {
-                endpoint.target_ref = None;
-                endpoint.hints = None;
-                endpoint.zone = None;
-                endpoint.deprecated_topology = None;
-                endpoint.hostname = None;
-            }
+            // The compact form: a tenth of the size (addresses as IPs, conditions as flags, no topology).
+            *object = Object::CompactSlice(Box::new((&**s).into()));
         }
         Object::Pod(p) => {
             p.metadata.uid = None;
@@ -76,10 +71,11 @@ pub fn keep(object: &mut Object) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_model::Key;
 
     #[test]
     fn what_the_planners_read_is_kept() {
-        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}, annotations: {n: v}, resourceVersion: \"3\"}\nspec: {nodeName: n1, containers: [{name: c, image: nginx, env: [{name: A, value: b}], ports: [{name: http, containerPort: 80}]}]}\nstatus: {podIP: 10.244.0.5, hostIP: 172.18.0.11}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\nspec: {selector: {app: a}, clusterIP: 10.96.0.10, ports: [{port: 80}]}\n";
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}, annotations: {n: v}, resourceVersion: \"3\"}\nspec: {nodeName: n1, containers: [{name: c, image: nginx, env: [{name: A, value: b}], ports: [{name: http, containerPort: 80}]}]}\nstatus: {podIP: 10.244.0.5, hostIP: 172.18.0.11}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\nspec: {selector: {app: a}, clusterIP: 10.96.0.10, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s-1, namespace: x, labels: {kubernetes.io/service-name: s}}\naddressType: IPv4\nports: [{port: 8080}]\nendpoints: [{addresses: [10.244.0.5], nodeName: n1, targetRef: {kind: Pod, name: a}}]\n";
         let mut objects = weft_model::parse(text, "t").unwrap();
         let (before_pod, before_service) = (objects[0].clone(), objects[1].clone());
         objects.iter_mut().for_each(keep);
@@ -102,5 +98,10 @@ mod tests {
         let (spec, whole) = (svc.spec.as_ref().unwrap(), whole.spec.unwrap());
         assert!(spec.selector.is_none());
         assert_eq!((&spec.cluster_ip, &spec.ports), (&whole.cluster_ip, &whole.ports));
+        let Object::CompactSlice(slice) = &objects[2] else {
+            panic!("slices are held compact");
+        };
+        assert_eq!(slice.endpoints[0].node.as_deref(), Some("n1"));
+        assert_eq!(objects[2].key(), Key::new("EndpointSlice", Some("x"), "s-1"));
     }
 }

@@ -18,7 +18,7 @@
 //! and keeps their blocks of endpoint numbers, so a changed endpoint is a changed map element; [`plan`] is the
 //! same without memory.
 
-use crate::endpoints::{self, Endpoint, ServiceId, SliceIndex};
+use crate::endpoints::{self, Endpoint, ServiceId, SliceIndex, Slices};
 use crate::ruleset::{
     Claims, ENDPOINT_SHARDS, HAIRPIN, Key, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, Ruleset, SERVICE_IPS,
     SERVICE_NODEPORTS, ServiceRules, endpoints_map,
@@ -28,7 +28,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use weft_model::k8s_openapi::api::core::v1::{Service, ServicePort};
-use weft_model::k8s_openapi::api::discovery::v1::EndpointSlice;
 use weft_model::object::Key as ObjectKey;
 use weft_model::{Object, Snapshot};
 use weft_netlink::nft_rules::{L4, Rule};
@@ -106,11 +105,11 @@ impl Planner {
             changed.extend(ids.map(|o| (o.namespace().map(str::to_string), o.name().to_string())));
         }
         for (was, now) in snap.changes_since(last, "EndpointSlice") {
-            if let Some(Object::EndpointSlice(slice)) = was {
-                changed.extend(self.slices.remove(slice));
+            if let Some(slice) = was.and_then(Object::endpoint_slice) {
+                changed.extend(self.slices.remove(&slice));
             }
-            if let Some(Object::EndpointSlice(slice)) = now {
-                changed.extend(self.slices.insert(slice));
+            if let Some(slice) = now.and_then(Object::endpoint_slice) {
+                changed.extend(self.slices.insert(&slice));
             }
         }
         changed
@@ -210,7 +209,7 @@ fn cluster_ip(svc: &Service) -> Option<Ipv4Addr> {
     spec.cluster_ip.as_deref()?.parse().ok()
 }
 
-fn service(slices: &[&EndpointSlice], ctx: &Context, svc: &Service, slots: &mut Taker) -> ServiceRules {
+fn service(slices: &Slices, ctx: &Context, svc: &Service, slots: &mut Taker) -> ServiceRules {
     let mut out = ServiceRules {
         health_check: health_check(slices, ctx, svc),
         ..ServiceRules::default()
@@ -223,7 +222,7 @@ fn service(slices: &[&EndpointSlice], ctx: &Context, svc: &Service, slots: &mut 
 
 /// The health-check node port of an `externalTrafficPolicy: Local` Service and the number of this node's ready
 /// endpoints it reports.
-fn health_check(slices: &[&EndpointSlice], ctx: &Context, svc: &Service) -> Option<(u16, usize)> {
+fn health_check(slices: &Slices, ctx: &Context, svc: &Service) -> Option<(u16, usize)> {
     let spec = svc.spec.as_ref()?;
     let port = u16::try_from(spec.health_check_node_port?).ok()?;
     if spec.external_traffic_policy.as_deref() != Some("Local") {
@@ -242,7 +241,7 @@ fn health_check(slices: &[&EndpointSlice], ctx: &Context, svc: &Service) -> Opti
 
 fn service_port(
     out: &mut ServiceRules,
-    slices: &[&EndpointSlice],
+    slices: &Slices,
     ctx: &Context,
     svc: &Service,
     port: &ServicePort,
