@@ -83,6 +83,7 @@ typed_kinds! {
     Event => k8s_openapi::api::core::v1::Event,
     ;
     compact:
+    CompactService(Service: k8s_openapi::api::core::v1::Service) => crate::compact::Service,
     CompactSlice(EndpointSlice: k8s_openapi::api::discovery::v1::EndpointSlice) => crate::compact::EndpointSlice,
 }
 
@@ -165,6 +166,16 @@ impl Object {
         match self {
             Object::CompactSlice(slice) => Some(Cow::Borrowed(&**slice)),
             Object::EndpointSlice(slice) => Some(Cow::Owned((&**slice).into())),
+            _ => None,
+        }
+    }
+
+    /// A Service as the proxy reads it: borrowed when held compact, made from the API's form otherwise; none for
+    /// any other kind.
+    pub fn service(&self) -> Option<Cow<'_, crate::compact::Service>> {
+        match self {
+            Object::CompactService(svc) => Some(Cow::Borrowed(&**svc)),
+            Object::Service(svc) => Some(Cow::Owned((&**svc).into())),
             _ => None,
         }
     }

@@ -4,8 +4,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use weft_model::compact::{AddressType, EndpointSlice, Protocol};
-use weft_model::k8s_openapi::api::core::v1::ServicePort;
+use weft_model::compact::{AddressType, EndpointSlice, ServicePort};
 use weft_model::object::Key;
 use weft_model::{Object, Snapshot};
 
@@ -87,10 +86,7 @@ fn owner(slice: &EndpointSlice) -> Option<(ServiceId, &str)> {
 /// Every endpoint in `slices` for the Service port `port` (matched by name and protocol); `local` says which are
 /// on `node`.
 pub fn for_port(slices: &[Cow<'_, EndpointSlice>], port: &ServicePort, node: &str) -> Vec<Endpoint> {
-    let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
-        return Vec::new();
-    };
-    let name = port.name.as_deref().unwrap_or_default();
+    let (protocol, name) = (port.protocol, &*port.name);
     let mut out = BTreeSet::new();
     for slice in slices.iter().filter(|s| s.address_type == AddressType::IPv4) {
         let number = slice
