@@ -1,10 +1,10 @@
 //! What the agent keeps of each object it follows. The API sends objects whole; the agent holds each one while it
 //! is current (and the version before until its next plan) and reads few of its fields, so the rest is dropped
 //! as the object arrives (`KubeSource::start_with`): of Pods their containers' ports, node, host network and
-//! address; of Nodes their spec and addresses (a real node's status lists every image it holds); of Services
-//! all but the selector and the fields the proxy reads elsewhere (`clusterIP`, not `clusterIPs`); of
-//! EndpointSlice endpoints all but their references and topology; and of every object its managedFields and
-//! annotations (kubectl's `last-applied-configuration` is the whole object again).
+//! address; of Nodes their spec and addresses (a real node's status lists every image it holds); Services and
+//! EndpointSlices, the bulk of a large cluster and read by the service proxy alone, become its compact forms
+//! (`weft_model::compact`: addresses as IPs, ports as numbers, no selector, references or topology); and of every
+//! object its managedFields and annotations (kubectl's `last-applied-configuration` is the whole object again).
 
 use weft_model::Object;
 use weft_model::k8s_openapi::api::core::v1::{Container, NodeStatus, PodSpec, PodStatus};
@@ -16,28 +16,8 @@ pub fn keep(object: &mut Object) {
     meta.annotations = None;
     meta.creation_timestamp = None;
     match object {
-        Object::Service(s) => {
-            s.metadata.uid = None;
-            if let Some(spec) = s.spec.as_mut() {
-                spec.selector = None;
-                spec.cluster_ips = None;
-                spec.ip_families = None;
-                spec.ip_family_policy = None;
-            }
-            if let Some(status) = s.status.as_mut() {
-                status.conditions = None;
-            }
-        }
-        Object::EndpointSlice(s) => {
-            s.metadata.uid = None;
-            for endpoint in &mut s.endpoints {
-                endpoint.target_ref = None;
-                endpoint.hints = None;
-                endpoint.zone = None;
-                endpoint.deprecated_topology = None;
-                endpoint.hostname = None;
-            }
-        }
+        Object::Service(s) => *object = Object::CompactService(Box::new((&**s).into())),
+        Object::EndpointSlice(s) => *object = Object::CompactSlice(Box::new((&**s).into())),
         Object::Pod(p) => {
             p.metadata.uid = None;
             p.metadata.owner_references = None;
@@ -76,14 +56,15 @@ pub fn keep(object: &mut Object) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_model::Key;
 
     #[test]
     fn what_the_planners_read_is_kept() {
-        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}, annotations: {n: v}, resourceVersion: \"3\"}\nspec: {nodeName: n1, containers: [{name: c, image: nginx, env: [{name: A, value: b}], ports: [{name: http, containerPort: 80}]}]}\nstatus: {podIP: 10.244.0.5, hostIP: 172.18.0.11}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\nspec: {selector: {app: a}, clusterIP: 10.96.0.10, ports: [{port: 80}]}\n";
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}, annotations: {n: v}, resourceVersion: \"3\"}\nspec: {nodeName: n1, containers: [{name: c, image: nginx, env: [{name: A, value: b}], ports: [{name: http, containerPort: 80}]}]}\nstatus: {podIP: 10.244.0.5, hostIP: 172.18.0.11}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x}\nspec: {selector: {app: a}, clusterIP: 10.96.0.10, ports: [{port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s-1, namespace: x, labels: {kubernetes.io/service-name: s}}\naddressType: IPv4\nports: [{port: 8080}]\nendpoints: [{addresses: [10.244.0.5], nodeName: n1, targetRef: {kind: Pod, name: a}}]\n";
         let mut objects = weft_model::parse(text, "t").unwrap();
-        let (before_pod, before_service) = (objects[0].clone(), objects[1].clone());
+        let before_pod = objects[0].clone();
         objects.iter_mut().for_each(keep);
-        let (Object::Pod(pod), Object::Service(svc)) = (&objects[0], &objects[1]) else {
+        let (Object::Pod(pod), Object::CompactService(svc)) = (&objects[0], &objects[1]) else {
             panic!("kinds");
         };
         assert_eq!(pod.metadata.labels, before_pod.meta().labels.clone());
@@ -96,11 +77,13 @@ mod tests {
         let status = pod.status.as_ref().unwrap();
         assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.5"));
         assert!(status.host_ip.is_none());
-        let Object::Service(whole) = before_service else {
-            panic!("kind");
+        assert_eq!(svc.cluster_ip, Some("10.96.0.10".parse().unwrap()));
+        assert_eq!(svc.ports[0].port, 80);
+        assert_eq!(objects[1].key(), Key::new("Service", Some("x"), "s"));
+        let Object::CompactSlice(slice) = &objects[2] else {
+            panic!("slices are held compact");
         };
-        let (spec, whole) = (svc.spec.as_ref().unwrap(), whole.spec.unwrap());
-        assert!(spec.selector.is_none());
-        assert_eq!((&spec.cluster_ip, &spec.ports), (&whole.cluster_ip, &whole.ports));
+        assert_eq!(slice.endpoints[0].node.as_deref(), Some("n1"));
+        assert_eq!(objects[2].key(), Key::new("EndpointSlice", Some("x"), "s-1"));
     }
 }

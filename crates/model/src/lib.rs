@@ -1,7 +1,9 @@
 //! weft's view of the cluster. Objects are the Kubernetes API types of `k8s-openapi`; this crate adds what every
 //! component needs around them: reading manifests (multi-document YAML or JSON) with validation that names the
-//! offending field, label selectors, and the `Snapshot` a node component plans from, fed by a `Source`.
+//! offending field, label selectors, and the `Snapshot` a node component plans from, fed by a `Source`; and compact
+//! forms of the objects node components hold by the ten thousand.
 
+pub mod compact;
 pub mod kind;
 pub mod manifest;
 pub mod object;

@@ -2,16 +2,19 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// Declares the typed kinds once: the enum variants and the per-kind dispatch (kind name, metadata,
-/// serialisation, decoding) all come from this list.
+/// serialisation, decoding) all come from this list. Compact variants hold a kind in a node component's compact
+/// form (`crate::compact`): they are never decoded from a document, and serialise as the API's form.
 macro_rules! typed_kinds {
-    ($($kind:ident => $ty:path),* $(,)?) => {
+    ($($kind:ident => $ty:path),* $(,)?; compact: $($compact:ident ($ckind:ident: $full:path) => $cty:path),* $(,)?) => {
         #[derive(Clone, Debug, PartialEq)]
         pub enum Object {
             $($kind(Box<$ty>),)*
+            $($compact(Box<$cty>),)*
             /// A kind nothing in weft acts on: stored and listed as written.
             Other(Box<Other>),
         }
@@ -23,6 +26,7 @@ macro_rules! typed_kinds {
             pub fn kind(&self) -> &str {
                 match self {
                     $(Object::$kind(_) => stringify!($kind),)*
+                    $(Object::$compact(_) => stringify!($ckind),)*
                     Object::Other(o) => &o.kind,
                 }
             }
@@ -30,6 +34,7 @@ macro_rules! typed_kinds {
             pub fn meta(&self) -> &ObjectMeta {
                 match self {
                     $(Object::$kind(o) => &o.metadata,)*
+                    $(Object::$compact(o) => &o.metadata,)*
                     Object::Other(o) => &o.metadata,
                 }
             }
@@ -37,6 +42,7 @@ macro_rules! typed_kinds {
             pub fn meta_mut(&mut self) -> &mut ObjectMeta {
                 match self {
                     $(Object::$kind(o) => &mut o.metadata,)*
+                    $(Object::$compact(o) => &mut o.metadata,)*
                     Object::Other(o) => &mut o.metadata,
                 }
             }
@@ -55,6 +61,7 @@ macro_rules! typed_kinds {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 match self {
                     $(Object::$kind(o) => o.serialize(s),)*
+                    $(Object::$compact(o) => <$full>::from(&**o).serialize(s),)*
                     Object::Other(o) => o.serialize(s),
                 }
             }
@@ -74,6 +81,10 @@ typed_kinds! {
     EndpointSlice => k8s_openapi::api::discovery::v1::EndpointSlice,
     NetworkPolicy => k8s_openapi::api::networking::v1::NetworkPolicy,
     Event => k8s_openapi::api::core::v1::Event,
+    ;
+    compact:
+    CompactService(Service: k8s_openapi::api::core::v1::Service) => crate::compact::Service,
+    CompactSlice(EndpointSlice: k8s_openapi::api::discovery::v1::EndpointSlice) => crate::compact::EndpointSlice,
 }
 
 /// An object of a kind weft does not know, kept field for field.
@@ -146,6 +157,26 @@ impl Object {
             meta.namespace = None;
         } else if meta.namespace.as_deref().unwrap_or_default().is_empty() {
             meta.namespace = Some(ns.to_string());
+        }
+    }
+
+    /// An EndpointSlice as the proxy reads it: borrowed when held compact, made from the API's form otherwise;
+    /// none for any other kind.
+    pub fn endpoint_slice(&self) -> Option<Cow<'_, crate::compact::EndpointSlice>> {
+        match self {
+            Object::CompactSlice(slice) => Some(Cow::Borrowed(&**slice)),
+            Object::EndpointSlice(slice) => Some(Cow::Owned((&**slice).into())),
+            _ => None,
+        }
+    }
+
+    /// A Service as the proxy reads it: borrowed when held compact, made from the API's form otherwise; none for
+    /// any other kind.
+    pub fn service(&self) -> Option<Cow<'_, crate::compact::Service>> {
+        match self {
+            Object::CompactService(svc) => Some(Cow::Borrowed(&**svc)),
+            Object::Service(svc) => Some(Cow::Owned((&**svc).into())),
+            _ => None,
         }
     }
 

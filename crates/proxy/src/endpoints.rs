@@ -1,14 +1,12 @@
 //! The endpoints of one Service port, gathered from the Service's EndpointSlices, and the subset the proxy may
 //! use: ready ones, or (only when none is ready) serving-and-terminating ones, as kube-proxy does.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
-use weft_model::k8s_openapi::api::core::v1::ServicePort;
-use weft_model::k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::net::{IpAddr, Ipv4Addr};
+use weft_model::compact::{AddressType, EndpointSlice, ServicePort};
 use weft_model::object::Key;
 use weft_model::{Object, Snapshot};
-
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
@@ -31,11 +29,14 @@ pub struct SliceIndex(HashMap<ServiceId, Vec<String>>);
 /// A Service by namespace (as its object has it) and name.
 pub type ServiceId = (Option<String>, String);
 
+/// A Service's slices as the proxy reads them (borrowed where the snapshot holds them compact).
+pub type Slices<'s> = Vec<Cow<'s, EndpointSlice>>;
+
 impl SliceIndex {
     pub fn of(snap: &Snapshot) -> SliceIndex {
         let mut index = SliceIndex::default();
-        for slice in snap.endpoint_slices() {
-            index.insert(slice);
+        for slice in snap.of_kind("EndpointSlice").filter_map(Object::endpoint_slice) {
+            index.insert(&slice);
         }
         index
     }
@@ -65,64 +66,49 @@ impl SliceIndex {
     }
 
     /// The slices of a Service in `snap`, by name.
-    pub fn slices<'s>(&self, snap: &'s Snapshot, namespace: Option<&str>, service: &str) -> Vec<&'s EndpointSlice> {
+    pub fn slices<'s>(&self, snap: &'s Snapshot, namespace: Option<&str>, service: &str) -> Slices<'s> {
         let Some(names) = self.0.get(&(namespace.map(str::to_string), service.to_string())) else {
             return Vec::new();
         };
         names
             .iter()
-            .filter_map(|name| match snap.get(&Key::new("EndpointSlice", namespace, name)) {
-                Some(Object::EndpointSlice(slice)) => Some(&**slice),
-                _ => None,
-            })
+            .filter_map(|name| snap.get(&Key::new("EndpointSlice", namespace, name))?.endpoint_slice())
             .collect()
     }
 }
 
 /// The Service a slice belongs to, and the slice's name.
 fn owner(slice: &EndpointSlice) -> Option<(ServiceId, &str)> {
-    let service = weft_model::object::labels(&slice.metadata).get(SERVICE_NAME_LABEL)?;
-    let id = (slice.metadata.namespace.clone(), service.clone());
+    let id = (slice.metadata.namespace.clone(), slice.service.as_deref()?.to_string());
     Some((id, slice.metadata.name.as_deref()?))
 }
 
 /// Every endpoint in `slices` for the Service port `port` (matched by name and protocol); `local` says which are
 /// on `node`.
-pub fn for_port(slices: &[&EndpointSlice], port: &ServicePort, node: &str) -> Vec<Endpoint> {
-    let protocol = port.protocol.as_deref().unwrap_or("TCP");
-    let name = port.name.as_deref().unwrap_or_default();
+pub fn for_port(slices: &[Cow<'_, EndpointSlice>], port: &ServicePort, node: &str) -> Vec<Endpoint> {
+    let (protocol, name) = (port.protocol, &*port.name);
     let mut out = BTreeSet::new();
-    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
-        let Some(number) = slice.ports.iter().flatten().find_map(|p| {
-            let same =
-                p.name.as_deref().unwrap_or_default() == name && p.protocol.as_deref().unwrap_or("TCP") == protocol;
-            same.then_some(p.port).flatten()
-        }) else {
-            continue;
-        };
-        let Ok(number) = u16::try_from(number) else { continue };
+    for slice in slices.iter().filter(|s| s.address_type == AddressType::IPv4) {
+        let number = slice
+            .ports
+            .iter()
+            .find(|p| &*p.name == name && p.protocol == protocol)
+            .and_then(|p| p.port);
+        let Some(number) = number else { continue };
         for ep in &slice.endpoints {
-            let conditions = ep.conditions.clone().unwrap_or_default();
-            // Missing conditions mean "ready" (the API's documented default), serving follows ready.
-            let ready = conditions.ready.unwrap_or(true);
-            let serving = conditions.serving.unwrap_or(ready);
-            let terminating = conditions.terminating.unwrap_or(false);
-            for address in &ep.addresses {
-                let Ok(ip) = address.parse() else { continue };
-                out.insert(Endpoint {
-                    ip,
-                    port: number,
-                    local: ep.node_name.as_deref() == Some(node),
-                    ready,
-                    serving,
-                    terminating,
-                });
-            }
+            let IpAddr::V4(ip) = ep.address else { continue };
+            out.insert(Endpoint {
+                ip,
+                port: number,
+                local: ep.node.as_deref() == Some(node),
+                ready: ep.is_ready(),
+                serving: ep.is_serving(),
+                terminating: ep.is_terminating(),
+            });
         }
     }
     out.into_iter().collect()
 }
-
 /// The endpoints traffic may go to: the ready ones, else the serving terminating ones.
 pub fn usable(all: &[Endpoint]) -> Vec<Endpoint> {
     let ready: Vec<Endpoint> = all.iter().filter(|e| e.ready).cloned().collect();

@@ -18,17 +18,16 @@
 //! and keeps their blocks of endpoint numbers, so a changed endpoint is a changed map element; [`plan`] is the
 //! same without memory.
 
-use crate::endpoints::{self, Endpoint, ServiceId, SliceIndex};
+use crate::endpoints::{self, Endpoint, ServiceId, SliceIndex, Slices};
 use crate::ruleset::{
     Claims, ENDPOINT_SHARDS, HAIRPIN, Key, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, Ruleset, SERVICE_IPS,
     SERVICE_NODEPORTS, ServiceRules, endpoints_map,
 };
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use weft_model::k8s_openapi::api::core::v1::{Service, ServicePort};
-use weft_model::k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_model::compact::{Service, ServicePort, ServiceType};
 use weft_model::object::Key as ObjectKey;
 use weft_model::{Object, Snapshot};
 use weft_netlink::nft_rules::{L4, Rule};
@@ -41,9 +40,6 @@ pub struct Context {
     /// Traffic from outside it is masqueraded on its way to a Service (so replies come back through this node).
     pub cluster_cidr: Ipv4Net,
 }
-
-/// Kubernetes' default ClientIP affinity timeout (3 hours).
-const DEFAULT_AFFINITY_SECONDS: i32 = 10800;
 
 /// The whole ruleset of `snap`, planned from nothing.
 pub fn plan(snap: &Snapshot, ctx: &Context) -> Ruleset {
@@ -80,13 +76,8 @@ impl Planner {
                     slices: SliceIndex::of(snap),
                     ..Planner::default()
                 };
-                snap.services()
-                    .map(|s| {
-                        (
-                            s.metadata.namespace.clone(),
-                            s.metadata.name.clone().unwrap_or_default(),
-                        )
-                    })
+                snap.of_kind("Service")
+                    .map(|s| (s.namespace().map(str::to_string), s.name().to_string()))
                     .collect()
             }
         };
@@ -106,11 +97,11 @@ impl Planner {
             changed.extend(ids.map(|o| (o.namespace().map(str::to_string), o.name().to_string())));
         }
         for (was, now) in snap.changes_since(last, "EndpointSlice") {
-            if let Some(Object::EndpointSlice(slice)) = was {
-                changed.extend(self.slices.remove(slice));
+            if let Some(slice) = was.and_then(Object::endpoint_slice) {
+                changed.extend(self.slices.remove(&slice));
             }
-            if let Some(Object::EndpointSlice(slice)) = now {
-                changed.extend(self.slices.insert(slice));
+            if let Some(slice) = now.and_then(Object::endpoint_slice) {
+                changed.extend(self.slices.insert(&slice));
             }
         }
         changed
@@ -127,12 +118,15 @@ impl Planner {
             taken: Vec::new(),
             slots: &mut self.slots,
         };
-        let Some(Object::Service(svc)) = snap.get(&ObjectKey::new("Service", namespace, name)) else {
+        let Some(svc) = snap
+            .get(&ObjectKey::new("Service", namespace, name))
+            .and_then(Object::service)
+        else {
             taker.finish();
             return;
         };
         let slices = self.slices.slices(snap, namespace, name);
-        let rules = Arc::new(service(&slices, ctx, svc, &mut taker));
+        let rules = Arc::new(service(&slices, ctx, &svc, &mut taker));
         self.blocks.insert(Arc::clone(&id), taker.finish());
         self.claims.add(&id, &rules);
         self.services.insert(id, rules);
@@ -203,19 +197,29 @@ impl Taker<'_> {
 
 /// The Service's proxied addresses: its ClusterIP, or none for headless and ExternalName Services.
 fn cluster_ip(svc: &Service) -> Option<Ipv4Addr> {
-    let spec = svc.spec.as_ref()?;
-    if spec.type_.as_deref() == Some("ExternalName") {
-        return None;
+    match (svc.type_, svc.cluster_ip?) {
+        (ServiceType::ExternalName, _) => None,
+        (_, IpAddr::V4(ip)) => Some(ip),
+        (_, IpAddr::V6(_)) => None,
     }
-    spec.cluster_ip.as_deref()?.parse().ok()
 }
 
-fn service(slices: &[&EndpointSlice], ctx: &Context, svc: &Service, slots: &mut Taker) -> ServiceRules {
+/// The IPv4 addresses of `ips`.
+fn v4(ips: &[IpAddr]) -> Vec<Ipv4Addr> {
+    ips.iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(ip) => Some(*ip),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+fn service(slices: &Slices, ctx: &Context, svc: &Service, slots: &mut Taker) -> ServiceRules {
     let mut out = ServiceRules {
         health_check: health_check(slices, ctx, svc),
         ..ServiceRules::default()
     };
-    for port in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
+    for port in &svc.ports {
         service_port(&mut out, slices, ctx, svc, port, slots);
     }
     out
@@ -223,16 +227,14 @@ fn service(slices: &[&EndpointSlice], ctx: &Context, svc: &Service, slots: &mut 
 
 /// The health-check node port of an `externalTrafficPolicy: Local` Service and the number of this node's ready
 /// endpoints it reports.
-fn health_check(slices: &[&EndpointSlice], ctx: &Context, svc: &Service) -> Option<(u16, usize)> {
-    let spec = svc.spec.as_ref()?;
-    let port = u16::try_from(spec.health_check_node_port?).ok()?;
-    if spec.external_traffic_policy.as_deref() != Some("Local") {
+fn health_check(slices: &Slices, ctx: &Context, svc: &Service) -> Option<(u16, usize)> {
+    let port = svc.health_check_node_port?;
+    if !svc.external_local {
         return None;
     }
-    let local: BTreeSet<Ipv4Addr> = spec
+    let local: BTreeSet<Ipv4Addr> = svc
         .ports
         .iter()
-        .flatten()
         .flat_map(|p| endpoints::for_port(slices, p, &ctx.node))
         .filter(|e| e.local && e.ready)
         .map(|e| e.ip)
@@ -242,52 +244,33 @@ fn health_check(slices: &[&EndpointSlice], ctx: &Context, svc: &Service) -> Opti
 
 fn service_port(
     out: &mut ServiceRules,
-    slices: &[&EndpointSlice],
+    slices: &Slices,
     ctx: &Context,
     svc: &Service,
     port: &ServicePort,
     slots: &mut Taker,
 ) {
     let Some(cluster_ip) = cluster_ip(svc) else { return };
-    let Some(spec) = svc.spec.as_ref() else { return };
     let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
     let name = svc.metadata.name.as_deref().unwrap_or_default();
-    let Some(proto) = L4::parse(&port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase()) else {
+    let Some(proto) = L4::parse(&port.protocol.as_str().to_ascii_lowercase()) else {
         return;
     };
-    let Ok(number) = u16::try_from(port.port) else { return };
-    let port_id = port
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| port.port.to_string());
+    let number = port.port;
+    let port_id = match &*port.name {
+        "" => number.to_string(),
+        named => named.to_string(),
+    };
     let base = format!("{ns}/{name}/{}/{port_id}", proto.name());
     let id = format!("{}-{base}", short_hash(&base));
     let all = endpoints::for_port(slices, port, &ctx.node);
     let usable = endpoints::usable(&all);
     let local: Vec<Endpoint> = usable.iter().filter(|e| e.local).cloned().collect();
-    let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-        spec.session_affinity_config
-            .as_ref()
-            .and_then(|c| c.client_ip.as_ref())
-            .and_then(|c| c.timeout_seconds)
-            .unwrap_or(DEFAULT_AFFINITY_SECONDS)
-    });
-    let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
-    let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
-    let node_ports: Vec<u16> = port.node_port.and_then(|p| u16::try_from(p).ok()).into_iter().collect();
-    let externals: Vec<Ipv4Addr> = spec
-        .external_ips
-        .iter()
-        .flatten()
-        .filter_map(|ip| ip.parse().ok())
-        .collect();
-    let lb_ips: Vec<Ipv4Addr> = svc
-        .status
-        .iter()
-        .flat_map(|s| s.load_balancer.iter().flat_map(|lb| lb.ingress.iter().flatten()))
-        .filter_map(|i| i.ip.as_deref()?.parse().ok())
-        .collect();
+    let affinity = svc.affinity_timeout;
+    let (internal_local, external_local) = (svc.internal_local, svc.external_local);
+    let node_ports: Vec<u16> = port.node_port.into_iter().collect();
+    let externals = v4(&svc.external_ips);
+    let lb_ips = v4(&svc.load_balancer_ips);
     let key = |ip: Ipv4Addr| Key::Address(ip, proto, number);
     let goto = |chain: &str| Some(Arc::<str>::from(format!("goto {chain}")));
     if proto == L4::Udp {
@@ -353,12 +336,9 @@ fn service_port(
     for ip in externals {
         out.element(SERVICE_IPS, key(ip), to_ext.clone());
     }
-    let ranges: Vec<&str> = spec
-        .load_balancer_source_ranges
-        .iter()
-        .flatten()
-        .map(String::as_str)
-        .filter(|r| !r.contains(':'))
+    let ranges: Vec<String> = (svc.load_balancer_source_ranges.iter())
+        .filter(|r| matches!(r, IpNet::V4(_)))
+        .map(IpNet::to_string)
         .collect();
     let lb_target = if ranges.is_empty() {
         to_ext.clone()

@@ -144,6 +144,10 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
             spec.nodes,
             paths.dir().join("nodes").display()
         );
+        // Only what runs without a network can be Ready: nothing is waited for.
+        if !manifests.is_empty() {
+            objects::apply_values(&api, manifests, "default")?;
+        }
     } else {
         // A resumed lab has weft's objects in its store already (as its user may have changed them).
         if fresh {
@@ -155,6 +159,13 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
             let ready = nodes.iter().filter(|n| objects::ready(n)).count();
             Ok((ready == spec.node_plans().len()).then_some(()))
         })?;
+        // The user's pods go in once every node is Ready (its network config is in place), as a cluster's
+        // scheduler and kubelets take them: each pod's network waits for its node's agent, not for every agent
+        // and DNS to pass readiness (waiting for all nodes first spreads the pods over them).
+        let user_pods = !manifests.is_empty();
+        if user_pods {
+            objects::apply_values(&api, manifests, "default")?;
+        }
         wait_for(deadline, "weft's agents and cluster DNS to be ready", || {
             weft_ready(&api, spec.nodes)
         })?;
@@ -164,11 +175,7 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
             spec.nodes,
             started.elapsed()
         );
-    }
-    if !manifests.is_empty() {
-        objects::apply_values(&api, manifests, "default")?;
-        // On a bare lab only what runs without a network can be Ready: nothing is waited for.
-        if !spec.bare {
+        if user_pods {
             wait_pods_ready(&api, deadline)?;
         }
     }

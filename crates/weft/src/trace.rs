@@ -189,18 +189,13 @@ fn service_endpoints(
     proto: Protocol,
 ) -> Option<(String, Vec<(String, u16)>)> {
     let index = weft_proxy::endpoints::SliceIndex::of(snap);
-    for svc in snap.services() {
-        let spec = svc.spec.as_ref()?;
-        if spec.cluster_ip.as_deref() != Some(ip.to_string().as_str()) {
+    for svc in snap.of_kind("Service").filter_map(weft_model::Object::service) {
+        if svc.cluster_ip != Some(ip.into()) {
             continue;
         }
         let namespace = svc.metadata.namespace.as_deref();
         let name = svc.metadata.name.as_deref().unwrap_or_default();
-        let sp = spec
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.port == i32::from(port) && p.protocol.as_deref().unwrap_or("TCP") == proto.as_str())?;
+        let sp = (svc.ports.iter()).find(|p| p.port == port && p.protocol.as_str() == proto.as_str())?;
         let slices = index.slices(snap, namespace, name);
         let usable = weft_proxy::endpoints::usable(&weft_proxy::endpoints::for_port(&slices, sp, ""));
         return Some((
