@@ -41,6 +41,10 @@ pub struct Args {
     /// Only these proxies (weft, nginx, haproxy, envoy), e.g. `--only weft,nginx`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Another weft executable whose `weft ingress` gets a column of its own (`weft-base`): a before/after
+    /// comparison in the same interleaved rounds.
+    #[arg(long)]
+    compare_weft: Option<std::path::PathBuf>,
     /// Internal: be the backend, on this port of 127.0.0.1.
     #[arg(long, hide = true)]
     backend: Option<u16>,
@@ -159,8 +163,15 @@ fn bench(dir: &std::path::Path, shared: std::sync::Arc<weft_lab::supervisor::Sha
         key,
     };
     let mut proxies = Vec::new();
-    if wanted(args, "weft") {
-        proxies.push(weft::start(&setup, shared, ports()?, free_addr()?)?);
+    if wanted(args, "weft") || args.compare_weft.is_some() {
+        let kubeconfig = weft::api(&setup, &shared)?;
+        if wanted(args, "weft") {
+            let binary = std::env::current_exe()?;
+            proxies.push(weft::start("weft", &binary, &kubeconfig, shared.clone(), dir)?);
+        }
+        if let Some(binary) = &args.compare_weft {
+            proxies.push(weft::start("weft-base", binary, &kubeconfig, shared.clone(), dir)?);
+        }
     }
     type Start = fn(&peers::Setup, Ports) -> Result<Option<Proxy>>;
     let peers: [(&str, Start); 3] = [("nginx", peers::nginx), ("haproxy", peers::haproxy), ("envoy", peers::envoy)];

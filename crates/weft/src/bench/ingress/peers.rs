@@ -38,11 +38,11 @@ fn nginx_conf(s: &Setup, ports: Ports, change: usize) -> String {
     let d = s.dir.join("nginx");
     format!(
         r#"worker_processes auto;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile 20000;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 daemon off;
-events {{ worker_connections 16384; multi_accept on; }}
+events {{ worker_connections 8192; multi_accept on; }}
 http {{
   access_log off;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
@@ -112,7 +112,7 @@ pub fn nginx(s: &Setup, ports: Ports) -> Result<Option<Proxy>> {
 fn haproxy_conf(s: &Setup, ports: Ports, pem: &Path, change: usize) -> String {
     format!(
         r#"global
-  maxconn 20000
+  maxconn 8000
   ssl-default-bind-options ssl-min-ver TLSv1.2
   tune.ssl.default-dh-param 2048
 defaults
@@ -209,16 +209,16 @@ fn envoy_listener(name: &str, port: u16, routes: &Path, tls: Option<(&Path, &Pat
     let transport = match tls {
         Some((cert, key)) => format!(
             r#"
-    transport_socket:
-      name: tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-        common_tls_context:
-          tls_params: {{ tls_minimum_protocol_version: TLSv1_2 }}
-          alpn_protocols: ["http/1.1"]
-          tls_certificates:
-          - certificate_chain: {{ filename: "{}" }}
-            private_key: {{ filename: "{}" }}"#,
+      transport_socket:
+        name: tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_params: {{ tls_minimum_protocol_version: TLSv1_2 }}
+            alpn_protocols: ["http/1.1"]
+            tls_certificates:
+            - certificate_chain: {{ filename: "{}" }}
+              private_key: {{ filename: "{}" }}"#,
             cert.display(),
             key.display()
         ),

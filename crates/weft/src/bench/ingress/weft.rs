@@ -6,12 +6,12 @@
 
 use super::load::Proc;
 use super::peers::Setup;
-use super::{Ports, Proxy};
+use super::Proxy;
 use crate::bench::api::object;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use weft_lab::supervisor::Shared;
@@ -52,33 +52,39 @@ fn objects(setup: &Setup) -> Result<Vec<Value>> {
     ])
 }
 
-/// Stores the route's objects, serves the API and starts `weft ingress` (this executable) following it.
-pub fn start(setup: &Setup, shared: Arc<Shared>, ports: Ports, status: SocketAddr) -> Result<Proxy> {
+/// Stores the route's objects and serves the API; returns the kubeconfig to follow it with.
+pub fn api(setup: &Setup, shared: &Arc<Shared>) -> Result<PathBuf> {
     shared.write(|store| -> Result<()> {
         for value in objects(setup)? {
             store.create(object(value)?)?;
         }
         Ok(())
     })?;
-    let dir = setup.dir.join("weft");
+    let dir = setup.dir.join("api");
     std::fs::create_dir_all(&dir)?;
-    let kubeconfig = crate::bench::api::serve(&dir, &shared)?;
-    let child = Command::new(std::env::current_exe()?)
+    crate::bench::api::serve(&dir, shared)
+}
+
+/// Starts `binary`'s `weft ingress` following the API of `kubeconfig`; a route change applies the Ingress anew.
+pub fn start(name: &'static str, binary: &Path, kubeconfig: &Path, shared: Arc<Shared>, dir: &Path) -> Result<Proxy> {
+    let (ports, status) = (super::ports()?, super::free_addr()?);
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(binary)
         .arg("ingress")
         .arg("--kubeconfig")
-        .arg(&kubeconfig)
+        .arg(kubeconfig)
         .args(["--http", &ports.http.to_string(), "--https", &ports.https.to_string()])
         .args(["--status", &status.to_string()])
         .args(["--default-ssl-certificate", &format!("{NAMESPACE}/tls")])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("ingress.log"))?)
+        .stderr(std::fs::File::create(log)?)
         .spawn()
-        .context("starting weft ingress")?;
+        .with_context(|| format!("starting {} ingress", binary.display()))?;
     let change = move |n: usize| -> Result<()> {
         shared.write(|store| -> Result<()> {
             store.apply(object(ingress(n))?)?;
             Ok(())
         })
     };
-    Ok(Proxy::new("weft", Proc(child), ports, Box::new(change)))
+    Ok(Proxy::new(name, Proc(child), ports, Box::new(change)))
 }
