@@ -258,7 +258,8 @@ pub fn envoy(s: &Setup, ports: Ports) -> Result<Option<Proxy>> {
     let routes = dir.join("routes.yaml");
     std::fs::write(&routes, envoy_routes(0))?;
     let bootstrap = format!(
-        r#"static_resources:
+        r#"node: {{ id: bench, cluster: bench }}
+static_resources:
   listeners:{http}{https}
   clusters:
   - name: backend
