@@ -74,7 +74,14 @@ pub struct Run {
 pub fn wrk(url: &str, threads: usize, connections: usize, seconds: u64) -> Result<Run> {
     let out = Command::new("wrk")
         .args(["-t", &threads.to_string(), "-c", &connections.to_string()])
-        .args(["-d", &format!("{seconds}s"), "--latency", "-H", &format!("Host: {HOST}"), url])
+        .args([
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Host: {HOST}"),
+            url,
+        ])
         .output()
         .context("running wrk (scripts/deps.sh installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -94,7 +101,9 @@ fn parse_wrk(text: &str) -> Option<Run> {
             .filter_map(|part| part.trim().strip_prefix(label)?.trim().parse::<u64>().ok())
             .sum()
     };
-    let mut failed = field("Non-2xx or 3xx responses:").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let mut failed = field("Non-2xx or 3xx responses:")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     if let Some(errors) = field("Socket errors:") {
         failed += ["connect", "read", "write", "timeout"]
             .iter()
@@ -215,7 +224,12 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
         .collect();
     while let Some(p) = todo.pop() {
         total += rss_kib(p).unwrap_or(0);
-        todo.extend(parents.iter().filter(|(_, parent)| *parent == p).map(|(child, _)| *child));
+        todo.extend(
+            parents
+                .iter()
+                .filter(|(_, parent)| *parent == p)
+                .map(|(child, _)| *child),
+        );
     }
     total
 }

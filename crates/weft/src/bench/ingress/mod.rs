@@ -114,8 +114,23 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Result
 fn certificate(dir: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
-        .args(["-days", "2", "-subj", "/CN=bench.local", "-addext", "subjectAltName=DNS:bench.local"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=bench.local",
+            "-addext",
+            "subjectAltName=DNS:bench.local",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -174,7 +189,11 @@ fn bench(dir: &std::path::Path, shared: std::sync::Arc<weft_lab::supervisor::Sha
         }
     }
     type Start = fn(&peers::Setup, Ports) -> Result<Option<Proxy>>;
-    let peers: [(&str, Start); 3] = [("nginx", peers::nginx), ("haproxy", peers::haproxy), ("envoy", peers::envoy)];
+    let peers: [(&str, Start); 3] = [
+        ("nginx", peers::nginx),
+        ("haproxy", peers::haproxy),
+        ("envoy", peers::envoy),
+    ];
     for (name, start) in peers {
         if !wanted(args, name) {
             continue;
@@ -289,7 +308,9 @@ fn while_changing(proxy: &mut Proxy, args: &Args, round: usize) -> Result<Run> {
         });
         let run = load::wrk(&url, args.threads, args.connections, args.seconds);
         stop.store(true, Ordering::Relaxed);
-        let changes = changer.join().map_err(|_| anyhow::anyhow!("the route changer panicked"))??;
+        let changes = changer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the route changer panicked"))??;
         let run = run?;
         if changes < args.seconds as usize * 9 {
             eprintln!("{}: only {changes} route changes in {} s", proxy.name, args.seconds);
@@ -311,7 +332,9 @@ fn median(xs: &[f64]) -> f64 {
 }
 
 fn spread(xs: &[f64], digits: usize) -> String {
-    let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+    let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(*x), hi.max(*x))
+    });
     format!("{:.digits$} ({lo:.digits$}–{hi:.digits$})", median(xs))
 }
 

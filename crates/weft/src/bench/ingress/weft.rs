@@ -4,9 +4,9 @@
 //! kubernetes.io/tls Secret. A route change is an Ingress applied to the store (what `kubectl apply` does), which the controller sees through
 //! its watch and turns into a new routing table, swapped in whole: the path every Ingress change takes.
 
+use super::Proxy;
 use super::load::Proc;
 use super::peers::Setup;
-use super::Proxy;
 use crate::bench::api::object;
 use anyhow::{Context, Result};
 use base64::Engine as _;
@@ -24,11 +24,11 @@ fn ingress(change: usize) -> Value {
             "backend": {"service": {"name": "backend", "port": {"number": 80}}}})
     };
     json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "bench", "namespace": NAMESPACE},
-        "spec": {"ingressClassName": "weft", "rules": [{"http": {"paths": [
-            path("/".into(), "Prefix"),
-            path(super::peers::extra_path(change), "Exact"),
-        ]}}]}})
+    "metadata": {"name": "bench", "namespace": NAMESPACE},
+    "spec": {"ingressClassName": "weft", "rules": [{"http": {"paths": [
+        path("/".into(), "Prefix"),
+        path(super::peers::extra_path(change), "Exact"),
+    ]}}]}})
 }
 
 /// The objects of the route: the IngressClass, the backend's Service and EndpointSlice, the certificate's
