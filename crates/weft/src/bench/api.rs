@@ -52,6 +52,25 @@ pub(super) fn in_process(name: &str, bench: impl FnOnce(&std::path::Path, Arc<Sh
     out
 }
 
+/// Serves the API of `shared`'s store over HTTPS on 127.0.0.1 (a port of its own, 2 threads, until the process
+/// ends) and returns the path of an admin kubeconfig for it, written in `dir` with the PKI.
+pub(super) fn serve(dir: &std::path::Path, shared: &Arc<Shared>) -> Result<std::path::PathBuf> {
+    let names = ServerNames::for_lab([127, 0, 0, 1].into(), [10, 96, 0, 1].into(), "cluster.local");
+    let pki = Pki::load_or_create(&dir.join("pki"), "bench", &names).map_err(|e| anyhow!("{e}"))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let api = weft_apiserver::Api::new(Arc::new(LabCluster(shared.clone())), None);
+    let server = weft_apiserver::server::start(vec![listener], pki.server_config(), Arc::new(api), 2)?;
+    let admin = pki.admin();
+    let url = format!("https://{}", server.addresses[0]);
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        weft_apiserver::kubeconfig::standalone("bench", &url, pki.ca_pem(), &admin.cert_pem, &admin.key_pem)
+            .map_err(|e| anyhow!("{e}"))?,
+    )?;
+    Ok(kubeconfig)
+}
+
 fn bench(dir: &std::path::Path, shared: Arc<Shared>, args: &Args) -> Result<()> {
     let started = Instant::now();
     shared.write(|store| -> Result<()> {

@@ -8,6 +8,7 @@ mod datapath;
 mod dns;
 mod dns_change;
 mod drift;
+mod ingress;
 mod ingress_change;
 mod lab;
 mod peer;
@@ -45,6 +46,9 @@ pub enum What {
     Dns(dns::Args),
     /// In a lab (root): how long a Service change takes to reach the answers of the `weft dns` pods.
     DnsChange(dns_change::Args),
+    /// weft ingress beside nginx, HAProxy and Envoy on loopback: requests/s, p50/p99 latency, new TLS
+    /// handshakes/s, memory per idle keep-alive connection, requests/s while routes change 10 times a second.
+    Ingress(ingress::Args),
     /// In a lab (root): how long the agent takes to repair its nftables tables after `nft flush ruleset`, a
     /// deleted overlay route, and (`--overlay vxlan`) a deleted VXLAN device.
     Drift(drift::Args),
@@ -66,6 +70,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
         What::DnsChange(args) => dns_change::run(args),
         What::Drift(args) => drift::run(args),
         What::IngressChange(args) => ingress_change::run(args),
+        What::Ingress(args) => ingress::run(args),
     }
 }
 
