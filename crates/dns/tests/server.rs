@@ -461,7 +461,14 @@ fn metrics_and_health() {
     udp(s.addr, "web.default.svc.cluster.local.", RecordType::A, None);
     udp(s.addr, "nope.default.svc.cluster.local.", RecordType::A, None);
     let http = s.http_addr.unwrap();
-    let metrics = http_get(http, "/metrics");
+    // A worker counts a query once its answer is sent, so the scrape may come first: scrape until both are in.
+    let counted = |m: &str| m.contains("rcode=\"NOERROR\"} 1") && m.contains("rcode=\"NXDOMAIN\"} 1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut metrics = http_get(http, "/metrics");
+    while !counted(&metrics) && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+        metrics = http_get(http, "/metrics");
+    }
     assert!(metrics.starts_with("HTTP/1.1 200"));
     assert!(
         metrics.contains("weft_dns_queries_total{type=\"A\",rcode=\"NOERROR\"} 1"),
