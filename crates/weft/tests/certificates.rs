@@ -39,11 +39,17 @@ fn secret_data(lab: &Lab, name: &str, key: &str) -> String {
     String::from_utf8(bytes).unwrap_or_default()
 }
 
-/// The Ready condition of an object: (status, reason).
+/// The Ready condition of an object: (status, reason); empty while the object does not exist yet (the
+/// ingress-shim creates Certificates some time after their Ingress).
 fn ready(lab: &Lab, kind: &str, name: &str) -> (String, String) {
     let get = |field: &str| {
         let path = format!("jsonpath={{.status.conditions[?(@.type==\"Ready\")].{field}}}");
-        lab.kubectl_ok(&["get", kind, name, "-o", &path])
+        let out = lab.kubectl(&["get", kind, name, "-o", &path]);
+        if out.status.success() {
+            text(&out.stdout)
+        } else {
+            String::new()
+        }
     };
     (get("status"), get("reason"))
 }
