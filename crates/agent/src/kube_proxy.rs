@@ -105,60 +105,10 @@ pub fn warning(found: &[Finding]) -> String {
     )
 }
 
-/// Records `message` as a Warning Event on the Node `node` (reason `KubeProxyRunning`, in `default` where node
-/// Events go), so that `kubectl describe node` shows it; an agent restarting counts the same Event up.
+/// Records `message` as a Warning Event on the Node `node` (reason `KubeProxyRunning`), so that
+/// `kubectl describe node` shows it; an agent restarting counts the same Event up.
 pub async fn record(client: &kube::Client, node: &str, message: &str) -> Result<(), kube::Error> {
-    use kube::api::{Api, PostParams};
-    use weft_model::k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-    use weft_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-    use weft_model::k8s_openapi::jiff::Timestamp;
-
-    let uid = Api::<weft_model::k8s_openapi::api::core::v1::Node>::all(client.clone())
-        .get(node)
-        .await?
-        .metadata
-        .uid;
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let name = format!("{node}.weft-kube-proxy");
-    // jiff is built without its clock: the time from std.
-    let now = Time(Timestamp::try_from(std::time::SystemTime::now()).unwrap_or(Timestamp::UNIX_EPOCH));
-    let mut event = Event {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some("default".into()),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Node".into()),
-            name: Some(node.to_string()),
-            uid,
-            ..ObjectReference::default()
-        },
-        reason: Some("KubeProxyRunning".into()),
-        message: Some(message.to_string()),
-        type_: Some("Warning".into()),
-        source: Some(EventSource {
-            component: Some("weft-agent".into()),
-            host: Some(node.to_string()),
-        }),
-        reporting_component: Some("weft-agent".into()),
-        reporting_instance: Some(node.to_string()),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now.clone()),
-        count: Some(1),
-        ..Event::default()
-    };
-    match events.create(&PostParams::default(), &event).await {
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            let old = events.get(&name).await?;
-            event.metadata = old.metadata;
-            event.first_timestamp = old.first_timestamp;
-            event.count = Some(old.count.unwrap_or(1) + 1);
-            events.replace(&name, &PostParams::default(), &event).await.map(drop)
-        }
-        other => other.map(drop),
-    }
+    crate::node_event::record(client, node, "KubeProxyRunning", "weft-kube-proxy", message).await
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@ pub mod drift;
 pub mod error;
 pub mod health;
 pub mod ipam;
+pub mod ippool;
 pub mod kube_proxy;
 pub mod metrics;
 pub mod node;
+pub mod node_event;
 pub mod overlay;
 pub mod projection;
 

@@ -7,6 +7,7 @@
 use crate::drift::Dirty;
 use crate::health::Health;
 use crate::metrics::{Metrics, Part};
+use crate::ippool::{self, report::Write};
 use crate::overlay::{self, Mode, NodeNet};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
@@ -34,6 +35,9 @@ pub struct Config {
     pub node_config: PathBuf,
     /// weft-cni's state (IPAM, journals) on this node.
     pub cni_state_dir: PathBuf,
+    /// Where what the overlay sync found for the API goes (IP pool conditions, this node's address and
+    /// unreachable peers); None: nowhere.
+    pub reports: Option<mpsc::Sender<Write>>,
 }
 
 /// What wakes the agent's loop.
@@ -56,6 +60,7 @@ pub fn run(source: &mut (dyn Source + Send), config: &Config, metrics: &Arc<Metr
         policy: weft_policy::Enforcer::new(),
         metrics: metrics.clone(),
         notrack: None,
+        reported: Vec::new(),
     };
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|scope| {
@@ -135,6 +140,9 @@ pub struct Agent {
     pub(crate) metrics: Arc<Metrics>,
     /// The `inet weft-overlay` script in place (None: none, or not known to be; the next sync writes it).
     pub(crate) notrack: Option<String>,
+    /// What the last overlay sync sent to the API, so a repeat is not sent again until the snapshot says it
+    /// has arrived (or something else changed).
+    reported: Vec<Write>,
 }
 
 impl Agent {
@@ -171,8 +179,20 @@ impl Agent {
             .link_by_name(&config.uplink)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("uplink {} not found", config.uplink))?;
-        let desired = overlay::plan(me, &nodes, config.overlay, uplink.mtu).map_err(|e| e.to_string())?;
+        // The node's subnet on the underlay: the uplink's address that is the node's InternalIP.
+        let address = handle
+            .addresses(uplink.index)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find_map(|(_, a)| match a {
+                IpNet::V4(a) if a.addr() == me.ip => Some(a),
+                _ => None,
+            });
+        let pools = ippool::pools(snap);
+        let encap = ippool::encapsulation(&pools, config.overlay, address.map(|a| a.trunc()));
+        let desired = overlay::plan(me, &nodes, &encap, uplink.mtu).map_err(|e| e.to_string())?;
         let report = overlay::sync(handle, &config.uplink, &desired).map_err(|e| e.to_string())?;
+        self.report(snap, config, address, &pools, &desired);
         let notrack = desired
             .vxlan
             .as_ref()
@@ -197,6 +217,61 @@ impl Agent {
         });
         write_if_changed(&config.node_config, &settings.to_string())?;
         Ok(changes)
+    }
+
+    /// Sends what the API should learn of this sync and does not know yet: this node's address, the pools'
+    /// conditions, the peers the pools leave unreachable from here.
+    fn report(
+        &mut self,
+        snap: &Snapshot,
+        config: &Config,
+        address: Option<Ipv4Net>,
+        pools: &[ippool::IPPool],
+        desired: &overlay::Desired,
+    ) {
+        let Some(reports) = &config.reports else { return };
+        let mut writes = Vec::new();
+        let own = snap.nodes().find(|n| n.metadata.name.as_deref() == Some(config.node.as_str()));
+        let annotated = own
+            .and_then(|n| n.metadata.annotations.as_ref())
+            .and_then(|a| a.get(ippool::ADDRESS_ANNOTATION));
+        if let Some(address) = address
+            && annotated != Some(&address.to_string())
+        {
+            writes.push(Write::Address {
+                node: config.node.clone(),
+                address,
+            });
+        }
+        let subnets = ippool::routable::subnets(snap.nodes());
+        for pool in pools {
+            let condition = ippool::routable::condition(pool, &subnets);
+            if !ippool::report::says(pool.status.as_ref(), &condition)
+                && let Some(name) = pool.metadata.name.clone()
+            {
+                writes.push(Write::Condition { pool: name, condition });
+            }
+        }
+        for write in &writes {
+            if !self.reported.contains(write) {
+                // The receiver lives as long as the agent; a send that fails has nobody to tell.
+                let _ = reports.send(write.clone());
+            }
+        }
+        let unreachable = Write::Unreachable {
+            node: config.node.clone(),
+            peers: desired.unreachable.clone(),
+        };
+        let before = self.reported.iter().find(|w| matches!(w, Write::Unreachable { .. }));
+        // Sent when it changes (an agent starting with none says nothing).
+        if before.map_or(!desired.unreachable.is_empty(), |b| *b != unreachable) {
+            for peer in &desired.unreachable {
+                tracing::warn!(peer = %peer.node, reason = %peer.reason, "pods of a node cannot be reached");
+            }
+            let _ = reports.send(unreachable.clone());
+        }
+        writes.push(unreachable);
+        self.reported = writes;
     }
 
     /// The NetworkPolicy table of this node's pods: whole at start, then only what each change touches.

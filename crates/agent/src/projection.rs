@@ -4,16 +4,21 @@
 //! address; of Nodes their spec and addresses (a real node's status lists every image it holds); Services and
 //! EndpointSlices, the bulk of a large cluster and read by the service proxy alone, become its compact forms
 //! (`weft_model::compact`: addresses as IPs, ports as numbers, no selector, references or topology); and of every
-//! object its managedFields and annotations (kubectl's `last-applied-configuration` is the whole object again).
+//! object its managedFields and annotations (kubectl's `last-applied-configuration` is the whole object again) but a Node's underlay address.
 
 use weft_model::Object;
 use weft_model::k8s_openapi::api::core::v1::{Container, NodeStatus, PodSpec, PodStatus};
 
 /// Drops, in place, what the agent never reads of `object`.
 pub fn keep(object: &mut Object) {
+    let is_node = matches!(object, Object::Node(_));
     let meta = object.meta_mut();
     meta.managed_fields = None;
-    meta.annotations = None;
+    // Of a Node's annotations, the underlay address its agent wrote (IP pools' subnets).
+    meta.annotations = meta.annotations.take().filter(|_| is_node).and_then(|mut a| {
+        a.retain(|k, _| k == crate::ippool::ADDRESS_ANNOTATION);
+        (!a.is_empty()).then_some(a)
+    });
     meta.creation_timestamp = None;
     match object {
         Object::Service(s) => *object = Object::CompactService(Box::new((&**s).into())),

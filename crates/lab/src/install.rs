@@ -58,6 +58,7 @@ mod tests {
             cni_bin: "/x".into(),
             weft_bin: "/y".into(),
             bare: false,
+            subnets: 1,
         };
         let mut documents = manifests(&spec).unwrap();
         let config = find(&mut documents, "ConfigMap", "weft-system", "weft-config").unwrap()["data"].clone();

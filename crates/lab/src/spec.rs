@@ -14,6 +14,8 @@ const EXTERNAL_HOST: u8 = 100;
 /// The control plane's address on the wire (the API server's, for nodes and pods).
 const CONTROL_PLANE: u8 = 2;
 pub const MAX_NODES: u8 = 16;
+/// Underlay subnets a lab can put its nodes on (`lab up --subnets`), joined by a router.
+pub const MAX_SUBNETS: u8 = 4;
 /// Kubernetes' default service CIDR (kubeadm's `--service-cidr`).
 pub const DEFAULT_SERVICE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 96, 0, 0), 12);
 /// Where LoadBalancer Services get their addresses: next to the wire, reached from the external host by a
@@ -43,6 +45,18 @@ pub struct LabSpec {
     /// nodes are NotReady until a CNI config appears in their /etc/cni/net.d, as on a kubeadm cluster.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bare: bool,
+    /// Underlay subnets the nodes are spread over (`lab up --subnets`): the wire's, then 172.18.2.0/24,
+    /// 172.18.3.0/24, ..., each a switch of its own, joined by a router namespace (absent in older labs: one).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub subnets: u8,
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn is_one(n: &u8) -> bool {
+    *n == 1
 }
 
 fn default_service_cidr() -> Ipv4Net {
@@ -59,6 +73,8 @@ pub struct NodePlan {
     pub name: String,
     pub ip: Ipv4Addr,
     pub pod_cidr: Ipv4Net,
+    /// Which of the lab's subnets the node is on (0: the wire's).
+    pub subnet: u8,
 }
 
 impl LabSpec {
@@ -85,6 +101,15 @@ impl LabSpec {
                 self.cluster_cidr
             ));
         }
+        if !(1..=MAX_SUBNETS).contains(&self.subnets) || self.subnets > self.nodes {
+            return bad(format!(
+                "--subnets {}: must be between 1 and {MAX_SUBNETS} and at most --nodes {}",
+                self.subnets, self.nodes
+            ));
+        }
+        if let Some(clash) = self.subnet_nets().into_iter().find(|n| overlap(*n, self.lb_pool)) {
+            return bad(format!("the subnet {clash} overlaps the load balancer pool {}", self.lb_pool));
+        }
         if self.service_cidr.prefix_len() > 28 {
             return bad(format!(
                 "--service-cidr {}: too small (use /28 or larger)",
@@ -108,14 +133,34 @@ impl LabSpec {
         let mut cidrs = self.cluster_cidr.subnets(24).into_iter().flatten();
         // node-N gets the Nth /24 (10.244.1.0/24 for node-1), so addresses say where a pod runs.
         let _zeroth = cidrs.next();
+        // Spread in order: with 3 nodes on 2 subnets, node-1 and node-2 on the wire's, node-3 on the next.
+        let nets = self.subnet_nets();
         (1..=self.nodes)
             .zip(cidrs)
-            .map(|(i, pod_cidr)| NodePlan {
-                name: format!("node-{i}"),
-                ip: wire_host(10 + i),
-                pod_cidr,
+            .map(|(i, pod_cidr)| {
+                let subnet = ((u16::from(i) - 1) * u16::from(self.subnets) / u16::from(self.nodes)) as u8;
+                NodePlan {
+                    name: format!("node-{i}"),
+                    ip: host(nets[usize::from(subnet)], 10 + i),
+                    pod_cidr,
+                    subnet,
+                }
             })
             .collect()
+    }
+
+    /// The lab's underlay subnets: the wire's 172.18.0.0/24, then 172.18.2.0/24 onwards (172.18.1.0/24 is the
+    /// load balancer pool's).
+    pub fn subnet_nets(&self) -> Vec<Ipv4Net> {
+        let [a, b, _, _] = WIRE.octets();
+        (0..self.subnets)
+            .map(|k| Ipv4Net::new_assert(Ipv4Addr::new(a, b, if k == 0 { 0 } else { k + 1 }, 0), 24))
+            .collect()
+    }
+
+    /// The router's address on subnet `k` (`.1`), with more than one subnet.
+    pub fn router_ip(&self, k: u8) -> Ipv4Addr {
+        host(self.subnet_nets()[usize::from(k)], 1)
     }
 
     pub fn control_plane_ip(&self) -> Ipv4Addr {
@@ -137,8 +182,15 @@ impl LabSpec {
 }
 
 fn wire_host(n: u8) -> Ipv4Addr {
-    let [a, b, c, _] = WIRE.octets();
-    Ipv4Addr::new(a, b, c, n)
+    host(Ipv4Net::new_assert(WIRE, 24), n)
+}
+
+fn host(net: Ipv4Net, n: u8) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) + u32::from(n))
+}
+
+fn overlap(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 /// Where a lab's files and namespaces are, by name.
@@ -224,6 +276,11 @@ impl Paths {
         format!("{}external", self.netns_prefix())
     }
 
+    /// The router between the subnets of a lab with more than one.
+    pub fn router_netns(&self) -> String {
+        format!("{}router", self.netns_prefix())
+    }
+
     pub fn node_netns(&self, node: &str) -> String {
         format!("{}{node}", self.netns_prefix())
     }
@@ -260,6 +317,7 @@ mod tests {
             cni_bin: "/x".into(),
             weft_bin: "/y".into(),
             bare: false,
+            subnets: 1,
         }
     }
 
@@ -272,6 +330,22 @@ mod tests {
         assert_eq!(plans[2].ip.to_string(), "172.18.0.13");
         assert_eq!(spec(16).node_plans().len(), 16);
         assert_eq!(spec(1).cluster_dns().to_string(), "10.96.0.10");
+    }
+
+    #[test]
+    fn nodes_spread_over_subnets_in_order() {
+        let mut s = spec(3);
+        s.subnets = 2;
+        s.validate().unwrap();
+        let plans = s.node_plans();
+        let placed: Vec<(String, u8)> = plans.iter().map(|p| (p.ip.to_string(), p.subnet)).collect();
+        assert_eq!(
+            placed,
+            [("172.18.0.11".to_string(), 0), ("172.18.0.12".to_string(), 0), ("172.18.2.13".to_string(), 1)]
+        );
+        assert_eq!(s.router_ip(1).to_string(), "172.18.2.1");
+        s.subnets = 4;
+        assert!(s.validate().unwrap_err().to_string().contains("--subnets 4"));
     }
 
     #[test]

@@ -296,8 +296,14 @@ pub const CLOUD_ROUTE_PROTOCOL: u8 = 0xF8;
 /// The lab's cloud provider: keeps a route on the external host to every LoadBalancer address, via the node
 /// `services::lb_routes` picks. Resyncs on every change of the Services or their slices, and every 30 s.
 fn cloud(shared: &Shared) {
-    let nodes: Vec<(String, std::net::Ipv4Addr)> =
-        shared.spec.node_plans().into_iter().map(|n| (n.name, n.ip)).collect();
+    // Only nodes on the external host's own subnet can be a route's next hop.
+    let nodes: Vec<(String, std::net::Ipv4Addr)> = shared
+        .spec
+        .node_plans()
+        .into_iter()
+        .filter(|n| n.subnet == 0)
+        .map(|n| (n.name, n.ip))
+        .collect();
     let netns = std::path::PathBuf::from("/run/netns").join(shared.paths.external_netns());
     let mut handle: Option<weft_netlink::Handle> = None;
     let mut synced: Option<std::collections::BTreeMap<std::net::Ipv4Addr, std::net::Ipv4Addr>> = None;

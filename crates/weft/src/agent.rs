@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use weft_agent::ipam::{Allocation, CidrSource, PodCIDRBlock, Pool};
+use weft_agent::ippool::{self, IPPool};
 use weft_agent::metrics::Metrics;
 use weft_agent::node::{Config, run as run_node};
 use weft_agent::overlay::Mode;
@@ -61,6 +62,7 @@ pub fn run(args: Args) -> Result<()> {
     let node = args.node.clone();
     let options = args.api.options();
     let custom = start(&args).with_context(|| format!("weft agent on {node}"))?;
+    let reports = report_thread(&args.api.options()).with_context(|| format!("weft agent on {node}"))?;
     let config = Config {
         node: args.node,
         overlay: args.overlay,
@@ -68,6 +70,7 @@ pub fn run(args: Args) -> Result<()> {
         uplink: args.uplink,
         node_config: args.node_config,
         cni_state_dir: args.cni_state_dir,
+        reports: Some(reports),
     };
     let keep = weft_agent::projection::keep;
     let mut source = KubeSource::start_with(&options, weft_agent::node::KINDS, &custom, keep)
@@ -90,15 +93,24 @@ pub fn run(args: Args) -> Result<()> {
     run_node(&mut source, &config, &metrics).map_err(|e| anyhow!("weft agent on {node}: {e}"))
 }
 
-/// What the agent settles with the API before it follows it: a kube-proxy on the node is reported, and with weft
-/// allocating pod CIDRs this node's block is claimed. Returns the custom resources to follow besides the
-/// built-in kinds (the blocks, when weft allocates).
+/// What the agent settles with the API before it follows it: a kube-proxy on the node is reported, the default
+/// IP pool is created when there is none, and with weft allocating pod CIDRs this node's block is claimed.
+/// Returns the custom resources to follow besides the built-in kinds (the pools, and the blocks when weft
+/// allocates).
 fn start(args: &Args) -> Result<Vec<ApiResource>> {
     let pool = Pool::new(args.cluster_cidr, args.block_length).map_err(|e| anyhow!("--block-length: {e}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let (client, _) = weft_kube::client(&args.api.options()).await?;
         report_kube_proxy(&client, &args.node).await;
+        let mode = args.overlay.vxlan_mode();
+        if ippool::report::ensure_default(&client, args.cluster_cidr, mode)
+            .await
+            .context("creating the default IPPool")?
+        {
+            tracing::info!(pool = ippool::DEFAULT_POOL, cidr = %args.cluster_cidr, vxlan_mode = %mode, "created the default IP pool");
+        }
+        let pools = ApiResource::erase::<IPPool>(&());
         let nodes = kube::Api::<Node>::all(client.clone())
             .list(&Default::default())
             .await
@@ -106,15 +118,34 @@ fn start(args: &Args) -> Result<Vec<ApiResource>> {
         match args.pod_cidrs.resolve(&nodes.items) {
             Allocation::Node => {
                 tracing::info!("pod CIDRs: each Node's spec.podCIDR, as the cluster allocates them");
-                Ok(Vec::new())
+                Ok(vec![pools])
             }
             Allocation::Weft => {
                 let cidr = weft_agent::ipam::claim(&client, &pool, &args.node).await?;
                 tracing::info!(%cidr, cluster_cidr = %args.cluster_cidr, "pod CIDR: a block held as a PodCIDRBlock");
-                Ok(vec![ApiResource::erase::<PodCIDRBlock>(&())])
+                Ok(vec![pools, ApiResource::erase::<PodCIDRBlock>(&())])
             }
         }
     })
+}
+
+/// A thread that sends what the overlay sync finds for the API (IP pool conditions, the node's address, Events),
+/// one change at a time; a failed one is logged and sent again by a later sync, which finds it still missing.
+fn report_thread(options: &weft_kube::ClientOptions) -> Result<std::sync::mpsc::Sender<ippool::report::Write>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = runtime.block_on(weft_kube::client(options))?.0;
+    let (tx, rx) = std::sync::mpsc::channel::<ippool::report::Write>();
+    std::thread::Builder::new()
+        .name("api-reports".into())
+        .spawn(move || {
+            for write in rx {
+                if let Err(e) = runtime.block_on(ippool::report::write(&client, &write)) {
+                    tracing::warn!(error = %e, ?write, "writing to the API");
+                }
+            }
+        })
+        .context("starting the API reports thread")?;
+    Ok(tx)
 }
 
 /// Warns (in the log and as an Event on the Node) when kube-proxy runs on this node too.

@@ -23,7 +23,7 @@ pub enum LabCmd {
     Kubeconfig,
     /// Run a command on a node (in its network namespace) or on the external host.
     Exec {
-        /// `node-N` or `external`.
+        /// `node-N`, `external`, or `router` (with --subnets 2 or more).
         target: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -38,9 +38,14 @@ pub struct UpArgs {
     /// Number of nodes (1-16) [default: 3].
     #[arg(long)]
     nodes: Option<u8>,
-    /// How nodes reach each other's pods: host-gw or vxlan [default: host-gw].
+    /// How nodes reach each other's pods: host-gw or vxlan [default: host-gw]; the default IPPool's vxlanMode
+    /// (Never or Always), which `kubectl apply` changes live.
     #[arg(long)]
     overlay: Option<Overlay>,
+    /// Underlay subnets to spread the nodes over (1-4), joined by a router [default: 1]: with 2, IP pools'
+    /// CrossSubnet encapsulates between them only, and Never cannot reach across.
+    #[arg(long)]
+    subnets: Option<u8>,
     /// Pod addresses of the whole cluster; each node gets a /24 of it [default: 10.244.0.0/16].
     #[arg(long)]
     cluster_cidr: Option<ipnet::Ipv4Net>,
@@ -270,6 +275,7 @@ fn new_spec(paths: &Paths, args: &UpArgs, cni_bin: PathBuf, weft_bin: PathBuf) -
         cni_bin,
         weft_bin,
         bare: args.bare,
+        subnets: args.subnets.unwrap_or(1),
     }
 }
 
@@ -284,7 +290,8 @@ fn resumable(paths: &Paths, args: &UpArgs) -> Result<Option<LabSpec>> {
         || args.nodes.is_some_and(|n| n != spec.nodes)
         || args.overlay.is_some_and(|o| o != spec.overlay)
         || args.cluster_cidr.is_some_and(|c| c != spec.cluster_cidr)
-        || args.service_cidr.is_some_and(|c| c != spec.service_cidr);
+        || args.service_cidr.is_some_and(|c| c != spec.service_cidr)
+        || args.subnets.is_some_and(|s| s != spec.subnets);
     if differs {
         bail!(
             "lab {} exists with {} nodes, {} overlay, pods in {}, services in {}, and its supervisor is gone: `weft lab up` \
@@ -298,6 +305,9 @@ fn resumable(paths: &Paths, args: &UpArgs) -> Result<Option<LabSpec>> {
     }
     let mut netns: Vec<String> = spec.node_plans().iter().map(|n| paths.node_netns(&n.name)).collect();
     netns.extend([paths.wire_netns(), paths.external_netns()]);
+    if spec.subnets > 1 {
+        netns.push(paths.router_netns());
+    }
     let store = paths.store_file();
     let whole = (store.exists() || store.with_extension("json").exists())
         && netns.iter().all(|n| PathBuf::from("/run/netns").join(n).exists());
@@ -428,6 +438,10 @@ fn status(paths: &Paths) -> Result<()> {
     );
     println!("lb pool:    {} (routed from the external host)", spec.lb_pool);
     println!("external:   {} (netns {})", spec.external_ip(), paths.external_netns());
+    if spec.subnets > 1 {
+        let nets: Vec<String> = spec.subnet_nets().iter().map(ToString::to_string).collect();
+        println!("subnets:    {} (joined by netns {})", nets.join(", "), paths.router_netns());
+    }
     if weft_lab::acme::dir(paths).join("roots.pem").exists() {
         let pebble = weft_lab::acme::pebble(paths, &spec);
         println!(
@@ -457,6 +471,8 @@ fn exec(paths: &Paths, target: &str, command: &[String]) -> Result<i32> {
     let spec = paths.read_spec()?;
     let netns = if target == "external" {
         paths.external_netns()
+    } else if target == "router" && spec.subnets > 1 {
+        paths.router_netns()
     } else if spec.node_plans().iter().any(|n| n.name == target) {
         paths.node_netns(target)
     } else {

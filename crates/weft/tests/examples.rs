@@ -12,14 +12,19 @@ fn examples() -> PathBuf {
 
 /// Runs `examples/NAME/run.sh` in a lab named for this process and the exercise.
 fn run(name: &str) {
+    let number = name.split('-').next().unwrap_or(name);
+    run_script(name, "run.sh", number);
+}
+
+/// Runs `examples/NAME/SCRIPT` in a lab named for this process and `lab`.
+fn run_script(name: &str, script: &str, lab: &str) {
     if !root() {
         return;
     }
-    let number = name.split('-').next().unwrap_or(name);
     let out = Command::new("bash")
-        .arg(examples().join(name).join("run.sh"))
+        .arg(examples().join(name).join(script))
         .env("WEFT", env!("CARGO_BIN_EXE_weft"))
-        .env("WEFT_LAB", format!("ex{}-{number}", std::process::id() % 100_000))
+        .env("WEFT_LAB", format!("ex{}-{lab}", std::process::id() % 100_000))
         .output()
         .unwrap();
     assert!(
@@ -55,6 +60,12 @@ exercises! {
     network_policy => "08-network-policy",
     ingress => "09-ingress",
     certificates => "10-certificates",
+}
+
+/// 12-observe's IP pool part (a script of its own beside the exercise's run.sh).
+#[test]
+fn observe_ip_pools() {
+    run_script("12-observe", "ippool.sh", "12p");
 }
 
 #[test]

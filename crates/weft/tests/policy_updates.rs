@@ -5,8 +5,6 @@
 mod lab;
 
 use lab::*;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const PODS: &str = "
@@ -52,42 +50,6 @@ fn admit(roles: &[&str], also_by_namespace: bool) -> String {
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: server}}\nspec:\n  podSelector: {{matchLabels: {{app: server}}}}\n  ingress: [{{from: {peers}, ports: [{{port: 9000}}]}}]\n"
     )
-}
-
-/// One TCP connection from a pod, held open by `socat` with a line-echo server on the other end.
-struct Connection {
-    child: Child,
-    stdin: ChildStdin,
-    lines: BufReader<ChildStdout>,
-}
-
-impl Connection {
-    fn open(lab: &Lab, pod: &str, target: &str) -> Connection {
-        let mut child = lab
-            .cmd(&["exec", pod, "--", "socat", "-", &format!("TCP:{target}")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap());
-        Connection { child, stdin, lines }
-    }
-
-    /// Sends a line and reads the echo (a dropped connection ends socat, so the read sees end of file).
-    fn echo(&mut self, line: &str) -> String {
-        writeln!(self.stdin, "{line}").unwrap();
-        let mut back = String::new();
-        self.lines.read_line(&mut back).unwrap();
-        back.trim_end().to_string()
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn connects(lab: &Lab, pod: &str, target: &str) -> bool {

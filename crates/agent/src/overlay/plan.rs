@@ -2,6 +2,7 @@
 //! entries this node needs out. No I/O.
 
 use crate::error::{Error, Result};
+use crate::ippool::VxlanMode;
 use ipnet::Ipv4Net;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -119,14 +120,70 @@ pub struct Skipped {
 /// What the node's namespace should hold for node-to-node traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
-    pub mode: Mode,
-    /// The MTU pods' interfaces should have in this mode.
+    /// The MTU pods' interfaces should have: the uplink's, less VXLAN's header while the device is there.
     pub pod_mtu: u32,
     /// Sorted by destination.
     pub routes: Vec<PlannedRoute>,
-    /// Present in VXLAN mode only; its absence tells the applier to remove the device.
+    /// Present while any pool encapsulates; its absence tells the applier to remove the device.
     pub vxlan: Option<VxlanPlan>,
     pub skipped: Vec<Skipped>,
+    /// Peers whose pool routes them directly (`Never`) though they are not on this node's subnet: no route can
+    /// reach them, so none is planned (the agent reports them on the pool and the Node).
+    pub unreachable: Vec<Skipped>,
+}
+
+/// How this node's traffic to each peer's pods is carried: the IP pools' modes, and this node's subnet on the
+/// underlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encapsulation {
+    /// Each pool's range and mode.
+    pub pools: Vec<(Ipv4Net, VxlanMode)>,
+    /// The mode of pod CIDRs no pool contains: the configured overlay's.
+    pub fallback: VxlanMode,
+    /// This node's underlay subnet (where its address is): `CrossSubnet` routes directly within it, `Never`
+    /// reaches nothing outside it. Unknown: every peer counts as on it.
+    pub subnet: Option<Ipv4Net>,
+}
+
+impl Encapsulation {
+    /// The configured overlay for every pod CIDR (no pools).
+    pub fn uniform(mode: Mode) -> Encapsulation {
+        Encapsulation {
+            pools: Vec::new(),
+            fallback: mode.vxlan_mode(),
+            subnet: None,
+        }
+    }
+
+    /// The mode of a pod CIDR: the most specific pool containing it, else the fallback.
+    pub fn mode_of(&self, cidr: Ipv4Net) -> VxlanMode {
+        self.pools
+            .iter()
+            .filter(|(pool, _)| pool.contains(&cidr))
+            .max_by_key(|(pool, _)| pool.prefix_len())
+            .map_or(self.fallback, |(_, mode)| *mode)
+    }
+
+    /// Whether traffic to `peer` goes through the VXLAN device (Some(true)), directly (Some(false)), or cannot
+    /// be routed at all (None: `Never` to another subnet).
+    fn encapsulates(&self, peer: &NodeNet) -> Option<bool> {
+        let on_subnet = self.subnet.is_none_or(|s| s.contains(&peer.ip));
+        match (self.mode_of(peer.pod_cidr), on_subnet) {
+            (VxlanMode::Always, _) | (VxlanMode::CrossSubnet, false) => Some(true),
+            (VxlanMode::CrossSubnet, true) | (VxlanMode::Never, true) => Some(false),
+            (VxlanMode::Never, false) => None,
+        }
+    }
+}
+
+impl Mode {
+    /// The pool mode that carries traffic as this overlay does (`vxlan` → Always, `host-gw` → Never).
+    pub fn vxlan_mode(self) -> VxlanMode {
+        match self {
+            Mode::HostGw => VxlanMode::Never,
+            Mode::Vxlan => VxlanMode::Always,
+        }
+    }
 }
 
 /// The VTEP MAC of the node at `ip`: locally administered (0x0e: bit 1 set, unicast) `0e:57` ("W") followed by
@@ -142,14 +199,9 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 
 /// Plans the node-to-node dataplane of `node`. `peers` may include `node` itself (matched by name), so the
 /// caller can pass every node it knows. A peer that would clash with this node or with a peer earlier in name
-/// order (same address, overlapping pod CIDR) is skipped and listed in `Desired::skipped`.
-pub fn plan(node: &NodeNet, peers: &[NodeNet], mode: Mode, uplink_mtu: u32) -> Result<Desired> {
-    if mode == Mode::Vxlan && uplink_mtu < MIN_MTU + VXLAN_OVERHEAD {
-        return Err(Error::MtuTooSmall {
-            mtu: uplink_mtu,
-            overhead: VXLAN_OVERHEAD,
-        });
-    }
+/// order (same address, overlapping pod CIDR) is skipped and listed in `Desired::skipped`. Each peer's pod CIDR
+/// is routed through the VXLAN device or directly via the peer's address as `encap` says.
+pub fn plan(node: &NodeNet, peers: &[NodeNet], encap: &Encapsulation, uplink_mtu: u32) -> Result<Desired> {
     let own_cidr = node.pod_cidr.trunc();
 
     let mut sorted: Vec<&NodeNet> = peers.iter().filter(|p| p.name != node.name).collect();
@@ -191,71 +243,91 @@ pub fn plan(node: &NodeNet, peers: &[NodeNet], mode: Mode, uplink_mtu: u32) -> R
     }
     accepted.sort_by_key(|p| p.pod_cidr);
 
-    let (routes, vxlan, pod_mtu) = match mode {
-        Mode::HostGw => {
-            let routes = accepted
-                .iter()
-                .map(|p| PlannedRoute {
-                    dst: p.pod_cidr,
-                    gateway: p.ip,
-                    device: RouteDevice::Uplink,
-                    onlink: false,
-                })
-                .collect();
-            (routes, None, uplink_mtu)
-        }
-        Mode::Vxlan => {
-            // flannel's layout: each peer's pod network address stands for the peer's VTEP. The route sends
-            // the peer's CIDR to that address on the device, the neighbour entry resolves it to the VTEP MAC,
-            // and the FDB entry says which underlay address that MAC lives behind.
-            let routes = accepted
-                .iter()
-                .map(|p| PlannedRoute {
+    // flannel's layout for encapsulated peers: each peer's pod network address stands for the peer's VTEP. The
+    // route sends the peer's CIDR to that address on the device, the neighbour entry resolves it to the VTEP
+    // MAC, and the FDB entry says which underlay address that MAC lives behind. Direct peers: a route via the
+    // peer's address on the uplink.
+    let mut routes = Vec::new();
+    let mut tunnelled = Vec::new();
+    let mut unreachable = Vec::new();
+    for p in &accepted {
+        match encap.encapsulates(p) {
+            Some(true) => {
+                routes.push(PlannedRoute {
                     dst: p.pod_cidr,
                     gateway: p.pod_cidr.network(),
                     device: RouteDevice::Vxlan,
                     onlink: true,
-                })
-                .collect();
-            let neighbours = accepted
-                .iter()
-                .map(|p| NeighbourEntry {
-                    ip: p.pod_cidr.network(),
-                    mac: vtep_mac(p.ip),
-                })
-                .collect();
-            let mut fdb: Vec<FdbEntry> = accepted
-                .iter()
-                .map(|p| FdbEntry {
-                    mac: vtep_mac(p.ip),
-                    dst: p.ip,
-                })
-                .collect();
-            fdb.sort_by_key(|e| e.mac);
-            let mtu = uplink_mtu - VXLAN_OVERHEAD;
-            let device = VxlanDevice {
-                name: VXLAN_DEVICE.to_string(),
-                vni: VXLAN_VNI,
-                port: VXLAN_PORT,
-                local: node.ip,
-                mac: vtep_mac(node.ip),
-                mtu,
-                address: Ipv4Net::from(own_cidr.network()),
-            };
-            let plan = VxlanPlan {
-                device,
-                neighbours,
-                fdb,
-            };
-            (routes, Some(plan), mtu)
+                });
+                tunnelled.push(p);
+            }
+            Some(false) => routes.push(PlannedRoute {
+                dst: p.pod_cidr,
+                gateway: p.ip,
+                device: RouteDevice::Uplink,
+                onlink: false,
+            }),
+            None => unreachable.push(Skipped {
+                node: p.name.clone(),
+                reason: format!(
+                    "its address {} is not on this node's subnet {}, and vxlanMode Never routes its pods {} \
+                     directly (CrossSubnet or Always would encapsulate them)",
+                    p.ip,
+                    encap.subnet.map(|s| s.to_string()).unwrap_or_default(),
+                    p.pod_cidr
+                ),
+            }),
         }
+    }
+    // The device stays while this node's own pool encapsulates, even with no peer through it yet.
+    let wants_device = !tunnelled.is_empty() || encap.mode_of(own_cidr) != VxlanMode::Never;
+    if wants_device && uplink_mtu < MIN_MTU + VXLAN_OVERHEAD {
+        return Err(Error::MtuTooSmall {
+            mtu: uplink_mtu,
+            overhead: VXLAN_OVERHEAD,
+        });
+    }
+    let (vxlan, pod_mtu) = if wants_device {
+        let neighbours = tunnelled
+            .iter()
+            .map(|p| NeighbourEntry {
+                ip: p.pod_cidr.network(),
+                mac: vtep_mac(p.ip),
+            })
+            .collect();
+        let mut fdb: Vec<FdbEntry> = tunnelled
+            .iter()
+            .map(|p| FdbEntry {
+                mac: vtep_mac(p.ip),
+                dst: p.ip,
+            })
+            .collect();
+        fdb.sort_by_key(|e| e.mac);
+        let mtu = uplink_mtu - VXLAN_OVERHEAD;
+        let device = VxlanDevice {
+            name: VXLAN_DEVICE.to_string(),
+            vni: VXLAN_VNI,
+            port: VXLAN_PORT,
+            local: node.ip,
+            mac: vtep_mac(node.ip),
+            mtu,
+            address: Ipv4Net::from(own_cidr.network()),
+        };
+        let plan = VxlanPlan {
+            device,
+            neighbours,
+            fdb,
+        };
+        (Some(plan), mtu)
+    } else {
+        (None, uplink_mtu)
     };
     Ok(Desired {
-        mode,
         pod_mtu,
         routes,
         vxlan,
         skipped,
+        unreachable,
     })
 }
 
@@ -283,6 +355,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn uniform(mode: Mode) -> Encapsulation {
+        Encapsulation::uniform(mode)
+    }
+
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
     }
@@ -299,7 +375,7 @@ mod tests {
     #[test]
     fn host_gw_routes_each_peer_cidr_via_the_peer() {
         let all = cluster();
-        let desired = plan(&all[0], &all, Mode::HostGw, 1500).unwrap();
+        let desired = plan(&all[0], &all, &uniform(Mode::HostGw), 1500).unwrap();
         assert_eq!(desired.pod_mtu, 1500);
         assert_eq!(desired.vxlan, None);
         assert!(desired.skipped.is_empty());
@@ -325,7 +401,7 @@ mod tests {
     #[test]
     fn vxlan_follows_flannels_layout() {
         let all = cluster();
-        let desired = plan(&all[1], &all, Mode::Vxlan, 9000).unwrap();
+        let desired = plan(&all[1], &all, &uniform(Mode::Vxlan), 9000).unwrap();
         assert_eq!(desired.pod_mtu, 8950);
         let vxlan = desired.vxlan.unwrap();
         assert_eq!(
@@ -392,8 +468,8 @@ mod tests {
         reversed.reverse();
         for mode in [Mode::HostGw, Mode::Vxlan] {
             assert_eq!(
-                plan(&all[0], &all, mode, 1500).unwrap(),
-                plan(&all[0], &reversed, mode, 1500).unwrap()
+                plan(&all[0], &all, &uniform(mode), 1500).unwrap(),
+                plan(&all[0], &reversed, &uniform(mode), 1500).unwrap()
             );
         }
     }
@@ -401,7 +477,7 @@ mod tests {
     #[test]
     fn a_node_alone_needs_no_routes_but_keeps_its_device() {
         let all = cluster();
-        let desired = plan(&all[0], &[], Mode::Vxlan, 1500).unwrap();
+        let desired = plan(&all[0], &[], &uniform(Mode::Vxlan), 1500).unwrap();
         assert!(desired.routes.is_empty());
         let vxlan = desired.vxlan.unwrap();
         assert!(vxlan.neighbours.is_empty() && vxlan.fdb.is_empty());
@@ -421,7 +497,7 @@ mod tests {
             // Host bits in a CIDR are ignored rather than trusted.
             node("n4", "172.31.0.14", "10.250.4.9/24"),
         ];
-        let desired = plan(&all[0], &peers, Mode::HostGw, 1500).unwrap();
+        let desired = plan(&all[0], &peers, &uniform(Mode::HostGw), 1500).unwrap();
         let dsts: Vec<_> = desired.routes.iter().map(|r| r.dst.to_string()).collect();
         assert_eq!(dsts, ["10.250.2.0/24", "10.250.4.0/24"]);
         let skipped: Vec<_> = desired.skipped.iter().map(|s| s.node.as_str()).collect();
@@ -441,11 +517,92 @@ mod tests {
     fn vxlan_needs_room_for_its_header() {
         let all = cluster();
         assert!(matches!(
-            plan(&all[0], &all, Mode::Vxlan, 100),
+            plan(&all[0], &all, &uniform(Mode::Vxlan), 100),
             Err(Error::MtuTooSmall { mtu: 100, .. })
         ));
         // host-gw adds no header, so the same MTU is fine there.
-        assert_eq!(plan(&all[0], &all, Mode::HostGw, 100).unwrap().pod_mtu, 100);
+        assert_eq!(plan(&all[0], &all, &uniform(Mode::HostGw), 100).unwrap().pod_mtu, 100);
+    }
+
+    /// n1 and n2 on 172.31.0.0/24, n3 across a router on 172.31.1.0/24.
+    fn two_subnets(mode: VxlanMode) -> (Vec<NodeNet>, Encapsulation) {
+        let mut all = cluster();
+        all[2].ip = ip("172.31.1.13");
+        let encap = Encapsulation {
+            pools: vec![(net("10.250.0.0/16"), mode)],
+            fallback: VxlanMode::Always,
+            subnet: Some(net("172.31.0.0/24")),
+        };
+        (all, encap)
+    }
+
+    fn devices(desired: &Desired) -> Vec<(String, RouteDevice)> {
+        desired.routes.iter().map(|r| (r.dst.to_string(), r.device)).collect()
+    }
+
+    #[test]
+    fn cross_subnet_encapsulates_only_towards_other_subnets() {
+        let (all, encap) = two_subnets(VxlanMode::CrossSubnet);
+        let desired = plan(&all[0], &all, &encap, 1500).unwrap();
+        assert_eq!(
+            devices(&desired),
+            [
+                ("10.250.2.0/24".to_string(), RouteDevice::Uplink),
+                ("10.250.3.0/24".to_string(), RouteDevice::Vxlan)
+            ]
+        );
+        assert_eq!(desired.routes[0].gateway, ip("172.31.0.12"));
+        let vxlan = desired.vxlan.unwrap();
+        assert_eq!(vxlan.fdb, [FdbEntry { mac: vtep_mac(ip("172.31.1.13")), dst: ip("172.31.1.13") }]);
+        assert_eq!(desired.pod_mtu, 1450, "pods may be reached through the device");
+        assert!(desired.unreachable.is_empty());
+    }
+
+    #[test]
+    fn cross_subnet_on_one_subnet_routes_directly_and_keeps_the_device() {
+        let (mut all, encap) = two_subnets(VxlanMode::CrossSubnet);
+        all[2].ip = ip("172.31.0.13");
+        let desired = plan(&all[0], &all, &encap, 1500).unwrap();
+        assert!(desired.routes.iter().all(|r| r.device == RouteDevice::Uplink));
+        let vxlan = desired.vxlan.unwrap();
+        assert!(vxlan.fdb.is_empty() && vxlan.neighbours.is_empty());
+    }
+
+    #[test]
+    fn never_across_subnets_leaves_those_peers_unreachable() {
+        let (all, encap) = two_subnets(VxlanMode::Never);
+        let desired = plan(&all[0], &all, &encap, 1500).unwrap();
+        assert_eq!(devices(&desired), [("10.250.2.0/24".to_string(), RouteDevice::Uplink)]);
+        assert_eq!(desired.vxlan, None);
+        assert_eq!(desired.pod_mtu, 1500);
+        assert_eq!(desired.unreachable.len(), 1);
+        assert_eq!(desired.unreachable[0].node, "n3");
+        assert!(desired.unreachable[0].reason.contains("172.31.0.0/24"), "{:?}", desired.unreachable);
+        assert!(desired.skipped.is_empty());
+    }
+
+    #[test]
+    fn always_encapsulates_even_on_one_subnet() {
+        let (all, encap) = two_subnets(VxlanMode::Always);
+        let desired = plan(&all[0], &all, &encap, 1500).unwrap();
+        assert!(desired.routes.iter().all(|r| r.device == RouteDevice::Vxlan));
+    }
+
+    #[test]
+    fn the_most_specific_pool_decides_and_the_overlay_covers_the_rest() {
+        let encap = Encapsulation {
+            pools: vec![
+                (net("10.250.0.0/16"), VxlanMode::Never),
+                (net("10.250.2.0/23"), VxlanMode::Always),
+            ],
+            fallback: VxlanMode::CrossSubnet,
+            subnet: None,
+        };
+        assert_eq!(encap.mode_of(net("10.250.1.0/24")), VxlanMode::Never);
+        assert_eq!(encap.mode_of(net("10.250.3.0/24")), VxlanMode::Always);
+        assert_eq!(encap.mode_of(net("10.9.0.0/24")), VxlanMode::CrossSubnet);
+        assert_eq!(Mode::Vxlan.vxlan_mode(), VxlanMode::Always);
+        assert_eq!(Mode::HostGw.vxlan_mode(), VxlanMode::Never);
     }
 
     #[test]

@@ -302,6 +302,43 @@ impl Lab {
     }
 }
 
+/// One TCP connection from a pod, held open by `socat` with a line-echo server on the other end.
+pub struct Connection {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Connection {
+    pub fn open(lab: &Lab, pod: &str, target: &str) -> Connection {
+        let mut child = lab
+            .cmd(&["exec", pod, "--", "socat", "-", &format!("TCP:{target}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap());
+        Connection { child, stdin, lines }
+    }
+
+    /// Sends a line and reads the echo (a dropped connection ends socat, so the read sees end of file).
+    pub fn echo(&mut self, line: &str) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut back = String::new();
+        self.lines.read_line(&mut back).unwrap();
+        back.trim_end().to_string()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The lab of `shared`, or why it could not be brought up.
 static SHARED: OnceLock<Result<Lab, String>> = OnceLock::new();
 
@@ -309,13 +346,18 @@ static SHARED: OnceLock<Result<Lab, String>> = OnceLock::new();
 /// down when the binary exits, whether the tests passed or not (libtest ends the process with `exit`, which
 /// runs `atexit` handlers; a static is never dropped). None when not root.
 pub fn shared(nodes: u8, overlay: &str, manifests: &str) -> Option<&'static Lab> {
+    shared_with(&["--nodes", &nodes.to_string(), "--overlay", overlay], manifests)
+}
+
+/// `shared` with `lab up` flags of its own.
+pub fn shared_with(flags: &[&str], manifests: &str) -> Option<&'static Lab> {
     if !root() {
         return None;
     }
     let lab = SHARED.get_or_init(|| {
         // A lab that fails to come up is taken down by `Lab`'s drop as the panic unwinds.
         let up = std::panic::catch_unwind(|| {
-            let lab = Lab::up(nodes, overlay, manifests);
+            let lab = Lab::start(flags, manifests);
             lab.ready_pods();
             lab
         });
