@@ -6,8 +6,8 @@
 
 use crate::drift::Dirty;
 use crate::health::Health;
-use crate::metrics::{Metrics, Part};
 use crate::ippool::{self, report::Write};
+use crate::metrics::{Metrics, Part};
 use crate::overlay::{self, Mode, NodeNet};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
@@ -231,7 +231,9 @@ impl Agent {
     ) {
         let Some(reports) = &config.reports else { return };
         let mut writes = Vec::new();
-        let own = snap.nodes().find(|n| n.metadata.name.as_deref() == Some(config.node.as_str()));
+        let own = snap
+            .nodes()
+            .find(|n| n.metadata.name.as_deref() == Some(config.node.as_str()));
         let annotated = own
             .and_then(|n| n.metadata.annotations.as_ref())
             .and_then(|a| a.get(ippool::ADDRESS_ANNOTATION));

@@ -7,13 +7,15 @@ use common::{Cluster, Node, Ns, eventually, probe, root};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
-use weft_agent::overlay::{Desired, Mode, NodeNet, ROUTE_PROTOCOL, Report, VXLAN_DEVICE, plan, sync, vtep_mac};
+use weft_agent::overlay::{
+    Desired, Encapsulation, Mode, NodeNet, ROUTE_PROTOCOL, Report, VXLAN_DEVICE, plan, sync, vtep_mac,
+};
 use weft_netlink::{Route, VxlanConfig};
 
 const UPLINK_MTU: u32 = 1500;
 
 fn desired(node: &Node, peers: &[NodeNet], mode: Mode) -> Desired {
-    plan(&node.net, peers, mode, UPLINK_MTU).expect("plan")
+    plan(&node.net, peers, &Encapsulation::uniform(mode), UPLINK_MTU).expect("plan")
 }
 
 /// Syncs `node` with `peers` through a fresh netlink socket, as a restarted agent would.

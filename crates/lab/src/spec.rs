@@ -108,7 +108,10 @@ impl LabSpec {
             ));
         }
         if let Some(clash) = self.subnet_nets().into_iter().find(|n| overlap(*n, self.lb_pool)) {
-            return bad(format!("the subnet {clash} overlaps the load balancer pool {}", self.lb_pool));
+            return bad(format!(
+                "the subnet {clash} overlaps the load balancer pool {}",
+                self.lb_pool
+            ));
         }
         if self.service_cidr.prefix_len() > 28 {
             return bad(format!(
@@ -341,7 +344,11 @@ mod tests {
         let placed: Vec<(String, u8)> = plans.iter().map(|p| (p.ip.to_string(), p.subnet)).collect();
         assert_eq!(
             placed,
-            [("172.18.0.11".to_string(), 0), ("172.18.0.12".to_string(), 0), ("172.18.2.13".to_string(), 1)]
+            [
+                ("172.18.0.11".to_string(), 0),
+                ("172.18.0.12".to_string(), 0),
+                ("172.18.2.13".to_string(), 1)
+            ]
         );
         assert_eq!(s.router_ip(1).to_string(), "172.18.2.1");
         s.subnets = 4;

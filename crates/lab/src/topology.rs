@@ -25,7 +25,11 @@ pub fn build(spec: &LabSpec) -> Result<()> {
     let mut switches = Vec::new();
     for k in 0..nets.len() {
         // Subnet 0's switch keeps its name: `lab capture wire` and older labs know it.
-        let name = if k == 0 { SWITCH.to_string() } else { format!("{SWITCH}-{k}") };
+        let name = if k == 0 {
+            SWITCH.to_string()
+        } else {
+            format!("{SWITCH}-{k}")
+        };
         let mut mac = SWITCH_MAC;
         mac[5] += k as u8;
         w.add_bridge(&name, mac, Some(MTU))
@@ -43,7 +47,14 @@ pub fn build(spec: &LabSpec) -> Result<()> {
     for node in spec.node_plans() {
         let netns = paths.node_netns(&node.name);
         let ns = Netns::create(&netns).map_err(kernel(format!("creating namespace {netns}")))?;
-        plug(&mut w, switches[usize::from(node.subnet)], &ns, &node.name, "eth0", node.ip)?;
+        plug(
+            &mut w,
+            switches[usize::from(node.subnet)],
+            &ns,
+            &node.name,
+            "eth0",
+            node.ip,
+        )?;
         let mut h = ns.handle().map_err(kernel(format!("netlink in {netns}")))?;
         loopback_up(&mut h)?;
         if node.subnet == 0 {
@@ -80,7 +91,11 @@ fn build_router(spec: &LabSpec, paths: &Paths, w: &mut Handle, switches: &[u32])
     let ns = Netns::create(&netns).map_err(kernel("creating the router namespace"))?;
     for (k, switch) in switches.iter().enumerate() {
         let k8 = k as u8;
-        let port = if k == 0 { "router".to_string() } else { format!("router-{k}") };
+        let port = if k == 0 {
+            "router".to_string()
+        } else {
+            format!("router-{k}")
+        };
         plug(w, *switch, &ns, &port, &format!("eth{k}"), spec.router_ip(k8))?;
     }
     ns.run(|| weft_netlink::sysctl::set("net/ipv4/ip_forward", "1"))
@@ -103,7 +118,8 @@ fn plug(w: &mut Handle, switch: u32, ns: &Netns, port: &str, ifname: &str, ip: I
     let addr = Ipv4Net::new(ip, 24).map_err(|e| crate::Error::Invalid(e.to_string()))?;
     h.add_address(link, IpNet::V4(addr))
         .map_err(kernel(format!("addressing {ifname} of {port}")))?;
-    h.set_up(link).map_err(kernel(format!("bringing {ifname} of {port} up")))
+    h.set_up(link)
+        .map_err(kernel(format!("bringing {ifname} of {port} up")))
 }
 
 /// A route in a namespace via `router` to `dst` (None: the default route). A node's default route goes via the

@@ -104,10 +104,17 @@ fn start(args: &Args) -> Result<Vec<ApiResource>> {
         let (client, _) = weft_kube::client(&args.api.options()).await?;
         report_kube_proxy(&client, &args.node).await;
         let mode = args.overlay.vxlan_mode();
-        if ippool::report::ensure_default(&client, args.cluster_cidr, mode)
-            .await
-            .context("creating the default IPPool")?
-        {
+        // deploy/weft.yaml defines the IPPool kind after the DaemonSet: the API may not serve it for a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let created = loop {
+            match ippool::report::ensure_default(&client, args.cluster_cidr, mode).await {
+                Err(kube::Error::Api(status)) if status.code == 404 && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => break other.context("creating the default IPPool")?,
+            }
+        };
+        if created {
             tracing::info!(pool = ippool::DEFAULT_POOL, cidr = %args.cluster_cidr, vxlan_mode = %mode, "created the default IP pool");
         }
         let pools = ApiResource::erase::<IPPool>(&());

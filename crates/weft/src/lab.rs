@@ -440,7 +440,11 @@ fn status(paths: &Paths) -> Result<()> {
     println!("external:   {} (netns {})", spec.external_ip(), paths.external_netns());
     if spec.subnets > 1 {
         let nets: Vec<String> = spec.subnet_nets().iter().map(ToString::to_string).collect();
-        println!("subnets:    {} (joined by netns {})", nets.join(", "), paths.router_netns());
+        println!(
+            "subnets:    {} (joined by netns {})",
+            nets.join(", "),
+            paths.router_netns()
+        );
     }
     if weft_lab::acme::dir(paths).join("roots.pem").exists() {
         let pebble = weft_lab::acme::pebble(paths, &spec);

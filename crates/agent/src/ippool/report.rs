@@ -98,15 +98,12 @@ pub fn unreachable_message(peers: &[Skipped]) -> String {
 
 /// Whether `status` already says what `condition` says (the time aside).
 pub fn says(status: Option<&IPPoolStatus>, condition: &Condition) -> bool {
-    status
-        .into_iter()
-        .flat_map(|s| &s.conditions)
-        .any(|c| {
-            c.type_ == condition.type_
-                && c.status == condition.status
-                && c.reason == condition.reason
-                && c.message == condition.message
-        })
+    status.into_iter().flat_map(|s| &s.conditions).any(|c| {
+        c.type_ == condition.type_
+            && c.status == condition.status
+            && c.reason == condition.reason
+            && c.message == condition.message
+    })
 }
 
 /// Puts `new` in place of the condition of its type, keeping the transition time while the status stays.

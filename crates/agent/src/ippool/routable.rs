@@ -33,7 +33,11 @@ pub fn condition(pool: &IPPool, subnets: &BTreeMap<String, Ipv4Net>) -> Conditio
         .collect::<Vec<_>>()
         .join("; ");
     let (routable, reason, message) = match pool.spec.vxlan_mode {
-        VxlanMode::Always => (true, "Encapsulated", "every node reaches other nodes' pods through VXLAN".to_string()),
+        VxlanMode::Always => (
+            true,
+            "Encapsulated",
+            "every node reaches other nodes' pods through VXLAN".to_string(),
+        ),
         VxlanMode::CrossSubnet => (
             true,
             "CrossSubnet",
@@ -95,9 +99,13 @@ mod tests {
         let subnets = subnets(&nodes);
         assert_eq!(subnets.len(), 3);
         let c = condition(&pool(VxlanMode::Never), &subnets);
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "NodesOnDifferentSubnets"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "NodesOnDifferentSubnets")
+        );
         assert!(
-            c.message.contains("172.18.0.0/24 (node-1, node-2); 172.18.2.0/24 (node-3)"),
+            c.message
+                .contains("172.18.0.0/24 (node-1, node-2); 172.18.2.0/24 (node-3)"),
             "{}",
             c.message
         );

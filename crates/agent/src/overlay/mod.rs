@@ -10,6 +10,6 @@ pub mod plan;
 
 pub use apply::{Counts, Report, sync};
 pub use plan::{
-    Desired, Encapsulation, FdbEntry, Mode, NeighbourEntry, NodeNet, PlannedRoute, ROUTE_PROTOCOL, RouteDevice, Skipped, VXLAN_DEVICE,
-    VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI, VxlanDevice, VxlanPlan, plan, vtep_mac,
+    Desired, Encapsulation, FdbEntry, Mode, NeighbourEntry, NodeNet, PlannedRoute, ROUTE_PROTOCOL, RouteDevice,
+    Skipped, VXLAN_DEVICE, VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI, VxlanDevice, VxlanPlan, plan, vtep_mac,
 };

@@ -553,7 +553,13 @@ mod tests {
         );
         assert_eq!(desired.routes[0].gateway, ip("172.31.0.12"));
         let vxlan = desired.vxlan.unwrap();
-        assert_eq!(vxlan.fdb, [FdbEntry { mac: vtep_mac(ip("172.31.1.13")), dst: ip("172.31.1.13") }]);
+        assert_eq!(
+            vxlan.fdb,
+            [FdbEntry {
+                mac: vtep_mac(ip("172.31.1.13")),
+                dst: ip("172.31.1.13")
+            }]
+        );
         assert_eq!(desired.pod_mtu, 1450, "pods may be reached through the device");
         assert!(desired.unreachable.is_empty());
     }
@@ -577,7 +583,11 @@ mod tests {
         assert_eq!(desired.pod_mtu, 1500);
         assert_eq!(desired.unreachable.len(), 1);
         assert_eq!(desired.unreachable[0].node, "n3");
-        assert!(desired.unreachable[0].reason.contains("172.31.0.0/24"), "{:?}", desired.unreachable);
+        assert!(
+            desired.unreachable[0].reason.contains("172.31.0.0/24"),
+            "{:?}",
+            desired.unreachable
+        );
         assert!(desired.skipped.is_empty());
     }
 

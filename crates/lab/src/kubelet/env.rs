@@ -294,6 +294,7 @@ mod tests {
             name: "node-1".into(),
             ip: "172.18.0.11".parse().unwrap(),
             pod_cidr: "10.244.1.0/24".parse().unwrap(),
+            subnet: 0,
         };
         let facts = Facts {
             pod: &pod,
