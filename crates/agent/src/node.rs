@@ -61,6 +61,7 @@ pub fn run(source: &mut (dyn Source + Send), config: &Config, metrics: &Arc<Metr
         metrics: metrics.clone(),
         notrack: None,
         reported: Vec::new(),
+        reported_at: Instant::now(),
     };
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|scope| {
@@ -143,7 +144,13 @@ pub struct Agent {
     /// What the last overlay sync sent to the API, so a repeat is not sent again until the snapshot says it
     /// has arrived (or something else changed).
     reported: Vec<Write>,
+    /// When `reported` was last sent in whole: after `RESEND`, what is still missing is sent again (a write
+    /// that failed, or one someone undid).
+    reported_at: Instant,
 }
+
+/// How long a write the API does not show yet is taken to be on its way.
+const RESEND: Duration = Duration::from_secs(30);
 
 impl Agent {
     /// Every part for a new snapshot. The parts are independent: a failing overlay must not hold back
@@ -230,6 +237,10 @@ impl Agent {
         desired: &overlay::Desired,
     ) {
         let Some(reports) = &config.reports else { return };
+        if self.reported_at.elapsed() >= RESEND {
+            self.reported.clear();
+            self.reported_at = Instant::now();
+        }
         let mut writes = Vec::new();
         let own = snap
             .nodes()
