@@ -22,3 +22,13 @@ pub const INGRESS_CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
 pub const INGRESS_ISSUER_KIND: &str = "cert-manager.io/issuer-kind";
 pub const INGRESS_ISSUER_GROUP: &str = "cert-manager.io/issuer-group";
 pub const TLS_ACME: &str = "kubernetes.io/tls-acme";
+/// ingress-shim: the Ingress annotations for the ACME HTTP-01 solver.
+pub const HTTP01_EDIT_IN_PLACE: &str = "acme.cert-manager.io/http01-edit-in-place";
+pub const HTTP01_INGRESS_CLASS: &str = "acme.cert-manager.io/http01-ingress-class";
+pub const HTTP01_INGRESS_CLASS_NAME: &str = "acme.cert-manager.io/http01-ingress-ingressclassname";
+/// On Certificates, CertificateRequests and Orders: what the ACME solver does instead of its own Ingress settings.
+pub const HTTP01_OVERRIDE_INGRESS_NAME: &str = "acme.cert-manager.io/http01-override-ingress-name";
+pub const HTTP01_OVERRIDE_INGRESS_CLASS: &str = "acme.cert-manager.io/http01-override-ingress-class";
+pub const HTTP01_OVERRIDE_INGRESS_CLASS_NAME: &str = "acme.cert-manager.io/http01-override-ingress-ingressclassname";
+/// The prefix of those three, copied from a Certificate to its requests and their Orders.
+pub const HTTP01_OVERRIDE_PREFIX: &str = "acme.cert-manager.io/http01-override-";

@@ -108,7 +108,7 @@ fn tls_config(ssl: &ProxySsl, material: &Material) -> Result<ClientConfig, SslEr
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(backend::unverified(&provider))
+            .with_custom_certificate_verifier(weft_tls::unverified(&provider))
     };
     let mut config = match &material.client {
         Some((chain, key)) => builder

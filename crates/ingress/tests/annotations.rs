@@ -13,14 +13,12 @@ use std::process::Command;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use weft_ingress::proxy::Proxy;
-use weft_ingress::{Config, Table, server};
+use weft_ingress::{Table, server};
 use weft_model::Snapshot;
 
-const A: &str = "nginx.ingress.kubernetes.io/";
+mod common;
 
-/// Told when a request for /hold reaches a pod, which answers it once released.
-static ARRIVED: tokio::sync::Notify = tokio::sync::Notify::const_new();
-static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+use common::{A, ARRIVED, INGRESS_CLASS, RELEASE, config, service};
 
 /// A pod on 127.0.0.1: answers `who=PORT`, the path and the x-* and origin headers it got; `/status/N` answers
 /// N; a request with X-Code (as the error backend gets) answers that code. Aborting the task stops it.
@@ -73,47 +71,15 @@ async fn pod() -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
-/// Service `name` (port 80) whose endpoints are the pods on `ports` (one EndpointSlice each).
-fn service(name: &str, ports: &[u16]) -> String {
-    let mut text = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n"
-    );
-    for port in ports {
-        text.push_str(&format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{port}, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n---\n"
-        ));
-    }
-    text
-}
-
 /// Ingress `name` for `host`, path `/` (Prefix) to Service `backend`, with `annotations` (a YAML flow mapping's
 /// inside).
 fn ingress(name: &str, host: &str, annotations: &str, backend: &str) -> String {
-    format!(
-        "apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: {name}, namespace: default, annotations: {{{annotations}}}}}
-spec:
-  ingressClassName: nginx
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: {backend}, port: {{number: 80}}}}}}}}
----
-"
-    )
+    common::ingress(name, host, annotations, "/", "Prefix", backend)
 }
 
 fn table(objects: &str) -> Table {
-    let text = format!(
-        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: nginx}}\nspec: {{controller: weft.dev/ingress}}\n---\n{objects}"
-    );
-    let config = Config {
-        controller: "weft.dev/ingress".into(),
-        ..Config::default()
-    };
-    Table::build(&Snapshot::new(1, weft_model::parse(&text, "test").unwrap()), &config)
+    let text = format!("{INGRESS_CLASS}{objects}");
+    Table::build(&Snapshot::new(1, weft_model::parse(&text, "test").unwrap()), &config())
 }
 
 /// A proxy serving `table` on loopback (plain HTTP), until the sender is dropped.

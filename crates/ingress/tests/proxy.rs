@@ -15,9 +15,9 @@ use weft_ingress::proxy::Proxy;
 use weft_ingress::{Config, Table, server, tls};
 use weft_model::Snapshot;
 
-/// Told when a request for /app/hold reaches the upstream, which answers it once released.
-static ARRIVED: tokio::sync::Notify = tokio::sync::Notify::const_new();
-static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+mod common;
+
+use common::{A, ARRIVED, INGRESS_CLASS, RELEASE, config};
 
 /// An upstream that answers with what it received: the path and query, then the headers the proxy sets.
 async fn upstream() -> u16 {
@@ -85,12 +85,7 @@ fn echo(request: &mut hyper::Request<hyper::body::Incoming>) -> hyper::Response<
 /// `ingresses` (YAML) of class nginx.
 fn snapshot(port: u16, ingresses: &str, secret: Option<(&str, &str)>) -> Snapshot {
     let mut text = format!(
-        "apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {{name: nginx}}
-spec: {{controller: weft.dev/ingress}}
----
-apiVersion: v1
+        "{INGRESS_CLASS}apiVersion: v1
 kind: Service
 metadata: {{name: web, namespace: default}}
 spec: {{ports: [{{name: http, port: 80}}]}}
@@ -113,13 +108,6 @@ endpoints: [{{addresses: [127.0.0.1]}}, {{addresses: [127.0.0.2]}}]
         ));
     }
     Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
-}
-
-fn config() -> Config {
-    Config {
-        controller: "weft.dev/ingress".into(),
-        ..Config::default()
-    }
 }
 
 const INGRESS: &str = "apiVersion: networking.k8s.io/v1
@@ -533,32 +521,8 @@ async fn oversized_http1_request_headers_get_431() {
 /// Service `live`, whose only endpoint is the upstream (no dead one: requests that are not retried all succeed),
 /// and an Ingress `name` for `host` with `annotations` (YAML flow mapping's inside), a `path` of `kind` to it.
 fn live(port: u16, name: &str, host: &str, annotations: &str, path: &str, kind: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: live-{name}, namespace: default}}
-spec: {{ports: [{{name: http, port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: live-{name}, namespace: default, labels: {{kubernetes.io/service-name: live-{name}}}}}
-addressType: IPv4
-ports: [{{name: http, port: {port}}}]
-endpoints: [{{addresses: [127.0.0.1]}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: {name}, namespace: default, annotations: {{{annotations}}}}}
-spec:
-  ingressClassName: nginx
-  rules:
-  - host: {host}
-    http:
-      paths:
-      - {{path: \"{path}\", pathType: {kind}, backend: {{service: {{name: live-{name}, port: {{number: 80}}}}}}}}
----
-"
-    )
+    let service = format!("live-{name}");
+    common::service(&service, &[port]) + &common::ingress(name, host, annotations, path, kind, &service)
 }
 
 /// The value of response header `name` in curl's `-D -` output.
@@ -570,8 +534,6 @@ fn response_header<'a>(out: &'a str, name: &str) -> &'a str {
         })
         .unwrap_or_default()
 }
-
-const A: &str = "nginx.ingress.kubernetes.io/";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrite_target_with_captures_x_forwarded_prefix_and_upstream_vhost() {

@@ -71,6 +71,15 @@ impl Protocol {
     }
 }
 
+/// A protocol as a user types it (`weft trace`): any case.
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Protocol, String> {
+        Protocol::parse(Some(&s.to_ascii_uppercase()))
+            .ok_or_else(|| format!("unknown protocol {s:?} (TCP, UDP or SCTP)"))
+    }
+}
+
 /// One endpoint, by its first address: the only one with a meaning (EndpointSlice controllers write exactly one,
 /// and kube-proxy reads no other).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -349,6 +358,15 @@ mod tests {
     /// would refuse (a stored object from an older server, a protocol the API does not define).
     fn unvalidated(text: &str) -> Object {
         crate::manifest::from_value(serde_saphyr::from_str(text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn protocols_read_from_the_api_exactly_and_from_users_in_any_case() {
+        assert_eq!(Protocol::parse(None), Some(Protocol::Tcp));
+        assert_eq!(Protocol::parse(Some("udp")), None);
+        assert_eq!("udp".parse::<Protocol>(), Ok(Protocol::Udp));
+        assert_eq!("Sctp".parse::<Protocol>().map(Protocol::as_str), Ok("SCTP"));
+        assert!("icmp".parse::<Protocol>().is_err());
     }
 
     #[test]

@@ -8,38 +8,10 @@ use ipnet::Ipv4Net;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
+pub use weft_model::compact::Protocol;
 use weft_model::k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use weft_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_model::selector::matches;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Sctp => "SCTP",
-        }
-    }
-}
-
-impl std::str::FromStr for Protocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Protocol, String> {
-        match s.to_ascii_uppercase().as_str() {
-            "TCP" => Ok(Protocol::Tcp),
-            "UDP" => Ok(Protocol::Udp),
-            "SCTP" => Ok(Protocol::Sctp),
-            _ => Err(format!("unknown protocol {s:?} (TCP, UDP or SCTP)")),
-        }
-    }
-}
 
 /// One end of a connection.
 #[derive(Clone, Debug)]

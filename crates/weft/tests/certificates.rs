@@ -9,22 +9,9 @@
 mod lab;
 
 use lab::*;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn example(file: &str) -> String {
-    repo(&format!("examples/10-certificates/{file}"))
-}
 
 const HOST: &str = "hwsw-k8s.leannet.eu";
 
@@ -85,10 +72,10 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
     let lab = Lab::up(1, "host-gw", "");
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/certs.yaml")]);
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
-    lab.kubectl_ok(&["apply", "-f", &repo("examples/09-ingress/webserver.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("09-ingress/webserver.yaml")]);
 
     // SelfSigned root → CA issuer.
-    lab.kubectl_ok(&["apply", "-f", &example("issuers.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("10-certificates/issuers.yaml")]);
     lab.wait(60, "the lab CA issuer Ready", || {
         (ready(&lab, "issuer", "lab-ca") == ("True".into(), "KeyPairVerified".into())).then_some(())
     });
@@ -107,7 +94,7 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
     );
 
     // The annotated Ingress gets its Certificate, issued by the CA.
-    lab.kubectl_ok(&["apply", "-f", &example("ingress-with-issuer.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("10-certificates/ingress-with-issuer.yaml")]);
     lab.wait(60, "the Ingress's Certificate Ready", || {
         (ready(&lab, "certificate", "webserver-tls").0 == "True").then_some(())
     });
@@ -295,7 +282,7 @@ fn certificates_from_a_lab_ca_renewed_under_load_and_a_broken_issuer() {
 
     // An issuer whose Secret is missing: Ready=False with cert-manager's reason and a Warning event; its
     // Certificate gets no Secret, and the controller keeps running.
-    lab.kubectl_ok(&["apply", "-f", &example("broken-issuer.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("10-certificates/broken-issuer.yaml")]);
     lab.wait(30, "the broken issuer Ready=False", || {
         (ready(&lab, "issuer", "broken-ca") == ("False".into(), "ErrGetKeyPair".into())).then_some(())
     });

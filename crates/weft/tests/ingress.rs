@@ -11,18 +11,6 @@ mod lab;
 use lab::*;
 use std::path::{Path, PathBuf};
 
-fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn example(file: &str) -> String {
-    repo(&format!("examples/09-ingress/{file}"))
-}
-
 /// Waits until the controller's and the webserver's Deployments have rolled out.
 fn rolled_out(lab: &Lab) {
     for (deployment, namespace) in [("weft-ingress", "weft-ingress"), ("webserver", "default")] {
@@ -87,7 +75,7 @@ fn the_notes_ingress_walk_through() {
     let lab = Lab::up(2, "host-gw", "");
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
     lab.kubectl_ok(&["get", "pods", "-n", "weft-ingress"]);
-    lab.kubectl_ok(&["apply", "-f", &example("webserver.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("09-ingress/webserver.yaml")]);
     rolled_out(&lab);
     let services = lab.kubectl_ok(&["get", "services", "-n", "weft-ingress"]);
     assert!(services.contains("NodePort"), "{services}");
@@ -97,13 +85,13 @@ fn the_notes_ingress_walk_through() {
     let secure = format!("https://{node}:{https}/");
 
     // No class, and no default class: the Ingress is nobody's, so the default backend answers.
-    lab.kubectl_ok(&["apply", "-f", &example("ingress-webserver.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("09-ingress/ingress-webserver.yaml")]);
     assert!(lab.kubectl_ok(&["get", "ingress"]).contains("<none>"));
     assert_eq!(curl(&lab, &[&plain]).0, "404");
     assert_eq!(curl(&lab, &[&format!("{plain}healthz")]).0, "200");
 
     // With ingressClassName: nginx the webserver answers, on both nodes' NodePort.
-    lab.kubectl_ok(&["apply", "-f", &example("ingress-with-class.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("09-ingress/ingress-with-class.yaml")]);
     let body = until(&lab, "200", &[&plain]);
     assert!(body.contains("pod: webserver-"), "{body}");
     // `kubectl get ingress` shows an ADDRESS: the nodes', while the controller's Service is a NodePort.
@@ -119,10 +107,10 @@ fn the_notes_ingress_walk_through() {
     lab.wait(30, "the Ingress's address", || {
         address().split(' ').any(|a| a == node).then_some(())
     });
-    lab.kubectl_ok(&["delete", "-f", &example("ingress-with-class.yaml")]);
+    lab.kubectl_ok(&["delete", "-f", &example("09-ingress/ingress-with-class.yaml")]);
 
     // By host name: a request without the Host gets 404, with it the webserver.
-    lab.kubectl_ok(&["apply", "-f", &example("ingress-with-hostname.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("09-ingress/ingress-with-hostname.yaml")]);
     until(&lab, "404", &[&plain]);
     let host = format!("Host: {HOST}");
     let body = until(&lab, "200", &["-H", &host, &plain]);
@@ -145,7 +133,7 @@ fn the_notes_ingress_walk_through() {
         &format!("--cert={crt}"),
         &format!("--key={key}"),
     ]);
-    lab.kubectl_ok(&["apply", "-f", &example("ingress-with-tls.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &example("09-ingress/ingress-with-tls.yaml")]);
     let resolve = format!("{HOST}:{https}:{node}");
     let by_name = format!("https://{HOST}:{https}/");
     let body = until(&lab, "200", &["--resolve", &resolve, "--cacert", &crt, &by_name]);

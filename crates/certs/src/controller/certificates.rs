@@ -207,13 +207,33 @@ async fn issue(
             Ok(Action::requeue(Duration::from_secs(1)))
         }
         Some("Failed" | "Denied") => {
+            let failed_at = ready.and_then(|c| c.last_transition_time.as_deref());
+            if recorded(status, failed_at) {
+                // The back-off after this failure is over: a new request replaces it.
+                delete_quietly(&t.requests, &request_name).await?;
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            // The failed request (and an ACME issuer's Order and Challenges under it) stays until the next
+            // attempt, so that it can be looked at meanwhile.
             let message = ready.and_then(|c| c.message.clone()).unwrap_or_default();
             let message = format!("The certificate request has failed to complete and will be retried: {message}");
             fail(t, status, &message).await?;
-            delete_quietly(&t.requests, &request_name).await?;
             Ok(Action::requeue(Duration::from_secs(1)))
         }
         _ => Ok(Action::requeue(ISSUING_RECHECK)),
+    }
+}
+
+/// Whether the Certificate has recorded a request failure of time `failed_at` already (its last failure is no
+/// earlier).
+fn recorded(status: &CertificateStatus, failed_at: Option<&str>) -> bool {
+    let parse = |t: &str| t.parse::<weft_model::k8s_openapi::jiff::Timestamp>().ok();
+    match (
+        status.last_failure_time.as_deref().and_then(parse),
+        failed_at.and_then(parse),
+    ) {
+        (Some(recorded), Some(failed)) => recorded >= failed,
+        _ => false,
     }
 }
 
@@ -333,11 +353,7 @@ async fn create_request(
         metadata: ObjectMeta {
             name: Some(request_name.to_string()),
             namespace: Some(t.namespace.clone()),
-            annotations: Some(BTreeMap::from([
-                (annotations::CERTIFICATE_NAME.to_string(), t.name.clone()),
-                (annotations::CERTIFICATE_REVISION.to_string(), revision.to_string()),
-                (annotations::PRIVATE_KEY_SECRET_NAME.to_string(), key_secret),
-            ])),
+            annotations: Some(request_annotations(t.cert, revision, key_secret)),
             labels: t.cert.metadata.labels.clone(),
             owner_references: t.cert.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
@@ -471,6 +487,22 @@ async fn write_secret(
     )
     .await;
     Ok(())
+}
+
+/// A request's annotations: cert-manager's, and the Certificate's ACME solver overrides (for its Order).
+fn request_annotations(cert: &Certificate, revision: i64, key_secret: String) -> BTreeMap<String, String> {
+    let mut annotations: BTreeMap<String, String> = cert
+        .annotations()
+        .iter()
+        .filter(|(k, _)| k.starts_with(annotations::HTTP01_OVERRIDE_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    annotations.extend([
+        (annotations::CERTIFICATE_NAME.to_string(), cert.name_any()),
+        (annotations::CERTIFICATE_REVISION.to_string(), revision.to_string()),
+        (annotations::PRIVATE_KEY_SECRET_NAME.to_string(), key_secret),
+    ]);
+    annotations
 }
 
 /// cert-manager's annotations on a certificate's Secret.

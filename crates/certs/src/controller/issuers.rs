@@ -122,6 +122,9 @@ where
     let mut ready = Condition::new("Ready", readiness.ready, readiness.reason, readiness.message.clone());
     ready.observed_generation = object.meta().generation;
     set_condition(&mut new.conditions, ready, &super::now());
+    if let Some(account) = &readiness.account {
+        new.acme = Some(account.clone());
+    }
     if status != Some(&new) {
         let changed = status
             .and_then(|s| crate::api::condition(&s.conditions, "Ready"))

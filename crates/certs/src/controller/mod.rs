@@ -3,7 +3,7 @@
 //! reconcile that fails is retried with an exponential back-off per object.
 
 mod certificates;
-mod events;
+pub(crate) mod events;
 mod issuers;
 mod policy;
 mod requests;

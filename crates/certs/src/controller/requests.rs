@@ -2,7 +2,7 @@
 //! the Ready condition: Issued, Pending (issuer missing or not ready, ACME in progress) or Failed.
 
 use super::{Context, Error, events, retry, status_patch};
-use crate::api::{CertificateRequest, CertificateRequestStatus, Condition, condition, set_condition};
+use crate::api::{CertificateRequest, CertificateRequestStatus, Condition, Order, condition, set_condition};
 use crate::issuer::{self, Outcome};
 use base64::Engine;
 use futures::Stream;
@@ -24,6 +24,8 @@ pub fn controller(
         Api::<CertificateRequest>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
+    // An ACME request's Order: its request reads the outcome as soon as the Order has one.
+    .owns(Api::<Order>::all(ctx.client.clone()), watcher::Config::default())
     .run(
         reconcile,
         |request: Arc<CertificateRequest>, error: &Error, ctx: Arc<Context>| retry(&ctx, key(&request), error),

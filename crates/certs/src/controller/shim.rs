@@ -108,12 +108,7 @@ pub fn desired(ingress: &Ingress, default_issuer: Option<&IssuerRef>) -> Result<
             })
             .unwrap_or_default()
     };
-    let mut solver_annotations: BTreeMap<String, String> = annotations
-        .iter()
-        .filter(|(k, _)| k.starts_with("acme.cert-manager.io/http01-"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    solver_annotations.retain(|_, v| !v.is_empty());
+    let solver_annotations = solver_overrides(annotations, &ingress.name_any());
     let mut seen = std::collections::BTreeSet::new();
     let mut certificates = Vec::new();
     for tls in ingress.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
@@ -219,6 +214,34 @@ async fn reconcile(ingress: Arc<Ingress>, ctx: Arc<Context>) -> Result<Action, E
     Ok(Action::await_change())
 }
 
+/// The ACME solver's overrides ingress-shim puts on a Certificate, from the Ingress's annotations as cert-manager
+/// reads them: `acme.cert-manager.io/http01-edit-in-place: "true"` makes the solver add its path to this Ingress,
+/// `http01-ingress-class` and `http01-ingress-ingressclassname` set its own Ingress's class.
+fn solver_overrides(annotations: &BTreeMap<String, String>, ingress: &str) -> BTreeMap<String, String> {
+    let mut overrides = BTreeMap::new();
+    if annotations.get(annotations::HTTP01_EDIT_IN_PLACE).map(String::as_str) == Some("true") {
+        overrides.insert(
+            annotations::HTTP01_OVERRIDE_INGRESS_NAME.to_string(),
+            ingress.to_string(),
+        );
+    }
+    for (from, to) in [
+        (
+            annotations::HTTP01_INGRESS_CLASS,
+            annotations::HTTP01_OVERRIDE_INGRESS_CLASS,
+        ),
+        (
+            annotations::HTTP01_INGRESS_CLASS_NAME,
+            annotations::HTTP01_OVERRIDE_INGRESS_CLASS_NAME,
+        ),
+    ] {
+        if let Some(value) = annotations.get(from).filter(|v| !v.is_empty()) {
+            overrides.insert(to.to_string(), value.clone());
+        }
+    }
+    overrides
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +340,30 @@ mod tests {
         assert!(desired(&bad_size, None).is_err());
         let plain = ingress(&[], &[("s", &["a.example"])]);
         assert!(desired(&plain, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn edit_in_place_and_ingress_class_become_the_solvers_overrides() {
+        let ing = ingress(
+            &[
+                ("cert-manager.io/issuer", "le"),
+                ("acme.cert-manager.io/http01-edit-in-place", "true"),
+                ("acme.cert-manager.io/http01-ingress-class", "nginx"),
+            ],
+            &[("s", &["a.example"])],
+        );
+        let certificate = &desired(&ing, None).unwrap()[0];
+        let annotations: Vec<(&str, &str)> = certificate
+            .annotations()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            annotations,
+            [
+                ("acme.cert-manager.io/http01-override-ingress-class", "nginx"),
+                ("acme.cert-manager.io/http01-override-ingress-name", "web"),
+            ]
+        );
     }
 }

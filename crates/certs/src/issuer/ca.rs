@@ -52,16 +52,19 @@ pub async fn setup(client: &Client, namespace: &str, ca: &CAIssuer) -> Readiness
             ready: true,
             reason: "KeyPairVerified",
             message: "Signing CA verified".into(),
+            account: None,
         },
         Ok(Err((reason, message))) => Readiness {
             ready: false,
             reason,
             message,
+            account: None,
         },
         Err(e) => Readiness {
             ready: false,
             reason: "ErrGetKeyPair",
             message: format!("Error getting keypair for CA issuer: {e}"),
+            account: None,
         },
     }
 }

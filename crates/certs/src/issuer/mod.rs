@@ -63,11 +63,13 @@ pub async fn resolve(
 }
 
 /// An issuer's Ready condition: reason and message, as cert-manager words them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Readiness {
     pub ready: bool,
     pub reason: &'static str,
     pub message: String,
+    /// An ACME issuer's registered account (`status.acme`), once it has one.
+    pub account: Option<crate::api::ACMEIssuerStatus>,
 }
 
 /// Whether the issuer can sign: its Ready condition.
@@ -81,6 +83,7 @@ pub async fn setup(client: &Client, issuer: &Resolved) -> Readiness {
             ready: false,
             reason: "ErrInitIssuer",
             message: "Error initializing issuer: exactly one of selfSigned, ca or acme must be set".into(),
+            account: None,
         },
     }
 }

@@ -12,6 +12,7 @@ pub fn setup() -> Readiness {
         ready: true,
         reason: "IsReady",
         message: String::new(),
+        account: None,
     }
 }
 

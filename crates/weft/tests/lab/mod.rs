@@ -397,6 +397,20 @@ impl Drop for Remove {
     }
 }
 
+/// A path of the repository, as an absolute path (for `kubectl apply -f`).
+pub fn repo(path: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A file of examples/ (`DIR/FILE`), as an absolute path.
+pub fn example(path: &str) -> String {
+    repo(&format!("examples/{path}"))
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

@@ -1,11 +1,17 @@
-//! HTTP-01 solved as cert-manager solves it: per token a Challenge object (its `key` the key authorization), a
-//! solver Pod serving it (`weft acme-solver`, weft's image, as cert-manager's acmesolver), a Service on port
-//! 8089, and an Ingress for the challenge's host with the Exact path `/.well-known/acme-challenge/TOKEN`, for the
-//! controller the solver names (`ingressClassName`, or the `kubernetes.io/ingress.class` annotation from `class`).
-//! Before the server is told to validate, the path is checked through the Ingress's address (cert-manager's
-//! self-check). Pod, Service and Ingress go once the order is done; the Challenges stay only when they failed.
+//! HTTP-01 solved as cert-manager solves it: per token a Challenge object (its `key` the key authorization, its
+//! `solver` the one `select` picked for the name), a solver Pod serving it (`weft acme-solver`, weft's image, as
+//! cert-manager's acmesolver), a Service on port 8089, and the Exact path `/.well-known/acme-challenge/TOKEN` for
+//! the challenge's host to that Service: in an Ingress of its own for the controller the solver names
+//! (`ingressClassName`, or the `kubernetes.io/ingress.class` annotation from `class`), or added to the existing
+//! Ingress `name` (`edit`). Before the server is told to validate, the path is checked through that Ingress's
+//! address (cert-manager's self-check). Pod, Service and Ingress (or the added path) go once the order is done;
+//! the Challenges stay only when they failed. Events on the Order and Challenges say so, in cert-manager's words.
 
-use crate::api::{ACMEIssuer, Challenge, ChallengeSpec, ChallengeStatus, Order};
+use super::{edit, select};
+use crate::api::{
+    ACMEChallengeSolver, ACMEChallengeSolverHTTP01Ingress, ACMEIssuer, Challenge, ChallengeSpec, ChallengeStatus, Order,
+};
+use crate::controller::events;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -51,6 +57,30 @@ impl Solver {
         format!("cm-acme-http-solver-{}", short_hash(token))
     }
 
+    /// The issuer's solver for `identifier` (by the selectors, for the Order's labels), with the Order's override
+    /// annotations applied.
+    pub fn solver_for(&self, identifier: &str) -> Result<ACMEChallengeSolver, String> {
+        let labels = self.order.labels();
+        let solver = select::pick(&self.acme.solvers, identifier, labels)
+            .ok_or_else(|| "no configured challenge solvers can be used for this challenge".to_string())?;
+        select::with_overrides(solver.clone(), self.order.annotations())
+    }
+
+    /// The solver's Ingress settings for `identifier`.
+    fn ingress_settings(&self, identifier: &str) -> ACMEChallengeSolverHTTP01Ingress {
+        self.solver_for(identifier)
+            .ok()
+            .and_then(|s| s.http01?.ingress)
+            .unwrap_or_default()
+    }
+
+    /// The Ingress that serves the token's path: the existing one the solver edits, or the solver's own.
+    fn ingress_name(&self, identifier: &str, token: &str) -> String {
+        self.ingress_settings(identifier)
+            .name
+            .unwrap_or_else(|| Self::solver_name(token))
+    }
+
     /// Records the outcome on the Challenges: deleted once the order succeeded, `invalid` with the server's
     /// reason for the one that failed, `errored` for the others.
     pub async fn finish(&self, error: Option<&weft_acme::Error>) {
@@ -61,11 +91,18 @@ impl Solver {
         };
         for challenge in challenges {
             let Some(error) = error else {
+                let message = format!(
+                    "Domain {:?} verified with \"HTTP-01\" validation",
+                    challenge.spec.dns_name
+                );
+                events::publish(&self.client, &challenge, events::NORMAL, "DomainVerified", &message).await;
                 let _ = api.delete(&challenge.name_any(), &DeleteParams::default()).await;
                 continue;
             };
             let (state, reason) = match error {
                 weft_acme::Error::ChallengeFailed { identifier, detail } if *identifier == challenge.spec.dns_name => {
+                    let message = format!("Accepting challenge authorization failed: {detail}");
+                    events::publish(&self.client, &challenge, events::WARNING, "Failed", &message).await;
                     ("invalid", detail.clone())
                 }
                 other => ("errored", other.to_string()),
@@ -83,9 +120,15 @@ impl Solver {
         }
     }
 
-    async fn create_challenge(&self, identifier: &str, token: &str, key: &str) -> Result<(), kube::Error> {
+    /// The Challenge of a token, pending and presented; an Event on the Order and on the Challenge.
+    async fn create_challenge(
+        &self,
+        identifier: &str,
+        token: &str,
+        key: &str,
+        solver: ACMEChallengeSolver,
+    ) -> Result<Challenge, kube::Error> {
         let api: Api<Challenge> = Api::namespaced(self.client.clone(), &self.namespace());
-        let solver = self.acme.solvers.first().cloned().unwrap_or_default();
         let mut challenge = Challenge::new(
             &self.name(token),
             ChallengeSpec {
@@ -104,7 +147,15 @@ impl Solver {
         challenge.metadata.labels =
             Some([("acme.cert-manager.io/order-name".to_string(), self.order.name_any())].into());
         challenge.metadata.owner_references = self.order.controller_owner_ref(&()).map(|o| vec![o]);
-        ignore_exists(api.create(&PostParams::default(), &challenge).await)?;
+        let name = self.name(token);
+        match api.create(&PostParams::default(), &challenge).await {
+            Ok(_) => {
+                let message = format!("Created Challenge resource {name:?} for domain {identifier:?}");
+                events::publish(&self.client, &self.order, events::NORMAL, "Created", &message).await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
         let status = ChallengeStatus {
             processing: Some(true),
             presented: Some(true),
@@ -112,9 +163,10 @@ impl Solver {
             state: Some("pending".into()),
         };
         let patch = Patch::Merge(serde_json::json!({ "status": status }));
-        api.patch_status(&self.name(token), &PatchParams::default(), &patch)
-            .await?;
-        Ok(())
+        let challenge = api.patch_status(&name, &PatchParams::default(), &patch).await?;
+        let message = "Challenge scheduled for processing";
+        events::publish(&self.client, &challenge, events::NORMAL, "Started", message).await;
+        Ok(challenge)
     }
 
     async fn create_solver(&self, identifier: &str, token: &str, key: &str) -> Result<(), kube::Error> {
@@ -145,7 +197,7 @@ impl Solver {
             "metadata": meta,
             "spec": {"selector": labels, "ports": [{"name": "http", "port": SOLVER_PORT, "targetPort": SOLVER_PORT}]},
         }))?;
-        let ingress = self.ingress(&meta, identifier, token)?;
+        let settings = self.ingress_settings(identifier);
         let post = PostParams::default();
         ignore_exists(
             Api::<Pod>::namespaced(self.client.clone(), &namespace)
@@ -157,35 +209,32 @@ impl Solver {
                 .create(&post, &service)
                 .await,
         )?;
-        ignore_exists(
-            Api::<Ingress>::namespaced(self.client.clone(), &namespace)
-                .create(&post, &ingress)
-                .await,
-        )?;
-        Ok(())
+        let ingresses = Api::<Ingress>::namespaced(self.client.clone(), &namespace);
+        match &settings.name {
+            Some(existing) => {
+                let path = edit::challenge_path(token, &Self::solver_name(token), SOLVER_PORT);
+                edit::add_path(&ingresses, existing, identifier, path).await
+            }
+            None => {
+                let ingress = Self::ingress(&settings, &meta, identifier, token)?;
+                ignore_exists(ingresses.create(&post, &ingress).await)
+            }
+        }
     }
 
-    /// The solver Ingress: one rule for the challenge's host, the token's Exact path to the solver Service.
-    fn ingress(&self, meta: &serde_json::Value, identifier: &str, token: &str) -> Result<Ingress, kube::Error> {
-        let settings = self
-            .acme
-            .solvers
-            .first()
-            .and_then(|s| s.http01.as_ref())
-            .and_then(|h| h.ingress.clone());
-        let settings = settings.unwrap_or_default();
+    /// The solver's own Ingress: one rule for the challenge's host, the token's Exact path to the solver Service.
+    fn ingress(
+        settings: &ACMEChallengeSolverHTTP01Ingress,
+        meta: &serde_json::Value,
+        identifier: &str,
+        token: &str,
+    ) -> Result<Ingress, kube::Error> {
         let mut meta = meta.clone();
         if let Some(class) = &settings.class {
             meta["annotations"] = serde_json::json!({"kubernetes.io/ingress.class": class});
         }
-        let mut spec = serde_json::json!({"rules": [{
-            "host": identifier,
-            "http": {"paths": [{
-                "path": format!("/.well-known/acme-challenge/{token}"),
-                "pathType": "Exact",
-                "backend": {"service": {"name": Self::solver_name(token), "port": {"number": SOLVER_PORT}}},
-            }]},
-        }]});
+        let path = edit::challenge_path(token, &Self::solver_name(token), SOLVER_PORT);
+        let mut spec = serde_json::json!({"rules": [{"host": identifier, "http": {"paths": [path]}}]});
         if let Some(class) = &settings.ingress_class_name {
             spec["ingressClassName"] = class.clone().into();
         }
@@ -197,9 +246,10 @@ impl Solver {
         let api: Api<Ingress> = Api::namespaced(self.client.clone(), &self.namespace());
         let deadline = Instant::now() + SELF_CHECK;
         let path = format!("/.well-known/acme-challenge/{token}");
-        let mut last = String::from("the solver Ingress has no address yet");
+        let ingress_name = self.ingress_name(identifier, token);
+        let mut last = format!("the Ingress {ingress_name:?} has no address yet");
         while Instant::now() < deadline {
-            let ingress = api.get_opt(&Self::solver_name(token)).await?;
+            let ingress = api.get_opt(&ingress_name).await?;
             let address = ingress
                 .and_then(|i| i.status?.load_balancer?.ingress?.into_iter().next())
                 .and_then(|a| a.ip.or(a.hostname));
@@ -215,16 +265,15 @@ impl Solver {
         Err(format!("self check of http://{identifier}{path} failed: {last}").into())
     }
 
-    async fn remove(&self, token: &str) -> Result<(), kube::Error> {
+    async fn remove(&self, identifier: &str, token: &str) -> Result<(), kube::Error> {
         let namespace = self.namespace();
         let name = Self::solver_name(token);
         let dp = DeleteParams::default();
-        ignore_missing(
-            Api::<Ingress>::namespaced(self.client.clone(), &namespace)
-                .delete(&name, &dp)
-                .await
-                .map(|_| ()),
-        )?;
+        let ingresses = Api::<Ingress>::namespaced(self.client.clone(), &namespace);
+        match self.ingress_settings(identifier).name {
+            Some(existing) => edit::remove_path(&ingresses, &existing, identifier, token).await?,
+            None => ignore_missing(ingresses.delete(&name, &dp).await.map(|_| ()))?,
+        }
         ignore_missing(
             Api::<Service>::namespaced(self.client.clone(), &namespace)
                 .delete(&name, &dp)
@@ -242,13 +291,30 @@ impl Solver {
 
 impl weft_acme::Http01Solver for Solver {
     async fn present(&self, identifier: &str, token: &str, key_authorization: &str) -> Result<(), BoxError> {
-        self.create_challenge(identifier, token, key_authorization).await?;
-        self.create_solver(identifier, token, key_authorization).await?;
-        self.self_check(identifier, token, key_authorization).await
+        let solver = self.solver_for(identifier)?;
+        let challenge = self
+            .create_challenge(identifier, token, key_authorization, solver)
+            .await?;
+        let presented = match self.create_solver(identifier, token, key_authorization).await {
+            Ok(()) => self.self_check(identifier, token, key_authorization).await,
+            Err(kube::Error::Api(e)) => Err(e.message.into()),
+            Err(e) => Err(e.into()),
+        };
+        match &presented {
+            Ok(()) => {
+                let message = "Presented challenge using HTTP-01 challenge mechanism";
+                events::publish(&self.client, &challenge, events::NORMAL, "Presented", message).await;
+            }
+            Err(e) => {
+                let message = format!("Error presenting challenge: {e}");
+                events::publish(&self.client, &challenge, events::WARNING, "PresentError", &message).await;
+            }
+        }
+        presented
     }
 
-    async fn clean_up(&self, _identifier: &str, token: &str) -> Result<(), BoxError> {
-        Ok(self.remove(token).await?)
+    async fn clean_up(&self, identifier: &str, token: &str) -> Result<(), BoxError> {
+        Ok(self.remove(identifier, token).await?)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{account, http01};
 use crate::api::{ACMEIssuer, CertificateRequest, Order, OrderSpec, OrderStatus};
-use crate::controller::Options;
+use crate::controller::{Options, events};
 use crate::issuer::{Outcome, Resolved};
 use base64::Engine;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -100,6 +100,16 @@ fn new_order(request: &CertificateRequest) -> Order {
     );
     order.metadata.namespace = request.namespace();
     order.metadata.owner_references = request.controller_owner_ref(&()).map(|o| vec![o]);
+    // The request's labels (the Certificate's) are what solvers' `matchLabels` select on; its solver overrides
+    // (ingress-shim's edit-in-place) are read from the Order, as in cert-manager.
+    order.metadata.labels = request.metadata.labels.clone();
+    let overrides: std::collections::BTreeMap<String, String> = request
+        .annotations()
+        .iter()
+        .filter(|(k, _)| k.starts_with(crate::annotations::HTTP01_OVERRIDE_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    order.metadata.annotations = (!overrides.is_empty()).then_some(overrides);
     order
 }
 
@@ -132,6 +142,19 @@ struct Work {
 
 impl Work {
     async fn run(self) {
+        if let Err(reason) = self.solvers() {
+            // No attempt can succeed until the issuer changes (cert-manager leaves such an Order pending with this
+            // event; weft fails it, so that the Certificate says why and retries with its back-off).
+            events::publish(&self.client, &self.order, events::WARNING, "Solver", &reason).await;
+            let status = OrderStatus {
+                state: Some("errored".into()),
+                reason: Some(reason),
+                failure_time: Some(crate::controller::now()),
+                ..Default::default()
+            };
+            self.patch(status).await;
+            return;
+        }
         let mut delay = Duration::from_secs(2);
         for attempt in 1..=ATTEMPTS {
             self.patch(OrderStatus {
@@ -149,6 +172,8 @@ impl Work {
                         ..Default::default()
                     };
                     self.patch(status).await;
+                    let message = "Order completed successfully";
+                    events::publish(&self.client, &self.order, events::NORMAL, "Complete", message).await;
                     return;
                 }
                 Err(e) => {
@@ -169,6 +194,18 @@ impl Work {
                 }
             }
         }
+    }
+
+    /// Whether every name of the Order has a solver; cert-manager's message when one has none.
+    fn solvers(&self) -> Result<(), String> {
+        let solver = http01::Solver::new(&self.client, &self.order, &self.acme, &self.solver_image);
+        let spec = &self.order.spec;
+        for identifier in spec.dns_names.iter().chain(&spec.ip_addresses) {
+            solver.solver_for(identifier).map_err(|e| {
+                format!("Failed to determine a valid solver configuration for the set of domains on the Order: {e}")
+            })?;
+        }
+        Ok(())
     }
 
     async fn attempt(&self) -> Result<(String, String), weft_acme::Error> {

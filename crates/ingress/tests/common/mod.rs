@@ -1,0 +1,63 @@
+//! What the proxy's end-to-end tests share: the cluster's objects as YAML (weft's IngressClass `nginx`, a Service
+//! whose endpoints are upstreams on loopback, an Ingress of one path), the controller's config, and the signals of
+//! a request an upstream holds.
+
+// Each test binary uses a part of these.
+#![allow(dead_code)]
+
+use weft_ingress::Config;
+
+/// The prefix of ingress-nginx's annotations.
+pub const A: &str = "nginx.ingress.kubernetes.io/";
+
+/// Told when a held request reaches an upstream, which answers it once released.
+pub static ARRIVED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+pub static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// The IngressClass `nginx`, of weft's controller.
+pub const INGRESS_CLASS: &str = "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: weft.dev/ingress}
+---
+";
+
+/// The controller's config: the class of [`INGRESS_CLASS`].
+pub fn config() -> Config {
+    Config {
+        controller: "weft.dev/ingress".into(),
+        ..Config::default()
+    }
+}
+
+/// Service `name` (port 80) whose endpoints are the upstreams on 127.0.0.1 at `ports` (one EndpointSlice each).
+pub fn service(name: &str, ports: &[u16]) -> String {
+    let mut text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n"
+    );
+    for port in ports {
+        text.push_str(&format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{port}, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n---\n"
+        ));
+    }
+    text
+}
+
+/// Ingress `name` of class nginx for `host` with `annotations` (a YAML flow mapping's inside): `path` of `kind` to
+/// Service `backend`, port 80.
+pub fn ingress(name: &str, host: &str, annotations: &str, path: &str, kind: &str, backend: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: default, annotations: {{{annotations}}}}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: \"{path}\", pathType: {kind}, backend: {{service: {{name: {backend}, port: {{number: 80}}}}}}}}
+---
+"
+    )
+}
