@@ -174,32 +174,40 @@ fn acme_solvers_by_selector_one_editing_an_ingress_and_failures_in_challenge_ord
 
     // blue by the zone's solver (an Ingress of its own), green by the named one (a path added to blue-green),
     // watched while the order runs.
-    let applied = lab.apply(&certificate("blue-green", &["blue.weft.test", "green.weft.test"]));
-    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    // The Ingresses sampled as fast as kubectl answers while the order runs (the edit lasts a second or two): one
+    // line per Ingress, "NAME HOST=PATHS;HOST=PATHS;".
+    let format = r#"jsonpath={range .items[*]}{.metadata.name} {range .spec.rules[*]}{.host}={.http.paths[*].path};{end}{"\n"}{end}"#;
+    let issued = std::sync::atomic::AtomicBool::new(false);
+    let lines = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut lines = Vec::new();
+            while !issued.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = lab.kubectl(&["get", "ingress", "-o", format]);
+                lines.extend(text(&out.stdout).lines().map(String::from));
+            }
+            lines
+        });
+        let applied = lab.apply(&certificate("blue-green", &["blue.weft.test", "green.weft.test"]));
+        assert!(applied.status.success(), "{}", text(&applied.stderr));
+        lab.wait(60, "the Certificate issued", || {
+            let certificate = lab.get_json(&["certificate", "blue-green"]);
+            (condition(&certificate, "Ready").0 == "True").then_some(())
+        });
+        issued.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
     let (mut edited, mut solver_hosts) = (false, BTreeSet::new());
-    lab.wait(60, "the Certificate issued", || {
-        let ingresses = lab.get_json(&["ingress"]);
-        for ingress in ingresses["items"].as_array().into_iter().flatten() {
-            let rules = ingress["spec"]["rules"].as_array().cloned().unwrap_or_default();
-            let solver = ingress["metadata"]["labels"]["acme.cert-manager.io/http01-solver"] == "true";
-            for rule in rules {
-                let host = rule["host"].as_str().unwrap_or_default().to_string();
-                let challenge = rule["http"]["paths"].as_array().into_iter().flatten().any(|p| {
-                    p["path"]
-                        .as_str()
-                        .is_some_and(|p| p.starts_with("/.well-known/acme-challenge/"))
-                });
-                if solver {
-                    solver_hosts.insert(host);
-                } else if ingress["metadata"]["name"] == "blue-green" && challenge {
-                    assert_eq!(host, "green.weft.test", "{ingress}");
-                    edited = true;
-                }
+    for line in &lines {
+        let (name, rules) = line.split_once(' ').unwrap_or((line, ""));
+        for (host, paths) in rules.split(';').filter_map(|r| r.split_once('=')) {
+            if name.starts_with("cm-acme-http-solver-") {
+                solver_hosts.insert(host.to_string());
+            } else if name == "blue-green" && paths.contains("/.well-known/acme-challenge/") {
+                assert_eq!(host, "green.weft.test", "{line}");
+                edited = true;
             }
         }
-        let certificate = lab.get_json(&["certificate", "blue-green"]);
-        (condition(&certificate, "Ready").0 == "True").then_some(())
-    });
+    }
     assert!(edited, "the challenge path was never seen in the Ingress blue-green");
     assert_eq!(solver_hosts, BTreeSet::from(["blue.weft.test".to_string()]));
     // The path is gone again: the Ingress is as it was.
