@@ -3,6 +3,7 @@
 
 pub mod drift;
 pub mod error;
+pub mod flows;
 pub mod health;
 pub mod ipam;
 pub mod ippool;

@@ -38,6 +38,8 @@ pub struct Config {
     /// Where what the overlay sync found for the API goes (IP pool conditions, this node's address and
     /// unreachable peers); None: nowhere.
     pub reports: Option<mpsc::Sender<Write>>,
+    /// The node's flows, named from each snapshot the loop syncs (none: observation off).
+    pub flows: Option<Arc<crate::flows::Flows>>,
 }
 
 /// What wakes the agent's loop.
@@ -96,6 +98,9 @@ pub fn run(source: &mut (dyn Source + Send), config: &Config, metrics: &Arc<Metr
                 }
             }
             if let Some(snap) = newest {
+                if let Some(flows) = &config.flows {
+                    flows.follow(snap.clone());
+                }
                 agent.sync(&snap, config);
                 last = Some(snap);
             }

@@ -19,30 +19,47 @@ pub const TEXT: &str = "text/plain; charset=utf-8";
 /// The content type of the Prometheus text format.
 pub const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Endpoints a component serves beside the probes and metrics (the agent's `/flows`).
+pub trait Extra: Send + Sync {
+    /// Takes a GET of `path` (query included) by writing the whole response to `stream`, which it may stream
+    /// until the client goes; `None` when the path is not one of its own.
+    fn serve(&self, path: &str, stream: &mut TcpStream) -> Option<io::Result<()>>;
+}
+
 /// Binds `addr` and serves the endpoints on a thread of its own; answers the address bound (port 0: any).
 pub fn start(addr: SocketAddr, probes: Arc<dyn Probes>, metrics: Registry) -> io::Result<SocketAddr> {
+    start_with(addr, probes, metrics, None)
+}
+
+/// [`start`], with `extra`'s endpoints too.
+pub fn start_with(
+    addr: SocketAddr,
+    probes: Arc<dyn Probes>,
+    metrics: Registry,
+    extra: Option<Arc<dyn Extra>>,
+) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("http-endpoints".into())
-        .spawn(move || serve(listener, &probes, &metrics))?;
+        .spawn(move || serve(listener, &probes, &metrics, extra.as_ref()))?;
     Ok(bound)
 }
 
 /// Serves forever, a short-lived thread per connection (a slow client holds only its own).
-fn serve(listener: TcpListener, probes: &Arc<dyn Probes>, metrics: &Registry) {
+fn serve(listener: TcpListener, probes: &Arc<dyn Probes>, metrics: &Registry, extra: Option<&Arc<dyn Extra>>) {
     for conn in listener.incoming() {
         let Ok(stream) = conn else {
             // Out of file descriptors and the like: do not spin.
             std::thread::sleep(Duration::from_millis(1));
             continue;
         };
-        let (probes, metrics) = (probes.clone(), metrics.clone());
+        let (probes, metrics, extra) = (probes.clone(), metrics.clone(), extra.cloned());
         let _ = std::thread::Builder::new()
             .name("http-endpoint".into())
             .stack_size(256 << 10)
             .spawn(move || {
-                let _ = respond(stream, |path| route(path, probes.as_ref(), &metrics));
+                let _ = respond_with(stream, extra.as_deref(), |path| route(path, probes.as_ref(), &metrics));
             });
     }
 }
@@ -65,7 +82,16 @@ pub fn route(path: &str, probes: &dyn Probes, metrics: &Registry) -> Answer {
 }
 
 /// Reads one request from `stream` and writes `answer(path)` back, then closes.
-pub fn respond(mut stream: TcpStream, answer: impl FnOnce(&str) -> Answer) -> io::Result<()> {
+pub fn respond(stream: TcpStream, answer: impl FnOnce(&str) -> Answer) -> io::Result<()> {
+    respond_with(stream, None, answer)
+}
+
+/// [`respond`], giving `extra` the first look at a GET.
+fn respond_with(
+    mut stream: TcpStream,
+    extra: Option<&dyn Extra>,
+    answer: impl FnOnce(&str) -> Answer,
+) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = Vec::with_capacity(1024);
@@ -81,6 +107,11 @@ pub fn respond(mut stream: TcpStream, answer: impl FnOnce(&str) -> Answer) -> io
     let text = String::from_utf8_lossy(&buf);
     let mut words = text.lines().next().unwrap_or("").split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if method == "GET"
+        && let Some(done) = extra.and_then(|extra| extra.serve(path, &mut stream))
+    {
+        return done;
+    }
     let (status, kind, body) = if method == "GET" || method == "HEAD" {
         answer(path)
     } else {

@@ -5,6 +5,7 @@ pub mod addr;
 pub mod conntrack;
 pub mod error;
 pub mod fdb;
+pub mod flow_events;
 pub mod link;
 pub mod monitor;
 pub mod neigh;

@@ -5,7 +5,7 @@
 //!   before a policy change); then `ip saddr vmap @egress-pods` and `ip daddr vmap @ingress-pods`.
 //! - `egress-pods` / `ingress-pods`: this node's pods isolated in that direction → their chain.
 //! - `egr-…` / `ing-…`: one rule per allowed (peer, protocol) of every policy selecting the pod, its ports in one
-//!   set, then `drop`.
+//!   set, then a rate-limited `log group` naming the chain (NFLOG, for the agent's flows) and `drop`.
 //!   Egress rules `return` (the destination's ingress is still judged), ingress rules `accept`.
 //! - `pods-…`: the addresses a pod-selecting peer covers, one named set per distinct (namespace, selectors),
 //!   shared by every rule using it; a label change moves addresses between sets and leaves the chains alone.
@@ -24,6 +24,14 @@ use weft_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_netlink::nftables::{Data, Elements, object_name};
 
 pub const TABLE: &str = "inet weft-policy";
+/// The NFLOG group the drop rules log to (the agent's flow collector binds it; with no one bound the kernel
+/// discards the copy).
+pub const DROP_LOG_GROUP: u16 = 74;
+/// The start of a drop rule's log prefix; the pod chain's name follows (`weft-drop ing-NAMESPACE/POD`).
+pub const DROP_LOG_PREFIX: &str = "weft-drop ";
+/// How many dropped packets a second each pod chain logs at most (beyond it they are dropped unlogged): a
+/// flood of denied packets costs a bounded number of netlink messages.
+const DROP_LOG_RATE: &str = "limit rate 50/second burst 100 packets";
 
 /// The node's policy table as data: pod chains and the two lookup maps.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -203,7 +211,7 @@ pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
             .filter(|p| selects(p, pod))
             .collect();
         for direction in [Direction::Egress, Direction::Ingress] {
-            let Some(chain_rules) = planner.pod_chain(pod, &selecting, direction) else {
+            let Some(mut chain_rules) = planner.pod_chain(pod, &selecting, direction) else {
                 continue;
             };
             let prefix = if direction == Direction::Egress { "egr" } else { "ing" };
@@ -214,11 +222,25 @@ pub fn plan(c: &Cluster, node: &str) -> PolicyRules {
                 &mut rules.ingress_pods
             };
             map.insert(ip.to_string(), chain.clone());
+            chain_rules.push(drop_log(&chain));
+            chain_rules.push("drop".into());
             rules.chains.insert(chain, chain_rules);
         }
     }
     rules.sets = planner.sets;
     rules
+}
+
+/// The drop rule's log: the prefix names the chain (cut to the kernel's 127 bytes; the agent reads the direction
+/// from its start and the pod from the packet).
+fn drop_log(chain: &str) -> String {
+    let mut prefix = format!("{DROP_LOG_PREFIX}{chain}");
+    let mut end = prefix.len().min(127);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    prefix.truncate(end);
+    format!("{DROP_LOG_RATE} log prefix \"{prefix}\" group {DROP_LOG_GROUP}")
 }
 
 /// A peer as an address match and the pods it covers.
@@ -282,7 +304,7 @@ impl<'c> Planner<'_, 'c> {
         }
         // One rule per peer and protocol, all its ports in one set: a pod that many policies open on different
         // ports from the same peers costs a packet one lookup, not one rule per port.
-        let mut chain: Vec<String> = allowed
+        let chain: Vec<String> = allowed
             .into_iter()
             .map(|((peer, proto), ports)| {
                 let m = match (proto, ports) {
@@ -295,7 +317,6 @@ impl<'c> Planner<'_, 'c> {
                 join(&m, verdict)
             })
             .collect();
-        chain.push("drop".into());
         Some(chain)
     }
 
@@ -549,11 +570,17 @@ mod tests {
         let snap = weft_model::Snapshot::new(1, weft_model::parse(&text, "t").unwrap());
         let rules = plan(&Cluster::index(&snap), "n1");
         let chain = &rules.chains["ing-x/s"];
-        assert_eq!(chain.len(), 2, "{chain:?}");
+        assert_eq!(chain.len(), 3, "{chain:?}");
         assert!(
             chain[0].ends_with("meta l4proto tcp th dport { 80-82, 8080, 9000-9010 } accept"),
             "{chain:?}"
         );
+        // The drop is logged to the flow collector, naming the chain, rate-limited.
+        assert_eq!(
+            chain[1],
+            "limit rate 50/second burst 100 packets log prefix \"weft-drop ing-x/s\" group 74"
+        );
+        assert_eq!(chain[2], "drop");
     }
 
     #[test]

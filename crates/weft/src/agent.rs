@@ -44,9 +44,15 @@ pub struct Args {
     /// weft-cni's state directory on this node.
     #[arg(long, default_value = "/var/lib/weft/cni")]
     cni_state_dir: PathBuf,
-    /// Where /healthz, /readyz and /metrics are served.
+    /// Where /healthz, /readyz, /metrics and /flows are served.
     #[arg(long, default_value = "0.0.0.0:9654")]
     metrics_address: SocketAddr,
+    /// Observe flows (conntrack events and logged policy drops) and serve them on /flows (`weft observe`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    observe: bool,
+    /// How many flows the node keeps.
+    #[arg(long, default_value_t = weft_agent::flows::CAPACITY)]
+    flow_buffer: usize,
     #[command(flatten)]
     logging: Logging,
 }
@@ -71,6 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         node_config: args.node_config,
         cni_state_dir: args.cni_state_dir,
         reports: Some(reports),
+        flows: args.observe.then(|| weft_agent::flows::Flows::new(&node, args.flow_buffer)),
     };
     let keep = weft_agent::projection::keep;
     let mut source = KubeSource::start_with(&options, weft_agent::node::KINDS, &custom, keep)
@@ -79,7 +86,16 @@ pub fn run(args: Args) -> Result<()> {
     let registry = Registry::default();
     registry.register(metrics.clone());
     registry.register(source.stats());
-    let http = weft_daemon::http::start(args.metrics_address, metrics.clone(), registry)
+    let mut endpoints: Option<Arc<dyn weft_daemon::http::Extra>> = None;
+    if let Some(flows) = &config.flows {
+        registry.register(flows.clone());
+        match flows.start() {
+            Ok(()) => endpoints = Some(Arc::new(weft_agent::flows::Endpoint(flows.clone()))),
+            // The dataplane does not depend on it: run without flows.
+            Err(e) => tracing::error!(error = %e, "observing flows"),
+        }
+    }
+    let http = weft_daemon::http::start_with(args.metrics_address, metrics.clone(), registry, endpoints)
         .with_context(|| format!("serving /metrics on {}", args.metrics_address))?;
     let stopping = metrics.clone();
     termination.on_signal(move |signal| {
