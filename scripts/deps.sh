@@ -7,12 +7,16 @@ pkgs=(nftables iproute2 iputils-ping conntrack procps socat dnsutils curl wget d
 # Benchmark peers (`weft bench cni|dns|datapath` run them beside weft): Debian's reference CNI plugins and the
 # iptables they drive, unbound, iperf3.
 pkgs+=(containernetworking-plugins iptables unbound iperf3)
+# tshark decodes what `weft lab capture` writes (examples/12-observe, the observe tests); asked nothing (wireshark-common
+# would ask whether non-root users may capture: no).
+pkgs+=(tshark)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The real kubectl is the lab's client. Debian's own is too old (1.20), so when there is none take PyPI's

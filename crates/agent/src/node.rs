@@ -38,6 +38,8 @@ pub struct Config {
     /// Where what the overlay sync found for the API goes (IP pool conditions, this node's address and
     /// unreachable peers); None: nowhere.
     pub reports: Option<mpsc::Sender<Write>>,
+    /// The UDP port of VXLAN (with `Mode::Vxlan`).
+    pub vxlan_port: u16,
     /// The node's flows, named from each snapshot the loop syncs (none: observation off).
     pub flows: Option<Arc<crate::flows::Flows>>,
 }
@@ -202,7 +204,11 @@ impl Agent {
             });
         let pools = ippool::pools(snap);
         let encap = ippool::encapsulation(&pools, config.overlay, address.map(|a| a.trunc()));
-        let desired = overlay::plan(me, &nodes, &encap, uplink.mtu).map_err(|e| e.to_string())?;
+        let mut desired = overlay::plan(me, &nodes, &encap, uplink.mtu).map_err(|e| e.to_string())?;
+        // The plan uses the IANA port; the configured one wins (a changed port recreates the device).
+        if let Some(vxlan) = desired.vxlan.as_mut() {
+            vxlan.device.port = config.vxlan_port;
+        }
         let report = overlay::sync(handle, &config.uplink, &desired).map_err(|e| e.to_string())?;
         self.report(snap, config, address, &pools, &desired);
         let notrack = desired

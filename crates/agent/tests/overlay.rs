@@ -235,7 +235,7 @@ fn vxlan_routes_pods_between_nodes() {
     assert!(dev.up && !dev.learning);
     assert_eq!(
         (dev.config.vni, dev.config.port, dev.config.mtu),
-        (1, 8472, UPLINK_MTU - 50)
+        (1, 4789, UPLINK_MTU - 50)
     );
     assert_eq!(dev.config.mac, vtep_mac(n1.net.ip));
     let addrs: Vec<_> = h.addresses(dev.index).unwrap().into_iter().map(|(_, a)| a).collect();

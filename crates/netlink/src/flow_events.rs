@@ -109,7 +109,13 @@ impl FlowEvents {
     }
 
     fn bind_log_group(&mut self, group: u16) -> Result<()> {
-        let nlas: Vec<ConfigNla> = vec![ConfigCmd::Bind.into(), ConfigMode::new_packet(COPY_RANGE).into()];
+        // One packet per message, at once (the kernel's default batches up to 100 for up to a second); the rules
+        // are rate-limited, so this stays cheap.
+        let nlas: Vec<ConfigNla> = vec![
+            ConfigCmd::Bind.into(),
+            ConfigMode::new_packet(COPY_RANGE).into(),
+            ConfigNla::QThresh(1),
+        ];
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_ACK;
         header.sequence_number = 1;

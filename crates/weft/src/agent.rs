@@ -47,6 +47,9 @@ pub struct Args {
     /// Where /healthz, /readyz, /metrics and /flows are served.
     #[arg(long, default_value = "0.0.0.0:9654")]
     metrics_address: SocketAddr,
+    /// The UDP port of VXLAN (the IANA port by default; flannel uses 8472).
+    #[arg(long, env = "VXLAN_PORT", default_value_t = weft_agent::overlay::VXLAN_PORT)]
+    vxlan_port: u16,
     /// Observe flows (conntrack events and logged policy drops) and serve them on /flows (`weft observe`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     observe: bool,
@@ -77,6 +80,7 @@ pub fn run(args: Args) -> Result<()> {
         node_config: args.node_config,
         cni_state_dir: args.cni_state_dir,
         reports: Some(reports),
+        vxlan_port: args.vxlan_port,
         flows: args.observe.then(|| weft_agent::flows::Flows::new(&node, args.flow_buffer)),
     };
     let keep = weft_agent::projection::keep;

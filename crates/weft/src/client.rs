@@ -83,8 +83,13 @@ impl Api {
                 paths.lab
             );
         }
+        Api::connect_kubeconfig(&file)
+    }
+
+    /// Connects with the kubeconfig in `file` (a cluster's, not a lab's).
+    pub fn connect_kubeconfig(file: &std::path::Path) -> Result<Api> {
         let kubeconfig =
-            kube::config::Kubeconfig::read_from(&file).with_context(|| format!("reading {}", file.display()))?;
+            kube::config::Kubeconfig::read_from(file).with_context(|| format!("reading {}", file.display()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

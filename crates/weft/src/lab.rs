@@ -1,4 +1,4 @@
-//! `weft lab up|down|status|exec|supervise`: building, inspecting and removing a lab.
+//! `weft lab up|down|status|exec|capture|supervise`: building, inspecting and removing a lab.
 
 use crate::client::Api;
 use crate::objects::{self, read_documents};
@@ -28,6 +28,8 @@ pub enum LabCmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Capture packets of a node, pod, the wire or the external host as pcap (for tshark or Wireshark).
+    Capture(crate::capture::Args),
     /// The control plane process (started by `lab up`).
     #[command(hide = true)]
     Supervise,
@@ -84,6 +86,7 @@ pub fn run(lab: &str, cmd: LabCmd) -> Result<i32> {
             Ok(0)
         }
         LabCmd::Exec { target, command } => exec(&paths, &target, &command),
+        LabCmd::Capture(args) => crate::capture::run(&paths, args),
         LabCmd::Supervise => weft_lab::supervisor::run(&paths).map(|()| 0).map_err(Into::into),
     }
 }

@@ -3,6 +3,7 @@
 mod agent;
 mod api_args;
 mod bench;
+mod capture;
 mod certs;
 mod client;
 mod crds;
@@ -12,6 +13,7 @@ mod ingress;
 mod lab;
 mod logging;
 mod objects;
+mod observe;
 mod pods;
 mod policy;
 mod probe;
@@ -56,6 +58,8 @@ enum Cmd {
     Logs(pods::LogsArgs),
     /// Would SRC reach DST:PORT[/PROTO], and which Service and NetworkPolicy rules decide it.
     Trace(trace::Args),
+    /// The flows of every node (conntrack and policy drops, named): `hubble observe` for weft.
+    Observe(observe::Args),
     /// NetworkPolicy tools.
     Policy {
         #[command(subcommand)]
@@ -98,6 +102,7 @@ fn main() {
         Cmd::Exec(args) => pods::exec(&paths, args),
         Cmd::Logs(args) => pods::logs(&paths, args).map(|()| 0),
         Cmd::Trace(args) => trace::run(&paths, args),
+        Cmd::Observe(args) => observe::run(&paths, args),
         Cmd::Policy { what } => policy::run(&paths, what),
         Cmd::Agent(args) => agent::run(args).map(|()| 0),
         Cmd::Dns(args) => dns::run(args).map(|()| 0),

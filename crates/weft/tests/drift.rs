@@ -197,7 +197,7 @@ fn overlay_routes_device_neighbours_fdb_notrack_table_and_sysctls_come_back() {
         )
     };
     let want_notrack = notrack();
-    assert!(want_notrack.contains("udp dport 8472 notrack"), "{want_notrack}");
+    assert!(want_notrack.contains("udp dport 4789 notrack"), "{want_notrack}");
     on(&lab, "node-2", &["nft", "delete", "table", "inet", "weft-overlay"]);
     lab.wait(20, "the overlay's nftables table", || {
         (notrack() == want_notrack).then_some(())

@@ -57,10 +57,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A conntrack event as a flow; none for the node's own loopback traffic (a client of this endpoint).
+/// A conntrack event as a flow; none for traffic that never leaves the node: loopback (a client of this
+/// endpoint) and the node to its own address (kubelet's probes of host-network pods).
 pub fn connection(names: &Names, node: &str, time: u64, event: Event, c: &Connection) -> Option<Flow> {
     let (o, r) = (&c.original, &c.reply);
-    if o.src.is_loopback() || o.dst.is_loopback() {
+    if o.src.is_loopback() || o.dst.is_loopback() || o.src == o.dst {
         return None;
     }
     // After a DNAT the reply comes from where the destination was translated to.

@@ -11,8 +11,9 @@ use std::str::FromStr;
 /// Name of the VXLAN device (flannel calls its `flannel.<VNI>`).
 pub const VXLAN_DEVICE: &str = "weft.1";
 pub const VXLAN_VNI: u32 = 1;
-/// flannel's port (the Linux default before IANA assigned 4789), so weft and flannel docs agree.
-pub const VXLAN_PORT: u16 = 8472;
+/// The IANA VXLAN port, which tshark and Wireshark decode as VXLAN without being told (flannel and the Linux
+/// default use 8472); the agent's `--vxlan-port` (ConfigMap key `vxlanPort`) changes it.
+pub const VXLAN_PORT: u16 = 4789;
 /// Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) headers.
 pub const VXLAN_OVERHEAD: u32 = 50;
 /// Route protocol (RTPROT_*) that marks weft's routes, so a restarted agent re-adopts them instead of
@@ -409,7 +410,7 @@ mod tests {
             VxlanDevice {
                 name: "weft.1".into(),
                 vni: 1,
-                port: 8472,
+                port: 4789,
                 local: ip("172.31.0.12"),
                 mac: [0x0e, 0x57, 172, 31, 0, 12],
                 mtu: 8950,
