@@ -107,14 +107,14 @@ fn a_capture_of_cross_node_http_over_vxlan_shows_two_ip_headers() {
     let file = std::env::temp_dir().join(format!("weft-{}-vxlan.pcap", lab.name));
     let _remove = Remove(file.clone());
     let mut capture = lab
-        .cmd(&["lab", "capture", "wire", "-w", file.to_str().unwrap(), "-c", "4", "udp", "port", "4789"])
+        .cmd(&["lab", "capture", "wire", "-w", file.to_str().unwrap(), "-c", "10", "udp", "port", "4789"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // The header is written once the socket listens.
     lab.wait(10, "the capture to start", || (std::fs::metadata(&file).ok()?.len() >= 24).then_some(()));
     let nginx = format!("http://{}/", ip(&lab.pod("nginx")));
-    lab.wait(20, "four VXLAN packets", || {
+    lab.wait(20, "ten VXLAN packets", || {
         assert!(lab.reaches("allowed", &nginx, "1s"), "allowed reaches nginx across nodes");
         capture.try_wait().unwrap().map(|status| assert!(status.success()))
     });
