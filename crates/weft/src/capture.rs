@@ -114,7 +114,10 @@ fn target_netns(paths: &Paths, target: &str) -> Result<(String, bool)> {
     let (namespace, name) = target.split_once('/').unwrap_or(("default", target));
     let api = Api::connect(paths)?;
     let pod = api
-        .get(&format!("/api/v1/namespaces/{namespace}/pods/{name}"), "application/json")
+        .get(
+            &format!("/api/v1/namespaces/{namespace}/pods/{name}"),
+            "application/json",
+        )
         .with_context(|| format!("{target:?} is no node, pod, `wire` or `external` of lab {}", spec.name))?;
     if pod["spec"]["hostNetwork"] == true {
         let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
@@ -128,7 +131,13 @@ fn target_netns(paths: &Paths, target: &str) -> Result<(String, bool)> {
 fn packet_socket(interface: Option<&str>) -> Result<OwnedFd> {
     let protocol = ETH_P_ALL.to_be();
     // SAFETY: plain socket(2); the descriptor is owned at once.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(protocol)) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(protocol),
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error()).context("opening a packet socket (root needed)");
     }
@@ -183,7 +192,12 @@ impl Filter {
         let mut i = 0;
         while i < words.len() {
             let word = words[i];
-            let value = || words.get(i + 1).copied().with_context(|| format!("{word:?} needs a value"));
+            let value = || {
+                words
+                    .get(i + 1)
+                    .copied()
+                    .with_context(|| format!("{word:?} needs a value"))
+            };
             match word {
                 "and" | "&&" => {}
                 "tcp" => f.protocol = Some(Proto::Tcp),
@@ -191,11 +205,13 @@ impl Filter {
                 "icmp" => f.protocol = Some(Proto::Icmp),
                 "arp" => f.protocol = Some(Proto::Arp),
                 "host" => {
-                    f.hosts.push(value()?.parse().with_context(|| format!("host {:?}", value().ok()))?);
+                    f.hosts
+                        .push(value()?.parse().with_context(|| format!("host {:?}", value().ok()))?);
                     i += 1;
                 }
                 "port" => {
-                    f.ports.push(value()?.parse().with_context(|| format!("port {:?}", value().ok()))?);
+                    f.ports
+                        .push(value()?.parse().with_context(|| format!("port {:?}", value().ok()))?);
                     i += 1;
                 }
                 _ => bail!("filter word {word:?}: only tcp, udp, icmp, arp, host IP, port N and `and` are understood"),
@@ -241,7 +257,9 @@ mod tests {
     fn frame(proto: u8, dport: u16) -> Vec<u8> {
         let mut f = vec![0; 12];
         f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, proto, 0, 0, 172, 18, 0, 11, 172, 18, 0, 12]);
+        f.extend_from_slice(&[
+            0x45, 0, 0, 40, 0, 0, 0, 0, 64, proto, 0, 0, 172, 18, 0, 11, 172, 18, 0, 12,
+        ]);
         f.extend_from_slice(&40000u16.to_be_bytes());
         f.extend_from_slice(&dport.to_be_bytes());
         f
@@ -256,8 +274,15 @@ mod tests {
         assert!(!vxlan.matches(&frame(17, 53)));
         let host = Filter::parse(&words("host 172.18.0.12")).unwrap();
         assert!(host.matches(&frame(6, 80)));
-        assert!(!Filter::parse(&words("host 172.18.0.13")).unwrap().matches(&frame(6, 80)));
-        assert!(Filter::parse(&[]).unwrap().matches(&[0; 4]), "no filter takes everything");
+        assert!(
+            !Filter::parse(&words("host 172.18.0.13"))
+                .unwrap()
+                .matches(&frame(6, 80))
+        );
+        assert!(
+            Filter::parse(&[]).unwrap().matches(&[0; 4]),
+            "no filter takes everything"
+        );
         assert!(Filter::parse(&words("port")).is_err());
         assert!(Filter::parse(&words("src net 10.0.0.0/8")).is_err());
     }

@@ -58,8 +58,14 @@ enum Output {
 /// Where one node's agent is reached.
 enum Agent {
     /// Inside the lab node's network namespace.
-    Netns { node: String, path: String },
-    Address { node: String, addr: SocketAddr },
+    Netns {
+        node: String,
+        path: String,
+    },
+    Address {
+        node: String,
+        addr: SocketAddr,
+    },
 }
 
 impl Agent {
@@ -87,7 +93,10 @@ impl Agent {
         let mut stream = self
             .connect(port)
             .with_context(|| format!("reaching the agent of {} on port {port}", self.node()))?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: weft-agent\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: weft-agent\r\nConnection: close\r\n\r\n"
+        )?;
         let mut reader = BufReader::new(stream);
         let mut status = String::new();
         reader.read_line(&mut status)?;
@@ -116,14 +125,20 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32> {
             let mut flows = Vec::new();
             for agent in &agents {
                 let mut body = String::new();
-                agent.get(args.agent_port, &format!("/flows?since={since}"))?.read_to_string(&mut body)?;
-                let answer: serde_json::Value = serde_json::from_str(&body)
-                    .with_context(|| format!("reading the flows of {}", agent.node()))?;
+                agent
+                    .get(args.agent_port, &format!("/flows?since={since}"))?
+                    .read_to_string(&mut body)?;
+                let answer: serde_json::Value =
+                    serde_json::from_str(&body).with_context(|| format!("reading the flows of {}", agent.node()))?;
                 let list: Vec<Flow> = serde_json::from_value(answer["flows"].clone())?;
                 flows.extend(list.into_iter().filter(|f| filter.matches(f)));
             }
             flows.sort_by_key(|f| (f.time, f.node.clone(), f.seq));
-            let skip = if args.last == 0 { 0 } else { flows.len().saturating_sub(args.last) };
+            let skip = if args.last == 0 {
+                0
+            } else {
+                flows.len().saturating_sub(args.last)
+            };
             let mut out = std::io::stdout().lock();
             if matches!(args.output, Output::Table) {
                 writeln!(out, "{}", header())?;
@@ -228,7 +243,10 @@ impl Filter {
         Ok(Filter {
             pod: args.pod.as_deref().map(split),
             // With --pod or --service, --namespace only says where their names are.
-            namespace: args.namespace.clone().filter(|_| args.pod.is_none() && args.service.is_none()),
+            namespace: args
+                .namespace
+                .clone()
+                .filter(|_| args.pod.is_none() && args.service.is_none()),
             service: args.service.as_deref().map(split),
             verdict: args.verdict,
             port: args.port,
@@ -248,7 +266,9 @@ impl Filter {
                 .as_ref()
                 .is_none_or(|ns| ends.iter().any(|p| p.namespace.as_deref() == Some(ns.as_str())))
             && self.service.as_ref().is_none_or(|(ns, name)| {
-                f.service.as_ref().is_some_and(|s| &s.namespace == ns && &s.name == name)
+                f.service
+                    .as_ref()
+                    .is_some_and(|s| &s.namespace == ns && &s.name == name)
             })
             && self.verdict.is_none_or(|v| f.verdict == v)
             && self.port.is_none_or(|port| {
@@ -262,7 +282,9 @@ impl Filter {
 fn duration(text: &str) -> Result<Duration> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().with_context(|| format!("bad duration {text:?} (e.g. 30s, 5m, 1h)"))?;
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("bad duration {text:?} (e.g. 30s, 5m, 1h)"))?;
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),
@@ -316,15 +338,20 @@ fn line(f: &Flow, output: Output) -> Result<String> {
         ms / 1000 % 60,
         ms % 1000
     );
-    let service = f.service.as_ref().map_or("-".to_string(), |s| {
-        format!("{}/{}:{}", s.namespace, s.name, s.port)
-    });
+    let service = f
+        .service
+        .as_ref()
+        .map_or("-".to_string(), |s| format!("{}/{}:{}", s.namespace, s.name, s.port));
     let detail = match (&f.policy, f.event, &f.counters) {
         (Some(p), _, _) => format!(
             "{} of {} by {} ({})",
             p.direction.to_lowercase(),
             p.pod,
-            if p.policies.is_empty() { "-".to_string() } else { p.policies.join(",") },
+            if p.policies.is_empty() {
+                "-".to_string()
+            } else {
+                p.policies.join(",")
+            },
             p.rule
         ),
         (None, Event::End, Some(c)) => format!(

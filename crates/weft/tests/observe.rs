@@ -33,7 +33,9 @@ fn flows(lab: &Lab, args: &[&str]) -> Vec<Value> {
 fn a_denied_connection_is_dropped_naming_its_policy() {
     let Some(lab) = lab() else { return };
     let nginx = format!("http://{}/", ip(&lab.pod("nginx")));
-    lab.wait(20, "the policy to deny `other`", || (!lab.reaches("other", &nginx, "1s")).then_some(()));
+    lab.wait(20, "the policy to deny `other`", || {
+        (!lab.reaches("other", &nginx, "1s")).then_some(())
+    });
     let drop = lab.wait(10, "a DROPPED flow", || {
         flows(lab, &["--verdict", "DROPPED", "--pod", "other"]).pop()
     });
@@ -43,10 +45,17 @@ fn a_denied_connection_is_dropped_naming_its_policy() {
     assert_eq!(drop["destination"]["name"], "nginx", "{drop}");
     assert_eq!(drop["destination"]["port"], 80, "{drop}");
     assert_eq!(drop["policy"]["direction"], "Ingress", "{drop}");
-    assert_eq!(drop["policy"]["policies"], serde_json::json!(["default/access-nginx"]), "{drop}");
+    assert_eq!(
+        drop["policy"]["policies"],
+        serde_json::json!(["default/access-nginx"]),
+        "{drop}"
+    );
     // The table names the policy too.
     let table = lab.ok(&["observe", "--verdict", "dropped", "--pod", "other"]);
-    assert!(table.contains("ingress of default/nginx by default/access-nginx"), "{table}");
+    assert!(
+        table.contains("ingress of default/nginx by default/access-nginx"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -75,7 +84,16 @@ fn a_connection_through_a_cluster_ip_names_its_service_and_backend() {
 fn follow_streams_new_flows() {
     let Some(lab) = lab() else { return };
     let mut child = lab
-        .cmd(&["observe", "--follow", "-o", "json", "--pod", "other", "--verdict", "DROPPED"])
+        .cmd(&[
+            "observe",
+            "--follow",
+            "-o",
+            "json",
+            "--pod",
+            "other",
+            "--verdict",
+            "DROPPED",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -107,24 +125,54 @@ fn a_capture_of_cross_node_http_over_vxlan_shows_two_ip_headers() {
     let file = std::env::temp_dir().join(format!("weft-{}-vxlan.pcap", lab.name));
     let _remove = Remove(file.clone());
     let mut capture = lab
-        .cmd(&["lab", "capture", "wire", "-w", file.to_str().unwrap(), "-c", "10", "udp", "port", "4789"])
+        .cmd(&[
+            "lab",
+            "capture",
+            "wire",
+            "-w",
+            file.to_str().unwrap(),
+            "-c",
+            "10",
+            "udp",
+            "port",
+            "4789",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // The header is written once the socket listens.
-    lab.wait(10, "the capture to start", || (std::fs::metadata(&file).ok()?.len() >= 24).then_some(()));
+    lab.wait(10, "the capture to start", || {
+        (std::fs::metadata(&file).ok()?.len() >= 24).then_some(())
+    });
     let nginx = format!("http://{}/", ip(&lab.pod("nginx")));
     lab.wait(20, "ten VXLAN packets", || {
-        assert!(lab.reaches("allowed", &nginx, "1s"), "allowed reaches nginx across nodes");
+        assert!(
+            lab.reaches("allowed", &nginx, "1s"),
+            "allowed reaches nginx across nodes"
+        );
         capture.try_wait().unwrap().map(|status| assert!(status.success()))
     });
     // tshark decodes UDP 4789 as VXLAN unasked: the outer (nodes') and the inner (pods') IP headers.
     let out = std::process::Command::new("tshark")
-        .args(["-r", file.to_str().unwrap(), "-Y", "http.request", "-T", "fields", "-e", "ip.src", "-e", "ip.dst"])
+        .args([
+            "-r",
+            file.to_str().unwrap(),
+            "-Y",
+            "http.request",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+        ])
         .output()
         .expect("tshark (scripts/deps.sh installs it)");
     let fields = text(&out.stdout);
-    let first = fields.lines().next().unwrap_or_else(|| panic!("no HTTP request decoded: {}", text(&out.stderr)));
+    let first = fields
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no HTTP request decoded: {}", text(&out.stderr)));
     let allowed = ip(&lab.pod("allowed"));
     let nginx_ip = ip(&lab.pod("nginx"));
     assert_eq!(

@@ -11,6 +11,7 @@ mod drift;
 mod ingress;
 mod ingress_change;
 mod lab;
+mod observe;
 mod peer;
 mod policy;
 mod proxy;
@@ -52,6 +53,9 @@ pub enum What {
     /// In a lab (root): how long the agent takes to repair its nftables tables after `nft flush ruleset`, a
     /// deleted overlay route, and (`--overlay vxlan`) a deleted VXLAN device.
     Drift(drift::Args),
+    /// In namespaces of its own (root): TCP connect latency with the agent's flow collector listening vs not,
+    /// and the collector's CPU at 10,000 new connections a second.
+    Observe(observe::Args),
     /// In a lab (root): how long a new Ingress takes to be served by both `weft ingress` pods.
     IngressChange(ingress_change::Args),
 }
@@ -71,6 +75,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
         What::Drift(args) => drift::run(args),
         What::IngressChange(args) => ingress_change::run(args),
         What::Ingress(args) => ingress::run(args),
+        What::Observe(args) => observe::run(args),
     }
 }
 
