@@ -37,13 +37,7 @@ impl Drop for Namespaces {
 }
 
 /// Conntrack in the servers' namespaces (the policy table's first rule does the same on a node).
-const TABLE: &str = "table inet bench {
-	chain input {
-		type filter hook input priority filter; policy accept;
-		ct state established,related accept
-	}
-}
-";
+const TABLE: &str = "table inet bench {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tct state established,related accept\n\t}\n}\n";
 
 pub fn run(args: Args) -> Result<()> {
     let tag = format!("weftobs{}", std::process::id());
@@ -59,10 +53,8 @@ pub fn run(args: Args) -> Result<()> {
         let (ours, theirs) = (format!("s{i}"), "eth0");
         c.add_veth(&ours, 1500, theirs, server.fd(), None)?;
         let mut s = server.handle()?;
-        for h in [&mut s] {
-            let lo = h.link_by_name("lo")?.context("lo")?.index;
-            h.set_up(lo)?;
-        }
+        let lo = s.link_by_name("lo")?.context("lo")?.index;
+        s.set_up(lo)?;
         let index = s.link_by_name(theirs)?.context("eth0")?.index;
         s.add_address(index, format!("10.78.{i}.2/24").parse()?)?;
         s.set_up(index)?;
