@@ -7,7 +7,9 @@
 //! Multicast is lossy: when the receive buffer overflows the kernel drops events and says so ([`Event::Lost`]).
 
 use crate::error::{Error, Result};
-use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla};
+use netlink_packet_core::{
+    NLA_TYPE_MASK, NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla,
+};
 use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Tuple};
 use netlink_packet_netfilter::nflog::{ConfigCmd, ConfigMode, ConfigNla, PacketNla, ULogMessage};
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
@@ -201,12 +203,15 @@ fn connection(attrs: &[ConntrackAttribute]) -> Option<Connection> {
         match attr {
             ConntrackAttribute::CtaTupleOrig(t) => original = tuple(t),
             ConntrackAttribute::CtaTupleReply(t) => reply = tuple(t),
-            ConntrackAttribute::Other(nla) if matches!(nla.kind(), CTA_COUNTERS_ORIG | CTA_COUNTERS_REPLY) => {
+            // The kind of a raw attribute keeps its flags (these are nested).
+            ConntrackAttribute::Other(nla)
+                if matches!(nla.kind() & NLA_TYPE_MASK, CTA_COUNTERS_ORIG | CTA_COUNTERS_REPLY) =>
+            {
                 let mut value = vec![0; nla.value_len()];
                 nla.emit_value(&mut value);
                 let (packets, bytes) = counter_values(&value);
                 let c = counters.get_or_insert_default();
-                if nla.kind() == CTA_COUNTERS_ORIG {
+                if nla.kind() & NLA_TYPE_MASK == CTA_COUNTERS_ORIG {
                     (c.packets, c.bytes) = (packets, bytes);
                 } else {
                     (c.reply_packets, c.reply_bytes) = (packets, bytes);
