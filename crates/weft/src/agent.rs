@@ -81,7 +81,9 @@ pub fn run(args: Args) -> Result<()> {
         cni_state_dir: args.cni_state_dir,
         reports: Some(reports),
         vxlan_port: args.vxlan_port,
-        flows: args.observe.then(|| weft_agent::flows::Flows::new(&node, args.flow_buffer)),
+        flows: args
+            .observe
+            .then(|| weft_agent::flows::Flows::new(&node, args.flow_buffer)),
     };
     let keep = weft_agent::projection::keep;
     let mut source = KubeSource::start_with(&options, weft_agent::node::KINDS, &custom, keep)
