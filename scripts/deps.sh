@@ -10,6 +10,8 @@ pkgs+=(containernetworking-plugins iptables unbound iperf3)
 # tshark decodes what `weft lab capture` writes (examples/12-observe, the observe tests); asked nothing (wireshark-common
 # would ask whether non-root users may capture: no).
 pkgs+=(tshark)
+# Headless Chromium loads `weft ui`'s page in its lab test (the DOM and a screenshot).
+pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,6 +20,7 @@ mod probe;
 mod serve;
 mod table;
 mod trace;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -60,6 +61,8 @@ enum Cmd {
     Trace(trace::Args),
     /// The flows of every node (conntrack and policy drops, named): `hubble observe` for weft.
     Observe(observe::Args),
+    /// A picture of the lab in a browser: nodes, pods, Services, policies and live flows (served on 127.0.0.1).
+    Ui(ui::Args),
     /// NetworkPolicy tools.
     Policy {
         #[command(subcommand)]
@@ -103,6 +106,7 @@ fn main() {
         Cmd::Logs(args) => pods::logs(&paths, args).map(|()| 0),
         Cmd::Trace(args) => trace::run(&paths, args),
         Cmd::Observe(args) => observe::run(&paths, args),
+        Cmd::Ui(args) => ui::run(&paths, args),
         Cmd::Policy { what } => policy::run(&paths, what),
         Cmd::Agent(args) => agent::run(args).map(|()| 0),
         Cmd::Dns(args) => dns::run(args).map(|()| 0),

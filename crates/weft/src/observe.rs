@@ -56,7 +56,7 @@ enum Output {
 }
 
 /// Where one node's agent is reached.
-enum Agent {
+pub enum Agent {
     /// Inside the lab node's network namespace.
     Netns {
         node: String,
@@ -69,7 +69,7 @@ enum Agent {
 }
 
 impl Agent {
-    fn node(&self) -> &str {
+    pub fn node(&self) -> &str {
         match self {
             Agent::Netns { node, .. } | Agent::Address { node, .. } => node,
         }
@@ -86,6 +86,15 @@ impl Agent {
             }
             Agent::Address { addr, .. } => Ok(TcpStream::connect_timeout(addr, timeout)?),
         }
+    }
+
+    /// The kept flows `query` asks for (`since=MS`, `after=SEQ`), oldest first.
+    pub fn flows(&self, port: u16, query: &str) -> Result<Vec<Flow>> {
+        let mut body = String::new();
+        self.get(port, &format!("/flows?{query}"))?.read_to_string(&mut body)?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&body).with_context(|| format!("reading the flows of {}", self.node()))?;
+        Ok(serde_json::from_value(answer["flows"].clone())?)
     }
 
     /// Sends `GET path` and returns the reader positioned at the body.
@@ -118,19 +127,13 @@ impl Agent {
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32> {
     let filter = Filter::new(&args)?;
-    let agents = agents(paths, &args)?;
+    let agents = agents(paths, args.cluster, args.agent_port)?;
     let since = filter.since.unwrap_or(0);
     match args.follow {
         false => {
             let mut flows = Vec::new();
             for agent in &agents {
-                let mut body = String::new();
-                agent
-                    .get(args.agent_port, &format!("/flows?since={since}"))?
-                    .read_to_string(&mut body)?;
-                let answer: serde_json::Value =
-                    serde_json::from_str(&body).with_context(|| format!("reading the flows of {}", agent.node()))?;
-                let list: Vec<Flow> = serde_json::from_value(answer["flows"].clone())?;
+                let list = agent.flows(args.agent_port, &format!("since={since}"))?;
                 flows.extend(list.into_iter().filter(|f| filter.matches(f)));
             }
             flows.sort_by_key(|f| (f.time, f.node.clone(), f.seq));
@@ -184,8 +187,8 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32> {
 }
 
 /// Every node's agent: the lab's, in their namespaces, or a cluster's at their InternalIPs.
-fn agents(paths: &Paths, args: &Args) -> Result<Vec<Agent>> {
-    let api = if args.cluster {
+pub fn agents(paths: &Paths, cluster: bool, agent_port: u16) -> Result<Vec<Agent>> {
+    let api = if cluster {
         let file = std::env::var_os("KUBECONFIG")
             .map(std::path::PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".kube/config")))
@@ -197,7 +200,7 @@ fn agents(paths: &Paths, args: &Args) -> Result<Vec<Agent>> {
     let mut agents = Vec::new();
     for node in crate::objects::list(&api, "Node", None)? {
         let name = node["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        if !args.cluster {
+        if !cluster {
             agents.push(Agent::Netns {
                 path: format!("/run/netns/{}", paths.node_netns(&name)),
                 node: name,
@@ -213,7 +216,7 @@ fn agents(paths: &Paths, args: &Args) -> Result<Vec<Agent>> {
             .with_context(|| format!("Node {name} has no InternalIP"))?;
         agents.push(Agent::Address {
             node: name,
-            addr: SocketAddr::new(ip, args.agent_port),
+            addr: SocketAddr::new(ip, agent_port),
         });
     }
     Ok(agents)

@@ -1,6 +1,6 @@
 //! `weft trace SRC DST:PORT[/PROTO]`: would SRC reach DST, and why. The destination is rewritten as the service
 //! proxy would (a ClusterIP becomes each usable endpoint), then judged by the same NetworkPolicy model that
-//! generates the rules.
+//! generates the rules. `explain` is shared with `weft ui`, which shows it for a clicked flow.
 
 use anyhow::{Context, Result, bail};
 use std::net::Ipv4Addr;
@@ -21,48 +21,132 @@ pub struct Args {
 
 pub fn run(paths: &Paths, args: Args) -> Result<i32> {
     let snap = crate::objects::snapshot(paths)?;
-    let cluster = Cluster::index(&snap);
-    let (dest, proto) = match args.destination.rsplit_once('/') {
+    let explanation = explain(paths, &snap, &args.source, &args.destination, &args.namespace)?;
+    for line in explanation.lines() {
+        println!("{line}");
+    }
+    Ok(if explanation.reaches() { 0 } else { 1 })
+}
+
+/// What `weft trace` found: the text it prints and, for `weft ui`, the same as JSON.
+pub struct Explanation {
+    from: String,
+    /// The Service the destination address belongs to and its usable endpoints' count.
+    service: Option<(String, usize)>,
+    /// The destination as given (`TARGET:PORT/PROTO`), for the Service line.
+    to: String,
+    judgements: Vec<Judgement>,
+}
+
+/// One destination judged (the destination itself, or each endpoint of its Service).
+struct Judgement {
+    to: String,
+    port: u16,
+    proto: Protocol,
+    verdict: String,
+    egress: String,
+    ingress: String,
+    allowed: bool,
+}
+
+impl Explanation {
+    /// Whether SRC gets through to at least one destination (allowed, or denied but not enforced).
+    pub fn reaches(&self) -> bool {
+        self.judgements.iter().any(|j| j.allowed)
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!("from {}", self.from)];
+        if let Some((service, usable)) = &self.service {
+            lines.push(format!("to {}: Service {service}, {usable} usable endpoints", self.to));
+            if *usable == 0 {
+                lines.push("  REFUSED: the Service has no usable endpoints".into());
+            }
+        }
+        for j in &self.judgements {
+            lines.push(format!(
+                "  {}: to {} port {}/{}",
+                j.verdict,
+                j.to,
+                j.port,
+                j.proto.as_str()
+            ));
+            lines.push(format!("    egress: {}", j.egress));
+            lines.push(format!("    ingress: {}", j.ingress));
+        }
+        lines
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let judgements: Vec<serde_json::Value> = (self.judgements.iter())
+            .map(|j| {
+                serde_json::json!({"to": j.to, "port": j.port, "protocol": j.proto.as_str(), "verdict": j.verdict,
+                    "egress": j.egress, "ingress": j.ingress, "allowed": j.allowed})
+            })
+            .collect();
+        serde_json::json!({
+            "from": self.from,
+            "service": self.service.as_ref().map(|(name, usable)| serde_json::json!({"name": name, "usable": usable})),
+            "judgements": judgements,
+            "reaches": self.reaches(),
+            "text": self.lines().join("\n"),
+        })
+    }
+}
+
+/// Would `source` reach `destination` (`TARGET:PORT[/PROTO]`) in `snap`, and why.
+pub fn explain(
+    paths: &Paths,
+    snap: &Snapshot,
+    source: &str,
+    destination: &str,
+    namespace: &str,
+) -> Result<Explanation> {
+    let cluster = Cluster::index(snap);
+    let (dest, proto) = match destination.rsplit_once('/') {
         Some((d, p)) if p.parse::<Protocol>().is_ok() => (d, p.parse().map_err(anyhow::Error::msg)?),
-        _ => (args.destination.as_str(), Protocol::Tcp),
+        _ => (destination, Protocol::Tcp),
     };
     let (target, port) = dest.rsplit_once(':').context("destination must be TARGET:PORT")?;
     let port: u16 = port.parse().with_context(|| format!("bad port {port:?}"))?;
-    let src = endpoint(&cluster, &snap, &args.source, &args.namespace)?;
-    println!("from {}", describe(&src));
+    let src = endpoint(&cluster, snap, source, namespace)?;
+    let mut explanation = Explanation {
+        from: describe(&src),
+        service: None,
+        to: format!("{target}:{port}/{}", proto.as_str()),
+        judgements: Vec::new(),
+    };
     // A Service address: judge each endpoint the proxy may choose.
     let targets = match target
         .parse::<Ipv4Addr>()
         .ok()
-        .and_then(|ip| service_endpoints(&snap, ip, port, proto))
+        .and_then(|ip| service_endpoints(snap, ip, port, proto))
     {
         Some((service, eps)) => {
-            println!(
-                "to {target}:{port}/{}: Service {service}, {} usable endpoints",
-                proto.as_str(),
-                eps.len()
-            );
-            if eps.is_empty() {
-                println!("  REFUSED: the Service has no usable endpoints");
-                return Ok(1);
-            }
+            explanation.service = Some((service, eps.len()));
             eps
         }
         None => vec![(target.to_string(), port)],
     };
-    let mut any = false;
     for (addr, port) in targets {
-        let dst = endpoint(&cluster, &snap, &addr, &args.namespace)?;
+        let dst = endpoint(&cluster, snap, &addr, namespace)?;
         let d = decide(&cluster, &src, &dst, port, proto);
         let unenforced = if d.allowed() {
             Vec::new()
         } else {
             unenforced(paths, &cluster, &src, &dst, &d)
         };
-        any |= d.allowed() || !unenforced.is_empty();
-        print_decision(&describe(&dst), port, proto, &d, &unenforced);
+        explanation.judgements.push(Judgement {
+            to: describe(&dst),
+            port,
+            proto,
+            verdict: verdict(&d, &unenforced),
+            egress: side(&d.egress),
+            ingress: side(&d.ingress),
+            allowed: d.allowed() || !unenforced.is_empty(),
+        });
     }
-    Ok(if any { 0 } else { 1 })
+    Ok(explanation)
 }
 
 /// The nodes whose kernel does not hold the isolation that denies the connection (none: it is denied). A
@@ -104,34 +188,30 @@ fn unenforced(paths: &Paths, cluster: &Cluster, src: &Endpoint, dst: &Endpoint, 
     nodes
 }
 
-fn print_decision(dst: &str, port: u16, proto: Protocol, d: &Decision, unenforced: &[String]) {
-    let verdict = match (d.allowed(), unenforced) {
+fn verdict(d: &Decision, unenforced: &[String]) -> String {
+    match (d.allowed(), unenforced) {
         (true, _) => "ALLOWED".to_string(),
         (false, []) => "DENIED".to_string(),
         (false, nodes) => format!(
             "NOT ENFORCED (policy would deny it; policy not enforced on {}: restoring)",
             nodes.join(", ")
         ),
-    };
-    println!("  {verdict}: to {dst} port {port}/{}", proto.as_str());
-    for (name, side) in [("egress", &d.egress), ("ingress", &d.ingress)] {
-        let line = match side {
-            Side::NotIsolated => "not isolated".to_string(),
-            Side::Exempt(why) => format!("allowed: {why}"),
-            Side::Isolated {
-                policies,
-                allowed_by: Some(rule),
-            } => {
-                format!("isolated by {}; allowed by {rule}", policies.join(", "))
-            }
-            Side::Isolated {
-                policies,
-                allowed_by: None,
-            } => {
-                format!("isolated by {}; no rule allows it", policies.join(", "))
-            }
-        };
-        println!("    {name}: {line}");
+    }
+}
+
+/// One direction's verdict in words.
+fn side(side: &Side) -> String {
+    match side {
+        Side::NotIsolated => "not isolated".to_string(),
+        Side::Exempt(why) => format!("allowed: {why}"),
+        Side::Isolated {
+            policies,
+            allowed_by: Some(rule),
+        } => format!("isolated by {}; allowed by {rule}", policies.join(", ")),
+        Side::Isolated {
+            policies,
+            allowed_by: None,
+        } => format!("isolated by {}; no rule allows it", policies.join(", ")),
     }
 }
 
