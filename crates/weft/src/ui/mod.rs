@@ -55,11 +55,8 @@ pub fn run(paths: &Paths, args: Args) -> Result<i32> {
         std::thread::spawn(move || refresh(&paths, &args, &state));
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(serve(
-        tokio::net::TcpListener::from_std(listener)?,
-        paths.clone(),
-        state,
-    ))?;
+    // Tokio's listener registers with the runtime: made inside it.
+    runtime.block_on(async { serve(tokio::net::TcpListener::from_std(listener)?, paths.clone(), state).await })?;
     Ok(0)
 }
 
