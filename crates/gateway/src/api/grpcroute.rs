@@ -1,8 +1,8 @@
 //! GRPCRoute: gRPC requests matched by service, method and headers.
 
+use super::httproute::HTTPHeaderMatch;
 use super::httproute::HTTPRouteFilter;
 use super::shared::{BackendRef, ParentReference, RouteStatus, SessionPersistence};
-use super::httproute::HTTPHeaderMatch;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

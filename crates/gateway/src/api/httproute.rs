@@ -1,6 +1,8 @@
 //! HTTPRoute: HTTP requests matched by path, headers, query and method, filtered, and sent to weighted backends.
 
-use super::shared::{BackendRef, HTTPHeaderFilter, LocalObjectReference, ParentReference, RouteStatus, SessionPersistence};
+use super::shared::{
+    BackendRef, HTTPHeaderFilter, LocalObjectReference, ParentReference, RouteStatus, SessionPersistence,
+};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
