@@ -96,6 +96,11 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {{name: weft-ingress, namespace: weft-ingress}}
+spec: {{type: LoadBalancer, selector: {{app: weft-ingress}}, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
 metadata:
   name: gw-infra-gw
   namespace: weft-ingress
@@ -118,8 +123,7 @@ fn config() -> Config {
     Config {
         gateway: gateway::Settings {
             controller: CONTROLLER.into(),
-            namespace: "weft-ingress".into(),
-            selector: Default::default(),
+            publish: Some(("weft-ingress".into(), "weft-ingress".into())),
         },
         ..Config::default()
     }

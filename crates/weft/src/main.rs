@@ -8,6 +8,7 @@ mod client;
 mod crds;
 mod dns;
 mod expose;
+mod gateway;
 mod ingress;
 mod lab;
 mod logging;

@@ -27,10 +27,9 @@ use weft_model::Snapshot;
 pub struct Settings {
     /// The `controllerName` of the GatewayClasses served (none: no Gateway is).
     pub controller: String,
-    /// The namespace of the Services provisioned for Gateways (the controller's own).
-    pub namespace: String,
-    /// The labels of the controller's pods, which the provisioned Services select.
-    pub selector: BTreeMap<String, String>,
+    /// The controller's own Service (namespace, name): the Services provisioned for Gateways go in its
+    /// namespace and select what it selects (none: no Gateway gets an address).
+    pub publish: Option<(String, String)>,
 }
 
 const GROUP: &str = weft_gateway::api::GROUP;
@@ -299,15 +298,20 @@ impl Compiler<'_> {
         let mut gateways: Vec<Gateway> = decode(snapshot, "Gateway");
         gateways.retain(|g| ours.contains(&g.spec.gateway_class_name));
         gateways.sort_by_key(|g| id(&g.metadata));
-        let existing: Vec<Service> = decode::<Service>(snapshot, "Service")
+        let (home, own) = self.settings.publish.clone().unwrap_or_default();
+        let services: Vec<Service> = decode(snapshot, "Service");
+        let selector = services
+            .iter()
+            .find(|s| id(&s.metadata) == (home.clone(), own.clone()))
+            .and_then(|s| s.spec.as_ref()?.selector.clone());
+        let existing: Vec<Service> = services
             .into_iter()
-            .filter(|s| {
-                s.metadata.namespace.as_deref() == Some(&self.settings.namespace) && provision::owner(s).is_some()
-            })
+            .filter(|s| s.metadata.namespace.as_deref() == Some(&home) && provision::owner(s).is_some())
             .collect();
+        let provisioning = selector.map(|selector| (home, selector));
         let mut compiled: Vec<(GatewayState, Vec<Compiled>)> = gateways
             .iter()
-            .map(|g| self.gateway(g, &grants, &existing, &mut out.services))
+            .map(|g| self.gateway(g, &grants, &existing, provisioning.as_ref(), &mut out.services))
             .collect();
         let mut routes: Vec<HTTPRoute> = decode(snapshot, "HTTPRoute");
         routes.sort_by_key(|r| {
@@ -384,6 +388,7 @@ impl Compiler<'_> {
         g: &'g Gateway,
         grants: &Grants,
         existing: &[Service],
+        provisioning: Option<&(String, BTreeMap<String, String>)>,
         services: &mut Vec<Service>,
     ) -> (GatewayState, Vec<Compiled<'g>>) {
         let (namespace, name) = id(&g.metadata);
@@ -433,22 +438,16 @@ impl Compiler<'_> {
             }
         }
         let ports: BTreeSet<i32> = listeners.iter().filter(|l| l.usable).map(|l| l.spec.port).collect();
-        // Services wanted for the Gateways before this one count as taken too.
-        let known: Vec<Service> = existing.iter().chain(services.iter()).cloned().collect();
-        let wanted = provision::service(
-            &self.settings.namespace,
-            &self.settings.selector,
-            &namespace,
-            &name,
-            &ports,
-            &known,
-        );
+        if let Some((home, selector)) = provisioning {
+            // Services wanted for the Gateways before this one count as taken too.
+            let known: Vec<Service> = existing.iter().chain(services.iter()).cloned().collect();
+            services.push(provision::service(home, selector, &namespace, &name, &ports, &known));
+        }
         let address: Vec<String> = existing
             .iter()
             .find(|s| provision::owner(s) == Some((&namespace, &name)))
             .map(provision::addresses)
             .unwrap_or_default();
-        services.push(wanted);
         let valid = listeners
             .iter()
             .filter(|l| l.state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status))

@@ -11,5 +11,6 @@ pub mod matching;
 pub mod provision;
 pub mod serve;
 pub mod status;
+pub mod tls;
 
 pub use compile::{Gateways, Settings};
