@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::watch;
-use weft_gateway::api::{GatewayClass, Gateway, HTTPRoute, ReferenceGrant};
+use weft_gateway::api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use weft_ingress::gateway::{provision, status, tls};
 use weft_ingress::proxy::Proxy;
 use weft_ingress::{Table, server};
@@ -186,9 +186,14 @@ pub async fn write(client: kube::Client, mut pending: watch::Receiver<Writes>) {
             let mut body = serde_json::to_value(service).unwrap_or_default();
             body["apiVersion"] = "v1".into();
             body["kind"] = "Service".into();
-            match api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await {
+            match api
+                .patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
+                .await
+            {
                 Ok(_) => tracing::info!(service = %format!("{namespace}/{name}"), "gateway Service applied"),
-                Err(e) => tracing::warn!(service = %format!("{namespace}/{name}"), error = %e, "applying a gateway Service"),
+                Err(e) => {
+                    tracing::warn!(service = %format!("{namespace}/{name}"), error = %e, "applying a gateway Service")
+                }
             }
         }
         for (namespace, name) in &writes.stale {
@@ -198,7 +203,9 @@ pub async fn write(client: kube::Client, mut pending: watch::Receiver<Writes>) {
             }
         }
         for wanted in &writes.statuses {
-            let Some(resource) = resource(&wanted.key) else { continue };
+            let Some(resource) = resource(&wanted.key) else {
+                continue;
+            };
             let api: Api<DynamicObject> = match &wanted.key.namespace {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
                 None => Api::all_with(client.clone(), &resource),

@@ -272,7 +272,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         std::process::exit(0);
     })?;
-    let gateway_controller = if gateway_api { args.gateway_controller.clone() } else { String::new() };
+    let gateway_controller = if gateway_api {
+        args.gateway_controller.clone()
+    } else {
+        String::new()
+    };
     let config = Config {
         controller: args.controller,
         default_certificate: args.default_ssl_certificate,

@@ -628,17 +628,23 @@ mod tests {
 
     #[test]
     fn echo_answers_as_the_conformance_suites_echo_server() {
-        let head = read_head(&mut &b"GET /v2/x?a=b HTTP/1.1\r\nHost: gw.example\r\nx-echo: one\r\nX-Echo: two\r\n\r\n"[..])
-            .unwrap()
-            .unwrap();
+        let head =
+            read_head(&mut &b"GET /v2/x?a=b HTTP/1.1\r\nHost: gw.example\r\nx-echo: one\r\nX-Echo: two\r\n\r\n"[..])
+                .unwrap()
+                .unwrap();
         let id = Identity { echo: true, ..id() };
         let answer: serde_json::Value = serde_json::from_slice(&respond(&head, peer(), &id).body).unwrap();
         assert_eq!(answer["path"], "/v2/x?a=b");
         assert_eq!(answer["host"], "gw.example");
         assert_eq!(answer["method"], "GET");
         assert_eq!(answer["headers"]["X-Echo"], serde_json::json!(["one", "two"]));
-        assert_eq!((answer["pod"].as_str(), answer["namespace"].as_str()), (Some("pod-a"), Some("ns")));
-        let status = read_head(&mut &b"GET /status/503 HTTP/1.1\r\n\r\n"[..]).unwrap().unwrap();
+        assert_eq!(
+            (answer["pod"].as_str(), answer["namespace"].as_str()),
+            (Some("pod-a"), Some("ns"))
+        );
+        let status = read_head(&mut &b"GET /status/503 HTTP/1.1\r\n\r\n"[..])
+            .unwrap()
+            .unwrap();
         assert_eq!(respond(&status, peer(), &id).status, 503);
     }
 
