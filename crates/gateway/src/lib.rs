@@ -2,3 +2,4 @@
 //! `weft ingress` serves beside Ingress, and the CRDs `weft crds --gateway-api` generates from them.
 
 pub mod api;
+pub mod duration;

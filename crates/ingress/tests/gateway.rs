@@ -25,6 +25,9 @@ async fn backend(name: &'static str) -> u16 {
             let (stream, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| async move {
+                    if request.uri().path() == "/slow" {
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
                     let mut text = format!("backend={name}\npath={}\n", request.uri().path_and_query().unwrap());
                     for (n, v) in request.headers() {
                         text.push_str(&format!("{n}={}\n", v.to_str().unwrap_or_default()));
@@ -164,6 +167,9 @@ spec:
   - matches: [{path: {value: /nothing}}]
   - matches: [{path: {value: /empty}}]
     backendRefs: [{name: empty, port: 8080}]
+  - matches: [{path: {value: /slow}}]
+    timeouts: {request: 200ms}
+    backendRefs: [{name: v1, port: 8080}]
   - backendRefs: [{name: v1, port: 8080}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
@@ -329,6 +335,8 @@ async fn httproutes_match_in_the_specs_order_filter_split_and_fail_as_it_says() 
     assert_eq!(get(at, host, "/missing", &[]).await.0, 500);
     assert_eq!(get(at, host, "/nothing", &[]).await.0, 500);
     assert_eq!(get(at, host, "/empty", &[]).await.0, 503);
+    // timeouts.request: 504 once it has passed.
+    assert_eq!(get(at, host, "/slow", &[]).await.0, 504);
     // Hosts: the wildcard listener route spans labels; the specific listener takes its host only.
     assert_eq!(line(&get(at, "a.b.wildcard.io", "/", &[]).await.1, "backend"), "web");
     assert_eq!(get(at, "wildcard.io", "/", &[]).await.0, 404);

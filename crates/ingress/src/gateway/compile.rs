@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use rustls::sign::CertifiedKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use weft_gateway::api::{
     BackendRef, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ParentReference,
     ReferenceGrant, RouteGroupKind,
@@ -65,6 +66,8 @@ pub struct Rule {
     pub redirect: Option<Redirect>,
     pub rewrite: Option<Rewrite>,
     pub backends: Vec<Backend>,
+    /// `timeouts.request`: the whole request, to the response's head (504 after it; 0: none).
+    pub timeout: Option<Duration>,
     pub metrics: Arc<RouteMetrics>,
 }
 
@@ -796,8 +799,16 @@ impl Compiler<'_> {
                     BackendTarget::Service { protocol, .. } => *protocol,
                     BackendTarget::Invalid(_) => BackendProtocol::Http,
                 };
+                // `timeouts.backendRequest`: each try's wait for the backend.
+                let backend_timeout = rule
+                    .timeouts
+                    .as_ref()
+                    .and_then(|t| t.backend_request.as_deref())
+                    .and_then(weft_gateway::duration::parse)
+                    .filter(|d| !d.is_zero());
                 let settings = Arc::new(Annotations {
                     backend_protocol: protocol,
+                    read_timeout: backend_timeout.unwrap_or(Annotations::default().read_timeout),
                     upstream_vhost: parts.rewrite.as_ref().and_then(|r| r.hostname.clone()),
                     ..Annotations::default()
                 });
@@ -820,6 +831,12 @@ impl Compiler<'_> {
                     redirect: parts.redirect,
                     rewrite: parts.rewrite,
                     backends,
+                    timeout: rule
+                        .timeouts
+                        .as_ref()
+                        .and_then(|t| t.request.as_deref())
+                        .and_then(weft_gateway::duration::parse)
+                        .filter(|d| !d.is_zero()),
                     metrics: self.metrics.route(key),
                 }),
             ));

@@ -91,7 +91,14 @@ impl Proxy {
             tls_client: None,
             metrics: &metrics,
         };
-        let mut response = self.forward(request, forward, conn).await;
+        let forwarded = self.forward(request, forward, conn);
+        let mut response = match rule.timeout {
+            Some(limit) => match tokio::time::timeout(limit, forwarded).await {
+                Ok(response) => response,
+                Err(_) => proxy::local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+            },
+            None => forwarded.await,
+        };
         if let Some(edit) = &rule.response_headers {
             edit.apply(response.headers_mut());
         }
