@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use weft_model::{Snapshot, Source};
 
 /// The kinds the routing table is made of.
-pub const TABLE_KINDS: [&str; 10] = [
+pub const TABLE_KINDS: [&str; 11] = [
     "IngressClass",
     "Ingress",
     "Service",
@@ -20,6 +20,7 @@ pub const TABLE_KINDS: [&str; 10] = [
     "GatewayClass",
     "Gateway",
     "HTTPRoute",
+    "GRPCRoute",
     "ReferenceGrant",
 ];
 /// Every kind followed: the table's, and Nodes, whose addresses go in the Ingresses' status.

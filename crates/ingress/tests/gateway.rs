@@ -208,6 +208,18 @@ spec:
   - backendRefs: [{name: v1, port: 8080}]
 ";
 
+const GRPC: &str = "
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{name: gw, sectionName: same}]
+  rules:
+  - matches: [{method: {service: foo.Echo, method: Hi}}]
+    backendRefs: [{name: v3, port: 8080}]
+";
+
 const GRANT: &str = "
 ---
 apiVersion: gateway.networking.k8s.io/v1
@@ -355,7 +367,7 @@ async fn httproutes_match_in_the_specs_order_filter_split_and_fail_as_it_says() 
 
 #[test]
 fn statuses_carry_the_specs_reasons_and_the_generation() {
-    let snapshot = snapshot(20000, [1, 2, 3, 4], ROUTES);
+    let snapshot = snapshot(20000, [1, 2, 3, 4], &format!("{ROUTES}{GRPC}"));
     let table = Table::build(&snapshot, &config());
     let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
     let of = |kind: &str, name: &str| {
@@ -383,7 +395,7 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
         .iter()
         .map(|l| l["attachedRoutes"].as_i64().unwrap())
         .collect();
-    assert_eq!(attached, [2, 1, 0]);
+    assert_eq!(attached, [2, 2, 0]);
     assert_eq!(
         condition(&listeners[2]["conditions"], "Accepted"),
         ("False", "UnsupportedProtocol")
@@ -409,4 +421,6 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
         ("False", "NoMatchingListenerHostname")
     );
     assert_eq!(of("HTTPRoute", "order")["parents"][0]["controllerName"], CONTROLLER);
+    let grpc = of("GRPCRoute", "grpc")["parents"][0]["conditions"].clone();
+    assert_eq!(condition(&grpc, "Accepted"), ("True", "Accepted"));
 }

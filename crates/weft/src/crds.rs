@@ -53,11 +53,11 @@ metadata:
 rules:
 # The routing table: classes, Gateways, routes and the grants of cross-namespace references.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gatewayclasses, gateways, httproutes, referencegrants]
+  resources: [gatewayclasses, gateways, httproutes, grpcroutes, referencegrants]
   verbs: [list, watch]
 # Their status: conditions, listeners and addresses.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gatewayclasses/status, gateways/status, httproutes/status]
+  resources: [gatewayclasses/status, gateways/status, httproutes/status, grpcroutes/status]
   verbs: [patch]
 # Namespaces: the labels allowedRoutes selectors match.
 - apiGroups: [""]

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use weft_gateway::api::{
-    BackendRef, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ParentReference,
+    BackendRef, GRPCRoute, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ParentReference,
     ReferenceGrant, RouteGroupKind,
 };
 use weft_model::Snapshot;
@@ -317,17 +317,54 @@ impl Compiler<'_> {
             .map(|g| self.gateway(g, &grants, &existing, provisioning.as_ref(), &mut out.services))
             .collect();
         let mut routes: Vec<HTTPRoute> = decode(snapshot, "HTTPRoute");
-        routes.sort_by_key(|r| {
-            let ts = r
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string())
-                .unwrap_or_default();
-            (ts, id(&r.metadata))
-        });
+        routes.sort_by_key(|r| age(&r.metadata));
         for route in &routes {
-            let state = self.route(route, &grants, &namespaces, &mut compiled);
+            let (namespace, name) = id(&route.metadata);
+            let default_rules = [HTTPRouteRule::default()];
+            let rules = route.spec.rules.as_deref().unwrap_or(&default_rules);
+            let compiled_rules = self.rules(
+                "HTTPRoute",
+                &namespace,
+                &format!("{namespace}/{name}").into(),
+                rules,
+                &grants,
+            );
+            let spec = &route.spec;
+            let state = self.attach(
+                "HTTPRoute",
+                &route.metadata,
+                &spec.parent_refs,
+                &spec.hostnames,
+                compiled_rules,
+                &namespaces,
+                &mut compiled,
+            );
+            if !state.parents.is_empty() {
+                out.routes.push(state);
+            }
+        }
+        let mut grpc: Vec<GRPCRoute> = decode(snapshot, "GRPCRoute");
+        grpc.sort_by_key(|r| age(&r.metadata));
+        for route in &grpc {
+            let (namespace, name) = id(&route.metadata);
+            let rules: Vec<HTTPRouteRule> = route.spec.rules.iter().map(super::grpc::as_http).collect();
+            let compiled_rules = self.rules(
+                "GRPCRoute",
+                &namespace,
+                &format!("{namespace}/{name}").into(),
+                &rules,
+                &grants,
+            );
+            let spec = &route.spec;
+            let state = self.attach(
+                "GRPCRoute",
+                &route.metadata,
+                &spec.parent_refs,
+                &spec.hostnames,
+                compiled_rules,
+                &namespaces,
+                &mut compiled,
+            );
             if !state.parents.is_empty() {
                 out.routes.push(state);
             }
@@ -513,7 +550,7 @@ impl Compiler<'_> {
     fn listener<'l>(&self, namespace: &str, l: &'l Listener, grants: &Grants) -> Compiled<'l> {
         let mut conditions = Vec::new();
         let defaults: &[&str] = match l.protocol.as_str() {
-            "HTTP" | "HTTPS" => &["HTTPRoute"],
+            "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
             _ => &[],
         };
         let supported_protocol = !defaults.is_empty();
@@ -640,32 +677,34 @@ impl Compiler<'_> {
     }
 
     /// An HTTPRoute attached to the listeners that take it, and its parents' conditions.
-    fn route(
+    /// A route (its kind, metadata, parentRefs, hostnames and compiled rules) attached to the listeners that
+    /// take it, and its parents' conditions.
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
         &mut self,
-        route: &HTTPRoute,
-        grants: &Grants,
+        kind: &'static str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        parent_refs: &[ParentReference],
+        hostnames: &[String],
+        (compiled_rules, resolved): CompiledRules,
         namespaces: &HashMap<String, BTreeMap<String, String>>,
         gateways: &mut [(GatewayState, Vec<Compiled>)],
     ) -> RouteState {
-        let (namespace, name) = id(&route.metadata);
+        let (namespace, name) = id(meta);
         let route_id: Arc<str> = format!("{namespace}/{name}").into();
-        let ts = route
-            .metadata
+        let ts = meta
             .creation_timestamp
             .as_ref()
             .map(|t| t.0.to_string())
             .unwrap_or_default();
-        let default_rules = [HTTPRouteRule::default()];
-        let rules = route.spec.rules.as_deref().unwrap_or(&default_rules);
-        let (compiled_rules, resolved) = self.rules(&namespace, &route_id, rules, grants);
         let mut state = RouteState {
-            kind: "HTTPRoute",
+            kind,
             namespace: namespace.clone(),
             name: name.clone(),
-            generation: route.metadata.generation,
+            generation: meta.generation,
             parents: Vec::new(),
         };
-        for parent in &route.spec.parent_refs {
+        for parent in parent_refs {
             if parent.group() != GROUP || parent.kind() != "Gateway" {
                 continue;
             }
@@ -691,7 +730,7 @@ impl Compiler<'_> {
             } else {
                 let ns_labels = namespaces.get(&namespace);
                 by_ref.retain(|l| {
-                    let kind_ok = l.kinds.iter().any(|k| k.kind == "HTTPRoute");
+                    let kind_ok = l.kinds.iter().any(|k| k.kind == kind);
                     let from = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref());
                     let ns_ok = match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
                         "All" => true,
@@ -712,7 +751,7 @@ impl Compiler<'_> {
                 } else {
                     let mut attached = 0;
                     for l in by_ref {
-                        let hosts = hostname::effective(l.spec.hostname.as_deref(), &route.spec.hostnames);
+                        let hosts = hostname::effective(l.spec.hostname.as_deref(), hostnames);
                         if hosts.is_empty() {
                             continue;
                         }
@@ -757,14 +796,14 @@ impl Compiler<'_> {
     }
 
     /// A route's rules compiled (those that cannot be are left out), and its ResolvedRefs condition.
-    #[allow(clippy::type_complexity)]
     fn rules(
         &mut self,
+        kind: &'static str,
         namespace: &str,
         route: &Arc<str>,
         rules: &[HTTPRouteRule],
         grants: &Grants,
-    ) -> (Vec<(Vec<Match>, Arc<Rule>)>, Cond) {
+    ) -> CompiledRules {
         let mut resolved = cond("ResolvedRefs", true, "ResolvedRefs", "");
         let mut out = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
@@ -786,7 +825,7 @@ impl Compiler<'_> {
             };
             let mut backends = Vec::new();
             for b in &rule.backend_refs {
-                let (target, problem) = self.backend(namespace, &b.backend, grants);
+                let (target, problem) = self.backend(kind, namespace, &b.backend, grants);
                 if let Some((reason, message)) = problem
                     && resolved.status
                 {
@@ -820,7 +859,11 @@ impl Compiler<'_> {
                 });
             }
             let rule_name = rule.name.clone().unwrap_or_else(|| format!("rule-{i}"));
-            let key = (format!("httproute/{route}"), String::new(), rule_name);
+            let key = (
+                format!("{}/{route}", kind.to_ascii_lowercase()),
+                String::new(),
+                rule_name,
+            );
             self.live.insert(key.clone());
             out.push((
                 matches,
@@ -847,6 +890,7 @@ impl Compiler<'_> {
     /// Where a backendRef leads, and the ResolvedRefs problem it has.
     fn backend(
         &self,
+        kind: &str,
         namespace: &str,
         b: &BackendRef,
         grants: &Grants,
@@ -858,7 +902,7 @@ impl Compiler<'_> {
             return invalid("InvalidKind", format!("backend {} is not a Service", b.name));
         }
         let ns = b.namespace.as_deref().unwrap_or(namespace);
-        if !grants.allow((GROUP, "HTTPRoute", namespace), ("", "Service", ns, &b.name)) {
+        if !grants.allow((GROUP, kind, namespace), ("", "Service", ns, &b.name)) {
             return invalid(
                 "RefNotPermitted",
                 format!("no ReferenceGrant lets the route use Service {ns}/{}", b.name),
@@ -873,7 +917,11 @@ impl Compiler<'_> {
         };
         match self.index.upstream(ns, &b.name, &port_spec) {
             Ok(upstream) => {
-                let protocol = app_protocol(self.snapshot, ns, &b.name, port);
+                // gRPC is HTTP/2: h2c to the backend, whatever its appProtocol.
+                let protocol = match kind {
+                    "GRPCRoute" => BackendProtocol::Grpc,
+                    _ => app_protocol(self.snapshot, ns, &b.name, port),
+                };
                 (
                     BackendTarget::Service {
                         upstream: Arc::new(upstream),
@@ -885,6 +933,19 @@ impl Compiler<'_> {
             Err(e) => invalid("BackendNotFound", e.to_string()),
         }
     }
+}
+
+/// A route's rules with their matches, and its ResolvedRefs condition.
+type CompiledRules = (Vec<(Vec<Match>, Arc<Rule>)>, Cond);
+
+/// Routes are taken oldest first, then by namespace/name.
+fn age(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, (String, String)) {
+    let ts = meta
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    (ts, id(meta))
 }
 
 /// The protocol a Service port's `appProtocol` asks for: h2c (`kubernetes.io/h2c`), else HTTP/1.1 (WebSocket

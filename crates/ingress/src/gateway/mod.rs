@@ -6,6 +6,7 @@
 pub mod compile;
 pub mod conditions;
 pub mod filters;
+pub mod grpc;
 pub mod hostname;
 pub mod matching;
 pub mod provision;
