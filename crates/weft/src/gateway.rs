@@ -29,12 +29,21 @@ pub fn resources() -> Vec<ApiResource> {
     ]
 }
 
-/// Whether the cluster serves the Gateway API (its CRDs are installed).
+/// Whether the cluster serves the Gateway API (its CRDs are installed): a 404 says not; other failures (the API
+/// not reachable yet) are retried for up to 30 s before the answer is no.
 pub async fn installed(client: &kube::Client) -> bool {
-    Api::<GatewayClass>::all(client.clone())
-        .list(&ListParams::default().limit(1))
-        .await
-        .is_ok()
+    let api = Api::<GatewayClass>::all(client.clone());
+    for _ in 0..30 {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return true,
+            Err(kube::Error::Api(status)) if status.code == 404 => return false,
+            Err(e) => {
+                tracing::debug!(error = %e, "asking whether the Gateway API is installed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    false
 }
 
 /// The listeners of the Gateways' pod ports.
