@@ -13,6 +13,7 @@ pub mod connect;
 pub mod cors;
 pub mod errors;
 pub mod follow;
+pub mod gateway;
 pub mod guards;
 pub mod host;
 pub mod metrics;

@@ -97,6 +97,11 @@ impl Proxy {
         }
     }
 
+    /// The metrics of requests no route takes.
+    pub(crate) fn unrouted(&self) -> Arc<RouteMetrics> {
+        self.metrics.unrouted.clone()
+    }
+
     /// Logs every request (`--access-log`).
     pub fn with_access_log(mut self, on: bool) -> Proxy {
         self.access_log = on;
@@ -161,6 +166,11 @@ impl Proxy {
         let authority = authority(&request);
         let name = host::of_authority(&authority);
         let table = self.table.load();
+        // Gateways' listener ports are pod ports of their own (see gateway::provision).
+        if let Some(port) = table.gateways().port(conn.local.port()).cloned() {
+            drop(table);
+            return self.respond_gateway(port, request, conn).await;
+        }
         if request.version() == Version::HTTP_2 && misdirected(&table, conn, &name) {
             let response = local(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request\n");
             return (response, self.metrics.unrouted.clone());
@@ -255,7 +265,7 @@ impl Proxy {
         (passed.finish(response), metrics)
     }
 
-    async fn forward(&self, mut request: Request<Incoming>, to: Forward<'_>, conn: &Conn) -> Response<Body> {
+    pub(crate) async fn forward(&self, mut request: Request<Incoming>, to: Forward<'_>, conn: &Conn) -> Response<Body> {
         let Forward {
             upstream,
             authority,
@@ -385,19 +395,19 @@ impl Proxy {
 }
 
 /// Where a request goes upstream.
-struct Forward<'a> {
-    upstream: &'a Upstream,
+pub(crate) struct Forward<'a> {
+    pub(crate) upstream: &'a Upstream,
     /// The request's host as the client wrote it.
-    authority: &'a str,
+    pub(crate) authority: &'a str,
     /// The path and query the upstream gets.
-    path: String,
-    settings: &'a Annotations,
+    pub(crate) path: String,
+    pub(crate) settings: &'a Annotations,
     /// The path of the rule that matched, unless a regex (a session cookie's default path).
-    matched: Option<&'a str>,
+    pub(crate) matched: Option<&'a str>,
     /// The route's own client (`proxy-ssl-*`).
-    tls_client: Option<UpstreamClient>,
+    pub(crate) tls_client: Option<UpstreamClient>,
     /// Where the upstream's time to its response head counts.
-    metrics: &'a RouteMetrics,
+    pub(crate) metrics: &'a RouteMetrics,
 }
 
 /// The path and query the upstream gets: the request's, or what `rewrite-target` makes of it with the captures of
@@ -520,7 +530,7 @@ fn misdirected(table: &Table, conn: &Conn, name: &str) -> bool {
 }
 
 /// The request's host as the client wrote it: the HTTP/2 `:authority` (or an absolute URI's), else Host.
-fn authority(request: &Request<Incoming>) -> String {
+pub(crate) fn authority(request: &Request<Incoming>) -> String {
     match request.uri().authority() {
         Some(a) => a.as_str().to_string(),
         None => request
@@ -576,7 +586,7 @@ fn redirect_to_https(name: &str, uri: &Uri) -> Response<Body> {
 }
 
 /// A redirect (`code` is 3xx) to `location`.
-fn redirect(code: StatusCode, location: HeaderValue) -> Response<Body> {
+pub(crate) fn redirect(code: StatusCode, location: HeaderValue) -> Response<Body> {
     let mut response = local(code, "redirect\n");
     response.headers_mut().insert(header::LOCATION, location);
     response
@@ -650,7 +660,7 @@ fn forwarded_headers(headers: &mut HeaderMap, authority: &str, conn: &Conn) {
 }
 
 /// A number in `0..total`, uniform enough for a traffic split (the modulo bias is below 2^-32 * total).
-fn roll(total: u32) -> u32 {
+pub(crate) fn roll(total: u32) -> u32 {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut bytes);

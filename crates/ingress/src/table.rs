@@ -11,6 +11,7 @@ use crate::annotations::{self, Annotations, Canary};
 use crate::auth::Users;
 use crate::backend::UpstreamClient;
 use crate::class::Classes;
+use crate::gateway::{self, Gateways};
 use crate::host;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::path::{self, Kind, PathRule};
@@ -94,6 +95,8 @@ pub struct Config {
     pub limiters: Arc<Limiters>,
     /// Where the upstream clients of `proxy-ssl-*` live across tables.
     pub upstream_clients: Arc<proxyssl::Clients>,
+    /// The Gateway API's GatewayClasses served, and where their Services go.
+    pub gateway: gateway::Settings,
 }
 
 #[derive(Default, Debug)]
@@ -108,6 +111,8 @@ pub struct Table {
     default_certificate: Option<Arc<rustls::sign::CertifiedKey>>,
     /// What was wrong with the objects (missing Services and Secrets, undecodable objects).
     problems: Vec<Problem>,
+    /// The Gateways and their routes.
+    gateways: Gateways,
 }
 
 impl Table {
@@ -153,6 +158,14 @@ impl Table {
         for ingress in &ingresses {
             builder.add(ingress);
         }
+        builder.table.gateways = gateway::compile::Compiler {
+            settings: &config.gateway,
+            snapshot,
+            index: &builder.index,
+            metrics: &config.metrics,
+            live: &mut builder.live,
+        }
+        .compile();
         config.metrics.retain(&builder.live);
         config.limiters.retain(&builder.limited);
         config.upstream_clients.retain(&builder.clients_used);
@@ -205,6 +218,11 @@ impl Table {
     /// The `--default-ssl-certificate` Secret's certificate, when it exists and is valid.
     pub fn default_certificate(&self) -> Option<&Arc<rustls::sign::CertifiedKey>> {
         self.default_certificate.as_ref()
+    }
+
+    /// The Gateway API part: Gateways' ports, routes and wanted statuses.
+    pub fn gateways(&self) -> &Gateways {
+        &self.gateways
     }
 
     pub fn problems(&self) -> &[Problem] {

@@ -1174,6 +1174,10 @@ pub fn argv(c: &Container, weft_bin: &std::path::Path) -> Vec<String> {
         return argv;
     }
     let mut argv = vec![weft_bin.display().to_string(), "serve".into()];
+    // An echo server's image (the Gateway API suite's echo-basic and the like) answers as echo-basic does.
+    if c.image.as_deref().is_some_and(|image| image.contains("echo")) {
+        argv.push("--echo".into());
+    }
     for p in c.ports.iter().flatten() {
         let flag = match p.protocol.as_deref() {
             Some("UDP") => "--udp",

@@ -41,6 +41,10 @@ pub struct Args {
     /// The `spec.controller` of the IngressClasses served.
     #[arg(long, default_value = "weft.dev/ingress")]
     controller: String,
+    /// The `controllerName` of the GatewayClasses served (Gateway API, when its CRDs are installed; see
+    /// docs/gateway-api.md). Each Gateway gets a LoadBalancer Service beside --publish-service's.
+    #[arg(long, default_value = "weft.dev/gateway")]
+    gateway_controller: String,
     /// A kubernetes.io/tls Secret, NAMESPACE/NAME, served for names no Ingress's Secret covers (instead of the
     /// self-signed certificate generated at start).
     #[arg(long, value_parser = namespaced)]
@@ -188,10 +192,30 @@ pub fn run(args: Args) -> Result<()> {
         draining: AtomicBool::new(false),
     });
     let registry = Registry::default();
+    // The Gateway API is served when the cluster has its kinds (with --objects: always).
+    let gateway_api = match &args.objects {
+        Some(_) => true,
+        None => {
+            let probe = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            probe.block_on(async {
+                let (client, _) = weft_kube::client(&args.api.options()).await?;
+                anyhow::Ok(crate::gateway::installed(&client).await)
+            })?
+        }
+    };
+    if !gateway_api {
+        tracing::info!("the Gateway API's CRDs are not installed: serving Ingresses only");
+    }
     let mut source: Box<dyn Source> = match &args.objects {
         Some(path) => Box::new(StaticSource::from_file(path).context("weft ingress --objects")?),
         None => {
-            let kube = KubeSource::start(&args.api.options(), &follow::KINDS, &[]).context("weft ingress")?;
+            let mut kinds = follow::KINDS.to_vec();
+            let mut custom = Vec::new();
+            if gateway_api {
+                kinds.extend(follow::GATEWAY_KINDS);
+                custom = crate::gateway::resources();
+            }
+            let kube = KubeSource::start(&args.api.options(), &kinds, &custom).context("weft ingress")?;
             registry.register(kube.stats());
             Box::new(kube)
         }
@@ -222,6 +246,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let (http, https) = (bind(args.http)?, bind(args.https)?);
     let (stop, stopped) = watch::channel(false);
+    let (gateway_proxy, gateway_stopped) = (proxy.clone(), stopped.clone());
     let servers = [
         runtime.spawn(server::serve(http, proxy.clone(), None, stopped.clone())),
         runtime.spawn(server::serve(https, proxy.clone(), Some(acceptor), stopped)),
@@ -247,12 +272,31 @@ pub fn run(args: Args) -> Result<()> {
         }
         std::process::exit(0);
     })?;
+    let gateway_controller = if gateway_api {
+        args.gateway_controller.clone()
+    } else {
+        String::new()
+    };
     let config = Config {
         controller: args.controller,
         default_certificate: args.default_ssl_certificate,
         metrics,
+        gateway: weft_ingress::gateway::Settings {
+            controller: gateway_controller.clone(),
+            publish: args.publish_service.clone(),
+        },
         ..Config::default()
     };
+    let mut listeners = crate::gateway::Listeners {
+        ip: args.http.ip(),
+        proxy: gateway_proxy,
+        table: table.clone(),
+        runtime: runtime.handle().clone(),
+        stopped: gateway_stopped,
+        open: Default::default(),
+    };
+    let (gateway_writes, gateway_pending) = watch::channel(crate::gateway::Writes::default());
+    let home = args.publish_service.as_ref().map(|(namespace, _)| namespace.clone());
     // The status writes wait for the latest wish only: a newer snapshot replaces an unsent one.
     let (wishes, pending) = watch::channel(None);
     let (events, to_send) = mpsc::unbounded_channel();
@@ -261,6 +305,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.objects.is_none() {
         let (client, _) = runtime.block_on(weft_kube::client(&args.api.options()))?;
         runtime.spawn(write_events(client.clone(), to_send));
+        if gateway_api {
+            runtime.spawn(crate::gateway::write(client.clone(), gateway_pending));
+        }
         if let Some(service) = args.publish_service {
             runtime.spawn(write_status(client, pending));
             publish = Some(service);
@@ -268,6 +315,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     let status_config = config.clone();
     follow::follow(source.as_mut(), &config, &table, &status.ready, |snapshot, appeared| {
+        if gateway_api {
+            let current = table.load();
+            listeners.sync(&current.gateways().pod_ports());
+            let writes = crate::gateway::writes(&current, snapshot, &gateway_controller, home.as_deref());
+            if !writes.is_empty() {
+                gateway_writes.send_replace(writes);
+            }
+        }
         if let Some((namespace, name)) = &publish {
             let wanted = weft_ingress::status::addresses(snapshot, namespace, name);
             let stale = weft_ingress::status::stale(snapshot, &status_config, &wanted);

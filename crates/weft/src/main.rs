@@ -9,6 +9,7 @@ mod client;
 mod crds;
 mod dns;
 mod expose;
+mod gateway;
 mod ingress;
 mod lab;
 mod logging;

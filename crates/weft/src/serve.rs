@@ -31,6 +31,11 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
+    /// Answer as the Gateway API conformance suite's echo server (echo-basic) does: JSON with the request's
+    /// path, host, method, protocol and headers and the pod's name and namespace (`/status/NNN` still answers
+    /// NNN). What the lab runs for images whose name contains `echo`.
+    #[arg(long)]
+    echo: bool,
 }
 
 /// Who and where this pod is, from the environment the lab sets.
@@ -40,6 +45,8 @@ pub struct Identity {
     pub namespace: String,
     pub node: String,
     pub pod_ip: String,
+    /// Answer as echo-basic (`--echo`).
+    pub echo: bool,
 }
 
 impl Identity {
@@ -50,6 +57,7 @@ impl Identity {
             namespace: var("WEFT_POD_NAMESPACE").unwrap_or_else(|| "default".into()),
             node: var("WEFT_NODE_NAME").unwrap_or_default(),
             pod_ip: var("WEFT_POD_IP").unwrap_or_default(),
+            echo: false,
         }
     }
 }
@@ -70,7 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.http
     };
-    let id = Arc::new(Identity::from_env());
+    let id = Arc::new(Identity {
+        echo: args.echo,
+        ..Identity::from_env()
+    });
 
     // Bind everything before serving anything, so a taken port fails the command instead of half-serving.
     let mut tcp = Vec::new();
@@ -378,6 +389,7 @@ fn query_param(query: Option<&str>, key: &str) -> Option<Vec<u8>> {
 pub fn respond(head: &Head, peer: SocketAddr, id: &Identity) -> Response {
     let (path, query) = split_target(&head.target);
     match path {
+        _ if id.echo && !path.starts_with("/status/") => echo(head, id),
         "/hostname" => Response::text(200, id.pod.as_str()),
         "/clientip" => Response::text(200, peer.to_string()),
         "/healthz" => Response::text(200, "ok"),
@@ -400,6 +412,40 @@ pub fn respond(head: &Head, peer: SocketAddr, id: &Identity) -> Response {
             ),
         ),
     }
+}
+
+/// echo-basic's answer: the request as JSON (header values by name, in the order they came).
+fn echo(head: &Head, id: &Identity) -> Response {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &head.headers {
+        // Go's canonical form, as echo-basic reports names (`x-foo` → `X-Foo`).
+        let canonical = name
+            .split('-')
+            .map(|part| {
+                let mut chars = part.chars();
+                chars.next().map_or_else(String::new, |c| {
+                    c.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                })
+            })
+            .collect::<Vec<_>>()
+            .join("-");
+        let entry = headers.entry(canonical).or_insert_with(|| serde_json::json!([]));
+        if let Some(values) = entry.as_array_mut() {
+            values.push(value.as_str().into());
+        }
+    }
+    let body = serde_json::json!({
+        "path": head.target,
+        "host": head.header("host").unwrap_or_default(),
+        "method": head.method,
+        "proto": if head.http11 { "HTTP/1.1" } else { "HTTP/1.0" },
+        "headers": headers,
+        "namespace": id.namespace,
+        "ingress": "",
+        "service": "",
+        "pod": id.pod,
+    });
+    Response::text(200, body.to_string())
 }
 
 fn reason(status: u16) -> &'static str {
@@ -572,11 +618,34 @@ mod tests {
             namespace: "ns".into(),
             node: "node-1".into(),
             pod_ip: "10.0.0.5".into(),
+            echo: false,
         }
     }
 
     fn peer() -> SocketAddr {
         "10.1.2.3:4567".parse().unwrap()
+    }
+
+    #[test]
+    fn echo_answers_as_the_conformance_suites_echo_server() {
+        let head =
+            read_head(&mut &b"GET /v2/x?a=b HTTP/1.1\r\nHost: gw.example\r\nx-echo: one\r\nX-Echo: two\r\n\r\n"[..])
+                .unwrap()
+                .unwrap();
+        let id = Identity { echo: true, ..id() };
+        let answer: serde_json::Value = serde_json::from_slice(&respond(&head, peer(), &id).body).unwrap();
+        assert_eq!(answer["path"], "/v2/x?a=b");
+        assert_eq!(answer["host"], "gw.example");
+        assert_eq!(answer["method"], "GET");
+        assert_eq!(answer["headers"]["X-Echo"], serde_json::json!(["one", "two"]));
+        assert_eq!(
+            (answer["pod"].as_str(), answer["namespace"].as_str()),
+            (Some("pod-a"), Some("ns"))
+        );
+        let status = read_head(&mut &b"GET /status/503 HTTP/1.1\r\n\r\n"[..])
+            .unwrap()
+            .unwrap();
+        assert_eq!(respond(&status, peer(), &id).status, 503);
     }
 
     fn head(bytes: &[u8]) -> Result<Option<Head>, HeadError> {

@@ -60,6 +60,7 @@ exercises! {
     network_policy => "08-network-policy",
     ingress => "09-ingress",
     certificates => "10-certificates",
+    gateway_api => "11-gateway-api",
     observe => "12-observe",
 }
 

@@ -1,0 +1,1022 @@
+//! Gateways of our GatewayClasses and the HTTPRoutes attached to them, compiled into the data plane's part of
+//! the routing table (by the pod port each Gateway listener port is served on, see `provision`), and the
+//! conditions their statuses should carry.
+
+use super::conditions::{Cond, cond, set};
+use super::filters::{self, HeaderEdit, Redirect, Rewrite};
+use super::hostname;
+use super::matching::{Match, PathMatch};
+use super::provision;
+use crate::annotations::{Annotations, BackendProtocol};
+use crate::metrics::{Metrics, RouteKey, RouteMetrics};
+use crate::tls;
+use crate::upstream::{Index, Upstream};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::networking::v1::ServiceBackendPort;
+use rustls::sign::CertifiedKey;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use weft_gateway::api::{
+    BackendRef, GRPCRoute, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ParentReference,
+    ReferenceGrant, RouteGroupKind,
+};
+use weft_model::Snapshot;
+
+/// What the Gateway API part of the table is built for.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The `controllerName` of the GatewayClasses served (none: no Gateway is).
+    pub controller: String,
+    /// The controller's own Service (namespace, name): the Services provisioned for Gateways go in its
+    /// namespace and select what it selects (none: no Gateway gets an address).
+    pub publish: Option<(String, String)>,
+}
+
+const GROUP: &str = weft_gateway::api::GROUP;
+
+/// Where a share of a rule's requests goes.
+#[derive(Clone, Debug)]
+pub enum BackendTarget {
+    Service {
+        upstream: Arc<Upstream>,
+        protocol: BackendProtocol,
+    },
+    /// A reference that cannot be followed: its share answers 500, with why.
+    Invalid(Arc<str>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub weight: u32,
+    pub target: BackendTarget,
+    /// The backendRef's own RequestHeaderModifier.
+    pub request_headers: Option<HeaderEdit>,
+    /// How the proxy forwards to it: the backend protocol and the rewritten Host.
+    pub settings: Arc<Annotations>,
+}
+
+/// One rule of a route as the data plane runs it.
+#[derive(Debug)]
+pub struct Rule {
+    /// `namespace/name` of the route.
+    pub route: Arc<str>,
+    pub request_headers: Option<HeaderEdit>,
+    pub response_headers: Option<HeaderEdit>,
+    pub redirect: Option<Redirect>,
+    pub rewrite: Option<Rewrite>,
+    pub backends: Vec<Backend>,
+    /// `timeouts.request`: the whole request, to the response's head (504 after it; 0: none).
+    pub timeout: Option<Duration>,
+    pub metrics: Arc<RouteMetrics>,
+}
+
+impl Rule {
+    /// The backend of a roll in 0..total weight; none when every weight is 0 (500).
+    pub fn pick(&self, roll: u32) -> Option<&Backend> {
+        let mut left = roll;
+        self.backends.iter().find(|b| {
+            if left < b.weight {
+                true
+            } else {
+                left -= b.weight;
+                false
+            }
+        })
+    }
+
+    pub fn total_weight(&self) -> u32 {
+        self.backends.iter().map(|b| b.weight).sum()
+    }
+}
+
+#[derive(Debug)]
+pub struct Entry {
+    pub matcher: Match,
+    pub rule: Arc<Rule>,
+    /// Route age, route, rule index, match index: the tie-breakers after the match's own precedence.
+    order: (String, String, usize, usize),
+}
+
+/// The routes of one listener, by host pattern (`""`: any host).
+#[derive(Debug, Default)]
+pub struct ListenerRoutes {
+    pub name: String,
+    pub hostname: Option<String>,
+    hosts: HashMap<String, Vec<Entry>>,
+    certificates: Vec<Arc<CertifiedKey>>,
+}
+
+impl ListenerRoutes {
+    /// The entries for `host`, most specific host pattern first, each in precedence order.
+    pub fn candidates<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        hostname::candidates(host)
+            .filter_map(|pattern| self.hosts.get(&pattern))
+            .flatten()
+    }
+
+    pub fn certificate(&self) -> Option<&Arc<CertifiedKey>> {
+        self.certificates.first()
+    }
+}
+
+/// One listener port of one Gateway, as served on a pod port.
+#[derive(Debug)]
+pub struct Port {
+    /// `namespace/name` of the Gateway.
+    pub gateway: Arc<str>,
+    /// The listener port clients dial (for redirects).
+    pub port: u16,
+    pub tls: bool,
+    /// Most specific hostname first (exact, longer wildcards, none).
+    pub listeners: Vec<ListenerRoutes>,
+}
+
+impl Port {
+    /// The listener a request for `host` belongs to.
+    pub fn listener(&self, host: &str) -> Option<&ListenerRoutes> {
+        self.listeners
+            .iter()
+            .find(|l| l.hostname.as_deref().is_none_or(|h| hostname::covers(h, host)))
+    }
+}
+
+/// Conditions of one listener, and how many routes it has.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerState {
+    pub name: String,
+    pub supported_kinds: Vec<RouteGroupKind>,
+    pub attached: i32,
+    pub conditions: Vec<Cond>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GatewayState {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub conditions: Vec<Cond>,
+    pub listeners: Vec<ListenerState>,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParentState {
+    pub parent: ParentReference,
+    pub conditions: Vec<Cond>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteState {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub parents: Vec<ParentState>,
+}
+
+/// The Gateway API part of a routing table.
+#[derive(Debug, Default)]
+pub struct Gateways {
+    ports: HashMap<u16, Arc<Port>>,
+    pub classes: Vec<(String, Option<i64>, Vec<Cond>)>,
+    pub gateways: Vec<GatewayState>,
+    pub routes: Vec<RouteState>,
+    /// The provisioned Services' wanted shape, for the controller to write.
+    pub services: Vec<Service>,
+}
+
+impl Gateways {
+    /// The Gateway listener port served on pod port `port`.
+    pub fn port(&self, port: u16) -> Option<&Arc<Port>> {
+        self.ports.get(&port)
+    }
+
+    /// The pod ports to listen on, and whether each is TLS.
+    pub fn pod_ports(&self) -> BTreeMap<u16, bool> {
+        self.ports.iter().map(|(p, port)| (*p, port.tls)).collect()
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(snapshot: &Snapshot, kind: &str) -> Vec<T> {
+    snapshot
+        .of_kind(kind)
+        .filter_map(|o| serde_json::from_value(o.to_value()).ok())
+        .collect()
+}
+
+fn id(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The ReferenceGrants of a snapshot: whether `from` (group, kind, namespace) may refer to `to` (group, kind,
+/// namespace, name).
+struct Grants(Vec<ReferenceGrant>);
+
+impl Grants {
+    fn allow(&self, from: (&str, &str, &str), to: (&str, &str, &str, &str)) -> bool {
+        if from.2 == to.2 {
+            return true;
+        }
+        self.0.iter().any(|g| {
+            g.metadata.namespace.as_deref() == Some(to.2)
+                && g.spec
+                    .from
+                    .iter()
+                    .any(|f| (f.group.as_str(), f.kind.as_str(), f.namespace.as_str()) == from)
+                && g.spec.to.iter().any(|t| {
+                    (t.group.as_str(), t.kind.as_str()) == (to.0, to.1)
+                        && t.name.as_deref().is_none_or(|n| n.is_empty() || n == to.3)
+                })
+        })
+    }
+}
+
+/// A listener as compiled: whether it can take routes at all, its certificates.
+struct Compiled<'a> {
+    spec: &'a Listener,
+    usable: bool,
+    kinds: Vec<RouteGroupKind>,
+    certificates: Vec<Arc<CertifiedKey>>,
+    state: ListenerState,
+    routes: ListenerRoutes,
+}
+
+fn kind(kind: &str) -> RouteGroupKind {
+    RouteGroupKind {
+        group: Some(GROUP.into()),
+        kind: kind.into(),
+    }
+}
+
+pub struct Compiler<'a> {
+    pub settings: &'a Settings,
+    pub snapshot: &'a Snapshot,
+    pub index: &'a Index<'a>,
+    pub metrics: &'a Metrics,
+    /// The route metrics made, by their names.
+    pub live: &'a mut BTreeSet<RouteKey>,
+}
+
+impl Compiler<'_> {
+    pub fn compile(mut self) -> Gateways {
+        let mut out = Gateways::default();
+        if self.settings.controller.is_empty() {
+            return out;
+        }
+        let snapshot = self.snapshot;
+        let grants = Grants(decode(snapshot, "ReferenceGrant"));
+        let namespaces: HashMap<String, BTreeMap<String, String>> = decode::<Namespace>(snapshot, "Namespace")
+            .into_iter()
+            .map(|n| {
+                (
+                    n.metadata.name.unwrap_or_default(),
+                    n.metadata.labels.unwrap_or_default(),
+                )
+            })
+            .collect();
+        let classes: Vec<GatewayClass> = decode(snapshot, "GatewayClass");
+        let ours: BTreeSet<String> = classes
+            .iter()
+            .filter(|c| c.spec.controller_name == self.settings.controller)
+            .map(|c| c.metadata.name.clone().unwrap_or_default())
+            .collect();
+        for class in classes
+            .iter()
+            .filter(|c| c.spec.controller_name == self.settings.controller)
+        {
+            let c = match &class.spec.parameters_ref {
+                Some(_) => cond("Accepted", false, "InvalidParameters", "weft takes no parameters"),
+                None => cond("Accepted", true, "Accepted", "served by weft ingress"),
+            };
+            out.classes.push((
+                class.metadata.name.clone().unwrap_or_default(),
+                class.metadata.generation,
+                vec![c, cond("SupportedVersion", true, "SupportedVersion", "v1")],
+            ));
+        }
+        let mut gateways: Vec<Gateway> = decode(snapshot, "Gateway");
+        gateways.retain(|g| ours.contains(&g.spec.gateway_class_name));
+        gateways.sort_by_key(|g| id(&g.metadata));
+        let (home, own) = self.settings.publish.clone().unwrap_or_default();
+        let services: Vec<Service> = decode(snapshot, "Service");
+        let selector = services
+            .iter()
+            .find(|s| id(&s.metadata) == (home.clone(), own.clone()))
+            .and_then(|s| s.spec.as_ref()?.selector.clone());
+        let existing: Vec<Service> = services
+            .into_iter()
+            .filter(|s| s.metadata.namespace.as_deref() == Some(&home) && provision::owner(s).is_some())
+            .collect();
+        let provisioning = selector.map(|selector| (home, selector));
+        let mut compiled: Vec<(GatewayState, Vec<Compiled>)> = gateways
+            .iter()
+            .map(|g| self.gateway(g, &grants, &existing, provisioning.as_ref(), &mut out.services))
+            .collect();
+        let mut routes: Vec<HTTPRoute> = decode(snapshot, "HTTPRoute");
+        routes.sort_by_key(|r| age(&r.metadata));
+        for route in &routes {
+            let (namespace, name) = id(&route.metadata);
+            let default_rules = [HTTPRouteRule::default()];
+            let rules = route.spec.rules.as_deref().unwrap_or(&default_rules);
+            let compiled_rules = self.rules(
+                "HTTPRoute",
+                &namespace,
+                &format!("{namespace}/{name}").into(),
+                rules,
+                &grants,
+            );
+            let spec = &route.spec;
+            let state = self.attach(
+                "HTTPRoute",
+                &route.metadata,
+                &spec.parent_refs,
+                &spec.hostnames,
+                compiled_rules,
+                &namespaces,
+                &mut compiled,
+            );
+            if !state.parents.is_empty() {
+                out.routes.push(state);
+            }
+        }
+        let mut grpc: Vec<GRPCRoute> = decode(snapshot, "GRPCRoute");
+        grpc.sort_by_key(|r| age(&r.metadata));
+        for route in &grpc {
+            let (namespace, name) = id(&route.metadata);
+            let rules: Vec<HTTPRouteRule> = route.spec.rules.iter().map(super::grpc::as_http).collect();
+            let compiled_rules = self.rules(
+                "GRPCRoute",
+                &namespace,
+                &format!("{namespace}/{name}").into(),
+                &rules,
+                &grants,
+            );
+            let spec = &route.spec;
+            let state = self.attach(
+                "GRPCRoute",
+                &route.metadata,
+                &spec.parent_refs,
+                &spec.hostnames,
+                compiled_rules,
+                &namespaces,
+                &mut compiled,
+            );
+            if !state.parents.is_empty() {
+                out.routes.push(state);
+            }
+        }
+        for (state, listeners) in compiled {
+            let gateway: Arc<str> = format!("{}/{}", state.namespace, state.name).into();
+            let service = existing
+                .iter()
+                .find(|s| provision::owner(s) == Some((&state.namespace, &state.name)));
+            let mut by_port: BTreeMap<i32, Vec<Compiled>> = BTreeMap::new();
+            let mut listener_states = Vec::new();
+            for mut l in listeners {
+                l.state.attached = l.state.attached.max(0);
+                listener_states.push(l.state.clone());
+                if l.usable {
+                    by_port.entry(l.spec.port).or_default().push(l);
+                }
+            }
+            for (port, mut ls) in by_port {
+                let Some(pod_port) = service.and_then(|s| provision::pod_port(s, port)) else {
+                    continue;
+                };
+                let tls = ls.iter().any(|l| l.spec.protocol == "HTTPS");
+                // Most specific hostname first: exact names, then wildcards by length, then none.
+                ls.sort_by_key(|l| match l.spec.hostname.as_deref() {
+                    Some(h) if !h.starts_with('*') => (0, usize::MAX - h.len()),
+                    Some(h) => (1, usize::MAX - h.len()),
+                    None => (2, 0),
+                });
+                let listeners = ls
+                    .into_iter()
+                    .map(|mut l| {
+                        for entries in l.routes.hosts.values_mut() {
+                            entries
+                                .sort_by(|a, b| a.matcher.precedence(&b.matcher).then_with(|| a.order.cmp(&b.order)));
+                        }
+                        l.routes.certificates = l.certificates;
+                        l.routes
+                    })
+                    .collect();
+                out.ports.insert(
+                    pod_port,
+                    Arc::new(Port {
+                        gateway: gateway.clone(),
+                        port: port as u16,
+                        tls,
+                        listeners,
+                    }),
+                );
+            }
+            let mut state = state;
+            state.listeners = listener_states;
+            out.gateways.push(state);
+        }
+        out
+    }
+
+    /// A Gateway's listeners and conditions; adds its provisioned Service's wanted shape to `services`.
+    fn gateway<'g>(
+        &self,
+        g: &'g Gateway,
+        grants: &Grants,
+        existing: &[Service],
+        provisioning: Option<&(String, BTreeMap<String, String>)>,
+        services: &mut Vec<Service>,
+    ) -> (GatewayState, Vec<Compiled<'g>>) {
+        let (namespace, name) = id(&g.metadata);
+        let mut listeners: Vec<Compiled> = g
+            .spec
+            .listeners
+            .iter()
+            .map(|l| self.listener(&namespace, l, grants))
+            .collect();
+        // Listeners sharing a port must agree on the protocol family and differ by hostname.
+        let family = |p: &str| if p == "HTTP" { "HTTP" } else { "TLS" };
+        let conflicts: Vec<Option<&'static str>> = g
+            .spec
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, mine)| {
+                let mut conflict = None;
+                let others = g
+                    .spec
+                    .listeners
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, o)| *j != i && o.port == mine.port);
+                for (_, other) in others {
+                    if family(&other.protocol) != family(&mine.protocol) {
+                        conflict = Some("ProtocolConflict");
+                    } else if other.protocol == mine.protocol && other.hostname == mine.hostname && conflict.is_none() {
+                        conflict = Some("HostnameConflict");
+                    }
+                }
+                conflict
+            })
+            .collect();
+        for (l, conflict) in listeners.iter_mut().zip(conflicts) {
+            match conflict {
+                Some(reason) => {
+                    l.usable = false;
+                    let message = "another listener on the port conflicts";
+                    set(&mut l.state.conditions, cond("Conflicted", true, reason, message));
+                    set(
+                        &mut l.state.conditions,
+                        cond("Programmed", false, "Invalid", "the listener conflicts"),
+                    );
+                }
+                None => set(&mut l.state.conditions, cond("Conflicted", false, "NoConflicts", "")),
+            }
+        }
+        let ports: BTreeSet<i32> = listeners.iter().filter(|l| l.usable).map(|l| l.spec.port).collect();
+        if let Some((home, selector)) = provisioning {
+            // Services wanted for the Gateways before this one count as taken too.
+            let known: Vec<Service> = existing.iter().chain(services.iter()).cloned().collect();
+            services.push(provision::service(home, selector, &namespace, &name, &ports, &known));
+        }
+        let address: Vec<String> = existing
+            .iter()
+            .find(|s| provision::owner(s) == Some((&namespace, &name)))
+            .map(provision::addresses)
+            .unwrap_or_default();
+        let valid = listeners
+            .iter()
+            .filter(|l| l.state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status))
+            .count();
+        let mut conditions = Vec::new();
+        let accepted = if g
+            .spec
+            .infrastructure
+            .as_ref()
+            .is_some_and(|i| i.parameters_ref.is_some())
+        {
+            cond(
+                "Accepted",
+                false,
+                "InvalidParameters",
+                "weft takes no infrastructure parameters",
+            )
+        } else if !g.spec.addresses.is_empty() {
+            cond(
+                "Accepted",
+                false,
+                "UnsupportedAddress",
+                "weft assigns the Gateway's address itself",
+            )
+        } else if valid == listeners.len() {
+            cond("Accepted", true, "Accepted", "")
+        } else if valid > 0 {
+            cond("Accepted", true, "ListenersNotValid", "some listeners are not valid")
+        } else {
+            cond("Accepted", false, "ListenersNotValid", "no listener is valid")
+        };
+        let accepted_ok = accepted.status;
+        conditions.push(accepted);
+        conditions.push(match (accepted_ok, address.is_empty()) {
+            (false, _) => cond("Programmed", false, "Invalid", "the Gateway is not accepted"),
+            (true, true) => cond(
+                "Programmed",
+                false,
+                "AddressNotAssigned",
+                "waiting for the LoadBalancer's address",
+            ),
+            (true, false) => cond("Programmed", true, "Programmed", ""),
+        });
+        if !accepted_ok {
+            for l in &mut listeners {
+                l.usable = false;
+            }
+        }
+        let state = GatewayState {
+            namespace,
+            name,
+            generation: g.metadata.generation,
+            conditions,
+            listeners: Vec::new(),
+            addresses: address,
+        };
+        (state, listeners)
+    }
+
+    fn listener<'l>(&self, namespace: &str, l: &'l Listener, grants: &Grants) -> Compiled<'l> {
+        let mut conditions = Vec::new();
+        let defaults: &[&str] = match l.protocol.as_str() {
+            "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
+            _ => &[],
+        };
+        let supported_protocol = !defaults.is_empty();
+        let asked = l
+            .allowed_routes
+            .as_ref()
+            .map(|a| a.kinds.as_slice())
+            .unwrap_or_default();
+        let mut kinds = Vec::new();
+        let mut invalid_kind = false;
+        if asked.is_empty() {
+            kinds.extend(defaults.iter().map(|k| kind(k)));
+        } else {
+            for k in asked {
+                let group_ok = k.group.as_deref().is_none_or(|g| g == GROUP);
+                if group_ok && defaults.contains(&k.kind.as_str()) {
+                    kinds.push(kind(&k.kind));
+                } else {
+                    invalid_kind = true;
+                }
+            }
+        }
+        let mut certificates = Vec::new();
+        let mut refs = cond("ResolvedRefs", true, "ResolvedRefs", "");
+        if invalid_kind {
+            refs = cond(
+                "ResolvedRefs",
+                false,
+                "InvalidRouteKinds",
+                "a kind in allowedRoutes is not supported",
+            );
+        }
+        if l.protocol == "HTTPS" {
+            let tls = l.tls.as_ref();
+            let certificate_refs = tls.map(|t| t.certificate_refs.as_slice()).unwrap_or_default();
+            if tls.and_then(|t| t.mode.as_deref()).is_some_and(|m| m != "Terminate") {
+                set(
+                    &mut conditions,
+                    cond("Accepted", false, "UnsupportedValue", "HTTPS listeners terminate TLS"),
+                );
+            }
+            for r in certificate_refs {
+                let ns = r.namespace.as_deref().unwrap_or(namespace);
+                let is_secret =
+                    r.group.as_deref().unwrap_or("").is_empty() && r.kind.as_deref().unwrap_or("Secret") == "Secret";
+                let problem = if !is_secret {
+                    Some(("InvalidCertificateRef", format!("{} is not a Secret", r.name)))
+                } else if !grants.allow((GROUP, "Gateway", namespace), ("", "Secret", ns, &r.name)) {
+                    Some((
+                        "RefNotPermitted",
+                        format!("no ReferenceGrant lets the Gateway use Secret {ns}/{}", r.name),
+                    ))
+                } else {
+                    let key = weft_model::Key::new("Secret", Some(ns), &r.name);
+                    let secret = self
+                        .snapshot
+                        .get(&key)
+                        .and_then(|o| serde_json::from_value::<Secret>(o.to_value()).ok());
+                    match secret.map(|s| tls::from_secret(&s)) {
+                        None => Some((
+                            "InvalidCertificateRef",
+                            format!("Secret {ns}/{} does not exist", r.name),
+                        )),
+                        Some(Err(e)) => Some(("InvalidCertificateRef", format!("Secret {ns}/{}: {e}", r.name))),
+                        Some(Ok(key)) => {
+                            certificates.push(Arc::new(key));
+                            None
+                        }
+                    }
+                };
+                if let Some((reason, message)) = problem
+                    && refs.status
+                {
+                    refs = cond("ResolvedRefs", false, reason, message);
+                }
+            }
+            if certificate_refs.is_empty() && refs.status {
+                refs = cond(
+                    "ResolvedRefs",
+                    false,
+                    "InvalidCertificateRef",
+                    "an HTTPS listener needs certificateRefs",
+                );
+            }
+        }
+        if !supported_protocol {
+            set(
+                &mut conditions,
+                cond(
+                    "Accepted",
+                    false,
+                    "UnsupportedProtocol",
+                    format!("protocol {} is not served", l.protocol),
+                ),
+            );
+        } else {
+            set(&mut conditions, cond("Accepted", true, "Accepted", ""));
+        }
+        let accepted = conditions.iter().all(|c| c.status);
+        let programmed = accepted && refs.status;
+        conditions.push(refs);
+        conditions.push(if programmed {
+            cond("Programmed", true, "Programmed", "")
+        } else {
+            cond("Programmed", false, "Invalid", "the listener is not valid")
+        });
+        Compiled {
+            spec: l,
+            usable: programmed,
+            kinds: kinds.clone(),
+            certificates,
+            state: ListenerState {
+                name: l.name.clone(),
+                supported_kinds: kinds,
+                attached: 0,
+                conditions,
+            },
+            routes: ListenerRoutes {
+                name: l.name.clone(),
+                hostname: l.hostname.clone(),
+                ..ListenerRoutes::default()
+            },
+        }
+    }
+
+    /// An HTTPRoute attached to the listeners that take it, and its parents' conditions.
+    /// A route (its kind, metadata, parentRefs, hostnames and compiled rules) attached to the listeners that
+    /// take it, and its parents' conditions.
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
+        &mut self,
+        kind: &'static str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        parent_refs: &[ParentReference],
+        hostnames: &[String],
+        (compiled_rules, resolved): CompiledRules,
+        namespaces: &HashMap<String, BTreeMap<String, String>>,
+        gateways: &mut [(GatewayState, Vec<Compiled>)],
+    ) -> RouteState {
+        let (namespace, name) = id(meta);
+        let route_id: Arc<str> = format!("{namespace}/{name}").into();
+        let ts = meta
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
+        let mut state = RouteState {
+            kind,
+            namespace: namespace.clone(),
+            name: name.clone(),
+            generation: meta.generation,
+            parents: Vec::new(),
+        };
+        for parent in parent_refs {
+            if parent.group() != GROUP || parent.kind() != "Gateway" {
+                continue;
+            }
+            let gw_ns = parent.namespace.clone().unwrap_or_else(|| namespace.clone());
+            let Some((_, listeners)) = gateways
+                .iter_mut()
+                .find(|(g, _)| g.namespace == gw_ns && g.name == parent.name)
+            else {
+                continue;
+            };
+            let mut by_ref: Vec<&mut Compiled> = listeners
+                .iter_mut()
+                .filter(|l| parent.section_name.as_ref().is_none_or(|s| *s == l.spec.name))
+                .filter(|l| parent.port.is_none_or(|p| p == l.spec.port))
+                .collect();
+            let accepted = if by_ref.is_empty() {
+                cond(
+                    "Accepted",
+                    false,
+                    "NoMatchingParent",
+                    "no listener of the Gateway has this sectionName/port",
+                )
+            } else {
+                let ns_labels = namespaces.get(&namespace);
+                by_ref.retain(|l| {
+                    let kind_ok = l.kinds.iter().any(|k| k.kind == kind);
+                    let from = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref());
+                    let ns_ok = match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
+                        "All" => true,
+                        "Selector" => from
+                            .and_then(|f| f.selector.as_ref())
+                            .is_some_and(|s| selector_matches(s, ns_labels)),
+                        _ => gw_ns == namespace,
+                    };
+                    kind_ok && ns_ok && l.state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status)
+                });
+                if by_ref.is_empty() {
+                    cond(
+                        "Accepted",
+                        false,
+                        "NotAllowedByListeners",
+                        "no listener allows this route",
+                    )
+                } else {
+                    let mut attached = 0;
+                    for l in by_ref {
+                        let hosts = hostname::effective(l.spec.hostname.as_deref(), hostnames);
+                        if hosts.is_empty() {
+                            continue;
+                        }
+                        attached += 1;
+                        l.state.attached += 1;
+                        for host in hosts {
+                            let entries = l.routes.hosts.entry(host).or_default();
+                            for (r, (matches, rule)) in compiled_rules.iter().enumerate() {
+                                for (m, matcher) in matches.iter().enumerate() {
+                                    entries.push(Entry {
+                                        matcher: matcher.clone(),
+                                        rule: rule.clone(),
+                                        order: (ts.clone(), route_id.to_string(), r, m),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    if attached == 0 {
+                        cond(
+                            "Accepted",
+                            false,
+                            "NoMatchingListenerHostname",
+                            "no listener hostname matches the route's",
+                        )
+                    } else {
+                        cond("Accepted", true, "Accepted", "")
+                    }
+                }
+            };
+            state.parents.push(ParentState {
+                parent: ParentReference {
+                    group: Some(GROUP.into()),
+                    kind: Some("Gateway".into()),
+                    namespace: Some(gw_ns),
+                    ..parent.clone()
+                },
+                conditions: vec![accepted, resolved.clone()],
+            });
+        }
+        state
+    }
+
+    /// A route's rules compiled (those that cannot be are left out), and its ResolvedRefs condition.
+    fn rules(
+        &mut self,
+        kind: &'static str,
+        namespace: &str,
+        route: &Arc<str>,
+        rules: &[HTTPRouteRule],
+        grants: &Grants,
+    ) -> CompiledRules {
+        let mut resolved = cond("ResolvedRefs", true, "ResolvedRefs", "");
+        let mut out = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let default_match = [Default::default()];
+            let matches_spec = rule
+                .matches
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .unwrap_or(&default_match);
+            let Ok(matches) = matches_spec.iter().map(Match::compile).collect::<Result<Vec<_>, _>>() else {
+                continue;
+            };
+            let prefix = matches.iter().find_map(|m| match &m.path {
+                PathMatch::Plain(p) => filters::prefix_of(p),
+                PathMatch::Regex(_) => None,
+            });
+            let Ok(parts) = Filters::compile(&rule.filters, prefix) else {
+                continue;
+            };
+            let mut backends = Vec::new();
+            for b in &rule.backend_refs {
+                let (target, problem) = self.backend(kind, namespace, &b.backend, grants);
+                if let Some((reason, message)) = problem
+                    && resolved.status
+                {
+                    resolved = cond("ResolvedRefs", false, reason, message);
+                }
+                let own = Filters::compile(&b.filters, prefix)
+                    .ok()
+                    .and_then(|f| f.request_headers);
+                let protocol = match &target {
+                    BackendTarget::Service { protocol, .. } => *protocol,
+                    BackendTarget::Invalid(_) => BackendProtocol::Http,
+                };
+                // `timeouts.backendRequest`: each try's wait for the backend.
+                let backend_timeout = rule
+                    .timeouts
+                    .as_ref()
+                    .and_then(|t| t.backend_request.as_deref())
+                    .and_then(weft_gateway::duration::parse)
+                    .filter(|d| !d.is_zero());
+                let settings = Arc::new(Annotations {
+                    backend_protocol: protocol,
+                    read_timeout: backend_timeout.unwrap_or(Annotations::default().read_timeout),
+                    upstream_vhost: parts.rewrite.as_ref().and_then(|r| r.hostname.clone()),
+                    ..Annotations::default()
+                });
+                backends.push(Backend {
+                    weight: b.backend.weight(),
+                    target,
+                    request_headers: own,
+                    settings,
+                });
+            }
+            let rule_name = rule.name.clone().unwrap_or_else(|| format!("rule-{i}"));
+            let key = (
+                format!("{}/{route}", kind.to_ascii_lowercase()),
+                String::new(),
+                rule_name,
+            );
+            self.live.insert(key.clone());
+            out.push((
+                matches,
+                Arc::new(Rule {
+                    route: route.clone(),
+                    request_headers: parts.request_headers,
+                    response_headers: parts.response_headers,
+                    redirect: parts.redirect,
+                    rewrite: parts.rewrite,
+                    backends,
+                    timeout: rule
+                        .timeouts
+                        .as_ref()
+                        .and_then(|t| t.request.as_deref())
+                        .and_then(weft_gateway::duration::parse)
+                        .filter(|d| !d.is_zero()),
+                    metrics: self.metrics.route(key),
+                }),
+            ));
+        }
+        (out, resolved)
+    }
+
+    /// Where a backendRef leads, and the ResolvedRefs problem it has.
+    fn backend(
+        &self,
+        kind: &str,
+        namespace: &str,
+        b: &BackendRef,
+        grants: &Grants,
+    ) -> (BackendTarget, Option<(&'static str, String)>) {
+        let invalid = |reason: &'static str, message: String| {
+            (BackendTarget::Invalid(message.as_str().into()), Some((reason, message)))
+        };
+        if !b.is_service() {
+            return invalid("InvalidKind", format!("backend {} is not a Service", b.name));
+        }
+        let ns = b.namespace.as_deref().unwrap_or(namespace);
+        if !grants.allow((GROUP, kind, namespace), ("", "Service", ns, &b.name)) {
+            return invalid(
+                "RefNotPermitted",
+                format!("no ReferenceGrant lets the route use Service {ns}/{}", b.name),
+            );
+        }
+        let Some(port) = b.port else {
+            return invalid("BackendNotFound", format!("backend {ns}/{} has no port", b.name));
+        };
+        let port_spec = ServiceBackendPort {
+            number: Some(port),
+            name: None,
+        };
+        match self.index.upstream(ns, &b.name, &port_spec) {
+            Ok(upstream) => {
+                // gRPC is HTTP/2: h2c to the backend, whatever its appProtocol.
+                let protocol = match kind {
+                    "GRPCRoute" => BackendProtocol::Grpc,
+                    _ => app_protocol(self.snapshot, ns, &b.name, port),
+                };
+                (
+                    BackendTarget::Service {
+                        upstream: Arc::new(upstream),
+                        protocol,
+                    },
+                    None,
+                )
+            }
+            Err(e) => invalid("BackendNotFound", e.to_string()),
+        }
+    }
+}
+
+/// A route's rules with their matches, and its ResolvedRefs condition.
+type CompiledRules = (Vec<(Vec<Match>, Arc<Rule>)>, Cond);
+
+/// Routes are taken oldest first, then by namespace/name.
+fn age(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, (String, String)) {
+    let ts = meta
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    (ts, id(meta))
+}
+
+/// The protocol a Service port's `appProtocol` asks for: h2c (`kubernetes.io/h2c`), else HTTP/1.1 (WebSocket
+/// upgrades pass through HTTP/1.1 as they are).
+fn app_protocol(snapshot: &Snapshot, namespace: &str, name: &str, port: i32) -> BackendProtocol {
+    let key = weft_model::Key::new("Service", Some(namespace), name);
+    let service = snapshot
+        .get(&key)
+        .and_then(|o| serde_json::from_value::<Service>(o.to_value()).ok());
+    let app = service
+        .and_then(|s| s.spec?.ports?.into_iter().find(|p| p.port == port))
+        .and_then(|p| p.app_protocol);
+    match app.as_deref() {
+        Some("kubernetes.io/h2c") => BackendProtocol::Grpc,
+        _ => BackendProtocol::Http,
+    }
+}
+
+/// A rule's (or backendRef's) filters compiled.
+#[derive(Default)]
+struct Filters {
+    request_headers: Option<HeaderEdit>,
+    response_headers: Option<HeaderEdit>,
+    redirect: Option<Redirect>,
+    rewrite: Option<Rewrite>,
+}
+
+impl Filters {
+    fn compile(list: &[HTTPRouteFilter], prefix: Option<&str>) -> Result<Filters, filters::FilterError> {
+        let mut out = Filters::default();
+        for f in list {
+            match f.type_.as_str() {
+                "RequestHeaderModifier" => {
+                    out.request_headers = f
+                        .request_header_modifier
+                        .as_ref()
+                        .map(HeaderEdit::compile)
+                        .transpose()?;
+                }
+                "ResponseHeaderModifier" => {
+                    out.response_headers = f
+                        .response_header_modifier
+                        .as_ref()
+                        .map(HeaderEdit::compile)
+                        .transpose()?;
+                }
+                "RequestRedirect" => {
+                    out.redirect = f
+                        .request_redirect
+                        .as_ref()
+                        .map(|r| Redirect::compile(r, prefix))
+                        .transpose()?;
+                }
+                "URLRewrite" => {
+                    out.rewrite = f
+                        .url_rewrite
+                        .as_ref()
+                        .map(|r| Rewrite::compile(r, prefix))
+                        .transpose()?;
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a namespace's labels meet a listener's namespace selector (weft-model's label selectors).
+fn selector_matches(selector: &weft_gateway::api::LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let Ok(selector) = serde_json::to_value(selector).and_then(serde_json::from_value) else {
+        return false;
+    };
+    weft_model::selector::matches(&selector, labels.unwrap_or(&BTreeMap::new()))
+}

@@ -1,0 +1,151 @@
+//! The LoadBalancer Service weft provisions for each Gateway, in the controller's namespace, selecting the
+//! controller's own pods: its address is the Gateway's, and each listener port P maps to a pod port of its own
+//! (20000 and up, kept for as long as the port is), so that the data plane knows from the port a connection
+//! arrives on which Gateway and listener port it is for. The data plane reads the ports back from the Services
+//! as they are, so it and the controller never disagree.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const NAMESPACE_LABEL: &str = "gateway.weft.dev/namespace";
+pub const NAME_LABEL: &str = "gateway.weft.dev/name";
+/// The first pod port given to a Gateway listener port.
+const FIRST_POD_PORT: i32 = 20000;
+
+/// The Gateway (namespace, name) a provisioned Service is for.
+pub fn owner(service: &Service) -> Option<(&str, &str)> {
+    let labels = service.metadata.labels.as_ref()?;
+    Some((labels.get(NAMESPACE_LABEL)?, labels.get(NAME_LABEL)?))
+}
+
+/// The pod port serving Gateway listener port `port`.
+pub fn pod_port(service: &Service, port: i32) -> Option<u16> {
+    let ports = service.spec.as_ref()?.ports.as_ref()?;
+    match &ports.iter().find(|p| p.port == port)?.target_port {
+        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+/// The LoadBalancer's addresses.
+pub fn addresses(service: &Service) -> Vec<String> {
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref()?.ingress.as_ref());
+    ingress
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+        .collect()
+}
+
+/// The Service's name: `gw-NAMESPACE-NAME`, shortened with a hash when that is too long for a name.
+pub fn name(namespace: &str, name: &str) -> String {
+    let full = format!("gw-{namespace}-{name}");
+    if full.len() <= 63 {
+        return full;
+    }
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = full
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    format!("{}-{:08x}", full[..54].trim_end_matches('-'), hash as u32)
+}
+
+/// The Service Gateway `namespace/gateway` should have for its listener `ports`, in `controller_namespace`,
+/// selecting `selector`; `existing` are the provisioned Services as they are (their pod ports are kept).
+pub fn service(
+    controller_namespace: &str,
+    selector: &BTreeMap<String, String>,
+    namespace: &str,
+    gateway: &str,
+    ports: &BTreeSet<i32>,
+    existing: &[Service],
+) -> Service {
+    let mine = existing.iter().find(|s| owner(s) == Some((namespace, gateway)));
+    let mut taken: BTreeSet<i32> = existing
+        .iter()
+        .filter_map(|s| s.spec.as_ref()?.ports.as_ref())
+        .flatten()
+        .filter_map(|p| match p.target_port {
+            Some(IntOrString::Int(n)) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut service_ports = Vec::new();
+    for &port in ports {
+        let pod = match mine.and_then(|s| pod_port(s, port)) {
+            Some(p) => p as i32,
+            None => {
+                let free = (FIRST_POD_PORT..)
+                    .find(|p| !taken.contains(p))
+                    .unwrap_or(FIRST_POD_PORT);
+                taken.insert(free);
+                free
+            }
+        };
+        service_ports.push(ServicePort {
+            name: Some(format!("port-{port}")),
+            port,
+            target_port: Some(IntOrString::Int(pod)),
+            protocol: Some("TCP".into()),
+            ..ServicePort::default()
+        });
+    }
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name(namespace, gateway)),
+            namespace: Some(controller_namespace.to_string()),
+            labels: Some(BTreeMap::from([
+                (NAMESPACE_LABEL.to_string(), namespace.to_string()),
+                (NAME_LABEL.to_string(), gateway.to_string()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            selector: Some(selector.clone()),
+            ports: Some(service_ports),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_ports_are_kept_and_new_ones_take_the_first_free() {
+        let selector = BTreeMap::from([("app".to_string(), "weft-ingress".to_string())]);
+        let first = service("weft-ingress", &selector, "infra", "a", &BTreeSet::from([80, 443]), &[]);
+        assert_eq!(pod_port(&first, 80), Some(20000));
+        assert_eq!(pod_port(&first, 443), Some(20001));
+        let second = service(
+            "weft-ingress",
+            &selector,
+            "infra",
+            "b",
+            &BTreeSet::from([80]),
+            std::slice::from_ref(&first),
+        );
+        assert_eq!(pod_port(&second, 80), Some(20002));
+        let again = service(
+            "weft-ingress",
+            &selector,
+            "infra",
+            "a",
+            &BTreeSet::from([443, 8080]),
+            &[first, second],
+        );
+        assert_eq!(pod_port(&again, 443), Some(20001));
+        // A pod port given up is not taken again at once: connections to it may still be in flight.
+        assert_eq!(pod_port(&again, 8080), Some(20003));
+        assert_eq!(owner(&again), Some(("infra", "a")));
+        assert!(name("n".repeat(40).as_str(), &"g".repeat(40)).len() <= 63);
+    }
+}

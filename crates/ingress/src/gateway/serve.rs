@@ -1,0 +1,107 @@
+//! Requests on a Gateway's pod ports: the listener by Host, the first match in the spec's order, the rule's
+//! redirect or its filters, then a backend by weight (500 for the share of a backendRef that cannot be
+//! followed, 503 when a Service has no ready endpoints), forwarded as the Ingress routes are.
+
+use super::compile::{BackendTarget, Port};
+use crate::host;
+use crate::metrics::RouteMetrics;
+use crate::proxy::{self, Body, Conn, Forward, Proxy};
+use http::header::HeaderValue;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+impl Proxy {
+    /// The response to a request that came on Gateway listener port `port`.
+    pub(crate) async fn respond_gateway(
+        &self,
+        port: Arc<Port>,
+        mut request: Request<Incoming>,
+        conn: &Conn,
+    ) -> (Response<Body>, Arc<RouteMetrics>) {
+        let unrouted = self.unrouted();
+        let authority = proxy::authority(&request);
+        let name = host::of_authority(&authority);
+        let Some(listener) = port.listener(&name) else {
+            return (proxy::local(StatusCode::NOT_FOUND, "404 Not Found\n"), unrouted);
+        };
+        let uri = request.uri().clone();
+        let (path, query) = (uri.path(), uri.query());
+        let found = listener
+            .candidates(&name)
+            .find(|e| e.matcher.matches(request.method(), path, query, request.headers()));
+        let Some(entry) = found else {
+            return (proxy::local(StatusCode::NOT_FOUND, "404 Not Found\n"), unrouted);
+        };
+        let rule = entry.rule.clone();
+        let metrics = rule.metrics.clone();
+        if let Some(redirect) = &rule.redirect {
+            let scheme = if conn.tls { "https" } else { "http" };
+            let location = redirect.location(scheme, &name, port.port, path, query);
+            let response = match HeaderValue::try_from(location) {
+                Ok(location) => proxy::redirect(redirect.status, location),
+                Err(_) => proxy::local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
+            };
+            return (response, metrics);
+        }
+        if let Some(edit) = &rule.request_headers {
+            edit.apply(request.headers_mut());
+        }
+        let Some(backend) = rule.pick(proxy::roll(rule.total_weight())) else {
+            // No backendRefs, or every weight 0.
+            return (
+                proxy::local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n"),
+                metrics,
+            );
+        };
+        let upstream = match &backend.target {
+            BackendTarget::Service { upstream, .. } => upstream.clone(),
+            BackendTarget::Invalid(why) => {
+                tracing::debug!(route = %rule.route, %why, "500");
+                return (
+                    proxy::local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n"),
+                    metrics,
+                );
+            }
+        };
+        if upstream.endpoints().is_empty() {
+            let response = proxy::local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: no ready endpoints\n",
+            );
+            return (response, metrics);
+        }
+        if let Some(edit) = &backend.request_headers {
+            edit.apply(request.headers_mut());
+        }
+        let mut upstream_path = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+            Some(change) => change.apply(path),
+            None => path.to_string(),
+        };
+        if let Some(q) = query {
+            upstream_path.push('?');
+            upstream_path.push_str(q);
+        }
+        let forward = Forward {
+            upstream: &upstream,
+            authority: &authority,
+            path: upstream_path,
+            settings: &backend.settings,
+            matched: None,
+            tls_client: None,
+            metrics: &metrics,
+        };
+        let forwarded = self.forward(request, forward, conn);
+        let mut response = match rule.timeout {
+            Some(limit) => match tokio::time::timeout(limit, forwarded).await {
+                Ok(response) => response,
+                Err(_) => proxy::local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+            },
+            None => forwarded.await,
+        };
+        if let Some(edit) = &rule.response_headers {
+            edit.apply(response.headers_mut());
+        }
+        (response, metrics)
+    }
+}

@@ -1,0 +1,130 @@
+//! The statuses the compiled Gateway API objects should have, as JSON merge patches of `status`: conditions
+//! stamped with the object's generation, keeping the transition time of a condition whose status did not change.
+
+use super::compile::{Gateways, RouteState};
+use super::conditions::Cond;
+use serde_json::{Value, json};
+use weft_model::{Key, Snapshot};
+
+/// One object's wanted status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wanted {
+    pub key: Key,
+    pub status: Value,
+}
+
+fn conditions(list: &[Cond], generation: Option<i64>, before: Option<&Value>, now: &str) -> Value {
+    let before = before.and_then(Value::as_array);
+    let stamped: Vec<Value> = list
+        .iter()
+        .map(|c| {
+            let status = if c.status { "True" } else { "False" };
+            let kept = before
+                .into_iter()
+                .flatten()
+                .find(|b| b["type"] == c.type_ && b["status"] == status)
+                .and_then(|b| b["lastTransitionTime"].as_str());
+            json!({
+                "type": c.type_,
+                "status": status,
+                "reason": c.reason,
+                "message": c.message,
+                "observedGeneration": generation.unwrap_or(0),
+                "lastTransitionTime": kept.unwrap_or(now),
+            })
+        })
+        .collect();
+    Value::Array(stamped)
+}
+
+fn current(snapshot: &Snapshot, key: &Key) -> Option<Value> {
+    snapshot.get(key).map(|o| o.to_value()["status"].clone())
+}
+
+/// Every wanted status; `controller` names the route parents' `controllerName`; `now` is the time new
+/// transitions get (RFC 3339).
+pub fn wanted(gateways: &Gateways, snapshot: &Snapshot, controller: &str, now: &str) -> Vec<Wanted> {
+    let mut out = Vec::new();
+    for (name, generation, conds) in &gateways.classes {
+        let key = Key::new("GatewayClass", None, name);
+        let before = current(snapshot, &key);
+        let status =
+            json!({"conditions": conditions(conds, *generation, before.as_ref().map(|b| &b["conditions"]), now)});
+        out.push(Wanted { key, status });
+    }
+    for g in &gateways.gateways {
+        let key = Key::new("Gateway", Some(&g.namespace), &g.name);
+        let before = current(snapshot, &key);
+        let listeners: Vec<Value> = g
+            .listeners
+            .iter()
+            .map(|l| {
+                let old = before
+                    .as_ref()
+                    .and_then(|b| b["listeners"].as_array())
+                    .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()))
+                    .map(|x| &x["conditions"]);
+                json!({
+                    "name": l.name,
+                    "supportedKinds": l.supported_kinds,
+                    "attachedRoutes": l.attached,
+                    "conditions": conditions(&l.conditions, g.generation, old, now),
+                })
+            })
+            .collect();
+        let addresses: Vec<Value> = g
+            .addresses
+            .iter()
+            .map(|a| {
+                let kind = if a.parse::<std::net::IpAddr>().is_ok() {
+                    "IPAddress"
+                } else {
+                    "Hostname"
+                };
+                json!({"type": kind, "value": a})
+            })
+            .collect();
+        let status = json!({
+            "addresses": addresses,
+            "conditions": conditions(&g.conditions, g.generation, before.as_ref().map(|b| &b["conditions"]), now),
+            "listeners": listeners,
+        });
+        out.push(Wanted { key, status });
+    }
+    for r in &gateways.routes {
+        out.push(route(r, snapshot, controller, now));
+    }
+    out
+}
+
+/// A route's status: the parents of this controller as wanted; other controllers' entries kept.
+fn route(r: &RouteState, snapshot: &Snapshot, controller: &str, now: &str) -> Wanted {
+    let key = Key::new(r.kind, Some(&r.namespace), &r.name);
+    let before = current(snapshot, &key);
+    let old_parents = before
+        .as_ref()
+        .and_then(|b| b["parents"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut parents: Vec<Value> = old_parents
+        .iter()
+        .filter(|p| p["controllerName"] != controller)
+        .cloned()
+        .collect();
+    for p in &r.parents {
+        let parent_ref = serde_json::to_value(&p.parent).unwrap_or_default();
+        let old = old_parents
+            .iter()
+            .find(|o| o["controllerName"] == controller && o["parentRef"] == parent_ref)
+            .map(|o| &o["conditions"]);
+        parents.push(json!({
+            "parentRef": parent_ref,
+            "controllerName": controller,
+            "conditions": conditions(&p.conditions, r.generation, old, now),
+        }));
+    }
+    Wanted {
+        key,
+        status: json!({"parents": parents}),
+    }
+}

@@ -1,0 +1,426 @@
+//! The Gateway API on the proxy end to end on loopback: a Gateway's provisioned Service maps its listener port to
+//! the proxy's listener, HTTPRoutes send requests to three small backends (each answers with its name, the path
+//! and the headers it got), and curl checks matching, precedence, filters, weights, failures and the statuses.
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use weft_ingress::gateway::{self, status};
+use weft_ingress::proxy::Proxy;
+use weft_ingress::{Config, Table, server};
+use weft_model::Snapshot;
+
+/// A backend answering `backend=NAME`, `path=...` and a `NAME=value` line per header it got.
+async fn backend(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| async move {
+                    if request.uri().path() == "/slow" {
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                    let mut text = format!("backend={name}\npath={}\n", request.uri().path_and_query().unwrap());
+                    for (n, v) in request.headers() {
+                        text.push_str(&format!("{n}={}\n", v.to_str().unwrap_or_default()));
+                    }
+                    let response = hyper::Response::builder()
+                        .header("x-header-remove", "gone")
+                        .body(Full::new(Bytes::from(text)))
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+const CONTROLLER: &str = "weft.dev/gateway";
+
+fn service(namespace: &str, name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec: {{ports: [{{name: http, port: 8080}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, namespace: {namespace}, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints: {endpoints}
+---
+",
+        port = port.max(1),
+        endpoints = if port == 0 { "[]" } else { "[{addresses: [127.0.0.1]}]" }
+    )
+}
+
+/// The cluster: class `weft`, Gateway infra/gw (listener http:80 from All namespaces, and `specific` on
+/// very.specific.com), its provisioned Service mapping port 80 to `pod_port`, backends v1..v3 and web (in
+/// namespace web), `empty` without endpoints, and `routes`.
+fn snapshot(pod_port: u16, backends: [u16; 4], routes: &str) -> Snapshot {
+    let mut text = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: weft, generation: 1}}
+spec: {{controllerName: {CONTROLLER}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: infra}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: web, labels: {{team: web}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: infra, generation: 3}}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: Selector, selector: {{matchLabels: {{team: web}}}}}}}}}}
+  - {{name: same, port: 80, protocol: HTTP, hostname: very.specific.com}}
+  - {{name: odd, port: 1111, protocol: INVALID}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: weft-ingress, namespace: weft-ingress}}
+spec: {{type: LoadBalancer, selector: {{app: weft-ingress}}, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gw-infra-gw
+  namespace: weft-ingress
+  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: gw}}
+spec: {{type: LoadBalancer, ports: [{{name: port-80, port: 80, targetPort: {pod_port}}}]}}
+status: {{loadBalancer: {{ingress: [{{ip: 10.0.0.1}}]}}}}
+---
+"
+    );
+    for (name, port) in ["v1", "v2", "v3"].iter().zip(backends) {
+        text.push_str(&service("infra", name, port));
+    }
+    text.push_str(&service("web", "web", backends[3]));
+    text.push_str(&service("infra", "empty", 0));
+    text.push_str(routes);
+    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+}
+
+fn config() -> Config {
+    Config {
+        gateway: gateway::Settings {
+            controller: CONTROLLER.into(),
+            publish: Some(("weft-ingress".into(), "weft-ingress".into())),
+        },
+        ..Config::default()
+    }
+}
+
+const ROUTES: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: order, namespace: infra, creationTimestamp: '2026-01-01T00:00:00Z', generation: 2}
+spec:
+  parentRefs: [{name: gw, sectionName: same}]
+  rules:
+  - matches: [{path: {type: Exact, value: /match}}]
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /match/}}]
+    backendRefs: [{name: v3, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /match/prefix/one}}]
+    backendRefs: [{name: v2, port: 8080}]
+  - matches: [{headers: [{name: version, value: two}]}, {queryParams: [{name: animal, value: whale}]}]
+    backendRefs: [{name: v2, port: 8080}]
+  - matches: [{path: {value: /post}, method: POST}]
+    backendRefs: [{name: v3, port: 8080}]
+  - matches: [{path: {value: /headers}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: X-Header-Set, value: set}], add: [{name: X-Header-Add, value: added}], remove: [X-Header-Remove]}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {add: [{name: X-Response, value: 'yes'}], remove: [X-Header-Remove]}
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {value: /redirect}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org, statusCode: 301}}]
+  - matches: [{path: {value: /prefix/one}}]
+    filters: [{type: URLRewrite, urlRewrite: {hostname: rewritten.example, path: {type: ReplacePrefixMatch, replacePrefixMatch: /one}}}]
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {value: /weights}}]
+    backendRefs: [{name: v1, port: 8080, weight: 1}, {name: v2, port: 8080, weight: 0}]
+  - matches: [{path: {value: /missing}}]
+    backendRefs: [{name: nonexistent, port: 8080}]
+  - matches: [{path: {value: /nothing}}]
+  - matches: [{path: {value: /empty}}]
+    backendRefs: [{name: empty, port: 8080}]
+  - matches: [{path: {value: /slow}}]
+    timeouts: {request: 200ms}
+    backendRefs: [{name: v1, port: 8080}]
+  - backendRefs: [{name: v1, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cross, namespace: web, generation: 1}
+spec:
+  parentRefs: [{name: gw, namespace: infra, sectionName: http}]
+  hostnames: [cross.example]
+  rules:
+  - backendRefs: [{name: v2, namespace: infra, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: web, generation: 1}
+spec:
+  parentRefs: [{name: gw, namespace: infra, sectionName: http}]
+  hostnames: ['*.wildcard.io']
+  rules:
+  - backendRefs: [{name: web, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: elsewhere, namespace: web, generation: 1}
+spec:
+  parentRefs: [{name: gw, namespace: infra, sectionName: same}]
+  rules:
+  - backendRefs: [{name: web, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: nohost, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{name: gw, sectionName: same}]
+  hostnames: [other.example]
+  rules:
+  - backendRefs: [{name: v1, port: 8080}]
+";
+
+const GRPC: &str = "
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{name: gw, sectionName: same}]
+  rules:
+  - matches: [{method: {service: foo.Echo, method: Hi}}]
+    backendRefs: [{name: v3, port: 8080}]
+";
+
+const GRANT: &str = "
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ReferenceGrant
+metadata: {name: web-to-infra, namespace: infra}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: web}]
+  to: [{group: '', kind: Service}]
+";
+
+/// curl's answer: status code and what it printed (with `-i`, the headers too).
+async fn curl(args: &[&str]) -> (u16, String) {
+    let given: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(&given)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+fn line<'a>(body: &'a str, key: &str) -> &'a str {
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+}
+
+async fn get(at: SocketAddr, host: &str, path: &str, extra: &[&str]) -> (u16, String) {
+    let url = format!("http://{at}{path}");
+    let host = format!("Host: {host}");
+    let mut args = vec!["-H", host.as_str(), url.as_str()];
+    args.extend_from_slice(extra);
+    curl(&args).await
+}
+
+fn condition<'a>(conditions: &'a serde_json::Value, type_: &str) -> (&'a str, &'a str) {
+    let c = conditions
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} in {conditions}"));
+    (c["status"].as_str().unwrap(), c["reason"].as_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproutes_match_in_the_specs_order_filter_split_and_fail_as_it_says() {
+    let backends = [
+        backend("v1").await,
+        backend("v2").await,
+        backend("v3").await,
+        backend("web").await,
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let config = config();
+    let table = Arc::new(ArcSwap::from_pointee(Table::build(
+        &snapshot(at.port(), backends, ROUTES),
+        &config,
+    )));
+    let proxy = Arc::new(Proxy::new(table.clone(), Arc::default()));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::serve(listener, proxy, None, stopped));
+
+    let host = "very.specific.com";
+    // Path precedence: Exact, then the longest prefix.
+    for (path, expected) in [
+        ("/match", "v1"),
+        ("/match/any", "v3"),
+        ("/match/prefix/one/any", "v2"),
+        ("/", "v1"),
+    ] {
+        let (code, body) = get(at, host, path, &[]).await;
+        assert_eq!((code, line(&body, "backend")), (200, expected), "{path}: {body}");
+    }
+    // Header, query and method matches.
+    assert_eq!(
+        line(&get(at, host, "/", &["-H", "Version: two"]).await.1, "backend"),
+        "v2"
+    );
+    assert_eq!(line(&get(at, host, "/?animal=whale", &[]).await.1, "backend"), "v2");
+    assert_eq!(line(&get(at, host, "/?ANIMAL=whale", &[]).await.1, "backend"), "v1");
+    assert_eq!(line(&get(at, host, "/post", &["-X", "POST"]).await.1, "backend"), "v3");
+    assert_eq!(line(&get(at, host, "/post", &[]).await.1, "backend"), "v1");
+    // Header modifiers, both ways.
+    let (_, out) = get(
+        at,
+        host,
+        "/headers",
+        &[
+            "-i",
+            "-H",
+            "x-header-set: old",
+            "-H",
+            "X-Header-Add: original",
+            "-H",
+            "X-Header-Remove: x",
+        ],
+    )
+    .await;
+    assert_eq!(line(&out, "x-header-set"), "set", "{out}");
+    assert_eq!(line(&out, "x-header-add"), "original,added", "{out}");
+    assert!(!out.contains("x-header-remove="), "{out}");
+    assert!(out.to_ascii_lowercase().contains("x-response: yes"), "{out}");
+    assert!(!out.to_ascii_lowercase().contains("x-header-remove: gone"), "{out}");
+    // A redirect, and a rewrite of host and prefix.
+    let (code, out) = get(at, host, "/redirect", &["-i"]).await;
+    assert_eq!(code, 301);
+    assert!(out.contains("location: http://example.org/redirect"), "{out}");
+    let (_, out) = get(at, host, "/prefix/one/two", &[]).await;
+    assert_eq!(
+        (line(&out, "path"), line(&out, "host")),
+        ("/one/two", "rewritten.example"),
+        "{out}"
+    );
+    // A weight of 0 takes nothing.
+    for _ in 0..10 {
+        assert_eq!(line(&get(at, host, "/weights", &[]).await.1, "backend"), "v1");
+    }
+    // 500 for a backend that cannot be followed or no backends, 503 without endpoints.
+    assert_eq!(get(at, host, "/missing", &[]).await.0, 500);
+    assert_eq!(get(at, host, "/nothing", &[]).await.0, 500);
+    assert_eq!(get(at, host, "/empty", &[]).await.0, 503);
+    // timeouts.request: 504 once it has passed.
+    assert_eq!(get(at, host, "/slow", &[]).await.0, 504);
+    // Hosts: the wildcard listener route spans labels; the specific listener takes its host only.
+    assert_eq!(line(&get(at, "a.b.wildcard.io", "/", &[]).await.1, "backend"), "web");
+    assert_eq!(get(at, "wildcard.io", "/", &[]).await.0, 404);
+    assert_eq!(get(at, "other.example", "/", &[]).await.0, 404);
+    // Cross-namespace: refused without a grant, served with one, refused again once it is gone.
+    assert_eq!(get(at, "cross.example", "/", &[]).await.0, 500);
+    let granted = format!("{ROUTES}{GRANT}");
+    table.store(Arc::new(Table::build(
+        &snapshot(at.port(), backends, &granted),
+        &config,
+    )));
+    assert_eq!(line(&get(at, "cross.example", "/", &[]).await.1, "backend"), "v2");
+    table.store(Arc::new(Table::build(&snapshot(at.port(), backends, ROUTES), &config)));
+    assert_eq!(get(at, "cross.example", "/", &[]).await.0, 500);
+}
+
+#[test]
+fn statuses_carry_the_specs_reasons_and_the_generation() {
+    let snapshot = snapshot(20000, [1, 2, 3, 4], &format!("{ROUTES}{GRPC}"));
+    let table = Table::build(&snapshot, &config());
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let of = |kind: &str, name: &str| {
+        wanted
+            .iter()
+            .find(|w| w.key.kind == kind && w.key.name == name)
+            .unwrap_or_else(|| panic!("no status for {kind} {name}"))
+            .status
+            .clone()
+    };
+    assert_eq!(
+        condition(&of("GatewayClass", "weft")["conditions"], "Accepted"),
+        ("True", "Accepted")
+    );
+    let gw = of("Gateway", "gw");
+    assert_eq!(condition(&gw["conditions"], "Accepted"), ("True", "ListenersNotValid"));
+    assert_eq!(condition(&gw["conditions"], "Programmed"), ("True", "Programmed"));
+    assert_eq!(gw["conditions"][0]["observedGeneration"], 3);
+    assert_eq!(
+        gw["addresses"][0],
+        serde_json::json!({"type": "IPAddress", "value": "10.0.0.1"})
+    );
+    let listeners = gw["listeners"].as_array().unwrap();
+    let attached: Vec<i64> = listeners
+        .iter()
+        .map(|l| l["attachedRoutes"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attached, [2, 2, 0]);
+    assert_eq!(
+        condition(&listeners[2]["conditions"], "Accepted"),
+        ("False", "UnsupportedProtocol")
+    );
+    let parent = |route: &str| of("HTTPRoute", route)["parents"][0]["conditions"].clone();
+    assert_eq!(condition(&parent("order"), "Accepted"), ("True", "Accepted"));
+    assert_eq!(
+        condition(&parent("order"), "ResolvedRefs"),
+        ("False", "BackendNotFound")
+    );
+    assert_eq!(parent("order")[0]["observedGeneration"], 2);
+    assert_eq!(
+        condition(&parent("cross"), "ResolvedRefs"),
+        ("False", "RefNotPermitted")
+    );
+    assert_eq!(condition(&parent("web"), "ResolvedRefs"), ("True", "ResolvedRefs"));
+    assert_eq!(
+        condition(&parent("elsewhere"), "Accepted"),
+        ("False", "NotAllowedByListeners")
+    );
+    assert_eq!(
+        condition(&parent("nohost"), "Accepted"),
+        ("False", "NoMatchingListenerHostname")
+    );
+    assert_eq!(of("HTTPRoute", "order")["parents"][0]["controllerName"], CONTROLLER);
+    let grpc = of("GRPCRoute", "grpc")["parents"][0]["conditions"].clone();
+    assert_eq!(condition(&grpc, "Accepted"), ("True", "Accepted"));
+}

@@ -1,0 +1,236 @@
+//! The Gateway API part of `weft ingress`: the kinds it follows, the listeners on the Gateways' pod ports
+//! (opened and closed as the routing table's change), and the writes: each Gateway's LoadBalancer Service and
+//! the statuses of GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes (only what differs from what the cluster shows).
+
+use kube::Api;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::watch;
+use weft_gateway::api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use weft_ingress::gateway::{provision, status, tls};
+use weft_ingress::proxy::Proxy;
+use weft_ingress::{Table, server};
+use weft_model::k8s_openapi::api::core::v1::Service;
+use weft_model::{Key, Snapshot};
+
+/// The field manager of the provisioned Services.
+const MANAGER: &str = "weft-gateway";
+
+/// The Gateway API's kinds the table is made of.
+pub fn resources() -> Vec<ApiResource> {
+    vec![
+        ApiResource::erase::<GatewayClass>(&()),
+        ApiResource::erase::<Gateway>(&()),
+        ApiResource::erase::<HTTPRoute>(&()),
+        ApiResource::erase::<GRPCRoute>(&()),
+        ApiResource::erase::<ReferenceGrant>(&()),
+    ]
+}
+
+/// Whether the cluster serves the Gateway API (its CRDs are installed): a 404 says not; other failures (the API
+/// not reachable yet) are retried for up to 30 s before the answer is no.
+pub async fn installed(client: &kube::Client) -> bool {
+    let api = Api::<GatewayClass>::all(client.clone());
+    for _ in 0..30 {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return true,
+            Err(kube::Error::Api(status)) if status.code == 404 => return false,
+            Err(e) => {
+                tracing::debug!(error = %e, "asking whether the Gateway API is installed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    false
+}
+
+/// The listeners of the Gateways' pod ports.
+pub struct Listeners {
+    pub ip: IpAddr,
+    pub proxy: Arc<Proxy>,
+    pub table: Arc<arc_swap::ArcSwap<Table>>,
+    pub runtime: tokio::runtime::Handle,
+    /// Turns true on termination: every listener closes.
+    pub stopped: watch::Receiver<bool>,
+    /// Open ports: whether TLS, and what closes the listener.
+    pub open: HashMap<u16, (bool, watch::Sender<bool>)>,
+}
+
+impl Listeners {
+    /// Opens the ports of `wanted` (pod port → TLS) not yet open, closes those no longer wanted.
+    pub fn sync(&mut self, wanted: &BTreeMap<u16, bool>) {
+        self.open.retain(|port, (tls, stop)| {
+            let keep = wanted.get(port) == Some(tls);
+            if !keep {
+                stop.send_replace(true);
+                tracing::info!(port, "gateway listener closed");
+            }
+            keep
+        });
+        for (&port, &secure) in wanted {
+            if self.open.contains_key(&port) {
+                continue;
+            }
+            let addr = SocketAddr::new(self.ip, port);
+            let listener = std::net::TcpListener::bind(addr).and_then(|l| {
+                l.set_nonblocking(true)?;
+                let _guard = self.runtime.enter();
+                tokio::net::TcpListener::from_std(l)
+            });
+            let listener = match listener {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "opening a gateway listener");
+                    continue;
+                }
+            };
+            let acceptor = secure
+                .then(|| {
+                    let resolver = tls::Resolver {
+                        table: self.table.clone(),
+                        port,
+                    };
+                    weft_ingress::tls::server_config(Arc::new(resolver)).ok()
+                })
+                .flatten()
+                .map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+            let (stop, stopping) = watch::channel(false);
+            let mut global = self.stopped.clone();
+            let closer = stop.clone();
+            self.runtime.spawn(async move {
+                let _ = global.wait_for(|s| *s).await;
+                closer.send_replace(true);
+            });
+            self.runtime
+                .spawn(server::serve(listener, self.proxy.clone(), acceptor, stopping));
+            tracing::info!(port, tls = secure, "gateway listener open");
+            self.open.insert(port, (secure, stop));
+        }
+    }
+}
+
+/// What to write to the cluster.
+#[derive(Clone, Default)]
+pub struct Writes {
+    statuses: Vec<status::Wanted>,
+    services: Vec<Service>,
+    /// Provisioned Services whose Gateway is gone (namespace, name).
+    stale: Vec<(String, String)>,
+}
+
+impl Writes {
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty() && self.services.is_empty() && self.stale.is_empty()
+    }
+}
+
+/// What differs between what `table` wants and what `snapshot` shows.
+pub fn writes(table: &Table, snapshot: &Snapshot, controller: &str, home: Option<&str>) -> Writes {
+    let gateways = table.gateways();
+    let now = weft_model::k8s_openapi::jiff::Timestamp::now().to_string();
+    let statuses = status::wanted(gateways, snapshot, controller, &now)
+        .into_iter()
+        .filter(|w| {
+            let current = snapshot.get(&w.key).map(|o| o.to_value()["status"].clone());
+            current.as_ref().is_none_or(|c| !same_status(c, &w.status))
+        })
+        .collect();
+    let provisioned: Vec<Service> = snapshot
+        .of_kind("Service")
+        .filter_map(|o| serde_json::from_value::<Service>(o.to_value()).ok())
+        .filter(|s| home.is_some() && s.metadata.namespace.as_deref() == home && provision::owner(s).is_some())
+        .collect();
+    let services = gateways
+        .services
+        .iter()
+        .filter(|w| {
+            let current = provisioned.iter().find(|s| s.metadata.name == w.metadata.name);
+            current.is_none_or(|c| {
+                let (a, b) = (c.spec.clone().unwrap_or_default(), w.spec.clone().unwrap_or_default());
+                (a.type_, a.selector, ports(&a.ports)) != (b.type_, b.selector, ports(&b.ports))
+            })
+        })
+        .cloned()
+        .collect();
+    let stale = provisioned
+        .iter()
+        .filter(|s| gateways.services.iter().all(|w| w.metadata.name != s.metadata.name))
+        .filter_map(|s| Some((s.metadata.namespace.clone()?, s.metadata.name.clone()?)))
+        .collect();
+    Writes {
+        statuses,
+        services,
+        stale,
+    }
+}
+
+/// A Service's ports as the provisioner writes them (port, target port).
+fn ports(ports: &Option<Vec<weft_model::k8s_openapi::api::core::v1::ServicePort>>) -> Vec<(i32, String)> {
+    let mut out: Vec<(i32, String)> = ports
+        .iter()
+        .flatten()
+        .map(|p| (p.port, format!("{:?}", p.target_port)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether a status already says what is wanted (transition times aside, which the wanted ones keep).
+fn same_status(current: &serde_json::Value, wanted: &serde_json::Value) -> bool {
+    wanted
+        .as_object()
+        .is_some_and(|w| w.iter().all(|(k, v)| current.get(k) == Some(v)))
+}
+
+/// Carries out the latest writes (a failure is logged; the next snapshot that still differs asks again).
+pub async fn write(client: kube::Client, mut pending: watch::Receiver<Writes>) {
+    while pending.changed().await.is_ok() {
+        let writes = pending.borrow_and_update().clone();
+        for service in &writes.services {
+            let (Some(namespace), Some(name)) = (&service.metadata.namespace, &service.metadata.name) else {
+                continue;
+            };
+            let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+            let mut body = serde_json::to_value(service).unwrap_or_default();
+            body["apiVersion"] = "v1".into();
+            body["kind"] = "Service".into();
+            match api
+                .patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => tracing::info!(service = %format!("{namespace}/{name}"), "gateway Service applied"),
+                Err(e) => {
+                    tracing::warn!(service = %format!("{namespace}/{name}"), error = %e, "applying a gateway Service")
+                }
+            }
+        }
+        for (namespace, name) in &writes.stale {
+            let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+            if let Err(e) = api.delete(name, &DeleteParams::default()).await {
+                tracing::warn!(service = %format!("{namespace}/{name}"), error = %e, "deleting a gateway Service");
+            }
+        }
+        for wanted in &writes.statuses {
+            let Some(resource) = resource(&wanted.key) else {
+                continue;
+            };
+            let api: Api<DynamicObject> = match &wanted.key.namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            let patch = serde_json::json!({"status": wanted.status});
+            if let Err(e) = api
+                .patch_status(&wanted.key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(object = %format!("{:?}", wanted.key), error = %e, "writing a status");
+            }
+        }
+    }
+}
+
+fn resource(key: &Key) -> Option<ApiResource> {
+    resources().into_iter().find(|r| r.kind == key.kind)
+}

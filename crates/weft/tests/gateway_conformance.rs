@@ -1,0 +1,271 @@
+//! The Gateway API conformance cases of tests/gateway/core.yaml, black-box against one lab: deploy/gateway.yaml
+//! and deploy/ingress.yaml installed as a user would, the suite's base fixtures (tests/gateway/base.yaml), a
+//! Gateway per case, every case's objects applied at once, then each case's route statuses and requests
+//! (curl from the lab's external host to the Gateway's address) checked, polling until they hold. The result
+//! of every case is printed (docs/gateway-conformance.md lists them by upstream test).
+
+mod lab;
+
+use lab::*;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Case {
+    name: String,
+    gateway: String,
+    #[serde(default)]
+    listeners: Option<Vec<Value>>,
+    objects: String,
+    #[serde(default)]
+    routes: Vec<RouteExpectation>,
+    #[serde(default)]
+    requests: Vec<Request>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RouteExpectation {
+    name: String,
+    namespace: Option<String>,
+    accepted: Option<String>,
+    resolved_refs: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    host: Option<String>,
+    path: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    method: Option<String>,
+    status: Option<u16>,
+    backend: Option<String>,
+    backend_path: Option<String>,
+    #[serde(default)]
+    backend_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    absent_headers: Vec<String>,
+    location: Option<String>,
+}
+
+const INFRA: &str = "gateway-conformance-infra";
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn gateway(case: &Case) -> String {
+    let listeners = case
+        .listeners
+        .clone()
+        .unwrap_or_else(|| vec![serde_json::json!({"name": "http", "port": 80, "protocol": "HTTP"})]);
+    let gateway = serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": case.gateway, "namespace": INFRA},
+        "spec": {"gatewayClassName": "weft", "listeners": listeners},
+    });
+    serde_saphyr::to_string(&gateway).unwrap()
+}
+
+/// What is wrong with the answer to `r` (none: it is as expected).
+fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
+    let host = r.host.clone().unwrap_or_else(|| address.to_string());
+    let url = format!("http://{address}{}", r.path);
+    let mut args = vec![
+        "curl".to_string(),
+        "-sS".into(),
+        "--max-time".into(),
+        "5".into(),
+        "-D".into(),
+        "-".into(),
+        "-H".into(),
+        format!("Host: {host}"),
+    ];
+    for (name, value) in &r.headers {
+        args.extend(["-H".into(), format!("{name}: {value}")]);
+    }
+    if let Some(method) = &r.method {
+        args.extend(["-X".into(), method.clone()]);
+    }
+    args.push(url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = text(&lab.node_exec("external", &args).stdout);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status: u16 = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let expected = r.status.unwrap_or(200);
+    if status != expected {
+        return Some(format!("status {status}, expected {expected}"));
+    }
+    if let Some(location) = &r.location {
+        let got = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("location: ")
+                .map(|_| l[10..].trim().to_string())
+        });
+        if got.as_deref() != Some(location.as_str()) {
+            return Some(format!("location {got:?}, expected {location}"));
+        }
+    }
+    if status != 200 {
+        return None;
+    }
+    let Ok(echo) = serde_json::from_str::<Value>(body) else {
+        return Some(format!("not the echo server's answer: {body}"));
+    };
+    if let Some(backend) = &r.backend
+        && !echo["pod"].as_str().unwrap_or_default().starts_with(backend.as_str())
+    {
+        return Some(format!("answered by {}, expected {backend}", echo["pod"]));
+    }
+    let path = r.backend_path.clone().unwrap_or_else(|| r.path.clone());
+    if echo["path"] != path.as_str() {
+        return Some(format!("backend got path {}, expected {path}", echo["path"]));
+    }
+    let header = |name: &str| {
+        echo["headers"].as_object().and_then(|h| {
+            h.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        })
+    };
+    for (name, value) in &r.backend_headers {
+        if header(name).as_deref() != Some(value.as_str()) {
+            return Some(format!("backend got {name}: {:?}, expected {value}", header(name)));
+        }
+    }
+    for name in &r.absent_headers {
+        if header(name).is_some() {
+            return Some(format!("backend got {name}, expected none"));
+        }
+    }
+    None
+}
+
+/// The reason of the route's condition `type_` for its first parent.
+fn reason(lab: &Lab, namespace: &str, name: &str, type_: &str) -> Option<String> {
+    let route = lab.get_json(&["httproute", "-n", namespace, name]);
+    let conditions = route["status"]["parents"][0]["conditions"].as_array()?.clone();
+    let c = conditions.iter().find(|c| c["type"] == type_)?;
+    c["reason"].as_str().map(str::to_string)
+}
+
+#[test]
+fn core_and_extended_httproute_cases_in_one_lab() {
+    if !root() {
+        return;
+    }
+    let cases: Vec<Case> =
+        serde_saphyr::from_str(&std::fs::read_to_string(repo("crates/weft/tests/gateway/core.yaml")).unwrap()).unwrap();
+    let lab = Lab::up(1, "host-gw", "");
+    let gateway_yaml = repo("deploy/gateway.yaml");
+    // kubectl maps every kind first: the GatewayClass applies once its CRD exists.
+    if !lab.kubectl(&["apply", "-f", &gateway_yaml]).status.success() {
+        lab.wait(30, "the GatewayClass applied", || {
+            lab.kubectl(&["apply", "-f", &gateway_yaml])
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+    lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
+    lab.kubectl_ok(&["apply", "-f", &repo("crates/weft/tests/gateway/base.yaml")]);
+    let mut objects = String::new();
+    for case in &cases {
+        objects.push_str(&gateway(case));
+        objects.push_str("\n---\n");
+        objects.push_str(&case.objects);
+        objects.push_str("\n---\n");
+    }
+    let applied = lab.apply(&objects);
+    assert!(
+        applied.status.success(),
+        "applying the cases: {}",
+        text(&applied.stderr)
+    );
+    lab.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/weft-ingress",
+        "-n",
+        "weft-ingress",
+        "--timeout=60s",
+    ]);
+    for d in ["infra-backend-v1", "infra-backend-v2", "infra-backend-v3"] {
+        lab.kubectl_ok(&[
+            "rollout",
+            "status",
+            &format!("deployment/{d}"),
+            "-n",
+            INFRA,
+            "--timeout=60s",
+        ]);
+    }
+    let mut failures = Vec::new();
+    for case in &cases {
+        let address = lab.wait(60, &format!("{}: the Gateway's address", case.name), || {
+            let g = lab.get_json(&["gateway", "-n", INFRA, &case.gateway]);
+            let programmed = g["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Programmed" && c["status"] == "True"));
+            let address = g["status"]["addresses"][0]["value"].as_str().map(str::to_string);
+            address.filter(|_| programmed)
+        });
+        let mut failed = None;
+        for route in &case.routes {
+            let ns = route.namespace.as_deref().unwrap_or(INFRA);
+            for (type_, want) in [("Accepted", &route.accepted), ("ResolvedRefs", &route.resolved_refs)] {
+                let Some(want) = want else { continue };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                let mut got = reason(&lab, ns, &route.name, type_);
+                while got.as_deref() != Some(want.as_str()) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    got = reason(&lab, ns, &route.name, type_);
+                }
+                if got.as_deref() != Some(want.as_str()) && failed.is_none() {
+                    failed = Some(format!("route {} {type_}: {got:?}, expected {want}", route.name));
+                }
+            }
+        }
+        for request in &case.requests {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let mut problem = check(&lab, &address, request);
+            while problem.is_some() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                problem = check(&lab, &address, request);
+            }
+            if let Some(problem) = problem
+                && failed.is_none()
+            {
+                failed = Some(format!("{request:?}: {problem}"));
+            }
+        }
+        match failed {
+            None => println!("PASS {}", case.name),
+            Some(why) => {
+                println!("FAIL {}: {why}", case.name);
+                failures.push(format!("{}: {why}", case.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "failed cases:\n{}", failures.join("\n"));
+}
