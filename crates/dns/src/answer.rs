@@ -176,6 +176,18 @@ pub fn udp_limit(req: &Message) -> usize {
 /// Handles one packet. `table` is `None` until the first complete snapshot; `zone` is the cluster domain
 /// (lowercase, no trailing dot); `udp` selects the size limit.
 pub fn handle(table: Option<&Table>, zone: &str, packet: &[u8], udp: bool) -> Handled {
+    if let Some(w) = table.and_then(|t| crate::direct::answer(t, packet, udp)) {
+        return Handled {
+            outcome: Outcome::Reply(w.bytes),
+            qtype: Some(w.qtype),
+            rcode: Some(w.rcode),
+        };
+    }
+    general(table, zone, packet, udp)
+}
+
+/// `handle` for every packet, through a parsed `Message`.
+pub(crate) fn general(table: Option<&Table>, zone: &str, packet: &[u8], udp: bool) -> Handled {
     let drop = Handled {
         outcome: Outcome::Drop,
         qtype: None,

@@ -2,12 +2,14 @@
 //! the cluster's snapshots, served over UDP and TCP by several worker threads; everything outside the cluster
 //! domain forwarded upstream with a bounded cache; `/healthz`, `/readyz` and `/metrics` over HTTP (weft-daemon's).
 //!
-//! `records` is the pure core (snapshot → table), `answer` the request path (bytes → bytes), `server` and
-//! `forward` the shell.
+//! `records` is the pure core (snapshot → table), `answer` the request path (bytes → bytes; `direct` its fast
+//! path for the common question), `server` and `forward` the shell.
 
 pub mod answer;
+pub mod direct;
 pub mod forward;
 pub mod metrics;
+mod mmsg;
 pub mod records;
 pub mod server;
 pub mod source;

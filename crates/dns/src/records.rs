@@ -8,6 +8,7 @@
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -75,6 +76,17 @@ struct Node {
     records: Vec<Data>,
 }
 
+/// What `Table::direct` found.
+#[derive(Debug, PartialEq)]
+pub enum Direct {
+    /// NOERROR, with the addresses passed to `emit`.
+    Answered,
+    /// The name exists without an address of the type: NOERROR, the SOA in authority.
+    NoData,
+    /// NXDOMAIN, the SOA in authority.
+    NxDomain,
+}
+
 /// An immutable record table for one snapshot.
 #[derive(Debug)]
 pub struct Table {
@@ -85,6 +97,7 @@ pub struct Table {
     nodes: HashMap<Box<str>, Node>,
     namespaces: HashSet<Box<str>>,
     soa: Record,
+    soa_wire: Box<[u8]>,
 }
 
 fn name(s: &str) -> Name {
@@ -166,6 +179,19 @@ impl Builder {
             IpAddr::V4(v4) => self.add(owner, Data::A(v4)),
             IpAddr::V6(v6) => self.add(owner, Data::Aaaa(v6)),
         }
+    }
+}
+
+/// `record` in wire format with its names written out in full, so that it can follow any message.
+fn uncompressed(record: &Record) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(96);
+    let mut e = BinEncoder::new(&mut out);
+    e.set_canonical_form(true);
+    e.set_name_encoding(NameEncoding::UncompressedLowercase);
+    // A record built from validated names always encodes; an empty SOA makes `direct`'s callers fall back.
+    match record.emit(&mut e) {
+        Ok(()) => out.into(),
+        Err(_) => Box::default(),
     }
 }
 
@@ -258,6 +284,7 @@ impl Table {
             revision: snapshot.revision,
             nodes,
             namespaces,
+            soa_wire: uncompressed(&soa),
             soa,
         }
     }
@@ -316,13 +343,7 @@ impl Table {
         if let Some(node) = self.nodes.get(qname) {
             return self.answer(node, owner, qtype, 0);
         }
-        // `<ip>.<ns>.pod.<zone>`, as `pods insecure` answers it.
-        let relative = &qname[..qname.len() - self.zone.len() - 1];
-        let labels: Vec<&str> = relative.split('.').collect();
-        if let [ip, ns, "pod"] = labels[..]
-            && self.namespaces.contains(ns)
-            && let Some(ip) = undashed(ip)
-        {
+        if let Some(ip) = self.pod_address(qname) {
             let data = match ip {
                 IpAddr::V4(v4) => Data::A(v4),
                 IpAddr::V6(v6) => Data::Aaaa(v6),
@@ -336,6 +357,58 @@ impl Table {
             };
         }
         Lookup::NxDomain
+    }
+
+    /// The address of `<ip>.<ns>.pod.<zone>` (`qname` in the zone, not a name of the table), as `pods insecure`
+    /// answers it.
+    fn pod_address(&self, qname: &str) -> Option<IpAddr> {
+        let relative = qname.get(..qname.len().checked_sub(self.zone.len() + 1)?)?;
+        let mut labels = relative.split('.');
+        match (labels.next(), labels.next(), labels.next(), labels.next()) {
+            (Some(ip), Some(ns), Some("pod"), None) if self.namespaces.contains(ns) => undashed(ip),
+            _ => None,
+        }
+    }
+
+    /// An A or AAAA question in the zone answered without building records, for answers written straight to
+    /// the wire (`crate::direct`): each address is passed to `emit`. `None` for everything else (other types,
+    /// names outside the zone, CNAMEs), which `lookup_as` answers.
+    pub fn direct(&self, qname: &str, qtype: RecordType, mut emit: impl FnMut(IpAddr)) -> Option<Direct> {
+        if !matches!(qtype, RecordType::A | RecordType::AAAA) || is_reverse(qname) || !self.in_zone(qname) {
+            return None;
+        }
+        let wanted = |ip: &IpAddr| (qtype == RecordType::A) == ip.is_ipv4();
+        let Some(node) = self.nodes.get(qname) else {
+            return Some(match self.pod_address(qname) {
+                Some(ip) if wanted(&ip) => {
+                    emit(ip);
+                    Direct::Answered
+                }
+                Some(_) => Direct::NoData,
+                None => Direct::NxDomain,
+            });
+        };
+        let mut answered = false;
+        for r in &node.records {
+            let ip = match r {
+                Data::A(v4) => IpAddr::V4(*v4),
+                Data::Aaaa(v6) => IpAddr::V6(*v6),
+                // A CNAME is chased (or forwarded) by `lookup_as`.
+                Data::Cname(_) => return None,
+                _ => continue,
+            };
+            if wanted(&ip) {
+                emit(ip);
+                answered = true;
+            }
+        }
+        Some(if answered { Direct::Answered } else { Direct::NoData })
+    }
+
+    /// The zone's SOA record in wire format (names uncompressed), for the authority section of negative answers
+    /// written by `crate::direct`.
+    pub fn soa_wire(&self) -> &[u8] {
+        &self.soa_wire
     }
 
     /// The wire record of `data` owned by `owner`.

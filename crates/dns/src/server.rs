@@ -1,11 +1,14 @@
-//! Sockets and threads: UDP workers on SO_REUSEPORT sockets, a TCP acceptor with a thread per connection, and the
-//! table they answer from behind a generation counter (each worker re-reads the shared table only when the
-//! generation moved, so the hot path takes no lock).
+//! Sockets and threads: UDP workers on SO_REUSEPORT sockets (a socket each, served in batches: `mmsg`), a TCP
+//! acceptor with a thread per connection, and the table they answer from behind a generation counter (each worker
+//! re-reads the shared table only when the generation moved, so the hot path takes no lock).
 
 use crate::answer::{Outcome, TCP_LIMIT, handle};
 use crate::forward::{Client, Forwarder};
 use crate::metrics::{Metrics, Worker};
+use crate::mmsg::Batch;
 use crate::records::Table;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
 use std::io::{self, Read, Write};
 use std::mem::size_of;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -202,13 +205,18 @@ pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Sockets> {
     Err(last.unwrap_or_else(|| io::Error::other("no free port")))
 }
 
-/// One UDP worker: receive, answer, send, forever.
+/// Datagrams taken per `recvmmsg` (see `mmsg`).
+const BATCH: usize = 32;
+
+/// One UDP worker: receive a batch, answer it, send the answers in one call, forever.
 pub fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, metrics: Arc<Worker>) {
-    let mut buf = vec![0u8; 65535];
+    let fd = sock.as_raw_fd();
+    let mut batch = Batch::new(BATCH);
+    let mut replies: Vec<(usize, Vec<u8>, Option<RecordType>, Option<ResponseCode>)> = Vec::with_capacity(BATCH);
     let mut view = View::new();
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
+        let n = match batch.recv(fd) {
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(1));
@@ -216,25 +224,33 @@ pub fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, metrics: Arc<Worker
             }
         };
         let started = Instant::now();
-        let h = handle(view.get(&shared), &shared.zone, &buf[..n], true);
-        match h.outcome {
-            Outcome::Reply(bytes) => {
-                if bytes.len() > 2 && bytes[2] & 0x02 != 0 {
-                    shared.metrics.truncated.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let packet = batch.packet(i);
+            let h = handle(view.get(&shared), &shared.zone, packet, true);
+            match h.outcome {
+                Outcome::Reply(bytes) => {
+                    if bytes.len() > 2 && bytes[2] & 0x02 != 0 {
+                        shared.metrics.truncated.fetch_add(1, Ordering::Relaxed);
+                    }
+                    replies.push((i, bytes, h.qtype, h.rcode));
                 }
-                let _ = sock.send_to(&bytes, peer);
-                metrics.query(h.qtype, h.rcode, started.elapsed());
+                Outcome::Forward(f) => {
+                    let Some(peer) = batch.peer(i) else { continue };
+                    let client = Client::Udp {
+                        sock: sock.clone(),
+                        peer,
+                        worker: metrics.clone(),
+                        started,
+                    };
+                    shared.forwarder.forward(f, packet, client);
+                }
+                Outcome::Drop => metrics.query(None, None, started.elapsed()),
             }
-            Outcome::Forward(f) => {
-                let client = Client::Udp {
-                    sock: sock.clone(),
-                    peer,
-                    worker: metrics.clone(),
-                    started,
-                };
-                shared.forwarder.forward(f, &buf[..n], client);
-            }
-            Outcome::Drop => metrics.query(None, None, started.elapsed()),
+        }
+        batch.send(fd, replies.iter().map(|(i, bytes, ..)| (*i, bytes.as_slice())));
+        let took = started.elapsed();
+        for (_, _, qtype, rcode) in replies.drain(..) {
+            metrics.query(qtype, rcode, took);
         }
     }
 }

@@ -204,12 +204,14 @@ fn cluster_ip(i: usize) -> String {
 }
 
 /// unbound's configuration: the same names as static local data (the TTL `weft dns` uses, 5 s), nothing
-/// recursive or validated, as many threads as weft dns has workers, in the foreground without chroot or syslog.
+/// recursive or validated, as many threads as weft dns has workers, each on a socket of its own (SO_REUSEPORT,
+/// as weft dns) with the 4 MiB receive buffer weft dns asks for, in the foreground without chroot or syslog.
 fn unbound_conf(dir: &Path, port: u16, services: usize, threads: usize) -> String {
     let mut c = format!(
         "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-daemonize: no\n  chroot: \"\"\n  \
          username: \"\"\n  directory: \"{}\"\n  pidfile: \"\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  \
-         num-threads: {threads}\n  so-reuseport: yes\n  module-config: \"iterator\"\n  \
+         num-threads: {threads}\n  so-reuseport: yes\n  so-rcvbuf: 4m\n  so-sndbuf: 4m\n  \
+         module-config: \"iterator\"\n  \
          access-control: 127.0.0.0/8 allow\n  local-zone: \"cluster.local.\" static\n",
         dir.display()
     );
