@@ -208,7 +208,8 @@ fn kubectl_exec_and_port_forward() {
         "{shown}\n{}",
         text(&out.stderr)
     );
-    assert!(shown.contains("pod \"once\" deleted"), "{shown}");
+    let said = format!("{shown}{}", text(&out.stderr));
+    assert!(said.contains("pod \"once\" deleted"), "{said}");
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // `run -it --rm` on a terminal: the container runs on one, whose size is kubectl's, and takes its input.
