@@ -396,37 +396,35 @@ fn list(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>,
         Some(token) => Some(continue_from(token)?),
         None => None,
     };
+    // One past the page tells whether another page follows.
     let mut items: Vec<&Object> = selected(snap, target, &labels, &fields)
         .filter(|o| {
             after
                 .as_ref()
                 .is_none_or(|a| (o.namespace().unwrap_or_default(), o.name()) > (&a.0[..], &a.1[..]))
         })
+        .take(if limit > 0 { limit + 1 } else { usize::MAX })
         .collect();
     let mut list_meta = json!({"resourceVersion": snap.revision.to_string()});
     if limit > 0 && items.len() > limit {
         items.truncate(limit);
+        // The count of what is left is not kept; kubectl only shows it when present and positive.
         if let Some(last) = items.last() {
             list_meta["continue"] = json!(continue_token(last.namespace().unwrap_or_default(), last.name()));
-            list_meta["remainingItemCount"] = json!(0);
-        }
-        // The count of what is left is not kept; kubectl only shows it when present and positive.
-        if let Some(m) = list_meta.as_object_mut() {
-            m.remove("remainingItemCount");
         }
     }
     if let Some(include) = call.table()? {
         let columns = crate::crd::printer_columns(snap, &target.resource);
         let table = crate::table::table(
             &target.resource.kind,
-            items.iter().map(|o| o.to_value()),
+            items,
             include,
             columns.as_deref(),
             true,
             SystemTime::now(),
-            list_meta,
+            &list_meta,
         );
-        return Ok(json_response(StatusCode::OK, &table));
+        return Ok(crate::body::json_bytes(StatusCode::OK, table));
     }
     #[derive(serde::Serialize)]
     struct List<'a> {
@@ -468,21 +466,21 @@ fn continue_from(token: &str) -> Result<(String, String), ApiError> {
 
 fn get(call: &Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
     let object = stored(snap, target)?;
-    let value = object.to_value();
     if let Some(include) = call.table()? {
         let columns = crate::crd::printer_columns(snap, &target.resource);
         let table = crate::table::table(
             &target.resource.kind,
-            [&value],
+            [object],
             include,
             columns.as_deref(),
             true,
             SystemTime::now(),
-            json!({"resourceVersion": object.meta().resource_version}),
+            &json!({"resourceVersion": object.meta().resource_version}),
         );
-        return Ok(json_response(StatusCode::OK, &table));
+        return Ok(crate::body::json_bytes(StatusCode::OK, table));
     }
-    Ok(json_response(StatusCode::OK, &value))
+    let body = serde_json::to_vec(object).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(crate::body::json_bytes(StatusCode::OK, body))
 }
 
 /// The request body as JSON (kubectl sends JSON, or Kubernetes protobuf from its typed clients; YAML is

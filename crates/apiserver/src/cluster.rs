@@ -35,6 +35,15 @@ pub struct Deletion {
     pub resource_version: Option<String>,
 }
 
+/// A running container's input end, for one attach session.
+#[derive(Debug)]
+pub struct Input {
+    /// The writing end of its stdin pipe, or the master side of its terminal.
+    pub writer: std::fs::File,
+    /// Whether `writer` is a terminal (which also takes window sizes).
+    pub terminal: bool,
+}
+
 pub trait Cluster: Send + Sync + 'static {
     /// The current state.
     fn snapshot(&self) -> Arc<Snapshot>;
@@ -59,6 +68,10 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// A command that runs `argv` inside the pod's sandbox.
     fn exec_command(&self, pod: &Pod, argv: &[String]) -> Result<Command, ApiError>;
+
+    /// What `attach -i` writes to in container `container` of a running pod: its stdin, or its terminal. None
+    /// when it keeps no stdin open (started without `stdin`/`tty`, or a `stdinOnce` stdin another session took).
+    fn attach_input(&self, pod: &Pod, container: &str) -> Option<std::io::Result<Input>>;
 
     /// A TCP connection to `port` on the pod's loopback, opened inside its network namespace (as kubelet's
     /// port-forward does). Blocking.

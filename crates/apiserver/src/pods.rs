@@ -9,6 +9,7 @@ use crate::status::ApiError;
 use hyper::Response;
 use hyper::body::Bytes;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -137,13 +138,16 @@ pub fn running(pod: &Pod) -> Result<(), ApiError> {
     )))
 }
 
-/// A container's log file read as it grows, for as long as the pod (this incarnation of it) exists.
+/// A container's log file read as it grows, for as long as the pod (this incarnation of it) exists, or with
+/// `until_restart` as long as the container's current run.
 pub struct Follow {
     cluster: Arc<dyn Cluster>,
     key: weft_model::Key,
     uid: Option<String>,
     path: PathBuf,
     offset: u64,
+    /// The container, and when its followed run started.
+    run: Option<(String, Time)>,
 }
 
 impl Follow {
@@ -155,7 +159,15 @@ impl Follow {
             uid: pod.metadata.uid.clone(),
             path,
             offset: 0,
+            run: None,
         }
+    }
+
+    /// Ends the follow when `container`'s current run does (it exits or restarts), as an attach session ends;
+    /// a container not reported running yet is followed as long as its pod.
+    pub fn until_restart(mut self, pod: &Pod, container: &str) -> Follow {
+        self.run = running_since(pod, container).map(|since| (container.to_string(), since.clone()));
+        self
     }
 
     /// Skips what is written already.
@@ -163,20 +175,44 @@ impl Follow {
         self.offset = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or_default();
     }
 
-    /// What was appended since the last call, waiting for it; None once the pod is gone.
+    /// What was appended since the last call, waiting for it; None once the pod (or the followed run) is gone
+    /// and what it wrote is read.
     pub async fn next(&mut self) -> Option<Vec<u8>> {
         loop {
+            // Looked at before reading: whatever was written before the end was seen is read.
+            let alive = self.alive();
             let more = read_from(&self.path, &mut self.offset);
             if !more.is_empty() {
                 return Some(more);
             }
-            let snap = self.cluster.snapshot();
-            if !matches!(snap.get(&self.key), Some(o) if o.meta().uid == self.uid) {
-                return None;
-            }
             tokio::time::sleep(FOLLOW_POLL).await;
+            if !alive {
+                // One more look: a terminal's last output reaches the log through a copy, after the exit.
+                let last = read_from(&self.path, &mut self.offset);
+                return (!last.is_empty()).then_some(last);
+            }
         }
     }
+
+    fn alive(&self) -> bool {
+        match self.cluster.snapshot().get(&self.key) {
+            Some(Object::Pod(p)) => {
+                p.metadata.uid == self.uid
+                    && self
+                        .run
+                        .as_ref()
+                        .is_none_or(|(c, since)| running_since(p, c) == Some(since))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// When the current run of `container` started, if it is running.
+fn running_since<'a>(pod: &'a Pod, container: &str) -> Option<&'a Time> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let status = statuses.iter().find(|s| s.name == container)?;
+    status.state.as_ref()?.running.as_ref()?.started_at.as_ref()
 }
 
 /// The last `n` lines of `text`.

@@ -1,8 +1,8 @@
 //! `exec` and `attach` over Kubernetes' channel protocol on a WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`):
 //! every binary message starts with its channel — 0 stdin, 1 stdout, 2 stderr, 3 the final `Status` (JSON),
 //! 4 a terminal size (JSON), and in v5 255 "that channel is closed" (kubectl's stdin EOF). exec runs the command in
-//! the pod's sandbox, on pipes or on a terminal (`tty`); attach streams the container's output from now on (the
-//! lab's containers have no stdin).
+//! the pod's sandbox, on pipes or on a terminal (`tty`); attach streams the container's output from now on and,
+//! for a container started with `stdin` or `tty`, writes the client's input to its stdin or terminal.
 
 use crate::api::{Api, Call};
 use crate::body::Body;
@@ -91,35 +91,55 @@ fn websocket_v5(call: &Call) -> Result<(bool, Response<Body>), ApiError> {
     }
 }
 
-/// `pods/NAME/attach`: the container's output from now on, until the client leaves or the pod goes away.
+/// `pods/NAME/attach`: the container's output from now on, and with `stdin` what the client types into its stdin
+/// or terminal, until its run ends, the client leaves or the pod goes away.
 pub fn attach(api: &Api, call: &mut Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
     let pod = crate::pods::pod(snap, target)?;
     let container = crate::pods::container(pod, call.param("container"))?;
     crate::pods::running(pod)?;
     let streams = Streams::of(call)?;
-    if streams.stdin || streams.tty {
-        return Err(ApiError::bad_request(format!(
-            "container {container} has no stdin or terminal to attach to: the lab runs containers with stdin closed; \
-             attach without -i/-t, or use exec"
-        )));
-    }
+    let input = match streams.stdin {
+        false => None,
+        true => match api.cluster.attach_input(pod, &container) {
+            Some(input) => Some(input.map_err(|e| ApiError::internal(format!("attaching to {container}: {e}")))?),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "container {container} has no stdin to attach to: it was started without stdin: true (or \
+                     stdinOnce and another session had it); attach without -i, or use exec"
+                )));
+            }
+        },
+    };
     let file = api
         .cluster
         .log_file(pod, &container, false)
         .ok_or_else(|| ApiError::bad_request(format!("container {container} has not started")))?;
-    let follow = crate::pods::Follow::new(api.cluster.clone(), pod, file);
-    let (_, response) = websocket_v5(call)?;
+    let follow = crate::pods::Follow::new(api.cluster.clone(), pod, file).until_restart(pod, &container);
+    let (v5, response) = websocket_v5(call)?;
     crate::upgrade::spawn(call, move |io| async move {
         let ws = crate::upgrade::websocket(io).await;
-        attach_session(ws, follow, streams).await;
+        attach_session(ws, v5, follow, streams, input).await;
     })?;
     Ok(response)
 }
 
-async fn attach_session(ws: WebSocket, mut follow: crate::pods::Follow, streams: Streams) {
+async fn attach_session(
+    ws: WebSocket,
+    v5: bool,
+    mut follow: crate::pods::Follow,
+    streams: Streams,
+    input: Option<crate::cluster::Input>,
+) {
     let (sink, mut source) = ws.split();
     let (out, writer) = writer(sink);
     let channel = if streams.stdout { STDOUT } else { STDERR };
+    // A terminal takes sizes on its own fd; the writer goes to the stdin pump.
+    let terminal = input
+        .as_ref()
+        .filter(|i| i.terminal)
+        .and_then(|i| i.writer.try_clone().ok())
+        .map(OwnedFd::from);
+    let mut stdin = input.map(|i| stdin_pump(Box::new(tokio::fs::File::from_std(i.writer))));
     // From the end: attach shows what the container writes from now on.
     follow.skip_to_end();
     loop {
@@ -133,7 +153,8 @@ async fn attach_session(ws: WebSocket, mut follow: crate::pods::Follow, streams:
                 None => break,
             },
             message = source.next() => match message {
-                Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Text(_))) => {}
+                Some(Ok(Message::Binary(data))) => input_message(&data, &mut stdin, terminal.as_ref(), v5).await,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_) | Message::Frame(_))) => {}
                 _ => return,
             },
         }
@@ -146,6 +167,21 @@ async fn attach_session(ws: WebSocket, mut follow: crate::pods::Follow, streams:
         .await;
     drop(out);
     let _ = writer.await;
+}
+
+/// Writes what the client sends on stdin to `w`, in order; `w` is shut (EOF for a pipe) once the sender is
+/// dropped and what it sent is written.
+fn stdin_pump(mut w: Writer) -> mpsc::Sender<Vec<u8>> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+    tokio::spawn(async move {
+        while let Some(chunk) = rx.recv().await {
+            if w.write_all(&chunk).await.is_err() || w.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    tx
 }
 
 /// Messages to the client go through one task that owns the sink; it closes the WebSocket when all senders are gone.
@@ -338,18 +374,7 @@ impl Process {
                 })
             })
             .collect();
-        let mut stdin = input.map(|mut w| {
-            let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
-            tokio::spawn(async move {
-                while let Some(chunk) = rx.recv().await {
-                    if w.write_all(&chunk).await.is_err() || w.flush().await.is_err() {
-                        break;
-                    }
-                }
-                let _ = w.shutdown().await;
-            });
-            tx
-        });
+        let mut stdin = input.map(stdin_pump);
         if let Some(data) = first {
             input_message(&data, &mut stdin, terminal.as_ref(), v5).await;
         }

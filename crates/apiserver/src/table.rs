@@ -17,9 +17,11 @@ mod pod;
 pub use age::human_duration;
 pub use custom::PrinterColumn;
 
-use serde_json::{Map, Value, json};
-use std::borrow::Borrow;
+use serde::Serialize;
+use serde_json::{Value, json};
 use std::time::SystemTime;
+use weft_model::Object;
+use weft_model::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// What each row carries as `object` (`?includeObject=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,7 +47,27 @@ impl IncludeObject {
     }
 }
 
-/// The `Table` for `objects` of `kind` (full objects as the API writes them).
+/// What a row is printed from: a stored object (its JSON form is made for the row's cells only, and its metadata
+/// or whole self is serialised straight from the typed value), or an object already in JSON (watch events).
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Stored(&'a Object),
+    Json(&'a Value),
+}
+
+impl<'a> From<&'a Object> for Source<'a> {
+    fn from(o: &'a Object) -> Self {
+        Source::Stored(o)
+    }
+}
+
+impl<'a> From<&'a Value> for Source<'a> {
+    fn from(v: &'a Value) -> Self {
+        Source::Json(v)
+    }
+}
+
+/// The `Table` for `objects` of `kind`, as the JSON bytes of the response.
 ///
 /// `columns` is `Some` for a custom resource: its CRD's additionalPrinterColumns (an empty slice gives the
 /// default Age column, as the apiextensions server does); `None` selects kubectl's printer for a built-in kind, or
@@ -53,67 +75,116 @@ impl IncludeObject {
 /// tables carry no column definitions). `now` is the time AGE cells count from; `list_meta` becomes the table's
 /// `metadata` (resourceVersion, continue).
 ///
-/// Rows are built one object at a time, so a caller that converts objects lazily holds one at once, not a page.
-pub fn table<V: Borrow<Value>>(
+/// Each row is written as soon as it is made, with the metadata it carries borrowed from the object: a listing
+/// holds one object's JSON form and the bytes, never a page of rows as JSON trees (at 10,000 Services those were
+/// the control plane's peak).
+pub fn table<'a, S: Into<Source<'a>>>(
     kind: &str,
-    objects: impl IntoIterator<Item = V>,
+    objects: impl IntoIterator<Item = S>,
     include: IncludeObject,
     columns: Option<&[PrinterColumn]>,
     headers: bool,
     now: SystemTime,
-    list_meta: Value,
-) -> Value {
+    list_meta: &Value,
+) -> Vec<u8> {
     let custom = columns.map(custom::columns);
     let builtin = printer(kind).filter(|_| custom.is_none());
     let definitions = match (&custom, builtin) {
+        (_, _) if !headers => Vec::new(),
         (Some(columns), _) => custom::definitions(columns),
         (None, Some((cols, _))) => cols.iter().map(Col::definition).collect(),
         (None, None) => custom::default_definitions(),
     };
-    let rows: Vec<Value> = objects
-        .into_iter()
-        .map(|object| {
-            let object = object.borrow();
-            let cells = match (&custom, builtin) {
-                (Some(columns), _) => custom::row(columns, object, now),
-                (None, Some((_, print))) => print(object, now),
-                (None, None) => custom::default_row(object),
-            };
-            let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(cells));
-            if let Some(conditions) = (kind == "Pod" && custom.is_none())
-                .then(|| pod::conditions(object))
-                .flatten()
-            {
-                row.insert("conditions".into(), conditions);
+    let mut out = Vec::new();
+    out.extend_from_slice(br#"{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":"#);
+    write_json(&mut out, list_meta);
+    out.extend_from_slice(br#","columnDefinitions":"#);
+    write_json(&mut out, &definitions);
+    out.extend_from_slice(br#","rows":["#);
+    for (i, source) in objects.into_iter().enumerate() {
+        let source: Source = source.into();
+        let owned;
+        let object = match source {
+            Source::Stored(o) => {
+                owned = o.to_value();
+                &owned
             }
-            match include {
-                IncludeObject::None => {}
-                IncludeObject::Metadata => {
-                    row.insert("object".into(), partial_metadata(object));
-                }
-                IncludeObject::Object => {
-                    row.insert("object".into(), object.clone());
-                }
-            }
-            Value::Object(row)
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_meta,
-        "columnDefinitions": if headers { definitions } else { Vec::new() },
-        "rows": rows,
-    })
+            Source::Json(v) => v,
+        };
+        let cells = match (&custom, builtin) {
+            (Some(columns), _) => custom::row(columns, object, now),
+            (None, Some((_, print))) => print(object, now),
+            (None, None) => custom::default_row(object),
+        };
+        let conditions = (kind == "Pod" && custom.is_none())
+            .then(|| pod::conditions(object))
+            .flatten();
+        let row = Row {
+            cells,
+            conditions,
+            object: match include {
+                IncludeObject::None => None,
+                IncludeObject::Metadata => Some(RowObject::Metadata(PartialObjectMetadata {
+                    kind: "PartialObjectMetadata",
+                    api_version: "meta.k8s.io/v1",
+                    metadata: match source {
+                        Source::Stored(o) => Metadata::Typed(o.meta()),
+                        Source::Json(v) => v.get("metadata").map_or(Metadata::Empty {}, Metadata::Json),
+                    },
+                })),
+                IncludeObject::Object => Some(match source {
+                    Source::Stored(o) => RowObject::Stored(o),
+                    Source::Json(v) => RowObject::Json(v),
+                }),
+            },
+        };
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(&mut out, &row);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
-fn partial_metadata(object: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
+/// Appends `value` as JSON; the values written here always serialise (every map key is a string).
+fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// One `TableRow`.
+#[derive(Serialize)]
+struct Row<'a> {
+    cells: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<RowObject<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RowObject<'a> {
+    Metadata(PartialObjectMetadata<'a>),
+    Stored(&'a Object),
+    Json(&'a Value),
+}
+
+#[derive(Serialize)]
+struct PartialObjectMetadata<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: Metadata<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Metadata<'a> {
+    Typed(&'a ObjectMeta),
+    Json(&'a Value),
+    /// An object without metadata: `{}`.
+    Empty {},
 }
 
 /// The cells of one object's row, one per column; `now` for ages.

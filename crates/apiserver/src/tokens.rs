@@ -1,6 +1,8 @@
 //! Bound service-account tokens, as kube-apiserver issues them: JWTs (ES256, signed with the lab's `sa.key`)
 //! naming the ServiceAccount and, for a pod's token, the pod, with an audience and an expiry. A token
 //! authenticates only while its ServiceAccount (and pod) still exist with the uid it was issued for.
+//! Tokens live as long as they were asked to (kube-apiserver's `--service-account-extend-token-expiration`, which
+//! stretches kubelet's hour to a year, is not copied): the lab's kubelet re-issues pod tokens before they expire.
 
 use crate::auth::UserInfo;
 use crate::authz::{service_account_groups, service_account_user};
@@ -19,9 +21,6 @@ pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 /// What `kubectl create token` gets without `--duration`, and the shortest kube-apiserver accepts.
 pub const DEFAULT_EXPIRATION: i64 = 3600;
 pub const MIN_EXPIRATION: i64 = 600;
-/// Tokens for pods: kube-apiserver extends kubelet's one-hour tokens to a year (`--service-account-extend-token-
-/// expiration`), warning after the hour; the lab's kubelet does not rotate them, so it asks for the year.
-pub const POD_EXPIRATION: i64 = 365 * 24 * 3600;
 /// The prefix of the user's extra fields a token adds.
 const EXTRA: &str = "authentication.kubernetes.io/";
 
@@ -70,8 +69,6 @@ pub struct Bound {
     pub serviceaccount: Ref,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<Ref>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warnafter: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,7 +93,6 @@ impl Claims {
                 namespace: namespace.to_string(),
                 serviceaccount: sa,
                 pod,
-                warnafter: (seconds > DEFAULT_EXPIRATION).then_some(now + DEFAULT_EXPIRATION),
             },
         }
     }

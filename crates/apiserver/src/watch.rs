@@ -107,23 +107,24 @@ struct Sink {
 
 impl Sink {
     async fn event(&mut self, kind: &str, object: Value) -> Result<(), Gone> {
-        let object = match self.table {
-            Some(include) => {
-                let table = crate::table::table(
-                    object["kind"].as_str().unwrap_or_default(),
-                    [&object],
-                    include,
-                    self.columns.as_deref(),
-                    self.headers,
-                    SystemTime::now(),
-                    json!({"resourceVersion": object.pointer("/metadata/resourceVersion")}),
-                );
-                self.headers = false;
-                table
-            }
-            None => object,
+        let Some(include) = self.table else {
+            return self.send(&json!({"type": kind, "object": object})).await;
         };
-        self.send(&json!({"type": kind, "object": object})).await
+        let table = crate::table::table(
+            object["kind"].as_str().unwrap_or_default(),
+            [&object],
+            include,
+            self.columns.as_deref(),
+            self.headers,
+            SystemTime::now(),
+            &json!({"resourceVersion": object.pointer("/metadata/resourceVersion")}),
+        );
+        self.headers = false;
+        // The event type is one of ADDED, MODIFIED, DELETED: nothing in it needs escaping.
+        let mut line = format!(r#"{{"type":"{kind}","object":"#).into_bytes();
+        line.extend_from_slice(&table);
+        line.extend_from_slice(b"}\n");
+        self.tx.send(Bytes::from(line)).await.map_err(|_| Gone)
     }
 
     async fn send(&self, event: &Value) -> Result<(), Gone> {

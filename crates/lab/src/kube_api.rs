@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
+use weft_apiserver::cluster::Input;
 use weft_apiserver::{ApiError, Change, Cluster, Deletion};
 use weft_model::{Key, Object, Snapshot, k8s_openapi};
 
@@ -186,6 +187,10 @@ impl Cluster for LabCluster {
         Sandbox::of_pod(&self.0.paths, pod)
             .command(argv)
             .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    fn attach_input(&self, pod: &Pod, container: &str) -> Option<std::io::Result<Input>> {
+        self.0.inputs.attach(pod.metadata.uid.as_deref()?, container)
     }
 
     fn connect(&self, pod: &Pod, port: u16) -> std::io::Result<std::net::TcpStream> {

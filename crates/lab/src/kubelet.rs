@@ -35,6 +35,8 @@ pub mod env;
 pub mod image;
 pub mod node_status;
 pub mod probe;
+pub mod stdio;
+pub mod tokens;
 pub mod volumes;
 
 /// Cluster DNS as kubelet's `--cluster-domain` (served from the DNS issue on); `--cluster-dns` is the 10th
@@ -48,6 +50,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const COMPONENT: &str = "kubelet";
 /// How often the node's net.d is looked at.
 const NETWORK_POLL: Duration = Duration::from_millis(200);
+/// How often the pods' ServiceAccount tokens are looked at; the shortest lives 600 s and is renewed at 480 s.
+const TOKEN_CHECK: Duration = Duration::from_secs(15);
 
 pub struct Kubelet {
     shared: Arc<Shared>,
@@ -138,6 +142,10 @@ impl Kubelet {
         {
             let me = self.clone();
             std::thread::spawn(move || me.watch_network());
+        }
+        {
+            let me = self.clone();
+            spawn_small(move || me.rotate_tokens());
         }
         let mut seen = 0;
         // Pods told (by an Event) that they wait for the network.
@@ -296,7 +304,9 @@ impl Kubelet {
                             COMPONENT,
                         );
                         self.report(run, pod, vec![note.on(&self.node.name)]);
-                        child.wait().map_or(128, |s| exit_code(&s))
+                        let code = child.wait().map_or(128, |s| exit_code(&s));
+                        self.shared.inputs.remove(&run.uid, &container.name);
+                        code
                     }
                     Err(e) => {
                         self.log_failure(run, &container.name, &e);
@@ -363,6 +373,37 @@ impl Kubelet {
                 self.shared.write(|s| node_status::set(s, &self.node.name, ready));
             }
             std::thread::sleep(NETWORK_POLL);
+        }
+    }
+
+    /// Re-issues the started pods' ServiceAccount tokens before they expire (`tokens::rotate`), until the
+    /// supervisor stops.
+    fn rotate_tokens(self: Arc<Self>) {
+        while !self.shared.stopping() {
+            std::thread::sleep(TOKEN_CHECK);
+            let runs: Vec<Arc<PodRun>> = self
+                .pods
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            let snap = self.shared.snapshot();
+            for run in runs.iter().filter(|r| r.lock().started) {
+                let Some(Object::Pod(pod)) = snap.get(&run.key) else {
+                    continue;
+                };
+                if pod.metadata.uid.as_deref() != Some(run.uid.as_str()) {
+                    continue;
+                }
+                let dir = self.shared.paths.pod_dir(&run.uid);
+                let files = tokens::files(pod, &dir, &dir.join(sandbox::SERVICE_ACCOUNT_DIR));
+                let issue = |audience: Option<&str>, seconds: Option<i64>| self.token(pod, audience, seconds);
+                let now = weft_apiserver::tokens::unix_now();
+                if let Err(e) = tokens::rotate(&files, &self.tokens, now, &issue) {
+                    eprintln!("weft lab: {}: rotating the tokens of {}: {e}", self.node.name, run.key);
+                }
+            }
         }
     }
 
@@ -461,7 +502,9 @@ impl Kubelet {
     /// ServiceAccount may not exist yet in a namespace created a moment ago (its controller makes `default`).
     fn service_account_files(&self, pod: &Pod, dir: &std::path::Path) -> Result<()> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let token = self.token(pod, None, None).map_err(Error::Invalid)?;
+        let token = self
+            .token(pod, None, Some(tokens::MOUNT_EXPIRATION))
+            .map_err(Error::Invalid)?;
         let ca = self.shared.paths.pki_dir().join("ca.crt");
         let ca = std::fs::read(&ca).map_err(io(format!("reading {}", ca.display())))?;
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -476,8 +519,8 @@ impl Kubelet {
     }
 
     /// A token of the pod's ServiceAccount bound to the pod, for `audience` (None: the API's) and `seconds`
-    /// (None: a year, as kube-apiserver extends pod tokens). The ServiceAccount may not exist yet in a namespace
-    /// created a moment ago (its controller makes `default`): that is waited for.
+    /// (None: the API's default hour); `tokens::rotate` re-issues it before it expires. The ServiceAccount may not
+    /// exist yet in a namespace created a moment ago (its controller makes `default`): that is waited for.
     fn token(&self, pod: &Pod, audience: Option<&str>, seconds: Option<i64>) -> std::result::Result<String, String> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = service_account_name(pod);
@@ -493,14 +536,14 @@ impl Kubelet {
             }
             snap = self.shared.wait_newer(snap.revision, Duration::from_millis(200));
         };
-        use weft_apiserver::tokens::{Claims, POD_EXPIRATION, Ref, api_audiences, unix_now};
+        use weft_apiserver::tokens::{Claims, DEFAULT_EXPIRATION, Ref, api_audiences, unix_now};
         let sa = Ref { name, uid: sa_uid };
         let bound = Ref {
             name: pod.metadata.name.clone().unwrap_or_default(),
             uid: pod.metadata.uid.clone().unwrap_or_default(),
         };
         let audiences = audience.map_or_else(api_audiences, |a| vec![a.to_string()]);
-        let seconds = seconds.unwrap_or(POD_EXPIRATION);
+        let seconds = seconds.unwrap_or(DEFAULT_EXPIRATION);
         let claims = Claims::new(&ns, sa, Some(bound), audiences, unix_now(), seconds);
         self.tokens.issue(&claims).map_err(|e| e.to_string())
     }
@@ -715,6 +758,9 @@ impl Kubelet {
             "OnFailure" => code != 0,
             _ => true,
         } && !run.stop.load(Ordering::Acquire);
+        if let Some(c) = pod.spec.as_ref().and_then(|s| s.containers.get(index)) {
+            self.shared.inputs.remove(&run.uid, &c.name);
+        }
         run.with_container(index, |c| {
             c.pid = None;
             c.last_exit = Some(code);
@@ -788,19 +834,22 @@ impl Kubelet {
             .append(true)
             .open(&log_path)
             .map_err(io(format!("opening {}", log_path.display())))?;
-        let log2 = log.try_clone().map_err(io("duplicating the log file"))?;
         command
             .env_clear()
             .envs(env)
-            .current_dir(container.working_dir.as_deref().unwrap_or("/"))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        command.spawn().map_err(io(format!(
+            .current_dir(container.working_dir.as_deref().unwrap_or("/"));
+        let wiring = stdio::Wiring::connect(&mut command, container, log)
+            .map_err(io(format!("connecting the streams of container {}", container.name)))?;
+        let child = command.spawn().map_err(io(format!(
             "starting container {} of {name} ({})",
             container.name,
             argv.join(" ")
-        )))
+        )))?;
+        if let Some(input) = wiring.input() {
+            let once = container.stdin_once == Some(true);
+            self.shared.inputs.insert(&run.uid, &container.name, input, once);
+        }
+        Ok(child)
     }
 
     /// Writes the pod's status from what the runtime knows, and `notes` as Events; returns the store's
@@ -919,6 +968,7 @@ impl Kubelet {
             drop(run.wake.wait_timeout(state, Duration::from_millis(20)));
         }
         self.detach(&run, pod);
+        self.shared.inputs.remove_pod(&run.uid);
         self.pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.uid);
         self.shared.write(|s| {
             if matches!(s.get(&run.key), Some(o) if o.meta().uid.as_deref() == Some(run.uid.as_str())) {

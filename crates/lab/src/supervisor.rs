@@ -21,6 +21,8 @@ pub struct Shared {
     stopping: AtomicBool,
     /// Every new revision, for the Kubernetes API's watches (which wait on it asynchronously).
     revisions: tokio::sync::watch::Sender<u64>,
+    /// The stdin and terminal ends of running containers, for `attach -i`.
+    pub inputs: crate::kubelet::stdio::Inputs,
 }
 
 impl Shared {
@@ -33,6 +35,7 @@ impl Shared {
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
             revisions: tokio::sync::watch::Sender::new(revision),
+            inputs: Default::default(),
         }
     }
 

@@ -90,15 +90,16 @@ mod tests {
     use weft_apiserver::table::{IncludeObject, table};
 
     fn server_table(kind: &str, objects: &[Value]) -> Value {
-        table(
+        let bytes = table(
             kind,
             objects,
             IncludeObject::Metadata,
             None,
             true,
             SystemTime::now(),
-            json!({}),
-        )
+            &json!({}),
+        );
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     fn cells(out: &str) -> Vec<Vec<String>> {

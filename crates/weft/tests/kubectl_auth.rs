@@ -123,6 +123,23 @@ fn service_accounts_tokens_and_rbac_with_kubectl() {
     // No credentials, or a bad token: 401.
     assert_eq!(curl(&format!("{server}/api/v1/pods"), &[]).0, "401");
     assert_eq!(curl(&pods_url, &[format!("Authorization: Bearer {token}x")]).0, "401");
+    // `--duration` is the token's life, 10 minutes at least, as kube-apiserver bounds it.
+    let life = |token: &str| {
+        let c = claims(token);
+        c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap()
+    };
+    assert_eq!(
+        life(&kubectl.ok(&["create", "token", "default", "--duration=10m"])),
+        600
+    );
+    assert_eq!(life(&token), 3600);
+    let out = kubectl.run(&["create", "token", "default", "--duration=5m"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("may not specify a duration less than 10 minutes"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Bound to `view` in its namespace, it may list pods there and nowhere else.
     kubectl.ok(&[
@@ -223,12 +240,23 @@ fn service_accounts_tokens_and_rbac_with_kubectl() {
     let out = lab.exec("tokenless", &["ls", SA_DIR]);
     assert!(text(&out.stdout).trim().is_empty(), "{}", text(&out.stdout));
 
-    // The pod's token dies with its pod.
+    // The pod's token dies with its pod; it lives as long as kubelet asks (the kubelet renews it before that).
     let pod_token = text(&lab.exec("client", &["cat", &format!("{SA_DIR}/token")]).stdout);
+    assert_eq!(life(&pod_token), 3607);
     let pod_bearer = vec![format!("Authorization: Bearer {pod_token}")];
     assert_eq!(curl(&pods_url, &pod_bearer).0, "200");
     kubectl.ok(&["delete", "pod", "client", "--wait=true"]);
     assert_eq!(curl(&pods_url, &pod_bearer).0, "401");
 
     drop(lab);
+}
+
+/// The claims of a JWT, unverified.
+fn claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let body = token.trim().split('.').nth(1).expect("a JWT");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .expect("base64url");
+    serde_json::from_slice(&json).expect("JSON claims")
 }

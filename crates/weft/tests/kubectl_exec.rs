@@ -1,6 +1,6 @@
 //! The streaming pod subresources as the real kubectl drives them: exec (pipes, stdin, a terminal with its size,
-//! exit codes), attach refused for stdin, and port-forward to a pod and to a Service, over the WebSocket tunnel
-//! and over plain SPDY.
+//! exit codes), attach with and without stdin or a terminal (`run -i --rm`, `run -it --rm`), and port-forward to
+//! a pod and to a Service, over the WebSocket tunnel and over plain SPDY.
 
 mod lab;
 
@@ -175,9 +175,64 @@ fn kubectl_exec_and_port_forward() {
     assert!(shown.contains("21 77"), "{shown}");
     assert!(shown.contains("command terminated with exit code 4"), "{shown}");
 
-    // attach: the lab's containers have no stdin.
+    // attach -i: a container started without stdin has none to attach to.
     let out = k.run(&["attach", "-i", "client"]);
     assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("has no stdin to attach to"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `run -i --rm` makes a pod with stdin (once), attaches to it, and deletes it when its run ends: the
+    // container reads what kubectl was given, then EOF once kubectl's stdin ends.
+    let out = k.run_with_input(
+        &[
+            "run",
+            "once",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image=busybox",
+            "--request-timeout=60s",
+            "--",
+            "sh",
+            "-c",
+            "while read l; do echo got:$l; done; echo bye",
+        ],
+        b"one\ntwo\n",
+    );
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("got:one\ngot:two\nbye\n"),
+        "{shown}\n{}",
+        text(&out.stderr)
+    );
+    let said = format!("{shown}{}", text(&out.stderr));
+    assert!(said.contains("pod \"once\" deleted"), "{said}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // `run -it --rm` on a terminal: the container runs on one, whose size is kubectl's, and takes its input.
+    let inner = format!(
+        "stty rows 19 cols 83; timeout 60 kubectl --context {} run term -it --rm --restart=Never --image=busybox \
+         -- sh -c 'read l; stty size; echo got:$l'",
+        k.context
+    );
+    let mut script = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = script.stdin.take().unwrap();
+    input.write_all(b"hi\n").unwrap();
+    let out = script.wait_with_output().unwrap();
+    drop(input);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("19 83"), "{shown}");
+    assert!(shown.contains("got:hi"), "{shown}");
+    assert!(shown.contains("pod \"term\" deleted"), "{shown}");
 
     // port-forward to a pod, in the WebSocket tunnel and over plain SPDY, several connections each (once the
     // pod serves: a refused connection ends kubectl's port-forward).

@@ -19,6 +19,20 @@ fn with_meta(name: &str, mut body: Value) -> Value {
     body
 }
 
+/// The table as JSON, from the bytes the server sends.
+fn table<'a, S: Into<Source<'a>>>(
+    kind: &str,
+    objects: impl IntoIterator<Item = S>,
+    include: IncludeObject,
+    columns: Option<&[PrinterColumn]>,
+    headers: bool,
+    now: SystemTime,
+    list_meta: Value,
+) -> Value {
+    let bytes = super::table(kind, objects, include, columns, headers, now, &list_meta);
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 fn build(kind: &str, objects: &[Value]) -> Value {
     table(
         kind,
@@ -104,6 +118,22 @@ fn include_object_modes() {
     assert!(partial.get("spec").is_none());
     assert_eq!(at(IncludeObject::Object)["object"], svc);
     assert!(at(IncludeObject::None).get("object").is_none());
+}
+
+#[test]
+fn stored_objects_print_as_their_json_does() {
+    let svc = with_meta(
+        "web",
+        json!({"apiVersion": "v1", "kind": "Service",
+               "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                        "ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": "web"}}}),
+    );
+    let stored = weft_model::manifest::from_value(svc.clone()).unwrap();
+    for include in [IncludeObject::None, IncludeObject::Metadata, IncludeObject::Object] {
+        let from_json = table("Service", [&svc], include, None, true, now(), json!({}));
+        let from_stored = table("Service", [&stored], include, None, true, now(), json!({}));
+        assert_eq!(from_stored, from_json, "{include:?}");
+    }
 }
 
 #[test]

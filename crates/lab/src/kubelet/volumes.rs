@@ -2,7 +2,8 @@
 //! when the pod starts, under the pod's dir (`volumes/NAME`): emptyDir, configMap, secret, downwardAPI and
 //! projected (serviceAccountToken, configMap, secret, downwardAPI sources). Each container's volumeMounts
 //! become binds in its mount namespace; configMap, secret, downwardAPI and projected ones are read-only, as
-//! kubelet mounts them. Unlike kubelet, the lab does not refresh them when their sources change.
+//! kubelet mounts them. Unlike kubelet, the lab does not refresh them when their sources change; only
+//! ServiceAccount tokens are re-issued before they expire (`super::tokens`).
 
 use super::env::{self, Facts};
 use crate::node_fs::NodeFs;
@@ -168,7 +169,7 @@ fn downward(facts: &Facts, item: &k8s_openapi::api::core::v1::DownwardAPIVolumeF
 }
 
 /// A path inside a volume: relative, without `..`.
-fn relative(path: &str) -> Result<PathBuf, String> {
+pub fn relative(path: &str) -> Result<PathBuf, String> {
     let p = Path::new(path);
     if p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
         return Err(format!("{path:?}: must be a relative path without '..'"));
