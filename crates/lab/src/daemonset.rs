@@ -97,46 +97,74 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
         }
     }
     let current = |p: &Pod| labels(&p.metadata).get(REVISION_HASH) == Some(&hash);
-    let rolling = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("OnDelete");
-    let max_unavailable = spec
-        .update_strategy
-        .as_ref()
-        .and_then(|s| s.rolling_update.as_ref())
-        .and_then(|r| r.max_unavailable.clone())
-        .unwrap_or(IntOrString::Int(1));
-    let max_unavailable = scaled_value(&max_unavailable, fits.len() as i32, true).max(1) as usize;
+    let strategy = spec.update_strategy.as_ref();
+    let rolling = strategy.and_then(|s| s.type_.as_deref()) != Some("OnDelete");
+    let rolling_update = strategy.and_then(|s| s.rolling_update.as_ref());
+    let scaled = |v: &IntOrString| scaled_value(v, fits.len() as i32, true).max(0) as usize;
+    // A positive maxSurge takes kube-controller-manager's surge path, where maxUnavailable plays no part.
+    let max_surge = rolling_update.and_then(|r| r.max_surge.as_ref()).map_or(0, scaled);
+    let max_surge = if rolling { max_surge } else { 0 };
+    let max_unavailable = rolling_update
+        .and_then(|r| r.max_unavailable.as_ref())
+        .map_or(1, scaled)
+        .max(1);
     let unavailable = fits
         .iter()
         .filter(|n| !by_node.get(*n).is_some_and(|pods| pods.iter().any(|p| is_ready(p))))
         .count();
     let mut budget = max_unavailable.saturating_sub(unavailable);
+    let create = |node: &str, changes: &mut Vec<Change>| {
+        let mut pod = pod_from_template(
+            &template,
+            &format!("{name}-"),
+            ns,
+            controller_ref("DaemonSet", &ds.metadata),
+        );
+        pod.spec.get_or_insert_with(PodSpec::default).node_name = Some(node.to_string());
+        let note = Note::normal(me.clone(), "SuccessfulCreate", "Created pod: ".into(), COMPONENT);
+        changes.push(Change::Create(
+            Box::new(Object::Pod(Box::new(pod))),
+            Some(Box::new(note)),
+        ));
+    };
+    // Surging: nodes whose new pod is not ready yet beside its old one, and nodes whose ready old pod may get
+    // its successor beside it.
+    let (mut surging, mut candidates) = (0, Vec::new());
     let (mut scheduled, mut ready, mut updated) = (0, 0, 0);
     for node in &fits {
         let Some(pods) = by_node.get_mut(node) else {
-            if terminating.contains(node) {
-                continue;
+            if !terminating.contains(node) {
+                create(node, changes);
             }
-            let mut pod = pod_from_template(
-                &template,
-                &format!("{name}-"),
-                ns,
-                controller_ref("DaemonSet", &ds.metadata),
-            );
-            pod.spec.get_or_insert_with(PodSpec::default).node_name = Some(node.to_string());
-            let note = Note::normal(me.clone(), "SuccessfulCreate", "Created pod: ".into(), COMPONENT);
-            changes.push(Change::Create(
-                Box::new(Object::Pod(Box::new(pod))),
-                Some(Box::new(note)),
-            ));
             continue;
         };
-        // One pod per node: the oldest stays.
         pods.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+        scheduled += 1;
+        if max_surge > 0 {
+            // At most two pods per node: the oldest of the current revision beside the oldest of an old one.
+            let (news, olds): (Vec<&Pod>, Vec<&Pod>) = pods.iter().partition(|p| current(p));
+            for extra in news.iter().skip(1).chain(olds.iter().skip(1)) {
+                delete(extra, changes);
+            }
+            let (new, old) = (news.first().copied(), olds.first().copied());
+            ready += i32::from(new.is_some_and(is_ready) || old.is_some_and(is_ready));
+            updated += i32::from(new.is_some());
+            match (new, old) {
+                // The old pod goes once its successor is ready, or at once if it is not ready itself.
+                (Some(new), Some(old)) if is_ready(new) || !is_ready(old) => delete(old, changes),
+                (Some(_), Some(_)) => surging += 1,
+                // An old pod that is not ready costs no availability: its successor starts now.
+                (None, Some(old)) if !is_ready(old) => create(node, changes),
+                (None, Some(_)) => candidates.push(*node),
+                _ => {}
+            }
+            continue;
+        }
+        // One pod per node: the oldest stays.
         for extra in pods.drain(1..) {
             delete(extra, changes);
         }
         let pod = pods[0];
-        scheduled += 1;
         ready += i32::from(is_ready(pod));
         updated += i32::from(current(pod));
         if rolling && !current(pod) {
@@ -148,6 +176,9 @@ pub fn reconcile(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node], changes: &mut 
                 delete(pod, changes);
             }
         }
+    }
+    for node in candidates.into_iter().take(max_surge.saturating_sub(surging)) {
+        create(node, changes);
     }
     let desired = fits.len() as i32;
     let status = DaemonSetStatus {
@@ -235,18 +266,27 @@ mod tests {
         pod
     }
 
-    #[test]
-    fn a_node_gets_its_new_pod_only_once_the_old_one_is_gone() {
-        let ds: DaemonSet = serde_json::from_value(json!({
+    /// The DaemonSet `agent` with this `updateStrategy` (null: the default).
+    fn daemon_set(strategy: serde_json::Value) -> DaemonSet {
+        serde_json::from_value(json!({
             "metadata": {"name": "agent", "namespace": "kube-system", "uid": "u"},
-            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "updateStrategy": strategy,
                      "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "c"}]}}},
         }))
-        .unwrap();
-        let nodes: Vec<Node> = ["node-1", "node-2"]
+        .unwrap()
+    }
+
+    fn two_nodes() -> Vec<Node> {
+        ["node-1", "node-2"]
             .iter()
             .map(|n| serde_json::from_value(json!({"metadata": {"name": n}})).unwrap())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_node_gets_its_new_pod_only_once_the_old_one_is_gone() {
+        let ds = daemon_set(json!(null));
+        let nodes = two_nodes();
         let nodes: Vec<&Node> = nodes.iter().collect();
         let creates = |owned: &[&Pod]| {
             let mut changes = Vec::new();
@@ -259,5 +299,62 @@ mod tests {
         assert_eq!(creates(&[&stopping, &other]), 0);
         // Gone: node-1 gets its new pod.
         assert_eq!(creates(&[&other]), 1);
+    }
+
+    /// The pods a reconcile creates (by node) and deletes (by name).
+    fn outcome(ds: &DaemonSet, owned: &[&Pod], nodes: &[&Node]) -> (Vec<String>, Vec<String>) {
+        let mut changes = Vec::new();
+        reconcile(ds, owned, nodes, &mut changes);
+        let (mut created, mut deleted) = (Vec::new(), Vec::new());
+        for change in changes {
+            match change {
+                Change::Create(object, _) => {
+                    let Object::Pod(pod) = *object else { continue };
+                    created.push(pod.spec.and_then(|s| s.node_name).unwrap_or_default());
+                }
+                Change::MarkDeleted(key) => deleted.push(key.name.to_string()),
+                _ => {}
+            }
+        }
+        (created, deleted)
+    }
+
+    #[test]
+    fn max_surge_starts_each_new_pod_beside_the_old_one_and_deletes_the_old_once_the_new_is_ready() {
+        let surge = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}});
+        let ds = daemon_set(surge);
+        let hash = template_hash(&ds.spec.as_ref().unwrap().template);
+        let nodes = two_nodes();
+        let nodes: Vec<&Node> = nodes.iter().collect();
+        let (old1, old2) = (pod("agent-a", "node-1", "old", false), pod("agent-b", "node-2", "old", false));
+        // 50 % of 2 nodes: one node surges; nothing is deleted while every old pod is the only one ready.
+        assert_eq!(outcome(&ds, &[&old1, &old2], &nodes), (vec!["node-1".into()], vec![]));
+        // node-1's new pod is not ready yet: the surge is spent, both old pods stay.
+        let mut new1 = pod("agent-c", "node-1", &hash, false);
+        new1.status = None;
+        assert_eq!(outcome(&ds, &[&old1, &old2, &new1], &nodes), (vec![], vec![]));
+        // Ready: node-1's old pod goes and node-2 surges in the same pass.
+        let new1 = pod("agent-c", "node-1", &hash, false);
+        let expected = (vec!["node-2".into()], vec!["agent-a".into()]);
+        assert_eq!(outcome(&ds, &[&old1, &old2, &new1], &nodes), expected);
+        // An old pod that is not ready costs no availability: its successor starts beside it beyond the surge,
+        // and then it goes at once.
+        let mut sick2 = pod("agent-b", "node-2", "old", false);
+        sick2.status = None;
+        let mut new1 = pod("agent-c", "node-1", &hash, false);
+        new1.status = None;
+        assert_eq!(outcome(&ds, &[&old1, &sick2, &new1], &nodes), (vec!["node-2".into()], vec![]));
+        let new2 = pod("agent-d", "node-2", &hash, false);
+        assert_eq!(outcome(&ds, &[&sick2, &new2], &nodes).1, vec!["agent-b".to_string()]);
+    }
+
+    #[test]
+    fn without_max_surge_a_ready_old_pod_is_deleted_before_its_successor_starts() {
+        let ds = daemon_set(json!(null));
+        let nodes = two_nodes();
+        let nodes: Vec<&Node> = nodes.iter().collect();
+        let (old1, old2) = (pod("agent-a", "node-1", "old", false), pod("agent-b", "node-2", "old", false));
+        // maxUnavailable 1 (the default): one old pod goes, nothing new yet.
+        assert_eq!(outcome(&ds, &[&old1, &old2], &nodes), (vec![], vec!["agent-a".into()]));
     }
 }

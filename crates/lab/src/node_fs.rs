@@ -29,6 +29,12 @@ impl NodeFs {
         }
     }
 
+    /// A node whose root is `root` (tests use a throwaway directory).
+    #[cfg(test)]
+    pub fn at(root: PathBuf) -> NodeFs {
+        NodeFs { root }
+    }
+
     /// Where a path of the node is on the host; an error for a relative path or one with `..`.
     pub fn path(&self, on_node: &str) -> Result<PathBuf> {
         let path = Path::new(on_node);

@@ -264,6 +264,35 @@ mod tests {
     }
 
     #[test]
+    fn missing_mount_points_are_made_empty_where_the_container_will_look() {
+        let dir = std::env::temp_dir().join(format!("weft-mount-point-{}", crate::store::new_uid()));
+        let (source_dir, source_file, cover) = (dir.join("src"), dir.join("src.sock"), dir.join("cover"));
+        std::fs::create_dir_all(&source_dir).unwrap();
+        std::fs::create_dir_all(&cover).unwrap();
+        std::fs::write(&source_file, b"x").unwrap();
+        let bind = |source: &Path, target: PathBuf| Bind {
+            source: source.to_path_buf(),
+            target,
+            read_only: false,
+        };
+        // A directory's mount point is an empty directory, parents and all; a file's (a socket, a device) an
+        // empty file.
+        mount_point(&[], &bind(&source_dir, dir.join("host/opt/cni/bin"))).unwrap();
+        mount_point(&[], &bind(&source_file, dir.join("host/run/app.sock"))).unwrap();
+        assert!(dir.join("host/opt/cni/bin").is_dir());
+        assert_eq!(std::fs::read_dir(dir.join("host/opt/cni/bin")).unwrap().count(), 0);
+        assert_eq!(std::fs::read(dir.join("host/run/app.sock")).unwrap(), b"");
+        // Below an earlier bind's target, it is made in that bind's source, which the container sees there.
+        let earlier = [bind(&cover, dir.join("etc/app"))];
+        mount_point(&earlier, &bind(&source_dir, dir.join("etc/app/conf.d"))).unwrap();
+        assert!(cover.join("conf.d").is_dir() && !dir.join("etc").exists());
+        // What exists is left as it is, whatever it is.
+        mount_point(&[], &bind(&source_dir, source_file.clone())).unwrap();
+        assert_eq!(std::fs::read(&source_file).unwrap(), b"x");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn descriptor_paths_are_written_in_place() {
         let mut buf = [0u8; 32];
         assert_eq!(fd_path(7, &mut buf).to_str().unwrap(), "/proc/self/fd/7");

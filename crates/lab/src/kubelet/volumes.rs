@@ -115,11 +115,14 @@ pub fn mounts_at(c: &Container, path: &str) -> bool {
         .any(|m| Path::new(&m.mount_path) == Path::new(path))
 }
 
-/// A hostPath on the node, checked or made as its `type` says (kubelet's checks).
+/// A hostPath on the node, checked or made as its `type` says (kubelet's checks). Unset, a missing path is made
+/// a directory, as the container runtime makes a missing bind source.
 fn host_path(fs: &NodeFs, host: &HostPathVolumeSource) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
     let path = fs.path(&host.path).map_err(|e| e.to_string())?;
     let kind = host.type_.as_deref().unwrap_or_default();
     let failed = |what: &str| Err(format!("hostPath type check failed: {} is not {what}", host.path));
+    let is = |test: fn(&std::fs::FileType) -> bool| std::fs::metadata(&path).is_ok_and(|m| test(&m.file_type()));
     match kind {
         "" | "DirectoryOrCreate" if !path.exists() => {
             std::fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", path.display()))
@@ -134,8 +137,12 @@ fn host_path(fs: &NodeFs, host: &HostPathVolumeSource) -> Result<(), String> {
         }
         "Directory" | "DirectoryOrCreate" if !path.is_dir() => failed("a directory"),
         "File" | "FileOrCreate" if !path.is_file() => failed("a file"),
-        "Socket" | "CharDevice" | "BlockDevice" if !path.exists() => failed(kind),
-        _ => Ok(()),
+        "Socket" if !is(FileTypeExt::is_socket) => failed("a socket file"),
+        "CharDevice" if !is(FileTypeExt::is_char_device) => failed("a character device"),
+        "BlockDevice" if !is(FileTypeExt::is_block_device) => failed("a block device"),
+        "" | "DirectoryOrCreate" | "Directory" | "FileOrCreate" | "File" | "Socket" | "CharDevice"
+        | "BlockDevice" => Ok(()),
+        other => Err(format!("hostPath {}: unknown type {other:?}", host.path)),
     }
 }
 
@@ -175,4 +182,44 @@ pub fn relative(path: &str) -> Result<PathBuf, String> {
         return Err(format!("{path:?}: must be a relative path without '..'"));
     }
     Ok(p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_paths_are_made_or_checked_as_their_type_says() {
+        let root = std::env::temp_dir().join(format!("weft-hostpath-{}", crate::store::new_uid()));
+        let fs = NodeFs::at(root.clone());
+        let check = |path: &str, kind: Option<&str>| {
+            let source = HostPathVolumeSource {
+                path: path.into(),
+                type_: kind.map(Into::into),
+            };
+            host_path(&fs, &source)
+        };
+        // Unset and DirectoryOrCreate make a missing directory (parents too); FileOrCreate an empty file.
+        check("/unset/dir", None).unwrap();
+        check("/opt/cni/bin", Some("DirectoryOrCreate")).unwrap();
+        check("/var/lib/x/file", Some("FileOrCreate")).unwrap();
+        assert!(root.join("unset/dir").is_dir() && root.join("opt/cni/bin").is_dir());
+        assert_eq!(std::fs::read(root.join("var/lib/x/file")).unwrap(), b"");
+        // The others only check, and fail the pod's start when the path is missing or of another kind.
+        check("/opt/cni/bin", Some("Directory")).unwrap();
+        check("/var/lib/x/file", Some("File")).unwrap();
+        check("/dev/null", Some("CharDevice")).unwrap();
+        let failed = |path, kind| check(path, Some(kind)).unwrap_err();
+        assert_eq!(
+            failed("/missing", "Directory"),
+            "hostPath type check failed: /missing is not a directory"
+        );
+        assert!(failed("/var/lib/x/file", "DirectoryOrCreate").ends_with("is not a directory"));
+        assert!(failed("/opt/cni/bin", "FileOrCreate").ends_with("is not a file"));
+        assert!(failed("/run/missing.sock", "Socket").ends_with("is not a socket file"));
+        assert!(failed("/dev/null", "BlockDevice").ends_with("is not a block device"));
+        assert!(failed("/opt", "Pipe").contains("unknown type"));
+        assert!(!root.join("missing").exists() && !root.join("run/missing.sock").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
