@@ -208,11 +208,15 @@ pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Sockets> {
 /// Datagrams taken per `recvmmsg` (see `mmsg`).
 const BATCH: usize = 32;
 
+/// An answer waiting for the batch's `sendmmsg`: the datagram's index in the batch, its bytes, and what the
+/// metrics count once it is sent.
+type Reply = (usize, Vec<u8>, Option<RecordType>, Option<ResponseCode>);
+
 /// One UDP worker: receive a batch, answer it, send the answers in one call, forever.
 pub fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, metrics: Arc<Worker>) {
     let fd = sock.as_raw_fd();
     let mut batch = Batch::new(BATCH);
-    let mut replies: Vec<(usize, Vec<u8>, Option<RecordType>, Option<ResponseCode>)> = Vec::with_capacity(BATCH);
+    let mut replies: Vec<Reply> = Vec::with_capacity(BATCH);
     let mut view = View::new();
     loop {
         let n = match batch.recv(fd) {

@@ -326,7 +326,10 @@ mod tests {
         let hash = template_hash(&ds.spec.as_ref().unwrap().template);
         let nodes = two_nodes();
         let nodes: Vec<&Node> = nodes.iter().collect();
-        let (old1, old2) = (pod("agent-a", "node-1", "old", false), pod("agent-b", "node-2", "old", false));
+        let (old1, old2) = (
+            pod("agent-a", "node-1", "old", false),
+            pod("agent-b", "node-2", "old", false),
+        );
         // 50 % of 2 nodes: one node surges; nothing is deleted while every old pod is the only one ready.
         assert_eq!(outcome(&ds, &[&old1, &old2], &nodes), (vec!["node-1".into()], vec![]));
         // node-1's new pod is not ready yet: the surge is spent, both old pods stay.
@@ -343,7 +346,10 @@ mod tests {
         sick2.status = None;
         let mut new1 = pod("agent-c", "node-1", &hash, false);
         new1.status = None;
-        assert_eq!(outcome(&ds, &[&old1, &sick2, &new1], &nodes), (vec!["node-2".into()], vec![]));
+        assert_eq!(
+            outcome(&ds, &[&old1, &sick2, &new1], &nodes),
+            (vec!["node-2".into()], vec![])
+        );
         let new2 = pod("agent-d", "node-2", &hash, false);
         assert_eq!(outcome(&ds, &[&sick2, &new2], &nodes).1, vec!["agent-b".to_string()]);
     }
@@ -353,7 +359,10 @@ mod tests {
         let ds = daemon_set(json!(null));
         let nodes = two_nodes();
         let nodes: Vec<&Node> = nodes.iter().collect();
-        let (old1, old2) = (pod("agent-a", "node-1", "old", false), pod("agent-b", "node-2", "old", false));
+        let (old1, old2) = (
+            pod("agent-a", "node-1", "old", false),
+            pod("agent-b", "node-2", "old", false),
+        );
         // maxUnavailable 1 (the default): one old pod goes, nothing new yet.
         assert_eq!(outcome(&ds, &[&old1, &old2], &nodes), (vec![], vec!["agent-a".into()]));
     }

@@ -140,8 +140,9 @@ fn host_path(fs: &NodeFs, host: &HostPathVolumeSource) -> Result<(), String> {
         "Socket" if !is(FileTypeExt::is_socket) => failed("a socket file"),
         "CharDevice" if !is(FileTypeExt::is_char_device) => failed("a character device"),
         "BlockDevice" if !is(FileTypeExt::is_block_device) => failed("a block device"),
-        "" | "DirectoryOrCreate" | "Directory" | "FileOrCreate" | "File" | "Socket" | "CharDevice"
-        | "BlockDevice" => Ok(()),
+        "" | "DirectoryOrCreate" | "Directory" | "FileOrCreate" | "File" | "Socket" | "CharDevice" | "BlockDevice" => {
+            Ok(())
+        }
         other => Err(format!("hostPath {}: unknown type {other:?}", host.path)),
     }
 }
