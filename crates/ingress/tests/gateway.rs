@@ -8,13 +8,16 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use weft_ingress::gateway::{self, status};
 use weft_ingress::proxy::Proxy;
 use weft_ingress::{Config, Table, server};
 use weft_model::Snapshot;
+
+mod common;
+
+use common::{curl, line};
 
 /// A backend answering `backend=NAME`, `path=...` and a `NAME=value` line per header it got.
 async fn backend(name: &'static str) -> u16 {
@@ -230,35 +233,13 @@ spec:
   to: [{group: '', kind: Service}]
 ";
 
-/// curl's answer: status code and what it printed (with `-i`, the headers too).
-async fn curl(args: &[&str]) -> (u16, String) {
-    let given: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-            .args(&given)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap_or(0), body.to_string())
-}
-
-fn line<'a>(body: &'a str, key: &str) -> &'a str {
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_default()
-}
-
 async fn get(at: SocketAddr, host: &str, path: &str, extra: &[&str]) -> (u16, String) {
     let url = format!("http://{at}{path}");
     let host = format!("Host: {host}");
     let mut args = vec!["-H", host.as_str(), url.as_str()];
     args.extend_from_slice(extra);
-    curl(&args).await
+    let (code, _, body) = curl(&args).await;
+    (code.parse().unwrap_or(0), body)
 }
 
 fn condition<'a>(conditions: &'a serde_json::Value, type_: &str) -> (&'a str, &'a str) {

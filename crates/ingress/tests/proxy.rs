@@ -17,7 +17,7 @@ use weft_model::Snapshot;
 
 mod common;
 
-use common::{A, ARRIVED, INGRESS_CLASS, RELEASE, config};
+use common::{A, ARRIVED, INGRESS_CLASS, RELEASE, config, curl, line};
 
 /// An upstream that answers with what it received: the path and query, then the headers the proxy sets.
 async fn upstream() -> u16 {
@@ -166,36 +166,6 @@ async fn proxy_with(table: Table, tune: impl FnOnce(Proxy) -> Proxy) -> Running 
         stop,
         servers,
     }
-}
-
-/// curl's answer: status code, HTTP version and body.
-async fn curl(args: &[&str]) -> (String, String, String) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let given = args.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code} %{http_version}"])
-            .args(&given)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (body, tail) = text.rsplit_once('\n').unwrap();
-    let (code, version) = tail.split_once(' ').unwrap();
-    (code.to_string(), version.to_string(), body.to_string())
-}
-
-fn line<'a>(body: &'a str, key: &str) -> &'a str {
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ use crate::upstream::{Index, Upstream};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use rustls::sign::CertifiedKey;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -316,51 +317,41 @@ impl Compiler<'_> {
             .iter()
             .map(|g| self.gateway(g, &grants, &existing, provisioning.as_ref(), &mut out.services))
             .collect();
+        // HTTPRoutes, then GRPCRoutes (as HTTPRoute rules), each kind oldest first.
         let mut routes: Vec<HTTPRoute> = decode(snapshot, "HTTPRoute");
         routes.sort_by_key(|r| age(&r.metadata));
-        for route in &routes {
-            let (namespace, name) = id(&route.metadata);
-            let default_rules = [HTTPRouteRule::default()];
-            let rules = route.spec.rules.as_deref().unwrap_or(&default_rules);
-            let compiled_rules = self.rules(
-                "HTTPRoute",
-                &namespace,
-                &format!("{namespace}/{name}").into(),
-                rules,
-                &grants,
-            );
-            let spec = &route.spec;
-            let state = self.attach(
-                "HTTPRoute",
-                &route.metadata,
-                &spec.parent_refs,
-                &spec.hostnames,
-                compiled_rules,
-                &namespaces,
-                &mut compiled,
-            );
-            if !state.parents.is_empty() {
-                out.routes.push(state);
-            }
-        }
         let mut grpc: Vec<GRPCRoute> = decode(snapshot, "GRPCRoute");
         grpc.sort_by_key(|r| age(&r.metadata));
-        for route in &grpc {
-            let (namespace, name) = id(&route.metadata);
-            let rules: Vec<HTTPRouteRule> = route.spec.rules.iter().map(super::grpc::as_http).collect();
-            let compiled_rules = self.rules(
+        let default_rules = [HTTPRouteRule::default()];
+        let http = routes.iter().map(|r| {
+            let rules = r.spec.rules.as_deref().unwrap_or(&default_rules);
+            (
+                "HTTPRoute",
+                &r.metadata,
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+                Cow::Borrowed(rules),
+            )
+        });
+        let grpc = grpc.iter().map(|r| {
+            let rules: Vec<HTTPRouteRule> = r.spec.rules.iter().map(super::grpc::as_http).collect();
+            (
                 "GRPCRoute",
-                &namespace,
-                &format!("{namespace}/{name}").into(),
-                &rules,
-                &grants,
-            );
-            let spec = &route.spec;
+                &r.metadata,
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+                Cow::Owned(rules),
+            )
+        });
+        for (kind, meta, parent_refs, hostnames, rules) in http.chain(grpc) {
+            let (namespace, name) = id(meta);
+            let route: Arc<str> = format!("{namespace}/{name}").into();
+            let compiled_rules = self.rules(kind, &namespace, &route, &rules, &grants);
             let state = self.attach(
-                "GRPCRoute",
-                &route.metadata,
-                &spec.parent_refs,
-                &spec.hostnames,
+                kind,
+                meta,
+                parent_refs,
+                hostnames,
                 compiled_rules,
                 &namespaces,
                 &mut compiled,
@@ -676,7 +667,6 @@ impl Compiler<'_> {
         }
     }
 
-    /// An HTTPRoute attached to the listeners that take it, and its parents' conditions.
     /// A route (its kind, metadata, parentRefs, hostnames and compiled rules) attached to the listeners that
     /// take it, and its parents' conditions.
     #[allow(clippy::too_many_arguments)]

@@ -5,6 +5,7 @@
 // Each test binary uses a part of these.
 #![allow(dead_code)]
 
+use std::process::Command;
 use weft_ingress::Config;
 
 /// The prefix of ingress-nginx's annotations.
@@ -60,4 +61,35 @@ spec:
 ---
 "
     )
+}
+
+/// curl's answer: status code, HTTP version and body.
+pub async fn curl(args: &[&str]) -> (String, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let given = args.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code} %{http_version}"])
+            .args(&given)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, tail) = text.rsplit_once('\n').unwrap();
+    let (code, version) = tail.split_once(' ').unwrap();
+    (code.to_string(), version.to_string(), body.to_string())
+}
+
+/// The value of a `KEY=value` line of a test upstream's answer.
+pub fn line<'a>(body: &'a str, key: &str) -> &'a str {
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
 }
