@@ -1,13 +1,15 @@
 //! What a route's annotations do around proxying, in ingress-nginx's order: a CORS preflight is answered, then
 //! the `limit-*` limits apply (503), then basic authentication (401); a route whose `auth-secret` or
 //! `proxy-ssl-secret` cannot serve answers 503. The response then gets its CORS headers and keeps the client
-//! counted in flight until it has been sent.
+//! counted in flight until it has been sent. ACME HTTP-01 challenges are never authenticated (ingress-nginx's
+//! default `no-auth-locations`): an ACME server cannot log in, and cert-manager may put its solver's path on an
+//! Ingress that has basic authentication.
 
 use crate::auth::Users;
 use crate::backend::UpstreamClient;
 use crate::body::Body;
 use crate::cors;
-use crate::proxy::local;
+use crate::proxy::{ACME_CHALLENGE, local};
 use crate::ratelimit::InFlight;
 use crate::table::Route;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -43,7 +45,8 @@ pub fn check<B>(route: &Route, request: &Request<B>, client: IpAddr) -> Result<P
         Some(Ok(in_flight)) => in_flight,
         None => None,
     };
-    let auth = match &route.auth {
+    let challenge = request.uri().path().starts_with(ACME_CHALLENGE);
+    let auth = match route.auth.as_ref().filter(|_| !challenge) {
         Some(Ok(users)) => Some(users.clone()),
         Some(Err(why)) => return Err(Box::new(denied(why))),
         None => None,

@@ -42,7 +42,7 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// ingress-nginx's proxy-next-upstream "error" with proxy-next-upstream-tries 3.
 const TRIES: usize = 3;
 /// Where ACME HTTP-01 challenges are answered: never redirected to HTTPS (the certificate does not exist yet).
-const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+pub(crate) const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 /// The connection a request came on.
 #[derive(Clone, Debug)]

@@ -355,6 +355,11 @@ async fn basic_auth_from_an_htpasswd_secret_and_503_without_one() {
     let refused = curl(proxy, "auth.example", "/", &[]).await;
     assert_eq!(refused.code, 401);
     assert_eq!(refused.header("www-authenticate"), Some("Basic realm=\"Staff only\""));
+    // An ACME server cannot log in: its HTTP-01 challenges pass, here and where the Secret is missing.
+    let challenge = "/.well-known/acme-challenge/tok";
+    let solved = curl(proxy, "auth.example", challenge, &[]).await;
+    assert_eq!((solved.code, solved.line("path")), (200, Some(challenge)));
+    assert_eq!(curl(proxy, "nosecret.example", challenge, &[]).await.code, 200);
     for (user, code) in [
         ("alice:secret", 200),
         ("bob:hunter2", 200),

@@ -214,11 +214,15 @@ fn acme_solvers_by_selector_one_editing_an_ingress_and_failures_in_challenge_ord
     lab.wait(10, "the Ingress blue-green as it was", || {
         (lab.get_json(&["ingress", "blue-green"])["spec"] == original).then_some(())
     });
-    // Events as cert-manager records them, on the Order, its Challenges and the Certificate.
+    // Events as cert-manager records them, on the Order and its CertificateRequest (of one name), its Challenges
+    // and the Certificate.
     let order = lab.get_json(&["orders"])["items"][0].clone();
     let order_name = order["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let order_events = events(&lab, &order_name);
+    let created = format!("Normal OrderCreated Created Order resource default/{order_name}");
     for expected in [
+        created.as_str(),
+        "Normal CertificateIssued Certificate fetched from issuer successfully",
         "Normal Created Created Challenge resource",
         "for domain \"green.weft.test\"",
         "for domain \"blue.weft.test\"",

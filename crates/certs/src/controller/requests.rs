@@ -85,7 +85,8 @@ async fn reconcile(cached: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result
         &ctx.options.cluster_resource_namespace,
     )
     .await?;
-    let (ready, reason, message, waiting) = match &resolved {
+    // The Ready condition, the Event's reason when it differs, and whether to look again.
+    let (ready, reason, message, waiting, event) = match &resolved {
         None if issuer_ref.group() != crate::api::GROUP => {
             // Another group's issuer: its own controller answers the request.
             return Ok(Action::await_change());
@@ -97,13 +98,14 @@ async fn reconcile(cached: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result
                 kind.to_lowercase(),
                 issuer_ref.name
             );
-            (false, "Pending", message, true)
+            (false, "Pending", message, true, "IssuerNotFound")
         }
         Some(issuer) if !issuer.ready() => (
             false,
             "Pending",
             "Referenced issuer does not have a Ready status condition".into(),
             true,
+            "IssuerNotReady",
         ),
         Some(issuer) => match issuer::sign(&ctx.client, &ctx.options, issuer, &request).await? {
             Outcome::Issued { certificate, ca } => {
@@ -115,12 +117,13 @@ async fn reconcile(cached: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result
                     "Issued",
                     "Certificate fetched from issuer successfully".into(),
                     false,
+                    "CertificateIssued",
                 )
             }
-            Outcome::Pending(message) => (false, "Pending", message, true),
+            Outcome::Pending { reason, message } => (false, "Pending", message, true, reason),
             Outcome::Failed(message) => {
                 status.failure_time = Some(now.clone());
-                (false, "Failed", message, false)
+                (false, "Failed", message, false, "Failed")
             }
         },
     };
@@ -142,12 +145,7 @@ async fn reconcile(cached: Arc<CertificateRequest>, ctx: Arc<Context>) -> Result
             } else {
                 events::NORMAL
             };
-            let event_reason = match reason {
-                "Issued" => "CertificateIssued",
-                "Failed" => "Failed",
-                _ => "IssuerNotReady",
-            };
-            events::publish(&ctx.client, &request, type_, event_reason, &message).await;
+            events::publish(&ctx.client, &request, type_, event, &message).await;
         }
     }
     if waiting {

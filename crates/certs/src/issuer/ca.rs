@@ -78,7 +78,14 @@ pub async fn sign(
     let (chain, ca_key) = match key_pair(client, namespace, ca).await? {
         Ok(pair) => pair,
         // The issuer itself is not ready: the request waits for it.
-        Err((_, message)) => return Ok(Outcome::Pending(message)),
+        Err((why, message)) => {
+            let reason = if why == "ErrGetKeyPair" {
+                "SecretMissing"
+            } else {
+                "SecretInvalidData"
+            };
+            return Ok(Outcome::Pending { reason, message });
+        }
     };
     let (duration, is_ca) = match super::template(request) {
         Ok(t) => t,
@@ -90,7 +97,12 @@ pub async fn sign(
     };
     let blocks = match x509::chain(&chain) {
         Ok(blocks) if !blocks.is_empty() => blocks,
-        _ => return Ok(Outcome::Pending("the CA's tls.crt holds no certificate".into())),
+        _ => {
+            return Ok(Outcome::Pending {
+                reason: "SecretInvalidData",
+                message: "the CA's tls.crt holds no certificate".into(),
+            });
+        }
     };
     let template = x509::Template {
         duration,

@@ -93,8 +93,9 @@ pub async fn setup(client: &Client, issuer: &Resolved) -> Readiness {
 pub enum Outcome {
     /// The certificate (PEM, leaf first, then the chain) and the CA that signed it, when known.
     Issued { certificate: String, ca: Option<String> },
-    /// Not yet (an ACME order in progress): look again later.
-    Pending(String),
+    /// Not yet (an ACME order in progress, a Secret missing): look again later. `reason` is the request's Event
+    /// reason, as cert-manager's issuers record it.
+    Pending { reason: &'static str, message: String },
     /// Never: the request is marked Failed and the Certificate retries with a new one after a back-off.
     Failed(String),
 }

@@ -25,9 +25,10 @@ pub async fn sign(client: &Client, request: &CertificateRequest) -> Result<Outco
     };
     let namespace = request.namespace().unwrap_or_default();
     let Some(secret) = secrets::get(client, &namespace, secret_name).await? else {
-        return Ok(Outcome::Pending(format!(
-            "Referenced secret {namespace}/{secret_name} not found"
-        )));
+        return Ok(Outcome::Pending {
+            reason: "MissingSecret",
+            message: format!("Referenced secret {namespace}/{secret_name} not found"),
+        });
     };
     let Some(key) = secrets::text(&secret, "tls.key").and_then(|t| key::from_pem(t).ok()) else {
         return Ok(Outcome::Failed(format!(

@@ -375,7 +375,7 @@ impl Compiler<'_> {
                 }
             }
             for (port, mut ls) in by_port {
-                let Some(pod_port) = service.and_then(|s| provision::pod_port(s, port)) else {
+                let Some(pod_port) = service.and_then(|s| provision::pod_port(s, port, &existing)) else {
                     continue;
                 };
                 let tls = ls.iter().any(|l| l.spec.protocol == "HTTPS");

@@ -20,13 +20,35 @@ pub fn owner(service: &Service) -> Option<(&str, &str)> {
     Some((labels.get(NAMESPACE_LABEL)?, labels.get(NAME_LABEL)?))
 }
 
-/// The pod port serving Gateway listener port `port`.
-pub fn pod_port(service: &Service, port: i32) -> Option<u16> {
+/// The pod port serving Gateway listener port `port`, unless an older provisioned Service in `existing` claims
+/// it too. Two controller replicas may each give a new Gateway the same free port from snapshots that do not yet
+/// hold the other's Service; the older Service keeps the port (the same answer in every replica), the newer one
+/// is rewritten with a free port and is not served until then.
+pub fn pod_port(service: &Service, port: i32, existing: &[Service]) -> Option<u16> {
     let ports = service.spec.as_ref()?.ports.as_ref()?;
-    match &ports.iter().find(|p| p.port == port)?.target_port {
-        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
-        _ => None,
-    }
+    let Some(IntOrString::Int(n)) = &ports.iter().find(|p| p.port == port)?.target_port else {
+        return None;
+    };
+    let age = |s: &Service| (s.metadata.creation_timestamp.clone(), s.metadata.name.clone());
+    let contested = existing.iter().any(|other| {
+        other.metadata.name != service.metadata.name
+            && owner(other).is_some()
+            && target_ports(other).any(|t| t == *n)
+            && age(other) < age(service)
+    });
+    if contested { None } else { u16::try_from(*n).ok() }
+}
+
+/// The numeric target ports of a Service.
+fn target_ports(service: &Service) -> impl Iterator<Item = i32> + '_ {
+    service
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .filter_map(|p| match p.target_port {
+            Some(IntOrString::Int(n)) => Some(n),
+            _ => None,
+        })
 }
 
 /// The LoadBalancer's addresses.
@@ -66,18 +88,10 @@ pub fn service(
     existing: &[Service],
 ) -> Service {
     let mine = existing.iter().find(|s| owner(s) == Some((namespace, gateway)));
-    let mut taken: BTreeSet<i32> = existing
-        .iter()
-        .filter_map(|s| s.spec.as_ref()?.ports.as_ref())
-        .flatten()
-        .filter_map(|p| match p.target_port {
-            Some(IntOrString::Int(n)) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let mut taken: BTreeSet<i32> = existing.iter().flat_map(target_ports).collect();
     let mut service_ports = Vec::new();
     for &port in ports {
-        let pod = match mine.and_then(|s| pod_port(s, port)) {
+        let pod = match mine.and_then(|s| pod_port(s, port, existing)) {
             Some(p) => p as i32,
             None => {
                 let free = (FIRST_POD_PORT..)
@@ -123,8 +137,8 @@ mod tests {
     fn pod_ports_are_kept_and_new_ones_take_the_first_free() {
         let selector = BTreeMap::from([("app".to_string(), "weft-ingress".to_string())]);
         let first = service("weft-ingress", &selector, "infra", "a", &BTreeSet::from([80, 443]), &[]);
-        assert_eq!(pod_port(&first, 80), Some(20000));
-        assert_eq!(pod_port(&first, 443), Some(20001));
+        assert_eq!(pod_port(&first, 80, &[]), Some(20000));
+        assert_eq!(pod_port(&first, 443, &[]), Some(20001));
         let second = service(
             "weft-ingress",
             &selector,
@@ -133,7 +147,7 @@ mod tests {
             &BTreeSet::from([80]),
             std::slice::from_ref(&first),
         );
-        assert_eq!(pod_port(&second, 80), Some(20002));
+        assert_eq!(pod_port(&second, 80, &[]), Some(20002));
         let again = service(
             "weft-ingress",
             &selector,
@@ -142,10 +156,35 @@ mod tests {
             &BTreeSet::from([443, 8080]),
             &[first, second],
         );
-        assert_eq!(pod_port(&again, 443), Some(20001));
+        assert_eq!(pod_port(&again, 443, &[]), Some(20001));
         // A pod port given up is not taken again at once: connections to it may still be in flight.
-        assert_eq!(pod_port(&again, 8080), Some(20003));
+        assert_eq!(pod_port(&again, 8080, &[]), Some(20003));
         assert_eq!(owner(&again), Some(("infra", "a")));
         assert!(name("n".repeat(40).as_str(), &"g".repeat(40)).len() <= 63);
+    }
+
+    #[test]
+    fn of_two_services_given_one_pod_port_by_two_replicas_the_older_keeps_it() {
+        let selector = BTreeMap::from([("app".to_string(), "weft-ingress".to_string())]);
+        let at = |s: &mut Service, secs: i64| {
+            let time = format!("2026-12-04T00:00:0{secs}Z");
+            s.metadata.creation_timestamp = serde_json::from_value(serde_json::Value::String(time)).unwrap();
+        };
+        // Each replica saw only its own Gateway: both took the first free port.
+        let mut a = service("weft-ingress", &selector, "infra", "a", &BTreeSet::from([80]), &[]);
+        let mut b = service("weft-ingress", &selector, "infra", "b", &BTreeSet::from([80]), &[]);
+        at(&mut a, 1);
+        at(&mut b, 2);
+        let both = [a.clone(), b.clone()];
+        assert_eq!(pod_port(&a, 80, &both), Some(20000));
+        assert_eq!(
+            pod_port(&b, 80, &both),
+            None,
+            "the newer is not served on the contested port"
+        );
+        let b_again = service("weft-ingress", &selector, "infra", "b", &BTreeSet::from([80]), &both);
+        assert_eq!(pod_port(&b_again, 80, &[a.clone(), b_again.clone()]), Some(20001));
+        let a_again = service("weft-ingress", &selector, "infra", "a", &BTreeSet::from([80]), &both);
+        assert_eq!(pod_port(&a_again, 80, &[]), Some(20000));
     }
 }

@@ -29,9 +29,9 @@ pub async fn sign(
     let namespace = request.namespace().unwrap_or_default();
     let name = request.name_any();
     let orders: Api<Order> = Api::namespaced(client.clone(), &namespace);
-    let order = match orders.get_opt(&name).await? {
-        Some(order) => order,
-        None => orders.create(&PostParams::default(), &new_order(request)).await?,
+    let (order, created) = match orders.get_opt(&name).await? {
+        Some(order) => (order, false),
+        None => (orders.create(&PostParams::default(), &new_order(request)).await?, true),
     };
     let status = order.status.clone().unwrap_or_default();
     let state = status.state.clone().unwrap_or_default();
@@ -78,10 +78,19 @@ pub async fn sign(
                 .remove(&key);
         });
     }
-    Ok(Outcome::Pending(format!(
-        "Waiting on certificate issuance from order {namespace}/{name}: {:?}",
-        if state.is_empty() { "pending" } else { state.as_str() }
-    )))
+    Ok(match created {
+        true => Outcome::Pending {
+            reason: "OrderCreated",
+            message: format!("Created Order resource {namespace}/{name}"),
+        },
+        false => Outcome::Pending {
+            reason: "OrderPending",
+            message: format!(
+                "Waiting on certificate issuance from order {namespace}/{name}: {:?}",
+                if state.is_empty() { "pending" } else { state.as_str() }
+            ),
+        },
+    })
 }
 
 fn new_order(request: &CertificateRequest) -> Order {
