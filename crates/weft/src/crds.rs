@@ -54,7 +54,7 @@ rules:
 # The routing table: classes, Gateways, routes and the grants of cross-namespace references.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [gatewayclasses, gateways, httproutes, grpcroutes, referencegrants]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 # Their status: conditions, listeners and addresses.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [gatewayclasses/status, gateways/status, httproutes/status, grpcroutes/status]

@@ -116,8 +116,9 @@ impl Listeners {
 pub struct Writes {
     statuses: Vec<status::Wanted>,
     services: Vec<Service>,
-    /// Provisioned Services whose Gateway is gone (namespace, name).
-    stale: Vec<(String, String)>,
+    /// Provisioned Services whose Gateway the snapshot does not show: (namespace, name) of the Service, then of
+    /// its Gateway.
+    stale: Vec<((String, String), (String, String))>,
 }
 
 impl Writes {
@@ -157,7 +158,11 @@ pub fn writes(table: &Table, snapshot: &Snapshot, controller: &str, home: Option
     let stale = provisioned
         .iter()
         .filter(|s| gateways.services.iter().all(|w| w.metadata.name != s.metadata.name))
-        .filter_map(|s| Some((s.metadata.namespace.clone()?, s.metadata.name.clone()?)))
+        .filter_map(|s| {
+            let (namespace, gateway) = provision::owner(s)?;
+            let service = (s.metadata.namespace.clone()?, s.metadata.name.clone()?);
+            Some((service, (namespace.to_string(), gateway.to_string())))
+        })
         .collect();
     Writes {
         statuses,
@@ -185,7 +190,7 @@ fn same_status(current: &serde_json::Value, wanted: &serde_json::Value) -> bool 
 }
 
 /// Carries out the latest writes (a failure is logged; the next snapshot that still differs asks again).
-pub async fn write(client: kube::Client, mut pending: watch::Receiver<Writes>) {
+pub async fn write(client: kube::Client, controller: String, mut pending: watch::Receiver<Writes>) {
     while pending.changed().await.is_ok() {
         let writes = pending.borrow_and_update().clone();
         for service in &writes.services {
@@ -206,7 +211,17 @@ pub async fn write(client: kube::Client, mut pending: watch::Receiver<Writes>) {
                 }
             }
         }
-        for (namespace, name) in &writes.stale {
+        for ((namespace, name), (gateway_namespace, gateway)) in &writes.stale {
+            // A snapshot's Services and Gateways come from two watches with no order between them: a Service a
+            // replica made for a new Gateway may arrive before that Gateway. Only the API says it is gone.
+            match served(&client, &controller, gateway_namespace, gateway).await {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    tracing::warn!(gateway = %format!("{gateway_namespace}/{gateway}"), error = %e, "asking whether a Gateway is still served");
+                    continue;
+                }
+            }
             let api: Api<Service> = Api::namespaced(client.clone(), namespace);
             if let Err(e) = api.delete(name, &DeleteParams::default()).await {
                 tracing::warn!(service = %format!("{namespace}/{name}"), error = %e, "deleting a gateway Service");
@@ -229,6 +244,20 @@ pub async fn write(client: kube::Client, mut pending: watch::Receiver<Writes>) {
             }
         }
     }
+}
+
+/// Whether the Gateway exists with a class of `controller`'s, as the API has it now.
+async fn served(client: &kube::Client, controller: &str, namespace: &str, name: &str) -> Result<bool, kube::Error> {
+    let Some(gateway) = Api::<Gateway>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let class = Api::<GatewayClass>::all(client.clone())
+        .get_opt(&gateway.spec.gateway_class_name)
+        .await?;
+    Ok(class.is_some_and(|c| c.spec.controller_name == controller))
 }
 
 fn resource(key: &Key) -> Option<ApiResource> {

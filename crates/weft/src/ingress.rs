@@ -306,7 +306,11 @@ pub fn run(args: Args) -> Result<()> {
         let (client, _) = runtime.block_on(weft_kube::client(&args.api.options()))?;
         runtime.spawn(write_events(client.clone(), to_send));
         if gateway_api {
-            runtime.spawn(crate::gateway::write(client.clone(), gateway_pending));
+            runtime.spawn(crate::gateway::write(
+                client.clone(),
+                gateway_controller.clone(),
+                gateway_pending,
+            ));
         }
         if let Some(service) = args.publish_service {
             runtime.spawn(write_status(client, pending));

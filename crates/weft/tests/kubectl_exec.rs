@@ -162,6 +162,7 @@ fn kubectl_exec_and_port_forward() {
     // script's input stays open until kubectl is done: at its end script would type a NUL into the terminal.
     let mut script = Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
+        .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -213,13 +214,16 @@ fn kubectl_exec_and_port_forward() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // `run -it --rm` on a terminal: the container runs on one, whose size is kubectl's, and takes its input.
+    // script runs `$SHELL -c` (set: CI's environment may have none, and dash does not exec the last command);
+    // `timeout --foreground` keeps kubectl in the terminal's foreground group, where making it raw does not stop it.
     let inner = format!(
-        "stty rows 19 cols 83; timeout 60 kubectl --context {} run term -it --rm --restart=Never --image=busybox \
+        "stty rows 19 cols 83; timeout --foreground 60 kubectl --context {} run term -it --rm --restart=Never --image=busybox \
          -- sh -c 'read l; stty size; echo got:$l'",
         k.context
     );
     let mut script = Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
+        .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
