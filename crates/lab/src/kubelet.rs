@@ -1095,6 +1095,8 @@ impl PodRun {
             init_container_statuses: Some(init_statuses).filter(|s| !s.is_empty()),
             message: state.failed.clone(),
             reason: state.failed.as_ref().map(|_| "NetworkNotReady".into()),
+            // Set by the API at creation.
+            qos_class: old.qos_class,
             ..Default::default()
         }
     }

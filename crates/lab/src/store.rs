@@ -358,9 +358,49 @@ fn admit(
             let old = old.and_then(crate::services::as_service);
             crate::services::admit(held, services, old, svc)?;
         }
+        // A new pod's status is the API server's, as kube-apiserver's PrepareForCreate sets it: Pending with its
+        // QoS class (`kubectl get -w` shows Pending from the first event).
+        Object::Pod(pod) if old.is_none() => {
+            let qos = qos_class(pod.spec.as_ref());
+            pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+                phase: Some("Pending".into()),
+                qos_class: Some(qos.into()),
+                ..Default::default()
+            });
+        }
         _ => {}
     }
     Ok(())
+}
+
+/// A pod's QoS class: Guaranteed when every container limits CPU and memory and requests what it limits (or
+/// nothing, quantities compared as written), BestEffort when none requests or limits either, else Burstable.
+fn qos_class(spec: Option<&k8s_openapi::api::core::v1::PodSpec>) -> &'static str {
+    let containers: Vec<_> = spec
+        .into_iter()
+        .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+        .collect();
+    let amount = |list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+                  name: &str| list.and_then(|l| l.get(name)).map(|q| q.0.clone());
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let resources = c.resources.as_ref();
+        let (limits, requests) = (
+            resources.and_then(|r| r.limits.as_ref()),
+            resources.and_then(|r| r.requests.as_ref()),
+        );
+        for name in ["cpu", "memory"] {
+            let (limit, request) = (amount(limits, name), amount(requests, name));
+            any |= limit.is_some() || request.is_some();
+            guaranteed &= limit.is_some() && (request.is_none() || request == limit);
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
 }
 
 /// The stored object with the user's new intent applied.
@@ -474,6 +514,40 @@ mod tests {
                 .to_string()
                 .contains("immutable")
         );
+    }
+
+    #[test]
+    fn a_new_pod_is_pending_with_its_qos_class() {
+        let dir = Dir::new();
+        let mut store = dir.open();
+        let status = |store: &Store, name: &str| {
+            let pod = store
+                .view()
+                .pods()
+                .find(|p| p.metadata.name.as_deref() == Some(name))
+                .cloned();
+            let status = pod.and_then(|p| p.status).unwrap_or_default();
+            (status.phase.unwrap_or_default(), status.qos_class.unwrap_or_default())
+        };
+        let pod = |name: &str, resources: &str| {
+            object(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\n\
+                 spec: {{containers: [{{name: c, image: i, resources: {resources}}}]}}\n"
+            ))
+        };
+        store.apply(pod("none", "{}")).unwrap();
+        store.apply(pod("some", "{requests: {cpu: 100m}}")).unwrap();
+        let all = "{limits: {cpu: 1, memory: 1Gi}, requests: {cpu: 1, memory: 1Gi}}";
+        store.apply(pod("all", all)).unwrap();
+        store.apply(pod("limits", "{limits: {cpu: 1, memory: 1Gi}}")).unwrap();
+        for (name, qos) in [
+            ("none", "BestEffort"),
+            ("some", "Burstable"),
+            ("all", "Guaranteed"),
+            ("limits", "Guaranteed"),
+        ] {
+            assert_eq!(status(&store, name), ("Pending".to_string(), qos.to_string()), "{name}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The real kubectl against a lab, end to end: apply twice keeps what strategic merge must keep, every patch
-//! type, logs -f, rollout status, `-o name` round trips, raw requests, 401 without credentials, and invalid
+//! type, logs -f, get -w, rollout status, `-o name` round trips, raw requests, 401 without credentials, and invalid
 //! objects refused whole. One lab for the binary, with a kubeconfig of its own.
 
 mod lab;
@@ -204,6 +204,66 @@ fn logs_follow_prints_new_lines() {
     assert!(child.try_wait().unwrap().is_none(), "kubectl logs -f keeps following");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn get_watch_prints_each_change_of_a_pod() {
+    let Some(lab) = lab() else { return };
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{role: watched}}}}\n\
+             spec: {{containers: [{{name: c, image: busybox, command: [sleep, infinity]}}]}}\n"
+        )
+    };
+    // A first pod, so that kubectl's list shows one: once its line is out, the watch goes on from that list.
+    assert!(kubectl_apply(lab, &pod("listed")).status.success());
+    let mut child = lab
+        .kubectl_cmd(&["get", "pods", "-l", "role=watched", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Each state a pod goes through is a line, in order: created Pending, then Running; deleted, Terminating.
+    let mut seen = Vec::new();
+    let wait_for = |name: &str, status: Option<&str>, seen: &mut Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let mut cells = line.split_whitespace();
+                    let found = cells.next() == Some(name) && (status.is_none() || cells.nth(1) == status);
+                    seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(e) => panic!("no line of {name} {status:?}: {e}; seen {seen:?}"),
+            }
+        }
+    };
+    wait_for("listed", None, &mut seen);
+    assert!(kubectl_apply(lab, &pod("watched")).status.success());
+    wait_for("watched", Some("Pending"), &mut seen);
+    // Pending from its first event on, as kube-apiserver creates pods (not a blank status until scheduled).
+    let first = seen.iter().find(|l| l.starts_with("watched ")).unwrap();
+    assert_eq!(first.split_whitespace().nth(2), Some("Pending"), "{seen:?}");
+    wait_for("watched", Some("Running"), &mut seen);
+    lab.kubectl_ok(&["delete", "pod", "watched", "--wait=false"]);
+    wait_for("watched", Some("Terminating"), &mut seen);
+    assert!(child.try_wait().unwrap().is_none(), "kubectl get -w keeps watching");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lab.kubectl_ok(&["delete", "pod", "listed", "--wait=false"]);
 }
 
 #[test]
