@@ -52,6 +52,20 @@ fn kubectl_apply(lab: &Lab, manifest: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// The lines `child` writes on its stdout, as they come.
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 fn json_of(lab: &Lab, args: &[&str]) -> Value {
     let mut args = args.to_vec();
     args.extend(["-o", "json"]);
@@ -177,15 +191,7 @@ fn logs_follow_prints_new_lines() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = lines_of(&mut child);
     // Each request is a new line in the log, seen while kubectl keeps following.
     for n in 0..3 {
         let path = format!("/followed-{n}");
@@ -223,15 +229,7 @@ fn get_watch_prints_each_change_of_a_pod() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = lines_of(&mut child);
     // Each state a pod goes through is a line, in order: created Pending, then Running; deleted, Terminating.
     let mut seen = Vec::new();
     let wait_for = |name: &str, status: Option<&str>, seen: &mut Vec<String>| {
