@@ -24,6 +24,32 @@ struct Case {
     routes: Vec<RouteExpectation>,
     #[serde(default)]
     requests: Vec<Request>,
+    #[serde(default)]
+    listener_status: Vec<ListenerExpectation>,
+    /// EndpointSlices the suite fills in itself (ServiceTypes): made once the pods run.
+    #[serde(default)]
+    endpoint_slices: Vec<ManualSlice>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListenerExpectation {
+    /// Default: the case's Gateway.
+    gateway: Option<String>,
+    name: String,
+    attached_routes: Option<i64>,
+    /// Reasons of the listener's conditions.
+    programmed: Option<String>,
+    resolved_refs: Option<String>,
+}
+
+/// An EndpointSlice `{service}-ip4` of Service `service` (port `first-port`, 3000) listing the ready pods
+/// labelled `app: {app}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManualSlice {
+    service: String,
+    app: String,
 }
 
 #[derive(Deserialize)]
@@ -38,6 +64,8 @@ struct RouteExpectation {
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase")]
 struct Request {
+    /// Another Gateway (in the infra namespace) to send it to.
+    gateway: Option<String>,
     host: Option<String>,
     path: String,
     #[serde(default)]
@@ -51,6 +79,11 @@ struct Request {
     #[serde(default)]
     absent_headers: Vec<String>,
     location: Option<String>,
+    /// Response headers (name: value) and those that must be absent.
+    #[serde(default)]
+    response_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    absent_response_headers: Vec<String>,
 }
 
 const INFRA: &str = "gateway-conformance-infra";
@@ -111,14 +144,34 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     if status != expected {
         return Some(format!("status {status}, expected {expected}"));
     }
-    if let Some(location) = &r.location {
-        let got = head.lines().find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("location: ")
-                .map(|_| l[10..].trim().to_string())
-        });
-        if got.as_deref() != Some(location.as_str()) {
-            return Some(format!("location {got:?}, expected {location}"));
+    let response_header = |name: &str| {
+        let values: Vec<&str> = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    if let Some(location) = &r.location
+        && response_header("location").as_deref() != Some(location.as_str())
+    {
+        return Some(format!(
+            "location {:?}, expected {location}",
+            response_header("location")
+        ));
+    }
+    for (name, value) in &r.response_headers {
+        if response_header(name).as_deref() != Some(value.as_str()) {
+            return Some(format!(
+                "response {name}: {:?}, expected {value}",
+                response_header(name)
+            ));
+        }
+    }
+    for name in &r.absent_response_headers {
+        if response_header(name).is_some() {
+            return Some(format!("response has {name}, expected none"));
         }
     }
     if status != 200 {
@@ -159,6 +212,79 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
         }
     }
     None
+}
+
+/// The address of Gateway `name` once it is Programmed.
+fn address(lab: &Lab, name: &str) -> String {
+    lab.wait(60, &format!("Gateway {name}'s address"), || {
+        let g = lab.get_json(&["gateway", "-n", INFRA, name]);
+        let programmed = g["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Programmed" && c["status"] == "True"));
+        let address = g["status"]["addresses"][0]["value"].as_str().map(str::to_string);
+        address.filter(|_| programmed)
+    })
+}
+
+/// What is wrong with a listener's status (none: it is as expected).
+fn listener_problem(lab: &Lab, gateway: &str, l: &ListenerExpectation) -> Option<String> {
+    let g = lab.get_json(&["gateway", "-n", INFRA, gateway]);
+    let listeners = g["status"]["listeners"].as_array().cloned().unwrap_or_default();
+    let Some(got) = listeners.iter().find(|x| x["name"] == l.name.as_str()) else {
+        return Some(format!("Gateway {gateway} has no status for listener {}", l.name));
+    };
+    if let Some(n) = l.attached_routes
+        && got["attachedRoutes"] != n
+    {
+        return Some(format!("listener {} attachedRoutes {}, expected {n}", l.name, got["attachedRoutes"]));
+    }
+    for (type_, want) in [("Programmed", &l.programmed), ("ResolvedRefs", &l.resolved_refs)] {
+        let Some(want) = want else { continue };
+        let reason = got["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .map(|c| c["reason"].clone());
+        if reason.as_ref().and_then(Value::as_str) != Some(want.as_str()) {
+            return Some(format!("listener {} {type_} {reason:?}, expected {want}", l.name));
+        }
+    }
+    None
+}
+
+/// The EndpointSlice the suite makes for a Service without a selector.
+fn manual_slice(lab: &Lab, slice: &ManualSlice) -> String {
+    let pods = lab.get_json(&["pods", "-n", INFRA, "-l", &format!("app={}", slice.app)]);
+    let endpoints: Vec<Value> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| ready(p))
+        .map(|p| serde_json::json!({"addresses": [ip(p)]}))
+        .collect();
+    let object = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{}-ip4", slice.service),
+            "namespace": INFRA,
+            "labels": {"kubernetes.io/service-name": slice.service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "first-port", "port": 3000, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    });
+    serde_saphyr::to_string(&object).unwrap()
+}
+
+/// Polls `problem` for up to 20 s; what is still wrong then.
+fn settle(mut problem: impl FnMut() -> Option<String>) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = problem();
+    while got.is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        got = problem();
+    }
+    got
 }
 
 /// The reason of the route's condition `type_` for its first parent.
@@ -220,47 +346,49 @@ fn core_and_extended_httproute_cases_in_one_lab() {
             "--timeout=60s",
         ]);
     }
+    let slices: Vec<String> = cases
+        .iter()
+        .flat_map(|c| &c.endpoint_slices)
+        .map(|slice| manual_slice(&lab, slice))
+        .collect();
+    if !slices.is_empty() {
+        let applied = lab.apply(&slices.join("\n---\n"));
+        assert!(applied.status.success(), "the EndpointSlices: {}", text(&applied.stderr));
+    }
     let mut failures = Vec::new();
     for case in &cases {
-        let address = lab.wait(60, &format!("{}: the Gateway's address", case.name), || {
-            let g = lab.get_json(&["gateway", "-n", INFRA, &case.gateway]);
-            let programmed = g["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Programmed" && c["status"] == "True"));
-            let address = g["status"]["addresses"][0]["value"].as_str().map(str::to_string);
-            address.filter(|_| programmed)
-        });
+        let started = std::time::Instant::now();
+        let home = address(&lab, &case.gateway);
         let mut failed = None;
+        let mut fail = |problem: Option<String>| {
+            if failed.is_none() {
+                failed = problem;
+            }
+        };
         for route in &case.routes {
             let ns = route.namespace.as_deref().unwrap_or(INFRA);
             for (type_, want) in [("Accepted", &route.accepted), ("ResolvedRefs", &route.resolved_refs)] {
                 let Some(want) = want else { continue };
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-                let mut got = reason(&lab, ns, &route.name, type_);
-                while got.as_deref() != Some(want.as_str()) && std::time::Instant::now() < deadline {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                    got = reason(&lab, ns, &route.name, type_);
-                }
-                if got.as_deref() != Some(want.as_str()) && failed.is_none() {
-                    failed = Some(format!("route {} {type_}: {got:?}, expected {want}", route.name));
-                }
+                fail(settle(|| {
+                    let got = reason(&lab, ns, &route.name, type_);
+                    (got.as_deref() != Some(want.as_str()))
+                        .then(|| format!("route {} {type_}: {got:?}, expected {want}", route.name))
+                }));
             }
+        }
+        for l in &case.listener_status {
+            let gateway = l.gateway.as_deref().unwrap_or(&case.gateway);
+            fail(settle(|| listener_problem(&lab, gateway, l)));
         }
         for request in &case.requests {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            let mut problem = check(&lab, &address, request);
-            while problem.is_some() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                problem = check(&lab, &address, request);
-            }
-            if let Some(problem) = problem
-                && failed.is_none()
-            {
-                failed = Some(format!("{request:?}: {problem}"));
-            }
+            let to = match &request.gateway {
+                Some(other) => address(&lab, other),
+                None => home.clone(),
+            };
+            fail(settle(|| check(&lab, &to, request)).map(|p| format!("{request:?}: {p}")));
         }
         match failed {
-            None => println!("PASS {}", case.name),
+            None => println!("PASS {} ({:.1} s)", case.name, started.elapsed().as_secs_f64()),
             Some(why) => {
                 println!("FAIL {}: {why}", case.name);
                 failures.push(format!("{}: {why}", case.name));
