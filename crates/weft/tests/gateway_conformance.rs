@@ -84,6 +84,9 @@ struct Request {
     response_headers: BTreeMap<String, String>,
     #[serde(default)]
     absent_response_headers: Vec<String>,
+    /// Deployments (by their `app` label) whose echo server must log the request (RequestMirror).
+    #[serde(default)]
+    mirrored_to: Vec<String>,
 }
 
 const INFRA: &str = "gateway-conformance-infra";
@@ -287,6 +290,13 @@ fn settle(mut problem: impl FnMut() -> Option<String>) -> Option<String> {
     got
 }
 
+/// Whether the echo pods labelled `app` logged a `method` request for `path` (`weft serve` logs each as
+/// `PEER METHOD TARGET STATUS`).
+fn logged(lab: &Lab, app: &str, method: &str, path: &str) -> bool {
+    let logs = lab.kubectl(&["logs", "-n", INFRA, "-l", &format!("app={app}"), "--tail=-1"]);
+    text(&logs.stdout).contains(&format!(" {method} {path} "))
+}
+
 /// The reason of the route's condition `type_` for its first parent.
 fn reason(lab: &Lab, namespace: &str, name: &str, type_: &str) -> Option<String> {
     let route = lab.get_json(&["httproute", "-n", namespace, name]);
@@ -386,6 +396,12 @@ fn core_and_extended_httproute_cases_in_one_lab() {
                 None => home.clone(),
             };
             fail(settle(|| check(&lab, &to, request)).map(|p| format!("{request:?}: {p}")));
+            let method = request.method.as_deref().unwrap_or("GET");
+            for app in &request.mirrored_to {
+                fail(settle(|| {
+                    (!logged(&lab, app, method, &request.path)).then(|| format!("{app} got no copy of {}", request.path))
+                }));
+            }
         }
         match failed {
             None => println!("PASS {} ({:.1} s)", case.name, started.elapsed().as_secs_f64()),

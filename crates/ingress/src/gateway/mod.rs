@@ -9,6 +9,7 @@ pub mod filters;
 pub mod grpc;
 pub mod hostname;
 pub mod matching;
+pub mod mirror;
 pub mod provision;
 pub mod serve;
 pub mod status;

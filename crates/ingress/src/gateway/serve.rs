@@ -3,6 +3,7 @@
 //! followed, 503 when a Service has no ready endpoints), forwarded as the Ingress routes are.
 
 use super::compile::{BackendTarget, Port};
+use super::mirror;
 use crate::host;
 use crate::metrics::RouteMetrics;
 use crate::proxy::{self, Body, Conn, Forward, Proxy};
@@ -47,6 +48,25 @@ impl Proxy {
         if let Some(edit) = &rule.request_headers {
             edit.apply(request.headers_mut());
         }
+        let mut upstream_path = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+            Some(change) => change.apply(path),
+            None => path.to_string(),
+        };
+        if let Some(q) = query {
+            upstream_path.push('?');
+            upstream_path.push_str(q);
+        }
+        if !rule.mirrors.is_empty() && !mirror::has_body(request.headers()) {
+            let mut headers = request.headers().clone();
+            // An HTTP/2 request's host is its authority; a URLRewrite's hostname replaces it.
+            let host = rule.rewrite.as_ref().and_then(|r| r.hostname.clone());
+            if let Some(host) = host.or_else(|| HeaderValue::try_from(authority.as_str()).ok()) {
+                headers.insert(http::header::HOST, host);
+            }
+            for m in rule.mirrors.iter().filter(|m| m.chosen()) {
+                m.send(request.method(), &headers, &upstream_path);
+            }
+        }
         let Some(backend) = rule.pick(proxy::roll(rule.total_weight())) else {
             // No backendRefs, or every weight 0.
             return (
@@ -73,14 +93,6 @@ impl Proxy {
         }
         if let Some(edit) = &backend.request_headers {
             edit.apply(request.headers_mut());
-        }
-        let mut upstream_path = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-            Some(change) => change.apply(path),
-            None => path.to_string(),
-        };
-        if let Some(q) = query {
-            upstream_path.push('?');
-            upstream_path.push_str(q);
         }
         let forward = Forward {
             upstream: &upstream,
