@@ -84,6 +84,9 @@ struct Request {
     response_headers: BTreeMap<String, String>,
     #[serde(default)]
     absent_response_headers: Vec<String>,
+    /// The Gateway answers itself (a CORS preflight): no echo body to check.
+    #[serde(default)]
+    no_backend: bool,
     /// Deployments (by their `app` label) whose echo server must log the request (RequestMirror).
     #[serde(default)]
     mirrored_to: Vec<String>,
@@ -177,7 +180,7 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
             return Some(format!("response has {name}, expected none"));
         }
     }
-    if status != 200 {
+    if status != 200 || r.no_backend {
         return None;
     }
     let Ok(echo) = serde_json::from_str::<Value>(body) else {

@@ -3,6 +3,7 @@
 //! conditions their statuses should carry.
 
 use super::conditions::{Cond, cond, set};
+use super::cors::Cors;
 use super::filters::{self, HeaderEdit, Redirect, Rewrite};
 use super::hostname;
 use super::matching::{Match, PathMatch};
@@ -67,6 +68,7 @@ pub struct Rule {
     pub response_headers: Option<HeaderEdit>,
     pub redirect: Option<Redirect>,
     pub rewrite: Option<Rewrite>,
+    pub cors: Option<Cors>,
     /// RequestMirror filters whose backend can be followed.
     pub mirrors: Vec<Mirror>,
     pub backends: Vec<Backend>,
@@ -879,6 +881,7 @@ impl Compiler<'_> {
                     response_headers: parts.response_headers,
                     redirect: parts.redirect,
                     rewrite: parts.rewrite,
+                    cors: parts.cors,
                     mirrors,
                     backends,
                     timeout: rule
@@ -978,6 +981,7 @@ struct Filters {
     response_headers: Option<HeaderEdit>,
     redirect: Option<Redirect>,
     rewrite: Option<Rewrite>,
+    cors: Option<Cors>,
 }
 
 impl Filters {
@@ -1013,6 +1017,7 @@ impl Filters {
                         .map(|r| Rewrite::compile(r, prefix))
                         .transpose()?;
                 }
+                "CORS" => out.cors = f.cors.as_ref().map(Cors::compile),
                 _ => {}
             }
         }

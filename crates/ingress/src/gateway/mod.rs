@@ -5,6 +5,7 @@
 
 pub mod compile;
 pub mod conditions;
+pub mod cors;
 pub mod filters;
 pub mod grpc;
 pub mod hostname;

@@ -3,6 +3,7 @@
 //! followed, 503 when a Service has no ready endpoints), forwarded as the Ingress routes are.
 
 use super::compile::{BackendTarget, Port};
+use super::cors::Cors;
 use super::mirror;
 use crate::host;
 use crate::metrics::RouteMetrics;
@@ -36,6 +37,18 @@ impl Proxy {
         };
         let rule = entry.rule.clone();
         let metrics = rule.metrics.clone();
+        if let Some(cors) = &rule.cors
+            && Cors::is_preflight(request.method(), request.headers())
+        {
+            let mut response = proxy::local(StatusCode::OK, "");
+            response.headers_mut().extend(cors.preflight(request.headers()));
+            return (response, metrics);
+        }
+        // What the CORS filter needs of the request once the response comes.
+        let origin = rule
+            .cors
+            .as_ref()
+            .and_then(|_| request.headers().get(http::header::ORIGIN).cloned());
         if let Some(redirect) = &rule.redirect {
             let scheme = if conn.tls { "https" } else { "http" };
             let location = redirect.location(scheme, &name, port.port, path, query);
@@ -111,6 +124,9 @@ impl Proxy {
             },
             None => forwarded.await,
         };
+        if let Some(cors) = &rule.cors {
+            cors.decorate(origin.as_ref(), response.headers_mut());
+        }
         if let Some(edit) = &rule.response_headers {
             edit.apply(response.headers_mut());
         }
