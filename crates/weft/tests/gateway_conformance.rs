@@ -74,6 +74,8 @@ struct Request {
     status: Option<u16>,
     backend: Option<String>,
     backend_path: Option<String>,
+    /// The Host the backend must get.
+    backend_host: Option<String>,
     #[serde(default)]
     backend_headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -194,6 +196,11 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     let path = r.backend_path.clone().unwrap_or_else(|| r.path.clone());
     if echo["path"] != path.as_str() {
         return Some(format!("backend got path {}, expected {path}", echo["path"]));
+    }
+    if let Some(host) = &r.backend_host
+        && echo["host"] != host.as_str()
+    {
+        return Some(format!("backend got host {}, expected {host}", echo["host"]));
     }
     let header = |name: &str| {
         echo["headers"].as_object().and_then(|h| {
