@@ -29,6 +29,16 @@ struct Case {
     /// EndpointSlices the suite fills in itself (ServiceTypes): made once the pods run.
     #[serde(default)]
     endpoint_slices: Vec<ManualSlice>,
+    /// TLS Secrets (self-signed, made with openssl) in the infra namespace, made before the objects.
+    #[serde(default)]
+    certificates: Vec<Certificate>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Certificate {
+    name: String,
+    hosts: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +77,9 @@ struct Request {
     /// Another Gateway (in the infra namespace) to send it to.
     gateway: Option<String>,
     host: Option<String>,
+    /// Over TLS to port 443, the host the SNI.
+    #[serde(default)]
+    https: bool,
     path: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -121,7 +134,10 @@ fn gateway(case: &Case) -> String {
 /// What is wrong with the answer to `r` (none: it is as expected).
 fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     let host = r.host.clone().unwrap_or_else(|| address.to_string());
-    let url = format!("http://{address}{}", r.path);
+    let url = match r.https {
+        true => format!("https://{host}{}", r.path),
+        false => format!("http://{address}{}", r.path),
+    };
     let mut args = vec![
         "curl".to_string(),
         "-sS".into(),
@@ -137,6 +153,10 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     }
     if let Some(method) = &r.method {
         args.extend(["-X".into(), method.clone()]);
+    }
+    if r.https {
+        // The Secrets are self-signed: what is checked is which listener (by SNI) and route answer.
+        args.extend(["-k".into(), "--resolve".into(), format!("{host}:443:{address}")]);
     }
     args.push(url);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -289,6 +309,29 @@ fn manual_slice(lab: &Lab, slice: &ManualSlice) -> String {
     serde_saphyr::to_string(&object).unwrap()
 }
 
+/// A self-signed certificate for `hosts` as a TLS Secret in the infra namespace, made as a user would
+/// (openssl, kubectl create secret tls).
+fn certificate(lab: &Lab, c: &Certificate) {
+    let dir = std::env::temp_dir().join(format!("weft-{}-{}", lab.name, c.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let sans: Vec<String> = c.hosts.iter().map(|h| format!("DNS:{h}")).collect();
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+        .args(["-subj", &format!("/CN={}", c.hosts[0])])
+        .args(["-addext", &format!("subjectAltName={}", sans.join(","))])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+    let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
+    lab.kubectl_ok(&["create", "secret", "tls", &c.name, "-n", INFRA, "--cert", crt, "--key", key]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Polls `problem` for up to 20 s; what is still wrong then.
 fn settle(mut problem: impl FnMut() -> Option<String>) -> Option<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -335,6 +378,9 @@ fn core_and_extended_httproute_cases_in_one_lab() {
     }
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
     lab.kubectl_ok(&["apply", "-f", &repo("crates/weft/tests/gateway/base.yaml")]);
+    for c in cases.iter().flat_map(|c| &c.certificates) {
+        certificate(&lab, c);
+    }
     let mut objects = String::new();
     for case in &cases {
         objects.push_str(&gateway(case));
