@@ -32,12 +32,26 @@ struct Case {
     /// TLS Secrets (self-signed, made with openssl) in the infra namespace, made before the objects.
     #[serde(default)]
     certificates: Vec<Certificate>,
+    #[serde(default)]
+    gateway_status: Vec<GatewayExpectation>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GatewayExpectation {
+    /// Default: the case's Gateway.
+    gateway: Option<String>,
+    /// Reasons of the Gateway's conditions.
+    accepted: Option<String>,
+    programmed: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Certificate {
     name: String,
+    /// Default: the infra namespace.
+    namespace: Option<String>,
     hosts: Vec<String>,
 }
 
@@ -49,6 +63,7 @@ struct ListenerExpectation {
     name: String,
     attached_routes: Option<i64>,
     /// Reasons of the listener's conditions.
+    accepted: Option<String>,
     programmed: Option<String>,
     resolved_refs: Option<String>,
 }
@@ -271,7 +286,12 @@ fn listener_problem(lab: &Lab, gateway: &str, l: &ListenerExpectation) -> Option
     {
         return Some(format!("listener {} attachedRoutes {}, expected {n}", l.name, got["attachedRoutes"]));
     }
-    for (type_, want) in [("Programmed", &l.programmed), ("ResolvedRefs", &l.resolved_refs)] {
+    let conditions = [
+        ("Accepted", &l.accepted),
+        ("Programmed", &l.programmed),
+        ("ResolvedRefs", &l.resolved_refs),
+    ];
+    for (type_, want) in conditions {
         let Some(want) = want else { continue };
         let reason = got["conditions"]
             .as_array()
@@ -309,7 +329,23 @@ fn manual_slice(lab: &Lab, slice: &ManualSlice) -> String {
     serde_saphyr::to_string(&object).unwrap()
 }
 
-/// A self-signed certificate for `hosts` as a TLS Secret in the infra namespace, made as a user would
+/// What is wrong with a Gateway's conditions (none: they are as expected).
+fn gateway_problem(lab: &Lab, gateway: &str, e: &GatewayExpectation) -> Option<String> {
+    let g = lab.get_json(&["gateway", "-n", INFRA, gateway]);
+    for (type_, want) in [("Accepted", &e.accepted), ("Programmed", &e.programmed)] {
+        let Some(want) = want else { continue };
+        let reason = g["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .map(|c| c["reason"].clone());
+        if reason.as_ref().and_then(Value::as_str) != Some(want.as_str()) {
+            return Some(format!("Gateway {gateway} {type_} {reason:?}, expected {want}"));
+        }
+    }
+    None
+}
+
+/// A self-signed certificate for `hosts` as a TLS Secret in its namespace, made as a user would
 /// (openssl, kubectl create secret tls).
 fn certificate(lab: &Lab, c: &Certificate) {
     let dir = std::env::temp_dir().join(format!("weft-{}-{}", lab.name, c.name));
@@ -328,7 +364,8 @@ fn certificate(lab: &Lab, c: &Certificate) {
         .unwrap();
     assert!(out.status.success(), "openssl: {}", text(&out.stderr));
     let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
-    lab.kubectl_ok(&["create", "secret", "tls", &c.name, "-n", INFRA, "--cert", crt, "--key", key]);
+    let namespace = c.namespace.as_deref().unwrap_or(INFRA);
+    lab.kubectl_ok(&["create", "secret", "tls", &c.name, "-n", namespace, "--cert", crt, "--key", key]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -424,7 +461,8 @@ fn core_and_extended_httproute_cases_in_one_lab() {
     let mut failures = Vec::new();
     for case in &cases {
         let started = std::time::Instant::now();
-        let home = address(&lab, &case.gateway);
+        // Only cases with requests need their Gateway to have an address (some have no valid listener).
+        let home = std::cell::OnceCell::new();
         let mut failed = None;
         let mut fail = |problem: Option<String>| {
             if failed.is_none() {
@@ -442,6 +480,10 @@ fn core_and_extended_httproute_cases_in_one_lab() {
                 }));
             }
         }
+        for g in &case.gateway_status {
+            let gateway = g.gateway.as_deref().unwrap_or(&case.gateway);
+            fail(settle(|| gateway_problem(&lab, gateway, g)));
+        }
         for l in &case.listener_status {
             let gateway = l.gateway.as_deref().unwrap_or(&case.gateway);
             fail(settle(|| listener_problem(&lab, gateway, l)));
@@ -449,7 +491,7 @@ fn core_and_extended_httproute_cases_in_one_lab() {
         for request in &case.requests {
             let to = match &request.gateway {
                 Some(other) => address(&lab, other),
-                None => home.clone(),
+                None => home.get_or_init(|| address(&lab, &case.gateway)).clone(),
             };
             fail(settle(|| check(&lab, &to, request)).map(|p| format!("{request:?}: {p}")));
             let method = request.method.as_deref().unwrap_or("GET");
