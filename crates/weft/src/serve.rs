@@ -685,7 +685,10 @@ mod tests {
         let response = respond(&head, peer(), &id);
         assert_eq!(
             response.headers,
-            [("X-Header-Set".into(), "one".into()), ("X-Header-Add".into(), "two".into())]
+            [
+                ("X-Header-Set".into(), "one".into()),
+                ("X-Header-Add".into(), "two".into())
+            ]
         );
         let mut out = Vec::new();
         write_response(&mut out, &response, false, true).unwrap();

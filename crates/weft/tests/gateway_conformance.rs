@@ -284,7 +284,10 @@ fn listener_problem(lab: &Lab, gateway: &str, l: &ListenerExpectation) -> Option
     if let Some(n) = l.attached_routes
         && got["attachedRoutes"] != n
     {
-        return Some(format!("listener {} attachedRoutes {}, expected {n}", l.name, got["attachedRoutes"]));
+        return Some(format!(
+            "listener {} attachedRoutes {}, expected {n}",
+            l.name, got["attachedRoutes"]
+        ));
     }
     let conditions = [
         ("Accepted", &l.accepted),
@@ -365,7 +368,9 @@ fn certificate(lab: &Lab, c: &Certificate) {
     assert!(out.status.success(), "openssl: {}", text(&out.stderr));
     let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
     let namespace = c.namespace.as_deref().unwrap_or(INFRA);
-    lab.kubectl_ok(&["create", "secret", "tls", &c.name, "-n", namespace, "--cert", crt, "--key", key]);
+    lab.kubectl_ok(&[
+        "create", "secret", "tls", &c.name, "-n", namespace, "--cert", crt, "--key", key,
+    ]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -456,7 +461,11 @@ fn core_and_extended_httproute_cases_in_one_lab() {
         .collect();
     if !slices.is_empty() {
         let applied = lab.apply(&slices.join("\n---\n"));
-        assert!(applied.status.success(), "the EndpointSlices: {}", text(&applied.stderr));
+        assert!(
+            applied.status.success(),
+            "the EndpointSlices: {}",
+            text(&applied.stderr)
+        );
     }
     let mut failures = Vec::new();
     for case in &cases {
@@ -497,7 +506,8 @@ fn core_and_extended_httproute_cases_in_one_lab() {
             let method = request.method.as_deref().unwrap_or("GET");
             for app in &request.mirrored_to {
                 fail(settle(|| {
-                    (!logged(&lab, app, method, &request.path)).then(|| format!("{app} got no copy of {}", request.path))
+                    (!logged(&lab, app, method, &request.path))
+                        .then(|| format!("{app} got no copy of {}", request.path))
                 }));
             }
         }

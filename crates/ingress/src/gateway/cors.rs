@@ -6,8 +6,8 @@
 //! Not the Ingress annotations' CORS (`crate::cors`): ingress-nginx's wildcard takes one label, its preflights
 //! answer 204 with every header whatever was asked, and `*` stays `*` with credentials.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use weft_gateway::api::HTTPCORSFilter;
 
 /// `Access-Control-Max-Age` when the filter sets none (the GEP's default).
@@ -99,7 +99,10 @@ impl Cors {
         out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         out.insert(header::VARY, HeaderValue::from_static("Origin"));
         if self.credentials {
-            out.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            out.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         // With credentials a `*` is not a wildcard to a browser: the asked method or headers stand in for it.
         let list = |values: &[String], asked: HeaderName| -> Option<HeaderValue> {
@@ -129,7 +132,10 @@ impl Cors {
         response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         response.append(header::VARY, HeaderValue::from_static("Origin"));
         if self.credentials {
-            response.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            response.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         let expose = self.expose.iter().filter(|h| !(self.credentials && *h == "*"));
         if let Ok(expose) = HeaderValue::try_from(expose.cloned().collect::<Vec<_>>().join(", "))
@@ -166,7 +172,11 @@ mod tests {
 
     #[test]
     fn origins_match_by_scheme_host_and_port_with_left_wildcards() {
-        let c = cors(&["https://www.foo.com", "https://*.bar.com", "http://foo.net:8080"], false, &[]);
+        let c = cors(
+            &["https://www.foo.com", "https://*.bar.com", "http://foo.net:8080"],
+            false,
+            &[],
+        );
         let allowed = |o: &str| c.allowed(request(o, None).get(header::ORIGIN)).is_some();
         assert!(allowed("https://www.foo.com"));
         assert!(allowed("https://www.foo.com:443"));

@@ -5,7 +5,7 @@
 use crate::annotations::BackendProtocol;
 use crate::backend::{self, UpstreamClient};
 use crate::upstream::Upstream;
-use http::{HeaderMap, Method, Request, Uri, Version};
+use http::{HeaderMap, Method, Request, Uri, Version, header};
 use http_body_util::{BodyExt, Empty};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -61,6 +61,11 @@ impl Mirror {
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = headers.clone();
+        // What describes the client's connection is not the copy's (an upgrade is not mirrored as one).
+        for name in [header::CONNECTION, header::UPGRADE, header::TE, header::TRANSFER_ENCODING] {
+            request.headers_mut().remove(name);
+        }
+        request.headers_mut().remove("keep-alive");
         *request.version_mut() = if self.protocol.http2() {
             Version::HTTP_2
         } else {
@@ -97,14 +102,6 @@ fn client(protocol: BackendProtocol) -> UpstreamClient {
         .clone()
 }
 
-/// Whether a request has a body to mirror (then it is not mirrored).
-pub fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +113,11 @@ mod tests {
             fraction: fraction.map(|(numerator, denominator)| Fraction { numerator, denominator }),
             ..Default::default()
         };
-        Mirror::new(&filter, Arc::new(Upstream::new(String::new(), Vec::new())), BackendProtocol::Http)
+        Mirror::new(
+            &filter,
+            Arc::new(Upstream::new(String::new(), Vec::new())),
+            BackendProtocol::Http,
+        )
     }
 
     fn share(m: &Mirror) -> usize {

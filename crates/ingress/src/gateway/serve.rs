@@ -4,13 +4,12 @@
 
 use super::compile::{BackendTarget, Port};
 use super::cors::Cors;
-use super::mirror;
 use crate::host;
 use crate::metrics::RouteMetrics;
 use crate::proxy::{self, Body, Conn, Forward, Proxy};
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use std::sync::Arc;
 
 impl Proxy {
@@ -69,7 +68,8 @@ impl Proxy {
             upstream_path.push('?');
             upstream_path.push_str(q);
         }
-        if !rule.mirrors.is_empty() && !mirror::has_body(request.headers()) {
+        // Only a request without a body can be copied (the client's streams to its backend as it comes).
+        if !rule.mirrors.is_empty() && request.body().is_end_stream() {
             let mut headers = request.headers().clone();
             // An HTTP/2 request's host is its authority; a URLRewrite's hostname replaces it.
             let host = rule.rewrite.as_ref().and_then(|r| r.hostname.clone());
