@@ -19,6 +19,22 @@ mod common;
 
 use common::{curl, line};
 
+/// Every request the backends got: `NAME PATH`.
+static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn seen(what: &str) -> bool {
+    SEEN.lock().unwrap().iter().any(|s| s == what)
+}
+
+/// Waits up to 5 s until the backends have seen each of `all`.
+async fn until_seen(all: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !all.iter().all(|w| seen(w)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(all.iter().all(|w| seen(w)), "{all:?} in {:?}", SEEN.lock().unwrap());
+}
+
 /// A backend answering `backend=NAME`, `path=...` and a `NAME=value` line per header it got.
 async fn backend(name: &'static str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -31,7 +47,9 @@ async fn backend(name: &'static str) -> u16 {
                     if request.uri().path() == "/slow" {
                         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                     }
-                    let mut text = format!("backend={name}\npath={}\n", request.uri().path_and_query().unwrap());
+                    let path = request.uri().path_and_query().unwrap().to_string();
+                    SEEN.lock().unwrap().push(format!("{name} {path}"));
+                    let mut text = format!("backend={name}\npath={path}\n");
                     for (n, v) in request.headers() {
                         text.push_str(&format!("{n}={}\n", v.to_str().unwrap_or_default()));
                     }
@@ -172,6 +190,14 @@ spec:
     backendRefs: [{name: empty, port: 8080}]
   - matches: [{path: {value: /slow}}]
     timeouts: {request: 200ms}
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {value: /mirror}}]
+    filters:
+    - {type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: v3, port: 8080}, fraction: {numerator: 1, denominator: 1}}}
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {value: /never-mirrored}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}, percent: 0}}]
     backendRefs: [{name: v1, port: 8080}]
   - backendRefs: [{name: v1, port: 8080}]
 ---
@@ -330,6 +356,18 @@ async fn httproutes_match_in_the_specs_order_filter_split_and_fail_as_it_says() 
     assert_eq!(get(at, host, "/empty", &[]).await.0, 503);
     // timeouts.request: 504 once it has passed.
     assert_eq!(get(at, host, "/slow", &[]).await.0, 504);
+    // RequestMirror: each mirror gets a copy (its answer dropped), a 0% mirror none.
+    for _ in 0..10 {
+        assert_eq!(line(&get(at, host, "/never-mirrored", &[]).await.1, "backend"), "v1");
+    }
+    assert_eq!(line(&get(at, host, "/mirror?n=1", &[]).await.1, "backend"), "v1");
+    until_seen(&["v2 /mirror?n=1", "v3 /mirror?n=1"]).await;
+    assert!(!seen("v2 /never-mirrored"));
+    // A request with a body is not (its body streams to the backend only).
+    assert_eq!(line(&get(at, host, "/mirror?n=2", &["-d", "body"]).await.1, "backend"), "v1");
+    assert_eq!(line(&get(at, host, "/mirror?n=3", &[]).await.1, "backend"), "v1");
+    until_seen(&["v2 /mirror?n=3"]).await;
+    assert!(!seen("v2 /mirror?n=2"));
     // Hosts: the wildcard listener route spans labels; the specific listener takes its host only.
     assert_eq!(line(&get(at, "a.b.wildcard.io", "/", &[]).await.1, "backend"), "web");
     assert_eq!(get(at, "wildcard.io", "/", &[]).await.0, 404);

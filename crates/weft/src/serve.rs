@@ -326,6 +326,8 @@ pub fn read_head(r: &mut impl BufRead) -> Result<Option<Head>, HeadError> {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Headers beyond the framing ones (echo-basic's `X-Echo-Set-Header`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -333,6 +335,7 @@ impl Response {
         Response {
             status,
             body: body.into(),
+            headers: Vec::new(),
         }
     }
 }
@@ -445,7 +448,27 @@ fn echo(head: &Head, id: &Identity) -> Response {
         "service": "",
         "pod": id.pod,
     });
-    Response::text(200, body.to_string())
+    Response {
+        headers: echo_set_headers(head),
+        ..Response::text(200, body.to_string())
+    }
+}
+
+/// The response headers a request asks echo-basic for: each `X-Echo-Set-Header` value is a list of
+/// `Name: value` separated by `,` (how the suite checks response header filters).
+fn echo_set_headers(head: &Head) -> Vec<(String, String)> {
+    head.headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-echo-set-header"))
+        .flat_map(|(_, list)| list.split(','))
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once(':')?;
+            let name = name.trim();
+            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let value = value.trim();
+            (valid && !value.bytes().any(|b| b.is_ascii_control())).then(|| (name.to_string(), value.to_string()))
+        })
+        .collect()
 }
 
 fn reason(status: u16) -> &'static str {
@@ -488,6 +511,9 @@ pub fn write_response(w: &mut impl Write, resp: &Response, head_only: bool, keep
         resp.status,
         reason(resp.status)
     );
+    for (name, value) in &resp.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
     if !bodiless {
         out.push_str(&format!(
             "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
@@ -646,6 +672,27 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(respond(&status, peer(), &id).status, 503);
+    }
+
+    #[test]
+    fn echo_sets_the_response_headers_a_request_asks_for() {
+        let head = read_head(
+            &mut &b"GET / HTTP/1.1\r\nX-Echo-Set-Header: X-Header-Set: one,X-Header-Add:two, bad name: x\r\n\r\n"[..],
+        )
+        .unwrap()
+        .unwrap();
+        let id = Identity { echo: true, ..id() };
+        let response = respond(&head, peer(), &id);
+        assert_eq!(
+            response.headers,
+            [
+                ("X-Header-Set".into(), "one".into()),
+                ("X-Header-Add".into(), "two".into())
+            ]
+        );
+        let mut out = Vec::new();
+        write_response(&mut out, &response, false, true).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("\r\nX-Header-Set: one\r\n"));
     }
 
     fn head(bytes: &[u8]) -> Result<Option<Head>, HeadError> {

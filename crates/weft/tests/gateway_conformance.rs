@@ -24,6 +24,57 @@ struct Case {
     routes: Vec<RouteExpectation>,
     #[serde(default)]
     requests: Vec<Request>,
+    #[serde(default)]
+    listener_status: Vec<ListenerExpectation>,
+    /// EndpointSlices the suite fills in itself (ServiceTypes): made once the pods run.
+    #[serde(default)]
+    endpoint_slices: Vec<ManualSlice>,
+    /// TLS Secrets (self-signed, made with openssl) in the infra namespace, made before the objects.
+    #[serde(default)]
+    certificates: Vec<Certificate>,
+    #[serde(default)]
+    gateway_status: Vec<GatewayExpectation>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GatewayExpectation {
+    /// Default: the case's Gateway.
+    gateway: Option<String>,
+    /// Reasons of the Gateway's conditions.
+    accepted: Option<String>,
+    programmed: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Certificate {
+    name: String,
+    /// Default: the infra namespace.
+    namespace: Option<String>,
+    hosts: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListenerExpectation {
+    /// Default: the case's Gateway.
+    gateway: Option<String>,
+    name: String,
+    attached_routes: Option<i64>,
+    /// Reasons of the listener's conditions.
+    accepted: Option<String>,
+    programmed: Option<String>,
+    resolved_refs: Option<String>,
+}
+
+/// An EndpointSlice `{service}-ip4` of Service `service` (port `first-port`, 3000) listing the ready pods
+/// labelled `app: {app}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManualSlice {
+    service: String,
+    app: String,
 }
 
 #[derive(Deserialize)]
@@ -38,7 +89,12 @@ struct RouteExpectation {
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase")]
 struct Request {
+    /// Another Gateway (in the infra namespace) to send it to.
+    gateway: Option<String>,
     host: Option<String>,
+    /// Over TLS to port 443, the host the SNI.
+    #[serde(default)]
+    https: bool,
     path: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -46,11 +102,24 @@ struct Request {
     status: Option<u16>,
     backend: Option<String>,
     backend_path: Option<String>,
+    /// The Host the backend must get.
+    backend_host: Option<String>,
     #[serde(default)]
     backend_headers: BTreeMap<String, String>,
     #[serde(default)]
     absent_headers: Vec<String>,
     location: Option<String>,
+    /// Response headers (name: value) and those that must be absent.
+    #[serde(default)]
+    response_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    absent_response_headers: Vec<String>,
+    /// The Gateway answers itself (a CORS preflight): no echo body to check.
+    #[serde(default)]
+    no_backend: bool,
+    /// Deployments (by their `app` label) whose echo server must log the request (RequestMirror).
+    #[serde(default)]
+    mirrored_to: Vec<String>,
 }
 
 const INFRA: &str = "gateway-conformance-infra";
@@ -80,7 +149,10 @@ fn gateway(case: &Case) -> String {
 /// What is wrong with the answer to `r` (none: it is as expected).
 fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     let host = r.host.clone().unwrap_or_else(|| address.to_string());
-    let url = format!("http://{address}{}", r.path);
+    let url = match r.https {
+        true => format!("https://{host}{}", r.path),
+        false => format!("http://{address}{}", r.path),
+    };
     let mut args = vec![
         "curl".to_string(),
         "-sS".into(),
@@ -97,6 +169,10 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     if let Some(method) = &r.method {
         args.extend(["-X".into(), method.clone()]);
     }
+    if r.https {
+        // The Secrets are self-signed: what is checked is which listener (by SNI) and route answer.
+        args.extend(["-k".into(), "--resolve".into(), format!("{host}:443:{address}")]);
+    }
     args.push(url);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = text(&lab.node_exec("external", &args).stdout);
@@ -111,17 +187,37 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     if status != expected {
         return Some(format!("status {status}, expected {expected}"));
     }
-    if let Some(location) = &r.location {
-        let got = head.lines().find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("location: ")
-                .map(|_| l[10..].trim().to_string())
-        });
-        if got.as_deref() != Some(location.as_str()) {
-            return Some(format!("location {got:?}, expected {location}"));
+    let response_header = |name: &str| {
+        let values: Vec<&str> = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    if let Some(location) = &r.location
+        && response_header("location").as_deref() != Some(location.as_str())
+    {
+        return Some(format!(
+            "location {:?}, expected {location}",
+            response_header("location")
+        ));
+    }
+    for (name, value) in &r.response_headers {
+        if response_header(name).as_deref() != Some(value.as_str()) {
+            return Some(format!(
+                "response {name}: {:?}, expected {value}",
+                response_header(name)
+            ));
         }
     }
-    if status != 200 {
+    for name in &r.absent_response_headers {
+        if response_header(name).is_some() {
+            return Some(format!("response has {name}, expected none"));
+        }
+    }
+    if status != 200 || r.no_backend {
         return None;
     }
     let Ok(echo) = serde_json::from_str::<Value>(body) else {
@@ -135,6 +231,11 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     let path = r.backend_path.clone().unwrap_or_else(|| r.path.clone());
     if echo["path"] != path.as_str() {
         return Some(format!("backend got path {}, expected {path}", echo["path"]));
+    }
+    if let Some(host) = &r.backend_host
+        && echo["host"] != host.as_str()
+    {
+        return Some(format!("backend got host {}, expected {host}", echo["host"]));
     }
     let header = |name: &str| {
         echo["headers"].as_object().and_then(|h| {
@@ -159,6 +260,136 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
         }
     }
     None
+}
+
+/// The address of Gateway `name` once it is Programmed.
+fn address(lab: &Lab, name: &str) -> String {
+    lab.wait(60, &format!("Gateway {name}'s address"), || {
+        let g = lab.get_json(&["gateway", "-n", INFRA, name]);
+        let programmed = g["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Programmed" && c["status"] == "True"));
+        let address = g["status"]["addresses"][0]["value"].as_str().map(str::to_string);
+        address.filter(|_| programmed)
+    })
+}
+
+/// What is wrong with a listener's status (none: it is as expected).
+fn listener_problem(lab: &Lab, gateway: &str, l: &ListenerExpectation) -> Option<String> {
+    let g = lab.get_json(&["gateway", "-n", INFRA, gateway]);
+    let listeners = g["status"]["listeners"].as_array().cloned().unwrap_or_default();
+    let Some(got) = listeners.iter().find(|x| x["name"] == l.name.as_str()) else {
+        return Some(format!("Gateway {gateway} has no status for listener {}", l.name));
+    };
+    if let Some(n) = l.attached_routes
+        && got["attachedRoutes"] != n
+    {
+        return Some(format!(
+            "listener {} attachedRoutes {}, expected {n}",
+            l.name, got["attachedRoutes"]
+        ));
+    }
+    let conditions = [
+        ("Accepted", &l.accepted),
+        ("Programmed", &l.programmed),
+        ("ResolvedRefs", &l.resolved_refs),
+    ];
+    for (type_, want) in conditions {
+        let Some(want) = want else { continue };
+        let reason = got["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .map(|c| c["reason"].clone());
+        if reason.as_ref().and_then(Value::as_str) != Some(want.as_str()) {
+            return Some(format!("listener {} {type_} {reason:?}, expected {want}", l.name));
+        }
+    }
+    None
+}
+
+/// The EndpointSlice the suite makes for a Service without a selector.
+fn manual_slice(lab: &Lab, slice: &ManualSlice) -> String {
+    let pods = lab.get_json(&["pods", "-n", INFRA, "-l", &format!("app={}", slice.app)]);
+    let endpoints: Vec<Value> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| ready(p))
+        .map(|p| serde_json::json!({"addresses": [ip(p)]}))
+        .collect();
+    let object = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{}-ip4", slice.service),
+            "namespace": INFRA,
+            "labels": {"kubernetes.io/service-name": slice.service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "first-port", "port": 3000, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    });
+    serde_saphyr::to_string(&object).unwrap()
+}
+
+/// What is wrong with a Gateway's conditions (none: they are as expected).
+fn gateway_problem(lab: &Lab, gateway: &str, e: &GatewayExpectation) -> Option<String> {
+    let g = lab.get_json(&["gateway", "-n", INFRA, gateway]);
+    for (type_, want) in [("Accepted", &e.accepted), ("Programmed", &e.programmed)] {
+        let Some(want) = want else { continue };
+        let reason = g["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .map(|c| c["reason"].clone());
+        if reason.as_ref().and_then(Value::as_str) != Some(want.as_str()) {
+            return Some(format!("Gateway {gateway} {type_} {reason:?}, expected {want}"));
+        }
+    }
+    None
+}
+
+/// A self-signed certificate for `hosts` as a TLS Secret in its namespace, made as a user would
+/// (openssl, kubectl create secret tls).
+fn certificate(lab: &Lab, c: &Certificate) {
+    let dir = std::env::temp_dir().join(format!("weft-{}-{}", lab.name, c.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let sans: Vec<String> = c.hosts.iter().map(|h| format!("DNS:{h}")).collect();
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+        .args(["-subj", &format!("/CN={}", c.hosts[0])])
+        .args(["-addext", &format!("subjectAltName={}", sans.join(","))])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+    let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
+    let namespace = c.namespace.as_deref().unwrap_or(INFRA);
+    lab.kubectl_ok(&[
+        "create", "secret", "tls", &c.name, "-n", namespace, "--cert", crt, "--key", key,
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls `problem` for up to 20 s; what is still wrong then.
+fn settle(mut problem: impl FnMut() -> Option<String>) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = problem();
+    while got.is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        got = problem();
+    }
+    got
+}
+
+/// Whether the echo pods labelled `app` logged a `method` request for `path` (`weft serve` logs each as
+/// `PEER METHOD TARGET STATUS`).
+fn logged(lab: &Lab, app: &str, method: &str, path: &str) -> bool {
+    let logs = lab.kubectl(&["logs", "-n", INFRA, "-l", &format!("app={app}"), "--tail=-1"]);
+    text(&logs.stdout).contains(&format!(" {method} {path} "))
 }
 
 /// The reason of the route's condition `type_` for its first parent.
@@ -189,6 +420,9 @@ fn core_and_extended_httproute_cases_in_one_lab() {
     }
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
     lab.kubectl_ok(&["apply", "-f", &repo("crates/weft/tests/gateway/base.yaml")]);
+    for c in cases.iter().flat_map(|c| &c.certificates) {
+        certificate(&lab, c);
+    }
     let mut objects = String::new();
     for case in &cases {
         objects.push_str(&gateway(case));
@@ -220,47 +454,65 @@ fn core_and_extended_httproute_cases_in_one_lab() {
             "--timeout=60s",
         ]);
     }
+    let slices: Vec<String> = cases
+        .iter()
+        .flat_map(|c| &c.endpoint_slices)
+        .map(|slice| manual_slice(&lab, slice))
+        .collect();
+    if !slices.is_empty() {
+        let applied = lab.apply(&slices.join("\n---\n"));
+        assert!(
+            applied.status.success(),
+            "the EndpointSlices: {}",
+            text(&applied.stderr)
+        );
+    }
     let mut failures = Vec::new();
     for case in &cases {
-        let address = lab.wait(60, &format!("{}: the Gateway's address", case.name), || {
-            let g = lab.get_json(&["gateway", "-n", INFRA, &case.gateway]);
-            let programmed = g["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Programmed" && c["status"] == "True"));
-            let address = g["status"]["addresses"][0]["value"].as_str().map(str::to_string);
-            address.filter(|_| programmed)
-        });
+        let started = std::time::Instant::now();
+        // Only cases with requests need their Gateway to have an address (some have no valid listener).
+        let home = std::cell::OnceCell::new();
         let mut failed = None;
+        let mut fail = |problem: Option<String>| {
+            if failed.is_none() {
+                failed = problem;
+            }
+        };
         for route in &case.routes {
             let ns = route.namespace.as_deref().unwrap_or(INFRA);
             for (type_, want) in [("Accepted", &route.accepted), ("ResolvedRefs", &route.resolved_refs)] {
                 let Some(want) = want else { continue };
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-                let mut got = reason(&lab, ns, &route.name, type_);
-                while got.as_deref() != Some(want.as_str()) && std::time::Instant::now() < deadline {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                    got = reason(&lab, ns, &route.name, type_);
-                }
-                if got.as_deref() != Some(want.as_str()) && failed.is_none() {
-                    failed = Some(format!("route {} {type_}: {got:?}, expected {want}", route.name));
-                }
+                fail(settle(|| {
+                    let got = reason(&lab, ns, &route.name, type_);
+                    (got.as_deref() != Some(want.as_str()))
+                        .then(|| format!("route {} {type_}: {got:?}, expected {want}", route.name))
+                }));
             }
         }
+        for g in &case.gateway_status {
+            let gateway = g.gateway.as_deref().unwrap_or(&case.gateway);
+            fail(settle(|| gateway_problem(&lab, gateway, g)));
+        }
+        for l in &case.listener_status {
+            let gateway = l.gateway.as_deref().unwrap_or(&case.gateway);
+            fail(settle(|| listener_problem(&lab, gateway, l)));
+        }
         for request in &case.requests {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            let mut problem = check(&lab, &address, request);
-            while problem.is_some() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                problem = check(&lab, &address, request);
-            }
-            if let Some(problem) = problem
-                && failed.is_none()
-            {
-                failed = Some(format!("{request:?}: {problem}"));
+            let to = match &request.gateway {
+                Some(other) => address(&lab, other),
+                None => home.get_or_init(|| address(&lab, &case.gateway)).clone(),
+            };
+            fail(settle(|| check(&lab, &to, request)).map(|p| format!("{request:?}: {p}")));
+            let method = request.method.as_deref().unwrap_or("GET");
+            for app in &request.mirrored_to {
+                fail(settle(|| {
+                    (!logged(&lab, app, method, &request.path))
+                        .then(|| format!("{app} got no copy of {}", request.path))
+                }));
             }
         }
         match failed {
-            None => println!("PASS {}", case.name),
+            None => println!("PASS {} ({:.1} s)", case.name, started.elapsed().as_secs_f64()),
             Some(why) => {
                 println!("FAIL {}: {why}", case.name);
                 failures.push(format!("{}: {why}", case.name));

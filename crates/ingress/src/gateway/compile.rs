@@ -3,9 +3,11 @@
 //! conditions their statuses should carry.
 
 use super::conditions::{Cond, cond, set};
+use super::cors::Cors;
 use super::filters::{self, HeaderEdit, Redirect, Rewrite};
 use super::hostname;
 use super::matching::{Match, PathMatch};
+use super::mirror::Mirror;
 use super::provision;
 use crate::annotations::{Annotations, BackendProtocol};
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
@@ -66,6 +68,9 @@ pub struct Rule {
     pub response_headers: Option<HeaderEdit>,
     pub redirect: Option<Redirect>,
     pub rewrite: Option<Rewrite>,
+    pub cors: Option<Cors>,
+    /// RequestMirror filters whose backend can be followed.
+    pub mirrors: Vec<Mirror>,
     pub backends: Vec<Backend>,
     /// `timeouts.request`: the whole request, to the response's head (504 after it; 0: none).
     pub timeout: Option<Duration>,
@@ -813,6 +818,19 @@ impl Compiler<'_> {
             let Ok(parts) = Filters::compile(&rule.filters, prefix) else {
                 continue;
             };
+            let mut mirrors = Vec::new();
+            for filter in rule.filters.iter().filter(|f| f.type_ == "RequestMirror") {
+                let Some(m) = &filter.request_mirror else { continue };
+                match self.backend(kind, namespace, &m.backend_ref, grants) {
+                    (BackendTarget::Service { upstream, protocol }, _) => {
+                        mirrors.push(Mirror::new(m, upstream, protocol));
+                    }
+                    (BackendTarget::Invalid(_), Some((reason, message))) if resolved.status => {
+                        resolved = cond("ResolvedRefs", false, reason, message);
+                    }
+                    (BackendTarget::Invalid(_), _) => {}
+                }
+            }
             let mut backends = Vec::new();
             for b in &rule.backend_refs {
                 let (target, problem) = self.backend(kind, namespace, &b.backend, grants);
@@ -863,6 +881,8 @@ impl Compiler<'_> {
                     response_headers: parts.response_headers,
                     redirect: parts.redirect,
                     rewrite: parts.rewrite,
+                    cors: parts.cors,
+                    mirrors,
                     backends,
                     timeout: rule
                         .timeouts
@@ -961,6 +981,7 @@ struct Filters {
     response_headers: Option<HeaderEdit>,
     redirect: Option<Redirect>,
     rewrite: Option<Rewrite>,
+    cors: Option<Cors>,
 }
 
 impl Filters {
@@ -996,6 +1017,7 @@ impl Filters {
                         .map(|r| Rewrite::compile(r, prefix))
                         .transpose()?;
                 }
+                "CORS" => out.cors = f.cors.as_ref().map(Cors::compile),
                 _ => {}
             }
         }

@@ -5,10 +5,12 @@
 
 pub mod compile;
 pub mod conditions;
+pub mod cors;
 pub mod filters;
 pub mod grpc;
 pub mod hostname;
 pub mod matching;
+pub mod mirror;
 pub mod provision;
 pub mod serve;
 pub mod status;

@@ -3,12 +3,13 @@
 //! followed, 503 when a Service has no ready endpoints), forwarded as the Ingress routes are.
 
 use super::compile::{BackendTarget, Port};
+use super::cors::Cors;
 use crate::host;
 use crate::metrics::RouteMetrics;
 use crate::proxy::{self, Body, Conn, Forward, Proxy};
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use std::sync::Arc;
 
 impl Proxy {
@@ -35,6 +36,18 @@ impl Proxy {
         };
         let rule = entry.rule.clone();
         let metrics = rule.metrics.clone();
+        if let Some(cors) = &rule.cors
+            && Cors::is_preflight(request.method(), request.headers())
+        {
+            let mut response = proxy::local(StatusCode::OK, "");
+            response.headers_mut().extend(cors.preflight(request.headers()));
+            return (response, metrics);
+        }
+        // What the CORS filter needs of the request once the response comes.
+        let origin = rule
+            .cors
+            .as_ref()
+            .and_then(|_| request.headers().get(http::header::ORIGIN).cloned());
         if let Some(redirect) = &rule.redirect {
             let scheme = if conn.tls { "https" } else { "http" };
             let location = redirect.location(scheme, &name, port.port, path, query);
@@ -46,6 +59,26 @@ impl Proxy {
         }
         if let Some(edit) = &rule.request_headers {
             edit.apply(request.headers_mut());
+        }
+        let mut upstream_path = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+            Some(change) => change.apply(path),
+            None => path.to_string(),
+        };
+        if let Some(q) = query {
+            upstream_path.push('?');
+            upstream_path.push_str(q);
+        }
+        // Only a request without a body can be copied (the client's streams to its backend as it comes).
+        if !rule.mirrors.is_empty() && request.body().is_end_stream() {
+            let mut headers = request.headers().clone();
+            // An HTTP/2 request's host is its authority; a URLRewrite's hostname replaces it.
+            let host = rule.rewrite.as_ref().and_then(|r| r.hostname.clone());
+            if let Some(host) = host.or_else(|| HeaderValue::try_from(authority.as_str()).ok()) {
+                headers.insert(http::header::HOST, host);
+            }
+            for m in rule.mirrors.iter().filter(|m| m.chosen()) {
+                m.send(request.method(), &headers, &upstream_path);
+            }
         }
         let Some(backend) = rule.pick(proxy::roll(rule.total_weight())) else {
             // No backendRefs, or every weight 0.
@@ -74,14 +107,6 @@ impl Proxy {
         if let Some(edit) = &backend.request_headers {
             edit.apply(request.headers_mut());
         }
-        let mut upstream_path = match rule.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-            Some(change) => change.apply(path),
-            None => path.to_string(),
-        };
-        if let Some(q) = query {
-            upstream_path.push('?');
-            upstream_path.push_str(q);
-        }
         let forward = Forward {
             upstream: &upstream,
             authority: &authority,
@@ -99,6 +124,9 @@ impl Proxy {
             },
             None => forwarded.await,
         };
+        if let Some(cors) = &rule.cors {
+            cors.decorate(origin.as_ref(), response.headers_mut());
+        }
         if let Some(edit) = &rule.response_headers {
             edit.apply(response.headers_mut());
         }
