@@ -364,7 +364,10 @@ async fn httproutes_match_in_the_specs_order_filter_split_and_fail_as_it_says() 
     until_seen(&["v2 /mirror?n=1", "v3 /mirror?n=1"]).await;
     assert!(!seen("v2 /never-mirrored"));
     // A request with a body is not (its body streams to the backend only).
-    assert_eq!(line(&get(at, host, "/mirror?n=2", &["-d", "body"]).await.1, "backend"), "v1");
+    assert_eq!(
+        line(&get(at, host, "/mirror?n=2", &["-d", "body"]).await.1, "backend"),
+        "v1"
+    );
     assert_eq!(line(&get(at, host, "/mirror?n=3", &[]).await.1, "backend"), "v1");
     until_seen(&["v2 /mirror?n=3"]).await;
     assert!(!seen("v2 /mirror?n=2"));

@@ -27,6 +27,8 @@ const NFNETLINK_V0: u8 = 0;
 /// Bytes of a logged packet copied to us: the IP and transport headers are all a flow needs.
 const COPY_RANGE: u32 = 128;
 const RECEIVE_BUFFER: usize = 16 << 20;
+/// Datagrams one `recv` takes at most, so that a flood still yields batches of bounded size.
+const DATAGRAMS_AT_ONCE: usize = 1024;
 
 /// Addresses and ports of one direction of a connection (ports are 0 for protocols without them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,23 +151,25 @@ impl FlowEvents {
         }
     }
 
-    /// Waits for the next datagram and appends the events it holds.
+    /// Waits for the next datagram, then takes every one already queued (each conntrack event is a datagram
+    /// of its own), and appends the events they hold.
     pub fn recv(&mut self, out: &mut Vec<Event>) -> Result<()> {
-        let len = match self.socket.recv(&mut &mut self.buf[..], 0) {
-            Ok(len) => len,
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                out.push(Event::Lost);
-                return Ok(());
+        let mut flags = 0;
+        for _ in 0..DATAGRAMS_AT_ONCE {
+            match self.socket.recv(&mut &mut self.buf[..], flags) {
+                Ok(len) => decode(&self.buf[..len], out),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => out.push(Event::Lost),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && flags != 0 => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
+                Err(source) => {
+                    return Err(Error::Netlink {
+                        op: "receiving flow events".into(),
+                        source,
+                    });
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(source) => {
-                return Err(Error::Netlink {
-                    op: "receiving flow events".into(),
-                    source,
-                });
-            }
-        };
-        decode(&self.buf[..len], out);
+            flags = libc::MSG_DONTWAIT;
+        }
         Ok(())
     }
 }

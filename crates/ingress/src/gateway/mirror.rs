@@ -62,7 +62,12 @@ impl Mirror {
         *request.uri_mut() = uri;
         *request.headers_mut() = headers.clone();
         // What describes the client's connection is not the copy's (an upgrade is not mirrored as one).
-        for name in [header::CONNECTION, header::UPGRADE, header::TE, header::TRANSFER_ENCODING] {
+        for name in [
+            header::CONNECTION,
+            header::UPGRADE,
+            header::TE,
+            header::TRANSFER_ENCODING,
+        ] {
             request.headers_mut().remove(name);
         }
         request.headers_mut().remove("keep-alive");
