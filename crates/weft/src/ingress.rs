@@ -243,6 +243,10 @@ pub fn run(args: Args) -> Result<()> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    // SO_REUSEPORT would let the two share one port rather than fail to bind.
+    if args.http.port() != 0 && args.http == args.https {
+        anyhow::bail!("--http and --https are both {}", args.http);
+    }
     let bind = |addr| server::bind_shared(addr, workers).with_context(|| format!("binding {addr}"));
     let (http, https) = (bind(args.http)?, bind(args.https)?);
     let (stop, stopped) = watch::channel(false);
