@@ -27,10 +27,11 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long to wait for an upstream's TCP connection. Connects inside a cluster take well under a millisecond; a
@@ -56,10 +57,6 @@ pub struct Conn {
 
 pub struct Proxy {
     table: Arc<ArcSwap<Table>>,
-    /// The client (and keep-alive pool) of plain HTTP and the default connect timeout, taken without a lock.
-    client: UpstreamClient,
-    /// One more per backend protocol and connect timeout (`proxy-connect-timeout`) others ask for.
-    clients: Mutex<HashMap<(BackendProtocol, Duration), UpstreamClient>>,
     metrics: Arc<Metrics>,
     access_log: bool,
     /// Connections start with a PROXY protocol header (see `proxy_protocol`).
@@ -73,8 +70,6 @@ impl Proxy {
     pub fn new(table: Arc<ArcSwap<Table>>, metrics: Arc<Metrics>) -> Proxy {
         Proxy {
             table,
-            client: backend::client(BackendProtocol::Http, CONNECT_TIMEOUT),
-            clients: Mutex::default(),
             metrics,
             access_log: false,
             proxy_protocol: false,
@@ -82,19 +77,20 @@ impl Proxy {
         }
     }
 
-    /// The client for upstreams of `protocol` whose connections time out after `connect` (none: the default).
+    /// The client for upstreams of `protocol` whose connections time out after `connect` (none: the default):
+    /// one per thread, each with its keep-alive pool, so that on a worker thread's runtime (see
+    /// `server::bind_shared`) a request, its upstream connection and that connection's task stay on the thread.
     fn client(&self, protocol: BackendProtocol, connect: Option<Duration>) -> UpstreamClient {
-        match (protocol, connect) {
-            (BackendProtocol::Http, None) => self.client.clone(),
-            (protocol, connect) => {
-                let connect = connect.unwrap_or(CONNECT_TIMEOUT);
-                let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-                clients
-                    .entry((protocol, connect))
-                    .or_insert_with(|| backend::client(protocol, connect))
-                    .clone()
-            }
+        thread_local! {
+            static CLIENTS: RefCell<HashMap<(BackendProtocol, Duration), UpstreamClient>> = RefCell::default();
         }
+        let connect = connect.unwrap_or(CONNECT_TIMEOUT);
+        CLIENTS.with_borrow_mut(|clients| {
+            clients
+                .entry((protocol, connect))
+                .or_insert_with(|| backend::client(protocol, connect))
+                .clone()
+        })
     }
 
     /// The metrics of requests no route takes.
@@ -260,7 +256,13 @@ impl Proxy {
         };
         let mut response = self.forward(request, forward, conn).await;
         if let Some(failed) = failed.filter(|_| settings.custom_errors.contains(&response.status().as_u16())) {
-            response = errors::page(&self.client, fallback.as_deref(), &failed, response.status()).await;
+            response = errors::page(
+                &self.client(BackendProtocol::Http, None),
+                fallback.as_deref(),
+                &failed,
+                response.status(),
+            )
+            .await;
         }
         (passed.finish(response), metrics)
     }
@@ -624,30 +626,33 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// sent one, else made).
 fn forwarded_headers(headers: &mut HeaderMap, authority: &str, conn: &Conn) {
     strip_hop_by_hop(headers);
-    let client = conn.client.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client}"),
-        None => client.clone(),
+    // Values made without an intermediate String where they can be: this runs for every request.
+    let client = HeaderValue::try_from(conn.client.ip().to_string()).ok();
+    let forwarded_for = match (headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), &client) {
+        (Some(earlier), Some(_)) => HeaderValue::try_from(format!("{earlier}, {}", conn.client.ip())).ok(),
+        (None, client) => client.clone(),
+        (Some(_), None) => None,
+    };
+    let proto = HeaderValue::from_static(if conn.tls { "https" } else { "http" });
+    let host = HeaderValue::try_from(authority).ok();
+    let name = host::of_authority(authority);
+    let forwarded_host = match &host {
+        Some(host) if name == authority => Some(host.clone()),
+        _ => HeaderValue::try_from(name).ok(),
     };
     let values = [
-        (header::HOST, authority.to_string()),
+        (header::HOST, host),
         (HeaderName::from_static("x-forwarded-for"), forwarded_for),
-        (
-            HeaderName::from_static("x-forwarded-proto"),
-            if conn.tls { "https" } else { "http" }.to_string(),
-        ),
-        (
-            HeaderName::from_static("x-forwarded-host"),
-            host::of_authority(authority),
-        ),
+        (HeaderName::from_static("x-forwarded-proto"), Some(proto)),
+        (HeaderName::from_static("x-forwarded-host"), forwarded_host),
         (
             HeaderName::from_static("x-forwarded-port"),
-            conn.local.port().to_string(),
+            Some(HeaderValue::from(conn.local.port())),
         ),
         (HeaderName::from_static("x-real-ip"), client),
     ];
     for (name, value) in values {
-        if let Ok(value) = HeaderValue::try_from(value) {
+        if let Some(value) = value {
             headers.insert(name, value);
         }
     }

@@ -10,10 +10,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -24,6 +25,35 @@ const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// How long a client has to finish its TLS handshake (and a load balancer its PROXY protocol header).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pending connections a listener queues (mio's, and so tokio's `TcpListener::bind`'s).
+const BACKLOG: u32 = 1024;
+
+/// `n` sockets bound to `addr` with SO_REUSEPORT, not yet listening: one per worker thread, each to become that
+/// thread's listener (`listen`), so the kernel spreads new connections over the workers as nginx's `reuseport`
+/// does, and a connection lives on one thread from accept to close. Port 0 is chosen once, by the first.
+pub fn bind_shared(addr: SocketAddr, n: usize) -> std::io::Result<Vec<TcpSocket>> {
+    let mut addr = addr;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Makes a socket of `bind_shared` a listener of the runtime this is called in.
+pub fn listen(socket: TcpSocket) -> std::io::Result<TcpListener> {
+    socket.listen(BACKLOG)
+}
 
 /// Accepts connections on `listener` until `stop` turns true, then waits for its connections to finish; with
 /// `tls`, each is a TLS connection first.

@@ -66,7 +66,7 @@ pub struct Args {
     /// front; the client it names is the request's client (ingress-nginx's `use-proxy-protocol`).
     #[arg(long)]
     proxy_protocol: bool,
-    /// Proxy worker threads (0: one per CPU).
+    /// Proxy worker threads, each a single-threaded runtime with listeners of its own (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     workers: usize,
     /// Seconds to keep serving after SIGTERM, with /readyz failing, while the Service's endpoints drop this pod.
@@ -239,18 +239,40 @@ pub fn run(args: Args) -> Result<()> {
             .with_access_log(args.access_log)
             .with_proxy_protocol(args.proxy_protocol),
     );
-    let bind = |addr| {
-        runtime
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .with_context(|| format!("binding {addr}"))
+    let workers = match args.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
+    // SO_REUSEPORT would let the two share one port rather than fail to bind.
+    if args.http.port() != 0 && args.http == args.https {
+        anyhow::bail!("--http and --https are both {}", args.http);
+    }
+    let bind = |addr| server::bind_shared(addr, workers).with_context(|| format!("binding {addr}"));
     let (http, https) = (bind(args.http)?, bind(args.https)?);
     let (stop, stopped) = watch::channel(false);
     let (gateway_proxy, gateway_stopped) = (proxy.clone(), stopped.clone());
-    let servers = [
-        runtime.spawn(server::serve(http, proxy.clone(), None, stopped.clone())),
-        runtime.spawn(server::serve(https, proxy.clone(), Some(acceptor), stopped)),
-    ];
+    // The listeners are served by worker threads, each a single-threaded runtime with a listener of each port
+    // of its own (as nginx's worker processes): a connection, its requests and their upstream connections stay
+    // on one thread, without the work-stealing runtime's hand-offs between threads. The API, status and
+    // Gateway listeners stay on `runtime`.
+    let mut servers = Vec::new();
+    for (i, (http, https)) in http.into_iter().zip(https).enumerate() {
+        let worker = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (http, https) = {
+            let _in = worker.enter();
+            (server::listen(http)?, server::listen(https)?)
+        };
+        servers.push(worker.spawn(server::serve(http, proxy.clone(), None, stopped.clone())));
+        servers.push(worker.spawn(server::serve(
+            https,
+            proxy.clone(),
+            Some(acceptor.clone()),
+            stopped.clone(),
+        )));
+        std::thread::Builder::new()
+            .name(format!("ingress-{i}"))
+            .spawn(move || worker.block_on(std::future::pending::<()>()))?;
+    }
     let status_addr = weft_daemon::http::start(args.status, status.clone(), registry)
         .with_context(|| format!("binding {}", args.status))?;
     tracing::info!(http = %args.http, https = %args.https, status = %status_addr, controller = %args.controller, "serving");
