@@ -17,7 +17,7 @@ pub struct VxlanConfig {
     pub local: Ipv4Addr,
     /// Index of the underlay link the packets leave by.
     pub underlay: u32,
-    /// UDP destination port (8472 for flannel/weft, 4789 is the IANA port).
+    /// UDP destination port (weft uses the IANA port 4789; flannel and the Linux default use 8472).
     pub port: u16,
     pub mac: [u8; 6],
     pub mtu: u32,

@@ -112,7 +112,7 @@ fn children_cpu() -> f64 {
 }
 
 /// CPU seconds (user and system) of a running process, from /proc/PID/stat.
-fn process_cpu(pid: i32) -> f64 {
+pub(super) fn process_cpu(pid: i32) -> f64 {
     // SAFETY: sysconf reads a constant of the system; it has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

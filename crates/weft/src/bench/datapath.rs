@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use weft_agent::overlay::{VXLAN_PORT, VXLAN_VNI};
 use weft_lab::spec::Paths;
 
 #[derive(clap::Args)]
@@ -109,7 +110,12 @@ fn measure_overlay(args: &Args, overlay: &str, rows: &mut Vec<(String, Paired)>)
                 paired.push(w, b);
             }
             let row = format!("{path}, {overlay}{label}");
-            println!("{row}: weft {:?} bare {:?}", round2(&paired.weft), round2(&paired.peer));
+            println!(
+                "{row}: weft {:?} bare {:?}; load average {}",
+                round2(&paired.weft),
+                round2(&paired.peer),
+                super::peer::load_average()
+            );
             rows.push((row, paired));
         }
         Ok(())
@@ -302,8 +308,8 @@ impl Bare {
     /// The lab's wiring without weft: a switch (bridge) in a wire namespace, two nodes with `eth0` on it and
     /// forwarding on, and routed pods as weft-cni attaches them (a veth with the pod's /32 on the pod side and
     /// a /32 route to it on the node, the pod's default route via a static neighbour that is the host side's
-    /// MAC). Across nodes: host-gw routes to the other node's pod CIDR, or a VXLAN device (VNI 1, port 8472,
-    /// no learning, MTU 1450) with a static neighbour and FDB entry for the other node's VTEP.
+    /// MAC). Across nodes: host-gw routes to the other node's pod CIDR, or a VXLAN device (weft's VNI and UDP
+    /// port, no learning, MTU 1450) with a static neighbour and FDB entry for the other node's VTEP.
     fn build(tag: &str, overlay: &str) -> Result<Bare> {
         let prefix = format!("{tag}-bare-");
         let mut bare = Bare {
@@ -359,8 +365,8 @@ impl Bare {
             let (me, peer) = (i + 1, 2 - i);
             let routes = if overlay == "vxlan" {
                 format!(
-                    "link add vx address 0e:57:00:00:01:{me:02x} mtu 1450 type vxlan id 1 local 172.31.0.{me} dev eth0 \
-                     dstport 8472 nolearning\n\
+                    "link add vx address 0e:57:00:00:01:{me:02x} mtu 1450 type vxlan id {VXLAN_VNI} local 172.31.0.{me} \
+                     dev eth0 dstport {VXLAN_PORT} nolearning\n\
                      addr add 10.244.{me}.0/32 dev vx\nlink set vx up\n\
                      neigh add 10.244.{peer}.0 lladdr 0e:57:00:00:01:{peer:02x} dev vx nud permanent\n\
                      fdb append 0e:57:00:00:01:{peer:02x} dev vx dst 172.31.0.{peer} self permanent\n\

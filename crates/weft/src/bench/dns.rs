@@ -247,21 +247,26 @@ fn wait_answering(addr: SocketAddr, server: &mut Server, what: &str, log: &Path)
     }
 }
 
-/// One load phase against `addr`: queries/s, and the p50 and p99 (ms) of the probe beside the load.
+/// One load phase against `addr`: queries/s, the p50 and p99 (ms) of the probe beside the load, and the
+/// server's CPU time (user and system) per answered query in µs. The last is what a shared machine moves least:
+/// queries/s also depends on the CPU share the load generator gets beside the server.
 struct Sample {
     qps: f64,
     p50: f64,
     p99: f64,
+    cpu_us: f64,
 }
 
-fn load(addr: SocketAddr, args: &Args, queries: Option<&Path>) -> Result<Sample> {
+fn load(addr: SocketAddr, pid: u32, args: &Args, queries: Option<&Path>) -> Result<Sample> {
     let stop = Arc::new(AtomicBool::new(false));
     let prober = {
         let stop = stop.clone();
         let services = args.services;
         std::thread::spawn(move || probe(addr, services, 1000, stop))
     };
-    let qps = match queries {
+    let cpu = || super::apply::process_cpu(pid as i32);
+    let cpu_before = cpu();
+    let (qps, answered) = match queries {
         Some(queries) => {
             let out = Command::new("dnsperf")
                 .args(["-s", "127.0.0.1", "-p", &addr.port().to_string(), "-d"])
@@ -270,21 +275,28 @@ fn load(addr: SocketAddr, args: &Args, queries: Option<&Path>) -> Result<Sample>
                 .output()
                 .context("running dnsperf");
             let text = String::from_utf8_lossy(&out?.stdout).to_string();
-            let line = text.lines().find(|l| l.trim_start().starts_with("Queries per second"));
-            line.and_then(|l| l.split(':').nth(1)?.split_whitespace().next()?.parse().ok())
-                .unwrap_or(f64::NAN)
+            // `  Queries per second:   123.4` and `  Queries completed:    1234 (99.9%)`.
+            let figure = |label: &str| -> f64 {
+                let line = text.lines().find(|l| l.trim_start().starts_with(label));
+                line.and_then(|l| l.split(':').nth(1)?.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            (figure("Queries per second"), figure("Queries completed"))
         }
         None => {
             let seconds = Duration::from_secs(args.seconds);
-            generate(addr, args.services, 2, 64, seconds).0 as f64 / seconds.as_secs_f64()
+            let answered = generate(addr, args.services, 2, 64, seconds).0 as f64;
+            (answered / seconds.as_secs_f64(), answered)
         }
     };
+    let cpu_us = (cpu() - cpu_before) / answered * 1e6;
     stop.store(true, Ordering::Relaxed);
     let lat = prober.join().unwrap_or_default();
     Ok(Sample {
         qps,
         p50: quantile(&lat, 0.5) * 1e3,
         p99: quantile(&lat, 0.99) * 1e3,
+        cpu_us,
     })
 }
 
@@ -363,19 +375,24 @@ fn measure(args: &Args, dir: &Path) -> Result<()> {
         args.seconds,
         args.rounds
     );
-    let (mut qps, mut p50, mut p99) = (Paired::new(), Paired::new(), Paired::new());
+    let (mut qps, mut p50, mut p99, mut cpu) = (Paired::new(), Paired::new(), Paired::new(), Paired::new());
     for round in 0..args.rounds {
-        let w = load(addr, args, queries.as_deref())?;
-        let u = load(peer, args, queries.as_deref())?;
+        let w = load(addr, server.0.id(), args, queries.as_deref())?;
+        let u = load(peer, unbound.0.id(), args, queries.as_deref())?;
         println!(
-            "round {}: weft dns {:.0} q/s p99 {:.2} ms; unbound {:.0} q/s p99 {:.2} ms",
+            "round {}: weft dns {:.0} q/s p99 {:.2} ms {:.2} µs CPU/query; unbound {:.0} q/s p99 {:.2} ms {:.2} µs \
+             CPU/query; load average {}",
             round + 1,
             w.qps,
             w.p99,
+            w.cpu_us,
             u.qps,
-            u.p99
+            u.p99,
+            u.cpu_us,
+            super::peer::load_average()
         );
         qps.push(w.qps, u.qps);
+        cpu.push(w.cpu_us, u.cpu_us);
         p50.push(w.p50, u.p50);
         p99.push(w.p99, u.p99);
     }
@@ -384,6 +401,7 @@ fn measure(args: &Args, dir: &Path) -> Result<()> {
     header("unbound", Better::Lower);
     p50.print("latency beside the load p50", " ms", Better::Lower);
     p99.print("latency beside the load p99", " ms", Better::Lower);
+    cpu.print("server CPU per answered query", " µs", Better::Lower);
     println!(
         "peak RSS: {:.1} MiB (weft dns, including reading the manifest), {:.1} MiB (unbound)",
         status_kib(server.0.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0,

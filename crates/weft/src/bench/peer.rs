@@ -75,6 +75,14 @@ pub fn print_runs<const N: usize>(published: &str, anchors: &[(&str, &str, &str)
     }
 }
 
+/// The 1-minute load average, which every figure is quoted beside.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| Some(l.split_whitespace().next()?.to_string()))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// `MEDIAN (MIN–MAX)` of unsorted samples, three significant figures.
 pub fn spread(xs: &[f64], unit: &str) -> String {
     let mut s = xs.to_vec();
