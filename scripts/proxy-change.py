@@ -18,9 +18,10 @@ import threading
 import time
 
 
-def cluster_ip(i, third_octet_base):
-    """A ClusterIP of the lab's service range (10.96.0.0/12), given explicitly so the probe knows it."""
-    return f"10.{third_octet_base + i // 62500}.{(i // 250) % 250}.{i % 250 + 2}"
+def cluster_ip(i, second_octet_base):
+    """A ClusterIP of the lab's service range (10.96.0.0/12), given explicitly so the probe knows it; the bases
+    used (97, 100) stay clear of 10.96.0.0/16, where the lab's own Services are (kube-dns is 10.96.0.10)."""
+    return f"10.{second_octet_base + i // 62500}.{(i // 250) % 250}.{i % 250 + 2}"
 
 
 def service(name, ip):
@@ -87,19 +88,21 @@ def main():
     a = p.parse_args()
 
     def weft(*args, stdin=""):
-        subprocess.run([a.weft, "--lab", a.lab, *args], input=stdin, text=True, check=True, capture_output=True)
+        done = subprocess.run([a.weft, "--lab", a.lab, *args], input=stdin, text=True, capture_output=True)
+        if done.returncode != 0:
+            raise SystemExit(f"weft {' '.join(args)}: {done.stderr.strip()}")
 
     weft("lab", "up", "--nodes", str(a.nodes))
     monitors = []
     try:
         items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}]
-        items += [service(f"svc-{i}", cluster_ip(i, 96)) for i in range(a.services)]
+        items += [service(f"svc-{i}", cluster_ip(i, 97)) for i in range(a.services)]
         weft("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
         namespaces = [f"weft-{a.lab}-node-{n}" for n in range(1, a.nodes + 1)]
         # Subscribed now, so they are listening well before the first timed change.
         monitors = [Monitor(ns) for ns in namespaces]
         # Every node has programmed the last Service (the proxy's map of Services without endpoints).
-        last = cluster_ip(a.services - 1, 96)
+        last = cluster_ip(a.services - 1, 97)
         deadline = time.monotonic() + 120
         for ns in namespaces:
             element = f"{{ {last} . tcp . 80 }}"
