@@ -352,20 +352,8 @@ fn gateway_problem(lab: &Lab, gateway: &str, e: &GatewayExpectation) -> Option<S
 /// (openssl, kubectl create secret tls).
 fn certificate(lab: &Lab, c: &Certificate) {
     let dir = std::env::temp_dir().join(format!("weft-{}-{}", lab.name, c.name));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let sans: Vec<String> = c.hosts.iter().map(|h| format!("DNS:{h}")).collect();
-    let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
-        .args(["-subj", &format!("/CN={}", c.hosts[0])])
-        .args(["-addext", &format!("subjectAltName={}", sans.join(","))])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+    let hosts: Vec<&str> = c.hosts.iter().map(String::as_str).collect();
+    let (crt, key) = self_signed(&dir, &hosts);
     let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
     let namespace = c.namespace.as_deref().unwrap_or(INFRA);
     lab.kubectl_ok(&[

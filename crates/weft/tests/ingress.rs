@@ -45,26 +45,9 @@ fn until(lab: &Lab, code: &str, args: &[&str]) -> String {
     })
 }
 
-/// A self-signed certificate for `HOST` and its key, made as a user would (openssl), in `dir`.
+/// A self-signed certificate for `HOST` and its key, in `dir`.
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
-        .args([
-            "-subj",
-            &format!("/CN={HOST}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{HOST}"),
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
-    (crt, key)
+    self_signed(dir, &[HOST])
 }
 
 #[test]

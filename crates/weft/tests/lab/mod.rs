@@ -411,6 +411,25 @@ pub fn example(path: &str) -> String {
     repo(&format!("examples/{path}"))
 }
 
+/// A self-signed certificate for `hosts` (the first its CN) and its key, made as a user would (openssl), in `dir`.
+pub fn self_signed(dir: &std::path::Path, hosts: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let sans: Vec<String> = hosts.iter().map(|h| format!("DNS:{h}")).collect();
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+        .args(["-subj", &format!("/CN={}", hosts[0])])
+        .args(["-addext", &format!("subjectAltName={}", sans.join(","))])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+    (crt, key)
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
