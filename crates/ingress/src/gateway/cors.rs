@@ -90,19 +90,28 @@ impl Cors {
             && request.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     }
 
-    /// The headers of the answer to a preflight: none when its origin is not allowed.
-    pub fn preflight(&self, request: &HeaderMap) -> HeaderMap {
-        let mut out = HeaderMap::new();
-        let Some(origin) = self.allowed(request.get(header::ORIGIN)) else {
-            return out;
+    /// Adds what every answer to an allowed `origin` carries (the origin, `Vary`, credentials); false when the
+    /// origin is not allowed.
+    fn allow(&self, origin: Option<&HeaderValue>, out: &mut HeaderMap) -> bool {
+        let Some(origin) = self.allowed(origin) else {
+            return false;
         };
         out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        out.insert(header::VARY, HeaderValue::from_static("Origin"));
+        out.append(header::VARY, HeaderValue::from_static("Origin"));
         if self.credentials {
             out.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
             );
+        }
+        true
+    }
+
+    /// The headers of the answer to a preflight: none when its origin is not allowed.
+    pub fn preflight(&self, request: &HeaderMap) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        if !self.allow(request.get(header::ORIGIN), &mut out) {
+            return out;
         }
         // With credentials a `*` is not a wildcard to a browser: the asked method or headers stand in for it.
         let list = |values: &[String], asked: HeaderName| -> Option<HeaderValue> {
@@ -126,16 +135,8 @@ impl Cors {
 
     /// Adds the CORS headers to the response to a request from `origin` (its `Origin`), if it is allowed.
     pub fn decorate(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {
-        let Some(origin) = self.allowed(origin) else {
+        if !self.allow(origin, response) {
             return;
-        };
-        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        response.append(header::VARY, HeaderValue::from_static("Origin"));
-        if self.credentials {
-            response.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
         }
         let expose = self.expose.iter().filter(|h| !(self.credentials && *h == "*"));
         if let Ok(expose) = HeaderValue::try_from(expose.cloned().collect::<Vec<_>>().join(", "))
