@@ -678,11 +678,19 @@ impl Kubelet {
             true => run.pause(wait, alive),
             false => run.pause_through_stop(wait, alive),
         };
+        let (mut ever_ready, mut early_failures) = (false, 0);
         while pause(wait) {
-            wait = t.period;
             let passed = match probe::network(p, c, &netns, &ip, t.timeout) {
                 Some(passed) => passed,
                 None => self.exec_probe(run, pod, c, p, t.timeout),
+            };
+            ever_ready |= verdict.ok && !liveness;
+            wait = match liveness || ever_ready || passed {
+                true => t.period,
+                false => {
+                    early_failures += 1;
+                    probe::early_readiness_wait(&t, early_failures - 1)
+                }
             };
             if !verdict.add(passed, &t) {
                 continue;

@@ -2,6 +2,10 @@
 //! revision that grows with every change. Reads are served from memory; every change is committed to disk
 //! (`disk`, one record per object) before the write that made it returns, so a restarted supervisor has every
 //! acknowledged write, at the same revisions, with the change log.
+//!
+//! Writers change `snap` in memory; readers (`snapshot`, `changes_since`) see only what is on disk. A commit
+//! (`begin_commit` … `end_commit`) writes every change since the last one in one durable transaction, outside
+//! the caller's lock, so the writes that arrive during one fsync share the next (group commit).
 
 use crate::disk::Disk;
 
@@ -16,10 +20,11 @@ use weft_model::snapshot::Stored;
 use weft_model::{Key, Object, Snapshot};
 
 pub struct Store {
+    /// The latest state, with the changes not on disk yet: what writers see.
     snap: Snapshot,
-    disk: Disk,
-    /// Shared with readers until the next change.
-    published: Option<Arc<Snapshot>>,
+    disk: Arc<Disk>,
+    /// The state on disk, shared with readers.
+    published: Arc<Snapshot>,
     /// Where Services get their addresses (admission).
     services: ServiceNetwork,
     /// What the stored Services hold (admission looks requests up here).
@@ -29,10 +34,28 @@ pub struct Store {
     changes: VecDeque<Logged>,
     /// The objects changed since the last commit to disk (repeats included), in order.
     pending: Vec<Key>,
-    /// The revision on disk.
-    durable: u64,
     /// In a `batch` or `transaction`: changes are committed when it ends, not one by one.
     batching: bool,
+    /// A commit is being written (by the holder of the `Commit`).
+    committing: bool,
+    /// The revision on disk when each epoch ended with a failed commit: the epoch (this one's length) a change
+    /// was made in tells whether it reached the disk.
+    epoch_ends: Vec<u64>,
+}
+
+/// One commit in progress: the state to write and the keys that changed since the last.
+pub struct Commit {
+    disk: Arc<Disk>,
+    snap: Arc<Snapshot>,
+    keys: Vec<Key>,
+}
+
+impl Commit {
+    /// Writes the commit in one durable transaction; the store's lock need not be held.
+    pub fn write(&self) -> Result<()> {
+        let keys: BTreeSet<&Key> = self.keys.iter().collect();
+        self.disk.commit(&self.snap, keys.into_iter())
+    }
 }
 
 /// One revision in the change log: the object before and after it.
@@ -59,18 +82,19 @@ impl Store {
     pub fn open(file: PathBuf) -> Result<Store> {
         let legacy = file.with_extension("json");
         let migrate = !file.exists() && legacy.exists();
-        let disk = Disk::open(&file)?;
+        let disk = Arc::new(Disk::open(&file)?);
         let loaded = disk.load()?;
         let mut store = Store {
-            durable: loaded.snap.revision,
+            published: Arc::new(loaded.snap.clone()),
             snap: loaded.snap,
             disk,
-            published: None,
             services: ServiceNetwork::default(),
             held: crate::services::Allocations::default(),
             changes: VecDeque::new(),
             pending: Vec::new(),
             batching: false,
+            committing: false,
+            epoch_ends: Vec::new(),
         };
         if migrate {
             store.snap = read_json(&legacy)?;
@@ -87,15 +111,33 @@ impl Store {
         self.services = services;
     }
 
+    /// The latest revision, on disk or not.
     pub fn revision(&self) -> u64 {
         self.snap.revision
     }
 
-    /// The current state, shared.
-    pub fn snapshot(&mut self) -> Arc<Snapshot> {
-        self.published
-            .get_or_insert_with(|| Arc::new(self.snap.clone()))
-            .clone()
+    /// The revision on disk: what readers see.
+    pub fn durable(&self) -> u64 {
+        self.published.revision
+    }
+
+    /// Counts failed commits (see `saved`).
+    pub fn epoch(&self) -> usize {
+        self.epoch_ends.len()
+    }
+
+    /// Whether revision `revision`, made in `epoch`, is on disk: Some(true) when it is, Some(false) when a
+    /// failed commit lost it, None while it is on its way.
+    pub fn saved(&self, revision: u64, epoch: usize) -> Option<bool> {
+        match self.epoch_ends.get(epoch) {
+            Some(&end) => Some(revision <= end),
+            None => (revision <= self.published.revision).then_some(true),
+        }
+    }
+
+    /// The state on disk, shared.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.clone()
     }
 
     pub fn get(&self, key: &Key) -> Option<&Object> {
@@ -134,9 +176,8 @@ impl Store {
     /// Runs `f`; if it fails, the store is as it was before (a refused object in a batch applies none) and
     /// nothing of it reaches the disk.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
-        // The state to go back to is the one readers share (usually published already, for the watchers): a
-        // pointer now, a copy only when a batch fails.
-        let saved = self.snapshot();
+        // The state to go back to: a copy of the persistent map's root.
+        let saved = self.snap.clone();
         let pending = self.pending.len();
         let batching = std::mem::replace(&mut self.batching, true);
         let out = f(self);
@@ -144,25 +185,55 @@ impl Store {
         if out.is_err() && self.snap.revision != saved.revision {
             self.changes.retain(|c| c.revision <= saved.revision);
             self.pending.truncate(pending);
-            self.snap = (*saved).clone();
+            self.snap = saved;
             self.held = crate::services::Allocations::of(&self.snap);
-            self.published = Some(saved);
         }
         let out = out?;
         self.autocommit()?;
         Ok(out)
     }
 
-    /// Runs `f`, then commits everything it changed to disk in one durable transaction: one commit for a
-    /// controller's whole reconcile instead of one per object. The second value is the commit's outcome; when it
-    /// fails, the store is back to what is on disk (watchers never saw the rest: they are woken after this).
-    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Store) -> T) -> (T, Result<()>) {
+    /// Runs `f` without committing its changes one by one: the caller commits them at once (one commit for a
+    /// controller's whole reconcile instead of one per object) with `begin_commit` … `end_commit`.
+    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Store) -> T) -> T {
         // Not nested (the supervisor's `Shared::write` holds the only handle): set, not saved and restored, so a
         // writer that panicked leaves its changes to the next batch's commit.
         self.batching = true;
         let out = f(self);
         self.batching = false;
-        (out, self.flush())
+        out
+    }
+
+    /// Starts a commit of every change not on disk yet: None when there is none or another commit is being
+    /// written. The caller writes it (`Commit::write`, without the store's lock) and hands the outcome to
+    /// `end_commit`.
+    pub fn begin_commit(&mut self) -> Option<Commit> {
+        if self.committing || self.pending.is_empty() {
+            return None;
+        }
+        self.committing = true;
+        Some(Commit {
+            disk: self.disk.clone(),
+            snap: Arc::new(self.snap.clone()),
+            keys: std::mem::take(&mut self.pending),
+        })
+    }
+
+    /// Ends a commit: once it is on disk, readers see its state. When it failed, the store goes back to what is
+    /// on disk, changes made meanwhile included (their writers learn it from the epoch).
+    pub fn end_commit(&mut self, commit: Commit, written: Result<()>) -> Result<()> {
+        self.committing = false;
+        match written {
+            Ok(()) => {
+                self.published = commit.snap;
+                Ok(())
+            }
+            Err(e) => {
+                self.epoch_ends.push(self.published.revision);
+                self.reload();
+                Err(e)
+            }
+        }
     }
 
     /// `new` as it would be stored over `old`: merged, admitted, its generation counted.
@@ -232,7 +303,7 @@ impl Store {
         oldest <= after + 1
     }
 
-    /// Every change after revision `after`, oldest first, or None when the log no longer reaches back to it (it
+    /// Every change on disk after revision `after`, oldest first, or None when the log no longer reaches back to it (it
     /// holds only this supervisor's revisions: a watcher from before relists).
     pub fn changes_since(&self, after: u64) -> Option<Vec<weft_apiserver::Change>> {
         if !self.remembers(after) {
@@ -243,6 +314,7 @@ impl Store {
         Some(
             self.changes
                 .range(start..)
+                .take_while(|c| c.revision <= self.published.revision)
                 .map(|c| weft_apiserver::Change {
                     revision: c.revision,
                     old: c.old.clone(),
@@ -263,7 +335,6 @@ impl Store {
 
     fn bump(&mut self, key: Key, old: Option<Arc<Object>>, new: Option<Arc<Object>>) {
         self.snap.revision += 1;
-        self.published = None;
         if self.changes.len() == CHANGES_KEPT {
             self.changes.pop_front();
         }
@@ -288,22 +359,15 @@ impl Store {
         }
     }
 
-    /// Commits the pending changes in one durable transaction; when that fails, goes back to what is on disk.
+    /// Commits the pending changes now, in one durable transaction (a store used without the supervisor's
+    /// group commit); when that fails, goes back to what is on disk.
     fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let keys: BTreeSet<&Key> = self.pending.iter().collect();
-        match self.disk.commit(&self.snap, keys.into_iter()) {
-            Ok(()) => {
-                self.pending.clear();
-                self.durable = self.snap.revision;
-                Ok(())
+        match self.begin_commit() {
+            Some(commit) => {
+                let written = commit.write();
+                self.end_commit(commit, written)
             }
-            Err(e) => {
-                self.reload();
-                Err(e)
-            }
+            None => Ok(()),
         }
     }
 
@@ -316,7 +380,7 @@ impl Store {
                 self.held = crate::services::Allocations::of(&self.snap);
                 self.changes.clear();
                 self.pending.clear();
-                self.published = None;
+                self.published = Arc::new(self.snap.clone());
             }
             Err(e) => eprintln!("weft lab: the store in memory is ahead of the disk: {e}"),
         }
@@ -576,7 +640,7 @@ mod tests {
         assert!(refused.is_err());
         assert!(kinds(3, &store).is_empty());
         // Once the log has forgotten a revision, a watcher from before it relists.
-        let ((), saved) = store.batch(|s| {
+        store.batch(|s| {
             for i in 0..CHANGES_KEPT {
                 s.update(&Key::new("Namespace", None, "x"), |o| {
                     o.meta_mut()
@@ -586,7 +650,7 @@ mod tests {
                 });
             }
         });
-        saved.unwrap();
+        store.flush().unwrap();
         assert!(store.changes_since(1).is_none());
         assert!(store.changes_since(store.revision() - 1).is_some());
     }
@@ -599,11 +663,11 @@ mod tests {
         let pod = Key::new("Pod", Some("default"), "p");
         let ns = Key::new("Namespace", None, "x");
         // A batch is one commit, and what it did is all there after it.
-        let ((), saved) = store.batch(|s| {
+        store.batch(|s| {
             s.create(object(NS)).unwrap();
             s.update(&pod, |o| o.meta_mut().finalizers = Some(vec!["f".into()]));
         });
-        saved.unwrap();
+        store.flush().unwrap();
         store.apply(object(&POD.replace("name: p,", "name: q,"))).unwrap();
         store.remove(&Key::new("Pod", Some("default"), "q"));
         let (revision, snap) = (store.revision(), store.snapshot());
@@ -620,11 +684,48 @@ mod tests {
     }
 
     #[test]
+    fn readers_see_a_change_once_its_commit_is_on_disk_and_a_failed_commit_loses_what_came_after() {
+        let dir = Dir::new();
+        let mut store = dir.open();
+        store.apply(object(NS)).unwrap();
+        let pod = Key::new("Pod", Some("default"), "p");
+        store.batch(|s| s.apply(object(POD)).unwrap());
+        let (revision, epoch) = (store.revision(), store.epoch());
+        assert_eq!((store.durable(), store.saved(revision, epoch)), (1, None));
+        assert!(store.snapshot().get(&pod).is_none() && store.get(&pod).is_some());
+        let commit = store.begin_commit().unwrap();
+        assert!(store.begin_commit().is_none(), "one commit at a time");
+        // A change made while the commit is written waits for the next one.
+        store.batch(|s| s.update(&pod, |o| o.meta_mut().finalizers = Some(vec!["f".into()])));
+        let written = commit.write();
+        store.end_commit(commit, written).unwrap();
+        assert_eq!((store.durable(), store.saved(revision, epoch)), (2, Some(true)));
+        assert_eq!(
+            store.changes_since(1).unwrap().len(),
+            1,
+            "the change not on disk is not told"
+        );
+        assert!(store.saved(3, epoch).is_none());
+        // A commit that fails loses its changes and the ones made meanwhile; the revisions are handed out again.
+        let commit = store.begin_commit().unwrap();
+        store.batch(|s| s.remove(&Key::new("Namespace", None, "x")));
+        let failed = store.end_commit(commit, Err(Error::Invalid("disk full".into())));
+        assert!(failed.is_err());
+        assert_eq!(
+            (store.saved(3, epoch), store.saved(4, epoch)),
+            (Some(false), Some(false))
+        );
+        assert_eq!((store.revision(), store.durable(), store.epoch()), (2, 2, epoch + 1));
+        assert!(store.get(&Key::new("Namespace", None, "x")).is_some());
+        assert_eq!(store.get(&pod).unwrap().meta().finalizers, None);
+    }
+
+    #[test]
     fn a_rolled_back_transaction_leaves_nothing_on_disk() {
         let dir = Dir::new();
         let mut store = dir.open();
         store.apply(object(NS)).unwrap();
-        let (refused, saved) = store.batch(|s| {
+        let refused = store.batch(|s| {
             s.transaction(|s| {
                 s.apply(object(POD))?;
                 s.remove(&Key::new("Namespace", None, "x"));
@@ -632,7 +733,7 @@ mod tests {
             })
         });
         assert!(refused.is_err());
-        saved.unwrap();
+        store.flush().unwrap();
         // Outside any batch: a transaction alone, refused by its second object.
         let refused = store.transaction(|s| {
             s.apply(object(POD))?;

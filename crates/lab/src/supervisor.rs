@@ -17,7 +17,10 @@ pub struct Shared {
     pub spec: LabSpec,
     pub paths: Paths,
     store: Mutex<Store>,
+    /// A new revision is on disk (readers and `wait_newer` see it).
     changed: Condvar,
+    /// A commit ended (writers waiting for theirs look again).
+    committed: Condvar,
     stopping: AtomicBool,
     /// Every new revision, for the Kubernetes API's watches (which wait on it asynchronously).
     revisions: tokio::sync::watch::Sender<u64>,
@@ -33,6 +36,7 @@ impl Shared {
             spec,
             store: Mutex::new(store),
             changed: Condvar::new(),
+            committed: Condvar::new(),
             stopping: AtomicBool::new(false),
             revisions: tokio::sync::watch::Sender::new(revision),
             inputs: Default::default(),
@@ -61,15 +65,45 @@ impl Shared {
         out
     }
 
+    /// Runs `f` on the store in memory, then waits until what it changed is on disk: the first writer to find
+    /// no commit under way writes every change made so far in one transaction, without the store's lock; the
+    /// writers that come meanwhile wait and share the next (group commit), so one fsync serves many writes.
     fn batch<T>(&self, f: impl FnOnce(&mut Store) -> T) -> (T, Result<()>) {
         let mut store = self.lock();
         let before = store.revision();
         let out = store.batch(f);
-        if store.revision() != before {
-            self.changed.notify_all();
-            self.revisions.send_replace(store.revision());
+        let (revision, epoch) = (store.revision(), store.epoch());
+        if revision == before {
+            return (out, Ok(()));
         }
-        out
+        loop {
+            match store.saved(revision, epoch) {
+                Some(true) => return (out, Ok(())),
+                Some(false) => {
+                    let lost = Error::Invalid(
+                        "the store could not write this change to disk (see the supervisor's log)".into(),
+                    );
+                    return (out, Err(lost));
+                }
+                None => {}
+            }
+            let Some(commit) = store.begin_commit() else {
+                store = self.committed.wait(store).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            drop(store);
+            let written = commit.write();
+            store = self.lock();
+            let ended = store.end_commit(commit, written);
+            self.committed.notify_all();
+            match ended {
+                Ok(()) => {
+                    self.changed.notify_all();
+                    self.revisions.send_replace(store.durable());
+                }
+                Err(e) => eprintln!("weft lab: {e}"),
+            }
+        }
     }
 
     /// Sees every new revision of the store.
@@ -90,7 +124,7 @@ impl Shared {
     pub fn wait_newer(&self, after: u64, timeout: Duration) -> Arc<Snapshot> {
         let deadline = Instant::now() + timeout;
         let mut store = self.lock();
-        while store.revision() <= after && !self.stopping() {
+        while store.durable() <= after && !self.stopping() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;

@@ -67,6 +67,28 @@ pub struct Answer {
     pub warnings: Vec<String>,
 }
 
+/// One request for `Api::call_all`.
+pub struct Call<'a> {
+    pub method: Method,
+    pub uri: String,
+    pub content_type: &'a str,
+    pub accept: &'a str,
+    pub body: Vec<u8>,
+}
+
+impl<'a> Call<'a> {
+    /// A GET of `uri` as `accept`.
+    pub fn get(uri: String, accept: &'a str) -> Call<'a> {
+        Call {
+            method: Method::GET,
+            uri,
+            content_type: "application/json",
+            accept,
+            body: Vec::new(),
+        }
+    }
+}
+
 /// A connection to one lab's API.
 pub struct Api {
     runtime: tokio::runtime::Runtime,
@@ -104,40 +126,56 @@ impl Api {
 
     /// Sends one request; a non-2xx answer becomes a `ServerError`.
     pub fn call(&self, method: Method, uri: &str, content_type: &str, accept: &str, body: Vec<u8>) -> Result<Answer> {
+        let call = Call {
+            method,
+            uri: uri.to_string(),
+            content_type,
+            accept,
+            body,
+        };
+        self.runtime.block_on(self.answer(call))
+    }
+
+    /// Sends every request at once (each on a connection of its own when need be); the answers in their order.
+    pub fn call_all(&self, calls: Vec<Call<'_>>) -> Vec<Result<Answer>> {
+        self.runtime
+            .block_on(futures::future::join_all(calls.into_iter().map(|c| self.answer(c))))
+    }
+
+    async fn answer(&self, call: Call<'_>) -> Result<Answer> {
         let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::ACCEPT, accept)
-            .body(kube::client::Body::from(body))
+            .method(call.method)
+            .uri(call.uri)
+            .header(http::header::CONTENT_TYPE, call.content_type)
+            .header(http::header::ACCEPT, call.accept)
+            .body(kube::client::Body::from(call.body))
             .context("building the request")?;
-        self.runtime.block_on(async {
-            let response = self.client.send(request).await?;
-            let status = response.status();
-            let warnings = response
-                .headers()
-                .get_all(http::header::WARNING)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(warning_text)
-                .collect();
-            let bytes = response.into_body().collect().await?.to_bytes();
-            if !status.is_success() {
-                return Err(ServerError::from_body(status, &bytes).into());
-            }
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).context("the server's answer is not JSON")?
-            };
-            Ok(Answer { status, body, warnings })
-        })
+        let response = self.client.send(request).await?;
+        let status = response.status();
+        let warnings = response
+            .headers()
+            .get_all(http::header::WARNING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(warning_text)
+            .collect();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            return Err(ServerError::from_body(status, &bytes).into());
+        }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).context("the server's answer is not JSON")?
+        };
+        Ok(Answer { status, body, warnings })
     }
 
     /// GET of a path as JSON (`accept` chooses Table or object).
     pub fn get(&self, uri: &str, accept: &str) -> Result<Value> {
         Ok(self
-            .call(Method::GET, uri, "application/json", accept, Vec::new())?
+            .runtime
+            .block_on(self.answer(Call::get(uri.to_string(), accept)))?
             .body)
     }
 

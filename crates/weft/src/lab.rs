@@ -360,7 +360,7 @@ fn start_supervisor(paths: &Paths, me: &std::path::Path) -> Result<()> {
     })
 }
 
-/// Polls `check` until it yields a value or the deadline passes; the interval grows from 10 to 200 ms so a
+/// Polls `check` until it yields a value or the deadline passes; the interval grows from 10 to 100 ms so a
 /// long wait does not load the supervisor.
 pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let mut interval = Duration::from_millis(10);
@@ -372,7 +372,7 @@ pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Res
             bail!("timed out waiting for {what}");
         }
         std::thread::sleep(interval);
-        interval = (interval * 3 / 2).min(Duration::from_millis(200));
+        interval = (interval * 3 / 2).min(Duration::from_millis(100));
     }
 }
 

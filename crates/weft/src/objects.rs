@@ -1,6 +1,6 @@
 //! `weft apply`, `get` and `delete`: kubectl's verbs as clients of the lab's Kubernetes API.
 
-use crate::client::{self, Api, MANAGER, ServerError, TABLE, path, with_query};
+use crate::client::{self, Api, Call, MANAGER, ServerError, TABLE, path, with_query};
 use anyhow::{Context, Result, bail};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -154,14 +154,14 @@ impl Write {
         with_query(&path, &query)
     }
 
-    fn send(&self, api: &Api, dry_run: bool) -> Result<client::Answer> {
-        api.call(
-            Method::PATCH,
-            &self.uri(dry_run),
-            APPLY_PATCH,
-            "application/json",
-            self.body.clone(),
-        )
+    fn call(&self, dry_run: bool) -> Call<'static> {
+        Call {
+            method: Method::PATCH,
+            uri: self.uri(dry_run),
+            content_type: APPLY_PATCH,
+            accept: "application/json",
+            body: self.body.clone(),
+        }
     }
 }
 
@@ -169,7 +169,7 @@ const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 /// Server-side apply (`application/apply-patch+yaml`, field manager `weft`, forcing conflicts, as a user's own
 /// apply should): every object of several is first checked by the server (`dryRun=All`, `fieldValidation=Strict`),
-/// so a bad document applies nothing; then each is written.
+/// so a bad document applies nothing; then they are written, several at once (see the waves below).
 pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result<()> {
     let mut writes = Vec::new();
     for mut doc in documents {
@@ -203,9 +203,11 @@ pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result
         .filter(|w| w.resource.kind == "Namespace")
         .map(|w| w.name.as_str())
         .collect();
-    // One object needs no separate check: its write is checked the same way.
-    for w in writes.iter().filter(|_| writes.len() > 1) {
-        if let Err(e) = w.send(api, true) {
+    // One object needs no separate check: its write is checked the same way. The checks go at once.
+    if writes.len() > 1 {
+        let checks = api.call_all(writes.iter().map(|w| w.call(true)).collect());
+        for (w, checked) in writes.iter().zip(checks) {
+            let Err(e) = checked else { continue };
             let pending = e.downcast_ref::<ServerError>().is_some_and(|s| {
                 s.code == 404
                     && s.resource == "namespaces"
@@ -216,23 +218,33 @@ pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result
             }
         }
     }
-    for w in &writes {
-        let uri = path(&w.resource, w.namespace.as_deref(), Some(&w.name));
-        let before = match api.get(&uri, "application/json") {
-            Ok(object) => Some(object),
-            Err(e) if not_found(&e) => None,
-            Err(e) => return Err(e),
-        };
-        let answer = w.send(api, false)?;
-        for warning in &answer.warnings {
-            eprintln!("Warning: {warning}");
+    // Written in two waves, each at once: first what the others need to exist (their Namespaces, the
+    // definitions of custom kinds), then the rest; each wave's lines in the input's order.
+    let first = |w: &&Write| matches!(w.resource.kind.as_str(), "Namespace" | "CustomResourceDefinition");
+    let (early, late): (Vec<&Write>, Vec<&Write>) = writes.iter().partition(first);
+    for wave in [early, late] {
+        let uris: Vec<String> = (wave.iter())
+            .map(|w| path(&w.resource, w.namespace.as_deref(), Some(&w.name)))
+            .collect();
+        let befores = api.call_all(uris.into_iter().map(|uri| Call::get(uri, "application/json")).collect());
+        let answers = api.call_all(wave.iter().map(|w| w.call(false)).collect());
+        for ((w, before), answer) in wave.iter().zip(befores).zip(answers) {
+            let before = match before {
+                Ok(object) => Some(object.body),
+                Err(e) if not_found(&e) => None,
+                Err(e) => return Err(e),
+            };
+            let answer = answer?;
+            for warning in &answer.warnings {
+                eprintln!("Warning: {warning}");
+            }
+            let action = match (&before, answer.status) {
+                (None, _) | (_, StatusCode::CREATED) => "created",
+                (Some(b), _) if content(b) == content(&answer.body) => "unchanged",
+                _ => "configured",
+            };
+            println!("{}/{} {action}", client::kind_name(&w.resource), w.name);
         }
-        let action = match (&before, answer.status) {
-            (None, _) | (_, StatusCode::CREATED) => "created",
-            (Some(b), _) if content(b) == content(&answer.body) => "unchanged",
-            _ => "configured",
-        };
-        println!("{}/{} {action}", client::kind_name(&w.resource), w.name);
     }
     Ok(())
 }
