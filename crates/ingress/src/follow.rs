@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use weft_model::{Snapshot, Source};
 
 /// The kinds the routing table is made of.
-pub const TABLE_KINDS: [&str; 11] = [
+pub const TABLE_KINDS: [&str; 12] = [
     "IngressClass",
     "Ingress",
     "Service",
@@ -21,6 +21,7 @@ pub const TABLE_KINDS: [&str; 11] = [
     "Gateway",
     "HTTPRoute",
     "GRPCRoute",
+    "TLSRoute",
     "ReferenceGrant",
 ];
 /// Every kind followed: the table's, and Nodes, whose addresses go in the Ingresses' status.

@@ -446,3 +446,273 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
     let grpc = of("GRPCRoute", "grpc")["parents"][0]["conditions"].clone();
     assert_eq!(condition(&grpc, "Accepted"), ("True", "Accepted"));
 }
+
+/// A backend terminating TLS itself (self-signed), answering `backend=NAME` and `sni=` the name it was asked.
+async fn tls_backend(name: &'static str) -> u16 {
+    let key = weft_ingress::tls::self_signed().unwrap();
+    let config = weft_ingress::tls::server_config(Arc::new(rustls::sign::SingleCertAndKey::from(key))).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let sni = stream.get_ref().1.server_name().unwrap_or_default().to_string();
+                let service = service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
+                    let text = format!("backend={name}\nsni={sni}\n");
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(text)))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// Gateway infra/tls: listener `tls` on port 443, TLS Passthrough for *.example.com (pod port `pod_port`),
+/// `term`, TLS Terminate (not served), and `kinds`, which allows a kind not served; TLSRoutes abc.example.com → t1 and *.example.com → t2 (t1 and t2
+/// backends on `backends`), one to a Service that does not exist, and one on a name outside the listener's.
+fn passthrough_snapshot(pod_port: u16, backends: [u16; 2]) -> Snapshot {
+    let mut text = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: weft, generation: 1}}
+spec: {{controllerName: {CONTROLLER}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: infra}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: tls, namespace: infra, generation: 1}}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - {{name: tls, port: 443, protocol: TLS, hostname: '*.example.com', tls: {{mode: Passthrough}}}}
+  - {{name: term, port: 8443, protocol: TLS, tls: {{mode: Terminate}}}}
+  - {{name: kinds, port: 9443, protocol: TLS, hostname: kinds.example.net, tls: {{mode: Passthrough}}, allowedRoutes: {{kinds: [{{kind: TCPRoute}}, {{kind: TLSRoute}}]}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: weft-ingress, namespace: weft-ingress}}
+spec: {{type: LoadBalancer, selector: {{app: weft-ingress}}, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gw-infra-tls
+  namespace: weft-ingress
+  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: tls}}
+spec: {{type: LoadBalancer, ports: [{{name: port-443, port: 443, targetPort: {pod_port}}}]}}
+status: {{loadBalancer: {{ingress: [{{ip: 10.0.0.1}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: exact, namespace: infra, generation: 1}}
+spec:
+  parentRefs: [{{name: tls}}]
+  hostnames: [abc.example.com]
+  rules: [{{backendRefs: [{{name: t1, port: 8080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: wildcard, namespace: infra, generation: 1}}
+spec:
+  parentRefs: [{{name: tls}}]
+  hostnames: ['*.example.com']
+  rules: [{{backendRefs: [{{name: t2, port: 8080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: missing, namespace: infra, generation: 1}}
+spec:
+  parentRefs: [{{name: tls}}]
+  hostnames: [missing.example.com]
+  rules: [{{backendRefs: [{{name: nonexistent, port: 8080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: elsewhere, namespace: infra, generation: 1}}
+spec:
+  parentRefs: [{{name: tls}}]
+  hostnames: [abc.example.org]
+  rules: [{{backendRefs: [{{name: t1, port: 8080}}]}}]
+---
+"
+    );
+    for (name, port) in ["t1", "t2"].iter().zip(backends) {
+        text.push_str(&service("infra", name, port));
+    }
+    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+}
+
+/// Whether the proxy closes a connection whose ClientHello asks for `name`, without a byte back.
+async fn refused(at: SocketAddr, name: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let server = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let mut client = rustls::ClientConnection::new(Arc::new(config), server).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(at).await.unwrap();
+    stream.write_all(&hello).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlsroutes_pass_tls_through_by_server_name() {
+    let backends = [tls_backend("t1").await, tls_backend("t2").await];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let snapshot = passthrough_snapshot(at.port(), backends);
+    let table = Table::build(&snapshot, &config());
+    assert_eq!(
+        table.gateways().pod_ports().get(&at.port()),
+        Some(&gateway::Serving::Passthrough)
+    );
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let of = |kind: &str, name: &str| {
+        wanted
+            .iter()
+            .find(|w| w.key.kind == kind && w.key.name == name)
+            .unwrap_or_else(|| panic!("no status for {kind} {name}"))
+            .status
+            .clone()
+    };
+    let listeners = of("Gateway", "tls")["listeners"].clone();
+    assert_eq!(listeners[0]["attachedRoutes"], 3);
+    assert_eq!(
+        listeners[0]["supportedKinds"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}])
+    );
+    assert_eq!(
+        condition(&listeners[0]["conditions"], "Programmed"),
+        ("True", "Programmed")
+    );
+    assert_eq!(
+        condition(&listeners[1]["conditions"], "Accepted"),
+        ("False", "UnsupportedValue")
+    );
+    assert_eq!(listeners[2]["supportedKinds"], listeners[0]["supportedKinds"]);
+    assert_eq!(
+        condition(&listeners[2]["conditions"], "ResolvedRefs"),
+        ("False", "InvalidRouteKinds")
+    );
+    let parent = |route: &str| of("TLSRoute", route)["parents"][0]["conditions"].clone();
+    assert_eq!(condition(&parent("exact"), "Accepted"), ("True", "Accepted"));
+    assert_eq!(condition(&parent("exact"), "ResolvedRefs"), ("True", "ResolvedRefs"));
+    assert_eq!(
+        condition(&parent("missing"), "ResolvedRefs"),
+        ("False", "BackendNotFound")
+    );
+    assert_eq!(
+        condition(&parent("elsewhere"), "Accepted"),
+        ("False", "NoMatchingListenerHostname")
+    );
+
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(gateway::passthrough::serve(listener, table, at.port(), stopped));
+    // The backends terminate TLS themselves: the proxy holds no certificate for these names.
+    for (name, expected) in [
+        ("abc.example.com", "t1"),
+        ("other.example.com", "t2"),
+        ("a.b.example.com", "t2"),
+    ] {
+        let url = format!("https://{name}:{}/", at.port());
+        let resolve = format!("{name}:{}:127.0.0.1", at.port());
+        let (code, _, body) = common::curl(&["-k", "--resolve", &resolve, &url]).await;
+        assert_eq!(code, "200", "{name}: {body}");
+        assert_eq!((line(&body, "backend"), line(&body, "sni")), (expected, name), "{name}");
+    }
+    for name in ["abc.example.org", "missing.example.com"] {
+        assert!(refused(at, name).await, "{name} was not refused");
+    }
+}
+
+const SESSIONS: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: sessions, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{name: gw, sectionName: same}]
+  rules:
+  - matches: [{path: {value: /cookie}}]
+    sessionPersistence: {sessionName: session-c}
+    backendRefs: [{name: v1, port: 8080}, {name: v2, port: 8080}, {name: v3, port: 8080}]
+  - matches: [{path: {value: /header}}]
+    sessionPersistence: {sessionName: session-h, type: Header}
+    backendRefs: [{name: v1, port: 8080}, {name: v2, port: 8080}, {name: v3, port: 8080}]
+";
+
+/// A response header's value in curl's `-i` output.
+fn response_header<'a>(out: &'a str, name: &str) -> Option<&'a str> {
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_stay_on_their_backend_by_cookie_or_header() {
+    let backends = [
+        backend("v1").await,
+        backend("v2").await,
+        backend("v3").await,
+        backend("web").await,
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let table = Table::build(&snapshot(at.port(), backends, SESSIONS), &config());
+    let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table)), Arc::default()));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::serve(listener, proxy, None, stopped));
+    let host = "very.specific.com";
+
+    let (code, out) = get(at, host, "/cookie", &["-i"]).await;
+    assert_eq!(code, 200, "{out}");
+    let first = line(&out, "backend").to_string();
+    let cookie = response_header(&out, "set-cookie").unwrap().to_string();
+    assert!(
+        cookie.starts_with("session-c=") && cookie.ends_with("; Path=/; HttpOnly"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    for _ in 0..10 {
+        let (_, out) = get(at, host, "/cookie", &["-i", "-H", &format!("Cookie: {session}")]).await;
+        assert_eq!(line(&out, "backend"), first);
+        assert!(response_header(&out, "set-cookie").is_none(), "{out}");
+    }
+    // Without the cookie, each request is a new session: the three backends take them.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        seen.insert(line(&get(at, host, "/cookie", &[]).await.1, "backend").to_string());
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+
+    let (_, out) = get(at, host, "/header", &["-i"]).await;
+    let first = line(&out, "backend").to_string();
+    let value = response_header(&out, "session-h").unwrap().to_string();
+    assert!(response_header(&out, "set-cookie").is_none(), "{out}");
+    for _ in 0..10 {
+        let (_, out) = get(at, host, "/header", &["-i", "-H", &format!("session-h: {value}")]).await;
+        assert_eq!(line(&out, "backend"), first);
+        assert!(response_header(&out, "session-h").is_none(), "{out}");
+    }
+    // A session no endpoint has: a new one.
+    let (_, out) = get(at, host, "/header", &["-i", "-H", "session-h: gone"]).await;
+    assert!(response_header(&out, "session-h").is_some_and(|v| v != "gone"), "{out}");
+}

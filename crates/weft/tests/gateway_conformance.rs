@@ -80,6 +80,8 @@ struct ManualSlice {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RouteExpectation {
+    /// Default HTTPRoute.
+    kind: Option<String>,
     name: String,
     namespace: Option<String>,
     accepted: Option<String>,
@@ -92,6 +94,8 @@ struct Request {
     /// Another Gateway (in the infra namespace) to send it to.
     gateway: Option<String>,
     host: Option<String>,
+    /// The Gateway's port (default 80, or 443 with `https`).
+    port: Option<u16>,
     /// Over TLS to port 443, the host the SNI.
     #[serde(default)]
     https: bool,
@@ -149,9 +153,10 @@ fn gateway(case: &Case) -> String {
 /// What is wrong with the answer to `r` (none: it is as expected).
 fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     let host = r.host.clone().unwrap_or_else(|| address.to_string());
+    let port = r.port.unwrap_or(if r.https { 443 } else { 80 });
     let url = match r.https {
-        true => format!("https://{host}{}", r.path),
-        false => format!("http://{address}{}", r.path),
+        true => format!("https://{host}:{port}{}", r.path),
+        false => format!("http://{address}:{port}{}", r.path),
     };
     let mut args = vec![
         "curl".to_string(),
@@ -171,7 +176,7 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     }
     if r.https {
         // The Secrets are self-signed: what is checked is which listener (by SNI) and route answer.
-        args.extend(["-k".into(), "--resolve".into(), format!("{host}:443:{address}")]);
+        args.extend(["-k".into(), "--resolve".into(), format!("{host}:{port}:{address}")]);
     }
     args.push(url);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -381,8 +386,8 @@ fn logged(lab: &Lab, app: &str, method: &str, path: &str) -> bool {
 }
 
 /// The reason of the route's condition `type_` for its first parent.
-fn reason(lab: &Lab, namespace: &str, name: &str, type_: &str) -> Option<String> {
-    let route = lab.get_json(&["httproute", "-n", namespace, name]);
+fn reason(lab: &Lab, kind: &str, namespace: &str, name: &str, type_: &str) -> Option<String> {
+    let route = lab.get_json(&[kind, "-n", namespace, name]);
     let conditions = route["status"]["parents"][0]["conditions"].as_array()?.clone();
     let c = conditions.iter().find(|c| c["type"] == type_)?;
     c["reason"].as_str().map(str::to_string)
@@ -396,17 +401,19 @@ fn core_and_extended_httproute_cases_in_one_lab() {
     let cases: Vec<Case> =
         serde_saphyr::from_str(&std::fs::read_to_string(repo("crates/weft/tests/gateway/core.yaml")).unwrap()).unwrap();
     let lab = Lab::up(1, "host-gw", "");
-    let gateway_yaml = repo("deploy/gateway.yaml");
-    // kubectl maps every kind first: the GatewayClass applies once its CRD exists.
-    if !lab.kubectl(&["apply", "-f", &gateway_yaml]).status.success() {
-        lab.wait(30, "the GatewayClass applied", || {
-            lab.kubectl(&["apply", "-f", &gateway_yaml])
-                .status
-                .success()
-                .then_some(())
-        });
-    }
+    // One apply each, as a user installs them; weft ingress makes the GatewayClass `weft`.
+    lab.kubectl_ok(&["apply", "-f", &repo("deploy/gateway.yaml")]);
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
+    lab.wait(60, "GatewayClass weft Accepted", || {
+        // Absent until weft ingress runs.
+        let out = lab.kubectl(&["get", "gatewayclass", "weft", "-o", "json"]);
+        let class: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let conditions = class["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Accepted" && c["status"] == "True")
+            .then_some(())
+    });
     lab.kubectl_ok(&["apply", "-f", &repo("crates/weft/tests/gateway/base.yaml")]);
     for c in cases.iter().flat_map(|c| &c.certificates) {
         certificate(&lab, c);
@@ -471,7 +478,8 @@ fn core_and_extended_httproute_cases_in_one_lab() {
             for (type_, want) in [("Accepted", &route.accepted), ("ResolvedRefs", &route.resolved_refs)] {
                 let Some(want) = want else { continue };
                 fail(settle(|| {
-                    let got = reason(&lab, ns, &route.name, type_);
+                    let kind = route.kind.as_deref().unwrap_or("HTTPRoute");
+                    let got = reason(&lab, kind, ns, &route.name, type_);
                     (got.as_deref() != Some(want.as_str()))
                         .then(|| format!("route {} {type_}: {got:?}, expected {want}", route.name))
                 }));

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use weft_gateway::api::{
     BackendRef, GRPCRoute, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ParentReference,
-    ReferenceGrant, RouteGroupKind,
+    ReferenceGrant, RouteGroupKind, TLSRoute,
 };
 use weft_model::Snapshot;
 
@@ -94,6 +94,18 @@ impl Rule {
     pub fn total_weight(&self) -> u32 {
         self.backends.iter().map(|b| b.weight).sum()
     }
+
+    /// The backend whose endpoint the persistent session of a request with `headers` names (sessionPersistence),
+    /// whatever the weights (but not one of weight 0).
+    pub fn session_backend(&self, headers: &http::HeaderMap) -> Option<&Backend> {
+        self.backends
+            .iter()
+            .filter(|b| b.weight > 0)
+            .find(|b| match (&b.target, &b.settings.affinity) {
+                (BackendTarget::Service { upstream, .. }, Some(affinity)) => affinity.holds(upstream, headers),
+                _ => false,
+            })
+    }
 }
 
 #[derive(Debug)]
@@ -126,6 +138,18 @@ impl ListenerRoutes {
     }
 }
 
+/// How a pod port serves its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// HTTP listeners: plain HTTP/1.1 and h2c.
+    Http,
+    /// HTTPS listeners: TLS terminated with the listeners' certificates.
+    Https,
+    /// TLS listeners in mode Passthrough: the ClientHello's SNI picks a TLSRoute, whose backend gets the TLS
+    /// connection as it is (`passthrough`).
+    Passthrough,
+}
+
 /// One listener port of one Gateway, as served on a pod port.
 #[derive(Debug)]
 pub struct Port {
@@ -133,7 +157,7 @@ pub struct Port {
     pub gateway: Arc<str>,
     /// The listener port clients dial (for redirects).
     pub port: u16,
-    pub tls: bool,
+    pub serving: Serving,
     /// Most specific hostname first (exact, longer wildcards, none).
     pub listeners: Vec<ListenerRoutes>,
 }
@@ -198,9 +222,9 @@ impl Gateways {
         self.ports.get(&port)
     }
 
-    /// The pod ports to listen on, and whether each is TLS.
-    pub fn pod_ports(&self) -> BTreeMap<u16, bool> {
-        self.ports.iter().map(|(p, port)| (*p, port.tls)).collect()
+    /// The pod ports to listen on, and how each serves.
+    pub fn pod_ports(&self) -> BTreeMap<u16, Serving> {
+        self.ports.iter().map(|(p, port)| (*p, port.serving)).collect()
     }
 }
 
@@ -322,7 +346,7 @@ impl Compiler<'_> {
             .iter()
             .map(|g| self.gateway(g, &grants, &existing, provisioning.as_ref(), &mut out.services))
             .collect();
-        // HTTPRoutes, then GRPCRoutes (as HTTPRoute rules), each kind oldest first.
+        // HTTPRoutes, then GRPCRoutes and TLSRoutes (as HTTPRoute rules), each kind oldest first.
         let mut routes: Vec<HTTPRoute> = decode(snapshot, "HTTPRoute");
         routes.sort_by_key(|r| age(&r.metadata));
         let mut grpc: Vec<GRPCRoute> = decode(snapshot, "GRPCRoute");
@@ -348,7 +372,19 @@ impl Compiler<'_> {
                 Cow::Owned(rules),
             )
         });
-        for (kind, meta, parent_refs, hostnames, rules) in http.chain(grpc) {
+        let mut tls: Vec<TLSRoute> = decode(snapshot, "TLSRoute");
+        tls.sort_by_key(|r| age(&r.metadata));
+        let tls = tls.iter().map(|r| {
+            let rules: Vec<HTTPRouteRule> = r.spec.rules.iter().map(super::passthrough::as_http).collect();
+            (
+                "TLSRoute",
+                &r.metadata,
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+                Cow::Owned(rules),
+            )
+        });
+        for (kind, meta, parent_refs, hostnames, rules) in http.chain(grpc).chain(tls) {
             let (namespace, name) = id(meta);
             let route: Arc<str> = format!("{namespace}/{name}").into();
             let compiled_rules = self.rules(kind, &namespace, &route, &rules, &grants);
@@ -383,7 +419,12 @@ impl Compiler<'_> {
                 let Some(pod_port) = service.and_then(|s| provision::pod_port(s, port, &existing)) else {
                     continue;
                 };
-                let tls = ls.iter().any(|l| l.spec.protocol == "HTTPS");
+                // Listeners sharing a port are of one family (`gateway`), so the first says how it serves.
+                let serving = match ls.first().map(|l| family(l.spec)) {
+                    Some(Family::Http) | None => Serving::Http,
+                    Some(Family::Terminate) => Serving::Https,
+                    Some(Family::Passthrough) => Serving::Passthrough,
+                };
                 // Most specific hostname first: exact names, then wildcards by length, then none.
                 ls.sort_by_key(|l| match l.spec.hostname.as_deref() {
                     Some(h) if !h.starts_with('*') => (0, usize::MAX - h.len()),
@@ -406,7 +447,7 @@ impl Compiler<'_> {
                     Arc::new(Port {
                         gateway: gateway.clone(),
                         port: port as u16,
-                        tls,
+                        serving,
                         listeners,
                     }),
                 );
@@ -435,7 +476,6 @@ impl Compiler<'_> {
             .map(|l| self.listener(&namespace, l, grants))
             .collect();
         // Listeners sharing a port must agree on the protocol family and differ by hostname.
-        let family = |p: &str| if p == "HTTP" { "HTTP" } else { "TLS" };
         let conflicts: Vec<Option<&'static str>> = g
             .spec
             .listeners
@@ -450,7 +490,7 @@ impl Compiler<'_> {
                     .enumerate()
                     .filter(|(j, o)| *j != i && o.port == mine.port);
                 for (_, other) in others {
-                    if family(&other.protocol) != family(&mine.protocol) {
+                    if family(other) != family(mine) {
                         conflict = Some("ProtocolConflict");
                     } else if other.protocol == mine.protocol && other.hostname == mine.hostname && conflict.is_none() {
                         conflict = Some("HostnameConflict");
@@ -545,11 +585,23 @@ impl Compiler<'_> {
 
     fn listener<'l>(&self, namespace: &str, l: &'l Listener, grants: &Grants) -> Compiled<'l> {
         let mut conditions = Vec::new();
-        let defaults: &[&str] = match l.protocol.as_str() {
-            "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
+        let defaults: &[&str] = match (l.protocol.as_str(), family(l)) {
+            ("HTTP" | "HTTPS", _) => &["HTTPRoute", "GRPCRoute"],
+            ("TLS", Family::Passthrough) => &["TLSRoute"],
             _ => &[],
         };
-        let supported_protocol = !defaults.is_empty();
+        if l.protocol == "TLS" && family(l) == Family::Terminate {
+            set(
+                &mut conditions,
+                cond(
+                    "Accepted",
+                    false,
+                    "UnsupportedValue",
+                    "TLS listeners pass TLS through (mode Passthrough) only",
+                ),
+            );
+        }
+        let supported_protocol = matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS");
         let asked = l
             .allowed_routes
             .as_ref()
@@ -642,7 +694,7 @@ impl Compiler<'_> {
                     format!("protocol {} is not served", l.protocol),
                 ),
             );
-        } else {
+        } else if conditions.is_empty() {
             set(&mut conditions, cond("Accepted", true, "Accepted", ""));
         }
         let accepted = conditions.iter().all(|c| c.status);
@@ -831,6 +883,11 @@ impl Compiler<'_> {
                     (BackendTarget::Invalid(_), _) => {}
                 }
             }
+            let metrics_route = format!("{}/{route}", kind.to_ascii_lowercase());
+            let affinity = rule
+                .session_persistence
+                .as_ref()
+                .map(|s| super::session::affinity(s, &metrics_route, i));
             let mut backends = Vec::new();
             for b in &rule.backend_refs {
                 let (target, problem) = self.backend(kind, namespace, &b.backend, grants);
@@ -857,6 +914,7 @@ impl Compiler<'_> {
                     backend_protocol: protocol,
                     read_timeout: backend_timeout.unwrap_or(Annotations::default().read_timeout),
                     upstream_vhost: parts.rewrite.as_ref().and_then(|r| r.hostname.clone()),
+                    affinity: affinity.clone(),
                     ..Annotations::default()
                 });
                 backends.push(Backend {
@@ -867,11 +925,7 @@ impl Compiler<'_> {
                 });
             }
             let rule_name = rule.name.clone().unwrap_or_else(|| format!("rule-{i}"));
-            let key = (
-                format!("{}/{route}", kind.to_ascii_lowercase()),
-                String::new(),
-                rule_name,
-            );
+            let key = (metrics_route, String::new(), rule_name);
             self.live.insert(key.clone());
             out.push((
                 matches,
@@ -942,6 +996,25 @@ impl Compiler<'_> {
             }
             Err(e) => invalid("BackendNotFound", e.to_string()),
         }
+    }
+}
+
+/// A listener's protocol family: listeners sharing a port must be of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Http,
+    /// HTTPS, and TLS in mode Terminate (the default).
+    Terminate,
+    /// TLS in mode Passthrough.
+    Passthrough,
+}
+
+fn family(l: &Listener) -> Family {
+    let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref());
+    match (l.protocol.as_str(), mode) {
+        ("HTTP", _) => Family::Http,
+        ("TLS", Some("Passthrough")) => Family::Passthrough,
+        _ => Family::Terminate,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The Gateway API on weft ingress: Gateways of the GatewayClasses whose `controllerName` is ours and the
-//! HTTPRoutes attached to them, compiled into the routing table beside the Ingresses (`compile`), served on
+//! HTTPRoutes (GRPCRoutes, TLSRoutes) attached to them, compiled into the routing table beside the Ingresses (`compile`), served on
 //! the pod ports of the LoadBalancer Service provisioned per Gateway (`provision`), with the statuses the spec
 //! asks for (`status`). Pure, apart from `serve`, which answers the requests.
 
@@ -11,9 +11,11 @@ pub mod grpc;
 pub mod hostname;
 pub mod matching;
 pub mod mirror;
+pub mod passthrough;
 pub mod provision;
 pub mod serve;
+pub mod session;
 pub mod status;
 pub mod tls;
 
-pub use compile::{Gateways, Settings};
+pub use compile::{Gateways, Serving, Settings};

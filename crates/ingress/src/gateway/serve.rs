@@ -1,6 +1,7 @@
 //! Requests on a Gateway's pod ports: the listener by Host, the first match in the spec's order, the rule's
-//! redirect or its filters, then a backend by weight (500 for the share of a backendRef that cannot be
-//! followed, 503 when a Service has no ready endpoints), forwarded as the Ingress routes are.
+//! redirect or its filters, then a backend by its session (sessionPersistence) or by weight (500 for the share
+//! of a backendRef that cannot be followed, 503 when a Service has no ready endpoints), forwarded as the Ingress
+//! routes are.
 
 use super::compile::{BackendTarget, Port};
 use super::cors::Cors;
@@ -80,7 +81,8 @@ impl Proxy {
                 m.send(request.method(), &headers, &upstream_path);
             }
         }
-        let Some(backend) = rule.pick(proxy::roll(rule.total_weight())) else {
+        let picked = rule.session_backend(request.headers());
+        let Some(backend) = picked.or_else(|| rule.pick(proxy::roll(rule.total_weight()))) else {
             // No backendRefs, or every weight 0.
             return (
                 proxy::local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n"),
