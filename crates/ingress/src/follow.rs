@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use weft_model::{Snapshot, Source};
 
 /// The kinds the routing table is made of.
-pub const TABLE_KINDS: [&str; 12] = [
+pub const TABLE_KINDS: [&str; 13] = [
     "IngressClass",
     "Ingress",
     "Service",
@@ -19,6 +19,7 @@ pub const TABLE_KINDS: [&str; 12] = [
     "Namespace",
     "GatewayClass",
     "Gateway",
+    "ListenerSet",
     "HTTPRoute",
     "GRPCRoute",
     "TLSRoute",

@@ -716,3 +716,143 @@ async fn sessions_stay_on_their_backend_by_cookie_or_header() {
     let (_, out) = get(at, host, "/header", &["-i", "-H", "session-h: gone"]).await;
     assert!(response_header(&out, "session-h").is_some_and(|v| v != "gone"), "{out}");
 }
+
+/// Gateway infra/lsgw (listener `http` for gw.example on port 80, pod port `pod_port`; ListenerSets from its
+/// namespace allowed), ListenerSets `ls1` (ls.example on port 80), `ls2` in namespace web (not allowed) and
+/// `ls3` (gw.example again: conflicts with the Gateway's); a route to the Gateway (v1) and one to `ls1` (v2).
+fn listener_set_snapshot(pod_port: u16, backends: [u16; 4]) -> Snapshot {
+    let mut text = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: weft, generation: 1}}
+spec: {{controllerName: {CONTROLLER}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: infra}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: web}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: lsgw, namespace: infra, generation: 1}}
+spec:
+  gatewayClassName: weft
+  allowedListeners: {{namespaces: {{from: Same}}}}
+  listeners: [{{name: http, port: 80, protocol: HTTP, hostname: gw.example}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{name: ls1, namespace: infra, generation: 2, creationTimestamp: '2026-01-01T00:00:00Z'}}
+spec:
+  parentRef: {{name: lsgw}}
+  listeners: [{{name: ls-http, port: 80, protocol: HTTP, hostname: ls.example}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{name: ls2, namespace: web, generation: 1}}
+spec:
+  parentRef: {{name: lsgw, namespace: infra}}
+  listeners: [{{name: web-http, port: 80, protocol: HTTP, hostname: web.example}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{name: ls3, namespace: infra, generation: 1, creationTimestamp: '2026-01-02T00:00:00Z'}}
+spec:
+  parentRef: {{name: lsgw}}
+  listeners: [{{name: again, port: 80, protocol: HTTP, hostname: gw.example}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: weft-ingress, namespace: weft-ingress}}
+spec: {{type: LoadBalancer, selector: {{app: weft-ingress}}, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: gw-infra-lsgw
+  namespace: weft-ingress
+  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: lsgw}}
+spec: {{type: LoadBalancer, ports: [{{name: port-80, port: 80, targetPort: {pod_port}}}]}}
+status: {{loadBalancer: {{ingress: [{{ip: 10.0.0.1}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: to-gateway, namespace: infra, generation: 1}}
+spec:
+  parentRefs: [{{name: lsgw}}]
+  rules: [{{backendRefs: [{{name: v1, port: 8080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: to-set, namespace: infra, generation: 1}}
+spec:
+  parentRefs: [{{kind: ListenerSet, name: ls1}}, {{kind: ListenerSet, name: ls2, namespace: web}}]
+  rules: [{{backendRefs: [{{name: v2, port: 8080}}]}}]
+---
+"
+    );
+    for (name, port) in ["v1", "v2", "v3"].iter().zip(backends) {
+        text.push_str(&service("infra", name, port));
+    }
+    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_sets_add_listeners_their_gateway_allows() {
+    let backends = [
+        backend("v1").await,
+        backend("v2").await,
+        backend("v3").await,
+        backend("web").await,
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let snapshot = listener_set_snapshot(at.port(), backends);
+    let table = Table::build(&snapshot, &config());
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let of = |kind: &str, name: &str| {
+        wanted
+            .iter()
+            .find(|w| w.key.kind == kind && w.key.name == name)
+            .unwrap_or_else(|| panic!("no status for {kind} {name}"))
+            .status
+            .clone()
+    };
+    let gw = of("Gateway", "lsgw");
+    assert_eq!(gw["attachedListenerSets"], 2);
+    assert_eq!(gw["listeners"].as_array().unwrap().len(), 1);
+    assert_eq!(gw["listeners"][0]["attachedRoutes"], 1);
+    let ls1 = of("ListenerSet", "ls1");
+    assert_eq!(condition(&ls1["conditions"], "Accepted"), ("True", "Accepted"));
+    assert_eq!(condition(&ls1["conditions"], "Programmed"), ("True", "Programmed"));
+    assert_eq!(ls1["conditions"][0]["observedGeneration"], 2);
+    assert_eq!(ls1["listeners"][0]["name"], "ls-http");
+    assert_eq!(ls1["listeners"][0]["attachedRoutes"], 1);
+    let ls2 = of("ListenerSet", "ls2");
+    assert_eq!(condition(&ls2["conditions"], "Accepted"), ("False", "NotAllowed"));
+    assert_eq!(condition(&ls2["conditions"], "Programmed"), ("False", "NotAllowed"));
+    let ls3 = of("ListenerSet", "ls3");
+    assert_eq!(
+        condition(&ls3["listeners"][0]["conditions"], "Conflicted"),
+        ("True", "HostnameConflict")
+    );
+    // The Gateway's own listener keeps its place.
+    assert_eq!(
+        condition(&gw["listeners"][0]["conditions"], "Conflicted"),
+        ("False", "NoConflicts")
+    );
+    let parents = of("HTTPRoute", "to-set")["parents"].clone();
+    assert_eq!(parents.as_array().unwrap().len(), 1, "{parents}");
+    assert_eq!(parents[0]["parentRef"]["kind"], "ListenerSet");
+    assert_eq!(condition(&parents[0]["conditions"], "Accepted"), ("True", "Accepted"));
+
+    let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table)), Arc::default()));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::serve(listener, proxy, None, stopped));
+    assert_eq!(line(&get(at, "gw.example", "/", &[]).await.1, "backend"), "v1");
+    assert_eq!(line(&get(at, "ls.example", "/", &[]).await.1, "backend"), "v2");
+    assert_eq!(get(at, "web.example", "/", &[]).await.0, 404);
+}

@@ -46,7 +46,7 @@ metadata:
 rules:
 # The routing table: classes, Gateways, routes and the grants of cross-namespace references.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gatewayclasses, gateways, httproutes, grpcroutes, tlsroutes, referencegrants]
+  resources: [gatewayclasses, gateways, listenersets, httproutes, grpcroutes, tlsroutes, referencegrants]
   verbs: [get, list, watch]
 # The GatewayClass of --gateway-class, made at start when missing.
 - apiGroups: [gateway.networking.k8s.io]
@@ -54,7 +54,8 @@ rules:
   verbs: [create]
 # Their status: conditions, listeners and addresses.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gatewayclasses/status, gateways/status, httproutes/status, grpcroutes/status, tlsroutes/status]
+  resources: [gatewayclasses/status, gateways/status, listenersets/status, httproutes/status, grpcroutes/status,
+    tlsroutes/status]
   verbs: [patch]
 # Namespaces: the labels allowedRoutes selectors match.
 - apiGroups: [""]

@@ -39,6 +39,8 @@ struct Case {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GatewayExpectation {
+    /// Gateway (default) or ListenerSet.
+    kind: Option<String>,
     /// Default: the case's Gateway.
     gateway: Option<String>,
     /// Reasons of the Gateway's conditions.
@@ -58,6 +60,8 @@ struct Certificate {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListenerExpectation {
+    /// Gateway (default) or ListenerSet.
+    kind: Option<String>,
     /// Default: the case's Gateway.
     gateway: Option<String>,
     name: String,
@@ -281,7 +285,7 @@ fn address(lab: &Lab, name: &str) -> String {
 
 /// What is wrong with a listener's status (none: it is as expected).
 fn listener_problem(lab: &Lab, gateway: &str, l: &ListenerExpectation) -> Option<String> {
-    let g = lab.get_json(&["gateway", "-n", INFRA, gateway]);
+    let g = lab.get_json(&[l.kind.as_deref().unwrap_or("Gateway"), "-n", INFRA, gateway]);
     let listeners = g["status"]["listeners"].as_array().cloned().unwrap_or_default();
     let Some(got) = listeners.iter().find(|x| x["name"] == l.name.as_str()) else {
         return Some(format!("Gateway {gateway} has no status for listener {}", l.name));
@@ -339,7 +343,7 @@ fn manual_slice(lab: &Lab, slice: &ManualSlice) -> String {
 
 /// What is wrong with a Gateway's conditions (none: they are as expected).
 fn gateway_problem(lab: &Lab, gateway: &str, e: &GatewayExpectation) -> Option<String> {
-    let g = lab.get_json(&["gateway", "-n", INFRA, gateway]);
+    let g = lab.get_json(&[e.kind.as_deref().unwrap_or("Gateway"), "-n", INFRA, gateway]);
     for (type_, want) in [("Accepted", &e.accepted), ("Programmed", &e.programmed)] {
         let Some(want) = want else { continue };
         let reason = g["status"]["conditions"]

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use weft_gateway::api::{
-    BackendRef, GRPCRoute, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ParentReference,
-    ReferenceGrant, RouteGroupKind, TLSRoute,
+    BackendRef, GRPCRoute, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ListenerSet,
+    ParentReference, ReferenceGrant, RouteGroupKind, TLSRoute,
 };
 use weft_model::Snapshot;
 
@@ -188,6 +188,18 @@ pub struct GatewayState {
     pub conditions: Vec<Cond>,
     pub listeners: Vec<ListenerState>,
     pub addresses: Vec<String>,
+    /// The ListenerSets its `allowedListeners` let in.
+    pub attached_listener_sets: i32,
+}
+
+/// A ListenerSet whose parent is one of our Gateways: its conditions and its listeners'.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerSetState {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub conditions: Vec<Cond>,
+    pub listeners: Vec<ListenerState>,
 }
 
 #[derive(Clone, Debug)]
@@ -211,6 +223,7 @@ pub struct Gateways {
     ports: HashMap<u16, Arc<Port>>,
     pub classes: Vec<(String, Option<i64>, Vec<Cond>)>,
     pub gateways: Vec<GatewayState>,
+    pub listener_sets: Vec<ListenerSetState>,
     pub routes: Vec<RouteState>,
     /// The provisioned Services' wanted shape, for the controller to write.
     pub services: Vec<Service>,
@@ -268,6 +281,8 @@ impl Grants {
 /// A listener as compiled: whether it can take routes at all, its certificates.
 struct Compiled<'a> {
     spec: &'a Listener,
+    /// The ListenerSet (namespace, name) it comes from; none: the Gateway's own.
+    owner: Option<(String, String)>,
     usable: bool,
     kinds: Vec<RouteGroupKind>,
     certificates: Vec<Arc<CertifiedKey>>,
@@ -342,9 +357,13 @@ impl Compiler<'_> {
             .filter(|s| s.metadata.namespace.as_deref() == Some(&home) && provision::owner(s).is_some())
             .collect();
         let provisioning = selector.map(|selector| (home, selector));
+        let sets = listener_sets(snapshot, &gateways, &namespaces);
         let mut compiled: Vec<(GatewayState, Vec<Compiled>)> = gateways
             .iter()
-            .map(|g| self.gateway(g, &grants, &existing, provisioning.as_ref(), &mut out.services))
+            .map(|g| {
+                let mine: Vec<&SetIn> = sets.iter().filter(|s| s.parent == id(&g.metadata)).collect();
+                self.gateway(g, &mine, &grants, &existing, provisioning.as_ref(), &mut out.services)
+            })
             .collect();
         // HTTPRoutes, then GRPCRoutes and TLSRoutes (as HTTPRoute rules), each kind oldest first.
         let mut routes: Vec<HTTPRoute> = decode(snapshot, "HTTPRoute");
@@ -408,12 +427,24 @@ impl Compiler<'_> {
                 .find(|s| provision::owner(s) == Some((&state.namespace, &state.name)));
             let mut by_port: BTreeMap<i32, Vec<Compiled>> = BTreeMap::new();
             let mut listener_states = Vec::new();
+            let mut set_states: BTreeMap<(String, String), Vec<ListenerState>> = BTreeMap::new();
             for mut l in listeners {
                 l.state.attached = l.state.attached.max(0);
-                listener_states.push(l.state.clone());
+                match &l.owner {
+                    None => listener_states.push(l.state.clone()),
+                    Some(owner) => set_states.entry(owner.clone()).or_default().push(l.state.clone()),
+                }
                 if l.usable {
                     by_port.entry(l.spec.port).or_default().push(l);
                 }
+            }
+            let accepted = state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status);
+            for set in sets
+                .iter()
+                .filter(|s| s.parent == (state.namespace.clone(), state.name.clone()))
+            {
+                let listeners = set_states.remove(&set.id).unwrap_or_default();
+                out.listener_sets.push(set.state(accepted, listeners));
             }
             for (port, mut ls) in by_port {
                 let Some(pod_port) = service.and_then(|s| provision::pod_port(s, port, &existing)) else {
@@ -454,15 +485,21 @@ impl Compiler<'_> {
             }
             let mut state = state;
             state.listeners = listener_states;
+            state.attached_listener_sets = sets
+                .iter()
+                .filter(|s| s.allowed && s.parent == (state.namespace.clone(), state.name.clone()))
+                .count() as i32;
             out.gateways.push(state);
         }
         out
     }
 
-    /// A Gateway's listeners and conditions; adds its provisioned Service's wanted shape to `services`.
+    /// A Gateway's listeners (its own, then those of the ListenerSets `sets` it lets in) and conditions; adds its
+    /// provisioned Service's wanted shape to `services`.
     fn gateway<'g>(
         &self,
         g: &'g Gateway,
+        sets: &[&'g SetIn],
         grants: &Grants,
         existing: &[Service],
         provisioning: Option<&(String, BTreeMap<String, String>)>,
@@ -475,21 +512,27 @@ impl Compiler<'_> {
             .iter()
             .map(|l| self.listener(&namespace, l, grants))
             .collect();
-        // Listeners sharing a port must agree on the protocol family and differ by hostname.
-        let conflicts: Vec<Option<&'static str>> = g
-            .spec
-            .listeners
+        for set in sets.iter().copied().filter(|s| s.allowed) {
+            for l in &set.listeners {
+                let mut compiled = self.listener(&set.id.0, l, grants);
+                compiled.owner = Some(set.id.clone());
+                listeners.push(compiled);
+            }
+        }
+        // Listeners sharing a port must agree on the protocol family and differ by hostname. Between a Gateway's
+        // own listeners both conflict; a ListenerSet's conflicts with those before it (the Gateway's, then older
+        // sets'), which keep theirs.
+        let conflicts: Vec<Option<&'static str>> = listeners
             .iter()
             .enumerate()
             .map(|(i, mine)| {
                 let mut conflict = None;
-                let others = g
-                    .spec
-                    .listeners
+                let others = listeners
                     .iter()
                     .enumerate()
-                    .filter(|(j, o)| *j != i && o.port == mine.port);
+                    .filter(|(j, o)| *j != i && o.spec.port == mine.spec.port && (*j < i || o.owner == mine.owner));
                 for (_, other) in others {
+                    let (other, mine) = (other.spec, mine.spec);
                     if family(other) != family(mine) {
                         conflict = Some("ProtocolConflict");
                     } else if other.protocol == mine.protocol && other.hostname == mine.hostname && conflict.is_none() {
@@ -524,10 +567,13 @@ impl Compiler<'_> {
             .find(|s| provision::owner(s) == Some((&namespace, &name)))
             .map(provision::addresses)
             .unwrap_or_default();
-        let valid = listeners
-            .iter()
+        // The Gateway's acceptance is its own listeners'.
+        let own = listeners.iter().filter(|l| l.owner.is_none());
+        let valid = own
+            .clone()
             .filter(|l| l.state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status))
             .count();
+        let total = own.count();
         let mut conditions = Vec::new();
         let accepted = if g
             .spec
@@ -548,7 +594,7 @@ impl Compiler<'_> {
                 "UnsupportedAddress",
                 "weft assigns the Gateway's address itself",
             )
-        } else if valid == listeners.len() {
+        } else if valid == total {
             cond("Accepted", true, "Accepted", "")
         } else if valid > 0 {
             cond("Accepted", true, "ListenersNotValid", "some listeners are not valid")
@@ -579,6 +625,7 @@ impl Compiler<'_> {
             conditions,
             listeners: Vec::new(),
             addresses: address,
+            attached_listener_sets: 0,
         };
         (state, listeners)
     }
@@ -707,6 +754,7 @@ impl Compiler<'_> {
         });
         Compiled {
             spec: l,
+            owner: None,
             usable: programmed,
             kinds: kinds.clone(),
             certificates,
@@ -752,18 +800,21 @@ impl Compiler<'_> {
             parents: Vec::new(),
         };
         for parent in parent_refs {
-            if parent.group() != GROUP || parent.kind() != "Gateway" {
+            if parent.group() != GROUP || !matches!(parent.kind(), "Gateway" | "ListenerSet") {
                 continue;
             }
             let gw_ns = parent.namespace.clone().unwrap_or_else(|| namespace.clone());
-            let Some((_, listeners)) = gateways
-                .iter_mut()
-                .find(|(g, _)| g.namespace == gw_ns && g.name == parent.name)
-            else {
+            // A Gateway's own listeners, or those of a ListenerSet its Gateway let in.
+            let owner = (parent.kind() == "ListenerSet").then(|| (gw_ns.clone(), parent.name.clone()));
+            let Some((_, listeners)) = gateways.iter_mut().find(|(g, ls)| match &owner {
+                None => g.namespace == gw_ns && g.name == parent.name,
+                Some(owner) => ls.iter().any(|l| l.owner.as_ref() == Some(owner)),
+            }) else {
                 continue;
             };
             let mut by_ref: Vec<&mut Compiled> = listeners
                 .iter_mut()
+                .filter(|l| l.owner == owner)
                 .filter(|l| parent.section_name.as_ref().is_none_or(|s| *s == l.spec.name))
                 .filter(|l| parent.port.is_none_or(|p| p == l.spec.port))
                 .collect();
@@ -784,7 +835,8 @@ impl Compiler<'_> {
                         "Selector" => from
                             .and_then(|f| f.selector.as_ref())
                             .is_some_and(|s| selector_matches(s, ns_labels)),
-                        _ => gw_ns == namespace,
+                        // The namespace of the listener's Gateway or ListenerSet.
+                        _ => l.owner.as_ref().map_or(&gw_ns, |o| &o.0) == &namespace,
                     };
                     kind_ok && ns_ok && l.state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status)
                 });
@@ -832,7 +884,7 @@ impl Compiler<'_> {
             state.parents.push(ParentState {
                 parent: ParentReference {
                     group: Some(GROUP.into()),
-                    kind: Some("Gateway".into()),
+                    kind: Some(parent.kind().into()),
                     namespace: Some(gw_ns),
                     ..parent.clone()
                 },
@@ -997,6 +1049,104 @@ impl Compiler<'_> {
             Err(e) => invalid("BackendNotFound", e.to_string()),
         }
     }
+}
+
+/// A ListenerSet whose parentRef is one of our Gateways, with its listeners as a Gateway's.
+struct SetIn {
+    id: (String, String),
+    generation: Option<i64>,
+    /// The Gateway (namespace, name).
+    parent: (String, String),
+    /// Whether the Gateway's `allowedListeners` let it in.
+    allowed: bool,
+    listeners: Vec<Listener>,
+}
+
+impl SetIn {
+    /// Its conditions (its Gateway accepted or not) and its listeners' states.
+    fn state(&self, gateway_accepted: bool, listeners: Vec<ListenerState>) -> ListenerSetState {
+        let valid = listeners
+            .iter()
+            .filter(|l| l.conditions.iter().any(|c| c.type_ == "Accepted" && c.status))
+            .count();
+        let (accepted, reason, message) = if !self.allowed {
+            (false, "NotAllowed", "the Gateway's allowedListeners do not let it in")
+        } else if !gateway_accepted {
+            (false, "ParentNotAccepted", "the Gateway is not accepted")
+        } else if valid == listeners.len() {
+            (true, "Accepted", "")
+        } else if valid > 0 {
+            (true, "ListenersNotValid", "some listeners are not valid")
+        } else {
+            (false, "ListenersNotValid", "no listener is valid")
+        };
+        let programmed = match accepted {
+            true => cond("Programmed", true, "Programmed", ""),
+            false => cond("Programmed", false, reason, message),
+        };
+        ListenerSetState {
+            namespace: self.id.0.clone(),
+            name: self.id.1.clone(),
+            generation: self.generation,
+            conditions: vec![cond("Accepted", accepted, reason, message), programmed],
+            listeners,
+        }
+    }
+}
+
+/// The ListenerSets of `gateways` (ours), oldest first, and whether each Gateway lets them in (its
+/// `allowedListeners`: namespaces `Same`, `All` or `Selector`; none by default).
+fn listener_sets(
+    snapshot: &Snapshot,
+    gateways: &[Gateway],
+    namespaces: &HashMap<String, BTreeMap<String, String>>,
+) -> Vec<SetIn> {
+    let mut sets: Vec<ListenerSet> = decode(snapshot, "ListenerSet");
+    sets.sort_by_key(|s| age(&s.metadata));
+    sets.into_iter()
+        .filter_map(|s| {
+            let (namespace, name) = id(&s.metadata);
+            let p = &s.spec.parent_ref;
+            if p.group() != GROUP || p.kind() != "Gateway" {
+                return None;
+            }
+            let parent = (p.namespace.clone().unwrap_or_else(|| namespace.clone()), p.name.clone());
+            let gateway = gateways.iter().find(|g| id(&g.metadata) == parent)?;
+            let from = gateway
+                .spec
+                .allowed_listeners
+                .as_ref()
+                .and_then(|a| a.namespaces.as_ref());
+            let allowed = match from.and_then(|f| f.from.as_deref()).unwrap_or("None") {
+                "All" => true,
+                "Same" => namespace == parent.0,
+                "Selector" => from
+                    .and_then(|f| f.selector.as_ref())
+                    .is_some_and(|sel| selector_matches(sel, namespaces.get(&namespace))),
+                _ => false,
+            };
+            let listeners = s
+                .spec
+                .listeners
+                .iter()
+                .map(|l| Listener {
+                    name: l.name.clone(),
+                    hostname: l.hostname.clone(),
+                    port: l.port,
+                    protocol: l.protocol.clone(),
+                    tls: l.tls.clone(),
+                    allowed_routes: l.allowed_routes.clone(),
+                })
+                .collect();
+            Some(SetIn {
+                id: (namespace, name),
+                generation: s.metadata.generation,
+                parent,
+                allowed,
+                listeners,
+            })
+        })
+        .collect()
 }
 
 /// A listener's protocol family: listeners sharing a port must be of one.

@@ -1,7 +1,7 @@
 //! The statuses the compiled Gateway API objects should have, as JSON merge patches of `status`: conditions
 //! stamped with the object's generation, keeping the transition time of a condition whose status did not change.
 
-use super::compile::{Gateways, RouteState};
+use super::compile::{Gateways, ListenerState, RouteState};
 use super::conditions::Cond;
 use serde_json::{Value, json};
 use weft_model::{Key, Snapshot};
@@ -55,23 +55,7 @@ pub fn wanted(gateways: &Gateways, snapshot: &Snapshot, controller: &str, now: &
     for g in &gateways.gateways {
         let key = Key::new("Gateway", Some(&g.namespace), &g.name);
         let before = current(snapshot, &key);
-        let listeners: Vec<Value> = g
-            .listeners
-            .iter()
-            .map(|l| {
-                let old = before
-                    .as_ref()
-                    .and_then(|b| b["listeners"].as_array())
-                    .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()))
-                    .map(|x| &x["conditions"]);
-                json!({
-                    "name": l.name,
-                    "supportedKinds": l.supported_kinds,
-                    "attachedRoutes": l.attached,
-                    "conditions": conditions(&l.conditions, g.generation, old, now),
-                })
-            })
-            .collect();
+        let listeners = listeners(&g.listeners, g.generation, before.as_ref(), now);
         let addresses: Vec<Value> = g
             .addresses
             .iter()
@@ -88,6 +72,16 @@ pub fn wanted(gateways: &Gateways, snapshot: &Snapshot, controller: &str, now: &
             "addresses": addresses,
             "conditions": conditions(&g.conditions, g.generation, before.as_ref().map(|b| &b["conditions"]), now),
             "listeners": listeners,
+            "attachedListenerSets": g.attached_listener_sets,
+        });
+        out.push(Wanted { key, status });
+    }
+    for s in &gateways.listener_sets {
+        let key = Key::new("ListenerSet", Some(&s.namespace), &s.name);
+        let before = current(snapshot, &key);
+        let status = json!({
+            "conditions": conditions(&s.conditions, s.generation, before.as_ref().map(|b| &b["conditions"]), now),
+            "listeners": listeners(&s.listeners, s.generation, before.as_ref(), now),
         });
         out.push(Wanted { key, status });
     }
@@ -95,6 +89,24 @@ pub fn wanted(gateways: &Gateways, snapshot: &Snapshot, controller: &str, now: &
         out.push(route(r, snapshot, controller, now));
     }
     out
+}
+
+/// The `listeners` of a Gateway's or ListenerSet's status (`before`: the status it has).
+fn listeners(list: &[ListenerState], generation: Option<i64>, before: Option<&Value>, now: &str) -> Vec<Value> {
+    list.iter()
+        .map(|l| {
+            let old = before
+                .and_then(|b| b["listeners"].as_array())
+                .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()))
+                .map(|x| &x["conditions"]);
+            json!({
+                "name": l.name,
+                "supportedKinds": l.supported_kinds,
+                "attachedRoutes": l.attached,
+                "conditions": conditions(&l.conditions, generation, old, now),
+            })
+        })
+        .collect()
 }
 
 /// A route's status: the parents of this controller as wanted; other controllers' entries kept.
