@@ -92,6 +92,13 @@ impl Material {
     }
 }
 
+impl Material {
+    /// Whether it has CA certificates to verify with.
+    pub fn has_roots(&self) -> bool {
+        !self.roots.is_empty()
+    }
+}
+
 /// The rustls settings of upstream connections for `ssl` with the Secret's `material`.
 fn tls_config(ssl: &ProxySsl, material: &Material) -> Result<ClientConfig, SslError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

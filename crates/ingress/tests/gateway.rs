@@ -449,7 +449,11 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
 
 /// A backend terminating TLS itself (self-signed), answering `backend=NAME` and `sni=` the name it was asked.
 async fn tls_backend(name: &'static str) -> u16 {
-    let key = weft_ingress::tls::self_signed().unwrap();
+    tls_backend_with(name, weft_ingress::tls::self_signed().unwrap()).await
+}
+
+/// A TLS backend as [`tls_backend`] with certificate `key`.
+async fn tls_backend_with(name: &'static str, key: rustls::sign::CertifiedKey) -> u16 {
     let config = weft_ingress::tls::server_config(Arc::new(rustls::sign::SingleCertAndKey::from(key))).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -855,4 +859,120 @@ async fn listener_sets_add_listeners_their_gateway_allows() {
     assert_eq!(line(&get(at, "gw.example", "/", &[]).await.1, "backend"), "v1");
     assert_eq!(line(&get(at, "ls.example", "/", &[]).await.1, "backend"), "v2");
     assert_eq!(get(at, "web.example", "/", &[]).await.0, 404);
+}
+
+/// A CA (its PEM) and a certificate it signed for `host` (PEM chain and key), made with rcgen.
+fn ca_and_leaf(host: &str) -> (String, rustls::sign::CertifiedKey) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name.push(DnType::CommonName, "backend CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![host.to_string()]).unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let certified = weft_ingress::tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    (ca_pem, certified)
+}
+
+/// Services `secure`, `misnamed` and `unknownca` behind one TLS backend whose certificate a CA signed for
+/// backend.example; BackendTLSPolicies: `secure` for backend.example with the CA, `misnamed` for other.example,
+/// `unknownca` with a ConfigMap that does not exist.
+fn backend_tls_routes(ca: &str) -> String {
+    let ca: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    let mut text = String::from(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: tls, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{name: gw, sectionName: same}]
+  rules:
+  - matches: [{path: {value: /secure}}]
+    backendRefs: [{name: secure, port: 8080}]
+  - matches: [{path: {value: /misnamed}}]
+    backendRefs: [{name: misnamed, port: 8080}]
+  - matches: [{path: {value: /unknownca}}]
+    backendRefs: [{name: unknownca, port: 8080}]
+---
+",
+    );
+    text.push_str(&format!(
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: backend-ca, namespace: infra}}
+data:
+  ca.crt: |
+{ca}---
+"
+    ));
+    for (name, hostname, map) in [
+        ("secure", "backend.example", "backend-ca"),
+        ("misnamed", "other.example", "backend-ca"),
+        ("unknownca", "backend.example", "missing"),
+    ] {
+        text.push_str(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: {name}, namespace: infra, generation: 1}}
+spec:
+  targetRefs: [{{group: '', kind: Service, name: {name}}}]
+  validation: {{hostname: {hostname}, caCertificateRefs: [{{group: '', kind: ConfigMap, name: {map}}}]}}
+---
+"
+        ));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policies_verify_the_backends_certificate() {
+    let (ca, leaf) = ca_and_leaf("backend.example");
+    let tls = tls_backend_with("secure", leaf).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let mut routes = backend_tls_routes(&ca);
+    for name in ["secure", "misnamed", "unknownca"] {
+        routes.push_str(&service("infra", name, tls));
+    }
+    let snapshot = snapshot(at.port(), [1, 2, 3, 4], &routes);
+    let table = Table::build(&snapshot, &config());
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let ancestors = |name: &str| {
+        wanted
+            .iter()
+            .find(|w| w.key.kind == "BackendTLSPolicy" && w.key.name == name)
+            .unwrap_or_else(|| panic!("no status for {name}"))
+            .status["ancestors"]
+            .clone()
+    };
+    let secure = ancestors("secure");
+    assert_eq!(secure[0]["ancestorRef"]["name"], "gw");
+    assert_eq!(secure[0]["controllerName"], CONTROLLER);
+    assert_eq!(condition(&secure[0]["conditions"], "Accepted"), ("True", "Accepted"));
+    assert_eq!(
+        condition(&secure[0]["conditions"], "ResolvedRefs"),
+        ("True", "ResolvedRefs")
+    );
+    assert_eq!(
+        condition(&ancestors("unknownca")[0]["conditions"], "ResolvedRefs"),
+        ("False", "InvalidCACertificateRef")
+    );
+
+    let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table)), Arc::default()));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::serve(listener, proxy, None, stopped));
+    let host = "very.specific.com";
+    // Verified for backend.example, which is also the SNI.
+    let (code, body) = get(at, host, "/secure", &[]).await;
+    assert_eq!(
+        (code, line(&body, "backend"), line(&body, "sni")),
+        (200, "secure", "backend.example"),
+        "{body}"
+    );
+    // The certificate is not for other.example: no answer from the backend.
+    assert_eq!(get(at, host, "/misnamed", &[]).await.0, 502);
+    // A policy whose CA cannot be found: its Service's share answers 500.
+    assert_eq!(get(at, host, "/unknownca", &[]).await.0, 500);
 }

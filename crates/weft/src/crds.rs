@@ -46,7 +46,8 @@ metadata:
 rules:
 # The routing table: classes, Gateways, routes and the grants of cross-namespace references.
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gatewayclasses, gateways, listenersets, httproutes, grpcroutes, tlsroutes, referencegrants]
+  resources: [gatewayclasses, gateways, listenersets, httproutes, grpcroutes, tlsroutes, referencegrants,
+    backendtlspolicies]
   verbs: [get, list, watch]
 # The GatewayClass of --gateway-class, made at start when missing.
 - apiGroups: [gateway.networking.k8s.io]
@@ -55,11 +56,11 @@ rules:
 # Their status: conditions, listeners and addresses.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [gatewayclasses/status, gateways/status, listenersets/status, httproutes/status, grpcroutes/status,
-    tlsroutes/status]
+    tlsroutes/status, backendtlspolicies/status]
   verbs: [patch]
-# Namespaces: the labels allowedRoutes selectors match.
+# Namespaces: the labels allowedRoutes selectors match; ConfigMaps: BackendTLSPolicies' CA certificates.
 - apiGroups: [""]
-  resources: [namespaces]
+  resources: [namespaces, configmaps]
   verbs: [list, watch]
 # Each Gateway's LoadBalancer Service, beside the controller's own (server-side apply; deleted with the Gateway).
 - apiGroups: [""]

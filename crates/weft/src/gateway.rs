@@ -1,6 +1,6 @@
 //! The Gateway API part of `weft ingress`: the kinds it follows, the listeners on the Gateways' pod ports
 //! (opened and closed as the routing table's change), and the writes: each Gateway's LoadBalancer Service and
-//! the statuses of GatewayClasses, Gateways, ListenerSets, HTTPRoutes, GRPCRoutes and TLSRoutes (only what differs from what the cluster shows).
+//! the statuses of GatewayClasses, Gateways, ListenerSets, HTTPRoutes, GRPCRoutes, TLSRoutes and BackendTLSPolicies (only what differs from what the cluster shows).
 
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::watch;
 use weft_gateway::api::{
-    GRPCRoute, Gateway, GatewayClass, GatewayClassSpec, HTTPRoute, ListenerSet, ReferenceGrant, TLSRoute,
+    BackendTLSPolicy, GRPCRoute, Gateway, GatewayClass, GatewayClassSpec, HTTPRoute, ListenerSet, ReferenceGrant,
+    TLSRoute,
 };
 use weft_ingress::gateway::{Serving, passthrough, provision, status, tls};
 use weft_ingress::proxy::Proxy;
@@ -29,6 +30,7 @@ pub fn resources() -> Vec<ApiResource> {
         ApiResource::erase::<GRPCRoute>(&()),
         ApiResource::erase::<TLSRoute>(&()),
         ApiResource::erase::<ListenerSet>(&()),
+        ApiResource::erase::<BackendTLSPolicy>(&()),
         ApiResource::erase::<ReferenceGrant>(&()),
     ]
 }

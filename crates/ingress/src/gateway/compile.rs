@@ -2,6 +2,7 @@
 //! the routing table (by the pod port each Gateway listener port is served on, see `provision`), and the
 //! conditions their statuses should carry.
 
+use super::backendtls;
 use super::conditions::{Cond, cond, set};
 use super::cors::Cors;
 use super::filters::{self, HeaderEdit, Redirect, Rewrite};
@@ -10,7 +11,9 @@ use super::matching::{Match, PathMatch};
 use super::mirror::Mirror;
 use super::provision;
 use crate::annotations::{Annotations, BackendProtocol};
+use crate::backend::UpstreamClient;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
+use crate::proxyssl;
 use crate::tls;
 use crate::upstream::{Index, Upstream};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
@@ -44,6 +47,8 @@ pub enum BackendTarget {
     Service {
         upstream: Arc<Upstream>,
         protocol: BackendProtocol,
+        /// The verified TLS client of the Service's BackendTLSPolicy.
+        tls: Option<UpstreamClient>,
     },
     /// A reference that cannot be followed: its share answers 500, with why.
     Invalid(Arc<str>),
@@ -208,6 +213,15 @@ pub struct ParentState {
     pub conditions: Vec<Cond>,
 }
 
+/// A BackendTLSPolicy in use: its conditions for each Gateway whose routes send to its Service.
+#[derive(Clone, Debug)]
+pub struct PolicyState {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub ancestors: Vec<(ParentReference, Vec<Cond>)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct RouteState {
     pub kind: &'static str,
@@ -225,6 +239,7 @@ pub struct Gateways {
     pub gateways: Vec<GatewayState>,
     pub listener_sets: Vec<ListenerSetState>,
     pub routes: Vec<RouteState>,
+    pub policies: Vec<PolicyState>,
     /// The provisioned Services' wanted shape, for the controller to write.
     pub services: Vec<Service>,
 }
@@ -304,7 +319,13 @@ pub struct Compiler<'a> {
     pub metrics: &'a Metrics,
     /// The route metrics made, by their names.
     pub live: &'a mut BTreeSet<RouteKey>,
+    /// Where BackendTLSPolicies' clients live across tables (the proxy-ssl clients'), and those in use.
+    pub clients: &'a proxyssl::Clients,
+    pub clients_used: &'a mut BTreeSet<proxyssl::Key>,
 }
+
+/// A BackendTLSPolicy a route's backend follows: the policy, its generation, and its problem.
+type PolicyUse = ((String, String), Option<i64>, Option<backendtls::Problem>);
 
 impl Compiler<'_> {
     pub fn compile(mut self) -> Gateways {
@@ -403,10 +424,13 @@ impl Compiler<'_> {
                 Cow::Owned(rules),
             )
         });
+        let policies = backendtls::Policies::new(snapshot);
+        let mut policy_states: BTreeMap<(String, String), PolicyState> = BTreeMap::new();
         for (kind, meta, parent_refs, hostnames, rules) in http.chain(grpc).chain(tls) {
             let (namespace, name) = id(meta);
             let route: Arc<str> = format!("{namespace}/{name}").into();
-            let compiled_rules = self.rules(kind, &namespace, &route, &rules, &grants);
+            let mut used = Vec::new();
+            let compiled_rules = self.rules(kind, &namespace, &route, &rules, &grants, (&policies, &mut used));
             let state = self.attach(
                 kind,
                 meta,
@@ -416,10 +440,35 @@ impl Compiler<'_> {
                 &namespaces,
                 &mut compiled,
             );
+            // The Gateways this route is accepted by are where its backends' policies take effect.
+            let accepted = state
+                .parents
+                .iter()
+                .filter(|p| p.conditions.iter().any(|c| c.type_ == "Accepted" && c.status));
+            for parent in accepted {
+                let gateway = parent.parent.namespace.clone().unwrap_or_default();
+                let ancestor = backendtls::ancestor(&gateway, &parent.parent.name);
+                for ((ns, name), generation, problem) in &used {
+                    let policy = policy_states
+                        .entry((ns.clone(), name.clone()))
+                        .or_insert_with(|| PolicyState {
+                            namespace: ns.clone(),
+                            name: name.clone(),
+                            generation: *generation,
+                            ancestors: Vec::new(),
+                        });
+                    if policy.ancestors.iter().all(|(a, _)| *a != ancestor) {
+                        policy
+                            .ancestors
+                            .push((ancestor.clone(), backendtls::conditions(problem.as_ref())));
+                    }
+                }
+            }
             if !state.parents.is_empty() {
                 out.routes.push(state);
             }
         }
+        out.policies = policy_states.into_values().collect();
         for (state, listeners) in compiled {
             let gateway: Arc<str> = format!("{}/{}", state.namespace, state.name).into();
             let service = existing
@@ -902,6 +951,7 @@ impl Compiler<'_> {
         route: &Arc<str>,
         rules: &[HTTPRouteRule],
         grants: &Grants,
+        (policies, used): (&backendtls::Policies, &mut Vec<PolicyUse>),
     ) -> CompiledRules {
         let mut resolved = cond("ResolvedRefs", true, "ResolvedRefs", "");
         let mut out = Vec::new();
@@ -925,8 +975,8 @@ impl Compiler<'_> {
             let mut mirrors = Vec::new();
             for filter in rule.filters.iter().filter(|f| f.type_ == "RequestMirror") {
                 let Some(m) = &filter.request_mirror else { continue };
-                match self.backend(kind, namespace, &m.backend_ref, grants) {
-                    (BackendTarget::Service { upstream, protocol }, _) => {
+                match self.backend(kind, namespace, &m.backend_ref, grants, (policies, used)) {
+                    (BackendTarget::Service { upstream, protocol, .. }, _) => {
                         mirrors.push(Mirror::new(m, upstream, protocol));
                     }
                     (BackendTarget::Invalid(_), Some((reason, message))) if resolved.status => {
@@ -942,7 +992,7 @@ impl Compiler<'_> {
                 .map(|s| super::session::affinity(s, &metrics_route, i));
             let mut backends = Vec::new();
             for b in &rule.backend_refs {
-                let (target, problem) = self.backend(kind, namespace, &b.backend, grants);
+                let (target, problem) = self.backend(kind, namespace, &b.backend, grants, (policies, used));
                 if let Some((reason, message)) = problem
                     && resolved.status
                 {
@@ -1003,13 +1053,15 @@ impl Compiler<'_> {
         (out, resolved)
     }
 
-    /// Where a backendRef leads, and the ResolvedRefs problem it has.
+    /// Where a backendRef leads, and the ResolvedRefs problem it has; the BackendTLSPolicy of its Service port
+    /// (not for TLSRoutes, whose connections pass through) goes in `used`.
     fn backend(
-        &self,
+        &mut self,
         kind: &str,
         namespace: &str,
         b: &BackendRef,
         grants: &Grants,
+        (policies, used): (&backendtls::Policies, &mut Vec<PolicyUse>),
     ) -> (BackendTarget, Option<(&'static str, String)>) {
         let invalid = |reason: &'static str, message: String| {
             (BackendTarget::Invalid(message.as_str().into()), Some((reason, message)))
@@ -1038,13 +1090,40 @@ impl Compiler<'_> {
                     "GRPCRoute" => BackendProtocol::Grpc,
                     _ => app_protocol(self.snapshot, ns, &b.name, port),
                 };
-                (
-                    BackendTarget::Service {
-                        upstream: Arc::new(upstream),
-                        protocol,
-                    },
-                    None,
-                )
+                let policy = (kind != "TLSRoute")
+                    .then(|| policies.of(self.snapshot, ns, &b.name, port))
+                    .flatten();
+                let Some(policy) = policy else {
+                    let upstream = Arc::new(upstream);
+                    return (
+                        BackendTarget::Service {
+                            upstream,
+                            protocol,
+                            tls: None,
+                        },
+                        None,
+                    );
+                };
+                let verified = backendtls::material(policy, self.snapshot).and_then(|material| {
+                    backendtls::client(policy, &material, protocol, self.clients, self.clients_used)
+                });
+                let policy_id = (ns.to_string(), policy.metadata.name.clone().unwrap_or_default());
+                used.push((policy_id, policy.metadata.generation, verified.as_ref().err().cloned()));
+                match verified {
+                    Ok((client, protocol)) => (
+                        BackendTarget::Service {
+                            upstream: Arc::new(upstream),
+                            protocol,
+                            tls: Some(client),
+                        },
+                        None,
+                    ),
+                    // The policy's own status says why; the route's share answers 500.
+                    Err((_, why)) => (
+                        BackendTarget::Invalid(format!("BackendTLSPolicy of {ns}/{}: {why}", b.name).into()),
+                        None,
+                    ),
+                }
             }
             Err(e) => invalid("BackendNotFound", e.to_string()),
         }

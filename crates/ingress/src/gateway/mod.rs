@@ -3,6 +3,7 @@
 //! the pod ports of the LoadBalancer Service provisioned per Gateway (`provision`), with the statuses the spec
 //! asks for (`status`). Pure, apart from `serve`, which answers the requests.
 
+pub mod backendtls;
 pub mod compile;
 pub mod conditions;
 pub mod cors;

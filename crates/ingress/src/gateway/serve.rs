@@ -89,8 +89,8 @@ impl Proxy {
                 metrics,
             );
         };
-        let upstream = match &backend.target {
-            BackendTarget::Service { upstream, .. } => upstream.clone(),
+        let (upstream, tls_client) = match &backend.target {
+            BackendTarget::Service { upstream, tls, .. } => (upstream.clone(), tls.clone()),
             BackendTarget::Invalid(why) => {
                 tracing::debug!(route = %rule.route, %why, "500");
                 return (
@@ -115,7 +115,7 @@ impl Proxy {
             path: upstream_path,
             settings: &backend.settings,
             matched: None,
-            tls_client: None,
+            tls_client,
             metrics: &metrics,
         };
         let forwarded = self.forward(request, forward, conn);

@@ -1,7 +1,7 @@
 //! The statuses the compiled Gateway API objects should have, as JSON merge patches of `status`: conditions
 //! stamped with the object's generation, keeping the transition time of a condition whose status did not change.
 
-use super::compile::{Gateways, ListenerState, RouteState};
+use super::compile::{Gateways, ListenerState, PolicyState, RouteState};
 use super::conditions::Cond;
 use serde_json::{Value, json};
 use weft_model::{Key, Snapshot};
@@ -88,7 +88,42 @@ pub fn wanted(gateways: &Gateways, snapshot: &Snapshot, controller: &str, now: &
     for r in &gateways.routes {
         out.push(route(r, snapshot, controller, now));
     }
+    for p in &gateways.policies {
+        out.push(policy(p, snapshot, controller, now));
+    }
     out
+}
+
+/// A BackendTLSPolicy's status: an ancestor entry per Gateway of `controller`'s; other controllers' kept.
+fn policy(p: &PolicyState, snapshot: &Snapshot, controller: &str, now: &str) -> Wanted {
+    let key = Key::new("BackendTLSPolicy", Some(&p.namespace), &p.name);
+    let before = current(snapshot, &key);
+    let old = before
+        .as_ref()
+        .and_then(|b| b["ancestors"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut ancestors: Vec<Value> = old
+        .iter()
+        .filter(|a| a["controllerName"] != controller)
+        .cloned()
+        .collect();
+    for (ancestor, conds) in &p.ancestors {
+        let ancestor_ref = serde_json::to_value(ancestor).unwrap_or_default();
+        let previous = old
+            .iter()
+            .find(|o| o["controllerName"] == controller && o["ancestorRef"] == ancestor_ref)
+            .map(|o| &o["conditions"]);
+        ancestors.push(json!({
+            "ancestorRef": ancestor_ref,
+            "controllerName": controller,
+            "conditions": conditions(conds, p.generation, previous, now),
+        }));
+    }
+    Wanted {
+        key,
+        status: json!({"ancestors": ancestors}),
+    }
 }
 
 /// The `listeners` of a Gateway's or ListenerSet's status (`before`: the status it has).
