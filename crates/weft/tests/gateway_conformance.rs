@@ -55,6 +55,10 @@ struct Certificate {
     /// Default: the infra namespace.
     namespace: Option<String>,
     hosts: Vec<String>,
+    /// Signed by a CA of its own, whose certificate goes in ConfigMap `{name}-ca` (`ca.crt`), instead of
+    /// self-signed.
+    #[serde(default)]
+    ca: bool,
 }
 
 #[derive(Deserialize)]
@@ -362,9 +366,56 @@ fn gateway_problem(lab: &Lab, gateway: &str, e: &GatewayExpectation) -> Option<S
 fn certificate(lab: &Lab, c: &Certificate) {
     let dir = std::env::temp_dir().join(format!("weft-{}-{}", lab.name, c.name));
     let hosts: Vec<&str> = c.hosts.iter().map(String::as_str).collect();
-    let (crt, key) = self_signed(&dir, &hosts);
-    let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
     let namespace = c.namespace.as_deref().unwrap_or(INFRA);
+    let (crt, key) = match c.ca {
+        false => self_signed(&dir, &hosts),
+        true => {
+            let (ca, ca_key) = self_signed(&dir.join("ca"), &["conformance-ca"]);
+            let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+            let (csr, ext) = (dir.join("tls.csr"), dir.join("ext"));
+            let sans: Vec<String> = hosts.iter().map(|h| format!("DNS:{h}")).collect();
+            std::fs::write(
+                &ext,
+                format!("subjectAltName={}\nbasicConstraints=CA:FALSE\n", sans.join(",")),
+            )
+            .unwrap();
+            let run = |args: &[&str]| {
+                let out = std::process::Command::new("openssl").args(args).output().unwrap();
+                assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+            };
+            let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+            let (csr, ext, ca_crt, ca_key) = (path(&csr), path(&ext), path(&ca), path(&ca_key));
+            let subject = format!("/CN={}", hosts[0]);
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &subject,
+                "-keyout",
+                &path(&key),
+                "-out",
+                &csr,
+            ]);
+            let sign = [
+                "x509",
+                "-req",
+                "-days",
+                "30",
+                "-CAcreateserial",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_crt,
+            ];
+            run(&[&sign[..], &["-CAkey", &ca_key, "-extfile", &ext, "-out", &path(&crt)]].concat());
+            let from = format!("--from-file=ca.crt={}", ca.display());
+            lab.kubectl_ok(&["create", "configmap", &format!("{}-ca", c.name), "-n", namespace, &from]);
+            (crt, key)
+        }
+    };
+    let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
     lab.kubectl_ok(&[
         "create", "secret", "tls", &c.name, "-n", namespace, "--cert", crt, "--key", key,
     ]);
