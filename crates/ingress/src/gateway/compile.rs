@@ -47,8 +47,8 @@ pub enum BackendTarget {
     Service {
         upstream: Arc<Upstream>,
         protocol: BackendProtocol,
-        /// The verified TLS client of the Service's BackendTLSPolicy.
-        tls: Option<UpstreamClient>,
+        /// The verified TLS client of the Service's BackendTLSPolicy (boxed: a client is large).
+        tls: Option<Box<UpstreamClient>>,
     },
     /// A reference that cannot be followed: its share answers 500, with why.
     Invalid(Arc<str>),
@@ -1114,7 +1114,7 @@ impl Compiler<'_> {
                         BackendTarget::Service {
                             upstream: Arc::new(upstream),
                             protocol,
-                            tls: Some(client),
+                            tls: Some(Box::new(client)),
                         },
                         None,
                     ),

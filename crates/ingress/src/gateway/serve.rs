@@ -90,7 +90,7 @@ impl Proxy {
             );
         };
         let (upstream, tls_client) = match &backend.target {
-            BackendTarget::Service { upstream, tls, .. } => (upstream.clone(), tls.clone()),
+            BackendTarget::Service { upstream, tls, .. } => (upstream.clone(), tls.as_deref().cloned()),
             BackendTarget::Invalid(why) => {
                 tracing::debug!(route = %rule.route, %why, "500");
                 return (
