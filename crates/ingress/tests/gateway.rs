@@ -90,11 +90,10 @@ endpoints: {endpoints}
     )
 }
 
-/// The cluster: class `weft`, Gateway infra/gw (listener http:80 from All namespaces, and `specific` on
-/// very.specific.com), its provisioned Service mapping port 80 to `pod_port`, backends v1..v3 and web (in
-/// namespace web), `empty` without endpoints, and `routes`.
-fn snapshot(pod_port: u16, backends: [u16; 4], routes: &str) -> Snapshot {
-    let mut text = format!(
+/// Class `weft`, Namespaces infra and web (label team: web), the controller's Service and the one provisioned
+/// for Gateway infra/`gateway`, mapping its `port` to the proxy's `pod_port` (address 10.0.0.1).
+fn cluster(gateway: &str, port: u16, pod_port: u16) -> String {
+    format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {{name: weft, generation: 1}}
@@ -108,16 +107,6 @@ apiVersion: v1
 kind: Namespace
 metadata: {{name: web, labels: {{team: web}}}}
 ---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: infra, generation: 3}}
-spec:
-  gatewayClassName: weft
-  listeners:
-  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: Selector, selector: {{matchLabels: {{team: web}}}}}}}}}}
-  - {{name: same, port: 80, protocol: HTTP, hostname: very.specific.com}}
-  - {{name: odd, port: 1111, protocol: INVALID}}
----
 apiVersion: v1
 kind: Service
 metadata: {{name: weft-ingress, namespace: weft-ingress}}
@@ -126,13 +115,33 @@ spec: {{type: LoadBalancer, selector: {{app: weft-ingress}}, ports: [{{name: htt
 apiVersion: v1
 kind: Service
 metadata:
-  name: gw-infra-gw
+  name: gw-infra-{gateway}
   namespace: weft-ingress
-  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: gw}}
-spec: {{type: LoadBalancer, ports: [{{name: port-80, port: 80, targetPort: {pod_port}}}]}}
+  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: {gateway}}}
+spec: {{type: LoadBalancer, ports: [{{name: port-{port}, port: {port}, targetPort: {pod_port}}}]}}
 status: {{loadBalancer: {{ingress: [{{ip: 10.0.0.1}}]}}}}
 ---
 "
+    )
+}
+
+/// The cluster: class `weft`, Gateway infra/gw (listener http:80 from All namespaces, and `specific` on
+/// very.specific.com), its provisioned Service mapping port 80 to `pod_port`, backends v1..v3 and web (in
+/// namespace web), `empty` without endpoints, and `routes`.
+fn snapshot(pod_port: u16, backends: [u16; 4], routes: &str) -> Snapshot {
+    let mut text = cluster("gw", 80, pod_port);
+    text.push_str(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra, generation: 3}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: web}}}}}
+  - {name: same, port: 80, protocol: HTTP, hostname: very.specific.com}
+  - {name: odd, port: 1111, protocol: INVALID}
+---
+",
     );
     for (name, port) in ["v1", "v2", "v3"].iter().zip(backends) {
         text.push_str(&service("infra", name, port));
@@ -268,6 +277,15 @@ async fn get(at: SocketAddr, host: &str, path: &str, extra: &[&str]) -> (u16, St
     (code.parse().unwrap_or(0), body)
 }
 
+/// The wanted status of object `kind` `name`.
+fn status_of(wanted: &[status::Wanted], kind: &str, name: &str) -> serde_json::Value {
+    let found = wanted.iter().find(|w| w.key.kind == kind && w.key.name == name);
+    found
+        .unwrap_or_else(|| panic!("no status for {kind} {name}"))
+        .status
+        .clone()
+}
+
 fn condition<'a>(conditions: &'a serde_json::Value, type_: &str) -> (&'a str, &'a str) {
     let c = conditions
         .as_array()
@@ -392,14 +410,7 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
     let snapshot = snapshot(20000, [1, 2, 3, 4], &format!("{ROUTES}{GRPC}"));
     let table = Table::build(&snapshot, &config());
     let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
-    let of = |kind: &str, name: &str| {
-        wanted
-            .iter()
-            .find(|w| w.key.kind == kind && w.key.name == name)
-            .unwrap_or_else(|| panic!("no status for {kind} {name}"))
-            .status
-            .clone()
-    };
+    let of = |kind: &str, name: &str| status_of(&wanted, kind, name);
     assert_eq!(
         condition(&of("GatewayClass", "weft")["conditions"], "Accepted"),
         ("True", "Accepted")
@@ -447,111 +458,48 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
     assert_eq!(condition(&grpc, "Accepted"), ("True", "Accepted"));
 }
 
-/// A backend terminating TLS itself (self-signed), answering `backend=NAME` and `sni=` the name it was asked.
-async fn tls_backend(name: &'static str) -> u16 {
-    tls_backend_with(name, weft_ingress::tls::self_signed().unwrap()).await
-}
-
-/// A TLS backend as [`tls_backend`] with certificate `key`.
-async fn tls_backend_with(name: &'static str, key: rustls::sign::CertifiedKey) -> u16 {
-    let config = weft_ingress::tls::server_config(Arc::new(rustls::sign::SingleCertAndKey::from(key))).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let sni = stream.get_ref().1.server_name().unwrap_or_default().to_string();
-                let service = service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
-                    let text = format!("backend={name}\nsni={sni}\n");
-                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(text)))) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    port
+/// A backend terminating TLS itself with certificate `key` (`common::tls_upstream`).
+async fn tls_backend(name: &'static str, key: rustls::sign::CertifiedKey) -> u16 {
+    let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(key));
+    common::tls_upstream(weft_ingress::tls::server_config(resolver).unwrap(), name).await
 }
 
 /// Gateway infra/tls: listener `tls` on port 443, TLS Passthrough for *.example.com (pod port `pod_port`),
 /// `term`, TLS Terminate (not served), and `kinds`, which allows a kind not served; TLSRoutes abc.example.com → t1 and *.example.com → t2 (t1 and t2
 /// backends on `backends`), one to a Service that does not exist, and one on a name outside the listener's.
 fn passthrough_snapshot(pod_port: u16, backends: [u16; 2]) -> Snapshot {
-    let mut text = format!(
+    let mut text = cluster("tls", 443, pod_port);
+    text.push_str(
         "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: weft, generation: 1}}
-spec: {{controllerName: {CONTROLLER}}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: infra}}
----
-apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {{name: tls, namespace: infra, generation: 1}}
+metadata: {name: tls, namespace: infra, generation: 1}
 spec:
   gatewayClassName: weft
   listeners:
-  - {{name: tls, port: 443, protocol: TLS, hostname: '*.example.com', tls: {{mode: Passthrough}}}}
-  - {{name: term, port: 8443, protocol: TLS, tls: {{mode: Terminate}}}}
-  - {{name: kinds, port: 9443, protocol: TLS, hostname: kinds.example.net, tls: {{mode: Passthrough}}, allowedRoutes: {{kinds: [{{kind: TCPRoute}}, {{kind: TLSRoute}}]}}}}
+  - {name: tls, port: 443, protocol: TLS, hostname: '*.example.com', tls: {mode: Passthrough}}
+  - {name: term, port: 8443, protocol: TLS, tls: {mode: Terminate}}
+  - {name: kinds, port: 9443, protocol: TLS, hostname: kinds.example.net, tls: {mode: Passthrough}, allowedRoutes: {kinds: [{kind: TCPRoute}, {kind: TLSRoute}]}}
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: weft-ingress, namespace: weft-ingress}}
-spec: {{type: LoadBalancer, selector: {{app: weft-ingress}}, ports: [{{name: http, port: 80}}]}}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: gw-infra-tls
-  namespace: weft-ingress
-  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: tls}}
-spec: {{type: LoadBalancer, ports: [{{name: port-443, port: 443, targetPort: {pod_port}}}]}}
-status: {{loadBalancer: {{ingress: [{{ip: 10.0.0.1}}]}}}}
----
-apiVersion: gateway.networking.k8s.io/v1
+",
+    );
+    for (name, host, backend) in [
+        ("exact", "abc.example.com", "t1"),
+        ("wildcard", "'*.example.com'", "t2"),
+        ("missing", "missing.example.com", "nonexistent"),
+        ("elsewhere", "abc.example.org", "t1"),
+    ] {
+        text.push_str(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
-metadata: {{name: exact, namespace: infra, generation: 1}}
+metadata: {{name: {name}, namespace: infra, generation: 1}}
 spec:
   parentRefs: [{{name: tls}}]
-  hostnames: [abc.example.com]
-  rules: [{{backendRefs: [{{name: t1, port: 8080}}]}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: TLSRoute
-metadata: {{name: wildcard, namespace: infra, generation: 1}}
-spec:
-  parentRefs: [{{name: tls}}]
-  hostnames: ['*.example.com']
-  rules: [{{backendRefs: [{{name: t2, port: 8080}}]}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: TLSRoute
-metadata: {{name: missing, namespace: infra, generation: 1}}
-spec:
-  parentRefs: [{{name: tls}}]
-  hostnames: [missing.example.com]
-  rules: [{{backendRefs: [{{name: nonexistent, port: 8080}}]}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: TLSRoute
-metadata: {{name: elsewhere, namespace: infra, generation: 1}}
-spec:
-  parentRefs: [{{name: tls}}]
-  hostnames: [abc.example.org]
-  rules: [{{backendRefs: [{{name: t1, port: 8080}}]}}]
+  hostnames: [{host}]
+  rules: [{{backendRefs: [{{name: {backend}, port: 8080}}]}}]
 ---
 "
-    );
+        ));
+    }
     for (name, port) in ["t1", "t2"].iter().zip(backends) {
         text.push_str(&service("infra", name, port));
     }
@@ -579,7 +527,11 @@ async fn refused(at: SocketAddr, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tlsroutes_pass_tls_through_by_server_name() {
-    let backends = [tls_backend("t1").await, tls_backend("t2").await];
+    let self_signed = || weft_ingress::tls::self_signed().unwrap();
+    let backends = [
+        tls_backend("t1", self_signed()).await,
+        tls_backend("t2", self_signed()).await,
+    ];
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = listener.local_addr().unwrap();
     let snapshot = passthrough_snapshot(at.port(), backends);
@@ -589,14 +541,7 @@ async fn tlsroutes_pass_tls_through_by_server_name() {
         Some(&gateway::Serving::Passthrough)
     );
     let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
-    let of = |kind: &str, name: &str| {
-        wanted
-            .iter()
-            .find(|w| w.key.kind == kind && w.key.name == name)
-            .unwrap_or_else(|| panic!("no status for {kind} {name}"))
-            .status
-            .clone()
-    };
+    let of = |kind: &str, name: &str| status_of(&wanted, kind, name);
     let listeners = of("Gateway", "tls")["listeners"].clone();
     assert_eq!(listeners[0]["attachedRoutes"], 3);
     assert_eq!(
@@ -725,78 +670,52 @@ async fn sessions_stay_on_their_backend_by_cookie_or_header() {
 /// namespace allowed), ListenerSets `ls1` (ls.example on port 80), `ls2` in namespace web (not allowed) and
 /// `ls3` (gw.example again: conflicts with the Gateway's); a route to the Gateway (v1) and one to `ls1` (v2).
 fn listener_set_snapshot(pod_port: u16, backends: [u16; 4]) -> Snapshot {
-    let mut text = format!(
+    let mut text = cluster("lsgw", 80, pod_port);
+    text.push_str(
         "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: weft, generation: 1}}
-spec: {{controllerName: {CONTROLLER}}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: infra}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: web}}
----
-apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {{name: lsgw, namespace: infra, generation: 1}}
+metadata: {name: lsgw, namespace: infra, generation: 1}
 spec:
   gatewayClassName: weft
-  allowedListeners: {{namespaces: {{from: Same}}}}
-  listeners: [{{name: http, port: 80, protocol: HTTP, hostname: gw.example}}]
+  allowedListeners: {namespaces: {from: Same}}
+  listeners: [{name: http, port: 80, protocol: HTTP, hostname: gw.example}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: ListenerSet
-metadata: {{name: ls1, namespace: infra, generation: 2, creationTimestamp: '2026-01-01T00:00:00Z'}}
+metadata: {name: ls1, namespace: infra, generation: 2, creationTimestamp: '2026-01-01T00:00:00Z'}
 spec:
-  parentRef: {{name: lsgw}}
-  listeners: [{{name: ls-http, port: 80, protocol: HTTP, hostname: ls.example}}]
+  parentRef: {name: lsgw}
+  listeners: [{name: ls-http, port: 80, protocol: HTTP, hostname: ls.example}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: ListenerSet
-metadata: {{name: ls2, namespace: web, generation: 1}}
+metadata: {name: ls2, namespace: web, generation: 1}
 spec:
-  parentRef: {{name: lsgw, namespace: infra}}
-  listeners: [{{name: web-http, port: 80, protocol: HTTP, hostname: web.example}}]
+  parentRef: {name: lsgw, namespace: infra}
+  listeners: [{name: web-http, port: 80, protocol: HTTP, hostname: web.example}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: ListenerSet
-metadata: {{name: ls3, namespace: infra, generation: 1, creationTimestamp: '2026-01-02T00:00:00Z'}}
+metadata: {name: ls3, namespace: infra, generation: 1, creationTimestamp: '2026-01-02T00:00:00Z'}
 spec:
-  parentRef: {{name: lsgw}}
-  listeners: [{{name: again, port: 80, protocol: HTTP, hostname: gw.example}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: weft-ingress, namespace: weft-ingress}}
-spec: {{type: LoadBalancer, selector: {{app: weft-ingress}}, ports: [{{name: http, port: 80}}]}}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: gw-infra-lsgw
-  namespace: weft-ingress
-  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: lsgw}}
-spec: {{type: LoadBalancer, ports: [{{name: port-80, port: 80, targetPort: {pod_port}}}]}}
-status: {{loadBalancer: {{ingress: [{{ip: 10.0.0.1}}]}}}}
+  parentRef: {name: lsgw}
+  listeners: [{name: again, port: 80, protocol: HTTP, hostname: gw.example}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {{name: to-gateway, namespace: infra, generation: 1}}
+metadata: {name: to-gateway, namespace: infra, generation: 1}
 spec:
-  parentRefs: [{{name: lsgw}}]
-  rules: [{{backendRefs: [{{name: v1, port: 8080}}]}}]
+  parentRefs: [{name: lsgw}]
+  rules: [{backendRefs: [{name: v1, port: 8080}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {{name: to-set, namespace: infra, generation: 1}}
+metadata: {name: to-set, namespace: infra, generation: 1}
 spec:
-  parentRefs: [{{kind: ListenerSet, name: ls1}}, {{kind: ListenerSet, name: ls2, namespace: web}}]
-  rules: [{{backendRefs: [{{name: v2, port: 8080}}]}}]
+  parentRefs: [{kind: ListenerSet, name: ls1}, {kind: ListenerSet, name: ls2, namespace: web}]
+  rules: [{backendRefs: [{name: v2, port: 8080}]}]
 ---
-"
+",
     );
     for (name, port) in ["v1", "v2", "v3"].iter().zip(backends) {
         text.push_str(&service("infra", name, port));
@@ -817,14 +736,7 @@ async fn listener_sets_add_listeners_their_gateway_allows() {
     let snapshot = listener_set_snapshot(at.port(), backends);
     let table = Table::build(&snapshot, &config());
     let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
-    let of = |kind: &str, name: &str| {
-        wanted
-            .iter()
-            .find(|w| w.key.kind == kind && w.key.name == name)
-            .unwrap_or_else(|| panic!("no status for {kind} {name}"))
-            .status
-            .clone()
-    };
+    let of = |kind: &str, name: &str| status_of(&wanted, kind, name);
     let gw = of("Gateway", "lsgw");
     assert_eq!(gw["attachedListenerSets"], 2);
     assert_eq!(gw["listeners"].as_array().unwrap().len(), 1);
@@ -859,22 +771,6 @@ async fn listener_sets_add_listeners_their_gateway_allows() {
     assert_eq!(line(&get(at, "gw.example", "/", &[]).await.1, "backend"), "v1");
     assert_eq!(line(&get(at, "ls.example", "/", &[]).await.1, "backend"), "v2");
     assert_eq!(get(at, "web.example", "/", &[]).await.0, 404);
-}
-
-/// A CA (its PEM) and a certificate it signed for `host` (PEM chain and key), made with rcgen.
-fn ca_and_leaf(host: &str) -> (String, rustls::sign::CertifiedKey) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "backend CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![host.to_string()]).unwrap();
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    let certified = weft_ingress::tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
-    (ca_pem, certified)
 }
 
 /// Services `secure`, `misnamed` and `unknownca` behind one TLS backend whose certificate a CA signed for
@@ -928,8 +824,10 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_tls_policies_verify_the_backends_certificate() {
-    let (ca, leaf) = ca_and_leaf("backend.example");
-    let tls = tls_backend_with("secure", leaf).await;
+    let (ca, issuer) = common::ca();
+    let (cert, key) = common::issue(&issuer, &["backend.example"]);
+    let leaf = weft_ingress::tls::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    let tls = tls_backend("secure", leaf).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = listener.local_addr().unwrap();
     let mut routes = backend_tls_routes(&ca);
@@ -939,14 +837,7 @@ async fn backend_tls_policies_verify_the_backends_certificate() {
     let snapshot = snapshot(at.port(), [1, 2, 3, 4], &routes);
     let table = Table::build(&snapshot, &config());
     let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
-    let ancestors = |name: &str| {
-        wanted
-            .iter()
-            .find(|w| w.key.kind == "BackendTLSPolicy" && w.key.name == name)
-            .unwrap_or_else(|| panic!("no status for {name}"))
-            .status["ancestors"]
-            .clone()
-    };
+    let ancestors = |name: &str| status_of(&wanted, "BackendTLSPolicy", name)["ancestors"].clone();
     let secure = ancestors("secure");
     assert_eq!(secure[0]["ancestorRef"]["name"], "gw");
     assert_eq!(secure[0]["controllerName"], CONTROLLER);

@@ -9,7 +9,7 @@ use super::conditions::{Cond, cond};
 use crate::annotations::BackendProtocol;
 use crate::backend::UpstreamClient;
 use crate::proxyssl::{self, Material, ProxySsl};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeSet;
 use weft_gateway::api::{BackendTLSPolicy, ParentReference};
 use weft_model::Snapshot;
@@ -34,13 +34,7 @@ impl Policies {
     /// The policy of port `port` of Service `namespace/name` in `snapshot`: one targeting the Service, with
     /// `sectionName` the port's name or none.
     pub fn of(&self, snapshot: &Snapshot, namespace: &str, name: &str, port: i32) -> Option<&BackendTLSPolicy> {
-        let key = weft_model::Key::new("Service", Some(namespace), name);
-        let service = snapshot
-            .get(&key)
-            .and_then(|o| serde_json::from_value::<Service>(o.to_value()).ok());
-        let port_name = service
-            .and_then(|s| s.spec?.ports?.into_iter().find(|p| p.port == port))
-            .and_then(|p| p.name);
+        let port_name = super::compile::service_port(snapshot, namespace, name, port).and_then(|p| p.name);
         self.0.iter().find(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
                 && p.spec.target_refs.iter().any(|t| {

@@ -16,7 +16,7 @@ use crate::metrics::{Metrics, RouteKey, RouteMetrics};
 use crate::proxyssl;
 use crate::tls;
 use crate::upstream::{Index, Upstream};
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServicePort};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use rustls::sign::CertifiedKey;
 use std::borrow::Cow;
@@ -1263,17 +1263,18 @@ fn age(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (St
 /// The protocol a Service port's `appProtocol` asks for: h2c (`kubernetes.io/h2c`), else HTTP/1.1 (WebSocket
 /// upgrades pass through HTTP/1.1 as they are).
 fn app_protocol(snapshot: &Snapshot, namespace: &str, name: &str, port: i32) -> BackendProtocol {
-    let key = weft_model::Key::new("Service", Some(namespace), name);
-    let service = snapshot
-        .get(&key)
-        .and_then(|o| serde_json::from_value::<Service>(o.to_value()).ok());
-    let app = service
-        .and_then(|s| s.spec?.ports?.into_iter().find(|p| p.port == port))
-        .and_then(|p| p.app_protocol);
+    let app = service_port(snapshot, namespace, name, port).and_then(|p| p.app_protocol);
     match app.as_deref() {
         Some("kubernetes.io/h2c") => BackendProtocol::Grpc,
         _ => BackendProtocol::Http,
     }
+}
+
+/// Port `port` of Service `namespace/name`, as the snapshot has it.
+pub(super) fn service_port(snapshot: &Snapshot, namespace: &str, name: &str, port: i32) -> Option<ServicePort> {
+    let key = weft_model::Key::new("Service", Some(namespace), name);
+    let service = serde_json::from_value::<Service>(snapshot.get(&key)?.to_value()).ok()?;
+    service.spec?.ports?.into_iter().find(|p| p.port == port)
 }
 
 /// A rule's (or backendRef's) filters compiled.

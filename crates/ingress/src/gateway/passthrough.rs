@@ -104,20 +104,7 @@ pub enum PassthroughError {
 
 /// Serves the TLS passthrough listeners of pod port `port` until `stop` turns true.
 pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, port: u16, mut stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|stop| *stop) => break,
-        };
-        let (stream, client) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: do not spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    while let Some((stream, client)) = crate::server::accept(&listener, &mut stop).await {
         let table = table.clone();
         tokio::spawn(async move {
             if let Err(e) = splice(stream, &table, port).await {

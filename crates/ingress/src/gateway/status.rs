@@ -4,6 +4,7 @@
 use super::compile::{Gateways, ListenerState, PolicyState, RouteState};
 use super::conditions::Cond;
 use serde_json::{Value, json};
+use weft_gateway::api::ParentReference;
 use weft_model::{Key, Snapshot};
 
 /// One object's wanted status.
@@ -98,31 +99,60 @@ pub fn wanted(gateways: &Gateways, snapshot: &Snapshot, controller: &str, now: &
 fn policy(p: &PolicyState, snapshot: &Snapshot, controller: &str, now: &str) -> Wanted {
     let key = Key::new("BackendTLSPolicy", Some(&p.namespace), &p.name);
     let before = current(snapshot, &key);
-    let old = before
-        .as_ref()
-        .and_then(|b| b["ancestors"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    let mut ancestors: Vec<Value> = old
-        .iter()
-        .filter(|a| a["controllerName"] != controller)
-        .cloned()
-        .collect();
-    for (ancestor, conds) in &p.ancestors {
-        let ancestor_ref = serde_json::to_value(ancestor).unwrap_or_default();
-        let previous = old
-            .iter()
-            .find(|o| o["controllerName"] == controller && o["ancestorRef"] == ancestor_ref)
-            .map(|o| &o["conditions"]);
-        ancestors.push(json!({
-            "ancestorRef": ancestor_ref,
-            "controllerName": controller,
-            "conditions": conditions(conds, p.generation, previous, now),
-        }));
+    let wanted = p.ancestors.iter().map(|(a, conds)| (a, conds.as_slice()));
+    let ancestors = PerParent {
+        list: "ancestors",
+        reference: "ancestorRef",
+        controller,
+        generation: p.generation,
+        now,
     }
+    .entries(before.as_ref(), wanted);
     Wanted {
         key,
         status: json!({"ancestors": ancestors}),
+    }
+}
+
+/// A status list with an entry per parent (a route's `parents`, a policy's `ancestors`), each naming its parent
+/// in `reference`: other controllers' entries are kept, `controller`'s are the wanted ones.
+struct PerParent<'a> {
+    list: &'a str,
+    reference: &'a str,
+    controller: &'a str,
+    generation: Option<i64>,
+    now: &'a str,
+}
+
+impl PerParent<'_> {
+    fn entries<'w>(
+        &self,
+        before: Option<&Value>,
+        wanted: impl Iterator<Item = (&'w ParentReference, &'w [Cond])>,
+    ) -> Vec<Value> {
+        let old = before
+            .and_then(|b| b[self.list].as_array())
+            .cloned()
+            .unwrap_or_default();
+        let mut out: Vec<Value> = old
+            .iter()
+            .filter(|p| p["controllerName"] != self.controller)
+            .cloned()
+            .collect();
+        for (parent, conds) in wanted {
+            let reference = serde_json::to_value(parent).unwrap_or_default();
+            let previous = old
+                .iter()
+                .find(|o| o["controllerName"] == self.controller && o[self.reference] == reference)
+                .map(|o| &o["conditions"]);
+            let mut entry = json!({
+                "controllerName": self.controller,
+                "conditions": conditions(conds, self.generation, previous, self.now),
+            });
+            entry[self.reference] = reference;
+            out.push(entry);
+        }
+        out
     }
 }
 
@@ -148,28 +178,15 @@ fn listeners(list: &[ListenerState], generation: Option<i64>, before: Option<&Va
 fn route(r: &RouteState, snapshot: &Snapshot, controller: &str, now: &str) -> Wanted {
     let key = Key::new(r.kind, Some(&r.namespace), &r.name);
     let before = current(snapshot, &key);
-    let old_parents = before
-        .as_ref()
-        .and_then(|b| b["parents"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    let mut parents: Vec<Value> = old_parents
-        .iter()
-        .filter(|p| p["controllerName"] != controller)
-        .cloned()
-        .collect();
-    for p in &r.parents {
-        let parent_ref = serde_json::to_value(&p.parent).unwrap_or_default();
-        let old = old_parents
-            .iter()
-            .find(|o| o["controllerName"] == controller && o["parentRef"] == parent_ref)
-            .map(|o| &o["conditions"]);
-        parents.push(json!({
-            "parentRef": parent_ref,
-            "controllerName": controller,
-            "conditions": conditions(&p.conditions, r.generation, old, now),
-        }));
+    let wanted = r.parents.iter().map(|p| (&p.parent, p.conditions.as_slice()));
+    let parents = PerParent {
+        list: "parents",
+        reference: "parentRef",
+        controller,
+        generation: r.generation,
+        now,
     }
+    .entries(before.as_ref(), wanted);
     Wanted {
         key,
         status: json!({"parents": parents}),
