@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Gateway API: examples/09-ingress's webserver as a Gateway and an HTTPRoute on weft ingress. Install the
-# Gateway API (deploy/gateway.yaml: the CRDs) and the controller (it makes GatewayClass weft), make a Gateway (it gets a
-# LoadBalancer address, in status.addresses), route by Host to v1 and v2 by weight (90/10) with a header match
+# Gateway API (deploy/gateway.yaml: the CRDs) and the controller (it makes GatewayClass weft), make a Gateway (it
+# gets a LoadBalancer address, in status.addresses), route by Host to v1 and v2 by weight (90/10) with a header match
 # that always takes v2 (a canary). curl runs on the lab's external host.
 source "$(dirname "$0")/../lib.sh"
 here="$(dirname "$0")"
