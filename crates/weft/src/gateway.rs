@@ -1,6 +1,7 @@
-//! The Gateway API part of `weft ingress`: the kinds it follows, the listeners on the Gateways' pod ports
-//! (opened and closed as the routing table's change), and the writes: each Gateway's LoadBalancer Service and
-//! the statuses of GatewayClasses, Gateways, ListenerSets, HTTPRoutes, GRPCRoutes, TLSRoutes and BackendTLSPolicies (only what differs from what the cluster shows).
+//! The Gateway API part of `weft ingress`: the kinds it follows, the GatewayClass it makes, the listeners on the
+//! Gateways' pod ports (opened and closed as the routing table's change), and the writes: each Gateway's
+//! LoadBalancer Service and the statuses of GatewayClasses, Gateways, ListenerSets, HTTPRoutes, GRPCRoutes,
+//! TLSRoutes and BackendTLSPolicies (only what differs from what the cluster shows).
 
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
