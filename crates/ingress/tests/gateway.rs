@@ -792,6 +792,9 @@ spec:
     backendRefs: [{name: misnamed, port: 8080}]
   - matches: [{path: {value: /unknownca}}]
     backendRefs: [{name: unknownca, port: 8080}]
+  - matches: [{path: {value: /mirrored}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: secure, port: 8080}}}]
+    backendRefs: [{name: v1, port: 8080}]
 ---
 ",
     );
@@ -835,7 +838,7 @@ async fn backend_tls_policies_verify_the_backends_certificate() {
     for name in ["secure", "misnamed", "unknownca"] {
         routes.push_str(&service("infra", name, tls));
     }
-    let snapshot = snapshot(at.port(), [1, 2, 3, 4], &routes);
+    let snapshot = snapshot(at.port(), [backend("v1").await, 2, 3, 4], &routes);
     let table = Table::build(&snapshot, &config());
     let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
     let ancestors = |name: &str| status_of(&wanted, "BackendTLSPolicy", name)["ancestors"].clone();
@@ -867,4 +870,18 @@ async fn backend_tls_policies_verify_the_backends_certificate() {
     assert_eq!(get(at, host, "/misnamed", &[]).await.0, 502);
     // A policy whose CA cannot be found: its Service's share answers 500.
     assert_eq!(get(at, host, "/unknownca", &[]).await.0, 500);
+    // A mirror to the Service goes over the policy's TLS too (its server name says so).
+    assert_eq!(get(at, host, "/mirrored", &[]).await.0, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mirrored = || {
+        common::TLS_SEEN
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s == "secure /mirrored backend.example")
+    };
+    while !mirrored() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(mirrored(), "{:?}", common::TLS_SEEN.lock().unwrap());
 }

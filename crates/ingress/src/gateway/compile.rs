@@ -976,8 +976,15 @@ impl Compiler<'_> {
             for filter in rule.filters.iter().filter(|f| f.type_ == "RequestMirror") {
                 let Some(m) = &filter.request_mirror else { continue };
                 match self.backend(kind, namespace, &m.backend_ref, grants, (policies, used)) {
-                    (BackendTarget::Service { upstream, protocol, .. }, _) => {
-                        mirrors.push(Mirror::new(m, upstream, protocol));
+                    (
+                        BackendTarget::Service {
+                            upstream,
+                            protocol,
+                            tls,
+                        },
+                        _,
+                    ) => {
+                        mirrors.push(Mirror::new(m, upstream, protocol, tls));
                     }
                     (BackendTarget::Invalid(_), Some((reason, message))) if resolved.status => {
                         resolved = cond("ResolvedRefs", false, reason, message);

@@ -114,6 +114,9 @@ pub fn issue(ca: &rcgen::Issuer<'static, rcgen::KeyPair>, names: &[&str]) -> (St
     (cert.pem(), key.serialize_pem())
 }
 
+/// Every request a [`tls_upstream`] got: `NAME PATH SNI`.
+pub static TLS_SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 /// An upstream on loopback terminating TLS with `config` (HTTP/1.1 and h2 by ALPN), answering `backend=NAME` and
 /// `sni=` the server name the client sent (`none` without one); its port.
 pub async fn tls_upstream(config: rustls::ServerConfig, name: &'static str) -> u16 {
@@ -130,7 +133,9 @@ pub async fn tls_upstream(config: rustls::ServerConfig, name: &'static str) -> u
                     return;
                 };
                 let sni = stream.get_ref().1.server_name().unwrap_or("none").to_string();
-                let service = hyper::service::service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let seen = format!("{name} {} {sni}", request.uri().path());
+                    TLS_SEEN.lock().unwrap().push(seen);
                     let text = format!("backend={name}\nsni={sni}\n");
                     let body = http_body_util::Full::new(bytes::Bytes::from(text));
                     async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(body)) }
