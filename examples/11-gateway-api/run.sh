@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Gateway API: examples/09-ingress's webserver as a Gateway and an HTTPRoute on weft ingress. Install the
-# Gateway API (deploy/gateway.yaml: the CRDs, GatewayClass weft) and the controller, make a Gateway (it gets a
-# LoadBalancer address, in status.addresses), route by Host to v1 and v2 by weight (90/10) with a header match
+# Gateway API (deploy/gateway.yaml: the CRDs) and the controller (it makes GatewayClass weft), make a Gateway (it
+# gets a LoadBalancer address, in status.addresses), route by Host to v1 and v2 by weight (90/10) with a header match
 # that always takes v2 (a canary). curl runs on the lab's external host.
 source "$(dirname "$0")/../lib.sh"
 here="$(dirname "$0")"
@@ -12,9 +12,8 @@ code() { ext curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$@"; }
 version() { ext curl -sS --max-time 5 "$@" | grep -o '"pod":"web-v[12]' | cut -d- -f2; }
 
 step "install the Gateway API and weft ingress; GatewayClass weft is Accepted"
-# kubectl maps every kind before it applies anything: on a fresh cluster the GatewayClass needs a second apply,
-# once its CRD is there.
-kubectl apply -f "$root/deploy/gateway.yaml" 2>/dev/null || kubectl apply -f "$root/deploy/gateway.yaml"
+# deploy/gateway.yaml: the CRDs and permissions; weft ingress makes the GatewayClass weft when it starts.
+kubectl apply -f "$root/deploy/gateway.yaml"
 kubectl apply -f "$root/deploy/ingress.yaml"
 kubectl rollout status deployment/weft-ingress -n weft-ingress --timeout=60s
 until_true '[ "$(kubectl get gatewayclass weft -o jsonpath={.status.conditions[?\(@.type==\"Accepted\"\)].status})" = True ]'

@@ -10,10 +10,13 @@
 //! When the session's endpoint fails (connect error), the request is retried on another; with
 //! `session-cookie-change-on-failure` the session moves there (a new cookie), else the cookie is kept and the
 //! next request tries the session's endpoint again.
+//!
+//! The Gateway API's `sessionPersistence` (GEP-1619) is the persistent mode, carried by a cookie or by a header
+//! (`Carrier::Header`: the response names the session in a header the client sends back).
 
 use crate::upstream::Upstream;
 use http::HeaderValue;
-use http::header::HeaderMap;
+use http::header::{HeaderMap, HeaderName, SET_COOKIE};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -30,9 +33,21 @@ pub enum Mode {
     Persistent,
 }
 
+/// What carries a session's name between the client and the proxy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Carrier {
+    /// A cookie `name`, set by Set-Cookie.
+    #[default]
+    Cookie,
+    /// A header `name`, in the response that starts the session and in the client's requests after.
+    Header,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Affinity {
     pub mode: Mode,
+    pub carrier: Carrier,
+    /// The cookie's (or header's) name.
     pub name: String,
     /// `session-cookie-path`; none: the matched path (or `/` for a regex path).
     pub path: Option<String>,
@@ -50,6 +65,7 @@ impl Default for Affinity {
     fn default() -> Affinity {
         Affinity {
             mode: Mode::Balanced,
+            carrier: Carrier::Cookie,
             name: DEFAULT_COOKIE.to_string(),
             path: None,
             domain: None,
@@ -73,7 +89,7 @@ impl Affinity {
     /// Where a request with `headers` goes, first choice first, at most `tries`.
     pub fn attempts(&self, upstream: &Upstream, headers: &HeaderMap, tries: usize) -> Vec<Attempt> {
         let endpoints = upstream.endpoints();
-        let session = crate::annotations::cookie(headers, &self.name).filter(|v| !v.is_empty());
+        let session = self.session(headers);
         let sticky = session.and_then(|value| match self.mode {
             Mode::Persistent => endpoints.iter().copied().find(|e| endpoint_key(*e) == value),
             Mode::Balanced => rendezvous(value, endpoints),
@@ -114,9 +130,36 @@ impl Affinity {
         out
     }
 
-    /// The Set-Cookie header of a session `value` for a request matched by `matched` (the rule's path, none for
-    /// a regex or the default backend), over TLS or not.
-    pub fn set_cookie(&self, value: &str, matched: Option<&str>, tls: bool) -> Option<HeaderValue> {
+    /// The session a request names (its cookie's or header's value), if any.
+    fn session<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let value = match self.carrier {
+            Carrier::Cookie => crate::annotations::cookie(headers, &self.name),
+            Carrier::Header => headers.get(self.name.as_str()).and_then(|v| v.to_str().ok()),
+        };
+        value.map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// Whether the session a request names is one of `upstream`'s endpoints (a persistent session; a balanced
+    /// one belongs to whichever upstream it is used with).
+    pub fn holds(&self, upstream: &Upstream, headers: &HeaderMap) -> bool {
+        let session = self.session(headers).filter(|_| self.mode == Mode::Persistent);
+        session.is_some_and(|value| upstream.endpoints().iter().any(|e| endpoint_key(*e) == value))
+    }
+
+    /// The response header that starts session `value`: the cookie (for a request matched by `matched`, the
+    /// rule's path, none for a regex or the default backend, over TLS or not) or the header that names it.
+    pub fn session_header(&self, value: &str, matched: Option<&str>, tls: bool) -> Option<(HeaderName, HeaderValue)> {
+        match self.carrier {
+            Carrier::Cookie => Some((SET_COOKIE, self.set_cookie(value, matched, tls)?)),
+            Carrier::Header => Some((
+                HeaderName::try_from(self.name.as_str()).ok()?,
+                HeaderValue::try_from(value).ok()?,
+            )),
+        }
+    }
+
+    /// The Set-Cookie header of a session `value`.
+    fn set_cookie(&self, value: &str, matched: Option<&str>, tls: bool) -> Option<HeaderValue> {
         let path = self.path.as_deref().or(matched).unwrap_or("/");
         let mut cookie = format!("{}={value}; Path={path}", self.name);
         if let Some(domain) = &self.domain {
@@ -270,6 +313,38 @@ mod tests {
                 Some(attempt.endpoint)
             );
         }
+    }
+
+    #[test]
+    fn header_sessions_are_named_by_a_header_both_ways() {
+        let affinity = Affinity {
+            mode: Mode::Persistent,
+            carrier: Carrier::Header,
+            name: "Session-A".into(),
+            ..Affinity::default()
+        };
+        let three = upstream(3);
+        let first = affinity.attempts(&three, &HeaderMap::new(), 1);
+        let value = first[0].set.clone().unwrap();
+        let (name, header) = affinity.session_header(&value, Some("/app"), true).unwrap();
+        assert_eq!((name.as_str(), header.to_str().unwrap()), ("session-a", value.as_str()));
+        let asked = HeaderMap::from_iter([(name, header)]);
+        assert!(affinity.holds(&three, &asked));
+        assert!(!affinity.holds(&upstream(0), &asked));
+        for _ in 0..5 {
+            let again = affinity.attempts(&three, &asked, 3);
+            assert_eq!(again[0].endpoint, first[0].endpoint);
+            assert_eq!(again[0].set, None);
+        }
+        // A cookie of that name is no session.
+        assert!(!affinity.holds(&three, &with_cookie(&value)));
+        let cookie = Affinity {
+            carrier: Carrier::Cookie,
+            name: "INGRESSCOOKIE".into(),
+            ..affinity
+        };
+        assert!(cookie.holds(&three, &with_cookie(&value)));
+        assert_eq!(cookie.session_header(&value, None, false).unwrap().0, SET_COOKIE);
     }
 
     #[test]

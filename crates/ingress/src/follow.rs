@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use weft_model::{Snapshot, Source};
 
 /// The kinds the routing table is made of.
-pub const TABLE_KINDS: [&str; 11] = [
+pub const TABLE_KINDS: [&str; 15] = [
     "IngressClass",
     "Ingress",
     "Service",
@@ -19,14 +19,19 @@ pub const TABLE_KINDS: [&str; 11] = [
     "Namespace",
     "GatewayClass",
     "Gateway",
+    "ListenerSet",
     "HTTPRoute",
     "GRPCRoute",
+    "TLSRoute",
     "ReferenceGrant",
+    "BackendTLSPolicy",
+    "ConfigMap",
 ];
 /// Every kind followed: the table's, and Nodes, whose addresses go in the Ingresses' status.
 pub const KINDS: [&str; 6] = ["IngressClass", "Ingress", "Service", "EndpointSlice", "Secret", "Node"];
-/// The built-in kinds followed too when the Gateway API is served: Namespaces, for listeners' selectors.
-pub const GATEWAY_KINDS: [&str; 1] = ["Namespace"];
+/// The built-in kinds followed too when the Gateway API is served: Namespaces, for listeners' selectors, and
+/// ConfigMaps, for BackendTLSPolicies' CA certificates.
+pub const GATEWAY_KINDS: [&str; 2] = ["Namespace", "ConfigMap"];
 
 /// Builds a table from every snapshot `source` delivers (when one of the table's kinds changed) and installs it
 /// in `table`; sets `ready` after the first; then hands the snapshot to `then` with the problems that appeared

@@ -378,8 +378,10 @@ impl Proxy {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     let cookie = settings.affinity.as_ref().zip(set);
-                    if let Some(cookie) = cookie.and_then(|(a, value)| a.set_cookie(&value, matched, conn.tls)) {
-                        parts.headers.append(header::SET_COOKIE, cookie);
+                    if let Some((name, value)) =
+                        cookie.and_then(|(a, value)| a.session_header(&value, matched, conn.tls))
+                    {
+                        parts.headers.append(name, value);
                     }
                     return Response::from_parts(parts, Idle::new(body, settings.read_timeout).boxed_unsync());
                 }

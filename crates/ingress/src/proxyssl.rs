@@ -61,6 +61,11 @@ impl Material {
     pub fn from_secret(secret: &Secret) -> Result<Material, SslError> {
         let data = secret.data.as_ref();
         let field = |key: &str| data.and_then(|d| d.get(key)).map(|b| b.0.as_slice());
+        Material::from_pem(&field)
+    }
+
+    /// The material of PEM texts by their Secret keys (`ca.crt`, `tls.crt`, `tls.key`; each may be absent).
+    pub fn from_pem<'a>(field: &dyn Fn(&str) -> Option<&'a [u8]>) -> Result<Material, SslError> {
         let certificates = |key: &'static str, pem: &[u8]| {
             CertificateDer::pem_slice_iter(pem)
                 .collect::<Result<Vec<_>, _>>()
@@ -84,6 +89,13 @@ impl Material {
             client,
             digest: context.finish().as_ref().to_vec(),
         })
+    }
+}
+
+impl Material {
+    /// Whether it has CA certificates to verify with.
+    pub fn has_roots(&self) -> bool {
+        !self.roots.is_empty()
     }
 }
 

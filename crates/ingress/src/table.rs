@@ -164,6 +164,8 @@ impl Table {
             index: &builder.index,
             metrics: &config.metrics,
             live: &mut builder.live,
+            clients: &config.upstream_clients,
+            clients_used: &mut builder.clients_used,
         }
         .compile();
         config.metrics.retain(&builder.live);

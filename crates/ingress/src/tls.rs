@@ -45,13 +45,18 @@ pub fn from_secret(secret: &Secret) -> Result<CertifiedKey, CertError> {
             .map(|b| b.0.as_slice())
             .ok_or(CertError::Missing(key))
     };
-    let chain = CertificateDer::pem_slice_iter(field("tls.crt")?)
+    from_pem(field("tls.crt")?, field("tls.key")?)
+}
+
+/// A certificate chain and its key from PEM (as a TLS Secret's `tls.crt` and `tls.key` hold them).
+pub fn from_pem(crt: &[u8], key: &[u8]) -> Result<CertifiedKey, CertError> {
+    let chain = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CertError::Pem("tls.crt", e))?;
     if chain.is_empty() {
         return Err(CertError::Missing("certificate in tls.crt"));
     }
-    let key = PrivateKeyDer::from_pem_slice(field("tls.key")?).map_err(|e| CertError::Pem("tls.key", e))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| CertError::Pem("tls.key", e))?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(CertError::Key)
 }
 

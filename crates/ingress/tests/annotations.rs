@@ -18,7 +18,7 @@ use weft_model::Snapshot;
 
 mod common;
 
-use common::{A, ARRIVED, INGRESS_CLASS, RELEASE, config, service};
+use common::{A, ARRIVED, INGRESS_CLASS, RELEASE, ca, config, issue, service};
 
 /// A pod on 127.0.0.1: answers `who=PORT`, the path and the x-* and origin headers it got; `/status/N` answers
 /// N; a request with X-Code (as the error backend gets) answers that code. Aborting the task stops it.
@@ -440,28 +440,8 @@ async fn custom_http_errors_go_to_the_default_backend_annotation_with_ingress_ng
     );
 }
 
-/// A CA: its PEM and what signs with it.
-fn ca() -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let pem = params.self_signed(&key).unwrap().pem();
-    (pem, rcgen::Issuer::new(params, key))
-}
-
-/// A certificate for `names` signed by `ca`, and its key (PEM).
-fn issue(ca: &rcgen::Issuer<'static, rcgen::KeyPair>, names: &[&str]) -> (String, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let cert = rcgen::CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, ca)
-        .unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-/// An HTTPS pod with a certificate for web.internal that takes only clients with a certificate of `ca`;
-/// answers `sni=` the name the client sent.
+/// An HTTPS pod with a certificate for web.internal that takes only clients with a certificate of `ca`
+/// (`common::tls_upstream`: answers `sni=` the name the client sent).
 async fn tls_pod(ca_pem: &str, ca: &rcgen::Issuer<'static, rcgen::KeyPair>) -> u16 {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -483,29 +463,7 @@ async fn tls_pod(ca_pem: &str, ca: &rcgen::Issuer<'static, rcgen::KeyPair>) -> u
             PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
         )
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let sni = stream.get_ref().1.server_name().unwrap_or("none").to_string();
-                let service = service_fn(move |_: hyper::Request<hyper::body::Incoming>| {
-                    let text = format!("sni={sni}\n");
-                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(text)))) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    port
+    common::tls_upstream(config, "web").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,11 +90,10 @@ endpoints: {endpoints}
     )
 }
 
-/// The cluster: class `weft`, Gateway infra/gw (listener http:80 from All namespaces, and `specific` on
-/// very.specific.com), its provisioned Service mapping port 80 to `pod_port`, backends v1..v3 and web (in
-/// namespace web), `empty` without endpoints, and `routes`.
-fn snapshot(pod_port: u16, backends: [u16; 4], routes: &str) -> Snapshot {
-    let mut text = format!(
+/// Class `weft`, Namespaces infra and web (label team: web), the controller's Service and the one provisioned
+/// for Gateway infra/`gateway`, mapping its `port` to the proxy's `pod_port` (address 10.0.0.1).
+fn cluster(gateway: &str, port: u16, pod_port: u16) -> String {
+    format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {{name: weft, generation: 1}}
@@ -108,16 +107,6 @@ apiVersion: v1
 kind: Namespace
 metadata: {{name: web, labels: {{team: web}}}}
 ---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: infra, generation: 3}}
-spec:
-  gatewayClassName: weft
-  listeners:
-  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: Selector, selector: {{matchLabels: {{team: web}}}}}}}}}}
-  - {{name: same, port: 80, protocol: HTTP, hostname: very.specific.com}}
-  - {{name: odd, port: 1111, protocol: INVALID}}
----
 apiVersion: v1
 kind: Service
 metadata: {{name: weft-ingress, namespace: weft-ingress}}
@@ -126,13 +115,33 @@ spec: {{type: LoadBalancer, selector: {{app: weft-ingress}}, ports: [{{name: htt
 apiVersion: v1
 kind: Service
 metadata:
-  name: gw-infra-gw
+  name: gw-infra-{gateway}
   namespace: weft-ingress
-  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: gw}}
-spec: {{type: LoadBalancer, ports: [{{name: port-80, port: 80, targetPort: {pod_port}}}]}}
+  labels: {{gateway.weft.dev/namespace: infra, gateway.weft.dev/name: {gateway}}}
+spec: {{type: LoadBalancer, ports: [{{name: port-{port}, port: {port}, targetPort: {pod_port}}}]}}
 status: {{loadBalancer: {{ingress: [{{ip: 10.0.0.1}}]}}}}
 ---
 "
+    )
+}
+
+/// The cluster: class `weft`, Gateway infra/gw (listener http:80 from All namespaces, and `specific` on
+/// very.specific.com), its provisioned Service mapping port 80 to `pod_port`, backends v1..v3 and web (in
+/// namespace web), `empty` without endpoints, and `routes`.
+fn snapshot(pod_port: u16, backends: [u16; 4], routes: &str) -> Snapshot {
+    let mut text = cluster("gw", 80, pod_port);
+    text.push_str(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra, generation: 3}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: web}}}}}
+  - {name: same, port: 80, protocol: HTTP, hostname: very.specific.com}
+  - {name: odd, port: 1111, protocol: INVALID}
+---
+",
     );
     for (name, port) in ["v1", "v2", "v3"].iter().zip(backends) {
         text.push_str(&service("infra", name, port));
@@ -268,6 +277,15 @@ async fn get(at: SocketAddr, host: &str, path: &str, extra: &[&str]) -> (u16, St
     (code.parse().unwrap_or(0), body)
 }
 
+/// The wanted status of object `kind` `name`.
+fn status_of(wanted: &[status::Wanted], kind: &str, name: &str) -> serde_json::Value {
+    let found = wanted.iter().find(|w| w.key.kind == kind && w.key.name == name);
+    found
+        .unwrap_or_else(|| panic!("no status for {kind} {name}"))
+        .status
+        .clone()
+}
+
 fn condition<'a>(conditions: &'a serde_json::Value, type_: &str) -> (&'a str, &'a str) {
     let c = conditions
         .as_array()
@@ -392,14 +410,7 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
     let snapshot = snapshot(20000, [1, 2, 3, 4], &format!("{ROUTES}{GRPC}"));
     let table = Table::build(&snapshot, &config());
     let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
-    let of = |kind: &str, name: &str| {
-        wanted
-            .iter()
-            .find(|w| w.key.kind == kind && w.key.name == name)
-            .unwrap_or_else(|| panic!("no status for {kind} {name}"))
-            .status
-            .clone()
-    };
+    let of = |kind: &str, name: &str| status_of(&wanted, kind, name);
     assert_eq!(
         condition(&of("GatewayClass", "weft")["conditions"], "Accepted"),
         ("True", "Accepted")
@@ -445,4 +456,432 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
     assert_eq!(of("HTTPRoute", "order")["parents"][0]["controllerName"], CONTROLLER);
     let grpc = of("GRPCRoute", "grpc")["parents"][0]["conditions"].clone();
     assert_eq!(condition(&grpc, "Accepted"), ("True", "Accepted"));
+}
+
+/// A backend terminating TLS itself with certificate `key` (`common::tls_upstream`).
+async fn tls_backend(name: &'static str, key: rustls::sign::CertifiedKey) -> u16 {
+    let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(key));
+    common::tls_upstream(weft_ingress::tls::server_config(resolver).unwrap(), name).await
+}
+
+/// Gateway infra/tls: listener `tls` on port 443, TLS Passthrough for *.example.com (pod port `pod_port`),
+/// `term`, TLS Terminate (not served), and `kinds`, which allows a kind not served; TLSRoutes abc.example.com →
+/// t1 and *.example.com → t2 (t1 and t2 backends on `backends`), one to a Service that does not exist, and one
+/// on a name outside the listener's.
+fn passthrough_snapshot(pod_port: u16, backends: [u16; 2]) -> Snapshot {
+    let mut text = cluster("tls", 443, pod_port);
+    text.push_str(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tls, namespace: infra, generation: 1}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - {name: tls, port: 443, protocol: TLS, hostname: '*.example.com', tls: {mode: Passthrough}}
+  - {name: term, port: 8443, protocol: TLS, tls: {mode: Terminate}}
+  - {name: kinds, port: 9443, protocol: TLS, hostname: kinds.example.net, tls: {mode: Passthrough}, allowedRoutes: {kinds: [{kind: TCPRoute}, {kind: TLSRoute}]}}
+---
+",
+    );
+    for (name, host, backend) in [
+        ("exact", "abc.example.com", "t1"),
+        ("wildcard", "'*.example.com'", "t2"),
+        ("missing", "missing.example.com", "nonexistent"),
+        ("elsewhere", "abc.example.org", "t1"),
+    ] {
+        text.push_str(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: {name}, namespace: infra, generation: 1}}
+spec:
+  parentRefs: [{{name: tls}}]
+  hostnames: [{host}]
+  rules: [{{backendRefs: [{{name: {backend}, port: 8080}}]}}]
+---
+"
+        ));
+    }
+    for (name, port) in ["t1", "t2"].iter().zip(backends) {
+        text.push_str(&service("infra", name, port));
+    }
+    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+}
+
+/// Whether the proxy closes a connection whose ClientHello asks for `name`, without a byte back.
+async fn refused(at: SocketAddr, name: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let server = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let mut client = rustls::ClientConnection::new(Arc::new(config), server).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(at).await.unwrap();
+    stream.write_all(&hello).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await;
+    matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlsroutes_pass_tls_through_by_server_name() {
+    let self_signed = || weft_ingress::tls::self_signed().unwrap();
+    let backends = [
+        tls_backend("t1", self_signed()).await,
+        tls_backend("t2", self_signed()).await,
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let snapshot = passthrough_snapshot(at.port(), backends);
+    let table = Table::build(&snapshot, &config());
+    assert_eq!(
+        table.gateways().pod_ports().get(&at.port()),
+        Some(&gateway::Serving::Passthrough)
+    );
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let of = |kind: &str, name: &str| status_of(&wanted, kind, name);
+    let listeners = of("Gateway", "tls")["listeners"].clone();
+    assert_eq!(listeners[0]["attachedRoutes"], 3);
+    assert_eq!(
+        listeners[0]["supportedKinds"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}])
+    );
+    assert_eq!(
+        condition(&listeners[0]["conditions"], "Programmed"),
+        ("True", "Programmed")
+    );
+    assert_eq!(
+        condition(&listeners[1]["conditions"], "Accepted"),
+        ("False", "UnsupportedValue")
+    );
+    assert_eq!(listeners[2]["supportedKinds"], listeners[0]["supportedKinds"]);
+    assert_eq!(
+        condition(&listeners[2]["conditions"], "ResolvedRefs"),
+        ("False", "InvalidRouteKinds")
+    );
+    let parent = |route: &str| of("TLSRoute", route)["parents"][0]["conditions"].clone();
+    assert_eq!(condition(&parent("exact"), "Accepted"), ("True", "Accepted"));
+    assert_eq!(condition(&parent("exact"), "ResolvedRefs"), ("True", "ResolvedRefs"));
+    assert_eq!(
+        condition(&parent("missing"), "ResolvedRefs"),
+        ("False", "BackendNotFound")
+    );
+    assert_eq!(
+        condition(&parent("elsewhere"), "Accepted"),
+        ("False", "NoMatchingListenerHostname")
+    );
+
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(gateway::passthrough::serve(listener, table, at.port(), stopped));
+    // The backends terminate TLS themselves: the proxy holds no certificate for these names.
+    for (name, expected) in [
+        ("abc.example.com", "t1"),
+        ("other.example.com", "t2"),
+        ("a.b.example.com", "t2"),
+    ] {
+        let url = format!("https://{name}:{}/", at.port());
+        let resolve = format!("{name}:{}:127.0.0.1", at.port());
+        let (code, _, body) = common::curl(&["-k", "--resolve", &resolve, &url]).await;
+        assert_eq!(code, "200", "{name}: {body}");
+        assert_eq!((line(&body, "backend"), line(&body, "sni")), (expected, name), "{name}");
+    }
+    for name in ["abc.example.org", "missing.example.com"] {
+        assert!(refused(at, name).await, "{name} was not refused");
+    }
+}
+
+const SESSIONS: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: sessions, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{name: gw, sectionName: same}]
+  rules:
+  - matches: [{path: {value: /cookie}}]
+    sessionPersistence: {sessionName: session-c}
+    backendRefs: [{name: v1, port: 8080}, {name: v2, port: 8080}, {name: v3, port: 8080}]
+  - matches: [{path: {value: /header}}]
+    sessionPersistence: {sessionName: session-h, type: Header}
+    backendRefs: [{name: v1, port: 8080}, {name: v2, port: 8080}, {name: v3, port: 8080}]
+";
+
+/// A response header's value in curl's `-i` output.
+fn response_header<'a>(out: &'a str, name: &str) -> Option<&'a str> {
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_stay_on_their_backend_by_cookie_or_header() {
+    let backends = [
+        backend("v1").await,
+        backend("v2").await,
+        backend("v3").await,
+        backend("web").await,
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let table = Table::build(&snapshot(at.port(), backends, SESSIONS), &config());
+    let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table)), Arc::default()));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::serve(listener, proxy, None, stopped));
+    let host = "very.specific.com";
+
+    let (code, out) = get(at, host, "/cookie", &["-i"]).await;
+    assert_eq!(code, 200, "{out}");
+    let first = line(&out, "backend").to_string();
+    let cookie = response_header(&out, "set-cookie").unwrap().to_string();
+    assert!(
+        cookie.starts_with("session-c=") && cookie.ends_with("; Path=/; HttpOnly"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    for _ in 0..10 {
+        let (_, out) = get(at, host, "/cookie", &["-i", "-H", &format!("Cookie: {session}")]).await;
+        assert_eq!(line(&out, "backend"), first);
+        assert!(response_header(&out, "set-cookie").is_none(), "{out}");
+    }
+    // Without the cookie, each request is a new session: the three backends take them.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        seen.insert(line(&get(at, host, "/cookie", &[]).await.1, "backend").to_string());
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+
+    let (_, out) = get(at, host, "/header", &["-i"]).await;
+    let first = line(&out, "backend").to_string();
+    let value = response_header(&out, "session-h").unwrap().to_string();
+    assert!(response_header(&out, "set-cookie").is_none(), "{out}");
+    for _ in 0..10 {
+        let (_, out) = get(at, host, "/header", &["-i", "-H", &format!("session-h: {value}")]).await;
+        assert_eq!(line(&out, "backend"), first);
+        assert!(response_header(&out, "session-h").is_none(), "{out}");
+    }
+    // A session no endpoint has: a new one.
+    let (_, out) = get(at, host, "/header", &["-i", "-H", "session-h: gone"]).await;
+    assert!(response_header(&out, "session-h").is_some_and(|v| v != "gone"), "{out}");
+}
+
+/// Gateway infra/lsgw (listener `http` for gw.example on port 80, pod port `pod_port`; ListenerSets from its
+/// namespace allowed), ListenerSets `ls1` (ls.example on port 80), `ls2` in namespace web (not allowed) and
+/// `ls3` (gw.example again: conflicts with the Gateway's); a route to the Gateway (v1) and one to `ls1` (v2).
+fn listener_set_snapshot(pod_port: u16, backends: [u16; 4]) -> Snapshot {
+    let mut text = cluster("lsgw", 80, pod_port);
+    text.push_str(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: lsgw, namespace: infra, generation: 1}
+spec:
+  gatewayClassName: weft
+  allowedListeners: {namespaces: {from: Same}}
+  listeners: [{name: http, port: 80, protocol: HTTP, hostname: gw.example}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: ls1, namespace: infra, generation: 2, creationTimestamp: '2026-01-01T00:00:00Z'}
+spec:
+  parentRef: {name: lsgw}
+  listeners: [{name: ls-http, port: 80, protocol: HTTP, hostname: ls.example}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: ls2, namespace: web, generation: 1}
+spec:
+  parentRef: {name: lsgw, namespace: infra}
+  listeners: [{name: web-http, port: 80, protocol: HTTP, hostname: web.example}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: ls3, namespace: infra, generation: 1, creationTimestamp: '2026-01-02T00:00:00Z'}
+spec:
+  parentRef: {name: lsgw}
+  listeners: [{name: again, port: 80, protocol: HTTP, hostname: gw.example}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: to-gateway, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{name: lsgw}]
+  rules: [{backendRefs: [{name: v1, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: to-set, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{kind: ListenerSet, name: ls1}, {kind: ListenerSet, name: ls2, namespace: web}]
+  rules: [{backendRefs: [{name: v2, port: 8080}]}]
+---
+",
+    );
+    for (name, port) in ["v1", "v2", "v3"].iter().zip(backends) {
+        text.push_str(&service("infra", name, port));
+    }
+    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_sets_add_listeners_their_gateway_allows() {
+    let backends = [
+        backend("v1").await,
+        backend("v2").await,
+        backend("v3").await,
+        backend("web").await,
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let snapshot = listener_set_snapshot(at.port(), backends);
+    let table = Table::build(&snapshot, &config());
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let of = |kind: &str, name: &str| status_of(&wanted, kind, name);
+    let gw = of("Gateway", "lsgw");
+    assert_eq!(gw["attachedListenerSets"], 2);
+    assert_eq!(gw["listeners"].as_array().unwrap().len(), 1);
+    assert_eq!(gw["listeners"][0]["attachedRoutes"], 1);
+    let ls1 = of("ListenerSet", "ls1");
+    assert_eq!(condition(&ls1["conditions"], "Accepted"), ("True", "Accepted"));
+    assert_eq!(condition(&ls1["conditions"], "Programmed"), ("True", "Programmed"));
+    assert_eq!(ls1["conditions"][0]["observedGeneration"], 2);
+    assert_eq!(ls1["listeners"][0]["name"], "ls-http");
+    assert_eq!(ls1["listeners"][0]["attachedRoutes"], 1);
+    let ls2 = of("ListenerSet", "ls2");
+    assert_eq!(condition(&ls2["conditions"], "Accepted"), ("False", "NotAllowed"));
+    assert_eq!(condition(&ls2["conditions"], "Programmed"), ("False", "NotAllowed"));
+    let ls3 = of("ListenerSet", "ls3");
+    assert_eq!(
+        condition(&ls3["listeners"][0]["conditions"], "Conflicted"),
+        ("True", "HostnameConflict")
+    );
+    // The Gateway's own listener keeps its place.
+    assert_eq!(
+        condition(&gw["listeners"][0]["conditions"], "Conflicted"),
+        ("False", "NoConflicts")
+    );
+    let parents = of("HTTPRoute", "to-set")["parents"].clone();
+    assert_eq!(parents.as_array().unwrap().len(), 1, "{parents}");
+    assert_eq!(parents[0]["parentRef"]["kind"], "ListenerSet");
+    assert_eq!(condition(&parents[0]["conditions"], "Accepted"), ("True", "Accepted"));
+
+    let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table)), Arc::default()));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::serve(listener, proxy, None, stopped));
+    assert_eq!(line(&get(at, "gw.example", "/", &[]).await.1, "backend"), "v1");
+    assert_eq!(line(&get(at, "ls.example", "/", &[]).await.1, "backend"), "v2");
+    assert_eq!(get(at, "web.example", "/", &[]).await.0, 404);
+}
+
+/// Services `secure`, `misnamed` and `unknownca` behind one TLS backend whose certificate a CA signed for
+/// backend.example; BackendTLSPolicies: `secure` for backend.example with the CA, `misnamed` for other.example,
+/// `unknownca` with a ConfigMap that does not exist.
+fn backend_tls_routes(ca: &str) -> String {
+    let ca: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    let mut text = String::from(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: tls, namespace: infra, generation: 1}
+spec:
+  parentRefs: [{name: gw, sectionName: same}]
+  rules:
+  - matches: [{path: {value: /secure}}]
+    backendRefs: [{name: secure, port: 8080}]
+  - matches: [{path: {value: /misnamed}}]
+    backendRefs: [{name: misnamed, port: 8080}]
+  - matches: [{path: {value: /unknownca}}]
+    backendRefs: [{name: unknownca, port: 8080}]
+  - matches: [{path: {value: /mirrored}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: secure, port: 8080}}}]
+    backendRefs: [{name: v1, port: 8080}]
+---
+",
+    );
+    text.push_str(&format!(
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: backend-ca, namespace: infra}}
+data:
+  ca.crt: |
+{ca}---
+"
+    ));
+    for (name, hostname, map) in [
+        ("secure", "backend.example", "backend-ca"),
+        ("misnamed", "other.example", "backend-ca"),
+        ("unknownca", "backend.example", "missing"),
+    ] {
+        text.push_str(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: {name}, namespace: infra, generation: 1}}
+spec:
+  targetRefs: [{{group: '', kind: Service, name: {name}}}]
+  validation: {{hostname: {hostname}, caCertificateRefs: [{{group: '', kind: ConfigMap, name: {map}}}]}}
+---
+"
+        ));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policies_verify_the_backends_certificate() {
+    let (ca, issuer) = common::ca();
+    let (cert, key) = common::issue(&issuer, &["backend.example"]);
+    let leaf = weft_ingress::tls::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    let tls = tls_backend("secure", leaf).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let mut routes = backend_tls_routes(&ca);
+    for name in ["secure", "misnamed", "unknownca"] {
+        routes.push_str(&service("infra", name, tls));
+    }
+    let snapshot = snapshot(at.port(), [backend("v1").await, 2, 3, 4], &routes);
+    let table = Table::build(&snapshot, &config());
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let ancestors = |name: &str| status_of(&wanted, "BackendTLSPolicy", name)["ancestors"].clone();
+    let secure = ancestors("secure");
+    assert_eq!(secure[0]["ancestorRef"]["name"], "gw");
+    assert_eq!(secure[0]["controllerName"], CONTROLLER);
+    assert_eq!(condition(&secure[0]["conditions"], "Accepted"), ("True", "Accepted"));
+    assert_eq!(
+        condition(&secure[0]["conditions"], "ResolvedRefs"),
+        ("True", "ResolvedRefs")
+    );
+    assert_eq!(
+        condition(&ancestors("unknownca")[0]["conditions"], "ResolvedRefs"),
+        ("False", "InvalidCACertificateRef")
+    );
+
+    let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table)), Arc::default()));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(server::serve(listener, proxy, None, stopped));
+    let host = "very.specific.com";
+    // Verified for backend.example, which is also the SNI.
+    let (code, body) = get(at, host, "/secure", &[]).await;
+    assert_eq!(
+        (code, line(&body, "backend"), line(&body, "sni")),
+        (200, "secure", "backend.example"),
+        "{body}"
+    );
+    // The certificate is not for other.example: no answer from the backend.
+    assert_eq!(get(at, host, "/misnamed", &[]).await.0, 502);
+    // A policy whose CA cannot be found: its Service's share answers 500.
+    assert_eq!(get(at, host, "/unknownca", &[]).await.0, 500);
+    // A mirror to the Service goes over the policy's TLS too (its server name says so).
+    assert_eq!(get(at, host, "/mirrored", &[]).await.0, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mirrored = || {
+        common::TLS_SEEN
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s == "secure /mirrored backend.example")
+    };
+    while !mirrored() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(mirrored(), "{:?}", common::TLS_SEEN.lock().unwrap());
 }

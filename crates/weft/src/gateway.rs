@@ -1,15 +1,19 @@
-//! The Gateway API part of `weft ingress`: the kinds it follows, the listeners on the Gateways' pod ports
-//! (opened and closed as the routing table's change), and the writes: each Gateway's LoadBalancer Service and
-//! the statuses of GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes (only what differs from what the cluster shows).
+//! The Gateway API part of `weft ingress`: the kinds it follows, the GatewayClass it makes, the listeners on the
+//! Gateways' pod ports (opened and closed as the routing table's change), and the writes: each Gateway's
+//! LoadBalancer Service and the statuses of GatewayClasses, Gateways, ListenerSets, HTTPRoutes, GRPCRoutes,
+//! TLSRoutes and BackendTLSPolicies (only what differs from what the cluster shows).
 
 use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::watch;
-use weft_gateway::api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
-use weft_ingress::gateway::{provision, status, tls};
+use weft_gateway::api::{
+    BackendTLSPolicy, GRPCRoute, Gateway, GatewayClass, GatewayClassSpec, HTTPRoute, ListenerSet, ReferenceGrant,
+    TLSRoute,
+};
+use weft_ingress::gateway::{Serving, passthrough, provision, status, tls};
 use weft_ingress::proxy::Proxy;
 use weft_ingress::{Table, server};
 use weft_model::k8s_openapi::api::core::v1::Service;
@@ -25,6 +29,9 @@ pub fn resources() -> Vec<ApiResource> {
         ApiResource::erase::<Gateway>(&()),
         ApiResource::erase::<HTTPRoute>(&()),
         ApiResource::erase::<GRPCRoute>(&()),
+        ApiResource::erase::<TLSRoute>(&()),
+        ApiResource::erase::<ListenerSet>(&()),
+        ApiResource::erase::<BackendTLSPolicy>(&()),
         ApiResource::erase::<ReferenceGrant>(&()),
     ]
 }
@@ -46,6 +53,26 @@ pub async fn installed(client: &kube::Client) -> bool {
     false
 }
 
+/// The GatewayClass `name` of `controller`, made when the cluster has none of that name (an existing class,
+/// whatever its controller, is left as it is). deploy/gateway.yaml cannot hold it: kubectl maps every object of
+/// a file before it applies any, and the class's kind exists only once the file's CRD does.
+pub async fn ensure_class(client: kube::Client, name: String, controller: String) {
+    let api = Api::<GatewayClass>::all(client);
+    let class = GatewayClass::new(
+        &name,
+        GatewayClassSpec {
+            controller_name: controller,
+            parameters_ref: None,
+            description: Some("weft ingress (see docs/gateway-api.md)".into()),
+        },
+    );
+    match api.create(&PostParams::default(), &class).await {
+        Ok(_) => tracing::info!(class = %name, "GatewayClass made"),
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => tracing::warn!(class = %name, error = %e, "making the GatewayClass"),
+    }
+}
+
 /// The listeners of the Gateways' pod ports.
 pub struct Listeners {
     pub ip: IpAddr,
@@ -54,22 +81,22 @@ pub struct Listeners {
     pub runtime: tokio::runtime::Handle,
     /// Turns true on termination: every listener closes.
     pub stopped: watch::Receiver<bool>,
-    /// Open ports: whether TLS, and what closes the listener.
-    pub open: HashMap<u16, (bool, watch::Sender<bool>)>,
+    /// Open ports: how each serves, and what closes the listener.
+    pub open: HashMap<u16, (Serving, watch::Sender<bool>)>,
 }
 
 impl Listeners {
-    /// Opens the ports of `wanted` (pod port → TLS) not yet open, closes those no longer wanted.
-    pub fn sync(&mut self, wanted: &BTreeMap<u16, bool>) {
-        self.open.retain(|port, (tls, stop)| {
-            let keep = wanted.get(port) == Some(tls);
+    /// Opens the ports of `wanted` (pod port → how it serves) not yet open, closes those no longer wanted.
+    pub fn sync(&mut self, wanted: &BTreeMap<u16, Serving>) {
+        self.open.retain(|port, (serving, stop)| {
+            let keep = wanted.get(port) == Some(serving);
             if !keep {
                 stop.send_replace(true);
                 tracing::info!(port, "gateway listener closed");
             }
             keep
         });
-        for (&port, &secure) in wanted {
+        for (&port, &serving) in wanted {
             if self.open.contains_key(&port) {
                 continue;
             }
@@ -86,7 +113,7 @@ impl Listeners {
                     continue;
                 }
             };
-            let acceptor = secure
+            let acceptor = (serving == Serving::Https)
                 .then(|| {
                     let resolver = tls::Resolver {
                         table: self.table.clone(),
@@ -103,10 +130,17 @@ impl Listeners {
                 let _ = global.wait_for(|s| *s).await;
                 closer.send_replace(true);
             });
-            self.runtime
-                .spawn(server::serve(listener, self.proxy.clone(), acceptor, stopping));
-            tracing::info!(port, tls = secure, "gateway listener open");
-            self.open.insert(port, (secure, stop));
+            match serving {
+                Serving::Passthrough => {
+                    self.runtime
+                        .spawn(passthrough::serve(listener, self.table.clone(), port, stopping))
+                }
+                _ => self
+                    .runtime
+                    .spawn(server::serve(listener, self.proxy.clone(), acceptor, stopping)),
+            };
+            tracing::info!(port, ?serving, "gateway listener open");
+            self.open.insert(port, (serving, stop));
         }
     }
 }

@@ -45,6 +45,10 @@ pub struct Args {
     /// docs/gateway-api.md). Each Gateway gets a LoadBalancer Service beside --publish-service's.
     #[arg(long, default_value = "weft.dev/gateway")]
     gateway_controller: String,
+    /// The GatewayClass of --gateway-controller made at start when the cluster has no class of this name (an
+    /// existing one is left as it is); empty: none is made.
+    #[arg(long, default_value = "weft")]
+    gateway_class: String,
     /// A kubernetes.io/tls Secret, NAMESPACE/NAME, served for names no Ingress's Secret covers (instead of the
     /// self-signed certificate generated at start).
     #[arg(long, value_parser = namespaced)]
@@ -327,6 +331,13 @@ pub fn run(args: Args) -> Result<()> {
     if args.objects.is_none() {
         let (client, _) = runtime.block_on(weft_kube::client(&args.api.options()))?;
         runtime.spawn(write_events(client.clone(), to_send));
+        if gateway_api && !args.gateway_class.is_empty() {
+            runtime.spawn(crate::gateway::ensure_class(
+                client.clone(),
+                args.gateway_class.clone(),
+                gateway_controller.clone(),
+            ));
+        }
         if gateway_api {
             runtime.spawn(crate::gateway::write(
                 client.clone(),

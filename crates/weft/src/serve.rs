@@ -5,7 +5,7 @@
 //! small and every byte of the wire behaviour under our control.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -33,7 +33,8 @@ pub struct Args {
     bind: IpAddr,
     /// Answer as the Gateway API conformance suite's echo server (echo-basic) does: JSON with the request's
     /// path, host, method, protocol and headers and the pod's name and namespace (`/status/NNN` still answers
-    /// NNN). What the lab runs for images whose name contains `echo`.
+    /// NNN); with TLS_SERVER_CERT and TLS_SERVER_PRIVKEY (PEM files) set, HTTPS on port 8443 too (its
+    /// HTTPS_PORT). What the lab runs for images whose name contains `echo`.
     #[arg(long)]
     echo: bool,
 }
@@ -88,7 +89,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for port in http_ports {
         let addr = SocketAddr::new(args.bind, port);
         let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen for http on {addr}"))?;
-        tcp.push((listener, addr));
+        tcp.push((listener, addr, None));
+    }
+    if let Some(config) = args.echo.then(echo_tls).transpose()?.flatten() {
+        let addr = SocketAddr::new(args.bind, ECHO_HTTPS_PORT);
+        let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen for https on {addr}"))?;
+        tcp.push((listener, addr, Some(Arc::new(config))));
     }
     let mut udp = Vec::new();
     for port in args.udp {
@@ -100,13 +106,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     exit_on_termination_signals()?;
 
     let mut threads = Vec::new();
-    for (listener, addr) in tcp {
+    for (listener, addr, tls) in tcp {
         let addr = listener.local_addr().unwrap_or(addr);
         let id = Arc::clone(&id);
-        threads.push(spawn(format!("http-{}", addr.port()), move || {
-            accept_loop(listener, id)
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        threads.push(spawn(format!("{scheme}-{}", addr.port()), move || {
+            accept_loop(listener, id, tls)
         })?);
-        log_err(format_args!("serving http on {addr}"));
+        log_err(format_args!("serving {scheme} on {addr}"));
     }
     for (socket, addr) in udp {
         let addr = socket.local_addr().unwrap_or(addr);
@@ -121,6 +128,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// echo-basic's HTTPS port.
+const ECHO_HTTPS_PORT: u16 = 8443;
+
+/// echo-basic's TLS server: the certificate chain and key of the PEM files TLS_SERVER_CERT and
+/// TLS_SERVER_PRIVKEY name (none when either is unset).
+fn echo_tls() -> anyhow::Result<Option<rustls::ServerConfig>> {
+    let (Some(crt), Some(key)) = (
+        std::env::var_os("TLS_SERVER_CERT"),
+        std::env::var_os("TLS_SERVER_PRIVKEY"),
+    ) else {
+        return Ok(None);
+    };
+    let read = |path: &std::ffi::OsStr| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let key = weft_ingress::tls::from_pem(&read(&crt)?, &read(&key)?).context("TLS_SERVER_CERT, TLS_SERVER_PRIVKEY")?;
+    let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(key));
+    let mut config = weft_ingress::tls::server_config(resolver)?;
+    // HTTP/1.1 only: this server speaks nothing else.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(config))
 }
 
 /// As PID 1 of a container the kernel drops signals without a handler, so SIGTERM would be ignored and every pod
@@ -172,7 +200,8 @@ fn printable(s: &str) -> String {
 // ---------------------------------------------------------------------------------------------------------------
 // HTTP
 
-fn accept_loop(listener: TcpListener, id: Arc<Identity>) {
+/// Serves the connections of `listener`, over TLS with `tls`.
+fn accept_loop(listener: TcpListener, id: Arc<Identity>, tls: Option<Arc<rustls::ServerConfig>>) {
     let open = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, peer) = match listener.accept() {
@@ -189,10 +218,17 @@ fn accept_loop(listener: TcpListener, id: Arc<Identity>) {
             continue; // dropping the stream closes it
         }
         let guard = OpenGuard(Arc::clone(&open));
-        let id = Arc::clone(&id);
+        let (id, tls) = (Arc::clone(&id), tls.clone());
         let spawned = thread::Builder::new().stack_size(256 * 1024).spawn(move || {
             let _guard = guard;
-            serve_connection(stream, peer, &id);
+            let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+            let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+            let _ = stream.set_nodelay(true);
+            match tls.map(rustls::ServerConnection::new) {
+                None => serve_connection(stream, peer, &id),
+                Some(Ok(conn)) => serve_connection(rustls::StreamOwned::new(conn, stream), peer, &id),
+                Some(Err(e)) => log_err(format_args!("{peer}: TLS: {e}")),
+            }
         });
         if let Err(e) = spawned {
             log_err(format_args!("cannot start a connection thread: {e}"));
@@ -534,13 +570,8 @@ pub fn write_response(w: &mut impl Write, resp: &Response, head_only: bool, keep
     Ok(keep_alive)
 }
 
-fn serve_connection(stream: TcpStream, peer: SocketAddr, id: &Identity) {
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
+/// Serves the requests of one connection (plain TCP, or TLS over it, handshaking as it is first read).
+fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) {
     let mut reader = BufReader::new(stream);
     loop {
         let head = match read_head(&mut reader) {
@@ -549,7 +580,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, id: &Identity) {
             Err(e) => {
                 let status = if e == HeadError::TooLarge { 431 } else { 400 };
                 log_out(format_args!("{peer} - - {status}"));
-                let _ = write_response(&mut writer, &Response::text(status, reason(status)), false, false);
+                let _ = write_response(reader.get_mut(), &Response::text(status, reason(status)), false, false);
                 return;
             }
         };
@@ -566,7 +597,12 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, id: &Identity) {
                     printable(&head.method),
                     printable(&head.target)
                 ));
-                let _ = write_response(&mut writer, &Response::text(400, "bad Content-Length"), false, false);
+                let _ = write_response(
+                    reader.get_mut(),
+                    &Response::text(400, "bad Content-Length"),
+                    false,
+                    false,
+                );
                 return;
             };
             if head.http11
@@ -574,7 +610,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, id: &Identity) {
                     .header("expect")
                     .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
             {
-                let _ = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                let _ = reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
             match io::copy(&mut (&mut reader).take(len), &mut io::sink()) {
                 Ok(n) if n == len => {}
@@ -589,7 +625,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, id: &Identity) {
             printable(&head.target),
             resp.status
         ));
-        match write_response(&mut writer, &resp, head.method == "HEAD", keep_alive) {
+        match write_response(reader.get_mut(), &resp, head.method == "HEAD", keep_alive) {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }

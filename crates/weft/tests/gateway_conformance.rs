@@ -39,6 +39,8 @@ struct Case {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GatewayExpectation {
+    /// Gateway (default) or ListenerSet.
+    kind: Option<String>,
     /// Default: the case's Gateway.
     gateway: Option<String>,
     /// Reasons of the Gateway's conditions.
@@ -53,11 +55,17 @@ struct Certificate {
     /// Default: the infra namespace.
     namespace: Option<String>,
     hosts: Vec<String>,
+    /// Signed by a CA of its own, whose certificate goes in ConfigMap `{name}-ca` (`ca.crt`), instead of
+    /// self-signed.
+    #[serde(default)]
+    ca: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListenerExpectation {
+    /// Gateway (default) or ListenerSet.
+    kind: Option<String>,
     /// Default: the case's Gateway.
     gateway: Option<String>,
     name: String,
@@ -80,6 +88,8 @@ struct ManualSlice {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RouteExpectation {
+    /// Default HTTPRoute.
+    kind: Option<String>,
     name: String,
     namespace: Option<String>,
     accepted: Option<String>,
@@ -92,6 +102,8 @@ struct Request {
     /// Another Gateway (in the infra namespace) to send it to.
     gateway: Option<String>,
     host: Option<String>,
+    /// The Gateway's port (default 80, or 443 with `https`).
+    port: Option<u16>,
     /// Over TLS to port 443, the host the SNI.
     #[serde(default)]
     https: bool,
@@ -149,9 +161,10 @@ fn gateway(case: &Case) -> String {
 /// What is wrong with the answer to `r` (none: it is as expected).
 fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     let host = r.host.clone().unwrap_or_else(|| address.to_string());
+    let port = r.port.unwrap_or(if r.https { 443 } else { 80 });
     let url = match r.https {
-        true => format!("https://{host}{}", r.path),
-        false => format!("http://{address}{}", r.path),
+        true => format!("https://{host}:{port}{}", r.path),
+        false => format!("http://{address}:{port}{}", r.path),
     };
     let mut args = vec![
         "curl".to_string(),
@@ -171,7 +184,7 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     }
     if r.https {
         // The Secrets are self-signed: what is checked is which listener (by SNI) and route answer.
-        args.extend(["-k".into(), "--resolve".into(), format!("{host}:443:{address}")]);
+        args.extend(["-k".into(), "--resolve".into(), format!("{host}:{port}:{address}")]);
     }
     args.push(url);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -276,7 +289,7 @@ fn address(lab: &Lab, name: &str) -> String {
 
 /// What is wrong with a listener's status (none: it is as expected).
 fn listener_problem(lab: &Lab, gateway: &str, l: &ListenerExpectation) -> Option<String> {
-    let g = lab.get_json(&["gateway", "-n", INFRA, gateway]);
+    let g = lab.get_json(&[l.kind.as_deref().unwrap_or("Gateway"), "-n", INFRA, gateway]);
     let listeners = g["status"]["listeners"].as_array().cloned().unwrap_or_default();
     let Some(got) = listeners.iter().find(|x| x["name"] == l.name.as_str()) else {
         return Some(format!("Gateway {gateway} has no status for listener {}", l.name));
@@ -334,7 +347,7 @@ fn manual_slice(lab: &Lab, slice: &ManualSlice) -> String {
 
 /// What is wrong with a Gateway's conditions (none: they are as expected).
 fn gateway_problem(lab: &Lab, gateway: &str, e: &GatewayExpectation) -> Option<String> {
-    let g = lab.get_json(&["gateway", "-n", INFRA, gateway]);
+    let g = lab.get_json(&[e.kind.as_deref().unwrap_or("Gateway"), "-n", INFRA, gateway]);
     for (type_, want) in [("Accepted", &e.accepted), ("Programmed", &e.programmed)] {
         let Some(want) = want else { continue };
         let reason = g["status"]["conditions"]
@@ -353,9 +366,56 @@ fn gateway_problem(lab: &Lab, gateway: &str, e: &GatewayExpectation) -> Option<S
 fn certificate(lab: &Lab, c: &Certificate) {
     let dir = std::env::temp_dir().join(format!("weft-{}-{}", lab.name, c.name));
     let hosts: Vec<&str> = c.hosts.iter().map(String::as_str).collect();
-    let (crt, key) = self_signed(&dir, &hosts);
-    let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
     let namespace = c.namespace.as_deref().unwrap_or(INFRA);
+    let (crt, key) = match c.ca {
+        false => self_signed(&dir, &hosts),
+        true => {
+            let (ca, ca_key) = self_signed(&dir.join("ca"), &["conformance-ca"]);
+            let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+            let (csr, ext) = (dir.join("tls.csr"), dir.join("ext"));
+            let sans: Vec<String> = hosts.iter().map(|h| format!("DNS:{h}")).collect();
+            std::fs::write(
+                &ext,
+                format!("subjectAltName={}\nbasicConstraints=CA:FALSE\n", sans.join(",")),
+            )
+            .unwrap();
+            let run = |args: &[&str]| {
+                let out = std::process::Command::new("openssl").args(args).output().unwrap();
+                assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+            };
+            let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+            let (csr, ext, ca_crt, ca_key) = (path(&csr), path(&ext), path(&ca), path(&ca_key));
+            let subject = format!("/CN={}", hosts[0]);
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &subject,
+                "-keyout",
+                &path(&key),
+                "-out",
+                &csr,
+            ]);
+            let sign = [
+                "x509",
+                "-req",
+                "-days",
+                "30",
+                "-CAcreateserial",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_crt,
+            ];
+            run(&[&sign[..], &["-CAkey", &ca_key, "-extfile", &ext, "-out", &path(&crt)]].concat());
+            let from = format!("--from-file=ca.crt={}", ca.display());
+            lab.kubectl_ok(&["create", "configmap", &format!("{}-ca", c.name), "-n", namespace, &from]);
+            (crt, key)
+        }
+    };
+    let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
     lab.kubectl_ok(&[
         "create", "secret", "tls", &c.name, "-n", namespace, "--cert", crt, "--key", key,
     ]);
@@ -381,8 +441,8 @@ fn logged(lab: &Lab, app: &str, method: &str, path: &str) -> bool {
 }
 
 /// The reason of the route's condition `type_` for its first parent.
-fn reason(lab: &Lab, namespace: &str, name: &str, type_: &str) -> Option<String> {
-    let route = lab.get_json(&["httproute", "-n", namespace, name]);
+fn reason(lab: &Lab, kind: &str, namespace: &str, name: &str, type_: &str) -> Option<String> {
+    let route = lab.get_json(&[kind, "-n", namespace, name]);
     let conditions = route["status"]["parents"][0]["conditions"].as_array()?.clone();
     let c = conditions.iter().find(|c| c["type"] == type_)?;
     c["reason"].as_str().map(str::to_string)
@@ -396,17 +456,19 @@ fn core_and_extended_httproute_cases_in_one_lab() {
     let cases: Vec<Case> =
         serde_saphyr::from_str(&std::fs::read_to_string(repo("crates/weft/tests/gateway/core.yaml")).unwrap()).unwrap();
     let lab = Lab::up(1, "host-gw", "");
-    let gateway_yaml = repo("deploy/gateway.yaml");
-    // kubectl maps every kind first: the GatewayClass applies once its CRD exists.
-    if !lab.kubectl(&["apply", "-f", &gateway_yaml]).status.success() {
-        lab.wait(30, "the GatewayClass applied", || {
-            lab.kubectl(&["apply", "-f", &gateway_yaml])
-                .status
-                .success()
-                .then_some(())
-        });
-    }
+    // One apply each, as a user installs them; weft ingress makes the GatewayClass `weft`.
+    lab.kubectl_ok(&["apply", "-f", &repo("deploy/gateway.yaml")]);
     lab.kubectl_ok(&["apply", "-f", &repo("deploy/ingress.yaml")]);
+    lab.wait(60, "GatewayClass weft Accepted", || {
+        // Absent until weft ingress runs.
+        let out = lab.kubectl(&["get", "gatewayclass", "weft", "-o", "json"]);
+        let class: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let conditions = class["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Accepted" && c["status"] == "True")
+            .then_some(())
+    });
     lab.kubectl_ok(&["apply", "-f", &repo("crates/weft/tests/gateway/base.yaml")]);
     for c in cases.iter().flat_map(|c| &c.certificates) {
         certificate(&lab, c);
@@ -471,7 +533,8 @@ fn core_and_extended_httproute_cases_in_one_lab() {
             for (type_, want) in [("Accepted", &route.accepted), ("ResolvedRefs", &route.resolved_refs)] {
                 let Some(want) = want else { continue };
                 fail(settle(|| {
-                    let got = reason(&lab, ns, &route.name, type_);
+                    let kind = route.kind.as_deref().unwrap_or("HTTPRoute");
+                    let got = reason(&lab, kind, ns, &route.name, type_);
                     (got.as_deref() != Some(want.as_str()))
                         .then(|| format!("route {} {type_}: {got:?}, expected {want}", route.name))
                 }));

@@ -2,6 +2,7 @@
 //! the routing table (by the pod port each Gateway listener port is served on, see `provision`), and the
 //! conditions their statuses should carry.
 
+use super::backendtls;
 use super::conditions::{Cond, cond, set};
 use super::cors::Cors;
 use super::filters::{self, HeaderEdit, Redirect, Rewrite};
@@ -10,10 +11,12 @@ use super::matching::{Match, PathMatch};
 use super::mirror::Mirror;
 use super::provision;
 use crate::annotations::{Annotations, BackendProtocol};
+use crate::backend::UpstreamClient;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
+use crate::proxyssl;
 use crate::tls;
 use crate::upstream::{Index, Upstream};
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServicePort};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use rustls::sign::CertifiedKey;
 use std::borrow::Cow;
@@ -21,8 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use weft_gateway::api::{
-    BackendRef, GRPCRoute, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ParentReference,
-    ReferenceGrant, RouteGroupKind,
+    BackendRef, GRPCRoute, Gateway, GatewayClass, HTTPRoute, HTTPRouteFilter, HTTPRouteRule, Listener, ListenerSet,
+    ParentReference, ReferenceGrant, RouteGroupKind, TLSRoute,
 };
 use weft_model::Snapshot;
 
@@ -44,6 +47,8 @@ pub enum BackendTarget {
     Service {
         upstream: Arc<Upstream>,
         protocol: BackendProtocol,
+        /// The verified TLS client of the Service's BackendTLSPolicy (boxed: a client is large).
+        tls: Option<Box<UpstreamClient>>,
     },
     /// A reference that cannot be followed: its share answers 500, with why.
     Invalid(Arc<str>),
@@ -94,6 +99,18 @@ impl Rule {
     pub fn total_weight(&self) -> u32 {
         self.backends.iter().map(|b| b.weight).sum()
     }
+
+    /// The backend whose endpoint the persistent session of a request with `headers` names (sessionPersistence),
+    /// whatever the weights (but not one of weight 0).
+    pub fn session_backend(&self, headers: &http::HeaderMap) -> Option<&Backend> {
+        self.backends
+            .iter()
+            .filter(|b| b.weight > 0)
+            .find(|b| match (&b.target, &b.settings.affinity) {
+                (BackendTarget::Service { upstream, .. }, Some(affinity)) => affinity.holds(upstream, headers),
+                _ => false,
+            })
+    }
 }
 
 #[derive(Debug)]
@@ -126,6 +143,18 @@ impl ListenerRoutes {
     }
 }
 
+/// How a pod port serves its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// HTTP listeners: plain HTTP/1.1 and h2c.
+    Http,
+    /// HTTPS listeners: TLS terminated with the listeners' certificates.
+    Https,
+    /// TLS listeners in mode Passthrough: the ClientHello's SNI picks a TLSRoute, whose backend gets the TLS
+    /// connection as it is (`passthrough`).
+    Passthrough,
+}
+
 /// One listener port of one Gateway, as served on a pod port.
 #[derive(Debug)]
 pub struct Port {
@@ -133,7 +162,7 @@ pub struct Port {
     pub gateway: Arc<str>,
     /// The listener port clients dial (for redirects).
     pub port: u16,
-    pub tls: bool,
+    pub serving: Serving,
     /// Most specific hostname first (exact, longer wildcards, none).
     pub listeners: Vec<ListenerRoutes>,
 }
@@ -164,12 +193,33 @@ pub struct GatewayState {
     pub conditions: Vec<Cond>,
     pub listeners: Vec<ListenerState>,
     pub addresses: Vec<String>,
+    /// The ListenerSets its `allowedListeners` let in.
+    pub attached_listener_sets: i32,
+}
+
+/// A ListenerSet whose parent is one of our Gateways: its conditions and its listeners'.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerSetState {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub conditions: Vec<Cond>,
+    pub listeners: Vec<ListenerState>,
 }
 
 #[derive(Clone, Debug)]
 pub struct ParentState {
     pub parent: ParentReference,
     pub conditions: Vec<Cond>,
+}
+
+/// A BackendTLSPolicy in use: its conditions for each Gateway whose routes send to its Service.
+#[derive(Clone, Debug)]
+pub struct PolicyState {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub ancestors: Vec<(ParentReference, Vec<Cond>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -187,7 +237,9 @@ pub struct Gateways {
     ports: HashMap<u16, Arc<Port>>,
     pub classes: Vec<(String, Option<i64>, Vec<Cond>)>,
     pub gateways: Vec<GatewayState>,
+    pub listener_sets: Vec<ListenerSetState>,
     pub routes: Vec<RouteState>,
+    pub policies: Vec<PolicyState>,
     /// The provisioned Services' wanted shape, for the controller to write.
     pub services: Vec<Service>,
 }
@@ -198,9 +250,9 @@ impl Gateways {
         self.ports.get(&port)
     }
 
-    /// The pod ports to listen on, and whether each is TLS.
-    pub fn pod_ports(&self) -> BTreeMap<u16, bool> {
-        self.ports.iter().map(|(p, port)| (*p, port.tls)).collect()
+    /// The pod ports to listen on, and how each serves.
+    pub fn pod_ports(&self) -> BTreeMap<u16, Serving> {
+        self.ports.iter().map(|(p, port)| (*p, port.serving)).collect()
     }
 }
 
@@ -244,6 +296,8 @@ impl Grants {
 /// A listener as compiled: whether it can take routes at all, its certificates.
 struct Compiled<'a> {
     spec: &'a Listener,
+    /// The ListenerSet (namespace, name) it comes from; none: the Gateway's own.
+    owner: Option<(String, String)>,
     usable: bool,
     kinds: Vec<RouteGroupKind>,
     certificates: Vec<Arc<CertifiedKey>>,
@@ -265,7 +319,13 @@ pub struct Compiler<'a> {
     pub metrics: &'a Metrics,
     /// The route metrics made, by their names.
     pub live: &'a mut BTreeSet<RouteKey>,
+    /// Where BackendTLSPolicies' clients live across tables (the proxy-ssl clients'), and those in use.
+    pub clients: &'a proxyssl::Clients,
+    pub clients_used: &'a mut BTreeSet<proxyssl::Key>,
 }
+
+/// A BackendTLSPolicy a route's backend follows: the policy, its generation, and its problem.
+type PolicyUse = ((String, String), Option<i64>, Option<backendtls::Problem>);
 
 impl Compiler<'_> {
     pub fn compile(mut self) -> Gateways {
@@ -318,11 +378,15 @@ impl Compiler<'_> {
             .filter(|s| s.metadata.namespace.as_deref() == Some(&home) && provision::owner(s).is_some())
             .collect();
         let provisioning = selector.map(|selector| (home, selector));
+        let sets = listener_sets(snapshot, &gateways, &namespaces);
         let mut compiled: Vec<(GatewayState, Vec<Compiled>)> = gateways
             .iter()
-            .map(|g| self.gateway(g, &grants, &existing, provisioning.as_ref(), &mut out.services))
+            .map(|g| {
+                let mine: Vec<&SetIn> = sets.iter().filter(|s| s.parent == id(&g.metadata)).collect();
+                self.gateway(g, &mine, &grants, &existing, provisioning.as_ref(), &mut out.services)
+            })
             .collect();
-        // HTTPRoutes, then GRPCRoutes (as HTTPRoute rules), each kind oldest first.
+        // HTTPRoutes, then GRPCRoutes and TLSRoutes (as HTTPRoute rules), each kind oldest first.
         let mut routes: Vec<HTTPRoute> = decode(snapshot, "HTTPRoute");
         routes.sort_by_key(|r| age(&r.metadata));
         let mut grpc: Vec<GRPCRoute> = decode(snapshot, "GRPCRoute");
@@ -348,10 +412,25 @@ impl Compiler<'_> {
                 Cow::Owned(rules),
             )
         });
-        for (kind, meta, parent_refs, hostnames, rules) in http.chain(grpc) {
+        let mut tls: Vec<TLSRoute> = decode(snapshot, "TLSRoute");
+        tls.sort_by_key(|r| age(&r.metadata));
+        let tls = tls.iter().map(|r| {
+            let rules: Vec<HTTPRouteRule> = r.spec.rules.iter().map(super::passthrough::as_http).collect();
+            (
+                "TLSRoute",
+                &r.metadata,
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+                Cow::Owned(rules),
+            )
+        });
+        let policies = backendtls::Policies::new(snapshot);
+        let mut policy_states: BTreeMap<(String, String), PolicyState> = BTreeMap::new();
+        for (kind, meta, parent_refs, hostnames, rules) in http.chain(grpc).chain(tls) {
             let (namespace, name) = id(meta);
             let route: Arc<str> = format!("{namespace}/{name}").into();
-            let compiled_rules = self.rules(kind, &namespace, &route, &rules, &grants);
+            let mut used = Vec::new();
+            let compiled_rules = self.rules(kind, &namespace, &route, &rules, &grants, (&policies, &mut used));
             let state = self.attach(
                 kind,
                 meta,
@@ -361,10 +440,35 @@ impl Compiler<'_> {
                 &namespaces,
                 &mut compiled,
             );
+            // The Gateways this route is accepted by are where its backends' policies take effect.
+            let accepted = state
+                .parents
+                .iter()
+                .filter(|p| p.conditions.iter().any(|c| c.type_ == "Accepted" && c.status));
+            for parent in accepted {
+                let gateway = parent.parent.namespace.clone().unwrap_or_default();
+                let ancestor = backendtls::ancestor(&gateway, &parent.parent.name);
+                for ((ns, name), generation, problem) in &used {
+                    let policy = policy_states
+                        .entry((ns.clone(), name.clone()))
+                        .or_insert_with(|| PolicyState {
+                            namespace: ns.clone(),
+                            name: name.clone(),
+                            generation: *generation,
+                            ancestors: Vec::new(),
+                        });
+                    if policy.ancestors.iter().all(|(a, _)| *a != ancestor) {
+                        policy
+                            .ancestors
+                            .push((ancestor.clone(), backendtls::conditions(problem.as_ref())));
+                    }
+                }
+            }
             if !state.parents.is_empty() {
                 out.routes.push(state);
             }
         }
+        out.policies = policy_states.into_values().collect();
         for (state, listeners) in compiled {
             let gateway: Arc<str> = format!("{}/{}", state.namespace, state.name).into();
             let service = existing
@@ -372,18 +476,35 @@ impl Compiler<'_> {
                 .find(|s| provision::owner(s) == Some((&state.namespace, &state.name)));
             let mut by_port: BTreeMap<i32, Vec<Compiled>> = BTreeMap::new();
             let mut listener_states = Vec::new();
+            let mut set_states: BTreeMap<(String, String), Vec<ListenerState>> = BTreeMap::new();
             for mut l in listeners {
                 l.state.attached = l.state.attached.max(0);
-                listener_states.push(l.state.clone());
+                match &l.owner {
+                    None => listener_states.push(l.state.clone()),
+                    Some(owner) => set_states.entry(owner.clone()).or_default().push(l.state.clone()),
+                }
                 if l.usable {
                     by_port.entry(l.spec.port).or_default().push(l);
                 }
+            }
+            let accepted = state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status);
+            for set in sets
+                .iter()
+                .filter(|s| s.parent == (state.namespace.clone(), state.name.clone()))
+            {
+                let listeners = set_states.remove(&set.id).unwrap_or_default();
+                out.listener_sets.push(set.state(accepted, listeners));
             }
             for (port, mut ls) in by_port {
                 let Some(pod_port) = service.and_then(|s| provision::pod_port(s, port, &existing)) else {
                     continue;
                 };
-                let tls = ls.iter().any(|l| l.spec.protocol == "HTTPS");
+                // Listeners sharing a port are of one family (`gateway`), so the first says how it serves.
+                let serving = match ls.first().map(|l| family(l.spec)) {
+                    Some(Family::Http) | None => Serving::Http,
+                    Some(Family::Terminate) => Serving::Https,
+                    Some(Family::Passthrough) => Serving::Passthrough,
+                };
                 // Most specific hostname first: exact names, then wildcards by length, then none.
                 ls.sort_by_key(|l| match l.spec.hostname.as_deref() {
                     Some(h) if !h.starts_with('*') => (0, usize::MAX - h.len()),
@@ -406,22 +527,28 @@ impl Compiler<'_> {
                     Arc::new(Port {
                         gateway: gateway.clone(),
                         port: port as u16,
-                        tls,
+                        serving,
                         listeners,
                     }),
                 );
             }
             let mut state = state;
             state.listeners = listener_states;
+            state.attached_listener_sets = sets
+                .iter()
+                .filter(|s| s.allowed && s.parent == (state.namespace.clone(), state.name.clone()))
+                .count() as i32;
             out.gateways.push(state);
         }
         out
     }
 
-    /// A Gateway's listeners and conditions; adds its provisioned Service's wanted shape to `services`.
+    /// A Gateway's listeners (its own, then those of the ListenerSets `sets` it lets in) and conditions; adds its
+    /// provisioned Service's wanted shape to `services`.
     fn gateway<'g>(
         &self,
         g: &'g Gateway,
+        sets: &[&'g SetIn],
         grants: &Grants,
         existing: &[Service],
         provisioning: Option<&(String, BTreeMap<String, String>)>,
@@ -434,23 +561,28 @@ impl Compiler<'_> {
             .iter()
             .map(|l| self.listener(&namespace, l, grants))
             .collect();
-        // Listeners sharing a port must agree on the protocol family and differ by hostname.
-        let family = |p: &str| if p == "HTTP" { "HTTP" } else { "TLS" };
-        let conflicts: Vec<Option<&'static str>> = g
-            .spec
-            .listeners
+        for set in sets.iter().copied().filter(|s| s.allowed) {
+            for l in &set.listeners {
+                let mut compiled = self.listener(&set.id.0, l, grants);
+                compiled.owner = Some(set.id.clone());
+                listeners.push(compiled);
+            }
+        }
+        // Listeners sharing a port must agree on the protocol family and differ by hostname. Between a Gateway's
+        // own listeners both conflict; a ListenerSet's conflicts with those before it (the Gateway's, then older
+        // sets'), which keep theirs.
+        let conflicts: Vec<Option<&'static str>> = listeners
             .iter()
             .enumerate()
             .map(|(i, mine)| {
                 let mut conflict = None;
-                let others = g
-                    .spec
-                    .listeners
+                let others = listeners
                     .iter()
                     .enumerate()
-                    .filter(|(j, o)| *j != i && o.port == mine.port);
+                    .filter(|(j, o)| *j != i && o.spec.port == mine.spec.port && (*j < i || o.owner == mine.owner));
                 for (_, other) in others {
-                    if family(&other.protocol) != family(&mine.protocol) {
+                    let (other, mine) = (other.spec, mine.spec);
+                    if family(other) != family(mine) {
                         conflict = Some("ProtocolConflict");
                     } else if other.protocol == mine.protocol && other.hostname == mine.hostname && conflict.is_none() {
                         conflict = Some("HostnameConflict");
@@ -484,10 +616,13 @@ impl Compiler<'_> {
             .find(|s| provision::owner(s) == Some((&namespace, &name)))
             .map(provision::addresses)
             .unwrap_or_default();
-        let valid = listeners
-            .iter()
+        // The Gateway's acceptance is its own listeners'.
+        let own = listeners.iter().filter(|l| l.owner.is_none());
+        let valid = own
+            .clone()
             .filter(|l| l.state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status))
             .count();
+        let total = own.count();
         let mut conditions = Vec::new();
         let accepted = if g
             .spec
@@ -508,7 +643,7 @@ impl Compiler<'_> {
                 "UnsupportedAddress",
                 "weft assigns the Gateway's address itself",
             )
-        } else if valid == listeners.len() {
+        } else if valid == total {
             cond("Accepted", true, "Accepted", "")
         } else if valid > 0 {
             cond("Accepted", true, "ListenersNotValid", "some listeners are not valid")
@@ -539,17 +674,30 @@ impl Compiler<'_> {
             conditions,
             listeners: Vec::new(),
             addresses: address,
+            attached_listener_sets: 0,
         };
         (state, listeners)
     }
 
     fn listener<'l>(&self, namespace: &str, l: &'l Listener, grants: &Grants) -> Compiled<'l> {
         let mut conditions = Vec::new();
-        let defaults: &[&str] = match l.protocol.as_str() {
-            "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
+        let defaults: &[&str] = match (l.protocol.as_str(), family(l)) {
+            ("HTTP" | "HTTPS", _) => &["HTTPRoute", "GRPCRoute"],
+            ("TLS", Family::Passthrough) => &["TLSRoute"],
             _ => &[],
         };
-        let supported_protocol = !defaults.is_empty();
+        if l.protocol == "TLS" && family(l) == Family::Terminate {
+            set(
+                &mut conditions,
+                cond(
+                    "Accepted",
+                    false,
+                    "UnsupportedValue",
+                    "TLS listeners pass TLS through (mode Passthrough) only",
+                ),
+            );
+        }
+        let supported_protocol = matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS");
         let asked = l
             .allowed_routes
             .as_ref()
@@ -642,7 +790,7 @@ impl Compiler<'_> {
                     format!("protocol {} is not served", l.protocol),
                 ),
             );
-        } else {
+        } else if conditions.is_empty() {
             set(&mut conditions, cond("Accepted", true, "Accepted", ""));
         }
         let accepted = conditions.iter().all(|c| c.status);
@@ -655,6 +803,7 @@ impl Compiler<'_> {
         });
         Compiled {
             spec: l,
+            owner: None,
             usable: programmed,
             kinds: kinds.clone(),
             certificates,
@@ -700,18 +849,21 @@ impl Compiler<'_> {
             parents: Vec::new(),
         };
         for parent in parent_refs {
-            if parent.group() != GROUP || parent.kind() != "Gateway" {
+            if parent.group() != GROUP || !matches!(parent.kind(), "Gateway" | "ListenerSet") {
                 continue;
             }
             let gw_ns = parent.namespace.clone().unwrap_or_else(|| namespace.clone());
-            let Some((_, listeners)) = gateways
-                .iter_mut()
-                .find(|(g, _)| g.namespace == gw_ns && g.name == parent.name)
-            else {
+            // A Gateway's own listeners, or those of a ListenerSet its Gateway let in.
+            let owner = (parent.kind() == "ListenerSet").then(|| (gw_ns.clone(), parent.name.clone()));
+            let Some((_, listeners)) = gateways.iter_mut().find(|(g, ls)| match &owner {
+                None => g.namespace == gw_ns && g.name == parent.name,
+                Some(owner) => ls.iter().any(|l| l.owner.as_ref() == Some(owner)),
+            }) else {
                 continue;
             };
             let mut by_ref: Vec<&mut Compiled> = listeners
                 .iter_mut()
+                .filter(|l| l.owner == owner)
                 .filter(|l| parent.section_name.as_ref().is_none_or(|s| *s == l.spec.name))
                 .filter(|l| parent.port.is_none_or(|p| p == l.spec.port))
                 .collect();
@@ -732,7 +884,8 @@ impl Compiler<'_> {
                         "Selector" => from
                             .and_then(|f| f.selector.as_ref())
                             .is_some_and(|s| selector_matches(s, ns_labels)),
-                        _ => gw_ns == namespace,
+                        // The namespace of the listener's Gateway or ListenerSet.
+                        _ => l.owner.as_ref().map_or(&gw_ns, |o| &o.0) == &namespace,
                     };
                     kind_ok && ns_ok && l.state.conditions.iter().any(|c| c.type_ == "Accepted" && c.status)
                 });
@@ -780,7 +933,7 @@ impl Compiler<'_> {
             state.parents.push(ParentState {
                 parent: ParentReference {
                     group: Some(GROUP.into()),
-                    kind: Some("Gateway".into()),
+                    kind: Some(parent.kind().into()),
                     namespace: Some(gw_ns),
                     ..parent.clone()
                 },
@@ -798,6 +951,7 @@ impl Compiler<'_> {
         route: &Arc<str>,
         rules: &[HTTPRouteRule],
         grants: &Grants,
+        (policies, used): (&backendtls::Policies, &mut Vec<PolicyUse>),
     ) -> CompiledRules {
         let mut resolved = cond("ResolvedRefs", true, "ResolvedRefs", "");
         let mut out = Vec::new();
@@ -821,9 +975,16 @@ impl Compiler<'_> {
             let mut mirrors = Vec::new();
             for filter in rule.filters.iter().filter(|f| f.type_ == "RequestMirror") {
                 let Some(m) = &filter.request_mirror else { continue };
-                match self.backend(kind, namespace, &m.backend_ref, grants) {
-                    (BackendTarget::Service { upstream, protocol }, _) => {
-                        mirrors.push(Mirror::new(m, upstream, protocol));
+                match self.backend(kind, namespace, &m.backend_ref, grants, (policies, used)) {
+                    (
+                        BackendTarget::Service {
+                            upstream,
+                            protocol,
+                            tls,
+                        },
+                        _,
+                    ) => {
+                        mirrors.push(Mirror::new(m, upstream, protocol, tls));
                     }
                     (BackendTarget::Invalid(_), Some((reason, message))) if resolved.status => {
                         resolved = cond("ResolvedRefs", false, reason, message);
@@ -831,9 +992,14 @@ impl Compiler<'_> {
                     (BackendTarget::Invalid(_), _) => {}
                 }
             }
+            let metrics_route = format!("{}/{route}", kind.to_ascii_lowercase());
+            let affinity = rule
+                .session_persistence
+                .as_ref()
+                .map(|s| super::session::affinity(s, &metrics_route, i));
             let mut backends = Vec::new();
             for b in &rule.backend_refs {
-                let (target, problem) = self.backend(kind, namespace, &b.backend, grants);
+                let (target, problem) = self.backend(kind, namespace, &b.backend, grants, (policies, used));
                 if let Some((reason, message)) = problem
                     && resolved.status
                 {
@@ -857,6 +1023,7 @@ impl Compiler<'_> {
                     backend_protocol: protocol,
                     read_timeout: backend_timeout.unwrap_or(Annotations::default().read_timeout),
                     upstream_vhost: parts.rewrite.as_ref().and_then(|r| r.hostname.clone()),
+                    affinity: affinity.clone(),
                     ..Annotations::default()
                 });
                 backends.push(Backend {
@@ -867,11 +1034,7 @@ impl Compiler<'_> {
                 });
             }
             let rule_name = rule.name.clone().unwrap_or_else(|| format!("rule-{i}"));
-            let key = (
-                format!("{}/{route}", kind.to_ascii_lowercase()),
-                String::new(),
-                rule_name,
-            );
+            let key = (metrics_route, String::new(), rule_name);
             self.live.insert(key.clone());
             out.push((
                 matches,
@@ -897,13 +1060,15 @@ impl Compiler<'_> {
         (out, resolved)
     }
 
-    /// Where a backendRef leads, and the ResolvedRefs problem it has.
+    /// Where a backendRef leads, and the ResolvedRefs problem it has; the BackendTLSPolicy of its Service port
+    /// (not for TLSRoutes, whose connections pass through) goes in `used`.
     fn backend(
-        &self,
+        &mut self,
         kind: &str,
         namespace: &str,
         b: &BackendRef,
         grants: &Grants,
+        (policies, used): (&backendtls::Policies, &mut Vec<PolicyUse>),
     ) -> (BackendTarget, Option<(&'static str, String)>) {
         let invalid = |reason: &'static str, message: String| {
             (BackendTarget::Invalid(message.as_str().into()), Some((reason, message)))
@@ -932,16 +1097,160 @@ impl Compiler<'_> {
                     "GRPCRoute" => BackendProtocol::Grpc,
                     _ => app_protocol(self.snapshot, ns, &b.name, port),
                 };
-                (
-                    BackendTarget::Service {
-                        upstream: Arc::new(upstream),
-                        protocol,
-                    },
-                    None,
-                )
+                let policy = (kind != "TLSRoute")
+                    .then(|| policies.of(self.snapshot, ns, &b.name, port))
+                    .flatten();
+                let Some(policy) = policy else {
+                    let upstream = Arc::new(upstream);
+                    return (
+                        BackendTarget::Service {
+                            upstream,
+                            protocol,
+                            tls: None,
+                        },
+                        None,
+                    );
+                };
+                let verified = backendtls::material(policy, self.snapshot).and_then(|material| {
+                    backendtls::client(policy, &material, protocol, self.clients, self.clients_used)
+                });
+                let policy_id = (ns.to_string(), policy.metadata.name.clone().unwrap_or_default());
+                used.push((policy_id, policy.metadata.generation, verified.as_ref().err().cloned()));
+                match verified {
+                    Ok((client, protocol)) => (
+                        BackendTarget::Service {
+                            upstream: Arc::new(upstream),
+                            protocol,
+                            tls: Some(Box::new(client)),
+                        },
+                        None,
+                    ),
+                    // The policy's own status says why; the route's share answers 500.
+                    Err((_, why)) => (
+                        BackendTarget::Invalid(format!("BackendTLSPolicy of {ns}/{}: {why}", b.name).into()),
+                        None,
+                    ),
+                }
             }
             Err(e) => invalid("BackendNotFound", e.to_string()),
         }
+    }
+}
+
+/// A ListenerSet whose parentRef is one of our Gateways, with its listeners as a Gateway's.
+struct SetIn {
+    id: (String, String),
+    generation: Option<i64>,
+    /// The Gateway (namespace, name).
+    parent: (String, String),
+    /// Whether the Gateway's `allowedListeners` let it in.
+    allowed: bool,
+    listeners: Vec<Listener>,
+}
+
+impl SetIn {
+    /// Its conditions (its Gateway accepted or not) and its listeners' states.
+    fn state(&self, gateway_accepted: bool, listeners: Vec<ListenerState>) -> ListenerSetState {
+        let valid = listeners
+            .iter()
+            .filter(|l| l.conditions.iter().any(|c| c.type_ == "Accepted" && c.status))
+            .count();
+        let (accepted, reason, message) = if !self.allowed {
+            (false, "NotAllowed", "the Gateway's allowedListeners do not let it in")
+        } else if !gateway_accepted {
+            (false, "ParentNotAccepted", "the Gateway is not accepted")
+        } else if valid == listeners.len() {
+            (true, "Accepted", "")
+        } else if valid > 0 {
+            (true, "ListenersNotValid", "some listeners are not valid")
+        } else {
+            (false, "ListenersNotValid", "no listener is valid")
+        };
+        let programmed = match accepted {
+            true => cond("Programmed", true, "Programmed", ""),
+            false => cond("Programmed", false, reason, message),
+        };
+        ListenerSetState {
+            namespace: self.id.0.clone(),
+            name: self.id.1.clone(),
+            generation: self.generation,
+            conditions: vec![cond("Accepted", accepted, reason, message), programmed],
+            listeners,
+        }
+    }
+}
+
+/// The ListenerSets of `gateways` (ours), oldest first, and whether each Gateway lets them in (its
+/// `allowedListeners`: namespaces `Same`, `All` or `Selector`; none by default).
+fn listener_sets(
+    snapshot: &Snapshot,
+    gateways: &[Gateway],
+    namespaces: &HashMap<String, BTreeMap<String, String>>,
+) -> Vec<SetIn> {
+    let mut sets: Vec<ListenerSet> = decode(snapshot, "ListenerSet");
+    sets.sort_by_key(|s| age(&s.metadata));
+    sets.into_iter()
+        .filter_map(|s| {
+            let (namespace, name) = id(&s.metadata);
+            let p = &s.spec.parent_ref;
+            if p.group() != GROUP || p.kind() != "Gateway" {
+                return None;
+            }
+            let parent = (p.namespace.clone().unwrap_or_else(|| namespace.clone()), p.name.clone());
+            let gateway = gateways.iter().find(|g| id(&g.metadata) == parent)?;
+            let from = gateway
+                .spec
+                .allowed_listeners
+                .as_ref()
+                .and_then(|a| a.namespaces.as_ref());
+            let allowed = match from.and_then(|f| f.from.as_deref()).unwrap_or("None") {
+                "All" => true,
+                "Same" => namespace == parent.0,
+                "Selector" => from
+                    .and_then(|f| f.selector.as_ref())
+                    .is_some_and(|sel| selector_matches(sel, namespaces.get(&namespace))),
+                _ => false,
+            };
+            let listeners = s
+                .spec
+                .listeners
+                .iter()
+                .map(|l| Listener {
+                    name: l.name.clone(),
+                    hostname: l.hostname.clone(),
+                    port: l.port,
+                    protocol: l.protocol.clone(),
+                    tls: l.tls.clone(),
+                    allowed_routes: l.allowed_routes.clone(),
+                })
+                .collect();
+            Some(SetIn {
+                id: (namespace, name),
+                generation: s.metadata.generation,
+                parent,
+                allowed,
+                listeners,
+            })
+        })
+        .collect()
+}
+
+/// A listener's protocol family: listeners sharing a port must be of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Http,
+    /// HTTPS, and TLS in mode Terminate (the default).
+    Terminate,
+    /// TLS in mode Passthrough.
+    Passthrough,
+}
+
+fn family(l: &Listener) -> Family {
+    let mode = l.tls.as_ref().and_then(|t| t.mode.as_deref());
+    match (l.protocol.as_str(), mode) {
+        ("HTTP", _) => Family::Http,
+        ("TLS", Some("Passthrough")) => Family::Passthrough,
+        _ => Family::Terminate,
     }
 }
 
@@ -961,17 +1270,18 @@ fn age(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (St
 /// The protocol a Service port's `appProtocol` asks for: h2c (`kubernetes.io/h2c`), else HTTP/1.1 (WebSocket
 /// upgrades pass through HTTP/1.1 as they are).
 fn app_protocol(snapshot: &Snapshot, namespace: &str, name: &str, port: i32) -> BackendProtocol {
-    let key = weft_model::Key::new("Service", Some(namespace), name);
-    let service = snapshot
-        .get(&key)
-        .and_then(|o| serde_json::from_value::<Service>(o.to_value()).ok());
-    let app = service
-        .and_then(|s| s.spec?.ports?.into_iter().find(|p| p.port == port))
-        .and_then(|p| p.app_protocol);
+    let app = service_port(snapshot, namespace, name, port).and_then(|p| p.app_protocol);
     match app.as_deref() {
         Some("kubernetes.io/h2c") => BackendProtocol::Grpc,
         _ => BackendProtocol::Http,
     }
+}
+
+/// Port `port` of Service `namespace/name`, as the snapshot has it.
+pub(super) fn service_port(snapshot: &Snapshot, namespace: &str, name: &str, port: i32) -> Option<ServicePort> {
+    let key = weft_model::Key::new("Service", Some(namespace), name);
+    let service = serde_json::from_value::<Service>(snapshot.get(&key)?.to_value()).ok()?;
+    service.spec?.ports?.into_iter().find(|p| p.port == port)
 }
 
 /// A rule's (or backendRef's) filters compiled.

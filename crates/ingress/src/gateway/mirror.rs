@@ -20,12 +20,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Mirror {
     pub upstream: Arc<Upstream>,
     pub protocol: BackendProtocol,
+    /// The verified TLS client of the Service's BackendTLSPolicy.
+    tls: Option<Box<UpstreamClient>>,
     /// The share of requests mirrored: numerator, denominator (> 0).
     share: (u32, u32),
 }
 
 impl Mirror {
-    pub fn new(filter: &HTTPRequestMirrorFilter, upstream: Arc<Upstream>, protocol: BackendProtocol) -> Mirror {
+    pub fn new(
+        filter: &HTTPRequestMirrorFilter,
+        upstream: Arc<Upstream>,
+        protocol: BackendProtocol,
+        tls: Option<Box<UpstreamClient>>,
+    ) -> Mirror {
         let share = match (&filter.fraction, filter.percent) {
             (Some(f), _) => (
                 u32::try_from(f.numerator).unwrap_or(0),
@@ -37,6 +44,7 @@ impl Mirror {
         Mirror {
             upstream,
             protocol,
+            tls,
             share: (share.0, share.1.max(1)),
         }
     }
@@ -76,7 +84,7 @@ impl Mirror {
         } else {
             Version::HTTP_11
         };
-        let client = client(self.protocol);
+        let client = self.tls.as_deref().cloned().unwrap_or_else(|| client(self.protocol));
         let service = self.upstream.service.clone();
         tokio::spawn(async move {
             let sent = async {
@@ -122,6 +130,7 @@ mod tests {
             &filter,
             Arc::new(Upstream::new(String::new(), Vec::new())),
             BackendProtocol::Http,
+            None,
         )
     }
 

@@ -1,6 +1,7 @@
 //! Requests on a Gateway's pod ports: the listener by Host, the first match in the spec's order, the rule's
-//! redirect or its filters, then a backend by weight (500 for the share of a backendRef that cannot be
-//! followed, 503 when a Service has no ready endpoints), forwarded as the Ingress routes are.
+//! redirect or its filters, then a backend by its session (sessionPersistence) or by weight (500 for the share
+//! of a backendRef that cannot be followed, 503 when a Service has no ready endpoints), forwarded as the Ingress
+//! routes are.
 
 use super::compile::{BackendTarget, Port};
 use super::cors::Cors;
@@ -80,15 +81,16 @@ impl Proxy {
                 m.send(request.method(), &headers, &upstream_path);
             }
         }
-        let Some(backend) = rule.pick(proxy::roll(rule.total_weight())) else {
+        let picked = rule.session_backend(request.headers());
+        let Some(backend) = picked.or_else(|| rule.pick(proxy::roll(rule.total_weight()))) else {
             // No backendRefs, or every weight 0.
             return (
                 proxy::local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n"),
                 metrics,
             );
         };
-        let upstream = match &backend.target {
-            BackendTarget::Service { upstream, .. } => upstream.clone(),
+        let (upstream, tls_client) = match &backend.target {
+            BackendTarget::Service { upstream, tls, .. } => (upstream.clone(), tls.as_deref().cloned()),
             BackendTarget::Invalid(why) => {
                 tracing::debug!(route = %rule.route, %why, "500");
                 return (
@@ -113,7 +115,7 @@ impl Proxy {
             path: upstream_path,
             settings: &backend.settings,
             matched: None,
-            tls_client: None,
+            tls_client,
             metrics: &metrics,
         };
         let forwarded = self.forward(request, forward, conn);

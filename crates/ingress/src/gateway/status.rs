@@ -1,9 +1,10 @@
 //! The statuses the compiled Gateway API objects should have, as JSON merge patches of `status`: conditions
 //! stamped with the object's generation, keeping the transition time of a condition whose status did not change.
 
-use super::compile::{Gateways, RouteState};
+use super::compile::{Gateways, ListenerState, PolicyState, RouteState};
 use super::conditions::Cond;
 use serde_json::{Value, json};
+use weft_gateway::api::ParentReference;
 use weft_model::{Key, Snapshot};
 
 /// One object's wanted status.
@@ -55,23 +56,7 @@ pub fn wanted(gateways: &Gateways, snapshot: &Snapshot, controller: &str, now: &
     for g in &gateways.gateways {
         let key = Key::new("Gateway", Some(&g.namespace), &g.name);
         let before = current(snapshot, &key);
-        let listeners: Vec<Value> = g
-            .listeners
-            .iter()
-            .map(|l| {
-                let old = before
-                    .as_ref()
-                    .and_then(|b| b["listeners"].as_array())
-                    .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()))
-                    .map(|x| &x["conditions"]);
-                json!({
-                    "name": l.name,
-                    "supportedKinds": l.supported_kinds,
-                    "attachedRoutes": l.attached,
-                    "conditions": conditions(&l.conditions, g.generation, old, now),
-                })
-            })
-            .collect();
+        let listeners = listeners(&g.listeners, g.generation, before.as_ref(), now);
         let addresses: Vec<Value> = g
             .addresses
             .iter()
@@ -88,41 +73,120 @@ pub fn wanted(gateways: &Gateways, snapshot: &Snapshot, controller: &str, now: &
             "addresses": addresses,
             "conditions": conditions(&g.conditions, g.generation, before.as_ref().map(|b| &b["conditions"]), now),
             "listeners": listeners,
+            "attachedListenerSets": g.attached_listener_sets,
+        });
+        out.push(Wanted { key, status });
+    }
+    for s in &gateways.listener_sets {
+        let key = Key::new("ListenerSet", Some(&s.namespace), &s.name);
+        let before = current(snapshot, &key);
+        let status = json!({
+            "conditions": conditions(&s.conditions, s.generation, before.as_ref().map(|b| &b["conditions"]), now),
+            "listeners": listeners(&s.listeners, s.generation, before.as_ref(), now),
         });
         out.push(Wanted { key, status });
     }
     for r in &gateways.routes {
         out.push(route(r, snapshot, controller, now));
     }
+    for p in &gateways.policies {
+        out.push(policy(p, snapshot, controller, now));
+    }
     out
+}
+
+/// A BackendTLSPolicy's status: an ancestor entry per Gateway of `controller`'s; other controllers' kept.
+fn policy(p: &PolicyState, snapshot: &Snapshot, controller: &str, now: &str) -> Wanted {
+    let key = Key::new("BackendTLSPolicy", Some(&p.namespace), &p.name);
+    let before = current(snapshot, &key);
+    let wanted = p.ancestors.iter().map(|(a, conds)| (a, conds.as_slice()));
+    let ancestors = PerParent {
+        list: "ancestors",
+        reference: "ancestorRef",
+        controller,
+        generation: p.generation,
+        now,
+    }
+    .entries(before.as_ref(), wanted);
+    Wanted {
+        key,
+        status: json!({"ancestors": ancestors}),
+    }
+}
+
+/// A status list with an entry per parent (a route's `parents`, a policy's `ancestors`), each naming its parent
+/// in `reference`: other controllers' entries are kept, `controller`'s are the wanted ones.
+struct PerParent<'a> {
+    list: &'a str,
+    reference: &'a str,
+    controller: &'a str,
+    generation: Option<i64>,
+    now: &'a str,
+}
+
+impl PerParent<'_> {
+    fn entries<'w>(
+        &self,
+        before: Option<&Value>,
+        wanted: impl Iterator<Item = (&'w ParentReference, &'w [Cond])>,
+    ) -> Vec<Value> {
+        let old = before
+            .and_then(|b| b[self.list].as_array())
+            .cloned()
+            .unwrap_or_default();
+        let mut out: Vec<Value> = old
+            .iter()
+            .filter(|p| p["controllerName"] != self.controller)
+            .cloned()
+            .collect();
+        for (parent, conds) in wanted {
+            let reference = serde_json::to_value(parent).unwrap_or_default();
+            let previous = old
+                .iter()
+                .find(|o| o["controllerName"] == self.controller && o[self.reference] == reference)
+                .map(|o| &o["conditions"]);
+            let mut entry = json!({
+                "controllerName": self.controller,
+                "conditions": conditions(conds, self.generation, previous, self.now),
+            });
+            entry[self.reference] = reference;
+            out.push(entry);
+        }
+        out
+    }
+}
+
+/// The `listeners` of a Gateway's or ListenerSet's status (`before`: the status it has).
+fn listeners(list: &[ListenerState], generation: Option<i64>, before: Option<&Value>, now: &str) -> Vec<Value> {
+    list.iter()
+        .map(|l| {
+            let old = before
+                .and_then(|b| b["listeners"].as_array())
+                .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()))
+                .map(|x| &x["conditions"]);
+            json!({
+                "name": l.name,
+                "supportedKinds": l.supported_kinds,
+                "attachedRoutes": l.attached,
+                "conditions": conditions(&l.conditions, generation, old, now),
+            })
+        })
+        .collect()
 }
 
 /// A route's status: the parents of this controller as wanted; other controllers' entries kept.
 fn route(r: &RouteState, snapshot: &Snapshot, controller: &str, now: &str) -> Wanted {
     let key = Key::new(r.kind, Some(&r.namespace), &r.name);
     let before = current(snapshot, &key);
-    let old_parents = before
-        .as_ref()
-        .and_then(|b| b["parents"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    let mut parents: Vec<Value> = old_parents
-        .iter()
-        .filter(|p| p["controllerName"] != controller)
-        .cloned()
-        .collect();
-    for p in &r.parents {
-        let parent_ref = serde_json::to_value(&p.parent).unwrap_or_default();
-        let old = old_parents
-            .iter()
-            .find(|o| o["controllerName"] == controller && o["parentRef"] == parent_ref)
-            .map(|o| &o["conditions"]);
-        parents.push(json!({
-            "parentRef": parent_ref,
-            "controllerName": controller,
-            "conditions": conditions(&p.conditions, r.generation, old, now),
-        }));
+    let wanted = r.parents.iter().map(|p| (&p.parent, p.conditions.as_slice()));
+    let parents = PerParent {
+        list: "parents",
+        reference: "parentRef",
+        controller,
+        generation: r.generation,
+        now,
     }
+    .entries(before.as_ref(), wanted);
     Wanted {
         key,
         status: json!({"parents": parents}),

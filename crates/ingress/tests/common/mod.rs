@@ -93,3 +93,58 @@ pub fn line<'a>(body: &'a str, key: &str) -> &'a str {
         .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_default()
 }
+
+/// A CA: its PEM and what signs with it.
+pub fn ca() -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).unwrap().pem();
+    (pem, rcgen::Issuer::new(params, key))
+}
+
+/// A certificate for `names` signed by `ca`, and its key (PEM).
+pub fn issue(ca: &rcgen::Issuer<'static, rcgen::KeyPair>, names: &[&str]) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, ca)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Every request a [`tls_upstream`] got: `NAME PATH SNI`.
+pub static TLS_SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// An upstream on loopback terminating TLS with `config` (HTTP/1.1 and h2 by ALPN), answering `backend=NAME` and
+/// `sni=` the server name the client sent (`none` without one); its port.
+pub async fn tls_upstream(config: rustls::ServerConfig, name: &'static str) -> u16 {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let sni = stream.get_ref().1.server_name().unwrap_or("none").to_string();
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let seen = format!("{name} {} {sni}", request.uri().path());
+                    TLS_SEEN.lock().unwrap().push(seen);
+                    let text = format!("backend={name}\nsni={sni}\n");
+                    let body = http_body_util::Full::new(bytes::Bytes::from(text));
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(body)) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
