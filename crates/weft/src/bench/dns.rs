@@ -45,8 +45,21 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `N` ports free on 127.0.0.1 for both UDP and TCP (the servers bind both), below the kernel's ephemeral
+/// range: a port the kernel hands out for UDP may be the local port of an outgoing TCP connection, which on a
+/// busy machine made a server's TCP bind fail.
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let start = (std::process::id() % 12_000) as u16;
+    let mut free = (0..12_000u16).map(|i| 20_000 + (start + i) % 12_000).filter(|&port| {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    });
+    let mut ports = [0; N];
+    for port in &mut ports {
+        *port = free
+            .next()
+            .context("no port free for both UDP and TCP on 127.0.0.1 in 20000-31999")?;
+    }
+    Ok(ports)
 }
 
 /// A `List` in JSON (YAML streams are limited to 1024 documents) of a namespace `bench` and its Services `svc-N`,
@@ -311,7 +324,7 @@ pub fn run(args: Args) -> Result<()> {
 fn measure(args: &Args, dir: &Path) -> Result<()> {
     let objects = dir.join("objects.json");
     std::fs::write(&objects, manifest(args.services, true))?;
-    let (port, http_port, peer_port) = (free_port()?, free_port()?, free_port()?);
+    let [port, http_port, peer_port] = free_ports()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
     let peer: SocketAddr = ([127, 0, 0, 1], peer_port).into();
