@@ -267,4 +267,28 @@ mod tests {
         assert_eq!(nodes, [(true, true)], "a changed object is both");
         assert_eq!(base.changes_since(&base.clone(), "Namespace").count(), 0);
     }
+
+    /// imbl before 7.0.2 lost the first difference after a run of shared nodes (jneem/imbl#160): a controller
+    /// then never saw a new object. Every position of a map several leaves wide is checked, for a change, an
+    /// addition and a removal.
+    #[test]
+    fn changes_since_sees_a_change_at_every_position_of_a_shared_map() {
+        let namespace = |name: &str| {
+            let text = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n");
+            parse(&text, "t").unwrap().remove(0)
+        };
+        let base = Snapshot::new(1, (0..100).map(|i| namespace(&format!("n{i:03}"))));
+        for i in 0..100 {
+            let key = Key::new("Namespace", None, &format!("n{i:03}"));
+            let mut changed = base.clone();
+            changed.get_mut(&key).unwrap().meta_mut().labels = Some([("a".to_string(), "b".to_string())].into());
+            let mut added = base.clone();
+            added.insert(namespace(&format!("n{i:03}x")));
+            let mut removed = base.clone();
+            removed.remove(&key);
+            for (next, what) in [(changed, "change"), (added, "addition"), (removed, "removal")] {
+                assert_eq!(next.all_changes_since(&base).count(), 1, "the {what} at {i}");
+            }
+        }
+    }
 }
