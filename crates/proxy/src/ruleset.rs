@@ -244,26 +244,29 @@ impl Ruleset {
                 let _ = writeln!(out, "add rule {TABLE} {name} {rule}");
             }
         }
-        let mut endpoints: BTreeMap<&str, Vec<(Key, Option<Value>)>> = BTreeMap::new();
-        for (map, slot, addr, port) in self.services.values().flat_map(|s| s.endpoints.iter()) {
-            let value = Value::Target(*addr, *port);
-            endpoints.entry(map).or_default().push((Key::Slot(*slot), Some(value)));
-        }
-        let elements = self.elements.keys().map(|map| {
-            let elements = self.elements(map).map(|(k, v)| (*k, v.as_deref().map(Value::Verdict)));
-            (*map, elements.collect::<Vec<_>>())
-        });
-        for (map, elements) in elements.chain(endpoints) {
-            for chunk in elements.chunks(ELEMENTS_PER_STATEMENT) {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    Change::AddElements {
-                        map,
-                        elements: chunk.to_vec()
-                    }
-                );
+        // Statements of ELEMENTS_PER_STATEMENT elements each, written as they are gathered: a list of every
+        // element first would cost as much as the text.
+        let mut statements = |map: &str, elements: &mut dyn Iterator<Item = (Key, Option<Value>)>| loop {
+            let chunk: Vec<_> = (&mut *elements).take(ELEMENTS_PER_STATEMENT).collect();
+            if chunk.is_empty() {
+                break;
             }
+            let _ = writeln!(out, "{}", Change::AddElements { map, elements: chunk });
+        };
+        for map in self.elements.keys() {
+            statements(
+                map,
+                &mut self.elements(map).map(|(k, v)| (*k, v.as_deref().map(Value::Verdict))),
+            );
+        }
+        let mut endpoints: BTreeMap<&str, Vec<(u32, Ipv4Addr, u16)>> = BTreeMap::new();
+        for (map, slot, addr, port) in self.services.values().flat_map(|s| s.endpoints.iter()) {
+            endpoints.entry(map).or_default().push((*slot, *addr, *port));
+        }
+        for (map, slots) in endpoints {
+            let mut elements =
+                (slots.into_iter()).map(|(slot, addr, port)| (Key::Slot(slot), Some(Value::Target(addr, port))));
+            statements(map, &mut elements);
         }
         out
     }
