@@ -1,6 +1,6 @@
 //! The cluster as a component's watchers have shown it: watch events in, snapshots out. Kept apart from the
 //! watchers themselves so that the rules (one snapshot only once every kind is listed, unchanged objects shared,
-//! a relist swapped in whole) are tested without an API server.
+//! a relist applied as it arrives) are tested without an API server.
 
 use kube::runtime::watcher::Event;
 use std::collections::BTreeSet;
@@ -26,14 +26,9 @@ struct Listing {
     kind: String,
     /// Whether a list of this kind has ever been completed: no snapshot before every kind's has.
     listed: bool,
-    /// During a (re)list: the keys listed so far, and those of them that differ from what the mirror holds.
-    relist: Option<Relist>,
-}
-
-#[derive(Default)]
-struct Relist {
-    seen: BTreeSet<Key>,
-    changed: Vec<Object>,
+    /// During a (re)list: the keys listed so far (what the mirror holds of the kind and is not among them at the
+    /// end is gone).
+    relist: Option<BTreeSet<Key>>,
 }
 
 impl Mirror {
@@ -60,37 +55,36 @@ impl Mirror {
             return;
         };
         match event {
-            Event::Init => listing.relist = Some(Relist::default()),
+            Event::Init => listing.relist = Some(BTreeSet::new()),
             Event::InitApply(object) => {
-                let relist = listing.relist.get_or_insert_default();
                 let key = object.key();
-                // Only what differs is kept: a relist costs the keys, not a second copy of the objects.
-                if !self.current.get_shared(&key).is_some_and(|o| same_version(o, &object)) {
-                    relist.changed.push(object);
+                let changed = !self.current.get_shared(&key).is_some_and(|o| same_version(o, &object));
+                listing.relist.get_or_insert_default().insert(key);
+                // An object that differs replaces the one held at once, as a watch event would: the old version
+                // goes as soon as no snapshot holds it, so a relist never holds a second copy of its kind. A list
+                // says what is, not when it changed: no change time.
+                if changed {
+                    let version = version(&object).unwrap_or(0);
+                    self.current.insert(object);
+                    self.advance(version);
                 }
-                relist.seen.insert(key);
             }
             Event::InitDone => {
                 listing.listed = true;
-                let relist = listing.relist.take().unwrap_or_default();
+                let seen = listing.relist.take().unwrap_or_default();
                 let gone: Vec<Key> = self
                     .current
                     .of_kind(&listing.kind)
                     .map(Object::key)
-                    .filter(|k| !relist.seen.contains(k))
+                    .filter(|k| !seen.contains(k))
                     .collect();
-                if gone.is_empty() && relist.changed.is_empty() {
+                if gone.is_empty() {
                     return;
                 }
-                let newest = relist.changed.iter().filter_map(version).max().unwrap_or(0);
                 for key in &gone {
                     self.current.remove_shared(key);
                 }
-                for object in relist.changed {
-                    self.current.insert(object);
-                }
-                // A relist says what is, not when it changed: no change times.
-                self.advance(newest);
+                self.advance(0);
             }
             Event::Apply(object) => {
                 let key = object.key();
@@ -257,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn a_relist_replaces_the_kind_and_keeps_what_did_not_change() {
+    fn a_relist_applies_what_changed_as_it_comes_and_keeps_what_did_not() {
         let mut mirror = Mirror::new(&["Namespace", "Service"]);
         list(&mut mirror, NS, vec![object("Namespace", "x", 1)]);
         list(
@@ -270,15 +264,22 @@ mod tests {
             ],
         );
         let first = mirror.snapshot().unwrap();
-        // The watch expired (410): the watcher lists again. Until it is done, the old set is served.
+        // The watch expired (410): the watcher lists again. An object listed as it is held changes nothing; one
+        // that changed replaces the held one at once (the mirror never holds two versions of it), with no change
+        // time; what was not listed goes at the end.
         mirror.apply(SVC, Event::Init, SystemTime::now());
         mirror.apply(SVC, Event::InitApply(object("Service", "a", 2)), SystemTime::now());
-        mirror.apply(SVC, Event::InitApply(object("Service", "c", 12)), SystemTime::now());
         assert!(Arc::ptr_eq(&first, &mirror.snapshot().unwrap()));
+        mirror.apply(SVC, Event::InitApply(object("Service", "c", 12)), SystemTime::now());
+        let during = mirror.snapshot().unwrap();
+        assert_eq!((names(&during), during.revision), (vec!["x", "a", "b", "c"], 12));
+        assert!(during.changes.is_empty(), "a list carries no change times");
+        let c = Key::new("Service", Some("x"), "c");
+        assert_eq!(during.get(&c).unwrap().meta().resource_version.as_deref(), Some("12"));
         mirror.apply(SVC, Event::InitDone, SystemTime::now());
         let next = mirror.snapshot().unwrap();
         assert_eq!(names(&next), ["x", "a", "c"], "b went while the watch was down");
-        assert_eq!(next.revision, 12);
+        assert_eq!(next.revision, 13);
         for name in ["a", "x"] {
             let kind = if name == "x" { "Namespace" } else { "Service" };
             let key = Key::new(kind, (kind == "Service").then_some("x"), name);
@@ -297,6 +298,6 @@ mod tests {
         // One that only lost objects still makes a newer snapshot.
         list(&mut mirror, SVC, vec![object("Service", "a", 2)]);
         let last = mirror.snapshot().unwrap();
-        assert_eq!((names(&last), last.revision), (vec!["x", "a"], 13));
+        assert_eq!((names(&last), last.revision), (vec!["x", "a"], 14));
     }
 }

@@ -187,10 +187,11 @@ impl Taker<'_> {
     }
 
     /// The blocks taken; the others held before go back.
-    fn finish(self) -> Blocks {
+    fn finish(mut self) -> Blocks {
         for (_, (first, len)) in self.held {
             self.slots.release(first, len);
         }
+        self.taken.shrink_to_fit();
         self.taken
     }
 }
@@ -222,6 +223,7 @@ fn service(slices: &Slices, ctx: &Context, svc: &Service, slots: &mut Taker) -> 
     for port in &svc.ports {
         service_port(&mut out, slices, ctx, svc, port, slots);
     }
+    out.shrink_to_fit();
     out
 }
 

@@ -3,8 +3,8 @@
 //! planner did not re-plan is shared with the previous state and skipped by the diff at the cost of a pointer
 //! comparison.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, btree_map};
+use imbl::ordmap::DiffItem;
+use std::collections::{BTreeMap, BTreeSet, btree_map};
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, LazyLock};
@@ -92,6 +92,9 @@ table inet weft {
 /// A map element's verdict (`goto svc-…`), none for a set's element.
 pub type Verdict = Option<Arc<str>>;
 
+/// The elements of one map or set: key → the Services claiming it.
+pub type Elements = imbl::OrdMap<Key, Owners>;
+
 /// The key of an element of one of the skeleton's maps or sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
@@ -161,15 +164,28 @@ impl ServiceRules {
     pub fn element(&mut self, map: &'static str, key: Key, verdict: Verdict) {
         self.elements.push((map, key, verdict));
     }
+
+    /// Gives back what the lists reserved while they grew: a planner holds one of these per Service.
+    pub fn shrink_to_fit(&mut self) {
+        self.chains.shrink_to_fit();
+        for (_, rules) in &mut self.chains {
+            rules.shrink_to_fit();
+        }
+        self.elements.shrink_to_fit();
+        self.udp_endpoints.shrink_to_fit();
+        self.endpoints.shrink_to_fit();
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ruleset {
     /// Per Service (`namespace/name`), shared with the planner's memory of the Services that did not change.
     pub services: BTreeMap<Arc<str>, Arc<ServiceRules>>,
-    /// Every element of the skeleton's maps and sets: map → key → verdict. Should two Services claim one key
-    /// (the same external IP and port), the last by name has it.
-    pub elements: BTreeMap<&'static str, BTreeMap<Key, Verdict>>,
+    /// Every element of the skeleton's maps and sets: map → key → the Services claiming it and so its verdict
+    /// (should two claim one key, the same external IP and port, the last by name has it). Persistent maps
+    /// shared with the planner's claims: a ruleset costs what changed since the last one, not a copy of every
+    /// element.
+    pub elements: BTreeMap<&'static str, Elements>,
     /// UDP endpoints in use (address, port): when one goes, its conntrack entries go too.
     pub udp_endpoints: BTreeSet<(Ipv4Addr, u16)>,
 }
@@ -182,6 +198,12 @@ impl Ruleset {
             elements: claims.elements.clone(),
             udp_endpoints: claims.udp.keys().copied().collect(),
         }
+    }
+
+    /// The elements of `map` with their verdicts, in key order.
+    pub fn elements<'a>(&'a self, map: &str) -> impl Iterator<Item = (&'a Key, &'a Verdict)> + 'a {
+        let elements = self.elements.get(map).into_iter().flat_map(|e| e.iter());
+        elements.map(|(key, owners)| (key, owners.verdict()))
     }
 
     /// Every generated chain: name and rules.
@@ -204,7 +226,7 @@ impl Ruleset {
 
     /// The verdict of a map element written as nft text (`10.96.0.20 . tcp . 80`).
     pub fn verdict(&self, map: &str, key: &str) -> Option<&str> {
-        let (_, verdict) = self.elements.get(map)?.iter().find(|(k, _)| k.to_string() == key)?;
+        let (_, verdict) = self.elements(map).find(|(k, _)| k.to_string() == key)?;
         verdict.as_deref()
     }
 
@@ -222,26 +244,29 @@ impl Ruleset {
                 let _ = writeln!(out, "add rule {TABLE} {name} {rule}");
             }
         }
-        let mut endpoints: BTreeMap<&str, Vec<(Key, Option<Value>)>> = BTreeMap::new();
-        for (map, slot, addr, port) in self.services.values().flat_map(|s| s.endpoints.iter()) {
-            let value = Value::Target(*addr, *port);
-            endpoints.entry(map).or_default().push((Key::Slot(*slot), Some(value)));
-        }
-        let elements = self.elements.iter().map(|(map, elements)| {
-            let elements = elements.iter().map(|(k, v)| (*k, v.as_deref().map(Value::Verdict)));
-            (*map, elements.collect::<Vec<_>>())
-        });
-        for (map, elements) in elements.chain(endpoints) {
-            for chunk in elements.chunks(ELEMENTS_PER_STATEMENT) {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    Change::AddElements {
-                        map,
-                        elements: chunk.to_vec()
-                    }
-                );
+        // Statements of ELEMENTS_PER_STATEMENT elements each, written as they are gathered: a list of every
+        // element first would cost as much as the text.
+        let mut statements = |map: &str, elements: &mut dyn Iterator<Item = (Key, Option<Value>)>| loop {
+            let chunk: Vec<_> = (&mut *elements).take(ELEMENTS_PER_STATEMENT).collect();
+            if chunk.is_empty() {
+                break;
             }
+            let _ = writeln!(out, "{}", Change::AddElements { map, elements: chunk });
+        };
+        for map in self.elements.keys() {
+            statements(
+                map,
+                &mut self.elements(map).map(|(k, v)| (*k, v.as_deref().map(Value::Verdict))),
+            );
+        }
+        let mut endpoints: BTreeMap<&str, Vec<(u32, Ipv4Addr, u16)>> = BTreeMap::new();
+        for (map, slot, addr, port) in self.services.values().flat_map(|s| s.endpoints.iter()) {
+            endpoints.entry(map).or_default().push((*slot, *addr, *port));
+        }
+        for (map, slots) in endpoints {
+            let mut elements =
+                (slots.into_iter()).map(|(slot, addr, port)| (Key::Slot(slot), Some(Value::Target(addr, port))));
+            statements(map, &mut elements);
         }
         out
     }
@@ -320,12 +345,18 @@ impl Ruleset {
         }
         out.append(&mut chains);
         out.append(&mut rules);
-        static EMPTY: BTreeMap<Key, Verdict> = BTreeMap::new();
+        static EMPTY: LazyLock<Elements> = LazyLock::new(Elements::new);
         let maps: BTreeSet<&str> = self.elements.keys().chain(new.elements.keys()).copied().collect();
         for map in maps {
             let old = self.elements.get(map).unwrap_or(&EMPTY);
             let now = new.elements.get(map).unwrap_or(&EMPTY);
-            for (key, old, now) in merge(old, now) {
+            // The diff of two versions of one persistent map skips what they share.
+            for item in old.diff(now) {
+                let (key, old, now) = match item {
+                    DiffItem::Add(key, now) => (key, None, Some(now.verdict())),
+                    DiffItem::Update { old, new } => (old.0, Some(old.1.verdict()), Some(new.1.verdict())),
+                    DiffItem::Remove(key, old) => (key, Some(old.verdict()), None),
+                };
                 if old == now {
                     continue;
                 }
@@ -368,7 +399,7 @@ impl Ruleset {
             rules += r.len();
         }
         let endpoints: usize = self.services.values().map(|s| s.endpoints.len()).sum();
-        let elements: usize = self.elements.values().map(BTreeMap::len).sum();
+        let elements: usize = self.elements.values().map(Elements::len).sum();
         (chains, rules, elements + endpoints)
     }
 }
@@ -378,15 +409,14 @@ impl Ruleset {
 /// the same external IP and port.
 #[derive(Debug, Default)]
 pub struct Claims {
-    elements: BTreeMap<&'static str, BTreeMap<Key, Verdict>>,
-    owners: HashMap<(&'static str, Key), Owners>,
+    elements: BTreeMap<&'static str, Elements>,
     /// UDP endpoints and how many claims each has.
     udp: BTreeMap<(Ipv4Addr, u16), usize>,
 }
 
 /// The Services claiming one key with their verdicts, by name (a Service's own claims in its order).
-#[derive(Debug)]
-enum Owners {
+#[derive(Clone, Debug, PartialEq)]
+pub enum Owners {
     One(Arc<str>, Verdict),
     Many(Vec<(Arc<str>, Verdict)>),
 }
@@ -395,10 +425,12 @@ impl Claims {
     pub fn add(&mut self, service: &Arc<str>, rules: &ServiceRules) {
         for (map, key, verdict) in &rules.elements {
             let claim = (Arc::clone(service), verdict.clone());
-            let owners = match self.owners.entry((map, *key)) {
-                Entry::Vacant(e) => e.insert(Owners::One(claim.0, claim.1)),
-                Entry::Occupied(e) => {
-                    let owners = e.into_mut();
+            let elements = self.elements.entry(map).or_default();
+            match elements.get_mut(key) {
+                None => {
+                    elements.insert(*key, Owners::One(claim.0, claim.1));
+                }
+                Some(owners) => {
                     let mut list = match std::mem::replace(owners, Owners::Many(Vec::new())) {
                         Owners::One(name, verdict) => vec![(name, verdict)],
                         Owners::Many(list) => list,
@@ -406,11 +438,8 @@ impl Claims {
                     let at = list.partition_point(|(name, _)| **name <= **service);
                     list.insert(at, claim);
                     *owners = Owners::Many(list);
-                    owners
                 }
-            };
-            let verdict = owners.last().clone();
-            self.elements.entry(map).or_default().insert(*key, verdict);
+            }
         }
         for endpoint in &rules.udp_endpoints {
             *self.udp.entry(*endpoint).or_default() += 1;
@@ -420,30 +449,31 @@ impl Claims {
     /// Takes back what [`Claims::add`] of the same `rules` added.
     pub fn remove(&mut self, service: &str, rules: &ServiceRules) {
         for (map, key, _) in &rules.elements {
-            let Entry::Occupied(mut e) = self.owners.entry((map, *key)) else {
-                continue;
-            };
-            let left = match e.get_mut() {
-                Owners::One(name, _) if **name == *service => None,
-                Owners::One(..) => continue,
-                Owners::Many(list) => {
-                    list.retain(|(name, _)| **name != *service);
-                    list.last().map(|(_, verdict)| verdict.clone())
-                }
-            };
             let Some(elements) = self.elements.get_mut(map) else {
                 continue;
             };
-            match left {
-                Some(verdict) => {
-                    elements.insert(*key, verdict);
-                }
-                None => {
-                    e.remove();
-                    elements.remove(key);
-                    if elements.is_empty() {
-                        self.elements.remove(map);
+            let Some(owners) = elements.get_mut(key) else {
+                continue;
+            };
+            let left = match owners {
+                Owners::One(name, _) => **name != *service,
+                Owners::Many(list) => {
+                    list.retain(|(name, _)| **name != *service);
+                    match &list[..] {
+                        [] => false,
+                        // One claim left is `One`, as if it had been the only one (rulesets compare equal).
+                        [(name, verdict)] => {
+                            *owners = Owners::One(name.clone(), verdict.clone());
+                            true
+                        }
+                        _ => true,
                     }
+                }
+            };
+            if !left {
+                elements.remove(key);
+                if elements.is_empty() {
+                    self.elements.remove(map);
                 }
             }
         }
@@ -459,7 +489,8 @@ impl Claims {
 }
 
 impl Owners {
-    fn last(&self) -> &Verdict {
+    /// The verdict of the last claim by name: the element's.
+    pub fn verdict(&self) -> &Verdict {
         match self {
             Owners::One(_, verdict) => verdict,
             Owners::Many(list) => list.last().map_or(&None, |(_, verdict)| verdict),
@@ -670,7 +701,12 @@ mod tests {
         let ip = |verdict: &str| service(&[], &[(WEB, verdict)]);
         let (a, b, c) = (ip("goto svc-a"), ip("goto svc-b"), ip("goto svc-c"));
         let id = |name: &str| Arc::<str>::from(name);
-        let owner = |claims: &Claims| claims.elements[SERVICE_IPS][&WEB].as_deref().map(str::to_string);
+        let owner = |claims: &Claims| {
+            claims.elements[SERVICE_IPS][&WEB]
+                .verdict()
+                .as_deref()
+                .map(str::to_string)
+        };
         let mut claims = Claims::default();
         claims.add(&id("b"), &b);
         claims.add(&id("c"), &c);
@@ -690,7 +726,6 @@ mod tests {
         );
         claims.remove("b", &b);
         assert!(claims.elements.is_empty(), "no claim left, no element");
-        assert!(claims.owners.is_empty());
         // One Service claiming a key twice (two ports of one endpoint) gives it up at once.
         let mut twice = ServiceRules::default();
         twice.element(HAIRPIN, Key::Hairpin(Ipv4Addr::new(10, 244, 1, 5)), None);

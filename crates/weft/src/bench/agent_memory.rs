@@ -1,7 +1,8 @@
 //! `weft bench agent-memory`: what the node agent holds at N Services × E endpoints. The lab's API server with its
 //! store runs in this process (no root); a child process follows it as the agent does (`KubeSource` with the
-//! agent's kinds and its projection of them, then the service proxy's and NetworkPolicy's plans for one node,
-//! without the kernel) and reports its peak RSS after the first list, after the first plans, and again after every
+//! agent's kinds and its projection of them, then the service proxy's and NetworkPolicy's plans for one node, and
+//! what the proxy's applier holds and writes: the ruleset last applied and each transaction's text, without the
+//! kernel) and reports its peak RSS after the first list, after the first plans, and again after every
 //! EndpointSlice changed in one commit (more changes than the lab API's change log keeps: the watch expires and
 //! the watcher relists, the case where a client could hold the cluster twice).
 
@@ -30,7 +31,7 @@ pub struct Args {
 }
 
 const NODE: &str = "node-1";
-/// Created last: the follower has seen every change once it sees this Service.
+/// Created last, after every slice changed.
 const MARKER: &str = "bench-done";
 
 pub fn run(args: Args) -> Result<()> {
@@ -111,7 +112,10 @@ fn follow(kubeconfig: &std::path::Path) -> Result<()> {
         node: NODE.into(),
         cluster_cidr: "10.244.0.0/16".parse()?,
     };
-    let counts = planner.plan(&first, &ctx).counts();
+    // As the applier: the whole table first, then the ruleset applied kept to diff the next one against.
+    let mut applied = planner.plan(&first, &ctx);
+    let counts = applied.counts();
+    let mut written = applied.full().len();
     let policy = weft_policy::plan::plan(&weft_policy::Cluster::index(&first), NODE);
     println!(
         "listed {} objects (peak RSS {listed:.1} MB) and planned ({} chains, {} rules, {} map elements; {} policy chains) in {:.1} s: peak RSS {:.1} MB",
@@ -129,7 +133,15 @@ fn follow(kubeconfig: &std::path::Path) -> Result<()> {
     // against).
     let mut snap = first;
     let mut errors = Vec::new();
-    while snap.get(&marker).is_none() {
+    // Every change is in once the marker is and every slice has changed: the marker comes through the Services'
+    // watch, which may be done before the slices' relist is.
+    let changed = |snap: &weft_model::Snapshot| {
+        let mut slices = snap
+            .of_kind("EndpointSlice")
+            .filter_map(weft_model::Object::endpoint_slice);
+        slices.all(|s| s.endpoints.first().is_some_and(|e| !e.is_ready()))
+    };
+    while snap.get(&marker).is_none() || !changed(&snap) {
         match source.next(snap.revision) {
             Ok(next) => snap = next,
             // As the agent does: the watcher retries (a burst larger than the API's change log expires the watch:
@@ -139,16 +151,19 @@ fn follow(kubeconfig: &std::path::Path) -> Result<()> {
                 continue;
             }
         }
-        planner.plan(&snap, &ctx);
+        let desired = planner.plan(&snap, &ctx);
+        written += weft_proxy::ruleset::script(&applied.changes(&desired)).len();
+        applied = desired;
     }
     println!(
-        "every EndpointSlice changed, applied and planned in {:.1} s ({}): peak RSS {:.1} MB",
+        "every EndpointSlice changed, applied and planned in {:.1} s ({}; {:.1} MB of nft text in all): peak RSS {:.1} MB",
         started.elapsed().as_secs_f64(),
         if errors.iter().any(|e| e.contains("Expired")) {
             "the watch expired and was relisted"
         } else {
             "watch events"
         },
+        written as f64 / 1e6,
         super::peak_rss_mb()
     );
     Ok(())
