@@ -12,6 +12,7 @@ pub mod hostname;
 pub mod matching;
 pub mod mirror;
 pub mod provision;
+pub mod retry;
 pub mod serve;
 pub mod status;
 pub mod tls;

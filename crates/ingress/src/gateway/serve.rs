@@ -115,6 +115,7 @@ impl Proxy {
             matched: None,
             tls_client: None,
             metrics: &metrics,
+            retry: rule.retry.as_ref(),
         };
         let forwarded = self.forward(request, forward, conn);
         let mut response = match rule.timeout {
