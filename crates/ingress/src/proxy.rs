@@ -380,11 +380,17 @@ impl Proxy {
                 Ok(uri) => uri,
                 Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
             };
-            // proxy-read-timeout counts from when the request body has all gone, as nginx's.
-            let sent = Arc::new(tokio::sync::Notify::new());
-            let attempt = attempt.map(|body| Watched::new(body, sent.clone()).boxed_unsync());
+            // proxy-read-timeout counts from when the request body has all gone, as nginx's: at once for a body
+            // the proxy holds whole.
+            let sent = (!payload.replayable()).then(|| Arc::new(tokio::sync::Notify::new()));
+            let attempt = match &sent {
+                Some(sent) => attempt.map(|body| Watched::new(body, sent.clone()).boxed_unsync()),
+                None => attempt,
+            };
             let read_timeout = async {
-                sent.notified().await;
+                if let Some(sent) = &sent {
+                    sent.notified().await;
+                }
                 tokio::time::sleep(settings.read_timeout).await;
             };
             let sending = Instant::now();
