@@ -3,7 +3,9 @@
 //! connection's task stay on the thread. A connection is hyper's `client::conn::http1` sender; it is taken from
 //! its endpoint's idle list for a request and goes back when the response's body ends (`Returning`), with no task
 //! or boxed future per request. The most recently used connection is taken first (its socket and buffers are the
-//! warmest); idle ones are dropped after `IDLE_TIMEOUT`, and beyond `IDLE_PER_ENDPOINT`. HTTPS, h2c and gRPC
+//! warmest). Idle ones beyond `IDLE_PER_ENDPOINT` are closed, and those idle longer than `IDLE_TIMEOUT` when the
+//! thread next uses its pool (sweeping it at most every `SWEEP_EVERY`): a thread without requests keeps its idle
+//! connections until the endpoints close them, as their servers' own idle timeouts do. HTTPS, h2c and gRPC
 //! upstreams, and the routes with a `proxy-ssl-*` client, go through `backend`'s clients instead.
 
 use crate::body::Body;
@@ -262,6 +264,24 @@ mod tests {
         assert_eq!(body.collect().await.unwrap().to_bytes(), "ok");
         drop(unread);
         assert_eq!(accepted.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_expire() {
+        let (addr, _) = server().await;
+        let mut idle = Idle::default();
+        for sweep in [false, true] {
+            idle.put(addr, open(addr, Duration::from_secs(1)).await.unwrap());
+            idle.endpoints.get_mut(&addr).unwrap()[0].since -= IDLE_TIMEOUT;
+            if sweep {
+                idle.sweep(Instant::now());
+                assert!(idle.endpoints.is_empty());
+            } else {
+                assert!(idle.take(addr).is_none());
+            }
+        }
+        idle.put(addr, open(addr, Duration::from_secs(1)).await.unwrap());
+        assert!(idle.take(addr).is_some());
     }
 
     #[tokio::test]
