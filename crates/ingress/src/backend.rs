@@ -97,7 +97,7 @@ impl Upstreams {
     }
 
     /// Sends `request` (its URI from `uri`) to `endpoint`: its response, and the pooled connection it came on,
-    /// which its body gives back (see `pool::Returning`).
+    /// which its body gives back (see `pool::returning`).
     pub async fn send(
         &self,
         endpoint: SocketAddr,

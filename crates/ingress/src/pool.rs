@@ -1,24 +1,21 @@
 //! The keep-alive pool of plain HTTP/1.1 upstreams (`backend-protocol: HTTP`, the common case): one per thread,
 //! so that on a worker thread's runtime (see `server::bind_shared`) a request, its upstream connection and that
 //! connection's task stay on the thread. A connection is hyper's `client::conn::http1` sender; it is taken from
-//! its endpoint's idle list for a request and goes back when the response's body ends (`Returning`), with no task
+//! its endpoint's idle list for a request and goes back when the response's body ends (`returning`), with no task
 //! or boxed future per request. The most recently used connection is taken first (its socket and buffers are the
 //! warmest). Idle ones beyond `IDLE_PER_ENDPOINT` are closed, and those idle longer than `IDLE_TIMEOUT` when the
 //! thread next uses its pool (sweeping it at most every `SWEEP_EVERY`): a thread without requests keeps its idle
 //! connections until the endpoints close them, as their servers' own idle timeouts do. HTTPS, h2c and gRPC
 //! upstreams, and the routes with a `proxy-ssl-*` client, go through `backend`'s clients instead.
 
-use crate::body::Body;
-use bytes::Bytes;
+use crate::body::{Body, OnEnd};
 use http::{Request, Response};
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -159,50 +156,12 @@ async fn open(endpoint: SocketAddr, limit: Duration) -> Result<SendRequest<Body>
 
 /// A response body that gives its connection back to the pool once it has all been read (a body the client
 /// leaves unread closes its connection instead). Bodies of `backend`'s clients have no lease.
-pub struct Returning {
-    inner: Incoming,
-    lease: Option<Lease>,
-}
-
-impl Returning {
-    pub fn new(inner: Incoming, lease: Option<Lease>) -> Returning {
-        let mut body = Returning { inner, lease };
-        if body.inner.is_end_stream() {
-            body.give_back();
-        }
-        body
-    }
-
-    fn give_back(&mut self) {
-        if let Some(lease) = self.lease.take() {
+pub fn returning(inner: Incoming, lease: Option<Lease>) -> OnEnd<Incoming, impl FnOnce() + Unpin> {
+    OnEnd::new(inner, move || {
+        if let Some(lease) = lease {
             lease.give_back();
         }
-    }
-}
-
-impl HttpBody for Returning {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.give_back(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.give_back(),
-            Poll::Ready(Some(Err(_))) => this.lease = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    })
 }
 
 #[cfg(test)]
@@ -226,9 +185,9 @@ mod tests {
                 count.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let service = service_fn(|_| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(Bytes::from_static(
-                            b"ok",
-                        ))))
+                        Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"ok"),
+                        )))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -252,15 +211,15 @@ mod tests {
         let (addr, accepted) = server().await;
         for _ in 0..5 {
             let (response, lease) = send(addr, Duration::from_secs(1), get()).await.unwrap();
-            let body = Returning::new(response.into_body(), Some(lease));
+            let body = returning(response.into_body(), Some(lease));
             assert_eq!(body.collect().await.unwrap().to_bytes(), "ok");
         }
         assert_eq!(accepted.load(Ordering::Relaxed), 1);
         // A response left unread does not go back: the next request gets a connection of its own.
         let (first, lease) = send(addr, Duration::from_secs(1), get()).await.unwrap();
-        let unread = Returning::new(first.into_body(), Some(lease));
+        let unread = returning(first.into_body(), Some(lease));
         let (second, lease) = send(addr, Duration::from_secs(1), get()).await.unwrap();
-        let body = Returning::new(second.into_body(), Some(lease));
+        let body = returning(second.into_body(), Some(lease));
         assert_eq!(body.collect().await.unwrap().to_bytes(), "ok");
         drop(unread);
         assert_eq!(accepted.load(Ordering::Relaxed), 2);

@@ -12,13 +12,13 @@ use crate::affinity::Attempt;
 use crate::annotations::{Annotations, BackendProtocol};
 use crate::backend::{self, UpstreamClient, Upstreams};
 pub use crate::body::Body;
-use crate::body::{BoxError, Idle, Stalled, Watched};
+use crate::body::{BoxError, Idle, OnEnd, Stalled};
 use crate::connect;
 use crate::gateway::retry::Retry;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::Kind;
 use crate::path::PathRule;
-use crate::pool::{Lease, Returning};
+use crate::pool::{self, Lease};
 use crate::table::{Table, Target};
 use crate::upstream::Upstream;
 use crate::{errors, guards, host};
@@ -384,7 +384,10 @@ impl Proxy {
             // the proxy holds whole.
             let sent = (!payload.replayable()).then(|| Arc::new(tokio::sync::Notify::new()));
             let attempt = match &sent {
-                Some(sent) => attempt.map(|body| Watched::new(body, sent.clone()).boxed_unsync()),
+                Some(sent) => {
+                    let sent = sent.clone();
+                    attempt.map(|body| OnEnd::new(body, move || sent.notify_one()).boxed_unsync())
+                }
                 None => attempt,
             };
             let read_timeout = async {
@@ -418,7 +421,7 @@ impl Proxy {
                 Ok((response, lease)) if more && policy.is_some_and(|p| p.on(response.status())) => {
                     tracing::debug!(service = %upstream.service, %endpoint, status = %response.status(), "retried");
                     // Its connection goes back only if the body is already whole (else it is closed).
-                    drop(Returning::new(response.into_body(), lease));
+                    drop(pool::returning(response.into_body(), lease));
                 }
                 Ok((response, lease)) => {
                     let (mut parts, body) = response.into_parts();
@@ -427,7 +430,7 @@ impl Proxy {
                     if let Some(cookie) = cookie.and_then(|(a, value)| a.set_cookie(&value, matched, conn.tls)) {
                         parts.headers.append(header::SET_COOKIE, cookie);
                     }
-                    let body = Idle::new(Returning::new(body, lease), settings.read_timeout);
+                    let body = Idle::new(pool::returning(body, lease), settings.read_timeout);
                     return Response::from_parts(parts, body.boxed_unsync());
                 }
                 Err(failed) if caused_by::<LengthLimitError>(&*failed.error) => return too_large_response(),
