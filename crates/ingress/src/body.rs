@@ -6,10 +6,8 @@
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -142,6 +140,8 @@ where
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full};
+    use std::sync::Arc;
+    use tokio::sync::Notify;
 
     /// One chunk, then nothing ever again.
     struct OneThenSilence(bool);
