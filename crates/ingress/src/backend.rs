@@ -2,16 +2,21 @@
 //! over TLS, HTTP/2 with prior knowledge in cleartext (h2c, as gRPC servers take it) or over TLS with ALPN h2.
 //! TLS to an upstream does not verify its certificate, as ingress-nginx without `proxy-ssl-verify`: pods serve
 //! self-signed certificates for names no client could check against an endpoint's address. hyper-rustls puts
-//! rustls under hyper's connection pool.
+//! rustls under hyper's connection pool. Plain HTTP/1.1 upstreams, the common case, have a pool of their own
+//! (`pool`); `Upstreams` is either.
 
 use crate::annotations::BackendProtocol;
-use crate::body::Body;
+use crate::body::{Body, BoxError};
+use crate::pool::{self, Lease};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +65,61 @@ pub fn client_with(
 /// The scheme of the URIs requests to an upstream of `protocol` are sent to.
 pub fn scheme(protocol: BackendProtocol) -> &'static str {
     if protocol.tls() { "https" } else { "http" }
+}
+
+/// What a request is sent to its endpoint with.
+pub enum Upstreams {
+    /// This thread's pool of plain HTTP/1.1 connections, made within `connect`.
+    Pool { connect: Duration },
+    /// A client of `protocol`'s (its URIs absolute, with the endpoint); boxed, to keep the requests' futures small
+    /// on the pool's path.
+    Client {
+        client: Box<UpstreamClient>,
+        protocol: BackendProtocol,
+    },
+}
+
+/// A request that got no response head.
+#[derive(Debug)]
+pub struct Failed {
+    /// It surely did not reach the endpoint (no connection could be made).
+    pub unsent: bool,
+    pub error: BoxError,
+}
+
+impl Upstreams {
+    /// The URI of a request for `path` (and query) to `endpoint`.
+    pub fn uri(&self, endpoint: SocketAddr, path: &str) -> Result<Uri, http::uri::InvalidUri> {
+        match self {
+            Upstreams::Pool { .. } => Uri::try_from(path),
+            Upstreams::Client { protocol, .. } => Uri::try_from(format!("{}://{endpoint}{path}", scheme(*protocol))),
+        }
+    }
+
+    /// Sends `request` (its URI from `uri`) to `endpoint`: its response, and the pooled connection it came on,
+    /// which its body gives back (see `pool::returning`).
+    pub async fn send(
+        &self,
+        endpoint: SocketAddr,
+        request: Request<Body>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), Failed> {
+        match self {
+            Upstreams::Pool { connect } => match pool::send(endpoint, *connect, request).await {
+                Ok((response, lease)) => Ok((response, Some(lease))),
+                Err(e) => Err(Failed {
+                    unsent: e.unsent(),
+                    error: e.into(),
+                }),
+            },
+            Upstreams::Client { client, .. } => match client.request(request).await {
+                Ok(response) => Ok((response, None)),
+                Err(e) => Err(Failed {
+                    unsent: e.is_connect(),
+                    error: e.into(),
+                }),
+            },
+        }
+    }
 }
 
 fn unverified_tls() -> ClientConfig {

@@ -1,15 +1,13 @@
 //! Bodies on their way through the proxy: the boxed body type both directions use, a body that fails when the
 //! next chunk takes longer than a timeout (nginx's proxy read and send timeouts are between two successive
 //! reads or writes, not for the whole body), and one that tells when it has all been taken (the wait for the
-//! response starts then, not while a long upload is still on its way).
+//! response starts then, not while a long upload is still on its way; a pooled connection goes back then).
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -82,30 +80,49 @@ where
     }
 }
 
-/// `inner`, telling `sent` once its end has been taken (at once for a body that is empty).
-pub struct Watched<B> {
+/// `inner`, calling `done` once its end has been taken (at once for a body already at its end; never for one that
+/// fails): the wait for a response starts when a request body has all gone, and a pooled connection goes back
+/// when its response body has.
+pub struct OnEnd<B, F: FnOnce()> {
     inner: B,
-    sent: Arc<Notify>,
+    done: Option<F>,
 }
 
-impl<B: HttpBody> Watched<B> {
-    pub fn new(inner: B, sent: Arc<Notify>) -> Watched<B> {
-        if inner.is_end_stream() {
-            sent.notify_one();
+impl<B: HttpBody, F: FnOnce()> OnEnd<B, F> {
+    pub fn new(inner: B, done: F) -> OnEnd<B, F> {
+        let mut body = OnEnd {
+            inner,
+            done: Some(done),
+        };
+        if body.inner.is_end_stream() {
+            body.finish();
         }
-        Watched { inner, sent }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some(done) = self.done.take() {
+            done();
+        }
     }
 }
 
-impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Watched<B> {
+impl<B, F> HttpBody for OnEnd<B, F>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    F: FnOnce() + Unpin,
+{
     type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
-            this.sent.notify_one();
+        match &polled {
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finish(),
+            Poll::Ready(Some(Err(_))) => this.done = None,
+            _ => {}
         }
         polled
     }
@@ -123,6 +140,8 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Watched<B> {
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full};
+    use std::sync::Arc;
+    use tokio::sync::Notify;
 
     /// One chunk, then nothing ever again.
     struct OneThenSilence(bool);
@@ -153,9 +172,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_watched_body_tells_when_its_end_is_taken() {
+    async fn the_end_of_a_body_is_told_once_it_is_taken() {
+        let told = |sent: &Arc<Notify>| {
+            let sent = sent.clone();
+            move || sent.notify_one()
+        };
         let sent = Arc::new(Notify::new());
-        let mut body = Watched::new(OneThenSilence(false), sent.clone());
+        let mut body = OnEnd::new(OneThenSilence(false), told(&sent));
         assert!(body.frame().await.unwrap().is_ok());
         assert!(
             tokio::time::timeout(Duration::from_millis(20), sent.notified())
@@ -163,11 +186,11 @@ mod tests {
                 .is_err()
         );
         let sent = Arc::new(Notify::new());
-        let body = Watched::new(Full::new(Bytes::from_static(b"x")), sent.clone());
+        let body = OnEnd::new(Full::new(Bytes::from_static(b"x")), told(&sent));
         body.collect().await.unwrap();
         sent.notified().await;
         let sent = Arc::new(Notify::new());
-        Watched::new(http_body_util::Empty::<Bytes>::new(), sent.clone());
+        OnEnd::new(http_body_util::Empty::<Bytes>::new(), told(&sent));
         sent.notified().await;
     }
 }

@@ -18,6 +18,7 @@ pub mod guards;
 pub mod host;
 pub mod metrics;
 pub mod path;
+pub mod pool;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod proxyssl;

@@ -1,7 +1,7 @@
 //! The reverse proxy: each request is routed by the current table (loaded once per request, so a swap never
 //! waits on requests and requests never wait on a swap) and forwarded to one of the Service's endpoints (HTTP/1.1,
-//! or what `backend-protocol` asks for: see `backend`) through a shared keep-alive pool; the path goes unchanged, the client's address and the original
-//! host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
+//! through this thread's keep-alive pool (`pool`), or what `backend-protocol` asks for: see `backend`); the path
+//! goes unchanged, the client's address and the original host, scheme and port go in X-Forwarded-* headers. Requests no rule takes get the default backend's 404
 //! (`/healthz` 200). HTTP/1.1 upgrades (WebSockets) are passed through, and so are HTTP/2 WebSockets (see
 //! `connect`). A route's annotations (see
 //! `annotations`) may refuse clients, redirect, limit the body, rewrite the path and set timeouts, and a canary
@@ -10,13 +10,15 @@
 
 use crate::affinity::Attempt;
 use crate::annotations::{Annotations, BackendProtocol};
-use crate::backend::{self, UpstreamClient};
+use crate::backend::{self, UpstreamClient, Upstreams};
 pub use crate::body::Body;
-use crate::body::{BoxError, Idle, Watched};
+use crate::body::{BoxError, Idle, OnEnd, Stalled};
 use crate::connect;
+use crate::gateway::retry::Retry;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::Kind;
 use crate::path::PathRule;
+use crate::pool::{self, Lease};
 use crate::table::{Table, Target};
 use crate::upstream::Upstream;
 use crate::{errors, guards, host};
@@ -38,10 +40,14 @@ use std::time::{Duration, Instant};
 /// SYN to a pod that is already gone (its endpoint not yet out of the table) is never answered, and the request
 /// is better tried on the next endpoint soon than after ingress-nginx's 5 s.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Endpoints an idempotent request without a body is tried on when one fails before its response head (connect
-/// errors, and a pooled connection the endpoint closed as the request went out, as a terminating pod does):
-/// ingress-nginx's proxy-next-upstream "error" with proxy-next-upstream-tries 3.
+/// Endpoints a request whose body the proxy holds whole is tried on when one fails before its response head: any
+/// request after a connect error (it never reached the endpoint), an idempotent one also after a pooled
+/// connection the endpoint closed as the request went out (as a terminating pod does): ingress-nginx's
+/// proxy-next-upstream "error" with proxy-next-upstream-tries 3.
 const TRIES: usize = 3;
+/// The largest request body read whole before it is sent, so that it can be sent again (to the next endpoint, or
+/// by an HTTPRoute's retries); larger ones stream through as they come. nginx buffers up to 16 KiB in memory.
+const REPLAY_LIMIT: u64 = 64 << 10;
 /// Where ACME HTTP-01 challenges are answered: never redirected to HTTPS (the certificate does not exist yet).
 pub(crate) const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
@@ -253,6 +259,7 @@ impl Proxy {
             matched: matched.as_deref(),
             tls_client: passed.client.take(),
             metrics: &metrics,
+            retry: None,
         };
         let mut response = self.forward(request, forward, conn).await;
         if let Some(failed) = failed.filter(|_| settings.custom_errors.contains(&response.status().as_u16())) {
@@ -276,6 +283,7 @@ impl Proxy {
             matched,
             tls_client,
             metrics,
+            retry,
         } = to;
         // An HTTP/1.1 upgrade (WebSocket and the like): the Upgrade and Connection headers go on, and once the
         // upstream switches protocols the two connections are joined. HTTP/2 upstreams have no such thing.
@@ -316,19 +324,39 @@ impl Proxy {
         } else {
             Version::HTTP_11
         };
-        // Only a request whose body is already whole (none) can be sent again.
-        let retry = idempotent(&parts.method) && body.is_end_stream();
-        let mut body = Some(request_body(body, settings));
-        let client = tls_client.unwrap_or_else(|| self.client(protocol, settings.connect_timeout));
-        let scheme = backend::scheme(protocol);
+        // A body the proxy holds whole (none, or a small one read first) can be sent again.
+        let mut payload = match Payload::read(body, settings).await {
+            Ok(payload) => payload,
+            Err(response) => return response,
+        };
+        let idempotent = idempotent(&parts.method);
+        let policy = retry.filter(|_| payload.replayable());
+        let tries = match policy {
+            Some(policy) => 1 + policy.attempts as usize,
+            None if payload.replayable() => TRIES.min(upstream.endpoints().len()),
+            None => 1,
+        };
+        let client = match tls_client {
+            Some(client) => Upstreams::Client {
+                client: Box::new(client),
+                protocol,
+            },
+            None if protocol == BackendProtocol::Http => Upstreams::Pool {
+                connect: settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            },
+            None => Upstreams::Client {
+                client: Box::new(self.client(protocol, settings.connect_timeout)),
+                protocol,
+            },
+        };
         let mut last = None;
-        let tries = if retry { TRIES } else { 1 };
         // With affinity the session's endpoint goes first (and a new session's cookie is set by whichever answers).
         let sticky = settings
             .affinity
             .as_ref()
             .map(|affinity| affinity.attempts(upstream, &parts.headers, tries));
-        let plain = sticky.is_none().then(|| upstream.attempts().take(tries));
+        // A retry policy may try more times than there are endpoints: round and round.
+        let plain = sticky.is_none().then(|| upstream.attempts().cycle().take(tries));
         let attempts = sticky.into_iter().flatten().chain(
             plain
                 .into_iter()
@@ -337,30 +365,46 @@ impl Proxy {
         );
         let mut attempts = attempts.peekable();
         let mut parts = Some(parts);
+        let mut retries = 0;
         while let Some(Attempt { endpoint, set }) = attempts.next() {
+            let more = attempts.peek().is_some();
+            if let Some(policy) = policy.filter(|_| retries > 0) {
+                tokio::time::sleep(policy.backoff(retries)).await;
+            }
+            retries += 1;
             // The head is copied only for a request that may be sent again.
-            let head = match attempts.peek() {
-                Some(_) => parts.clone(),
-                None => parts.take(),
-            };
+            let head = if more { parts.clone() } else { parts.take() };
             let Some(head) = head else { break };
-            let mut attempt = Request::from_parts(head, body.take().unwrap_or_else(empty));
-            *attempt.uri_mut() = match Uri::try_from(format!("{scheme}://{endpoint}{path}")) {
+            let mut attempt = Request::from_parts(head, payload.body());
+            *attempt.uri_mut() = match client.uri(endpoint, &path) {
                 Ok(uri) => uri,
                 Err(_) => return local(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
             };
-            // proxy-read-timeout counts from when the request body has all gone, as nginx's.
-            let sent = Arc::new(tokio::sync::Notify::new());
-            let attempt = attempt.map(|body| Watched::new(body, sent.clone()).boxed_unsync());
+            // proxy-read-timeout counts from when the request body has all gone, as nginx's: at once for a body
+            // the proxy holds whole.
+            let sent = (!payload.replayable()).then(|| Arc::new(tokio::sync::Notify::new()));
+            let attempt = match &sent {
+                Some(sent) => {
+                    let sent = sent.clone();
+                    attempt.map(|body| OnEnd::new(body, move || sent.notify_one()).boxed_unsync())
+                }
+                None => attempt,
+            };
             let read_timeout = async {
-                sent.notified().await;
+                if let Some(sent) = &sent {
+                    sent.notified().await;
+                }
                 tokio::time::sleep(settings.read_timeout).await;
             };
             let sending = Instant::now();
             let answer = tokio::select! {
-                answer = client.request(attempt) => answer,
+                answer = client.send(endpoint, attempt) => answer,
                 () = read_timeout => {
                     tracing::debug!(service = %upstream.service, %endpoint, "upstream timed out");
+                    // A route's retries take a try that timed out too (GEP-1731).
+                    if more && policy.is_some() {
+                        continue;
+                    }
                     return local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n");
                 }
             };
@@ -368,13 +412,18 @@ impl Proxy {
                 metrics.record_upstream(sending.elapsed());
             }
             match answer {
-                Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Ok((response, lease)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     return match client_side.take() {
-                        Some(client_side) => tunnel(response, client_side, connect.is_some()),
+                        Some(client_side) => tunnel(response, lease, client_side, connect.is_some()),
                         None => local(StatusCode::BAD_GATEWAY, "502 Bad Gateway: an unasked protocol switch\n"),
                     };
                 }
-                Ok(response) => {
+                Ok((response, lease)) if more && policy.is_some_and(|p| p.on(response.status())) => {
+                    tracing::debug!(service = %upstream.service, %endpoint, status = %response.status(), "retried");
+                    // Its connection goes back only if the body is already whole (else it is closed).
+                    drop(pool::returning(response.into_body(), lease));
+                }
+                Ok((response, lease)) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     let cookie = settings.affinity.as_ref().zip(set);
@@ -383,18 +432,65 @@ impl Proxy {
                     {
                         parts.headers.append(name, value);
                     }
-                    return Response::from_parts(parts, Idle::new(body, settings.read_timeout).boxed_unsync());
+                    let body = Idle::new(pool::returning(body, lease), settings.read_timeout);
+                    return Response::from_parts(parts, body.boxed_unsync());
                 }
-                Err(e) if caused_by::<LengthLimitError>(&e) => return too_large_response(),
-                // No response head came: the next endpoint gets the request, if it may be sent again.
-                Err(e) => {
-                    tracing::debug!(service = %upstream.service, %endpoint, error = %e, "upstream failed");
-                    last = Some(e);
+                Err(failed) if caused_by::<LengthLimitError>(&*failed.error) => return too_large_response(),
+                // No response head came: the next endpoint gets the request if it surely did not reach this one,
+                // or its method lets it be sent twice.
+                Err(failed) => {
+                    tracing::debug!(service = %upstream.service, %endpoint, error = %failed.error, "upstream failed");
+                    let again = failed.unsent || idempotent;
+                    last = Some(failed.error);
+                    if !again {
+                        break;
+                    }
                 }
             }
         }
         tracing::warn!(service = %upstream.service, error = ?last, "no upstream answered");
         local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
+    }
+}
+
+/// A request's body on its way upstream: whole in memory when it can be sent again, else as it comes.
+enum Payload {
+    Whole(Bytes),
+    Streaming(Option<Body>),
+}
+
+impl Payload {
+    /// The body, read whole first when it is small (a Content-Length of at most `REPLAY_LIMIT`), or as it comes
+    /// (larger, chunked, and to HTTP/2 upstreams: gRPC streams and their trailers); the proxy's answer when the
+    /// client sent too much (413), too slowly (408) or went away.
+    async fn read(body: Incoming, settings: &Annotations) -> Result<Payload, Response<Body>> {
+        if body.is_end_stream() {
+            return Ok(Payload::Whole(Bytes::new()));
+        }
+        let small = !settings.backend_protocol.http2() && body.size_hint().exact().is_some_and(|n| n <= REPLAY_LIMIT);
+        let body = request_body(body, settings);
+        if !small {
+            return Ok(Payload::Streaming(Some(body)));
+        }
+        match body.collect().await {
+            Ok(whole) => Ok(Payload::Whole(whole.to_bytes())),
+            Err(e) if caused_by::<LengthLimitError>(&*e) => Err(too_large_response()),
+            Err(e) if caused_by::<Stalled>(&*e) => Err(local(StatusCode::REQUEST_TIMEOUT, "408 Request Timeout\n")),
+            Err(_) => Err(local(StatusCode::BAD_REQUEST, "400 Bad Request\n")),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Payload::Whole(_))
+    }
+
+    /// The body for the next try (a streaming one's only once).
+    fn body(&mut self) -> Body {
+        match self {
+            Payload::Whole(bytes) if bytes.is_empty() => empty(),
+            Payload::Whole(bytes) => Full::new(bytes.clone()).map_err(|never| match never {}).boxed_unsync(),
+            Payload::Streaming(body) => body.take().unwrap_or_else(empty),
+        }
     }
 }
 
@@ -412,6 +508,8 @@ pub(crate) struct Forward<'a> {
     pub(crate) tls_client: Option<UpstreamClient>,
     /// Where the upstream's time to its response head counts.
     pub(crate) metrics: &'a RouteMetrics,
+    /// An HTTPRoute rule's retries.
+    pub(crate) retry: Option<&'a Retry>,
 }
 
 /// The path and query the upstream gets: the request's, or what `rewrite-target` makes of it with the captures of
@@ -497,6 +595,7 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// connections once both have switched, byte for byte in both directions until either side closes.
 fn tunnel(
     mut response: Response<Incoming>,
+    lease: Option<Lease>,
     client_side: hyper::upgrade::OnUpgrade,
     extended_connect: bool,
 ) -> Response<Body> {
@@ -506,6 +605,8 @@ fn tunnel(
             (Ok(client), Ok(upstream)) => (client, upstream),
             (Err(e), _) | (_, Err(e)) => return tracing::debug!(error = %e, "protocol switch failed"),
         };
+        // The connection is the tunnel's now, never the pool's again.
+        drop(lease);
         let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     });

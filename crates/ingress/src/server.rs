@@ -148,9 +148,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 ) {
     let conn = Arc::new(conn);
     let client = conn.client;
+    // The request's future in a box of its own: hyper keeps a connection's future in the connection's state, and
+    // the proxy's is about 7 KiB, which every idle keep-alive connection would otherwise hold (and touch).
     let service = service_fn(move |request| {
         let (proxy, conn) = (proxy.clone(), conn.clone());
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &conn).await) }
+        Box::pin(async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &conn).await) })
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(MAX_HEADER_BYTES);

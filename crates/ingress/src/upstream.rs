@@ -34,7 +34,7 @@ impl Upstream {
 
     /// Every endpoint once, starting with the next one in round-robin order: the first is the one to use, the
     /// others are where a retry goes.
-    pub fn attempts(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    pub fn attempts(&self) -> impl Iterator<Item = SocketAddr> + Clone + '_ {
         let n = self.endpoints.len();
         let start = if n == 0 {
             0

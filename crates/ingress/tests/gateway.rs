@@ -4,7 +4,7 @@
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -48,12 +48,20 @@ async fn backend(name: &'static str) -> u16 {
                         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                     }
                     let path = request.uri().path_and_query().unwrap().to_string();
-                    SEEN.lock().unwrap().push(format!("{name} {path}"));
+                    let seen = format!("{name} {path}");
+                    // /flaky paths fail the first time (`always`: every time), for retries.
+                    let fail = path.starts_with("/flaky") && (path.contains("always") || !self::seen(&seen));
+                    SEEN.lock().unwrap().push(seen);
                     let mut text = format!("backend={name}\npath={path}\n");
                     for (n, v) in request.headers() {
                         text.push_str(&format!("{n}={}\n", v.to_str().unwrap_or_default()));
                     }
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    if !body.is_empty() {
+                        text.push_str(&format!("body={}\n", String::from_utf8_lossy(&body)));
+                    }
                     let response = hyper::Response::builder()
+                        .status(if fail { 503 } else { 200 })
                         .header("x-header-remove", "gone")
                         .body(Full::new(Bytes::from(text)))
                         .unwrap();
@@ -207,6 +215,9 @@ spec:
     backendRefs: [{name: v1, port: 8080}]
   - matches: [{path: {value: /never-mirrored}}]
     filters: [{type: RequestMirror, requestMirror: {backendRef: {name: v2, port: 8080}, percent: 0}}]
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {value: /flaky/retried}}]
+    retry: {codes: [503], attempts: 2, backoff: 10ms}
     backendRefs: [{name: v1, port: 8080}]
   - backendRefs: [{name: v1, port: 8080}]
 ---
@@ -389,6 +400,15 @@ async fn httproutes_match_in_the_specs_order_filter_split_and_fail_as_it_says() 
     assert_eq!(line(&get(at, host, "/mirror?n=3", &[]).await.1, "backend"), "v1");
     until_seen(&["v2 /mirror?n=3"]).await;
     assert!(!seen("v2 /mirror?n=2"));
+    // retry: a 503 is tried again, with the request's body; at most `attempts` times; not without a retry.
+    let (code, out) = get(at, host, "/flaky/retried?n=1", &["-d", "payload"]).await;
+    assert_eq!((code, line(&out, "body")), (200, "payload"), "{out}");
+    let tries = |what: &str| SEEN.lock().unwrap().iter().filter(|s| *s == what).count();
+    assert_eq!(tries("v1 /flaky/retried?n=1"), 2);
+    assert_eq!(get(at, host, "/flaky/retried/always", &[]).await.0, 503);
+    assert_eq!(tries("v1 /flaky/retried/always"), 3);
+    assert_eq!(get(at, host, "/flaky/once", &[]).await.0, 503);
+    assert_eq!(tries("v1 /flaky/once"), 1);
     // Hosts: the wildcard listener route spans labels; the specific listener takes its host only.
     assert_eq!(line(&get(at, "a.b.wildcard.io", "/", &[]).await.1, "backend"), "web");
     assert_eq!(get(at, "wildcard.io", "/", &[]).await.0, 404);

@@ -132,6 +132,10 @@ struct Request {
     /// Deployments (by their `app` label) whose echo server must log the request (RequestMirror).
     #[serde(default)]
     mirrored_to: Vec<String>,
+    /// Deployments (by their `app` label) whose echo server must log the request exactly this many times
+    /// (HTTPRoute retries).
+    #[serde(default)]
+    tries: BTreeMap<String, usize>,
 }
 
 const INFRA: &str = "gateway-conformance-infra";
@@ -433,11 +437,11 @@ fn settle(mut problem: impl FnMut() -> Option<String>) -> Option<String> {
     got
 }
 
-/// Whether the echo pods labelled `app` logged a `method` request for `path` (`weft serve` logs each as
+/// How many times the echo pods labelled `app` logged a `method` request for `path` (`weft serve` logs each as
 /// `PEER METHOD TARGET STATUS`).
-fn logged(lab: &Lab, app: &str, method: &str, path: &str) -> bool {
+fn logged(lab: &Lab, app: &str, method: &str, path: &str) -> usize {
     let logs = lab.kubectl(&["logs", "-n", INFRA, "-l", &format!("app={app}"), "--tail=-1"]);
-    text(&logs.stdout).contains(&format!(" {method} {path} "))
+    text(&logs.stdout).matches(&format!(" {method} {path} ")).count()
 }
 
 /// The reason of the route's condition `type_` for its first parent.
@@ -557,8 +561,14 @@ fn core_and_extended_httproute_cases_in_one_lab() {
             let method = request.method.as_deref().unwrap_or("GET");
             for app in &request.mirrored_to {
                 fail(settle(|| {
-                    (!logged(&lab, app, method, &request.path))
+                    (logged(&lab, app, method, &request.path) == 0)
                         .then(|| format!("{app} got no copy of {}", request.path))
+                }));
+            }
+            for (app, want) in &request.tries {
+                fail(settle(|| {
+                    let got = logged(&lab, app, method, &request.path);
+                    (got != *want).then(|| format!("{app} got {} {got} times, expected {want}", request.path))
                 }));
             }
         }

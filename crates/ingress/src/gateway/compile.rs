@@ -10,6 +10,7 @@ use super::hostname;
 use super::matching::{Match, PathMatch};
 use super::mirror::Mirror;
 use super::provision;
+use super::retry::Retry;
 use crate::annotations::{Annotations, BackendProtocol};
 use crate::backend::UpstreamClient;
 use crate::metrics::{Metrics, RouteKey, RouteMetrics};
@@ -79,6 +80,8 @@ pub struct Rule {
     pub backends: Vec<Backend>,
     /// `timeouts.request`: the whole request, to the response's head (504 after it; 0: none).
     pub timeout: Option<Duration>,
+    /// `retry` (GEP-1731).
+    pub retry: Option<Retry>,
     pub metrics: Arc<RouteMetrics>,
 }
 
@@ -1053,6 +1056,7 @@ impl Compiler<'_> {
                         .and_then(|t| t.request.as_deref())
                         .and_then(weft_gateway::duration::parse)
                         .filter(|d| !d.is_zero()),
+                    retry: rule.retry.as_ref().and_then(Retry::compile),
                     metrics: self.metrics.route(key),
                 }),
             ));

@@ -15,6 +15,7 @@ pub mod matching;
 pub mod mirror;
 pub mod passthrough;
 pub mod provision;
+pub mod retry;
 pub mod serve;
 pub mod session;
 pub mod status;

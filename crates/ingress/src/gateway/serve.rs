@@ -117,6 +117,7 @@ impl Proxy {
             matched: None,
             tls_client,
             metrics: &metrics,
+            retry: rule.retry.as_ref(),
         };
         let forwarded = self.forward(request, forward, conn);
         let mut response = match rule.timeout {
