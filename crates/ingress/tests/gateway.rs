@@ -465,9 +465,9 @@ async fn tls_backend(name: &'static str, key: rustls::sign::CertifiedKey) -> u16
 }
 
 /// Gateway infra/tls: listener `tls` on port 443, TLS Passthrough for *.example.com (pod port `pod_port`),
-/// `term`, TLS Terminate without certificateRefs, and `kinds`, which allows a kind not served; TLSRoutes abc.example.com →
-/// t1 and *.example.com → t2 (t1 and t2 backends on `backends`), one to a Service that does not exist, and one
-/// on a name outside the listener's.
+/// `term`, TLS Terminate on term.example.net without certificateRefs, and `kinds`, which allows a kind not
+/// served; TLSRoutes abc.example.com → t1 and *.example.com → t2 (t1 and t2 backends on `backends`), one to a
+/// Service that does not exist, and one on a name outside the listeners'.
 fn passthrough_snapshot(pod_port: u16, backends: [u16; 2]) -> Snapshot {
     let mut text = cluster("tls", 443, pod_port);
     text.push_str(
@@ -478,7 +478,7 @@ spec:
   gatewayClassName: weft
   listeners:
   - {name: tls, port: 443, protocol: TLS, hostname: '*.example.com', tls: {mode: Passthrough}}
-  - {name: term, port: 8443, protocol: TLS, tls: {mode: Terminate}}
+  - {name: term, port: 8443, protocol: TLS, hostname: term.example.net, tls: {mode: Terminate}}
   - {name: kinds, port: 9443, protocol: TLS, hostname: kinds.example.net, tls: {mode: Passthrough}, allowedRoutes: {kinds: [{kind: TCPRoute}, {kind: TLSRoute}]}}
 ---
 ",

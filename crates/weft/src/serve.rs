@@ -594,6 +594,15 @@ pub fn write_response(w: &mut impl Write, resp: &Response, head_only: bool, keep
     Ok(keep_alive)
 }
 
+/// Logs a request as `PEER METHOD TARGET STATUS`.
+fn log_request(peer: SocketAddr, head: &Head, status: u16) {
+    log_out(format_args!(
+        "{peer} {} {} {status}",
+        printable(&head.method),
+        printable(&head.target)
+    ));
+}
+
 /// Serves the requests of one connection (plain TCP, or TLS over it, handshaking as it is first read).
 fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) {
     let mut reader = BufReader::new(stream);
@@ -609,11 +618,7 @@ fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) 
             }
         };
         if websocket::asks(&head) {
-            log_out(format_args!(
-                "{peer} {} {} 101",
-                printable(&head.method),
-                printable(&head.target)
-            ));
+            log_request(peer, &head, 101);
             let switched = reader.get_mut().write_all(&websocket::switching(&head));
             if let Err(e) = switched.and_then(|()| websocket::echo(&mut reader)) {
                 log_err(format_args!("{peer}: websocket: {e}"));
@@ -628,11 +633,7 @@ fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) 
             keep_alive = false;
         } else if let Some(len) = head.header("content-length") {
             let Ok(len) = len.parse::<u64>() else {
-                log_out(format_args!(
-                    "{peer} {} {} 400",
-                    printable(&head.method),
-                    printable(&head.target)
-                ));
+                log_request(peer, &head, 400);
                 let _ = write_response(
                     reader.get_mut(),
                     &Response::text(400, "bad Content-Length"),
@@ -655,12 +656,7 @@ fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) 
         }
 
         let resp = respond(&head, peer, id);
-        log_out(format_args!(
-            "{peer} {} {} {}",
-            printable(&head.method),
-            printable(&head.target),
-            resp.status
-        ));
+        log_request(peer, &head, resp.status);
         match write_response(reader.get_mut(), &resp, head.method == "HEAD", keep_alive) {
             Ok(true) => {}
             Ok(false) | Err(_) => return,

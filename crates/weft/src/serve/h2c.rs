@@ -8,7 +8,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::{Head, Identity, Version, log_err, log_out, printable, respond};
+use super::{Head, Identity, Version, log_err, log_request, respond};
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -78,12 +78,7 @@ pub fn serve(stream: TcpStream, peer: SocketAddr, id: &Identity) {
         let service = hyper::service::service_fn(|request: hyper::Request<Incoming>| {
             let head = head(&request);
             let answer = respond(&head, peer, id);
-            log_out(format_args!(
-                "{peer} {} {} {}",
-                printable(&head.method),
-                printable(&head.target),
-                answer.status
-            ));
+            log_request(peer, &head, answer.status);
             let mut response = hyper::Response::builder().status(answer.status);
             for (name, value) in &answer.headers {
                 response = response.header(name, value);
