@@ -111,6 +111,12 @@ pub struct Prefixed<S> {
     inner: S,
 }
 
+impl<S> Prefixed<S> {
+    pub fn new(prefix: BytesMut, inner: S) -> Prefixed<S> {
+        Prefixed { prefix, inner }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.prefix.is_empty() {

@@ -140,7 +140,7 @@ async fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     proxy: Arc<Proxy>,
     conn: Conn,

@@ -485,9 +485,9 @@ async fn tls_backend(name: &'static str, key: rustls::sign::CertifiedKey) -> u16
 }
 
 /// Gateway infra/tls: listener `tls` on port 443, TLS Passthrough for *.example.com (pod port `pod_port`),
-/// `term`, TLS Terminate (not served), and `kinds`, which allows a kind not served; TLSRoutes abc.example.com →
-/// t1 and *.example.com → t2 (t1 and t2 backends on `backends`), one to a Service that does not exist, and one
-/// on a name outside the listener's.
+/// `term`, TLS Terminate on term.example.net without certificateRefs, and `kinds`, which allows a kind not
+/// served; TLSRoutes abc.example.com → t1 and *.example.com → t2 (t1 and t2 backends on `backends`), one to a
+/// Service that does not exist, and one on a name outside the listeners'.
 fn passthrough_snapshot(pod_port: u16, backends: [u16; 2]) -> Snapshot {
     let mut text = cluster("tls", 443, pod_port);
     text.push_str(
@@ -498,7 +498,7 @@ spec:
   gatewayClassName: weft
   listeners:
   - {name: tls, port: 443, protocol: TLS, hostname: '*.example.com', tls: {mode: Passthrough}}
-  - {name: term, port: 8443, protocol: TLS, tls: {mode: Terminate}}
+  - {name: term, port: 8443, protocol: TLS, hostname: term.example.net, tls: {mode: Terminate}}
   - {name: kinds, port: 9443, protocol: TLS, hostname: kinds.example.net, tls: {mode: Passthrough}, allowedRoutes: {kinds: [{kind: TCPRoute}, {kind: TLSRoute}]}}
 ---
 ",
@@ -573,9 +573,10 @@ async fn tlsroutes_pass_tls_through_by_server_name() {
         condition(&listeners[0]["conditions"], "Programmed"),
         ("True", "Programmed")
     );
+    assert_eq!(condition(&listeners[1]["conditions"], "Accepted"), ("True", "Accepted"));
     assert_eq!(
-        condition(&listeners[1]["conditions"], "Accepted"),
-        ("False", "UnsupportedValue")
+        condition(&listeners[1]["conditions"], "ResolvedRefs"),
+        ("False", "InvalidCertificateRef")
     );
     assert_eq!(listeners[2]["supportedKinds"], listeners[0]["supportedKinds"]);
     assert_eq!(
@@ -612,6 +613,126 @@ async fn tlsroutes_pass_tls_through_by_server_name() {
     for name in ["abc.example.org", "missing.example.com"] {
         assert!(refused(at, name).await, "{name} was not refused");
     }
+}
+
+/// Gateway infra/mixed: on port 443 an HTTPS listener (https.mixed.example; an HTTPRoute to plain backend m1), a
+/// TLS Passthrough one (pass.mixed.example; a TLSRoute to m3, which terminates TLS itself) and a TLS Terminate
+/// one (term.mixed.example; a TLSRoute to plain backend m2), both terminating with Secret `mixed` (`pem`, `key`).
+fn mixed_snapshot(pod_port: u16, backends: [u16; 3], pem: &str, key: &str) -> Snapshot {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut text = cluster("mixed", 443, pod_port);
+    text.push_str(&format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: mixed, namespace: infra}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: mixed, namespace: infra, generation: 1}}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - {{name: https, port: 443, protocol: HTTPS, hostname: https.mixed.example, tls: {{certificateRefs: [{{name: mixed}}]}}}}
+  - {{name: pass, port: 443, protocol: TLS, hostname: pass.mixed.example, tls: {{mode: Passthrough}}}}
+  - {{name: term, port: 443, protocol: TLS, hostname: term.mixed.example, tls: {{mode: Terminate, certificateRefs: [{{name: mixed}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: https, namespace: infra, generation: 1}}
+spec: {{parentRefs: [{{name: mixed, sectionName: https}}], rules: [{{backendRefs: [{{name: m1, port: 8080}}]}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: term, namespace: infra, generation: 1}}
+spec: {{parentRefs: [{{name: mixed, sectionName: term}}], rules: [{{backendRefs: [{{name: m2, port: 8080}}]}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: pass, namespace: infra, generation: 1}}
+spec: {{parentRefs: [{{name: mixed, sectionName: pass}}], rules: [{{backendRefs: [{{name: m3, port: 8080}}]}}]}}
+---
+",
+        b64(pem),
+        b64(key)
+    ));
+    for (name, port) in ["m1", "m2", "m3"].iter().zip(backends) {
+        text.push_str(&service("infra", name, port));
+    }
+    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_passthrough_and_terminate_listeners_share_a_port_by_server_name() {
+    let backends = [
+        backend("m1").await,
+        backend("m2").await,
+        tls_backend("m3", weft_ingress::tls::self_signed().unwrap()).await,
+    ];
+    let (_, ca) = common::ca();
+    let (pem, key) = common::issue(&ca, &["*.mixed.example"]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let snapshot = mixed_snapshot(at.port(), backends, &pem, &key);
+    let table = Table::build(&snapshot, &config());
+    assert_eq!(
+        table.gateways().pod_ports().get(&at.port()),
+        Some(&gateway::Serving::BySni)
+    );
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let listeners = status_of(&wanted, "Gateway", "mixed")["listeners"].clone();
+    for l in listeners.as_array().unwrap() {
+        assert_eq!(condition(&l["conditions"], "Programmed"), ("True", "Programmed"), "{l}");
+        assert_eq!(
+            condition(&l["conditions"], "Conflicted"),
+            ("False", "NoConflicts"),
+            "{l}"
+        );
+        assert_eq!(l["attachedRoutes"], 1, "{l}");
+    }
+
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let proxy = Arc::new(Proxy::new(table.clone(), Arc::default()));
+    let resolver = gateway::tls::Resolver {
+        table: table.clone(),
+        port: at.port(),
+    };
+    let config = weft_ingress::tls::server_config(Arc::new(resolver)).unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let acceptors = gateway::sni::Acceptors::new(config);
+    tokio::spawn(gateway::sni::serve(
+        listener,
+        proxy,
+        table,
+        at.port(),
+        acceptors,
+        stopped,
+    ));
+    // (name, backend, HTTP version): HTTPS negotiates h2; the terminated stream offers no ALPN, so curl speaks
+    // HTTP/1.1 to the plain backend through it; the passthrough backend negotiates h2 itself.
+    for (name, expected, version) in [
+        ("https.mixed.example", "m1", "2"),
+        ("term.mixed.example", "m2", "1.1"),
+        ("pass.mixed.example", "m3", "2"),
+    ] {
+        let url = format!("https://{name}:{}/{name}", at.port());
+        let resolve = format!("{name}:{}:127.0.0.1", at.port());
+        let (code, got_version, body) = common::curl(&["-k", "--resolve", &resolve, &url]).await;
+        assert_eq!(
+            (code.as_str(), got_version.as_str()),
+            ("200", version),
+            "{name}: {body}"
+        );
+        assert_eq!(line(&body, "backend"), expected, "{name}: {body}");
+    }
+    // A Host of a TLS listener over the HTTPS listener's connection is not routed to its stream backend.
+    let resolve = format!("https.mixed.example:{}:127.0.0.1", at.port());
+    let url = format!("https://https.mixed.example:{}/", at.port());
+    let (code, _, _) = common::curl(&["-k", "--resolve", &resolve, "-H", "Host: term.mixed.example", &url]).await;
+    assert_eq!(code, "404");
+    assert!(refused(at, "other.mixed.example").await);
 }
 
 const SESSIONS: &str = "apiVersion: gateway.networking.k8s.io/v1

@@ -13,7 +13,7 @@ use weft_gateway::api::{
     BackendTLSPolicy, GRPCRoute, Gateway, GatewayClass, GatewayClassSpec, HTTPRoute, ListenerSet, ReferenceGrant,
     TLSRoute,
 };
-use weft_ingress::gateway::{Serving, passthrough, provision, status, tls};
+use weft_ingress::gateway::{Serving, passthrough, provision, sni, status, tls};
 use weft_ingress::proxy::Proxy;
 use weft_ingress::{Table, server};
 use weft_model::k8s_openapi::api::core::v1::Service;
@@ -113,7 +113,7 @@ impl Listeners {
                     continue;
                 }
             };
-            let acceptor = (serving == Serving::Https)
+            let tls_config = matches!(serving, Serving::Https | Serving::BySni)
                 .then(|| {
                     let resolver = tls::Resolver {
                         table: self.table.clone(),
@@ -121,8 +121,7 @@ impl Listeners {
                     };
                     weft_ingress::tls::server_config(Arc::new(resolver)).ok()
                 })
-                .flatten()
-                .map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+                .flatten();
             let (stop, stopping) = watch::channel(false);
             let mut global = self.stopped.clone();
             let closer = stop.clone();
@@ -135,9 +134,22 @@ impl Listeners {
                     self.runtime
                         .spawn(passthrough::serve(listener, self.table.clone(), port, stopping))
                 }
-                _ => self
-                    .runtime
-                    .spawn(server::serve(listener, self.proxy.clone(), acceptor, stopping)),
+                Serving::BySni => match tls_config {
+                    Some(config) => self.runtime.spawn(sni::serve(
+                        listener,
+                        self.proxy.clone(),
+                        self.table.clone(),
+                        port,
+                        sni::Acceptors::new(config),
+                        stopping,
+                    )),
+                    None => continue,
+                },
+                Serving::Http | Serving::Https => {
+                    let acceptor = tls_config.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+                    self.runtime
+                        .spawn(server::serve(listener, self.proxy.clone(), acceptor, stopping))
+                }
             };
             tracing::info!(port, ?serving, "gateway listener open");
             self.open.insert(port, (serving, stop));

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+mod h2c;
+mod websocket;
+
 /// Limit on the request line plus headers; beyond it the client gets 431 and the connection is closed.
 pub const HEAD_LIMIT: usize = 16 * 1024;
 /// An idle (or stalled) connection is dropped after this long without a byte.
@@ -225,6 +228,7 @@ fn accept_loop(listener: TcpListener, id: Arc<Identity>, tls: Option<Arc<rustls:
             let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
             let _ = stream.set_nodelay(true);
             match tls.map(rustls::ServerConnection::new) {
+                None if h2c::opens_with_preface(&stream) => h2c::serve(stream, peer, &id),
                 None => serve_connection(stream, peer, &id),
                 Some(Ok(conn)) => serve_connection(rustls::StreamOwned::new(conn, stream), peer, &id),
                 Some(Err(e)) => log_err(format_args!("{peer}: TLS: {e}")),
@@ -250,9 +254,29 @@ impl Drop for OpenGuard {
 pub struct Head {
     pub method: String,
     pub target: String,
-    /// HTTP/1.1 (keep-alive by default) rather than HTTP/1.0.
-    pub http11: bool,
+    pub version: Version,
     pub headers: Vec<(String, String)>,
+}
+
+/// The HTTP version a request came in.
+#[derive(Debug, PartialEq, Clone, Copy)]
+pub enum Version {
+    Http10,
+    /// Keep-alive by default.
+    Http11,
+    /// h2c ([`h2c`]): its connection is hyper's.
+    Http2,
+}
+
+impl Version {
+    /// As echo-basic reports it (Go's `Request.Proto`).
+    fn proto(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2.0",
+        }
+    }
 }
 
 impl Head {
@@ -272,7 +296,7 @@ impl Head {
     }
 
     fn keep_alive(&self) -> bool {
-        if self.http11 {
+        if self.version != Version::Http10 {
             !self.connection_has("close")
         } else {
             self.connection_has("keep-alive")
@@ -331,9 +355,9 @@ pub fn read_head(r: &mut impl BufRead) -> Result<Option<Head>, HeadError> {
     else {
         return Err(HeadError::Malformed);
     };
-    let http11 = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
+    let version = match version {
+        "HTTP/1.1" => Version::Http11,
+        "HTTP/1.0" => Version::Http10,
         _ => return Err(HeadError::Malformed),
     };
     if method.is_empty() || target.is_empty() || !method.bytes().all(|b| b.is_ascii_graphic()) {
@@ -352,7 +376,7 @@ pub fn read_head(r: &mut impl BufRead) -> Result<Option<Head>, HeadError> {
     Ok(Some(Head {
         method: method.to_string(),
         target: target.to_string(),
-        http11,
+        version,
         headers,
     }))
 }
@@ -477,7 +501,7 @@ fn echo(head: &Head, id: &Identity) -> Response {
         "path": head.target,
         "host": head.header("host").unwrap_or_default(),
         "method": head.method,
-        "proto": if head.http11 { "HTTP/1.1" } else { "HTTP/1.0" },
+        "proto": head.version.proto(),
         "headers": headers,
         "namespace": id.namespace,
         "ingress": "",
@@ -570,6 +594,15 @@ pub fn write_response(w: &mut impl Write, resp: &Response, head_only: bool, keep
     Ok(keep_alive)
 }
 
+/// Logs a request as `PEER METHOD TARGET STATUS`.
+fn log_request(peer: SocketAddr, head: &Head, status: u16) {
+    log_out(format_args!(
+        "{peer} {} {} {status}",
+        printable(&head.method),
+        printable(&head.target)
+    ));
+}
+
 /// Serves the requests of one connection (plain TCP, or TLS over it, handshaking as it is first read).
 fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) {
     let mut reader = BufReader::new(stream);
@@ -584,6 +617,14 @@ fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) 
                 return;
             }
         };
+        if websocket::asks(&head) {
+            log_request(peer, &head, 101);
+            let switched = reader.get_mut().write_all(&websocket::switching(&head));
+            if let Err(e) = switched.and_then(|()| websocket::echo(&mut reader)) {
+                log_err(format_args!("{peer}: websocket: {e}"));
+            }
+            return;
+        }
         let mut keep_alive = head.keep_alive();
 
         // Drain any request body so the next request on the connection starts where it should. Chunked bodies
@@ -592,11 +633,7 @@ fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) 
             keep_alive = false;
         } else if let Some(len) = head.header("content-length") {
             let Ok(len) = len.parse::<u64>() else {
-                log_out(format_args!(
-                    "{peer} {} {} 400",
-                    printable(&head.method),
-                    printable(&head.target)
-                ));
+                log_request(peer, &head, 400);
                 let _ = write_response(
                     reader.get_mut(),
                     &Response::text(400, "bad Content-Length"),
@@ -605,7 +642,7 @@ fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) 
                 );
                 return;
             };
-            if head.http11
+            if head.version == Version::Http11
                 && head
                     .header("expect")
                     .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
@@ -619,12 +656,7 @@ fn serve_connection(stream: impl Read + Write, peer: SocketAddr, id: &Identity) 
         }
 
         let resp = respond(&head, peer, id);
-        log_out(format_args!(
-            "{peer} {} {} {}",
-            printable(&head.method),
-            printable(&head.target),
-            resp.status
-        ));
+        log_request(peer, &head, resp.status);
         match write_response(reader.get_mut(), &resp, head.method == "HEAD", keep_alive) {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
@@ -767,7 +799,10 @@ mod tests {
         let h = head(b"\r\nGET /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, close\r\n\r\nrest")
             .unwrap()
             .unwrap();
-        assert_eq!((h.method.as_str(), h.target.as_str(), h.http11), ("GET", "/x", true));
+        assert_eq!(
+            (h.method.as_str(), h.target.as_str(), h.version),
+            ("GET", "/x", Version::Http11)
+        );
         assert_eq!(h.header("HOST"), Some("a"));
         assert!(!h.keep_alive());
         let h = head(b"GET / HTTP/1.0\nConnection: keep-alive\n\n").unwrap().unwrap();
@@ -796,7 +831,7 @@ mod tests {
         let h = Head {
             method: "GET".into(),
             target: target.into(),
-            http11: true,
+            version: Version::Http11,
             headers: vec![],
         };
         respond(&h, peer(), &id())
@@ -818,7 +853,7 @@ mod tests {
         let forwarded = Head {
             method: "GET".into(),
             target: "/header?key=x-forwarded-for".into(),
-            http11: true,
+            version: Version::Http11,
             headers: vec![("X-Forwarded-For".into(), "172.18.0.100".into())],
         };
         assert_eq!(respond(&forwarded, peer(), &id()), Response::text(200, "172.18.0.100"));

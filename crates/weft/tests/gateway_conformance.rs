@@ -116,6 +116,8 @@ struct Request {
     backend_path: Option<String>,
     /// The Host the backend must get.
     backend_host: Option<String>,
+    /// The protocol the backend must get the request in (`HTTP/1.1`, `HTTP/2.0`).
+    backend_proto: Option<String>,
     #[serde(default)]
     backend_headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -136,6 +138,13 @@ struct Request {
     /// (HTTPRoute retries).
     #[serde(default)]
     tries: BTreeMap<String, usize>,
+    /// HTTP/2 with prior knowledge in cleartext (h2c), as a gRPC client calls: POST with `content-type:
+    /// application/grpc` in `headers`.
+    #[serde(default)]
+    http2: bool,
+    /// A WebSocket upgrade instead of a plain request: switched (101), and a message sent after it comes back.
+    #[serde(default)]
+    websocket: bool,
 }
 
 const INFRA: &str = "gateway-conformance-infra";
@@ -162,10 +171,44 @@ fn gateway(case: &Case) -> String {
     serde_saphyr::to_string(&gateway).unwrap()
 }
 
+/// What is wrong with a WebSocket exchange through the Gateway (none: the upgrade is switched and a text
+/// message sent after it comes back): the upgrade request, a masked text frame and a close frame written raw with
+/// socat from the external host, as a WebSocket client sends them.
+fn websocket_problem(lab: &Lab, address: &str, port: u16, host: &str, path: &str) -> Option<String> {
+    let mut bytes = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .into_bytes();
+    let mask = [1u8, 2, 3, 4];
+    bytes.extend_from_slice(&[0x81, 0x84]);
+    bytes.extend_from_slice(&mask);
+    bytes.extend(b"weft".iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    bytes.extend_from_slice(&[0x88, 0x80, 0, 0, 0, 0]);
+    // Every byte as an octal escape of printf's format: nothing for a shell to quote.
+    let format: String = bytes.iter().map(|b| format!("\\{b:03o}")).collect();
+    // ignoreeof: the client keeps its side open (a proxy may close a half-closed connection before it answers)
+    // until the backend, having answered the close frame, ends the connection.
+    let script = format!("printf '{format}' | timeout 5 socat -t 0.2 -,ignoreeof TCP:{address}:{port}");
+    let out = lab.node_exec("external", &["sh", "-c", &script]).stdout;
+    let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Some(format!("no answer to the upgrade: {}", text(&out)));
+    };
+    let head = text(&out[..end]);
+    if !head.starts_with("HTTP/1.1 101") {
+        return Some(format!("answered {head}"));
+    }
+    let echoed = [&[0x81, 0x04][..], b"weft", &[0x88, 0x00]].concat();
+    (out[end + 4..] != echoed[..]).then(|| format!("after the upgrade got {:?}", &out[end + 4..]))
+}
+
 /// What is wrong with the answer to `r` (none: it is as expected).
 fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     let host = r.host.clone().unwrap_or_else(|| address.to_string());
     let port = r.port.unwrap_or(if r.https { 443 } else { 80 });
+    if r.websocket {
+        return websocket_problem(lab, address, port, &host, &r.path);
+    }
     let url = match r.https {
         true => format!("https://{host}:{port}{}", r.path),
         false => format!("http://{address}:{port}{}", r.path),
@@ -185,6 +228,9 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     }
     if let Some(method) = &r.method {
         args.extend(["-X".into(), method.clone()]);
+    }
+    if r.http2 {
+        args.push("--http2-prior-knowledge".into());
     }
     if r.https {
         // The Secrets are self-signed: what is checked is which listener (by SNI) and route answer.
@@ -253,6 +299,11 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
         && echo["host"] != host.as_str()
     {
         return Some(format!("backend got host {}, expected {host}", echo["host"]));
+    }
+    if let Some(proto) = &r.backend_proto
+        && echo["proto"] != proto.as_str()
+    {
+        return Some(format!("backend got {}, expected {proto}", echo["proto"]));
     }
     let header = |name: &str| {
         echo["headers"].as_object().and_then(|h| {

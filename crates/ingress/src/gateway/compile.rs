@@ -129,6 +129,7 @@ pub struct Entry {
 pub struct ListenerRoutes {
     pub name: String,
     pub hostname: Option<String>,
+    pub handling: Handling,
     hosts: HashMap<String, Vec<Entry>>,
     certificates: Vec<Arc<CertifiedKey>>,
 }
@@ -146,6 +147,18 @@ impl ListenerRoutes {
     }
 }
 
+/// What a listener does with a connection, TLS terminated or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Handling {
+    /// HTTP and HTTPS listeners: HTTP requests, routed by HTTPRoutes and GRPCRoutes.
+    #[default]
+    Requests,
+    /// TLS listeners in mode Terminate: the plaintext stream to a TLSRoute's backend.
+    Terminate,
+    /// TLS listeners in mode Passthrough: the TLS stream to a TLSRoute's backend as it is.
+    Passthrough,
+}
+
 /// How a pod port serves its connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Serving {
@@ -156,6 +169,9 @@ pub enum Serving {
     /// TLS listeners in mode Passthrough: the ClientHello's SNI picks a TLSRoute, whose backend gets the TLS
     /// connection as it is (`passthrough`).
     Passthrough,
+    /// TLS listeners of more than one [`Handling`] (or in mode Terminate): the ClientHello's SNI picks the
+    /// listener, which handles the connection its way (`sni`).
+    BySni,
 }
 
 /// One listener port of one Gateway, as served on a pod port.
@@ -502,11 +518,16 @@ impl Compiler<'_> {
                 let Some(pod_port) = service.and_then(|s| provision::pod_port(s, port, &existing)) else {
                     continue;
                 };
-                // Listeners sharing a port are of one family (`gateway`), so the first says how it serves.
-                let serving = match ls.first().map(|l| family(l.spec)) {
-                    Some(Family::Http) | None => Serving::Http,
-                    Some(Family::Terminate) => Serving::Https,
-                    Some(Family::Passthrough) => Serving::Passthrough,
+                // Listeners sharing a port are all HTTP or all over TLS (`gateway`).
+                let handlings: BTreeSet<(bool, Handling)> = ls
+                    .iter()
+                    .map(|l| (family(l.spec) == Family::Http, handling(l.spec)))
+                    .collect();
+                let serving = match handlings.into_iter().collect::<Vec<_>>()[..] {
+                    [] | [(true, _)] => Serving::Http,
+                    [(false, Handling::Requests)] => Serving::Https,
+                    [(false, Handling::Passthrough)] => Serving::Passthrough,
+                    _ => Serving::BySni,
                 };
                 // Most specific hostname first: exact names, then wildcards by length, then none.
                 ls.sort_by_key(|l| match l.spec.hostname.as_deref() {
@@ -571,7 +592,7 @@ impl Compiler<'_> {
                 listeners.push(compiled);
             }
         }
-        // Listeners sharing a port must agree on the protocol family and differ by hostname. Between a Gateway's
+        // Listeners sharing a port must be all HTTP or all over TLS, and differ by hostname. Between a Gateway's
         // own listeners both conflict; a ListenerSet's conflicts with those before it (the Gateway's, then older
         // sets'), which keep theirs.
         let conflicts: Vec<Option<&'static str>> = listeners
@@ -585,9 +606,9 @@ impl Compiler<'_> {
                     .filter(|(j, o)| *j != i && o.spec.port == mine.spec.port && (*j < i || o.owner == mine.owner));
                 for (_, other) in others {
                     let (other, mine) = (other.spec, mine.spec);
-                    if family(other) != family(mine) {
+                    if (family(other) == Family::Http) != (family(mine) == Family::Http) {
                         conflict = Some("ProtocolConflict");
-                    } else if other.protocol == mine.protocol && other.hostname == mine.hostname && conflict.is_none() {
+                    } else if other.hostname == mine.hostname && conflict.is_none() {
                         conflict = Some("HostnameConflict");
                     }
                 }
@@ -686,20 +707,9 @@ impl Compiler<'_> {
         let mut conditions = Vec::new();
         let defaults: &[&str] = match (l.protocol.as_str(), family(l)) {
             ("HTTP" | "HTTPS", _) => &["HTTPRoute", "GRPCRoute"],
-            ("TLS", Family::Passthrough) => &["TLSRoute"],
+            ("TLS", _) => &["TLSRoute"],
             _ => &[],
         };
-        if l.protocol == "TLS" && family(l) == Family::Terminate {
-            set(
-                &mut conditions,
-                cond(
-                    "Accepted",
-                    false,
-                    "UnsupportedValue",
-                    "TLS listeners pass TLS through (mode Passthrough) only",
-                ),
-            );
-        }
         let supported_protocol = matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS");
         let asked = l
             .allowed_routes
@@ -730,10 +740,10 @@ impl Compiler<'_> {
                 "a kind in allowedRoutes is not supported",
             );
         }
-        if l.protocol == "HTTPS" {
+        if matches!(l.protocol.as_str(), "HTTPS" | "TLS") && family(l) == Family::Terminate {
             let tls = l.tls.as_ref();
             let certificate_refs = tls.map(|t| t.certificate_refs.as_slice()).unwrap_or_default();
-            if tls.and_then(|t| t.mode.as_deref()).is_some_and(|m| m != "Terminate") {
+            if l.protocol == "HTTPS" && tls.and_then(|t| t.mode.as_deref()).is_some_and(|m| m != "Terminate") {
                 set(
                     &mut conditions,
                     cond("Accepted", false, "UnsupportedValue", "HTTPS listeners terminate TLS"),
@@ -779,7 +789,7 @@ impl Compiler<'_> {
                     "ResolvedRefs",
                     false,
                     "InvalidCertificateRef",
-                    "an HTTPS listener needs certificateRefs",
+                    "a listener terminating TLS needs certificateRefs",
                 );
             }
         }
@@ -819,6 +829,7 @@ impl Compiler<'_> {
             routes: ListenerRoutes {
                 name: l.name.clone(),
                 hostname: l.hostname.clone(),
+                handling: handling(l),
                 ..ListenerRoutes::default()
             },
         }
@@ -1239,7 +1250,7 @@ fn listener_sets(
         .collect()
 }
 
-/// A listener's protocol family: listeners sharing a port must be of one.
+/// A listener's protocol family: listeners sharing a port must be all HTTP or all over TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     Http,
@@ -1255,6 +1266,14 @@ fn family(l: &Listener) -> Family {
         ("HTTP", _) => Family::Http,
         ("TLS", Some("Passthrough")) => Family::Passthrough,
         _ => Family::Terminate,
+    }
+}
+
+fn handling(l: &Listener) -> Handling {
+    match (l.protocol.as_str(), family(l)) {
+        ("TLS", Family::Terminate) => Handling::Terminate,
+        (_, Family::Passthrough) => Handling::Passthrough,
+        _ => Handling::Requests,
     }
 }
 

@@ -2,7 +2,8 @@
 //! ListenerSets) and the HTTPRoutes, GRPCRoutes and TLSRoutes attached to them, compiled into the routing table
 //! beside the Ingresses (`compile`), served on the pod ports of the LoadBalancer Service provisioned per Gateway
 //! (`provision`), with the statuses the spec asks for (`status`). Pure, apart from `serve`, which answers the
-//! requests, and `passthrough`, which splices TLS connections.
+//! requests, `passthrough`, which splices TLS connections, and `sni`, which hands a TLS port's connections
+//! to their listener by server name.
 
 pub mod backendtls;
 pub mod compile;
@@ -18,6 +19,7 @@ pub mod provision;
 pub mod retry;
 pub mod serve;
 pub mod session;
+pub mod sni;
 pub mod status;
 pub mod tls;
 

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use weft_gateway::api::{HTTPBackendRef, HTTPRouteRule, TLSRouteRule};
 
 /// How long a client has to send its ClientHello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ClientHello larger than this is refused (one is a few hundred bytes; post-quantum key shares a few KiB).
 const HELLO_LIMIT: usize = 64 * 1024;
 /// How long connecting to one endpoint may take before the next is tried.
@@ -121,15 +121,26 @@ async fn splice(mut client: TcpStream, table: &ArcSwap<Table>, port: u16) -> Res
     let name = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut client, &mut hello))
         .await
         .map_err(|_| PassthroughError::Timeout)??;
-    let upstream = route(table, port, &name)?;
+    pass(client, &hello, table, port, &name).await
+}
+
+/// Splices `client`, whose ClientHello `hello` (already read) asks for `name`, to the backend `name` routes to.
+pub(super) async fn pass(
+    mut client: TcpStream,
+    hello: &[u8],
+    table: &ArcSwap<Table>,
+    port: u16,
+    name: &str,
+) -> Result<(), PassthroughError> {
+    let upstream = route(table, port, name)?;
     let mut backend = connect(&upstream).await?;
-    backend.write_all(&hello).await?;
+    backend.write_all(hello).await?;
     tokio::io::copy_bidirectional(&mut client, &mut backend).await?;
     Ok(())
 }
 
 /// Reads into `hello` until it holds a whole ClientHello; its server name.
-async fn read_hello(client: &mut TcpStream, hello: &mut Vec<u8>) -> Result<String, PassthroughError> {
+pub(super) async fn read_hello(client: &mut TcpStream, hello: &mut Vec<u8>) -> Result<String, PassthroughError> {
     loop {
         if client.read_buf(hello).await? == 0 {
             return Err(PassthroughError::Closed);
@@ -145,7 +156,7 @@ async fn read_hello(client: &mut TcpStream, hello: &mut Vec<u8>) -> Result<Strin
 }
 
 /// The upstream a connection for `name` on pod port `port` goes to, by the routing table now.
-fn route(table: &ArcSwap<Table>, port: u16, name: &str) -> Result<Arc<Upstream>, PassthroughError> {
+pub(super) fn route(table: &ArcSwap<Table>, port: u16, name: &str) -> Result<Arc<Upstream>, PassthroughError> {
     let table = table.load();
     let entry = table
         .gateways()
@@ -163,7 +174,7 @@ fn route(table: &ArcSwap<Table>, port: u16, name: &str) -> Result<Arc<Upstream>,
 }
 
 /// A connection to the first endpoint of `upstream` that accepts one.
-async fn connect(upstream: &Upstream) -> Result<TcpStream, PassthroughError> {
+pub(super) async fn connect(upstream: &Upstream) -> Result<TcpStream, PassthroughError> {
     let attempts: Vec<SocketAddr> = upstream.attempts().collect();
     for addr in attempts {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {

@@ -3,7 +3,7 @@
 //! of a backendRef that cannot be followed, 503 when a Service has no ready endpoints), forwarded as the Ingress
 //! routes are.
 
-use super::compile::{BackendTarget, Port};
+use super::compile::{BackendTarget, Handling, Port};
 use super::cors::Cors;
 use crate::host;
 use crate::metrics::RouteMetrics;
@@ -24,7 +24,9 @@ impl Proxy {
         let unrouted = self.unrouted();
         let authority = proxy::authority(&request);
         let name = host::of_authority(&authority);
-        let Some(listener) = port.listener(&name) else {
+        // On a port shared with TLS listeners (`sni`), theirs are not for HTTP requests.
+        let listener = port.listener(&name).filter(|l| l.handling == Handling::Requests);
+        let Some(listener) = listener else {
             return (proxy::local(StatusCode::NOT_FOUND, "404 Not Found\n"), unrouted);
         };
         let uri = request.uri().clone();
