@@ -4,6 +4,7 @@ use crate::client::{self, Api, Call, MANAGER, ServerError, TABLE, path, with_que
 use anyhow::{Context, Result, bail};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -219,32 +220,54 @@ pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result
         }
     }
     // Written in two waves, each at once: first what the others need to exist (their Namespaces, the
-    // definitions of custom kinds), then the rest; each wave's lines in the input's order.
+    // definitions of custom kinds), then the rest; each wave's lines in the input's order. An object given more
+    // than once is written once per round, in the input's order (two applies of one new object at once would
+    // both try to create it).
     let first = |w: &&Write| matches!(w.resource.kind.as_str(), "Namespace" | "CustomResourceDefinition");
     let (early, late): (Vec<&Write>, Vec<&Write>) = writes.iter().partition(first);
     for wave in [early, late] {
-        let uris: Vec<String> = (wave.iter())
-            .map(|w| path(&w.resource, w.namespace.as_deref(), Some(&w.name)))
-            .collect();
-        let befores = api.call_all(uris.into_iter().map(|uri| Call::get(uri, "application/json")).collect());
-        let answers = api.call_all(wave.iter().map(|w| w.call(false)).collect());
-        for ((w, before), answer) in wave.iter().zip(befores).zip(answers) {
-            let before = match before {
-                Ok(object) => Some(object.body),
-                Err(e) if not_found(&e) => None,
-                Err(e) => return Err(e),
-            };
-            let answer = answer?;
-            for warning in &answer.warnings {
-                eprintln!("Warning: {warning}");
+        let mut rounds: Vec<Vec<&Write>> = Vec::new();
+        let mut seen: HashMap<(&str, Option<&str>, &str), usize> = HashMap::new();
+        for w in wave {
+            let times = seen
+                .entry((w.resource.kind.as_str(), w.namespace.as_deref(), w.name.as_str()))
+                .or_default();
+            if rounds.len() == *times {
+                rounds.push(Vec::new());
             }
-            let action = match (&before, answer.status) {
-                (None, _) | (_, StatusCode::CREATED) => "created",
-                (Some(b), _) if content(b) == content(&answer.body) => "unchanged",
-                _ => "configured",
-            };
-            println!("{}/{} {action}", client::kind_name(&w.resource), w.name);
+            rounds[*times].push(w);
+            *times += 1;
         }
+        for round in rounds {
+            write_at_once(api, &round)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `writes` (no object twice) at once and prints what each did, as kubectl does.
+fn write_at_once(api: &Api, writes: &[&Write]) -> Result<()> {
+    let uris: Vec<String> = (writes.iter())
+        .map(|w| path(&w.resource, w.namespace.as_deref(), Some(&w.name)))
+        .collect();
+    let befores = api.call_all(uris.into_iter().map(|uri| Call::get(uri, "application/json")).collect());
+    let answers = api.call_all(writes.iter().map(|w| w.call(false)).collect());
+    for ((w, before), answer) in writes.iter().zip(befores).zip(answers) {
+        let before = match before {
+            Ok(object) => Some(object.body),
+            Err(e) if not_found(&e) => None,
+            Err(e) => return Err(e),
+        };
+        let answer = answer?;
+        for warning in &answer.warnings {
+            eprintln!("Warning: {warning}");
+        }
+        let action = match (&before, answer.status) {
+            (None, _) | (_, StatusCode::CREATED) => "created",
+            (Some(b), _) if content(b) == content(&answer.body) => "unchanged",
+            _ => "configured",
+        };
+        println!("{}/{} {action}", client::kind_name(&w.resource), w.name);
     }
     Ok(())
 }
