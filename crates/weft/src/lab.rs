@@ -154,13 +154,18 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         );
         // Only what runs without a network can be Ready: nothing is waited for.
         if !manifests.is_empty() {
-            objects::apply_values(&api, manifests, "default")?;
+            objects::apply_values(&api, manifests, "default", objects::Order::Input)?;
         }
     } else {
         // A resumed lab has weft's objects in its store already (as its user may have changed them).
         if fresh {
-            objects::apply_values(&api, weft_lab::install::manifests(&spec)?, "default")
-                .context("installing weft from deploy/weft.yaml")?;
+            objects::apply_values(
+                &api,
+                weft_lab::install::manifests(&spec)?,
+                "default",
+                objects::Order::AtOnce,
+            )
+            .context("installing weft from deploy/weft.yaml")?;
         }
         wait_for(deadline, "the nodes to be Ready", || {
             let nodes = objects::list(&api, "Node", None)?;
@@ -172,7 +177,7 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         // and DNS to pass readiness (waiting for all nodes first spreads the pods over them).
         let user_pods = !manifests.is_empty();
         if user_pods {
-            objects::apply_values(&api, manifests, "default")?;
+            objects::apply_values(&api, manifests, "default", objects::Order::Input)?;
         }
         wait_for(deadline, "weft's agents and cluster DNS to be ready", || {
             weft_ready(&api, spec.nodes)

@@ -131,7 +131,7 @@ pub fn apply(paths: &Paths, args: ApplyArgs) -> Result<()> {
     if documents.is_empty() {
         bail!("no objects passed to apply");
     }
-    apply_values(&Api::connect(paths)?, documents, &args.namespace)
+    apply_values(&Api::connect(paths)?, documents, &args.namespace, Order::Input)
 }
 
 /// One object to apply: where it goes and what is sent.
@@ -170,8 +170,8 @@ const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 /// Server-side apply (`application/apply-patch+yaml`, field manager `weft`, forcing conflicts, as a user's own
 /// apply should): every object of several is first checked by the server (`dryRun=All`, `fieldValidation=Strict`),
-/// so a bad document applies nothing; then they are written, several at once (see the waves below).
-pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result<()> {
+/// so a bad document applies nothing (the checks go at once); then they are written in `order`.
+pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str, order: Order) -> Result<()> {
     let mut writes = Vec::new();
     for mut doc in documents {
         let text = |p: &str| doc.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
@@ -219,6 +219,12 @@ pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result
             }
         }
     }
+    if order == Order::Input {
+        for w in &writes {
+            write_at_once(api, &[w])?;
+        }
+        return Ok(());
+    }
     // Written in two waves, each at once: first what the others need to exist (their Namespaces, the
     // definitions of custom kinds), then the rest; each wave's lines in the input's order. An object given more
     // than once is written once per round, in the input's order (two applies of one new object at once would
@@ -243,6 +249,17 @@ pub fn apply_values(api: &Api, documents: Vec<Value>, namespace: &str) -> Result
         }
     }
     Ok(())
+}
+
+/// In which order `apply_values` writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// One after the other, as the input lists them, as kubectl does: what the server allocates in turn (a
+    /// ClusterIP, a node port) goes in the input's order.
+    Input,
+    /// As many at once as can be (see the waves above): for weft's own manifests, where the order of
+    /// allocations does not matter and the time does.
+    AtOnce,
 }
 
 /// Applies `writes` (no object twice) at once and prints what each did, as kubectl does.
