@@ -78,6 +78,15 @@ async fn backend(name: &'static str) -> u16 {
 
 const CONTROLLER: &str = "weft.dev/gateway";
 
+/// The objects of `text` and, for each of `names`, a Service in `infra` with one endpoint on the port of the same
+/// place in `ports`.
+fn with_services(mut text: String, names: &[&str], ports: &[u16]) -> Snapshot {
+    for (name, port) in names.iter().zip(ports) {
+        text.push_str(&service("infra", name, *port));
+    }
+    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+}
+
 fn service(namespace: &str, name: &str, port: u16) -> String {
     format!(
         "apiVersion: v1
@@ -521,10 +530,7 @@ spec:
 "
         ));
     }
-    for (name, port) in ["t1", "t2"].iter().zip(backends) {
-        text.push_str(&service("infra", name, port));
-    }
-    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+    with_services(text, &["t1", "t2"], &backends)
 }
 
 /// Whether the proxy closes a connection whose ClientHello asks for `name`, without a byte back.
@@ -658,10 +664,7 @@ spec: {{parentRefs: [{{name: mixed, sectionName: pass}}], rules: [{{backendRefs:
         b64(pem),
         b64(key)
     ));
-    for (name, port) in ["m1", "m2", "m3"].iter().zip(backends) {
-        text.push_str(&service("infra", name, port));
-    }
-    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+    with_services(text, &["m1", "m2", "m3"], &backends)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -859,10 +862,7 @@ spec:
 ---
 ",
     );
-    for (name, port) in ["v1", "v2", "v3"].iter().zip(backends) {
-        text.push_str(&service("infra", name, port));
-    }
-    Snapshot::new(1, weft_model::parse(&text, "test").unwrap())
+    with_services(text, &["v1", "v2", "v3"], &backends)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
