@@ -234,6 +234,12 @@ impl Paths {
         self.dir().join("kubeconfig")
     }
 
+    /// Where `lab up` merged the lab's context (the user's kubeconfig then), so `lab down` removes it from there
+    /// whatever `$KUBECONFIG` says by then.
+    pub fn merged_into(&self) -> PathBuf {
+        self.dir().join("kubeconfig-merged-into")
+    }
+
     /// The context the lab merges into the user's kubeconfig, as kind names its `kind-NAME`.
     pub fn context(&self) -> String {
         format!("weft-{}", self.lab)

@@ -262,6 +262,8 @@ fn merge_kubeconfig(paths: &Paths, deadline: Instant) -> Result<()> {
         &decode("/users/0/user/client-certificate-data")?,
         &decode("/users/0/user/client-key-data")?,
     )?;
+    std::fs::write(paths.merged_into(), target.as_os_str().as_encoded_bytes())
+        .context("recording where the lab's context went")?;
     eprintln!(
         "lab {}: kubectl context {} in {}",
         paths.lab,
@@ -398,12 +400,30 @@ pub fn wait_pods_ready(api: &Api, deadline: Instant) -> Result<()> {
 }
 
 fn down(paths: &Paths) -> Result<i32> {
+    use std::os::unix::ffi::OsStringExt;
     let started = Instant::now();
+    // The context goes from the file `lab up` merged it into and from today's default, if another.
+    let merged = std::fs::read(paths.merged_into()).ok();
     let mut report = teardown::down(paths);
-    let removed = weft_apiserver::kubeconfig::default_path()
-        .and_then(|path| weft_apiserver::kubeconfig::remove_from(&path, &paths.context()));
-    if let Err(e) = removed {
-        report.errors.push(format!("removing context {}: {e}", paths.context()));
+    let current = weft_apiserver::kubeconfig::default_path();
+    let mut files: Vec<PathBuf> = merged
+        .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)))
+        .into_iter()
+        .collect();
+    match current {
+        Ok(path) if !files.contains(&path) => files.push(path),
+        Ok(_) => {}
+        Err(e) if files.is_empty() => report.errors.push(format!("removing context {}: {e}", paths.context())),
+        Err(_) => {}
+    }
+    for file in files {
+        if let Err(e) = weft_apiserver::kubeconfig::remove_from(&file, &paths.context()) {
+            report.errors.push(format!(
+                "removing context {} from {}: {e}",
+                paths.context(),
+                file.display()
+            ));
+        }
     }
     let (ns, procs) = (report.namespaces, report.processes);
     report_down(paths, report)?;

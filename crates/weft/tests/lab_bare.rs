@@ -251,4 +251,17 @@ fn a_bare_lab_runs_a_node_daemonset_and_waits_for_its_cni() {
         (pod["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)).then_some(())
     });
     assert!(events_of(&lab, "unhealthy").contains("failed liveness probe"));
+
+    // `lab down` under another $KUBECONFIG still takes the context out of the file `lab up` merged it into.
+    let context = format!("weft-{}", lab.name);
+    assert!(std::fs::read_to_string(lab.kubeconfig()).unwrap().contains(&context));
+    let elsewhere = std::env::temp_dir().join(format!("weft-{}-elsewhere.kubeconfig", lab.name));
+    let down = lab
+        .cmd(&["lab", "down"])
+        .env("KUBECONFIG", &elsewhere)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    assert!(!std::fs::read_to_string(lab.kubeconfig()).unwrap().contains(&context));
+    assert!(!elsewhere.exists(), "nothing written where the lab never was");
 }
