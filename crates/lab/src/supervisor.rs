@@ -70,12 +70,10 @@ impl Shared {
     /// writers that come meanwhile wait and share the next (group commit), so one fsync serves many writes.
     fn batch<T>(&self, f: impl FnOnce(&mut Store) -> T) -> (T, Result<()>) {
         let mut store = self.lock();
-        let before = store.revision();
         let out = store.batch(f);
+        // Also a writer that changed nothing waits for what it saw (an answer such as AlreadyExists must not rest
+        // on a change that is not on disk yet); when all is on disk that is no wait at all.
         let (revision, epoch) = (store.revision(), store.epoch());
-        if revision == before {
-            return (out, Ok(()));
-        }
         loop {
             match store.saved(revision, epoch) {
                 Some(true) => return (out, Ok(())),
