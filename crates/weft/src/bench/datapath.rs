@@ -1,7 +1,8 @@
 //! `weft bench datapath` (root): iperf3 between pods of a weft lab, each path beside a bare one built by hand
 //! the same way without weft (routed pod veths, the nodes on one switch, host-gw routes or a VXLAN device with
-//! static neighbour and FDB entries) in throwaway namespaces. Rounds interleave weft and bare (A B A B …) and the
-//! ratio is taken per round. Then the lab is loaded with Services and NetworkPolicies selecting the server pods
+//! static neighbour and FDB entries) in throwaway namespaces, and the same bare path with conntrack on in its
+//! nodes (which Services and NetworkPolicy need in any netfilter datapath). Rounds interleave weft, bare and bare
+//! with conntrack and the ratios are taken per round. Then the lab is loaded with Services and NetworkPolicies selecting the server pods
 //! and the same pairs are measured again beside the same bare paths.
 
 use super::dns_change::Lab;
@@ -103,20 +104,26 @@ fn measure_overlay(args: &Args, overlay: &str, rows: &mut Vec<(String, Paired)>)
     let across = (&pods[0].0, &pods[2].1, bare.name(BARE_PODS[0].0), BARE_PODS[2].1);
     let pass = |label: &str, rows: &mut Vec<(String, Paired)>| -> Result<()> {
         for (path, (client, server, bare_client, bare_server)) in [("same node", &same), ("across nodes", &across)] {
-            let mut paired = Paired::new();
+            let (mut paired, mut tracked) = (Paired::new(), Paired::new());
             for _ in 0..args.rounds {
                 let w = iperf3(client, server, args.seconds)?;
                 let b = iperf3(bare_client, bare_server, args.seconds)?;
+                bare.conntrack(true)?;
+                let c = iperf3(bare_client, bare_server, args.seconds);
+                bare.conntrack(false)?;
                 paired.push(w, b);
+                tracked.push(w, c?);
             }
             let row = format!("{path}, {overlay}{label}");
             println!(
-                "{row}: weft {:?} bare {:?}; load average {}",
+                "{row}: weft {:?} bare {:?} bare with conntrack {:?}; load average {}",
                 round2(&paired.weft),
                 round2(&paired.peer),
+                round2(&tracked.peer),
                 super::peer::load_average()
             );
-            rows.push((row, paired));
+            rows.push((row.clone(), paired));
+            rows.push((format!("{row}; bare with conntrack"), tracked));
         }
         Ok(())
     };
@@ -283,6 +290,8 @@ fn iperf3(netns: &str, server: &str, seconds: u64) -> Result<f64> {
 
 /// The bare pods: (suffix of the namespace, address, node).
 const BARE_PODS: [(&str, &str, usize); 3] = [("a", "10.244.1.3", 1), ("b", "10.244.1.4", 1), ("c", "10.244.2.3", 2)];
+/// The bare nodes' table that turns conntrack on.
+const BARE_CT_TABLE: &str = "bare-conntrack";
 /// Where the lab's pod side points its default route (a static neighbour: the host veth's MAC).
 const POD_GATEWAY: &str = "169.254.1.1";
 
@@ -303,6 +312,28 @@ impl Drop for Bare {
 impl Bare {
     fn name(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
+    }
+
+    /// Turns conntrack on or off in the bare nodes, as a weft node has it: every forwarded packet tracked (the
+    /// one rule an established packet meets in weft's policy table), the overlay's own outer datagrams not (weft's
+    /// `weft-overlay` table). What the bare path then lacks of a weft node is weft's rules, not conntrack.
+    fn conntrack(&self, on: bool) -> Result<()> {
+        let script = if on {
+            format!(
+                "table inet {BARE_CT_TABLE} {{\n\
+                 chain forward {{ type filter hook forward priority filter; policy accept; ct state established,related accept; }}\n\
+                 chain raw-in {{ type filter hook prerouting priority raw; policy accept; udp dport {VXLAN_PORT} notrack; }}\n\
+                 chain raw-out {{ type filter hook output priority raw; policy accept; udp dport {VXLAN_PORT} notrack; }}\n}}\n"
+            )
+        } else {
+            format!("delete table inet {BARE_CT_TABLE}\n")
+        };
+        for node in [self.name("n1"), self.name("n2")] {
+            let ns = weft_netlink::Netns::open(&format!("/run/netns/{node}"))?;
+            ns.run(|| weft_netlink::nft::apply(&script))
+                .with_context(|| format!("conntrack {} in {node}", if on { "on" } else { "off" }))?;
+        }
+        Ok(())
     }
 
     /// The lab's wiring without weft: a switch (bridge) in a wire namespace, two nodes with `eth0` on it and
