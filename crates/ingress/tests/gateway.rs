@@ -747,6 +747,22 @@ spec: {{parentRefs: [{{name: mixed, sectionName: pass}}], rules: [{{backendRefs:
     with_services(text, &["m1", "m2", "m3"], &backends)
 }
 
+/// [`mixed_snapshot`] with its backends (named `names`; the third terminates TLS itself) and a certificate for
+/// *.mixed.example, on the pod port of the listener returned.
+async fn mixed_cluster(names: [&'static str; 3]) -> (TcpListener, SocketAddr, Snapshot) {
+    let backends = [
+        backend(names[0]).await,
+        backend(names[1]).await,
+        tls_backend(names[2], weft_ingress::tls::self_signed().unwrap()).await,
+    ];
+    let (_, ca) = common::ca();
+    let (pem, key) = common::issue(&ca, &["*.mixed.example"]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let snapshot = mixed_snapshot(at.port(), backends, &pem, &key);
+    (listener, at, snapshot)
+}
+
 /// Serves `listener`, a pod port of `table` shared by TLS listeners (`gateway::sni`), the proxy expecting the
 /// PROXY protocol or not; it serves until the sender returned is dropped.
 fn serve_by_server_name(listener: TcpListener, table: Table, proxy_protocol: bool) -> tokio::sync::watch::Sender<bool> {
@@ -766,31 +782,20 @@ fn serve_by_server_name(listener: TcpListener, table: Table, proxy_protocol: boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_shared_by_server_name_reads_the_proxy_protocol_header_first() {
-    let backends = [
-        backend("p1").await,
-        backend("p2").await,
-        tls_backend("p3", weft_ingress::tls::self_signed().unwrap()).await,
-    ];
-    let (_, ca) = common::ca();
-    let (pem, key) = common::issue(&ca, &["*.mixed.example"]);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = listener.local_addr().unwrap();
-    let table = Table::build(&mixed_snapshot(at.port(), backends, &pem, &key), &config());
+    let (listener, at, snapshot) = mixed_cluster(["p1", "p2", "p3"]).await;
+    let table = Table::build(&snapshot, &config());
     let _stop = serve_by_server_name(listener, table, true);
     // The header (curl's, version 1) is read before the ClientHello, and not passed on to the passthrough
     // backend, which terminates TLS itself.
-    for (name, expected) in [
-        ("https.mixed.example", "p1"),
-        ("term.mixed.example", "p2"),
-        ("pass.mixed.example", "p3"),
-    ] {
-        let url = format!("https://{name}:{}/{name}", at.port());
-        let resolve = format!("{name}:{}:127.0.0.1", at.port());
+    for (listener, expected) in ["https", "term", "pass"].into_iter().zip(["p1", "p2", "p3"]) {
+        let host = format!("{listener}.mixed.example");
+        let resolve = format!("{host}:{}:127.0.0.1", at.port());
+        let url = format!("https://{host}:{}/", at.port());
         let (code, _, body) = common::curl(&["-k", "--haproxy-protocol", "--resolve", &resolve, &url]).await;
         assert_eq!(
-            (code.as_str(), line(&body, "backend")),
-            ("200", expected),
-            "{name}: {body}"
+            (code, line(&body, "backend")),
+            ("200".into(), expected),
+            "{host}: {body}"
         );
     }
     // A ClientHello without the header is not one.
@@ -799,16 +804,7 @@ async fn a_port_shared_by_server_name_reads_the_proxy_protocol_header_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_passthrough_and_terminate_listeners_share_a_port_by_server_name() {
-    let backends = [
-        backend("m1").await,
-        backend("m2").await,
-        tls_backend("m3", weft_ingress::tls::self_signed().unwrap()).await,
-    ];
-    let (_, ca) = common::ca();
-    let (pem, key) = common::issue(&ca, &["*.mixed.example"]);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = listener.local_addr().unwrap();
-    let snapshot = mixed_snapshot(at.port(), backends, &pem, &key);
+    let (listener, at, snapshot) = mixed_cluster(["m1", "m2", "m3"]).await;
     let table = Table::build(&snapshot, &config());
     assert_eq!(
         table.gateways().pod_ports().get(&at.port()),
@@ -1144,7 +1140,11 @@ async fn backend_tls_policies_verify_the_backends_certificate() {
         ("False", "InvalidCACertificateRef")
     );
     let system = ancestors("system");
-    assert_eq!(condition(&system[0]["conditions"], "Accepted"), ("True", "Accepted"), "{system}");
+    assert_eq!(
+        condition(&system[0]["conditions"], "Accepted"),
+        ("True", "Accepted"),
+        "{system}"
+    );
 
     let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table)), Arc::default()));
     let (_stop, stopped) = tokio::sync::watch::channel(false);
