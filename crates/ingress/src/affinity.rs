@@ -12,7 +12,11 @@
 //! next request tries the session's endpoint again.
 //!
 //! The Gateway API's `sessionPersistence` (GEP-1619) is the persistent mode, carried by a cookie or by a header
-//! (`Carrier::Header`: the response names the session in a header the client sends back).
+//! (`Carrier::Header`: the response names the session in a header the client sends back), with its timeouts:
+//! a session with an idle or absolute timeout names, after its endpoint, when it started and when it was last
+//! used (`KEY.START.LAST`, milliseconds since the epoch); past either timeout it is over and the request starts a
+//! new session, and with an idle timeout each response renews it (the same stateless way as Envoy's cookie-based
+//! sessions: a client that rewrites the times only prolongs its own session).
 
 use crate::upstream::Upstream;
 use http::HeaderValue;
@@ -59,6 +63,10 @@ pub struct Affinity {
     pub expires: Option<u64>,
     pub secure: bool,
     pub change_on_failure: bool,
+    /// A persistent session is over once unused this long (sessionPersistence's `idleTimeout`).
+    pub idle_timeout: Option<Duration>,
+    /// A persistent session is over this long after it started (`absoluteTimeout`).
+    pub absolute_timeout: Option<Duration>,
 }
 
 impl Default for Affinity {
@@ -74,6 +82,8 @@ impl Default for Affinity {
             expires: None,
             secure: false,
             change_on_failure: false,
+            idle_timeout: None,
+            absolute_timeout: None,
         }
     }
 }
@@ -89,14 +99,24 @@ impl Affinity {
     /// Where a request with `headers` goes, first choice first, at most `tries`.
     pub fn attempts(&self, upstream: &Upstream, headers: &HeaderMap, tries: usize) -> Vec<Attempt> {
         let endpoints = upstream.endpoints();
-        let session = self.session(headers);
-        let sticky = session.and_then(|value| match self.mode {
-            Mode::Persistent => endpoints.iter().copied().find(|e| endpoint_key(*e) == value),
-            Mode::Balanced => rendezvous(value, endpoints),
-        });
+        let now = now_ms();
+        // The session's endpoint, and when the session started.
+        let sticky = match self.mode {
+            Mode::Persistent => self.live(headers, now).and_then(|(key, start)| {
+                let endpoint = endpoints.iter().copied().find(|e| endpoint_key(*e) == key)?;
+                Some((endpoint, start))
+            }),
+            Mode::Balanced => self
+                .session(headers)
+                .and_then(|value| rendezvous(value, endpoints))
+                .map(|endpoint| (endpoint, now)),
+        };
         let mut out: Vec<Attempt> = Vec::new();
-        if let Some(endpoint) = sticky {
-            out.push(Attempt { endpoint, set: None });
+        if let Some((endpoint, start)) = sticky {
+            // A session with an idle timeout is renewed by each request it carries.
+            let renewed = self.mode == Mode::Persistent && self.idle_timeout.is_some();
+            let set = renewed.then(|| self.value(endpoint, start, now));
+            out.push(Attempt { endpoint, set });
         }
         // A new session (no cookie, or its endpoint is gone) gets a cookie from whichever endpoint answers; an
         // existing one only when it may change on failure.
@@ -120,7 +140,7 @@ impl Affinity {
             mode => {
                 for endpoint in upstream.attempts() {
                     if out.iter().all(|a| a.endpoint != endpoint) {
-                        let set = (new_cookie && mode == Mode::Persistent).then(|| endpoint_key(endpoint));
+                        let set = (new_cookie && mode == Mode::Persistent).then(|| self.value(endpoint, now, now));
                         out.push(Attempt { endpoint, set });
                     }
                 }
@@ -139,11 +159,42 @@ impl Affinity {
         value.map(str::trim).filter(|v| !v.is_empty())
     }
 
-    /// Whether the session a request names is one of `upstream`'s endpoints (a persistent session; a balanced
-    /// one belongs to whichever upstream it is used with).
+    /// Whether the session a request names is one of `upstream`'s endpoints (a persistent session within its
+    /// timeouts; a balanced one belongs to whichever upstream it is used with).
     pub fn holds(&self, upstream: &Upstream, headers: &HeaderMap) -> bool {
-        let session = self.session(headers).filter(|_| self.mode == Mode::Persistent);
-        session.is_some_and(|value| upstream.endpoints().iter().any(|e| endpoint_key(*e) == value))
+        let session = self.live(headers, now_ms()).filter(|_| self.mode == Mode::Persistent);
+        session.is_some_and(|(key, _)| upstream.endpoints().iter().any(|e| endpoint_key(*e) == key))
+    }
+
+    /// Whether sessions have timeouts (and their values say when they started and were last used).
+    fn timed(&self) -> bool {
+        self.idle_timeout.is_some() || self.absolute_timeout.is_some()
+    }
+
+    /// The endpoint key of the persistent session a request names, and when it started; none when it names none
+    /// or one past a timeout (`now`: milliseconds since the epoch).
+    fn live<'h>(&self, headers: &'h HeaderMap, now: u64) -> Option<(&'h str, u64)> {
+        let value = self.session(headers)?;
+        if !self.timed() {
+            return Some((value, now));
+        }
+        let mut parts = value.splitn(3, '.');
+        let key = parts.next()?;
+        let start: u64 = parts.next()?.parse().ok()?;
+        let last: u64 = parts.next()?.parse().ok()?;
+        let past = |timeout: Option<Duration>, since: u64| {
+            timeout.is_some_and(|t| u128::from(now.saturating_sub(since)) > t.as_millis())
+        };
+        (!past(self.absolute_timeout, start) && !past(self.idle_timeout, last)).then_some((key, start))
+    }
+
+    /// The value naming a persistent session on `endpoint`, started at `start` and used `now`.
+    fn value(&self, endpoint: SocketAddr, start: u64, now: u64) -> String {
+        let key = endpoint_key(endpoint);
+        match self.timed() {
+            true => format!("{key}.{start}.{now}"),
+            false => key,
+        }
     }
 
     /// The response header that starts session `value`: the cookie (for a request matched by `matched`, the
@@ -190,7 +241,15 @@ pub fn samesite(value: &str) -> Option<&'static str> {
         .find(|s| s.eq_ignore_ascii_case(value.trim()))
 }
 
-/// A persistent session's cookie value: a digest of the endpoint's address (hex, 128 bits).
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A persistent session's endpoint key: a digest of the endpoint's address (hex, 128 bits).
 fn endpoint_key(endpoint: SocketAddr) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, endpoint.to_string().as_bytes());
     digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
@@ -345,6 +404,54 @@ mod tests {
         };
         assert!(cookie.holds(&three, &with_cookie(&value)));
         assert_eq!(cookie.session_header(&value, None, false).unwrap().0, SET_COOKIE);
+    }
+
+    #[test]
+    fn timed_sessions_end_when_idle_or_old_and_are_renewed_while_used() {
+        let affinity = Affinity {
+            mode: Mode::Persistent,
+            idle_timeout: Some(Duration::from_secs(60)),
+            absolute_timeout: Some(Duration::from_secs(3600)),
+            ..Affinity::default()
+        };
+        let three = upstream(3);
+        let now = now_ms();
+        let first = affinity.attempts(&three, &HeaderMap::new(), 1);
+        let value = first[0].set.clone().unwrap();
+        let key = endpoint_key(first[0].endpoint);
+        let (start, last) = value
+            .strip_prefix(&format!("{key}."))
+            .and_then(|times| times.split_once('.'))
+            .unwrap();
+        assert_eq!(start, last);
+        assert!(start.parse::<u64>().unwrap() >= now);
+        let session = |start: u64, last: u64| with_cookie(&format!("{key}.{start}.{last}"));
+        // Used a second ago: the same endpoint, renewed (its start kept, its last use now).
+        let used = affinity.attempts(&three, &session(now - 10_000, now - 1_000), 1);
+        assert_eq!(used[0].endpoint, first[0].endpoint);
+        let renewed = used[0].set.clone().unwrap();
+        assert!(renewed.starts_with(&format!("{key}.{}.", now - 10_000)), "{renewed}");
+        assert!(affinity.holds(&three, &session(now - 10_000, now - 1_000)));
+        // Idle too long, or started too long ago: over, and a new session starts.
+        for over in [
+            session(now - 10_000, now - 61_000),
+            session(now - 3_601_000, now - 1_000),
+        ] {
+            assert!(!affinity.holds(&three, &over));
+            let new = affinity.attempts(&three, &over, 3);
+            let set = new[0].set.clone().unwrap();
+            assert!(!set.starts_with(&format!("{key}.{}.", now - 10_000)), "{set}");
+            assert!(!set.starts_with(&format!("{key}.{}.", now - 3_601_000)), "{set}");
+        }
+        // A value without times (from before the timeouts) is no session.
+        assert!(!affinity.holds(&three, &with_cookie(&key)));
+        // Without an idle timeout a live session is not renewed.
+        let absolute = Affinity {
+            idle_timeout: None,
+            ..affinity
+        };
+        let kept = absolute.attempts(&three, &session(now - 10_000, now - 1_000), 1);
+        assert_eq!((kept[0].endpoint, kept[0].set.as_deref()), (first[0].endpoint, None));
     }
 
     #[test]

@@ -1043,6 +1043,7 @@ mod tests {
                 verify: true,
                 name: Some("web.internal".into()),
                 server_name: true,
+                ..ProxySsl::default()
             }
         );
         // Off unless asked: the settings alone do nothing.

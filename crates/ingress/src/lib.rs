@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod proxyssl;
 pub mod ratelimit;
+pub mod san;
 pub mod server;
 pub mod status;
 pub mod table;

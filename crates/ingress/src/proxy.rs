@@ -261,7 +261,7 @@ impl Proxy {
             metrics: &metrics,
             retry: None,
         };
-        let mut response = self.forward(request, forward, conn).await;
+        let mut response = self.forward(request.map(RequestBody::Unread), forward, conn).await;
         if let Some(failed) = failed.filter(|_| settings.custom_errors.contains(&response.status().as_u16())) {
             response = errors::page(
                 &self.client(BackendProtocol::Http, None),
@@ -274,7 +274,12 @@ impl Proxy {
         (passed.finish(response), metrics)
     }
 
-    pub(crate) async fn forward(&self, mut request: Request<Incoming>, to: Forward<'_>, conn: &Conn) -> Response<Body> {
+    pub(crate) async fn forward(
+        &self,
+        mut request: Request<RequestBody>,
+        to: Forward<'_>,
+        conn: &Conn,
+    ) -> Response<Body> {
         let Forward {
             upstream,
             authority,
@@ -325,7 +330,7 @@ impl Proxy {
             Version::HTTP_11
         };
         // A body the proxy holds whole (none, or a small one read first) can be sent again.
-        let mut payload = match Payload::read(body, settings).await {
+        let mut payload = match body.payload(settings).await {
             Ok(payload) => payload,
             Err(response) => return response,
         };
@@ -453,8 +458,25 @@ impl Proxy {
     }
 }
 
+/// A request's body as the proxy has it: not read yet, or read as `forward` sends it (an HTTPRoute's mirrors read
+/// it before, to send the same body).
+pub(crate) enum RequestBody {
+    Unread(Incoming),
+    Read(Payload),
+}
+
+impl RequestBody {
+    /// The body as it goes upstream (see [`Payload::read`]).
+    pub(crate) async fn payload(self, settings: &Annotations) -> Result<Payload, Response<Body>> {
+        match self {
+            RequestBody::Unread(body) => Payload::read(body, settings).await,
+            RequestBody::Read(payload) => Ok(payload),
+        }
+    }
+}
+
 /// A request's body on its way upstream: whole in memory when it can be sent again, else as it comes.
-enum Payload {
+pub(crate) enum Payload {
     Whole(Bytes),
     Streaming(Option<Body>),
 }
@@ -482,6 +504,14 @@ impl Payload {
 
     fn replayable(&self) -> bool {
         matches!(self, Payload::Whole(_))
+    }
+
+    /// The whole body, when the proxy holds it.
+    pub(crate) fn whole(&self) -> Option<&Bytes> {
+        match self {
+            Payload::Whole(bytes) => Some(bytes),
+            Payload::Streaming(_) => None,
+        }
     }
 
     /// The body for the next try (a streaming one's only once).

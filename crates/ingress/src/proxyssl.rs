@@ -7,12 +7,13 @@
 
 use crate::annotations::BackendProtocol;
 use crate::backend::{self, UpstreamClient};
+use crate::san::AltName;
 use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// What an Ingress's `proxy-ssl-*` annotations ask for.
@@ -26,6 +27,9 @@ pub struct ProxySsl {
     pub name: Option<String>,
     /// `proxy-ssl-server-name: "on"`: send SNI.
     pub server_name: bool,
+    /// With `verify`, the names the certificate must hold one of instead of `name` (BackendTLSPolicy's
+    /// `subjectAltNames`).
+    pub alt_names: Vec<AltName>,
 }
 
 impl ProxySsl {
@@ -40,6 +44,8 @@ pub enum SslError {
     Pem(&'static str, rustls::pki_types::pem::Error),
     #[error("proxy-ssl-verify needs the CA certificates of a proxy-ssl-secret (its ca.crt)")]
     NoRoots,
+    #[error("the system has no CA certificates")]
+    NoSystemRoots,
     #[error("ca.crt: {0}")]
     Roots(String),
     #[error("tls.crt and tls.key: {0}")]
@@ -97,6 +103,21 @@ impl Material {
     pub fn has_roots(&self) -> bool {
         !self.roots.is_empty()
     }
+
+    /// The system's CA certificates (rustls-native-certs: on Linux the files of `SSL_CERT_FILE`/`SSL_CERT_DIR`
+    /// or the distribution's bundle, /etc/ssl/certs on Debian), read once per process.
+    pub fn system() -> Result<Material, SslError> {
+        static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+        let roots = ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs);
+        if roots.is_empty() {
+            return Err(SslError::NoSystemRoots);
+        }
+        Ok(Material {
+            roots: roots.clone(),
+            client: None,
+            digest: b"system".to_vec(),
+        })
+    }
 }
 
 /// The rustls settings of upstream connections for `ssl` with the Secret's `material`.
@@ -113,10 +134,15 @@ fn tls_config(ssl: &ProxySsl, material: &Material) -> Result<ClientConfig, SslEr
         for root in &material.roots {
             roots.add(root.clone()).map_err(|e| SslError::Roots(e.to_string()))?;
         }
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|e| SslError::Roots(e.to_string()))?;
-        builder.with_webpki_verifier(verifier)
+        if !ssl.alt_names.is_empty() {
+            let verifier = crate::san::verifier(Arc::new(roots), ssl.alt_names.clone(), &provider);
+            builder.dangerous().with_custom_certificate_verifier(verifier)
+        } else {
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| SslError::Roots(e.to_string()))?;
+            builder.with_webpki_verifier(verifier)
+        }
     } else {
         builder
             .dangerous()

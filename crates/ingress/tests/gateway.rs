@@ -58,7 +58,10 @@ async fn backend(name: &'static str) -> u16 {
                     }
                     let body = request.into_body().collect().await.unwrap().to_bytes();
                     if !body.is_empty() {
-                        text.push_str(&format!("body={}\n", String::from_utf8_lossy(&body)));
+                        let body = String::from_utf8_lossy(&body);
+                        // `NAME PATH BODY` too, for the copies of mirrors.
+                        SEEN.lock().unwrap().push(format!("{name} {path} {body}"));
+                        text.push_str(&format!("body={body}\n"));
                     }
                     let response = hyper::Response::builder()
                         .status(if fail { 503 } else { 200 })
@@ -401,14 +404,18 @@ async fn httproutes_match_in_the_specs_order_filter_split_and_fail_as_it_says() 
     assert_eq!(line(&get(at, host, "/mirror?n=1", &[]).await.1, "backend"), "v1");
     until_seen(&["v2 /mirror?n=1", "v3 /mirror?n=1"]).await;
     assert!(!seen("v2 /never-mirrored"));
-    // A request with a body is not (its body streams to the backend only).
+    // A request with a body the proxy holds whole is mirrored with it; one whose body streams through is not.
     assert_eq!(
         line(&get(at, host, "/mirror?n=2", &["-d", "body"]).await.1, "backend"),
         "v1"
     );
-    assert_eq!(line(&get(at, host, "/mirror?n=3", &[]).await.1, "backend"), "v1");
-    until_seen(&["v2 /mirror?n=3"]).await;
-    assert!(!seen("v2 /mirror?n=2"));
+    until_seen(&["v1 /mirror?n=2 body", "v2 /mirror?n=2 body", "v3 /mirror?n=2 body"]).await;
+    let chunked = ["-H", "Transfer-Encoding: chunked", "-d", "streamed"];
+    let (_, out) = get(at, host, "/mirror?n=3", &chunked).await;
+    assert_eq!((line(&out, "backend"), line(&out, "body")), ("v1", "streamed"), "{out}");
+    assert_eq!(line(&get(at, host, "/mirror?n=4", &[]).await.1, "backend"), "v1");
+    until_seen(&["v2 /mirror?n=4"]).await;
+    assert!(!seen("v2 /mirror?n=3"));
     // retry: a 503 is tried again, with the request's body; at most `attempts` times; not without a retry.
     let (code, out) = get(at, host, "/flaky/retried?n=1", &["-d", "payload"]).await;
     assert_eq!((code, line(&out, "body")), (200, "payload"), "{out}");
@@ -485,6 +492,79 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
     assert_eq!(of("HTTPRoute", "order")["parents"][0]["controllerName"], CONTROLLER);
     let grpc = of("GRPCRoute", "grpc")["parents"][0]["conditions"].clone();
     assert_eq!(condition(&grpc, "Accepted"), ("True", "Accepted"));
+}
+
+/// Routes with rules that cannot be served: some (`partly`), all (`invalid`), and an ExtensionRef filter.
+const INVALID_RULES: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: partly, namespace: infra, generation: 4}
+spec:
+  rules:
+  - {name: good, matches: [{path: {value: /good}}], backendRefs: [{name: v1, port: 8080}]}
+  - {name: bad-regex, matches: [{path: {type: RegularExpression, value: '/('}}], backendRefs: [{name: v1, port: 8080}]}
+  - {matches: [{path: {value: /external}}], filters: [{type: ExternalAuth}], backendRefs: [{name: v1, port: 8080}]}
+  parentRefs: [{name: gw, sectionName: same}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: invalid, namespace: infra, generation: 1}
+spec: {parentRefs: [{name: gw, sectionName: same}], rules: [{filters: [{type: RequestRedirect, requestRedirect: {hostname: a.example}}, {type: URLRewrite, urlRewrite: {hostname: b.example}}]}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: extension, namespace: infra, generation: 1}
+spec:
+  {parentRefs: [{name: gw, sectionName: same}], rules: [{filters: [{type: ExtensionRef, \
+  extensionRef: {group: example.com, kind: Auth, name: x}}], backendRefs: [{name: v1, port: 8080}]}]}
+";
+
+#[test]
+fn routes_with_invalid_rules_are_partially_invalid_or_not_accepted() {
+    let snapshot = snapshot(20000, [1, 2, 3, 4], &format!("{ROUTES}---\n{INVALID_RULES}"));
+    let table = Table::build(&snapshot, &config());
+    let wanted = status::wanted(table.gateways(), &snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+    let parent = |route: &str| status_of(&wanted, "HTTPRoute", route)["parents"][0]["conditions"].clone();
+    let partially = |route: &str| {
+        let conditions = parent(route);
+        let found = conditions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "PartiallyInvalid");
+        found.cloned()
+    };
+    // Some rules dropped: accepted at the current generation, PartiallyInvalid naming them.
+    let partly = parent("partly");
+    assert_eq!(condition(&partly, "Accepted"), ("True", "Accepted"));
+    assert_eq!(partly[0]["observedGeneration"], 4);
+    let dropped = partially("partly").expect("PartiallyInvalid");
+    assert_eq!(
+        (dropped["status"].as_str(), dropped["reason"].as_str()),
+        (Some("True"), Some("UnsupportedValue"))
+    );
+    let message = dropped["message"].as_str().unwrap();
+    assert!(message.starts_with("Dropped Rule"), "{message}");
+    assert!(
+        message.contains("bad-regex") && message.contains("rule-2") && !message.contains("good"),
+        "{message}"
+    );
+    // Every rule invalid: not accepted, and no PartiallyInvalid (nor on a valid route).
+    assert_eq!(
+        condition(&parent("invalid"), "Accepted"),
+        ("False", "IncompatibleFilters")
+    );
+    assert_eq!(partially("invalid"), None);
+    assert_eq!(partially("order"), None);
+    // An ExtensionRef cannot be followed: the rule stays (answering 500), its reference unresolved.
+    assert_eq!(condition(&parent("extension"), "Accepted"), ("True", "Accepted"));
+    assert_eq!(
+        condition(&parent("extension"), "ResolvedRefs"),
+        ("False", "InvalidKind")
+    );
+    assert_eq!(partially("extension"), None);
+    let gw = status_of(&wanted, "Gateway", "gw");
+    // Listener `same` has order, partly and extension; not the route none of whose rules can be served.
+    assert_eq!(gw["listeners"][1]["attachedRoutes"], 3);
 }
 
 /// A backend terminating TLS itself with certificate `key` (`common::tls_upstream`).
@@ -603,7 +683,7 @@ async fn tlsroutes_pass_tls_through_by_server_name() {
 
     let table = Arc::new(ArcSwap::from_pointee(table));
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(gateway::passthrough::serve(listener, table, at.port(), stopped));
+    tokio::spawn(gateway::passthrough::serve(listener, table, at.port(), false, stopped));
     // The backends terminate TLS themselves: the proxy holds no certificate for these names.
     for (name, expected) in [
         ("abc.example.com", "t1"),
@@ -667,18 +747,64 @@ spec: {{parentRefs: [{{name: mixed, sectionName: pass}}], rules: [{{backendRefs:
     with_services(text, &["m1", "m2", "m3"], &backends)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_passthrough_and_terminate_listeners_share_a_port_by_server_name() {
+/// [`mixed_snapshot`] with its backends (named `names`; the third terminates TLS itself) and a certificate for
+/// *.mixed.example, on the pod port of the listener returned.
+async fn mixed_cluster(names: [&'static str; 3]) -> (TcpListener, SocketAddr, Snapshot) {
     let backends = [
-        backend("m1").await,
-        backend("m2").await,
-        tls_backend("m3", weft_ingress::tls::self_signed().unwrap()).await,
+        backend(names[0]).await,
+        backend(names[1]).await,
+        tls_backend(names[2], weft_ingress::tls::self_signed().unwrap()).await,
     ];
     let (_, ca) = common::ca();
     let (pem, key) = common::issue(&ca, &["*.mixed.example"]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = listener.local_addr().unwrap();
     let snapshot = mixed_snapshot(at.port(), backends, &pem, &key);
+    (listener, at, snapshot)
+}
+
+/// Serves `listener`, a pod port of `table` shared by TLS listeners (`gateway::sni`), the proxy expecting the
+/// PROXY protocol or not; it serves until the sender returned is dropped.
+fn serve_by_server_name(listener: TcpListener, table: Table, proxy_protocol: bool) -> tokio::sync::watch::Sender<bool> {
+    let port = listener.local_addr().unwrap().port();
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let proxy = Arc::new(Proxy::new(table.clone(), Arc::default()).with_proxy_protocol(proxy_protocol));
+    let resolver = gateway::tls::Resolver {
+        table: table.clone(),
+        port,
+    };
+    let config = weft_ingress::tls::server_config(Arc::new(resolver)).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let acceptors = gateway::sni::Acceptors::new(config);
+    tokio::spawn(gateway::sni::serve(listener, proxy, table, port, acceptors, stopped));
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_shared_by_server_name_reads_the_proxy_protocol_header_first() {
+    let (listener, at, snapshot) = mixed_cluster(["p1", "p2", "p3"]).await;
+    let table = Table::build(&snapshot, &config());
+    let _stop = serve_by_server_name(listener, table, true);
+    // The header (curl's, version 1) is read before the ClientHello, and not passed on to the passthrough
+    // backend, which terminates TLS itself.
+    for (listener, expected) in ["https", "term", "pass"].into_iter().zip(["p1", "p2", "p3"]) {
+        let host = format!("{listener}.mixed.example");
+        let resolve = format!("{host}:{}:127.0.0.1", at.port());
+        let url = format!("https://{host}:{}/", at.port());
+        let (code, _, body) = common::curl(&["-k", "--haproxy-protocol", "--resolve", &resolve, &url]).await;
+        assert_eq!(
+            (code, line(&body, "backend")),
+            ("200".into(), expected),
+            "{host}: {body}"
+        );
+    }
+    // A ClientHello without the header is not one.
+    assert!(refused(at, "https.mixed.example").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_passthrough_and_terminate_listeners_share_a_port_by_server_name() {
+    let (listener, at, snapshot) = mixed_cluster(["m1", "m2", "m3"]).await;
     let table = Table::build(&snapshot, &config());
     assert_eq!(
         table.gateways().pod_ports().get(&at.port()),
@@ -696,23 +822,7 @@ async fn https_passthrough_and_terminate_listeners_share_a_port_by_server_name()
         assert_eq!(l["attachedRoutes"], 1, "{l}");
     }
 
-    let table = Arc::new(ArcSwap::from_pointee(table));
-    let proxy = Arc::new(Proxy::new(table.clone(), Arc::default()));
-    let resolver = gateway::tls::Resolver {
-        table: table.clone(),
-        port: at.port(),
-    };
-    let config = weft_ingress::tls::server_config(Arc::new(resolver)).unwrap();
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let acceptors = gateway::sni::Acceptors::new(config);
-    tokio::spawn(gateway::sni::serve(
-        listener,
-        proxy,
-        table,
-        at.port(),
-        acceptors,
-        stopped,
-    ));
+    let _stop = serve_by_server_name(listener, table, false);
     // (name, backend, HTTP version): HTTPS negotiates h2; the terminated stream offers no ALPN, so curl speaks
     // HTTP/1.1 to the plain backend through it; the passthrough backend negotiates h2 itself.
     for (name, expected, version) in [
@@ -915,11 +1025,46 @@ async fn listener_sets_add_listeners_their_gateway_allows() {
     assert_eq!(get(at, "web.example", "/", &[]).await.0, 404);
 }
 
-/// Services `secure`, `misnamed` and `unknownca` behind one TLS backend whose certificate a CA signed for
-/// backend.example; BackendTLSPolicies: `secure` for backend.example with the CA, `misnamed` for other.example,
-/// `unknownca` with a ConfigMap that does not exist.
+/// The Services of [`backend_tls_routes`] and their BackendTLSPolicies' `validation`.
+const POLICIES: [(&str, &str); 7] = [
+    (
+        "secure",
+        "{hostname: backend.example, caCertificateRefs: [{group: '', kind: ConfigMap, name: backend-ca}]}",
+    ),
+    (
+        "misnamed",
+        "{hostname: other.example, caCertificateRefs: [{group: '', kind: ConfigMap, name: backend-ca}]}",
+    ),
+    (
+        "unknownca",
+        "{hostname: backend.example, caCertificateRefs: [{group: '', kind: ConfigMap, name: missing}]}",
+    ),
+    (
+        "dnssan",
+        "{hostname: sni.example, subjectAltNames: [{type: Hostname, hostname: other.example}, \
+         {type: Hostname, hostname: backend.example}], caCertificateRefs: [{group: '', kind: ConfigMap, name: backend-ca}]}",
+    ),
+    (
+        "urisan",
+        "{hostname: sni.example, subjectAltNames: [{type: URI, uri: 'spiffe://cluster.local/ns/infra/sa/secure'}], \
+         caCertificateRefs: [{group: '', kind: ConfigMap, name: backend-ca}]}",
+    ),
+    (
+        "wrongsan",
+        "{hostname: backend.example, subjectAltNames: [{type: URI, uri: 'spiffe://cluster.local/ns/infra/sa/other'}], \
+         caCertificateRefs: [{group: '', kind: ConfigMap, name: backend-ca}]}",
+    ),
+    ("system", "{hostname: backend.example, wellKnownCACertificates: System}"),
+];
+
+/// Services (each of [`POLICIES`]) behind one TLS backend whose certificate a CA signed for backend.example and
+/// spiffe://cluster.local/ns/infra/sa/secure; BackendTLSPolicies: `secure` for backend.example with the CA,
+/// `misnamed` for other.example, `unknownca` with a ConfigMap that does not exist, `dnssan` and `urisan` for
+/// one of their subjectAltNames (the SNI sni.example), `wrongsan` for a URI the certificate lacks, `system`
+/// with the system's roots (which lack the CA).
 fn backend_tls_routes(ca: &str) -> String {
     let ca: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    // A rule `/NAME` to each Service, and a mirror to `secure`.
     let mut text = String::from(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -927,18 +1072,17 @@ metadata: {name: tls, namespace: infra, generation: 1}
 spec:
   parentRefs: [{name: gw, sectionName: same}]
   rules:
-  - matches: [{path: {value: /secure}}]
-    backendRefs: [{name: secure, port: 8080}]
-  - matches: [{path: {value: /misnamed}}]
-    backendRefs: [{name: misnamed, port: 8080}]
-  - matches: [{path: {value: /unknownca}}]
-    backendRefs: [{name: unknownca, port: 8080}]
   - matches: [{path: {value: /mirrored}}]
     filters: [{type: RequestMirror, requestMirror: {backendRef: {name: secure, port: 8080}}}]
     backendRefs: [{name: v1, port: 8080}]
----
 ",
     );
+    for (name, _) in POLICIES {
+        text.push_str(&format!(
+            "  - {{matches: [{{path: {{value: /{name}}}}}], backendRefs: [{{name: {name}, port: 8080}}]}}\n"
+        ));
+    }
+    text.push_str("---\n");
     text.push_str(&format!(
         "apiVersion: v1
 kind: ConfigMap
@@ -948,18 +1092,14 @@ data:
 {ca}---
 "
     ));
-    for (name, hostname, map) in [
-        ("secure", "backend.example", "backend-ca"),
-        ("misnamed", "other.example", "backend-ca"),
-        ("unknownca", "backend.example", "missing"),
-    ] {
+    for (name, validation) in POLICIES {
         text.push_str(&format!(
             "apiVersion: gateway.networking.k8s.io/v1
 kind: BackendTLSPolicy
 metadata: {{name: {name}, namespace: infra, generation: 1}}
 spec:
   targetRefs: [{{group: '', kind: Service, name: {name}}}]
-  validation: {{hostname: {hostname}, caCertificateRefs: [{{group: '', kind: ConfigMap, name: {map}}}]}}
+  validation: {validation}
 ---
 "
         ));
@@ -970,13 +1110,17 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_tls_policies_verify_the_backends_certificate() {
     let (ca, issuer) = common::ca();
-    let (cert, key) = common::issue(&issuer, &["backend.example"]);
-    let leaf = weft_ingress::tls::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["backend.example".to_string()]).unwrap();
+    let spiffe = "spiffe://cluster.local/ns/infra/sa/secure".try_into().unwrap();
+    params.subject_alt_names.push(rcgen::SanType::URI(spiffe));
+    let cert = params.signed_by(&key, &issuer).unwrap().pem();
+    let leaf = weft_ingress::tls::from_pem(cert.as_bytes(), key.serialize_pem().as_bytes()).unwrap();
     let tls = tls_backend("secure", leaf).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = listener.local_addr().unwrap();
     let mut routes = backend_tls_routes(&ca);
-    for name in ["secure", "misnamed", "unknownca"] {
+    for (name, _) in POLICIES {
         routes.push_str(&service("infra", name, tls));
     }
     let snapshot = snapshot(at.port(), [backend("v1").await, 2, 3, 4], &routes);
@@ -995,6 +1139,12 @@ async fn backend_tls_policies_verify_the_backends_certificate() {
         condition(&ancestors("unknownca")[0]["conditions"], "ResolvedRefs"),
         ("False", "InvalidCACertificateRef")
     );
+    let system = ancestors("system");
+    assert_eq!(
+        condition(&system[0]["conditions"], "Accepted"),
+        ("True", "Accepted"),
+        "{system}"
+    );
 
     let proxy = Arc::new(Proxy::new(Arc::new(ArcSwap::from_pointee(table)), Arc::default()));
     let (_stop, stopped) = tokio::sync::watch::channel(false);
@@ -1011,6 +1161,14 @@ async fn backend_tls_policies_verify_the_backends_certificate() {
     assert_eq!(get(at, host, "/misnamed", &[]).await.0, 502);
     // A policy whose CA cannot be found: its Service's share answers 500.
     assert_eq!(get(at, host, "/unknownca", &[]).await.0, 500);
+    // subjectAltNames: verified for one of them (a DNS name or a URI), the SNI still the hostname.
+    for path in ["/dnssan", "/urisan"] {
+        let (code, body) = get(at, host, path, &[]).await;
+        assert_eq!((code, line(&body, "sni")), (200, "sni.example"), "{path}: {body}");
+    }
+    assert_eq!(get(at, host, "/wrongsan", &[]).await.0, 502);
+    // The system's roots: followed, and they do not know the test's CA.
+    assert_eq!(get(at, host, "/system", &[]).await.0, 502);
     // A mirror to the Service goes over the policy's TLS too (its server name says so).
     assert_eq!(get(at, host, "/mirrored", &[]).await.0, 200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

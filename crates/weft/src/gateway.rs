@@ -131,8 +131,10 @@ impl Listeners {
             });
             match serving {
                 Serving::Passthrough => {
+                    let proxy_protocol = self.proxy.proxy_protocol();
+                    let table = self.table.clone();
                     self.runtime
-                        .spawn(passthrough::serve(listener, self.table.clone(), port, stopping))
+                        .spawn(passthrough::serve(listener, table, port, proxy_protocol, stopping))
                 }
                 Serving::BySni => match tls_config {
                     Some(config) => self.runtime.spawn(sni::serve(
@@ -196,7 +198,8 @@ pub fn writes(table: &Table, snapshot: &Snapshot, controller: &str, home: Option
             let current = provisioned.iter().find(|s| s.metadata.name == w.metadata.name);
             current.is_none_or(|c| {
                 let (a, b) = (c.spec.clone().unwrap_or_default(), w.spec.clone().unwrap_or_default());
-                (a.type_, a.selector, ports(&a.ports)) != (b.type_, b.selector, ports(&b.ports))
+                let a = (a.type_, a.selector, ports(&a.ports), a.load_balancer_ip);
+                a != (b.type_, b.selector, ports(&b.ports), b.load_balancer_ip)
             })
         })
         .cloned()

@@ -19,6 +19,9 @@ struct Case {
     gateway: String,
     #[serde(default)]
     listeners: Option<Vec<Value>>,
+    /// The Gateway's `spec.addresses`.
+    #[serde(default)]
+    addresses: Option<Vec<Value>>,
     objects: String,
     #[serde(default)]
     routes: Vec<RouteExpectation>,
@@ -46,6 +49,8 @@ struct GatewayExpectation {
     /// Reasons of the Gateway's conditions.
     accepted: Option<String>,
     programmed: Option<String>,
+    /// The address its status must list.
+    address: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +99,8 @@ struct RouteExpectation {
     namespace: Option<String>,
     accepted: Option<String>,
     resolved_refs: Option<String>,
+    /// The reason of PartiallyInvalid (True), or `none` for no such condition.
+    partially_invalid: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -107,6 +114,8 @@ struct Request {
     /// Over TLS to port 443, the host the SNI.
     #[serde(default)]
     https: bool,
+    /// Over TLS, a server name other than the host (a connection made for one name, used for another).
+    sni: Option<String>,
     path: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -162,12 +171,15 @@ fn gateway(case: &Case) -> String {
         .listeners
         .clone()
         .unwrap_or_else(|| vec![serde_json::json!({"name": "http", "port": 80, "protocol": "HTTP"})]);
-    let gateway = serde_json::json!({
+    let mut gateway = serde_json::json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
         "metadata": {"name": case.gateway, "namespace": INFRA},
         "spec": {"gatewayClassName": "weft", "listeners": listeners},
     });
+    if let Some(addresses) = &case.addresses {
+        gateway["spec"]["addresses"] = addresses.clone().into();
+    }
     serde_saphyr::to_string(&gateway).unwrap()
 }
 
@@ -209,8 +221,9 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     if r.websocket {
         return websocket_problem(lab, address, port, &host, &r.path);
     }
+    let sni = r.sni.clone().unwrap_or_else(|| host.clone());
     let url = match r.https {
-        true => format!("https://{host}:{port}{}", r.path),
+        true => format!("https://{sni}:{port}{}", r.path),
         false => format!("http://{address}:{port}{}", r.path),
     };
     let mut args = vec![
@@ -234,7 +247,7 @@ fn check(lab: &Lab, address: &str, r: &Request) -> Option<String> {
     }
     if r.https {
         // The Secrets are self-signed: what is checked is which listener (by SNI) and route answer.
-        args.extend(["-k".into(), "--resolve".into(), format!("{host}:{port}:{address}")]);
+        args.extend(["-k".into(), "--resolve".into(), format!("{sni}:{port}:{address}")]);
     }
     args.push(url);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -413,6 +426,14 @@ fn gateway_problem(lab: &Lab, gateway: &str, e: &GatewayExpectation) -> Option<S
             return Some(format!("Gateway {gateway} {type_} {reason:?}, expected {want}"));
         }
     }
+    if let Some(want) = &e.address
+        && g["status"]["addresses"][0]["value"] != want.as_str()
+    {
+        return Some(format!(
+            "Gateway {gateway} addresses {}, expected {want}",
+            g["status"]["addresses"]
+        ));
+    }
     None
 }
 
@@ -585,12 +606,17 @@ fn core_and_extended_httproute_cases_in_one_lab() {
         };
         for route in &case.routes {
             let ns = route.namespace.as_deref().unwrap_or(INFRA);
-            for (type_, want) in [("Accepted", &route.accepted), ("ResolvedRefs", &route.resolved_refs)] {
+            let conditions = [
+                ("Accepted", &route.accepted),
+                ("ResolvedRefs", &route.resolved_refs),
+                ("PartiallyInvalid", &route.partially_invalid),
+            ];
+            for (type_, want) in conditions {
                 let Some(want) = want else { continue };
                 fail(settle(|| {
                     let kind = route.kind.as_deref().unwrap_or("HTTPRoute");
                     let got = reason(&lab, kind, ns, &route.name, type_);
-                    (got.as_deref() != Some(want.as_str()))
+                    (got.as_deref().unwrap_or("none") != want.as_str())
                         .then(|| format!("route {} {type_}: {got:?}, expected {want}", route.name))
                 }));
             }

@@ -43,7 +43,7 @@ pub struct BackendTLSPolicyValidation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_certificate_refs: Vec<LocalObjectReference>,
     /// `System`: the platform's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "wellKnownCACertificates", skip_serializing_if = "Option::is_none")]
     pub well_known_ca_certificates: Option<String>,
     pub hostname: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1,14 +1,16 @@
 //! BackendTLSPolicy: TLS from the proxy to a Service's backends, verified against the CA certificates of the
-//! policy's ConfigMaps (`ca.crt`) for `hostname`, which is also the SNI. The policy's client is made by the
-//! proxy-ssl clients' registry (`proxyssl`), as an Ingress's `proxy-ssl-verify` one, and kept across tables
-//! while the policy and its certificates stay the same. A policy that cannot be followed (a reference that is
-//! not a ConfigMap, a ConfigMap without PEM `ca.crt`, `wellKnownCACertificates`, which weft has no roots for)
-//! leaves the Service's share of a rule answering 500, as an invalid backendRef.
+//! policy's ConfigMaps (`ca.crt`), or the system's (`wellKnownCACertificates: System`), for `hostname`, which is
+//! also the SNI, or for one of its `subjectAltNames` instead (DNS names and URIs, `san`). The policy's client is
+//! made by the proxy-ssl clients' registry (`proxyssl`), as an Ingress's `proxy-ssl-verify` one, and kept across
+//! tables while the policy and its certificates stay the same. A policy that cannot be followed (a reference
+//! that is not a ConfigMap, a ConfigMap without PEM `ca.crt`, an unknown `wellKnownCACertificates`, no system
+//! roots) leaves the Service's share of a rule answering 500, as an invalid backendRef.
 
 use super::conditions::{Cond, cond};
 use crate::annotations::BackendProtocol;
 use crate::backend::UpstreamClient;
 use crate::proxyssl::{self, Material, ProxySsl};
+use crate::san::AltName;
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeSet;
 use weft_gateway::api::{BackendTLSPolicy, ParentReference};
@@ -54,11 +56,16 @@ pub type Problem = (&'static str, String);
 pub fn material(policy: &BackendTLSPolicy, snapshot: &Snapshot) -> Result<Material, Problem> {
     let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
     let validation = &policy.spec.validation;
-    if validation.well_known_ca_certificates.is_some() {
-        return Err((
-            "InvalidCACertificateRef",
-            "wellKnownCACertificates is not supported: weft has no system roots".into(),
-        ));
+    match validation.well_known_ca_certificates.as_deref() {
+        Some("System") if validation.ca_certificate_refs.is_empty() => {
+            return Material::system().map_err(|e| ("InvalidCACertificateRef", e.to_string()));
+        }
+        Some("System") => {
+            let message = "caCertificateRefs and wellKnownCACertificates are exclusive";
+            return Err(("Invalid", message.into()));
+        }
+        Some(other) => return Err(("Invalid", format!("wellKnownCACertificates {other:?} is not known"))),
+        None => {}
     }
     let mut pem = Vec::new();
     for r in &validation.ca_certificate_refs {
@@ -100,11 +107,19 @@ pub fn client(
         BackendProtocol::Grpc | BackendProtocol::Grpcs => BackendProtocol::Grpcs,
         BackendProtocol::Http | BackendProtocol::Https => BackendProtocol::Https,
     };
+    let alt_names = policy.spec.validation.subject_alt_names.iter().filter_map(|san| {
+        match (san.type_.as_str(), &san.hostname, &san.uri) {
+            ("Hostname", Some(hostname), _) => Some(AltName::Dns(hostname.clone())),
+            ("URI", _, Some(uri)) => Some(AltName::Uri(uri.clone())),
+            _ => None,
+        }
+    });
     let ssl = ProxySsl {
         secret: None,
         verify: true,
         name: Some(policy.spec.validation.hostname.clone()),
         server_name: true,
+        alt_names: alt_names.collect(),
     };
     let id = format!(
         "backendtlspolicy/{}/{}",
@@ -120,11 +135,16 @@ pub fn client(
 }
 
 /// A policy's status entry for one Gateway whose routes send to its Service: Accepted, and ResolvedRefs with
-/// the policy's problem.
+/// the policy's problem (`Invalid`: a value the spec says makes the policy not accepted, its references
+/// resolved).
 pub fn conditions(problem: Option<&Problem>) -> Vec<Cond> {
     match problem {
         None => vec![
             cond("Accepted", true, "Accepted", ""),
+            cond("ResolvedRefs", true, "ResolvedRefs", ""),
+        ],
+        Some(("Invalid", message)) => vec![
+            cond("Accepted", false, "Invalid", message.clone()),
             cond("ResolvedRefs", true, "ResolvedRefs", ""),
         ],
         Some((reason, message)) => vec![

@@ -2,6 +2,7 @@
 //! the routing table (by the pod port each Gateway listener port is served on, see `provision`), and the
 //! conditions their statuses should carry.
 
+use super::addresses::{self, Requested};
 use super::backendtls;
 use super::conditions::{Cond, cond, set};
 use super::cors::Cors;
@@ -187,11 +188,34 @@ pub struct Port {
 }
 
 impl Port {
-    /// The listener a request for `host` belongs to.
+    /// The listener a connection or request for `host` belongs to.
     pub fn listener(&self, host: &str) -> Option<&ListenerRoutes> {
         self.listeners
             .iter()
             .find(|l| l.hostname.as_deref().is_none_or(|h| hostname::covers(h, host)))
+    }
+
+    /// The HTTP or HTTPS listener a request for `host` belongs to (on a port shared with TLS listeners, theirs
+    /// are not for requests).
+    pub fn requests_listener(&self, host: &str) -> Option<&ListenerRoutes> {
+        self.listeners.iter().find(|l| {
+            l.handling == Handling::Requests && l.hostname.as_deref().is_none_or(|h| hostname::covers(h, host))
+        })
+    }
+
+    /// Whether a request for `host` on a TLS connection made for server name `sni` is misdirected (421): its
+    /// host belongs to another of the port's HTTPS listeners than the one the server name picked, as when an
+    /// HTTP/2 client reuses a connection for another name its certificate covers (RFC 9113 §9.1.1). A host no
+    /// listener covers is not (404), nor is a server name none covers.
+    pub fn misdirected(&self, sni: &str, host: &str) -> bool {
+        if sni.eq_ignore_ascii_case(host) {
+            return false;
+        }
+        let sni = sni.trim_end_matches('.').to_ascii_lowercase();
+        match (self.requests_listener(&sni), self.requests_listener(host)) {
+            (Some(by_sni), Some(by_host)) => !std::ptr::eq(by_sni, by_host),
+            _ => false,
+        }
     }
 }
 
@@ -630,16 +654,33 @@ impl Compiler<'_> {
             }
         }
         let ports: BTreeSet<i32> = listeners.iter().filter(|l| l.usable).map(|l| l.spec.port).collect();
+        let requested = match g.spec.addresses.is_empty() {
+            true => Requested::Any,
+            false => addresses::requested(&g.spec.addresses, &|ip| self.in_use(ip, &namespace, &name)),
+        };
+        let asked = match requested {
+            Requested::Ip(ip) => Some(ip),
+            _ => None,
+        };
         if let Some((home, selector)) = provisioning {
             // Services wanted for the Gateways before this one count as taken too.
             let known: Vec<Service> = existing.iter().chain(services.iter()).cloned().collect();
-            services.push(provision::service(home, selector, &namespace, &name, &ports, &known));
+            let gateway = (namespace.as_str(), name.as_str());
+            services.push(provision::service(home, selector, gateway, &ports, asked, &known));
         }
+        // The Service's address, once it is the one asked for (none while an unusable one is).
         let address: Vec<String> = existing
             .iter()
             .find(|s| provision::owner(s) == Some((&namespace, &name)))
             .map(provision::addresses)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| match &requested {
+                Requested::Any => true,
+                Requested::Ip(ip) => a.parse::<std::net::IpAddr>().is_ok_and(|a| a == *ip),
+                Requested::Unsupported(_) | Requested::Unusable(_) => false,
+            })
+            .collect();
         // The Gateway's acceptance is its own listeners'.
         let own = listeners.iter().filter(|l| l.owner.is_none());
         let valid = own
@@ -660,13 +701,8 @@ impl Compiler<'_> {
                 "InvalidParameters",
                 "weft takes no infrastructure parameters",
             )
-        } else if !g.spec.addresses.is_empty() {
-            cond(
-                "Accepted",
-                false,
-                "UnsupportedAddress",
-                "weft assigns the Gateway's address itself",
-            )
+        } else if let Requested::Unsupported(why) = &requested {
+            cond("Accepted", false, "UnsupportedAddress", why.clone())
         } else if valid == total {
             cond("Accepted", true, "Accepted", "")
         } else if valid > 0 {
@@ -676,15 +712,16 @@ impl Compiler<'_> {
         };
         let accepted_ok = accepted.status;
         conditions.push(accepted);
-        conditions.push(match (accepted_ok, address.is_empty()) {
-            (false, _) => cond("Programmed", false, "Invalid", "the Gateway is not accepted"),
-            (true, true) => cond(
+        conditions.push(match (accepted_ok, &requested, address.is_empty()) {
+            (false, _, _) => cond("Programmed", false, "Invalid", "the Gateway is not accepted"),
+            (true, Requested::Unusable(why), _) => cond("Programmed", false, "AddressNotUsable", why.clone()),
+            (true, _, true) => cond(
                 "Programmed",
                 false,
                 "AddressNotAssigned",
                 "waiting for the LoadBalancer's address",
             ),
-            (true, false) => cond("Programmed", true, "Programmed", ""),
+            (true, _, false) => cond("Programmed", true, "Programmed", ""),
         });
         if !accepted_ok {
             for l in &mut listeners {
@@ -701,6 +738,21 @@ impl Compiler<'_> {
             attached_listener_sets: 0,
         };
         (state, listeners)
+    }
+
+    /// Whether a Service other than Gateway `namespace/name`'s own has load balancer address `ip` (its status's,
+    /// or the one it asks for).
+    fn in_use(&self, ip: std::net::IpAddr, namespace: &str, name: &str) -> bool {
+        decode::<Service>(self.snapshot, "Service")
+            .iter()
+            .filter(|s| provision::owner(s) != Some((namespace, name)))
+            .any(|s| {
+                let asked = s.spec.as_ref().and_then(|spec| spec.load_balancer_ip.as_deref());
+                asked
+                    .into_iter()
+                    .chain(provision::addresses(s).iter().map(String::as_str))
+                    .any(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a == ip))
+            })
     }
 
     fn listener<'l>(&self, namespace: &str, l: &'l Listener, grants: &Grants) -> Compiled<'l> {
@@ -844,7 +896,7 @@ impl Compiler<'_> {
         meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
         parent_refs: &[ParentReference],
         hostnames: &[String],
-        (compiled_rules, resolved): CompiledRules,
+        compiled: CompiledRules,
         namespaces: &HashMap<String, BTreeMap<String, String>>,
         gateways: &mut [(GatewayState, Vec<Compiled>)],
     ) -> RouteState {
@@ -910,6 +962,20 @@ impl Compiler<'_> {
                         "NotAllowedByListeners",
                         "no listener allows this route",
                     )
+                } else if compiled.rules.is_empty() && !compiled.dropped.is_empty() {
+                    // Fully invalid: IncompatibleFilters when that is what every rule has.
+                    let incompatible = compiled.dropped.iter().all(|(r, _)| *r == "IncompatibleFilters");
+                    let reason = if incompatible {
+                        "IncompatibleFilters"
+                    } else {
+                        "UnsupportedValue"
+                    };
+                    cond(
+                        "Accepted",
+                        false,
+                        reason,
+                        format!("no rule can be served: {}", dropped(&compiled)),
+                    )
                 } else {
                     let mut attached = 0;
                     for l in by_ref {
@@ -921,7 +987,7 @@ impl Compiler<'_> {
                         l.state.attached += 1;
                         for host in hosts {
                             let entries = l.routes.hosts.entry(host).or_default();
-                            for (r, (matches, rule)) in compiled_rules.iter().enumerate() {
+                            for (r, (matches, rule)) in compiled.rules.iter().enumerate() {
                                 for (m, matcher) in matches.iter().enumerate() {
                                     entries.push(Entry {
                                         matcher: matcher.clone(),
@@ -944,6 +1010,14 @@ impl Compiler<'_> {
                     }
                 }
             };
+            // Some rules left out of an accepted route: PartiallyInvalid (only ever True), the "Dropped Rule"
+            // way (the route's valid rules are served at its current generation).
+            let partially = (accepted.status && !compiled.dropped.is_empty()).then(|| {
+                let message = format!("Dropped Rule: {}", dropped(&compiled));
+                cond("PartiallyInvalid", true, "UnsupportedValue", message)
+            });
+            let mut conditions = vec![accepted, compiled.resolved.clone()];
+            conditions.extend(partially);
             state.parents.push(ParentState {
                 parent: ParentReference {
                     group: Some(GROUP.into()),
@@ -951,7 +1025,7 @@ impl Compiler<'_> {
                     namespace: Some(gw_ns),
                     ..parent.clone()
                 },
-                conditions: vec![accepted, resolved.clone()],
+                conditions,
             });
         }
         state
@@ -969,22 +1043,41 @@ impl Compiler<'_> {
     ) -> CompiledRules {
         let mut resolved = cond("ResolvedRefs", true, "ResolvedRefs", "");
         let mut out = Vec::new();
+        let mut dropped = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
+            let rule_name = rule.name.clone().unwrap_or_else(|| format!("rule-{i}"));
             let default_match = [Default::default()];
             let matches_spec = rule
                 .matches
                 .as_deref()
                 .filter(|m| !m.is_empty())
                 .unwrap_or(&default_match);
-            let Ok(matches) = matches_spec.iter().map(Match::compile).collect::<Result<Vec<_>, _>>() else {
-                continue;
+            let matches = match matches_spec.iter().map(Match::compile).collect::<Result<Vec<_>, _>>() {
+                Ok(matches) => matches,
+                Err(e) => {
+                    dropped.push(("UnsupportedValue", format!("{rule_name} ({e})")));
+                    continue;
+                }
             };
             let prefix = matches.iter().find_map(|m| match &m.path {
                 PathMatch::Plain(p) => filters::prefix_of(p),
                 PathMatch::Regex(_) => None,
             });
-            let Ok(parts) = Filters::compile(&rule.filters, prefix) else {
-                continue;
+            // The rule's filters and its backendRefs' own.
+            let compiled = Filters::compile(&rule.filters, prefix).and_then(|parts| {
+                let own = rule
+                    .backend_refs
+                    .iter()
+                    .map(|b| Filters::compile(&b.filters, prefix).map(|f| f.request_headers))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((parts, own))
+            });
+            let (parts, own_filters) = match compiled {
+                Ok(compiled) => compiled,
+                Err(e) => {
+                    dropped.push((e.reason(), format!("{rule_name} ({e})")));
+                    continue;
+                }
             };
             let mut mirrors = Vec::new();
             for filter in rule.filters.iter().filter(|f| f.type_ == "RequestMirror") {
@@ -1012,16 +1105,13 @@ impl Compiler<'_> {
                 .as_ref()
                 .map(|s| super::session::affinity(s, &metrics_route, i));
             let mut backends = Vec::new();
-            for b in &rule.backend_refs {
+            for (b, own) in rule.backend_refs.iter().zip(own_filters) {
                 let (target, problem) = self.backend(kind, namespace, &b.backend, grants, (policies, used));
                 if let Some((reason, message)) = problem
                     && resolved.status
                 {
                     resolved = cond("ResolvedRefs", false, reason, message);
                 }
-                let own = Filters::compile(&b.filters, prefix)
-                    .ok()
-                    .and_then(|f| f.request_headers);
                 let protocol = match &target {
                     BackendTarget::Service { protocol, .. } => *protocol,
                     BackendTarget::Invalid(_) => BackendProtocol::Http,
@@ -1047,7 +1137,21 @@ impl Compiler<'_> {
                     settings,
                 });
             }
-            let rule_name = rule.name.clone().unwrap_or_else(|| format!("rule-{i}"));
+            // An ExtensionRef filter cannot be followed (weft serves no extension kinds): the rule's requests are
+            // answered 500 rather than served without it.
+            if let Some(extension) = &parts.extension {
+                let why = format!("extension filter {extension} is not served");
+                mirrors.clear();
+                if resolved.status {
+                    resolved = cond("ResolvedRefs", false, "InvalidKind", why.clone());
+                }
+                backends = vec![Backend {
+                    weight: 1,
+                    target: BackendTarget::Invalid(why.into()),
+                    request_headers: None,
+                    settings: Arc::default(),
+                }];
+            }
             let key = (metrics_route, String::new(), rule_name);
             self.live.insert(key.clone());
             out.push((
@@ -1056,7 +1160,7 @@ impl Compiler<'_> {
                     route: route.clone(),
                     request_headers: parts.request_headers,
                     response_headers: parts.response_headers,
-                    redirect: parts.redirect,
+                    redirect: parts.redirect.filter(|_| parts.extension.is_none()),
                     rewrite: parts.rewrite,
                     cors: parts.cors,
                     mirrors,
@@ -1072,7 +1176,11 @@ impl Compiler<'_> {
                 }),
             ));
         }
-        (out, resolved)
+        CompiledRules {
+            rules: out,
+            resolved,
+            dropped,
+        }
     }
 
     /// Where a backendRef leads, and the ResolvedRefs problem it has; the BackendTLSPolicy of its Service port
@@ -1277,8 +1385,22 @@ fn handling(l: &Listener) -> Handling {
     }
 }
 
-/// A route's rules with their matches, and its ResolvedRefs condition.
-type CompiledRules = (Vec<(Vec<Match>, Arc<Rule>)>, Cond);
+/// A route's rules as compiled.
+struct CompiledRules {
+    /// The rules served, with their matches.
+    rules: Vec<(Vec<Match>, Arc<Rule>)>,
+    /// The route's ResolvedRefs condition.
+    resolved: Cond,
+    /// The rules left out (they cannot be served): the reason of a route none of whose rules can be, and
+    /// which rule and why.
+    dropped: Vec<(&'static str, String)>,
+}
+
+/// The rules a route leaves out and why, for its conditions' messages.
+fn dropped(compiled: &CompiledRules) -> String {
+    let list: Vec<&str> = compiled.dropped.iter().map(|(_, why)| why.as_str()).collect();
+    list.join("; ")
+}
 
 /// Routes are taken oldest first, then by namespace/name.
 fn age(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, (String, String)) {
@@ -1315,11 +1437,29 @@ struct Filters {
     redirect: Option<Redirect>,
     rewrite: Option<Rewrite>,
     cors: Option<Cors>,
+    /// An ExtensionRef filter (weft serves none): its rule answers 500.
+    extension: Option<String>,
 }
 
 impl Filters {
     fn compile(list: &[HTTPRouteFilter], prefix: Option<&str>) -> Result<Filters, filters::FilterError> {
+        use filters::FilterError;
         let mut out = Filters::default();
+        let count = |type_: &str| list.iter().filter(|f| f.type_ == type_).count();
+        if count("RequestRedirect") > 0 && count("URLRewrite") > 0 {
+            return Err(FilterError::Incompatible("RequestRedirect and URLRewrite in one rule"));
+        }
+        let once = [
+            "RequestHeaderModifier",
+            "ResponseHeaderModifier",
+            "RequestRedirect",
+            "URLRewrite",
+        ];
+        if once.iter().any(|t| count(t) > 1) {
+            return Err(FilterError::Incompatible(
+                "a filter type given twice that may be given once",
+            ));
+        }
         for f in list {
             match f.type_.as_str() {
                 "RequestHeaderModifier" => {
@@ -1351,7 +1491,16 @@ impl Filters {
                         .transpose()?;
                 }
                 "CORS" => out.cors = f.cors.as_ref().map(Cors::compile),
-                _ => {}
+                // Compiled with the rule's backends (`Compiler::rules`).
+                "RequestMirror" => {}
+                "ExtensionRef" => {
+                    out.extension = f
+                        .extension_ref
+                        .as_ref()
+                        .map(|r| format!("{}/{} {}", r.group, r.kind, r.name))
+                        .or_else(|| Some("ExtensionRef".into()));
+                }
+                other => return Err(FilterError::Unsupported(other.to_string())),
             }
         }
         Ok(out)
@@ -1364,4 +1513,63 @@ fn selector_matches(selector: &weft_gateway::api::LabelSelector, labels: Option<
         return false;
     };
     weft_model::selector::matches(&selector, labels.unwrap_or(&BTreeMap::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listeners of upstream's HTTPRouteHTTPSListenerDetectMisdirectedRequests: 443 without a hostname,
+    /// second-example.org, *.wildcard.org and fourth-example.wildcard.org, most specific first.
+    fn port() -> Port {
+        let listener = |hostname: Option<&str>| ListenerRoutes {
+            hostname: hostname.map(str::to_string),
+            ..ListenerRoutes::default()
+        };
+        Port {
+            gateway: "infra/https".into(),
+            port: 443,
+            serving: Serving::Https,
+            listeners: vec![
+                listener(Some("second-example.org")),
+                listener(Some("fourth-example.wildcard.org")),
+                listener(Some("*.wildcard.org")),
+                listener(None),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_host_of_another_listener_than_the_server_names_is_misdirected() {
+        let port = port();
+        // (server name, host, misdirected): the upstream test's cases (its 404s and 200s are not).
+        let cases = [
+            ("example.org", "example.org", false),
+            ("example.org", "second-example.org", true),
+            ("example.org", "unknown-example.org", false),
+            ("second-example.org", "second-example.org", false),
+            ("second-example.org", "example.org", true),
+            ("second-example.org", "unknown-example.org", true),
+            ("third-example.wildcard.org", "third-example.wildcard.org", false),
+            ("third-example.wildcard.org", "fith-example.wildcard.org", false),
+            ("third-example.wildcard.org", "fourth-example.wildcard.org", true),
+            ("third-example.wildcard.org", "second-example.org", true),
+            ("third-example.wildcard.org", "unknown-example.org", true),
+            ("fourth-example.wildcard.org", "fourth-example.wildcard.org", false),
+            ("fourth-example.wildcard.org", "fith-example.wildcard.org", true),
+            ("unknown-example.org", "example.org", false),
+            ("unknown-example.org", "unknown-example.org", false),
+            ("Second-Example.org.", "second-example.org", false),
+        ];
+        for (sni, host, misdirected) in cases {
+            assert_eq!(port.misdirected(sni, host), misdirected, "{sni} {host}");
+        }
+        // Without a listener for every name, a host none covers is not misdirected (404).
+        let mut specific = port;
+        specific.listeners.pop();
+        assert!(!specific.misdirected("second-example.org", "example.org"));
+        // TLS listeners do not take requests.
+        specific.listeners[0].handling = Handling::Passthrough;
+        assert!(!specific.misdirected("a.wildcard.org", "second-example.org"));
+    }
 }

@@ -15,6 +15,20 @@ pub enum FilterError {
     PathModifier(String),
     #[error("ReplacePrefixMatch needs a PathPrefix match")]
     PrefixWithoutPrefixMatch,
+    #[error("filter type {0:?} is not supported")]
+    Unsupported(String),
+    #[error("{0}")]
+    Incompatible(&'static str),
+}
+
+impl FilterError {
+    /// The reason of a route's `Accepted` condition when every rule has this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FilterError::Incompatible(_) => "IncompatibleFilters",
+            _ => "UnsupportedValue",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]

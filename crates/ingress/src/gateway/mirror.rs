@@ -1,12 +1,14 @@
 //! RequestMirror: a copy of a request goes to each mirror backend (all, or the share its `percent` or
-//! `fraction` says), its answer read and dropped; the client's request goes on without waiting for it. Only
-//! requests without a body are mirrored (the client's body streams to its own backend and is not kept).
+//! `fraction` says), its answer read and dropped; the client's request goes on without waiting for it. A copy
+//! carries the request's body: requests whose body the proxy holds whole (none, or a Content-Length up to 64 KiB,
+//! as for retries) are mirrored, those whose body streams through as it comes are not.
 
 use crate::annotations::BackendProtocol;
 use crate::backend::{self, UpstreamClient};
 use crate::upstream::Upstream;
+use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri, Version, header};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -55,9 +57,9 @@ impl Mirror {
         numerator >= denominator || crate::proxy::roll(denominator) < numerator
     }
 
-    /// Sends a copy of the request (`method`, `headers`, the upstream's `path`) to the next endpoint, in the
-    /// background.
-    pub fn send(&self, method: &Method, headers: &HeaderMap, path: &str) {
+    /// Sends a copy of the request (`method`, `headers`, the upstream's `path` and the `body`) to the next
+    /// endpoint, in the background.
+    pub fn send(&self, method: &Method, headers: &HeaderMap, path: &str, body: &Bytes) {
         let Some(endpoint) = self.upstream.attempts().next() else {
             return;
         };
@@ -65,7 +67,11 @@ impl Mirror {
         let Ok(uri) = Uri::try_from(format!("{scheme}://{endpoint}{path}")) else {
             return;
         };
-        let mut request = Request::new(Empty::new().map_err(|e| match e {}).boxed_unsync());
+        let body = match body.is_empty() {
+            true => Empty::new().map_err(|e| match e {}).boxed_unsync(),
+            false => Full::new(body.clone()).map_err(|e| match e {}).boxed_unsync(),
+        };
+        let mut request = Request::new(body);
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = headers.clone();

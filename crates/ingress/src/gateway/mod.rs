@@ -5,6 +5,7 @@
 //! requests, `passthrough`, which splices TLS connections, and `sni`, which hands a TLS port's connections
 //! to their listener by server name.
 
+pub mod addresses;
 pub mod backendtls;
 pub mod compile;
 pub mod conditions;

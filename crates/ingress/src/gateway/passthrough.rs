@@ -7,14 +7,16 @@
 
 use super::compile::BackendTarget;
 use crate::proxy;
+use crate::proxy_protocol::Prefixed;
 use crate::table::Table;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
+use bytes::BytesMut;
 use rustls::server::Acceptor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weft_gateway::api::{HTTPBackendRef, HTTPRouteRule, TLSRouteRule};
@@ -84,6 +86,8 @@ pub fn server_name(bytes: &[u8]) -> Hello {
 pub enum PassthroughError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    ProxyProtocol(#[from] crate::proxy_protocol::Error),
     #[error("no ClientHello within {HELLO_TIMEOUT:?}")]
     Timeout,
     #[error("the client closed before its ClientHello ended")]
@@ -102,12 +106,19 @@ pub enum PassthroughError {
     Unreachable(String),
 }
 
-/// Serves the TLS passthrough listeners of pod port `port` until `stop` turns true.
-pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, port: u16, mut stop: watch::Receiver<bool>) {
+/// Serves the TLS passthrough listeners of pod port `port` until `stop` turns true; with `proxy_protocol`, each
+/// connection starts with a PROXY protocol header.
+pub async fn serve(
+    listener: TcpListener,
+    table: Arc<ArcSwap<Table>>,
+    port: u16,
+    proxy_protocol: bool,
+    mut stop: watch::Receiver<bool>,
+) {
     while let Some((stream, client)) = crate::server::accept(&listener, &mut stop).await {
         let table = table.clone();
         tokio::spawn(async move {
-            if let Err(e) = splice(stream, &table, port).await {
+            if let Err(e) = splice(stream, &table, port, proxy_protocol).await {
                 tracing::debug!(%client, error = %e, "TLS passthrough");
             }
         });
@@ -115,18 +126,43 @@ pub async fn serve(listener: TcpListener, table: Arc<ArcSwap<Table>>, port: u16,
 }
 
 /// Reads the ClientHello of `client`, then splices it to the backend its server name routes to.
-async fn splice(mut client: TcpStream, table: &ArcSwap<Table>, port: u16) -> Result<(), PassthroughError> {
-    let _ = client.set_nodelay(true);
+async fn splice(
+    client: TcpStream,
+    table: &ArcSwap<Table>,
+    port: u16,
+    proxy_protocol: bool,
+) -> Result<(), PassthroughError> {
     let mut hello = Vec::with_capacity(2048);
-    let name = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut client, &mut hello))
-        .await
-        .map_err(|_| PassthroughError::Timeout)??;
+    let (_, client, name) = hello_of(client, proxy_protocol, &mut hello).await?;
     pass(client, &hello, table, port, &name).await
 }
 
+/// Reads the start of a TLS port's connection into `hello`, within `HELLO_TIMEOUT`: its PROXY protocol header
+/// first when the port expects one (`proxy_protocol`; the header is not passed on), then its ClientHello. The
+/// client (the header's, else the connection's peer), the stream after the header, and the server name.
+pub(super) async fn hello_of(
+    client: TcpStream,
+    proxy_protocol: bool,
+    hello: &mut Vec<u8>,
+) -> Result<(SocketAddr, Prefixed<TcpStream>, String), PassthroughError> {
+    let _ = client.set_nodelay(true);
+    let peer = client.peer_addr()?;
+    let started = async {
+        let (named, mut stream) = match proxy_protocol {
+            true => crate::proxy_protocol::accept(client).await?,
+            false => (None, Prefixed::new(BytesMut::new(), client)),
+        };
+        let name = read_hello(&mut stream, hello).await?;
+        Ok::<_, PassthroughError>((named.map_or(peer, |n| n.client), stream, name))
+    };
+    tokio::time::timeout(HELLO_TIMEOUT, started)
+        .await
+        .map_err(|_| PassthroughError::Timeout)?
+}
+
 /// Splices `client`, whose ClientHello `hello` (already read) asks for `name`, to the backend `name` routes to.
-pub(super) async fn pass(
-    mut client: TcpStream,
+pub(super) async fn pass<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: S,
     hello: &[u8],
     table: &ArcSwap<Table>,
     port: u16,
@@ -140,7 +176,7 @@ pub(super) async fn pass(
 }
 
 /// Reads into `hello` until it holds a whole ClientHello; its server name.
-pub(super) async fn read_hello(client: &mut TcpStream, hello: &mut Vec<u8>) -> Result<String, PassthroughError> {
+async fn read_hello<S: AsyncRead + Unpin>(client: &mut S, hello: &mut Vec<u8>) -> Result<String, PassthroughError> {
     loop {
         if client.read_buf(hello).await? == 0 {
             return Err(PassthroughError::Closed);

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 pub const NAMESPACE_LABEL: &str = "gateway.weft.dev/namespace";
 pub const NAME_LABEL: &str = "gateway.weft.dev/name";
@@ -78,13 +79,14 @@ pub fn name(namespace: &str, name: &str) -> String {
 }
 
 /// The Service Gateway `namespace/gateway` should have for its listener `ports`, in `controller_namespace`,
-/// selecting `selector`; `existing` are the provisioned Services as they are (their pod ports are kept).
+/// selecting `selector`, with the load balancer `address` the Gateway asks for (none: any); `existing` are the
+/// provisioned Services as they are (their pod ports are kept).
 pub fn service(
     controller_namespace: &str,
     selector: &BTreeMap<String, String>,
-    namespace: &str,
-    gateway: &str,
+    (namespace, gateway): (&str, &str),
     ports: &BTreeSet<i32>,
+    address: Option<IpAddr>,
     existing: &[Service],
 ) -> Service {
     let mine = existing.iter().find(|s| owner(s) == Some((namespace, gateway)));
@@ -123,6 +125,7 @@ pub fn service(
             type_: Some("LoadBalancer".into()),
             selector: Some(selector.clone()),
             ports: Some(service_ports),
+            load_balancer_ip: address.map(|a| a.to_string()),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -133,46 +136,49 @@ pub fn service(
 mod tests {
     use super::*;
 
+    /// Gateway infra/`gateway`'s Service for listener `ports`, the provisioned Services being `existing`.
+    fn provisioned(gateway: &str, ports: &[i32], existing: &[Service]) -> Service {
+        let selector = BTreeMap::from([("app".to_string(), "weft-ingress".to_string())]);
+        let ports = ports.iter().copied().collect();
+        service("weft-ingress", &selector, ("infra", gateway), &ports, None, existing)
+    }
+
     #[test]
     fn pod_ports_are_kept_and_new_ones_take_the_first_free() {
-        let selector = BTreeMap::from([("app".to_string(), "weft-ingress".to_string())]);
-        let first = service("weft-ingress", &selector, "infra", "a", &BTreeSet::from([80, 443]), &[]);
+        let first = provisioned("a", &[80, 443], &[]);
         assert_eq!(pod_port(&first, 80, &[]), Some(20000));
         assert_eq!(pod_port(&first, 443, &[]), Some(20001));
-        let second = service(
-            "weft-ingress",
-            &selector,
-            "infra",
-            "b",
-            &BTreeSet::from([80]),
-            std::slice::from_ref(&first),
-        );
+        let second = provisioned("b", &[80], std::slice::from_ref(&first));
         assert_eq!(pod_port(&second, 80, &[]), Some(20002));
-        let again = service(
-            "weft-ingress",
-            &selector,
-            "infra",
-            "a",
-            &BTreeSet::from([443, 8080]),
-            &[first, second],
-        );
+        let again = provisioned("a", &[443, 8080], &[first, second]);
         assert_eq!(pod_port(&again, 443, &[]), Some(20001));
         // A pod port given up is not taken again at once: connections to it may still be in flight.
         assert_eq!(pod_port(&again, 8080, &[]), Some(20003));
         assert_eq!(owner(&again), Some(("infra", "a")));
         assert!(name("n".repeat(40).as_str(), &"g".repeat(40)).len() <= 63);
+        // An address the Gateway asks for is asked of the load balancer.
+        let selector = BTreeMap::new();
+        let ip = "172.18.1.200".parse().ok();
+        let asked = service(
+            "weft-ingress",
+            &selector,
+            ("infra", "c"),
+            &BTreeSet::from([80]),
+            ip,
+            &[],
+        );
+        assert_eq!(asked.spec.unwrap().load_balancer_ip.as_deref(), Some("172.18.1.200"));
     }
 
     #[test]
     fn of_two_services_given_one_pod_port_by_two_replicas_the_older_keeps_it() {
-        let selector = BTreeMap::from([("app".to_string(), "weft-ingress".to_string())]);
         let at = |s: &mut Service, secs: i64| {
             let time = format!("2026-12-04T00:00:0{secs}Z");
             s.metadata.creation_timestamp = serde_json::from_value(serde_json::Value::String(time)).unwrap();
         };
         // Each replica saw only its own Gateway: both took the first free port.
-        let mut a = service("weft-ingress", &selector, "infra", "a", &BTreeSet::from([80]), &[]);
-        let mut b = service("weft-ingress", &selector, "infra", "b", &BTreeSet::from([80]), &[]);
+        let mut a = provisioned("a", &[80], &[]);
+        let mut b = provisioned("b", &[80], &[]);
         at(&mut a, 1);
         at(&mut b, 2);
         let both = [a.clone(), b.clone()];
@@ -182,9 +188,9 @@ mod tests {
             None,
             "the newer is not served on the contested port"
         );
-        let b_again = service("weft-ingress", &selector, "infra", "b", &BTreeSet::from([80]), &both);
+        let b_again = provisioned("b", &[80], &both);
         assert_eq!(pod_port(&b_again, 80, &[a.clone(), b_again.clone()]), Some(20001));
-        let a_again = service("weft-ingress", &selector, "infra", "a", &BTreeSet::from([80]), &both);
+        let a_again = provisioned("a", &[80], &both);
         assert_eq!(pod_port(&a_again, 80, &[]), Some(20000));
     }
 }

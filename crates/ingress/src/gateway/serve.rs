@@ -3,14 +3,16 @@
 //! of a backendRef that cannot be followed, 503 when a Service has no ready endpoints), forwarded as the Ingress
 //! routes are.
 
-use super::compile::{BackendTarget, Handling, Port};
+use super::compile::{BackendTarget, Port};
 use super::cors::Cors;
+use super::mirror::Mirror;
+use crate::annotations::Annotations;
 use crate::host;
 use crate::metrics::RouteMetrics;
-use crate::proxy::{self, Body, Conn, Forward, Proxy};
+use crate::proxy::{self, Body, Conn, Forward, Proxy, RequestBody};
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use std::sync::Arc;
 
 impl Proxy {
@@ -24,9 +26,14 @@ impl Proxy {
         let unrouted = self.unrouted();
         let authority = proxy::authority(&request);
         let name = host::of_authority(&authority);
-        // On a port shared with TLS listeners (`sni`), theirs are not for HTTP requests.
-        let listener = port.listener(&name).filter(|l| l.handling == Handling::Requests);
-        let Some(listener) = listener else {
+        // HTTPS: the listener its connection's server name picked must be the request's (GEP-3567).
+        if let Some(sni) = conn.sni.as_deref().filter(|_| conn.tls)
+            && port.misdirected(sni, &name)
+        {
+            let response = proxy::local(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request\n");
+            return (response, unrouted);
+        }
+        let Some(listener) = port.requests_listener(&name) else {
             return (proxy::local(StatusCode::NOT_FOUND, "404 Not Found\n"), unrouted);
         };
         let uri = request.uri().clone();
@@ -71,20 +78,40 @@ impl Proxy {
             upstream_path.push('?');
             upstream_path.push_str(q);
         }
-        // Only a request without a body can be copied (the client's streams to its backend as it comes).
-        if !rule.mirrors.is_empty() && request.body().is_end_stream() {
-            let mut headers = request.headers().clone();
-            // An HTTP/2 request's host is its authority; a URLRewrite's hostname replaces it.
-            let host = rule.rewrite.as_ref().and_then(|r| r.hostname.clone());
-            if let Some(host) = host.or_else(|| HeaderValue::try_from(authority.as_str()).ok()) {
-                headers.insert(http::header::HOST, host);
-            }
-            for m in rule.mirrors.iter().filter(|m| m.chosen()) {
-                m.send(request.method(), &headers, &upstream_path);
-            }
-        }
         let picked = rule.session_backend(request.headers());
-        let Some(backend) = picked.or_else(|| rule.pick(proxy::roll(rule.total_weight()))) else {
+        let picked = picked.or_else(|| rule.pick(proxy::roll(rule.total_weight())));
+        let mirrors: Vec<&Mirror> = rule.mirrors.iter().filter(|m| m.chosen()).collect();
+        let mut request = request.map(RequestBody::Unread);
+        if !mirrors.is_empty() {
+            // The copies get the body the backend gets, read first (by the chosen backend's settings).
+            let defaults;
+            let settings = match picked {
+                Some(backend) => backend.settings.as_ref(),
+                None => {
+                    defaults = Annotations::default();
+                    &defaults
+                }
+            };
+            let (parts, body) = request.into_parts();
+            let payload = match body.payload(settings).await {
+                Ok(payload) => payload,
+                Err(response) => return (response, metrics),
+            };
+            // A body that streams through as it comes is not kept: its request is not mirrored.
+            if let Some(body) = payload.whole() {
+                let mut headers = parts.headers.clone();
+                // An HTTP/2 request's host is its authority; a URLRewrite's hostname replaces it.
+                let host = rule.rewrite.as_ref().and_then(|r| r.hostname.clone());
+                if let Some(host) = host.or_else(|| HeaderValue::try_from(authority.as_str()).ok()) {
+                    headers.insert(http::header::HOST, host);
+                }
+                for m in mirrors {
+                    m.send(&parts.method, &headers, &upstream_path, body);
+                }
+            }
+            request = Request::from_parts(parts, RequestBody::Read(payload));
+        }
+        let Some(backend) = picked else {
             // No backendRefs, or every weight 0.
             return (
                 proxy::local(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error\n"),

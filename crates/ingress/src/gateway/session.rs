@@ -1,7 +1,8 @@
 //! A rule's `sessionPersistence` (GEP-1619) as the proxy's persistent affinity (`affinity`): the session names
 //! its endpoint (a digest of the address, the same in every replica), carried by a cookie (type Cookie, the
 //! default; path `/`, a session cookie unless lifetimeType Permanent, whose Max-Age is the absoluteTimeout) or a
-//! header (type Header: the first response names the session in it, and the client sends it back). The name is
+//! header (type Header: the first response names the session in it, and the client sends it back). The proxy
+//! ends a session past its `idleTimeout` or `absoluteTimeout` (whatever the cookie's lifetime) itself. The name is
 //! `sessionName`, else one made from the route and the rule. A session stays on its backendRef as well as on its
 //! endpoint (`compile::Rule::session_backend`), whatever the weights; when its endpoint goes, a new one starts.
 
@@ -23,18 +24,20 @@ pub fn affinity(spec: &SessionPersistence, route: &str, rule: usize) -> Affinity
         .cookie_config
         .as_ref()
         .is_some_and(|c| c.lifetime_type.as_deref() == Some("Permanent"));
-    let max_age = spec
-        .absolute_timeout
-        .as_deref()
-        .and_then(weft_gateway::duration::parse)
-        .filter(|_| permanent)
-        .map(|d| d.as_secs());
+    let timeout = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(weft_gateway::duration::parse)
+            .filter(|d| !d.is_zero())
+    };
+    let absolute_timeout = timeout(&spec.absolute_timeout);
     Affinity {
         mode: Mode::Persistent,
         carrier,
         name,
         path: Some("/".into()),
-        max_age,
+        max_age: absolute_timeout.filter(|_| permanent).map(|d| d.as_secs()),
+        idle_timeout: timeout(&spec.idle_timeout),
+        absolute_timeout,
         ..Affinity::default()
     }
 }
@@ -42,6 +45,7 @@ pub fn affinity(spec: &SessionPersistence, route: &str, rule: usize) -> Affinity
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use weft_gateway::api::CookieConfig;
 
     #[test]
@@ -69,11 +73,17 @@ mod tests {
             ..SessionPersistence::default()
         };
         assert_eq!(affinity(&permanent, "r", 0).max_age, Some(3600));
-        // A session cookie does not expire with the absolute timeout.
+        // A session cookie does not expire with the absolute timeout: the proxy ends the session.
         let session = SessionPersistence {
             absolute_timeout: Some("1h".into()),
+            idle_timeout: Some("30m".into()),
             ..SessionPersistence::default()
         };
-        assert_eq!(affinity(&session, "r", 0).max_age, None);
+        let session = affinity(&session, "r", 0);
+        assert_eq!(session.max_age, None);
+        assert_eq!(
+            (session.absolute_timeout, session.idle_timeout),
+            (Some(Duration::from_secs(3600)), Some(Duration::from_secs(1800)))
+        );
     }
 }

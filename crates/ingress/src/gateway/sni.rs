@@ -60,20 +60,20 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-/// Reads the ClientHello of `client`, then handles the connection as the listener its server name picks does.
+/// Reads the ClientHello of `client` (after its PROXY protocol header, with the proxy's `--proxy-protocol`),
+/// then handles the connection as the listener its server name picks does.
 async fn handle(
-    mut client: TcpStream,
+    client: TcpStream,
     proxy: &Arc<Proxy>,
     table: &ArcSwap<Table>,
     port: u16,
     acceptors: &Acceptors,
     watcher: Watcher,
 ) -> Result<(), PassthroughError> {
-    let _ = client.set_nodelay(true);
+    // The pod port says which Gateway the connection is for, whatever a PROXY protocol header says.
+    let local = client.local_addr()?;
     let mut hello = Vec::with_capacity(2048);
-    let name = tokio::time::timeout(HELLO_TIMEOUT, passthrough::read_hello(&mut client, &mut hello))
-        .await
-        .map_err(|_| PassthroughError::Timeout)??;
+    let (peer, client, name) = passthrough::hello_of(client, proxy.proxy_protocol(), &mut hello).await?;
     let handling = table
         .load()
         .gateways()
@@ -85,8 +85,8 @@ async fn handle(
         return passthrough::pass(client, &hello, table, port, &name).await;
     }
     let conn = Conn {
-        client: client.peer_addr()?,
-        local: client.local_addr()?,
+        client: peer,
+        local,
         tls: true,
         sni: Some(Arc::from(name.as_str())),
     };

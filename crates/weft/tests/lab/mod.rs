@@ -37,8 +37,10 @@ impl Lab {
     /// Brings up a lab with `lab up` flags of its own and manifests (YAML text) applied.
     pub fn start(flags: &[&str], manifests: &str) -> Lab {
         static N: AtomicUsize = AtomicUsize::new(0);
+        // `WEFT_TEST_LAB_PREFIX` (default `t`) sets apart the labs of test runs that share a machine.
+        let prefix = std::env::var("WEFT_TEST_LAB_PREFIX").unwrap_or_else(|_| "t".into());
         let name = format!(
-            "t{}-{}",
+            "{prefix}{}-{}",
             std::process::id() % 100_000,
             N.fetch_add(1, Ordering::Relaxed)
         );
