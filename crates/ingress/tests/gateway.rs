@@ -44,7 +44,7 @@ async fn backend(name: &'static str) -> u16 {
             let (stream, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| async move {
-                    if request.uri().path() == "/slow" {
+                    if request.uri().path().starts_with("/slow") {
                         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                     }
                     let path = request.uri().path_and_query().unwrap().to_string();
@@ -148,10 +148,8 @@ status: {{loadBalancer: {{ingress: [{{ip: 10.0.0.1}}]}}}}
 /// The cluster: class `weft`, Gateway infra/gw (listener http:80 from All namespaces, and `specific` on
 /// very.specific.com), its provisioned Service mapping port 80 to `pod_port`, backends v1..v3 and web (in
 /// namespace web), `empty` without endpoints, and `routes`.
-fn snapshot(pod_port: u16, backends: [u16; 4], routes: &str) -> Snapshot {
-    let mut text = cluster("gw", 80, pod_port);
-    text.push_str(
-        "apiVersion: gateway.networking.k8s.io/v1
+/// Gateway `gw` as most tests have it.
+const GW: &str = "apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: infra, generation: 3}
 spec:
@@ -161,8 +159,16 @@ spec:
   - {name: same, port: 80, protocol: HTTP, hostname: very.specific.com}
   - {name: odd, port: 1111, protocol: INVALID}
 ---
-",
-    );
+";
+
+fn snapshot(pod_port: u16, backends: [u16; 4], routes: &str) -> Snapshot {
+    snapshot_with(GW, pod_port, backends, routes)
+}
+
+/// The cluster with Gateway `gateway` (named gw) instead of `GW`.
+fn snapshot_with(gateway: &str, pod_port: u16, backends: [u16; 4], routes: &str) -> Snapshot {
+    let mut text = cluster("gw", 80, pod_port);
+    text.push_str(gateway);
     for (name, port) in ["v1", "v2", "v3"].iter().zip(backends) {
         text.push_str(&service("infra", name, port));
     }
@@ -219,6 +225,9 @@ spec:
     backendRefs: [{name: empty, port: 8080}]
   - matches: [{path: {value: /slow}}]
     timeouts: {request: 200ms}
+    backendRefs: [{name: v1, port: 8080}]
+  - matches: [{path: {value: /slow/backend}}, {path: {value: /quick/backend}}]
+    timeouts: {request: 5s, backendRequest: 200ms}
     backendRefs: [{name: v1, port: 8080}]
   - matches: [{path: {value: /mirror}}]
     filters:
@@ -397,6 +406,10 @@ async fn httproutes_match_in_the_specs_order_filter_split_and_fail_as_it_says() 
     assert_eq!(get(at, host, "/empty", &[]).await.0, 503);
     // timeouts.request: 504 once it has passed.
     assert_eq!(get(at, host, "/slow", &[]).await.0, 504);
+    // timeouts.backendRequest: 504 once the backend has not answered in time, well inside the request's 5 s.
+    assert_eq!(get(at, host, "/slow/backend", &[]).await.0, 504);
+    let (code, out) = get(at, host, "/quick/backend", &[]).await;
+    assert_eq!((code, line(&out, "backend")), (200, "v1"), "{out}");
     // RequestMirror: each mirror gets a copy (its answer dropped), a 0% mirror none.
     for _ in 0..10 {
         assert_eq!(line(&get(at, host, "/never-mirrored", &[]).await.1, "backend"), "v1");
@@ -492,6 +505,45 @@ fn statuses_carry_the_specs_reasons_and_the_generation() {
     assert_eq!(of("HTTPRoute", "order")["parents"][0]["controllerName"], CONTROLLER);
     let grpc = of("GRPCRoute", "grpc")["parents"][0]["conditions"].clone();
     assert_eq!(condition(&grpc, "Accepted"), ("True", "Accepted"));
+}
+
+#[test]
+fn statuses_follow_a_gateways_new_generation_and_listeners() {
+    // GatewayModifyListeners and the ObservedGenerationBump tests: a listener added and the generation bumped.
+    let before = snapshot(20000, [1, 2, 3, 4], ROUTES);
+    let changed = GW.replace("generation: 3", "generation: 4").replace(
+        "  - {name: odd,",
+        "  - {name: added, port: 80, protocol: HTTP, hostname: added.example}\n  - {name: odd,",
+    );
+    let after = snapshot_with(&changed, 20000, [1, 2, 3, 4], ROUTES);
+    let gateway = |snapshot: &Snapshot| {
+        let table = Table::build(snapshot, &config());
+        let wanted = status::wanted(table.gateways(), snapshot, CONTROLLER, "2026-12-04T00:00:00Z");
+        (
+            status_of(&wanted, "Gateway", "gw"),
+            status_of(&wanted, "GatewayClass", "weft"),
+        )
+    };
+    let names = |gw: &serde_json::Value| -> Vec<String> {
+        let listeners = gw["listeners"].as_array().unwrap();
+        listeners
+            .iter()
+            .map(|l| l["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ((old, class), (new, _)) = (gateway(&before), gateway(&after));
+    assert_eq!(names(&old), ["http", "same", "odd"]);
+    assert_eq!(names(&new), ["http", "same", "added", "odd"]);
+    let generations = |conditions: &serde_json::Value| -> Vec<i64> {
+        let all = conditions.as_array().unwrap();
+        all.iter().map(|c| c["observedGeneration"].as_i64().unwrap()).collect()
+    };
+    assert!(generations(&old["conditions"]).iter().all(|g| *g == 3));
+    assert!(generations(&new["conditions"]).iter().all(|g| *g == 4));
+    let added = &new["listeners"][2];
+    assert_eq!(condition(&added["conditions"], "Accepted"), ("True", "Accepted"));
+    assert!(generations(&added["conditions"]).iter().all(|g| *g == 4));
+    assert_eq!(class["conditions"][0]["observedGeneration"], 1);
 }
 
 /// Routes with rules that cannot be served: some (`partly`), all (`invalid`), and an ExtensionRef filter.
