@@ -103,8 +103,10 @@ pub fn run(source: &mut (dyn Source + Send), config: &Config, metrics: &Arc<Metr
                 if let Some(flows) = &config.flows {
                     flows.follow(snap.clone());
                 }
-                agent.sync(&snap, config);
-                last = Some(snap);
+                // The snapshot before goes first: what only it holds (the versions a relist replaced) is freed
+                // before the sync plans the new ones.
+                let snap = last.insert(snap);
+                agent.sync(snap, config);
             }
             // Before the first snapshot there is nothing to repair: its sync makes everything.
             if let Some(snap) = last.as_ref().filter(|_| dirty.any()) {
@@ -328,28 +330,32 @@ impl Agent {
             node: config.node.clone(),
             cluster_cidr: config.cluster_cidr,
         };
-        let desired = self.planner.plan(snap, &ctx);
-        let counts = desired.counts();
-        let checks = crate::health::desired(&desired);
-        let report = self.proxier.sync(desired).map_err(|e| e.to_string())?;
-        self.metrics.nft_table(weft_proxy::ruleset::TABLE, counts);
-        if report.script > 0 {
-            tracing::info!(
-                revision = snap.revision,
-                part = "services",
-                chains = counts.0,
-                rules = counts.1,
-                elements = counts.2,
-                kind = if report.full { "full" } else { "incremental" },
-                bytes = report.script,
-                took = ?report.elapsed,
-                conntrack_cleared = report.conntrack_cleared,
-                fallback = report.fallback.as_deref(),
-                "synced"
-            );
-        }
-        self.health.sync(checks);
-        Ok(())
+        // A change of many Services goes to the kernel in parts (see `Planner::plan_in_parts`).
+        let (proxier, metrics, health) = (&mut self.proxier, &self.metrics, &mut self.health);
+        self.planner
+            .plan_in_parts(snap, &ctx, weft_proxy::SERVICES_PER_PART, |desired| {
+                let counts = desired.counts();
+                let checks = crate::health::desired(&desired);
+                let report = proxier.sync(desired).map_err(|e| e.to_string())?;
+                metrics.nft_table(weft_proxy::ruleset::TABLE, counts);
+                if report.script > 0 {
+                    tracing::info!(
+                        revision = snap.revision,
+                        part = "services",
+                        chains = counts.0,
+                        rules = counts.1,
+                        elements = counts.2,
+                        kind = if report.full { "full" } else { "incremental" },
+                        bytes = report.script,
+                        took = ?report.elapsed,
+                        conntrack_cleared = report.conntrack_cleared,
+                        fallback = report.fallback.as_deref(),
+                        "synced"
+                    );
+                }
+                health.sync(checks);
+                Ok(())
+            })
     }
 }
 

@@ -1,5 +1,6 @@
-//! Applying rulesets: the whole table once (at start, or after a failure) through `nft`, then one transaction
-//! of differences per sync, so an unchanged Service's rules and map entries are never touched. The differences
+//! Applying rulesets: the whole table once (at start, or after a failure) through `nft` (its text streamed into
+//! `nft` as it is written), then one transaction of differences per sync, so an unchanged Service's rules and map
+//! entries are never touched. The differences
 //! go to the kernel as one nfnetlink batch from this process when every rule in them has a shape
 //! `weft_netlink::nft_rules` knows (`nft` would first read the whole table's chain list: 0.6 s at 10,000
 //! Services), else as an nft script.
@@ -87,9 +88,7 @@ impl Proxier {
             }
             None => {
                 report.full = true;
-                let full = desired.full();
-                report.script = full.len();
-                weft_netlink::nft::apply(&full)
+                apply_full(&desired, &mut report.script)
             }
         };
         if let Err(e) = result {
@@ -98,11 +97,9 @@ impl Proxier {
                 return Err(e);
             }
             report.fallback = Some(e.to_string());
-            let full = desired.full();
             report.full = true;
             report.netlink = false;
-            report.script = full.len();
-            weft_netlink::nft::apply(&full).inspect_err(|_| self.applied = None)?;
+            apply_full(&desired, &mut report.script).inspect_err(|_| self.applied = None)?;
         }
         // Entries of UDP flows to endpoints that are gone would keep steering the client to them.
         let gone: Vec<(std::net::Ipv4Addr, u16)> = match &self.applied {
@@ -124,6 +121,15 @@ impl Proxier {
         report.elapsed = started.elapsed();
         Ok(report)
     }
+}
+
+/// Replaces the whole table with `desired`, its text streamed into `nft` as it is written; `size` is set to the
+/// text's size.
+fn apply_full(desired: &Ruleset, size: &mut usize) -> weft_netlink::Result<()> {
+    weft_netlink::nft::apply_streamed(|out| {
+        *size = desired.write_full(out)?;
+        Ok(())
+    })
 }
 
 /// Sends `batch` on the kept socket when it belongs to the calling thread's namespace, else on a new one.

@@ -12,5 +12,5 @@ pub mod ruleset;
 
 pub use apply::Proxier;
 
-pub use plan::{Context, Planner, plan};
+pub use plan::{Context, Planner, SERVICES_PER_PART, plan};
 pub use ruleset::Ruleset;

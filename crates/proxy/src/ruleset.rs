@@ -6,6 +6,7 @@
 use imbl::ordmap::DiffItem;
 use std::collections::{BTreeMap, BTreeSet, btree_map};
 use std::fmt::{self, Write};
+use std::io::{self, Write as _};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, LazyLock};
 use weft_netlink::nft_rules::{Field, L4, concat};
@@ -95,6 +96,10 @@ pub type Verdict = Option<Arc<str>>;
 /// The elements of one map or set: key → the Services claiming it.
 pub type Elements = imbl::OrdMap<Key, Owners>;
 
+/// Each Service's part by `namespace/name`: a persistent map, so a ruleset shares it with the planner and with
+/// the ruleset before (a plan costs the Services it re-planned, not a copy of the map).
+pub type Services = imbl::OrdMap<Arc<str>, Arc<ServiceRules>>;
+
 /// The key of an element of one of the skeleton's maps or sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
@@ -180,7 +185,7 @@ impl ServiceRules {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ruleset {
     /// Per Service (`namespace/name`), shared with the planner's memory of the Services that did not change.
-    pub services: BTreeMap<Arc<str>, Arc<ServiceRules>>,
+    pub services: Services,
     /// Every element of the skeleton's maps and sets: map → key → the Services claiming it and so its verdict
     /// (should two claim one key, the same external IP and port, the last by name has it). Persistent maps
     /// shared with the planner's claims: a ruleset costs what changed since the last one, not a copy of every
@@ -192,7 +197,7 @@ pub struct Ruleset {
 
 impl Ruleset {
     /// The ruleset of `services`, whose elements `claims` holds.
-    pub fn with_claims(services: BTreeMap<Arc<str>, Arc<ServiceRules>>, claims: &Claims) -> Ruleset {
+    pub fn with_claims(services: Services, claims: &Claims) -> Ruleset {
         Ruleset {
             services,
             elements: claims.elements.clone(),
@@ -232,32 +237,44 @@ impl Ruleset {
 
     /// The whole table, replacing whatever is there in the same transaction (no moment without rules).
     pub fn full(&self) -> String {
-        let mut out = format!("add table {TABLE}\ndelete table {TABLE}\n{}", skeleton());
+        let mut out = Vec::new();
+        // Writing into memory does not fail, and the text is UTF-8 (it is written from strings).
+        let _ = self.write_full(&mut out);
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// [`Ruleset::full`] written to `out` as it is made (the applier streams it into `nft`: at 10,000 Services
+    /// it is megabytes of text, not worth holding whole); returns its size in bytes.
+    pub fn write_full(&self, out: &mut dyn io::Write) -> io::Result<usize> {
+        let mut out = Counted { inner: out, bytes: 0 };
+        write!(out, "add table {TABLE}\ndelete table {TABLE}\n{}", skeleton())?;
         for (name, decl) in self.sets() {
-            let _ = writeln!(out, "add set {TABLE} {name} {{ {decl} }}");
+            writeln!(out, "add set {TABLE} {name} {{ {decl} }}")?;
         }
         for (name, _) in self.chains() {
-            let _ = writeln!(out, "add chain {TABLE} {name}");
+            writeln!(out, "add chain {TABLE} {name}")?;
         }
         for (name, rules) in self.chains() {
             for rule in rules {
-                let _ = writeln!(out, "add rule {TABLE} {name} {rule}");
+                writeln!(out, "add rule {TABLE} {name} {rule}")?;
             }
         }
         // Statements of ELEMENTS_PER_STATEMENT elements each, written as they are gathered: a list of every
         // element first would cost as much as the text.
-        let mut statements = |map: &str, elements: &mut dyn Iterator<Item = (Key, Option<Value>)>| loop {
-            let chunk: Vec<_> = (&mut *elements).take(ELEMENTS_PER_STATEMENT).collect();
-            if chunk.is_empty() {
-                break;
+        let mut statements = |map: &str, elements: &mut dyn Iterator<Item = (Key, Option<Value>)>| -> io::Result<()> {
+            loop {
+                let chunk: Vec<_> = (&mut *elements).take(ELEMENTS_PER_STATEMENT).collect();
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                writeln!(out, "{}", Change::AddElements { map, elements: chunk })?;
             }
-            let _ = writeln!(out, "{}", Change::AddElements { map, elements: chunk });
         };
         for map in self.elements.keys() {
             statements(
                 map,
                 &mut self.elements(map).map(|(k, v)| (*k, v.as_deref().map(Value::Verdict))),
-            );
+            )?;
         }
         let mut endpoints: BTreeMap<&str, Vec<(u32, Ipv4Addr, u16)>> = BTreeMap::new();
         for (map, slot, addr, port) in self.services.values().flat_map(|s| s.endpoints.iter()) {
@@ -266,9 +283,9 @@ impl Ruleset {
         for (map, slots) in endpoints {
             let mut elements =
                 (slots.into_iter()).map(|(slot, addr, port)| (Key::Slot(slot), Some(Value::Target(addr, port))));
-            statements(map, &mut elements);
+            statements(map, &mut elements)?;
         }
-        out
+        Ok(out.bytes)
     }
 
     /// One transaction from `self` (what the kernel has) to `new`; `None` when nothing changed. New chains are
@@ -598,6 +615,24 @@ impl fmt::Display for Change<'_> {
     }
 }
 
+/// An `io::Write` that counts what it passes on.
+struct Counted<'a> {
+    inner: &'a mut dyn io::Write,
+    bytes: usize,
+}
+
+impl io::Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The nft script of `changes`, one statement a line.
 pub fn script(changes: &[Change]) -> String {
     let mut out = String::new();
@@ -630,8 +665,7 @@ mod tests {
     }
 
     fn ruleset(services: &[(&str, &Arc<ServiceRules>)]) -> Ruleset {
-        let services: BTreeMap<Arc<str>, Arc<ServiceRules>> =
-            services.iter().map(|(n, s)| (Arc::from(*n), Arc::clone(s))).collect();
+        let services: Services = services.iter().map(|(n, s)| (Arc::from(*n), Arc::clone(s))).collect();
         let mut claims = Claims::default();
         for (id, rules) in &services {
             claims.add(id, rules);

@@ -38,6 +38,8 @@ fn full_then_incremental_then_recovery() {
         let mut proxier = Proxier::new();
         let first = proxier.sync(plan(&snapshot("10.244.1.5"), &ctx)).unwrap();
         assert!(first.full);
+        let text = plan(&snapshot("10.244.1.5"), &ctx).full();
+        assert_eq!(first.script, text.len(), "the whole table, streamed into nft");
         assert!(listing().contains("0 : 10.244.1.5 . 8080"));
         let same = proxier.sync(plan(&snapshot("10.244.1.5"), &ctx)).unwrap();
         assert_eq!(same.script, 0, "nothing changed, nothing sent");

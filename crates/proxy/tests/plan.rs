@@ -331,3 +331,79 @@ fn planning_change_by_change_ends_where_planning_from_nothing_does() {
     let again = check(&mut planner, &anew, "whole snapshot");
     assert!(back.services.iter().all(|(id, s)| Arc::ptr_eq(s, &again.services[id])));
 }
+
+#[test]
+fn a_change_of_every_service_is_applied_in_parts_and_ends_where_planning_from_nothing_does() {
+    use weft_model::{Object, Snapshot};
+    let ctx = weft_proxy::Context {
+        node: "node-1".into(),
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+    };
+    let objects = weft_model::parse(CHURN, "churn").unwrap();
+    let before = Arc::new(Snapshot::new(1, objects.clone()));
+    let mut planner = weft_proxy::Planner::default();
+    // The first plan is whole whatever the part: its ruleset replaces the whole table.
+    let mut parts = Vec::new();
+    let keep = |r: Ruleset| {
+        parts.push(r);
+        Ok::<(), ()>(())
+    };
+    planner.plan_in_parts(&before, &ctx, 1, keep).unwrap();
+    assert_eq!(parts.len(), 1);
+    let mut applied = parts.remove(0);
+    // A relist after which every object is a new version, every endpoint on a new address.
+    let relisted = |version: &str, net: &str| {
+        let objects = objects.iter().cloned().map(|mut o| {
+            if let Object::EndpointSlice(s) = &mut o {
+                for e in &mut s.endpoints {
+                    e.addresses = vec![e.addresses[0].replace("10.244.", net)];
+                }
+            }
+            o.meta_mut().resource_version = Some(version.into());
+            o
+        });
+        Arc::new(Snapshot::new(2, objects.collect::<Vec<_>>()))
+    };
+    let after = relisted("2", "10.245.");
+    let replaced = Arc::downgrade(&before);
+    drop(before);
+    let mut steps = 0;
+    planner
+        .plan_in_parts(&after, &ctx, 1, |desired| {
+            steps += 1;
+            assert!(
+                replaced.upgrade().is_none(),
+                "the versions the relist replaced are not held while it is planned"
+            );
+            let replanned = (desired.services.iter())
+                .filter(|(id, s)| !applied.services.get(*id).is_some_and(|a| Arc::ptr_eq(a, s)))
+                .count();
+            assert_eq!(replanned, 1, "one Service per part");
+            applied = desired;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    assert_eq!(steps, 4, "every Service, one at a time");
+    let fresh = weft_proxy::plan(&after, &ctx);
+    assert_eq!(behaviour(&applied), behaviour(&fresh));
+    assert_eq!(applied.elements, fresh.elements);
+    assert_eq!(applied.udp_endpoints, fresh.udp_endpoints);
+    // An apply that fails stops the parts; the next plan goes on with the Services not planned yet.
+    let again = relisted("3", "10.246.");
+    let mut tries = 0;
+    let failing = planner.plan_in_parts(&again, &ctx, 3, |_| {
+        tries += 1;
+        Err("the kernel refused")
+    });
+    assert_eq!((failing, tries), (Err("the kernel refused"), 1));
+    let mut rest = Vec::new();
+    let keep = |r: Ruleset| {
+        rest.push(r);
+        Ok::<(), ()>(())
+    };
+    planner.plan_in_parts(&again, &ctx, 3, keep).unwrap();
+    assert_eq!(rest.len(), 1, "the one Service left");
+    let fresh = weft_proxy::plan(&again, &ctx);
+    assert_eq!(behaviour(&rest[0]), behaviour(&fresh));
+    assert_eq!(rest[0].elements, fresh.elements);
+}

@@ -1,10 +1,11 @@
 //! `weft bench agent-memory`: what the node agent holds at N Services × E endpoints. The lab's API server with its
 //! store runs in this process (no root); a child process follows it as the agent does (`KubeSource` with the
 //! agent's kinds and its projection of them, then the service proxy's and NetworkPolicy's plans for one node, and
-//! what the proxy's applier holds and writes: the ruleset last applied and each transaction's text, without the
-//! kernel) and reports its peak RSS after the first list, after the first plans, and again after every
-//! EndpointSlice changed in one commit (more changes than the lab API's change log keeps: the watch expires and
-//! the watcher relists, the case where a client could hold the cluster twice).
+//! what the proxy's applier holds and writes: the ruleset last applied and each transaction's text, a large
+//! change in parts as the agent applies it, without the kernel) and reports its peak RSS after the first list,
+//! after the first plans, and again after every EndpointSlice changed in one commit (more changes than the lab
+//! API's change log keeps: the watch expires and the watcher relists, the case where a client could hold the
+//! cluster twice).
 
 use super::api::object;
 use anyhow::{Context, Result, anyhow};
@@ -115,17 +116,21 @@ fn follow(kubeconfig: &std::path::Path) -> Result<()> {
     // As the applier: the whole table first, then the ruleset applied kept to diff the next one against.
     let mut applied = planner.plan(&first, &ctx);
     let counts = applied.counts();
-    let mut written = applied.full().len();
+    // Streamed into nft by the agent, into nothing here.
+    let mut written = applied.write_full(&mut std::io::sink())?;
     let policy = weft_policy::plan::plan(&weft_policy::Cluster::index(&first), NODE);
+    let planned = super::peak_rss_mb();
+    // From here on the peak of what follows alone (the first plan's full table text is gone by then); before the
+    // line that starts the changes.
+    let since = reset_peak_rss().is_ok();
     println!(
-        "listed {} objects (peak RSS {listed:.1} MB) and planned ({} chains, {} rules, {} map elements; {} policy chains) in {:.1} s: peak RSS {:.1} MB",
+        "listed {} objects (peak RSS {listed:.1} MB) and planned ({} chains, {} rules, {} map elements; {} policy chains) in {:.1} s: peak RSS {planned:.1} MB",
         first.len(),
         counts.0,
         counts.1,
         counts.2,
         policy.chains.len(),
         started.elapsed().as_secs_f64(),
-        super::peak_rss_mb()
     );
     let marker = Key::new("Service", Some("default"), MARKER);
     let started = Instant::now();
@@ -151,12 +156,17 @@ fn follow(kubeconfig: &std::path::Path) -> Result<()> {
                 continue;
             }
         }
-        let desired = planner.plan(&snap, &ctx);
-        written += weft_proxy::ruleset::script(&applied.changes(&desired)).len();
-        applied = desired;
+        // As the agent's sync: a large change planned and applied in parts.
+        let applied_part = |desired: weft_proxy::Ruleset| -> Result<(), std::convert::Infallible> {
+            written += weft_proxy::ruleset::script(&applied.changes(&desired)).len();
+            applied = desired;
+            Ok(())
+        };
+        let Ok(()) = planner.plan_in_parts(&snap, &ctx, weft_proxy::SERVICES_PER_PART, applied_part);
     }
+    let relist = super::peak_rss_mb();
     println!(
-        "every EndpointSlice changed, applied and planned in {:.1} s ({}; {:.1} MB of nft text in all): peak RSS {:.1} MB",
+        "every EndpointSlice changed, applied and planned in {:.1} s ({}; {:.1} MB of nft text in all): peak RSS {}, the process's {:.1} MB",
         started.elapsed().as_secs_f64(),
         if errors.iter().any(|e| e.contains("Expired")) {
             "the watch expired and was relisted"
@@ -164,9 +174,18 @@ fn follow(kubeconfig: &std::path::Path) -> Result<()> {
             "watch events"
         },
         written as f64 / 1e6,
-        super::peak_rss_mb()
+        match since {
+            true => format!("since the first plan {relist:.1} MB"),
+            false => "since the first plan not known (/proc/self/clear_refs)".to_string(),
+        },
+        relist.max(planned)
     );
     Ok(())
+}
+
+/// Makes this process's peak RSS (VmHWM) its current RSS, so the next reading is the peak of what follows.
+fn reset_peak_rss() -> std::io::Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5")
 }
 
 fn service(i: usize) -> Value {
