@@ -22,6 +22,8 @@ fn config() -> Config {
         domain: "cluster.local".into(),
         workers: 2,
         tcp_idle: Duration::from_secs(10),
+        linger: Duration::ZERO,
+        shared_udp: false,
     }
 }
 
