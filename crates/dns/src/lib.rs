@@ -70,8 +70,6 @@ pub struct Config {
     /// but not a full batch: under load the next batch then gathers more queries (fewer wakeups and system calls
     /// per query), at the cost of at most this much latency; a lone query never waits. Zero: never wait.
     pub linger: Duration,
-    /// Every UDP worker reads one socket, instead of one SO_REUSEPORT socket each.
-    pub shared_udp: bool,
 }
 
 impl Default for Config {
@@ -84,8 +82,7 @@ impl Default for Config {
             domain: "cluster.local".into(),
             workers: 0,
             tcp_idle: Duration::from_secs(10),
-            linger: Duration::ZERO,
-            shared_udp: false,
+            linger: Duration::from_micros(200),
         }
     }
 }
@@ -109,7 +106,7 @@ impl Server {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let sockets = server::bind(config.listen, workers, config.shared_udp).map_err(|source| Error::Bind {
+        let sockets = server::bind(config.listen, workers).map_err(|source| Error::Bind {
             addr: config.listen,
             source,
         })?;

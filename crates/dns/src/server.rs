@@ -182,9 +182,8 @@ pub struct Sockets {
     pub addr: SocketAddr,
 }
 
-/// Binds the sockets; with port 0, one free port for UDP and TCP alike. `shared`: one UDP socket that every
-/// worker reads (a worker that is not running then holds up no query: another takes it).
-pub fn bind(addr: SocketAddr, workers: usize, shared: bool) -> io::Result<Sockets> {
+/// Binds the sockets; with port 0, one free port for UDP and TCP alike.
+pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Sockets> {
     let mut last = None;
     for _ in 0..20 {
         let first = UdpSocket::from(reuseport(addr, libc::SOCK_DGRAM)?);
@@ -193,11 +192,7 @@ pub fn bind(addr: SocketAddr, workers: usize, shared: bool) -> io::Result<Socket
             let tcp = TcpListener::from(reuseport(bound, libc::SOCK_STREAM)?);
             let mut udp = vec![first.try_clone()?];
             for _ in 1..workers.max(1) {
-                udp.push(if shared {
-                    first.try_clone()?
-                } else {
-                    UdpSocket::from(reuseport(bound, libc::SOCK_DGRAM)?)
-                });
+                udp.push(UdpSocket::from(reuseport(bound, libc::SOCK_DGRAM)?));
             }
             Ok(Sockets { udp, tcp, addr: bound })
         })();

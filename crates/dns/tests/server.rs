@@ -23,7 +23,6 @@ fn config() -> Config {
         workers: 2,
         tcp_idle: Duration::from_secs(10),
         linger: Duration::ZERO,
-        shared_udp: false,
     }
 }
 
