@@ -176,9 +176,15 @@ pub fn udp_limit(req: &Message) -> usize {
 /// Handles one packet. `table` is `None` until the first complete snapshot; `zone` is the cluster domain
 /// (lowercase, no trailing dot); `udp` selects the size limit.
 pub fn handle(table: Option<&Table>, zone: &str, packet: &[u8], udp: bool) -> Handled {
-    if let Some(w) = table.and_then(|t| crate::direct::answer(t, packet, udp)) {
+    handle_into(table, zone, packet, udp, Vec::new())
+}
+
+/// `handle`, with the answer of the direct path written into `buf` (whose capacity a caller that answers many
+/// packets keeps from one to the next: the reply is `buf` itself then).
+pub fn handle_into(table: Option<&Table>, zone: &str, packet: &[u8], udp: bool, mut buf: Vec<u8>) -> Handled {
+    if let Some(w) = table.and_then(|t| crate::direct::answer(t, packet, udp, &mut buf)) {
         return Handled {
-            outcome: Outcome::Reply(w.bytes),
+            outcome: Outcome::Reply(buf),
             qtype: Some(w.qtype),
             rcode: Some(w.rcode),
         };

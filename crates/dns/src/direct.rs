@@ -1,20 +1,19 @@
 //! The common question answered straight from the wire: one A or AAAA question in the cluster domain (what a
 //! cluster asks most, search-path NXDOMAINs included) is read without building a `Message`, and the answer is
 //! the question copied back with the address records (owner: a pointer to the question's name) or the SOA
-//! after it. Nothing is allocated but the answer itself. Anything else (other types or classes, a compressed or
-//! unusual question name, EDNS other than a plain version-0 OPT, an answer over the size limit) returns `None`
-//! and takes the general path of `answer::handle`, which gives the same answers (tests below compare both).
+//! after it, written into a buffer the caller passes (a UDP worker reuses its buffers, so nothing is allocated).
+//! Anything else (other types or classes, a compressed or unusual question name, EDNS other than a plain
+//! version-0 OPT, an answer over the size limit) returns `None` and takes the general path of `answer::handle`,
+//! which gives the same answers (tests below compare both).
 
 use crate::answer::{OUR_PAYLOAD, TCP_LIMIT};
 use crate::records::{Direct, Table};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use std::net::IpAddr;
 
-/// An answer written by `answer`.
+/// What `answer` wrote, for the metrics.
 #[derive(Debug)]
 pub struct Written {
-    pub bytes: Vec<u8>,
     pub qtype: RecordType,
     pub rcode: ResponseCode,
 }
@@ -28,8 +27,9 @@ fn u16_at(packet: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(packet.get(at..at + 2)?.try_into().ok()?))
 }
 
-/// Answers `packet` from `table` when it is the common question (see the module); `udp` selects the size limit.
-pub fn answer(table: &Table, packet: &[u8], udp: bool) -> Option<Written> {
+/// Answers `packet` from `table` into `out` (cleared first) when it is the common question (see the module);
+/// `udp` selects the size limit. On `None`, `out` holds nothing of use.
+pub fn answer(table: &Table, packet: &[u8], udp: bool, out: &mut Vec<u8>) -> Option<Written> {
     // A query (QR 0), opcode QUERY, nothing set but RD; one question, nothing else but an optional OPT.
     let header = packet.get(..12)?;
     if header[2] & 0xfe != 0
@@ -85,27 +85,19 @@ pub fn answer(table: &Table, packet: &[u8], udp: bool) -> Option<Written> {
         (true, None) => 512,
     };
 
-    let mut out = Vec::with_capacity(question.end + 64);
+    out.clear();
     out.extend_from_slice(&[0; 12]);
     out.extend_from_slice(&packet[question.clone()]);
     let mut answers: u16 = 0;
     let ttl = table.ttl().to_be_bytes();
-    let found = table.direct(qname, qtype, |ip| {
+    let found = table.direct(qname, qtype, |address| {
         answers += 1;
         // Owner: a pointer to the question's name at offset 12, type and class as asked.
         out.extend_from_slice(&[0xc0, 12]);
         out.extend_from_slice(&packet[at..at + 4]);
         out.extend_from_slice(&ttl);
-        match ip {
-            IpAddr::V4(v4) => {
-                out.extend_from_slice(&4u16.to_be_bytes());
-                out.extend_from_slice(&v4.octets());
-            }
-            IpAddr::V6(v6) => {
-                out.extend_from_slice(&16u16.to_be_bytes());
-                out.extend_from_slice(&v6.octets());
-            }
-        }
+        out.extend_from_slice(&(address.len() as u16).to_be_bytes());
+        out.extend_from_slice(address);
     })?;
     let (rcode, authority) = match found {
         Direct::Answered => (ResponseCode::NoError, 0u16),
@@ -136,11 +128,7 @@ pub fn answer(table: &Table, packet: &[u8], udp: bool) -> Option<Written> {
     out[6..8].copy_from_slice(&answers.to_be_bytes());
     out[8..10].copy_from_slice(&authority.to_be_bytes());
     out[10..12].copy_from_slice(&u16::from(edns.is_some()).to_be_bytes());
-    Some(Written {
-        bytes: out,
-        qtype,
-        rcode,
-    })
+    Some(Written { qtype, rcode })
 }
 
 /// The payload size of a version-0 OPT record that is the packet's last record at `at`.
@@ -209,19 +197,18 @@ mod tests {
         for (name, ty) in cases {
             for edns in [None, Some(4096), Some(100)] {
                 let q = query(name, ty, edns);
-                let fast = answer(&t, &q, true).unwrap_or_else(|| panic!("{name} {ty} {edns:?} not fast"));
+                // A reused buffer: what it held before does not show.
+                let mut bytes = vec![0xff; 700];
+                let fast = answer(&t, &q, true, &mut bytes).unwrap_or_else(|| panic!("{name} {ty} {edns:?} not fast"));
                 let slow = general(&t, &q, true);
-                let (f, s) = (
-                    Message::from_vec(&fast.bytes).unwrap(),
-                    Message::from_vec(&slow).unwrap(),
-                );
+                let (f, s) = (Message::from_vec(&bytes).unwrap(), Message::from_vec(&slow).unwrap());
                 assert_eq!(f, s, "{name} {ty} {edns:?}");
                 assert_eq!(Some(fast.rcode), Some(s.metadata.response_code));
                 // And through `handle`, which takes the fast path first.
                 let Outcome::Reply(via) = handle(Some(&t), "cluster.local", &q, true).outcome else {
                     panic!()
                 };
-                assert_eq!(via, fast.bytes);
+                assert_eq!(via, bytes);
             }
         }
     }
@@ -236,17 +223,23 @@ mod tests {
             ("example.org", RecordType::A),
             ("20.0.96.10.in-addr.arpa", RecordType::A),
         ] {
-            assert!(answer(&t, &query(name, ty, None), true).is_none(), "{name} {ty}");
+            assert!(
+                answer(&t, &query(name, ty, None), true, &mut Vec::new()).is_none(),
+                "{name} {ty}"
+            );
         }
         let mut v1 = query("web.default.svc.cluster.local", RecordType::A, Some(1232));
         let opt = v1.len() - 11;
         v1[opt + 6] = 1;
-        assert!(answer(&t, &v1, true).is_none(), "EDNS version 1");
+        assert!(answer(&t, &v1, true, &mut Vec::new()).is_none(), "EDNS version 1");
         let mut trailing = query("web.default.svc.cluster.local", RecordType::A, None);
         trailing.push(0);
-        assert!(answer(&t, &trailing, true).is_none());
+        assert!(answer(&t, &trailing, true, &mut Vec::new()).is_none());
         for cut in 0..trailing.len() - 1 {
-            assert!(answer(&t, &trailing[..cut], true).is_none(), "cut at {cut}");
+            assert!(
+                answer(&t, &trailing[..cut], true, &mut Vec::new()).is_none(),
+                "cut at {cut}"
+            );
         }
     }
 }

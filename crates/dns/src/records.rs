@@ -6,6 +6,7 @@
 //! non-terminal answers NODATA, not NXDOMAIN), as do `svc.<zone>`, `pod.<zone>` and `<ns>.svc|pod.<zone>` of every
 //! namespace.
 
+use crate::index::{self, Index};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
@@ -98,6 +99,8 @@ pub struct Table {
     namespaces: HashSet<Box<str>>,
     soa: Record,
     soa_wire: Box<[u8]>,
+    /// The names of the zone packed for `direct`.
+    index: Index,
 }
 
 fn name(s: &str) -> Name {
@@ -282,6 +285,7 @@ impl Table {
             zone,
             ttl,
             revision: snapshot.revision,
+            index: direct_index(&nodes),
             nodes,
             namespaces,
             soa_wire: uncompressed(&soa),
@@ -371,38 +375,42 @@ impl Table {
     }
 
     /// An A or AAAA question in the zone answered without building records, for answers written straight to
-    /// the wire (`crate::direct`): each address is passed to `emit`. `None` for everything else (other types,
-    /// names outside the zone, CNAMEs), which `lookup_as` answers.
-    pub fn direct(&self, qname: &str, qtype: RecordType, mut emit: impl FnMut(IpAddr)) -> Option<Direct> {
-        if !matches!(qtype, RecordType::A | RecordType::AAAA) || is_reverse(qname) || !self.in_zone(qname) {
+    /// the wire (`crate::direct`): each address is passed to `emit` (4 or 16 bytes). `None` for everything else
+    /// (other types, names outside the zone, CNAMEs), which `lookup_as` answers.
+    pub fn direct(&self, qname: &str, qtype: RecordType, mut emit: impl FnMut(&[u8])) -> Option<Direct> {
+        if !matches!(qtype, RecordType::A | RecordType::AAAA)
+            || is_reverse(qname)
+            || !self.in_zone(qname)
+            || !self.index.complete()
+        {
             return None;
         }
-        let wanted = |ip: &IpAddr| (qtype == RecordType::A) == ip.is_ipv4();
-        let Some(node) = self.nodes.get(qname) else {
+        let v4 = qtype == RecordType::A;
+        let Some(entry) = self.index.get(qname.as_bytes()) else {
             return Some(match self.pod_address(qname) {
-                Some(ip) if wanted(&ip) => {
-                    emit(ip);
+                Some(IpAddr::V4(ip)) if v4 => {
+                    emit(&ip.octets());
+                    Direct::Answered
+                }
+                Some(IpAddr::V6(ip)) if !v4 => {
+                    emit(&ip.octets());
                     Direct::Answered
                 }
                 Some(_) => Direct::NoData,
                 None => Direct::NxDomain,
             });
         };
-        let mut answered = false;
-        for r in &node.records {
-            let ip = match r {
-                Data::A(v4) => IpAddr::V4(*v4),
-                Data::Aaaa(v6) => IpAddr::V6(*v6),
-                // A CNAME is chased (or forwarded) by `lookup_as`.
-                Data::Cname(_) => return None,
-                _ => continue,
-            };
-            if wanted(&ip) {
-                emit(ip);
-                answered = true;
-            }
+        // A CNAME is chased (or forwarded) by `lookup_as`.
+        if entry.general {
+            return None;
         }
-        Some(if answered { Direct::Answered } else { Direct::NoData })
+        let (addresses, width) = if v4 { (entry.v4, 4) } else { (entry.v6, 16) };
+        addresses.chunks_exact(width).for_each(emit);
+        Some(if addresses.is_empty() {
+            Direct::NoData
+        } else {
+            Direct::Answered
+        })
     }
 
     /// The zone's SOA record in wire format (names uncompressed), for the authority section of negative answers
@@ -489,6 +497,28 @@ impl Table {
         }
         Lookup::Answer { answers, additionals }
     }
+}
+
+/// The index `Table::direct` answers from: every name in the zone (reverse names are never answered there) with
+/// its addresses in record order; a name that owns a CNAME is marked for the general path.
+fn direct_index(nodes: &HashMap<Box<str>, Node>) -> Index {
+    let mut b = index::Builder::default();
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for (name, node) in nodes.iter().filter(|(name, _)| !is_reverse(name)) {
+        v4.clear();
+        v6.clear();
+        let mut cname = false;
+        for r in &node.records {
+            match r {
+                Data::A(ip) => v4.push(*ip),
+                Data::Aaaa(ip) => v6.push(*ip),
+                Data::Cname(_) => cname = true,
+                _ => {}
+            }
+        }
+        b.add(name, cname, &v4, &v6);
+    }
+    b.finish()
 }
 
 fn service(b: &mut Builder, svc: &Service, owner: &str, slices: &[&EndpointSlice]) {

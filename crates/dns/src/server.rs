@@ -2,7 +2,7 @@
 //! acceptor with a thread per connection, and the table they answer from behind a generation counter (each worker
 //! re-reads the shared table only when the generation moved, so the hot path takes no lock).
 
-use crate::answer::{Outcome, TCP_LIMIT, handle};
+use crate::answer::{Outcome, TCP_LIMIT, handle, handle_into};
 use crate::forward::{Client, Forwarder};
 use crate::metrics::{Metrics, Worker};
 use crate::mmsg::Batch;
@@ -208,14 +208,17 @@ pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Sockets> {
 /// Datagrams taken per `recvmmsg` (see `mmsg`).
 const BATCH: usize = 32;
 
-/// An answer waiting for the batch's `sendmmsg`: the datagram's index in the batch, its bytes, and what the
-/// metrics count once it is sent.
-type Reply = (usize, Vec<u8>, Option<RecordType>, Option<ResponseCode>);
+/// An answer waiting for the batch's `sendmmsg`: the datagram's index in the batch (its bytes are that slot of the
+/// worker's answer buffers), and what the metrics count once it is sent.
+type Reply = (usize, Option<RecordType>, Option<ResponseCode>);
 
-/// One UDP worker: receive a batch, answer it, send the answers in one call, forever.
-pub fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, metrics: Arc<Worker>) {
+/// One UDP worker: receive a batch, answer it, send the answers in one call, forever. The answers are written
+/// into buffers kept from batch to batch. After a batch of more than one query but less than a full one, waits
+/// `linger` (if not zero) before the next (`Config::linger`).
+pub fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, metrics: Arc<Worker>, linger: Duration) {
     let fd = sock.as_raw_fd();
     let mut batch = Batch::new(BATCH);
+    let mut answers: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(512)).collect();
     let mut replies: Vec<Reply> = Vec::with_capacity(BATCH);
     let mut view = View::new();
     loop {
@@ -228,15 +231,16 @@ pub fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, metrics: Arc<Worker
             }
         };
         let started = Instant::now();
-        for i in 0..n {
+        for (i, buf) in answers.iter_mut().enumerate().take(n) {
             let packet = batch.packet(i);
-            let h = handle(view.get(&shared), &shared.zone, packet, true);
+            let h = handle_into(view.get(&shared), &shared.zone, packet, true, std::mem::take(buf));
             match h.outcome {
                 Outcome::Reply(bytes) => {
                     if bytes.len() > 2 && bytes[2] & 0x02 != 0 {
                         shared.metrics.truncated.fetch_add(1, Ordering::Relaxed);
                     }
-                    replies.push((i, bytes, h.qtype, h.rcode));
+                    *buf = bytes;
+                    replies.push((i, h.qtype, h.rcode));
                 }
                 Outcome::Forward(f) => {
                     let Some(peer) = batch.peer(i) else { continue };
@@ -251,10 +255,13 @@ pub fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, metrics: Arc<Worker
                 Outcome::Drop => metrics.query(None, None, started.elapsed()),
             }
         }
-        batch.send(fd, replies.iter().map(|(i, bytes, ..)| (*i, bytes.as_slice())));
+        batch.send(fd, replies.iter().map(|&(i, ..)| (i, answers[i].as_slice())));
         let took = started.elapsed();
-        for (_, _, qtype, rcode) in replies.drain(..) {
+        for (_, qtype, rcode) in replies.drain(..) {
             metrics.query(qtype, rcode, took);
+        }
+        if !linger.is_zero() && n > 1 && n < BATCH {
+            std::thread::sleep(linger);
         }
     }
 }

@@ -22,6 +22,8 @@ fn config() -> Config {
         domain: "cluster.local".into(),
         workers: 2,
         tcp_idle: Duration::from_secs(10),
+        // As served: workers linger after a partial batch.
+        linger: Config::default().linger,
     }
 }
 
@@ -142,6 +144,29 @@ fn the_specification_records() {
 
     let m = udp(a, "10-244-3-4.default.pod.cluster.local.", RecordType::A, None);
     assert_eq!(datas(&m), vec!["10.244.3.4"]);
+}
+
+#[test]
+fn a_burst_is_answered_in_full_by_lingering_workers() {
+    let s = serve();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut sent = std::collections::BTreeSet::new();
+    for i in 0..100u16 {
+        let mut req = request("web.default.svc.cluster.local.", RecordType::A, None);
+        req.metadata.id = i;
+        sock.send_to(&req.to_vec().unwrap(), s.addr).unwrap();
+        sent.insert(i);
+    }
+    let mut buf = vec![0u8; 1500];
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < sent.len() {
+        let n = sock.recv(&mut buf).expect("every query of the burst answered");
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(datas(&m), vec!["10.96.0.20"]);
+        answered.insert(m.metadata.id);
+    }
+    assert_eq!(answered, sent);
 }
 
 #[test]

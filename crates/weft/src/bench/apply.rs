@@ -103,7 +103,7 @@ pub(super) fn synced(paths: &Paths, node: &str) -> u64 {
 }
 
 /// CPU seconds (user and system) of the children this process has waited for.
-fn children_cpu() -> f64 {
+pub(super) fn children_cpu() -> f64 {
     use nix::sys::resource::{UsageWho, getrusage};
     getrusage(UsageWho::RUSAGE_CHILDREN).map_or(f64::NAN, |u| {
         let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
@@ -112,17 +112,19 @@ fn children_cpu() -> f64 {
 }
 
 /// CPU seconds (user and system) of a running process, from /proc/PID/stat.
-pub(super) fn process_cpu(pid: i32) -> f64 {
+fn process_cpu(pid: i32) -> f64 {
+    process_times(pid).map_or(f64::NAN, |(user, system)| user + system)
+}
+
+/// CPU seconds of a running process in user space and in the kernel, from /proc/PID/stat.
+pub(super) fn process_times(pid: i32) -> Option<(f64, f64)> {
     // SAFETY: sysconf reads a constant of the system; it has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // The fields after the command name, which is in parentheses and may hold spaces.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / ticks)
-        })
-        .unwrap_or(f64::NAN)
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |i: usize| Some(fields.get(i)?.parse::<f64>().ok()? / ticks);
+    Some((field(11)?, field(12)?))
 }
 
 /// Runs the real kubectl against the lab, returning its standard output.
