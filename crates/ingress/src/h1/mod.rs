@@ -75,7 +75,7 @@ pub(crate) async fn read_into<S: AsyncRead + Unpin + ?Sized>(io: &mut S, buf: &m
 
 /// What came of waiting for a request head.
 enum Next {
-    Head(parse::Head),
+    Head(Box<parse::Head>),
     /// The client closed (or the stream failed) between requests.
     Closed,
     /// A head the connection answers with this status and closes after.
@@ -168,12 +168,12 @@ fn release(buf: &mut BytesMut) {
 /// One request and its response.
 async fn exchange<S: Io + 'static>(
     state: Arc<Mutex<State<S>>>,
-    head: parse::Head,
+    head: Box<parse::Head>,
     proxy: &Proxy,
     conn: &Conn,
     stopping: bool,
 ) -> After {
-    let parse::Head { mut parts, framing } = head;
+    let parse::Head { mut parts, framing } = *head;
     let version = parts.version;
     let mode = write::Mode {
         head_request: parts.method == Method::HEAD,

@@ -19,7 +19,7 @@ pub(super) struct Head {
 pub(super) enum Parsed {
     /// Not all of the head has come yet.
     Partial,
-    Head(Head),
+    Head(Box<Head>),
     /// Answered with this status, then the connection closes: 400 for a malformed head, 431 for too large a one.
     Refused(StatusCode),
 }
@@ -76,28 +76,25 @@ pub(super) fn head(buf: &mut BytesMut) -> Parsed {
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
-    Parsed::Head(Head { parts, framing })
+    Parsed::Head(Box::new(Head { parts, framing }))
 }
 
 /// How the request's body is framed; none for a head that cannot be trusted to say (a Transfer-Encoding that does
 /// not end in chunked, on HTTP/1.0, or beside a Content-Length; Content-Lengths that disagree): such requests are
 /// how requests are smuggled past proxies, and are refused.
 fn framing(version: Version, headers: &HeaderMap) -> Option<Framing> {
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
-    if codings.peek().is_some() {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if headers.contains_key(header::TRANSFER_ENCODING) {
         if version == Version::HTTP_10 || headers.contains_key(header::CONTENT_LENGTH) {
             return None;
         }
-        let mut last = None;
-        for value in codings {
-            last = value
-                .to_str()
-                .ok()?
-                .split(',')
-                .map(str::trim)
-                .last()
-                .map(str::to_string);
-        }
+        let last = codings
+            .next_back()?
+            .to_str()
+            .ok()?
+            .split(',')
+            .map(str::trim)
+            .next_back();
         return last
             .filter(|c| c.eq_ignore_ascii_case("chunked"))
             .map(|_| Framing::Chunked);

@@ -56,7 +56,11 @@ pub(super) async fn response<S: Io + ?Sized>(
         headers.remove(header::CONTENT_LENGTH);
         Framing::None
     } else if mode.head_request || status == StatusCode::NOT_MODIFIED {
-        // The Content-Length (if any) is the one a GET would have had.
+        // The Content-Length is the one a GET would have had: the upstream's, or the size of a body of the proxy's.
+        let length = body.size_hint().exact().filter(|&n| n > 0);
+        if let Some(n) = length.filter(|_| !headers.contains_key(header::CONTENT_LENGTH)) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
         Framing::None
     } else if let Some(n) = body.size_hint().exact() {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
@@ -218,6 +222,117 @@ async fn flush<S: Io + ?Sized>(state: &Mutex<State<S>>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::BoxError;
+    use crate::h1::body::Decoder;
+    use bytes::BytesMut;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Frame;
+    use std::task::Context;
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    /// A stream that keeps each write (a vectored one as one).
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl AsyncRead for Writes {
+        fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Writes {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let write: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = write.len();
+            self.0.push(write);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The writes `response` makes, as text, and whether the connection stays open after it.
+    async fn written(response: Response<Body>, version: Version, head_request: bool) -> (Vec<String>, bool) {
+        let state = Mutex::new(State {
+            buf: BytesMut::new(),
+            decoder: Decoder::Done,
+            expect: b"",
+            io: Writes::default(),
+        });
+        let mode = Mode {
+            head_request,
+            version,
+            keep_alive: true,
+        };
+        let open = super::response(&state, response, mode).await.unwrap();
+        let writes = lock(&state)
+            .io
+            .0
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        (writes, open)
+    }
+
+    fn full(text: &'static str) -> Response<Body> {
+        Response::new(
+            Full::new(Bytes::from_static(text.as_bytes()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_small_response_is_one_write_with_its_length() {
+        let (writes, open) = written(full("hello"), Version::HTTP_11, false).await;
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        assert!(writes[0].starts_with("HTTP/1.1 200 OK\r\n"), "{writes:?}");
+        assert!(writes[0].contains("content-length: 5\r\n"), "{writes:?}");
+        assert!(writes[0].contains("date: "), "{writes:?}");
+        assert!(writes[0].ends_with("\r\n\r\nhello"), "{writes:?}");
+        assert!(open);
+        // HEAD: the length a GET would have, no body.
+        let (writes, _) = written(full("hello"), Version::HTTP_11, true).await;
+        assert!(writes[0].contains("content-length: 5\r\n") && writes[0].ends_with("\r\n\r\n"));
+    }
+
+    #[tokio::test]
+    async fn a_body_of_unknown_size_goes_chunked_or_until_close_for_http_1_0() {
+        let unsized_body = || {
+            let chunks = ["hello", " world"].map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c.as_bytes()))));
+            Response::new(http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync())
+        };
+        let (writes, open) = written(unsized_body(), Version::HTTP_11, false).await;
+        let all = writes.concat();
+        assert!(all.contains("transfer-encoding: chunked\r\n"), "{all}");
+        assert!(all.ends_with("\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "{all}");
+        assert!(open);
+        let (writes, open) = written(unsized_body(), Version::HTTP_10, false).await;
+        let all = writes.concat();
+        assert!(
+            all.contains("connection: close\r\n") && all.ends_with("\r\n\r\nhello world"),
+            "{all}"
+        );
+        assert!(!open);
+    }
 
     #[test]
     fn chunk_sizes_are_hex_lines() {
