@@ -16,7 +16,7 @@ use crate::graceful::Watcher;
 use crate::proxy::{self, Conn, Proxy};
 use crate::upgrade::{self, Io, Upgraded};
 use body::Decoder;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderMap};
 use http::{Method, Request, StatusCode, Version};
 use std::cell::RefCell;
@@ -227,13 +227,8 @@ struct Tunnel<S: ?Sized>(Arc<Mutex<State<S>>>);
 impl<S: Io + ?Sized> AsyncRead for Tunnel<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let mut state = lock(&self.0);
-        if state.buf.is_empty() {
-            return Pin::new(&mut state.io).poll_read(cx, buf);
-        }
-        let n = state.buf.len().min(buf.remaining());
-        buf.put_slice(&state.buf[..n]);
-        state.buf.advance(n);
-        Poll::Ready(Ok(()))
+        let state = &mut *state;
+        crate::proxy_protocol::poll_read_after(&mut state.buf, &mut state.io, cx, buf)
     }
 }
 
