@@ -525,6 +525,15 @@ async fn http1_pipelining_bodies_continue_and_closing() {
     assert!(at("body=hello world\n") < at("body=abc\n"));
     assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 3, "{answer}");
     assert!(answer.contains("connection: close\r\n"), "{answer}");
+    // A body the proxy does not read (no route: 404) is read past, and the connection serves the next request.
+    let answer = exchange(
+        http,
+        b"POST /x HTTP/1.1\r\nHost: nowhere.example\r\nContent-Length: 5\r\n\r\nhello\
+          GET /app/after HTTP/1.1\r\nHost: h1.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+    assert!(answer.contains("path=/app/after"), "{answer}");
     // HTTP/1.0: closed after the response unless the client asks to keep it.
     let answer = exchange(http, b"GET /app/old HTTP/1.0\r\nHost: h1.example\r\n\r\n").await;
     assert!(

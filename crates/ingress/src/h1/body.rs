@@ -3,14 +3,14 @@
 //! the proxy never takes is never read (and its connection then closes); `Expect: 100-continue` is answered when
 //! it is first polled.
 
-use super::{State, lock, poll_read_into, release};
+use super::{SKIP_BYTES, State, lock, poll_read_into, release};
 use crate::upgrade::Io;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 /// The longest chunk-size line (with its extensions) or trailer line read.
 const MAX_LINE: usize = 8 << 10;
@@ -116,6 +116,20 @@ impl HttpBody for Body {
 }
 
 impl<S: Io + ?Sized> State<S> {
+    /// Reads past what has come of an unread body, up to `SKIP_BYTES`, without waiting for more; never asks for
+    /// it with `100 Continue`.
+    pub(super) fn skip_body(&mut self) {
+        self.expect = b"";
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut skipped = 0;
+        while skipped < SKIP_BYTES {
+            match self.poll_body(&mut cx) {
+                Poll::Ready(Ok(Some(data))) => skipped += data.len() as u64,
+                _ => break,
+            }
+        }
+    }
+
     /// The body's next bytes; none at its end.
     fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, BodyError>> {
         while !self.expect.is_empty() {

@@ -27,6 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// The most of an unread request body skipped so that its connection can carry the next request.
+const SKIP_BYTES: u64 = 64 << 10;
+
 /// The most one read takes (the scratch buffer's size).
 const SCRATCH_BYTES: usize = 64 << 10;
 
@@ -124,7 +127,7 @@ pub(crate) async fn serve<S: Io + 'static>(
             }
         };
         let stopping = watcher.is_stopping();
-        match Box::pin(exchange(state.clone(), head, &proxy, &conn, stopping)).await {
+        match Box::pin(exchange(&state, head, &proxy, &conn, stopping)).await {
             After::Again => {}
             After::Close => break,
             After::Switched => return,
@@ -167,7 +170,7 @@ fn release(buf: &mut BytesMut) {
 
 /// One request and its response.
 async fn exchange<S: Io + 'static>(
-    state: Arc<Mutex<State<S>>>,
+    state: &Arc<Mutex<State<S>>>,
     head: Box<parse::Head>,
     proxy: &Proxy,
     conn: &Conn,
@@ -192,22 +195,27 @@ async fn exchange<S: Io + 'static>(
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     {
-        let mut state = lock(&state);
+        let mut state = lock(state);
         state.decoder = Decoder::new(framing);
         state.expect = if expects { CONTINUE } else { b"" };
     }
     let shared: Arc<Mutex<State<dyn Io>>> = state.clone();
     let request = Request::from_parts(parts, crate::body::Incoming::H1(Body::new(shared, framing)));
     let response = proxy.handle(request, conn).await;
+    // A body the proxy left unread (a 404 to a POST) is read past when it has already come, so that the connection
+    // can carry the next request; one still being sent upstream is the upstream's to read.
+    if Arc::strong_count(state) == 1 {
+        lock(state).skip_body();
+    }
     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let switch = switch.filter(|_| switched);
-    let written = write::response(&state, response, mode).await;
+    let written = write::response(state, response, mode).await;
     match (written, switch) {
         (Ok(_), Some(switch)) => {
-            let _ = switch.send(Upgraded::new(Tunnel(state)));
+            let _ = switch.send(Upgraded::new(Tunnel(state.clone())));
             After::Switched
         }
-        (Ok(true), None) if lock(&state).decoder.is_done() => After::Again,
+        (Ok(true), None) if lock(state).decoder.is_done() => After::Again,
         _ => After::Close,
     }
 }
