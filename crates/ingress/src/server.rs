@@ -169,6 +169,8 @@ pub(crate) async fn connection<S: Io + 'static>(mut stream: S, proxy: Arc<Proxy>
 /// Serves an HTTP/2 connection with hyper; on `stop`, a GOAWAY and its streams finish.
 async fn http2<S: Io + 'static>(stream: S, proxy: Arc<Proxy>, conn: Arc<Conn>, mut watcher: Watcher) {
     let client = conn.client;
+    // The request's future in a box of its own: hyper keeps a stream's future in the connection's state, and the
+    // proxy's is several KiB.
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let (proxy, conn) = (proxy.clone(), conn.clone());
         Box::pin(
