@@ -1,7 +1,8 @@
-//! Bodies on their way through the proxy: the boxed body type both directions use, a body that fails when the
-//! next chunk takes longer than a timeout (nginx's proxy read and send timeouts are between two successive
-//! reads or writes, not for the whole body), and one that tells when it has all been taken (the wait for the
-//! response starts then, not while a long upload is still on its way; a pooled connection goes back then).
+//! Bodies on their way through the proxy: the boxed body type both directions use, a request's body as either
+//! server gives it (`Incoming`), a body that fails when the next chunk takes longer than a timeout (nginx's proxy
+//! read and send timeouts are between two successive reads or writes, not for the whole body), and one that tells
+//! when it has all been taken (the wait for the response starts then, not while a long upload is still on its way;
+//! a pooled connection goes back then).
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -12,6 +13,38 @@ use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// A request's body as its server gives it: hyper's (HTTP/2) or weft's own HTTP/1.1 server's (`h1`).
+pub enum Incoming {
+    Hyper(hyper::body::Incoming),
+    H1(crate::h1::Body),
+}
+
+impl HttpBody for Incoming {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Incoming::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Incoming::H1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Incoming::Hyper(body) => body.is_end_stream(),
+            Incoming::H1(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Incoming::Hyper(body) => body.size_hint(),
+            Incoming::H1(body) => body.size_hint(),
+        }
+    }
+}
 
 /// The error of a body whose next chunk did not come in time.
 #[derive(Debug, thiserror::Error)]

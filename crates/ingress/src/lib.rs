@@ -1,5 +1,5 @@
 //! weft's Ingress controller (`weft ingress`): Ingress objects of its classes become an immutable routing table
-//! (`table`), which an HTTP/1.1 and HTTP/2 reverse proxy with TLS termination serves (`proxy`, `server`, `tls`),
+//! (`table`), which an HTTP/1.1 and HTTP/2 reverse proxy with TLS termination serves (`proxy`, `server` with `h1`, `tls`),
 //! swapped whole on every change of the cluster (`follow`); `status` is what the served Ingresses' status should
 //! say.
 
@@ -14,7 +14,9 @@ pub mod cors;
 pub mod errors;
 pub mod follow;
 pub mod gateway;
+pub mod graceful;
 pub mod guards;
+mod h1;
 pub mod host;
 pub mod metrics;
 pub mod path;
@@ -28,6 +30,7 @@ pub mod server;
 pub mod status;
 pub mod table;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;
 
 pub use table::{Config, Problem, Route, Table, Target};

@@ -12,6 +12,7 @@ use crate::affinity::Attempt;
 use crate::annotations::{Annotations, BackendProtocol};
 use crate::backend::{self, UpstreamClient, Upstreams};
 pub use crate::body::Body;
+use crate::body::Incoming;
 use crate::body::{BoxError, Idle, OnEnd, Stalled};
 use crate::connect;
 use crate::gateway::retry::Retry;
@@ -20,6 +21,7 @@ use crate::path::Kind;
 use crate::path::PathRule;
 use crate::pool::{self, Lease};
 use crate::table::{Table, Target};
+use crate::upgrade::OnUpgrade;
 use crate::upstream::Upstream;
 use crate::{errors, guards, host};
 use arc_swap::ArcSwap;
@@ -27,7 +29,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -301,7 +303,7 @@ impl Proxy {
             .filter(|_| !protocol.http2());
         // gRPC needs `TE: trailers` (the only TE HTTP/2 allows); other TE values are hop-by-hop.
         let trailers = protocol.http2() && asks_for_trailers(request.headers());
-        let mut client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        let mut client_side = upgrade.is_some().then(|| crate::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         forwarded_headers(&mut parts.headers, authority, conn);
         if let Some(host) = &settings.upstream_vhost {
@@ -600,44 +602,45 @@ fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 's
     false
 }
 
-/// Whether the request's TE header names `trailers`.
-fn asks_for_trailers(headers: &HeaderMap) -> bool {
+/// Whether the comma-separated list header `name` (Connection, TE) has `token`, in any case.
+pub(crate) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
-        .get_all(header::TE)
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether the request's TE header names `trailers`.
+fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    has_token(headers, header::TE, "trailers")
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade: PROTOCOL`).
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asked = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = has_token(headers, header::CONNECTION, "upgrade");
     asked.then(|| headers.get(header::UPGRADE).cloned()).flatten()
 }
 
 /// Passes the upstream's 101 to the client (as 200 to an HTTP/2 extended CONNECT) and joins the two
 /// connections once both have switched, byte for byte in both directions until either side closes.
 fn tunnel(
-    mut response: Response<Incoming>,
+    mut response: Response<hyper::body::Incoming>,
     lease: Option<Lease>,
-    client_side: hyper::upgrade::OnUpgrade,
+    client_side: OnUpgrade,
     extended_connect: bool,
 ) -> Response<Body> {
     let upstream_side = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {
-        let (client, upstream) = match (client_side.await, upstream_side.await) {
+        let (mut client, upstream) = match (client_side.wait().await, upstream_side.await) {
             (Ok(client), Ok(upstream)) => (client, upstream),
-            (Err(e), _) | (_, Err(e)) => return tracing::debug!(error = %e, "protocol switch failed"),
+            (Err(e), _) => return tracing::debug!(error = %e, "protocol switch failed on the client's side"),
+            (_, Err(e)) => return tracing::debug!(error = %e, "protocol switch failed on the upstream's side"),
         };
         // The connection is the tunnel's now, never the pool's again.
         drop(lease);
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let mut upstream = TokioIo::new(upstream);
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     });
     let (mut parts, body) = response.into_parts();
@@ -665,7 +668,7 @@ fn misdirected(table: &Table, conn: &Conn, name: &str) -> bool {
 }
 
 /// The request's host as the client wrote it: the HTTP/2 `:authority` (or an absolute URI's), else Host.
-pub(crate) fn authority(request: &Request<Incoming>) -> String {
+pub(crate) fn authority<B>(request: &Request<B>) -> String {
     match request.uri().authority() {
         Some(a) => a.as_str().to_string(),
         None => request

@@ -119,14 +119,25 @@ impl<S> Prefixed<S> {
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if self.prefix.is_empty() {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
-        }
-        let n = self.prefix.len().min(buf.remaining());
-        buf.put_slice(&self.prefix[..n]);
-        self.prefix.advance(n);
-        Poll::Ready(Ok(()))
+        let this = &mut *self;
+        poll_read_after(&mut this.prefix, &mut this.inner, cx, buf)
     }
+}
+
+/// Reads what is left of `prefix`, then from `inner`.
+pub(crate) fn poll_read_after<S: AsyncRead + Unpin + ?Sized>(
+    prefix: &mut BytesMut,
+    inner: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    if prefix.is_empty() {
+        return Pin::new(inner).poll_read(cx, buf);
+    }
+    let n = prefix.len().min(buf.remaining());
+    buf.put_slice(&prefix[..n]);
+    prefix.advance(n);
+    Poll::Ready(Ok(()))
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {

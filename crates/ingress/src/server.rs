@@ -1,19 +1,22 @@
-//! The listeners: plain HTTP and TLS, each connection served by hyper's automatic HTTP/1.1 or HTTP/2 (ALPN `h2`
-//! after TLS; the client's preface on plain connections, i.e. h2c with prior knowledge). On `stop` a listener
-//! closes and lets its connections finish: requests in flight complete, idle keep-alive connections close, HTTP/2
-//! clients get a GOAWAY. With the PROXY protocol on (`Proxy::with_proxy_protocol`), each connection's header
+//! The listeners: plain HTTP and TLS, each connection served as HTTP/2 by hyper when it starts with HTTP/2's
+//! preface (after ALPN `h2` on TLS; h2c with prior knowledge on plain connections), else as HTTP/1.1 by weft's own
+//! server (`h1`), which holds no buffer while a connection is idle. On `stop` a listener closes and lets its
+//! connections finish: requests in flight complete, idle keep-alive connections close, HTTP/2 clients get a
+//! GOAWAY. With the PROXY protocol on (`Proxy::with_proxy_protocol`), each connection's header
 //! comes first and names the client (see `proxy_protocol`).
 
+use crate::body::Incoming;
+use crate::graceful::{Graceful, Watcher};
+use crate::h1;
 use crate::proxy::{Conn, Proxy};
-use crate::proxy_protocol;
+use crate::proxy_protocol::{self, Prefixed};
+use crate::upgrade::Io;
+use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -21,7 +24,10 @@ use tokio_rustls::TlsAcceptor;
 /// The most a request's headers may take (HTTP/1.1: the request line and headers; HTTP/2: the decoded header
 /// list); more is answered 431. ingress-nginx allows 4 × 8 KiB and large cookies or JWTs outgrow that; 64 KiB
 /// holds them and still bounds what one request can make the proxy buffer.
-const MAX_HEADER_BYTES: usize = 64 << 10;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// What an HTTP/2 connection starts with (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How long a client has to finish its TLS handshake (and a load balancer its PROXY protocol header).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,7 +87,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let graceful = Graceful::new();
     while let Some((stream, client)) = accept(&listener, &mut stop).await {
         let _ = stream.set_nodelay(true);
         let Ok(local) = stream.local_addr() else { continue };
@@ -92,6 +98,12 @@ pub async fn serve(
             sni: None,
         };
         let (proxy, tls, watcher) = (proxy.clone(), tls.clone(), graceful.watcher());
+        // Plain connections as a task of their own type: the TLS handshake's state (and the PROXY protocol's)
+        // would otherwise size every connection's task.
+        if tls.is_none() && !proxy.proxy_protocol() {
+            tokio::spawn(connection(stream, proxy, conn, watcher));
+            continue;
+        }
         tokio::spawn(async move {
             if !proxy.proxy_protocol() {
                 return start(stream, proxy, tls, conn, watcher).await;
@@ -119,13 +131,7 @@ pub async fn serve(
 }
 
 /// Serves a connection: its TLS handshake first, with `tls`.
-async fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    stream: S,
-    proxy: Arc<Proxy>,
-    tls: Option<TlsAcceptor>,
-    conn: Conn,
-    watcher: Watcher,
-) {
+async fn start<S: Io + 'static>(stream: S, proxy: Arc<Proxy>, tls: Option<TlsAcceptor>, conn: Conn, watcher: Watcher) {
     let client = conn.client;
     match tls {
         None => connection(stream, proxy, conn, watcher).await,
@@ -140,29 +146,77 @@ async fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    stream: S,
-    proxy: Arc<Proxy>,
-    conn: Conn,
-    watcher: Watcher,
-) {
+/// Serves a connection: as HTTP/2 when it starts with the preface, else as HTTP/1.1.
+pub(crate) async fn connection<S: Io + 'static>(mut stream: S, proxy: Arc<Proxy>, conn: Conn, mut watcher: Watcher) {
     let conn = Arc::new(conn);
+    let mut first = BytesMut::new();
+    while first.len() < PREFACE.len() && PREFACE.starts_with(&first) {
+        let read = tokio::select! {
+            read = h1::read_into(&mut stream, &mut first) => read,
+            () = watcher.stopping() => return,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
+    }
+    if first.starts_with(PREFACE) {
+        Box::pin(http2(Prefixed::new(first, stream), proxy, conn, watcher)).await
+    } else {
+        h1::serve(stream, first, proxy, conn, watcher).await
+    }
+}
+
+/// Serves an HTTP/2 connection with hyper; on `stop`, a GOAWAY and its streams finish.
+async fn http2<S: Io + 'static>(stream: S, proxy: Arc<Proxy>, conn: Arc<Conn>, mut watcher: Watcher) {
     let client = conn.client;
-    // The request's future in a box of its own: hyper keeps a connection's future in the connection's state, and
-    // the proxy's is about 7 KiB, which every idle keep-alive connection would otherwise hold (and touch).
-    let service = service_fn(move |request| {
+    // The request's future in a box of its own: hyper keeps a stream's future in the connection's state, and the
+    // proxy's is several KiB.
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let (proxy, conn) = (proxy.clone(), conn.clone());
-        Box::pin(async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &conn).await) })
+        Box::pin(
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request.map(Incoming::Hyper), &conn).await) },
+        )
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_HEADER_BYTES);
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .http2()
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         // WebSockets over HTTP/2 (RFC 8441; see `connect`).
         .enable_connect_protocol();
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(connection.into_owned()).await {
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = watcher.stopping() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(%client, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpStream;
+
+    #[tokio::test]
+    async fn an_idle_connection_is_a_small_future() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let table = Arc::new(arc_swap::ArcSwap::from_pointee(crate::Table::default()));
+        let proxy = Arc::new(Proxy::new(table, Arc::default()));
+        let conn = Conn {
+            client: stream.local_addr().unwrap(),
+            local: stream.peer_addr().unwrap(),
+            tls: false,
+            sni: None,
+        };
+        let graceful = Graceful::new();
+        let future = connection(stream, proxy, conn, graceful.watcher());
+        // All an idle connection holds beside its stream and its state's (bufferless) allocation: under 1 KiB
+        // even unoptimized, where hyper's connection kept an 8 KiB read buffer besides.
+        assert!(size_of_val(&future) <= 1024, "{} bytes", size_of_val(&future));
     }
 }

@@ -501,6 +501,69 @@ async fn oversized_http1_request_headers_get_431() {
     let _ = std::fs::remove_file(file);
 }
 
+/// weft's HTTP/1.1 server: pipelined requests answered in order, chunked and Content-Length bodies, keep-alive
+/// until `Connection: close` (HTTP/1.0 only when asked), `Expect: 100-continue`, and malformed heads refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_pipelining_bodies_continue_and_closing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = upstream().await;
+    // The upstream alone: a streamed (chunked) body is not retried after meeting a dead endpoint.
+    let ingress = live(port, "h1", "h1.example", "", "/", "Prefix");
+    let running = proxy(Table::build(&snapshot(port, &ingress, None), &config())).await;
+    let http = running.http;
+    let pipelined = "GET /app/1 HTTP/1.1\r\nHost: h1.example\r\n\r\n\
+        POST /app/2 HTTP/1.1\r\nHost: h1.example\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n\
+        POST /app/3 HTTP/1.1\r\nHost: h1.example\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+    let answer = exchange(http, pipelined.as_bytes()).await;
+    let at = |needle: &str| {
+        answer
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in {answer}"))
+    };
+    assert!(at("path=/app/1") < at("path=/app/2") && at("path=/app/2") < at("path=/app/3"));
+    assert!(at("body=hello world\n") < at("body=abc\n"));
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 3, "{answer}");
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    // A body the proxy does not read (no route: 404) is read past, and the connection serves the next request.
+    let answer = exchange(
+        http,
+        b"POST /x HTTP/1.1\r\nHost: nowhere.example\r\nContent-Length: 5\r\n\r\nhello\
+          GET /app/after HTTP/1.1\r\nHost: h1.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+    assert!(answer.contains("path=/app/after"), "{answer}");
+    // HTTP/1.0: closed after the response unless the client asks to keep it.
+    let answer = exchange(http, b"GET /app/old HTTP/1.0\r\nHost: h1.example\r\n\r\n").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.contains("path=/app/old"),
+        "{answer}"
+    );
+    // Malformed: 400, closed.
+    let answer = exchange(http, b"GET /app HTTP/9.9\r\nHost: h1.example\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    // 100-continue: the interim answer when the proxy reads the body, and the connection kept for the next.
+    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    let head = "POST /app/up HTTP/1.1\r\nHost: h1.example\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").await.unwrap();
+    stream
+        .write_all(b"GET /app/next HTTP/1.1\r\nHost: h1.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.contains("body=hello\n") && answer.contains("path=/app/next"),
+        "{answer}"
+    );
+}
+
 /// Service `live`, whose only endpoint is the upstream (no dead one: requests that are not retried all succeed),
 /// and an Ingress `name` for `host` with `annotations` (YAML flow mapping's inside), a `path` of `kind` to it.
 fn live(port: u16, name: &str, host: &str, annotations: &str, path: &str, kind: &str) -> String {

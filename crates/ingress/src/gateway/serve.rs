@@ -7,12 +7,12 @@ use super::compile::{BackendTarget, Port};
 use super::cors::Cors;
 use super::mirror::Mirror;
 use crate::annotations::Annotations;
+use crate::body::Incoming;
 use crate::host;
 use crate::metrics::RouteMetrics;
 use crate::proxy::{self, Body, Conn, Forward, Proxy, RequestBody};
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use std::sync::Arc;
 
 impl Proxy {

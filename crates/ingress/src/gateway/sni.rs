@@ -7,13 +7,13 @@
 
 use super::compile::Handling;
 use super::passthrough::{self, HELLO_TIMEOUT, PassthroughError};
+use crate::graceful::{Graceful, Watcher};
 use crate::proxy::{Conn, Proxy};
 use crate::proxy_protocol::Prefixed;
 use crate::server;
 use crate::table::Table;
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -47,7 +47,7 @@ pub async fn serve(
     acceptors: Acceptors,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let graceful = Graceful::new();
     while let Some((stream, client)) = server::accept(&listener, &mut stop).await {
         let (proxy, table, acceptors, watcher) = (proxy.clone(), table.clone(), acceptors.clone(), graceful.watcher());
         tokio::spawn(async move {
