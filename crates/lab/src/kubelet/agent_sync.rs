@@ -90,7 +90,10 @@ impl<T> AgentWaits<T> {
         for w in std::mem::take(&mut *waiting) {
             let done = synced(&w.file).is_some_and(|s| s >= w.revision);
             if done || now >= w.deadline {
-                released.push(Released { item: w.item, late: !done });
+                released.push(Released {
+                    item: w.item,
+                    late: !done,
+                });
             } else {
                 stay.push(w);
             }
@@ -116,7 +119,10 @@ mod tests {
         waits.add(f.clone(), 5, "a");
         waits.add(f.clone(), 9, "b");
         waits.add(f.clone(), 4, "c");
-        assert!(waits.next(Duration::ZERO).is_empty(), "the agent has recorded nothing yet");
+        assert!(
+            waits.next(Duration::ZERO).is_empty(),
+            "the agent has recorded nothing yet"
+        );
         std::fs::write(&f, "5\n").unwrap();
         let go: Vec<&str> = waits.next(Duration::ZERO).into_iter().map(|r| r.item).collect();
         assert_eq!(go, ["a", "c"]);
