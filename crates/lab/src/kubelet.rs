@@ -65,22 +65,14 @@ pub struct Kubelet {
     /// The `kubernetes` Service's ClusterIP.
     api_ip: String,
     pods: Mutex<HashMap<String, Arc<PodRun>>>,
-    /// Pods waiting for one of the node's `PARALLEL_STARTS` start threads, and what is to be done next.
-    starts: Mutex<VecDeque<(Step, Arc<PodRun>, Pod)>>,
+    /// Pods waiting for one of the node's `PARALLEL_STARTS` start threads.
+    starts: Mutex<VecDeque<(Arc<PodRun>, Pod)>>,
     queued: Condvar,
     /// Pods set up, waiting for the node's agent to sync them before their processes start.
     agent_waits: agent_sync::AgentWaits<(Arc<PodRun>, Pod)>,
     reaper: Arc<Reaper>,
     /// Issues the pods' ServiceAccount tokens.
     tokens: Arc<weft_apiserver::tokens::Tokens>,
-}
-
-/// A start thread's next step for a pod.
-enum Step {
-    /// Its sandbox: namespace, CNI ADD, files (`setup`).
-    Setup,
-    /// Its init containers, then its containers (once the agent has synced it, for a pod with its own network).
-    Run,
 }
 
 /// One pod's processes and what the runtime knows about them.
@@ -189,7 +181,7 @@ impl Kubelet {
                     None if !deleting => {
                         let run = Arc::new(PodRun::new(crate::controller::pod_key(pod), uid.clone()));
                         pods.insert(uid, run.clone());
-                        self.queue(Step::Setup, run, (*pod).clone());
+                        self.queue(run, (*pod).clone());
                     }
                     None => {
                         // Deleted before it ever started here: nothing runs, so it can go.
@@ -206,34 +198,29 @@ impl Kubelet {
         }
     }
 
-    /// Queues a step for the start threads: a pod ready to run goes before the sandboxes still to set up.
-    fn queue(&self, step: Step, run: Arc<PodRun>, pod: Pod) {
+    /// Queues a pod for the start threads.
+    fn queue(&self, run: Arc<PodRun>, pod: Pod) {
         let mut queue = self.starts.lock().unwrap_or_else(|e| e.into_inner());
-        match step {
-            Step::Run => queue.push_front((step, run, pod)),
-            Step::Setup => queue.push_back((step, run, pod)),
-        }
+        queue.push_back((run, pod));
         self.queued.notify_one();
     }
 
-    /// Takes queued steps until the supervisor stops.
+    /// Starts queued pods until the supervisor stops.
     fn starter(self: Arc<Self>) {
         while !self.shared.stopping() {
             let mut queue = self.starts.lock().unwrap_or_else(|e| e.into_inner());
-            let Some((step, run, pod)) = queue.pop_front() else {
+            let Some((run, pod)) = queue.pop_front() else {
                 drop(self.queued.wait_timeout(queue, Duration::from_secs(1)));
                 continue;
             };
             drop(queue);
-            match step {
-                Step::Setup => self.clone().start(run, pod),
-                Step::Run => self.clone().run_pod(run, pod),
-            }
+            self.clone().start(run, pod);
         }
     }
 
-    /// Hands the pods the agent has synced (or waited for too long) back to the start threads, until the
-    /// supervisor stops.
+    /// Runs the pods the agent has synced (or waited for too long), each on a thread of its own (its init
+    /// containers are waited for; the containers' processes start at once), until the supervisor stops: the
+    /// start threads are busy with the next sandboxes.
     fn watch_agent(self: Arc<Self>) {
         while !self.shared.stopping() {
             for released in self.agent_waits.next(Duration::from_secs(1)) {
@@ -244,7 +231,8 @@ impl Kubelet {
                         self.node.name, run.key
                     );
                 }
-                self.queue(Step::Run, run, pod);
+                let me = self.clone();
+                spawn_small(move || me.run_pod(run, pod));
             }
         }
     }
@@ -274,7 +262,7 @@ impl Kubelet {
             let me = self.clone();
             self.reaper.after(backoff, move || {
                 if !run.stop.load(Ordering::Acquire) {
-                    me.queue(Step::Setup, run, pod);
+                    me.queue(run, pod);
                 }
             });
             return;
