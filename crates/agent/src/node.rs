@@ -330,13 +330,26 @@ impl Agent {
             node: config.node.clone(),
             cluster_cidr: config.cluster_cidr,
         };
+        // The first sync puts the policy table in the services table's transaction (one `nft` at start);
+        // `sync_policy` then finds it in place.
+        let mut policy_first = (self.proxier.is_fresh() && self.policy.is_fresh())
+            .then(|| weft_policy::plan::plan(&weft_policy::Cluster::index(snap), &config.node));
         // A change of many Services goes to the kernel in parts (see `Planner::plan_in_parts`).
-        let (proxier, metrics, health) = (&mut self.proxier, &self.metrics, &mut self.health);
+        let (proxier, metrics, health, policy) = (&mut self.proxier, &self.metrics, &mut self.health, &mut self.policy);
         self.planner
             .plan_in_parts(snap, &ctx, weft_proxy::SERVICES_PER_PART, |desired| {
                 let counts = desired.counts();
                 let checks = crate::health::desired(&desired);
-                let report = proxier.sync(desired).map_err(|e| e.to_string())?;
+                let (report, with_policy) = match policy_first.take() {
+                    Some(rules) => {
+                        let (report, joint) = proxier.sync_with(desired, &rules.full()).map_err(|e| e.to_string())?;
+                        if joint {
+                            policy.applied_whole(rules);
+                        }
+                        (report, joint)
+                    }
+                    None => (proxier.sync(desired).map_err(|e| e.to_string())?, false),
+                };
                 metrics.nft_table(weft_proxy::ruleset::TABLE, counts);
                 if report.script > 0 {
                     tracing::info!(
@@ -346,6 +359,7 @@ impl Agent {
                         rules = counts.1,
                         elements = counts.2,
                         kind = if report.full { "full" } else { "incremental" },
+                        with_policy,
                         bytes = report.script,
                         took = ?report.elapsed,
                         conntrack_cleared = report.conntrack_cleared,

@@ -31,6 +31,7 @@ use weft_model::{Key, Object};
 use weft_netlink::Netns;
 
 mod adopt;
+mod agent_sync;
 pub mod env;
 pub mod image;
 pub mod node_status;
@@ -48,8 +49,9 @@ const PARALLEL_STARTS: usize = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// `source.component` of the Events a kubelet records.
 const COMPONENT: &str = "kubelet";
-/// How often the node's net.d is looked at.
-const NETWORK_POLL: Duration = Duration::from_millis(200);
+/// How often the node's net.d is looked at (a node turns Ready this long at most after its CNI config is in
+/// place, and `lab up` applies the user's manifests once every node is Ready).
+const NETWORK_POLL: Duration = Duration::from_millis(50);
 /// How often the pods' ServiceAccount tokens are looked at; the shortest lives 600 s and is renewed at 480 s.
 const TOKEN_CHECK: Duration = Duration::from_secs(15);
 
@@ -66,6 +68,8 @@ pub struct Kubelet {
     /// Pods waiting for one of the node's `PARALLEL_STARTS` start threads.
     starts: Mutex<VecDeque<(Arc<PodRun>, Pod)>>,
     queued: Condvar,
+    /// Pods set up, waiting for the node's agent to sync them before their processes start.
+    agent_waits: agent_sync::AgentWaits<(Arc<PodRun>, Pod)>,
     reaper: Arc<Reaper>,
     /// Issues the pods' ServiceAccount tokens.
     tokens: Arc<weft_apiserver::tokens::Tokens>,
@@ -126,6 +130,7 @@ impl Kubelet {
             pods: Mutex::new(HashMap::new()),
             starts: Mutex::new(VecDeque::new()),
             queued: Condvar::new(),
+            agent_waits: Default::default(),
             reaper,
             tokens,
         }
@@ -142,6 +147,10 @@ impl Kubelet {
         {
             let me = self.clone();
             std::thread::spawn(move || me.watch_network());
+        }
+        {
+            let me = self.clone();
+            spawn_small(move || me.watch_agent());
         }
         {
             let me = self.clone();
@@ -172,11 +181,7 @@ impl Kubelet {
                     None if !deleting => {
                         let run = Arc::new(PodRun::new(crate::controller::pod_key(pod), uid.clone()));
                         pods.insert(uid, run.clone());
-                        self.starts
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push_back((run, (*pod).clone()));
-                        self.queued.notify_one();
+                        self.queue(run, (*pod).clone());
                     }
                     None => {
                         // Deleted before it ever started here: nothing runs, so it can go.
@@ -193,6 +198,13 @@ impl Kubelet {
         }
     }
 
+    /// Queues a pod for the start threads.
+    fn queue(&self, run: Arc<PodRun>, pod: Pod) {
+        let mut queue = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+        queue.push_back((run, pod));
+        self.queued.notify_one();
+    }
+
     /// Starts queued pods until the supervisor stops.
     fn starter(self: Arc<Self>) {
         while !self.shared.stopping() {
@@ -203,6 +215,25 @@ impl Kubelet {
             };
             drop(queue);
             self.clone().start(run, pod);
+        }
+    }
+
+    /// Runs the pods the agent has synced (or waited for too long), each on a thread of its own (its init
+    /// containers are waited for; the containers' processes start at once), until the supervisor stops: the
+    /// start threads are busy with the next sandboxes.
+    fn watch_agent(self: Arc<Self>) {
+        while !self.shared.stopping() {
+            for released in self.agent_waits.next(Duration::from_secs(1)) {
+                let (run, pod) = released.item;
+                if released.late {
+                    eprintln!(
+                        "weft lab: {}: the agent has not synced {}; starting it anyway",
+                        self.node.name, run.key
+                    );
+                }
+                let me = self.clone();
+                spawn_small(move || me.run_pod(run, pod));
+            }
         }
     }
 
@@ -231,21 +262,27 @@ impl Kubelet {
             let me = self.clone();
             self.reaper.after(backoff, move || {
                 if !run.stop.load(Ordering::Acquire) {
-                    me.starts
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push_back((run, pod));
-                    me.queued.notify_one();
+                    me.queue(run, pod);
                 }
             });
             return;
         }
         run.lock().failed = None;
         // The pod's address is now in the store; its processes start once the agent has put the pod under its
-        // NetworkPolicy rules, so a new pod is never reachable (or reaching out) unpoliced.
+        // NetworkPolicy rules, so a new pod is never reachable (or reaching out) unpoliced. Meanwhile this thread
+        // sets up the next pod's sandbox. A network without `nodeConfig` has no agent to wait for.
         let revision = self.report(&run, &pod, Vec::new());
-        if !host_network(&pod) {
-            self.wait_for_agent(revision);
+        let agent = self.node_config_file().map(|f| f.with_file_name("agent-revision"));
+        match agent {
+            Some(file) if !host_network(&pod) => self.agent_waits.add(file, revision, (run, pod)),
+            _ => self.run_pod(run, pod),
+        }
+    }
+
+    /// Runs the pod's init containers, then starts its containers.
+    fn run_pod(self: Arc<Self>, run: Arc<PodRun>, pod: Pod) {
+        if run.stop.load(Ordering::Acquire) {
+            return;
         }
         let runs = |list: &[Container]| -> Vec<ContainerRun> {
             list.iter()
@@ -877,21 +914,6 @@ impl Kubelet {
             });
             s.revision()
         })
-    }
-
-    /// Waits (up to 10 s, then goes on with a warning) until the node's agent has synced `revision`. The agent
-    /// records it beside the node settings the `weft` plugin of the network config reads (`nodeConfig`); a
-    /// network without one has no agent to wait for.
-    fn wait_for_agent(&self, revision: u64) {
-        let Some(file) = self.node_config_file().map(|f| f.with_file_name("agent-revision")) else {
-            return;
-        };
-        self.wait_for_file(&format!("synced revision {revision}"), || {
-            std::fs::read_to_string(&file)
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                .is_some_and(|r| r >= revision)
-        });
     }
 
     /// Waits (up to 10 s, then goes on) until the node's agent has written the node settings the network's

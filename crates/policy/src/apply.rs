@@ -55,6 +55,17 @@ impl Enforcer {
         self.applied.as_ref().map(PolicyRules::full)
     }
 
+    /// Whether nothing is known to be applied (before the first sync, or after `reset`).
+    pub fn is_fresh(&self) -> bool {
+        self.applied.is_none()
+    }
+
+    /// Records that the caller applied `desired` whole (its `PolicyRules::full`, in another table's transaction:
+    /// an agent's first sync); the next sync is a change from it.
+    pub fn applied_whole(&mut self, desired: PolicyRules) {
+        self.applied = Some(desired);
+    }
+
     /// Makes the calling thread's network namespace hold `desired`. An incremental transaction that fails
     /// (someone changed our table) is followed at once by a full one.
     pub fn sync(&mut self, desired: PolicyRules) -> weft_netlink::Result<Report> {

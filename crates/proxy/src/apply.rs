@@ -64,6 +64,42 @@ impl Proxier {
         self.applied.as_ref().map(Ruleset::full)
     }
 
+    /// Whether nothing is known to be applied (before the first sync, or after `reset`).
+    pub fn is_fresh(&self) -> bool {
+        self.applied.is_none()
+    }
+
+    /// As [`Proxier::sync`]; when nothing is applied yet (an agent's first sync), `other`, the whole script of
+    /// another table, goes to the kernel in the same `nft` transaction, so an agent starts with one `nft` instead
+    /// of one per table. Returns whether `other` was applied: when the joint transaction fails, this table is
+    /// applied on its own (the report's `fallback` says why) and `other` is left to its owner.
+    pub fn sync_with(&mut self, desired: Ruleset, other: &str) -> weft_netlink::Result<(Report, bool)> {
+        if self.applied.is_some() {
+            return Ok((self.sync(desired)?, false));
+        }
+        let started = Instant::now();
+        let mut report = Report {
+            full: true,
+            ..Default::default()
+        };
+        let joint = weft_netlink::nft::apply_streamed(|out| {
+            report.script = desired.write_full(out)?;
+            out.write_all(other.as_bytes())
+        });
+        match joint {
+            Ok(()) => {
+                self.applied = Some(desired);
+                report.elapsed = started.elapsed();
+                Ok((report, true))
+            }
+            Err(e) => {
+                let mut alone = self.sync(desired)?;
+                alone.fallback = Some(e.to_string());
+                Ok((alone, false))
+            }
+        }
+    }
+
     /// Makes the calling thread's network namespace hold `desired`. An incremental transaction that fails
     /// (someone changed our table) is followed at once by a full one.
     pub fn sync(&mut self, desired: Ruleset) -> weft_netlink::Result<Report> {

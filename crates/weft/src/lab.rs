@@ -167,7 +167,8 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
             )
             .context("installing weft from deploy/weft.yaml")?;
         }
-        wait_for(deadline, "the nodes to be Ready", || {
+        // Cheap questions (three Nodes, two objects), asked often: each step of the start waits on them.
+        wait_for_every(deadline, "the nodes to be Ready", QUICK_POLL, || {
             let nodes = objects::list(&api, "Node", None)?;
             let ready = nodes.iter().filter(|n| objects::ready(n)).count();
             Ok((ready == spec.node_plans().len()).then_some(()))
@@ -179,9 +180,12 @@ fn up(paths: &Paths, args: UpArgs) -> Result<()> {
         if user_pods {
             objects::apply_values(&api, manifests, "default", objects::Order::Input)?;
         }
-        wait_for(deadline, "weft's agents and cluster DNS to be ready", || {
-            weft_ready(&api, spec.nodes)
-        })?;
+        wait_for_every(
+            deadline,
+            "weft's agents and cluster DNS to be ready",
+            QUICK_POLL,
+            || weft_ready(&api, spec.nodes),
+        )?;
         eprintln!(
             "lab {}: {} nodes, their agents and cluster DNS ready in {:.1?}",
             spec.name,
@@ -369,8 +373,21 @@ fn start_supervisor(paths: &Paths, me: &std::path::Path) -> Result<()> {
 
 /// Polls `check` until it yields a value or the deadline passes; the interval grows from 10 to 100 ms so a
 /// long wait does not load the supervisor.
-pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
-    let mut interval = Duration::from_millis(10);
+pub fn wait_for<T>(deadline: Instant, what: &str, check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    wait_for_every(deadline, what, Duration::from_millis(100), check)
+}
+
+/// The longest interval of a poll whose question costs the API little (a few small objects).
+const QUICK_POLL: Duration = Duration::from_millis(20);
+
+/// `wait_for` with an interval growing from 10 ms to `longest`.
+fn wait_for_every<T>(
+    deadline: Instant,
+    what: &str,
+    longest: Duration,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let mut interval = Duration::from_millis(10).min(longest);
     loop {
         if let Some(v) = check()? {
             return Ok(v);
@@ -379,23 +396,37 @@ pub fn wait_for<T>(deadline: Instant, what: &str, mut check: impl FnMut() -> Res
             bail!("timed out waiting for {what}");
         }
         std::thread::sleep(interval);
-        interval = (interval * 3 / 2).min(Duration::from_millis(100));
+        interval = (interval * 3 / 2).min(longest);
     }
 }
 
-/// Waits until every Deployment has all its replicas and every pod is Running and Ready, showing progress.
+/// Waits until every Deployment has all its replicas and every pod is Running and Ready, showing progress. While
+/// a Deployment is short of ready replicas only the Deployments are read (what they count), so the wait can look
+/// often without making the API list hundreds of pods each time.
 pub fn wait_pods_ready(api: &Api, deadline: Instant) -> Result<()> {
     let mut last = String::new();
-    wait_for(deadline, "pods to be ready", || {
-        let deployments = objects::list(api, "Deployment", None)?;
-        let pods = objects::list(api, "Pod", None)?;
-        let ready = pods.iter().filter(|p| objects::ready(p)).count();
-        let line = format!("pods ready: {ready}/{}", pods.len());
+    let mut show = |ready: i64, of: i64| {
+        let line = format!("pods ready: {ready}/{of}");
         if line != last {
             eprintln!("{line}");
             last = line;
         }
-        Ok((ready == pods.len() && deployments.iter().all(objects::deployment_complete)).then_some(()))
+    };
+    wait_for_every(deadline, "pods to be ready", QUICK_POLL, || {
+        let deployments = objects::list(api, "Deployment", None)?;
+        if !deployments.iter().all(objects::deployment_complete) {
+            let count = |pointer: &str| -> i64 {
+                (deployments.iter())
+                    .filter_map(|d| d.pointer(pointer).and_then(serde_json::Value::as_i64))
+                    .sum()
+            };
+            show(count("/status/readyReplicas"), count("/spec/replicas"));
+            return Ok(None);
+        }
+        let pods = objects::list(api, "Pod", None)?;
+        let ready = pods.iter().filter(|p| objects::ready(p)).count();
+        show(ready as i64, pods.len() as i64);
+        Ok((ready == pods.len()).then_some(()))
     })
 }
 

@@ -34,13 +34,21 @@ pub fn timing(p: &Probe) -> Timing {
 /// The wait before the next readiness try of a container that has not been Ready since it started, after
 /// `failures` failed tries: kubelet re-runs such a probe each time it syncs the pod's status (its prober
 /// manager's manual trigger), so a container turns Ready soon after it can rather than a whole period after its
-/// first, too early, try. Here that is a doubling wait from 100 ms, never longer than the period. Before the
-/// first success failures change nothing (the verdict is already "not ready"), so trying sooner only makes
-/// Ready come sooner.
+/// first, too early, try. Here that is every `EARLY_WAIT` for the first `EARLY_TRIES` tries (a server is
+/// usually ready within a second of starting: it is Ready at most 50 ms after it can be), then a doubling wait,
+/// never longer than the period. Before the first success failures change nothing (the verdict is already "not
+/// ready"), so trying sooner only makes Ready come sooner.
 pub fn early_readiness_wait(t: &Timing, failures: u32) -> Duration {
-    let wait = Duration::from_millis(100).saturating_mul(1u32 << failures.min(16));
+    let wait = match failures.checked_sub(EARLY_TRIES) {
+        None => EARLY_WAIT,
+        Some(later) => EARLY_WAIT.saturating_mul(2u32 << later.min(16)),
+    };
     wait.min(t.period)
 }
+
+/// See `early_readiness_wait`.
+const EARLY_WAIT: Duration = Duration::from_millis(50);
+const EARLY_TRIES: u32 = 20;
 
 /// Counts consecutive results into a verdict.
 pub struct Verdict {
@@ -169,8 +177,9 @@ mod tests {
     fn a_container_not_yet_ready_is_tried_again_sooner_than_its_period() {
         let p: Probe = serde_json::from_str(r#"{"periodSeconds": 1}"#).unwrap();
         let t = timing(&p);
-        let waits: Vec<_> = (0..6).map(|n| early_readiness_wait(&t, n).as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        let waits: Vec<_> = (18..25).map(|n| early_readiness_wait(&t, n).as_millis()).collect();
+        assert_eq!(waits, [50, 50, 100, 200, 400, 800, 1000]);
+        assert_eq!(early_readiness_wait(&t, 0), Duration::from_millis(50));
         let slow = timing(&serde_json::from_str(r#"{"periodSeconds": 10}"#).unwrap());
         assert_eq!(early_readiness_wait(&slow, 40), Duration::from_secs(10));
     }
