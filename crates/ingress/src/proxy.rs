@@ -71,6 +71,29 @@ pub struct Proxy {
     proxy_protocol: bool,
     /// Terminating: HTTP/1.1 keep-alive connections are closed after their next response (`drain`).
     draining: AtomicBool,
+    /// How long a connection may wait for its next request, and a request head take to come once begun.
+    timeouts: ClientTimeouts,
+}
+
+/// How long a client may keep a connection without a request, and take to send a request's head: nginx's
+/// `keepalive_timeout` and `client_header_timeout` (ingress-nginx's `keep-alive` and `client-header-timeout`),
+/// whose defaults these are. Without them, connections that never finish a head (or never send one) would be
+/// held forever.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientTimeouts {
+    /// An idle connection (new, or between requests) is closed after this, without an answer.
+    pub idle: Duration,
+    /// A request head begun and not finished in this time is answered 408 and its connection closed.
+    pub head: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> ClientTimeouts {
+        ClientTimeouts {
+            idle: Duration::from_secs(75),
+            head: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Proxy {
@@ -82,6 +105,7 @@ impl Proxy {
             access_log: false,
             proxy_protocol: false,
             draining: AtomicBool::new(false),
+            timeouts: ClientTimeouts::default(),
         }
     }
 
@@ -120,6 +144,16 @@ impl Proxy {
 
     pub fn proxy_protocol(&self) -> bool {
         self.proxy_protocol
+    }
+
+    /// Other limits for idle connections and slow request heads than nginx's defaults.
+    pub fn with_client_timeouts(mut self, timeouts: ClientTimeouts) -> Proxy {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub(crate) fn client_timeouts(&self) -> ClientTimeouts {
+        self.timeouts
     }
 
     /// From now on, ends each HTTP/1.1 connection after its next response (`Connection: close`), while the

@@ -150,12 +150,15 @@ async fn start<S: Io + 'static>(stream: S, proxy: Arc<Proxy>, tls: Option<TlsAcc
 pub(crate) async fn connection<S: Io + 'static>(mut stream: S, proxy: Arc<Proxy>, conn: Conn, mut watcher: Watcher) {
     let conn = Arc::new(conn);
     let mut first = BytesMut::new();
+    let timeouts = proxy.client_timeouts();
     while first.len() < PREFACE.len() && PREFACE.starts_with(&first) {
+        // A new connection may wait for its first bytes as long as an idle one; a begun head, as long as a head.
+        let limit = if first.is_empty() { timeouts.idle } else { timeouts.head };
         let read = tokio::select! {
-            read = h1::read_into(&mut stream, &mut first) => read,
+            read = tokio::time::timeout(limit, h1::read_into(&mut stream, &mut first)) => read,
             () = watcher.stopping() => return,
         };
-        if !matches!(read, Ok(n) if n > 0) {
+        if !matches!(read, Ok(Ok(n)) if n > 0) {
             return;
         }
     }

@@ -564,6 +564,59 @@ async fn http1_pipelining_bodies_continue_and_closing() {
     );
 }
 
+/// Idle connections (new, or after a response) are closed unanswered after the idle timeout, and a request head
+/// begun and not finished in time is answered 408: nothing holds a connection forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_and_slow_heads_time_out() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use weft_ingress::proxy::ClientTimeouts;
+    let port = upstream().await;
+    let ingress = live(port, "slow", "slow.example", "", "/", "Prefix");
+    let timeouts = ClientTimeouts {
+        idle: Duration::from_millis(300),
+        head: Duration::from_millis(300),
+    };
+    let running = proxy_with(Table::build(&snapshot(port, &ingress, None), &config()), |proxy| {
+        proxy.with_client_timeouts(timeouts)
+    })
+    .await;
+    // What the proxy sends until it closes; a connection still open after 10 s fails the test.
+    async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+            .await
+            .expect("the proxy kept the connection open")
+            .unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+    // A new connection that sends nothing.
+    let mut silent = tokio::net::TcpStream::connect(running.http).await.unwrap();
+    assert_eq!(until_closed(&mut silent).await, "");
+    // A keep-alive connection after its response.
+    let mut kept = tokio::net::TcpStream::connect(running.http).await.unwrap();
+    kept.write_all(b"GET /app HTTP/1.1\r\nHost: slow.example\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut kept).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    // A head that never ends, on a new connection and on a kept one.
+    for before in ["", "GET /app HTTP/1.1\r\nHost: slow.example\r\n\r\n"] {
+        let mut slow = tokio::net::TcpStream::connect(running.http).await.unwrap();
+        slow.write_all(format!("{before}GET /app HTTP/1.1\r\nHost: slow.exa").as_bytes())
+            .await
+            .unwrap();
+        let answer = until_closed(&mut slow).await;
+        assert!(answer.ends_with("\r\n\r\n"), "{answer}");
+        let last = answer.rfind("HTTP/1.1 ").unwrap();
+        assert!(
+            answer[last..].starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{answer}"
+        );
+    }
+}
+
 /// Service `live`, whose only endpoint is the upstream (no dead one: requests that are not retried all succeed),
 /// and an Ingress `name` for `host` with `annotations` (YAML flow mapping's inside), a `path` of `kind` to it.
 fn live(port: u16, name: &str, host: &str, annotations: &str, path: &str, kind: &str) -> String {

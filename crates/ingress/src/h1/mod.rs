@@ -108,15 +108,22 @@ pub(crate) async fn serve<S: Io + 'static>(
         expect: b"",
         io,
     }));
+    let timeouts = proxy.client_timeouts();
     loop {
-        let idle = lock(&state).buf.is_empty();
-        let next = if idle {
-            tokio::select! {
-                next = next_head(&state) => next,
+        if lock(&state).buf.is_empty() {
+            // Idle: until the next request's first bytes, which the listener's stop or the idle timeout end
+            // instead (quietly, as nginx closes an idle keep-alive connection).
+            let read = tokio::select! {
+                read = tokio::time::timeout(timeouts.idle, read_some(&state)) => read,
                 () = watcher.stopping() => break,
+            };
+            if !matches!(read, Ok(Ok(n)) if n > 0) {
+                break;
             }
-        } else {
-            next_head(&state).await
+        }
+        let next = match tokio::time::timeout(timeouts.head, next_head(&state)).await {
+            Ok(next) => next,
+            Err(_) => Next::Refused(StatusCode::REQUEST_TIMEOUT),
         };
         let head = match next {
             Next::Head(head) => head,
@@ -134,6 +141,16 @@ pub(crate) async fn serve<S: Io + 'static>(
         }
     }
     let _ = poll_fn(|cx| Pin::new(&mut lock(&state).io).poll_shutdown(cx)).await;
+}
+
+/// Reads what the connection has into its buffer: the bytes read, 0 at its end.
+async fn read_some<S: Io + ?Sized>(state: &Mutex<State<S>>) -> io::Result<usize> {
+    poll_fn(|cx| {
+        let mut state = lock(state);
+        let state = &mut *state;
+        poll_read_into(&mut state.io, cx, &mut state.buf)
+    })
+    .await
 }
 
 /// The next request head; the bytes after it stay in the buffer.
