@@ -15,6 +15,17 @@ pub const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,applicatio
 /// The field manager of weft's writes.
 pub const MANAGER: &str = "weft";
 
+/// An answer's body as JSON (`Null` when empty); a non-2xx answer becomes a `ServerError`.
+fn body(status: StatusCode, bytes: &[u8]) -> Result<Value> {
+    if !status.is_success() {
+        return Err(ServerError::from_body(status, bytes).into());
+    }
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes).context("the server's answer is not JSON")
+}
+
 /// A refusal by the API server, printed as kubectl prints it.
 #[derive(Debug)]
 pub struct ServerError {
@@ -142,7 +153,27 @@ impl Api {
             .block_on(futures::future::join_all(calls.into_iter().map(|c| self.answer(c))))
     }
 
+    /// GETs every object at `uris` at once (JSON): each one's body, or None for those the server does not have
+    /// (a 404 is an answer here, not an error).
+    pub fn get_all_existing(&self, uris: Vec<String>) -> Vec<Result<Option<Value>>> {
+        let calls = uris.into_iter().map(|uri| Call::get(uri, "application/json"));
+        self.runtime.block_on(futures::future::join_all(calls.map(|call| async {
+            let (status, _, bytes) = self.exchange(call).await?;
+            if status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            Ok(Some(body(status, &bytes)?))
+        })))
+    }
+
     async fn answer(&self, call: Call<'_>) -> Result<Answer> {
+        let (status, warnings, bytes) = self.exchange(call).await?;
+        let body = body(status, &bytes)?;
+        Ok(Answer { status, body, warnings })
+    }
+
+    /// Sends `call`: the answer's status, warnings and body, whatever the status.
+    async fn exchange(&self, call: Call<'_>) -> Result<(StatusCode, Vec<String>, hyper::body::Bytes)> {
         let request = Request::builder()
             .method(call.method)
             .uri(call.uri)
@@ -160,15 +191,7 @@ impl Api {
             .map(warning_text)
             .collect();
         let bytes = response.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            return Err(ServerError::from_body(status, &bytes).into());
-        }
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).context("the server's answer is not JSON")?
-        };
-        Ok(Answer { status, body, warnings })
+        Ok((status, warnings, bytes))
     }
 
     /// GET of a path as JSON (`accept` chooses Table or object).

@@ -267,14 +267,10 @@ fn write_at_once(api: &Api, writes: &[&Write]) -> Result<()> {
     let uris: Vec<String> = (writes.iter())
         .map(|w| path(&w.resource, w.namespace.as_deref(), Some(&w.name)))
         .collect();
-    let befores = api.call_all(uris.into_iter().map(|uri| Call::get(uri, "application/json")).collect());
+    let befores = api.get_all_existing(uris);
     let answers = api.call_all(writes.iter().map(|w| w.call(false)).collect());
     for ((w, before), answer) in writes.iter().zip(befores).zip(answers) {
-        let before = match before {
-            Ok(object) => Some(object.body),
-            Err(e) if not_found(&e) => None,
-            Err(e) => return Err(e),
-        };
+        let before = before?;
         let answer = answer?;
         for warning in &answer.warnings {
             eprintln!("Warning: {warning}");
