@@ -82,11 +82,7 @@ impl Proxier {
             full: true,
             ..Default::default()
         };
-        let joint = weft_netlink::nft::apply_streamed(|out| {
-            report.script = desired.write_full(out)?;
-            out.write_all(other.as_bytes())
-        });
-        match joint {
+        match apply_full(&desired, &mut report.script, other) {
             Ok(()) => {
                 self.applied = Some(desired);
                 report.elapsed = started.elapsed();
@@ -124,7 +120,7 @@ impl Proxier {
             }
             None => {
                 report.full = true;
-                apply_full(&desired, &mut report.script)
+                apply_full(&desired, &mut report.script, "")
             }
         };
         if let Err(e) = result {
@@ -135,7 +131,7 @@ impl Proxier {
             report.fallback = Some(e.to_string());
             report.full = true;
             report.netlink = false;
-            apply_full(&desired, &mut report.script).inspect_err(|_| self.applied = None)?;
+            apply_full(&desired, &mut report.script, "").inspect_err(|_| self.applied = None)?;
         }
         // Entries of UDP flows to endpoints that are gone would keep steering the client to them.
         let gone: Vec<(std::net::Ipv4Addr, u16)> = match &self.applied {
@@ -159,12 +155,12 @@ impl Proxier {
     }
 }
 
-/// Replaces the whole table with `desired`, its text streamed into `nft` as it is written; `size` is set to the
-/// text's size.
-fn apply_full(desired: &Ruleset, size: &mut usize) -> weft_netlink::Result<()> {
+/// Replaces the whole table with `desired`, its text streamed into `nft` as it is written, and `also` (another
+/// table's script, or nothing) in the same transaction; `size` is set to the size of `desired`'s text.
+fn apply_full(desired: &Ruleset, size: &mut usize, also: &str) -> weft_netlink::Result<()> {
     weft_netlink::nft::apply_streamed(|out| {
         *size = desired.write_full(out)?;
-        Ok(())
+        out.write_all(also.as_bytes())
     })
 }
 

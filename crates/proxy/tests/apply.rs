@@ -62,3 +62,41 @@ fn full_then_incremental_then_recovery() {
     })
     .unwrap();
 }
+
+/// An agent's first sync: another table's script in the same transaction; when that script is refused, this
+/// table is applied alone, the other is left to its owner, and the report says why.
+#[test]
+fn first_sync_with_another_table_or_alone_when_it_is_refused() {
+    if !root() {
+        return;
+    }
+    let scratch = Ns::new("proxyw");
+    let ns = scratch.netns();
+    let ctx = Context {
+        node: "n".into(),
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+    };
+    let tables =
+        || String::from_utf8_lossy(&Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).into_owned();
+    ns.run(|| {
+        let mut proxier = Proxier::new();
+        let other = "table inet other {\n  chain c {\n  }\n}\n";
+        let (report, joint) = proxier.sync_with(plan(&snapshot("10.244.1.5"), &ctx), other).unwrap();
+        assert!(joint && report.full && report.fallback.is_none());
+        assert!(tables().contains("table inet other") && listing().contains("10.244.1.5 . 8080"));
+        // Applied now: a second call is an ordinary sync, the other script not sent again.
+        let (report, joint) = proxier.sync_with(plan(&snapshot("10.244.1.6"), &ctx), "bogus").unwrap();
+        assert!(!joint && !report.full && report.fallback.is_none());
+
+        Command::new("nft").args(["flush", "ruleset"]).status().unwrap();
+        let mut proxier = Proxier::new();
+        let (report, joint) = proxier
+            .sync_with(plan(&snapshot("10.244.1.7"), &ctx), "table bogus {")
+            .unwrap();
+        assert!(!joint && report.full && report.fallback.is_some());
+        assert!(listing().contains("10.244.1.7 . 8080"));
+        assert!(!tables().contains("bogus"));
+        Ok(())
+    })
+    .unwrap();
+}
