@@ -22,6 +22,7 @@ pub mod replicaset;
 pub mod sandbox;
 pub mod services;
 pub mod spec;
+pub mod state_dir;
 pub mod store;
 pub mod supervisor;
 pub mod teardown;

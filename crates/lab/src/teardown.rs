@@ -44,10 +44,8 @@ pub fn down(paths: &Paths) -> Report {
             Err(e) => report.errors.push(e.to_string()),
         }
     }
-    match std::fs::remove_dir_all(paths.dir()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => report.errors.push(format!("removing {}: {e}", paths.dir().display())),
+    if let Err(e) = crate::state_dir::remove(&paths.dir()) {
+        report.errors.push(format!("removing {}: {e}", paths.dir().display()));
     }
     report
 }

@@ -124,38 +124,44 @@ fn start(args: &Args) -> Result<Vec<ApiResource>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let (client, _) = weft_kube::client(&args.api.options()).await?;
-        report_kube_proxy(&client, &args.node).await;
-        let mode = args.overlay.vxlan_mode();
-        // deploy/weft.yaml defines the IPPool kind after the DaemonSet: the API may not serve it for a moment.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let created = loop {
-            match ippool::report::ensure_default(&client, args.cluster_cidr, mode).await {
-                Err(kube::Error::Api(status)) if status.code == 404 && std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => break other.context("creating the default IPPool")?,
-            }
-        };
-        if created {
-            tracing::info!(pool = ippool::DEFAULT_POOL, cidr = %args.cluster_cidr, vxlan_mode = %mode, "created the default IP pool");
-        }
-        let pools = ApiResource::erase::<IPPool>(&());
-        let nodes = kube::Api::<Node>::all(client.clone())
-            .list(&Default::default())
-            .await
-            .context("listing Nodes")?;
-        match args.pod_cidrs.resolve(&nodes.items) {
-            Allocation::Node => {
-                tracing::info!("pod CIDRs: each Node's spec.podCIDR, as the cluster allocates them");
-                Ok(vec![pools])
-            }
-            Allocation::Weft => {
-                let cidr = weft_agent::ipam::claim(&client, &pool, &args.node).await?;
-                tracing::info!(%cidr, cluster_cidr = %args.cluster_cidr, "pod CIDR: a block held as a PodCIDRBlock");
-                Ok(vec![pools, ApiResource::erase::<PodCIDRBlock>(&())])
-            }
-        }
+        // Looking for kube-proxy runs `nft`: beside the API's answers below, not before them.
+        let (settled, ()) = tokio::join!(settle(args, &client, &pool), report_kube_proxy(&client, &args.node));
+        settled
     })
+}
+
+/// The default IP pool (made when there is none) and this node's pod CIDR; returns the custom resources to follow.
+async fn settle(args: &Args, client: &kube::Client, pool: &Pool) -> Result<Vec<ApiResource>> {
+    let mode = args.overlay.vxlan_mode();
+    // deploy/weft.yaml defines the IPPool kind after the DaemonSet: the API may not serve it for a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        match ippool::report::ensure_default(client, args.cluster_cidr, mode).await {
+            Err(kube::Error::Api(status)) if status.code == 404 && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => break other.context("creating the default IPPool")?,
+        }
+    };
+    if created {
+        tracing::info!(pool = ippool::DEFAULT_POOL, cidr = %args.cluster_cidr, vxlan_mode = %mode, "created the default IP pool");
+    }
+    let pools = ApiResource::erase::<IPPool>(&());
+    let nodes = kube::Api::<Node>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .context("listing Nodes")?;
+    match args.pod_cidrs.resolve(&nodes.items) {
+        Allocation::Node => {
+            tracing::info!("pod CIDRs: each Node's spec.podCIDR, as the cluster allocates them");
+            Ok(vec![pools])
+        }
+        Allocation::Weft => {
+            let cidr = weft_agent::ipam::claim(client, pool, &args.node).await?;
+            tracing::info!(%cidr, cluster_cidr = %args.cluster_cidr, "pod CIDR: a block held as a PodCIDRBlock");
+            Ok(vec![pools, ApiResource::erase::<PodCIDRBlock>(&())])
+        }
+    }
 }
 
 /// A thread that sends what the overlay sync finds for the API (IP pool conditions, the node's address, Events),
@@ -179,7 +185,11 @@ fn report_thread(options: &weft_kube::ClientOptions) -> Result<std::sync::mpsc::
 
 /// Warns (in the log and as an Event on the Node) when kube-proxy runs on this node too.
 async fn report_kube_proxy(client: &kube::Client, node: &str) {
-    let found = match weft_agent::kube_proxy::detect() {
+    let detected = tokio::task::spawn_blocking(weft_agent::kube_proxy::detect).await;
+    let found = match detected
+        .map_err(|e| e.to_string())
+        .and_then(|d| d.map_err(|e| e.to_string()))
+    {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "looking for kube-proxy");

@@ -330,7 +330,7 @@ fn resumable(paths: &Paths, args: &UpArgs) -> Result<Option<LabSpec>> {
 
 /// The namespaces and the supervisor of a new lab (nothing of it left when that fails).
 fn build(paths: &Paths, spec: &LabSpec, me: &std::path::Path) -> Result<()> {
-    std::fs::create_dir_all(paths.dir()).with_context(|| format!("creating {}", paths.dir().display()))?;
+    weft_lab::state_dir::create(&paths.dir())?;
     std::fs::write(paths.spec_file(), serde_json::to_vec_pretty(spec)?).context("writing the lab spec")?;
     eprintln!(
         "lab {}: {} nodes, {} overlay, pods in {}, services in {}",
