@@ -8,6 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 use weft_model::{Key, Object, Snapshot, k8s_openapi};
 
+/// What `Cluster::exec` calls with the command once it is inside the pod's sandbox.
+pub type Start<'a> = Box<dyn FnOnce(Command) -> std::io::Result<tokio::process::Child> + Send + 'a>;
+
 /// One change of the store: the object before (none when created) and after (none when deleted) revision
 /// `revision`. The objects are shared with the snapshots that hold them.
 #[derive(Clone, Debug)]
@@ -66,8 +69,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// Where a container's output is written (`previous`: of its last run).
     fn log_file(&self, pod: &Pod, container: &str, previous: bool) -> Option<PathBuf>;
 
-    /// A command that runs `argv` inside the pod's sandbox.
-    fn exec_command(&self, pod: &Pod, argv: &[String]) -> Result<Command, ApiError>;
+    /// Runs `argv` inside the pod's sandbox: `start` completes the command (its streams) and spawns it, on a
+    /// thread that has entered the sandbox (blocking until it did).
+    fn exec(&self, pod: &Pod, argv: &[String], start: Start<'_>) -> std::io::Result<tokio::process::Child>;
 
     /// What `attach -i` writes to in container `container` of a running pod: its stdin, or its terminal. None
     /// when it keeps no stdin open (started without `stdin`/`tty`, or a `stdinOnce` stdin another session took).

@@ -6,6 +6,7 @@
 
 use crate::api::{Api, Call};
 use crate::body::Body;
+use crate::cluster::{Cluster, Start};
 use crate::request::{Target, query_values};
 use crate::status::ApiError;
 use crate::upgrade::{Kind, WebSocket};
@@ -17,11 +18,13 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use weft_model::Snapshot;
+use weft_model::k8s_openapi::api::core::v1::Pod;
 
 pub const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const STDIN: u8 = 0;
@@ -74,11 +77,11 @@ pub fn exec(api: &Api, call: &mut Call, snap: &Snapshot, target: &Target) -> Res
             "you must specify at least one command for the container",
         ));
     }
-    let command = api.cluster.exec_command(pod, &argv)?;
+    let (cluster, pod) = (api.cluster.clone(), pod.clone());
     let (v5, response) = websocket_v5(call)?;
     crate::upgrade::spawn(call, move |io| async move {
         let ws = crate::upgrade::websocket(io).await;
-        exec_session(ws, v5, streams, command, argv).await;
+        exec_session(ws, v5, streams, &Exec { cluster, pod, argv }).await;
     })?;
     Ok(response)
 }
@@ -209,7 +212,15 @@ fn status_bytes(status: &Value) -> Vec<u8> {
     serde_json::to_vec(status).unwrap_or_default()
 }
 
-async fn exec_session(ws: WebSocket, v5: bool, streams: Streams, command: Command, argv: Vec<String>) {
+/// What an exec session runs: `argv` in the pod's sandbox.
+struct Exec {
+    cluster: Arc<dyn Cluster>,
+    pod: Pod,
+    argv: Vec<String>,
+}
+
+async fn exec_session(ws: WebSocket, v5: bool, streams: Streams, exec: &Exec) {
+    let argv = &exec.argv;
     let (sink, mut source) = ws.split();
     let (out, writer) = writer(sink);
     // kubectl sends the terminal's size as soon as the session opens: the terminal gets it before the command
@@ -226,11 +237,11 @@ async fn exec_session(ws: WebSocket, v5: bool, streams: Streams, command: Comman
             Ok(Some(Err(_)) | None) => return,
         }
     }
-    let status = match Process::spawn(command, streams, size) {
+    let status = match Process::spawn(|start| exec.cluster.exec(&exec.pod, argv, start), streams, size) {
         Ok(process) => process
             .run(first, &mut source, &out, v5)
             .await
-            .map(|exit| exit_status(exit, &argv)),
+            .map(|exit| exit_status(exit, argv)),
         Err(e) => Some(json!({
             "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
             "message": format!("error executing command {argv:?} in container: {e}"),
@@ -280,14 +291,28 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(mut command: Command, streams: Streams, size: Option<Size>) -> std::io::Result<Process> {
+    /// Starts the command through `exec` (what `Cluster::exec` does for a pod), on pipes or a terminal.
+    fn spawn(
+        exec: impl FnOnce(Start<'_>) -> std::io::Result<tokio::process::Child>,
+        streams: Streams,
+        size: Option<Size>,
+    ) -> std::io::Result<Process> {
+        // The command starts on a thread of the sandbox's: tokio's child needs this runtime there.
+        let runtime = tokio::runtime::Handle::current();
+        let spawn = move |command: Command| {
+            let _entered = runtime.enter();
+            tokio::process::Command::from(command).kill_on_drop(true).spawn()
+        };
         let pipe = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
         if !streams.tty {
-            command
-                .stdin(pipe(streams.stdin))
-                .stdout(pipe(streams.stdout))
-                .stderr(pipe(streams.stderr));
-            let mut child = tokio::process::Command::from(command).kill_on_drop(true).spawn()?;
+            let start = move |mut command: Command| {
+                command
+                    .stdin(pipe(streams.stdin))
+                    .stdout(pipe(streams.stdout))
+                    .stderr(pipe(streams.stderr));
+                spawn(command)
+            };
+            let mut child = exec(Box::new(start))?;
             let mut outputs: Vec<(u8, Reader)> = Vec::new();
             if let Some(o) = child.stdout.take() {
                 outputs.push((STDOUT, Box::new(o)));
@@ -310,24 +335,28 @@ impl Process {
             ws_ypixel: 0,
         });
         let pty = nix::pty::openpty(size.as_ref(), None).map_err(std::io::Error::from)?;
-        command
-            .stdin(Stdio::from(pty.slave.try_clone()?))
-            .stdout(Stdio::from(pty.slave.try_clone()?))
-            .stderr(Stdio::from(pty.slave));
-        // SAFETY: only system calls between fork and exec. The terminal (already on fds 0-2) becomes the
-        // controlling terminal of a new session, so the shell gets job control and ^C reaches it.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut command = tokio::process::Command::from(command);
-        let child = command.kill_on_drop(true).spawn()?;
-        // Our copies of the terminal's slave side go, so reading the master ends when the command's do.
-        drop(command);
+        let slave = pty.slave;
+        let start = move |mut command: Command| {
+            command
+                .stdin(Stdio::from(slave.try_clone()?))
+                .stdout(Stdio::from(slave.try_clone()?))
+                .stderr(Stdio::from(slave));
+            // SAFETY: only system calls between fork and exec. The terminal (already on fds 0-2) becomes the
+            // controlling terminal of a new session, so the shell gets job control and ^C reaches it. (Unlike
+            // exec on pipes, this one forks the supervisor: std has no setsid for posix_spawn.)
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            // The command, and with it our copies of the terminal's slave side, go once it started, so reading
+            // the master ends when the command's do.
+            spawn(command)
+        };
+        let child = exec(Box::new(start))?;
         let reader = tokio::fs::File::from_std(File::from(pty.master.try_clone()?));
         let writer = tokio::fs::File::from_std(File::from(pty.master.try_clone()?));
         let outputs: Vec<(u8, Reader)> = if streams.stdout {
@@ -485,7 +514,7 @@ mod tests {
             stderr: false,
             tty: true,
         };
-        let mut p = Process::spawn(command, streams, None).unwrap();
+        let mut p = Process::spawn(|start| start(command), streams, None).unwrap();
         resize(p.terminal.as_ref().unwrap(), br#"{"Width":91,"Height":17}"#);
         let mut input = p.input.take().unwrap();
         input.write_all(b"hi\n").await.unwrap();

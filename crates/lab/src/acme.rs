@@ -6,7 +6,7 @@
 //! Both processes live in the external host's namespace, so `lab down` kills them with the rest.
 
 use crate::error::{Error, Result, io, kernel};
-use crate::sandbox::{Bind, Sandbox};
+use crate::sandbox::{Bind, Env, Sandbox};
 use crate::spec::{LabSpec, Paths};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -134,22 +134,23 @@ fn spawn(paths: &Paths, argv: &[String], env: &[(&str, &str)], log: &Path) -> Re
         ..Default::default()
     };
     let file = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
-    let mut command = sandbox.command(argv)?;
-    command
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().map_err(io("pebble's log"))?)
-        .stderr(file);
-    // SAFETY: setsid(2) only, between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid()?;
-            Ok(())
-        });
-    }
-    command
-        .spawn()
-        .map_err(io(format!("starting {} on the external host", argv[0])))?;
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    sandbox.spawn(argv, Env::Inherit(env), |mut command| {
+        command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().map_err(io("pebble's log"))?)
+            .stderr(file);
+        // SAFETY: setsid(2) only, between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                Ok(())
+            });
+        }
+        command
+            .spawn()
+            .map_err(io(format!("starting {} on the external host", argv[0])))
+    })?;
     Ok(())
 }
 

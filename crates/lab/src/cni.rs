@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result, io};
 use crate::node_fs::NodeFs;
+use crate::sandbox::{Env, Sandbox};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -105,26 +106,31 @@ impl Runtime {
             "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
             a.pod_namespace, a.pod_name, a.container_id, a.pod_uid
         );
-        let node = crate::sandbox::Sandbox {
+        let node = Sandbox {
             netns: self.node_netns.clone(),
             binds: self.fs.plugin_view(),
             ..Default::default()
         };
-        let mut child = node
-            .command(&[program.display().to_string()])?
-            .env_clear()
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", a.container_id)
-            .env("CNI_NETNS", a.netns)
-            .env("CNI_IFNAME", a.ifname)
-            .env("CNI_ARGS", args)
-            .env("CNI_PATH", &bin_dir)
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(io(format!("running CNI plugin {}", program.display())))?;
+        let env = [
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", a.container_id.to_string()),
+            ("CNI_NETNS", a.netns.display().to_string()),
+            ("CNI_IFNAME", a.ifname.to_string()),
+            ("CNI_ARGS", args),
+            ("CNI_PATH", bin_dir.display().to_string()),
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
+        ];
+        let env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut child = node.spawn(&[program.display().to_string()], Env::Only(env), |mut c| {
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(io(format!("running CNI plugin {}", program.display())))
+        })?;
         let input = serde_json::to_vec(conf).map_err(|e| Error::Invalid(e.to_string()))?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin

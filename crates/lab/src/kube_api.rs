@@ -2,15 +2,14 @@
 //! pod runtime (logs, exec), and the server itself, started by the supervisor on 127.0.0.1 for the host and on
 //! the control-plane address on the lab's wire for nodes and pods.
 
-use crate::error::Error;
-use crate::sandbox::Sandbox;
+use crate::error::{Error, io};
+use crate::sandbox::{Env, Sandbox};
 use crate::supervisor::Shared;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
-use weft_apiserver::cluster::Input;
+use weft_apiserver::cluster::{Input, Start};
 use weft_apiserver::{ApiError, Change, Cluster, Deletion};
 use weft_model::{Key, Object, Snapshot, k8s_openapi};
 
@@ -179,14 +178,17 @@ impl Cluster for LabCluster {
         (!previous).then(|| self.0.paths.pod_dir(uid).join(format!("{container}.log")))
     }
 
-    fn exec_command(&self, pod: &Pod, argv: &[String]) -> Result<Command, ApiError> {
+    fn exec(&self, pod: &Pod, argv: &[String], start: Start<'_>) -> std::io::Result<tokio::process::Child> {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         if pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).is_none() {
-            return Err(ApiError::bad_request(format!("pod {name} is not running yet")));
+            return Err(std::io::Error::other(format!("pod {name} is not running yet")));
         }
+        // The command gets the supervisor's environment.
         Sandbox::of_pod(&self.0.paths, pod)
-            .command(argv)
-            .map_err(|e| ApiError::internal(e.to_string()))
+            .spawn(argv, Env::Inherit(Vec::new()), |command| {
+                start(command).map_err(io(format!("starting {}", argv.join(" "))))
+            })
+            .map_err(std::io::Error::other)
     }
 
     fn attach_input(&self, pod: &Pod, container: &str) -> Option<std::io::Result<Input>> {

@@ -11,7 +11,7 @@ use crate::cni::{self, Attachment};
 use crate::error::{Error, Result, io};
 use crate::events::{Note, reference};
 use crate::reaper::Reaper;
-use crate::sandbox::{self, Sandbox};
+use crate::sandbox::{self, Env, Sandbox};
 use crate::spec::NodePlan;
 use crate::store::now;
 use crate::supervisor::Shared;
@@ -760,15 +760,18 @@ impl Kubelet {
         timeout: Duration,
     ) -> bool {
         let argv = p.exec.as_ref().and_then(|e| e.command.clone()).unwrap_or_default();
-        let command = self.sandbox(run, pod, c).and_then(|s| s.command(&argv));
-        let Ok(mut command) = command else { return false };
-        command
-            .env_clear()
-            .env("PATH", sandbox::pod_path(&self.shared.spec.weft_bin))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let Ok(mut child) = command.spawn() else { return false };
+        let env = Env::Only(vec![("PATH".into(), sandbox::pod_path(&self.shared.spec.weft_bin))]);
+        let spawned = self.sandbox(run, pod, c).and_then(|s| {
+            s.spawn(&argv, env, |mut command| {
+                command
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(io(format!("starting the probe {}", argv.join(" "))))
+            })
+        });
+        let Ok(mut child) = spawned else { return false };
         let deadline = Instant::now() + timeout;
         loop {
             match child.try_wait() {
@@ -867,7 +870,6 @@ impl Kubelet {
         let snap = self.shared.snapshot();
         let env = env::env(container, &self.facts(pod, ip, &snap)).map_err(Error::Invalid)?;
         let argv = env::expand_argv(&argv(container, &self.shared.spec.weft_bin), &env);
-        let mut command = self.sandbox(run, pod, container)?.command(&argv)?;
         let name = pod.metadata.name.clone().unwrap_or_default();
         let log_path = self
             .shared
@@ -879,17 +881,18 @@ impl Kubelet {
             .append(true)
             .open(&log_path)
             .map_err(io(format!("opening {}", log_path.display())))?;
-        command
-            .env_clear()
-            .envs(env)
-            .current_dir(container.working_dir.as_deref().unwrap_or("/"));
-        let wiring = stdio::Wiring::connect(&mut command, container, log)
-            .map_err(io(format!("connecting the streams of container {}", container.name)))?;
-        let child = command.spawn().map_err(io(format!(
-            "starting container {} of {name} ({})",
-            container.name,
-            argv.join(" ")
-        )))?;
+        let sandbox = self.sandbox(run, pod, container)?;
+        let (child, wiring) = sandbox.spawn(&argv, Env::Only(env), |mut command| {
+            command.current_dir(container.working_dir.as_deref().unwrap_or("/"));
+            let wiring = stdio::Wiring::connect(&mut command, container, log)
+                .map_err(io(format!("connecting the streams of container {}", container.name)))?;
+            let child = command.spawn().map_err(io(format!(
+                "starting container {} of {name} ({})",
+                container.name,
+                argv.join(" ")
+            )))?;
+            Ok((child, wiring))
+        })?;
         if let Some(input) = wiring.input() {
             let once = container.stdin_once == Some(true);
             self.shared.inputs.insert(&run.uid, &container.name, input, once);

@@ -3,16 +3,19 @@
 //! UTS namespace with the pod's hostname. Pod processes and `weft exec` enter the same way. A container's
 //! volumes, its image's files and a node's own directories are bind mounts in that mount namespace.
 
-use crate::error::{Result, io};
+use crate::error::{Result, io, kernel};
+use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
-use nix::sched::{CloneFlags, setns, unshare};
-use std::ffi::CString;
-use std::fs::File;
-use std::os::fd::AsFd;
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::stat::Mode;
+use nix::unistd::AccessFlags;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use weft_model::k8s_openapi;
+use weft_netlink::Netns;
 
 /// Files a pod sees instead of the host's.
 pub const POD_FILES: &[&str] = &["resolv.conf", "hosts", "hostname"];
@@ -78,12 +81,64 @@ impl Sandbox {
         }
     }
 
-    /// A command that runs `argv` inside the sandbox.
-    pub fn command(&self, argv: &[String]) -> Result<Command> {
+    /// Starts `argv` inside the sandbox with environment `env`; `start` completes the command (its streams,
+    /// working directory) and spawns it.
+    ///
+    /// `start` runs on a short-lived thread that has entered the sandbox itself: joined its network namespace,
+    /// made a mount and UTS namespace of its own with the binds and the hostname. The child inherits those
+    /// from the thread, so nothing is left to do between fork and exec and std starts it with posix_spawn (a
+    /// vfork-style clone sharing the supervisor's memory until the exec) rather than fork, which copies the
+    /// page tables of the whole supervisor. A bare program name is looked up in `env`'s PATH there, in the
+    /// sandbox's view of the files (std would fork to search a PATH of the command's own). `start` keeps that
+    /// fast path as long as it adds no `pre_exec` and sets no PATH (a terminal's session needs a `pre_exec`:
+    /// std then forks from the same thread, which works as well).
+    pub fn spawn<T: Send>(
+        &self,
+        argv: &[String],
+        env: Env,
+        start: impl FnOnce(Command) -> Result<T> + Send,
+    ) -> Result<T> {
         let Some((program, args)) = argv.split_first() else {
             return Err(crate::Error::Invalid("no command given".into()));
         };
-        let netns = File::open(&self.netns).map_err(io(format!("opening {}", self.netns.display())))?;
+        let binds = self.all_binds();
+        for (i, bind) in binds.iter().enumerate() {
+            if !bind.source.exists() {
+                return Err(crate::Error::Invalid(format!(
+                    "{} does not exist",
+                    bind.source.display()
+                )));
+            }
+            mount_point(&binds[..i], bind)?;
+        }
+        let what = || format!("entering {}", self.netns.display());
+        let netns = Netns::open(&self.netns.to_string_lossy()).map_err(kernel(what()))?;
+        // A thread of its own, in the namespace, that ends after: its namespaces and mounts stay the sandbox's.
+        let inside = netns.run(|| {
+            Ok(self.enter(&binds).and_then(|()| {
+                let (clear, vars) = match env {
+                    Env::Only(vars) => (true, vars),
+                    Env::Inherit(vars) => (false, vars),
+                };
+                let path = match vars.iter().rev().find(|(k, _)| k == "PATH") {
+                    Some((_, path)) => Some(OsString::from(path)),
+                    None if clear => None,
+                    None => std::env::var_os("PATH"),
+                };
+                let mut command = Command::new(find_program(program, path.as_deref()));
+                command.arg0(program).args(args);
+                if clear {
+                    command.env_clear();
+                }
+                command.envs(vars);
+                start(command)
+            }))
+        });
+        inside.map_err(kernel(what()))?
+    }
+
+    /// The binds in the order they are made: the pod's files over /etc, its ServiceAccount, then the rest.
+    fn all_binds(&self) -> Vec<Bind> {
         let mut all: Vec<Bind> = match &self.files {
             Some(dir) => POD_FILES
                 .iter()
@@ -103,69 +158,82 @@ impl Sandbox {
             });
         }
         all.extend(self.binds.iter().cloned());
-        // Everything the child needs is prepared here: between fork and exec only system calls run.
-        let mut binds: Vec<(CString, CString, bool)> = Vec::with_capacity(all.len());
-        for (i, bind) in all.iter().enumerate() {
-            if !bind.source.exists() {
-                return Err(crate::Error::Invalid(format!(
-                    "{} does not exist",
-                    bind.source.display()
-                )));
-            }
-            mount_point(&all[..i], bind)?;
-            binds.push((cstring(&bind.source)?, cstring(&bind.target)?, bind.read_only));
-        }
-        // The sources, opened in the child's mount namespace before any bind, so a bind may cover another's
-        // source (a mount of the parent's namespace cannot be bound from there).
-        let mut sources: Vec<libc::c_int> = vec![-1; binds.len()];
-        let hostname = self.hostname.clone();
-        let mut command = Command::new(program);
-        command.args(args);
-        // SAFETY: the closure only makes system calls (setns, unshare, open, mount, sethostname) on data prepared
-        // before the fork; it allocates nothing and takes no locks.
-        unsafe {
-            command.pre_exec(move || {
-                setns(netns.as_fd(), CloneFlags::CLONE_NEWNET)?;
-                let mut flags = CloneFlags::empty();
-                if !binds.is_empty() {
-                    flags |= CloneFlags::CLONE_NEWNS;
-                }
-                if hostname.is_some() {
-                    flags |= CloneFlags::CLONE_NEWUTS;
-                }
-                if !flags.is_empty() {
-                    unshare(flags)?;
-                }
-                if !binds.is_empty() {
-                    // Slave, not private: namespaces unmounted on the host later also vanish here.
-                    let slave = MsFlags::MS_REC | MsFlags::MS_SLAVE;
-                    mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)?;
-                    for ((from, _, _), fd) in binds.iter().zip(sources.iter_mut()) {
-                        // SAFETY: open(2) of a NUL-terminated path; the descriptor closes at exec.
-                        *fd = libc::open(from.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-                        if *fd < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    }
-                    for ((_, to, read_only), fd) in binds.iter().zip(&sources) {
-                        let mut buf = [0u8; 32];
-                        let from = fd_path(*fd, &mut buf);
-                        let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
-                        mount(Some(from), to.as_c_str(), None::<&str>, bind, None::<&str>)?;
-                        if *read_only {
-                            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                            mount(None::<&str>, to.as_c_str(), None::<&str>, ro, None::<&str>)?;
-                        }
-                    }
-                }
-                if let Some(name) = &hostname {
-                    nix::unistd::sethostname(name)?;
-                }
-                Ok(())
-            });
-        }
-        Ok(command)
+        all
     }
+
+    /// Moves the calling thread, already in the sandbox's network namespace, into a mount and UTS namespace of
+    /// its own holding `binds` and the hostname. The thread must end afterwards.
+    fn enter(&self, binds: &[Bind]) -> Result<()> {
+        let mut flags = CloneFlags::empty();
+        if !binds.is_empty() {
+            // A mount namespace needs the thread's own root and working directory (CLONE_FS) too.
+            flags |= CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS;
+        }
+        if self.hostname.is_some() {
+            flags |= CloneFlags::CLONE_NEWUTS;
+        }
+        if !flags.is_empty() {
+            unshare(flags).map_err(sys("making the sandbox's namespaces"))?;
+        }
+        if !binds.is_empty() {
+            // Slave, not private: namespaces unmounted on the host later also vanish here.
+            let slave = MsFlags::MS_REC | MsFlags::MS_SLAVE;
+            mount(None::<&str>, "/", None::<&str>, slave, None::<&str>).map_err(sys("making / a mount slave"))?;
+            // The sources, opened in the new mount namespace before any bind, so a bind may cover another's
+            // source (a mount of the host's namespace cannot be bound from here).
+            let sources = binds
+                .iter()
+                .map(|b| {
+                    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+                    nix::fcntl::open(&b.source, flags, Mode::empty())
+                        .map_err(sys(format!("opening {}", b.source.display())))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (bind, fd) in binds.iter().zip(&sources) {
+                let from = format!("/proc/thread-self/fd/{}", fd.as_raw_fd());
+                let what = || format!("binding {} at {}", bind.source.display(), bind.target.display());
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+                mount(Some(from.as_str()), &bind.target, None::<&str>, flags, None::<&str>).map_err(sys(what()))?;
+                if bind.read_only {
+                    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    mount(None::<&str>, &bind.target, None::<&str>, ro, None::<&str>).map_err(sys(what()))?;
+                }
+            }
+        }
+        if let Some(name) = &self.hostname {
+            nix::unistd::sethostname(name).map_err(sys(format!("setting the hostname {name}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// The environment of a command started in a sandbox.
+pub enum Env {
+    /// Exactly these variables.
+    Only(Vec<(String, String)>),
+    /// The calling process's, with these set over it.
+    Inherit(Vec<(String, String)>),
+}
+
+/// Where `program` is: a name without a slash is looked up in `path` as execvp(3) does (glibc's /bin:/usr/bin
+/// when there is none), taking the first executable file; a name found nowhere stays as it is, for the spawn
+/// to fail on.
+fn find_program(program: &str, path: Option<&OsStr>) -> PathBuf {
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    let path = path.unwrap_or(OsStr::new("/bin:/usr/bin"));
+    std::env::split_paths(path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|file| nix::unistd::access(file, AccessFlags::X_OK).is_ok() && file.is_file())
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
+/// Adds what was being done to a failed system call.
+fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> crate::Error {
+    let what = what.into();
+    move |errno| io(what)(errno.into())
 }
 
 /// Makes `bind`'s mount point where the child will look for it: inside the source of the last earlier bind
@@ -191,32 +259,6 @@ fn mount_point(earlier: &[Bind], bind: &Bind) -> Result<()> {
             .and_then(|()| std::fs::File::create(&at).map(drop))
     };
     made.map_err(io(format!("creating the mount point {}", at.display())))
-}
-
-/// `/proc/self/fd/FD` in `buf`, without allocating (it runs between fork and exec).
-fn fd_path(fd: libc::c_int, buf: &mut [u8; 32]) -> &std::ffi::CStr {
-    const PREFIX: &[u8] = b"/proc/self/fd/";
-    buf[..PREFIX.len()].copy_from_slice(PREFIX);
-    let mut digits = [0u8; 10];
-    let (mut n, mut len) = (fd.unsigned_abs(), 0);
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for (i, d) in digits[..len].iter().rev().enumerate() {
-        buf[PREFIX.len() + i] = *d;
-    }
-    buf[PREFIX.len() + len] = 0;
-    std::ffi::CStr::from_bytes_until_nul(&buf[..]).unwrap_or_default()
-}
-
-fn cstring(path: &Path) -> Result<CString> {
-    CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| crate::Error::Invalid(format!("path {} holds a NUL byte", path.display())))
 }
 
 /// PATH inside pods: the usual directories, after the one holding `weft` so `weft probe` works in every pod.
@@ -293,9 +335,86 @@ mod tests {
     }
 
     #[test]
-    fn descriptor_paths_are_written_in_place() {
-        let mut buf = [0u8; 32];
-        assert_eq!(fd_path(7, &mut buf).to_str().unwrap(), "/proc/self/fd/7");
-        assert_eq!(fd_path(1234567, &mut buf).to_str().unwrap(), "/proc/self/fd/1234567");
+    fn a_command_sees_the_pods_network_hostname_and_binds_and_the_caller_stays_outside() {
+        if !weft_testkit::root() {
+            return;
+        }
+        let ns = weft_testkit::Ns::new("sandbox");
+        let dir = std::env::temp_dir().join(format!("weft-sandbox-{}", crate::store::new_uid()));
+        let (files, tools) = (dir.join("pod"), dir.join("tools"));
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::create_dir_all(&tools).unwrap();
+        for f in POD_FILES {
+            std::fs::write(files.join(f), format!("the pod's {f}\n")).unwrap();
+        }
+        // A program found only through a bind, by its bare name: looked up in the sandbox's view of the files.
+        let tool = tools.join("sandbox-tool");
+        std::fs::write(&tool, "#!/bin/sh\necho \"tool $0\"\n").unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let bin = dir.join("bin");
+        let sandbox = Sandbox {
+            netns: PathBuf::from(ns.path()),
+            files: Some(files.clone()),
+            hostname: Some("sandboxed".into()),
+            service_account: None,
+            binds: vec![Bind {
+                source: tools.clone(),
+                target: bin.clone(),
+                read_only: true,
+            }],
+        };
+        let script = format!(
+            "echo $0; hostname; cat /etc/hosts /etc/resolv.conf; readlink /proc/self/ns/net; touch {}/x || echo ro",
+            bin.display()
+        );
+        let path = format!("{}:/usr/bin:/bin", bin.display());
+        let run = |argv: &[String]| {
+            let env = Env::Only(vec![("PATH".into(), path.clone())]);
+            let out = sandbox
+                .spawn(argv, env, |mut c| c.output().map_err(io("running a command")))
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let theirs = format!(
+            "net:[{}]",
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(ns.path()).unwrap())
+        );
+        assert_eq!(
+            run(&["sh".into(), "-c".into(), script]),
+            format!("sh\nsandboxed\nthe pod's hosts\nthe pod's resolv.conf\n{theirs}\nro\n")
+        );
+        assert_eq!(
+            run(&["sandbox-tool".into()]),
+            format!("tool {}/sandbox-tool\n", bin.display())
+        );
+        // The calling thread kept the host's namespaces; on the host the mount point is an empty directory.
+        let host_hostname = nix::unistd::gethostname().unwrap();
+        assert_ne!(host_hostname.to_string_lossy(), "sandboxed");
+        assert_ne!(
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+            PathBuf::from(theirs)
+        );
+        assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 0);
+        // A program that is nowhere fails as a spawn error, not a panic.
+        let env = Env::Only(vec![("PATH".into(), bin.display().to_string())]);
+        let missing = sandbox.spawn(&["no-such-program".into()], env, |mut c| {
+            c.status().map_err(io("running no-such-program"))
+        });
+        assert!(missing.is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bare_names_are_looked_up_as_execvp_does() {
+        assert_eq!(find_program("/bin/sh", None), PathBuf::from("/bin/sh"));
+        assert_eq!(find_program("./run", Some(OsStr::new("/bin"))), PathBuf::from("./run"));
+        assert_eq!(find_program("sh", None), PathBuf::from("/bin/sh"));
+        assert_eq!(
+            find_program("sh", Some(OsStr::new("relative:/usr/bin"))),
+            PathBuf::from("/usr/bin/sh")
+        );
+        assert_eq!(find_program("no-such-program", None), PathBuf::from("no-such-program"));
+        // A directory on the way is not a program.
+        assert_eq!(find_program("bin", Some(OsStr::new("/usr:/"))), PathBuf::from("bin"));
     }
 }

@@ -555,18 +555,19 @@ fn exec(paths: &Paths, target: &str, command: &[String]) -> Result<i32> {
         binds,
         ..Default::default()
     };
-    run_inherit(sandbox.command(command)?, command)
+    run_inherit(&sandbox, command)
 }
 
-/// Runs a command with our stdio and returns its exit code (128+signal when killed).
-pub fn run_inherit(mut command: Command, argv: &[String]) -> Result<i32> {
+/// Runs `argv` in `sandbox` with our stdio and returns its exit code (128+signal when killed).
+pub fn run_inherit(sandbox: &weft_lab::sandbox::Sandbox, argv: &[String]) -> Result<i32> {
     use std::os::unix::process::ExitStatusExt;
     // `weft` itself is found inside pods and nodes even when it is not on the caller's PATH.
-    if let Ok(me) = std::env::current_exe() {
-        command.env("PATH", weft_lab::sandbox::pod_path(&me));
-    }
-    let status = command
-        .status()
-        .with_context(|| format!("running {}", argv.first().map(String::as_str).unwrap_or("")))?;
+    let path = std::env::current_exe().map(|me| ("PATH".to_string(), weft_lab::sandbox::pod_path(&me)));
+    let env = weft_lab::sandbox::Env::Inherit(path.into_iter().collect());
+    let what = format!("running {}", argv.first().map(String::as_str).unwrap_or(""));
+    let mut child = sandbox.spawn(argv, env, |mut command| {
+        command.spawn().map_err(weft_lab::error::io(what.clone()))
+    })?;
+    let status = child.wait().context(what)?;
     Ok(status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1))
 }

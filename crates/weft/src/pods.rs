@@ -111,7 +111,7 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<i32> {
     let pod: weft_model::k8s_openapi::api::core::v1::Pod =
         serde_json::from_value(pod).context("the pod as the lab stores it")?;
     let sandbox = Sandbox::of_pod(paths, &pod);
-    crate::lab::run_inherit(sandbox.command(&args.command)?, &args.command)
+    crate::lab::run_inherit(&sandbox, &args.command)
 }
 
 pub fn logs(paths: &Paths, args: LogsArgs) -> Result<()> {
