@@ -139,7 +139,7 @@ pub fn expired(snap: &Snapshot) -> Vec<Key> {
             _ => None,
         })
     };
-    // Runs on every reconcile: first a pass that allocates nothing, which usually finds nothing to do.
+    // Runs whenever an Event changed: first a pass that allocates nothing, which usually finds nothing to do.
     let (mut newest, mut oldest) = (i64::MIN, i64::MAX);
     let mut per_ns: HashMap<&str, usize> = HashMap::new();
     for (o, at) in events() {
