@@ -109,22 +109,15 @@ pub(crate) async fn serve<S: Io + 'static>(
         io,
     }));
     let timeouts = proxy.client_timeouts();
-    // One idle timer for the connection's life, pushed back each time the connection waits for a request: tokio
-    // pushes a timer's deadline later with an atomic store (its wheel finds the new deadline when the old one
-    // comes), where a timer per wait was an insertion into the wheel and a removal from it per request.
-    let idle = tokio::time::sleep(timeouts.idle);
-    tokio::pin!(idle);
     loop {
         if lock(&state).buf.is_empty() {
             // Idle: until the next request's first bytes, which the listener's stop or the idle timeout end
             // instead (quietly, as nginx closes an idle keep-alive connection).
-            idle.as_mut().reset(tokio::time::Instant::now() + timeouts.idle);
             let read = tokio::select! {
-                read = read_some(&state) => read,
-                () = &mut idle => break,
+                read = tokio::time::timeout(timeouts.idle, read_some(&state)) => read,
                 () = watcher.stopping() => break,
             };
-            if !matches!(read, Ok(n) if n > 0) {
+            if !matches!(read, Ok(Ok(n)) if n > 0) {
                 break;
             }
         }
