@@ -10,11 +10,6 @@ use http::{Method, Request, StatusCode, Uri, Version};
 /// The most headers a request may have; more is answered 431 as too large a head.
 const MAX_HEADERS: usize = 128;
 
-/// Room left in a request's header map for the headers the proxy adds before sending it upstream (Host,
-/// X-Forwarded-For, -Proto, -Host, -Port, X-Real-IP, X-Request-ID, and one of X-Forwarded-Prefix, Upgrade,
-/// Connection): the map would otherwise grow, and rehash, on every proxied request.
-const ADDED_HEADERS: usize = 8;
-
 pub(super) struct Head {
     /// The request but its body.
     pub(super) parts: http::request::Parts,
@@ -63,7 +58,7 @@ pub(super) fn head(buf: &mut BytesMut) -> Parsed {
     let Ok(uri) = Uri::from_maybe_shared(bytes.slice(path.0..path.1)) else {
         return Parsed::Refused(StatusCode::BAD_REQUEST);
     };
-    let mut headers = HeaderMap::with_capacity(count + ADDED_HEADERS);
+    let mut headers = HeaderMap::with_capacity(count);
     for ((name, value), _) in places.iter().zip(0..count) {
         let name = HeaderName::from_bytes(&bytes[name.0..name.1]);
         let value = HeaderValue::from_maybe_shared(bytes.slice(value.0..value.1));
