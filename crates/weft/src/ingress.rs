@@ -266,6 +266,7 @@ pub fn run(args: Args) -> Result<()> {
             let _in = worker.enter();
             (server::listen(http)?, server::listen(https)?)
         };
+        worker.spawn(server::keep_timer_near());
         servers.push(worker.spawn(server::serve(http, proxy.clone(), None, stopped.clone())));
         servers.push(worker.spawn(server::serve(
             https,

@@ -2,6 +2,7 @@
 //! for new TLS handshakes, idle keep-alive connections held open for memory, the resident memory of a process
 //! tree, and the backend all the proxies forward to.
 
+use super::cpu::{self, Cpu};
 use anyhow::{Context, Result, bail};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -68,10 +69,15 @@ pub struct Run {
     pub p99_ms: f64,
     /// Non-2xx/3xx responses plus socket errors.
     pub failed: u64,
+    /// Requests completed.
+    pub requests: u64,
+    /// wrk's own CPU.
+    pub wrk: Cpu,
 }
 
 /// `wrk` against `url` for `seconds` with `threads` and `connections` (keep-alive), latency percentiles included.
 pub fn wrk(url: &str, threads: usize, connections: usize, seconds: u64) -> Result<Run> {
+    let before = cpu::children();
     let out = Command::new("wrk")
         .args(["-t", &threads.to_string(), "-c", &connections.to_string()])
         .args([
@@ -88,7 +94,11 @@ pub fn wrk(url: &str, threads: usize, connections: usize, seconds: u64) -> Resul
     if !out.status.success() {
         bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     }
-    parse_wrk(&text).with_context(|| format!("reading wrk's output:\n{text}"))
+    let run = parse_wrk(&text).with_context(|| format!("reading wrk's output:\n{text}"))?;
+    Ok(Run {
+        wrk: cpu::children() - before,
+        ..run
+    })
 }
 
 fn parse_wrk(text: &str) -> Option<Run> {
@@ -115,6 +125,11 @@ fn parse_wrk(text: &str) -> Option<Run> {
         p50_ms: duration_ms(field("50%")?)?,
         p99_ms: duration_ms(field("99%")?)?,
         failed,
+        // "N requests in 6.00s, 1.00MB read"
+        requests: text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok())?,
+        wrk: Cpu::default(),
     })
 }
 
@@ -208,7 +223,12 @@ fn complete(got: &[u8]) -> bool {
 
 /// The resident memory of process `pid` and all its descendants, in KiB.
 pub fn tree_rss_kib(pid: u32) -> u64 {
-    let mut total = 0;
+    tree(pid).into_iter().map(|p| rss_kib(p).unwrap_or(0)).sum()
+}
+
+/// Process `pid` and all its descendants.
+pub fn tree(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
     let mut todo = vec![pid];
     let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
         .into_iter()
@@ -223,7 +243,7 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
         })
         .collect();
     while let Some(p) = todo.pop() {
-        total += rss_kib(p).unwrap_or(0);
+        all.push(p);
         todo.extend(
             parents
                 .iter()
@@ -231,7 +251,7 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
                 .map(|(child, _)| *child),
         );
     }
-    total
+    all
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -252,6 +272,7 @@ mod tests {
         assert_eq!(run.p50_ms, 0.812);
         assert_eq!(run.p99_ms, 2.5);
         assert_eq!(run.failed, 6);
+        assert_eq!(run.requests, 1000);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! memory per idle keep-alive connection, and requests/s with failures while the routes change 10 times a
 //! second. Each figure is the median of the rounds with their range, and its ratio to nginx's of the same round.
 
+mod cpu;
 mod load;
 mod peers;
 mod weft;
@@ -162,7 +163,7 @@ fn wanted(args: &Args, name: &str) -> bool {
 fn bench(dir: &std::path::Path, shared: std::sync::Arc<weft_lab::supervisor::Shared>, args: &Args) -> Result<()> {
     let (cert, key) = certificate(dir)?;
     let backend = free_addr()?;
-    let _backend = Proc(
+    let backend_process = Proc(
         Command::new(std::env::current_exe()?)
             .args(["bench", "ingress", "--backend", &backend.port().to_string()])
             .spawn()
@@ -231,13 +232,22 @@ fn bench(dir: &std::path::Path, shared: std::sync::Arc<weft_lab::supervisor::Sha
     }
     let names: Vec<&str> = proxies.iter().map(|p| p.name).collect();
     let mut keepalive: Vec<Vec<Run>> = vec![Vec::new(); proxies.len()];
+    let mut costs: Vec<Vec<Costs>> = vec![Vec::new(); proxies.len()];
     let mut handshakes: Vec<Vec<f64>> = vec![Vec::new(); proxies.len()];
     let mut idle: Vec<Vec<f64>> = vec![Vec::new(); proxies.len()];
     let mut churn: Vec<Vec<Run>> = vec![Vec::new(); proxies.len()];
     for round in 0..args.rounds {
         eprintln!("round {} of {}", round + 1, args.rounds);
         for (i, proxy) in proxies.iter().enumerate() {
-            keepalive[i].push(load::wrk(&proxy.url(), args.threads, args.connections, args.seconds)?);
+            let backend = backend_process.0.id();
+            let before = (cpu::tree(proxy.pid()), cpu::process(backend));
+            let run = load::wrk(&proxy.url(), args.threads, args.connections, args.seconds)?;
+            costs[i].push(Costs {
+                proxy: (cpu::tree(proxy.pid()) - before.0).per_request(run.requests),
+                backend: (cpu::process(backend) - before.1).per_request(run.requests),
+                wrk: run.wrk.per_request(run.requests),
+            });
+            keepalive[i].push(run);
         }
         for (i, proxy) in proxies.iter().enumerate() {
             handshakes[i].push(load::handshakes(
@@ -265,6 +275,7 @@ fn bench(dir: &std::path::Path, shared: std::sync::Arc<weft_lab::supervisor::Sha
     table.row("p99 latency, ms", &column(&keepalive, |r| r.p99_ms), 2);
     table.ratio("  p99 to nginx", &column(&keepalive, |r| r.p99_ms));
     table.row("failed requests", &column(&keepalive, |r| r.failed as f64), 0);
+    table.costs(&costs);
     table.row("new TLS handshakes/s", &handshakes, 0);
     table.ratio("  to nginx", &handshakes);
     table.row("KiB per idle keep-alive conn", &idle, 1);
@@ -319,6 +330,20 @@ fn while_changing(proxy: &mut Proxy, args: &Args, round: usize) -> Result<Run> {
     })
 }
 
+/// The CPU per request of one keep-alive run, by process.
+#[derive(Clone, Copy)]
+struct Costs {
+    proxy: cpu::PerRequest,
+    backend: cpu::PerRequest,
+    wrk: cpu::PerRequest,
+}
+
+impl Costs {
+    fn total_us(&self) -> f64 {
+        self.proxy.total_us() + self.backend.total_us() + self.wrk.total_us()
+    }
+}
+
 /// Figures side by side: a column per proxy, the median of the rounds and their range.
 struct Table<'a> {
     names: &'a [&'a str],
@@ -356,6 +381,34 @@ impl Table<'_> {
             print!("{:>WIDTH$}", spread(xs, digits));
         }
         println!();
+    }
+
+    /// The keep-alive runs' CPU per request by process, and what a proxy's requests/s to nginx's would be if its
+    /// user space cost nothing (the cores' time over the three processes' CPU per request, the others' unchanged).
+    fn costs(&self, costs: &[Vec<Costs>]) {
+        let column =
+            |f: fn(&Costs) -> f64| -> Vec<Vec<f64>> { costs.iter().map(|c| c.iter().map(f).collect()).collect() };
+        self.row("CPU µs/request: proxy user", &column(|c| c.proxy.user_us), 1);
+        self.row("  proxy system", &column(|c| c.proxy.system_us), 1);
+        self.row("  backend user", &column(|c| c.backend.user_us), 1);
+        self.row("  backend system", &column(|c| c.backend.system_us), 1);
+        self.row("  wrk user", &column(|c| c.wrk.user_us), 1);
+        self.row("  wrk system", &column(|c| c.wrk.system_us), 1);
+        self.row("  all three", &column(Costs::total_us), 1);
+        self.row("context switches/request: proxy", &column(|c| c.proxy.switches), 2);
+        self.row("  backend", &column(|c| c.backend.switches), 2);
+        self.row("  wrk", &column(|c| c.wrk.switches), 2);
+        let Some(nginx) = self.nginx else { return };
+        let free: Vec<Vec<f64>> = costs
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .zip(&costs[nginx])
+                    .map(|(c, n)| n.total_us() / (c.total_us() - c.proxy.user_us))
+                    .collect()
+            })
+            .collect();
+        self.row("  to nginx, proxy user space free", &free, 2);
     }
 
     /// Each column's figure over nginx's of the same round.
