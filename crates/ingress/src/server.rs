@@ -79,8 +79,6 @@ pub fn listen(socket: TcpSocket) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Accepts connections on `listener` until `stop` turns true, then waits for its connections to finish; with
-/// `tls`, each is a TLS connection first.
 /// The next connection of `listener`; none once `stop` turns true. Failures (out of file descriptors and the
 /// like) are logged and waited out briefly rather than spun on.
 pub async fn accept(listener: &TcpListener, stop: &mut watch::Receiver<bool>) -> Option<(TcpStream, SocketAddr)> {
