@@ -1,9 +1,10 @@
 //! `auth-type: basic` with `auth-secret`, `auth-secret-type` and `auth-realm`: HTTP Basic authentication against
 //! the htpasswd lines of a Secret (key `auth`, or with `auth-map` one key per user whose value is the hash).
-//! Hashes are bcrypt (`$2y$`, `$2a$`, `$2b$`, by the `bcrypt` crate) or `{SHA}` (SHA-1 in base64, by `ring`);
-//! other forms (apr1 MD5, crypt, plain text) are refused: no maintained crate verifies them. A request without
-//! valid credentials gets 401 with `WWW-Authenticate: Basic realm="..."`. bcrypt is slow by design, so it runs
-//! off the proxy's threads and a verified user:password is remembered (as a SHA-256 digest) for the next request.
+//! Hashes are bcrypt (`$2y$`, `$2a$`, `$2b$`, by the `bcrypt` crate), Apache's `$apr1$` MD5-crypt (`htpasswd`'s
+//! default, `crate::apr1`) or `{SHA}` (SHA-1 in base64, by `ring`); other forms (crypt, plain text) are refused,
+//! as no maintained crate verifies them. A request without valid credentials gets 401 with
+//! `WWW-Authenticate: Basic realm="..."`. bcrypt and apr1 take a thousand or more rounds, so they run off the
+//! proxy's threads and a verified user:password is remembered (as a SHA-256 digest) for the next request.
 
 use base64::Engine;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -28,6 +29,7 @@ pub struct BasicAuth {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Hash {
     Bcrypt(String),
+    Apr1(crate::apr1::Apr1),
     Sha1([u8; 20]),
 }
 
@@ -36,6 +38,9 @@ impl Hash {
         let text = text.trim();
         if ["$2y$", "$2a$", "$2b$"].iter().any(|p| text.starts_with(p)) {
             return Some(Hash::Bcrypt(text.to_string()));
+        }
+        if let Some(apr1) = crate::apr1::Apr1::parse(text) {
+            return Some(Hash::Apr1(apr1));
         }
         let digest = base64::engine::general_purpose::STANDARD
             .decode(text.strip_prefix("{SHA}")?)
@@ -46,6 +51,7 @@ impl Hash {
     fn verify(&self, password: &str) -> bool {
         match self {
             Hash::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            Hash::Apr1(hash) => hash.verify(password),
             Hash::Sha1(expected) => {
                 let got = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, password.as_bytes());
                 got.as_ref().iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
@@ -68,7 +74,7 @@ pub enum AuthError {
     #[error("has no key \"auth\"")]
     NoAuthKey,
     #[error(
-        "has no user whose password hash weft can verify (bcrypt or {{SHA}}; apr1, crypt and plain text are refused)"
+        "has no user whose password hash weft can verify (bcrypt, apr1 or {{SHA}}; crypt and plain text are refused)"
     )]
     NoUsers,
 }
@@ -138,7 +144,7 @@ impl Users {
         }
         let ok = match hash {
             Hash::Sha1(_) => hash.verify(&password),
-            Hash::Bcrypt(_) => {
+            Hash::Bcrypt(_) | Hash::Apr1(_) => {
                 let hash = hash.clone();
                 tokio::task::spawn_blocking(move || hash.verify(&password))
                     .await
@@ -210,11 +216,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn htpasswd_lines_with_bcrypt_and_sha_and_apr1_refused() {
+    async fn htpasswd_lines_with_bcrypt_apr1_and_sha_and_crypt_refused() {
         let bob = bcrypt::hash("hunter2", 4).unwrap();
-        let file = format!("# users\n{ALICE}\nbob:{bob}\ncarol:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00\n");
+        let file =
+            format!("# users\n{ALICE}\nbob:{bob}\ncarol:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00\nerin:xxj31ZMTZzkVA\n");
         let (users, refused) = Users::from_secret(&secret(&[("auth", &file)]), &auth(false)).unwrap();
-        assert_eq!(refused, ["carol"]);
+        assert_eq!(refused, ["erin"]);
         assert_eq!(users.challenge(), "Basic realm=\"Who are you\"");
         for (user, password, ok) in [
             ("alice", "secret", true),
@@ -222,7 +229,8 @@ mod tests {
             ("bob", "hunter2", true),
             ("bob", "hunter2", true),
             ("bob", "hunter3", false),
-            ("carol", "password", false),
+            ("carol", "password", true),
+            ("carol", "Password", false),
             ("dave", "secret", false),
         ] {
             assert_eq!(users.admits(&basic(user, password)).await, ok, "{user}:{password}");

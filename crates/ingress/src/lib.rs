@@ -5,6 +5,7 @@
 
 pub mod affinity;
 pub mod annotations;
+mod apr1;
 pub mod auth;
 pub mod backend;
 pub mod body;

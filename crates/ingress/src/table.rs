@@ -520,7 +520,7 @@ impl Builder<'_> {
                         ingress: who.clone(),
                         reason: "UnsupportedPasswordHash",
                         message: format!(
-                            "auth Secret {namespace}/{name}: users {refused:?} have a password hash weft does not verify (only bcrypt, htpasswd -B, and {{SHA}}); they cannot log in"
+                            "auth Secret {namespace}/{name}: users {refused:?} have a password hash weft does not verify (only bcrypt, apr1 and {{SHA}}); they cannot log in"
                         ),
                     });
                 }
