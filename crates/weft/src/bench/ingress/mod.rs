@@ -279,7 +279,8 @@ fn bench(dir: &std::path::Path, shared: std::sync::Arc<weft_lab::supervisor::Sha
     table.row("new TLS handshakes/s", &handshakes, 0);
     table.ratio("  to nginx", &handshakes);
     table.row("KiB per idle keep-alive conn", &idle, 1);
-    table.ratio("  to nginx", &idle);
+    // nginx's idle connection is at or near 0 KiB: a ratio to it says nothing, the difference does.
+    table.difference("  minus nginx's", &idle, 1);
     table.row("requests/s, routes 10×/s", &column(&churn, |r| r.rps), 0);
     table.row("  failed of them", &column(&churn, |r| r.failed as f64), 0);
     println!(
@@ -413,11 +414,20 @@ impl Table<'_> {
 
     /// Each column's figure over nginx's of the same round.
     fn ratio(&self, label: &str, values: &[Vec<f64>]) {
+        self.against_nginx(label, values, |x, n| x / n, 2);
+    }
+
+    fn difference(&self, label: &str, values: &[Vec<f64>], digits: usize) {
+        self.against_nginx(label, values, |x, n| x - n, digits);
+    }
+
+    /// A row of each proxy's figure set against nginx's of the same round.
+    fn against_nginx(&self, label: &str, values: &[Vec<f64>], f: fn(f64, f64) -> f64, digits: usize) {
         let Some(nginx) = self.nginx else { return };
-        let ratios: Vec<Vec<f64>> = values
+        let rows: Vec<Vec<f64>> = values
             .iter()
-            .map(|xs| xs.iter().zip(&values[nginx]).map(|(x, n)| x / n).collect())
+            .map(|xs| xs.iter().zip(&values[nginx]).map(|(&x, &n)| f(x, n)).collect())
             .collect();
-        self.row(label, &ratios, 2);
+        self.row(label, &rows, digits);
     }
 }

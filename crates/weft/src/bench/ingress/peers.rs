@@ -235,6 +235,7 @@ fn envoy_listener(name: &str, port: u16, routes: &Path, tls: Option<(&Path, &Pat
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {name}
           use_remote_address: true
+          http_protocol_options: {{ accept_http_10: true, default_host_for_http_10: {host} }}
           rds:
             route_config_name: routes
             config_source:
@@ -244,6 +245,7 @@ fn envoy_listener(name: &str, port: u16, routes: &Path, tls: Option<(&Path, &Pat
           - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}{transport}"#,
         routes = routes.display(),
+        host = super::load::HOST,
     )
 }
 
