@@ -69,9 +69,15 @@ pub trait Cluster: Send + Sync + 'static {
     /// Where a container's output is written (`previous`: of its last run).
     fn log_file(&self, pod: &Pod, container: &str, previous: bool) -> Option<PathBuf>;
 
-    /// Runs `argv` inside the pod's sandbox: `start` completes the command (its streams) and spawns it, on a
-    /// thread that has entered the sandbox (blocking until it did).
-    fn exec(&self, pod: &Pod, argv: &[String], start: Start<'_>) -> std::io::Result<tokio::process::Child>;
+    /// Runs `argv` inside the pod's sandbox with container `container`'s environment: `start` completes the
+    /// command (its streams) and spawns it, on a thread that has entered the sandbox (blocking until it did).
+    fn exec(
+        &self,
+        pod: &Pod,
+        container: &str,
+        argv: &[String],
+        start: Start<'_>,
+    ) -> std::io::Result<tokio::process::Child>;
 
     /// What `attach -i` writes to in container `container` of a running pod: its stdin, or its terminal. None
     /// when it keeps no stdin open (started without `stdin`/`tty`, or a `stdinOnce` stdin another session took).

@@ -68,7 +68,7 @@ impl Streams {
 /// `pods/NAME/exec?command=...&stdin=&stdout=&stderr=&tty=&container=`.
 pub fn exec(api: &Api, call: &mut Call, snap: &Snapshot, target: &Target) -> Result<Response<Body>, ApiError> {
     let pod = crate::pods::pod(snap, target)?;
-    crate::pods::container(pod, call.param("container"))?;
+    let container = crate::pods::container(pod, call.param("container"))?;
     crate::pods::running(pod)?;
     let streams = Streams::of(call)?;
     let argv = query_values(&call.raw_query, "command");
@@ -81,7 +81,18 @@ pub fn exec(api: &Api, call: &mut Call, snap: &Snapshot, target: &Target) -> Res
     let (v5, response) = websocket_v5(call)?;
     crate::upgrade::spawn(call, move |io| async move {
         let ws = crate::upgrade::websocket(io).await;
-        exec_session(ws, v5, streams, &Exec { cluster, pod, argv }).await;
+        exec_session(
+            ws,
+            v5,
+            streams,
+            &Exec {
+                cluster,
+                pod,
+                container,
+                argv,
+            },
+        )
+        .await;
     })?;
     Ok(response)
 }
@@ -216,6 +227,7 @@ fn status_bytes(status: &Value) -> Vec<u8> {
 struct Exec {
     cluster: Arc<dyn Cluster>,
     pod: Pod,
+    container: String,
     argv: Vec<String>,
 }
 
@@ -237,7 +249,11 @@ async fn exec_session(ws: WebSocket, v5: bool, streams: Streams, exec: &Exec) {
             Ok(Some(Err(_)) | None) => return,
         }
     }
-    let status = match Process::spawn(|start| exec.cluster.exec(&exec.pod, argv, start), streams, size) {
+    let status = match Process::spawn(
+        |start| exec.cluster.exec(&exec.pod, &exec.container, argv, start),
+        streams,
+        size,
+    ) {
         Ok(process) => process
             .run(first, &mut source, &out, v5)
             .await

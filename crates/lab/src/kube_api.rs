@@ -25,6 +25,29 @@ impl LabCluster {
             .try_write(|store| Ok(f(store)))
             .map_err(|e| ApiError::internal(e.to_string()))?
     }
+
+    /// Container `container`'s environment, made from the store as the pod's kubelet made it.
+    fn container_env(&self, pod: &Pod, container: &str, ip: &str) -> Result<Vec<(String, String)>, String> {
+        let spec = pod.spec.as_ref().ok_or("the pod has no spec")?;
+        let c = (spec.init_containers.iter().flatten().chain(&spec.containers))
+            .find(|c| c.name == container)
+            .ok_or_else(|| format!("the pod has no container {container}"))?;
+        let node_name = spec.node_name.as_deref().unwrap_or_default();
+        let lab = &self.0.spec;
+        let node = (lab.node_plans().into_iter())
+            .find(|n| n.name == node_name)
+            .ok_or_else(|| format!("the pod's node {node_name} is not one of the lab's"))?;
+        let snap = self.0.snapshot();
+        let facts = crate::kubelet::env::Facts {
+            pod,
+            node: &node,
+            ip,
+            api_ip: &lab.kubernetes_service_ip().to_string(),
+            path: crate::sandbox::pod_path(&lab.weft_bin),
+            snap: &snap,
+        };
+        crate::kubelet::env::env(c, &facts)
+    }
 }
 
 /// A lab error as the API reports it.
@@ -178,14 +201,22 @@ impl Cluster for LabCluster {
         (!previous).then(|| self.0.paths.pod_dir(uid).join(format!("{container}.log")))
     }
 
-    fn exec(&self, pod: &Pod, argv: &[String], start: Start<'_>) -> std::io::Result<tokio::process::Child> {
+    fn exec(
+        &self,
+        pod: &Pod,
+        container: &str,
+        argv: &[String],
+        start: Start<'_>,
+    ) -> std::io::Result<tokio::process::Child> {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        if pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).is_none() {
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
             return Err(std::io::Error::other(format!("pod {name} is not running yet")));
-        }
-        // The command gets the supervisor's environment.
+        };
+        // The command gets the container's environment, as kubelet's exec does (PATH, the `kubernetes` Service's
+        // variables, env and envFrom), not the supervisor's.
+        let env = self.container_env(pod, container, ip).map_err(std::io::Error::other)?;
         Sandbox::of_pod(&self.0.paths, pod)
-            .spawn(argv, Env::Inherit(Vec::new()), |command| {
+            .spawn(argv, Env::Only(env), |command| {
                 start(command).map_err(io(format!("starting {}", argv.join(" "))))
             })
             .map_err(std::io::Error::other)
@@ -208,12 +239,7 @@ impl Cluster for LabCluster {
 /// The `kubernetes` Service every cluster has in `default` (the service CIDR's first address, port 443), and
 /// its Endpoints at the control-plane address: in-cluster clients reach the API through it.
 pub fn kubernetes_service(spec: &crate::LabSpec) -> Vec<Value> {
-    let ip = spec
-        .service_cidr
-        .hosts()
-        .next()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let ip = spec.kubernetes_service_ip().to_string();
     let port = serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": CONTROL_PLANE_PORT}]);
     vec![
         serde_json::json!({

@@ -121,9 +121,7 @@ impl Kubelet {
         Kubelet {
             node_netns: PathBuf::from("/run/netns").join(paths.node_netns(&node.name)),
             network_ready: AtomicBool::new(false),
-            api_ip: (shared.spec.service_cidr.hosts().next())
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
+            api_ip: shared.spec.kubernetes_service_ip().to_string(),
             shared,
             node,
             runtime,

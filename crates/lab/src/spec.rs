@@ -170,6 +170,11 @@ impl LabSpec {
         wire_host(CONTROL_PLANE)
     }
 
+    /// The `kubernetes` Service's ClusterIP: the service CIDR's first address, as in every cluster.
+    pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
+        self.service_cidr.hosts().next().unwrap_or(self.control_plane_ip())
+    }
+
     pub fn external_ip(&self) -> Ipv4Addr {
         wire_host(EXTERNAL_HOST)
     }

@@ -207,7 +207,7 @@ pub fn run(paths: &Paths) -> Result<()> {
 /// service-account token issuer, which the kubelets share.
 fn start_api(shared: &Arc<Shared>) -> Result<Arc<weft_apiserver::tokens::Tokens>> {
     let (spec, paths) = (&shared.spec, &shared.paths);
-    let service_ip = spec.service_cidr.hosts().next().unwrap_or(spec.control_plane_ip());
+    let service_ip = spec.kubernetes_service_ip();
     let names =
         weft_apiserver::pki::ServerNames::for_lab(spec.control_plane_ip().into(), service_ip.into(), "cluster.local");
     let pki = weft_apiserver::pki::Pki::load_or_create(&paths.pki_dir(), &spec.name, &names)

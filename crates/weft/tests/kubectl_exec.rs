@@ -135,6 +135,20 @@ fn kubectl_exec_and_port_forward() {
     let out = k.run(&["exec", "client", "-c", "c", "--", "hostname"]);
     assert_eq!((text(&out.stdout).as_str(), out.status.code()), ("client\n", Some(0)));
 
+    // The command gets the container's environment, as kubelet's exec gives it: the `kubernetes` Service's
+    // variables, the pod's own, and the pod's PATH, on which `weft probe` is found as in the notes.
+    let api_ip = k.run(&["get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]);
+    let script = "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $WEFT_POD_NAME; command -v weft";
+    let out = k.run(&["exec", "client", "--", "sh", "-c", script]);
+    let shown = text(&out.stdout);
+    let mut lines = shown.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("{}:443 client", text(&api_ip.stdout)).as_str()),
+        "{shown}"
+    );
+    assert!(lines.next().is_some_and(|l| l.ends_with("/weft")), "{shown}");
+
     // stdin, to its end.
     let out = k.run_with_input(
         &["exec", "-i", "client", "--", "sh", "-c", "cat; echo done"],
