@@ -100,7 +100,8 @@ fn check_container(pod: &Value, name: &str, container: Option<&str>) -> Result<S
     }
 }
 
-/// Until the API serves pods/exec, the command runs here, entering the sandbox of the pod the API names.
+/// The command runs here, entering the sandbox of the pod the API names (this host's lab, as root), with the
+/// caller's environment and the pods' PATH; `kubectl exec` goes through the API's pods/exec instead.
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<i32> {
     let name = pod_name(&args.pod)?;
     let (pod, _) = running_pod(&Api::connect(paths)?, &args.namespace, name)?;
