@@ -215,7 +215,7 @@ impl Cluster for LabCluster {
         // The command gets the container's environment, as kubelet's exec does (PATH, the `kubernetes` Service's
         // variables, env and envFrom), not the supervisor's.
         let env = self.container_env(pod, container, ip).map_err(std::io::Error::other)?;
-        Sandbox::of_pod(&self.0.paths, pod)
+        Sandbox::of_pod(&self.0.paths, pod, Some(container))
             .spawn(argv, Env::Only(env), |command| {
                 start(command).map_err(io(format!("starting {}", argv.join(" "))))
             })
@@ -227,7 +227,8 @@ impl Cluster for LabCluster {
     }
 
     fn connect(&self, pod: &Pod, port: u16) -> std::io::Result<std::net::TcpStream> {
-        let sandbox = Sandbox::of_pod(&self.0.paths, pod);
+        // Only the pod's network matters here, which its containers share.
+        let sandbox = Sandbox::of_pod(&self.0.paths, pod, None);
         let netns = weft_netlink::Netns::open(&sandbox.netns.to_string_lossy()).map_err(std::io::Error::other)?;
         // The socket keeps the namespace it was made in, whichever thread uses it later.
         netns

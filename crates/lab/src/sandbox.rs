@@ -47,15 +47,22 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// The sandbox of a running pod's first container: its own namespaces (or its node's network for a
-    /// host-network pod), its image's files and its volumes.
-    pub fn of_pod(paths: &crate::spec::Paths, pod: &k8s_openapi::api::core::v1::Pod) -> Sandbox {
+    /// The sandbox of container `container` of a running pod (None: its first): the pod's own namespaces (or
+    /// its node's network for a host-network pod), the container's image's files and its volumes.
+    pub fn of_pod(
+        paths: &crate::spec::Paths,
+        pod: &k8s_openapi::api::core::v1::Pod,
+        container: Option<&str>,
+    ) -> Sandbox {
         use crate::kubelet::{image, volumes};
         let spec = pod.spec.as_ref();
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let node = spec.and_then(|s| s.node_name.as_deref()).unwrap_or_default();
-        let container = spec.and_then(|s| s.containers.first());
+        let container = spec.and_then(|s| match container {
+            Some(wanted) => (s.init_containers.iter().flatten().chain(&s.containers)).find(|c| c.name == wanted),
+            None => s.containers.first(),
+        });
         let mut binds = image::binds(paths, container.and_then(|c| c.image.as_deref()));
         if let Some(c) = container {
             let fs = crate::node_fs::NodeFs::new(paths, node);

@@ -105,13 +105,13 @@ fn check_container(pod: &Value, name: &str, container: Option<&str>) -> Result<S
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<i32> {
     let name = pod_name(&args.pod)?;
     let (pod, _) = running_pod(&Api::connect(paths)?, &args.namespace, name)?;
-    check_container(&pod, name, args.container.as_deref())?;
+    let container = check_container(&pod, name, args.container.as_deref())?;
     if args.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
     }
     let pod: weft_model::k8s_openapi::api::core::v1::Pod =
         serde_json::from_value(pod).context("the pod as the lab stores it")?;
-    let sandbox = Sandbox::of_pod(paths, &pod);
+    let sandbox = Sandbox::of_pod(paths, &pod, Some(&container));
     crate::lab::run_inherit(&sandbox, &args.command)
 }
 
