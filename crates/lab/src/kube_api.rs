@@ -38,15 +38,7 @@ impl LabCluster {
             .find(|n| n.name == node_name)
             .ok_or_else(|| format!("the pod's node {node_name} is not one of the lab's"))?;
         let snap = self.0.snapshot();
-        let facts = crate::kubelet::env::Facts {
-            pod,
-            node: &node,
-            ip,
-            api_ip: &lab.kubernetes_service_ip().to_string(),
-            path: crate::sandbox::pod_path(&lab.weft_bin),
-            snap: &snap,
-        };
-        crate::kubelet::env::env(c, &facts)
+        crate::kubelet::env::env(c, &crate::kubelet::env::Facts::new(pod, &node, ip, lab, &snap))
     }
 }
 

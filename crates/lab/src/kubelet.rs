@@ -62,8 +62,6 @@ pub struct Kubelet {
     runtime: cni::Runtime,
     /// Whether the node's runtime has a network config (see `watch_network`).
     network_ready: AtomicBool,
-    /// The `kubernetes` Service's ClusterIP.
-    api_ip: String,
     pods: Mutex<HashMap<String, Arc<PodRun>>>,
     /// Pods waiting for one of the node's `PARALLEL_STARTS` start threads.
     starts: Mutex<VecDeque<(Arc<PodRun>, Pod)>>,
@@ -121,7 +119,6 @@ impl Kubelet {
         Kubelet {
             node_netns: PathBuf::from("/run/netns").join(paths.node_netns(&node.name)),
             network_ready: AtomicBool::new(false),
-            api_ip: shared.spec.kubernetes_service_ip().to_string(),
             shared,
             node,
             runtime,
@@ -585,14 +582,7 @@ impl Kubelet {
 
     /// What the pod's variables and downward API volumes are made of.
     fn facts<'a>(&'a self, pod: &'a Pod, ip: &'a str, snap: &'a weft_model::Snapshot) -> env::Facts<'a> {
-        env::Facts {
-            pod,
-            node: &self.node,
-            ip,
-            api_ip: self.api_ip.as_str(),
-            path: sandbox::pod_path(&self.shared.spec.weft_bin),
-            snap,
-        }
+        env::Facts::new(pod, &self.node, ip, &self.shared.spec, snap)
     }
 
     /// Where container `c` runs: the pod's namespaces (the node's network for a host-network pod), its image's

@@ -3,9 +3,10 @@
 //! came before, ConfigMap and Secret keys, the downward API's fields), and `$(VAR)` expanded in `command` and
 //! `args`. `resourceFieldRef` is not supported: the lab sets no resources, so such a variable is left out.
 
-use crate::spec::NodePlan;
+use crate::spec::{LabSpec, NodePlan};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use weft_model::k8s_openapi;
 use weft_model::{Key, Snapshot};
 
@@ -16,10 +17,24 @@ pub struct Facts<'a> {
     /// The pod's address (the node's for a host-network pod).
     pub ip: &'a str,
     /// The `kubernetes` Service's ClusterIP.
-    pub api_ip: &'a str,
+    pub api_ip: Ipv4Addr,
     /// PATH inside the container.
     pub path: String,
     pub snap: &'a Snapshot,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of a pod on `node` of `lab`, from the store as `snap` has it.
+    pub fn new(pod: &'a Pod, node: &'a NodePlan, ip: &'a str, lab: &LabSpec, snap: &'a Snapshot) -> Facts<'a> {
+        Facts {
+            pod,
+            node,
+            ip,
+            api_ip: lab.kubernetes_service_ip(),
+            path: crate::sandbox::pod_path(&lab.weft_bin),
+            snap,
+        }
+    }
 }
 
 /// The environment, in the order kubelet builds it (a later variable of the same name replaces an earlier
@@ -300,7 +315,7 @@ mod tests {
             pod: &pod,
             node: &node,
             ip: "10.244.1.5",
-            api_ip: "10.96.0.1",
+            api_ip: Ipv4Addr::new(10, 96, 0, 1),
             path: "/bin".into(),
             snap: &snap,
         };
